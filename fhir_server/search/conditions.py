@@ -1,0 +1,165 @@
+"""The parsed form of a search, handed to storage engines.
+
+A `SearchQuery` is an AND of clauses; a clause is an OR of conditions (the FHIR `,`).
+Each condition names one search parameter of one type and is matched against that
+type's index values (see `values.py`). Engines translate conditions; they do not parse
+URLs. The search issue adds condition kinds (chains, _has, composite, ...) here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Prefix = Literal["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"]
+
+
+@dataclass(frozen=True, slots=True)
+class IdCondition:
+    """`_id`: the logical id is one of these."""
+
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LastUpdatedCondition:
+    """`_lastUpdated`: compares meta.lastUpdated (an instant) with the range [low, high]."""
+
+    prefix: Prefix
+    low: str
+    high: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCondition:
+    """system|code matching. system None: any system; system "": no system; code None: any."""
+
+    param: str
+    system: str | None
+    code: str | None
+    negate: bool = False  # :not
+
+
+@dataclass(frozen=True, slots=True)
+class StringCondition:
+    param: str
+    value: str  # normalized for "start" and "contains"; as written for "exact"
+    mode: Literal["start", "exact", "contains"] = "start"
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceCondition:
+    """target_type/target_id for local references; url for absolute or canonical ones."""
+
+    param: str
+    target_type: str | None = None
+    target_id: str | None = None
+    url: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DateCondition:
+    """A date parameter compared with the search value's range [low, high] by `prefix`."""
+
+    param: str
+    prefix: Prefix
+    low: str
+    high: str
+
+
+@dataclass(frozen=True, slots=True)
+class NumberCondition:
+    param: str
+    prefix: Prefix
+    low: float
+    high: float
+
+
+@dataclass(frozen=True, slots=True)
+class QuantityCondition:
+    param: str
+    prefix: Prefix
+    low: float
+    high: float
+    system: str | None = None
+    code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UriCondition:
+    param: str
+    uri: str
+    mode: Literal["eq", "below", "above"] = "eq"
+
+
+@dataclass(frozen=True, slots=True)
+class MissingCondition:
+    """`:missing=true|false`: whether the resource has any index value for `param`."""
+
+    param: str
+    param_type: Literal["token", "string", "reference", "date", "number", "quantity", "uri"]
+    missing: bool
+
+
+Condition = (
+    IdCondition
+    | LastUpdatedCondition
+    | TokenCondition
+    | StringCondition
+    | ReferenceCondition
+    | DateCondition
+    | NumberCondition
+    | QuantityCondition
+    | UriCondition
+    | MissingCondition
+)
+
+Clause = tuple[Condition, ...]  # OR
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    """Sort by `_id`, `_lastUpdated` (the foundation); other parameters come with search."""
+
+    param: str
+    descending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """Resources of `types` (empty: every type) matching all `clauses`.
+
+    Results are ordered by `sort`, then by insertion order as the stable tiebreak.
+    `count` 0 means only the total is wanted (`_summary=count`).
+    """
+
+    types: tuple[str, ...]
+    clauses: tuple[Clause, ...] = ()
+    sort: tuple[SortKey, ...] = ()
+    count: int = 20
+    offset: int = 0
+    total: Literal["none", "estimate", "accurate"] = "accurate"
+
+
+def range_matches(prefix: Prefix, low: object, high: object, value_low: object, value_high: object) -> bool:
+    """The FHIR R4 prefix rules on ranges (search value [low, high], indexed [value_low, value_high]).
+
+    https://hl7.org/fhir/R4/search.html#prefix -- the reference both engines translate:
+    eq: the search range fully contains the value's; ne: it does not; gt: the range above
+    the search value overlaps the value's; lt: the range below does; ge/le: gt/lt or eq;
+    sa: the value starts after the search range; eb: it ends before; ap: they overlap.
+    """
+    contained = value_low >= low and value_high <= high  # type: ignore[operator]
+    rules = {
+        "eq": contained,
+        "ne": not contained,
+        "gt": value_high > high,  # type: ignore[operator]
+        "lt": value_low < low,  # type: ignore[operator]
+        "ge": value_high > high or contained,  # type: ignore[operator]
+        "le": value_low < low or contained,  # type: ignore[operator]
+        "sa": value_low > high,  # type: ignore[operator]
+        "eb": value_high < low,  # type: ignore[operator]
+        "ap": value_low <= high and value_high >= low,  # type: ignore[operator]
+    }
+    return rules[prefix]

@@ -1,0 +1,94 @@
+"""The storage port: what the FHIR service needs from a storage engine, and nothing more.
+
+Engines (`sqlite`, `mongodb`) implement `Storage` and pass the one contract suite in
+`tests/contract/`. They store each version's JSON bytes exactly as the service hands them
+over and give them back unchanged: reads are served from these bytes.
+
+Versioning rules the engines enforce (the service computes the numbers):
+- `write(rec, index, expected_version=n)` succeeds only if the current version of
+  (rec.type, rec.id) is `n` (0 when the resource never existed); otherwise it raises
+  `VersionConflict`. Two writers that read the same version: exactly one wins.
+- A deletion is a version whose `deleted` is true and `data` is empty: `read` returns it
+  (the service answers 410), search no longer finds the resource, history keeps it.
+- Everything written inside one `transaction()` becomes visible at once or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from fhir_server.search.conditions import SearchQuery
+from fhir_server.search.values import IndexValue
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    """One version of one resource, as stored."""
+
+    type: str
+    id: str
+    version: int
+    last_updated: str  # FHIR instant in UTC, microseconds, e.g. 2026-11-22T05:10:00.123456Z
+    deleted: bool
+    data: bytes  # the resource JSON as served (meta.versionId/lastUpdated set); b"" if deleted
+    method: Literal["POST", "PUT", "PATCH", "DELETE"] = "PUT"
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of results; `total` is None when it was not asked for."""
+
+    resources: list[StoredResource]
+    total: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """History at system (type None), type (id None) or instance level, newest first."""
+
+    type: str | None = None
+    id: str | None = None
+    since: str | None = None  # only versions with last_updated >= since
+    at: str | None = None  # only the version current at this instant, per resource
+    count: int = 50
+    offset: int = 0
+
+
+class StorageReader(Protocol):
+    async def read(self, type: str, id: str) -> StoredResource | None:
+        """The current version (possibly a deletion), or None if it never existed."""
+
+    async def search(self, query: SearchQuery) -> Page:
+        """Current, not-deleted resources matching every clause of `query`."""
+
+
+class StorageTx(StorageReader, Protocol):
+    """A write transaction. Reads inside it see its own writes."""
+
+    async def write(
+        self, rec: StoredResource, index: Sequence[IndexValue], *, expected_version: int
+    ) -> None:
+        """Store a new version and replace the resource's index values; see module rules."""
+
+    async def lock(self, key: str) -> None:
+        """Serialize transactions that claim the same key until they end (conditional create)."""
+
+
+class Storage(StorageReader, Protocol):
+    async def open(self) -> None:
+        """Connect, create tables/collections and indexes."""
+
+    async def close(self) -> None: ...
+
+    async def vread(self, type: str, id: str, version: int) -> StoredResource | None: ...
+
+    async def history(self, query: HistoryQuery) -> Page: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[StorageTx]:
+        """All-or-nothing unit of work; commits on normal exit, rolls back on exception."""
+
+    def iter_current(self, type: str) -> AsyncIterator[StoredResource]:
+        """Every current, not-deleted resource of a type, streamed (for export)."""

@@ -1,3 +1,62 @@
+"""The `fhir-server` command: serve, load, export."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-app = typer.Typer()
+from fhir_server.settings import Settings
+
+app = typer.Typer(help="FHIR R4 interoperability server", no_args_is_help=True,
+                  add_completion=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (FHIR_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (FHIR_PORT)")] = None,
+) -> None:
+    """Start the HTTP server (FHIR API under /fhir)."""
+    import uvicorn
+
+    from fhir_server.api.app import create_app
+
+    settings = Settings()
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    if settings.storage == "sqlite":
+        Path(settings.database).parent.mkdir(parents=True, exist_ok=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level=settings.log_level, access_log=False, loop="uvloop",
+                http="httptools")
+
+
+@app.command()
+def load(
+    paths: Annotated[list[Path], typer.Argument(help="Bundle / NDJSON files or folders")],
+) -> None:
+    """Load Bundles (transaction, batch, collection) and NDJSON files into the database."""
+    from fhir_server.loader import load_paths
+
+    summary = asyncio.run(load_paths(Settings(), paths))
+    raise typer.Exit(code=0 if summary.failed == 0 else 1)
+
+
+@app.command()
+def export(
+    type: Annotated[list[str], typer.Option("--type", help="Resource type (repeatable)")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for <Type>.ndjson files")],
+) -> None:
+    """Export current resources as NDJSON, one file per type, streamed."""
+    from fhir_server.loader import export_types
+
+    asyncio.run(export_types(Settings(), type, out))
+
+
+if __name__ == "__main__":
+    app()

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from fhir_server.errors import Forbidden
+from fhir_server.search.conditions import SearchQuery
+from fhir_server.storage.base import StoredResource
 
 Action = Literal["read", "search", "create", "update", "delete", "history", "operation"]
 
@@ -33,35 +35,49 @@ ANONYMOUS = AccessContext(subject="anonymous", scopes=frozenset({"user/*.*"}))
 
 
 class AccessPolicy(Protocol):
-    def check(
-        self, ctx: AccessContext, action: Action, resource_type: str, resource: dict | None = None
-    ) -> None:
-        """Raise `Forbidden` if `ctx` may not perform `action` on this type (or resource)."""
+    """The one place where "may this caller do this?" is decided.
 
-    def visible(self, ctx: AccessContext, resource_type: str, resource: dict) -> bool:
-        """Whether a resource pulled into a result (search, include, history) may be shown."""
+    `check` guards every interaction before it touches storage; `check_resource` sees the
+    resource a write is about to store; `visible` filters every resource a read returns
+    (read, vread, history, search matches and anything a search pulls in); `restrict`
+    narrows a search to what the caller may see (e.g. a patient compartment).
+    """
+
+    def check(self, ctx: AccessContext, action: Action, resource_type: str | None) -> None: ...
+
+    def check_resource(
+        self, ctx: AccessContext, action: Action, resource_type: str, resource: dict
+    ) -> None: ...
+
+    def visible(self, ctx: AccessContext, rec: StoredResource) -> bool: ...
+
+    def restrict(self, ctx: AccessContext, query: SearchQuery) -> SearchQuery: ...
 
 
 class AllowAll:
     """The unrestricted policy of the foundation: every context may do everything."""
 
-    def check(
-        self, ctx: AccessContext, action: Action, resource_type: str, resource: dict | None = None
+    def check(self, ctx: AccessContext, action: Action, resource_type: str | None) -> None:
+        return None
+
+    def check_resource(
+        self, ctx: AccessContext, action: Action, resource_type: str, resource: dict
     ) -> None:
         return None
 
-    def visible(self, ctx: AccessContext, resource_type: str, resource: dict) -> bool:
+    def visible(self, ctx: AccessContext, rec: StoredResource) -> bool:
         return True
 
+    def restrict(self, ctx: AccessContext, query: SearchQuery) -> SearchQuery:
+        return query
 
-class DenyAll:
-    """A policy that refuses everything; used to prove the seam is on every path."""
 
-    def check(
-        self, ctx: AccessContext, action: Action, resource_type: str, resource: dict | None = None
-    ) -> None:
+class DenyAll(AllowAll):
+    """Refuses every non-system caller; tests use it to prove the seam is on every path."""
+
+    def check(self, ctx: AccessContext, action: Action, resource_type: str | None) -> None:
         if not ctx.system:
-            raise Forbidden(f"{action} on {resource_type} is not permitted for {ctx.subject}")
+            raise Forbidden(f"{action} on {resource_type or 'the system'} is not permitted")
 
-    def visible(self, ctx: AccessContext, resource_type: str, resource: dict) -> bool:
+    def visible(self, ctx: AccessContext, rec: StoredResource) -> bool:
         return ctx.system

@@ -1,0 +1,122 @@
+"""The HTTP adapter: FastAPI in front of the framework-free FHIR service.
+
+Every request under `/fhir` becomes one `interactions.Request`; the service's route table
+decides what it is. This package is the only one that imports a web framework.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI
+from starlette.requests import Request as HttpRequest
+from starlette.responses import Response as HttpResponse
+
+from fhir_server.api.content import FORM_TYPE, MEDIA, parse_body, render, response_format
+from fhir_server.api.middleware import BodyLimitMiddleware
+from fhir_server.context import ANONYMOUS
+from fhir_server.errors import FhirError, operation_outcome, Issue
+from fhir_server.interactions.request import Request
+from fhir_server.interactions.service import FhirService
+from fhir_server.settings import Settings
+from fhir_server.storage import make_storage
+from fhir_server.storage.base import Storage
+
+log = logging.getLogger("fhir_server")
+FHIR_PREFIX = "/fhir"
+_BODY_METHODS = ("POST", "PUT", "PATCH")
+
+
+def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
+    """The ASGI app: FHIR REST under /fhir, storage opened and closed with the app."""
+    settings = settings or Settings()
+    store = storage or make_storage(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.open()
+        app.state.service = FhirService(
+            store, base_url=settings.base_url, default_count=settings.default_count,
+            max_count=settings.max_count,
+        )
+        try:
+            yield
+        finally:
+            await store.close()
+
+    app = FastAPI(title="FHIR R4 server", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+    app.add_api_route(FHIR_PREFIX, fhir_endpoint, methods=methods, include_in_schema=False)
+    app.add_api_route(FHIR_PREFIX + "/{path:path}", fhir_endpoint, methods=methods,
+                      include_in_schema=False)
+    app.add_exception_handler(FhirError, _fhir_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)
+    return app
+
+
+async def fhir_endpoint(request: HttpRequest) -> HttpResponse:
+    service: FhirService = request.app.state.service
+    query = parse_qsl(request.url.query, keep_blank_values=True)
+    fmt = response_format(request.headers.get("accept"), _first(query, "_format"))
+    request.state.fhir_format = fmt
+    body = None
+    method = request.method
+    if method in _BODY_METHODS:
+        raw = await request.body()
+        content_type = request.headers.get("content-type")
+        if content_type and content_type.split(";")[0].strip().lower() == FORM_TYPE:
+            query += parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        elif raw.strip():
+            body = parse_body(content_type, raw)
+    req = Request(
+        method="GET" if method == "HEAD" else method,
+        path=request.path_params.get("path", ""),
+        query=tuple(query),
+        headers=dict(request.headers),
+        body=body,
+        context=ANONYMOUS,
+        base=service.base_url or _base(request),
+    )
+    result = await service.handle(req)
+    headers = dict(result.headers)
+    if result.body is None or method == "HEAD":
+        return HttpResponse(status_code=result.status, headers=headers)
+    pretty = _first(query, "_pretty") == "true"
+    content = render(result.body, fmt, pretty)
+    return HttpResponse(content, status_code=result.status, headers=headers,
+                        media_type=MEDIA[fmt])
+
+
+def _first(query: list[tuple[str, str]], name: str) -> str | None:
+    return next((v for k, v in query if k == name), None)
+
+
+def _base(request: HttpRequest) -> str:
+    return str(request.base_url).rstrip("/") + FHIR_PREFIX
+
+
+async def _fhir_error(request: HttpRequest, error: FhirError) -> HttpResponse:
+    return _outcome_response(request, error.status, error.outcome(), error.headers)
+
+
+async def _unexpected(request: HttpRequest, error: Exception) -> HttpResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    outcome = operation_outcome([Issue("An unexpected error occurred; it was logged",
+                                       "exception")])
+    return _outcome_response(request, 500, outcome, {})
+
+
+def _outcome_response(
+    request: HttpRequest, status: int, outcome: dict, headers: dict[str, str]
+) -> HttpResponse:
+    fmt = getattr(request.state, "fhir_format", None) or "json"
+    try:
+        content = render(outcome, fmt, pretty=False)
+    except FhirError:
+        fmt, content = "json", render(outcome, "json", pretty=False)
+    return HttpResponse(content, status_code=status, headers=headers, media_type=MEDIA[fmt])

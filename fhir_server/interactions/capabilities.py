@@ -1,0 +1,93 @@
+"""FHIR capabilities interaction: `GET [base]/metadata`.
+
+https://hl7.org/fhir/R4/http.html#capabilities -- the CapabilityStatement is generated
+from the route table the server actually uses (`routes.ROUTES`) and the search registry,
+so what it claims cannot drift from what the server does.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from fhir_server.interactions.request import Request, Response
+
+if TYPE_CHECKING:
+    from fhir_server.interactions.routes import RouteMatch
+    from fhir_server.interactions.service import FhirService
+    from fhir_server.storage.base import StorageTx
+
+FHIR_VERSION = "4.0.1"
+SOFTWARE = {"name": "fhir-server", "version": "0.1.0"}
+_TYPE_LEVEL = ("read", "vread", "update", "patch", "delete", "history-instance",
+               "history-type", "create", "search-type")
+_SEARCHABLE_TYPES = ("number", "date", "string", "token", "reference", "quantity", "uri")
+
+
+async def handle(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | None) -> Response:
+    return Response(200, capability_statement(svc, req.base))
+
+
+def capability_statement(svc: FhirService, base: str) -> dict[str, Any]:
+    from fhir_server.interactions.routes import ROUTES
+
+    interactions = {r.interaction for r in ROUTES}
+    statement = dict(_static_part(svc, frozenset(interactions)))
+    statement["implementation"] = {"description": "FHIR R4 server", "url": base}
+    return statement
+
+
+@lru_cache(maxsize=4)
+def _static_part(svc: FhirService, interactions: frozenset[str]) -> dict[str, Any]:
+    system = [{"code": code} for code in ("transaction", "batch", "search-system",
+                                           "history-system")
+              if code in interactions or (code == "batch" and "transaction" in interactions)]
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-22",
+        "publisher": "fhir-server",
+        "kind": "instance",
+        "software": SOFTWARE,
+        "fhirVersion": FHIR_VERSION,
+        "format": ["json", "xml", "application/fhir+json", "application/fhir+xml"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json",
+                        "application/fhir+xml"],
+        "rest": [{
+            "mode": "server",
+            "resource": [_resource(svc, t, interactions) for t in sorted(svc.resource_types)],
+            "interaction": system,
+            "searchParam": _common_params(),
+        }],
+    }
+
+
+def _resource(svc: FhirService, type: str, interactions: frozenset[str]) -> dict[str, Any]:
+    params = svc.registry.params_for(type)
+    return {
+        "type": type,
+        "profile": f"http://hl7.org/fhir/StructureDefinition/{type}",
+        "interaction": [{"code": c} for c in _TYPE_LEVEL if c in interactions],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": True,
+        "conditionalCreate": True,
+        "conditionalRead": "full-support",
+        "conditionalUpdate": True,
+        "conditionalDelete": "single",
+        "referencePolicy": ["literal", "logical"],
+        "searchParam": [
+            {"name": code, "definition": p.url, "type": p.type}
+            for code, p in sorted(params.items())
+            if p.type in _SEARCHABLE_TYPES and not code.startswith("_")
+        ],
+    }
+
+
+def _common_params() -> list[dict[str, str]]:
+    return [
+        {"name": "_id", "type": "token",
+         "definition": "http://hl7.org/fhir/SearchParameter/Resource-id"},
+        {"name": "_lastUpdated", "type": "date",
+         "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},
+    ]

@@ -1,0 +1,91 @@
+"""FHIR patch interaction with JSON Patch or FHIRPath Patch, plain and conditional.
+
+https://hl7.org/fhir/R4/http.html#patch -- "The body of a PATCH operation SHALL be either
+a JSON Patch document with a content type of application/json-patch+json, an XML Patch
+document ..., or a FHIRPath Patch parameters Resource". The patched resource is validated
+like any update and becomes the next version; If-Match makes it version-aware.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import orjson
+
+from fhir_server.errors import BadRequest, NotFound, PreconditionFailed, Unprocessable
+from fhir_server.interactions.request import Request, Response
+from fhir_server.model.fhirpath_patch import apply_fhirpath_patch, apply_json_patch
+from fhir_server.model.validate import validate_resource
+
+if TYPE_CHECKING:
+    from fhir_server.interactions.routes import RouteMatch
+    from fhir_server.interactions.service import FhirService
+    from fhir_server.storage.base import StorageTx
+
+
+async def handle(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | None) -> Response:
+    assert m.type and m.id and req.context
+    svc.policy.check(req.context, "update", m.type)
+    _check_patch_body(req.body)
+    type, id = m.type, m.id
+
+    async def work(db: StorageTx) -> Response:
+        return await patch_one(svc, req, db, type, id)
+
+    return await svc.in_transaction(tx, work, retry=req.header("if-match") is None)
+
+
+async def conditional(
+    svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | None
+) -> Response:
+    assert m.type and req.context
+    ctx, type = req.context, m.type
+    svc.policy.check(ctx, "update", type)
+    _check_patch_body(req.body)
+    criteria = [(k, v) for k, v in req.query if k not in ("_format", "_pretty")]
+
+    async def work(db: StorageTx) -> Response:
+        found = await svc.find(db, ctx, type, criteria)
+        if len(found) != 1:
+            raise PreconditionFailed(
+                f"Conditional patch needs exactly one {type} match, found {len(found)}"
+            )
+        return await patch_one(svc, req, db, type, found[0].id)
+
+    return await svc.in_transaction(tx, work)
+
+
+async def patch_one(
+    svc: FhirService, req: Request, db: StorageTx, type: str, id: str
+) -> Response:
+    current = await db.read(type, id)
+    if current is None or current.deleted:
+        raise NotFound(f"{type}/{id} is not known")
+    svc.check_if_match(req, current)
+    assert req.context
+    before = orjson.loads(current.data)
+    after = _apply(before, req.body)
+    if after.get("resourceType") != type or after.get("id") != id:
+        raise Unprocessable("A patch may not change the resource type or id")
+    after = validate_resource(after)
+    svc.policy.check_resource(req.context, "update", type, after)
+    rec = await svc.store(db, type, id, after, current=current, method="PATCH")
+    return svc.resource_response(req, rec, 200)
+
+
+def _apply(resource: dict, body: object) -> dict:
+    if isinstance(body, list):
+        return apply_json_patch(resource, body)
+    assert isinstance(body, dict)
+    return apply_fhirpath_patch(resource, body)
+
+
+def _check_patch_body(body: object) -> None:
+    if isinstance(body, list):
+        return
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        return
+    raise BadRequest(
+        "A PATCH body must be a JSON Patch document (application/json-patch+json) "
+        "or a FHIRPath Patch Parameters resource"
+    )

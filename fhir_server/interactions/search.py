@@ -1,0 +1,98 @@
+"""FHIR search interaction at type and system level (GET, and POST `_search` with a form).
+
+https://hl7.org/fhir/R4/http.html#search and https://hl7.org/fhir/R4/search.html -- the
+result is a Bundle of type searchset with `self` (the parameters actually applied),
+`next`/`previous` links and, unless `_total=none`, the total. Unknown parameters are
+ignored (reported in an OperationOutcome entry) unless `Prefer: handling=strict`, when
+they are a 400.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import orjson
+
+from fhir_server.errors import NotFound
+from fhir_server.interactions.bundles import bundle, entry, page_links
+from fhir_server.interactions.request import Request, Response
+from fhir_server.model.summary import apply_elements, apply_summary
+from fhir_server.search.parse import parse_search
+from fhir_server.storage.base import StoredResource
+
+if TYPE_CHECKING:
+    from fhir_server.interactions.routes import RouteMatch
+    from fhir_server.interactions.service import FhirService
+    from fhir_server.search.parse import ParsedSearch
+    from fhir_server.storage.base import StorageTx
+
+_NOT_SEARCH = ("_format", "_pretty")
+
+
+async def type_(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | None) -> Response:
+    assert m.type
+    return await _search(svc, req, tx, (m.type,), [], f"{req.base}/{m.type}")
+
+
+async def system(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | None) -> Response:
+    raw = ",".join(v for k, v in req.query if k == "_type")
+    types = tuple(t.strip() for t in raw.split(",") if t.strip())
+    for type in types:
+        if type not in svc.resource_types:
+            raise NotFound(f"Unknown resource type '{type}' in _type", expression=("_type",))
+    fixed = [("_type", ",".join(types))] if types else []
+    return await _search(svc, req, tx, types, fixed, req.base)
+
+
+async def _search(
+    svc: FhirService,
+    req: Request,
+    tx: StorageTx | None,
+    types: tuple[str, ...],
+    fixed: list[tuple[str, str]],
+    self_url: str,
+) -> Response:
+    assert req.context
+    svc.policy.check(req.context, "search", types[0] if len(types) == 1 else None)
+    params = [(k, v) for k, v in req.query if k not in (*_NOT_SEARCH, "_type")]
+    strict = req.prefer_handling == "strict"
+    parsed = parse_search(svc.registry, types, params, strict=strict, max_count=svc.max_count)
+    query = svc.policy.restrict(req.context, parsed.query)
+    count = query.count
+    fetch = replace(query, count=count + 1) if count else query
+    page = await (tx or svc.storage).search(fetch)
+    found = page.resources[:count]
+    has_next = len(page.resources) > count
+    links = page_links(self_url, [*fixed, *parsed.used], count, query.offset, has_next)
+    entries = [_match(req, parsed, r) for r in found if svc.policy.visible(req.context, r)]
+    if parsed.ignored:
+        entries.append(_ignored_outcome(parsed.ignored))
+    return Response(200, bundle("searchset", entries, total=page.total, links=links))
+
+
+def _match(req: Request, parsed: ParsedSearch, rec: StoredResource) -> bytes:
+    data: bytes | dict = rec.data
+    if parsed.summary not in (None, "false", "count") or parsed.elements:
+        resource = orjson.loads(rec.data)
+        if parsed.summary not in (None, "false", "count"):
+            resource = apply_summary(resource, parsed.summary)
+        if parsed.elements:
+            resource = apply_elements(resource, list(parsed.elements))
+        data = resource
+    return entry(f"{req.base}/{rec.type}/{rec.id}", data, search={"mode": "match"})
+
+
+def _ignored_outcome(ignored: list[str]) -> bytes:
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {"severity": "warning", "code": "not-supported",
+             "diagnostics": f"Search parameter '{name}' is not supported and was ignored"}
+            for name in ignored
+        ],
+    }
+    return entry(None, outcome, search={"mode": "outcome"})
+
+
+

@@ -1,0 +1,242 @@
+"""The FHIR service: the one in-process interaction layer every way in goes through.
+
+`FhirService.handle(request)` routes a plain `Request` to its interaction module and
+returns a `Response`. HTTP, batch/transaction entries, the CLI loader (and later HL7 v2,
+CDS prefetch, operations) all call it, so validation, versioning, indexing and the access
+policy apply the same way to every read and write.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+
+from fhir_server.context import SYSTEM, AccessContext, AccessPolicy, AllowAll
+from fhir_server.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    VersionConflict,
+)
+from fhir_server.interactions import routes
+from fhir_server.interactions.request import Request, Response
+from fhir_server.model.validate import validate_resource
+from fhir_server.search.extract import Indexer
+from fhir_server.search.parse import parse_search
+from fhir_server.search.registry import SearchRegistry, load_registry
+from fhir_server.storage.base import Storage, StorageReader, StorageTx, StoredResource
+
+T = TypeVar("T")
+
+
+class FhirService:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        registry: SearchRegistry | None = None,
+        policy: AccessPolicy | None = None,
+        base_url: str | None = None,
+        default_count: int = 20,
+        max_count: int = 1000,
+        write_retries: int = 5,
+    ) -> None:
+        self.storage = storage
+        self.registry = registry or load_registry()
+        self.indexer = Indexer(self.registry)
+        self.policy: AccessPolicy = policy or AllowAll()
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.default_count = default_count
+        self.max_count = max_count
+        self.write_retries = write_retries
+
+    @property
+    def resource_types(self) -> frozenset[str]:
+        return self.registry.resource_types
+
+    async def handle(self, req: Request, tx: StorageTx | None = None) -> Response:
+        """Route and run one interaction; inside a transaction bundle `tx` is shared."""
+        if req.context is None:
+            req = req.with_(context=SYSTEM)
+        if self.base_url:
+            req = req.with_(base=self.base_url)
+        match = routes.match(req.method, req.path, self.resource_types)
+        return await match.route.handler(self, req, match, tx)
+
+    async def export(self, ctx: AccessContext, type: str) -> AsyncIterator[bytes]:
+        """Every current resource of `type` the caller may see, as stored JSON bytes."""
+        if type not in self.resource_types:
+            raise NotFound(f"Unknown resource type '{type}'")
+        self.policy.check(ctx, "search", type)
+        async for rec in self.storage.iter_current(type):
+            if self.policy.visible(ctx, rec):
+                yield rec.data
+
+    # -- writing -----------------------------------------------------------------------
+
+    async def in_transaction(
+        self, tx: StorageTx | None, work: Callable[[StorageTx], Awaitable[T]], *, retry: bool = True
+    ) -> T:
+        """Run `work` in `tx`, or in a fresh transaction retried on a lost version race."""
+        if tx is not None:
+            return await work(tx)
+        attempts = self.write_retries if retry else 1
+        for attempt in range(attempts):
+            try:
+                async with self.storage.transaction() as fresh:
+                    return await work(fresh)
+            except VersionConflict as race:
+                if attempt == attempts - 1:
+                    raise Conflict(
+                        f"{race.type}/{race.id} was changed concurrently; retry the request"
+                    ) from race
+        raise AssertionError("unreachable")
+
+    async def store(
+        self,
+        tx: StorageTx,
+        type: str,
+        id: str,
+        resource: dict | None,
+        *,
+        current: StoredResource | None,
+        method: str,
+    ) -> StoredResource:
+        """Write the next version of Type/id (a deletion when `resource` is None)."""
+        version = (current.version if current else 0) + 1
+        now = now_instant()
+        if resource is None:
+            rec = StoredResource(type, id, version, now, True, b"", "DELETE")
+            await tx.write(rec, (), expected_version=version - 1)
+            return rec
+        body = stamp(resource, id, version, now)
+        rec = StoredResource(type, id, version, now, False, orjson.dumps(body), method)  # type: ignore[arg-type]
+        await tx.write(rec, self.indexer.extract(body), expected_version=version - 1)
+        return rec
+
+    def resource_from_body(self, req: Request, type: str) -> dict:
+        """The request body as a validated resource of `type`, or a 400 naming what is wrong."""
+        body = req.body
+        if not isinstance(body, dict):
+            raise BadRequest("The request body must be a FHIR resource (a JSON object)")
+        if body.get("resourceType") != type:
+            raise BadRequest(
+                f"Resource type '{body.get('resourceType')}' in the body does not match "
+                f"'{type}' in the URL",
+                expression=("resourceType",),
+            )
+        return validate_resource(body)
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def find(
+        self,
+        db: StorageReader,
+        ctx: AccessContext,
+        type: str,
+        criteria: str | Sequence[tuple[str, str]],
+        limit: int = 2,
+    ) -> list[StoredResource]:
+        """Resources of `type` matching a conditional interaction's search criteria."""
+        params = criteria_params(criteria)
+        if not params:
+            raise BadRequest(f"Conditional criteria for {type} are empty")
+        parsed = parse_search(self.registry, (type,), params, strict=True)
+        query = self.policy.restrict(ctx, parsed.query)
+        page = await db.search(replace(query, count=limit, offset=0, total="none"))
+        return page.resources
+
+    def check_if_match(self, req: Request, current: StoredResource | None) -> None:
+        """`If-Match: W/"n"` must name the current version (412 otherwise)."""
+        wanted = req.header("if-match")
+        if wanted is None:
+            return
+        version = parse_etag(wanted)
+        if current is None or current.deleted or current.version != version:
+            have = "does not exist" if current is None else f"is at version {current.version}"
+            raise PreconditionFailed(f"If-Match {wanted} failed: the resource {have}")
+
+    # -- responses ---------------------------------------------------------------------
+
+    def resource_response(self, req: Request, rec: StoredResource, status: int) -> Response:
+        """A response carrying a stored version, honouring `Prefer: return=`."""
+        headers = version_headers(req, rec)
+        headers["Location"] = location(req, rec)
+        prefer = req.prefer_return
+        if prefer == "minimal":
+            return Response(status, None, headers)
+        if prefer == "OperationOutcome":
+            outcome = {
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "information", "code": "informational",
+                           "diagnostics": f"{rec.type}/{rec.id} version {rec.version} stored"}],
+            }
+            return Response(status, outcome, headers)
+        return Response(status, rec.data, headers)
+
+
+def stamp(resource: dict, id: str, version: int, now: str) -> dict:
+    """The resource with its id and server-owned meta (versionId, lastUpdated), in FHIR order."""
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = now
+    body: dict[str, Any] = {"resourceType": resource["resourceType"], "id": id, "meta": meta}
+    for key, value in resource.items():
+        if key not in body:
+            body[key] = value
+    return body
+
+
+def criteria_params(criteria: str | Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Search criteria as (name, value) pairs, from a query string or already split."""
+    if isinstance(criteria, str):
+        return parse_qsl(criteria.lstrip("?"), keep_blank_values=True)
+    return list(criteria)
+
+
+def criteria_key(type: str, criteria: str | Sequence[tuple[str, str]]) -> str:
+    """A stable lock key for conditional writes on the same criteria."""
+    return f"create:{type}?{urlencode(sorted(criteria_params(criteria)))}"
+
+
+def now_instant() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def parse_etag(value: str) -> int:
+    raw = value.strip()
+    if raw.startswith("W/"):
+        raw = raw[2:]
+    raw = raw.strip('"')
+    if not raw.isdigit():
+        raise BadRequest(f"'{value}' is not a version ETag like W/\"3\"")
+    return int(raw)
+
+
+def etag(rec: StoredResource) -> str:
+    return f'W/"{rec.version}"'
+
+
+def http_date(instant: str) -> str:
+    moment = datetime.strptime(instant, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return format_datetime(moment, usegmt=True)
+
+
+def location(req: Request, rec: StoredResource) -> str:
+    return f"{req.base}/{rec.type}/{rec.id}/_history/{rec.version}"
+
+
+def version_headers(req: Request, rec: StoredResource) -> dict[str, str]:
+    return {"ETag": etag(rec), "Last-Modified": http_date(rec.last_updated)}

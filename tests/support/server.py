@@ -1,0 +1,67 @@
+"""A real server process for end-to-end tests: `fhir-server serve` under uvicorn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """`fhir-server serve` on a free port with the given environment; started and stopped."""
+
+    def __init__(self, database: Path, **env: str) -> None:
+        self.database = database
+        self.port = free_port()
+        self.env = {**os.environ, "FHIR_DATABASE": str(database), **env}
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/fhir"
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        command = [str(Path(sys.executable).parent / "fhir-server"), "serve",
+                   "--host", "127.0.0.1", "--port", str(self.port)]
+        self.process = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                raise RuntimeError(f"server exited early ({self.process.returncode}): {err}")
+            try:
+                if httpx.get(f"{self.base}/metadata", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("server did not answer /fhir/metadata in time")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, as in a crash."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.process and self.process.stderr:
+            self.process.stderr.close()

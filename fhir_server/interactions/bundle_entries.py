@@ -73,8 +73,8 @@ def _fill(item: Item, raw: Any, base: str) -> None:
 
 def _split_url(url: str, base: str, where: str) -> tuple[str, list[tuple[str, str]]]:
     if base and url.startswith(base + "/"):
-        url = url[len(base) + 1:]
-    elif "://" in url:
+        url = url[len(base) + 1 :]
+    elif urlsplit(url).scheme:
         raise BadRequest(f"{where}.request.url '{url}' is not on this server",
                          expression=(f"{where}.request.url",))
     parts = urlsplit(url.lstrip("/"))

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from fhir_server.interactions.service import http_date, new_id, now_instant
+from fhir_server.interactions.common import http_date, new_id, now_instant
 from fhir_server.storage.base import StoredResource
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fhir_server.errors import PreconditionFailed
+from fhir_server.interactions.common import criteria_key, new_id
 from fhir_server.interactions.request import Request, Response
-from fhir_server.interactions.service import criteria_key, new_id
 
 if TYPE_CHECKING:
+    from fhir_server.interactions.common import FhirService
     from fhir_server.interactions.routes import RouteMatch
-    from fhir_server.interactions.service import FhirService
     from fhir_server.storage.base import StorageTx
 
 

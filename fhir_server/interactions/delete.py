@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fhir_server.errors import Forbidden, PreconditionFailed
+from fhir_server.interactions.common import etag
 from fhir_server.interactions.request import Request, Response
-from fhir_server.interactions.service import etag
 
 if TYPE_CHECKING:
+    from fhir_server.interactions.common import FhirService
     from fhir_server.interactions.routes import RouteMatch
-    from fhir_server.interactions.service import FhirService
     from fhir_server.storage.base import StorageTx
 
 

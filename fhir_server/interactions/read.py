@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 import orjson
 
 from fhir_server.errors import BadRequest, Forbidden, Gone, NotFound
+from fhir_server.interactions.common import etag, version_headers
 from fhir_server.interactions.request import Request, Response
-from fhir_server.interactions.service import etag, version_headers
 from fhir_server.model.summary import apply_elements, apply_summary
 from fhir_server.storage.base import StoredResource
 
 if TYPE_CHECKING:
+    from fhir_server.interactions.common import FhirService
     from fhir_server.interactions.routes import RouteMatch
-    from fhir_server.interactions.service import FhirService
     from fhir_server.storage.base import StorageTx
 
 

@@ -38,7 +38,7 @@ class Request:
 
     @property
     def prefer_return(self) -> str | None:
-        """The `return` preference of the Prefer header (minimal|representation|OperationOutcome)."""
+        """The Prefer header's `return`: minimal, representation or OperationOutcome."""
         return _prefer(self.headers.get("prefer"), "return")
 
     @property

@@ -36,7 +36,9 @@ Handler = Callable[["FhirService", Request, "RouteMatch", "StorageTx | None"], A
 class Route:
     method: str
     pattern: tuple[str, ...]  # literal segments, or {type} {id} {vid}
-    interaction: str  # the CapabilityStatement code (TypeRestfulInteraction / SystemRestfulInteraction)
+    interaction: (
+        str  # the CapabilityStatement code (TypeRestfulInteraction / SystemRestfulInteraction)
+    )
     handler: Handler
     writes: bool = False
 
@@ -49,7 +51,9 @@ class RouteMatch:
     vid: str | None = None
 
 
-def _r(method: str, pattern: str, interaction: str, handler: Handler, writes: bool = False) -> Route:
+def _r(
+    method: str, pattern: str, interaction: str, handler: Handler, writes: bool = False
+) -> Route:
     return Route(method, tuple(p for p in pattern.split("/") if p), interaction, handler, writes)
 
 
@@ -78,18 +82,21 @@ ROUTES: tuple[Route, ...] = (
 def match(method: str, path: str, resource_types: frozenset[str]) -> RouteMatch:
     """The route for `method path`; unknown resource type or path → 404, other verb → 405."""
     segments = tuple(s for s in path.split("/") if s)
-    seen_path = False
+    path_known, unknown_type = False, None
     for route in ROUTES:
         found = _match_segments(route.pattern, segments)
         if found is None:
             continue
         if found.get("type") is not None and found["type"] not in resource_types:
-            raise NotFound(f"Unknown resource type '{found['type']}'")
-        seen_path = True
+            unknown_type = found["type"]
+            continue
+        path_known = True
         if route.method == method:
             return RouteMatch(route, found.get("type"), found.get("id"), found.get("vid"))
-    if seen_path:
+    if path_known:
         raise MethodNotAllowed(f"{method} is not supported on '{path or '/'}'")
+    if unknown_type is not None:
+        raise NotFound(f"Unknown resource type '{unknown_type}'")
     raise NotFound(f"No FHIR interaction at '{path or '/'}'")
 
 

@@ -57,7 +57,15 @@ async def _search(
     svc.policy.check(req.context, "search", types[0] if len(types) == 1 else None)
     params = [(k, v) for k, v in req.query if k not in (*_NOT_SEARCH, "_type")]
     strict = req.prefer_handling == "strict"
-    parsed = parse_search(svc.registry, types, params, strict=strict, max_count=svc.max_count)
+    parsed = parse_search(
+        svc.registry,
+        types,
+        params,
+        strict=strict,
+        max_count=svc.max_count,
+        default_count=svc.default_count,
+        base=req.base or None,
+    )
     query = svc.policy.restrict(req.context, parsed.query)
     count = query.count
     fetch = replace(query, count=count + 1) if count else query

@@ -8,13 +8,9 @@ policy apply the same way to every read and write.
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import replace
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import UTC, datetime
-from email.utils import format_datetime
-from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode
+from dataclasses import replace
+from typing import TypeVar
 
 import orjson
 
@@ -27,6 +23,14 @@ from fhir_server.errors import (
     VersionConflict,
 )
 from fhir_server.interactions import routes
+from fhir_server.interactions.common import (
+    criteria_params,
+    location,
+    now_instant,
+    parse_etag,
+    stamp,
+    version_headers,
+)
 from fhir_server.interactions.request import Request, Response
 from fhir_server.model.validate import validate_resource
 from fhir_server.search.extract import Indexer
@@ -181,62 +185,3 @@ class FhirService:
             }
             return Response(status, outcome, headers)
         return Response(status, rec.data, headers)
-
-
-def stamp(resource: dict, id: str, version: int, now: str) -> dict:
-    """The resource with its id and server-owned meta (versionId, lastUpdated), in FHIR order."""
-    meta = dict(resource.get("meta") or {})
-    meta["versionId"] = str(version)
-    meta["lastUpdated"] = now
-    body: dict[str, Any] = {"resourceType": resource["resourceType"], "id": id, "meta": meta}
-    for key, value in resource.items():
-        if key not in body:
-            body[key] = value
-    return body
-
-
-def criteria_params(criteria: str | Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Search criteria as (name, value) pairs, from a query string or already split."""
-    if isinstance(criteria, str):
-        return parse_qsl(criteria.lstrip("?"), keep_blank_values=True)
-    return list(criteria)
-
-
-def criteria_key(type: str, criteria: str | Sequence[tuple[str, str]]) -> str:
-    """A stable lock key for conditional writes on the same criteria."""
-    return f"create:{type}?{urlencode(sorted(criteria_params(criteria)))}"
-
-
-def now_instant() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def parse_etag(value: str) -> int:
-    raw = value.strip()
-    if raw.startswith("W/"):
-        raw = raw[2:]
-    raw = raw.strip('"')
-    if not raw.isdigit():
-        raise BadRequest(f"'{value}' is not a version ETag like W/\"3\"")
-    return int(raw)
-
-
-def etag(rec: StoredResource) -> str:
-    return f'W/"{rec.version}"'
-
-
-def http_date(instant: str) -> str:
-    moment = datetime.strptime(instant, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-    return format_datetime(moment, usegmt=True)
-
-
-def location(req: Request, rec: StoredResource) -> str:
-    return f"{req.base}/{rec.type}/{rec.id}/_history/{rec.version}"
-
-
-def version_headers(req: Request, rec: StoredResource) -> dict[str, str]:
-    return {"ETag": etag(rec), "Last-Modified": http_date(rec.last_updated)}

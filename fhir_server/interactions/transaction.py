@@ -22,12 +22,12 @@ import orjson
 from fhir_server.errors import BadRequest, FhirError, PreconditionFailed
 from fhir_server.interactions.bundle_entries import Item, parse_items
 from fhir_server.interactions.bundles import bundle, entry
+from fhir_server.interactions.common import new_id
 from fhir_server.interactions.request import Request, Response
-from fhir_server.interactions.service import new_id
 
 if TYPE_CHECKING:
+    from fhir_server.interactions.common import FhirService
     from fhir_server.interactions.routes import RouteMatch
-    from fhir_server.interactions.service import FhirService
     from fhir_server.storage.base import StorageTx
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -160,7 +160,11 @@ async def _rewrite(
 
 
 def _conditional(ref: object) -> bool:
-    return isinstance(ref, str) and "?" in ref and "://" not in ref and not ref.startswith("#")
+    """A conditional reference: `Type?criteria` (a relative URL, the type a name)."""
+    if not isinstance(ref, str) or "?" not in ref:
+        return False
+    type = ref.split("?", 1)[0]
+    return type.isalpha() and type[:1].isupper()
 
 
 def _rewrite_text(div: str, ids: dict[str, str]) -> str:
@@ -243,6 +247,8 @@ def _status(code: int) -> str:
 def _at(item: Item, error: FhirError) -> FhirError:
     """The same error, its diagnostics naming the failing entry (the whole transaction fails)."""
     where = f"Bundle.entry[{item.index}]"
+    if error.diagnostics.startswith(where):
+        return error
     error.issues = [
         type(issue)(f"{where}: {issue.diagnostics}", issue.code, issue.severity,
                     issue.expression or (where,))

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 import orjson
 
 from fhir_server.errors import BadRequest, PreconditionFailed
+from fhir_server.interactions.common import criteria_key, new_id
 from fhir_server.interactions.request import Request, Response
-from fhir_server.interactions.service import criteria_key, new_id
 from fhir_server.storage.base import StoredResource
 
 if TYPE_CHECKING:
+    from fhir_server.interactions.common import FhirService
     from fhir_server.interactions.routes import RouteMatch
-    from fhir_server.interactions.service import FhirService
     from fhir_server.storage.base import StorageTx
 
 

@@ -142,8 +142,10 @@ class SearchQuery:
     total: Literal["none", "estimate", "accurate"] = "accurate"
 
 
-def range_matches(prefix: Prefix, low: object, high: object, value_low: object, value_high: object) -> bool:
-    """The FHIR R4 prefix rules on ranges (search value [low, high], indexed [value_low, value_high]).
+def range_matches(
+    prefix: Prefix, low: object, high: object, value_low: object, value_high: object
+) -> bool:
+    """The FHIR R4 prefix rules: search value [low, high] against indexed [value_low, value_high].
 
     https://hl7.org/fhir/R4/search.html#prefix -- the reference both engines translate:
     eq: the search range fully contains the value's; ne: it does not; gt: the range above

@@ -35,12 +35,13 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> ServerProcess:
         command = [str(Path(sys.executable).parent / "fhir-server"), "serve",
                    "--host", "127.0.0.1", "--port", str(self.port)]
-        self.process = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE)
+        self.log = self.database.parent / f"server-{self.port}.log"
+        with self.log.open("wb") as log:  # a file, not a pipe: a full pipe would block the server
+            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                err = self.log.read_text(errors="replace")[-4000:]
                 raise RuntimeError(f"server exited early ({self.process.returncode}): {err}")
             try:
                 if httpx.get(f"{self.base}/metadata", timeout=2).status_code == 200:
@@ -63,5 +64,3 @@ class ServerProcess:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
-        if self.process and self.process.stderr:
-            self.process.stderr.close()

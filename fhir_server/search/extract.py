@@ -1,0 +1,183 @@
+"""Search index extraction: the index values a resource contributes, computed at write time.
+
+https://hl7.org/fhir/R4/search.html -- every search parameter of the resource's type is
+evaluated with its FHIRPath expression (fhirpathpy) and each FHIR value it selects becomes
+index values of the parameter's type (see `types/`). `_id` and `_lastUpdated` are not
+indexed here: storage engines keep the id and meta.lastUpdated of every version anyway.
+
+Expressions are compiled once per resource type, at first use (or `prepare()`). A union
+such as `Patient.name | Practitioner.name` is split and each type keeps only its own
+branches; `Resource.meta.tag` becomes `Patient.meta.tag`; `.where(resolve() is Patient)`
+(fhirpathpy has no `resolve()`) becomes a filter on the reference's type. A branch that is
+a plain path skips evaluation when the resource lacks its first element (`name` in
+`Patient.name.given`, any `value[x]` for `Observation.value`). Plain member paths are
+followed over the JSON directly (`paths.py`, checked against fhirpathpy by the tests);
+the rest go to fhirpathpy. Expressions fhirpathpy cannot compile or evaluate are recorded
+in `Indexer.failures` (and logged once), never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import fhirpathpy
+from fhirpathpy.engine.nodes import ResourceNode
+from fhirpathpy.models import models
+
+from fhir_server.search.expressions import (
+    ABSTRACT,
+    branches_for,
+    is_plain_path,
+    lead,
+    resolve_filter,
+)
+from fhir_server.search.paths import compile_path
+from fhir_server.search.registry import SearchParam, SearchRegistry
+from fhir_server.search.types import TYPES, SearchType
+from fhir_server.search.values import IndexValue, ReferenceValue
+
+log = logging.getLogger(__name__)
+
+_MODEL = models["r4"]
+_CHOICES: dict[str, list[str]] = _MODEL["choiceTypePaths"]
+_OPTIONS = {"returnRawData": True}
+_NOT_INDEXED = frozenset({"_id", "_lastUpdated"})
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """One union branch of an expression, compiled for one resource type."""
+
+    expression: str
+    evaluate: Callable[[dict], list[tuple[str | None, Any]]]  # (FHIR type or None, value)
+    keys: tuple[str, ...] | None  # evaluate only if the resource has one of these; None: always
+    only: str | None = None  # keep only references to this type (from `resolve() is X`)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How to index one parameter of one resource type."""
+
+    code: str
+    kind: SearchType
+    branches: tuple[Branch, ...]
+
+
+class Indexer:
+    """Turns resources into index values for the parameters of a `SearchRegistry`."""
+
+    def __init__(self, registry: SearchRegistry, *, fast_paths: bool = True) -> None:
+        self.registry = registry
+        self.fast_paths = fast_paths  # plain member paths without fhirpathpy, see paths.py
+        self.failures: dict[tuple[str, str], str] = {}  # (type, code) -> what went wrong
+        self._plans: dict[str, tuple[int, tuple[Plan, ...]]] = {}
+
+    def extract(self, resource: dict) -> list[IndexValue]:
+        """The duplicate-free index values of `resource` (its resourceType picks the params)."""
+        type = resource.get("resourceType")
+        if not isinstance(type, str):
+            return []
+        found: dict[IndexValue, None] = {}
+        for plan in self.plans(type):
+            for branch in plan.branches:
+                keys = branch.keys
+                if keys is not None and not any(k in resource for k in keys):
+                    continue
+                try:
+                    self._index(plan, branch, resource, found)
+                except Exception as error:  # one bad expression must not fail a write
+                    self._fail(type, plan.code, f"{branch.expression}: {error!r}")
+        return list(found)
+
+    def plans(self, type: str) -> tuple[Plan, ...]:
+        """The compiled plans of `type` (compiled on first use, again after registry.add)."""
+        cached = self._plans.get(type)
+        if cached is None or cached[0] != self.registry.generation:
+            cached = (self.registry.generation, self._compile(type))
+            self._plans[type] = cached
+        return cached[1]
+
+    def prepare(self, types: Iterable[str] | None = None) -> None:
+        """Compile the expressions of `types` (default: every type) ahead of the first write."""
+        for type in sorted(self.registry.resource_types if types is None else types):
+            self.plans(type)
+
+    def _index(self, plan: Plan, branch: Branch, resource: dict, found: dict) -> None:
+        only = branch.only
+        for fhir_type, data in branch.evaluate(resource):
+            for value in plan.kind.extract(plan.code, fhir_type, data):
+                if only is None or (isinstance(value, ReferenceValue)
+                                    and value.target_type == only):
+                    found[value] = None
+
+    def _compile(self, type: str) -> tuple[Plan, ...]:
+        plans = []
+        for code, param in sorted(self.registry.params_for(type).items()):
+            kind = TYPES.get(param.type)
+            if kind is None or code in _NOT_INDEXED or not param.expression:
+                continue
+            branches = tuple(self._branches(type, param))
+            if branches:
+                plans.append(Plan(code, kind, branches))
+        return tuple(plans)
+
+    def _branches(self, type: str, param: SearchParam) -> Iterable[Branch]:
+        assert param.expression
+        for text in branches_for(param.expression, type, self.registry.resource_types):
+            expression, keys, only = plan_branch(type, text)
+            evaluate = compile_path(expression) if self.fast_paths else None
+            if evaluate is None:
+                try:
+                    evaluate = with_fhirpathpy(expression)
+                except Exception as error:  # recorded; the param stays unindexed
+                    self._fail(type, param.code, f"{expression}: cannot compile: {error!r}")
+                    continue
+            yield Branch(expression, evaluate, keys, only)
+
+    def _fail(self, type: str, code: str, message: str) -> None:
+        if (type, code) not in self.failures:
+            log.warning("search parameter %s.%s not indexed: %s", type, code, message)
+        self.failures[(type, code)] = message
+
+
+def with_fhirpathpy(expression: str) -> Callable[[dict], list[tuple[str | None, Any]]]:
+    """`expression` compiled by fhirpathpy, giving (FHIR type or None, value) pairs."""
+    compiled = fhirpathpy.compile(expression, _MODEL, _OPTIONS)
+
+    def evaluate(resource: dict) -> list[tuple[str | None, Any]]:
+        return [_typed(node) for node in compiled(resource)]
+
+    return evaluate
+
+
+def _typed(node: Any) -> tuple[str | None, Any]:
+    if not isinstance(node, ResourceNode):
+        return None, node
+    fhir_type = node.path
+    if fhir_type is not None and "." in fhir_type and not fhir_type.startswith("System."):
+        fhir_type = None  # a backbone element's path, not a type name
+    return fhir_type, node.data
+
+
+def plan_branch(type: str, text: str) -> tuple[str, tuple[str, ...] | None, str | None]:
+    """(expression for `type`, JSON keys of which one must be present, reference type filter)."""
+    text, only = resolve_filter(text)
+    found = lead(text)
+    if found is None:
+        return text, None, only
+    lead_type, elem, start, end = found
+    if lead_type in ABSTRACT:
+        text = text[:start] + type + text[end:]
+    keys = _json_keys(type, elem) if is_plain_path(text) else None
+    return text, keys, only
+
+
+def _json_keys(type: str, elem: str) -> tuple[str, ...]:
+    """The JSON property names element `elem` of `type` may appear under (value[x] expanded)."""
+    choices = _CHOICES.get(f"{type}.{elem}")
+    if not choices:
+        return (elem,)
+    return tuple(elem + choice[0].upper() + choice[1:] for choice in choices)

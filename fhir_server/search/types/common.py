@@ -1,0 +1,100 @@
+"""Pieces the search-parameter types share: escaping, prefixes, implicit numeric precision.
+
+https://hl7.org/fhir/R4/search.html#escaping -- "\\," "\\$" "\\|" and "\\\\" stand for the
+literal characters in parameter values; https://hl7.org/fhir/R4/search.html#prefix for the
+comparison prefixes of number, date and quantity values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import cast, get_args
+
+from fhir_server.errors import BadRequest
+from fhir_server.search.conditions import Prefix
+from fhir_server.search.registry import SearchRegistry
+
+PREFIXES: frozenset[str] = frozenset(get_args(Prefix))
+
+
+@dataclass(frozen=True, slots=True)
+class ParseContext:
+    """What parsing a value may need beyond the parameter: the registry, the server's base."""
+
+    registry: SearchRegistry
+    base: str | None = None  # absolute references under this base are read as local
+
+
+def split_escaped(value: str, separator: str) -> list[str]:
+    """Split on `separator` where it is not escaped by a backslash; escapes are kept."""
+    if "\\" not in value:
+        return value.split(separator)
+    parts, current, escaped = [], [], False
+    for char in value:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            current.append(char)
+            escaped = True
+        elif char == separator:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def unescape(value: str) -> str:
+    if "\\" not in value:
+        return value
+    out, escaped = [], False
+    for char in value:
+        if escaped or char != "\\":
+            out.append(char)
+            escaped = False
+        else:
+            escaped = True
+    return "".join(out)
+
+
+def split_prefix(value: str) -> tuple[Prefix, str]:
+    """The comparison prefix of a number, date or quantity value (eq when there is none)."""
+    if len(value) > 2 and value[:2] in PREFIXES:
+        return cast(Prefix, value[:2]), value[2:]
+    return "eq", value
+
+
+def decimal_range(text: str) -> tuple[float, float] | None:
+    """[low, high] a decimal stands for at its precision: half a unit of its last digit.
+
+    https://hl7.org/fhir/R4/search.html#number -- "100" has 3 significant figures and
+    means [99.5, 100.5); "100.00" means [99.995, 100.005); in exponent form the exponent
+    sets the last digit, so "1e2" (1 significant figure) means [50, 150) and "1.00e2"
+    [99.5, 100.5). None when `text` is not a finite decimal.
+    """
+    try:
+        number = Decimal(text.strip())
+    except InvalidOperation:
+        return None
+    if not number.is_finite():
+        return None
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)
+    half = Decimal(5).scaleb(exponent - 1)
+    return float(number - half), float(number + half)
+
+
+def number_range(value: object) -> tuple[float, float] | None:
+    """The precision range of a JSON number from a resource (its shortest decimal form)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
+        return None
+    return decimal_range(str(value))
+
+
+def bad_value(code: str, value: str, expected: str) -> BadRequest:
+    return BadRequest(
+        f"Search parameter '{code}': '{value}' is not a valid {expected}", expression=(code,)
+    )

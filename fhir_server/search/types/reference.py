@@ -1,0 +1,83 @@
+"""Reference search parameters: local `Type/id`, absolute URLs and canonical `url|version`.
+
+https://hl7.org/fhir/R4/search.html#reference -- the value is `[type]/[id]`, an `[id]`
+alone (its type resolved when the parameter has exactly one target type), an absolute URL,
+or for canonical targets `[url]|[version]`; the `:[type]` modifier names the target type.
+Contained references (`#id`) are not indexed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from fhir_server.search.conditions import ReferenceCondition
+from fhir_server.search.registry import SearchParam, SearchRegistry
+from fhir_server.search.types.common import ParseContext, unescape
+from fhir_server.search.values import ReferenceValue
+
+MODIFIERS: frozenset[str] = frozenset()  # plus the target types, see `accepts`
+_ID = r"[A-Za-z0-9\-.]{1,64}"
+_LOCAL = re.compile(rf"^(?P<type>[A-Z][A-Za-z]+)/(?P<id>{_ID})(?:/_history/(?P<vid>{_ID}))?$")
+_TAIL = re.compile(rf"(?:^|/)(?P<type>[A-Z][A-Za-z]+)/(?P<id>{_ID})(?:/_history/(?P<vid>{_ID}))?$")
+_CANONICAL_TYPES = frozenset({"canonical", "uri", "url"})
+
+
+def accepts(param: SearchParam, modifier: str, registry: SearchRegistry) -> bool:
+    return modifier in registry.targets(param)
+
+
+def extract(code: str, fhir_type: str | None, data: Any) -> Iterator[ReferenceValue]:
+    if isinstance(data, dict):
+        if fhir_type in (None, "Reference"):
+            ref = data.get("reference")
+            if isinstance(ref, str):
+                found = parse_reference(code, ref)
+                if found is not None:
+                    yield found
+    elif isinstance(data, str) and (fhir_type is None or fhir_type in _CANONICAL_TYPES):
+        found = parse_reference(code, data, canonical=True)
+        if found is not None:
+            yield found
+
+
+def parse_reference(code: str, ref: str, *, canonical: bool = False) -> ReferenceValue | None:
+    """A literal reference or canonical as an index value; None for contained references."""
+    ref = ref.strip()
+    if not ref or ref.startswith("#"):
+        return None
+    local = _LOCAL.match(ref)
+    if local:
+        return ReferenceValue(code, local["type"], local["id"], None, local["vid"])
+    if canonical and "|" in ref:
+        url, _, version = ref.partition("|")
+        tail = _TAIL.search(url)
+        return ReferenceValue(code, tail["type"] if tail else None, None, url, version or None)
+    tail = _TAIL.search(ref)
+    if tail and not ref.startswith("urn:"):
+        url = ref[: tail.start("vid") - len("/_history/")] if tail["vid"] else ref
+        return ReferenceValue(code, tail["type"], None, url, tail["vid"])
+    return ReferenceValue(code, None, None, ref, None)
+
+
+def parse(
+    param: SearchParam, modifier: str | None, value: str, ctx: ParseContext
+) -> ReferenceCondition:
+    text, base, registry = unescape(value).strip(), ctx.base, ctx.registry
+    if modifier:  # subject:Patient=23 (or =Patient/23)
+        ident = text.rsplit("/", 1)[-1] if text.startswith(f"{modifier}/") else text
+        return ReferenceCondition(param.code, modifier, ident)
+    if base and text.startswith(base.rstrip("/") + "/"):
+        text = text[len(base.rstrip("/")) + 1:]
+    local = _LOCAL.match(text)
+    if local and local["type"] in registry.resource_types:
+        return ReferenceCondition(param.code, local["type"], local["id"], None, local["vid"])
+    if "/" not in text and ":" not in text:
+        targets = registry.targets(param)
+        only = next(iter(targets)) if len(targets) == 1 else None
+        return ReferenceCondition(param.code, only, text)
+    found = parse_reference(param.code, text, canonical=True)
+    if found is None:
+        return ReferenceCondition(param.code, url=text)
+    return ReferenceCondition(param.code, url=found.url, version=found.version)

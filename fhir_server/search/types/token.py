@@ -1,0 +1,92 @@
+"""Token search parameters: a system and a code, matched exactly.
+
+https://hl7.org/fhir/R4/search.html#token -- indexed from Coding and CodeableConcept
+(system, code; display and text for :text), Identifier (system, value; type.text),
+ContactPoint (value) and the primitives code, boolean, id, uri and string (no system).
+Search values are `[system]|[code]`, `|[code]` (no system), `[system]|` (any code) or
+`[code]` (any system); `:not` negates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from fhir_server.search.conditions import TokenCondition
+from fhir_server.search.normalize import normalize
+from fhir_server.search.registry import SearchParam
+from fhir_server.search.types.common import ParseContext, split_escaped, unescape
+from fhir_server.search.values import TokenValue
+
+MODIFIERS = frozenset({"not"})
+_CONTACT_SYSTEMS = frozenset({"phone", "fax", "email", "pager", "url", "sms", "other"})
+
+
+def extract(code: str, fhir_type: str | None, data: Any) -> Iterator[TokenValue]:
+    if isinstance(data, bool):
+        yield TokenValue(code, None, "true" if data else "false")
+    elif isinstance(data, str | int | float):
+        yield TokenValue(code, None, str(data))
+    elif isinstance(data, dict):
+        handler = _COMPLEX.get(fhir_type or _guess(data))
+        if handler is not None:
+            yield from handler(code, data)
+
+
+def _codeable_concept(code: str, data: dict) -> Iterator[TokenValue]:
+    for coding in data.get("coding") or ():
+        if isinstance(coding, dict):
+            yield from _coding(code, coding)
+    text = data.get("text")
+    if isinstance(text, str) and text:
+        yield TokenValue(code, None, None, normalize(text))
+
+
+def _coding(code: str, data: dict) -> Iterator[TokenValue]:
+    system, value, display = data.get("system"), data.get("code"), data.get("display")
+    if value is not None or system is not None:
+        yield TokenValue(code, system, value, normalize(display) if display else None)
+
+
+def _identifier(code: str, data: dict) -> Iterator[TokenValue]:
+    system, value = data.get("system"), data.get("value")
+    kind = data.get("type")
+    text = kind.get("text") if isinstance(kind, dict) else None
+    if value is not None or system is not None:
+        yield TokenValue(code, system, value, normalize(text) if text else None)
+
+
+def _contact_point(code: str, data: dict) -> Iterator[TokenValue]:
+    value = data.get("value")
+    if isinstance(value, str):
+        yield TokenValue(code, None, value)
+
+
+def _guess(data: dict) -> str:
+    """The FHIR type of an untyped value (from a union expression), by its shape."""
+    if "coding" in data or set(data) <= {"text", "id", "extension"}:
+        return "CodeableConcept"
+    if "code" in data or "display" in data:
+        return "Coding"
+    if data.get("system") in _CONTACT_SYSTEMS or "rank" in data:
+        return "ContactPoint"
+    return "Identifier"
+
+
+_COMPLEX = {
+    "CodeableConcept": _codeable_concept,
+    "Coding": _coding,
+    "Identifier": _identifier,
+    "ContactPoint": _contact_point,
+}
+
+
+def parse(
+    param: SearchParam, modifier: str | None, value: str, ctx: ParseContext
+) -> TokenCondition:
+    negate = modifier == "not"
+    parts = split_escaped(value, "|")
+    if len(parts) == 1:
+        return TokenCondition(param.code, None, unescape(value), negate)
+    system, code = unescape(parts[0]), unescape("|".join(parts[1:]))
+    return TokenCondition(param.code, system, code or None, negate)

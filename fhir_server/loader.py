@@ -101,21 +101,27 @@ async def _load_json(service: FhirService, path: Path, summary: LoadSummary) -> 
     except orjson.JSONDecodeError as error:
         summary.fail(str(path), f"not valid JSON: {error}")
         return
-    if isinstance(data, dict) and data.get("resourceType") == "Bundle" and (
-        data.get("type") in ("transaction", "batch")
+    if (
+        isinstance(data, dict)
+        and data.get("resourceType") == "Bundle"
+        and (data.get("type") in ("transaction", "batch"))
     ):
         await _load_bundle(service, path, data, summary)
         return
     if isinstance(data, dict) and data.get("resourceType") == "Bundle":
         entries = data.get("entry") or []
-        sources = (Source(f"{path}#entry[{i}]", e.get("resource") if isinstance(e, dict) else e)
-                   for i, e in enumerate(entries))
+        sources = (
+            Source(f"{path}#entry[{i}]", e.get("resource") if isinstance(e, dict) else e)
+            for i, e in enumerate(entries)
+        )
         await _load_stream(service, sources, summary)
         return
     await _load_stream(service, iter([Source(str(path), data)]), summary)
 
 
-async def _load_bundle(service: FhirService, path: Path, bundle: dict, summary: LoadSummary) -> None:
+async def _load_bundle(
+    service: FhirService, path: Path, bundle: dict, summary: LoadSummary
+) -> None:
     try:
         response = await service.handle(_post(bundle))
     except FhirError as error:
@@ -129,7 +135,9 @@ def _count_bundle(path: Path, bundle: dict, response: Response, summary: LoadSum
     results = orjson.loads(response.body).get("entry") or []
     for index, (sent, got) in enumerate(zip(bundle.get("entry") or [], results, strict=False)):
         status = str(got.get("response", {}).get("status", ""))
-        kind = (sent.get("resource") or {}).get("resourceType", "?") if isinstance(sent, dict) else "?"
+        kind = (
+            (sent.get("resource") or {}).get("resourceType", "?") if isinstance(sent, dict) else "?"
+        )
         if status[:1] == "2":
             summary.loaded[kind] += 1
         else:
@@ -138,7 +146,9 @@ def _count_bundle(path: Path, bundle: dict, response: Response, summary: LoadSum
             summary.fail(f"{path}#entry[{index}]", f"{status} {why}")
 
 
-async def _load_stream(service: FhirService, sources: Iterator[Source], summary: LoadSummary) -> None:
+async def _load_stream(
+    service: FhirService, sources: Iterator[Source], summary: LoadSummary
+) -> None:
     chunk: list[Source] = []
     for source in sources:
         if isinstance(source.resource, Exception) or not isinstance(source.resource, dict):
@@ -154,8 +164,11 @@ async def _load_stream(service: FhirService, sources: Iterator[Source], summary:
 
 async def _load_chunk(service: FhirService, chunk: list[Source], summary: LoadSummary) -> None:
     """One transaction for the chunk; on failure, each resource alone to isolate the bad ones."""
-    bundle = {"resourceType": "Bundle", "type": "transaction",
-              "entry": [_entry(s.resource) for s in chunk]}  # type: ignore[arg-type]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [_entry(s.resource) for s in chunk],
+    }  # type: ignore[arg-type]
     try:
         await service.handle(_post(bundle))
     except FhirError:
@@ -167,8 +180,7 @@ async def _load_chunk(service: FhirService, chunk: list[Source], summary: LoadSu
 
 
 async def _load_one(service: FhirService, source: Source, summary: LoadSummary) -> None:
-    bundle = {"resourceType": "Bundle", "type": "transaction",
-              "entry": [_entry(source.resource)]}  # type: ignore[arg-type]
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [_entry(source.resource)]}  # type: ignore[arg-type]
     try:
         await service.handle(_post(bundle))
     except FhirError as error:
@@ -185,8 +197,7 @@ def _entry(resource: dict) -> dict:
 
 
 def _post(bundle: dict) -> Request:
-    return Request("POST", "", body=bundle, context=SYSTEM,
-                   headers={"prefer": "return=minimal"})
+    return Request("POST", "", body=bundle, context=SYSTEM, headers={"prefer": "return=minimal"})
 
 
 def _print_summary(summary: LoadSummary) -> None:

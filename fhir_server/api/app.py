@@ -18,7 +18,7 @@ from starlette.responses import Response as HttpResponse
 from fhir_server.api.content import FORM_TYPE, MEDIA, parse_body, render, response_format
 from fhir_server.api.middleware import BodyLimitMiddleware
 from fhir_server.context import ANONYMOUS
-from fhir_server.errors import FhirError, operation_outcome, Issue
+from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.settings import Settings

@@ -19,6 +19,7 @@ in `Indexer.failures` (and logged once), never raised.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,7 @@ class Branch:
     evaluate: Callable[[dict], list[tuple[str | None, Any]]]  # (FHIR type or None, value)
     keys: tuple[str, ...] | None  # evaluate only if the resource has one of these; None: always
     only: str | None = None  # keep only references to this type (from `resolve() is X`)
+    absent: tuple[tuple[str | None, Any], ...] = ()  # the result when none of `keys` is there
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +86,11 @@ class Indexer:
         for plan in self.plans(type):
             for branch in plan.branches:
                 keys = branch.keys
-                if keys is not None and not any(k in resource for k in keys):
-                    continue
                 try:
-                    self._index(plan, branch, resource, found)
+                    if keys is None or any(k in resource for k in keys):
+                        self._add(plan, branch, branch.evaluate(resource), found)
+                    elif branch.absent:
+                        self._add(plan, branch, branch.absent, found)
                 except Exception as error:  # one bad expression must not fail a write
                     self._fail(type, plan.code, f"{branch.expression}: {error!r}")
         return list(found)
@@ -105,9 +108,9 @@ class Indexer:
         for type in sorted(self.registry.resource_types if types is None else types):
             self.plans(type)
 
-    def _index(self, plan: Plan, branch: Branch, resource: dict, found: dict) -> None:
+    def _add(self, plan: Plan, branch: Branch, results: Iterable, found: dict) -> None:
         only = branch.only
-        for fhir_type, data in branch.evaluate(resource):
+        for fhir_type, data in results:
             for value in plan.kind.extract(plan.code, fhir_type, data):
                 if only is None or (isinstance(value, ReferenceValue)
                                     and value.target_type == only):
@@ -135,7 +138,14 @@ class Indexer:
                 except Exception as error:  # recorded; the param stays unindexed
                     self._fail(type, param.code, f"{expression}: cannot compile: {error!r}")
                     continue
-            yield Branch(expression, evaluate, keys, only)
+            absent: tuple = ()
+            if keys is None:
+                keys = _referenced_keys(type, expression)
+                try:
+                    absent = tuple(evaluate({"resourceType": type})) if keys else ()
+                except Exception:  # evaluated per write instead; failures recorded there
+                    keys = None
+            yield Branch(expression, evaluate, keys, only, absent)
 
     def _fail(self, type: str, code: str, message: str) -> None:
         if (type, code) not in self.failures:
@@ -173,6 +183,24 @@ def plan_branch(type: str, text: str) -> tuple[str, tuple[str, ...] | None, str 
         text = text[:start] + type + text[end:]
     keys = _json_keys(type, elem) if is_plain_path(text) else None
     return text, keys, only
+
+
+def _referenced_keys(type: str, expression: str) -> tuple[str, ...] | None:
+    """The JSON keys an expression can read, when it reads the resource only as `Type.elem`.
+
+    Such an expression gives the same result on every resource that has none of those
+    keys, so that result is computed once (on an empty resource) instead of per write --
+    `Patient.deceased.exists() and Patient.deceased != false` costs ~190 µs in fhirpathpy.
+    """
+    if "%" in expression:
+        return None
+    mentions = list(re.finditer(rf"\b{type}\b(\.(?P<elem>[a-z][A-Za-z0-9]*))?", expression))
+    if not mentions or any(m["elem"] is None for m in mentions):
+        return None
+    keys: list[str] = []
+    for mention in mentions:
+        keys += [k for k in _json_keys(type, mention["elem"]) if k not in keys]
+    return tuple(keys)
 
 
 def _json_keys(type: str, elem: str) -> tuple[str, ...]:

@@ -332,7 +332,12 @@ def test_absent_elements_are_not_evaluated(indexer: Indexer) -> None:
     assert indexer.extract({"id": "no type"}) == []
     plans = {p.code: p for p in indexer.plans("Patient")}
     assert plans["given"].branches[0].keys == ("name",)
-    assert plans["deceased"].branches[0].keys is None  # exists(): evaluated always
+    # exists() is not a plain path, but reads only deceased[x]: its empty result is cached
+    assert set(plans["deceased"].branches[0].keys or ()) == {"deceasedBoolean",
+                                                             "deceasedDateTime"}
+    assert plans["deceased"].branches[0].absent == ((None, False),)
+    dead = indexer.extract({"resourceType": "Patient", "deceasedBoolean": True})
+    assert TokenValue("deceased", None, "true") in dead
     assert set(plans["death-date"].branches[0].keys or ()) == {"deceasedBoolean",
                                                                 "deceasedDateTime"}
 

@@ -1,0 +1,202 @@
+"""`python -m bench`: load a synthetic dataset into a real server, put it under load, and
+print one table of throughput, latency, errors and memory against the targets.
+
+Steps: generate the dataset; start `fhir-server serve` on a scratch SQLite file; load the
+dataset with transaction Bundles; read the server's memory; run the read, create, update
+and mixed workloads with wrk; stop it; run the read workload against a bare FastAPI app
+(the ceiling); print the table and write bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from urllib.parse import quote
+
+import orjson
+from tqdm import tqdm
+
+from bench import dataset, report, server
+from bench.ingest import PreparedBundle, ingest
+from bench.pyclient import run_python
+from bench.wrk import WORKLOADS, LoadResult, WrkOutputError, find_wrk, run_wrk, wrk_version
+
+QUICK_RESOURCES = 5_000
+QUICK_DURATION = 3
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--resources", type=int, default=100_000,
+                        help="resources to load through transaction Bundles (default 100000)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run: {QUICK_RESOURCES} resources, {QUICK_DURATION} s per "
+                             "workload (unless given)")
+    parser.add_argument("--duration", type=int, help="seconds per workload (default 10)")
+    parser.add_argument("--connections", type=int, default=16,
+                        help="concurrent connections per workload (default 16)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="wrk threads (default 1: wrk is not the bottleneck, and the "
+                             "other core stays free for the server)")
+    parser.add_argument("--bundle-size", type=int, default=100,
+                        help="entries per transaction Bundle (default 100)")
+    parser.add_argument("--ingest-concurrency", type=int, default=2,
+                        help="transaction Bundles in flight while loading (default 2)")
+    parser.add_argument("--seed", type=int, default=42, help="dataset seed (default 42)")
+    parser.add_argument("--python-client", action="store_true",
+                        help="use the Python load generator even when wrk is available")
+    parser.add_argument("--no-install", action="store_true",
+                        help="do not install wrk with apt-get when it is missing")
+    parser.add_argument("--output", type=Path, default=report.RESULTS_DIR / "latest.json",
+                        help="where to write the JSON results")
+    args = parser.parse_args(argv)
+    if args.quick and args.resources == parser.get_default("resources"):
+        args.resources = QUICK_RESOURCES
+    if args.duration is None:
+        args.duration = QUICK_DURATION if args.quick else 10
+    return args
+
+
+@dataclass
+class Dataset:
+    bundles: list[PreparedBundle]
+    patients: int
+
+    @property
+    def resources(self) -> int:
+        return sum(bundle.resources for bundle in self.bundles)
+
+
+def generate(args: argparse.Namespace) -> Dataset:
+    """Serializes every Bundle before the clock starts, so generation is not measured."""
+    bundles, patients = [], 0
+    with tqdm(total=args.resources, desc="generating dataset", unit="res",
+              unit_scale=True) as bar:
+        for bundle in dataset.transaction_bundles(args.resources, args.seed, args.bundle_size):
+            entries = bundle["entry"]
+            patients += sum(entry["resource"]["resourceType"] == "Patient" for entry in entries)
+            bundles.append(PreparedBundle(orjson.dumps(bundle), len(entries)))
+            bar.update(len(entries))
+    return Dataset(bundles, patients)
+
+
+@dataclass
+class LoadGenerator:
+    """wrk when it can be had, else the Python client; `name` goes into the report."""
+
+    wrk: str | None
+    name: str
+    args: argparse.Namespace
+
+    def run(self, base_url: str, workload: str, data_dir: Path, label: str,
+            duration: int | None = None) -> LoadResult:
+        seconds = duration or self.args.duration
+        if self.wrk:
+            return run_wrk(self.wrk, base_url, workload, data_dir, duration=seconds,
+                           connections=self.args.connections, threads=self.args.threads,
+                           label=label)
+        return run_python(base_url, workload, data_dir, duration=seconds,
+                          connections=self.args.connections, processes=2, label=label)
+
+
+def load_generator(args: argparse.Namespace) -> LoadGenerator:
+    wrk = None if args.python_client else find_wrk(install=not args.no_install)
+    if wrk:
+        return LoadGenerator(wrk, f"{wrk_version(wrk)} ({args.threads} thread)", args)
+    print("wrk is not available: falling back to the Python load generator, which shares "
+          "the CPU with the server and may be the bottleneck", file=sys.stderr)
+    return LoadGenerator(None, "Python fallback client (NOT wrk; may be the bottleneck)", args)
+
+
+def write_workload_data(data_dir: Path, patient_ids: list[str], patients: int) -> None:
+    """The files bench/lua/common.lua and bench/pyclient.py read."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "ids.txt").write_text("\n".join(patient_ids) + "\n")
+    tokens = (quote(f"{dataset.MRN_SYSTEM}|{dataset.mrn(i)}", safe="") for i in range(patients))
+    (data_dir / "identifiers.txt").write_text("\n".join(tokens) + "\n")
+    (data_dir / "patient.json").write_bytes(orjson.dumps(dataset.patient_template()))
+
+
+def read_patient(fhir_base: str, patient_id: str) -> bytes:
+    request = urllib.request.Request(f"{fhir_base}/Patient/{patient_id}",
+                                     headers={"Accept": "application/fhir+json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return bytes(response.read())
+
+
+def measure_server(args: argparse.Namespace, data: Dataset, loader: LoadGenerator,
+                   scratch: Path) -> report.BenchRun:
+    """Everything measured against `fhir-server serve`, which is stopped afterwards."""
+    with server.fhir_server(scratch / "bench.db", scratch / "server.log") as fhir:
+        print(f"server up at {fhir.fhir_base} (pid {fhir.process.pid})", file=sys.stderr)
+        loaded = ingest(fhir.fhir_base, data.bundles, args.ingest_concurrency)
+        run = report.BenchRun(
+            resources=data.resources, patients=data.patients, bundles=len(data.bundles),
+            seed=args.seed, duration=args.duration, connections=args.connections,
+            load_generator=loader.name, ingest=loaded, memory_after_load=fhir.memory())
+        if loaded.first_failure:
+            print(f"transaction ingest: first failed bundle: {loaded.first_failure}",
+                  file=sys.stderr)
+        if not loaded.patient_ids:
+            raise SystemExit("no Patient ids came back from the transactions (no "
+                             "response.location); cannot run the read/update workloads")
+        write_workload_data(scratch / "data", loaded.patient_ids, data.patients)
+        (scratch / "patient.json").write_bytes(
+            read_patient(fhir.fhir_base, loaded.patient_ids[0]))
+        loader.run(fhir.base_url, "read", scratch / "data", "warm-up", duration=1)
+        for workload in WORKLOADS:
+            run.loads[workload] = loader.run(fhir.base_url, workload, scratch / "data",
+                                             report.LABELS[workload])
+        run.memory_at_end = fhir.memory()
+    return run
+
+
+def measure_ceiling(loader: LoadGenerator, scratch: Path) -> LoadResult:
+    """Reads against the bare app serving the Patient bytes our server returned."""
+    with server.bare_server(scratch / "patient.json", scratch / "bare.log") as bare:
+        loader.run(bare.base_url, "read", scratch / "data", "warm-up", duration=1)
+        return loader.run(bare.base_url, "read", scratch / "data", "bare ceiling")
+
+
+def save(run: report.BenchRun, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report.to_json(run), indent=2, ensure_ascii=False) + "\n")
+
+
+def interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, interrupt)  # so the servers are stopped on `kill` too
+    loader = load_generator(args)
+    data = generate(args)
+    try:
+        with tempfile.TemporaryDirectory(prefix="fhir-bench-") as scratch:
+            run = measure_server(args, data, loader, Path(scratch))
+            run.ceiling = measure_ceiling(loader, Path(scratch))
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped", file=sys.stderr)
+        return 130
+    except server.ServerStartError as error:
+        print(f"could not start a server: {error}", file=sys.stderr)
+        return 1
+    except WrkOutputError as error:
+        print(f"the load generator failed: {error}", file=sys.stderr)
+        return 1
+    print(report.render(run))
+    save(run, args.output)
+    print(f"\nresults written to {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

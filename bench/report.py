@@ -1,0 +1,185 @@
+"""The one table `make bench` prints, the targets it checks, and the same data as JSON."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.ingest import IngestResult
+from bench.server import Memory
+from bench.wrk import LoadResult
+
+RESULTS_DIR = Path(__file__).parent / "results"
+COLUMNS = ("workload", "throughput", "p50", "p99", "errors", "target", "met?")
+
+READ_SHARE_TARGET = 0.50       # read by id, as a share of the bare ceiling
+CREATE_TARGET = 1_000.0        # Patients/s
+INGEST_TARGET = 1_000.0        # resources/s through transaction Bundles
+RSS_TARGET_MB = 300.0          # after loading RSS_TARGET_RESOURCES
+RSS_TARGET_RESOURCES = 100_000
+
+LABELS = {
+    "read": "read by id",
+    "create": "create Patient",
+    "update": "update Patient",
+    "mixed": "mixed CRUD 70/15/10/5",
+}
+
+
+@dataclass
+class BenchRun:
+    """Everything one run measured; `loads` is keyed by workload name (see bench/lua)."""
+
+    resources: int
+    patients: int
+    bundles: int
+    seed: int
+    duration: int
+    connections: int
+    load_generator: str
+    ingest: IngestResult
+    memory_after_load: Memory
+    memory_at_end: Memory | None = None
+    loads: dict[str, LoadResult] = field(default_factory=dict)
+    ceiling: LoadResult | None = None
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class Row:
+    workload: str
+    throughput: str
+    p50: str = "—"
+    p99: str = "—"
+    errors: str = "—"
+    target: str = "—"
+    met: bool | None = None
+    value: float | None = None
+
+    def cells(self) -> tuple[str, ...]:
+        met = "—" if self.met is None else ("yes" if self.met else "NO")
+        return (self.workload, self.throughput, self.p50, self.p99, self.errors, self.target,
+                met)
+
+
+def ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
+
+
+def load_row(label: str, result: LoadResult, unit: str = "req/s", target: str = "—",
+             minimum: float | None = None) -> Row:
+    met = None if minimum is None else result.throughput >= minimum and result.errors == 0
+    return Row(label, f"{result.throughput:,.0f} {unit}", ms(result.p50_ms), ms(result.p99_ms),
+               result.error_detail(), target, met, result.throughput)
+
+
+def ingest_row(ingest: IngestResult) -> Row:
+    ordered = sorted(ingest.latencies_ms)
+    p50 = ordered[len(ordered) // 2] if ordered else None
+    p99 = ordered[min(len(ordered) - 1, len(ordered) * 99 // 100)] if ordered else None
+    return Row("transaction ingest", f"{ingest.throughput:,.0f} resources/s",
+               f"{ms(p50)}/bundle", f"{ms(p99)}/bundle", ingest.error_detail(),
+               f"≥ {INGEST_TARGET:,.0f} resources/s",
+               ingest.throughput >= INGEST_TARGET and ingest.errors == 0, ingest.throughput)
+
+
+def ceiling_rows(run: BenchRun) -> list[Row]:
+    read, ceiling = run.loads.get("read"), run.ceiling
+    if ceiling is None:
+        return [Row("read by id, bare ceiling", "not measured")]
+    rows = [load_row("read by id, bare ceiling", ceiling)]
+    if read is not None and ceiling.throughput:
+        share = read.throughput / ceiling.throughput
+        rows.append(Row("read by id as % of bare ceiling", f"{share:.0%}",
+                        target=f"≥ {READ_SHARE_TARGET:.0%}",
+                        met=share >= READ_SHARE_TARGET and read.errors == 0, value=share))
+    return rows
+
+
+def memory_row(run: BenchRun) -> Row:
+    memory = run.memory_after_load
+    scale = "" if run.resources >= RSS_TARGET_RESOURCES else f"; {run.resources:,} loaded"
+    return Row("server RSS after load",
+               f"{memory.rss_mb:,.0f} MB (peak {memory.hwm_mb:,.0f} MB)",
+               target=f"≤ {RSS_TARGET_MB:,.0f} MB at {RSS_TARGET_RESOURCES // 1000}k{scale}",
+               met=memory.rss_mb <= RSS_TARGET_MB, value=memory.rss_mb)
+
+
+def rows(run: BenchRun) -> list[Row]:
+    table = [ingest_row(run.ingest)]
+    for name, result in run.loads.items():
+        if name == "create":
+            table.append(load_row(LABELS[name], result, "Patients/s",
+                                  f"≥ {CREATE_TARGET:,.0f} Patients/s", CREATE_TARGET))
+        else:
+            table.append(load_row(LABELS.get(name, name), result))
+    return table + ceiling_rows(run) + [memory_row(run)]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def header(run: BenchRun) -> list[str]:
+    return [
+        f"FHIR server benchmark — {run.started:%Y-%m-%d %H:%M} UTC",
+        f"machine: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}",
+        f"dataset: {run.resources:,} resources ({run.patients:,} patients) in {run.bundles:,} "
+        f"transaction bundles, seed {run.seed}",
+        f"load: {run.load_generator}, {run.connections} connections, {run.duration} s per "
+        "workload; errors = non-2xx answers + socket errors",
+    ]
+
+
+def render(run: BenchRun) -> str:
+    """Header lines, then one table with aligned columns."""
+    body = [row.cells() for row in rows(run)]
+    widths = [max(len(line[i]) for line in [COLUMNS, *body]) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+             .rstrip() for line in [COLUMNS, *body]]
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([*header(run), "", lines[0], rule, *lines[1:]])
+
+
+def load_json(result: LoadResult) -> dict[str, Any]:
+    return {"throughput_per_s": round(result.throughput, 1), "requests": result.requests,
+            "duration_s": round(result.duration_s, 3), "p50_ms": result.p50_ms,
+            "p99_ms": result.p99_ms, "errors": result.errors,
+            "statuses": {str(k): v for k, v in sorted(result.statuses.items())},
+            "socket_errors": result.socket_errors}
+
+
+def to_json(run: BenchRun) -> dict[str, Any]:
+    return {
+        "date": run.started.isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
+        "python": platform.python_version(),
+        "load_generator": run.load_generator,
+        "settings": {"duration_s": run.duration, "connections": run.connections},
+        "dataset": {"resources": run.resources, "patients": run.patients,
+                    "bundles": run.bundles, "seed": run.seed},
+        "transaction_ingest": {
+            "resources_per_s": round(run.ingest.throughput, 1),
+            "resources": run.ingest.resources, "seconds": round(run.ingest.seconds, 3),
+            "failed_bundles": {str(k): v for k, v in run.ingest.failed_bundles.items()},
+            "first_failure": run.ingest.first_failure},
+        "workloads": {name: load_json(result) for name, result in run.loads.items()},
+        "bare_ceiling_read": load_json(run.ceiling) if run.ceiling else None,
+        "memory_mb": {
+            "rss_after_load": round(run.memory_after_load.rss_mb, 1),
+            "peak_after_load": round(run.memory_after_load.hwm_mb, 1),
+            "peak_at_end": round(run.memory_at_end.hwm_mb, 1) if run.memory_at_end else None},
+        "targets": [{"workload": row.workload, "target": row.target, "value": row.value,
+                     "met": row.met} for row in rows(run) if row.met is not None],
+        "table": render(run),
+    }

@@ -1,0 +1,111 @@
+"""The FHIR service's interactions behave the same on every storage engine.
+
+The storage contract checks the port; this checks what a client sees through the
+interaction layer (no HTTP): versioning, conditional writes under concurrency,
+transaction atomicity, history and search.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from fhir_server.context import SYSTEM
+from fhir_server.errors import FhirError, Gone, PreconditionFailed
+from fhir_server.interactions.request import Request
+from fhir_server.interactions.service import FhirService
+from fhir_server.storage.base import Storage
+
+
+def patient(mrn: str, **extra: object) -> dict:
+    return {"resourceType": "Patient", "gender": "female",
+            "identifier": [{"system": "urn:mrn", "value": mrn}], **extra}
+
+
+@pytest.fixture
+def service(storage: Storage) -> FhirService:
+    return FhirService(storage, base_url="http://test/fhir")
+
+
+async def call(svc: FhirService, method: str, path: str, body: object = None,
+               query: tuple = (), **headers: str) -> tuple[int, dict | None]:
+    response = await svc.handle(Request(method, path, query, headers=headers, body=body,
+                                        context=SYSTEM))
+    data = response.body
+    if isinstance(data, bytes):
+        data = orjson.loads(data)
+    return response.status, data
+
+
+async def test_versions_and_tombstones(service: FhirService) -> None:
+    status, made = await call(service, "POST", "Patient", patient("a"))
+    assert status == 201 and made["meta"]["versionId"] == "1"
+    pid = made["id"]
+    status, updated = await call(service, "PUT", f"Patient/{pid}", made | {"gender": "male"})
+    assert status == 200 and updated["meta"]["versionId"] == "2"
+    assert (await call(service, "DELETE", f"Patient/{pid}"))[0] == 204
+    with pytest.raises(Gone):
+        await call(service, "GET", f"Patient/{pid}")
+    status, history = await call(service, "GET", f"Patient/{pid}/_history")
+    assert history["total"] == 3
+    assert [e["request"]["method"] for e in history["entry"]] == ["DELETE", "PUT", "POST"]
+
+
+async def test_conditional_create_race(service: FhirService) -> None:
+    async def attempt() -> int:
+        status, _ = await call(service, "POST", "Patient", patient("race"),
+                               **{"if-none-exist": "identifier=urn:mrn|race"})
+        return status
+
+    statuses = await asyncio.gather(*(attempt() for _ in range(8)))
+    assert sorted(statuses) == [200] * 7 + [201]
+    _, found = await call(service, "GET", "Patient", query=(("identifier", "urn:mrn|race"),))
+    assert found["total"] == 1
+
+
+async def test_if_match_race(service: FhirService) -> None:
+    _, made = await call(service, "POST", "Patient", patient("m"))
+
+    async def attempt(n: int) -> int:
+        try:
+            status, _ = await call(service, "PUT", f"Patient/{made['id']}",
+                                   made | {"birthDate": f"19{n:02d}"}, **{"if-match": 'W/"1"'})
+        except PreconditionFailed:
+            return 412
+        return status
+
+    statuses = await asyncio.gather(*(attempt(n) for n in range(6)))
+    assert sorted(statuses) == [200] + [412] * 5
+
+
+async def test_transaction_rolls_back_entirely(service: FhirService) -> None:
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": patient("tx"), "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Patient", "gender": 5},
+         "request": {"method": "POST", "url": "Patient"}},
+    ]}
+    with pytest.raises(FhirError):
+        await call(service, "POST", "", bundle)
+    _, found = await call(service, "GET", "Patient", query=(("identifier", "urn:mrn|tx"),))
+    assert found["total"] == 0
+
+
+async def test_transaction_references_and_search(service: FhirService) -> None:
+    urn = "urn:uuid:0b1c1f5e-8a7c-4f57-9d3e-2b7f8c9d0e1f"
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": urn, "resource": patient("ref"), "request": {"method": "POST",
+                                                                 "url": "Patient"}},
+        {"resource": {"resourceType": "Observation", "status": "final",
+                      "code": {"coding": [{"system": "http://loinc.org", "code": "1-8"}]},
+                      "subject": {"reference": urn}},
+         "request": {"method": "POST", "url": "Observation"}},
+    ]}
+    status, result = await call(service, "POST", "", bundle)
+    assert status == 200
+    pid = result["entry"][0]["response"]["location"].split("/")[-3]
+    _, found = await call(service, "GET", "Observation",
+                          query=(("subject", f"Patient/{pid}"), ("code", "http://loinc.org|1-8")))
+    assert found["total"] == 1
+    assert found["entry"][0]["resource"]["subject"]["reference"] == f"Patient/{pid}"

@@ -1,0 +1,63 @@
+"""The benchmark table: aligned columns, targets checked, errors shown."""
+
+from __future__ import annotations
+
+from bench.ingest import IngestResult
+from bench.report import BenchRun, render, to_json
+from bench.server import Memory
+from bench.wrk import LoadResult
+
+
+def load(requests: int, statuses: dict[int, int] | None = None) -> LoadResult:
+    statuses = statuses or {200: requests}
+    return LoadResult(requests=requests, duration_s=2.0, p50_ms=1.5, p99_ms=12.25,
+                      statuses=statuses,
+                      non_2xx=sum(n for s, n in statuses.items() if not 200 <= s < 300))
+
+
+def bench_run() -> BenchRun:
+    run = BenchRun(resources=5000, patients=450, bundles=47, seed=42, duration=2,
+                   connections=16, load_generator="wrk 4.1.0 (1 thread)",
+                   ingest=IngestResult(resources=5000, seconds=2.5, latencies_ms=[40.0, 60.0]),
+                   memory_after_load=Memory(rss_mb=120.0, hwm_mb=150.0))
+    run.loads = {"read": load(8000), "create": load(3000, {201: 2990, 500: 10}),
+                 "update": load(2400), "mixed": load(5000)}
+    run.ceiling = load(12000)
+    return run
+
+
+def table_lines() -> list[str]:
+    text = render(bench_run())
+    return text.split("\n\n", 1)[1].splitlines()
+
+
+def test_columns_line_up() -> None:
+    header, rule, *body = table_lines()
+    met_column = header.index("met?")
+    assert rule.rindex(" ") == met_column - 1
+    assert {line[met_column:] for line in body} <= {"yes", "NO", "—"}
+
+
+def row(name: str) -> str:
+    return next(line for line in table_lines() if line.startswith(name))
+
+
+def test_targets() -> None:
+    assert row("transaction ingest").endswith("yes")    # 2,000 resources/s
+    assert " 67% " in row("read by id as % of bare ceiling")
+    assert row("read by id as %").endswith("yes")
+    assert row("server RSS after load").endswith("yes")
+
+
+def test_errors_are_shown_and_fail_the_target() -> None:
+    create = row("create Patient")
+    assert "10 (500×10)" in create
+    assert create.endswith("NO")
+
+
+def test_json_has_the_targets() -> None:
+    data = to_json(bench_run())
+    met = {target["workload"]: target["met"] for target in data["targets"]}
+    assert met["create Patient"] is False
+    assert met["transaction ingest"] is True
+    assert data["workloads"]["create"]["statuses"] == {"201": 2990, "500": 10}

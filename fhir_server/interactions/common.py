@@ -33,6 +33,11 @@ def criteria_params(criteria: str | Sequence[tuple[str, str]]) -> list[tuple[str
     return list(criteria)
 
 
+def query_criteria(req: Request) -> list[tuple[str, str]]:
+    """The search criteria of a conditional update, patch or delete: its query, less format."""
+    return [(k, v) for k, v in req.query if k not in ("_format", "_pretty")]
+
+
 def criteria_key(type: str, criteria: str | Sequence[tuple[str, str]]) -> str:
     """A stable lock key for conditional writes on the same criteria."""
     return f"create:{type}?{urlencode(sorted(criteria_params(criteria)))}"

@@ -16,8 +16,8 @@ from fhir_server.interactions.common import criteria_key, new_id
 from fhir_server.interactions.request import Request, Response
 
 if TYPE_CHECKING:
-    from fhir_server.interactions.common import FhirService
     from fhir_server.interactions.routes import RouteMatch
+    from fhir_server.interactions.service import FhirService
     from fhir_server.storage.base import StorageTx
 
 

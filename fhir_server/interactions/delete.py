@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fhir_server.errors import Forbidden, PreconditionFailed
-from fhir_server.interactions.common import etag
+from fhir_server.interactions.common import etag, query_criteria
 from fhir_server.interactions.request import Request, Response
 
 if TYPE_CHECKING:
-    from fhir_server.interactions.common import FhirService
     from fhir_server.interactions.routes import RouteMatch
+    from fhir_server.interactions.service import FhirService
     from fhir_server.storage.base import StorageTx
 
 
@@ -39,7 +39,7 @@ async def conditional(
     assert m.type and req.context
     ctx, type = req.context, m.type
     svc.policy.check(ctx, "delete", type)
-    criteria = [(k, v) for k, v in req.query if k not in ("_format", "_pretty")]
+    criteria = query_criteria(req)
 
     async def work(db: StorageTx) -> Response:
         found = await svc.find(db, ctx, type, criteria)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from fhir_server.errors import BadRequest, NotFound, PreconditionFailed, Unprocessable
+from fhir_server.interactions.common import query_criteria
 from fhir_server.interactions.request import Request, Response
 from fhir_server.model.fhirpath_patch import apply_fhirpath_patch, apply_json_patch
 from fhir_server.model.validate import validate_resource
@@ -42,7 +43,7 @@ async def conditional(
     ctx, type = req.context, m.type
     svc.policy.check(ctx, "update", type)
     _check_patch_body(req.body)
-    criteria = [(k, v) for k, v in req.query if k not in ("_format", "_pretty")]
+    criteria = query_criteria(req)
 
     async def work(db: StorageTx) -> Response:
         found = await svc.find(db, ctx, type, criteria)

@@ -21,8 +21,8 @@ from fhir_server.model.summary import apply_elements, apply_summary
 from fhir_server.storage.base import StoredResource
 
 if TYPE_CHECKING:
-    from fhir_server.interactions.common import FhirService
     from fhir_server.interactions.routes import RouteMatch
+    from fhir_server.interactions.service import FhirService
     from fhir_server.storage.base import StorageTx
 
 

@@ -26,8 +26,8 @@ from fhir_server.interactions.common import new_id
 from fhir_server.interactions.request import Request, Response
 
 if TYPE_CHECKING:
-    from fhir_server.interactions.common import FhirService
     from fhir_server.interactions.routes import RouteMatch
+    from fhir_server.interactions.service import FhirService
     from fhir_server.storage.base import StorageTx
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}

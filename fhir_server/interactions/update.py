@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 import orjson
 
 from fhir_server.errors import BadRequest, PreconditionFailed
-from fhir_server.interactions.common import criteria_key, new_id
+from fhir_server.interactions.common import criteria_key, new_id, query_criteria
 from fhir_server.interactions.request import Request, Response
 from fhir_server.storage.base import StoredResource
 
 if TYPE_CHECKING:
-    from fhir_server.interactions.common import FhirService
     from fhir_server.interactions.routes import RouteMatch
+    from fhir_server.interactions.service import FhirService
     from fhir_server.storage.base import StorageTx
 
 
@@ -50,7 +50,7 @@ async def conditional(
     assert m.type and req.context
     ctx, type = req.context, m.type
     svc.policy.check(ctx, "update", type)
-    criteria = [(k, v) for k, v in req.query if k not in ("_format", "_pretty")]
+    criteria = query_criteria(req)
     resource = svc.resource_from_body(req, type)
     svc.policy.check_resource(ctx, "update", type, resource)
 

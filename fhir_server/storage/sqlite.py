@@ -14,11 +14,13 @@ Schema (PRAGMA user_version = 1):
                delete, with secondary indexes that lead with (type, param, value...) and
                end with rid, so every condition is an index range that yields rids.
 
-Search is a query on `resources` whose clauses are `rid IN (SELECT rid FROM <kind>_idx
-...)`: SQLite drives from the subquery's index range and fetches the rows by rid. Later
-search features plug into the same shape: a chain is a subquery over `reference_idx`
-joined to the target's subquery, `_has` the reverse, sorting on a parameter a correlated
-`min(value)` over the resource's clustered index rows.
+Search is one query on `resources r`. A clause reads either as `r.rid IN (SELECT rid FROM
+<kind>_idx WHERE type IN .. AND param = ? AND <value range>)`, where SQLite starts from the
+index range and fetches the rows by rid, or as `EXISTS (SELECT 1 FROM <kind>_idx WHERE rid =
+r.rid ...)`, a test of a row by the clustered key; `_plan` chooses per query (see there).
+Later search features plug into the same shapes: a chain is a rid subquery over
+`reference_idx` joined to the target's, `_has` the reverse, sorting on a parameter a
+correlated `min(value)` over the resource's clustered index rows.
 
 Concurrency: calls run synchronously on the event-loop thread (each is short). Reads
 outside a transaction use their own connection and see only committed data (WAL). A write
@@ -305,9 +307,19 @@ class _Rids:
     negate: bool = False
 
     def selects(self, types: Sequence[str]) -> list[Fragment]:
+        """SELECTs of the matching rids, each an index range on (type, param, value...)."""
         head = f"SELECT rid FROM {self.table} WHERE type IN ({_marks(len(types))}) AND param = ?"
         return [(f"{head} AND {sql}" if sql else head, [*types, self.param, *params])
                 for sql, params in self.alternatives]
+
+    def exists(self) -> Fragment:
+        """Whether row r has a matching value: a seek on the table's (rid, seq) key. The
+        type is left out on purpose, so that SQLite cannot prefer a (type, ...) index."""
+        any_value = any(not sql for sql, _ in self.alternatives)
+        match = ("", []) if any_value else _or(list(self.alternatives))
+        sql, params = _and(("rid = r.rid AND param = ?", [self.param]), match)
+        exists = f"EXISTS (SELECT 1 FROM {self.table} WHERE {sql})"
+        return (f"NOT {exists}" if self.negate else exists, params)
 
 
 def _range(prefix: Prefix, low: Any, high: Any) -> tuple[Fragment, ...]:
@@ -329,9 +341,9 @@ def _range(prefix: Prefix, low: Any, high: Any) -> tuple[Fragment, ...]:
     return rules[prefix]
 
 
-def _point(prefix: Prefix, low: str, high: str) -> Fragment:
-    """`range_matches` for r.last_updated, a point t = [t, t], simplified."""
-    col = "r.last_updated"
+def _point(c: LastUpdatedCondition, col: str) -> Fragment:
+    """`range_matches` for `col`, a point t = [t, t], simplified."""
+    low, high = c.low, c.high
     rules: dict[str, Fragment] = {
         "eq": (f"{col} >= ? AND {col} <= ?", [low, high]),
         "ap": (f"{col} >= ? AND {col} <= ?", [low, high]),
@@ -343,7 +355,7 @@ def _point(prefix: Prefix, low: str, high: str) -> Fragment:
         "ge": (f"{col} >= ?", [low]),  # t > high or low <= t <= high
         "le": (f"{col} <= ?", [high]),  # t < low or low <= t <= high
     }
-    return rules[prefix]
+    return rules[c.prefix]
 
 
 def _successor(prefix: str) -> str | None:
@@ -434,17 +446,34 @@ class _IdRids:
                f"AND id IN ({_marks(len(self.ids))})")
         return [(sql, [*types, *self.ids])]
 
-
-def _last_updated(c: LastUpdatedCondition, types: Sequence[str], typed: bool) -> Fragment:
-    sql, params = _point(c.prefix, c.low, c.high)
-    if typed:
-        return sql, params
-    # System-wide: name the types so that the (type, last_updated) index applies.
-    return (f"(r.type IN ({_marks(len(types))}) AND {sql})", [*types, *params])
+    def exists(self) -> Fragment:
+        return (f"r.id IN ({_marks(len(self.ids))})", list(self.ids))
 
 
-def _condition(c: Condition, types: Sequence[str], typed: bool) -> Fragment | _Rids | _IdRids:
-    """A condition as a predicate on `resources r`, or as the index rows that match it."""
+@dataclass(frozen=True, slots=True)
+class _UpdatedRids:
+    """`_lastUpdated` on the (type, last_updated) index, like an index condition. As a
+    test of row r it is written `+r.last_updated` (no index) unless the results are
+    sorted by _lastUpdated: then the range delivers them in order."""
+
+    condition: LastUpdatedCondition
+    ordered: bool
+    negate = False
+
+    def selects(self, types: Sequence[str]) -> list[Fragment]:
+        sql, params = _point(self.condition, "last_updated")
+        return [(f"SELECT rid FROM resources WHERE type IN ({_marks(len(types))}) AND {sql}",
+                 [*types, *params])]
+
+    def exists(self) -> Fragment:
+        return _point(self.condition, "r.last_updated" if self.ordered else "+r.last_updated")
+
+
+_Matches = _Rids | _IdRids | _UpdatedRids
+
+
+def _condition(c: Condition, by_updated: bool) -> _Matches:
+    """A condition as the rows that match it: rids from an index, or a test of row r."""
     match c:
         case TokenCondition():
             return _token(c)
@@ -465,53 +494,53 @@ def _condition(c: Condition, types: Sequence[str], typed: bool) -> Fragment | _R
         case IdCondition():
             return _IdRids(c.ids)
         case LastUpdatedCondition():
-            return _last_updated(c, types, typed)
+            return _UpdatedRids(c, by_updated)
     raise BadRequest(f"Search condition {type(c).__name__} is not supported by this engine")
-
-
-def _union(selects: list[Fragment]) -> Fragment:
-    return (" UNION ALL ".join(s for s, _ in selects), [p for _, ps in selects for p in ps])
 
 
 @dataclass(frozen=True, slots=True)
 class _Clause:
-    """A clause as SQL; `drives` when it is one rid subquery the search can start from."""
+    """One OR-clause; unless it has a negation, it can also be read as rids from indexes."""
 
-    sql: Fragment
-    drives: bool
+    conditions: tuple[_Matches, ...]
+    types: tuple[str, ...]
+
+    @property
+    def can_drive(self) -> bool:
+        """Whether the search can start from this clause's rids."""
+        return bool(self.conditions) and not any(c.negate for c in self.conditions)
+
+    def rids(self) -> Fragment:
+        selects = [select for c in self.conditions for select in c.selects(self.types)]
+        return (" UNION ALL ".join(s for s, _ in selects), [p for _, ps in selects for p in ps])
+
+    def driving(self) -> Fragment:
+        """`r.rid IN (...)`: SQLite reads the index ranges, then the rows by rid."""
+        sql, params = self.rids()
+        return (f"r.rid IN ({sql})", params)
+
+    def filtering(self) -> Fragment:
+        """A test of row r, without reading the index ranges (the search starts elsewhere)."""
+        return _or([c.exists() for c in self.conditions])
 
 
-def _clause(clause: Clause, types: Sequence[str], typed: bool) -> _Clause:
-    """OR of the clause's conditions; positive index matches share one rid subquery."""
-    positive: list[Fragment] = []
-    terms: list[Fragment] = []
-    for condition in clause:
-        built = _condition(condition, types, typed)
-        if not isinstance(built, _Rids | _IdRids):
-            terms.append(built)
-        elif built.negate:
-            sql, params = _union(built.selects(types))
-            terms.append((f"r.rid NOT IN ({sql})", params))
-        else:
-            positive.extend(built.selects(types))
-    if positive:
-        sql, params = _union(positive)
-        terms.insert(0, (f"r.rid IN ({sql})", params))
-    if not terms:
-        return _Clause(("0", []), False)  # an empty OR matches nothing
-    joined = " OR ".join(f"({s})" for s, _ in terms)
-    drives = bool(positive) and len(terms) == 1
-    return _Clause((f"({joined})", [p for _, ps in terms for p in ps]), drives)
+def _or(parts: list[Fragment]) -> Fragment:
+    if not parts:
+        return ("0", [])  # an empty OR matches nothing
+    return ("(" + " OR ".join(f"({s})" for s, _ in parts) + ")", [p for _, ps in parts for p in ps])
+
+
+def _clause(clause: Clause, types: Sequence[str], by_updated: bool) -> _Clause:
+    return _Clause(tuple(_condition(c, by_updated) for c in clause), tuple(types))
 
 
 _SORT_COLUMNS = {"_id": "r.id", "_lastUpdated": "r.last_updated"}
 
 
 def _order_by(query: SearchQuery, driven: bool) -> str:
-    """ORDER BY the sort keys, then rid. When an index subquery can drive the search, the
-    keys are written `+column` so that SQLite starts from the (usually selective)
-    subquery and sorts its matches, instead of walking every row of the type in key
-    order to skip the sort."""
+    """ORDER BY the sort keys, then rid. When the search starts from a clause's rids, the
+    keys are written `+column` so that SQLite sorts those few rows instead of walking the
+    type's rows in key order (which it would prefer, to spare itself a sort)."""
     keys = []
     for key in query.sort:
         column = _SORT_COLUMNS.get(key.param)
@@ -522,28 +551,65 @@ def _order_by(query: SearchQuery, driven: bool) -> str:
     return ", ".join([*keys, "r.rid"])
 
 
-def _where(conn: sqlite3.Connection, query: SearchQuery) -> _Clause:
-    """WHERE for the query's live resources; index subqueries need the types spelled out."""
-    parts: list[Fragment] = [("r.deleted = 0", [])]
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """WHERE clauses for the page and for the total; `driven`: the page starts from rids."""
+
+    page: Fragment
+    count: Fragment
+    driven: bool
+    empty: bool = False
+
+
+def _plan(conn: sqlite3.Connection, query: SearchQuery, probe_limit: int) -> _Plan:
+    """Choose where the search starts, from how many rows each clause's index ranges hold.
+
+    SQLite has no statistics on our values (gender=female matches half the patients,
+    identifier=X one), so we count up to `probe_limit` index rows per clause. The search
+    starts from the smallest clause and tests the others on its rows. When even that one
+    is large, the page walks the rows in result order and tests every clause, stopping
+    after `count` matches, instead of reading and sorting all the matches first.
+    """
+    base: list[Fragment] = [("r.deleted = 0", [])]
     if query.types:
-        parts.append((f"r.type IN ({_marks(len(query.types))})", list(query.types)))
+        base.append((f"r.type IN ({_marks(len(query.types))})", list(query.types)))
     types = list(query.types) if query.types else _all_types(conn)
-    clauses = [_clause(clause, types, bool(query.types)) for clause in query.clauses]
-    parts.extend(c.sql for c in clauses)
-    return _Clause(_and(*parts), any(c.drives for c in clauses))
+    by_updated = bool(query.sort) and query.sort[0].param == "_lastUpdated"
+    clauses = [_clause(clause, types, by_updated) for clause in query.clauses]
+    walk = _and(*base, *(c.filtering() for c in clauses))
+    drivers = [c for c in clauses if c.can_drive]
+    if not drivers:
+        return _Plan(walk, walk, driven=False)
+    sizes = [_probe(conn, c, max(probe_limit, 1)) for c in drivers]
+    if min(sizes) == 0:
+        return _Plan(walk, walk, driven=False, empty=True)
+    best = drivers[sizes.index(min(sizes))]
+    start = _and(*base, best.driving(), *(c.filtering() for c in clauses if c is not best))
+    if min(sizes) < probe_limit:
+        return _Plan(start, start, driven=True)
+    return _Plan(walk, start, driven=False)
 
 
-def _search(conn: sqlite3.Connection, query: SearchQuery) -> Page:
-    where = _where(conn, query)
-    sql, params = where.sql
+def _probe(conn: sqlite3.Connection, clause: _Clause, limit: int) -> int:
+    """The clause's index rows, counted up to `limit`."""
+    sql, params = clause.rids()
+    return _one(conn, f"SELECT count(*) FROM ({sql} LIMIT ?)", [*params, limit])[0]
+
+
+def _search(conn: sqlite3.Connection, query: SearchQuery, probe_limit: int) -> Page:
+    plan = _plan(conn, query, probe_limit)
+    if plan.empty:
+        return Page([], None if query.total == "none" else 0)
     resources: list[StoredResource] = []
     if query.count > 0:
+        sql, params = plan.page
         select = (f"SELECT {_R_RECORD} FROM resources r WHERE {sql} "
-                  f"ORDER BY {_order_by(query, where.drives)} LIMIT ? OFFSET ?")
+                  f"ORDER BY {_order_by(query, plan.driven)} LIMIT ? OFFSET ?")
         rows = _rows(conn, select, [*params, query.count, query.offset])
         resources = [_record(row) for row in rows]
     total = None
     if query.total != "none":
+        sql, params = plan.count
         total = _one(conn, f"SELECT count(*) FROM resources r WHERE {sql}", params)[0]
     return Page(resources, total)
 
@@ -582,6 +648,123 @@ def _history(conn: sqlite3.Connection, q: HistoryQuery) -> Page:
     return Page(resources, total)
 
 
+# -- write transactions -------------------------------------------------------------
+
+
+class _Writes:
+    """The write connection and its lock, with group commit.
+
+    Write transactions run one at a time (`lock`, and BEGIN IMMEDIATE against other
+    processes). When transactions are queued behind the one that finishes, it does not
+    COMMIT: the next ones continue the same SQLite transaction, each inside a SAVEPOINT
+    (so each still rolls back alone), and one COMMIT makes the group durable. Every
+    member's `transaction()` returns only after that COMMIT, so nothing is acknowledged
+    before it is committed, and a failed COMMIT fails every member. A COMMIT writes each
+    changed page once however many transactions changed it, so under load this divides
+    the cost of the WAL writes (the largest part of a small write) by the group's size.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, lock_timeout: float) -> None:
+        self.conn = conn
+        self.lock = asyncio.Lock()
+        self.lock_timeout = lock_timeout
+        self.on_commit: Callable[[], None] = lambda: None
+        self._queued = 0  # transactions waiting for the lock
+        self._group: asyncio.Future[None] | None = None  # done when the group commits
+        self._committer: asyncio.Task[None] | None = None
+
+    @property
+    def in_group(self) -> bool:
+        return self._group is not None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[sqlite3.Connection]:
+        self._queued += 1
+        try:
+            await self.lock.acquire()
+        finally:
+            self._queued -= 1
+        try:
+            group = self._group or await self._begin()
+            try:
+                try:
+                    self.conn.execute("SAVEPOINT tx")
+                    yield self.conn
+                    self.conn.execute("RELEASE tx")
+                except BaseException:
+                    self._undo(group)
+                    raise
+                if not self._queued:  # let ready tasks queue up behind: they join the group
+                    await asyncio.sleep(0)
+            finally:
+                self._finish(group)
+        finally:
+            self.lock.release()
+        await asyncio.shield(group)  # acknowledged only once committed
+
+    async def _begin(self) -> asyncio.Future[None]:
+        """BEGIN IMMEDIATE, retried with asyncio.sleep while another process writes."""
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.001
+        while True:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as error:
+                if not _is_busy(error) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        self._group = asyncio.get_running_loop().create_future()
+        return self._group
+
+    def _undo(self, group: asyncio.Future[None]) -> None:
+        """Roll back the member's savepoint; if SQLite cannot, the whole group fails."""
+        try:
+            self.conn.execute("ROLLBACK TO tx")
+            self.conn.execute("RELEASE tx")
+        except sqlite3.Error as error:
+            self._fail(group, error)
+
+    def _finish(self, group: asyncio.Future[None]) -> None:
+        """COMMIT the group, or leave it open for the transactions queued behind."""
+        if group.done():
+            return
+        if not self._queued:
+            self._commit(group)
+        elif self._committer is None:  # commits even if the queued ones are cancelled
+            self._committer = asyncio.get_running_loop().create_task(self._commit_queued())
+
+    async def _commit_queued(self) -> None:
+        async with self.lock:  # after the transactions queued now, which join the group
+            self._committer = None
+            if self._group is not None:
+                self._commit(self._group)
+
+    def _commit(self, group: asyncio.Future[None]) -> None:
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException as error:
+            self._fail(group, error)
+            return
+        self._group = None
+        group.set_result(None)
+        self.on_commit()
+
+    def _fail(self, group: asyncio.Future[None], error: BaseException) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        self._group = None
+        if not group.done():
+            group.set_exception(error)
+            group.add_done_callback(lambda f: f.exception())  # retrieved by whoever waits
+
+    async def drain(self) -> None:
+        """Wait for a queued group commit."""
+        if self._committer is not None:
+            await self._committer
+
+
 # -- checkpoints ----------------------------------------------------------------------
 
 
@@ -597,11 +780,11 @@ class _Checkpoints:
     checkpoint on a thread: the loop keeps serving reads, writers wait asynchronously.
     """
 
-    def __init__(self, path: Path, lock: asyncio.Lock, every: int, interval: float) -> None:
+    def __init__(self, path: Path, writes: _Writes, every: int, interval: float) -> None:
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.execute("PRAGMA busy_timeout = 2000")  # on the worker thread: may wait
-        self._lock = lock
+        self._writes = writes
         self._every = every
         self._interval = interval
         self._commits = 0
@@ -617,7 +800,9 @@ class _Checkpoints:
 
     async def _run(self) -> None:
         try:
-            async with self._lock:
+            async with self._writes.lock:
+                if self._writes.in_group:  # its commit is queued; it will call us again
+                    return
                 self._commits, self._last = 0, time.monotonic()
                 await asyncio.to_thread(self._checkpoint)
         finally:
@@ -641,14 +826,15 @@ class _Checkpoints:
 class SQLiteTx:
     """One write transaction on the write connection; reads see its own writes."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, probe_limit: int) -> None:
         self._conn = conn
+        self._probe_limit = probe_limit
 
     async def read(self, type: str, id: str) -> StoredResource | None:
         return _read(self._conn, type, id)
 
     async def search(self, query: SearchQuery) -> Page:
-        return _search(self._conn, query)
+        return _search(self._conn, query, self._probe_limit)
 
     async def write(
         self, rec: StoredResource, index: Sequence[IndexValue], *, expected_version: int
@@ -674,52 +860,59 @@ class SQLiteStorage:
         lock_timeout: float = 30.0,
         checkpoint_every: int = 100,
         checkpoint_interval: float = 1.0,
+        probe_limit: int = 2000,
         trace: Callable[[str], None] | None = None,
     ) -> None:
         """`lock_timeout`: seconds to wait for another process's write transaction;
         `checkpoint_every` commits or `checkpoint_interval` seconds: when to checkpoint;
+        `probe_limit`: a search starts from a clause with fewer index rows than this (see
+        `_plan`; 0 makes every search walk the rows);
         `trace`: called with every SQL statement run (for debugging and plan tests)."""
         self.path = Path(path)
         self.lock_timeout = lock_timeout
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval = checkpoint_interval
+        self.probe_limit = probe_limit
         self._checkpoints: _Checkpoints | None = None
         self._trace = trace
-        self._write_lock = asyncio.Lock()
-        self._writer: sqlite3.Connection | None = None
+        self._writes: _Writes | None = None
         self._reader: sqlite3.Connection | None = None
 
     async def open(self) -> None:
         """Connect and create or migrate the schema; safe on an existing file."""
-        if self._writer is not None:
+        if self._writes is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = _connect(self.path, busy_ms=5000, trace=self._trace)
+        writer = _connect(self.path, busy_ms=5000, trace=self._trace)
+        self._writes = _Writes(writer, self.lock_timeout)
         try:
-            self._writer.execute("PRAGMA journal_mode = WAL")  # persistent in the file
-            self._writer.execute("PRAGMA journal_size_limit = 67108864")  # trim WAL to 64 MiB
+            writer.execute("PRAGMA journal_mode = WAL")  # persistent in the file
+            writer.execute("PRAGMA journal_size_limit = 67108864")  # trim the WAL to 64 MiB
             async with self.transaction():
-                _migrate(self._writer)
+                _migrate(writer)
         except BaseException:
             await self.close()
             raise
         # From now on the writer never waits inside SQLite, which would block the event
-        # loop: `_begin` waits for other processes' write locks with asyncio.sleep, and
+        # loop: `_Writes` waits for other processes' write locks with asyncio.sleep, and
         # once a transaction holds the lock, WAL lets it read and write without waiting.
-        self._writer.execute("PRAGMA busy_timeout = 0")
-        self._writer.execute("PRAGMA wal_autocheckpoint = 0")  # see _Checkpoints
+        writer.execute("PRAGMA busy_timeout = 0")
+        writer.execute("PRAGMA wal_autocheckpoint = 0")  # see _Checkpoints
         self._reader = _connect(self.path, busy_ms=5000, trace=self._trace)
-        self._checkpoints = _Checkpoints(self.path, self._write_lock, self.checkpoint_every,
+        self._checkpoints = _Checkpoints(self.path, self._writes, self.checkpoint_every,
                                          self.checkpoint_interval)
+        self._writes.on_commit = self._checkpoints.committed
 
     async def close(self) -> None:
+        if self._writes is not None:
+            await self._writes.drain()
         if self._checkpoints is not None:
             await self._checkpoints.close()
             self._checkpoints = None
-        for conn in (self._reader, self._writer):
+        for conn in (self._reader, self._writes.conn if self._writes else None):
             if conn is not None:
                 conn.close()
-        self._reader = self._writer = None
+        self._reader = self._writes = None
 
     async def read(self, type: str, id: str) -> StoredResource | None:
         return _read(self._read_conn, type, id)
@@ -729,7 +922,7 @@ class SQLiteStorage:
 
     async def search(self, query: SearchQuery) -> Page:
         with self._snapshot() as conn:
-            return _search(conn, query)
+            return _search(conn, query, self.probe_limit)
 
     async def history(self, query: HistoryQuery) -> Page:
         with self._snapshot() as conn:
@@ -752,33 +945,10 @@ class SQLiteStorage:
     async def transaction(self) -> AsyncIterator[SQLiteTx]:
         """Commit on normal exit, roll back on any exception (cancellation included).
 
-        Transactions do not nest: the write lock is not re-entrant."""
-        async with self._write_lock:
-            conn = self._write_conn
-            await self._begin(conn)
-            try:
-                yield SQLiteTx(conn)
-                conn.execute("COMMIT")
-                if self._checkpoints is not None:
-                    self._checkpoints.committed()
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
-    async def _begin(self, conn: sqlite3.Connection) -> None:
-        """BEGIN IMMEDIATE, retried with asyncio.sleep while another process writes."""
-        deadline = time.monotonic() + self.lock_timeout
-        delay = 0.001
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as error:
-                if not _is_busy(error) or time.monotonic() > deadline:
-                    raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+        Returns only once the writes are committed (see `_Writes`). Transactions do not
+        nest: the write lock is not re-entrant."""
+        async with self._write_queue.transaction() as conn:
+            yield SQLiteTx(conn, self.probe_limit)
 
     @property
     def _read_conn(self) -> sqlite3.Connection:
@@ -798,10 +968,10 @@ class SQLiteStorage:
             conn.execute("COMMIT")
 
     @property
-    def _write_conn(self) -> sqlite3.Connection:
-        if self._writer is None:
+    def _write_queue(self) -> _Writes:
+        if self._writes is None:
             raise RuntimeError("SQLiteStorage is not open")
-        return self._writer
+        return self._writes
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

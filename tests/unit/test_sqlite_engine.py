@@ -23,6 +23,7 @@ from fhir_server.search.conditions import (
     DateCondition,
     IdCondition,
     LastUpdatedCondition,
+    MissingCondition,
     QuantityCondition,
     ReferenceCondition,
     SearchQuery,
@@ -131,6 +132,21 @@ async def test_sorted_search_with_a_condition_starts_from_its_index(traced, key)
     steps = plans(storage.path, statements)
     assert_indexed(steps)
     assert any("token_idx USING COVERING INDEX token_code" in s for s in steps), steps
+
+
+async def test_a_walked_search_tests_the_index_tables_by_rid(traced) -> None:
+    storage, statements = traced
+    walking = SQLiteStorage(storage.path, probe_limit=0, trace=statements.append)
+    await walking.open()
+    try:
+        clauses = ((CONDITIONS["token-code"],), (CONDITIONS["string"], CONDITIONS["date-ge"]))
+        query = SearchQuery(("Patient",), clauses, sort=(SortKey("_id"),))
+        assert (await walking.search(query)).total == 50
+    finally:
+        await walking.close()
+    steps = plans(storage.path, statements)
+    assert_indexed(steps)
+    assert any("token_idx USING PRIMARY KEY (rid=?)" in s for s in steps), steps
 
 
 async def test_read_by_id_is_one_index_lookup(traced) -> None:
@@ -276,5 +292,210 @@ async def test_background_checkpoints_keep_the_wal_small(tmp_path: Path) -> None
         # Without checkpoints 300 commits of ~20 pages would make a WAL of ~24 MiB.
         assert Path(f"{db}-wal").stat().st_size < 4 * 1024 * 1024
         assert (await storage.read("Patient", "p299")).version == 1
+    finally:
+        await storage.close()
+
+
+# -- the two search plans agree ------------------------------------------------------------
+
+GIVEN = ["anna", "bert", "carla", "dora", "emil"]
+
+
+def index_of(n: int) -> list:
+    year = 1950 + n % 40
+    return [
+        TokenValue("identifier", "urn:mrn", str(n)),
+        TokenValue("gender", None, "female" if n % 2 else "male"),
+        StringValue("given", GIVEN[n % 5], GIVEN[n % 5].title()),
+        ReferenceValue("organization", "Organization", f"o{n % 3}"),
+        DateValue("birthdate", f"{year}-01-01T00:00:00.000000Z", f"{year}-12-31T23:59:59.999999Z"),
+        QuantityValue("weight", float(n), float(n), "http://unitsofmeasure.org", "kg"),
+        *([UriValue("profile", f"http://x.org/p/{n % 4}")] if n % 3 else []),
+    ]
+
+
+QUERIES = {
+    "token": ((TokenCondition("gender", None, "female"),),),
+    "token-not": ((TokenCondition("gender", None, "female", negate=True),),),
+    "two clauses": ((TokenCondition("gender", None, "male"),), (StringCondition("given", "an"),)),
+    "or": ((StringCondition("given", "bert"), ReferenceCondition("organization", None, "o1")),),
+    "or with not": ((StringCondition("given", "emil"),
+                     TokenCondition("gender", None, "male", negate=True)),),
+    "date": ((DateCondition("birthdate", "ge", "1970-01-01T00:00:00.000000Z",
+                            "1970-12-31T23:59:59.999999Z"),),),
+    "date ne": ((DateCondition("birthdate", "ne", "1970-01-01T00:00:00.000000Z",
+                               "1970-12-31T23:59:59.999999Z"),),),
+    "date ap": ((DateCondition("birthdate", "ap", "1970-06-01T00:00:00.000000Z",
+                               "1975-01-31T23:59:59.999999Z"),),),
+    "token system": ((TokenCondition("identifier", "urn:mrn", None),),),
+    "string exact": ((StringCondition("given", "Carla", "exact"),),),
+    "string contains": ((StringCondition("given", "r", "contains"),),),
+    "uri above": ((UriCondition("profile", "http://x.org/p/1/v2", "above"),),),
+    "quantity": ((QuantityCondition("weight", "lt", 30.0, 30.0, None, "kg"),),),
+    "uri below": ((UriCondition("profile", "http://x.org/p/", "below"),),),
+    "missing": ((MissingCondition("profile", "uri", True),),),
+    "_id": ((IdCondition(("p3", "p4", "p9")),),),
+    "_lastUpdated": ((LastUpdatedCondition("ge", "2026-01-01T00:00:20.000000Z",
+                                           "2026-01-01T00:00:20.999999Z"),),),
+    "none found": ((TokenCondition("gender", None, "other"),),),
+}
+SORTS = {"insertion": (), "-_lastUpdated": (SortKey("_lastUpdated", True),),
+         "_id": (SortKey("_id"),)}
+
+
+@pytest.fixture
+async def both_plans(tmp_path: Path):
+    """One file, two engines: one starts searches from an index, one walks the rows."""
+    db = tmp_path / "plans.db"
+    starting, walking = SQLiteStorage(db), SQLiteStorage(db, probe_limit=0)
+    await starting.open()
+    await walking.open()
+    for n in range(60):
+        at = f"2026-01-01T00:00:{n // 2:02d}.000000Z"  # pairs share an instant: ties
+        async with starting.transaction() as tx:
+            await tx.write(patient(f"p{n}", at=at), index_of(n), expected_version=0)
+    for n in range(0, 60, 7):
+        async with starting.transaction() as tx:
+            await tx.write(patient(f"p{n}", 2, at="2026-01-01T00:01:00.000000Z"),
+                           index_of(n + 1), expected_version=1)
+    for n in range(9, 60, 10):
+        async with starting.transaction() as tx:
+            current = (await tx.read("Patient", f"p{n}")).version
+            gone = StoredResource("Patient", f"p{n}", current + 1, "2026-01-01T00:02:00.000000Z",
+                                  True, b"", "DELETE")
+            await tx.write(gone, (), expected_version=current)
+    yield starting, walking
+    await walking.close()
+    await starting.close()
+
+
+@pytest.mark.parametrize("sort", list(SORTS))
+@pytest.mark.parametrize("name", list(QUERIES))
+@pytest.mark.parametrize("types", [("Patient",), ()], ids=["type", "system"])
+async def test_walking_and_starting_from_an_index_agree(both_plans, name, sort, types) -> None:
+    starting, walking = both_plans
+    for offset in (0, 7):
+        query = SearchQuery(types, QUERIES[name], sort=SORTS[sort], count=10, offset=offset)
+        one, other = await starting.search(query), await walking.search(query)
+        assert [r.id for r in one.resources] == [r.id for r in other.resources]
+        assert one.total == other.total
+
+
+# -- group commit --------------------------------------------------------------------------
+
+
+async def test_queued_transactions_share_one_commit_and_return_after_it(tmp_path: Path) -> None:
+    db = tmp_path / "group.db"
+    statements: list[str] = []
+    storage, observer = SQLiteStorage(db, trace=statements.append), SQLiteStorage(db)
+    await storage.open()
+    await observer.open()
+    try:
+        first_holds_lock, release = asyncio.Event(), asyncio.Event()
+
+        async def create(n: int) -> None:
+            async with storage.transaction() as tx:
+                await tx.write(patient(f"p{n}"), INDEX, expected_version=0)
+                if n == 0:
+                    first_holds_lock.set()
+                    await release.wait()
+            # Returned: committed, so visible to another connection.
+            assert await observer.read("Patient", f"p{n}") is not None
+
+        first = asyncio.create_task(create(0))
+        await first_holds_lock.wait()
+        statements.clear()
+        others = [asyncio.create_task(create(n)) for n in range(1, 10)]
+        await asyncio.sleep(0.01)  # all nine queue up behind the first
+        release.set()
+        await asyncio.gather(first, *others)
+        assert statements.count("COMMIT") == 1
+        assert statements.count("BEGIN IMMEDIATE") == 0  # all joined the first's
+    finally:
+        await observer.close()
+        await storage.close()
+
+
+async def test_a_failing_member_of_a_group_rolls_back_alone(tmp_path: Path) -> None:
+    storage = SQLiteStorage(tmp_path / "group.db")
+    await storage.open()
+    try:
+        go = asyncio.Event()
+
+        async def create(n: int) -> None:
+            async with storage.transaction() as tx:
+                await tx.write(patient(f"p{n}"), INDEX, expected_version=0)
+                if n == 0:
+                    await go.wait()
+                if n == 2:
+                    raise ValueError("member 2 fails")
+
+        tasks = [asyncio.create_task(create(n)) for n in range(4)]
+        await asyncio.sleep(0.01)
+        go.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert [type(r) for r in results] == [type(None), type(None), ValueError, type(None)]
+        assert await storage.read("Patient", "p2") is None
+        for n in (0, 1, 3):
+            assert (await storage.read("Patient", f"p{n}")).version == 1
+        query = SearchQuery(("Patient",), ((TokenCondition("identifier", "urn:mrn", "1"),),))
+        assert (await storage.search(query)).total == 3
+    finally:
+        await storage.close()
+
+
+async def test_a_cancelled_waiter_does_not_strand_the_group(tmp_path: Path) -> None:
+    storage = SQLiteStorage(tmp_path / "group.db")
+    await storage.open()
+    try:
+        go = asyncio.Event()
+
+        async def create(n: int) -> None:
+            async with storage.transaction() as tx:
+                if n == 0:
+                    await go.wait()
+                await tx.write(patient(f"p{n}"), (), expected_version=0)
+
+        first, waiter = asyncio.create_task(create(0)), asyncio.create_task(create(1))
+        await asyncio.sleep(0.01)
+        go.set()
+        await asyncio.sleep(0)  # the first finishes, sees the waiter and leaves the group open
+        waiter.cancel()  # it never runs: nobody from the queue will commit the group
+        await asyncio.wait_for(first, timeout=5)  # returns: it was committed anyway
+        assert waiter.cancelled()
+        assert (await storage.read("Patient", "p0")).version == 1
+    finally:
+        await storage.close()
+
+
+async def test_a_failed_commit_fails_every_member_of_the_group(tmp_path: Path) -> None:
+    storage = SQLiteStorage(tmp_path / "group.db")
+    await storage.open()
+    conn = storage._writes.conn  # SQLite internals: a deferred constraint fails the COMMIT
+    conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    conn.execute("CREATE TABLE child (parent INTEGER REFERENCES parent DEFERRABLE "
+                 "INITIALLY DEFERRED)")
+    conn.execute("PRAGMA foreign_keys = ON")
+    try:
+        go = asyncio.Event()
+
+        async def create(n: int) -> None:
+            async with storage.transaction() as tx:
+                await tx.write(patient(f"p{n}"), (), expected_version=0)
+                if n == 0:
+                    await go.wait()
+                if n == 2:
+                    conn.execute("INSERT INTO child VALUES (42)")  # no parent 42
+
+        tasks = [asyncio.create_task(create(n)) for n in range(3)]
+        await asyncio.sleep(0.01)
+        go.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(r, sqlite3.IntegrityError) for r in results), results
+        for n in range(3):
+            assert await storage.read("Patient", f"p{n}") is None
+        async with storage.transaction() as tx:  # the engine still works afterwards
+            await tx.write(patient("p9"), (), expected_version=0)
+        assert (await storage.read("Patient", "p9")).version == 1
     finally:
         await storage.close()

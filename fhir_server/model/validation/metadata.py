@@ -1,0 +1,230 @@
+"""What the R4B models say about R4: which resource types exist, and each type's elements.
+
+`elements(model)` gives a model's JSON properties (name, type, cardinality, choice group,
+required and summary flags) with R4's differences set right; the type sets and element
+lists below are the differences `fhir_server.model.validate` documents.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+import uuid
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fhir.resources.R4B import fhirtypes, get_fhir_model_class
+from fhir_core.types import FhirBase
+
+from fhir_server.model.validation.primitives import Check, check_boolean, check_for, check_uuid
+
+__all__ = [
+    "COMPLEX",
+    "DOMAIN_RESOURCE",
+    "EXTENSION",
+    "NO_R4B_MODEL",
+    "PRIMITIVE",
+    "PRIMITIVE_EXT",
+    "R4B_ONLY_TYPES",
+    "R4_TYPES_FILE",
+    "RESOURCE",
+    "STRUCTURE_ONLY_TYPES",
+    "Element",
+    "elements",
+    "is_resource_type",
+    "load_r4_types",
+    "model_for",
+    "requirements",
+]
+
+R4_TYPES_FILE = Path(__file__).resolve().parents[2] / "data" / "r4_resource_types.json"
+
+NO_R4B_MODEL = frozenset({
+    "EffectEvidenceSynthesis", "MedicinalProduct", "MedicinalProductAuthorization",
+    "MedicinalProductContraindication", "MedicinalProductIndication",
+    "MedicinalProductIngredient", "MedicinalProductInteraction", "MedicinalProductManufactured",
+    "MedicinalProductPackaged", "MedicinalProductPharmaceutical",
+    "MedicinalProductUndesirableEffect", "RiskEvidenceSynthesis", "SubstanceNucleicAcid",
+    "SubstancePolymer", "SubstanceProtein", "SubstanceReferenceInformation",
+    "SubstanceSourceMaterial", "SubstanceSpecification",
+})
+REMODELLED_TYPES = frozenset({"Evidence", "EvidenceVariable"})
+R4B_ONLY_TYPES = frozenset({
+    "AdministrableProductDefinition", "Citation", "ClinicalUseDefinition", "EvidenceReport",
+    "Ingredient", "ManufacturedItemDefinition", "MedicinalProductDefinition", "NutritionProduct",
+    "PackagedProductDefinition", "RegulatedAuthorization", "SubscriptionStatus",
+    "SubscriptionTopic", "SubstanceDefinition",
+})
+# (model class, JSON name) of elements only R4 has, with their type ...
+R4_ONLY_ELEMENTS = {
+    ("Extension", "valueMeta"): "Meta",
+    ("ElementDefinition", "defaultValueMeta"): "Meta",
+    ("ElementDefinition", "fixedMeta"): "Meta",
+    ("ElementDefinition", "patternMeta"): "Meta",
+    ("ElementDefinitionExample", "valueMeta"): "Meta",
+}
+# ... and of elements only R4B has.
+R4B_ONLY_ELEMENTS = frozenset({
+    ("Extension", "valueCodeableReference"), ("Extension", "valueRatioRange"),
+    ("ElementDefinition", "defaultValueCodeableReference"),
+    ("ElementDefinition", "defaultValueRatioRange"),
+    ("ElementDefinition", "fixedCodeableReference"), ("ElementDefinition", "fixedRatioRange"),
+    ("ElementDefinition", "patternCodeableReference"), ("ElementDefinition", "patternRatioRange"),
+    ("ElementDefinitionExample", "valueCodeableReference"),
+    ("ElementDefinitionExample", "valueRatioRange"),
+    ("ActivityDefinition", "subjectCanonical"), ("PlanDefinition", "subjectCanonical"),
+    ("PlanDefinitionAction", "subjectCanonical"),
+})
+
+
+def load_r4_types() -> frozenset[str] | None:
+    """R4 resource type names from the generated data file (a JSON array, or an object)."""
+    if not R4_TYPES_FILE.exists():
+        return None
+    data = json.loads(R4_TYPES_FILE.read_text(encoding="utf-8"))
+    if isinstance(data, dict):
+        lists = [v for v in data.values() if isinstance(v, list)]
+        data = lists[0] if len(data) == 1 and lists else list(data)
+    return frozenset(str(t) for t in data)
+
+
+_R4_TYPES = load_r4_types()
+if _R4_TYPES is None:
+    STRUCTURE_ONLY_TYPES = NO_R4B_MODEL | REMODELLED_TYPES
+else:
+    STRUCTURE_ONLY_TYPES = frozenset(
+        t for t in _R4_TYPES if not hasattr(fhirtypes, t + "Type")
+    ) | (REMODELLED_TYPES & _R4_TYPES)
+
+
+@cache
+def is_resource_type(name: str) -> bool:
+    """Whether `name` is a concrete FHIR R4 resource type."""
+    if _R4_TYPES is not None:
+        return name in _R4_TYPES
+    if name in STRUCTURE_ONLY_TYPES:
+        return True
+    if name in R4B_ONLY_TYPES or name in ("Resource", "DomainResource"):
+        return False
+    if not name[:1].isupper() or not hasattr(fhirtypes, name + "Type"):
+        return False
+    try:
+        return get_fhir_model_class(name).has_resource_base()
+    except ValueError:
+        return False
+
+
+@cache
+def model_for(resource_type: str) -> type | None:
+    """The R4B model of an R4 resource type; None for structure-only and unknown types."""
+    if resource_type in STRUCTURE_ONLY_TYPES or not is_resource_type(resource_type):
+        return None
+    return get_fhir_model_class(resource_type)
+
+
+# -- the elements of a model ----------------------------------------------------------------
+
+PRIMITIVE, COMPLEX, RESOURCE, PRIMITIVE_EXT = "primitive", "complex", "resource", "ext"
+
+
+@dataclass(frozen=True, slots=True)
+class Element:
+    """One JSON property of a FHIR type, as its model defines it."""
+
+    name: str  # JSON property name: "birthDate", "_birthDate", "valueQuantity", "class"
+    kind: str  # PRIMITIVE | COMPLEX | RESOURCE | PRIMITIVE_EXT (a `_x` partner)
+    many: bool
+    type: str  # FHIR type code: "date", "boolean", "HumanName", "Resource", "PatientContact"
+    model: type | None = None  # model of a COMPLEX or PRIMITIVE_EXT value
+    check: Check | None = None  # of a PRIMITIVE value
+    choice: str | None = None  # "value" for valueQuantity
+    summary: bool = False
+    required: bool = False
+    r4_only: bool = False
+
+    @property
+    def fhirpath(self) -> str:
+        """This element as a FHIRPath step: `birthDate`, `value.ofType(Quantity)`."""
+        if self.kind == PRIMITIVE_EXT:
+            return self.name[1:]
+        if self.choice:
+            return f"{self.choice}.ofType({self.type})"
+        return self.name
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """The item type inside Optional[...] and List[...], and whether it repeats."""
+    many = False
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is list:
+            many, annotation = True, typing.get_args(annotation)[0]
+        elif origin is typing.Union or origin is types.UnionType:
+            annotation = [a for a in typing.get_args(annotation) if a is not type(None)][0]
+        else:
+            return annotation, many
+
+
+def _describe(annotation: Any) -> tuple[str, str, type | None, Check | None]:
+    """(kind, FHIR type code, child model, value check) of one field's item type."""
+    if isinstance(annotation, type) and issubclass(annotation, FhirBase):
+        model = annotation.get_model_klass()
+        if model.__name__ == "Resource":
+            return RESOURCE, "Resource", None, None
+        if model.__name__ == "FHIRPrimitiveExtension":
+            return PRIMITIVE_EXT, "Element", model, None
+        return COMPLEX, model.__name__, model, None
+    base, marker = annotation, ""
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, *meta = typing.get_args(annotation)
+        marker = type(meta[-1]).__name__ if meta else ""  # (EncodedBytes, Base64Binary)
+    if base is bool:
+        return PRIMITIVE, "boolean", None, check_boolean
+    if base is uuid.UUID:
+        return PRIMITIVE, "uuid", None, check_uuid
+    code = marker[:1].lower() + marker[1:] if marker else "string"
+    return PRIMITIVE, code, None, check_for(code)
+
+
+@cache
+def elements(model: type) -> dict[str, Element]:
+    """The JSON properties of `model` in FHIR element order, each `_x` right after its `x`."""
+    fields = model.model_fields
+    by_alias = {(f.alias or n): (n, f) for n, f in fields.items()}
+    out: dict[str, Element] = {}
+    for alias in model.elements_sequence():
+        if (model.__name__, alias) in R4B_ONLY_ELEMENTS:
+            continue
+        name, field = by_alias[alias]
+        extra = field.json_schema_extra or {}
+        item, many = _unwrap(field.annotation)
+        kind, code, child, check = _describe(item)
+        required = bool(field.is_required() or extra.get("element_required")
+                        or extra.get("one_of_many_required"))
+        out[alias] = Element(alias, kind, many, code, child, check, extra.get("one_of_many"),
+                             bool(extra.get("summary_element_property")), required)
+        ext = fields.get(name + "__ext")
+        if ext is not None and ext.alias:
+            ext_model = _describe(_unwrap(ext.annotation)[0])[2]
+            out[ext.alias] = Element(ext.alias, PRIMITIVE_EXT, many, "Element", ext_model)
+    for (owner, alias), code in R4_ONLY_ELEMENTS.items():
+        if owner == model.__name__:
+            out[alias] = Element(alias, COMPLEX, False, code, get_fhir_model_class(code),
+                                 choice=alias[: -len(code)], r4_only=True)
+    return out
+
+
+@cache
+def requirements(model: type) -> tuple[tuple[Element, ...], tuple[str, ...]]:
+    """(required single elements, required choice groups) of `model`."""
+    fields = elements(model).values()
+    singles = tuple(e for e in fields if e.required and not e.choice)
+    choices = tuple(sorted({e.choice for e in fields if e.required and e.choice}))
+    return singles, choices
+
+
+DOMAIN_RESOURCE = get_fhir_model_class("DomainResource")
+EXTENSION = get_fhir_model_class("Extension")

@@ -1,0 +1,87 @@
+"""Document shape: the `_id` keys, the record fields, and the index arrays built from a
+resource's index values (see the package docstring for the collections and fields)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from fhir_server.search.values import (
+    DateValue,
+    IndexValue,
+    NumberValue,
+    QuantityValue,
+    ReferenceValue,
+    StringValue,
+    TokenValue,
+    UriValue,
+)
+from fhir_server.storage.base import StoredResource
+
+Filter = dict[str, Any]
+
+RECORD_FIELDS = {f: 1 for f in ("type", "id", "version", "last_updated", "deleted",
+                                 "method", "data")}
+
+
+def resource_key(type: str, id: str) -> str:
+    return f"{type}/{id}"
+
+
+def one(type: str, id: str, version: int | None = None) -> Filter:
+    """The filter for one resource (or one version), with type and id spelled out so a
+    collection sharded on {type, id} routes it to one shard."""
+    key = resource_key(type, id) if version is None else f"{resource_key(type, id)}/{version}"
+    return {"_id": key, "type": type, "id": id}
+
+
+def record(doc: dict[str, Any]) -> StoredResource:
+    return StoredResource(doc["type"], doc["id"], doc["version"], doc["last_updated"],
+                          doc["deleted"], bytes(doc["data"]), doc["method"])
+
+
+def version_fields(rec: StoredResource) -> dict[str, Any]:
+    return {"type": rec.type, "id": rec.id, "version": rec.version,
+            "last_updated": rec.last_updated, "deleted": rec.deleted, "method": rec.method,
+            "data": rec.data}
+
+
+def present(**fields: Any) -> dict[str, Any]:
+    """The fields that are not None (a missing key matches `{key: null}` in queries)."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _index_element(value: IndexValue) -> tuple[str, dict[str, Any]]:
+    """The index array a value goes to and its element there."""
+    match value:
+        case TokenValue():
+            return "tok", present(p=value.param, s=value.system, c=value.code, t=value.text)
+        case StringValue():
+            return "str", {"p": value.param, "v": value.value, "x": value.exact}
+        case ReferenceValue():
+            return "ref", present(p=value.param, t=value.target_type, i=value.target_id,
+                                   u=value.url, v=value.version)
+        case DateValue():
+            return "dt", {"p": value.param, "lo": value.low, "hi": value.high}
+        case NumberValue():
+            return "num", {"p": value.param, "lo": value.low, "hi": value.high}
+        case QuantityValue():
+            return "qty", present(p=value.param, lo=value.low, hi=value.high,
+                                   s=value.system, c=value.code, u=value.unit)
+        case UriValue():
+            return "uri", {"p": value.param, "u": value.uri}
+    raise TypeError(f"Not an index value: {value!r}")
+
+
+_INDEX_FIELDS = ("tok", "str", "ref", "dt", "num", "qty", "uri")
+FIELD_OF_KIND = {"token": "tok", "string": "str", "reference": "ref", "date": "dt",
+                  "number": "num", "quantity": "qty", "uri": "uri"}
+
+
+def index_fields(index: Iterable[IndexValue]) -> dict[str, list[dict[str, Any]]]:
+    """Every index array, empty ones included, so an update replaces them all."""
+    fields: dict[str, list[dict[str, Any]]] = {name: [] for name in _INDEX_FIELDS}
+    for value in dict.fromkeys(index):  # drop exact duplicates
+        name, element = _index_element(value)
+        fields[name].append(element)
+    return fields

@@ -1,0 +1,129 @@
+"""Transactions: one session transaction per `MongoTx`, with conditional writes and locks
+(see the package docstring for the concurrency rules)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from bson import ObjectId
+from pymongo.errors import PyMongoError
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
+
+from fhir_server.errors import VersionConflict
+from fhir_server.search.conditions import SearchQuery
+from fhir_server.search.values import IndexValue
+from fhir_server.storage.base import Page, StoredResource
+from fhir_server.storage.mongodb.documents import index_fields, one, version_fields
+from fhir_server.storage.mongodb.errors import TransactionConflict, is_conflict
+from fhir_server.storage.mongodb.reads import Reader
+
+if TYPE_CHECKING:
+    from pymongo.asynchronous.client_session import AsyncClientSession
+    from pymongo.asynchronous.database import AsyncDatabase
+
+
+class MongoTx(Reader):
+    """One session transaction; reads and writes pass the session (reads see own writes)."""
+
+    def __init__(self, db: AsyncDatabase[Any], session: AsyncClientSession,
+                 lock_timeout: float) -> None:
+        super().__init__(db, session)
+        self._tx_session = session
+        self._lock_timeout = lock_timeout
+        self._used = False  # whether any operation ran: a restart would then lose it
+        self.last_written = ("transaction", "")
+
+    async def read(self, type: str, id: str) -> StoredResource | None:
+        self._used = True
+        return await super().read(type, id)
+
+    async def search(self, query: SearchQuery) -> Page:
+        self._used = True
+        return await super().search(query)
+
+    async def write(
+        self, rec: StoredResource, index: Sequence[IndexValue], *, expected_version: int
+    ) -> None:
+        """Store a new version if the current one is `expected_version`, else VersionConflict."""
+        self._used = True
+        self.last_written = (rec.type, rec.id)
+        try:
+            await self._write(rec, index, expected_version)
+        except PyMongoError as error:
+            if is_conflict(error):
+                raise VersionConflict(rec.type, rec.id, expected_version) from error
+            raise
+
+    async def _write(self, rec: StoredResource, index: Sequence[IndexValue], expected: int) -> None:
+        # History first: its unique _id is the claim on version n, with or without a
+        # transaction; inside one, a failure below aborts and takes the insert back.
+        session, version = self._tx_session, version_fields(rec)
+        await self._history.insert_one(
+            {**one(rec.type, rec.id, rec.version), "seq": ObjectId(), **version},
+            session=session)
+        current = version | index_fields(() if rec.deleted else index)
+        if expected == 0:
+            await self._resources.insert_one({**one(rec.type, rec.id), "seq": ObjectId(),
+                                              **current}, session=session)
+            return
+        changes = {k: v for k, v in current.items() if k not in ("type", "id")}  # shard key
+        result = await self._resources.update_one(
+            one(rec.type, rec.id) | {"version": expected}, {"$set": changes}, session=session)
+        if result.matched_count == 0:
+            actual = await self.read(rec.type, rec.id)
+            raise VersionConflict(rec.type, rec.id, expected, actual.version if actual else 0)
+
+    async def lock(self, key: str) -> None:
+        """Claim `key` until the transaction ends; see the package docstring for waiting."""
+        deadline = time.monotonic() + self._lock_timeout
+        delay = 0.002
+        while True:
+            try:
+                await self._claim(key)
+                self._used = True
+                return
+            except PyMongoError as error:
+                if not is_conflict(error):
+                    raise
+                if self._used or time.monotonic() > deadline:
+                    raise TransactionConflict("lock", key, None) from error
+            await self._restart()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    async def _claim(self, key: str) -> None:
+        await self._db["locks"].update_one(
+            {"_id": key},
+            {"$inc": {"claims": 1}, "$set": {"claimed_at": datetime.now(UTC)}},
+            upsert=True, session=self._tx_session)
+
+    async def _restart(self) -> None:
+        """Abort (the server already has, after a conflict) and begin again, unused."""
+        if self._tx_session.in_transaction:
+            await self._tx_session.abort_transaction()
+        await begin(self._tx_session)
+
+
+async def begin(session: AsyncClientSession) -> None:
+    # Snapshot reads: every read in the transaction sees one point in time. Majority
+    # writes: a commit the client saw acknowledged survives a primary failover.
+    await session.start_transaction(read_concern=ReadConcern("snapshot"),
+                                    write_concern=WriteConcern("majority"))
+
+
+async def commit(session: AsyncClientSession, tx: MongoTx, attempts: int = 3) -> None:
+    for attempt in range(attempts):
+        try:
+            await session.commit_transaction()
+            return
+        except PyMongoError as error:
+            if error.has_error_label("UnknownTransactionCommitResult") and attempt < attempts - 1:
+                continue  # retrying a commit is safe: it is idempotent
+            if is_conflict(error):
+                raise TransactionConflict(*tx.last_written, None) from error
+            raise

@@ -1,0 +1,129 @@
+"""Search planning: where a search starts, and the one query on `resources r` it runs.
+
+Each OR-clause of the query either drives the search, as `r.rid IN (SELECT rid FROM
+<kind>_idx ...)`, or filters the rows the search starts from, as `EXISTS (SELECT 1 FROM
+<kind>_idx WHERE rid = r.rid ...)`; `_plan` chooses from how many rows each clause holds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fhir_server.errors import BadRequest
+from fhir_server.search.conditions import Clause, SearchQuery
+from fhir_server.storage.base import Page, StoredResource
+from fhir_server.storage.sqlite.conditions import Matches, condition_matches
+from fhir_server.storage.sqlite.reads import R_RECORD, all_types, record
+from fhir_server.storage.sqlite.sql import Fragment, and_, fetch_all, fetch_one, marks, or_
+
+
+@dataclass(frozen=True, slots=True)
+class _Clause:
+    """One OR-clause; unless it has a negation, it can also be read as rids from indexes."""
+
+    conditions: tuple[Matches, ...]
+    types: tuple[str, ...]
+
+    @property
+    def can_drive(self) -> bool:
+        """Whether the search can start from this clause's rids."""
+        return bool(self.conditions) and not any(c.negate for c in self.conditions)
+
+    def rids(self) -> Fragment:
+        selects = [select for c in self.conditions for select in c.selects(self.types)]
+        return (" UNION ALL ".join(s for s, _ in selects), [p for _, ps in selects for p in ps])
+
+    def driving(self) -> Fragment:
+        """`r.rid IN (...)`: SQLite reads the index ranges, then the rows by rid."""
+        sql, params = self.rids()
+        return (f"r.rid IN ({sql})", params)
+
+    def filtering(self) -> Fragment:
+        """A test of row r, without reading the index ranges (the search starts elsewhere)."""
+        return or_([c.exists() for c in self.conditions])
+
+
+def _clause(clause: Clause, types: Sequence[str], by_updated: bool) -> _Clause:
+    return _Clause(tuple(condition_matches(c, by_updated) for c in clause), tuple(types))
+
+
+_SORT_COLUMNS = {"_id": "r.id", "_lastUpdated": "r.last_updated"}
+
+
+def _order_by(query: SearchQuery, driven: bool) -> str:
+    """ORDER BY the sort keys, then rid. When the search starts from a clause's rids, the
+    keys are written `+column` so that SQLite sorts those few rows instead of walking the
+    type's rows in key order (which it would prefer, to spare itself a sort)."""
+    keys = []
+    for key in query.sort:
+        column = _SORT_COLUMNS.get(key.param)
+        if column is None:
+            raise BadRequest(f"Sorting by '{key.param}' is not supported", expression=("_sort",))
+        column = f"+{column}" if driven else column
+        keys.append(f"{column} DESC" if key.descending else column)
+    return ", ".join([*keys, "r.rid"])
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """WHERE clauses for the page and for the total; `driven`: the page starts from rids."""
+
+    page: Fragment
+    count: Fragment
+    driven: bool
+    empty: bool = False
+
+
+def _plan(conn: sqlite3.Connection, query: SearchQuery, probe_limit: int) -> _Plan:
+    """Choose where the search starts, from how many rows each clause's index ranges hold.
+
+    SQLite has no statistics on our values (gender=female matches half the patients,
+    identifier=X one), so we count up to `probe_limit` index rows per clause. The search
+    starts from the smallest clause and tests the others on its rows. When even that one
+    is large, the page walks the rows in result order and tests every clause, stopping
+    after `count` matches, instead of reading and sorting all the matches first.
+    """
+    base: list[Fragment] = [("r.deleted = 0", [])]
+    if query.types:
+        base.append((f"r.type IN ({marks(len(query.types))})", list(query.types)))
+    types = list(query.types) if query.types else all_types(conn)
+    by_updated = bool(query.sort) and query.sort[0].param == "_lastUpdated"
+    clauses = [_clause(clause, types, by_updated) for clause in query.clauses]
+    walk = and_(*base, *(c.filtering() for c in clauses))
+    drivers = [c for c in clauses if c.can_drive]
+    if not drivers:
+        return _Plan(walk, walk, driven=False)
+    sizes = [_probe(conn, c, max(probe_limit, 1)) for c in drivers]
+    if min(sizes) == 0:
+        return _Plan(walk, walk, driven=False, empty=True)
+    best = drivers[sizes.index(min(sizes))]
+    start = and_(*base, best.driving(), *(c.filtering() for c in clauses if c is not best))
+    if min(sizes) < probe_limit:
+        return _Plan(start, start, driven=True)
+    return _Plan(walk, start, driven=False)
+
+
+def _probe(conn: sqlite3.Connection, clause: _Clause, limit: int) -> int:
+    """The clause's index rows, counted up to `limit`."""
+    sql, params = clause.rids()
+    return fetch_one(conn, f"SELECT count(*) FROM ({sql} LIMIT ?)", [*params, limit])[0]
+
+
+def search(conn: sqlite3.Connection, query: SearchQuery, probe_limit: int) -> Page:
+    plan = _plan(conn, query, probe_limit)
+    if plan.empty:
+        return Page([], None if query.total == "none" else 0)
+    resources: list[StoredResource] = []
+    if query.count > 0:
+        sql, params = plan.page
+        select = (f"SELECT {R_RECORD} FROM resources r WHERE {sql} "
+                  f"ORDER BY {_order_by(query, plan.driven)} LIMIT ? OFFSET ?")
+        rows = fetch_all(conn, select, [*params, query.count, query.offset])
+        resources = [record(row) for row in rows]
+    total = None
+    if query.total != "none":
+        sql, params = plan.count
+        total = fetch_one(conn, f"SELECT count(*) FROM resources r WHERE {sql}", params)[0]
+    return Page(resources, total)

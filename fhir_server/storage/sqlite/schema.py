@@ -1,0 +1,159 @@
+"""The file's schema, its migrations, the index tables, and how connections are set up.
+
+Schema (PRAGMA user_version = 1):
+
+    resources  rid INTEGER PRIMARY KEY, type, id, version, last_updated, deleted, method,
+               data; UNIQUE(type, id). The current version of every resource; a deletion
+               keeps its row as a tombstone. `rid` is the surrogate key of all other
+               tables and the insertion order that breaks sort ties.
+    versions   vid INTEGER PRIMARY KEY, rid, version, type, last_updated, deleted, method,
+               data; UNIQUE(rid, version). Every version, for vread and history.
+    <kind>_idx rid, seq, type, param, <value columns>, for kind in token, string,
+               reference, date, number, quantity, uri. The current index values, clustered
+               by (rid, seq) (WITHOUT ROWID) so replacing a resource's values is one range
+               delete, with secondary indexes that lead with (type, param, value...) and
+               end with rid, so every condition is an index range that yields rids.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fhir_server.search.values import (
+    DateValue,
+    NumberValue,
+    QuantityValue,
+    ReferenceValue,
+    StringValue,
+    TokenValue,
+    UriValue,
+)
+from fhir_server.storage.sqlite.sql import fetch_one, marks
+
+SCHEMA_VERSION = 1
+
+
+_INDEX_COLUMNS = (
+    "rid INTEGER NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL"
+)
+_INDEX_KEY = "PRIMARY KEY (rid, seq)) WITHOUT ROWID"
+
+
+SCHEMA = (
+    """CREATE TABLE resources (
+        rid INTEGER PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL,
+        version INTEGER NOT NULL, last_updated TEXT NOT NULL, deleted INTEGER NOT NULL,
+        method TEXT NOT NULL, data BLOB NOT NULL, UNIQUE (type, id))""",
+    # (type, deleted) entries end with rid: a type's live resources in insertion order.
+    "CREATE INDEX resources_type ON resources (type, deleted)",
+    "CREATE INDEX resources_updated ON resources (type, last_updated)",
+    """CREATE TABLE versions (
+        vid INTEGER PRIMARY KEY, rid INTEGER NOT NULL, version INTEGER NOT NULL,
+        type TEXT NOT NULL, last_updated TEXT NOT NULL, deleted INTEGER NOT NULL,
+        method TEXT NOT NULL, data BLOB NOT NULL)""",
+    "CREATE UNIQUE INDEX versions_rid ON versions (rid, version)",
+    "CREATE INDEX versions_updated ON versions (last_updated, version)",
+    "CREATE INDEX versions_type_updated ON versions (type, last_updated, version)",
+    f"CREATE TABLE token_idx ({_INDEX_COLUMNS}, system TEXT, code TEXT, text TEXT, {_INDEX_KEY}",
+    "CREATE INDEX token_code ON token_idx (type, param, code, system)",
+    "CREATE INDEX token_system ON token_idx (type, param, system) WHERE system IS NOT NULL",
+    f"CREATE TABLE string_idx ({_INDEX_COLUMNS}, value TEXT NOT NULL, exact TEXT NOT NULL, "
+    f"{_INDEX_KEY}",
+    # One index serves start, contains and exact: value is normalize(exact), so an :exact
+    # search is an equality on value and then on exact (a second index would cost every
+    # write a page for each string value, and names have many).
+    "CREATE INDEX string_value ON string_idx (type, param, value, exact)",
+    f"CREATE TABLE reference_idx ({_INDEX_COLUMNS}, target_type TEXT, target_id TEXT, "
+    f"url TEXT, version TEXT, {_INDEX_KEY}",
+    "CREATE INDEX reference_target ON reference_idx (type, param, target_id, target_type)",
+    "CREATE INDEX reference_url ON reference_idx (type, param, url, version) "
+    "WHERE url IS NOT NULL",
+    f"CREATE TABLE date_idx ({_INDEX_COLUMNS}, low TEXT NOT NULL, high TEXT NOT NULL, "
+    f"{_INDEX_KEY}",
+    "CREATE INDEX date_low ON date_idx (type, param, low, high)",
+    "CREATE INDEX date_high ON date_idx (type, param, high, low)",
+    f"CREATE TABLE number_idx ({_INDEX_COLUMNS}, low REAL NOT NULL, high REAL NOT NULL, "
+    f"{_INDEX_KEY}",
+    "CREATE INDEX number_low ON number_idx (type, param, low, high)",
+    "CREATE INDEX number_high ON number_idx (type, param, high, low)",
+    f"CREATE TABLE quantity_idx ({_INDEX_COLUMNS}, low REAL NOT NULL, high REAL NOT NULL, "
+    f"system TEXT, code TEXT, unit TEXT, {_INDEX_KEY}",
+    "CREATE INDEX quantity_low ON quantity_idx (type, param, low, high)",
+    "CREATE INDEX quantity_high ON quantity_idx (type, param, high, low)",
+    "CREATE INDEX quantity_code ON quantity_idx (type, param, code, low, high, system)",
+    f"CREATE TABLE uri_idx ({_INDEX_COLUMNS}, uri TEXT NOT NULL, {_INDEX_KEY}",
+    "CREATE INDEX uri_uri ON uri_idx (type, param, uri)",
+)
+
+
+# Migrations from version n to n + 1, applied in order inside one transaction.
+MIGRATIONS: dict[int, tuple[str, ...]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class IndexTable:
+    """How one kind of index value is stored: table, value columns, and the row they make."""
+
+    name: str
+    columns: tuple[str, ...]
+    row: Callable[[Any], tuple[Any, ...]]
+    insert: str = ""
+
+    def __post_init__(self) -> None:
+        names = ("rid", "seq", "type", "param", *self.columns)
+        sql = f"INSERT INTO {self.name} ({', '.join(names)}) VALUES ({marks(len(names))})"
+        object.__setattr__(self, "insert", sql)
+
+
+INDEX_TABLES: dict[type, IndexTable] = {
+    TokenValue: IndexTable("token_idx", ("system", "code", "text"),
+                           lambda v: (v.system, v.code, v.text)),
+    StringValue: IndexTable("string_idx", ("value", "exact"), lambda v: (v.value, v.exact)),
+    ReferenceValue: IndexTable("reference_idx", ("target_type", "target_id", "url", "version"),
+                               lambda v: (v.target_type, v.target_id, v.url, v.version)),
+    DateValue: IndexTable("date_idx", ("low", "high"), lambda v: (v.low, v.high)),
+    NumberValue: IndexTable("number_idx", ("low", "high"), lambda v: (v.low, v.high)),
+    QuantityValue: IndexTable("quantity_idx", ("low", "high", "system", "code", "unit"),
+                              lambda v: (v.low, v.high, v.system, v.code, v.unit)),
+    UriValue: IndexTable("uri_idx", ("uri",), lambda v: (v.uri,)),
+}
+TABLE_OF_KIND = {t.name.removesuffix("_idx"): t.name for t in INDEX_TABLES.values()}
+
+
+def connect(path: Path, busy_ms: int, trace: Callable[[str], None] | None) -> sqlite3.Connection:
+    """A connection in autocommit mode (we issue BEGIN/COMMIT), tuned for a large database."""
+    # check_same_thread=False: every call runs on the event-loop thread, but the loop's
+    # thread need not be the one that opened the storage (a CLI, a test harness).
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                           cached_statements=512)
+    # synchronous=NORMAL in WAL mode: a commit is written to the WAL file (the OS page
+    # cache) before COMMIT returns, but not fsynced. A commit therefore survives the
+    # process being killed (kill -9, a crash) because the kernel still writes the pages;
+    # it may be lost on power loss or a kernel crash, which we accept for the much higher
+    # write rate (no fsync per commit). The database is never corrupted either way.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+    conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache per connection
+    conn.execute("PRAGMA mmap_size = 1073741824")  # read the first GiB through mmap
+    conn.execute("PRAGMA temp_store = MEMORY")  # sort b-trees for ORDER BY stay in memory
+    if trace is not None:
+        conn.set_trace_callback(trace)
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create the schema in an empty file, or bring an older one up to SCHEMA_VERSION."""
+    current = fetch_one(conn, "PRAGMA user_version")[0]
+    if current > SCHEMA_VERSION:
+        raise RuntimeError(f"{current} is a newer schema than this server knows ({SCHEMA_VERSION})")
+    if current == 0:
+        statements: Iterable[str] = SCHEMA
+    else:
+        statements = [s for v in range(current, SCHEMA_VERSION) for s in MIGRATIONS[v]]
+    for statement in statements:
+        conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -22,6 +22,7 @@ from fhir_server.context import SYSTEM
 from fhir_server.errors import FhirError
 from fhir_server.interactions.request import Request, Response
 from fhir_server.interactions.service import FhirService
+from fhir_server.model import fhirjson
 from fhir_server.settings import Settings
 from fhir_server.storage import make_storage
 
@@ -90,15 +91,15 @@ def _ndjson(path: Path, bar: tqdm) -> Iterator[Source]:
             if not line.strip():
                 continue
             try:
-                yield Source(f"{path}:{number}", orjson.loads(line))
-            except orjson.JSONDecodeError as error:
+                yield Source(f"{path}:{number}", fhirjson.loads(line))
+            except ValueError as error:
                 yield Source(f"{path}:{number}", error)
 
 
 async def _load_json(service: FhirService, path: Path, summary: LoadSummary) -> None:
     try:
-        data = orjson.loads(path.read_bytes())
-    except orjson.JSONDecodeError as error:
+        data = fhirjson.loads(path.read_bytes())
+    except ValueError as error:
         summary.fail(str(path), f"not valid JSON: {error}")
         return
     if (

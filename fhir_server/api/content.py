@@ -11,6 +11,7 @@ from typing import Any, Literal
 import orjson
 
 from fhir_server.errors import BadRequest, NotAcceptable, UnsupportedMediaType
+from fhir_server.model import fhirjson
 from fhir_server.model.xml import json_to_xml, xml_to_json
 
 Format = Literal["json", "xml"]
@@ -67,17 +68,17 @@ def parse_body(content_type: str | None, raw: bytes) -> Any:
 
 def _json(raw: bytes) -> Any:
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
+        return fhirjson.loads(raw)
+    except ValueError as error:
         raise BadRequest(f"The body is not valid JSON: {error}") from None
 
 
 def render(body: bytes | dict, fmt: Format, pretty: bool) -> bytes:
     """Response bytes: stored JSON as it is when possible, else serialized as asked."""
     if fmt == "xml":
-        resource = orjson.loads(body) if isinstance(body, bytes) else body
+        resource = fhirjson.loads(body) if isinstance(body, bytes) else body
         return json_to_xml(resource, pretty=pretty)
     if pretty:
-        resource = orjson.loads(body) if isinstance(body, bytes) else body
-        return orjson.dumps(resource, option=orjson.OPT_INDENT_2)
-    return body if isinstance(body, bytes) else orjson.dumps(body)
+        resource = fhirjson.loads(body) if isinstance(body, bytes) else body
+        return fhirjson.dumps(resource, option=orjson.OPT_INDENT_2)
+    return body if isinstance(body, bytes) else fhirjson.dumps(body)

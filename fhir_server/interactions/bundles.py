@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 import orjson
 
 from fhir_server.interactions.common import http_date, new_id, now_instant
+from fhir_server.model import fhirjson
 from fhir_server.storage.base import StoredResource
 
 
@@ -50,7 +51,7 @@ def entry(
     tail = orjson.dumps({k: v for k, v in parts.items() if v is not None})
     if resource is None:
         return orjson.dumps({**head, **orjson.loads(tail)})
-    body = resource if isinstance(resource, bytes) else orjson.dumps(resource)
+    body = resource if isinstance(resource, bytes) else fhirjson.dumps(resource)
     out = orjson.dumps(head)[:-1]
     out += (b',"resource":' if head else b'"resource":') + body
     if tail != b"{}":

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from fhir_server.interactions.common import now_instant
 from fhir_server.interactions.request import Request, Response
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def _static_part(svc: FhirService, interactions: frozenset[str]) -> dict[str, An
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "date": "2026-11-22",
+        "date": now_instant()[:10],  # when this server started answering
         "publisher": "fhir-server",
         "kind": "instance",
         "software": SOFTWARE,

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import orjson
-
 from fhir_server.errors import BadRequest, NotFound, PreconditionFailed, Unprocessable
 from fhir_server.interactions.common import query_criteria
 from fhir_server.interactions.request import Request, Response
+from fhir_server.model import fhirjson
 from fhir_server.model.fhirpath_patch import apply_fhirpath_patch, apply_json_patch
 from fhir_server.model.validate import validate_resource
 
@@ -64,7 +63,7 @@ async def patch_one(
         raise NotFound(f"{type}/{id} is not known")
     svc.check_if_match(req, current)
     assert req.context
-    before = orjson.loads(current.data)
+    before = fhirjson.loads(current.data)
     after = _apply(before, req.body)
     if after.get("resourceType") != type or after.get("id") != id:
         raise Unprocessable("A patch may not change the resource type or id")

@@ -12,11 +12,10 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
-import orjson
-
 from fhir_server.errors import BadRequest, Forbidden, Gone, NotFound
 from fhir_server.interactions.common import etag, version_headers
 from fhir_server.interactions.request import Request, Response
+from fhir_server.model import fhirjson
 from fhir_server.model.summary import apply_elements, apply_summary
 from fhir_server.storage.base import StoredResource
 
@@ -84,7 +83,7 @@ def shaped(req: Request, rec: StoredResource, status: int) -> Response:
     headers = version_headers(req, rec)
     if summary in (None, "false") and not elements:
         return Response(status, rec.data, headers)
-    resource = orjson.loads(rec.data)
+    resource = fhirjson.loads(rec.data)
     if summary not in (None, "false"):
         if summary not in ("true", "text", "data"):
             raise BadRequest(f"_summary={summary} is not one of true, text, data, count, false")

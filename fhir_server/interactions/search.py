@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-import orjson
-
 from fhir_server.errors import NotFound
 from fhir_server.interactions.bundles import bundle, entry, page_links
 from fhir_server.interactions.request import Request, Response
+from fhir_server.model import fhirjson
 from fhir_server.model.summary import apply_elements, apply_summary
 from fhir_server.search.parse import parse_search
 from fhir_server.storage.base import StoredResource
@@ -82,7 +81,7 @@ async def _search(
 def _match(req: Request, parsed: ParsedSearch, rec: StoredResource) -> bytes:
     data: bytes | dict = rec.data
     if parsed.summary not in (None, "false", "count") or parsed.elements:
-        resource = orjson.loads(rec.data)
+        resource = fhirjson.loads(rec.data)
         if parsed.summary not in (None, "false", "count"):
             resource = apply_summary(resource, parsed.summary)
         if parsed.elements:

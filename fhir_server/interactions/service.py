@@ -12,8 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-import orjson
-
 from fhir_server.context import SYSTEM, AccessContext, AccessPolicy, AllowAll
 from fhir_server.errors import (
     BadRequest,
@@ -32,6 +30,7 @@ from fhir_server.interactions.common import (
     version_headers,
 )
 from fhir_server.interactions.request import Request, Response
+from fhir_server.model import fhirjson
 from fhir_server.model.validate import validate_resource
 from fhir_server.search.extract import Indexer
 from fhir_server.search.parse import parse_search
@@ -122,7 +121,7 @@ class FhirService:
             await tx.write(rec, (), expected_version=version - 1)
             return rec
         body = stamp(resource, id, version, now)
-        rec = StoredResource(type, id, version, now, False, orjson.dumps(body), method)  # type: ignore[arg-type]
+        rec = StoredResource(type, id, version, now, False, fhirjson.dumps(body), method)  # type: ignore[arg-type]
         await tx.write(rec, self.indexer.extract(body), expected_version=version - 1)
         return rec
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import orjson
-
 from fhir_server.errors import BadRequest, PreconditionFailed
 from fhir_server.interactions.common import criteria_key, new_id, query_criteria
 from fhir_server.interactions.request import Request, Response
+from fhir_server.model import fhirjson
 from fhir_server.storage.base import StoredResource
 
 if TYPE_CHECKING:
@@ -83,7 +82,7 @@ async def write_update(
 
 def unchanged(current: StoredResource, resource: dict) -> bool:
     """Whether `resource` equals the stored version, server-owned meta aside."""
-    stored = orjson.loads(current.data)
+    stored = fhirjson.loads(current.data)
     return _without_server_meta(stored) == _without_server_meta({**resource, "id": current.id})
 
 

@@ -24,8 +24,8 @@ resource, rejects any DOCTYPE, and drops comments and processing instructions.
 
 Limits: XML input of the structure-only types (`validate.STRUCTURE_ONLY_TYPES`) is refused
 (no schema says which of their elements repeat or are numbers), as output they are written in
-JSON key order; XML element order is not enforced on input; decimals keep their value but not
-trailing zeros ("1.50" reads as 1.5).
+JSON key order; XML element order is not enforced on input; decimals keep their value and
+trailing zeros ("1.50" stays 1.50: decimals are read as `fhirjson.Decimal`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from lxml import etree
 
 from fhir_server.errors import BadRequest, InvalidResource, Issue
+from fhir_server.model.fhirjson import Decimal
 from fhir_server.model.validate import (
     COMPLEX,
     PRIMITIVE,
@@ -164,7 +165,7 @@ def _text(value: Any) -> str:
     if value is False:
         return "false"
     if isinstance(value, float):
-        return repr(value)
+        return repr(value)  # a fhirjson.Decimal's repr is its text as written
     # JSON strings may hold control characters that XML 1.0 cannot carry at all
     return _NOT_XML.sub("\ufffd", str(value))
 
@@ -323,8 +324,8 @@ def _json_value(raw: str, type_code: str, path: str) -> Any:
         if _INTEGER.fullmatch(raw):
             return int(raw)
     elif type_code == "decimal":
-        if _DECIMAL.fullmatch(raw) and math.isfinite(number := float(raw)):
-            return number if any(c in raw for c in ".eE") else int(raw)
+        if _DECIMAL.fullmatch(raw) and math.isfinite(float(raw)):
+            return Decimal(raw) if any(c in raw for c in ".eE") else int(raw)
     elif type_code != "boolean":
         return raw
     raise _invalid(path, f"{raw[:60]!r} is not a valid {type_code}", "value")

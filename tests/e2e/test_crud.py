@@ -130,3 +130,17 @@ def test_pretty(client: httpx.Client) -> None:
     pretty = client.get(f"/Patient/{pid}", params={"_pretty": "true"})
     assert b"\n  " in pretty.content
     assert pretty.json()["id"] == pid
+
+
+def test_decimal_precision_is_kept(client: httpx.Client) -> None:
+    body = (b'{"resourceType":"Observation","status":"final","code":{"text":"Hb"},'
+            b'"valueQuantity":{"value":13.50,"unit":"g/dL"},'
+            b'"referenceRange":[{"low":{"value":1.2e1}}]}')
+    created = client.post("/Observation", content=body, headers={"Content-Type": JSON})
+    assert created.status_code == 201, created.text
+    assert b'"value":13.50' in created.content and b'"value":1.2e1' in created.content
+    read = client.get(f"/Observation/{created.json()['id']}", params={"_format": "xml"})
+    assert b'<value value="13.50"/>' in read.content
+    back = client.post("/Observation", content=read.content.replace(b"13.50", b"7.10"),
+                       headers={"Content-Type": "application/fhir+xml"})
+    assert b'"value":7.10' in client.get(f"/Observation/{back.json()['id']}").content

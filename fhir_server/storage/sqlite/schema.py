@@ -137,8 +137,11 @@ def connect(path: Path, busy_ms: int, trace: Callable[[str], None] | None) -> sq
     # write rate (no fsync per commit). The database is never corrupted either way.
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
-    conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache per connection
-    conn.execute("PRAGMA mmap_size = 1073741824")  # read the first GiB through mmap
+    # Memory: 16 MiB of page cache per connection and no mmap. Pages read through mmap
+    # count towards the server's resident set (the whole hot part of the file would), and
+    # the kernel's page cache serves re-reads of a larger file just as well.
+    conn.execute("PRAGMA cache_size = -16384")
+    conn.execute("PRAGMA mmap_size = 0")
     conn.execute("PRAGMA temp_store = MEMORY")  # sort b-trees for ORDER BY stay in memory
     if trace is not None:
         conn.set_trace_callback(trace)

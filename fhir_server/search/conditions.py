@@ -165,3 +165,17 @@ def range_matches(
         "ap": value_low <= high and value_high >= low,  # type: ignore[operator]
     }
     return rules[prefix]
+
+
+def prefix_successor(prefix: str) -> str | None:
+    """The least string above every string that starts with `prefix` (None: no bound).
+
+    Engines turn "starts with" into the index range [prefix, successor): both compare
+    strings by code point. Surrogates are skipped; a prefix of only U+10FFFF has no bound.
+    """
+    while prefix:
+        last = ord(prefix[-1]) + 1
+        if last <= 0x10FFFF:
+            return prefix[:-1] + chr(0xE000 if 0xD800 <= last <= 0xDFFF else last)
+        prefix = prefix[:-1]
+    return None

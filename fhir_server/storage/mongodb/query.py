@@ -23,6 +23,7 @@ from fhir_server.search.conditions import (
     StringCondition,
     TokenCondition,
     UriCondition,
+    prefix_successor,
 )
 from fhir_server.storage.mongodb.documents import FIELD_OF_KIND, Filter, present, resource_key
 
@@ -67,20 +68,10 @@ def _elem(field: str, param: str, *alternatives: Filter) -> Filter:
     return _any_of([{field: {"$elemMatch": {"p": param, **alt}}} for alt in alternatives or ({},)])
 
 
-def _successor(prefix: str) -> str | None:
-    """The least string above every string that starts with `prefix` (None: no bound)."""
-    while prefix:
-        last = ord(prefix[-1]) + 1
-        if last <= 0x10FFFF:
-            return prefix[:-1] + chr(0xE000 if 0xD800 <= last <= 0xDFFF else last)
-        prefix = prefix[:-1]
-    return None
-
-
 def _starts_with(field: str, prefix: str) -> Filter:
     """`field` starts with `prefix`, as an index range: strings compare by UTF-8 bytes,
     which is code point order, so no regex (and no escaping) is needed."""
-    upper = _successor(prefix)
+    upper = prefix_successor(prefix)
     if upper is None:
         return {}
     return {field: {"$gte": prefix, "$lt": upper}}

@@ -24,6 +24,7 @@ from fhir_server.search.conditions import (
     StringCondition,
     TokenCondition,
     UriCondition,
+    prefix_successor,
 )
 from fhir_server.search.normalize import normalize
 from fhir_server.storage.sqlite.schema import TABLE_OF_KIND
@@ -91,19 +92,9 @@ def _point(c: LastUpdatedCondition, col: str) -> Fragment:
     return rules[c.prefix]
 
 
-def _successor(prefix: str) -> str | None:
-    """The least string above every string that starts with `prefix` (None: no bound)."""
-    while prefix:
-        last = ord(prefix[-1]) + 1
-        if last <= 0x10FFFF:
-            return prefix[:-1] + chr(0xE000 if 0xD800 <= last <= 0xDFFF else last)
-        prefix = prefix[:-1]
-    return None
-
-
 def _starts_with(column: str, prefix: str) -> Fragment:
     """`column` starts with `prefix`, as an index range (UTF-8 sorts by code point)."""
-    upper = _successor(prefix)
+    upper = prefix_successor(prefix)
     if upper is None:
         return ("", [])
     return (f"{column} >= ? AND {column} < ?", [prefix, upper])

@@ -1,4 +1,4 @@
-"""The `fhir-server` command: serve, load, export."""
+"""The `fhir-server` command: serve, load, export, terminology import."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from typing import Annotated
 import typer
 
 from fhir_server.settings import Settings
+from terminology.cli import app as terminology_app
 
 app = typer.Typer(help="FHIR R4 interoperability server", no_args_is_help=True,
                   add_completion=False)
+app.add_typer(terminology_app, name="terminology")
 
 
 @app.command()

@@ -13,7 +13,8 @@
     ├── PreconditionFailed          412 conflict     (If-Match / conditional criteria)
     ├── PayloadTooLarge             413 too-long
     ├── UnsupportedMediaType        415 not-supported
-    └── Unprocessable               422 processing   (business rules)
+    ├── Unprocessable               422 processing   (business rules)
+    └── NotImplementedHere          501 not-supported (a feature this server does not offer)
 
 Each carries an HTTP status and an OperationOutcome issue code; `outcome()` renders it.
 """
@@ -117,6 +118,10 @@ class UnsupportedMediaType(FhirError):
 
 class Unprocessable(FhirError):
     status, code = 422, "processing"
+
+
+class NotImplementedHere(FhirError):
+    status, code = 501, "not-supported"
 
 
 @dataclass

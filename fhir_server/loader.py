@@ -18,6 +18,7 @@ from pathlib import Path
 import orjson
 from tqdm import tqdm
 
+from fhir_server.assembly import build_service
 from fhir_server.context import SYSTEM
 from fhir_server.errors import FhirError
 from fhir_server.interactions.request import Request, Response
@@ -53,7 +54,7 @@ async def load_paths(settings: Settings, paths: Iterable[Path]) -> LoadSummary:
     storage = make_storage(settings)
     await storage.open()
     try:
-        service = FhirService(storage, base_url=settings.base_url)
+        service = await build_service(settings, storage)
         summary = await load_files(service, list(_files(paths)))
     finally:
         await storage.close()

@@ -17,6 +17,7 @@ from starlette.responses import Response as HttpResponse
 
 from fhir_server.api.content import FORM_TYPE, MEDIA, parse_body, render, response_format
 from fhir_server.api.middleware import BodyLimitMiddleware
+from fhir_server.assembly import build_service
 from fhir_server.context import ANONYMOUS
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.interactions.request import Request
@@ -38,10 +39,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
-        app.state.service = FhirService(
-            store, base_url=settings.base_url, default_count=settings.default_count,
-            max_count=settings.max_count,
-        )
+        app.state.service = await build_service(settings, store)
         try:
             yield
         finally:

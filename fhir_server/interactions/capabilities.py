@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from fhir_server.storage.base import StorageTx
 
 FHIR_VERSION = "4.0.1"
+SERVER_DEFINITIONS = "urn:fhir-server:OperationDefinition:"  # operations without an HL7 one
 SOFTWARE = {"name": "fhir-server", "version": "0.1.0"}
 _TYPE_LEVEL = ("read", "vread", "update", "patch", "delete", "history-instance",
                "history-type", "create", "search-type")
@@ -59,6 +60,7 @@ def _static_part(svc: FhirService, interactions: frozenset[str]) -> dict[str, An
             "resource": [_resource(svc, t, interactions) for t in sorted(svc.resource_types)],
             "interaction": system,
             "searchParam": _common_params(),
+            **_operations(svc, "system", None),
         }],
     }
 
@@ -82,7 +84,18 @@ def _resource(svc: FhirService, type: str, interactions: frozenset[str]) -> dict
             for code, p in sorted(params.items())
             if p.type in _SEARCHABLE_TYPES and not code.startswith("_")
         ],
+        **_operations(svc, "type", type),
     }
+
+
+def _operations(svc: FhirService, level: str, type: str | None) -> dict[str, Any]:
+    """`operation` entries for what the service answers at this level (type: or instance)."""
+    found = [op for op in svc.operations
+             if op.answers(level, type) or (type and op.answers("instance", type))]
+    unique = {op.name: op for op in found}
+    listed = [{"name": name, "definition": op.definition or
+               f"{SERVER_DEFINITIONS}{name}"} for name, op in sorted(unique.items())]
+    return {"operation": listed} if listed else {}
 
 
 def _common_params() -> list[dict[str, str]]:

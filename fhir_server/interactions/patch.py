@@ -15,7 +15,6 @@ from fhir_server.interactions.common import query_criteria
 from fhir_server.interactions.request import Request, Response
 from fhir_server.model import fhirjson
 from fhir_server.model.fhirpath_patch import apply_fhirpath_patch, apply_json_patch
-from fhir_server.model.validate import validate_resource
 
 if TYPE_CHECKING:
     from fhir_server.interactions.routes import RouteMatch
@@ -67,7 +66,7 @@ async def patch_one(
     after = _apply(before, req.body)
     if after.get("resourceType") != type or after.get("id") != id:
         raise Unprocessable("A patch may not change the resource type or id")
-    after = validate_resource(after)
+    after = svc.validate(after)
     svc.policy.check_resource(req.context, "update", type, after)
     rec = await svc.store(db, type, id, after, current=current, method="PATCH")
     return svc.resource_response(req, rec, 200)

@@ -17,6 +17,7 @@ from fhir_server.interactions import (
     create,
     delete,
     history,
+    operations,
     patch,
     read,
     search,
@@ -49,6 +50,7 @@ class RouteMatch:
     type: str | None = None
     id: str | None = None
     vid: str | None = None
+    op: str | None = None  # "$name" of an operation
 
 
 def _r(
@@ -76,6 +78,12 @@ ROUTES: tuple[Route, ...] = (
     _r("DELETE", "{type}/{id}", "delete", delete.handle, writes=True),
     _r("GET", "{type}/{id}/_history", "history-instance", history.instance),
     _r("GET", "{type}/{id}/_history/{vid}", "vread", read.vread),
+    _r("GET", "{op}", "operation", operations.system),
+    _r("POST", "{op}", "operation", operations.system, writes=True),
+    _r("GET", "{type}/{op}", "operation", operations.type_),
+    _r("POST", "{type}/{op}", "operation", operations.type_, writes=True),
+    _r("GET", "{type}/{id}/{op}", "operation", operations.instance),
+    _r("POST", "{type}/{id}/{op}", "operation", operations.instance, writes=True),
 )
 
 
@@ -92,7 +100,8 @@ def match(method: str, path: str, resource_types: frozenset[str]) -> RouteMatch:
             continue
         path_known = True
         if route.method == method:
-            return RouteMatch(route, found.get("type"), found.get("id"), found.get("vid"))
+            return RouteMatch(route, found.get("type"), found.get("id"), found.get("vid"),
+                              found.get("op"))
     if path_known:
         raise MethodNotAllowed(f"{method} is not supported on '{path or '/'}'")
     if unknown_type is not None:
@@ -105,7 +114,11 @@ def _match_segments(pattern: tuple[str, ...], segments: tuple[str, ...]) -> dict
         return None
     found: dict[str, str] = {}
     for want, got in zip(pattern, segments, strict=True):
-        if want.startswith("{"):
+        if want == "{op}":
+            if not got.startswith("$") or len(got) == 1:
+                return None
+            found["op"] = got
+        elif want.startswith("{"):
             if got.startswith(("_", "$")) and want != "{vid}":
                 return None
             found[want[1:-1]] = got

@@ -64,6 +64,7 @@ async def _search(
         max_count=svc.max_count,
         default_count=svc.default_count,
         base=req.base or None,
+        codes=svc.codes,
     )
     query = svc.policy.restrict(req.context, parsed.query)
     count = query.count

@@ -29,15 +29,21 @@ from fhir_server.interactions.common import (
     stamp,
     version_headers,
 )
+from fhir_server.interactions.operations import Level, Operation
 from fhir_server.interactions.request import Request, Response
 from fhir_server.model import fhirjson
 from fhir_server.model.validate import validate_resource
 from fhir_server.search.extract import Indexer
 from fhir_server.search.parse import parse_search
 from fhir_server.search.registry import SearchRegistry, load_registry
+from fhir_server.search.types.common import CodeLookup
 from fhir_server.storage.base import Storage, StorageReader, StorageTx, StoredResource
 
 T = TypeVar("T")
+Validator = Callable[[dict], None]
+"""An extra check of every resource written, after structure validation (raises InvalidResource)."""
+WriteListener = Callable[[Sequence[StoredResource]], None]
+"""Told of the versions of its types that a committed transaction wrote."""
 
 
 class FhirService:
@@ -60,6 +66,29 @@ class FhirService:
         self.default_count = default_count
         self.max_count = max_count
         self.write_retries = write_retries
+        self.codes: CodeLookup | None = None  # terminology for :in/:not-in/:above/:below
+        self.validators: list[Validator] = []
+        self._operations: list[Operation] = []
+        self._listeners: dict[str, list[WriteListener]] = {}
+        self._written: dict[int, list[StoredResource]] = {}  # per open transaction
+
+    # -- extension points ----------------------------------------------------------------
+
+    def add_operation(self, operation: Operation) -> None:
+        self._operations.append(operation)
+
+    def operation(self, name: str, level: Level, type: str | None) -> Operation | None:
+        return next((op for op in self._operations
+                     if op.name == name and op.answers(level, type)), None)
+
+    @property
+    def operations(self) -> tuple[Operation, ...]:
+        return tuple(self._operations)
+
+    def on_write(self, types: Sequence[str], listener: WriteListener) -> None:
+        """Call `listener` with what each committed transaction wrote of `types`."""
+        for type in types:
+            self._listeners.setdefault(type, []).append(listener)
 
     @property
     def resource_types(self) -> frozenset[str]:
@@ -95,13 +124,23 @@ class FhirService:
         for attempt in range(attempts):
             try:
                 async with self.storage.transaction() as fresh:
-                    return await work(fresh)
+                    try:
+                        result = await work(fresh)
+                    finally:
+                        written = self._written.pop(id(fresh), None)
+                self._notify(written)
+                return result
             except VersionConflict as race:
                 if attempt == attempts - 1:
                     raise Conflict(
                         f"{race.type}/{race.id} was changed concurrently; retry the request"
                     ) from race
         raise AssertionError("unreachable")
+
+    def _notify(self, written: list[StoredResource] | None) -> None:
+        for rec in written or ():
+            for listener in self._listeners.get(rec.type, ()):
+                listener((rec,))
 
     async def store(
         self,
@@ -119,10 +158,15 @@ class FhirService:
         if resource is None:
             rec = StoredResource(type, id, version, now, True, b"", "DELETE")
             await tx.write(rec, (), expected_version=version - 1)
-            return rec
+            return self._track(tx, rec)
         body = stamp(resource, id, version, now)
         rec = StoredResource(type, id, version, now, False, fhirjson.dumps(body), method)  # type: ignore[arg-type]
         await tx.write(rec, self.indexer.extract(body), expected_version=version - 1)
+        return self._track(tx, rec)
+
+    def _track(self, tx: StorageTx, rec: StoredResource) -> StoredResource:
+        if rec.type in self._listeners:
+            self._written.setdefault(id(tx), []).append(rec)
         return rec
 
     def resource_from_body(self, req: Request, type: str) -> dict:
@@ -136,7 +180,14 @@ class FhirService:
                 f"'{type}' in the URL",
                 expression=("resourceType",),
             )
-        return validate_resource(body)
+        return self.validate(body)
+
+    def validate(self, resource: dict) -> dict:
+        """Structure validation, then every registered validator (e.g. required bindings)."""
+        valid = validate_resource(resource)
+        for check in self.validators:
+            check(valid)
+        return valid
 
     # -- reading -----------------------------------------------------------------------
 
@@ -152,7 +203,7 @@ class FhirService:
         params = criteria_params(criteria)
         if not params:
             raise BadRequest(f"Conditional criteria for {type} are empty")
-        parsed = parse_search(self.registry, (type,), params, strict=True)
+        parsed = parse_search(self.registry, (type,), params, strict=True, codes=self.codes)
         query = self.policy.restrict(ctx, parsed.query)
         page = await db.search(replace(query, count=limit, offset=0, total="none"))
         return page.resources

@@ -41,6 +41,25 @@ class TokenCondition:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenSetCondition:
+    """Any of a set of (system, code) pairs: token :in, :not-in (negate), :above, :below.
+
+    The terminology service turns the value set or the hierarchy into the set at parse time.
+    """
+
+    param: str
+    codes: frozenset[tuple[str, str]]
+    negate: bool = False  # :not-in
+
+    def by_system(self) -> dict[str, list[str]]:
+        """The codes grouped by system, each list sorted (stable SQL and filters)."""
+        grouped: dict[str, list[str]] = {}
+        for system, code in sorted(self.codes):
+            grouped.setdefault(system, []).append(code)
+        return grouped
+
+
+@dataclass(frozen=True, slots=True)
 class StringCondition:
     param: str
     value: str  # normalized for "start" and "contains"; as written for "exact"
@@ -106,6 +125,7 @@ Condition = (
     IdCondition
     | LastUpdatedCondition
     | TokenCondition
+    | TokenSetCondition
     | StringCondition
     | ReferenceCondition
     | DateCondition

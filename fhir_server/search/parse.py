@@ -30,7 +30,7 @@ from fhir_server.search.conditions import (
 from fhir_server.search.dates import parse_instant_range
 from fhir_server.search.registry import SearchParam, SearchRegistry
 from fhir_server.search.types import TYPES, ParseContext, accepts
-from fhir_server.search.types.common import bad_value, split_escaped, split_prefix
+from fhir_server.search.types.common import CodeLookup, bad_value, split_escaped, split_prefix
 
 DEFAULT_COUNT = 20
 NOT_SEARCH = frozenset({"_format", "_pretty", "_type"})  # handled by the HTTP layer or caller
@@ -69,12 +69,13 @@ def parse_search(
     max_count: int = 1000,
     default_count: int = DEFAULT_COUNT,
     base: str | None = None,
+    codes: CodeLookup | None = None,
 ) -> ParsedSearch:
     """Parse `params` for a search of `types` (empty: all types, Resource-level parameters).
 
     `base` is the server's base URL: absolute references under it are matched as local.
     """
-    parser = _Parser(registry, types, strict, max_count, ParseContext(registry, base))
+    parser = _Parser(registry, types, strict, max_count, ParseContext(registry, base, codes))
     parser.count = min(default_count, max_count)  # until a _count says otherwise
     for name, value in params:
         parser.add(name.strip(), value)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import cast, get_args
+from typing import Protocol, cast, get_args
 
 from fhir_server.errors import BadRequest
 from fhir_server.search.conditions import Prefix
@@ -18,12 +18,30 @@ from fhir_server.search.registry import SearchRegistry
 PREFIXES: frozenset[str] = frozenset(get_args(Prefix))
 
 
+class CodeLookup(Protocol):
+    """The terminology service as token search sees it (raises FhirError when it cannot answer)."""
+
+    def codes_in(self, value_set_url: str) -> frozenset[tuple[str, str]]:
+        """(system, code) of every concept in the value set's expansion."""
+        ...
+
+    def codes_below(self, system: str, code: str) -> frozenset[str]:
+        """`code` and everything it subsumes."""
+        ...
+
+    def codes_above(self, system: str, code: str) -> frozenset[str]:
+        """`code` and everything that subsumes it."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ParseContext:
-    """What parsing a value may need beyond the parameter: the registry, the server's base."""
+    """What parsing a value may need beyond the parameter: the registry, the server's base,
+    the terminology service (for token :in, :not-in, :above, :below)."""
 
     registry: SearchRegistry
     base: str | None = None  # absolute references under this base are read as local
+    codes: CodeLookup | None = None
 
 
 def split_escaped(value: str, separator: str) -> list[str]:

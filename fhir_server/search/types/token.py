@@ -5,6 +5,11 @@ https://hl7.org/fhir/R4/search.html#token -- indexed from Coding and CodeableCon
 ContactPoint (value) and the primitives code, boolean, id, uri and string (no system).
 Search values are `[system]|[code]`, `|[code]` (no system), `[system]|` (any code) or
 `[code]` (any system); `:not` negates.
+
+Terminology modifiers (https://hl7.org/fhir/R4/search.html#modifiers): `:in` / `:not-in`
+take a value set (its canonical URL, or `ValueSet/id` of a stored one) and match codings
+in / not in its expansion; `:below` / `:above` take `system|code` and match the code and
+what it subsumes / what subsumes it. The terminology service answers them at parse time.
 """
 
 from __future__ import annotations
@@ -12,13 +17,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from fhir_server.search.conditions import TokenCondition
+from fhir_server.errors import BadRequest, NotImplementedHere
+from fhir_server.search.conditions import TokenCondition, TokenSetCondition
 from fhir_server.search.normalize import normalize
 from fhir_server.search.registry import SearchParam
 from fhir_server.search.types.common import ParseContext, split_escaped, unescape
 from fhir_server.search.values import TokenValue
 
-MODIFIERS = frozenset({"not"})
+MODIFIERS = frozenset({"not", "in", "not-in", "above", "below"})
+_TERMINOLOGY = frozenset({"in", "not-in", "above", "below"})
 _CONTACT_SYSTEMS = frozenset({"phone", "fax", "email", "pager", "url", "sms", "other"})
 
 
@@ -83,10 +90,27 @@ _COMPLEX = {
 
 def parse(
     param: SearchParam, modifier: str | None, value: str, ctx: ParseContext
-) -> TokenCondition:
+) -> TokenCondition | TokenSetCondition:
+    if modifier in _TERMINOLOGY:
+        return _terminology(param, modifier, unescape(value.strip()), ctx)
     negate = modifier == "not"
     parts = split_escaped(value, "|")
     if len(parts) == 1:
         return TokenCondition(param.code, None, unescape(value), negate)
     system, code = unescape(parts[0]), unescape("|".join(parts[1:]))
     return TokenCondition(param.code, system, code or None, negate)
+
+
+def _terminology(
+    param: SearchParam, modifier: str, value: str, ctx: ParseContext
+) -> TokenSetCondition:
+    name = f"{param.code}:{modifier}"
+    if ctx.codes is None:
+        raise NotImplementedHere(f"'{name}' needs the terminology service, which is not running")
+    if modifier in ("in", "not-in"):
+        return TokenSetCondition(param.code, ctx.codes.codes_in(value), modifier == "not-in")
+    system, bar, code = value.partition("|")
+    if not bar or not system or not code:
+        raise BadRequest(f"'{name}' takes system|code, not '{value}'", expression=(name,))
+    lookup = ctx.codes.codes_below if modifier == "below" else ctx.codes.codes_above
+    return TokenSetCondition(param.code, frozenset((system, c) for c in lookup(system, code)))

@@ -22,6 +22,7 @@ from fhir_server.search.conditions import (
     SearchQuery,
     StringCondition,
     TokenCondition,
+    TokenSetCondition,
     UriCondition,
     prefix_successor,
 )
@@ -84,6 +85,14 @@ def _token(c: TokenCondition) -> Filter:
     if c.negate:
         return {"tok": {"$not": {"$elemMatch": {"p": c.param, **match}}}}
     return _elem("tok", c.param, match)
+
+
+def _token_set(c: TokenSetCondition) -> Filter:
+    if not c.codes:
+        return {} if c.negate else {"_id": {"$in": []}}
+    found = _elem("tok", c.param, *({"s": system, "c": {"$in": codes}}
+                                    for system, codes in c.by_system().items()))
+    return {"$nor": [found]} if c.negate else found
 
 
 def _string(c: StringCondition) -> Filter:
@@ -149,6 +158,8 @@ def _condition(c: Condition, types: Sequence[str]) -> Filter:
     match c:
         case TokenCondition():
             return _token(c)
+        case TokenSetCondition():
+            return _token_set(c)
         case StringCondition():
             return _string(c)
         case ReferenceCondition():

@@ -6,6 +6,7 @@ or as a test of the row `r` being considered (`exists`); `planner` chooses which
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from fhir_server.search.conditions import (
     ReferenceCondition,
     StringCondition,
     TokenCondition,
+    TokenSetCondition,
     UriCondition,
     prefix_successor,
 )
@@ -114,6 +116,17 @@ def _token(c: TokenCondition) -> _Rids:
     return _Rids("token_idx", c.param, (and_(_eq("code", c.code), system),), negate=c.negate)
 
 
+def _token_set(c: TokenSetCondition) -> _Rids:
+    """One index seek per system: `code IN` a JSON array bound as one parameter, so a
+    value set of any size stays one statement."""
+    alternatives = tuple(
+        ("code IN (SELECT value FROM json_each(?)) AND system = ?",
+         [json.dumps(codes), system])
+        for system, codes in c.by_system().items()
+    )
+    return _Rids("token_idx", c.param, alternatives or (("0", []),), negate=c.negate)
+
+
 def _string(c: StringCondition) -> _Rids:
     if c.mode == "exact":  # indexed values are StringValue(value=normalize(exact), exact)
         match: Fragment = ("value = ? AND exact = ?", [normalize(c.value), c.value])
@@ -196,6 +209,8 @@ def condition_matches(c: Condition, by_updated: bool) -> Matches:
     match c:
         case TokenCondition():
             return _token(c)
+        case TokenSetCondition():
+            return _token_set(c)
         case StringCondition():
             return _string(c)
         case ReferenceCondition():

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import orjson
 from tqdm import tqdm
 
-from bench import dataset, report, server
+from bench import dataset, report, server, terminology
 from bench.ingest import PreparedBundle, ingest
 from bench.pyclient import run_python
 from bench.wrk import WORKLOADS, LoadResult, WrkOutputError, find_wrk, run_wrk, wrk_version
@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="use the Python load generator even when wrk is available")
     parser.add_argument("--no-install", action="store_true",
                         help="do not install wrk with apt-get when it is missing")
+    parser.add_argument("--no-terminology", action="store_true",
+                        help="skip the terminology figures")
     parser.add_argument("--output", type=Path, default=report.RESULTS_DIR / "latest.json",
                         help="where to write the JSON results")
     args = parser.parse_args(argv)
@@ -165,9 +167,12 @@ def measure_ceiling(loader: LoadGenerator, scratch: Path) -> LoadResult:
         return loader.run(bare.base_url, "read", scratch / "data", "bare ceiling")
 
 
-def save(run: report.BenchRun, output: Path) -> None:
+def save(run: report.BenchRun, output: Path, terms: list[terminology.Row]) -> None:
+    data = report.to_json(run)
+    data["terminology"] = [{"figure": r.label, "value": r.value, "target": r.target,
+                            "met": r.met} for r in terms]
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report.to_json(run), indent=2, ensure_ascii=False) + "\n")
+    output.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def interrupt(signum: int, frame: FrameType | None) -> None:
@@ -183,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="fhir-bench-") as scratch:
             run = measure_server(args, data, loader, Path(scratch))
             run.ceiling = measure_ceiling(loader, Path(scratch))
+            terms = [] if args.no_terminology else terminology.measure(Path(scratch))
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
@@ -193,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the load generator failed: {error}", file=sys.stderr)
         return 1
     print(report.render(run))
-    save(run, args.output)
+    if terms:
+        print("\n" + terminology.render(terms))
+    save(run, args.output, terms)
     print(f"\nresults written to {args.output}", file=sys.stderr)
     return 0
 

@@ -143,12 +143,16 @@ def header(run: BenchRun) -> list[str]:
 
 def render(run: BenchRun) -> str:
     """Header lines, then one table with aligned columns."""
-    body = [row.cells() for row in rows(run)]
-    widths = [max(len(line[i]) for line in [COLUMNS, *body]) for i in range(len(COLUMNS))]
+    return "\n".join([*header(run), "", table(COLUMNS, [row.cells() for row in rows(run)])])
+
+
+def table(columns: tuple[str, ...], body: list[tuple[str, ...]]) -> str:
+    """Aligned columns under a header and a rule."""
+    widths = [max(len(line[i]) for line in [columns, *body]) for i in range(len(columns))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
-             .rstrip() for line in [COLUMNS, *body]]
+             .rstrip() for line in [columns, *body]]
     rule = "  ".join("-" * width for width in widths)
-    return "\n".join([*header(run), "", lines[0], rule, *lines[1:]])
+    return "\n".join([lines[0], rule, *lines[1:]])
 
 
 def load_json(result: LoadResult) -> dict[str, Any]:

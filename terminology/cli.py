@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from tqdm import tqdm
 
+from fhir_server.errors import FhirError
 from fhir_server.settings import Settings
 from terminology.importers import ImportResult, ProgressCallback, import_loinc, import_snomed
 
@@ -55,7 +56,11 @@ def _run(id: str, importer: Importer) -> None:
             raise typer.Exit(code=2) from None
     for problem in result.errors:
         typer.echo(f"skipped {problem}", err=True)
-    status = asyncio.run(_store(id, result.code_system))
+    try:
+        status = asyncio.run(_store(id, {**result.code_system, "id": id}))
+    except FhirError as error:
+        typer.echo(f"could not store CodeSystem/{id}: {error.diagnostics}", err=True)
+        raise typer.Exit(code=2) from None
     typer.echo(f"CodeSystem/{id}: {result.concepts} concepts from {result.rows} rows, "
                f"{len(result.errors)} skipped; stored ({status})")
     raise typer.Exit(code=0 if not result.errors else 1)

@@ -17,6 +17,7 @@ from fhir_server.errors import FhirError, Gone, PreconditionFailed
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.storage.base import Storage
+from terminology.service import install
 
 
 def patient(mrn: str, **extra: object) -> dict:
@@ -109,3 +110,36 @@ async def test_transaction_references_and_search(service: FhirService) -> None:
                           query=(("subject", f"Patient/{pid}"), ("code", "http://loinc.org|1-8")))
     assert found["total"] == 1
     assert found["entry"][0]["resource"]["subject"]["reference"] == f"Patient/{pid}"
+
+
+async def test_terminology_modifiers_on_every_engine(service: FhirService) -> None:
+    """token :in, :not-in, :below, :above through the terminology service; a stored
+    CodeSystem and ValueSet take effect when their transaction commits."""
+    await install(service)
+    system = "http://example.org/cs/labs"
+    cs = {"resourceType": "CodeSystem", "url": system, "status": "active",
+          "content": "complete", "hierarchyMeaning": "is-a",
+          "concept": [{"code": "panel", "concept": [
+              {"code": "a", "concept": [{"code": "a1"}]}, {"code": "b"}]},
+              {"code": "c"}]}
+    vs = {"resourceType": "ValueSet", "url": f"{system}/vs", "status": "active",
+          "compose": {"include": [{"system": system, "concept": [{"code": "a"}, {"code": "c"}]}]}}
+    assert (await call(service, "POST", "CodeSystem", cs))[0] == 201
+    assert (await call(service, "POST", "ValueSet", vs))[0] == 201
+    ids = {}
+    for code in ("a", "a1", "b", "c"):
+        obs = {"resourceType": "Observation", "status": "final",
+               "code": {"coding": [{"system": system, "code": code}]}}
+        ids[(await call(service, "POST", "Observation", obs))[1]["id"]] = code
+
+    async def found(name: str, value: str) -> set[str]:
+        status, bundle = await call(service, "GET", "Observation", query=((name, value),))
+        assert status == 200
+        return {ids[e["resource"]["id"]] for e in bundle.get("entry", [])
+                if e["resource"]["resourceType"] == "Observation"}
+
+    assert await found("code:below", f"{system}|a") == {"a", "a1"}
+    assert await found("code:below", f"{system}|panel") == {"a", "a1", "b"}
+    assert await found("code:above", f"{system}|a1") == {"a", "a1"}
+    assert await found("code:in", f"{system}/vs") == {"a", "c"}
+    assert await found("code:not-in", f"{system}/vs") == {"a1", "b"}

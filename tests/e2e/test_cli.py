@@ -51,3 +51,41 @@ def test_load_ndjson_and_bundles_then_export(tmp_path: Path) -> None:
     observations = (out / "Observation.ndjson").read_bytes().splitlines()
     assert len(patients) == 1201 and len(observations) == 2
     assert {orjson.loads(p)["id"] for p in patients} >= {"p0", "p1199"}
+
+
+def test_terminology_imports_store_code_systems(tmp_path: Path) -> None:
+    """import-loinc and import-snomed read the release formats and store a CodeSystem that
+    the operations answer from once a server starts on the same database."""
+    from tests.support.server import ServerProcess
+
+    vectors = Path(__file__).parents[1] / "vectors" / "terminology"
+    database = tmp_path / "terms.db"
+    loinc = fhir_server("terminology", "import-loinc", str(vectors / "loinc" / "Loinc.csv"),
+                        database=database)
+    assert loinc.returncode == 1, loinc.stderr  # the fixture's malformed rows are reported
+    assert "skipped" in loinc.stderr and "CodeSystem/loinc" in loinc.stdout
+    snomed = fhir_server("terminology", "import-snomed", str(vectors / "snomed"),
+                         database=database)
+    assert "CodeSystem/snomed-ct" in snomed.stdout, snomed.stderr
+    missing = fhir_server("terminology", "import-loinc", str(tmp_path / "none.csv"),
+                          database=database)
+    assert missing.returncode == 2 and "cannot import" in missing.stderr
+
+    server = ServerProcess(database).start()
+    try:
+        import httpx
+        with httpx.Client(base_url=server.base, timeout=30) as client:
+            lookup = client.get("/CodeSystem/$lookup",
+                                params={"system": "http://loinc.org", "code": "8480-6"})
+            assert lookup.status_code == 200, lookup.text
+            display = next(p["valueString"] for p in lookup.json()["parameter"]
+                           if p["name"] == "display")
+            assert "Systolic blood pressure" in display
+            subsumes = client.get("/CodeSystem/$subsumes", params={
+                "system": "http://snomed.info/sct", "codeA": "73211009", "codeB": "46635009"})
+            assert subsumes.status_code == 200, subsumes.text
+            outcome = next(p["valueCode"] for p in subsumes.json()["parameter"]
+                           if p["name"] == "outcome")
+            assert outcome == "subsumes"  # diabetes mellitus subsumes type 1 diabetes
+    finally:
+        server.stop()

@@ -24,13 +24,11 @@ Extensions are not followed, so datatypes inside `Extension.value[x]` are not li
 
 from __future__ import annotations
 
-import argparse
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from generate_r4_data import download_package, package_resources
+from generate_r4_data import package_resources, run
 
 OUT = Path(__file__).resolve().parent.parent / "terminology" / "data" / "r4_bindings.json"
 STRENGTHS = ("required", "extensible", "preferred")
@@ -137,14 +135,7 @@ def generate(tgz: bytes) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--package", type=Path, help="use this hl7.fhir.r4.core .tgz instead")
-    args = parser.parse_args()
-    if args.package:
-        generate(args.package.read_bytes())
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        generate(download_package(Path(tmp)))
+    run(generate, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import sys
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,8 +152,9 @@ def generate(tgz: bytes) -> None:
         print(f"  {name}: {size} bytes")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run(generate: Callable[[bytes], None], doc: str) -> None:
+    """The command line every generator shares: `--package PATH` or download the package."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--package", type=Path, help="use this hl7.fhir.r4.core .tgz instead")
     args = parser.parse_args()
     if args.package:
@@ -161,6 +162,10 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         generate(download_package(Path(tmp)))
+
+
+def main() -> None:
+    run(generate, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -16,17 +16,15 @@ properties are kept.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from generate_r4_data import download_package, package_resources  # noqa: E402
+from generate_r4_data import package_resources, run  # noqa: E402
 
 OUT = Path(__file__).resolve().parent.parent / "terminology" / "data" / "r4_terminology.json.gz"
 KINDS = ("CodeSystem", "ValueSet", "ConceptMap")
@@ -61,14 +59,7 @@ def generate(tgz: bytes) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--package", type=Path, help="use this hl7.fhir.r4.core .tgz instead")
-    args = parser.parse_args()
-    if args.package:
-        generate(args.package.read_bytes())
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        generate(download_package(Path(tmp)))
+    run(generate, __doc__ or "")
 
 
 if __name__ == "__main__":

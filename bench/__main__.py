@@ -198,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     except WrkOutputError as error:
         print(f"the load generator failed: {error}", file=sys.stderr)
         return 1
+    except RuntimeError as error:  # a terminology request that did not answer 200
+        print(f"a terminology measurement failed: {error}", file=sys.stderr)
+        return 1
     print(report.render(run))
     if terms:
         print("\n" + terminology.render(terms))

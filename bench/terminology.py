@@ -108,7 +108,7 @@ def _snomed_rows(client: httpx.Client, scratch: Path) -> list[Row]:
     codes = write_snomed_fixture(folder, FIXTURE_CONCEPTS)
     start = time.perf_counter()
     imported = import_snomed(folder)
-    body = orjson.dumps(imported.code_system)
+    body = orjson.dumps({**imported.code_system, "id": "snomed-fixture"})
     _ok_created(client.put("/CodeSystem/snomed-fixture", content=body,
                            headers={"Content-Type": "application/fhir+json"}))
     loaded = time.perf_counter() - start

@@ -8,6 +8,7 @@ policy apply the same way to every read and write.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
@@ -40,6 +41,7 @@ from fhir_server.search.types.common import CodeLookup
 from fhir_server.storage.base import Storage, StorageReader, StorageTx, StoredResource
 
 T = TypeVar("T")
+log = logging.getLogger("fhir_server")
 Validator = Callable[[dict], None]
 """An extra check of every resource written, after structure validation (raises InvalidResource)."""
 WriteListener = Callable[[Sequence[StoredResource]], None]
@@ -138,9 +140,13 @@ class FhirService:
         raise AssertionError("unreachable")
 
     def _notify(self, written: list[StoredResource] | None) -> None:
+        """Tell listeners what committed; a failing listener cannot undo or fail the write."""
         for rec in written or ():
             for listener in self._listeners.get(rec.type, ()):
-                listener((rec,))
+                try:
+                    listener((rec,))
+                except Exception:
+                    log.exception("write listener failed on %s/%s", rec.type, rec.id)
 
     async def store(
         self,

@@ -94,7 +94,8 @@ def validate_code_in_system(
         codings = [c for c in concept.get("coding") or () if isinstance(c, dict)]
         system, code = (codings[0].get("system"), codings[0].get("code")) if codings else (
             None, None)
-    url = (instance or params.resource("codeSystem") or {}).get("url")
+    url = (instance or params.resource("codeSystem") or params.resource("resource") or {}).get(
+        "url")
     return terminology.validate_code_in_system(
         _required(url or params.string("url") or system, "url"),
         _required(params.string("code") or code, "code"),
@@ -121,7 +122,7 @@ def subsumes(terminology: Terminology, params: Params, instance: dict | None) ->
 def _value_set(params: Params, instance: dict | None) -> dict | str:
     if instance is not None:
         return instance
-    given = params.resource("valueSet")
+    given = params.resource("valueSet") or params.resource("resource")  # or the body itself
     if given is not None:
         return given
     url = _required(params.string("url"), "url", " (or a valueSet resource)")
@@ -167,7 +168,8 @@ def translate(terminology: Terminology, params: Params, instance: dict | None) -
         codings = [c for c in concept.get("coding") or () if isinstance(c, dict)]
         system, code = (codings[0].get("system"), codings[0].get("code")) if codings else (
             None, None)
-    given = instance or params.resource("conceptMap") or params.string("url")
+    given = (instance or params.resource("conceptMap") or params.resource("resource")
+             or params.string("url"))
     return terminology.translate(
         code=_required(params.string("code") or code, "code", " (or a coding)"),
         system=_required(params.string("system") or system, "system", " (or a coding)"),

@@ -250,3 +250,18 @@ def test_validate_operation_reports_errors_and_warnings(client: httpx.Client) ->
 
     good = post(client, "/Patient/$validate", patient(unique())).json()
     assert [i["severity"] for i in good["issue"]] == ["information"]
+
+
+def test_expand_a_posted_value_set_and_a_bad_filter(client: httpx.Client) -> None:
+    include = {"system": GENDER_CS, "concept": [{"code": "male"}, {"code": "female"}]}
+    vs = {"resourceType": "ValueSet", "status": "active", "compose": {"include": [include]}}
+    posted = post(client, "/ValueSet/$expand", vs)
+    assert posted.status_code == 200, posted.text
+    assert codes(posted.json()) == {"male", "female"}
+
+    bad = {"resourceType": "ValueSet", "status": "active", "compose": {"include": [
+        {"system": GENDER_CS, "filter": [{"property": "concept", "op": "bogus", "value": "x"}]}]}}
+    wrapped = post(client, "/ValueSet/$expand", {"resourceType": "Parameters", "parameter": [
+        {"name": "valueSet", "resource": bad}]})
+    assert wrapped.status_code == 400, wrapped.text
+    assert wrapped.json()["resourceType"] == "OperationOutcome"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import BadRequest, MethodNotAllowed, NotFound
 from fhir_server.interactions.request import Request, Response
+from fhir_server.search.parse import non_negative
 
 if TYPE_CHECKING:
     from fhir_server.context import AccessContext
@@ -83,7 +84,8 @@ class Params:
         raise BadRequest(f"Parameter '{name}' must be a primitive value", expression=(name,))
 
     def strings(self, name: str) -> list[str]:
-        return [str(v) for v in self.values(name) if isinstance(v, str | int)]
+        return [str(v) for v in self.values(name)
+                if isinstance(v, str | int) and not isinstance(v, bool)]
 
     def boolean(self, name: str, default: bool = False) -> bool:
         found = self.value(name)
@@ -98,16 +100,7 @@ class Params:
 
     def integer(self, name: str) -> int | None:
         found = self.value(name)
-        if found is None:
-            return None
-        try:
-            number = int(str(found))
-        except ValueError:
-            number = -1
-        if number < 0:
-            raise BadRequest(f"Parameter '{name}' must be a non-negative integer, not '{found}'",
-                             expression=(name,))
-        return number
+        return None if found is None else non_negative(name, found)
 
     def complex(self, name: str) -> dict | None:
         """A Coding / CodeableConcept value (a dict), None when absent."""

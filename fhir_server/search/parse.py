@@ -209,10 +209,10 @@ class _Parser:
     # -- result parameters -------------------------------------------------------------
 
     def count_(self, value: str) -> None:
-        self.count = min(_non_negative("_count", value), self.max_count)
+        self.count = min(non_negative("_count", value), self.max_count)
 
     def offset_(self, value: str) -> None:
-        self.offset = _non_negative("_offset", value)
+        self.offset = non_negative("_offset", value)
 
     def sort_(self, value: str) -> None:
         keys: list[SortKey] = []
@@ -241,9 +241,10 @@ class _Parser:
             self.used.append(("_elements", ",".join(self.elements)))
 
 
-def _non_negative(name: str, value: str) -> int:
+def non_negative(name: str, value: object) -> int:
+    """`value` as an int >= 0, or a 400 naming the parameter."""
     try:
-        number = int(value)
+        number = int(str(value))
     except ValueError:
         number = -1
     if number < 0:

@@ -1,13 +1,15 @@
 """Putting the server together: one place that builds a ready `FhirService`.
 
 The HTTP app and the CLI both start here, so every way in gets the same service: the
-storage engine, the search registry and the terminology service with its operations,
-validators and search modifiers.
+storage engine, the search registry (its own: custom SearchParameters change it), and the
+terminology service with its operations, validators and search modifiers.
 """
 
 from __future__ import annotations
 
+from fhir_server.interactions import custom_params
 from fhir_server.interactions.service import FhirService
+from fhir_server.search.registry import build_registry
 from fhir_server.settings import Settings
 from fhir_server.storage.base import Storage
 from terminology.service import install
@@ -17,7 +19,8 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
     """A service over an opened `storage`, configured by `settings`."""
     service = FhirService(
         storage, base_url=settings.base_url, default_count=settings.default_count,
-        max_count=settings.max_count,
+        max_count=settings.max_count, registry=build_registry(),
     )
+    await custom_params.install(service)
     await install(service)
     return service

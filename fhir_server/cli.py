@@ -60,5 +60,28 @@ def export(
     asyncio.run(export_types(Settings(), type, out))
 
 
+@app.command(name="reindex")
+def reindex_command(
+    type: Annotated[list[str] | None, typer.Option("--type", help="Resource type (repeatable; "
+                                                   "default: every type)")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Progress file to resume from "
+                                                    "(default: beside the SQLite database)")
+                          ] = None,
+    restart: Annotated[bool, typer.Option(help="Ignore a saved checkpoint")] = False,
+) -> None:
+    """Recompute the search index of stored resources (after adding a SearchParameter)."""
+    from fhir_server.loader import reindex_types
+
+    settings = Settings()
+    if checkpoint is None:
+        base = settings.database if settings.storage == "sqlite" else "fhir"
+        checkpoint = Path(base + ".reindex.json")
+    try:
+        asyncio.run(reindex_types(settings, type or [], checkpoint, restart=restart))
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+
+
 if __name__ == "__main__":
     app()

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from fhir_server.assembly import build_service
 from fhir_server.context import SYSTEM
 from fhir_server.errors import FhirError
+from fhir_server.interactions.reindex import Checkpoint, reindex
 from fhir_server.interactions.request import Request, Response
 from fhir_server.interactions.service import FhirService
 from fhir_server.model import fhirjson
@@ -60,6 +61,45 @@ async def load_paths(settings: Settings, paths: Iterable[Path]) -> LoadSummary:
         await storage.close()
     _print_summary(summary)
     return summary
+
+
+async def reindex_types(
+    settings: Settings, types: list[str], checkpoint: Path, *, restart: bool = False
+) -> Checkpoint:
+    """Re-index `types` (every type when empty), resuming from the `checkpoint` file.
+
+    The file is rewritten after every batch and removed once the run completes.
+    """
+    state = Checkpoint()
+    if checkpoint.exists() and not restart:
+        state = Checkpoint.from_json(orjson.loads(checkpoint.read_bytes()))
+        tqdm.write(f"resuming: {len(state.done)} type(s) done, {state.type or '-'} "
+                   f"after {state.last_id or '-'}", file=sys.stderr)
+
+    def save(current: Checkpoint) -> None:
+        partial = checkpoint.with_suffix(checkpoint.suffix + ".tmp")
+        partial.write_bytes(orjson.dumps(current.to_json()))
+        partial.replace(checkpoint)
+
+    storage = make_storage(settings)
+    await storage.open()
+    try:
+        service = await build_service(settings, storage)
+        unknown = [t for t in types if t not in service.resource_types]
+        if unknown:
+            raise ValueError(f"unknown resource type(s): {', '.join(unknown)}")
+        with tqdm(unit=" resources", desc="reindexing") as bar:
+            def progress(type: str, n: int) -> None:
+                bar.set_postfix_str(type)
+                bar.update(n)
+            state = await reindex(service, types or sorted(service.resource_types), state,
+                                  save=save, progress=progress)
+    finally:
+        await storage.close()
+    checkpoint.unlink(missing_ok=True)
+    for type, count in sorted(state.counts.items()):
+        print(f"{type}: {count}")
+    return state
 
 
 async def load_files(service: FhirService, files: list[Path]) -> LoadSummary:

@@ -107,6 +107,17 @@ class SearchRegistry:
         self._views.clear()
         self.generation += 1
 
+    def remove(self, url: str) -> SearchParam | None:
+        """Unregister the parameter with this canonical `url` (the one removed, or None)."""
+        previous = self._by_url.pop(url, None)
+        if previous is not None:
+            for base in previous.base:
+                if self._by_base.get(base, {}).get(previous.code) is previous:
+                    del self._by_base[base][previous.code]
+            self._views.clear()
+            self.generation += 1
+        return previous
+
     def params_for(self, type: str) -> Mapping[str, SearchParam]:
         """Parameters of `type` by code, the Resource and DomainResource ones included."""
         view = self._views.get(type)

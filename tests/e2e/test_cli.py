@@ -89,3 +89,52 @@ def test_terminology_imports_store_code_systems(tmp_path: Path) -> None:
             assert outcome == "subsumes"  # diabetes mellitus subsumes type 1 diabetes
     finally:
         server.stop()
+
+
+def test_reindex_brings_old_resources_under_a_new_parameter_and_resumes(tmp_path: Path) -> None:
+    """A SearchParameter loaded after the data: `reindex` makes the data searchable by it,
+    resuming from the checkpoint file an interrupted run left."""
+    from tests.support.server import ServerProcess
+
+    database = tmp_path / "reindex.db"
+    eye = "http://example.org/fhir/StructureDefinition/eye-colour"
+    colours = ["blue", "brown", "blue", "green", "blue"]
+    lines = [orjson.dumps({"resourceType": "Patient", "id": f"p{n}",
+                           "extension": [{"url": eye, "valueCode": c}]})
+             for n, c in enumerate(colours)]
+    (tmp_path / "Patient.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+    param = {"resourceType": "SearchParameter", "id": "eye-colour", "status": "active",
+             "url": "http://example.org/fhir/SearchParameter/eye-colour", "name": "EyeColour",
+             "description": "Eye colour", "code": "eye-colour", "base": ["Patient"],
+             "type": "token", "expression": f"Patient.extension.where(url = '{eye}').value"}
+    (tmp_path / "SearchParameter.ndjson").write_bytes(orjson.dumps(param) + b"\n")
+    assert fhir_server("load", str(tmp_path / "Patient.ndjson"), database=database).returncode == 0
+    assert fhir_server("load", str(tmp_path / "SearchParameter.ndjson"),
+                       database=database).returncode == 0
+
+    checkpoint = tmp_path / "progress.json"  # as a run stopped after p0..p2 would leave it
+    checkpoint.write_bytes(orjson.dumps({"done": [], "type": "Patient", "last_id": "p2",
+                                         "counts": {"Patient": 3}}))
+    resumed = fhir_server("reindex", "--type", "Patient", "--checkpoint", str(checkpoint),
+                          database=database)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr and "Patient: 5" in resumed.stdout
+    assert not checkpoint.exists()
+
+    server = ServerProcess(database).start()
+    try:
+        import httpx
+        with httpx.Client(base_url=server.base, timeout=30) as client:
+            found = client.get("/Patient", params={"eye-colour": "blue"},
+                               headers={"Prefer": "handling=strict"})
+            assert found.status_code == 200, found.text
+            # p0 was done by the "earlier" run, not this one: only p4 was re-indexed here
+            assert {e["resource"]["id"] for e in found.json().get("entry", [])} == {"p4"}
+    finally:
+        server.stop()
+
+    full = fhir_server("reindex", "--checkpoint", str(checkpoint), database=database)
+    assert full.returncode == 0, full.stderr
+    assert "Patient: 5" in full.stdout and "resuming" not in full.stderr
+    unknown = fhir_server("reindex", "--type", "Nonsense", database=database)
+    assert unknown.returncode == 2 and "Nonsense" in unknown.stderr

@@ -78,6 +78,16 @@ class MongoTx(Reader):
             actual = await self.read(rec.type, rec.id)
             raise VersionConflict(rec.type, rec.id, expected, actual.version if actual else 0)
 
+    async def reindex(
+        self, type: str, id: str, version: int, index: Sequence[IndexValue]
+    ) -> bool:
+        """Replace the index arrays of version `version` if it is still current."""
+        self._used = True
+        result = await self._resources.update_one(
+            one(type, id) | {"version": version, "deleted": False},
+            {"$set": index_fields(index)}, session=self._tx_session)
+        return result.matched_count == 1
+
     async def lock(self, key: str) -> None:
         """Claim `key` until the transaction ends; see the package docstring for waiting."""
         deadline = time.monotonic() + self._lock_timeout

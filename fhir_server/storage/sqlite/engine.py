@@ -39,6 +39,11 @@ class SQLiteTx:
         """Store a new version if the current one is `expected_version`, else VersionConflict."""
         writes.write(self._conn, rec, index, expected_version)
 
+    async def reindex(
+        self, type: str, id: str, version: int, index: Sequence[IndexValue]
+    ) -> bool:
+        return writes.reindex(self._conn, type, id, version, index)
+
     async def lock(self, key: str) -> None:
         """Nothing to do: a write transaction already excludes every other writer.
 

@@ -44,6 +44,23 @@ def write(
         _insert_index(conn, rid, rec.type, index)
 
 
+def reindex(
+    conn: sqlite3.Connection, type: str, id: str, version: int, index: Sequence[IndexValue]
+) -> bool:
+    """Replace the index rows of version `version` if it is still current (no new version).
+
+    False when the resource changed or was deleted meanwhile: that write indexed it already.
+    """
+    row = fetch_one(conn, "SELECT rid FROM resources WHERE type = ? AND id = ? AND version = ? "
+                    "AND deleted = 0", (type, id, version))
+    if row is None:
+        return False
+    for table in INDEX_TABLES.values():
+        conn.execute(f"DELETE FROM {table.name} WHERE rid = ?", (row[0],))
+    _insert_index(conn, row[0], type, index)
+    return True
+
+
 def _conflict(conn: sqlite3.Connection, rec: StoredResource, expected: int) -> VersionConflict:
     row = fetch_one(conn, "SELECT version FROM resources WHERE type = ? AND id = ?",
                     (rec.type, rec.id))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import tempfile
@@ -23,13 +24,14 @@ from urllib.parse import quote
 import orjson
 from tqdm import tqdm
 
-from bench import dataset, report, server, terminology
+from bench import dataset, report, search, server, terminology
 from bench.ingest import PreparedBundle, ingest
 from bench.pyclient import run_python
 from bench.wrk import WORKLOADS, LoadResult, WrkOutputError, find_wrk, run_wrk, wrk_version
 
 QUICK_RESOURCES = 5_000
 QUICK_DURATION = 3
+QUICK_SEARCH_SIZE = 20_000
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -56,11 +58,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="do not install wrk with apt-get when it is missing")
     parser.add_argument("--no-terminology", action="store_true",
                         help="skip the terminology figures")
+    parser.add_argument("--no-search", action="store_true", help="skip the search figures")
+    parser.add_argument("--search-size", type=int, default=1_000_000,
+                        help="resources in the generated search database (default 1000000; "
+                             f"{QUICK_SEARCH_SIZE} with --quick)")
     parser.add_argument("--output", type=Path, default=report.RESULTS_DIR / "latest.json",
                         help="where to write the JSON results")
     args = parser.parse_args(argv)
     if args.quick and args.resources == parser.get_default("resources"):
         args.resources = QUICK_RESOURCES
+    if args.quick and args.search_size == parser.get_default("search_size"):
+        args.search_size = QUICK_SEARCH_SIZE
     if args.duration is None:
         args.duration = QUICK_DURATION if args.quick else 10
     return args
@@ -167,10 +175,15 @@ def measure_ceiling(loader: LoadGenerator, scratch: Path) -> LoadResult:
         return loader.run(bare.base_url, "read", scratch / "data", "bare ceiling")
 
 
-def save(run: report.BenchRun, output: Path, terms: list[terminology.Row]) -> None:
+def save(run: report.BenchRun, output: Path, terms: list[terminology.Row],
+         searches: list[terminology.Row], search_size: int) -> None:
     data = report.to_json(run)
     data["terminology"] = [{"figure": r.label, "value": r.value, "target": r.target,
                             "met": r.met} for r in terms]
+    data["search"] = {"resources": search_size, "figures": [
+        {"figure": r.label, "p95_ms": None if math.isnan(r.value) else r.value,
+         "target": r.target, "met": r.met}
+        for r in searches]}
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
@@ -189,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             run = measure_server(args, data, loader, Path(scratch))
             run.ceiling = measure_ceiling(loader, Path(scratch))
             terms = [] if args.no_terminology else terminology.measure(Path(scratch))
+            searches = [] if args.no_search else search.measure(Path(scratch), args.search_size,
+                                                                args.seed)
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
@@ -204,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     print(report.render(run))
     if terms:
         print("\n" + terminology.render(terms))
-    save(run, args.output, terms)
+    if searches:
+        print("\n" + search.render(searches, args.search_size))
+    save(run, args.output, terms, searches, args.search_size)
     print(f"\nresults written to {args.output}", file=sys.stderr)
     return 0
 

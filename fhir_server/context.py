@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from fhir_server.errors import Forbidden
-from fhir_server.search.conditions import SearchQuery
+from fhir_server.search.conditions import SearchQuery, map_inner
 from fhir_server.storage.base import StoredResource
 
 Action = Literal["read", "search", "create", "update", "delete", "history", "operation"]
@@ -52,6 +52,12 @@ class AccessPolicy(Protocol):
     def visible(self, ctx: AccessContext, rec: StoredResource) -> bool: ...
 
     def restrict(self, ctx: AccessContext, query: SearchQuery) -> SearchQuery: ...
+
+
+def restrict_search(policy: AccessPolicy, ctx: AccessContext, query: SearchQuery) -> SearchQuery:
+    """`policy.restrict` on the query and on every inner query of its chains and `_has`:
+    a chained criterion must not match through a resource the caller may not see."""
+    return policy.restrict(ctx, map_inner(query, lambda inner: policy.restrict(ctx, inner)))
 
 
 class AllowAll:

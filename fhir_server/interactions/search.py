@@ -2,18 +2,20 @@
 
 https://hl7.org/fhir/R4/http.html#search and https://hl7.org/fhir/R4/search.html -- the
 result is a Bundle of type searchset with `self` (the parameters actually applied),
-`next`/`previous` links and, unless `_total=none`, the total. Unknown parameters are
-ignored (reported in an OperationOutcome entry) unless `Prefer: handling=strict`, when
-they are a 400.
+`first`/`next`/`previous` keyset links (see `paging`) and, unless `_total=none`, the
+total. Unknown parameters are ignored (reported in an OperationOutcome entry) unless
+`Prefer: handling=strict`, when they are a 400.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from fhir_server.context import restrict_search
 from fhir_server.errors import NotFound
-from fhir_server.interactions.bundles import bundle, entry, page_links
+from fhir_server.interactions.bundles import bundle, entry
+from fhir_server.interactions.paging import fetch_page
+from fhir_server.interactions.paging import links as page_links
 from fhir_server.interactions.request import Request, Response
 from fhir_server.model import fhirjson
 from fhir_server.model.summary import apply_elements, apply_summary
@@ -66,17 +68,14 @@ async def _search(
         base=req.base or None,
         codes=svc.codes,
     )
-    query = svc.policy.restrict(req.context, parsed.query)
-    count = query.count
-    fetch = replace(query, count=count + 1) if count else query
-    page = await (tx or svc.storage).search(fetch)
-    found = page.resources[:count]
-    has_next = len(page.resources) > count
-    links = page_links(self_url, [*fixed, *parsed.used], count, query.offset, has_next)
-    entries = [_match(req, parsed, r) for r in found if svc.policy.visible(req.context, r)]
+    query = restrict_search(svc.policy, req.context, parsed.query)
+    paged = await fetch_page(tx or svc.storage, query)
+    links = page_links(self_url, [*fixed, *parsed.used], query, paged, req.param("_page"))
+    entries = [_match(req, parsed, r) for r in paged.resources
+               if svc.policy.visible(req.context, r)]
     if parsed.ignored:
         entries.append(_ignored_outcome(parsed.ignored))
-    return Response(200, bundle("searchset", entries, total=page.total, links=links))
+    return Response(200, bundle("searchset", entries, total=paged.total, links=links))
 
 
 def _match(req: Request, parsed: ParsedSearch, rec: StoredResource) -> bytes:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-from fhir_server.context import SYSTEM, AccessContext, AccessPolicy, AllowAll
+from fhir_server.context import SYSTEM, AccessContext, AccessPolicy, AllowAll, restrict_search
 from fhir_server.errors import (
     BadRequest,
     Conflict,
@@ -210,7 +210,7 @@ class FhirService:
         if not params:
             raise BadRequest(f"Conditional criteria for {type} are empty")
         parsed = parse_search(self.registry, (type,), params, strict=True, codes=self.codes)
-        query = self.policy.restrict(ctx, parsed.query)
+        query = restrict_search(self.policy, ctx, parsed.query)
         page = await db.search(replace(query, count=limit, offset=0, total="none"))
         return page.resources
 

@@ -3,12 +3,16 @@
 A `SearchQuery` is an AND of clauses; a clause is an OR of conditions (the FHIR `,`).
 Each condition names one search parameter of one type and is matched against that
 type's index values (see `values.py`). Engines translate conditions; they do not parse
-URLs. The search issue adds condition kinds (chains, _has, composite, ...) here.
+URLs. Beyond one parameter's values: `ChainCondition` and `HasCondition` hold an inner
+`SearchQuery` on other types (chaining and reverse chaining), `CompositeCondition` matches
+components within one element, `NearCondition` a distance, and `AllOf` / `AnyOf` / `Not`
+compose conditions freely (for `_filter`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Prefix = Literal["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"]
@@ -117,8 +121,74 @@ class MissingCondition:
     """`:missing=true|false`: whether the resource has any index value for `param`."""
 
     param: str
-    param_type: Literal["token", "string", "reference", "date", "number", "quantity", "uri"]
+    param_type: Literal["token", "string", "reference", "date", "number", "quantity", "uri",
+                        "composite", "special"]
     missing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TokenTextCondition:
+    """token `:text`: the code's text (CodeableConcept.text, Coding.display, Identifier.type
+    text) starts with `text` after string normalization (case and accents)."""
+
+    param: str
+    text: str
+    mode: Literal["start", "exact", "contains", "end"] = "start"
+
+
+@dataclass(frozen=True, slots=True)
+class ChainCondition:
+    """Chaining (`subject:Patient.name=x`): the local reference `param` points to a live
+    resource of `query.types` that matches every clause of `query`."""
+
+    param: str
+    query: SearchQuery
+
+
+@dataclass(frozen=True, slots=True)
+class HasCondition:
+    """Reverse chaining (`_has:Observation:patient:code=x`): some live resource of
+    `query.types` matching `query` references the searched resource through `param`."""
+
+    param: str
+    query: SearchQuery
+
+
+@dataclass(frozen=True, slots=True)
+class CompositeCondition:
+    """A composite parameter: one indexed element matches every component's condition.
+
+    `components[i]` is a condition of the i-th component's type (its `param` is unused)."""
+
+    param: str
+    components: tuple[Condition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NearCondition:
+    """Location `near`: a position within `distance_km` (great circle) of (lat, lon)."""
+
+    param: str
+    latitude: float
+    longitude: float
+    distance_km: float
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    """Resources that do not match `condition` (those without the element included)."""
+
+    condition: Condition
 
 
 Condition = (
@@ -133,6 +203,14 @@ Condition = (
     | QuantityCondition
     | UriCondition
     | MissingCondition
+    | TokenTextCondition
+    | ChainCondition
+    | HasCondition
+    | CompositeCondition
+    | NearCondition
+    | AllOf
+    | AnyOf
+    | Not
 )
 
 Clause = tuple[Condition, ...]  # OR
@@ -140,10 +218,23 @@ Clause = tuple[Condition, ...]  # OR
 
 @dataclass(frozen=True, slots=True)
 class SortKey:
-    """Sort by `_id`, `_lastUpdated` (the foundation); other parameters come with search."""
+    """Sort by a parameter: `_id`, `_lastUpdated`, or one of type `kind` (string, token,
+    date, number, quantity, reference, uri). A resource with several values sorts by its
+    lowest ascending and its highest descending; one without a value sorts last."""
 
     param: str
     descending: bool = False
+    kind: str | None = None  # None for _id and _lastUpdated
+
+
+@dataclass(frozen=True, slots=True)
+class PageKey:
+    """Keyset paging: the results just after (or, `before`, just before) the resource whose
+    sort key is `key` -- one value per sort key (None: no value), then the engine's
+    tiebreak (insertion order). Engines produce these keys in `Page.keys`."""
+
+    key: tuple[object, ...]
+    before: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +251,7 @@ class SearchQuery:
     count: int = 20
     offset: int = 0
     total: Literal["none", "estimate", "accurate"] = "accurate"
+    page: PageKey | None = None  # continue after/before this key (offset then applies)
 
 
 def range_matches(
@@ -199,3 +291,42 @@ def prefix_successor(prefix: str) -> str | None:
             return prefix[:-1] + chr(0xE000 if 0xD800 <= last <= 0xDFFF else last)
         prefix = prefix[:-1]
     return None
+
+
+def inner_queries(query: SearchQuery) -> list[SearchQuery]:
+    """The inner queries of the chains and `_has` conditions directly in `query`."""
+    found: list[SearchQuery] = []
+
+    def visit(c: Condition) -> None:
+        if isinstance(c, ChainCondition | HasCondition):
+            found.append(c.query)
+        elif isinstance(c, AllOf | AnyOf):
+            for child in c.conditions:
+                visit(child)
+        elif isinstance(c, Not):
+            visit(c.condition)
+
+    for clause in query.clauses:
+        for condition in clause:
+            visit(condition)
+    return found
+
+
+def map_inner(query: SearchQuery, change: Callable[[SearchQuery], SearchQuery]) -> SearchQuery:
+    """`query` with `change` applied to every inner query of its chains and `_has`, at
+    every depth (innermost first)."""
+
+    def visit(c: Condition) -> Condition:
+        match c:
+            case ChainCondition() | HasCondition():
+                return replace(c, query=change(map_inner(c.query, change)))
+            case AllOf() | AnyOf():
+                return replace(c, conditions=tuple(visit(x) for x in c.conditions))
+            case Not():
+                return Not(visit(c.condition))
+        return c
+
+    if not inner_queries(query):
+        return query
+    clauses = tuple(tuple(visit(c) for c in clause) for clause in query.clauses)
+    return replace(query, clauses=clauses)

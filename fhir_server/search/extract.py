@@ -14,13 +14,18 @@ a plain path skips evaluation when the resource lacks its first element (`name` 
 followed over the JSON directly (`paths.py`, checked against fhirpathpy by the tests);
 the rest go to fhirpathpy. Expressions fhirpathpy cannot compile or evaluate are recorded
 in `Indexer.failures` (and logged once), never raised.
+
+A composite parameter is indexed per element of its base expression (`CompositePlan`):
+each component's expression is evaluated relative to that element, so its values combine
+only with values of the same element.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +43,7 @@ from fhir_server.search.expressions import (
 from fhir_server.search.paths import compile_path
 from fhir_server.search.registry import SearchParam, SearchRegistry
 from fhir_server.search.types import TYPES, SearchType
-from fhir_server.search.values import IndexValue, ReferenceValue
+from fhir_server.search.values import CompositeValue, IndexValue, ReferenceValue
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,36 @@ class Plan:
     branches: tuple[Branch, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class CompositePlan:
+    """How to index one composite parameter of one resource type.
+
+    `bases` are the union branches of the base expression, each (element path, evaluate);
+    `components` the component types and their expressions, compiled relative to an
+    element of that path (fhirpathpy uses the path for choice types like `value[x]`)."""
+
+    code: str
+    bases: tuple[tuple[str, Callable[[dict], list[tuple[str | None, Any]]]], ...]
+    components: tuple[tuple[SearchType, Any], ...]
+
+    def values(self, resource: dict) -> Iterator[CompositeValue]:
+        for path, evaluate in self.bases:
+            for _, element in evaluate(resource):
+                if isinstance(element, dict):
+                    yield from self._combinations(resource, ResourceNode.create_node(element, path))
+
+    def _combinations(self, resource: dict, node: Any) -> Iterator[CompositeValue]:
+        per_component = []
+        for kind, compiled in self.components:
+            found = [v for n in compiled(node, {"resource": resource})
+                     for v in kind.extract(self.code, *_typed(n))]
+            if not found:
+                return
+            per_component.append(list(dict.fromkeys(found)))
+        for parts in itertools.product(*per_component):
+            yield CompositeValue(self.code, tuple(parts))
+
+
 class Indexer:
     """Turns resources into index values for the parameters of a `SearchRegistry`."""
 
@@ -75,7 +110,7 @@ class Indexer:
         self.registry = registry
         self.fast_paths = fast_paths  # plain member paths without fhirpathpy, see paths.py
         self.failures: dict[tuple[str, str], str] = {}  # (type, code) -> what went wrong
-        self._plans: dict[str, tuple[int, tuple[Plan, ...]]] = {}
+        self._plans: dict[str, tuple[int, tuple[Plan | CompositePlan, ...]]] = {}
 
     def extract(self, resource: dict) -> list[IndexValue]:
         """The duplicate-free index values of `resource` (its resourceType picks the params)."""
@@ -84,6 +119,12 @@ class Indexer:
             return []
         found: dict[IndexValue, None] = {}
         for plan in self.plans(type):
+            if isinstance(plan, CompositePlan):
+                try:
+                    found.update(dict.fromkeys(plan.values(resource)))
+                except Exception as error:  # one bad expression must not fail a write
+                    self._fail(type, plan.code, f"composite: {error!r}")
+                continue
             for branch in plan.branches:
                 keys = branch.keys
                 try:
@@ -95,7 +136,7 @@ class Indexer:
                     self._fail(type, plan.code, f"{branch.expression}: {error!r}")
         return list(found)
 
-    def plans(self, type: str) -> tuple[Plan, ...]:
+    def plans(self, type: str) -> tuple[Plan | CompositePlan, ...]:
         """The compiled plans of `type` (compiled on first use, again after registry.add)."""
         cached = self._plans.get(type)
         if cached is None or cached[0] != self.registry.generation:
@@ -116,11 +157,16 @@ class Indexer:
                                     and value.target_type == only):
                     found[value] = None
 
-    def _compile(self, type: str) -> tuple[Plan, ...]:
-        plans = []
+    def _compile(self, type: str) -> tuple[Plan | CompositePlan, ...]:
+        plans: list[Plan | CompositePlan] = []
         for code, param in sorted(self.registry.params_for(type).items()):
             kind = TYPES.get(param.type)
             if kind is None or code in _NOT_INDEXED or not param.expression:
+                continue
+            if param.type == "composite":
+                composite = self._composite(type, param)
+                if composite is not None:
+                    plans.append(composite)
                 continue
             branches = tuple(self._branches(type, param))
             if branches:
@@ -146,6 +192,24 @@ class Indexer:
                 except Exception:  # evaluated per write instead; failures recorded there
                     keys = None
             yield Branch(expression, evaluate, keys, only, absent)
+
+    def _composite(self, type: str, param: SearchParam) -> CompositePlan | None:
+        assert param.expression
+        try:
+            bases = tuple((text, with_fhirpathpy(text)) for text in
+                          branches_for(param.expression, type, self.registry.resource_types))
+            components = []
+            for component in param.components:
+                target = self.registry.by_url(component.definition)
+                kind = TYPES.get(target.type) if target else None
+                if kind is None or target is None or target.type in ("composite", "special"):
+                    raise ValueError(f"unsupported component {component.definition}")
+                components.append((kind, fhirpathpy.compile(component.expression, _MODEL,
+                                                            _OPTIONS)))
+        except Exception as error:  # recorded; the param stays unindexed
+            self._fail(type, param.code, f"{param.expression}: cannot compile: {error!r}")
+            return None
+        return CompositePlan(param.code, bases, tuple(components)) if bases else None
 
     def _fail(self, type: str, code: str, message: str) -> None:
         if (type, code) not in self.failures:

@@ -13,31 +13,43 @@ unknown parameter, modifier or sort key is a `BadRequest`, otherwise it is liste
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal, cast
 
+import orjson
+
 from fhir_server.errors import BadRequest
 from fhir_server.search.conditions import (
+    AnyOf,
+    ChainCondition,
     Clause,
     Condition,
+    HasCondition,
     IdCondition,
     LastUpdatedCondition,
     MissingCondition,
+    PageKey,
     SearchQuery,
     SortKey,
 )
 from fhir_server.search.dates import parse_instant_range
+from fhir_server.search.filter import parse_filter, to_condition
 from fhir_server.search.registry import SearchParam, SearchRegistry
 from fhir_server.search.types import TYPES, ParseContext, accepts
 from fhir_server.search.types.common import CodeLookup, bad_value, split_escaped, split_prefix
 
 DEFAULT_COUNT = 20
 NOT_SEARCH = frozenset({"_format", "_pretty", "_type"})  # handled by the HTTP layer or caller
-SORTABLE = frozenset({"_id", "_lastUpdated"})
+SORTABLE = frozenset({"_id", "_lastUpdated"})  # plus parameters of SORT_KINDS
+SORT_KINDS = frozenset({"string", "token", "date", "number", "quantity", "reference", "uri"})
 SUMMARIES = frozenset({"true", "text", "data", "count", "false"})
 TOTALS = frozenset({"none", "estimate", "accurate"})
-NOT_YET = frozenset({"_include", "_revinclude", "_contained", "_containedType"})
+MAX_CHAIN_DEPTH = 4
+NOT_YET = frozenset({"_include", "_revinclude"})
+CONTAINED_DEFAULTS = {"_contained": "false", "_containedType": "container"}
 
 _IndexedType = Literal["token", "string", "reference", "date", "number", "quantity", "uri"]
 _Build = Callable[[str, str], list[Condition]]
@@ -101,12 +113,20 @@ class _Parser:
         self.total: Literal["none", "estimate", "accurate"] = "accurate"
         self.summary: str | None = None
         self.elements: tuple[str, ...] = ()
+        self.depth = 0  # inside how many chains or _has this parser works
+        self.page: tuple[str, PageKey] | None = None  # (the sort it was made for, key)
 
     def result(self) -> ParsedSearch:
         count, total = self.count, self.total
         if self.summary == "count":
             count, total = 0, "accurate"
-        query = SearchQuery(self.types, tuple(self.clauses), self.sort, count, self.offset, total)
+        page = None
+        if self.page is not None:
+            if self.page[0] != sort_signature(self.sort):
+                raise BadRequest("_page was made for another _sort", expression=("_page",))
+            page = self.page[1]
+        query = SearchQuery(self.types, tuple(self.clauses), self.sort, count, self.offset, total,
+                            page)
         return ParsedSearch(query, self.used, self.ignored, self.summary, self.elements)
 
     def add(self, name: str, value: str) -> None:
@@ -115,6 +135,11 @@ class _Parser:
         handler = _RESULT_PARAMS.get(name)
         if name.partition(":")[0] in NOT_YET:
             self.unsupported(name, f"Search parameter '{name}' is not supported yet")
+        elif name in CONTAINED_DEFAULTS:
+            # Contained resources are not searched: only the default is supported.
+            if value.strip() != CONTAINED_DEFAULTS[name]:
+                self.unsupported(name, f"{name}={value} is not supported "
+                                       f"(only {CONTAINED_DEFAULTS[name]})")
         elif handler is not None:
             handler(self, value.strip())
         elif value.strip():  # "name=" is no criterion at all
@@ -124,10 +149,18 @@ class _Parser:
 
     def criterion(self, name: str, value: str) -> None:
         code, _, modifier = name.partition(":")
-        if code == "_id":
+        if code == "_filter" and not modifier:
+            self.filter(name, value)
+        elif code == "_has":
+            self.reverse_chain(name, value)
+        elif "." in name:
+            self.chain(name, value)
+        elif code == "_id":
             self.special(name, value, modifier, self.ids)
         elif code == "_lastUpdated":
             self.special(name, value, modifier, self.last_updated)
+        elif code == "_list" and "_list" not in self.registry.params_for("Resource"):
+            self.special(name, value, modifier, self.list_)
         else:
             param = self.param(code)
             if param is None:
@@ -141,6 +174,111 @@ class _Parser:
                 parts = [v for v in split_escaped(value, ",") if v.strip()]
                 self.clause(name, value, [kind.parse(param, modifier or None, v, self.ctx)
                                           for v in parts])
+
+    # -- chaining and reverse chaining ----------------------------------------------------
+
+    def inner(self, outer: str, types: tuple[str, ...], name: str, value: str
+              ) -> tuple[Clause, ...] | None:
+        """`name=value` parsed as a search of `types`; None when (leniently) not supported.
+
+        An error inside names the whole parameter (`outer`), as the client wrote it."""
+        if self.depth >= MAX_CHAIN_DEPTH:
+            raise BadRequest(f"Chains and _has nest at most {MAX_CHAIN_DEPTH} levels deep",
+                             expression=(name,))
+        parser = _Parser(self.registry, types, self.strict, self.max_count, self.ctx)
+        parser.depth = self.depth + 1
+        try:
+            parser.criterion(name, value)
+        except BadRequest as error:
+            if error.issues[0].expression == (outer,):
+                raise
+            raise BadRequest(f"{outer}: {error.diagnostics}", expression=(outer,)) from None
+        return None if parser.ignored else tuple(parser.clauses)
+
+    def chain(self, name: str, value: str) -> None:
+        """`subject:Patient.general-practitioner.name=x`: https://hl7.org/fhir/R4/search.html#chaining"""
+        link, _, rest = name.partition(".")
+        code, _, type_ = link.partition(":")
+        param = self.param(code)
+        if param is None or param.type != "reference":
+            self.unsupported(name, f"'{code}' in the chain '{name}' is not a reference "
+                                   f"parameter of {', '.join(self.types or ('Resource',))}")
+            return
+        targets = sorted(self.registry.targets(param))
+        if type_:
+            if type_ not in targets:
+                raise BadRequest(f"'{type_}' is not a target type of '{code}'",
+                                 expression=(name,))
+            targets = [type_]
+        next_code = rest.partition(".")[0].partition(":")[0]
+        if next_code != "_has":
+            targets = [t for t in targets if next_code in ("_id", "_lastUpdated")
+                       or next_code in self.registry.params_for(t)]
+        if not targets:
+            self.unsupported(name, f"No target type of '{code}' has a search parameter "
+                                   f"'{next_code}'")
+            return
+        inner = self.inner(name, tuple(targets), rest, value)
+        if inner is None:
+            self.unsupported(name, f"The chain '{name}' is not supported")
+        elif inner:
+            query = SearchQuery(tuple(targets), inner, count=0)
+            self.clause(name, value, [ChainCondition(param.code, query)])
+
+    def reverse_chain(self, name: str, value: str) -> None:
+        """`_has:Observation:patient:code=x`: https://hl7.org/fhir/R4/search.html#has"""
+        parts = name.split(":", 3)
+        if len(parts) != 4 or not all(parts[1:]):
+            raise BadRequest(f"'{name}' must read _has:[type]:[reference parameter]:[parameter]",
+                             expression=(name,))
+        _, type_, code, rest = parts
+        if type_ not in self.registry.resource_types:
+            raise BadRequest(f"Unknown resource type '{type_}' in '{name}'", expression=(name,))
+        param = self.registry.params_for(type_).get(code)
+        if param is None or param.type != "reference":
+            self.unsupported(name, f"'{code}' is not a reference parameter of {type_}")
+            return
+        targets = self.registry.targets(param, type_)
+        searched = self.types or tuple(sorted(self.registry.resource_types))
+        if not any(t in targets for t in searched):
+            self.unsupported(name, f"{type_}.{code} cannot refer to {', '.join(searched)}")
+            return
+        inner = self.inner(name, (type_,), rest, value)
+        if inner is None:
+            self.unsupported(name, f"The reverse chain '{name}' is not supported")
+        elif inner:
+            query = SearchQuery((type_,), inner, count=0)
+            self.clause(name, value, [HasCondition(param.code, query)])
+
+    def filter(self, name: str, value: str) -> None:
+        """`_filter`: https://hl7.org/fhir/R4/search_filter.html, see `filter.py`."""
+
+        def criterion(param: str, text: str) -> Condition:
+            parser = _Parser(self.registry, self.types, True, self.max_count, self.ctx)
+            parser.depth = self.depth
+            try:
+                parser.criterion(param, text.replace("\\", "\\\\").replace(",", "\\,"))
+            except BadRequest as error:
+                if error.issues[0].expression == (name,):
+                    raise
+                raise BadRequest(f"{name}: {error.diagnostics}", expression=(name,)) from None
+            if len(parser.clauses) != 1:
+                raise BadRequest(f"_filter: '{param}' has no value", expression=(name,))
+            clause = parser.clauses[0]
+            return clause[0] if len(clause) == 1 else AnyOf(clause)
+
+        condition = to_condition(parse_filter(value), criterion, self.param_type)
+        self.clause(name, value, [condition])
+
+    def param_type(self, path: str) -> str | None:
+        """The type of the last parameter of a (possibly chained) path, for `_filter`."""
+        code = path.rsplit(".", 1)[-1].partition(":")[0]
+        if code in ("_id", "_lastUpdated"):
+            return "token" if code == "_id" else "date"
+        types = self.types if "." not in path else tuple(sorted(self.registry.resource_types))
+        kinds = {p.type for t in types or ("Resource",)
+                 if (p := self.registry.params_for(t).get(code)) is not None}
+        return kinds.pop() if len(kinds) == 1 else None
 
     def special(self, name: str, value: str, modifier: str, build: _Build) -> None:
         if modifier:
@@ -156,6 +294,14 @@ class _Parser:
     def ids(self, name: str, value: str) -> list[Condition]:
         ids = tuple(v.strip() for v in value.split(",") if v.strip())
         return [IdCondition(ids)] if ids else []
+
+    def list_(self, name: str, value: str) -> list[Condition]:
+        """`_list=ID`: the resources List/ID refers to in `entry.item` (List's `item`), as
+        `_has:List:item:_id=ID`. https://hl7.org/fhir/R4/search.html#list -- functional
+        lists (`$current-problems`) are not known here: they match nothing."""
+        ids = tuple(v.strip() for v in value.split(",") if v.strip())
+        query = SearchQuery(("List",), ((IdCondition(ids),),), count=0)
+        return [HasCondition("item", query)] if ids else []
 
     def last_updated(self, name: str, value: str) -> list[Condition]:
         out: list[Condition] = []
@@ -195,8 +341,6 @@ class _Parser:
         known = [p for t in types if (p := self.registry.params_for(t).get(code.split(".")[0]))]
         if not known:
             return f"Unknown search parameter '{code}' for {', '.join(types)}"
-        if "." in code:
-            return f"Chained search parameters ('{code}') are not supported yet"
         if len(known) < len(types):
             return f"Search parameter '{code}' is not defined for all of {', '.join(types)}"
         return f"Search parameter '{code}' ({known[0].type}) is not supported yet"
@@ -218,14 +362,28 @@ class _Parser:
         keys: list[SortKey] = []
         for key in (k.strip() for k in value.split(",")):
             code = key.removeprefix("-")
+            param = None if code in SORTABLE or not code else self.param(code)
             if code in SORTABLE:
                 keys.append(SortKey(code, key.startswith("-")))
+            elif param is not None and param.type in SORT_KINDS:
+                keys.append(SortKey(code, key.startswith("-"), param.type))
             elif key:
                 self.unsupported(f"_sort={key}", f"Sorting by '{code}' is not supported")
         if keys:
             self.sort = tuple(keys)
-            self.used.append(("_sort", ",".join(("-" if k.descending else "") + k.param
-                                                for k in keys)))
+            self.used.append(("_sort", sort_signature(self.sort)))
+
+    def page_(self, value: str) -> None:
+        try:
+            data = orjson.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+            signature, before, key = data["s"], bool(data["b"]), tuple(data["k"])
+        except (ValueError, TypeError, KeyError, binascii.Error):
+            raise BadRequest("_page is not a paging token of this server",
+                             expression=("_page",)) from None
+        if not isinstance(signature, str) or not all(
+                v is None or isinstance(v, str | int | float) for v in key):
+            raise BadRequest("_page is not a paging token of this server", expression=("_page",))
+        self.page = (signature, PageKey(key, before))
 
     def total_(self, value: str) -> None:
         self.total = cast(Literal["none", "estimate", "accurate"], _one_of("_total", value, TOTALS))
@@ -239,6 +397,18 @@ class _Parser:
         self.elements = tuple(e.strip() for e in value.split(",") if e.strip())
         if self.elements:
             self.used.append(("_elements", ",".join(self.elements)))
+
+
+def sort_signature(sort: tuple[SortKey, ...]) -> str:
+    """`_sort` as written in links: `-date,name`."""
+    return ",".join(("-" if k.descending else "") + k.param for k in sort)
+
+
+def page_token(sort: tuple[SortKey, ...], key: tuple, before: bool) -> str:
+    """The `_page` value that continues a search after (or before) a page key: opaque to
+    clients, bound to the sort it was made for."""
+    data = orjson.dumps({"s": sort_signature(sort), "b": before, "k": list(key)})
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
 def non_negative(name: str, value: object) -> int:
@@ -264,6 +434,7 @@ _RESULT_PARAMS = {
     "_count": _Parser.count_,
     "_offset": _Parser.offset_,
     "_sort": _Parser.sort_,
+    "_page": _Parser.page_,
     "_total": _Parser.total_,
     "_summary": _Parser.summary_,
     "_elements": _Parser.elements_,

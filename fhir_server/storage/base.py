@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 from fhir_server.search.conditions import SearchQuery
 from fhir_server.search.values import IndexValue
@@ -39,10 +39,14 @@ class StoredResource:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """A page of results; `total` is None when it was not asked for."""
+    """A page of results; `total` is None when it was not asked for.
+
+    `keys` (searches only) holds each resource's sort key, for `SearchQuery.page`: plain
+    JSON values (str, int, float, None), so a client can carry them in a paging link."""
 
     resources: list[StoredResource]
     total: int | None
+    keys: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,7 +122,8 @@ def test_conditions_match_parameter_and_value_in_one_element() -> None:
             {"tok": {"$elemMatch": {"p": "code", "c": "1234-5", "s": "http://loinc.org"}}},
             {"$or": [
                 {"dt": {"$elemMatch": {"p": "date", "hi": {"$gt": "2024-01-02"}}}},
-                {"dt": {"$elemMatch": {"p": "date", "lo": {"$gte": "2024-01-01"},
+                {"dt": {"$elemMatch": {"p": "date",
+                                       "lo": {"$gte": "2024-01-01", "$lte": "2024-01-02"},
                                        "hi": {"$lte": "2024-01-02"}}}},
             ]},
         ],

@@ -236,6 +236,25 @@ async def test_reopening_an_existing_file_keeps_data_and_schema(tmp_path: Path) 
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+async def test_a_version_1_file_is_migrated_to_version_2(tmp_path: Path) -> None:
+    """Version 2 adds composite_idx, geo_idx and the token text index to existing files."""
+    db = tmp_path / "v1.db"
+    storage = SQLiteStorage(db)
+    await storage.open()
+    await storage.close()
+    with closing(sqlite3.connect(db)) as conn:  # back to what a version 1 file holds
+        for statement in ("DROP TABLE composite_idx", "DROP TABLE geo_idx",
+                          "DROP INDEX token_text", "PRAGMA user_version = 1"):
+            conn.execute(statement)
+    again = SQLiteStorage(db)
+    await again.open()
+    await again.close()
+    with closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert {"composite_idx", "geo_idx", "token_text", "geo_position"} <= names
+
+
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "future.db"
     with closing(sqlite3.connect(db)) as conn:

@@ -2,8 +2,8 @@
 
 A type module turns the FHIR values a parameter's expression selects into index values
 (`extract`, at write time) and a search value into a condition (`parse`, at search time).
-https://hl7.org/fhir/R4/search.html#ptypes -- composite and special come with the search
-issue: add a module and an entry in `TYPES`.
+https://hl7.org/fhir/R4/search.html#ptypes -- a composite is indexed per element by the
+extractor (its module only parses); special is Location `near`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,17 @@ from typing import Any, Protocol
 
 from fhir_server.search.conditions import Condition
 from fhir_server.search.registry import SearchParam
-from fhir_server.search.types import date, number, quantity, reference, string, token, uri
+from fhir_server.search.types import (
+    composite,
+    date,
+    number,
+    quantity,
+    reference,
+    special,
+    string,
+    token,
+    uri,
+)
 from fhir_server.search.types.common import ParseContext
 from fhir_server.search.values import IndexValue
 
@@ -40,6 +50,8 @@ TYPES: Mapping[str, SearchType] = {
     "number": number,
     "quantity": quantity,
     "uri": uri,
+    "composite": composite,
+    "special": special,
 }
 
 

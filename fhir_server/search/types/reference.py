@@ -3,7 +3,9 @@
 https://hl7.org/fhir/R4/search.html#reference -- the value is `[type]/[id]`, an `[id]`
 alone (its type resolved when the parameter has exactly one target type), an absolute URL,
 or for canonical targets `[url]|[version]`; the `:[type]` modifier names the target type.
-Contained references (`#id`) are not indexed.
+Contained references (`#id`) are not indexed. `:identifier` matches Reference.identifier
+as a token (`[system]|[value]`); those identifiers are indexed as token values under the
+name `[code]:identifier`.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from fhir_server.search.conditions import ReferenceCondition
+from fhir_server.search.conditions import ReferenceCondition, TokenCondition
 from fhir_server.search.registry import SearchParam, SearchRegistry
-from fhir_server.search.types.common import ParseContext, unescape
-from fhir_server.search.values import ReferenceValue
+from fhir_server.search.types.common import ParseContext, split_escaped, unescape
+from fhir_server.search.values import ReferenceValue, TokenValue
 
-MODIFIERS: frozenset[str] = frozenset()  # plus the target types, see `accepts`
+MODIFIERS: frozenset[str] = frozenset({"identifier"})  # plus the target types, see `accepts`
 _ID = r"[A-Za-z0-9\-.]{1,64}"
 _LOCAL = re.compile(rf"^(?P<type>[A-Z][A-Za-z]+)/(?P<id>{_ID})(?:/_history/(?P<vid>{_ID}))?$")
 _TAIL = re.compile(rf"(?:^|/)(?P<type>[A-Z][A-Za-z]+)/(?P<id>{_ID})(?:/_history/(?P<vid>{_ID}))?$")
@@ -25,10 +27,10 @@ _CANONICAL_TYPES = frozenset({"canonical", "uri", "url"})
 
 
 def accepts(param: SearchParam, modifier: str, registry: SearchRegistry) -> bool:
-    return modifier in registry.targets(param)
+    return modifier in MODIFIERS or modifier in registry.targets(param)
 
 
-def extract(code: str, fhir_type: str | None, data: Any) -> Iterator[ReferenceValue]:
+def extract(code: str, fhir_type: str | None, data: Any) -> Iterator[ReferenceValue | TokenValue]:
     if isinstance(data, dict):
         if fhir_type in (None, "Reference"):
             ref = data.get("reference")
@@ -36,6 +38,9 @@ def extract(code: str, fhir_type: str | None, data: Any) -> Iterator[ReferenceVa
                 found = parse_reference(code, ref)
                 if found is not None:
                     yield found
+            ident = data.get("identifier")
+            if isinstance(ident, dict) and (ident.get("value") or ident.get("system")):
+                yield TokenValue(f"{code}:identifier", ident.get("system"), ident.get("value"))
     elif isinstance(data, str) and (fhir_type is None or fhir_type in _CANONICAL_TYPES):
         found = parse_reference(code, data, canonical=True)
         if found is not None:
@@ -63,7 +68,10 @@ def parse_reference(code: str, ref: str, *, canonical: bool = False) -> Referenc
 
 def parse(
     param: SearchParam, modifier: str | None, value: str, ctx: ParseContext
-) -> ReferenceCondition:
+) -> ReferenceCondition | TokenCondition:
+    if modifier == "identifier":
+        system, bar, ident = (unescape(p) for p in _split_token(value))
+        return TokenCondition(f"{param.code}:identifier", system if bar else None, ident or None)
     text, base, registry = unescape(value).strip(), ctx.base, ctx.registry
     if modifier:  # subject:Patient=23 (or =Patient/23)
         ident = text.rsplit("/", 1)[-1] if text.startswith(f"{modifier}/") else text
@@ -81,3 +89,11 @@ def parse(
     if found is None:
         return ReferenceCondition(param.code, url=text)
     return ReferenceCondition(param.code, url=found.url, version=found.version)
+
+
+def _split_token(value: str) -> tuple[str, str, str]:
+    """(system, "|" or "", value) of a token search value."""
+    parts = split_escaped(value, "|")
+    if len(parts) == 1:
+        return "", "", value
+    return parts[0], "|", "|".join(parts[1:])

@@ -10,6 +10,13 @@ Terminology modifiers (https://hl7.org/fhir/R4/search.html#modifiers): `:in` / `
 take a value set (its canonical URL, or `ValueSet/id` of a stored one) and match codings
 in / not in its expansion; `:below` / `:above` take `system|code` and match the code and
 what it subsumes / what subsumes it. The terminology service answers them at parse time.
+
+`:text` matches the text of the code (CodeableConcept.text, Coding.display, the text of
+Identifier.type) the way a string parameter does: it starts with the value, case and
+accents ignored. `:of-type` takes `[type system]|[type code]|[identifier value]` and
+matches an Identifier by its type coding and value; for it every Identifier with a typed
+coding is indexed once more under the name `[code]:of-type`, system `[type system]|[type
+code]`.
 """
 
 from __future__ import annotations
@@ -18,13 +25,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from fhir_server.errors import BadRequest, NotImplementedHere
-from fhir_server.search.conditions import TokenCondition, TokenSetCondition
+from fhir_server.search.conditions import TokenCondition, TokenSetCondition, TokenTextCondition
 from fhir_server.search.normalize import normalize
 from fhir_server.search.registry import SearchParam
 from fhir_server.search.types.common import ParseContext, split_escaped, unescape
 from fhir_server.search.values import TokenValue
 
-MODIFIERS = frozenset({"not", "in", "not-in", "above", "below"})
+MODIFIERS = frozenset({"not", "in", "not-in", "above", "below", "text", "of-type"})
 _TERMINOLOGY = frozenset({"in", "not-in", "above", "below"})
 _CONTACT_SYSTEMS = frozenset({"phone", "fax", "email", "pager", "url", "sms", "other"})
 
@@ -61,6 +68,10 @@ def _identifier(code: str, data: dict) -> Iterator[TokenValue]:
     text = kind.get("text") if isinstance(kind, dict) else None
     if value is not None or system is not None:
         yield TokenValue(code, system, value, normalize(text) if text else None)
+    for coding in (kind.get("coding") or ()) if isinstance(kind, dict) else ():
+        if isinstance(coding, dict) and isinstance(value, str):
+            type_code = f"{coding.get('system') or ''}|{coding.get('code') or ''}"
+            yield TokenValue(f"{code}:of-type", type_code, value)
 
 
 def _contact_point(code: str, data: dict) -> Iterator[TokenValue]:
@@ -90,7 +101,11 @@ _COMPLEX = {
 
 def parse(
     param: SearchParam, modifier: str | None, value: str, ctx: ParseContext
-) -> TokenCondition | TokenSetCondition:
+) -> TokenCondition | TokenSetCondition | TokenTextCondition:
+    if modifier == "text":
+        return TokenTextCondition(param.code, normalize(unescape(value)))
+    if modifier == "of-type":
+        return _of_type(param, value)
     if modifier in _TERMINOLOGY:
         return _terminology(param, modifier, unescape(value.strip()), ctx)
     negate = modifier == "not"
@@ -99,6 +114,15 @@ def parse(
         return TokenCondition(param.code, None, unescape(value), negate)
     system, code = unescape(parts[0]), unescape("|".join(parts[1:]))
     return TokenCondition(param.code, system, code or None, negate)
+
+
+def _of_type(param: SearchParam, value: str) -> TokenCondition:
+    parts = [unescape(p) for p in split_escaped(value, "|")]
+    if len(parts) != 3 or not parts[1] or not parts[2]:
+        name = f"{param.code}:of-type"
+        raise BadRequest(f"'{name}' takes [type system]|[type code]|[value], not '{value}'",
+                         expression=(name,))
+    return TokenCondition(f"{param.code}:of-type", f"{parts[0]}|{parts[1]}", parts[2])
 
 
 def _terminology(

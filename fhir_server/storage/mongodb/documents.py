@@ -7,7 +7,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from fhir_server.search.values import (
+    COMPONENT_FIELDS,
+    CompositeValue,
     DateValue,
+    GeoValue,
     IndexValue,
     NumberValue,
     QuantityValue,
@@ -15,6 +18,7 @@ from fhir_server.search.values import (
     StringValue,
     TokenValue,
     UriValue,
+    component_fields,
 )
 from fhir_server.storage.base import StoredResource
 
@@ -70,18 +74,36 @@ def _index_element(value: IndexValue) -> tuple[str, dict[str, Any]]:
                                    s=value.system, c=value.code, u=value.unit)
         case UriValue():
             return "uri", {"p": value.param, "u": value.uri}
+        case CompositeValue():
+            return "cmp", {"p": value.param, **composite_fields(value)}
+        case GeoValue():
+            return "geo", {"p": value.param, "lat": value.latitude, "lon": value.longitude}
     raise TypeError(f"Not an index value: {value!r}")
 
 
-_INDEX_FIELDS = ("tok", "str", "ref", "dt", "num", "qty", "uri")
+def composite_fields(value: CompositeValue) -> dict[str, Any]:
+    """The components flattened as s0, c0, lo0, hi0, x0, s1, ... (None left out)."""
+    return present(**{f"{name}{i}": field
+                      for i, part in enumerate(value.parts)
+                      for name, field in zip(COMPONENT_FIELDS, component_fields(part),
+                                             strict=True)})
+
+
+_INDEX_FIELDS = ("tok", "str", "ref", "dt", "num", "qty", "uri", "cmp", "geo")
 FIELD_OF_KIND = {"token": "tok", "string": "str", "reference": "ref", "date": "dt",
-                  "number": "num", "quantity": "qty", "uri": "uri"}
+                  "number": "num", "quantity": "qty", "uri": "uri", "composite": "cmp",
+                  "special": "geo"}
 
 
-def index_fields(index: Iterable[IndexValue]) -> dict[str, list[dict[str, Any]]]:
-    """Every index array, empty ones included, so an update replaces them all."""
-    fields: dict[str, list[dict[str, Any]]] = {name: [] for name in _INDEX_FIELDS}
-    for value in dict.fromkeys(index):  # drop exact duplicates
+def index_fields(index: Iterable[IndexValue]) -> dict[str, Any]:
+    """Every index array, empty ones included, so an update replaces them all, and the
+    per-parameter sort values `sk` (see `ordering`)."""
+    from fhir_server.storage.mongodb.ordering import sort_fields
+
+    values = list(dict.fromkeys(index))  # drop exact duplicates
+    fields: dict[str, Any] = {name: [] for name in _INDEX_FIELDS}
+    for value in values:
         name, element = _index_element(value)
         fields[name].append(element)
+    fields["sk"] = sort_fields(values)
     return fields

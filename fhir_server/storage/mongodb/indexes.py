@@ -32,6 +32,9 @@ RESOURCE_INDEXES = [
     _ix("type", "num.p", "num.lo", "num.hi"),
     _ix("type", "qty.p", "qty.c", "qty.lo", "qty.hi"),
     _ix("type", "uri.p", "uri.u"),
+    _ix("type", "tok.p", "tok.t"),  # token :text
+    _ix("type", "cmp.p", "cmp.c0", "cmp.s0"),  # composites, by their first component
+    _ix("type", "geo.p", "geo.lat", "geo.lon"),  # near: the bounding box
 ]
 HISTORY_INDEXES = [
     _ix("type", "id", "last_updated", "version", "seq"),

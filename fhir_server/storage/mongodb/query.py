@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 
 from fhir_server.errors import BadRequest
 from fhir_server.search.conditions import (
+    AllOf,
+    AnyOf,
     Clause,
+    CompositeCondition,
     Condition,
     DateCondition,
     IdCondition,
     LastUpdatedCondition,
     MissingCondition,
+    Not,
     NumberCondition,
     Prefix,
     QuantityCondition,
@@ -23,9 +28,11 @@ from fhir_server.search.conditions import (
     StringCondition,
     TokenCondition,
     TokenSetCondition,
+    TokenTextCondition,
     UriCondition,
     prefix_successor,
 )
+from fhir_server.search.normalize import normalize
 from fhir_server.storage.mongodb.documents import FIELD_OF_KIND, Filter, present, resource_key
 
 Alternative = list[tuple[str, str, Any]]  # (lo | hi, operator, value), all must hold
@@ -33,7 +40,8 @@ Alternative = list[tuple[str, str, Any]]  # (lo | hi, operator, value), all must
 
 def _range(prefix: Prefix, low: Any, high: Any) -> list[Alternative]:
     """`range_matches` on an indexed range [lo, hi], as alternatives that each use an index."""
-    contained: Alternative = [("lo", "$gte", low), ("hi", "$lte", high)]
+    # lo <= high follows from the other two (lo <= hi) and bounds the index range.
+    contained: Alternative = [("lo", "$gte", low), ("lo", "$lte", high), ("hi", "$lte", high)]
     above: Alternative = [("hi", "$gt", high)]
     below: Alternative = [("lo", "$lt", low)]
     rules: dict[str, list[Alternative]] = {
@@ -154,8 +162,67 @@ def _ids(c: IdCondition, types: Sequence[str]) -> Filter:
     return {"id": {"$in": list(c.ids)}}
 
 
-def _condition(c: Condition, types: Sequence[str]) -> Filter:
+def _token_text(c: TokenTextCondition) -> Filter:
+    return _elem("tok", c.param, _starts_with("t", c.text))
+
+
+def _component(c: Condition, i: int) -> list[Filter]:
+    """One component's condition on the flattened fields of component `i` (see documents)."""
+    s, code, lo, hi, x = (f"{name}{i}" for name in ("s", "c", "lo", "hi", "x"))
     match c:
+        case TokenCondition(negate=False):
+            match = present(**{code: c.code})
+            if c.system is not None:
+                match[s] = c.system or None
+            return [match]
+        case QuantityCondition():
+            unit = present(**{code: c.code, s: c.system})
+            return [unit | _bounds(a, lo, hi) for a in _range(c.prefix, c.low, c.high)]
+        case DateCondition() | NumberCondition():
+            return [_bounds(a, lo, hi) for a in _range(c.prefix, c.low, c.high)]
+        case StringCondition(mode="exact"):
+            return [{x: normalize(c.value), code: c.value}]
+        case StringCondition(mode="start"):
+            return [_starts_with(x, c.value)]
+        case ReferenceCondition(url=None):
+            return [present(**{code: c.target_id, s: c.target_type})]
+        case ReferenceCondition():
+            return [{x: c.url}]
+        case UriCondition(mode="eq"):
+            return [{x: c.uri}]
+    raise BadRequest(f"A {type(c).__name__} cannot be a component of a composite search",
+                     expression=(getattr(c, "param", "composite"),))
+
+
+def _composite(c: CompositeCondition) -> Filter:
+    """Every component matches in the same array element, that is within one element."""
+    alternatives: list[Filter] = [{}]
+    for i, component in enumerate(c.components):
+        alternatives = [a | b for a in alternatives for b in _component(component, i)]
+    return _elem("cmp", c.param, *alternatives)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A condition already turned into a filter (chains, _has and near, see `chains.py`)."""
+
+    filter: Filter
+
+
+def _condition(c: Condition | Resolved, types: Sequence[str]) -> Filter:
+    match c:
+        case Resolved():
+            return c.filter
+        case AllOf():
+            return {"$and": [_condition(p, types) for p in c.conditions]}
+        case AnyOf():
+            return _any_of([_condition(p, types) for p in c.conditions])
+        case Not():
+            return {"$nor": [_condition(c.condition, types)]}
+        case TokenTextCondition():
+            return _token_text(c)
+        case CompositeCondition():
+            return _composite(c)
         case TokenCondition():
             return _token(c)
         case TokenSetCondition():

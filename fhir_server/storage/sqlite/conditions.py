@@ -13,11 +13,18 @@ from typing import Any
 
 from fhir_server.errors import BadRequest
 from fhir_server.search.conditions import (
+    AllOf,
+    AnyOf,
+    ChainCondition,
+    CompositeCondition,
     Condition,
     DateCondition,
+    HasCondition,
     IdCondition,
     LastUpdatedCondition,
     MissingCondition,
+    NearCondition,
+    Not,
     NumberCondition,
     Prefix,
     QuantityCondition,
@@ -25,10 +32,13 @@ from fhir_server.search.conditions import (
     StringCondition,
     TokenCondition,
     TokenSetCondition,
+    TokenTextCondition,
     UriCondition,
     prefix_successor,
 )
 from fhir_server.search.normalize import normalize
+from fhir_server.search.types.special import bounding_box
+from fhir_server.storage.sqlite.chains import ChainRids, HasRids
 from fhir_server.storage.sqlite.schema import TABLE_OF_KIND
 from fhir_server.storage.sqlite.sql import Fragment, and_, marks, or_
 
@@ -58,11 +68,13 @@ class _Rids:
         return (f"NOT {exists}" if self.negate else exists, params)
 
 
-def _range(prefix: Prefix, low: Any, high: Any) -> tuple[Fragment, ...]:
-    """`range_matches` on the columns low/high, as alternatives that each use an index."""
-    contained: Fragment = ("low >= ? AND high <= ?", [low, high])
-    above: Fragment = ("high > ?", [high])
-    below: Fragment = ("low < ?", [low])
+def _range(prefix: Prefix, low: Any, high: Any, lo: str = "low", hi: str = "high"
+           ) -> tuple[Fragment, ...]:
+    """`range_matches` on the columns lo/hi, as alternatives that each use an index."""
+    # `lo <= high` follows from the other two (lo <= hi) and bounds the index range.
+    contained: Fragment = (f"{lo} >= ? AND {lo} <= ? AND {hi} <= ?", [low, high, high])
+    above: Fragment = (f"{hi} > ?", [high])
+    below: Fragment = (f"{lo} < ?", [low])
     rules: dict[str, tuple[Fragment, ...]] = {
         "eq": (contained,),
         "ne": (below, above),
@@ -70,9 +82,9 @@ def _range(prefix: Prefix, low: Any, high: Any) -> tuple[Fragment, ...]:
         "lt": (below,),
         "ge": (above, contained),
         "le": (below, contained),
-        "sa": (("low > ?", [high]),),
-        "eb": (("high < ?", [low]),),
-        "ap": (("low <= ? AND high >= ?", [high, low]),),
+        "sa": ((f"{lo} > ?", [high]),),
+        "eb": ((f"{hi} < ?", [low]),),
+        "ap": ((f"{lo} <= ? AND {hi} >= ?", [high, low]),),
     }
     return rules[prefix]
 
@@ -201,7 +213,114 @@ class _UpdatedRids:
         return _point(self.condition, "r.last_updated" if self.ordered else "+r.last_updated")
 
 
-Matches = _Rids | _IdRids | _UpdatedRids
+def _token_text(c: TokenTextCondition) -> _Rids:
+    return _Rids("token_idx", c.param, (_starts_with("text", c.text),))
+
+
+def _component(c: Condition, i: int) -> tuple[Fragment, ...]:
+    """One component's condition on the composite_idx columns of component `i`."""
+    s, code, lo, hi, x = (f"{name}{i}" for name in ("s", "c", "lo", "hi", "x"))
+    match c:
+        case TokenCondition(negate=False):
+            system: Fragment = ("", [])
+            if c.system == "":
+                system = (f"{s} IS NULL", [])
+            elif c.system is not None:
+                system = (f"{s} = ?", [c.system])
+            return (and_(_eq(code, c.code), system),)
+        case QuantityCondition():
+            unit = and_(_eq(code, c.code), _eq(s, c.system))
+            return tuple(and_(unit, r) for r in _range(c.prefix, c.low, c.high, lo, hi))
+        case DateCondition() | NumberCondition():
+            return _range(c.prefix, c.low, c.high, lo, hi)
+        case StringCondition(mode="exact"):
+            return ((f"{x} = ? AND {code} = ?", [normalize(c.value), c.value]),)
+        case StringCondition(mode="start"):
+            return (_starts_with(x, c.value),)
+        case ReferenceCondition(url=None):
+            return (and_(_eq(code, c.target_id), _eq(s, c.target_type)),)
+        case ReferenceCondition():
+            return ((f"{x} = ?", [c.url]),)
+        case UriCondition(mode="eq"):
+            return ((f"{x} = ?", [c.uri]),)
+    raise BadRequest(f"A {type(c).__name__} cannot be a component of a composite search",
+                     expression=(getattr(c, "param", "composite"),))
+
+
+def _composite(c: CompositeCondition) -> _Rids:
+    """Every component matches in the same row, that is within the same element."""
+    alternatives: list[Fragment] = [("", [])]
+    for i, component in enumerate(c.components):
+        alternatives = [and_(a, b) for a in alternatives for b in _component(component, i)]
+    return _Rids("composite_idx", c.param, tuple(alternatives))
+
+
+def _near(c: NearCondition) -> _Rids:
+    """The bounding box as index ranges, then the exact distance of each position."""
+    low, high, longitudes = bounding_box(c)
+    exact: Fragment = ("distance_km(lat, lon, ?, ?) <= ?", [c.latitude, c.longitude,
+                                                          c.distance_km])
+    return _Rids("geo_idx", c.param, tuple(
+        and_(("lat >= ? AND lat <= ? AND lon >= ? AND lon <= ?", [low, high, west, east]),
+             exact)
+        for west, east in longitudes))
+
+
+@dataclass(frozen=True, slots=True)
+class _AnyRids:
+    """`_filter` or: rids of any part (drivable when every part is)."""
+
+    parts: tuple[Any, ...]
+
+    @property
+    def negate(self) -> bool:
+        return any(p.negate for p in self.parts)
+
+    def selects(self, types: Sequence[str]) -> list[Fragment]:
+        return [s for p in self.parts for s in p.selects(types)]
+
+    def exists(self) -> Fragment:
+        return or_([p.exists() for p in self.parts])
+
+
+@dataclass(frozen=True, slots=True)
+class _AllRids:
+    """`_filter` and: the rids of the first drivable part that pass the others."""
+
+    parts: tuple[Any, ...]
+
+    @property
+    def negate(self) -> bool:
+        return all(p.negate for p in self.parts)
+
+    def selects(self, types: Sequence[str]) -> list[Fragment]:
+        first = next(p for p in self.parts if not p.negate)
+        drive = first.selects(types)
+        rest = and_(*(p.exists() for p in self.parts if p is not first))
+        sql, params = and_((f"r.rid IN ({' UNION ALL '.join(s for s, _ in drive)})",
+                            [x for _, ps in drive for x in ps]), rest)
+        return [(f"SELECT r.rid FROM resources r WHERE {sql}", params)]
+
+    def exists(self) -> Fragment:
+        return and_(*(p.exists() for p in self.parts))
+
+
+@dataclass(frozen=True, slots=True)
+class _NotRids:
+    """`_filter` not: the rows the part does not match (never drives a search)."""
+
+    part: Any
+    negate = True
+
+    def selects(self, types: Sequence[str]) -> list[Fragment]:
+        raise AssertionError("a negation never drives a search")
+
+    def exists(self) -> Fragment:
+        sql, params = self.part.exists()
+        return (f"NOT ({sql})", params)
+
+
+Matches = _Rids | _IdRids | _UpdatedRids | ChainRids | HasRids | _AnyRids | _AllRids | _NotRids
 
 
 def condition_matches(c: Condition, by_updated: bool) -> Matches:
@@ -225,6 +344,22 @@ def condition_matches(c: Condition, by_updated: bool) -> Matches:
             return _uri(c)
         case MissingCondition():
             return _Rids(TABLE_OF_KIND[c.param_type], c.param, negate=c.missing)
+        case TokenTextCondition():
+            return _token_text(c)
+        case CompositeCondition():
+            return _composite(c)
+        case NearCondition():
+            return _near(c)
+        case AllOf():
+            return _AllRids(tuple(condition_matches(p, by_updated) for p in c.conditions))
+        case AnyOf():
+            return _AnyRids(tuple(condition_matches(p, by_updated) for p in c.conditions))
+        case Not():
+            return _NotRids(condition_matches(c.condition, by_updated))
+        case ChainCondition():
+            return ChainRids(c.param, c.query, condition_matches)
+        case HasCondition():
+            return HasRids(c.param, c.query, condition_matches)
         case IdCondition():
             return _IdRids(c.ids)
         case LastUpdatedCondition():

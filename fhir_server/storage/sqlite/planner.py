@@ -11,10 +11,10 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fhir_server.errors import BadRequest
 from fhir_server.search.conditions import Clause, SearchQuery
 from fhir_server.storage.base import Page, StoredResource
 from fhir_server.storage.sqlite.conditions import Matches, condition_matches
+from fhir_server.storage.sqlite.ordering import ordering
 from fhir_server.storage.sqlite.reads import R_RECORD, all_types, record
 from fhir_server.storage.sqlite.sql import Fragment, and_, fetch_all, fetch_one, marks, or_
 
@@ -47,23 +47,6 @@ class _Clause:
 
 def _clause(clause: Clause, types: Sequence[str], by_updated: bool) -> _Clause:
     return _Clause(tuple(condition_matches(c, by_updated) for c in clause), tuple(types))
-
-
-_SORT_COLUMNS = {"_id": "r.id", "_lastUpdated": "r.last_updated"}
-
-
-def _order_by(query: SearchQuery, driven: bool) -> str:
-    """ORDER BY the sort keys, then rid. When the search starts from a clause's rids, the
-    keys are written `+column` so that SQLite sorts those few rows instead of walking the
-    type's rows in key order (which it would prefer, to spare itself a sort)."""
-    keys = []
-    for key in query.sort:
-        column = _SORT_COLUMNS.get(key.param)
-        if column is None:
-            raise BadRequest(f"Sorting by '{key.param}' is not supported", expression=("_sort",))
-        column = f"+{column}" if driven else column
-        keys.append(f"{column} DESC" if key.descending else column)
-    return ", ".join([*keys, "r.rid"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,14 +99,27 @@ def search(conn: sqlite3.Connection, query: SearchQuery, probe_limit: int) -> Pa
     if plan.empty:
         return Page([], None if query.total == "none" else 0)
     resources: list[StoredResource] = []
+    keys: list[tuple] = []
     if query.count > 0:
-        sql, params = plan.page
-        select = (f"SELECT {R_RECORD} FROM resources r WHERE {sql} "
-                  f"ORDER BY {_order_by(query, plan.driven)} LIMIT ? OFFSET ?")
-        rows = fetch_all(conn, select, [*params, query.count, query.offset])
-        resources = [record(row) for row in rows]
+        resources, keys = _page(conn, query, plan)
     total = None
-    if query.total != "none":
+    if query.total != "none":  # an estimate is the exact count too: the same index ranges
         sql, params = plan.count
         total = fetch_one(conn, f"SELECT count(*) FROM resources r WHERE {sql}", params)[0]
-    return Page(resources, total)
+    return Page(resources, total, keys)
+
+
+def _page(conn: sqlite3.Connection, query: SearchQuery, plan: _Plan
+          ) -> tuple[list[StoredResource], list[tuple]]:
+    """The page's rows and their sort keys; a page before a key is read backwards."""
+    order = ordering(query)
+    columns, column_params = order.columns
+    where = and_(plan.page, order.keyset(query.page) if query.page else ("", []))
+    backwards = query.page is not None and query.page.before
+    select = (f"SELECT {R_RECORD}{columns} FROM resources r WHERE {where[0]} "
+              f"ORDER BY {order.order_by(plan.driven, reverse=backwards)} LIMIT ? OFFSET ?")
+    rows = fetch_all(conn, select, [*column_params, *where[1], query.count, query.offset])
+    if backwards:
+        rows.reverse()
+    width = len(R_RECORD.split(","))
+    return [record(row[:width]) for row in rows], [tuple(row[width:]) for row in rows]

@@ -1,6 +1,6 @@
 """The file's schema, its migrations, the index tables, and how connections are set up.
 
-Schema (PRAGMA user_version = 1):
+Schema (PRAGMA user_version = 2):
 
     resources  rid INTEGER PRIMARY KEY, type, id, version, last_updated, deleted, method,
                data; UNIQUE(type, id). The current version of every resource; a deletion
@@ -13,6 +13,14 @@ Schema (PRAGMA user_version = 1):
                by (rid, seq) (WITHOUT ROWID) so replacing a resource's values is one range
                delete, with secondary indexes that lead with (type, param, value...) and
                end with rid, so every condition is an index range that yields rids.
+    composite_idx  rid, seq, type, param, then for each component i (up to three) the
+               columns s<i>, c<i>, lo<i>, hi<i>, x<i> (see `values.component_fields`): one row per
+               combination of component values taken from one element, so a composite
+               condition is one row matching every component. Indexed on the first
+               component's code (every R4 composite starts with a token or a reference).
+    geo_idx    rid, seq, type, param, lat, lon: positions for `near`, indexed on (lat, lon).
+
+Version 2 added composite_idx, geo_idx and the token text index (`:text`).
 """
 
 from __future__ import annotations
@@ -23,18 +31,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fhir_server.search.types.special import distance_km
 from fhir_server.search.values import (
+    COMPONENT_FIELDS,
+    ComponentValue,
+    CompositeValue,
     DateValue,
+    GeoValue,
     NumberValue,
     QuantityValue,
     ReferenceValue,
     StringValue,
     TokenValue,
     UriValue,
+    component_fields,
 )
 from fhir_server.storage.sqlite.sql import fetch_one, marks
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+COMPONENTS = 3  # the most components an R4 composite parameter has
 
 
 _INDEX_COLUMNS = (
@@ -88,10 +103,20 @@ SCHEMA = (
     f"CREATE TABLE uri_idx ({_INDEX_COLUMNS}, uri TEXT NOT NULL, {_INDEX_KEY}",
     "CREATE INDEX uri_uri ON uri_idx (type, param, uri)",
 )
-
+_COMPONENT_COLUMNS = tuple(f"{name}{i}" for i in range(COMPONENTS) for name in COMPONENT_FIELDS)
+VERSION_2 = (
+    f"CREATE TABLE composite_idx ({_INDEX_COLUMNS}, {', '.join(_COMPONENT_COLUMNS)}, "
+    f"{_INDEX_KEY}",
+    "CREATE INDEX composite_first ON composite_idx (type, param, c0, s0)",
+    f"CREATE TABLE geo_idx ({_INDEX_COLUMNS}, lat REAL NOT NULL, lon REAL NOT NULL, "
+    f"{_INDEX_KEY}",
+    "CREATE INDEX geo_position ON geo_idx (type, param, lat, lon)",
+    "CREATE INDEX token_text ON token_idx (type, param, text) WHERE text IS NOT NULL",
+)
+SCHEMA = SCHEMA + VERSION_2
 
 # Migrations from version n to n + 1, applied in order inside one transaction.
-MIGRATIONS: dict[int, tuple[str, ...]] = {}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: VERSION_2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +145,18 @@ INDEX_TABLES: dict[type, IndexTable] = {
     QuantityValue: IndexTable("quantity_idx", ("low", "high", "system", "code", "unit"),
                               lambda v: (v.low, v.high, v.system, v.code, v.unit)),
     UriValue: IndexTable("uri_idx", ("uri",), lambda v: (v.uri,)),
+    CompositeValue: IndexTable("composite_idx", _COMPONENT_COLUMNS,
+                               lambda v: composite_row(v.parts)),
+    GeoValue: IndexTable("geo_idx", ("lat", "lon"), lambda v: (v.latitude, v.longitude)),
 }
 TABLE_OF_KIND = {t.name.removesuffix("_idx"): t.name for t in INDEX_TABLES.values()}
+TABLE_OF_KIND["special"] = "geo_idx"
+
+
+def composite_row(parts: tuple[ComponentValue, ...]) -> tuple[Any, ...]:
+    padded = [component_fields(p) for p in parts[:COMPONENTS]]
+    padded += [(None,) * 5] * (COMPONENTS - len(padded))
+    return tuple(x for row in padded for x in row)
 
 
 def connect(path: Path, busy_ms: int, trace: Callable[[str], None] | None) -> sqlite3.Connection:
@@ -143,6 +178,8 @@ def connect(path: Path, busy_ms: int, trace: Callable[[str], None] | None) -> sq
     conn.execute("PRAGMA cache_size = -16384")
     conn.execute("PRAGMA mmap_size = 0")
     conn.execute("PRAGMA temp_store = MEMORY")  # sort b-trees for ORDER BY stay in memory
+    # `near`: the exact great-circle test after the bounding box of the index range.
+    conn.create_function("distance_km", 4, distance_km, deterministic=True)
     if trace is not None:
         conn.set_trace_callback(trace)
     return conn

@@ -7,6 +7,8 @@ terminology service with its operations, validators and search modifiers.
 
 from __future__ import annotations
 
+from adapters.hl7v2.convert import ConvertOptions
+from adapters.hl7v2.operations import install as install_hl7v2
 from fhir_server.interactions import custom_params
 from fhir_server.interactions.service import FhirService
 from fhir_server.search.registry import build_registry
@@ -23,4 +25,6 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
     )
     await custom_params.install(service)
     await install(service)
+    install_hl7v2(service, ConvertOptions(timezone=settings.hl7_timezone,
+                                          identifier_systems=dict(settings.hl7_identifier_systems)))
     return service

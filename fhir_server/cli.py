@@ -8,20 +8,24 @@ from typing import Annotated
 
 import typer
 
+from adapters.hl7v2.cli import app as hl7_app
 from fhir_server.settings import Settings
 from terminology.cli import app as terminology_app
 
 app = typer.Typer(help="FHIR R4 interoperability server", no_args_is_help=True,
                   add_completion=False)
 app.add_typer(terminology_app, name="terminology")
+app.add_typer(hl7_app, name="hl7")
 
 
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (FHIR_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (FHIR_PORT)")] = None,
+    mllp_port: Annotated[int | None, typer.Option(help="HL7 v2 MLLP listener port "
+                                                  "(FHIR_MLLP_PORT; 0: none)")] = None,
 ) -> None:
-    """Start the HTTP server (FHIR API under /fhir)."""
+    """Start the HTTP server (FHIR API under /fhir) and, if configured, the MLLP listener."""
     import uvicorn
 
     from fhir_server.api.app import create_app
@@ -31,6 +35,8 @@ def serve(
         settings.host = host
     if port:
         settings.port = port
+    if mllp_port is not None:
+        settings.mllp_port = mllp_port
     if settings.storage == "sqlite":
         Path(settings.database).parent.mkdir(parents=True, exist_ok=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,

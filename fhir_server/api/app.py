@@ -19,7 +19,7 @@ from fhir_server.api.content import FORM_TYPE, MEDIA, parse_body, render, respon
 from fhir_server.api.middleware import BodyLimitMiddleware
 from fhir_server.assembly import build_service
 from fhir_server.context import ANONYMOUS
-from fhir_server.errors import FhirError, Issue, operation_outcome
+from fhir_server.errors import FhirError, Issue, NotFound, operation_outcome
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.settings import Settings
@@ -28,6 +28,8 @@ from fhir_server.storage.base import Storage
 
 log = logging.getLogger("fhir_server")
 FHIR_PREFIX = "/fhir"
+HL7_PATH = "/hl7v2"
+HL7_MEDIA = "x-application/hl7-v2+er7"
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
@@ -40,9 +42,17 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
         app.state.service = await build_service(settings, store)
+        hl7 = None
         try:
+            if settings.mllp_port or settings.hl7_destinations.strip() or settings.hl7_inbox:
+                from adapters.hl7v2.runtime import Hl7Runtime
+
+                hl7 = await Hl7Runtime.from_settings(settings, app.state.service).start()
+            app.state.hl7 = hl7
             yield
         finally:
+            if hl7 is not None:
+                await hl7.stop()
             await store.close()
 
     app = FastAPI(title="FHIR R4 server", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -52,9 +62,22 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     app.add_api_route(FHIR_PREFIX, fhir_endpoint, methods=methods, include_in_schema=False)
     app.add_api_route(FHIR_PREFIX + "/{path:path}", fhir_endpoint, methods=methods,
                       include_in_schema=False)
+    app.add_api_route(HL7_PATH, hl7v2_endpoint, methods=["POST"], include_in_schema=False)
     app.add_exception_handler(FhirError, _fhir_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
     return app
+
+
+async def hl7v2_endpoint(request: HttpRequest) -> HttpResponse:
+    """One HL7 v2 ER7 message in the body, its ACK out (the application ACK, if any)."""
+    hl7 = getattr(request.app.state, "hl7", None)
+    if hl7 is None:
+        raise NotFound("HL7 v2 is not enabled: set FHIR_MLLP_PORT, FHIR_HL7_DESTINATIONS or "
+                       "FHIR_HL7_INBOX")
+    acks = await hl7.exchange(await request.body())
+    if not acks:  # an ACK sent to us, or enhanced mode asking for no answer
+        return HttpResponse(status_code=204)
+    return HttpResponse(acks[-1], media_type=HL7_MEDIA)
 
 
 async def fhir_endpoint(request: HttpRequest) -> HttpResponse:

@@ -1,0 +1,198 @@
+"""HL7 v2 over MLLP: our listener and our sender, framed by python-hl7's `hl7.mllp` streams.
+
+The listener keeps each connection open for as many messages as the peer sends, one
+after the other (each is answered before the next is read), and answers every block it
+reads, bad ones included, before it reads on: a block larger than the limit gets AR 207,
+a block that does not start with <VT> gets AR, an unreadable MSH gets AR. It closes a
+connection only when the peer does, after `idle_timeout` seconds of silence, or at once
+when `max_connections` are already open.
+
+python-hl7's reader enforces its limit by dropping what it has buffered, which loses the
+end of the oversized block; `BoundedReader` consumes the whole block instead, so the
+next message on the connection is read whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from asyncio import IncompleteReadError, LimitOverrunError
+from dataclasses import dataclass
+
+from hl7.mllp import HL7StreamProtocol, HL7StreamReader, InvalidBlockError, open_hl7_connection
+from hl7.mllp.streams import CARRIAGE_RETURN, END_BLOCK
+
+from adapters.hl7v2.ack import read_ack
+from adapters.hl7v2.ingest import Ingestor, Reply
+
+log = logging.getLogger("fhir_server.hl7v2")
+END = END_BLOCK + CARRIAGE_RETURN
+HEAD_BYTES = 4096  # of an oversized block, kept to read its MSH for the AR
+
+
+class TooLarge(Exception):
+    """A block longer than the limit; `head` is its beginning (for the MSH)."""
+
+    def __init__(self, head: bytes) -> None:
+        super().__init__("MLLP block exceeds the size limit")
+        self.head = head
+
+
+class BoundedReader(HL7StreamReader):
+    """Its `readblock()` consumes an oversized block entirely and raises `TooLarge`."""
+
+    async def readuntil(self, separator: bytes = END) -> bytes:
+        try:
+            return await super().readuntil(separator)
+        except LimitOverrunError as overrun:
+            head = await self.readexactly(overrun.consumed)
+            await self._skip_to(separator)
+            raise TooLarge(head[1:HEAD_BYTES]) from None
+
+    async def _skip_to(self, separator: bytes) -> None:
+        while True:
+            try:
+                await super().readuntil(separator)
+                return
+            except LimitOverrunError as overrun:
+                await self.readexactly(overrun.consumed)
+
+
+@dataclass(frozen=True)
+class ListenerLimits:
+    max_message_bytes: int = 10 * 1024 * 1024
+    max_connections: int = 100
+    idle_timeout: float = 300.0
+
+
+class MllpListener:
+    """The MLLP server: every block read goes to `ingestor.receive`."""
+
+    def __init__(self, ingestor: Ingestor, host: str, port: int,
+                 limits: ListenerLimits | None = None) -> None:
+        self.ingestor = ingestor
+        self.host, self.port = host, port
+        self.limits = limits or ListenerLimits()
+        self._server: asyncio.Server | None = None
+        self._open = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> MllpListener:
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> HL7StreamProtocol:
+            reader = BoundedReader(limit=self.limits.max_message_bytes)
+            return HL7StreamProtocol(reader, self._connected)
+
+        self._server = await loop.create_server(protocol, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("HL7 v2 MLLP listener on %s:%d", self.host, self.port)
+        return self
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None
+
+    def _connected(self, reader: BoundedReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, reader: BoundedReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        if self._open >= self.limits.max_connections:
+            log.warning("HL7 v2: refusing %s, %d connections open", peer, self._open)
+            writer.close()
+            return
+        self._open += 1
+
+        async def reply(ack: bytes) -> None:
+            writer.writeblock(ack)  # type: ignore[attr-defined]
+            await writer.drain()
+
+        try:
+            while await self._next(reader, reply):
+                pass
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._open -= 1
+            writer.close()
+
+    async def _next(self, reader: BoundedReader, reply: Reply) -> bool:
+        """Read and answer one block; False when the connection is done."""
+        try:
+            block = await asyncio.wait_for(reader.readblock(), self.limits.idle_timeout)
+        except (TimeoutError, IncompleteReadError):
+            return False
+        except TooLarge as error:
+            limit = self.limits.max_message_bytes
+            await self.ingestor.reject(error.head, f"Message too large: the limit is {limit} "
+                                       "bytes", "207", reply)
+            return True
+        except InvalidBlockError:
+            await self.ingestor.reject(b"", "MLLP block does not begin with <VT> (0x0B)",
+                                       "207", reply)
+            return True
+        await self.ingestor.receive(block, reply)
+        return True
+
+
+class MllpSender:
+    """A persistent MLLP client: send one message, wait for its ACK(s)."""
+
+    def __init__(self, host: str, port: int, timeout: float = 30.0) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def exchange(self, message: bytes, application_ack: bool = True) -> list[bytes]:
+        """Send `message`, read its ACK; after a CA also the application ACK, if one comes."""
+        reader, writer = await self._connect()
+        try:
+            writer.writeblock(message)  # type: ignore[attr-defined]
+            await writer.drain()
+            received = [await self._read(reader)]
+            if application_ack and read_ack(received[0]).code == "CA":
+                try:
+                    received.append(await self._read(reader))
+                except TimeoutError:
+                    pass  # MSH-16 ER or SU: no application ACK is also an answer
+            return received
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _read(self, reader: asyncio.StreamReader) -> bytes:
+        block = await asyncio.wait_for(reader.readblock(), self.timeout)  # type: ignore[attr-defined]
+        return bytes(block)
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._streams is None:
+            self._streams = await asyncio.wait_for(
+                open_hl7_connection(self.host, self.port), self.timeout)
+        return self._streams
+
+    async def close(self) -> None:
+        if self._streams is not None:
+            writer = self._streams[1]
+            self._streams = None
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """HOST:PORT -> (host, port)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"'{address}' is not HOST:PORT")
+    return host, int(port)
+

@@ -1,0 +1,107 @@
+"""The HL7 v2 adapter as the server runs it: inbox, ingestor, MLLP listener, outbound feeds.
+
+`Hl7Runtime.from_settings(settings, service)` builds it from the FHIR_* settings;
+`start()` opens the inbox, processes what an earlier run left unprocessed, then starts
+the MLLP listener (FHIR_MLLP_PORT > 0) and the outbound dispatcher (destinations
+configured); `stop()` undoes it. `exchange(raw)` is the same path for a message that came
+by HTTP: it returns the ACKs instead of writing them to a socket.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import orjson
+
+from adapters.hl7v2.convert import ConvertOptions
+from adapters.hl7v2.fhir_to_v2 import Envelope
+from adapters.hl7v2.inbox import Inbox, inbox_path
+from adapters.hl7v2.ingest import IngestOptions, Ingestor
+from adapters.hl7v2.mllp import ListenerLimits, MllpListener
+from adapters.hl7v2.outbound import Destination, Dispatcher, OutboundOptions
+from fhir_server.interactions.service import FhirService
+from fhir_server.settings import Settings
+
+log = logging.getLogger("fhir_server.hl7v2")
+
+
+@dataclass
+class Hl7Runtime:
+    ingestor: Ingestor
+    listener: MllpListener | None
+    dispatcher: Dispatcher | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, service: FhirService) -> Hl7Runtime:
+        inbox = Inbox(inbox_path(settings.storage, settings.database, settings.hl7_inbox))
+        ingestor = Ingestor(service, inbox, ingest_options(settings))
+        listener = None
+        if settings.mllp_port:
+            limits = ListenerLimits(settings.mllp_max_message_bytes,
+                                    settings.mllp_max_connections, settings.mllp_idle_timeout)
+            listener = MllpListener(ingestor, settings.mllp_host or settings.host,
+                                    settings.mllp_port, limits)
+        destinations = parse_destinations(settings.hl7_destinations)
+        dispatcher = None
+        if destinations:
+            authorities = {system: authority for authority, system
+                           in settings.hl7_identifier_systems.items()}
+            envelope = Envelope(settings.hl7_application, settings.hl7_facility,
+                                authorities=authorities)
+            options = OutboundOptions(settings.hl7_outbound_attempts,
+                                      settings.hl7_outbound_backoff, settings.hl7_ack_timeout,
+                                      envelope)
+            dispatcher = Dispatcher(service, inbox, destinations, options)
+            dispatcher.install()
+        return cls(ingestor, listener, dispatcher)
+
+    @property
+    def inbox(self) -> Inbox:
+        return self.ingestor.inbox
+
+    async def start(self) -> Hl7Runtime:
+        await self.inbox.open()
+        await self.ingestor.drain()
+        if self.dispatcher:
+            await self.dispatcher.start()
+        if self.listener:
+            await self.listener.start()
+        return self
+
+    async def stop(self) -> None:
+        if self.listener:
+            await self.listener.stop()
+        if self.dispatcher:
+            await self.dispatcher.stop()
+        await self.inbox.close()
+
+    async def exchange(self, raw: bytes) -> list[bytes]:
+        """Receive one message that came without MLLP; the ACKs it gets, in order."""
+        acks: list[bytes] = []
+
+        async def reply(ack: bytes) -> None:
+            acks.append(ack)
+
+        await self.ingestor.receive(raw, reply)
+        return acks
+
+
+def ingest_options(settings: Settings) -> IngestOptions:
+    convert = ConvertOptions(timezone=settings.hl7_timezone,
+                             identifier_systems=dict(settings.hl7_identifier_systems))
+    return IngestOptions(convert=convert, base=settings.base_url or "")
+
+
+def parse_destinations(value: str | list) -> list[Destination]:
+    """FHIR_HL7_DESTINATIONS: a JSON list of {"name", "host", "port", "events", ...}."""
+    items = orjson.loads(value) if isinstance(value, str) and value.strip() else value or []
+    destinations = []
+    for item in items:
+        events = tuple(item.get("events") or ("ADT^A08", "ORU^R01"))
+        destinations.append(Destination(
+            name=str(item["name"]), host=str(item.get("host", "127.0.0.1")),
+            port=int(item["port"]), events=events,
+            application=str(item.get("application", "")),
+            facility=str(item.get("facility", ""))))
+    return destinations

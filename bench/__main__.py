@@ -24,7 +24,7 @@ from urllib.parse import quote
 import orjson
 from tqdm import tqdm
 
-from bench import dataset, report, search, server, terminology
+from bench import dataset, hl7, report, search, server, terminology
 from bench.ingest import PreparedBundle, ingest
 from bench.pyclient import run_python
 from bench.wrk import WORKLOADS, LoadResult, WrkOutputError, find_wrk, run_wrk, wrk_version
@@ -59,6 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-terminology", action="store_true",
                         help="skip the terminology figures")
     parser.add_argument("--no-search", action="store_true", help="skip the search figures")
+    parser.add_argument("--no-hl7", action="store_true", help="skip the HL7 v2 (MLLP) figures")
     parser.add_argument("--search-size", type=int, default=1_000_000,
                         help="resources in the generated search database (default 1000000; "
                              f"{QUICK_SEARCH_SIZE} with --quick)")
@@ -176,7 +177,8 @@ def measure_ceiling(loader: LoadGenerator, scratch: Path) -> LoadResult:
 
 
 def save(run: report.BenchRun, output: Path, terms: list[terminology.Row],
-         searches: list[terminology.Row], search_size: int) -> None:
+         searches: list[terminology.Row], search_size: int,
+         hl7_rows: list[hl7.Row] | None = None) -> None:
     data = report.to_json(run)
     data["terminology"] = [{"figure": r.label, "value": r.value, "target": r.target,
                             "met": r.met} for r in terms]
@@ -184,6 +186,8 @@ def save(run: report.BenchRun, output: Path, terms: list[terminology.Row],
         {"figure": r.label, "p95_ms": None if math.isnan(r.value) else r.value,
          "target": r.target, "met": r.met}
         for r in searches]}
+    data["hl7"] = [{"figure": r.label, "value": r.value, "target": r.target, "met": r.met}
+                   for r in hl7_rows or []]
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
@@ -204,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             terms = [] if args.no_terminology else terminology.measure(Path(scratch))
             searches = [] if args.no_search else search.measure(Path(scratch), args.search_size,
                                                                 args.seed)
+            hl7_rows = [] if args.no_hl7 else hl7.measure(Path(scratch),
+                                                          600 if args.quick else 3000)
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
@@ -221,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + terminology.render(terms))
     if searches:
         print("\n" + search.render(searches, args.search_size))
-    save(run, args.output, terms, searches, args.search_size)
+    if hl7_rows:
+        print("\n" + hl7.render(hl7_rows))
+    save(run, args.output, terms, searches, args.search_size, hl7_rows)
     print(f"\nresults written to {args.output}", file=sys.stderr)
     return 0
 

@@ -79,6 +79,9 @@ def _resource(svc: FhirService, type: str, interactions: frozenset[str]) -> dict
         "conditionalUpdate": True,
         "conditionalDelete": "single",
         "referencePolicy": ["literal", "logical"],
+        "searchInclude": ["*", f"{type}:*", *(f"{type}:{code}" for code, p in sorted(params.items())
+                                              if p.type == "reference")],
+        "searchRevInclude": _revincludes(svc, type),
         "searchParam": [
             {"name": code, "definition": p.url, "type": p.type}
             for code, p in sorted(params.items())
@@ -86,6 +89,14 @@ def _resource(svc: FhirService, type: str, interactions: frozenset[str]) -> dict
         ],
         **_operations(svc, "type", type),
     }
+
+
+def _revincludes(svc: FhirService, target: str) -> list[str]:
+    """`Source:param` for every reference parameter that can point at a `target`."""
+    registry = svc.registry
+    return [f"{source}:{code}" for source in sorted(svc.resource_types)
+            for code, p in sorted(registry.params_for(source).items())
+            if p.type == "reference" and target in registry.targets(p, source)]
 
 
 def _operations(svc: FhirService, level: str, type: str | None) -> dict[str, Any]:

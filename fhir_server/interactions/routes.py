@@ -51,6 +51,7 @@ class RouteMatch:
     id: str | None = None
     vid: str | None = None
     op: str | None = None  # "$name" of an operation
+    target: str | None = None  # the type searched in a compartment (or "*")
 
 
 def _r(
@@ -78,6 +79,8 @@ ROUTES: tuple[Route, ...] = (
     _r("DELETE", "{type}/{id}", "delete", delete.handle, writes=True),
     _r("GET", "{type}/{id}/_history", "history-instance", history.instance),
     _r("GET", "{type}/{id}/_history/{vid}", "vread", read.vread),
+    _r("GET", "{type}/{id}/{target}", "search-type", search.compartment),
+    _r("POST", "{type}/{id}/{target}/_search", "search-type", search.compartment),
     _r("GET", "{op}", "operation", operations.system),
     _r("POST", "{op}", "operation", operations.system, writes=True),
     _r("GET", "{type}/{op}", "operation", operations.type_),
@@ -101,7 +104,7 @@ def match(method: str, path: str, resource_types: frozenset[str]) -> RouteMatch:
         path_known = True
         if route.method == method:
             return RouteMatch(route, found.get("type"), found.get("id"), found.get("vid"),
-                              found.get("op"))
+                              found.get("op"), found.get("target"))
     if path_known:
         raise MethodNotAllowed(f"{method} is not supported on '{path or '/'}'")
     if unknown_type is not None:

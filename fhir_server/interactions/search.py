@@ -9,16 +9,22 @@ total. Unknown parameters are ignored (reported in an OperationOutcome entry) un
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 from fhir_server.context import restrict_search
-from fhir_server.errors import NotFound
+from fhir_server.errors import BadRequest, NotFound
 from fhir_server.interactions.bundles import bundle, entry
+from fhir_server.interactions.includes import MAX_INCLUDED, fetch_included
 from fhir_server.interactions.paging import fetch_page
 from fhir_server.interactions.paging import links as page_links
 from fhir_server.interactions.request import Request, Response
 from fhir_server.model import fhirjson
 from fhir_server.model.summary import apply_elements, apply_summary
+from fhir_server.search import compartments
+from fhir_server.search.conditions import Clause
 from fhir_server.search.parse import parse_search
 from fhir_server.storage.base import StoredResource
 
@@ -46,6 +52,32 @@ async def system(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | 
     return await _search(svc, req, tx, types, fixed, req.base)
 
 
+async def compartment(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | None
+                      ) -> Response:
+    """`GET [base]/Patient/123/Observation` (or `/*`): the search narrowed to the members
+    of the compartment. https://hl7.org/fhir/R4/http.html#vsearch"""
+    assert m.type and m.id and m.target
+    if m.type not in svc.registry.compartments:
+        raise NotFound(f"{m.type} is not a compartment (those are "
+                       f"{', '.join(sorted(svc.registry.compartments))})")
+    members = compartments.member_types(svc.registry, m.type)
+    if m.target == "*":
+        types = members
+    elif m.target not in svc.resource_types:
+        raise NotFound(f"Unknown resource type '{m.target}'")
+    elif m.target not in members:
+        raise BadRequest(f"{m.target} resources are not in the {m.type} compartment")
+    else:
+        types = (m.target,)
+    narrow = compartments.clause(svc.registry, m.type, m.id, types)
+    if m.target == "*":
+        exact = partial(compartments.exact_member, svc.registry, svc.indexer, m.type, m.id)
+        return await _search(svc, req, tx, types, [], f"{req.base}/{m.type}/{m.id}/*",
+                             narrow, lambda r: exact(fhirjson.loads(r.data)))
+    return await _search(svc, req, tx, types, [], f"{req.base}/{m.type}/{m.id}/{m.target}",
+                         narrow)
+
+
 async def _search(
     svc: FhirService,
     req: Request,
@@ -53,7 +85,11 @@ async def _search(
     types: tuple[str, ...],
     fixed: list[tuple[str, str]],
     self_url: str,
+    narrow: Clause = (),
+    member: Callable[[StoredResource], bool] | None = None,
 ) -> Response:
+    """The search of `types` the request asks for, and with `narrow` (a compartment's OR
+    clause) in it; `member` drops matches the clause alone cannot tell apart."""
     assert req.context
     svc.policy.check(req.context, "search", types[0] if len(types) == 1 else None)
     params = [(k, v) for k, v in req.query if k not in (*_NOT_SEARCH, "_type")]
@@ -68,17 +104,29 @@ async def _search(
         base=req.base or None,
         codes=svc.codes,
     )
-    query = restrict_search(svc.policy, req.context, parsed.query)
+    query = parsed.query
+    if narrow:
+        query = replace(query, clauses=(narrow, *query.clauses))
+    query = restrict_search(svc.policy, req.context, query)
     paged = await fetch_page(tx or svc.storage, query)
     links = page_links(self_url, [*fixed, *parsed.used], query, paged, req.param("_page"))
-    entries = [_match(req, parsed, r) for r in paged.resources
-               if svc.policy.visible(req.context, r)]
-    if parsed.ignored:
-        entries.append(_ignored_outcome(parsed.ignored))
+    matches = [r for r in paged.resources if svc.policy.visible(req.context, r)
+               and (member is None or member(r))]
+    included = await fetch_included(svc, req.context, tx or svc.storage, matches,
+                                     parsed.includes)
+    entries = [_entry(req, parsed, r, "match") for r in matches]
+    entries.extend(_entry(req, parsed, r, "include") for r in included.resources)
+    warnings = [("not-supported", f"Search parameter '{name}' is not supported and was ignored")
+                for name in parsed.ignored]
+    if included.truncated:
+        warnings.append(("too-costly", f"Only the first {MAX_INCLUDED} included resources are "
+                         "in this page: ask for a smaller _count to get them all"))
+    if warnings:
+        entries.append(_warnings(warnings))
     return Response(200, bundle("searchset", entries, total=paged.total, links=links))
 
 
-def _match(req: Request, parsed: ParsedSearch, rec: StoredResource) -> bytes:
+def _entry(req: Request, parsed: ParsedSearch, rec: StoredResource, mode: str) -> bytes:
     data: bytes | dict = rec.data
     if parsed.summary not in (None, "false", "count") or parsed.elements:
         resource = fhirjson.loads(rec.data)
@@ -87,19 +135,14 @@ def _match(req: Request, parsed: ParsedSearch, rec: StoredResource) -> bytes:
         if parsed.elements:
             resource = apply_elements(resource, list(parsed.elements))
         data = resource
-    return entry(f"{req.base}/{rec.type}/{rec.id}", data, search={"mode": "match"})
+    return entry(f"{req.base}/{rec.type}/{rec.id}", data, search={"mode": mode})
 
 
-def _ignored_outcome(ignored: list[str]) -> bytes:
+def _warnings(issues: list[tuple[str, str]]) -> bytes:
+    """An OperationOutcome entry with (issue code, message) warnings."""
     outcome = {
         "resourceType": "OperationOutcome",
-        "issue": [
-            {"severity": "warning", "code": "not-supported",
-             "diagnostics": f"Search parameter '{name}' is not supported and was ignored"}
-            for name in ignored
-        ],
+        "issue": [{"severity": "warning", "code": code, "diagnostics": message}
+                  for code, message in issues],
     }
     return entry(None, outcome, search={"mode": "outcome"})
-
-
-

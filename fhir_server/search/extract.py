@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,8 +117,19 @@ class Indexer:
         type = resource.get("resourceType")
         if not isinstance(type, str):
             return []
+        return self._values(type, resource, self.plans(type))
+
+    def values_of(self, resource: dict, codes: Container[str]) -> list[IndexValue]:
+        """The index values of `resource` for the parameters `codes` only (for `_include`)."""
+        type = resource.get("resourceType")
+        if not isinstance(type, str):
+            return []
+        return self._values(type, resource, [p for p in self.plans(type) if p.code in codes])
+
+    def _values(self, type: str, resource: dict, plans: Iterable[Plan | CompositePlan]
+                ) -> list[IndexValue]:
         found: dict[IndexValue, None] = {}
-        for plan in self.plans(type):
+        for plan in plans:
             if isinstance(plan, CompositePlan):
                 try:
                     found.update(dict.fromkeys(plan.values(resource)))

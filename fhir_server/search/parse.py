@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal, cast
 
 import orjson
@@ -37,6 +37,7 @@ from fhir_server.search.conditions import (
 )
 from fhir_server.search.dates import parse_instant_range
 from fhir_server.search.filter import parse_filter, to_condition
+from fhir_server.search.includes import Include, parse_include
 from fhir_server.search.registry import SearchParam, SearchRegistry
 from fhir_server.search.types import TYPES, ParseContext, accepts
 from fhir_server.search.types.common import CodeLookup, bad_value, split_escaped, split_prefix
@@ -48,7 +49,7 @@ SORT_KINDS = frozenset({"string", "token", "date", "number", "quantity", "refere
 SUMMARIES = frozenset({"true", "text", "data", "count", "false"})
 TOTALS = frozenset({"none", "estimate", "accurate"})
 MAX_CHAIN_DEPTH = 4
-NOT_YET = frozenset({"_include", "_revinclude"})
+INCLUDES = frozenset({"_include", "_revinclude"})
 CONTAINED_DEFAULTS = {"_contained": "false", "_containedType": "container"}
 
 _IndexedType = Literal["token", "string", "reference", "date", "number", "quantity", "uri"]
@@ -68,8 +69,7 @@ class ParsedSearch:
     ignored: list[str]
     summary: str | None = None
     elements: tuple[str, ...] = ()
-    include: list[str] = field(default_factory=list)
-    revinclude: list[str] = field(default_factory=list)
+    includes: tuple[Include, ...] = ()  # _include and _revinclude, in request order
 
 
 def parse_search(
@@ -115,6 +115,7 @@ class _Parser:
         self.elements: tuple[str, ...] = ()
         self.depth = 0  # inside how many chains or _has this parser works
         self.page: tuple[str, PageKey] | None = None  # (the sort it was made for, key)
+        self.includes: list[Include] = []
 
     def result(self) -> ParsedSearch:
         count, total = self.count, self.total
@@ -127,14 +128,15 @@ class _Parser:
             page = self.page[1]
         query = SearchQuery(self.types, tuple(self.clauses), self.sort, count, self.offset, total,
                             page)
-        return ParsedSearch(query, self.used, self.ignored, self.summary, self.elements)
+        return ParsedSearch(query, self.used, self.ignored, self.summary, self.elements,
+                            tuple(self.includes))
 
     def add(self, name: str, value: str) -> None:
         if name in NOT_SEARCH:
             return
         handler = _RESULT_PARAMS.get(name)
-        if name.partition(":")[0] in NOT_YET:
-            self.unsupported(name, f"Search parameter '{name}' is not supported yet")
+        if name.partition(":")[0] in INCLUDES:
+            self.include(name, value)
         elif name in CONTAINED_DEFAULTS:
             # Contained resources are not searched: only the default is supported.
             if value.strip() != CONTAINED_DEFAULTS[name]:
@@ -384,6 +386,14 @@ class _Parser:
                 v is None or isinstance(v, str | int | float) for v in key):
             raise BadRequest("_page is not a paging token of this server", expression=("_page",))
         self.page = (signature, PageKey(key, before))
+
+    def include(self, name: str, value: str) -> None:
+        found = parse_include(self.registry, name, value)
+        if isinstance(found, str):
+            self.unsupported(name, found)
+        else:
+            self.includes.append(found)
+            self.used.append((name, found.text))
 
     def total_(self, value: str) -> None:
         self.total = cast(Literal["none", "estimate", "accurate"], _one_of("_total", value, TOTALS))

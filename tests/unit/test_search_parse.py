@@ -284,5 +284,5 @@ def test_total_summary_elements_and_format() -> None:
 
 def test_include_lists_start_empty() -> None:
     parsed = parse("Patient")
-    assert parsed.include == [] and parsed.revinclude == []
+    assert parsed.includes == ()
     assert parsed.query.clauses == () and parsed.query.types == ("Patient",)

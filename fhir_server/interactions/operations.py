@@ -132,9 +132,11 @@ class OperationCall:
     params: Params
     context: AccessContext
     method: str
+    base: str = ""  # the server's base URL, for links in the result
 
 
-Handler = Callable[["FhirService", OperationCall], Awaitable[dict[str, Any]]]
+Handler = Callable[["FhirService", OperationCall], Awaitable[dict[str, Any] | bytes]]
+"""An operation's result: a resource, or the JSON bytes of one (e.g. a large Bundle)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,5 +188,5 @@ async def _invoke(
     else:
         params = Params.from_query(req.query)
     svc.policy.check(req.context, "operation", type)
-    call = OperationCall(name, level, type, id, params, req.context, req.method)
+    call = OperationCall(name, level, type, id, params, req.context, req.method, req.base)
     return Response(200, await operation.handler(svc, call))

@@ -30,6 +30,7 @@ from fhir_server.interactions.common import (
     stamp,
     version_headers,
 )
+from fhir_server.interactions.everything import everything_operation
 from fhir_server.interactions.operations import Level, Operation
 from fhir_server.interactions.request import Request, Response
 from fhir_server.model import fhirjson
@@ -70,7 +71,7 @@ class FhirService:
         self.write_retries = write_retries
         self.codes: CodeLookup | None = None  # terminology for :in/:not-in/:above/:below
         self.validators: list[Validator] = []
-        self._operations: list[Operation] = []
+        self._operations: list[Operation] = [everything_operation()]
         self._listeners: dict[str, list[WriteListener]] = {}
         self._written: dict[int, list[StoredResource]] = {}  # per open transaction
 

@@ -137,3 +137,13 @@ def test_refused_headers(change: tuple[str, str], code: str) -> None:
 def test_missing_pid3_is_ae_101_with_location() -> None:
     error = error_of(adt().replace("12001^^^HOSP^MR", ""))
     assert (error.ack_code, error.error_code, error.location) == ("AE", "101", "PID^1^3")
+
+
+def test_a_batch_file_is_sent_as_its_messages() -> None:
+    from adapters.hl7v2.cli import split_messages
+
+    one, two = adt(), adt().replace("|C1|", "|C2|")
+    batch = f"\ufeffFHS|^~\\&|APP\nBHS|^~\\&|APP\r\n{one}{two}BTS|2\nFTS|1\n".encode()
+    messages = split_messages(batch)
+    assert [read_header(m).control_id for m in messages] == ["C1", "C2"]
+    assert not any(b"BTS" in m or b"FHS" in m for m in messages)

@@ -44,6 +44,8 @@ class _Entry:
     full_url: str
     resource: dict[str, Any]
     url: str
+    method: str = "PUT"
+    if_none_exist: str | None = None
 
 
 class BundleBuilder:
@@ -70,6 +72,23 @@ class BundleBuilder:
             self._entries[url] = _Entry(_urn(url), body, url)
         return self._entries[url].full_url
 
+    def create_if_none(self, resource: dict[str, Any], criteria: str) -> str:
+        """Conditional create `POST Type` with If-None-Exist `criteria`: the resource is
+        written only when nothing matches; its reference names the match otherwise."""
+        type = resource["resourceType"]
+        key = f"POST {type}?{criteria}"
+        if key not in self._entries:
+            self._entries[key] = _Entry(_urn(key), {"resourceType": type,
+                                                    **_without_type(resource)},
+                                        type, "POST", criteria)
+        return self._entries[key].full_url
+
+    def patch(self, type: str, criteria: str, parameters: dict[str, Any]) -> None:
+        """Conditional patch `PATCH Type?criteria` with a FHIRPath Patch `parameters`."""
+        key = f"PATCH {type}?{criteria}"
+        self._entries.setdefault(key, _Entry(_urn(key), parameters, f"{type}?{criteria}",
+                                             "PATCH"))
+
     def resource(self, ref: str) -> dict[str, Any]:
         """The resource of the entry `ref` names (to add to it after the fact)."""
         return next(e.resource for e in self._entries.values() if e.full_url == ref)
@@ -80,7 +99,8 @@ class BundleBuilder:
     def bundle(self) -> dict[str, Any]:
         return {"resourceType": "Bundle", "type": "transaction", "entry": [
             {"fullUrl": e.full_url, "resource": e.resource,
-             "request": {"method": "PUT", "url": e.url}}
+             "request": {"method": e.method, "url": e.url, **(
+                 {"ifNoneExist": e.if_none_exist} if e.if_none_exist else {})}}
             for e in self._entries.values()]}
 
 

@@ -57,6 +57,7 @@ class Conversion:
     bundle: dict[str, Any]
     header: Header
     patient_key: str | None  # "system|value" of the patient the message is about
+    merged_keys: tuple[str, ...] = ()  # "system|value" of the patients an A40 merges
 
 
 @cache
@@ -85,6 +86,7 @@ class _Context:
             facility[2] if len(facility) > 2 else "", self.systems)
         self.patient: str | None = None
         self.patient_key: str | None = None
+        self.merged_keys: list[str] = []  # patients an A40 merges into `patient_key`
         self.encounter: str | None = None
         self.focus: list[str] = []
 
@@ -115,7 +117,8 @@ def convert(raw: bytes | str, options: ConvertOptions | None = None) -> Conversi
     _FAMILIES[kind](ctx, event)
     _message_header(ctx)
     _provenance(ctx)
-    return Conversion(ctx.entries.bundle(), message.header, ctx.patient_key)
+    return Conversion(ctx.entries.bundle(), message.header, ctx.patient_key,
+                      tuple(ctx.merged_keys))
 
 
 # --- message maps ---------------------------------------------------------------------------
@@ -126,7 +129,10 @@ def _adt(ctx: _Context, event: str) -> None:
     if event == "A40":
         _merge(ctx)
         return
-    _patient(ctx, _required(ctx, "PID"))
+    patient = _patient(ctx, _required(ctx, "PID"))
+    pd1 = ctx.message.first("PD1")
+    if pd1 is not None:
+        _primary_care(ctx, pd1, ctx.entries.resource(patient))
     pv1 = ctx.message.first("PV1")
     if pv1 is not None and event not in ("A28", "A31"):
         ctx.encounter = _encounter(ctx, pv1, event)
@@ -137,6 +143,10 @@ def _adt(ctx: _Context, event: str) -> None:
             _allergy(ctx, seg)
         elif seg.name == "DG1":
             _condition(ctx, seg)
+        elif seg.name == "PR1":
+            _procedure(ctx, seg)
+        elif seg.name == "IN1":
+            _coverage(ctx, seg)
         elif seg.name == "OBX":
             visit = ctx.message.first("PV1")
             order = visit.text(19) if visit is not None else ""
@@ -159,17 +169,37 @@ def _merge(ctx: _Context) -> None:
         if merged_id is None:
             raise MessageError("MRG-1 (prior patient identifier) is required", error_code="101",
                                location=mrg.location(1))
-        merged = ctx.entries.upsert({"resourceType": "Patient", "identifier": [merged_id],
-                                     "active": False,
-                                     "link": [{"other": {"reference": survivor},
-                                               "type": "replaced-by"}]},
-                                    identifier_criteria(merged_id))
+        # The merged patient keeps what is known of it: created (bare) only if unknown,
+        # then patched inactive and linked, the same way on a replay.
+        criteria = identifier_criteria(merged_id)
+        merged = ctx.entries.create_if_none({"resourceType": "Patient",
+                                             "identifier": [merged_id]}, criteria)
+        ctx.entries.patch("Patient", criteria, _merge_patch(survivor))
         ctx.entries.resource(survivor).setdefault("link", []).append(
             {"other": {"reference": merged}, "type": "replaces"})
+        ctx.merged_keys.append(criteria.removeprefix("identifier="))
         ctx.focus.append(merged)
         found = True
     if not found:
         raise MessageError("The message has no PID segment", error_code="100", location="PID")
+
+
+def _merge_patch(survivor: str) -> dict[str, Any]:
+    """FHIRPath Patch: `active` false, and one `replaced-by` link to `survivor`."""
+    def op(kind: str, path: str, *parts: dict[str, Any]) -> dict[str, Any]:
+        return {"name": "operation", "part": [{"name": "type", "valueCode": kind},
+                                              {"name": "path", "valueString": path}, *parts]}
+
+    return {"resourceType": "Parameters", "parameter": [
+        op("delete", "Patient.active"),
+        op("add", "Patient", {"name": "name", "valueString": "active"},
+           {"name": "value", "valueBoolean": False}),
+        op("delete", "Patient.link.where(type = 'replaced-by')"),
+        op("add", "Patient", {"name": "name", "valueString": "link"},
+           {"name": "value", "part": [
+               {"name": "other", "valueReference": {"reference": survivor}},
+               {"name": "type", "valueCode": "replaced-by"}]}),
+    ]}
 
 
 def _oru(ctx: _Context, event: str) -> None:
@@ -359,9 +389,9 @@ def _encounter(ctx: _Context, pv1: Segment, event: str) -> str:
     start, end = ctx.time(pv1.text(44)), ctx.time(pv1.text(45))
     if start or end:
         enc["period"] = dt.clean({"start": start, "end": end})
-    where = dt.location_name(pv1.components(3))
+    where = _location(ctx, pv1.components(3))
     if where:
-        enc["location"] = [{"location": {"display": where}}]
+        enc["location"] = [{"location": where, "status": "active"}]
     participants = []
     for n, role in ((7, "ATND"), (8, "REF"), (17, "ADM")):
         for rep in pv1.reps(n):
@@ -370,6 +400,9 @@ def _encounter(ctx: _Context, pv1: Segment, event: str) -> str:
                 participants.append({"type": [{"coding": [{"system": PARTICIPATION,
                                                            "code": role}]}],
                                      "individual": who})
+    pv2 = ctx.message.first("PV2")
+    if pv2 is not None:
+        _visit_details(ctx, pv2, enc, participants)
     if participants:
         enc["participant"] = participants
     if ident:
@@ -378,6 +411,40 @@ def _encounter(ctx: _Context, pv1: Segment, event: str) -> str:
         ref = ctx.entries.put(enc, stable_id("Encounter", ctx.sender, ctx.header.control_id))
     ctx.focus.append(ref)
     return ref
+
+
+def _visit_details(ctx: _Context, pv2: Segment, enc: dict[str, Any],
+                   participants: list[dict[str, Any]]) -> None:
+    """PV2 -> Encounter: segments/ "PV2[Encounter]" (PV2-3 reasonCode, PV2-11 length in
+    days, PV2-13 referral source as a participant, PV2-25 priority)."""
+    reason = dt.codeable(pv2.components(3))
+    if reason:
+        enc["reasonCode"] = [reason]
+    days = dt.number(pv2.text(11))
+    if days is not None:
+        enc["length"] = {"value": days, "unit": "days", "system": dt.UCUM, "code": "d"}
+    for rep in pv2.reps(13):
+        who = _practitioner(ctx, _comps(rep, pv2))
+        if who:
+            participants.append({"type": [{"coding": [{"system": PARTICIPATION,
+                                                       "code": "REF"}]}], "individual": who})
+    priority = dt.codeable(pv2.components(25),
+                           "http://terminology.hl7.org/CodeSystem/v2-0217")
+    if priority:
+        enc["priority"] = priority
+
+
+def _location(ctx: _Context, comps: list[str]) -> dict[str, Any] | None:
+    """PL -> Location: datatypes/ "PL[Location]" (name from point of care, room, bed,
+    facility; one Location per distinct PL of this sender, by an identifier we derive)."""
+    name = dt.location_name(comps)
+    if not name:
+        return None
+    ident = _own_id(ctx, "location", "^".join(comps))
+    location = {"resourceType": "Location", "name": name, "mode": "instance",
+                "status": "active"}
+    return {"reference": ctx.entries.upsert(_with_identifier(location, ident),
+                                            identifier_criteria(ident)), "display": name}
 
 
 def _encounter_status(pv1: Segment, event: str, patient_class: str) -> str:
@@ -430,6 +497,119 @@ def _related_person(ctx: _Context, nk1: Segment) -> None:
     key = f"{ctx.patient_key}|NK1|{nk1.text(1) or nk1.occurrence}"
     ident = _own_id(ctx, "nk1", key)
     ctx.focus.append(ctx.entries.upsert(_with_identifier(person, ident),
+                                        identifier_criteria(ident)))
+
+
+def _primary_care(ctx: _Context, pd1: Segment, patient: dict[str, Any]) -> None:
+    """PD1 -> Patient: segments/ "PD1[Patient]" (PD1-3 primary facility as an Organization,
+    PD1-4 primary care provider as a Practitioner, both in generalPractitioner)."""
+    found = [o for o in (_organization(ctx, _comps(r, pd1)) for r in pd1.reps(3)) if o]
+    found += [p for p in (_practitioner(ctx, _comps(r, pd1)) for r in pd1.reps(4)) if p]
+    if found:
+        patient["generalPractitioner"] = found
+
+
+def _organization(ctx: _Context, comps: list[str]) -> dict[str, Any] | None:
+    """XON -> Organization: datatypes/ "XON[Organization]" (XON-1 name, XON-10 identifier
+    with XON-6 assigning authority); display-only when it has no identifier."""
+    name, id_value = dt.part(comps, 1), dt.part(comps, 10) or dt.part(comps, 3)
+    if not id_value:
+        return {"display": name} if name else None
+    ident = {"system": dt.hd_system(dt.part(comps, 6), ctx.systems) or ctx.default_system,
+             "value": id_value}
+    org = dt.clean({"resourceType": "Organization", "identifier": [dt.clean(ident)],
+                    "name": name or None})
+    return {"reference": ctx.entries.upsert(org, identifier_criteria(dt.clean(ident)))}
+
+
+def _procedure(ctx: _Context, pr1: Segment) -> None:
+    """PR1 -> Procedure: segments/ "PR1[Procedure]" (PR1-3 code with PR1-4 as its text,
+    PR1-5 performed, PR1-8/11/12 performers, PR1-15 reasonCode, PR1-19 identifier);
+    status `completed`, as an ADT reports procedures that were done."""
+    code = dt.codeable(pr1.components(3))
+    text = pr1.text(4)
+    if code is None and not text:
+        raise MessageError("PR1-3 (procedure code) is required", error_code="101",
+                           location=pr1.location(3))
+    code = code or {}
+    if text and not code.get("text"):
+        code["text"] = text
+    proc: dict[str, Any] = {"resourceType": "Procedure", "status": "completed", "code": code,
+                            "subject": {"reference": ctx.patient}}
+    if ctx.encounter:
+        proc["encounter"] = {"reference": ctx.encounter}
+    performed = ctx.time(pr1.text(5))
+    if performed:
+        proc["performedDateTime"] = performed
+    performers = []
+    for n, role in ((8, "anesthesiologist"), (11, "surgeon"), (12, None)):
+        for rep in pr1.reps(n):
+            who = _practitioner(ctx, _comps(rep, pr1))
+            if who:
+                performer: dict[str, Any] = {"actor": who}
+                if role:
+                    performer["function"] = {"text": role}
+                performers.append(performer)
+    if performers:
+        proc["performer"] = performers
+    reason = dt.codeable(pr1.components(15))
+    if reason:
+        proc["reasonCode"] = [reason]
+    given = pr1.components(19)  # EI: the id and its namespace
+    ident = ctx.identifier([dt.part(given, 1), "", "", dt.part(given, 2)])
+    if ident is None:
+        first = (code.get("coding") or [{}])[0]
+        key = (f"{ctx.patient_key}|PR1|{first.get('system')}|{first.get('code') or text}|"
+               f"{pr1.text(5)}")
+        ident = _own_id(ctx, "procedure", key)
+    ctx.focus.append(ctx.entries.upsert(_with_identifier(proc, ident),
+                                        identifier_criteria(ident)))
+
+
+_SUBSCRIBER = {"SEL": "self", "SPO": "spouse", "DOM": "common", "CHD": "child",
+               "FCH": "child", "SCH": "child", "PAR": "parent", "FTH": "parent",
+               "MTH": "parent", "EMC": "other", "OTH": "other"}
+"""v2 table 0063 -> http://terminology.hl7.org/CodeSystem/subscriber-relationship (the IG
+has no concept map for Coverage.relationship; these are the codes' plain meanings)."""
+
+
+def _coverage(ctx: _Context, in1: Segment) -> None:
+    """IN1 -> Coverage: segments/ "IN1[Coverage]" (IN1-2 identifier, IN1-3/4 payor
+    Organization, IN1-12/13 period, IN1-15 type, IN1-17 relationship, IN1-16 subscriber:
+    the patient when IN1-17 is SEL); IN1-36 policy number as subscriberId."""
+    company_id = in1.components(3)  # CX, read as XON-3 (id) and XON-6 (authority)
+    company = _organization(ctx, [dt.part(in1.components(4), 1), "", dt.part(company_id, 1),
+                                  "", "", dt.part(company_id, 4)])
+    if company is None:
+        raise MessageError("IN1-3 or IN1-4 (insurance company) is required",
+                           error_code="101", location=in1.location(3))
+    cov: dict[str, Any] = {"resourceType": "Coverage", "status": "active",
+                           "beneficiary": {"reference": ctx.patient}, "payor": [company]}
+    period = dt.clean({"start": dt.date(in1.text(12)), "end": dt.date(in1.text(13))})
+    if period:
+        cov["period"] = period
+    kind = dt.codeable(in1.components(15), "http://terminology.hl7.org/CodeSystem/v2-0086")
+    if kind:
+        cov["type"] = kind
+    relation = dt.part(in1.components(17), 1)
+    if relation:
+        mapped = _SUBSCRIBER.get(relation.upper())
+        cov["relationship"] = {"coding": [
+            {"system": "http://terminology.hl7.org/CodeSystem/subscriber-relationship",
+             "code": mapped} if mapped else
+            {"system": "http://terminology.hl7.org/CodeSystem/v2-0063", "code": relation}]}
+        if mapped == "self":
+            cov["subscriber"] = {"reference": ctx.patient}
+    policy = in1.text(36)
+    if policy:
+        cov["subscriberId"] = policy
+    plan_id = in1.components(2)  # CWE: the plan's code and its coding system
+    plan = ctx.identifier([dt.part(plan_id, 1), "", "", dt.part(plan_id, 3)])
+    key = f"{ctx.patient_key}|IN1|{plan['value'] if plan else ''}|{policy}|{in1.text(1)}"
+    ident = _own_id(ctx, "coverage", key)
+    if plan:
+        cov["identifier"] = [plan]
+    ctx.focus.append(ctx.entries.upsert(_with_identifier(cov, ident),
                                         identifier_criteria(ident)))
 
 

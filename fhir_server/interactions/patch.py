@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from fhir_server.errors import BadRequest, NotFound, PreconditionFailed, Unprocessable
 from fhir_server.interactions.common import query_criteria
 from fhir_server.interactions.request import Request, Response
+from fhir_server.interactions.update import unchanged
 from fhir_server.model import fhirjson
 from fhir_server.model.fhirpath_patch import apply_fhirpath_patch, apply_json_patch
 
@@ -68,6 +69,8 @@ async def patch_one(
         raise Unprocessable("A patch may not change the resource type or id")
     after = svc.validate(after)
     svc.policy.check_resource(req.context, "update", type, after)
+    if unchanged(current, after):  # as an update with the same content: no new version
+        return svc.resource_response(req, current, 200)
     rec = await svc.store(db, type, id, after, current=current, method="PATCH")
     return svc.resource_response(req, rec, 200)
 

@@ -4,8 +4,8 @@ The listener keeps each connection open for as many messages as the peer sends, 
 after the other (each is answered before the next is read), and answers every block it
 reads, bad ones included, before it reads on: a block larger than the limit gets AR 207,
 a block that does not start with <VT> gets AR, an unreadable MSH gets AR. It closes a
-connection only when the peer does, after `idle_timeout` seconds of silence, or at once
-when `max_connections` are already open.
+connection only when the peer does, after `idle_timeout` seconds of silence, or, when
+`max_connections` are already open, after answering its first message with AR.
 
 python-hl7's reader enforces its limit by dropping what it has buffered, which loses the
 end of the oversized block; `BoundedReader` consumes the whole block instead, so the
@@ -28,6 +28,7 @@ from adapters.hl7v2.ingest import Ingestor, Reply
 log = logging.getLogger("fhir_server.hl7v2")
 END = END_BLOCK + CARRIAGE_RETURN
 HEAD_BYTES = 4096  # of an oversized block, kept to read its MSH for the AR
+REFUSE_WAIT = 10.0  # seconds a connection over the limit has to send the message we refuse
 
 
 class TooLarge(Exception):
@@ -106,15 +107,17 @@ class MllpListener:
 
     async def _serve(self, reader: BoundedReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        if self._open >= self.limits.max_connections:
-            log.warning("HL7 v2: refusing %s, %d connections open", peer, self._open)
-            writer.close()
-            return
-        self._open += 1
 
         async def reply(ack: bytes) -> None:
             writer.writeblock(ack)  # type: ignore[attr-defined]
             await writer.drain()
+
+        if self._open >= self.limits.max_connections:
+            log.warning("HL7 v2: refusing %s, %d connections open", peer, self._open)
+            await self._refuse(reader, reply)
+            writer.close()
+            return
+        self._open += 1
 
         try:
             while await self._next(reader, reply):
@@ -124,6 +127,22 @@ class MllpListener:
         finally:
             self._open -= 1
             writer.close()
+
+    async def _refuse(self, reader: BoundedReader, reply: Reply) -> None:
+        """One connection too many: its first message gets AR (CR in enhanced mode), not
+        silence, so the sender knows to try again later."""
+        text = (f"Too many connections ({self.limits.max_connections} open): send again "
+                "later")
+        try:
+            block = await asyncio.wait_for(reader.readblock(), REFUSE_WAIT)
+        except TooLarge as error:
+            block = error.head
+        except (TimeoutError, IncompleteReadError, InvalidBlockError, ConnectionError):
+            return
+        try:
+            await self.ingestor.reject(block, text, "207", reply)
+        except ConnectionError:
+            pass
 
     async def _next(self, reader: BoundedReader, reply: Reply) -> bool:
         """Read and answer one block; False when the connection is done."""

@@ -327,7 +327,12 @@ async def test_connection_limit_and_idle_timeout(port: int) -> None:
             ack = bytes(await asyncio.wait_for(reader.readblock(), 15))
             assert field(ack, "MSA", 1) == "AA"
         reader, writer = await open_hl7_connection("127.0.0.1", port)
-        assert await asyncio.wait_for(reader.read(), 5) == b""  # one too many: closed
+        writer.writeblock(adt("LIMIT-X", "m-95x"))  # one too many: AR, then closed
+        await writer.drain()
+        refused = bytes(await asyncio.wait_for(reader.readblock(), 15))
+        assert field(refused, "MSA", 1) == "AR" and field(refused, "MSA", 2) == "LIMIT-X"
+        assert b"Too many connections" in refused
+        assert await asyncio.wait_for(reader.read(), 5) == b""
         writer.close()
     finally:
         for _, writer in opened:

@@ -346,13 +346,7 @@ def _patient(ctx: _Context, pid: Segment) -> str:
     birth = dt.date(pid.text(7))
     if birth:
         patient["birthDate"] = birth
-    addresses = [a for a in (dt.address(_comps(r, pid)) for r in pid.reps(11)) if a]
-    if addresses:
-        patient["address"] = addresses
-    telecom = [t for n in (13, 14) for t in (dt.contact_point(_comps(r, pid))
-                                             for r in pid.reps(n)) if t]
-    if telecom:
-        patient["telecom"] = telecom
+    _contacts(pid, 11, (13, 14), patient)
     marital = pid.text(16)
     if marital:
         coding = tables.coding("MaritalStatus", marital)
@@ -487,13 +481,7 @@ def _related_person(ctx: _Context, nk1: Segment) -> None:
         coding = tables.coding("Relationship", rel)
         person["relationship"] = [{"coding": [coding]} if coding else dt.codeable(
             nk1.components(3), "http://terminology.hl7.org/CodeSystem/v2-0063")]
-    addresses = [a for a in (dt.address(_comps(r, nk1)) for r in nk1.reps(4)) if a]
-    if addresses:
-        person["address"] = addresses
-    telecom = [t for n in (5, 6) for t in (dt.contact_point(_comps(r, nk1))
-                                           for r in nk1.reps(n)) if t]
-    if telecom:
-        person["telecom"] = telecom
+    _contacts(nk1, 4, (5, 6), person)
     key = f"{ctx.patient_key}|NK1|{nk1.text(1) or nk1.occurrence}"
     ident = _own_id(ctx, "nk1", key)
     ctx.focus.append(ctx.entries.upsert(_with_identifier(person, ident),
@@ -611,6 +599,18 @@ def _coverage(ctx: _Context, in1: Segment) -> None:
         cov["identifier"] = [plan]
     ctx.focus.append(ctx.entries.upsert(_with_identifier(cov, ident),
                                         identifier_criteria(ident)))
+
+
+def _contacts(seg: Segment, address: int, phones: tuple[int, ...],
+              resource: dict[str, Any]) -> None:
+    """XAD field `address` -> address, XTN fields `phones` -> telecom."""
+    addresses = [a for a in (dt.address(_comps(r, seg)) for r in seg.reps(address)) if a]
+    if addresses:
+        resource["address"] = addresses
+    telecom = [t for n in phones for t in (dt.contact_point(_comps(r, seg))
+                                           for r in seg.reps(n)) if t]
+    if telecom:
+        resource["telecom"] = telecom
 
 
 def _own_id(ctx: _Context, kind: str, key: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from fhir_server.errors import BadRequest, NotFound
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.storage.base import Storage, StoredResource
+from tests.support.loaded import loaded_service
 
 RESOURCES = [
     {"resourceType": "Organization", "id": "org1", "name": "General"},
@@ -47,12 +48,7 @@ P1_ALL = ["Patient/p1", "Condition/c1", "Encounter/e1", "Medication/med1",
 
 @pytest.fixture
 async def service(storage: Storage) -> FhirService:
-    svc = FhirService(storage, base_url="http://test/fhir")
-    for resource in RESOURCES:
-        path = f"{resource['resourceType']}/{resource['id']}"
-        response = await svc.handle(Request("PUT", path, body=resource, context=SYSTEM))
-        assert response.status == 201, response.body
-    return svc
+    return await loaded_service(storage, RESOURCES)
 
 
 async def call(svc: FhirService, path: str, *query: tuple[str, str]) -> dict:

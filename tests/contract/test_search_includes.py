@@ -17,6 +17,7 @@ from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.search.conditions import IdCondition, SearchQuery
 from fhir_server.storage.base import Storage, StoredResource
+from tests.support.loaded import loaded_service
 
 GP = {"resourceType": "Practitioner", "id": "gp1", "name": [{"family": "House"}]}
 ORG = {"resourceType": "Organization", "id": "org1", "name": "General"}
@@ -58,12 +59,7 @@ RESOURCES = [
 
 @pytest.fixture
 async def service(storage: Storage) -> FhirService:
-    svc = FhirService(storage, base_url="http://test/fhir")
-    for resource in RESOURCES:
-        path = f"{resource['resourceType']}/{resource['id']}"
-        response = await svc.handle(Request("PUT", path, body=resource, context=SYSTEM))
-        assert response.status == 201, response.body
-    return svc
+    return await loaded_service(storage, RESOURCES)
 
 
 async def get(svc: FhirService, path: str, *query: tuple[str, str], strict: bool = False

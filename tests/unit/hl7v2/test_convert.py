@@ -6,15 +6,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-import orjson
 import pytest
 
 from adapters.hl7v2.convert import ConvertOptions, convert
 from adapters.hl7v2.message import MessageError
-from fhir_server.context import SYSTEM
-from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.storage.sqlite import SQLiteStorage
+from tests.support.loaded import call
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "hl7v2"
 CASES = sorted(VECTORS.glob("*/*.hl7"))
@@ -32,11 +30,6 @@ async def service(tmp_path: Path) -> AsyncIterator[FhirService]:
         await storage.close()
 
 
-async def call(svc: FhirService, method: str, path: str, body: object = None,
-               query: tuple = ()) -> dict:
-    response = await svc.handle(Request(method, path, query, body=body, context=SYSTEM))
-    data = response.body
-    return orjson.loads(data) if isinstance(data, bytes) else data
 
 
 async def post(svc: FhirService, bundle: dict) -> list[str]:

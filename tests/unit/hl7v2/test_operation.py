@@ -6,15 +6,13 @@ import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import orjson
 import pytest
 
 from adapters.hl7v2.operations import install
-from fhir_server.context import SYSTEM
 from fhir_server.errors import BadRequest, Unprocessable
-from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.storage.sqlite import SQLiteStorage
+from tests.support.loaded import call
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "hl7v2"
 
@@ -31,11 +29,6 @@ async def service(tmp_path: Path) -> AsyncIterator[FhirService]:
         await storage.close()
 
 
-async def call(svc: FhirService, method: str, path: str, body: object = None,
-               query: tuple = ()) -> dict:
-    response = await svc.handle(Request(method, path, query, body=body, context=SYSTEM))
-    data = response.body
-    return orjson.loads(data) if isinstance(data, bytes) else data
 
 
 def parameters(text: str) -> dict:

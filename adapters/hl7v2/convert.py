@@ -244,25 +244,29 @@ def _oru(ctx: _Context, event: str) -> None:
 
 
 def _orders(ctx: _Context, event: str) -> None:
-    """ORM_O01 / OML_O21: messages/ "ORM_O01", "OML_O21" (ORC[ServiceRequest], OBR)."""
+    """ORM_O01 / OML_O21: messages/ "ORM_O01", "OML_O21" (ORC[ServiceRequest], OBR, and
+    for OML the SPM[Specimen] of each request, in ServiceRequest.specimen)."""
     pid = ctx.message.first("PID")
     if pid is not None:
         _patient(ctx, pid)
     orc: Segment | None = None
-    made = False
+    request: str | None = None
     for seg in ctx.message.segments:
         if seg.name == "ORC":
             if orc is not None:
-                _service_request(ctx, orc, None)
-                made = True
+                request = _service_request(ctx, orc, None)
             orc = seg
         elif seg.name == "OBR":
-            _service_request(ctx, orc, seg)
-            orc, made = None, True
+            request = _service_request(ctx, orc, seg)
+            orc = None
+        elif seg.name == "SPM":
+            specimen = _specimen(ctx, seg)
+            if request is not None:
+                ctx.entries.resource(request).setdefault("specimen", []).append(
+                    {"reference": specimen})
     if orc is not None:
-        _service_request(ctx, orc, None)
-        made = True
-    if not made:
+        request = _service_request(ctx, orc, None)
+    if request is None:
         raise MessageError("An order message needs an ORC or OBR segment", error_code="100",
                            location="ORC")
 

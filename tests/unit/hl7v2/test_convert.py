@@ -114,6 +114,26 @@ async def test_merge_of_an_unknown_patient_creates_it_inactive(service: FhirServ
     assert merged["active"] is False and merged["link"][0]["type"] == "replaced-by"
 
 
+async def test_appointment_lifecycle_s12_to_s15(service: FhirService) -> None:
+    """SIU S12 books, S13/S14 change the same Appointment (by SCH-1/2), S15 cancels it."""
+    def siu(event: str, n: int, start: str, status: str = "") -> dict:
+        sch = (f"SCH|APT-7^SCHED|APT-77^SCHED|||||||30|min|^^30^{start}||||||||||||||"
+               f"{status}")
+        return convert(message(sch, PID, type=f"SIU^{event}^SIU_S12", n=n)).bundle
+
+    await post(service, siu("S12", 1, "20250210093000"))
+    await post(service, siu("S13", 2, "20250211093000"))  # rescheduled
+    await post(service, siu("S14", 3, "20250211100000"))  # modified
+    found = await call(service, "GET", "Appointment")
+    assert len(found["entry"]) == 1
+    appointment = found["entry"][0]["resource"]
+    assert appointment["status"] == "booked"
+    assert appointment["start"].startswith("2025-02-11T10:00:00")
+    await post(service, siu("S15", 4, "20250211100000"))
+    found = await call(service, "GET", "Appointment")
+    assert [e["resource"]["status"] for e in found["entry"]] == ["cancelled"]
+
+
 async def test_same_patient_found_when_created_elsewhere(service: FhirService) -> None:
     """A Patient created by another client is updated, not duplicated."""
     made = await call(service, "POST", "Patient", {

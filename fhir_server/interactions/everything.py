@@ -140,8 +140,10 @@ async def _everything(svc: FhirService, ctx: AccessContext, focal: StoredResourc
         types = tuple(t for t in types if t in options.types)
     found: dict[tuple[str, str], Item] = {(focal.type, focal.id): Item((0, focal.type, focal.id),
                                                                       focal, "match")}
+    parsed: list[dict] = [fhirjson.loads(focal.data)]  # what to look for references in
     if types:
-        clauses: list[Clause] = [compartments.clause(registry, compartment, id, types)]
+        members = compartments.Members(registry, compartment, id, types)
+        clauses: list[Clause] = [members.clause]
         if options.since is not None:
             clauses.append((LastUpdatedCondition("ge", *options.since),))
         query = SearchQuery(types, tuple(clauses), count=MAX_RESOURCES + 1, total="none")
@@ -153,12 +155,15 @@ async def _everything(svc: FhirService, ctx: AccessContext, focal: StoredResourc
         for rec in page.resources:
             if (rec.type, rec.id) in found or not svc.policy.visible(ctx, rec):
                 continue
-            if compartments.exact_member(registry, svc.indexer, compartment, id,
-                                         fhirjson.loads(rec.data)):
-                found[(rec.type, rec.id)] = Item((1, rec.type, rec.id), rec, "match")
+            data = fhirjson.loads(rec.data)
+            if members.needs_check(rec.type, rec.id) and not members.is_member(svc.indexer,
+                                                                               data):
+                continue
+            found[(rec.type, rec.id)] = Item((1, rec.type, rec.id), rec, "match")
+            parsed.append(data)
     wanted: dict[str, set[str]] = {}
-    for item in list(found.values()):
-        for type, ref_id in _references(fhirjson.loads(item.rec.data), base):
+    for data in parsed:
+        for type, ref_id in _references(data, base):
             if ((type, ref_id) not in found and type in svc.resource_types
                     and (options.types is None or type in options.types)):
                 wanted.setdefault(type, set()).add(ref_id)

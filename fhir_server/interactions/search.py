@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 from typing import TYPE_CHECKING
 
 from fhir_server.context import restrict_search
@@ -69,13 +68,14 @@ async def compartment(svc: FhirService, req: Request, m: RouteMatch, tx: Storage
         raise BadRequest(f"{m.target} resources are not in the {m.type} compartment")
     else:
         types = (m.target,)
-    narrow = compartments.clause(svc.registry, m.type, m.id, types)
-    if m.target == "*":
-        exact = partial(compartments.exact_member, svc.registry, svc.indexer, m.type, m.id)
-        return await _search(svc, req, tx, types, [], f"{req.base}/{m.type}/{m.id}/*",
-                             narrow, lambda r: exact(fhirjson.loads(r.data)))
+    found = compartments.Members(svc.registry, m.type, m.id, types)
+
+    def member(rec: StoredResource) -> bool:
+        return (not found.needs_check(rec.type, rec.id)
+                or found.is_member(svc.indexer, fhirjson.loads(rec.data)))
+
     return await _search(svc, req, tx, types, [], f"{req.base}/{m.type}/{m.id}/{m.target}",
-                         narrow)
+                         found.clause, member)
 
 
 async def _search(

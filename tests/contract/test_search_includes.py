@@ -194,6 +194,19 @@ async def test_compartment_search(service: FhirService) -> None:
 
 
 async def test_compartment_search_of_every_type(service: FhirService) -> None:
+    # strays a one-search-of-every-type could pick up: p1 as requester (not a Patient
+    # compartment parameter of MedicationRequest), and an Observation whose id is "p1"
+    strays = [{"resourceType": "MedicationRequest", "id": "mr1", "status": "active",
+               "intent": "order", "medicationCodeableConcept": {"text": "x"},
+               "subject": {"reference": "Patient/p2"},
+               "requester": {"reference": "Patient/p1"}},
+              observation("p1", "Patient/p3")]
+    for resource in strays:
+        path = f"{resource['resourceType']}/{resource['id']}"
+        response = await service.handle(Request("PUT", path, body=resource, context=SYSTEM))
+        assert response.status == 201
+    assert "MedicationRequest/mr1" in entries(await get(service, "Patient/p2/*"), "match")
+    assert "Observation/p1" in entries(await get(service, "Patient/p3/*"), "match")
     found = await get(service, "Patient/p1/*")
     assert entries(found, "match") == ["Encounter/e1", "Observation/o1", "Observation/o2",
                                        "Observation/o4", "Patient/p1", "Patient/p2"]

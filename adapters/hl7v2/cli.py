@@ -212,15 +212,8 @@ async def _send(host: str, port: int, messages: list[bytes], timeout: float) -> 
 
 
 def split_messages(data: bytes) -> list[bytes]:
-    """The messages of an ER7 file: segments end with CR, LF or CRLF; each MSH starts one.
+    """The messages of an ER7 file (a batch's envelope dropped), each from its MSH; LF and
+    CRLF segment ends become CR."""
+    from adapters.hl7v2.batch import split
 
-    A batch file's envelope (FHS, BHS, BTS, FTS) is dropped: its messages are sent one by one."""
-    text = re.sub(rb"\r\n|\n", b"\r", data.removeprefix(b"\xef\xbb\xbf"))
-    segments = [s for s in text.split(b"\r")
-                if s.strip() and s[:3] not in (b"FHS", b"BHS", b"BTS", b"FTS")]
-    messages: list[list[bytes]] = []
-    for segment in segments:
-        if segment.startswith(b"MSH") or not messages:
-            messages.append([])
-        messages[-1].append(segment)
-    return [b"\r".join(m) + b"\r" for m in messages if m[0].startswith(b"MSH")]
+    return [re.sub(rb"\r\n|\n", b"\r", m) for m in split(data)]

@@ -23,6 +23,7 @@ from hl7.mllp import HL7StreamProtocol, HL7StreamReader, InvalidBlockError, open
 from hl7.mllp.streams import CARRIAGE_RETURN, END_BLOCK
 
 from adapters.hl7v2.ack import read_ack
+from adapters.hl7v2.batch import is_batch, receive_batch
 from adapters.hl7v2.ingest import Ingestor, Reply
 
 log = logging.getLogger("fhir_server.hl7v2")
@@ -159,7 +160,10 @@ class MllpListener:
             await self.ingestor.reject(b"", "MLLP block does not begin with <VT> (0x0B)",
                                        "207", reply)
             return True
-        await self.ingestor.receive(block, reply)
+        if is_batch(block):
+            await receive_batch(self.ingestor, block, reply)
+        else:
+            await self.ingestor.receive(block, reply)
         return True
 
 

@@ -120,6 +120,24 @@ async def test_many_messages_on_one_connection(port: int, http: httpx.Client) ->
     assert len(patients(http, "m-27")) == 1
 
 
+async def test_a_batch_gets_a_batch_of_acks(port: int, http: httpx.Client) -> None:
+    batch = (b"FHS|^~\\&|LAB|NORTH|FHIR|HUB|20240102030405||||F-9\r"
+             b"BHS|^~\\&|LAB|NORTH|FHIR|HUB|20240102030405||||B-9\r"
+             + adt("BATCH-1", "m-350", "Batchone") + adt("BATCH-2", "m-351", "Batchtwo")
+             + b"BTS|2\rFTS|1\r")
+    [answer] = await exchange(port, batch)
+    lines = answer.decode().strip("\r").split("\r")
+    assert [line[:3] for line in lines] == ["FHS", "BHS", "MSH", "MSA", "MSH", "MSA", "BTS",
+                                            "FTS"]
+    bhs = lines[1].split("|")  # bhs[n - 1] is BHS-n, as for MSH
+    assert bhs[11] == "B-9" and bhs[2] == "FHIR" and bhs[4] == "LAB"
+    assert [line.split("|")[1:3] for line in lines if line.startswith("MSA")] == [
+        ["AA", "BATCH-1"], ["AA", "BATCH-2"]]
+    assert field(answer, "BTS", 1) == "2"
+    assert patients(http, "m-350")[0]["name"][0]["family"] == "Batchone"
+    assert patients(http, "m-351")[0]["name"][0]["family"] == "Batchtwo"
+
+
 async def test_duplicate_gets_the_original_ack_and_changes_nothing(
         port: int, http: httpx.Client) -> None:
     message = adt("DUP-1", "m-300")

@@ -17,7 +17,9 @@ in `Indexer.failures` (and logged once), never raised.
 
 A composite parameter is indexed per element of its base expression (`CompositePlan`):
 each component's expression is evaluated relative to that element, so its values combine
-only with values of the same element.
+only with values of the same element. Plain component paths (`code`, `value.as(Quantity)`)
+are followed over the element's JSON too (`paths.compile_relative`, checked against
+fhirpathpy by tests/unit/hl7v2/test_fast_paths.py), the rest go to fhirpathpy.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from fhir_server.search.expressions import (
     lead,
     resolve_filter,
 )
-from fhir_server.search.paths import compile_path
+from fhir_server.search.paths import compile_path, compile_relative
 from fhir_server.search.registry import SearchParam, SearchRegistry
 from fhir_server.search.types import TYPES, SearchType
 from fhir_server.search.values import CompositeValue, IndexValue, ReferenceValue
@@ -73,29 +75,41 @@ class Plan:
     branches: tuple[Branch, ...]
 
 
+Evaluate = Callable[[dict], list[tuple[str | None, Any]]]
+
+
 @dataclass(frozen=True, slots=True)
 class CompositePlan:
     """How to index one composite parameter of one resource type.
 
-    `bases` are the union branches of the base expression, each (element path, evaluate);
-    `components` the component types and their expressions, compiled relative to an
-    element of that path (fhirpathpy uses the path for choice types like `value[x]`)."""
+    `bases` are the union branches of the base expression, each (element path, evaluate,
+    fast components); `components` the component types and their expressions compiled by
+    fhirpathpy, relative to an element of that path (fhirpathpy uses the path for choice
+    types like `value[x]`). A fast component (`paths.compile_relative`, None when the
+    expression is not a plain path) is followed over the element's JSON instead."""
 
     code: str
-    bases: tuple[tuple[str, Callable[[dict], list[tuple[str | None, Any]]]], ...]
+    bases: tuple[tuple[str, Evaluate, tuple[Evaluate | None, ...]], ...]
     components: tuple[tuple[SearchType, Any], ...]
 
     def values(self, resource: dict) -> Iterator[CompositeValue]:
-        for path, evaluate in self.bases:
+        for path, evaluate, fast in self.bases:
             for _, element in evaluate(resource):
                 if isinstance(element, dict):
-                    yield from self._combinations(resource, ResourceNode.create_node(element, path))
+                    yield from self._combinations(resource, element, path, fast)
 
-    def _combinations(self, resource: dict, node: Any) -> Iterator[CompositeValue]:
+    def _combinations(self, resource: dict, element: dict, path: str,
+                      fast: tuple[Evaluate | None, ...]) -> Iterator[CompositeValue]:
         per_component = []
-        for kind, compiled in self.components:
-            found = [v for n in compiled(node, {"resource": resource})
-                     for v in kind.extract(self.code, *_typed(n))]
+        node = None
+        for (kind, compiled), quick in zip(self.components, fast, strict=True):
+            if quick is not None:
+                pairs = quick(element)
+            else:
+                if node is None:
+                    node = ResourceNode.create_node(element, path)
+                pairs = [_typed(n) for n in compiled(node, {"resource": resource})]
+            found = [v for pair in pairs for v in kind.extract(self.code, *pair)]
             if not found:
                 return
             per_component.append(list(dict.fromkeys(found)))
@@ -136,13 +150,18 @@ class Indexer:
                 except Exception as error:  # one bad expression must not fail a write
                     self._fail(type, plan.code, f"composite: {error!r}")
                 continue
+            present = resource.keys()
             for branch in plan.branches:
                 keys = branch.keys
                 try:
-                    if keys is None or any(k in resource for k in keys):
-                        self._add(plan, branch, branch.evaluate(resource), found)
+                    if keys is None or not present.isdisjoint(keys):
+                        results = branch.evaluate(resource)
                     elif branch.absent:
-                        self._add(plan, branch, branch.absent, found)
+                        results = branch.absent
+                    else:
+                        continue
+                    if results:
+                        self._add(plan, branch, results, found)
                 except Exception as error:  # one bad expression must not fail a write
                     self._fail(type, plan.code, f"{branch.expression}: {error!r}")
         return list(found)
@@ -162,6 +181,12 @@ class Indexer:
 
     def _add(self, plan: Plan, branch: Branch, results: Iterable, found: dict) -> None:
         only = branch.only
+        if only is None:
+            extract, code = plan.kind.extract, plan.code
+            for fhir_type, data in results:
+                for value in extract(code, fhir_type, data):
+                    found[value] = None
+            return
         for fhir_type, data in results:
             for value in plan.kind.extract(plan.code, fhir_type, data):
                 if only is None or (isinstance(value, ReferenceValue)
@@ -207,8 +232,7 @@ class Indexer:
     def _composite(self, type: str, param: SearchParam) -> CompositePlan | None:
         assert param.expression
         try:
-            bases = tuple((text, with_fhirpathpy(text)) for text in
-                          branches_for(param.expression, type, self.registry.resource_types))
+            texts = branches_for(param.expression, type, self.registry.resource_types)
             components = []
             for component in param.components:
                 target = self.registry.by_url(component.definition)
@@ -217,10 +241,24 @@ class Indexer:
                     raise ValueError(f"unsupported component {component.definition}")
                 components.append((kind, fhirpathpy.compile(component.expression, _MODEL,
                                                             _OPTIONS)))
+            bases = tuple(self._composite_base(type, text, param) for text in texts)
         except Exception as error:  # recorded; the param stays unindexed
             self._fail(type, param.code, f"{param.expression}: cannot compile: {error!r}")
             return None
         return CompositePlan(param.code, bases, tuple(components)) if bases else None
+
+    def _composite_base(self, type: str, text: str, param: SearchParam
+                        ) -> tuple[str, Evaluate, tuple[Evaluate | None, ...]]:
+        """(path, evaluate, fast components) of one base branch of a composite."""
+        if not self.fast_paths:
+            return text, with_fhirpathpy(text), tuple(None for _ in param.components)
+        evaluate: Evaluate | None
+        if text == type:  # the resource itself (`Observation` in code-value-quantity)
+            evaluate = _itself(type)
+        else:
+            evaluate = compile_path(text)
+        fast = tuple(compile_relative(text, c.expression) for c in param.components)
+        return text, evaluate or with_fhirpathpy(text), fast
 
     def _fail(self, type: str, code: str, message: str) -> None:
         if (type, code) not in self.failures:
@@ -234,6 +272,15 @@ def with_fhirpathpy(expression: str) -> Callable[[dict], list[tuple[str | None, 
 
     def evaluate(resource: dict) -> list[tuple[str | None, Any]]:
         return [_typed(node) for node in compiled(resource)]
+
+    return evaluate
+
+
+def _itself(type: str) -> Evaluate:
+    """`Type` as an expression: the resource, when it is of that type (as fhirpathpy gives)."""
+
+    def evaluate(resource: dict) -> list[tuple[str | None, Any]]:
+        return [(type, resource)] if resource.get("resourceType") == type else []
 
     return evaluate
 

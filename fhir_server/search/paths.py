@@ -12,10 +12,13 @@ every such expression). Anything else (other functions, operators...) returns No
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from fhirpathpy.models import models
+
+from fhir_server.search.expressions import split_union
 
 _MODEL = models["r4"]
 _PATH2TYPE: dict[str, str] = _MODEL["path2Type"]
@@ -140,3 +143,68 @@ def _walk(resource: dict, steps: list[Step]) -> list[tuple[str | None, Any]]:
             return []
         items = following
     return items
+
+
+class UnionPath:
+    """Paths joined by a FHIRPath union (`value.as(Quantity) | value.as(Range)`).
+
+    As fhirpathpy's `|` (`distinct`): the values of every branch in order, duplicates (same
+    JSON) dropped, and untyped (fhirpathpy makes new nodes without their paths)."""
+
+    __slots__ = ("expression", "parts")
+
+    def __init__(self, expression: str, parts: list[MemberPath | None]) -> None:
+        self.expression, self.parts = expression, parts
+
+    def __call__(self, element: dict) -> list[tuple[str | None, Any]]:
+        values = [value for part in self.parts if part is not None
+                  for _, value in part(element)]
+        if len(values) < 2:
+            return [(None, value) for value in values]
+        unique: dict[str, Any] = {}
+        for value in values:
+            try:
+                key = json.dumps(value, sort_keys=True)
+            except TypeError:
+                key = str(value)
+            unique[key] = value
+        return [(None, value) for value in unique.values()]
+
+
+def compile_relative(context: str, expression: str) -> MemberPath | UnionPath | None:
+    """`expression` (e.g. `code`, `value.as(Quantity)`) evaluated from an element at `context`.
+
+    `context` is the path fhirpathpy gives the element (`Observation`, `Observation.component`);
+    the result gives the same (FHIR type, value) pairs as fhirpathpy on a node of that path,
+    or is None when the expression is not a plain path (then fhirpathpy evaluates it).
+    A union branch casting a choice to a type it does not have (`value.as(DateTime)`: FHIR
+    names it `dateTime`) selects nothing, as in fhirpathpy.
+    """
+    if "%" in expression:
+        return None
+    branches = split_union(expression)
+    parts: list[MemberPath | None] = []
+    for branch in branches:
+        found = _BARE.match("Ctx." + branch.strip())
+        if found is None:
+            return None
+        head, cast = _parts(found["path"]), found["as1"] or found["as2"]
+        rest = _parts(found["rest"] or "")
+        steps = _steps(context, head, cast, rest)
+        if steps is None:
+            if len(branches) > 1 and _casts_to_nothing(context, head, cast, rest):
+                parts.append(None)
+                continue
+            return None
+        parts.append(MemberPath(branch, steps))
+    if len(parts) == 1:
+        return parts[0]
+    return UnionPath(expression, parts) if any(parts) else None
+
+
+def _casts_to_nothing(context: str, head: list[Part], cast: str | None, rest: list[Part]) -> bool:
+    """`choice.as(T)` where the choice element has no type named T."""
+    if cast is None or rest or len(head) != 1 or head[0][1] is not None:
+        return False
+    choices = _CHOICES.get(f"{context}.{head[0][0]}")
+    return bool(choices) and all(_type_name(c) != cast for c in choices)

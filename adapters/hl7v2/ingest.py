@@ -34,7 +34,8 @@ from adapters.hl7v2.message import Header, MessageError, read_header
 from fhir_server.context import SYSTEM
 from fhir_server.errors import FhirError
 from fhir_server.interactions.request import Request
-from fhir_server.interactions.service import FhirService
+from fhir_server.interactions.service import MODEL_VERDICTS, FhirService
+from fhir_server.model.validate import ModelVerdicts
 
 log = logging.getLogger("fhir_server.hl7v2")
 
@@ -78,6 +79,9 @@ class Ingestor:
         self.options = options or IngestOptions()
         self._locks = _KeyedLocks()
         self._inflight: dict[int, asyncio.Future[Outcome]] = {}
+        # The converter writes resources in a few shapes: the R4B models run once per shape
+        # (the walk and the validators on every resource), see `ModelVerdicts`.
+        self._verdicts = ModelVerdicts()
 
     async def drain(self) -> int:
         """Process what was stored but never processed (before a crash or stop)."""
@@ -197,9 +201,11 @@ class Ingestor:
                           base=self.options.base, headers={"prefer": "return=minimal"})
         async with self._locks.hold(key):
             token = ORIGIN.set(header.sending_application)
+            verdicts = MODEL_VERDICTS.set(self._verdicts)
             try:
                 await self.service.handle(request)
             finally:
+                MODEL_VERDICTS.reset(verdicts)
                 ORIGIN.reset(token)
 
     async def _finish(self, stored: Stored, header: Header | None, code: str,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import TypeVar
 
@@ -34,7 +35,7 @@ from fhir_server.interactions.everything import everything_operation
 from fhir_server.interactions.operations import Level, Operation
 from fhir_server.interactions.request import Request, Response
 from fhir_server.model import fhirjson
-from fhir_server.model.validate import validate_resource
+from fhir_server.model.validate import ModelVerdicts, validate_resource
 from fhir_server.search.extract import Indexer
 from fhir_server.search.parse import parse_search
 from fhir_server.search.registry import SearchRegistry, load_registry
@@ -47,6 +48,12 @@ Validator = Callable[[dict], None]
 """An extra check of every resource written, after structure validation (raises InvalidResource)."""
 WriteListener = Callable[[Sequence[StoredResource]], None]
 """Told of the versions of its types that a committed transaction wrote."""
+MODEL_VERDICTS: ContextVar[ModelVerdicts | None] = ContextVar("fhir_model_verdicts",
+                                                               default=None)
+"""Set (around one `handle`) by a trusted writer whose resources come in few shapes (the
+HL7 v2 ingestor): `validate` then runs the R4B models only on shapes they have not accepted
+yet (see `ModelVerdicts`); the walk and the validators run on every resource as always.
+Client requests never set it."""
 
 
 class FhirService:
@@ -191,7 +198,7 @@ class FhirService:
 
     def validate(self, resource: dict) -> dict:
         """Structure validation, then every registered validator (e.g. required bindings)."""
-        valid = validate_resource(resource)
+        valid = validate_resource(resource, verdicts=MODEL_VERDICTS.get())
         for check in self.validators:
             check(valid)
         return valid

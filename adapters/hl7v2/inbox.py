@@ -1,7 +1,8 @@
 """The durable inbox: every HL7 v2 message is stored here before it is acknowledged.
 
-One SQLite file (WAL, `synchronous=FULL`: a commit has reached the disk when it returns)
-next to the database, or where `FHIR_HL7_INBOX` says. It holds:
+One SQLite file (WAL, `synchronous=FULL`: a commit has reached the disk when it returns;
+only a commit that records outcomes alone skips the flush, see `Inbox._durability`) next to
+the database, or where `FHIR_HL7_INBOX` says. It holds:
 
 - `messages`: each inbound message as received, keyed by sender + MSH-10 + payload hash
   (a resend of the same message is a duplicate and gets the stored ACK), with its state:
@@ -291,6 +292,7 @@ class Inbox:
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._file: InboxFile | None = None
+        self._lazy = False  # the connection is at synchronous=NORMAL (else FULL)
 
     async def open(self) -> Inbox:
         self._thread = threading.Thread(target=self._work, name="hl7-inbox", daemon=True)
@@ -340,6 +342,7 @@ class Inbox:
     def _group(self, batch: list[_Call]) -> None:
         db = self._file.db if self._file is not None and len(batch) > 1 else None
         outcomes: list[tuple[bool, object]] = []
+        self._durability(batch)
         try:
             if db is not None:
                 db.execute("BEGIN IMMEDIATE")
@@ -360,6 +363,27 @@ class Inbox:
             outcomes = [(False, error)] * len(batch)
         for call, (ok, value) in zip(batch, outcomes, strict=True):
             call.loop.call_soon_threadsafe(_settle, call.future, ok, value)
+
+    def _durability(self, batch: list[_Call]) -> None:
+        """`synchronous=FULL` (a disk flush per commit) unless every call may do without.
+
+        Recording an outcome (`finish`) need not reach the disk before the ACK goes: the
+        message itself is durable since `receive`, and if the outcome is lost (a power cut:
+        a crash of the process loses nothing) the message is `received` again at the next
+        start and processed again, which changes nothing (every entry is an idempotent
+        update) and gives the same answer. The next FULL commit flushes it with its own.
+        """
+        file = self._file
+        if file is None:
+            return
+        lazy = all(getattr(call.fn, "__func__", None) in _LAZY for call in batch)
+        if lazy != self._lazy:
+            file.db.execute(f"PRAGMA synchronous={'NORMAL' if lazy else 'FULL'}")
+            self._lazy = lazy
+
+
+_LAZY = frozenset({InboxFile.finish})
+"""InboxFile calls whose commit needs no disk flush of its own (see `Inbox._durability`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterator
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -141,19 +142,48 @@ async def _resolve_conditional_update(
 async def _rewrite(
     svc: FhirService, req: Request, db: StorageTx, value: Any, ids: dict[str, str]
 ) -> Any:
-    """Replace fullUrls and conditional references with Type/id, everywhere in a resource."""
+    """Replace fullUrls and conditional references with Type/id, everywhere in a resource.
+
+    The conditional references are resolved first, in document order (the first that does
+    not match one resource fails the transaction), then one synchronous pass rewrites."""
+    resolved: dict[str, str] = {}
+    for ref in _conditional_references(value):
+        if ref not in resolved:
+            resolved[ref] = await _resolve_reference(svc, req, db, ref)
+    return _replaced(value, ids, resolved)
+
+
+def _conditional_references(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if key == "reference" and _conditional(child):
+                yield child
+            elif key != "div" or not isinstance(child, str):
+                yield from _conditional_references(child)
+    elif isinstance(value, list):
+        for child in value:
+            yield from _conditional_references(child)
+
+
+def _replaced(value: Any, ids: dict[str, str], resolved: dict[str, str]) -> Any:
+    """A copy of `value` with fullUrls (`ids`) and conditional references (`resolved`)
+    replaced by Type/id."""
     if isinstance(value, dict):
         out = {}
         for key, child in value.items():
             if key == "reference" and _conditional(child):
-                out[key] = await _resolve_reference(svc, req, db, child)
+                out[key] = resolved[child]
             elif key == "div" and isinstance(child, str):
                 out[key] = _rewrite_text(child, ids)
+            elif isinstance(child, (dict, list)):
+                out[key] = _replaced(child, ids, resolved)
+            elif isinstance(child, str) and child in ids:
+                out[key] = ids[child]
             else:
-                out[key] = await _rewrite(svc, req, db, child, ids)
+                out[key] = child
         return out
     if isinstance(value, list):
-        return [await _rewrite(svc, req, db, child, ids) for child in value]
+        return [_replaced(child, ids, resolved) for child in value]
     if isinstance(value, str) and value in ids:
         return ids[value]
     return value

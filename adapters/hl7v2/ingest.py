@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -199,7 +199,8 @@ class Ingestor:
         key = conversion.patient_key or f"message:{stored.id}"
         request = Request("POST", "", body=conversion.bundle, context=SYSTEM,
                           base=self.options.base, headers={"prefer": "return=minimal"})
-        async with self._locks.hold(key):
+        # a merge (A40) waits for, and holds back, the messages of both patients
+        async with self._locks.hold_all((key, *conversion.merged_keys)):
             token = ORIGIN.set(header.sending_application)
             verdicts = MODEL_VERDICTS.set(self._verdicts)
             try:
@@ -229,6 +230,14 @@ class _KeyedLocks:
 
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @asynccontextmanager
+    async def hold_all(self, keys: tuple[str, ...]) -> AsyncIterator[None]:
+        """The locks of all `keys`, taken in one global order (no two holders deadlock)."""
+        async with AsyncExitStack() as stack:
+            for key in sorted(set(keys)):
+                await stack.enter_async_context(self.hold(key))
+            yield
 
     @asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:

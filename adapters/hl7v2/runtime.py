@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from adapters.hl7v2.batch import is_batch, receive_batch
 from adapters.hl7v2.convert import ConvertOptions
 from adapters.hl7v2.fhir_to_v2 import Envelope
 from adapters.hl7v2.inbox import Inbox, inbox_path
@@ -82,13 +83,16 @@ class Hl7Runtime:
         await self.inbox.close()
 
     async def exchange(self, raw: bytes) -> list[bytes]:
-        """Receive one message that came without MLLP; the ACKs it gets, in order."""
+        """Receive one message (or a batch) that came without MLLP; the ACKs, in order."""
         acks: list[bytes] = []
 
         async def reply(ack: bytes) -> None:
             acks.append(ack)
 
-        await self.ingestor.receive(raw, reply)
+        if is_batch(raw):
+            await receive_batch(self.ingestor, raw, reply)
+        else:
+            await self.ingestor.receive(raw, reply)
         return acks
 
 

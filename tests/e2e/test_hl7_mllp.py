@@ -332,6 +332,10 @@ def test_http_ingest_answers_with_the_ack(hl7_server: ServerProcess, http: httpx
     assert patients(http, "m-900")[0]["name"][0]["family"] == "Posted"
     junk = httpx.post(url, content=b"\x00\xffnot hl7", headers=headers)
     assert field(junk.content, "MSA", 1) == "AR"
+    batch = b"BHS|^~\\&|LAB|NORTH\r" + adt("HTTP-2", "m-901", "Batched") + b"BTS|1\r"
+    answer = httpx.post(url, content=batch, headers=headers).content
+    assert answer.startswith(b"BHS|") and field(answer, "MSA", 2) == "HTTP-2"
+    assert patients(http, "m-901")[0]["name"][0]["family"] == "Batched"
 
 
 async def test_connection_limit_and_idle_timeout(port: int) -> None:

@@ -84,3 +84,25 @@ async def test_one_patient_in_order_others_in_parallel(
     assert events.index("start Second") > events.index("end Slowfirst")
     found = await call(service, "GET", "Patient", query=(("identifier", "urn:id:HOSP|P1"),))
     assert [e["resource"]["name"][0]["family"] for e in found["entry"]] == ["Second"]
+
+
+async def test_a_merge_waits_for_the_merged_patients_messages(
+        setup: tuple[Ingestor, Recording]) -> None:
+    ingestor, service = setup
+    merge = (b"MSH|^~\\&|LAB|NORTH|FHIR|HUB|20240102030405||ADT^A40^ADT_A39|M1|P|2.5.1\r"
+             b"EVN|A40|20240102030405\rPID|1||P1^^^HOSP^MR||Survivor^John\r"
+             b"MRG|P2^^^HOSP^MR\r")
+    acks: list[bytes] = []
+
+    async def reply(ack: bytes) -> None:
+        acks.append(ack)
+
+    first = asyncio.create_task(ingestor.receive(adt("X1", "P2", "Slowmerged", "A01"), reply))
+    await asyncio.sleep(0.05)
+    await ingestor.receive(merge, reply)
+    await first
+    assert all(b"MSA|AA|" in ack for ack in acks), acks
+    assert service.events.index("start Survivor") > service.events.index("end Slowmerged")
+    merged = await call(service, "GET", "Patient", query=(("identifier", "urn:id:HOSP|P2"),))
+    [patient] = [e["resource"] for e in merged["entry"]]
+    assert patient["name"][0]["family"] == "Slowmerged" and patient["active"] is False

@@ -41,7 +41,7 @@ from fhir_server.search.values import (
     UriValue,
 )
 from fhir_server.storage.base import HistoryQuery, StoredResource
-from fhir_server.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
+from fhir_server.storage.sqlite import SCHEMA_VERSION, SQLiteStorage, statistics
 
 DAY = ("2020-03-05T00:00:00.000000Z", "2020-03-05T23:59:59.999999Z")
 
@@ -236,23 +236,88 @@ async def test_reopening_an_existing_file_keeps_data_and_schema(tmp_path: Path) 
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-async def test_a_version_1_file_is_migrated_to_version_2(tmp_path: Path) -> None:
-    """Version 2 adds composite_idx, geo_idx and the token text index to existing files."""
+async def test_planner_statistics_come_with_size_and_fix_the_has_plan(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ANALYZE` runs once the store holds MIN_ROWS resources and again when it doubled;
+    with statistics, a reverse chain reads the reference index by rid, not by param."""
+    monkeypatch.setattr(statistics, "MIN_ROWS", 40)
+    db = tmp_path / "fhir.db"
+    store = SQLiteStorage(db)
+    await store.open()
+    try:
+        async with store.transaction() as tx:
+            for n in range(30):
+                await tx.write(patient(f"p{n}"), INDEX, expected_version=0)
+        with closing(sqlite3.connect(db)) as conn:
+            assert not statistics.refresh(conn)  # 30 < 40: no statistics for a small store
+            async with store.transaction() as tx:
+                for n in range(30, 50):
+                    await tx.write(patient(f"p{n}"), INDEX, expected_version=0)
+            assert statistics.refresh(conn)
+            assert not statistics.refresh(conn)  # fresh: not again until it doubles
+            has = ("SELECT t.rid FROM reference_idx ri JOIN resources t ON t.type = "
+                   "ri.target_type AND t.id = ri.target_id WHERE ri.type = 'Encounter' AND "
+                   "ri.param = 'subject' AND ri.rid IN (SELECT rid FROM resources WHERE "
+                   "type = 'Encounter' AND id IN ('e1'))")
+            conn.execute("INSERT OR REPLACE INTO sqlite_stat1 VALUES ('reference_idx', "
+                         "'reference_target', '1000000 100000 100000 2 2')")
+            conn.execute("ANALYZE sqlite_schema")  # reload the statistics
+            plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {has}"))
+            assert "SEARCH ri USING PRIMARY KEY (rid=?)" in plan, plan
+    finally:
+        await store.close()
+
+
+async def test_a_version_1_file_is_migrated_to_the_current_schema(tmp_path: Path) -> None:
+    """Version 2 adds composite_idx, geo_idx and the token text index to existing files;
+    version 3 the type counts, filled from what the file holds."""
     db = tmp_path / "v1.db"
     storage = SQLiteStorage(db)
     await storage.open()
+    async with storage.transaction() as tx:
+        for n in range(3):
+            await tx.write(patient(f"p{n}"), INDEX, expected_version=0)
     await storage.close()
     with closing(sqlite3.connect(db)) as conn:  # back to what a version 1 file holds
         for statement in ("DROP TABLE composite_idx", "DROP TABLE geo_idx",
-                          "DROP INDEX token_text", "PRAGMA user_version = 1"):
+                          "DROP INDEX token_text", "DROP TABLE type_counts",
+                          "DROP TRIGGER type_counts_insert", "DROP TRIGGER type_counts_update",
+                          "DROP TRIGGER type_counts_delete", "PRAGMA user_version = 1"):
             conn.execute(statement)
     again = SQLiteStorage(db)
     await again.open()
-    await again.close()
+    try:
+        page = await again.search(SearchQuery(("Patient",), count=0))
+        assert page.total == 3
+    finally:
+        await again.close()
     with closing(sqlite3.connect(db)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-        assert {"composite_idx", "geo_idx", "token_text", "geo_position"} <= names
+        assert {"composite_idx", "geo_idx", "token_text", "geo_position",
+                "type_counts", "type_counts_insert"} <= names
+
+
+async def test_type_counts_follow_creates_deletes_and_undeletes(tmp_path: Path) -> None:
+    store = SQLiteStorage(tmp_path / "fhir.db")
+    await store.open()
+    try:
+        async def total(*types: str) -> int | None:
+            return (await store.search(SearchQuery(types, count=0))).total
+
+        async with store.transaction() as tx:
+            for n in range(4):
+                await tx.write(patient(f"p{n}"), INDEX, expected_version=0)
+            gone = patient("p1", version=2)
+            await tx.write(StoredResource("Patient", "p1", 2, gone.last_updated, True, b"",
+                                          "DELETE"), [], expected_version=1)
+        assert await total("Patient") == 3 and await total() == 3
+        async with store.transaction() as tx:  # an update of a live one changes nothing
+            await tx.write(patient("p0", version=2), INDEX, expected_version=1)
+            await tx.write(patient("p1", version=3), INDEX, expected_version=2)  # back
+        assert await total("Patient") == 4 and await total("Observation") == 0
+    finally:
+        await store.close()
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

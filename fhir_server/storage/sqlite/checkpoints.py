@@ -1,4 +1,5 @@
-"""WAL checkpoints on a worker thread, between write transactions."""
+"""WAL checkpoints (and planner statistics, see `statistics`) on a worker thread, between
+write transactions."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from fhir_server.storage.sqlite import statistics
 from fhir_server.storage.sqlite.writes import Writes
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class Checkpoints:
     def _checkpoint(self) -> None:
         try:
             self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            statistics.refresh(self._conn)  # under the same write lock
         except sqlite3.Error as error:  # the next checkpoint will catch up
             log.warning("WAL checkpoint of %s failed: %s", self._conn, error)
 

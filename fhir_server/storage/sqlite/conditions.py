@@ -323,6 +323,11 @@ class _NotRids:
 Matches = _Rids | _IdRids | _UpdatedRids | ChainRids | HasRids | _AnyRids | _AllRids | _NotRids
 
 
+def index_only(m: Matches) -> bool:
+    """Whether `m` is decided by index rows alone, which exist only for live resources."""
+    return isinstance(m, _Rids) and not m.negate
+
+
 def condition_matches(c: Condition, by_updated: bool) -> Matches:
     """A condition as the rows that match it: rids from an index, or a test of row r."""
     match c:

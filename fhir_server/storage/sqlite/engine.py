@@ -10,7 +10,7 @@ from pathlib import Path
 from fhir_server.search.conditions import SearchQuery
 from fhir_server.search.values import IndexValue
 from fhir_server.storage.base import HistoryQuery, Page, StoredResource
-from fhir_server.storage.sqlite import planner, reads, writes
+from fhir_server.storage.sqlite import planner, reads, statistics, writes
 from fhir_server.storage.sqlite.checkpoints import Checkpoints
 from fhir_server.storage.sqlite.reads import RECORD, record
 from fhir_server.storage.sqlite.schema import connect, migrate
@@ -92,6 +92,7 @@ class SQLiteStorage:
             writer.execute("PRAGMA journal_size_limit = 67108864")  # trim the WAL to 64 MiB
             async with self.transaction():
                 migrate(writer)
+            statistics.refresh(writer)
         except BaseException:
             await self.close()
             raise

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fhir_server.search.conditions import Clause, SearchQuery
 from fhir_server.storage.base import Page, StoredResource
-from fhir_server.storage.sqlite.conditions import Matches, condition_matches
+from fhir_server.storage.sqlite.conditions import Matches, condition_matches, index_only
 from fhir_server.storage.sqlite.ordering import ordering
 from fhir_server.storage.sqlite.reads import R_RECORD, all_types, record
 from fhir_server.storage.sqlite.sql import Fragment, and_, fetch_all, fetch_one, marks, or_
@@ -57,6 +57,7 @@ class _Plan:
     count: Fragment
     driven: bool
     empty: bool = False
+    count_rids: Fragment | None = None  # the total from the index alone (see `_plan`)
 
 
 def _plan(conn: sqlite3.Connection, query: SearchQuery, probe_limit: int) -> _Plan:
@@ -83,9 +84,13 @@ def _plan(conn: sqlite3.Connection, query: SearchQuery, probe_limit: int) -> _Pl
         return _Plan(walk, walk, driven=False, empty=True)
     best = drivers[sizes.index(min(sizes))]
     start = and_(*base, best.driving(), *(c.filtering() for c in clauses if c is not best))
+    # One clause of plain index conditions: the index rows are those of live resources of
+    # these types, so the total is their distinct rids, without reading the resources
+    count_rids = best.rids() if len(clauses) == 1 and all(
+        index_only(c) for c in best.conditions) else None
     if min(sizes) < probe_limit:
-        return _Plan(start, start, driven=True)
-    return _Plan(walk, start, driven=False)
+        return _Plan(start, start, driven=True, count_rids=count_rids)
+    return _Plan(walk, start, driven=False, count_rids=count_rids)
 
 
 def _probe(conn: sqlite3.Connection, clause: _Clause, limit: int) -> int:
@@ -104,9 +109,22 @@ def search(conn: sqlite3.Connection, query: SearchQuery, probe_limit: int) -> Pa
         resources, keys = _page(conn, query, plan)
     total = None
     if query.total != "none":  # an estimate is the exact count too: the same index ranges
-        sql, params = plan.count
-        total = fetch_one(conn, f"SELECT count(*) FROM resources r WHERE {sql}", params)[0]
+        if not query.clauses:
+            total = _live(conn, query.types)
+        elif plan.count_rids is not None:
+            sql, params = plan.count_rids
+            total = fetch_one(conn, f"SELECT count(DISTINCT rid) FROM ({sql})", params)[0]
+        else:
+            sql, params = plan.count
+            total = fetch_one(conn, f"SELECT count(*) FROM resources r WHERE {sql}", params)[0]
     return Page(resources, total, keys)
+
+
+def _live(conn: sqlite3.Connection, types: Sequence[str]) -> int:
+    """How many live resources `types` (all: every type) have, from `type_counts`."""
+    where = f" WHERE type IN ({marks(len(types))})" if types else ""
+    return fetch_one(conn, f"SELECT coalesce(sum(live), 0) FROM type_counts{where}",
+                     list(types))[0]
 
 
 def _page(conn: sqlite3.Connection, query: SearchQuery, plan: _Plan

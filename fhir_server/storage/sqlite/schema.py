@@ -1,6 +1,6 @@
 """The file's schema, its migrations, the index tables, and how connections are set up.
 
-Schema (PRAGMA user_version = 2):
+Schema (PRAGMA user_version = 3):
 
     resources  rid INTEGER PRIMARY KEY, type, id, version, last_updated, deleted, method,
                data; UNIQUE(type, id). The current version of every resource; a deletion
@@ -19,8 +19,12 @@ Schema (PRAGMA user_version = 2):
                condition is one row matching every component. Indexed on the first
                component's code (every R4 composite starts with a token or a reference).
     geo_idx    rid, seq, type, param, lat, lon: positions for `near`, indexed on (lat, lon).
+    type_counts  type, live: how many live resources of each type, kept by triggers on
+               `resources`, so the total of a search without criteria is not a count of
+               a million rows (`_summary=count`, `GET /Patient`).
 
-Version 2 added composite_idx, geo_idx and the token text index (`:text`).
+Version 2 added composite_idx, geo_idx and the token text index (`:text`); version 3 the
+type counts.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from fhir_server.search.values import (
 )
 from fhir_server.storage.sqlite.sql import fetch_one, marks
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 COMPONENTS = 3  # the most components an R4 composite parameter has
 
 
@@ -113,10 +117,33 @@ VERSION_2 = (
     "CREATE INDEX geo_position ON geo_idx (type, param, lat, lon)",
     "CREATE INDEX token_text ON token_idx (type, param, text) WHERE text IS NOT NULL",
 )
-SCHEMA = SCHEMA + VERSION_2
+_COUNT_TRIGGERS = (
+    "CREATE TABLE type_counts (type TEXT PRIMARY KEY, live INTEGER NOT NULL) WITHOUT ROWID",
+    """CREATE TRIGGER type_counts_insert AFTER INSERT ON resources WHEN NEW.deleted = 0
+       BEGIN
+         INSERT INTO type_counts (type, live) VALUES (NEW.type, 1)
+           ON CONFLICT (type) DO UPDATE SET live = live + 1;
+       END""",
+    """CREATE TRIGGER type_counts_update AFTER UPDATE OF deleted ON resources
+       WHEN OLD.deleted != NEW.deleted
+       BEGIN
+         INSERT INTO type_counts (type, live) VALUES (NEW.type, 1 - 2 * NEW.deleted)
+           ON CONFLICT (type) DO UPDATE SET live = live + excluded.live;
+       END""",
+    """CREATE TRIGGER type_counts_delete AFTER DELETE ON resources WHEN OLD.deleted = 0
+       BEGIN
+         UPDATE type_counts SET live = live - 1 WHERE type = OLD.type;
+       END""",
+)
+VERSION_3 = (
+    *_COUNT_TRIGGERS,
+    "INSERT INTO type_counts (type, live) "
+    "SELECT type, count(*) FROM resources WHERE deleted = 0 GROUP BY type",
+)
+SCHEMA = SCHEMA + VERSION_2 + _COUNT_TRIGGERS
 
 # Migrations from version n to n + 1, applied in order inside one transaction.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: VERSION_2}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: VERSION_2, 2: VERSION_3}
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ DEFINITION = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
 COMPARTMENTS = ("Patient", "Encounter")
 MAX_RESOURCES = 10_000  # in one compartment; beyond, the caller narrows with _type/_since
 _REFERENCE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+_REFERENCE_MEMBER = re.compile(rb'"reference"\s*:\s*"([^"\\]*)"')  # escaped ones: not Type/id
 _UNSUPPORTED = ("start", "end")
 
 Key = tuple[int, str, str]  # (0 for the focal resource else 1, type, id): the result order
@@ -140,7 +141,7 @@ async def _everything(svc: FhirService, ctx: AccessContext, focal: StoredResourc
         types = tuple(t for t in types if t in options.types)
     found: dict[tuple[str, str], Item] = {(focal.type, focal.id): Item((0, focal.type, focal.id),
                                                                       focal, "match")}
-    parsed: list[dict] = [fhirjson.loads(focal.data)]  # what to look for references in
+    holding: list[bytes] = [focal.data]  # what to look for references in
     if types:
         members = compartments.Members(registry, compartment, id, types)
         clauses: list[Clause] = [members.clause]
@@ -155,14 +156,13 @@ async def _everything(svc: FhirService, ctx: AccessContext, focal: StoredResourc
         for rec in page.resources:
             if (rec.type, rec.id) in found or not svc.policy.visible(ctx, rec):
                 continue
-            data = fhirjson.loads(rec.data)
-            if members.needs_check(rec.type, rec.id) and not members.is_member(svc.indexer,
-                                                                               data):
+            if members.needs_check(rec.type, rec.id) and not members.is_member(
+                    svc.indexer, fhirjson.loads(rec.data)):
                 continue
             found[(rec.type, rec.id)] = Item((1, rec.type, rec.id), rec, "match")
-            parsed.append(data)
+            holding.append(rec.data)
     wanted: dict[str, set[str]] = {}
-    for data in parsed:
+    for data in holding:
         for type, ref_id in _references(data, base):
             if ((type, ref_id) not in found and type in svc.resource_types
                     and (options.types is None or type in options.types)):
@@ -184,20 +184,15 @@ async def _by_id(svc: FhirService, ctx: AccessContext, type: str, ids: list[str]
     return [r for r in page.resources if svc.policy.visible(ctx, r)]
 
 
-def _references(node: Any, base: str | None) -> Iterator[tuple[str, str]]:
-    """Every literal `Type/id` reference in a resource (relative, or absolute under `base`)."""
-    if isinstance(node, dict):
-        for name, value in node.items():
-            if name == "reference" and isinstance(value, str):
-                text = value.removeprefix(f"{base}/") if base else value
-                found = _REFERENCE.match(text)
-                if found:
-                    yield found.group(1), found.group(2)
-            elif isinstance(value, dict | list):
-                yield from _references(value, base)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _references(value, base)
+def _references(data: bytes, base: str | None) -> Iterator[tuple[str, str]]:
+    """Every literal `Type/id` reference in a stored resource's JSON (relative, or absolute
+    under `base`), read from the bytes: every `"reference": "..."` member, wherever it is."""
+    for found in _REFERENCE_MEMBER.finditer(data):
+        text = found.group(1).decode("utf-8", "replace")
+        text = text.removeprefix(f"{base}/") if base else text
+        match = _REFERENCE.match(text)
+        if match:
+            yield match.group(1), match.group(2)
 
 
 def _options(svc: FhirService, call: OperationCall) -> Options:

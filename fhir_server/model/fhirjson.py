@@ -15,8 +15,11 @@ from typing import Any
 
 import orjson
 
-# a fraction ending in 0, an exponent, or more digits than a float keeps
-_LOSSY = re.compile(rb"\d\.\d*0(?![0-9])|\d[eE][+-]?\d|\d{16,}")
+# A JSON number (after `:`, `,` or `[`, before `,`, `}` or `]`) that is a fraction ending
+# in 0, has an exponent, or has more digits than a float keeps. Text inside strings rarely
+# looks like that (a time such as "10:00:00.500Z" is followed by Z); when it does, the slow
+# path is taken for nothing, never the wrong one.
+_LOSSY = re.compile(rb"[:,\[]\s*-?(?:\d+\.\d*0|\d+(?:\.\d+)?[eE][+-]?\d+|[\d.]{16,})\s*[,}\]]")
 _INT64 = 2**63
 
 

@@ -7,6 +7,7 @@ CompartmentDefinition: the patient first, its compartment, what that references.
 
 from __future__ import annotations
 
+import base64
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
@@ -146,6 +147,9 @@ async def test_errors(service: FhirService) -> None:
         await call(service, "Patient/p1/$everything", ("_type", "Nonsense"))
     with pytest.raises(BadRequest, match="_page"):
         await call(service, "Patient/p1/$everything", ("_page", "!!"))
+    forged = base64.urlsafe_b64encode(b'{"k": 5, "p": "p1", "a": null}').decode()
+    with pytest.raises(BadRequest, match="_page"):
+        await call(service, "Patient/$everything", ("_page", forged))
     with pytest.raises(NotFound):
         await call(service, "Observation/o1/$everything")
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from fhir_server.context import restrict_search
 from fhir_server.errors import BadRequest, NotFound
+from fhir_server.interactions import hierarchies
 from fhir_server.interactions.bundles import bundle, entry
 from fhir_server.interactions.includes import MAX_INCLUDED, fetch_included
 from fhir_server.interactions.paging import fetch_page
@@ -104,7 +105,7 @@ async def _search(
         base=req.base or None,
         codes=svc.codes,
     )
-    query = parsed.query
+    query = await hierarchies.resolve(svc, req.context, tx or svc.storage, parsed.query)
     if narrow:
         query = replace(query, clauses=(narrow, *query.clauses))
     query = restrict_search(svc.policy, req.context, query)

@@ -22,7 +22,7 @@ from fhir_server.errors import (
     PreconditionFailed,
     VersionConflict,
 )
-from fhir_server.interactions import routes
+from fhir_server.interactions import hierarchies, routes
 from fhir_server.interactions.common import (
     criteria_params,
     location,
@@ -218,7 +218,8 @@ class FhirService:
         if not params:
             raise BadRequest(f"Conditional criteria for {type} are empty")
         parsed = parse_search(self.registry, (type,), params, strict=True, codes=self.codes)
-        query = restrict_search(self.policy, ctx, parsed.query)
+        query = await hierarchies.resolve(self, ctx, db, parsed.query)
+        query = restrict_search(self.policy, ctx, query)
         page = await db.search(replace(query, count=limit, offset=0, total="none"))
         return page.resources
 

@@ -175,6 +175,20 @@ class NearCondition:
 
 
 @dataclass(frozen=True, slots=True)
+class HierarchyCondition:
+    """Reference `:below` / `:above` (https://hl7.org/fhir/R4/search.html#reference): `param`
+    references `target_type/target_id` or a resource below (above) it in the hierarchy
+    that `target_type`'s circular parameter `via` makes (Location `partof`). Engines never
+    see it: the search interaction replaces it by the references it stands for."""
+
+    param: str
+    target_type: str
+    target_id: str
+    above: bool
+    via: str
+
+
+@dataclass(frozen=True, slots=True)
 class AllOf:
     conditions: tuple[Condition, ...]
 
@@ -208,6 +222,7 @@ Condition = (
     | HasCondition
     | CompositeCondition
     | NearCondition
+    | HierarchyCondition
     | AllOf
     | AnyOf
     | Not
@@ -328,5 +343,23 @@ def map_inner(query: SearchQuery, change: Callable[[SearchQuery], SearchQuery]) 
 
     if not inner_queries(query):
         return query
+    clauses = tuple(tuple(visit(c) for c in clause) for clause in query.clauses)
+    return replace(query, clauses=clauses)
+
+
+def map_conditions(query: SearchQuery, change: Callable[[Condition], Condition]) -> SearchQuery:
+    """`query` with `change` applied to every leaf condition, inside `AllOf`/`AnyOf`/`Not`
+    and in the inner queries of chains and `_has`, at every depth."""
+
+    def visit(c: Condition) -> Condition:
+        match c:
+            case ChainCondition() | HasCondition():
+                return replace(c, query=map_conditions(c.query, change))
+            case AllOf() | AnyOf():
+                return replace(c, conditions=tuple(visit(x) for x in c.conditions))
+            case Not():
+                return Not(visit(c.condition))
+        return change(c)
+
     clauses = tuple(tuple(visit(c) for c in clause) for clause in query.clauses)
     return replace(query, clauses=clauses)

@@ -231,3 +231,45 @@ async def test_the_capability_statement_lists_includes(service: FhirService) -> 
     assert "Observation:subject" in observation_["searchInclude"]
     assert "*" in observation_["searchInclude"]
     assert "Provenance:target" in observation_["searchRevInclude"]
+
+
+LOCATIONS = [  # hospital > ward > room; a clinic elsewhere
+    {"resourceType": "Location", "id": "hospital"},
+    {"resourceType": "Location", "id": "ward", "partOf": {"reference": "Location/hospital"}},
+    {"resourceType": "Location", "id": "room", "partOf": {"reference": "Location/ward"}},
+    {"resourceType": "Location", "id": "clinic"},
+]
+
+
+def encounter(id: str, where: str) -> dict:
+    return {"resourceType": "Encounter", "id": id, "status": "finished",
+            "class": {"code": "AMB"}, "location": [{"location": {"reference": where}}]}
+
+
+async def test_reference_below_and_above_follow_the_hierarchy(service: FhirService) -> None:
+    """https://hl7.org/fhir/R4/search.html#reference: `:below` matches the location and
+    everything that is part of it, at any depth; `:above` the location and what it is part of."""
+    visits = [encounter("e-h", "Location/hospital"), encounter("e-w", "Location/ward"),
+              encounter("e-r", "Location/room"), encounter("e-c", "Location/clinic")]
+    for resource in [*LOCATIONS, *visits]:
+        path = f"{resource['resourceType']}/{resource['id']}"
+        response = await service.handle(Request("PUT", path, body=resource, context=SYSTEM))
+        assert response.status == 201
+
+    async def found(*query: tuple[str, str]) -> list[str]:
+        bundle = await get(service, "Encounter", *query, strict=True)
+        return [ref.split("/")[1] for ref in entries(bundle, "match")]
+
+    assert await found(("location:below", "Location/hospital")) == ["e-h", "e-r", "e-w"]
+    assert await found(("location:below", "ward")) == ["e-r", "e-w"]
+    assert await found(("location:below", "Location/room")) == ["e-r"]
+    assert await found(("location:above", "Location/room")) == ["e-h", "e-r", "e-w"]
+    assert await found(("location:above", "Location/hospital")) == ["e-h"]
+    assert await found(("location:below", "Location/clinic")) == ["e-c"]
+    # the hierarchy's own parameter: the locations below the hospital
+    bundle = await get(service, "Location", ("partof:below", "Location/hospital"), strict=True)
+    assert entries(bundle, "match") == ["Location/room", "Location/ward"]
+    with pytest.raises(BadRequest, match="location:below"):
+        await get(service, "Encounter", ("location:below", "http://elsewhere/x"))
+    with pytest.raises(BadRequest, match="below"):  # Patient has no hierarchy
+        await get(service, "Observation", ("subject:below", "Patient/p1"), strict=True)

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
-from fhir_server.search.conditions import ReferenceCondition, TokenCondition
+from fhir_server.search.conditions import HierarchyCondition, ReferenceCondition, TokenCondition
 from fhir_server.search.registry import SearchParam, SearchRegistry
-from fhir_server.search.types.common import ParseContext, split_escaped, unescape
+from fhir_server.search.types.common import ParseContext, bad_value, split_escaped, unescape
 from fhir_server.search.values import ReferenceValue, TokenValue
 
 MODIFIERS: frozenset[str] = frozenset({"identifier"})  # plus the target types, see `accepts`
+HIERARCHY_MODIFIERS = frozenset({"above", "below"})
+HIERARCHY_PARAMS = ("partof", "part-of", "parent")  # a type's circular "is part of" parameter
 _ID = r"[A-Za-z0-9\-.]{1,64}"
 _LOCAL = re.compile(rf"^(?P<type>[A-Z][A-Za-z]+)/(?P<id>{_ID})(?:/_history/(?P<vid>{_ID}))?$")
 _TAIL = re.compile(rf"(?:^|/)(?P<type>[A-Z][A-Za-z]+)/(?P<id>{_ID})(?:/_history/(?P<vid>{_ID}))?$")
@@ -27,7 +30,20 @@ _CANONICAL_TYPES = frozenset({"canonical", "uri", "url"})
 
 
 def accepts(param: SearchParam, modifier: str, registry: SearchRegistry) -> bool:
+    if modifier in HIERARCHY_MODIFIERS:
+        return any(hierarchy_param(registry, t) for t in registry.targets(param))
     return modifier in MODIFIERS or modifier in registry.targets(param)
+
+
+def hierarchy_param(registry: SearchRegistry, type: str) -> str | None:
+    """The parameter of `type` that makes its hierarchy: a reference to its own type named
+    partof, part-of or parent (Location, Organization, Encounter, Task, Specimen...)."""
+    params = registry.params_for(type)
+    for code in HIERARCHY_PARAMS:
+        param = params.get(code)
+        if param is not None and param.expression and registry.targets(param, type) == {type}:
+            return code
+    return None
 
 
 def extract(code: str, fhir_type: str | None, data: Any) -> Iterator[ReferenceValue | TokenValue]:
@@ -68,7 +84,9 @@ def parse_reference(code: str, ref: str, *, canonical: bool = False) -> Referenc
 
 def parse(
     param: SearchParam, modifier: str | None, value: str, ctx: ParseContext
-) -> ReferenceCondition | TokenCondition:
+) -> ReferenceCondition | TokenCondition | HierarchyCondition:
+    if modifier in HIERARCHY_MODIFIERS:
+        return _hierarchy(param, modifier == "above", value, ctx)
     if modifier == "identifier":
         system, bar, ident = (unescape(p) for p in _split_token(value))
         return TokenCondition(f"{param.code}:identifier", system if bar else None, ident or None)
@@ -89,6 +107,22 @@ def parse(
     if found is None:
         return ReferenceCondition(param.code, url=text)
     return ReferenceCondition(param.code, url=found.url, version=found.version)
+
+
+def _hierarchy(param: SearchParam, above: bool, value: str, ctx: ParseContext
+               ) -> HierarchyCondition:
+    """`location:below=Location/42` (or `=42` when one target type has a hierarchy)."""
+    found = parse(param, None, value, ctx)
+    assert isinstance(found, ReferenceCondition)
+    kind = "above" if above else "below"
+    if found.target_type is None:
+        typed = [t for t in ctx.registry.targets(param) if hierarchy_param(ctx.registry, t)]
+        found = replace(found, target_type=typed[0] if len(typed) == 1 else None)
+    via = hierarchy_param(ctx.registry, found.target_type) if found.target_type else None
+    if found.target_id is None or found.target_type is None or via is None:
+        raise bad_value(param.code + f":{kind}", value,
+                        "Type/id of a resource in a hierarchy (e.g. Location/42)")
+    return HierarchyCondition(param.code, found.target_type, found.target_id, above, via)
 
 
 def _split_token(value: str) -> tuple[str, str, str]:

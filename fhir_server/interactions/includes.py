@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, TypeVar
 from fhir_server.context import AccessContext, restrict_search
 from fhir_server.errors import Forbidden
 from fhir_server.model import fhirjson
-from fhir_server.search.conditions import Condition, IdCondition, ReferenceCondition, SearchQuery
+from fhir_server.search.conditions import (
+    Condition,
+    IdCondition,
+    ReferenceCondition,
+    SearchQuery,
+    UriCondition,
+)
 from fhir_server.search.includes import Include
 from fhir_server.search.values import ReferenceValue
 from fhir_server.storage.base import StorageReader, StoredResource
@@ -82,21 +88,43 @@ async def _forward(svc: FhirService, ctx: AccessContext, db: StorageReader,
                    frontier: Sequence[StoredResource], include: Include, seen: set[Key],
                    limit: int) -> list[StoredResource]:
     wanted: dict[str, dict[str, None]] = {}  # type -> ids, in the order referenced
+    canonical: dict[str, dict[str, None]] = {}  # type -> canonical urls
     for rec in frontier:
         codes = include.reference_params(svc.registry, rec.type)
         if not codes:
             continue
         for value in svc.indexer.values_of(fhirjson.loads(rec.data), codes):
-            if (isinstance(value, ReferenceValue) and value.target_type and value.target_id
-                    and include.target in (None, value.target_type)
-                    and (value.target_type, value.target_id) not in seen):
-                wanted.setdefault(value.target_type, {})[value.target_id] = None
+            if not isinstance(value, ReferenceValue):
+                continue
+            type, id = value.target_type, value.target_id
+            if value.url and svc.base_url and value.url.startswith(f"{svc.base_url}/"):
+                type, _, id = value.url[len(svc.base_url) + 1:].partition("/")
+            if type and id:
+                if include.target in (None, type) and (type, id) not in seen:
+                    wanted.setdefault(type, {})[id] = None
+            elif value.url:  # a canonical: the resources whose `url` it is
+                for target in _canonical_targets(svc, rec.type, value.param, include.target):
+                    canonical.setdefault(target, {})[value.url] = None
     found: list[StoredResource] = []
     for type, ids in wanted.items():
         for chunk in _chunks(list(ids), _CHUNK):
             found.extend(await _search(svc, ctx, db, type, (IdCondition(tuple(chunk)),),
                                        limit - len(found)))
+    for type, urls in canonical.items():
+        for chunk in _chunks(list(urls), _CHUNK):
+            found.extend(await _search(svc, ctx, db, type,
+                                       tuple(UriCondition("url", url) for url in chunk),
+                                       limit - len(found)))
     return [r for r in found if (r.type, r.id) not in seen][:limit]
+
+
+def _canonical_targets(svc: FhirService, type: str, code: str, wanted: str | None
+                       ) -> list[str]:
+    """The target types of a canonical reference parameter that have a `url` parameter."""
+    param = svc.registry.param(type, code)
+    targets = svc.registry.targets(param, type) if param is not None else frozenset()
+    return sorted(t for t in targets if wanted in (None, t)
+                  and (p := svc.registry.param(t, "url")) is not None and p.type == "uri")
 
 
 async def _reverse(svc: FhirService, ctx: AccessContext, db: StorageReader,

@@ -273,3 +273,26 @@ async def test_reference_below_and_above_follow_the_hierarchy(service: FhirServi
         await get(service, "Encounter", ("location:below", "http://elsewhere/x"))
     with pytest.raises(BadRequest, match="below"):  # Patient has no hierarchy
         await get(service, "Observation", ("subject:below", "Patient/p1"), strict=True)
+
+
+async def test_include_follows_canonical_references(service: FhirService) -> None:
+    """`QuestionnaireResponse.questionnaire` is a canonical: the Questionnaire whose `url`
+    it is comes in; `|version` and unknown canonicals do no harm."""
+    resources = [
+        {"resourceType": "Questionnaire", "id": "q1", "status": "active",
+         "url": "http://example.org/Questionnaire/intake"},
+        {"resourceType": "Questionnaire", "id": "q2", "status": "active",
+         "url": "http://example.org/Questionnaire/other"},
+        {"resourceType": "QuestionnaireResponse", "id": "qr1", "status": "completed",
+         "questionnaire": "http://example.org/Questionnaire/intake|2.0"},
+        {"resourceType": "QuestionnaireResponse", "id": "qr2", "status": "completed",
+         "questionnaire": "http://example.org/Questionnaire/unknown"},
+    ]
+    for resource in resources:
+        path = f"{resource['resourceType']}/{resource['id']}"
+        response = await service.handle(Request("PUT", path, body=resource, context=SYSTEM))
+        assert response.status == 201
+    found = await get(service, "QuestionnaireResponse",
+                      ("_include", "QuestionnaireResponse:questionnaire"), strict=True)
+    assert entries(found, "match") == ["QuestionnaireResponse/qr1", "QuestionnaireResponse/qr2"]
+    assert entries(found, "include") == ["Questionnaire/q1"]

@@ -115,7 +115,8 @@ async def _forward(svc: FhirService, ctx: AccessContext, db: StorageReader,
             found.extend(await _search(svc, ctx, db, type,
                                        tuple(UriCondition("url", url) for url in chunk),
                                        limit - len(found)))
-    return [r for r in found if (r.type, r.id) not in seen][:limit]
+    unique = {(r.type, r.id): r for r in found if (r.type, r.id) not in seen}
+    return list(unique.values())[:limit]
 
 
 def _canonical_targets(svc: FhirService, type: str, code: str, wanted: str | None

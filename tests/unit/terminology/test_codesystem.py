@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 
 import pytest
 
@@ -104,15 +103,13 @@ def _big_dag(size: int) -> dict:
     return {"url": "http://example.org/big", "concept": concepts}
 
 
-def test_ten_thousand_concepts_index_and_subsume_fast() -> None:
-    resource = _big_dag(10_000)
-    started = time.perf_counter()
-    index = CodeSystemIndex(resource)
-    assert index.hierarchy is not None  # the labels are built on first use: time them too
-    assert time.perf_counter() - started < 1.0
+def test_ten_thousand_concepts_index_and_subsume() -> None:
+    """A large random hierarchy is labelled and answers subsumption (its speed is a bench
+    figure: `bench/terminology.py`, not a timed test)."""
+    index = CodeSystemIndex(_big_dag(10_000))
+    assert index.hierarchy is not None
     rng = random.Random(3)
     pairs = [(f"c{rng.randrange(10_000)}", f"c{rng.randrange(10_000)}") for _ in range(2000)]
-    started = time.perf_counter()
     outcomes = {index.subsumption(a, b) for a, b in pairs}
-    assert (time.perf_counter() - started) / len(pairs) < 1e-3
     assert "not-subsumed" in outcomes and index.is_a("c9999", "c0")
+    assert index.subsumption("c0", "c9999") == "subsumes"

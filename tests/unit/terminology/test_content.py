@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import terminology
 from terminology import Terminology
 from tests.unit.terminology.samples import ACT_CODE, GENDER, GENDER_VS
@@ -31,10 +29,9 @@ def test_prose_is_dropped_but_definitions_kept(core: Terminology) -> None:
     assert core.code_system(ACT_CODE).get("CC").definition.startswith("Description: Types of")
 
 
-def test_start_up_is_fast() -> None:
-    started = time.perf_counter()
-    Terminology()
-    assert time.perf_counter() - started < 3.0
+def test_start_up_loads_the_core_content() -> None:
+    """A fresh Terminology has the R4 code systems (its start-up time is a bench figure)."""
+    assert Terminology().code_system(ACT_CODE) is not None
 
 
 def test_public_surface_is_listed() -> None:

@@ -255,20 +255,6 @@ def _starts_segment(line: str, sep: str) -> bool:
     return bool(_SEGMENT_ID.match(line)) and (len(line) == 3 or line[3] == sep)
 
 
-def split_batch(text: str) -> list[str]:
-    """The messages of a batch (FHS/BHS ... BTS/FTS), or [text] for a single message."""
-    text = normalise(text)
-    messages: list[list[str]] = []
-    for segment in text.split("\r"):
-        name = segment[:3]
-        if not segment or name in _BATCH_SEGMENTS:
-            continue
-        if name == "MSH" or not messages:
-            messages.append([])
-        messages[-1].append(segment)
-    return ["\r".join(m) + "\r" for m in messages]
-
-
 # --- the parsed message --------------------------------------------------------------------
 
 

@@ -6,8 +6,9 @@ import base64
 
 import pytest
 
+from adapters.hl7v2.batch import split
 from adapters.hl7v2.convert import ConvertOptions, convert
-from adapters.hl7v2.message import MessageError, decode, parse, read_header, split_batch
+from adapters.hl7v2.message import MessageError, decode, parse, read_header
 
 MSH = "MSH|^~\\&|APP|FAC|RCV|RFAC|20240105083000||ADT^A01^ADT_A01|C1|P|{version}"
 PID = "PID|1||12001^^^HOSP^MR||Everyman^Adam||19610615|M"
@@ -98,9 +99,9 @@ def test_unsupported_version_is_ar_203(version: str) -> None:
 def test_batch_is_split() -> None:
     one, two = adt(), adt().replace("|C1|", "|C2|")
     batch = f"FHS|^~\\&|APP\rBHS|^~\\&|APP\r{one}{two}BTS|2\rFTS|1\r"
-    messages = split_batch(batch)
+    messages = split(batch.encode())
     assert [read_header(m).control_id for m in messages] == ["C1", "C2"]
-    assert split_batch(one) == [one]
+    assert split(one.encode()) == [one.encode()]
 
 
 def test_z_segment_is_kept() -> None:

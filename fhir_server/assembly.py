@@ -10,6 +10,7 @@ from __future__ import annotations
 from adapters.hl7v2.convert import ConvertOptions
 from adapters.hl7v2.operations import install as install_hl7v2
 from fhir_server.interactions import custom_params
+from fhir_server.interactions.everything import everything_operation
 from fhir_server.interactions.service import FhirService
 from fhir_server.search.registry import build_registry
 from fhir_server.settings import Settings
@@ -23,6 +24,7 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
         storage, base_url=settings.base_url, default_count=settings.default_count,
         max_count=settings.max_count, registry=build_registry(),
     )
+    service.add_operation(everything_operation())
     await custom_params.install(service)
     await install(service)
     install_hl7v2(service, ConvertOptions(timezone=settings.hl7_timezone,

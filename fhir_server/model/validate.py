@@ -54,6 +54,7 @@ The parts live in `fhir_server.model.validation`: `metadata` (type sets, `elemen
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from fhir_server.errors import InvalidResource, Issue
@@ -85,6 +86,7 @@ __all__ = [  # the element kinds for xml.py, summary.py and fhirpath_patch.py to
     "R4_TYPES_FILE",
     "RESOURCE",
     "STRUCTURE_ONLY_TYPES",
+    "MODEL_VERDICTS",
     "Element",
     "ModelVerdicts",
     "elements",
@@ -127,6 +129,14 @@ class ModelVerdicts:
         if len(self._accepted) >= self.limit:
             self._accepted.clear()
         self._accepted.add(shape)
+
+
+MODEL_VERDICTS: ContextVar[ModelVerdicts | None] = ContextVar("fhir_model_verdicts",
+                                                               default=None)
+"""Set (around one `FhirService.handle`) by a trusted writer whose resources come in few
+shapes (the HL7 v2 ingestor): the service's validation then passes it as `verdicts`, so the
+R4B models run only on shapes they have not accepted yet; the walk and the validators run
+on every resource as always. Client requests never set it."""
 
 
 def shape_of(value: Any) -> Any:

@@ -27,7 +27,7 @@ from urllib.parse import urlencode
 import orjson
 
 from fhir_server.context import AccessContext, restrict_search
-from fhir_server.errors import BadRequest, Forbidden, Issue, NotFound
+from fhir_server.errors import BadRequest, Forbidden, Issue
 from fhir_server.interactions.bundles import bundle, entry
 from fhir_server.interactions.operations import Operation, OperationCall
 from fhir_server.model import fhirjson
@@ -85,9 +85,7 @@ async def _run(svc: FhirService, call: OperationCall) -> bytes:
 
 async def _instance(svc: FhirService, call: OperationCall, type: str, id: str,
                     options: Options, cursor: dict | None) -> bytes:
-    focal = await svc.storage.read(type, id)
-    if focal is None or focal.deleted or not svc.policy.visible(call.context, focal):
-        raise NotFound(f"{type}/{id} is not known")
+    focal = await svc.current(call.context, type, id)
     items = await _everything(svc, call.context, focal, options, call.base)
     after = cursor.get("a") if cursor else None
     start = 0 if after is None else sum(1 for i in items if i.key <= _key_of(after, focal))

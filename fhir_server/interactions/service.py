@@ -17,6 +17,8 @@ from fhir_server.context import SYSTEM, AccessContext, AccessPolicy, AllowAll, r
 from fhir_server.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
+    Gone,
     NotFound,
     PreconditionFailed,
     VersionConflict,
@@ -24,6 +26,7 @@ from fhir_server.errors import (
 from fhir_server.interactions import hierarchies, routes
 from fhir_server.interactions.common import (
     criteria_params,
+    etag,
     location,
     now_instant,
     parse_etag,
@@ -224,6 +227,35 @@ class FhirService:
         return valid
 
     # -- reading -----------------------------------------------------------------------
+
+    async def current(
+        self,
+        ctx: AccessContext,
+        type: str,
+        id: str,
+        *,
+        version: int | None = None,
+        db: StorageReader | None = None,
+    ) -> StoredResource:
+        """The current version of Type/id (with `version`: that version) as `ctx` may see it.
+
+        The one rule for "this resource, now": NotFound when it never existed, Gone (with
+        its ETag) when that version is a deletion, Forbidden when the access policy hides it.
+        `db` is the transaction to read in (a Bundle's entries see its earlier writes).
+        """
+        if version is None:
+            what = f"{type}/{id}"
+            rec = await (db or self.storage).read(type, id)
+        else:
+            what = f"{type}/{id}/_history/{version}"
+            rec = await self.storage.vread(type, id, version)
+        if rec is None:
+            raise NotFound(f"{what} is not known")
+        if rec.deleted:
+            raise Gone(f"{what} was deleted", headers={"ETag": etag(rec)})
+        if not self.policy.visible(ctx, rec):
+            raise Forbidden(f"{what} is not visible to {ctx.subject}")
+        return rec
 
     async def find(
         self,

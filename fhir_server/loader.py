@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 from tqdm import tqdm
 
-from fhir_server.assembly import build_service
+from fhir_server.assembly import open_service
 from fhir_server.context import SYSTEM
 from fhir_server.errors import FhirError
 from fhir_server.interactions.reindex import Checkpoint, reindex
@@ -26,7 +26,6 @@ from fhir_server.interactions.request import Request, Response
 from fhir_server.interactions.service import FhirService
 from fhir_server.model import fhirjson
 from fhir_server.settings import Settings
-from fhir_server.storage import make_storage
 
 CHUNK = 500
 
@@ -52,13 +51,8 @@ class Source:
 
 
 async def load_paths(settings: Settings, paths: Iterable[Path]) -> LoadSummary:
-    storage = make_storage(settings)
-    await storage.open()
-    try:
-        service = await build_service(settings, storage)
+    async with open_service(settings) as service:
         summary = await load_files(service, list(_files(paths)))
-    finally:
-        await storage.close()
     _print_summary(summary)
     return summary
 
@@ -81,10 +75,7 @@ async def reindex_types(
         partial.write_bytes(orjson.dumps(current.to_json()))
         partial.replace(checkpoint)
 
-    storage = make_storage(settings)
-    await storage.open()
-    try:
-        service = await build_service(settings, storage)
+    async with open_service(settings) as service:
         unknown = [t for t in types if t not in service.resource_types]
         if unknown:
             raise ValueError(f"unknown resource type(s): {', '.join(unknown)}")
@@ -94,8 +85,6 @@ async def reindex_types(
                 bar.update(n)
             state = await reindex(service, types or sorted(service.resource_types), state,
                                   save=save, progress=progress)
-    finally:
-        await storage.close()
     checkpoint.unlink(missing_ok=True)
     for type, count in sorted(state.counts.items()):
         print(f"{type}: {count}")
@@ -250,17 +239,12 @@ def _print_summary(summary: LoadSummary) -> None:
 
 
 async def export_types(settings: Settings, types: list[str], out: Path) -> dict[str, int]:
-    storage = make_storage(settings)
-    await storage.open()
     out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
-    try:
-        service = FhirService(storage, base_url=settings.base_url)
+    async with open_service(settings) as service:
         for kind in types:
             counts[kind] = await _export_one(service, kind, out / f"{kind}.ndjson")
             print(f"{kind}: {counts[kind]} resources -> {out / f'{kind}.ndjson'}")
-    finally:
-        await storage.close()
     return counts
 
 

@@ -22,6 +22,7 @@ from fhir_server.context import ANONYMOUS
 from fhir_server.errors import FhirError, Issue, NotFound, operation_outcome
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
+from fhir_server.parameters import FORMAT, PRETTY
 from fhir_server.settings import Settings
 from fhir_server.storage.base import Storage
 
@@ -72,7 +73,7 @@ async def hl7v2_endpoint(request: HttpRequest) -> HttpResponse:
 async def fhir_endpoint(request: HttpRequest) -> HttpResponse:
     service: FhirService = request.app.state.service
     query = parse_qsl(request.url.query, keep_blank_values=True)
-    fmt = response_format(request.headers.get("accept"), _first(query, "_format"))
+    fmt = response_format(request.headers.get("accept"), _first(query, FORMAT))
     request.state.fhir_format = fmt
     body = None
     method = request.method
@@ -96,7 +97,7 @@ async def fhir_endpoint(request: HttpRequest) -> HttpResponse:
     headers = dict(result.headers)
     if result.body is None or method == "HEAD":
         return HttpResponse(status_code=result.status, headers=headers)
-    pretty = _first(query, "_pretty") == "true"
+    pretty = _first(query, PRETTY) == "true"
     content = render(result.body, fmt, pretty)
     return HttpResponse(content, status_code=result.status, headers=headers,
                         media_type=MEDIA[fmt])

@@ -107,7 +107,7 @@ class ModelVerdicts:
     (and `resourceType` values), which values are objects, arrays (of which element shapes)
     or which python type of primitive. The models' verdict on a resource the walk accepted
     depends on its shape only: every primitive value passes the walk's checks, which are the
-    models' own formats and ranges (or stricter; tests/unit/test_validate.py holds the walk
+    models' own formats and ranges (or stricter; tests/unit/model/test_validate.py holds the walk
     to the models' verdicts). So a resource of a shape the models accepted once, that the
     walk accepts, is valid without running them again (~0.1-1 ms a resource).
 

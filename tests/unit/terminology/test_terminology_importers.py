@@ -22,7 +22,7 @@ from tests.support.snomed_fixture import (
     write_snomed_fixture,
 )
 
-VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "terminology"
+VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "terminology"
 LOINC_CSV = VECTORS / "loinc" / "Loinc.csv"
 SNOMED_DIR = VECTORS / "snomed"
 SNOMED_FILES = SNOMED_DIR / "Snapshot" / "Terminology"

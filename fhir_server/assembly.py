@@ -1,20 +1,62 @@
-"""Putting the server together: one place that builds a ready `FhirService`.
+"""The composition root: the one place that builds storage and the `FhirService`, plugs in
+what the server offers, and starts its background duties.
 
-The HTTP app and the CLI both start here, so every way in gets the same service: the
-storage engine, the search registry (its own: custom SearchParameters change it), and the
-terminology service with its operations, validators and search modifiers.
+- `open_service(settings)` opens the storage engine the settings name, builds the service
+  (search registry, custom SearchParameters, terminology, HL7 v2 conversion, `$everything`)
+  and closes the storage when the block ends. The HTTP app and every command use it, so
+  every way in gets the same service.
+- `start_background(settings, service)` starts what runs beside the requests (today the
+  HL7 v2 inbox, MLLP listener and outbound feeds, when configured) and stops it when the
+  block ends.
+
+Plug-ins attach through the service's named seams (`add_operation`, `add_validator`,
+`watch`, `on_write`, `use_codes`); nothing below this module imports them.
 """
 
 from __future__ import annotations
 
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from adapters.hl7v2.convert import ConvertOptions
 from adapters.hl7v2.operations import install as install_hl7v2
 from fhir_server.interactions import custom_params
+from fhir_server.interactions.everything import everything_operation
 from fhir_server.interactions.service import FhirService
 from fhir_server.search.registry import build_registry
 from fhir_server.settings import Settings
 from fhir_server.storage.base import Storage
-from terminology.service import install
+from terminology.service import install as install_terminology
+
+if TYPE_CHECKING:
+    from adapters.hl7v2.runtime import Hl7Runtime
+
+
+def make_storage(settings: Settings) -> Storage:
+    """The engine the settings name (not yet opened)."""
+    if settings.storage == "mongodb":
+        from fhir_server.storage.mongodb import MongoStorage
+
+        return MongoStorage.from_url(settings.database)
+    from fhir_server.storage.sqlite import SQLiteStorage
+
+    return SQLiteStorage(settings.database)
+
+
+@asynccontextmanager
+async def open_service(
+    settings: Settings, storage: Storage | None = None
+) -> AsyncIterator[FhirService]:
+    """A ready service over the settings' storage (or `storage`), closed when the block ends."""
+    store = storage or make_storage(settings)
+    await store.open()
+    try:
+        yield await build_service(settings, store)
+    finally:
+        await store.close()
 
 
 async def build_service(settings: Settings, storage: Storage) -> FhirService:
@@ -23,8 +65,49 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
         storage, base_url=settings.base_url, default_count=settings.default_count,
         max_count=settings.max_count, registry=build_registry(),
     )
+    service.add_operation(everything_operation())
     await custom_params.install(service)
-    await install(service)
-    install_hl7v2(service, ConvertOptions(timezone=settings.hl7_timezone,
-                                          identifier_systems=dict(settings.hl7_identifier_systems)))
+    await install_terminology(service)
+    install_hl7v2(service, convert_options(settings))
     return service
+
+
+def convert_options(settings: Settings) -> ConvertOptions:
+    """How HL7 v2 messages map to FHIR here: for `$convert-hl7v2`, the inbox and replays."""
+    return ConvertOptions(timezone=settings.hl7_timezone,
+                          identifier_systems=dict(settings.hl7_identifier_systems))
+
+
+def hl7_enabled(settings: Settings) -> bool:
+    """HL7 v2 runs when a listener, an outbound destination or an inbox is configured."""
+    return bool(settings.mllp_port or settings.hl7_destinations.strip() or settings.hl7_inbox)
+
+
+@dataclass(frozen=True, slots=True)
+class Background:
+    """What `start_background` started; `hl7` is None when HL7 v2 is not configured."""
+
+    hl7: Hl7Runtime | None = None
+
+
+@asynccontextmanager
+async def start_background(settings: Settings, service: FhirService) -> AsyncIterator[Background]:
+    """Start the background duties the settings ask for; stop them when the block ends."""
+    if not hl7_enabled(settings):
+        yield Background()
+        return
+    from adapters.hl7v2.runtime import Hl7Runtime  # only deployments that use HL7 v2 load it
+
+    hl7 = await Hl7Runtime.from_settings(settings, service, convert_options(settings)).start()
+    try:
+        _freeze_start_up_objects()
+        yield Background(hl7=hl7)
+    finally:
+        await hl7.stop()
+
+
+def _freeze_start_up_objects() -> None:
+    # What the server built to start (models, registries, terminology: a few million
+    # objects) lives as long as the process: out of the collector's way, a full collection
+    # no longer walks all of it (~150 ms, stalling every HL7 v2 message under way).
+    gc.freeze()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fhir_server.errors import BadRequest, Gone, NotFound
+from fhir_server.errors import BadRequest
 from fhir_server.interactions.operations import Operation, OperationCall, Params
 from fhir_server.model import fhirjson
 
@@ -50,11 +50,7 @@ async def instance_resource(svc: FhirService, call: OperationCall) -> dict | Non
         return None
     assert call.type and call.id
     svc.policy.check(call.context, "read", call.type)
-    rec = await svc.storage.read(call.type, call.id)
-    if rec is None:
-        raise NotFound(f"{call.type}/{call.id} is not known")
-    if rec.deleted:
-        raise Gone(f"{call.type}/{call.id} was deleted")
+    rec = await svc.current(call.context, call.type, call.id)
     return fhirjson.loads(rec.data)
 
 

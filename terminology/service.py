@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from fhir_server.errors import BadRequest, InvalidResource, Issue, operation_outcome
@@ -37,17 +36,9 @@ _ALL_STRENGTHS = frozenset({"required", "extensible", "preferred"})
 async def install(svc: FhirService, terminology: Terminology | None = None) -> Terminology:
     """Attach a terminology service (the R4 core content by default) to `svc`."""
     terminology = terminology or Terminology()
-    for type in CONTENT_TYPES:
-        async for rec in svc.storage.iter_current(type):
-            _apply(terminology, rec)
-
-    def listener(written: Sequence[StoredResource]) -> None:
-        for rec in written:
-            _apply(terminology, rec)
-
-    svc.on_write(CONTENT_TYPES, listener)
-    svc.codes = terminology
-    svc.validators.append(_required_bindings(terminology))
+    await svc.watch(CONTENT_TYPES, lambda rec: _apply(terminology, rec))
+    svc.use_codes(terminology)
+    svc.add_validator(_required_bindings(terminology))
     for operation in operations(terminology):
         svc.add_operation(operation)
     svc.add_operation(_validate_operation(terminology))

@@ -34,8 +34,8 @@ from adapters.hl7v2.message import Header, MessageError, read_header
 from fhir_server.context import SYSTEM
 from fhir_server.errors import FhirError
 from fhir_server.interactions.request import Request
-from fhir_server.interactions.service import MODEL_VERDICTS, FhirService
-from fhir_server.model.validate import ModelVerdicts
+from fhir_server.interactions.service import FhirService
+from fhir_server.model.validate import MODEL_VERDICTS, ModelVerdicts
 
 log = logging.getLogger("fhir_server.hl7v2")
 

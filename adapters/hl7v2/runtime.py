@@ -1,6 +1,7 @@
 """The HL7 v2 adapter as the server runs it: inbox, ingestor, MLLP listener, outbound feeds.
 
-`Hl7Runtime.from_settings(settings, service)` builds it from the FHIR_* settings;
+`Hl7Runtime.from_settings(settings, service, convert)` builds it from the FHIR_* settings
+and the conversion options (built in one place, the assembly, for every HL7 v2 path);
 `start()` opens the inbox, processes what an earlier run left unprocessed, then starts
 the MLLP listener (FHIR_MLLP_PORT > 0) and the outbound dispatcher (destinations
 configured); `stop()` undoes it. `exchange(raw)` is the same path for a message that came
@@ -9,7 +10,6 @@ by HTTP: it returns the ACKs instead of writing them to a socket.
 
 from __future__ import annotations
 
-import gc
 import logging
 from dataclasses import dataclass
 
@@ -35,9 +35,10 @@ class Hl7Runtime:
     dispatcher: Dispatcher | None
 
     @classmethod
-    def from_settings(cls, settings: Settings, service: FhirService) -> Hl7Runtime:
+    def from_settings(cls, settings: Settings, service: FhirService, convert: ConvertOptions
+                      ) -> Hl7Runtime:
         inbox = Inbox(inbox_path(settings.storage, settings.database, settings.hl7_inbox))
-        ingestor = Ingestor(service, inbox, ingest_options(settings))
+        ingestor = Ingestor(service, inbox, ingest_options(settings, convert))
         listener = None
         if settings.mllp_port:
             limits = ListenerLimits(settings.mllp_max_message_bytes,
@@ -69,10 +70,6 @@ class Hl7Runtime:
             await self.dispatcher.start()
         if self.listener:
             await self.listener.start()
-        # What the server built to start (models, registries, terminology: a few million
-        # objects) lives as long as the process: out of the collector's way, a full
-        # collection no longer walks all of it (~150 ms, stalling every message under way).
-        gc.freeze()
         return self
 
     async def stop(self) -> None:
@@ -96,9 +93,7 @@ class Hl7Runtime:
         return acks
 
 
-def ingest_options(settings: Settings) -> IngestOptions:
-    convert = ConvertOptions(timezone=settings.hl7_timezone,
-                             identifier_systems=dict(settings.hl7_identifier_systems))
+def ingest_options(settings: Settings, convert: ConvertOptions) -> IngestOptions:
     return IngestOptions(convert=convert, base=settings.base_url or "")
 
 

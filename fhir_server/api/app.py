@@ -17,13 +17,13 @@ from starlette.responses import Response as HttpResponse
 
 from fhir_server.api.content import FORM_TYPE, MEDIA, parse_body, render, response_format
 from fhir_server.api.middleware import BodyLimitMiddleware
-from fhir_server.assembly import build_service
+from fhir_server.assembly import open_service, start_background
 from fhir_server.context import ANONYMOUS
 from fhir_server.errors import FhirError, Issue, NotFound, operation_outcome
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
+from fhir_server.parameters import FORMAT, PRETTY
 from fhir_server.settings import Settings
-from fhir_server.storage import make_storage
 from fhir_server.storage.base import Storage
 
 log = logging.getLogger("fhir_server")
@@ -36,24 +36,14 @@ _BODY_METHODS = ("POST", "PUT", "PATCH")
 def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
     """The ASGI app: FHIR REST under /fhir, storage opened and closed with the app."""
     settings = settings or Settings()
-    store = storage or make_storage(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await store.open()
-        app.state.service = await build_service(settings, store)
-        hl7 = None
-        try:
-            if settings.mllp_port or settings.hl7_destinations.strip() or settings.hl7_inbox:
-                from adapters.hl7v2.runtime import Hl7Runtime
-
-                hl7 = await Hl7Runtime.from_settings(settings, app.state.service).start()
-            app.state.hl7 = hl7
+        async with (open_service(settings, storage) as service,
+                    start_background(settings, service) as background):
+            app.state.service = service
+            app.state.hl7 = background.hl7
             yield
-        finally:
-            if hl7 is not None:
-                await hl7.stop()
-            await store.close()
 
     app = FastAPI(title="FHIR R4 server", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
@@ -83,7 +73,7 @@ async def hl7v2_endpoint(request: HttpRequest) -> HttpResponse:
 async def fhir_endpoint(request: HttpRequest) -> HttpResponse:
     service: FhirService = request.app.state.service
     query = parse_qsl(request.url.query, keep_blank_values=True)
-    fmt = response_format(request.headers.get("accept"), _first(query, "_format"))
+    fmt = response_format(request.headers.get("accept"), _first(query, FORMAT))
     request.state.fhir_format = fmt
     body = None
     method = request.method
@@ -107,7 +97,7 @@ async def fhir_endpoint(request: HttpRequest) -> HttpResponse:
     headers = dict(result.headers)
     if result.body is None or method == "HEAD":
         return HttpResponse(status_code=result.status, headers=headers)
-    pretty = _first(query, "_pretty") == "true"
+    pretty = _first(query, PRETTY) == "true"
     content = render(result.body, fmt, pretty)
     return HttpResponse(content, status_code=result.status, headers=headers,
                         media_type=MEDIA[fmt])

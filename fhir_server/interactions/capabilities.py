@@ -1,8 +1,9 @@
 """FHIR capabilities interaction: `GET [base]/metadata`.
 
 https://hl7.org/fhir/R4/http.html#capabilities -- the CapabilityStatement is generated
-from the route table the server actually uses (`routes.ROUTES`) and the search registry,
-so what it claims cannot drift from what the server does.
+from the route table the server actually uses (`routes.ROUTES`), the search registry and
+the registered operations, so what it claims cannot drift from what the server does: the
+cached statement is keyed on the registry's generation and the operations.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fhir_server.interactions.common import now_instant
 from fhir_server.interactions.request import Request, Response
 
 if TYPE_CHECKING:
+    from fhir_server.interactions.operations import Operation
     from fhir_server.interactions.routes import RouteMatch
     from fhir_server.interactions.service import FhirService
     from fhir_server.storage.base import StorageTx
@@ -33,14 +35,19 @@ async def handle(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | 
 def capability_statement(svc: FhirService, base: str) -> dict[str, Any]:
     from fhir_server.interactions.routes import ROUTES
 
-    interactions = {r.interaction for r in ROUTES}
-    statement = dict(_static_part(svc, frozenset(interactions)))
+    interactions = frozenset(r.interaction for r in ROUTES)
+    registry = svc.registry
+    statement = dict(_static_part(svc, (id(registry), registry.generation), svc.operations,
+                                  interactions))
     statement["implementation"] = {"description": "FHIR R4 server", "url": base}
     return statement
 
 
 @lru_cache(maxsize=4)
-def _static_part(svc: FhirService, interactions: frozenset[str]) -> dict[str, Any]:
+def _static_part(svc: FhirService, registry: tuple[int, int], operations: tuple[Operation, ...],
+                 interactions: frozenset[str]) -> dict[str, Any]:
+    """Everything but the base URL; rebuilt when the registry changes (a custom
+    SearchParameter stored or retired: its `generation` grows) or an operation is added."""
     system = [{"code": code} for code in ("transaction", "batch", "search-system",
                                            "history-system")
               if code in interactions or (code == "batch" and "transaction" in interactions)]

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from fhir_server.errors import BadRequest
 from fhir_server.interactions.request import Request
+from fhir_server.parameters import without_http_only
 from fhir_server.storage.base import StoredResource
 
 
@@ -35,7 +36,7 @@ def criteria_params(criteria: str | Sequence[tuple[str, str]]) -> list[tuple[str
 
 def query_criteria(req: Request) -> list[tuple[str, str]]:
     """The search criteria of a conditional update, patch or delete: its query, less format."""
-    return [(k, v) for k, v in req.query if k not in ("_format", "_pretty")]
+    return without_http_only(req.query)
 
 
 def criteria_key(type: str, criteria: str | Sequence[tuple[str, str]]) -> str:

@@ -15,8 +15,7 @@ matching is the engines' own).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fhirpathpy
 from antlr4 import CommonTokenStream, InputStream, Token
@@ -31,6 +30,9 @@ from fhir_server.model import fhirjson
 from fhir_server.search.registry import SearchParam, build_registry
 from fhir_server.storage.base import StoredResource
 
+if TYPE_CHECKING:
+    from fhir_server.interactions.service import FhirService
+
 TYPE = "SearchParameter"
 ACTIVE = frozenset({"active", "draft"})
 PARAM_TYPES = frozenset({"number", "date", "string", "token", "reference", "composite",
@@ -39,7 +41,7 @@ _NO_EXPRESSION = frozenset({"composite", "special"})
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*")
 
 
-async def install(svc: Any) -> None:
+async def install(svc: FhirService) -> None:
     """Register the stored custom parameters and keep the registry in step with writes."""
     core = {p.url: p for p in build_registry(experimental=True).params}
     by_id: dict[str, str] = {}  # SearchParameter id -> the url it registered
@@ -58,15 +60,8 @@ async def install(svc: Any) -> None:
             svc.registry.add(param)
             by_id[rec.id] = param.url
 
-    async for rec in svc.storage.iter_current(TYPE):
-        apply(rec)
-
-    def listener(written: Sequence[StoredResource]) -> None:
-        for rec in written:
-            apply(rec)
-
-    svc.on_write((TYPE,), listener)
-    svc.validators.append(lambda resource: check(resource, svc.registry.resource_types))
+    await svc.watch((TYPE,), apply)
+    svc.add_validator(lambda resource: check(resource, svc.registry.resource_types))
     svc.add_operation(reindex_operation())
 
 

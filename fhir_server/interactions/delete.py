@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fhir_server.errors import Forbidden, PreconditionFailed
+from fhir_server.errors import Gone, NotFound, PreconditionFailed
 from fhir_server.interactions.common import etag, query_criteria
 from fhir_server.interactions.request import Request, Response
 
@@ -55,12 +55,12 @@ async def conditional(
 async def delete_one(
     svc: FhirService, req: Request, db: StorageTx, type: str, id: str
 ) -> Response:
-    current = await db.read(type, id)
-    svc.check_if_match(req, current)
-    if current is None or current.deleted:
-        return Response(204)
     assert req.context
-    if not svc.policy.visible(req.context, current):
-        raise Forbidden(f"{type}/{id} is not visible to {req.context.subject}")
+    try:
+        current = await svc.current(req.context, type, id, db=db)
+    except (NotFound, Gone):  # deleting what is not there succeeds, unless If-Match asks
+        svc.check_if_match(req, None)
+        return Response(204)
+    svc.check_if_match(req, current)
     rec = await svc.store(db, type, id, None, current=current, method="DELETE")
     return Response(204, None, {"ETag": etag(rec)})

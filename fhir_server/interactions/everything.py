@@ -16,21 +16,18 @@ patient's resources after the other's. All of it goes through the access policy.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-import orjson
-
 from fhir_server.context import AccessContext, restrict_search
-from fhir_server.errors import BadRequest, Forbidden, Issue, NotFound
+from fhir_server.errors import BadRequest, Forbidden, Issue
 from fhir_server.interactions.bundles import bundle, entry
 from fhir_server.interactions.operations import Operation, OperationCall
 from fhir_server.model import fhirjson
+from fhir_server.parameters import bad_token, decode_token, encode_token, is_key
 from fhir_server.search import compartments
 from fhir_server.search.conditions import (
     Clause,
@@ -85,9 +82,7 @@ async def _run(svc: FhirService, call: OperationCall) -> bytes:
 
 async def _instance(svc: FhirService, call: OperationCall, type: str, id: str,
                     options: Options, cursor: dict | None) -> bytes:
-    focal = await svc.storage.read(type, id)
-    if focal is None or focal.deleted or not svc.policy.visible(call.context, focal):
-        raise NotFound(f"{type}/{id} is not known")
+    focal = await svc.current(call.context, type, id)
     items = await _everything(svc, call.context, focal, options, call.base)
     after = cursor.get("a") if cursor else None
     start = 0 if after is None else sum(1 for i in items if i.key <= _key_of(after, focal))
@@ -237,23 +232,16 @@ def _previous(items: list[Item], start: int, count: int) -> str | None:
     return "" if begin == 0 else _ref(items[begin - 1])
 
 
-def _encode(data: dict) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
-
-
-def _decode(token: str | None) -> dict | None:
+def _decode(token: str | None) -> dict[str, Any] | None:
+    """The cursor of a `_page` token: `a` the last item's Type/id, and at type level `k` and
+    `p`, the storage key and id of the patient that item belongs to."""
     if token is None:
         return None
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (ValueError, binascii.Error):
-        data = None
-    key = data.get("k") if isinstance(data, dict) else None
-    if (not isinstance(data, dict) or not isinstance(data.get("a"), str | None)
-            or not isinstance(data.get("p"), str | None)
-            or not (key is None or isinstance(key, list) and all(
-                v is None or isinstance(v, str | int | float) for v in key))):
-        raise BadRequest("_page is not a paging token of this server", expression=("_page",))
+    data = decode_token(token)
+    key = data.get("k")
+    if (not isinstance(data.get("a"), str | None) or not isinstance(data.get("p"), str | None)
+            or not (key is None or is_key(key))):
+        raise bad_token()
     return data
 
 
@@ -268,7 +256,7 @@ def _links(call: OperationCall, options: Options, page: list[Item], more: bool,
     fixed.append(("_count", str(options.count)))
 
     def link(token: dict | None) -> str:
-        extra = [("_page", _encode(token))] if token else []
+        extra = [("_page", encode_token(token))] if token else []
         return f"{call.base}/{where}/$everything?{urlencode([*fixed, *extra])}"
 
     current = call.params.string("_page")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import BadRequest, MethodNotAllowed, NotFound
 from fhir_server.interactions.request import Request, Response
-from fhir_server.search.parse import non_negative
+from fhir_server.parameters import HTTP_ONLY, non_negative
 
 if TYPE_CHECKING:
     from fhir_server.context import AccessContext
@@ -39,8 +39,7 @@ class Params:
 
     @classmethod
     def from_query(cls, query: tuple[tuple[str, str], ...]) -> Params:
-        skip = {"_format", "_pretty"}
-        return cls([{"name": k, "valueString": v} for k, v in query if k not in skip])
+        return cls([{"name": k, "valueString": v} for k, v in query if k not in HTTP_ONLY])
 
     @classmethod
     def from_body(cls, body: Any) -> Params:

@@ -12,7 +12,7 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
-from fhir_server.errors import BadRequest, Forbidden, Gone, NotFound
+from fhir_server.errors import BadRequest, NotFound
 from fhir_server.interactions.common import etag, version_headers
 from fhir_server.interactions.request import Request, Response
 from fhir_server.model import fhirjson
@@ -28,8 +28,7 @@ if TYPE_CHECKING:
 async def read(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | None) -> Response:
     assert m.type and m.id and req.context
     svc.policy.check(req.context, "read", m.type)
-    rec = await (tx or svc.storage).read(m.type, m.id)
-    rec = _existing(svc, req, rec, f"{m.type}/{m.id}")
+    rec = await svc.current(req.context, m.type, m.id, db=tx)
     if _not_modified(req, rec):
         return Response(304, None, version_headers(req, rec), not_modified=True)
     return shaped(req, rec, 200)
@@ -40,22 +39,8 @@ async def vread(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | N
     svc.policy.check(req.context, "read", m.type)
     if not m.vid.isdigit():
         raise NotFound(f"{m.type}/{m.id} has no version '{m.vid}'")
-    rec = await svc.storage.vread(m.type, m.id, int(m.vid))
-    rec = _existing(svc, req, rec, f"{m.type}/{m.id}/_history/{m.vid}")
+    rec = await svc.current(req.context, m.type, m.id, version=int(m.vid))
     return shaped(req, rec, 200)
-
-
-def _existing(
-    svc: FhirService, req: Request, rec: StoredResource | None, what: str
-) -> StoredResource:
-    if rec is None:
-        raise NotFound(f"{what} is not known")
-    if rec.deleted:
-        raise Gone(f"{what} was deleted", headers={"ETag": etag(rec)})
-    assert req.context
-    if not svc.policy.visible(req.context, rec):
-        raise Forbidden(f"{what} is not visible to {req.context.subject}")
-    return rec
 
 
 def _not_modified(req: Request, rec: StoredResource) -> bool:

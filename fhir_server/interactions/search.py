@@ -25,7 +25,7 @@ from fhir_server.model import fhirjson
 from fhir_server.model.summary import apply_elements, apply_summary
 from fhir_server.search import compartments
 from fhir_server.search.conditions import Clause
-from fhir_server.search.parse import parse_search
+from fhir_server.search.parse import NOT_SEARCH, parse_search
 from fhir_server.storage.base import StoredResource
 
 if TYPE_CHECKING:
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from fhir_server.interactions.service import FhirService
     from fhir_server.search.parse import ParsedSearch
     from fhir_server.storage.base import StorageTx
-
-_NOT_SEARCH = ("_format", "_pretty")
 
 
 async def type_(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | None) -> Response:
@@ -93,7 +91,7 @@ async def _search(
     clause) in it; `member` drops matches the clause alone cannot tell apart."""
     assert req.context
     svc.policy.check(req.context, "search", types[0] if len(types) == 1 else None)
-    params = [(k, v) for k, v in req.query if k not in (*_NOT_SEARCH, "_type")]
+    params = [(k, v) for k, v in req.query if k not in NOT_SEARCH]
     strict = req.prefer_handling == "strict"
     parsed = parse_search(
         svc.registry,

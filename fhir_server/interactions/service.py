@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextvars import ContextVar
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fhir_server.context import SYSTEM, AccessContext, AccessPolicy, AllowAll, restrict_search
 from fhir_server.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
+    Gone,
     NotFound,
     PreconditionFailed,
     VersionConflict,
@@ -25,17 +26,17 @@ from fhir_server.errors import (
 from fhir_server.interactions import hierarchies, routes
 from fhir_server.interactions.common import (
     criteria_params,
+    etag,
     location,
     now_instant,
     parse_etag,
     stamp,
     version_headers,
 )
-from fhir_server.interactions.everything import everything_operation
 from fhir_server.interactions.operations import Level, Operation
 from fhir_server.interactions.request import Request, Response
 from fhir_server.model import fhirjson
-from fhir_server.model.validate import ModelVerdicts, validate_resource
+from fhir_server.model.validate import MODEL_VERDICTS, validate_resource
 from fhir_server.search.extract import Indexer
 from fhir_server.search.parse import parse_search
 from fhir_server.search.registry import SearchRegistry, load_registry
@@ -44,16 +45,12 @@ from fhir_server.storage.base import Storage, StorageReader, StorageTx, StoredRe
 
 T = TypeVar("T")
 log = logging.getLogger("fhir_server")
-Validator = Callable[[dict], None]
+Validator = Callable[[dict[str, Any]], None]
 """An extra check of every resource written, after structure validation (raises InvalidResource)."""
 WriteListener = Callable[[Sequence[StoredResource]], None]
 """Told of the versions of its types that a committed transaction wrote."""
-MODEL_VERDICTS: ContextVar[ModelVerdicts | None] = ContextVar("fhir_model_verdicts",
-                                                               default=None)
-"""Set (around one `handle`) by a trusted writer whose resources come in few shapes (the
-HL7 v2 ingestor): `validate` then runs the R4B models only on shapes they have not accepted
-yet (see `ModelVerdicts`); the walk and the validators run on every resource as always.
-Client requests never set it."""
+Apply = Callable[[StoredResource], None]
+"""Told of one version of a watched type (a deletion has `deleted` set)."""
 
 
 class FhirService:
@@ -76,16 +73,42 @@ class FhirService:
         self.default_count = default_count
         self.max_count = max_count
         self.write_retries = write_retries
-        self.codes: CodeLookup | None = None  # terminology for :in/:not-in/:above/:below
-        self.validators: list[Validator] = []
-        self._operations: list[Operation] = [everything_operation()]
+        self._codes: CodeLookup | None = None
+        self._validators: list[Validator] = []
+        self._operations: list[Operation] = []
         self._listeners: dict[str, list[WriteListener]] = {}
         self._written: dict[int, list[StoredResource]] = {}  # per open transaction
 
-    # -- extension points ----------------------------------------------------------------
+    # -- extension points: how plug-ins (terminology, HL7 v2, custom parameters) attach -----
 
     def add_operation(self, operation: Operation) -> None:
+        """Answer `$name` at the operation's levels and types (listed in /metadata)."""
         self._operations.append(operation)
+
+    def add_validator(self, check: Validator) -> None:
+        """Run `check` on every resource written, after structure validation."""
+        self._validators.append(check)
+
+    def use_codes(self, codes: CodeLookup) -> None:
+        """Answer the token modifiers :in, :not-in, :above and :below from `codes`."""
+        self._codes = codes
+
+    @property
+    def codes(self) -> CodeLookup | None:
+        return self._codes
+
+    async def watch(self, types: Sequence[str], apply: Apply) -> None:
+        """`apply` to every current resource of `types` now, then to each version of them
+        that a transaction commits (in commit order), e.g. to keep a registry in step."""
+        for type in types:
+            async for rec in self.storage.iter_current(type):
+                apply(rec)
+
+        def listener(written: Sequence[StoredResource]) -> None:
+            for rec in written:
+                apply(rec)
+
+        self.on_write(types, listener)
 
     def operation(self, name: str, level: Level, type: str | None) -> Operation | None:
         return next((op for op in self._operations
@@ -199,11 +222,40 @@ class FhirService:
     def validate(self, resource: dict) -> dict:
         """Structure validation, then every registered validator (e.g. required bindings)."""
         valid = validate_resource(resource, verdicts=MODEL_VERDICTS.get())
-        for check in self.validators:
+        for check in self._validators:
             check(valid)
         return valid
 
     # -- reading -----------------------------------------------------------------------
+
+    async def current(
+        self,
+        ctx: AccessContext,
+        type: str,
+        id: str,
+        *,
+        version: int | None = None,
+        db: StorageReader | None = None,
+    ) -> StoredResource:
+        """The current version of Type/id (with `version`: that version) as `ctx` may see it.
+
+        The one rule for "this resource, now": NotFound when it never existed, Gone (with
+        its ETag) when that version is a deletion, Forbidden when the access policy hides it.
+        `db` is the transaction to read in (a Bundle's entries see its earlier writes).
+        """
+        if version is None:
+            what = f"{type}/{id}"
+            rec = await (db or self.storage).read(type, id)
+        else:
+            what = f"{type}/{id}/_history/{version}"
+            rec = await self.storage.vread(type, id, version)
+        if rec is None:
+            raise NotFound(f"{what} is not known")
+        if rec.deleted:
+            raise Gone(f"{what} was deleted", headers={"ETag": etag(rec)})
+        if not self.policy.visible(ctx, rec):
+            raise Forbidden(f"{what} is not visible to {ctx.subject}")
+        return rec
 
     async def find(
         self,

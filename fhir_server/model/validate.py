@@ -54,6 +54,7 @@ The parts live in `fhir_server.model.validation`: `metadata` (type sets, `elemen
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from fhir_server.errors import InvalidResource, Issue
@@ -85,6 +86,7 @@ __all__ = [  # the element kinds for xml.py, summary.py and fhirpath_patch.py to
     "R4_TYPES_FILE",
     "RESOURCE",
     "STRUCTURE_ONLY_TYPES",
+    "MODEL_VERDICTS",
     "Element",
     "ModelVerdicts",
     "elements",
@@ -105,7 +107,7 @@ class ModelVerdicts:
     (and `resourceType` values), which values are objects, arrays (of which element shapes)
     or which python type of primitive. The models' verdict on a resource the walk accepted
     depends on its shape only: every primitive value passes the walk's checks, which are the
-    models' own formats and ranges (or stricter; tests/unit/test_validate.py holds the walk
+    models' own formats and ranges (or stricter; tests/unit/model/test_validate.py holds the walk
     to the models' verdicts). So a resource of a shape the models accepted once, that the
     walk accepts, is valid without running them again (~0.1-1 ms a resource).
 
@@ -127,6 +129,14 @@ class ModelVerdicts:
         if len(self._accepted) >= self.limit:
             self._accepted.clear()
         self._accepted.add(shape)
+
+
+MODEL_VERDICTS: ContextVar[ModelVerdicts | None] = ContextVar("fhir_model_verdicts",
+                                                               default=None)
+"""Set (around one `FhirService.handle`) by a trusted writer whose resources come in few
+shapes (the HL7 v2 ingestor): the service's validation then passes it as `verdicts`, so the
+R4B models run only on shapes they have not accepted yet; the walk and the validators run
+on every resource as always. Client requests never set it."""
 
 
 def shape_of(value: Any) -> Any:

@@ -13,15 +13,19 @@ unknown parameter, modifier or sort key is a `BadRequest`, otherwise it is liste
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal, cast
 
-import orjson
-
 from fhir_server.errors import BadRequest
+from fhir_server.parameters import (
+    HTTP_ONLY,
+    bad_token,
+    decode_token,
+    encode_token,
+    is_key,
+    non_negative,
+)
 from fhir_server.search.conditions import (
     AnyOf,
     ChainCondition,
@@ -43,7 +47,7 @@ from fhir_server.search.types import TYPES, ParseContext, accepts
 from fhir_server.search.types.common import CodeLookup, bad_value, split_escaped, split_prefix
 
 DEFAULT_COUNT = 20
-NOT_SEARCH = frozenset({"_format", "_pretty", "_type"})  # handled by the HTTP layer or caller
+NOT_SEARCH = HTTP_ONLY | {"_type"}  # handled by the HTTP layer or the caller
 SORTABLE = frozenset({"_id", "_lastUpdated"})  # plus parameters of SORT_KINDS
 SORT_KINDS = frozenset({"string", "token", "date", "number", "quantity", "reference", "uri"})
 SUMMARIES = frozenset({"true", "text", "data", "count", "false"})
@@ -376,16 +380,11 @@ class _Parser:
             self.used.append(("_sort", sort_signature(self.sort)))
 
     def page_(self, value: str) -> None:
-        try:
-            data = orjson.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
-            signature, before, key = data["s"], bool(data["b"]), tuple(data["k"])
-        except (ValueError, TypeError, KeyError, binascii.Error):
-            raise BadRequest("_page is not a paging token of this server",
-                             expression=("_page",)) from None
-        if not isinstance(signature, str) or not all(
-                v is None or isinstance(v, str | int | float) for v in key):
-            raise BadRequest("_page is not a paging token of this server", expression=("_page",))
-        self.page = (signature, PageKey(key, before))
+        data = decode_token(value)
+        signature, key = data.get("s"), data.get("k")
+        if not isinstance(signature, str) or "b" not in data or not is_key(key):
+            raise bad_token()
+        self.page = (signature, PageKey(tuple(key), bool(data["b"])))
 
     def include(self, name: str, value: str) -> None:
         found = parse_include(self.registry, name, value)
@@ -417,20 +416,7 @@ def sort_signature(sort: tuple[SortKey, ...]) -> str:
 def page_token(sort: tuple[SortKey, ...], key: tuple, before: bool) -> str:
     """The `_page` value that continues a search after (or before) a page key: opaque to
     clients, bound to the sort it was made for."""
-    data = orjson.dumps({"s": sort_signature(sort), "b": before, "k": list(key)})
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def non_negative(name: str, value: object) -> int:
-    """`value` as an int >= 0, or a 400 naming the parameter."""
-    try:
-        number = int(str(value))
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise BadRequest(f"{name} must be a non-negative integer, not '{value}'",
-                         expression=(name,))
-    return number
+    return encode_token({"s": sort_signature(sort), "b": before, "k": list(key)})
 
 
 def _one_of(name: str, value: str, allowed: frozenset[str]) -> str:

@@ -5,7 +5,7 @@ some 25 indexed expressions. Nearly all of the R4 expressions are nothing but me
 with equality filters on a primitive child (`Patient.telecom.where(system='phone')`) and
 casts of a choice element (`(Observation.value as CodeableConcept).text`): those are followed
 directly over the JSON, typed with the r4 model fhirpathpy ships, and give the
-same (type, value) pairs as fhirpathpy (tests/unit/test_search_extract.py compares them for
+same (type, value) pairs as fhirpathpy (tests/unit/search/test_search_extract.py compares them for
 every such expression). Anything else (other functions, operators...) returns None from
 `compile_path` and goes to fhirpathpy.
 """

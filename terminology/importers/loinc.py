@@ -27,9 +27,15 @@ from collections.abc import Iterator
 from os import PathLike
 from pathlib import Path
 
-from terminology.importers import ImportResult, ProgressCallback, RowError
+from terminology.importers import (
+    ImportResult,
+    ProgressCallback,
+    RowError,
+    complete_code_system,
+)
 
 LOINC_URL = "http://loinc.org"
+LOINC_OID = "2.16.840.1.113883.6.1"
 SYNONYM = {"system": "http://snomed.info/sct", "code": "900000000000013009", "display": "Synonym"}
 
 LOINC_TABLE_COLUMNS = (
@@ -186,27 +192,13 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 
 def _code_system(version: str | None, concepts: list[dict]) -> dict:
-    code_system: dict = {
-        "resourceType": "CodeSystem",
-        "url": LOINC_URL,
-        "identifier": [{"system": "urn:ietf:rfc:3986", "value": "urn:oid:2.16.840.1.113883.6.1"}],
-    }
-    if version:
-        code_system["version"] = version
-    code_system |= {
-        "name": "LOINC",
-        "title": "LOINC Code System",
-        "status": "active",
-        "experimental": False,
+    about = {
         "publisher": "Regenstrief Institute, Inc.",
         "copyright": "This material contains content from LOINC (http://loinc.org). LOINC is "
         "copyright Regenstrief Institute, Inc. and the Logical Observation Identifiers Names "
         "and Codes (LOINC) Committee and is available at no cost under the license at "
         "http://loinc.org/license.",
         "caseSensitive": False,
-        "content": "complete",
-        "count": len(concepts),
-        "property": [dict(declaration) for declaration in PROPERTY_DECLARATIONS],
-        "concept": concepts,
     }
-    return code_system
+    return complete_code_system(LOINC_URL, LOINC_OID, version, ("LOINC", "LOINC Code System"),
+                                about, PROPERTY_DECLARATIONS, concepts)

@@ -31,9 +31,15 @@ from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
-from terminology.importers import ImportResult, ProgressCallback, RowError
+from terminology.importers import (
+    ImportResult,
+    ProgressCallback,
+    RowError,
+    complete_code_system,
+)
 
 SNOMED_URL = "http://snomed.info/sct"
+SNOMED_OID = "2.16.840.1.113883.6.96"
 INTERNATIONAL_EDITION = "900000000000207008"
 IS_A = "116680003"
 FSN = "900000000000003001"
@@ -265,25 +271,7 @@ def _version_uri(version: str, module_id: str) -> str | None:
 
 
 def _code_system(version: str | None, concepts: list[dict]) -> dict:
-    code_system: dict = {
-        "resourceType": "CodeSystem",
-        "url": SNOMED_URL,
-        "identifier": [{"system": "urn:ietf:rfc:3986", "value": "urn:oid:2.16.840.1.113883.6.96"}],
-    }
-    if version:
-        code_system["version"] = version
-    code_system |= {
-        "name": "SNOMED_CT",
-        "title": "SNOMED CT",
-        "status": "active",
-        "experimental": False,
-        "publisher": "SNOMED International",
-        "caseSensitive": False,
-        "hierarchyMeaning": "is-a",
-        "compositional": True,
-        "content": "complete",
-        "count": len(concepts),
-        "property": [dict(declaration) for declaration in PROPERTY_DECLARATIONS],
-        "concept": concepts,
-    }
-    return code_system
+    about = {"publisher": "SNOMED International", "caseSensitive": False,
+             "hierarchyMeaning": "is-a", "compositional": True}
+    return complete_code_system(SNOMED_URL, SNOMED_OID, version, ("SNOMED_CT", "SNOMED CT"),
+                                about, PROPERTY_DECLARATIONS, concepts)

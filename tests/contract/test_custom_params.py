@@ -13,6 +13,7 @@ import pytest
 from fhir_server.context import SYSTEM
 from fhir_server.errors import BadRequest, InvalidResource
 from fhir_server.interactions import custom_params, reindex
+from fhir_server.interactions.operations import Operation, OperationCall
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.search.registry import build_registry
@@ -153,3 +154,27 @@ async def test_storage_reindex_touches_only_the_current_version(storage: Storage
     async with storage.transaction() as tx:
         assert await tx.reindex("Patient", made["id"], 2, index) is True
     assert await blue_ids(svc) == {made["id"]}
+
+
+def patient_params(statement: dict) -> set[str]:
+    resource = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Patient")
+    return {p["name"] for p in resource["searchParam"]}
+
+
+async def test_metadata_follows_the_registry_and_the_operations(storage: Storage) -> None:
+    """A parameter stored (or retired) after the first /metadata, and an operation
+    registered after it, show in the next CapabilityStatement."""
+    svc = await make_service(storage)
+    assert "eye-colour" not in patient_params(await call(svc, "GET", "metadata"))
+    await call(svc, "PUT", "SearchParameter/eye-colour", eye_colour_param())
+    assert "eye-colour" in patient_params(await call(svc, "GET", "metadata"))
+    await call(svc, "PUT", "SearchParameter/eye-colour", eye_colour_param("retired"))
+    assert "eye-colour" not in patient_params(await call(svc, "GET", "metadata"))
+
+    svc.add_operation(Operation("ping", _ping, frozenset({"system"})))
+    system = (await call(svc, "GET", "metadata"))["rest"][0]
+    assert "ping" in {op["name"] for op in system["operation"]}
+
+
+async def _ping(svc: FhirService, call: OperationCall) -> dict:
+    return {"resourceType": "Parameters"}

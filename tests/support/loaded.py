@@ -1,4 +1,5 @@
-"""A FhirService on a test engine, holding a fixed set of resources (PUT by id)."""
+"""A FhirService on a test engine, holding a fixed set of resources (PUT by id), with
+`$everything` registered."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterable
 import orjson
 
 from fhir_server.context import SYSTEM
+from fhir_server.interactions.everything import everything_operation
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.storage.base import Storage
@@ -14,6 +16,7 @@ from fhir_server.storage.base import Storage
 
 async def loaded_service(storage: Storage, resources: Iterable[dict]) -> FhirService:
     svc = FhirService(storage, base_url="http://test/fhir")
+    svc.add_operation(everything_operation())  # as the assembly registers it
     for resource in resources:
         path = f"{resource['resourceType']}/{resource['id']}"
         response = await svc.handle(Request("PUT", path, body=resource, context=SYSTEM))

@@ -141,7 +141,7 @@ def test_missing_pid3_is_ae_101_with_location() -> None:
 
 
 def test_a_batch_file_is_sent_as_its_messages() -> None:
-    from adapters.hl7v2.cli import split_messages
+    from fhir_server.cli.hl7 import split_messages
 
     one, two = adt(), adt().replace("|C1|", "|C2|")
     batch = f"\ufeffFHS|^~\\&|APP\nBHS|^~\\&|APP\r\n{one}{two}BTS|2\nFTS|1\n".encode()

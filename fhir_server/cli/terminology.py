@@ -67,18 +67,11 @@ def _run(id: str, importer: Importer) -> None:
 
 
 async def _store(id: str, code_system: dict) -> int:
-    from fhir_server.assembly import build_service
+    from fhir_server.assembly import open_service
     from fhir_server.interactions.request import Request
-    from fhir_server.storage import make_storage
 
-    settings = Settings()
-    storage = make_storage(settings)
-    await storage.open()
-    try:
-        service = await build_service(settings, storage)
+    async with open_service(Settings()) as service:
         response = await service.handle(
             Request("PUT", f"CodeSystem/{id}", body=code_system,
                     headers={"prefer": "return=minimal"}))
         return response.status
-    finally:
-        await storage.close()

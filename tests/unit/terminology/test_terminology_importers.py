@@ -22,7 +22,7 @@ from tests.support.snomed_fixture import (
     write_snomed_fixture,
 )
 
-VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "terminology"
+VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "terminology"
 LOINC_CSV = VECTORS / "loinc" / "Loinc.csv"
 SNOMED_DIR = VECTORS / "snomed"
 SNOMED_FILES = SNOMED_DIR / "Snapshot" / "Terminology"
@@ -392,3 +392,16 @@ def test_fixture_for_the_benchmark(tmp_path):
     concepts = by_code(import_snomed(tmp_path))
     assert list(concepts) == codes
     assert parents(concepts[codes[-1]]) == [codes[(199 - 1) // 8]]
+
+
+def test_both_importers_share_the_code_system_skeleton() -> None:
+    """Identity, status and content come from one skeleton, elements in FHIR order."""
+    loinc, snomed = import_loinc(LOINC_CSV).code_system, import_snomed(SNOMED_DIR).code_system
+    for code_system in (loinc, snomed):
+        keys = list(code_system)
+        assert keys[:3] == ["resourceType", "url", "identifier"]
+        assert keys.index("title") < keys.index("status") < keys.index("publisher")
+        assert keys[-4:] == ["content", "count", "property", "concept"]
+        assert code_system["count"] == len(code_system["concept"])
+        assert (code_system["status"], code_system["experimental"]) == ("active", False)
+        assert code_system["identifier"][0]["value"].startswith("urn:oid:2.16.840.1.113883.6.")

@@ -16,7 +16,7 @@ from fhir_server.errors import BadRequest, FhirError, InvalidResource, Unprocess
 from fhir_server.model.fhirpath_patch import apply_fhirpath_patch, apply_json_patch
 from fhir_server.model.validate import validate_resource
 
-VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "fhirpatch"
+VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "fhirpatch"
 CASES = json.loads((VECTORS / "cases.json").read_text(encoding="utf-8"))["cases"]
 ERRORS = json.loads((VECTORS / "errors.json").read_text(encoding="utf-8"))["cases"]
 

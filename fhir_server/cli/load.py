@@ -1,4 +1,4 @@
-"""Bulk load and export for the command line, through the FHIR service.
+"""`fhir-server load` and `fhir-server export`: bulk NDJSON and Bundles, through the service.
 
 Loading streams NDJSON files line by line and commits them in chunks (one transaction
 per chunk); when a chunk fails, its resources are retried one by one so a bad resource
@@ -9,26 +9,44 @@ like NDJSON lines. Export streams each type to `<Type>.ndjson` in constant memor
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
+import typer
 from tqdm import tqdm
 
-from fhir_server.assembly import build_service
 from fhir_server.context import SYSTEM
 from fhir_server.errors import FhirError
-from fhir_server.interactions.reindex import Checkpoint, reindex
 from fhir_server.interactions.request import Request, Response
-from fhir_server.interactions.service import FhirService
 from fhir_server.model import fhirjson
 from fhir_server.settings import Settings
-from fhir_server.storage import make_storage
+
+if TYPE_CHECKING:
+    from fhir_server.interactions.service import FhirService
 
 CHUNK = 500
+
+
+def load(
+    paths: Annotated[list[Path], typer.Argument(help="Bundle / NDJSON files or folders")],
+) -> None:
+    """Load Bundles (transaction, batch, collection) and NDJSON files into the database."""
+    summary = asyncio.run(load_paths(Settings(), paths))
+    raise typer.Exit(code=0 if summary.failed == 0 else 1)
+
+
+def export(
+    type: Annotated[list[str], typer.Option("--type", help="Resource type (repeatable)")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for <Type>.ndjson files")],
+) -> None:
+    """Export current resources as NDJSON, one file per type, streamed."""
+    asyncio.run(export_types(Settings(), type, out))
 
 
 @dataclass
@@ -52,54 +70,12 @@ class Source:
 
 
 async def load_paths(settings: Settings, paths: Iterable[Path]) -> LoadSummary:
-    storage = make_storage(settings)
-    await storage.open()
-    try:
-        service = await build_service(settings, storage)
+    from fhir_server.assembly import open_service
+
+    async with open_service(settings) as service:
         summary = await load_files(service, list(_files(paths)))
-    finally:
-        await storage.close()
     _print_summary(summary)
     return summary
-
-
-async def reindex_types(
-    settings: Settings, types: list[str], checkpoint: Path, *, restart: bool = False
-) -> Checkpoint:
-    """Re-index `types` (every type when empty), resuming from the `checkpoint` file.
-
-    The file is rewritten after every batch and removed once the run completes.
-    """
-    state = Checkpoint()
-    if checkpoint.exists() and not restart:
-        state = Checkpoint.from_json(orjson.loads(checkpoint.read_bytes()))
-        tqdm.write(f"resuming: {len(state.done)} type(s) done, {state.type or '-'} "
-                   f"after {state.last_id or '-'}", file=sys.stderr)
-
-    def save(current: Checkpoint) -> None:
-        partial = checkpoint.with_suffix(checkpoint.suffix + ".tmp")
-        partial.write_bytes(orjson.dumps(current.to_json()))
-        partial.replace(checkpoint)
-
-    storage = make_storage(settings)
-    await storage.open()
-    try:
-        service = await build_service(settings, storage)
-        unknown = [t for t in types if t not in service.resource_types]
-        if unknown:
-            raise ValueError(f"unknown resource type(s): {', '.join(unknown)}")
-        with tqdm(unit=" resources", desc="reindexing") as bar:
-            def progress(type: str, n: int) -> None:
-                bar.set_postfix_str(type)
-                bar.update(n)
-            state = await reindex(service, types or sorted(service.resource_types), state,
-                                  save=save, progress=progress)
-    finally:
-        await storage.close()
-    checkpoint.unlink(missing_ok=True)
-    for type, count in sorted(state.counts.items()):
-        print(f"{type}: {count}")
-    return state
 
 
 async def load_files(service: FhirService, files: list[Path]) -> LoadSummary:
@@ -250,17 +226,14 @@ def _print_summary(summary: LoadSummary) -> None:
 
 
 async def export_types(settings: Settings, types: list[str], out: Path) -> dict[str, int]:
-    storage = make_storage(settings)
-    await storage.open()
+    from fhir_server.assembly import open_service
+
     out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
-    try:
-        service = FhirService(storage, base_url=settings.base_url)
+    async with open_service(settings) as service:
         for kind in types:
             counts[kind] = await _export_one(service, kind, out / f"{kind}.ndjson")
             print(f"{kind}: {counts[kind]} resources -> {out / f'{kind}.ndjson'}")
-    finally:
-        await storage.close()
     return counts
 
 

@@ -144,25 +144,20 @@ async def _replay_inbound(settings: Settings, letter: DeadLetter) -> tuple[str, 
     from adapters.hl7v2.inbox import Inbox
     from adapters.hl7v2.ingest import Ingestor
     from adapters.hl7v2.runtime import ingest_options
-    from fhir_server.assembly import build_service
-    from fhir_server.storage import make_storage
+    from fhir_server.assembly import convert_options, open_service
 
-    storage = make_storage(settings)
-    await storage.open()
-    inbox = Inbox(inbox_path(settings.storage, settings.database, settings.hl7_inbox))
-    await inbox.open()
-    try:
-        service = await build_service(settings, storage)
-        ingestor = Ingestor(service, inbox, ingest_options(settings))
-        stored = await inbox.call(inbox.file.message, letter.message_id)
-        if stored is None:
-            return "AE", f"message {letter.message_id} is not in the inbox"
-        outcome = await ingestor.process(stored)
-        ack = read_ack(outcome.ack)
-        return outcome.code, ack.text
-    finally:
-        await inbox.close()
-        await storage.close()
+    async with open_service(settings) as service:
+        inbox = Inbox(inbox_path(settings.storage, settings.database, settings.hl7_inbox))
+        await inbox.open()
+        try:
+            options = ingest_options(settings, convert_options(settings))
+            stored = await inbox.call(inbox.file.message, letter.message_id)
+            if stored is None:
+                return "AE", f"message {letter.message_id} is not in the inbox"
+            outcome = await Ingestor(service, inbox, options).process(stored)
+            return outcome.code, read_ack(outcome.ack).text
+        finally:
+            await inbox.close()
 
 
 @app.command()

@@ -41,7 +41,7 @@ def bundle(
 
 def entry(
     full_url: str | None,
-    resource: bytes | dict | None,
+    resource: bytes | dict[str, Any] | None,
     **parts: Any,
 ) -> bytes:
     """One Bundle.entry: fullUrl, the resource (stored bytes or a dict), then `parts`."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import fhirpathpy
 from antlr4 import CommonTokenStream, InputStream, Token
@@ -70,7 +70,7 @@ async def install(svc: Any) -> None:
     svc.add_operation(reindex_operation())
 
 
-def check(resource: dict, resource_types: frozenset[str]) -> None:
+def check(resource: dict[str, Any], resource_types: frozenset[str]) -> None:
     """Raise InvalidResource when a SearchParameter could not work as a search parameter."""
     if resource.get("resourceType") != TYPE:
         return
@@ -99,7 +99,7 @@ def check(resource: dict, resource_types: frozenset[str]) -> None:
         _invalid(f"SearchParameter.expression is not valid FHIRPath: {problem}", "expression")
 
 
-class _Errors(ErrorListener):
+class _Errors(ErrorListener):  # type: ignore[misc]  # antlr4 ships no types
     def __init__(self) -> None:
         self.first: str | None = None
 
@@ -128,5 +128,5 @@ def syntax_error(expression: str) -> str | None:
     return errors.first
 
 
-def _invalid(message: str, element: str) -> None:
+def _invalid(message: str, element: str) -> NoReturn:
     raise InvalidResource(message, expression=(f"SearchParameter.{element}",))

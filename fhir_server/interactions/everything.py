@@ -84,7 +84,7 @@ async def _run(svc: FhirService, call: OperationCall) -> bytes:
 
 
 async def _instance(svc: FhirService, call: OperationCall, type: str, id: str,
-                    options: Options, cursor: dict | None) -> bytes:
+                    options: Options, cursor: dict[str, Any] | None) -> bytes:
     focal = await svc.storage.read(type, id)
     if focal is None or focal.deleted or not svc.policy.visible(call.context, focal):
         raise NotFound(f"{type}/{id} is not known")
@@ -98,7 +98,7 @@ async def _instance(svc: FhirService, call: OperationCall, type: str, id: str,
 
 
 async def _type_level(svc: FhirService, call: OperationCall, type: str, options: Options,
-                      cursor: dict | None) -> bytes:
+                      cursor: dict[str, Any] | None) -> bytes:
     svc.policy.check(call.context, "search", type)
     page: list[Item] = []
     owners: list[tuple[Any, str]] = []  # (storage key, id) of the focal resource of each item
@@ -237,11 +237,11 @@ def _previous(items: list[Item], start: int, count: int) -> str | None:
     return "" if begin == 0 else _ref(items[begin - 1])
 
 
-def _encode(data: dict) -> str:
+def _encode(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
 
 
-def _decode(token: str | None) -> dict | None:
+def _decode(token: str | None) -> dict[str, Any] | None:
     if token is None:
         return None
     try:
@@ -267,7 +267,7 @@ def _links(call: OperationCall, options: Options, page: list[Item], more: bool,
         fixed.append(("_since", str(call.params.string("_since"))))
     fixed.append(("_count", str(options.count)))
 
-    def link(token: dict | None) -> str:
+    def link(token: dict[str, Any] | None) -> str:
         extra = [("_page", _encode(token))] if token else []
         return f"{call.base}/{where}/$everything?{urlencode([*fixed, *extra])}"
 

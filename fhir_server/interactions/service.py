@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fhir_server.context import SYSTEM, AccessContext, AccessPolicy, AllowAll, restrict_search
 from fhir_server.errors import (
@@ -44,7 +44,7 @@ from fhir_server.storage.base import Storage, StorageReader, StorageTx, StoredRe
 
 T = TypeVar("T")
 log = logging.getLogger("fhir_server")
-Validator = Callable[[dict], None]
+Validator = Callable[[dict[str, Any]], None]
 """An extra check of every resource written, after structure validation (raises InvalidResource)."""
 WriteListener = Callable[[Sequence[StoredResource]], None]
 """Told of the versions of its types that a committed transaction wrote."""
@@ -161,7 +161,7 @@ class FhirService:
         tx: StorageTx,
         type: str,
         id: str,
-        resource: dict | None,
+        resource: dict[str, Any] | None,
         *,
         current: StoredResource | None,
         method: str,
@@ -183,7 +183,7 @@ class FhirService:
             self._written.setdefault(id(tx), []).append(rec)
         return rec
 
-    def resource_from_body(self, req: Request, type: str) -> dict:
+    def resource_from_body(self, req: Request, type: str) -> dict[str, Any]:
         """The request body as a validated resource of `type`, or a 400 naming what is wrong."""
         body = req.body
         if not isinstance(body, dict):
@@ -196,7 +196,7 @@ class FhirService:
             )
         return self.validate(body)
 
-    def validate(self, resource: dict) -> dict:
+    def validate(self, resource: dict[str, Any]) -> dict[str, Any]:
         """Structure validation, then every registered validator (e.g. required bindings)."""
         valid = validate_resource(resource, verdicts=MODEL_VERDICTS.get())
         for check in self.validators:

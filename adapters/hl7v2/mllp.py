@@ -40,12 +40,13 @@ class TooLarge(Exception):
         self.head = head
 
 
-class BoundedReader(HL7StreamReader):
+class BoundedReader(HL7StreamReader):  # type: ignore[misc]  # hl7 ships no types
     """Its `readblock()` consumes an oversized block entirely and raises `TooLarge`."""
 
     async def readuntil(self, separator: bytes = END) -> bytes:
         try:
-            return await super().readuntil(separator)
+            block: bytes = await super().readuntil(separator)
+            return block
         except LimitOverrunError as overrun:
             head = await self.readexactly(overrun.consumed)
             await self._skip_to(separator)
@@ -197,8 +198,9 @@ class MllpSender:
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._streams is None:
-            self._streams = await asyncio.wait_for(
+            streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] = await asyncio.wait_for(
                 open_hl7_connection(self.host, self.port), self.timeout)
+            self._streams = streams
         return self._streams
 
     async def close(self) -> None:

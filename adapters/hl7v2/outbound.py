@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from adapters.hl7v2.ack import read_ack
 from adapters.hl7v2.fhir_to_v2 import Envelope, adt_a08, oru_r01
@@ -150,7 +151,7 @@ class Dispatcher:
         before = await self._read(f"DiagnosticReport/{rec.id}/_history/{rec.version - 1}")
         return before is not None and before.get("status") == "final"
 
-    async def _read(self, path: str) -> dict | None:
+    async def _read(self, path: str) -> dict[str, Any] | None:
         if not path or "/" not in path:
             return None
         try:
@@ -218,7 +219,7 @@ class Dispatcher:
         return True
 
     def _backoff(self, message: Outgoing) -> float:
-        return self.options.backoff * 2 ** message.attempts
+        return self.options.backoff * 2.0 ** message.attempts
 
 
 def _same_system(origin: str | None, system: str) -> bool:

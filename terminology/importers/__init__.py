@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["ImportResult", "ProgressCallback", "RowError", "import_loinc", "import_snomed"]
 
@@ -34,7 +35,7 @@ class RowError:
 class ImportResult:
     """What an import produced: the CodeSystem dict, how many rows and concepts, and the errors."""
 
-    code_system: dict
+    code_system: dict[str, Any]
     rows: int
     concepts: int
     errors: list[RowError] = field(default_factory=list)

@@ -26,8 +26,12 @@ import re
 from collections.abc import Iterator
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from terminology.importers import ImportResult, ProgressCallback, RowError
+
+if TYPE_CHECKING:
+    from _csv import Reader  # what csv.reader returns
 
 LOINC_URL = "http://loinc.org"
 SYNONYM = {"system": "http://snomed.info/sct", "code": "900000000000013009", "display": "Synonym"}
@@ -107,7 +111,7 @@ def import_loinc(
     """
     path = Path(path)
     errors: list[RowError] = []
-    concepts: list[dict] = []
+    concepts: list[dict[str, Any]] = []
     seen: set[str] = set()
     latest = ""
     rows = 0
@@ -132,7 +136,7 @@ def import_loinc(
     return ImportResult(code_system, rows=rows, concepts=len(concepts), errors=errors)
 
 
-def _rows(reader, file: str, errors: list[RowError]) -> Iterator[tuple[int, list[str]]]:
+def _rows(reader: Reader, file: str, errors: list[RowError]) -> Iterator[tuple[int, list[str]]]:
     """Yield (first line number, fields) per non-blank row; CSV syntax errors become errors."""
     while True:
         line = reader.line_num + 1
@@ -161,13 +165,13 @@ def _check(row: list[str], layout: _Layout, seen: set[str]) -> str | None:
     return None
 
 
-def _concept(row: list[str], layout: _Layout) -> dict:
-    concept: dict = {"code": row[layout.code].strip(), "display": row[layout.display]}
+def _concept(row: list[str], layout: _Layout) -> dict[str, Any]:
+    concept: dict[str, Any] = {"code": row[layout.code].strip(), "display": row[layout.display]}
     if layout.shortname is not None and row[layout.shortname]:
         concept["designation"] = [
             {"language": "en-US", "use": dict(SYNONYM), "value": row[layout.shortname]}
         ]
-    properties = [
+    properties: list[dict[str, Any]] = [
         {"code": code, "valueString": row[i]} for code, i in layout.properties if row[i]
     ]
     status = row[layout.status] if layout.status is not None else ""
@@ -185,8 +189,8 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", version))
 
 
-def _code_system(version: str | None, concepts: list[dict]) -> dict:
-    code_system: dict = {
+def _code_system(version: str | None, concepts: list[dict[str, Any]]) -> dict[str, Any]:
+    code_system: dict[str, Any] = {
         "resourceType": "CodeSystem",
         "url": LOINC_URL,
         "identifier": [{"system": "urn:ietf:rfc:3986", "value": "urn:oid:2.16.840.1.113883.6.1"}],

@@ -7,6 +7,8 @@ makes the older ones searchable too, without new versions.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
@@ -22,7 +24,7 @@ EYE = "http://example.org/fhir/StructureDefinition/eye-colour"
 STRICT = {"prefer": "handling=strict"}
 
 
-def eye_colour_param(status: str = "active") -> dict:
+def eye_colour_param(status: str = "active") -> dict[str, Any]:
     return {"resourceType": "SearchParameter", "id": "eye-colour",
             "url": "http://example.org/fhir/SearchParameter/eye-colour", "name": "EyeColour",
             "status": status, "description": "Eye colour from the extension", "code": "eye-colour",
@@ -30,7 +32,7 @@ def eye_colour_param(status: str = "active") -> dict:
             "expression": f"Patient.extension.where(url = '{EYE}').value"}
 
 
-def patient(colour: str) -> dict:
+def patient(colour: str) -> dict[str, Any]:
     return {"resourceType": "Patient", "extension": [{"url": EYE, "valueCode": colour}]}
 
 
@@ -41,7 +43,8 @@ async def make_service(storage: Storage) -> FhirService:
 
 
 async def call(svc: FhirService, method: str, path: str, body: object = None,
-               query: tuple = (), headers: dict | None = None) -> dict:
+               query: tuple[tuple[str, str], ...] = (),
+               headers: dict[str, str] | None = None) -> dict[str, Any]:
     response = await svc.handle(Request(method, path, query, headers=headers or {}, body=body,
                                         context=SYSTEM))
     data = response.body
@@ -99,7 +102,7 @@ async def test_a_restarted_server_knows_the_stored_parameters(storage: Storage) 
     ({"code": "has space"}, "code"),
 ])
 async def test_a_parameter_that_cannot_work_is_refused(
-    storage: Storage, change: dict, element: str
+    storage: Storage, change: dict[str, Any], element: str
 ) -> None:
     svc = await make_service(storage)
     with pytest.raises(InvalidResource, match=f"SearchParameter.{element}"):
@@ -113,7 +116,7 @@ async def test_reindex_resumes_from_its_checkpoint(
     ids = [(await call(svc, "POST", "Patient", patient("blue")))["id"] for _ in range(5)]
     await call(svc, "PUT", "SearchParameter/eye-colour", eye_colour_param())
     monkeypatch.setattr(reindex, "BATCH", 2)
-    saved: list[dict] = []
+    saved: list[dict[str, Any]] = []
 
     def crash_after_first_batch(state: reindex.Checkpoint) -> None:
         saved.append(state.to_json())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,7 +62,7 @@ _OK_SCANS = ("USING INTEGER PRIMARY KEY", "USING ROWID")  # by rowid: one row pe
 
 
 async def _fill(svc: FhirService) -> None:
-    async def put(resource: dict) -> None:
+    async def put(resource: dict[str, Any]) -> None:
         await svc.handle(Request("PUT", f"{resource['resourceType']}/{resource['id']}",
                                  body=resource, context=SYSTEM))
     for n in range(30):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import Any
 
 import pytest
 from lxml import etree
@@ -103,13 +104,13 @@ ROUND_TRIPS = [
 ]
 
 
-def canonical(resource: dict) -> str:
+def canonical(resource: dict[str, Any]) -> str:
     return json.dumps(resource, sort_keys=True)
 
 
 @pytest.mark.parametrize("pretty", [False, True])
 @pytest.mark.parametrize("resource", ROUND_TRIPS, ids=lambda r: r["resourceType"])
-def test_round_trip_keeps_every_value(resource: dict, pretty: bool) -> None:
+def test_round_trip_keeps_every_value(resource: dict[str, Any], pretty: bool) -> None:
     before = copy.deepcopy(resource)
     xml = json_to_xml(resource, pretty=pretty)
     assert xml.startswith(b"<?xml version='1.0' encoding='UTF-8'?>")

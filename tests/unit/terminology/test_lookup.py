@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from fhir_server.errors import BadRequest, NotFound
@@ -9,7 +11,7 @@ from terminology import Terminology
 from tests.unit.terminology.samples import ACT_CODE, COLORS, GENDER, params
 
 
-def _properties(result: dict) -> list[tuple[str, object]]:
+def _properties(result: dict[str, Any]) -> list[tuple[str, object]]:
     out = []
     for entry in result["parameter"]:
         if entry["name"] == "property":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from fhir_server.errors import FhirError
@@ -22,7 +24,7 @@ ODD_VALUE_SETS = [
 
 
 @pytest.mark.parametrize("compose", ODD_VALUE_SETS)
-def test_odd_value_sets(local: Terminology, compose: dict) -> None:
+def test_odd_value_sets(local: Terminology, compose: dict[str, Any]) -> None:
     resource = {"resourceType": "ValueSet", "url": "http://example.org/odd", **compose}
     for call in (
         lambda: local.expand(resource),
@@ -48,7 +50,7 @@ def test_odd_code_system_content_is_skipped() -> None:
 @pytest.mark.parametrize("kwargs", [
     {"filter": 5}, {"count": "2"}, {"offset": -1}, {"display_language": 3}, {"count": True},
 ])
-def test_odd_expand_arguments(local: Terminology, kwargs: dict) -> None:
+def test_odd_expand_arguments(local: Terminology, kwargs: dict[str, Any]) -> None:
     with pytest.raises(FhirError):
         local.expand(COLORS_VS, **kwargs)
 

@@ -19,6 +19,7 @@ the process dies in that instant: the write itself is committed either way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -170,10 +171,8 @@ class Dispatcher:
             while True:
                 wake.clear()
                 delay = await self.deliver(destination, sender)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), delay)
-                except TimeoutError:
-                    pass
         finally:
             await sender.close()
 

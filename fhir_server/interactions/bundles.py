@@ -94,4 +94,4 @@ def page_links(
     return links
 
 
-__all__ = ["bundle", "entry", "history_entry", "page_links", "http_date"]
+__all__ = ["bundle", "entry", "history_entry", "http_date", "page_links"]

@@ -103,7 +103,7 @@ class _Errors(ErrorListener):  # type: ignore[misc]  # antlr4 ships no types
     def __init__(self) -> None:
         self.first: str | None = None
 
-    def syntaxError(self, recognizer: Any, symbol: Any, line: int, column: int,  # noqa: N802
+    def syntaxError(self, recognizer: Any, symbol: Any, line: int, column: int,  # antlr's name
                     msg: str, e: Any) -> None:
         self.first = self.first or f"column {column + 1}: {msg}"
 

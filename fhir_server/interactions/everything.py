@@ -251,8 +251,8 @@ def _decode(token: str | None) -> dict[str, Any] | None:
     key = data.get("k") if isinstance(data, dict) else None
     if (not isinstance(data, dict) or not isinstance(data.get("a"), str | None)
             or not isinstance(data.get("p"), str | None)
-            or not (key is None or isinstance(key, list) and all(
-                v is None or isinstance(v, str | int | float) for v in key))):
+            or not (key is None or (isinstance(key, list) and all(
+                v is None or isinstance(v, str | int | float) for v in key)))):
         raise BadRequest("_page is not a paging token of this server", expression=("_page",))
     return data
 

@@ -257,11 +257,8 @@ class Indexer:
         """(path, evaluate, fast components) of one base branch of a composite."""
         if not self.fast_paths:
             return text, with_fhirpathpy(text), tuple(None for _ in param.components)
-        evaluate: Evaluate | None
-        if text == type:  # the resource itself (`Observation` in code-value-quantity)
-            evaluate = _itself(type)
-        else:
-            evaluate = compile_path(text)
+        # `Type` itself is the resource (`Observation` in code-value-quantity)
+        evaluate: Evaluate | None = _itself(type) if text == type else compile_path(text)
         fast = tuple(compile_relative(text, c.expression) for c in param.components)
         return text, evaluate or with_fhirpathpy(text), fast
 

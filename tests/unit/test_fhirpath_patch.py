@@ -108,7 +108,7 @@ def test_json_patch_applies_in_order_without_touching_the_input() -> None:
     ])
     assert result == {"resourceType": "Patient", "id": "p", "gender": False,
                       "name": [{"given": ["Peter", "James"]}, {"given": ["Peter", "James"]}]}
-    assert PATIENT == before
+    assert before == PATIENT
 
 
 @pytest.mark.parametrize(("patch", "error"), [

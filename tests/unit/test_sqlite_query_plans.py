@@ -117,7 +117,7 @@ async def test_search_uses_indexes(database: Path, type: str, query: str) -> Non
         params = [tuple(p.split("=", 1)) for p in query.split("&")]
         parsed = parse_search(svc.registry, (type,), params, strict=True)  # type: ignore[arg-type]
         statements: list[str] = []
-        conn = storage._read_conn  # noqa: SLF001 - the test watches the engine's own SQL
+        conn = storage._read_conn  # the test watches the engine's own SQL
         conn.set_trace_callback(statements.append)
         try:
             page = await storage.search(parsed.query)

@@ -295,7 +295,7 @@ def test_xml_of_an_invalid_resource_is_invalid_resource(body: bytes, code: str,
                                                         path: str) -> None:
     with pytest.raises(InvalidResource) as caught:
         xml_to_json(body)
-    assert [(i.code, i.expression) for i in caught.value.issues][0] == (code, (path,))
+    assert next((i.code, i.expression) for i in caught.value.issues) == (code, (path,))
 
 
 def test_json_from_xml_has_no_nulls_or_empty_arrays_beyond_primitive_alignment() -> None:

@@ -167,7 +167,7 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
         if origin is list:
             many, annotation = True, typing.get_args(annotation)[0]
         elif origin is typing.Union or origin is types.UnionType:
-            annotation = [a for a in typing.get_args(annotation) if a is not type(None)][0]
+            annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
         else:
             return annotation, many
 

@@ -48,7 +48,7 @@ def test_lookup_designations_and_language(local: Terminology) -> None:
 
 
 def test_lookup_errors(core: Terminology) -> None:
-    with pytest.raises(NotFound, match="example.org/none"):
+    with pytest.raises(NotFound, match=r"example\.org/none"):
         core.lookup("http://example.org/none", "x")
     with pytest.raises(NotFound, match="'nope'"):
         core.lookup(GENDER, "nope")

@@ -1,4 +1,4 @@
-"""The shape DESIGN.md promises, checked: only fhir_server.api imports a web framework."""
+"""The promises the code makes, checked: the import contracts, ruff, and mypy --strict."""
 
 from __future__ import annotations
 
@@ -18,4 +18,11 @@ def test_import_contracts_hold() -> None:
 def test_ruff_is_clean() -> None:
     ruff = Path(sys.executable).parent / "ruff"
     result = subprocess.run([str(ruff), "check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_is_clean() -> None:
+    """Every package type-checks in strict mode (configured in pyproject.toml)."""
+    mypy = Path(sys.executable).parent / "mypy"
+    result = subprocess.run([str(mypy)], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

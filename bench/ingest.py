@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -73,8 +74,9 @@ def ingest(fhir_base: str, bundles: list[PreparedBundle], concurrency: int) -> I
 
 
 def post_all(fhir_base: str, work: queue.Queue[PreparedBundle | None], result: IngestResult,
-             lock: threading.Lock, bar: tqdm) -> None:
+             lock: threading.Lock, bar: tqdm[Any]) -> None:
     url = urlsplit(fhir_base)
+    assert url.hostname, f"no host in {fhir_base}"
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=300)
     try:
         while (bundle := work.get()) is not None:

@@ -50,6 +50,7 @@ class Workload:
 def client_loop(base_url: str, workload: Workload, kind: str, deadline: float,
                 latencies: list[float], statuses: Counter[int]) -> None:
     url = urlsplit(base_url)
+    assert url.hostname, f"no host in {base_url}"
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
     while time.perf_counter() < deadline:
         method, path, body = workload.request(kind)

@@ -130,7 +130,7 @@ def _prepare_chunk(job: tuple[int, int, int]) -> list[tuple[str, str, bytes, lis
 
 
 async def _write(path: Path, batches: Iterator[list[tuple[str, str, bytes, list[Any]]]],
-                 bar: tqdm) -> None:
+                 bar: tqdm[Any]) -> None:
     from fhir_server.storage.base import StoredResource
     from fhir_server.storage.sqlite import SQLiteStorage
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -135,7 +136,7 @@ def parse_wrk_output(text: str) -> LoadResult:
     return from_text(text)
 
 
-def from_json(data: dict) -> LoadResult:
+def from_json(data: dict[str, Any]) -> LoadResult:
     errors = data["errors"]
     statuses = {int(status): int(n) for status, n in data.get("statuses", {}).items()}
     non_2xx = sum(n for status, n in statuses.items() if not 200 <= status < 300)

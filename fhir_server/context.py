@@ -8,7 +8,7 @@ the interactions themselves.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from fhir_server.errors import Forbidden
 from fhir_server.search.conditions import SearchQuery, map_inner
@@ -46,7 +46,7 @@ class AccessPolicy(Protocol):
     def check(self, ctx: AccessContext, action: Action, resource_type: str | None) -> None: ...
 
     def check_resource(
-        self, ctx: AccessContext, action: Action, resource_type: str, resource: dict
+        self, ctx: AccessContext, action: Action, resource_type: str, resource: dict[str, Any]
     ) -> None: ...
 
     def visible(self, ctx: AccessContext, rec: StoredResource) -> bool: ...
@@ -67,7 +67,7 @@ class AllowAll:
         return None
 
     def check_resource(
-        self, ctx: AccessContext, action: Action, resource_type: str, resource: dict
+        self, ctx: AccessContext, action: Action, resource_type: str, resource: dict[str, Any]
     ) -> None:
         return None
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -55,7 +55,7 @@ def decode_token(token: str, name: str = PAGE) -> dict[str, Any]:
     return data
 
 
-def is_key(values: object) -> bool:
+def is_key(values: object) -> TypeGuard[list[str | int | float | None]]:
     """A sort key as tokens carry it: a list of plain JSON values (str, number, null)."""
     return isinstance(values, list) and all(_plain(v) for v in values)
 

@@ -22,6 +22,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 OUT = Path(__file__).resolve().parent.parent / "adapters" / "hl7v2" / "data" / "maps.json"
 CONCEPT_MAPS = (
@@ -88,7 +89,7 @@ def structures(path: Path) -> dict[str, str]:
     return out
 
 
-def build(mappings: Path) -> dict:
+def build(mappings: Path) -> dict[str, Any]:
     folder = mappings / "codesystems"
     codes = {name: concept_map(folder / f"HL7 Concept Map_ {name} - Sheet1.csv")
              for name in CONCEPT_MAPS}

@@ -40,7 +40,7 @@ SKIPPED_TYPES = frozenset({"Extension", "Element", "BackboneElement"})
 def selected(sd: dict[str, Any]) -> bool:
     """Concrete resource types and complex datatypes, and the two abstract resource bases."""
     if sd.get("type") in INHERITED and sd.get("kind") == "resource":
-        return sd["url"].endswith("/" + sd["type"])
+        return bool(sd["url"].endswith("/" + sd["type"]))
     return (sd.get("kind") in ("resource", "complex-type")
             and sd.get("derivation") == "specialization" and not sd.get("abstract", False))
 
@@ -59,8 +59,8 @@ def binding_of(element: dict[str, Any]) -> list[str] | None:
 def child_of(element: dict[str, Any], datatypes: set[str]) -> str | list[str] | None:
     """The complex type(s) an element may be descended into, as written in `children`."""
     if "contentReference" in element:
-        return element["contentReference"]
-    codes = [t["code"] for t in element.get("type", ())]
+        return str(element["contentReference"])
+    codes: list[str] = [t["code"] for t in element.get("type", ())]
     if element["path"].endswith("[x]"):
         return [c for c in codes if c in datatypes] or None
     if codes == ["Resource"]:
@@ -70,7 +70,7 @@ def child_of(element: dict[str, Any], datatypes: set[str]) -> str | list[str] | 
     return None
 
 
-def extract(sd: dict[str, Any], datatypes: set[str]) -> tuple[dict, dict]:
+def extract(sd: dict[str, Any], datatypes: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(bindings, children) of one StructureDefinition, inherited elements left out."""
     bindings: dict[str, list[str]] = {}
     children: dict[str, Any] = {}
@@ -91,7 +91,7 @@ def extract(sd: dict[str, Any], datatypes: set[str]) -> tuple[dict, dict]:
     return bindings, children
 
 
-def useful_paths(bindings: dict, children: dict) -> dict[str, Any]:
+def useful_paths(bindings: dict[str, Any], children: dict[str, Any]) -> dict[str, Any]:
     """`children` without the entries that lead to no binding (repeated to a fixpoint)."""
     while True:
         roots = {p.split(".", 1)[0] for p in bindings} | {p.split(".", 1)[0] for p in children}
@@ -124,7 +124,9 @@ def generate(tgz: bytes) -> None:
         children.update(c)
         if sd["kind"] == "resource" and sd["type"] != "Resource":
             bases[sd["type"]] = sd["baseDefinition"].rsplit("/", 1)[-1]
-    data = {"bases": bases, "bindings": bindings, "children": useful_paths(bindings, children)}
+    data: dict[str, Any] = {
+        "bases": bases, "bindings": bindings, "children": useful_paths(bindings, children)
+    }
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(text, encoding="utf-8")

@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from generate_r4_data import package_resources, run  # noqa: E402
+from generate_r4_data import package_resources, run
 
 OUT = Path(__file__).resolve().parent.parent / "terminology" / "data" / "r4_terminology.json.gz"
 KINDS = ("CodeSystem", "ValueSet", "ConceptMap")

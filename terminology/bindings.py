@@ -176,7 +176,7 @@ def _resource_plan(resource_type: str, strengths: frozenset[str]) -> _Plan | Non
 # -- the check ------------------------------------------------------------------------------
 
 # A location is a linked list, made text only for an issue: (parent, step label, index or None).
-_Loc = tuple | str
+_Loc = tuple[Any, ...] | str
 
 
 def _path(loc: _Loc) -> str:
@@ -204,7 +204,7 @@ class _Check:
         if plan is not None:
             self.object(data, plan, rtype if loc is None else loc)
 
-    def object(self, data: dict, plan: _Plan, loc: _Loc) -> None:
+    def object(self, data: dict[str, Any], plan: _Plan, loc: _Loc) -> None:
         for key, step in plan.items():
             value = data.get(key)
             if value is None:
@@ -235,7 +235,7 @@ class _Check:
             else:
                 self.concept(value, step, loc)
 
-    def coding(self, value: dict, step: _Step, loc: _Loc) -> None:
+    def coding(self, value: dict[str, Any], step: _Step, loc: _Loc) -> None:
         code = value.get("code")
         if type(code) is not str:
             return
@@ -245,7 +245,7 @@ class _Check:
         if self.contains(step.binding.value_set, system, code) is False:
             self.fail(loc, step, f"{_coded(system, code)} is not in the value set")
 
-    def concept(self, value: dict, step: _Step, loc: _Loc) -> None:
+    def concept(self, value: dict[str, Any], step: _Step, loc: _Loc) -> None:
         binding = step.binding
         assert binding is not None
         codings = value.get("coding")
@@ -280,7 +280,7 @@ def _coded(system: str | None, code: str) -> str:
 
 
 def check_bindings(
-    resource: dict, contains: ContainsFn, *, strengths: frozenset[str] = REQUIRED
+    resource: dict[str, Any], contains: ContainsFn, *, strengths: frozenset[str] = REQUIRED
 ) -> list[Issue]:
     """Issues for the coded values of `resource` (and the resources in it) that are not in the
     value sets their elements are bound to with one of `strengths`; `contains` decides."""

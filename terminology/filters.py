@@ -159,10 +159,7 @@ def compile_filters(index: CodeSystemIndex, specs: Any) -> list[Filter]:
 def select(index: CodeSystemIndex, filters: list[Filter]) -> list[Concept]:
     """Concepts passing every filter, in document order."""
     bounds = [f.candidates() for f in filters if f.candidates is not None]
-    if bounds:
-        pool = index.ordered(min(bounds, key=len))
-    else:
-        pool = list(index)
+    pool = index.ordered(min(bounds, key=len)) if bounds else list(index)
     return [c for c in pool if all(f.test(c) for f in filters)]
 
 

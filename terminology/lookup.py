@@ -78,7 +78,7 @@ def _designations(concept: Concept) -> list[dict[str, Any]]:
     return out
 
 
-def _properties(index: CodeSystemIndex, concept: Concept, wanted: set[str]) -> list[dict]:
+def _properties(index: CodeSystemIndex, concept: Concept, wanted: set[str]) -> list[dict[str, Any]]:
     out = [
         _property(prop)
         for prop in concept.properties

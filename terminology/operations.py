@@ -11,12 +11,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import BadRequest
-from fhir_server.interactions.operations import Operation, OperationCall, Params
+from fhir_server.interactions.operations import Handler, Operation, OperationCall, Params
 from fhir_server.model import fhirjson
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from fhir_server.interactions.service import FhirService
     from terminology.registry import Terminology
+
+    # (terminology, input parameters, the instance or None) -> the output
+    TerminologyHandler = Callable[[Terminology, Params, dict[str, Any] | None], dict[str, Any]]
 
 _HL7 = "http://hl7.org/fhir/OperationDefinition/"
 _TYPE_AND_INSTANCE = frozenset({"type", "instance"})
@@ -25,12 +30,12 @@ _TYPE_AND_INSTANCE = frozenset({"type", "instance"})
 def operations(terminology: Terminology) -> list[Operation]:
     """The operations to register on the FHIR service, bound to `terminology`."""
 
-    def bind(handler: Any) -> Any:
-        async def run(svc: FhirService, call: OperationCall) -> dict:
+    def bind(handler: TerminologyHandler) -> Handler:
+        async def run(svc: FhirService, call: OperationCall) -> dict[str, Any]:
             return handler(terminology, call.params, await instance_resource(svc, call))
         return run
 
-    def op(name: str, type: str, handler: Any) -> Operation:
+    def op(name: str, type: str, handler: TerminologyHandler) -> Operation:
         return Operation(name, bind(handler), _TYPE_AND_INSTANCE, frozenset({type}),
                          f"{_HL7}{type}-{name}")
 
@@ -44,14 +49,15 @@ def operations(terminology: Terminology) -> list[Operation]:
     ]
 
 
-async def instance_resource(svc: FhirService, call: OperationCall) -> dict | None:
+async def instance_resource(svc: FhirService, call: OperationCall) -> dict[str, Any] | None:
     """The stored resource an instance-level call names (None at type level)."""
     if call.level != "instance":
         return None
     assert call.type and call.id
     svc.policy.check(call.context, "read", call.type)
     rec = await svc.current(call.context, call.type, call.id)
-    return fhirjson.loads(rec.data)
+    resource: dict[str, Any] = fhirjson.loads(rec.data)
+    return resource
 
 
 def _required(value: str | None, name: str, why: str = "") -> str:
@@ -68,7 +74,9 @@ def _coding(params: Params, name: str) -> tuple[str | None, str | None, str | No
     return coding.get("system"), coding.get("code"), coding.get("version")
 
 
-def lookup(terminology: Terminology, params: Params, instance: dict | None) -> dict:
+def lookup(
+    terminology: Terminology, params: Params, instance: dict[str, Any] | None
+) -> dict[str, Any]:
     system, code, version = _coding(params, "coding")
     code = params.string("code") or code
     system = (instance or {}).get("url") or params.string("system") or system
@@ -82,8 +90,8 @@ def lookup(terminology: Terminology, params: Params, instance: dict | None) -> d
 
 
 def validate_code_in_system(
-    terminology: Terminology, params: Params, instance: dict | None
-) -> dict:
+    terminology: Terminology, params: Params, instance: dict[str, Any] | None
+) -> dict[str, Any]:
     system, code, version = _coding(params, "coding")
     concept = params.complex("codeableConcept")
     if concept and not code:
@@ -100,7 +108,9 @@ def validate_code_in_system(
     )
 
 
-def subsumes(terminology: Terminology, params: Params, instance: dict | None) -> dict:
+def subsumes(
+    terminology: Terminology, params: Params, instance: dict[str, Any] | None
+) -> dict[str, Any]:
     system_a, code_a, version_a = _coding(params, "codingA")
     system_b, code_b, _ = _coding(params, "codingB")
     system = (instance or {}).get("url") or params.string("system") or system_a or system_b
@@ -115,7 +125,7 @@ def subsumes(terminology: Terminology, params: Params, instance: dict | None) ->
     )
 
 
-def _value_set(params: Params, instance: dict | None) -> dict | str:
+def _value_set(params: Params, instance: dict[str, Any] | None) -> dict[str, Any] | str:
     if instance is not None:
         return instance
     given = params.resource("valueSet") or params.resource("resource")  # or the body itself
@@ -126,7 +136,9 @@ def _value_set(params: Params, instance: dict | None) -> dict | str:
     return f"{url}|{version}" if version else url
 
 
-def expand(terminology: Terminology, params: Params, instance: dict | None) -> dict:
+def expand(
+    terminology: Terminology, params: Params, instance: dict[str, Any] | None
+) -> dict[str, Any]:
     return terminology.expand(
         _value_set(params, instance),
         filter=params.string("filter"),
@@ -139,8 +151,8 @@ def expand(terminology: Terminology, params: Params, instance: dict | None) -> d
 
 
 def validate_code_in_value_set(
-    terminology: Terminology, params: Params, instance: dict | None
-) -> dict:
+    terminology: Terminology, params: Params, instance: dict[str, Any] | None
+) -> dict[str, Any]:
     code, coding, concept = params.string("code"), params.complex("coding"), params.complex(
         "codeableConcept")
     if not (code or coding or concept):
@@ -157,7 +169,9 @@ def validate_code_in_value_set(
     )
 
 
-def translate(terminology: Terminology, params: Params, instance: dict | None) -> dict:
+def translate(
+    terminology: Terminology, params: Params, instance: dict[str, Any] | None
+) -> dict[str, Any]:
     system, code, _ = _coding(params, "coding")
     concept = params.complex("codeableConcept")
     if concept and not code:

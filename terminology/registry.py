@@ -139,7 +139,7 @@ class Terminology:
             return cached[1]
         if url in seen:
             raise Unprocessable(f"ValueSet {url} includes itself")
-        items = expand_items(value_set, self, seen + (url,))
+        items = expand_items(value_set, self, (*seen, url))
         self._expansions[_identity(value_set)] = (value_set, items)
         return items
 
@@ -150,7 +150,7 @@ class Terminology:
             return UNKNOWN
         if url in seen:
             raise Unprocessable(f"ValueSet {url} includes itself")
-        return membership(value_set, self, system, code, seen + (url,))
+        return membership(value_set, self, system, code, (*seen, url))
 
     # -- operations -------------------------------------------------------------------------
 

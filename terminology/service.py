@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import BadRequest, InvalidResource, Issue, operation_outcome
 from fhir_server.interactions.operations import Operation, OperationCall
@@ -53,7 +53,7 @@ def _apply(terminology: Terminology, rec: StoredResource) -> None:
 
 
 def _required_bindings(terminology: Terminology) -> Validator:
-    def check(resource: dict) -> None:
+    def check(resource: dict[str, Any]) -> None:
         issues = check_bindings(resource, terminology.contains)
         if issues:
             raise InvalidResource(issues[0].diagnostics, issues=issues)
@@ -61,7 +61,7 @@ def _required_bindings(terminology: Terminology) -> Validator:
 
 
 def _validate_operation(terminology: Terminology) -> Operation:
-    async def run(svc: FhirService, call: OperationCall) -> dict:
+    async def run(svc: FhirService, call: OperationCall) -> dict[str, Any]:
         resource = call.params.resource("resource")
         if resource is None:
             resource = await instance_resource(svc, call)
@@ -74,7 +74,9 @@ def _validate_operation(terminology: Terminology) -> Operation:
                      definition="http://hl7.org/fhir/OperationDefinition/Resource-validate")
 
 
-def validate_outcome(terminology: Terminology, resource: dict, type: str | None) -> dict:
+def validate_outcome(
+    terminology: Terminology, resource: dict[str, Any], type: str | None
+) -> dict[str, Any]:
     """An OperationOutcome for `resource`: structure errors, then binding errors (required)
     and warnings (extensible, preferred). `information` "no issues" when it is valid."""
     issues: list[Issue] = []

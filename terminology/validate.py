@@ -100,7 +100,7 @@ def _check(value_set: dict[str, Any], resolver: Resolver, coding: Any,
     return True, display_warning(code, coding.get("display"), display, known), display
 
 
-def _known_names(resolver: Resolver, item: Item) -> tuple[str | None, tuple[dict, ...]]:
+def _known_names(resolver: Resolver, item: Item) -> tuple[str | None, tuple[dict[str, Any], ...]]:
     """The display to report and every designation the given display may match."""
     index = resolver.code_system(item.system, item.version)
     concept = index.get(item.code) if index is not None else None

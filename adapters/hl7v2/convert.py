@@ -1026,9 +1026,9 @@ def _appointment(ctx: _Context, sch: Segment, event: str) -> str:
     reason = dt.codeable(sch.components(7))
     if reason:
         appt["reasonCode"] = [reason]
-    kind = dt.codeable(sch.components(8))
-    if kind:
-        appt["appointmentType"] = kind
+    appointment_type = dt.codeable(sch.components(8))
+    if appointment_type:
+        appt["appointmentType"] = appointment_type
     tq1 = ctx.message.first("TQ1")
     timing = sch.components(11)
     start = ctx.time(tq1.text(7) if tq1 is not None else dt.part(timing, 4))

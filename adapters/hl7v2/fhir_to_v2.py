@@ -40,7 +40,7 @@ class Envelope:
     authorities: Mapping[str, str] = field(default_factory=dict)  # system URI -> HL7 authority
 
 
-def adt_a08(patient: dict, envelope: Envelope) -> str:
+def adt_a08(patient: dict[str, Any], envelope: Envelope) -> str:
     """ADT^A08 (update patient information) carrying `patient`."""
     now = timestamp()
     return _message([
@@ -51,8 +51,8 @@ def adt_a08(patient: dict, envelope: Envelope) -> str:
     ])
 
 
-def oru_r01(report: dict, patient: dict | None, observations: list[dict],
-            envelope: Envelope) -> str:
+def oru_r01(report: dict[str, Any], patient: dict[str, Any] | None,
+            observations: list[dict[str, Any]], envelope: Envelope) -> str:
     """ORU^R01 (unsolicited observation result): one OBR for `report`, one OBX per result."""
     segments = [_msh(envelope, "ORU^R01^ORU_R01", timestamp())]
     if patient is not None:
@@ -75,7 +75,7 @@ def _msh(envelope: Envelope, message_type: str, now: str) -> str:
         control_id(), "P", VERSION, "", "", "", "", "", CHARSET])
 
 
-def _pid(patient: dict, envelope: Envelope) -> str:
+def _pid(patient: dict[str, Any], envelope: Envelope) -> str:
     identifiers = [_cx(i, envelope) for i in patient.get("identifier") or [] if i.get("value")]
     identifiers = identifiers or [f"{_esc(patient.get('id', ''))}^^^FHIR^RI"]
     names = [_xpn(n) for n in patient.get("name") or []]
@@ -87,7 +87,7 @@ def _pid(patient: dict, envelope: Envelope) -> str:
                     "", "", "~".join(addresses), "", "~".join(phones))
 
 
-def _obx(number: int, observation: dict) -> str:
+def _obx(number: int, observation: dict[str, Any]) -> str:
     kind, value, units = _value(observation)
     ranges = observation.get("referenceRange") or []
     interpretation = (observation.get("interpretation") or [{}])[0]
@@ -99,7 +99,7 @@ def _obx(number: int, observation: dict) -> str:
         OBSERVATION_STATUS.get(observation.get("status", ""), ""), "", "", effective)
 
 
-def _value(observation: dict) -> tuple[str, str, str]:
+def _value(observation: dict[str, Any]) -> tuple[str, str, str]:
     """OBX-2 value type, OBX-5 value, OBX-6 units."""
     if "valueQuantity" in observation:
         quantity = observation["valueQuantity"]
@@ -116,7 +116,7 @@ def _value(observation: dict) -> tuple[str, str, str]:
     return "ST", "", ""
 
 
-def _range(reference: dict) -> str:
+def _range(reference: dict[str, Any]) -> str:
     if reference.get("text"):
         return _esc(reference["text"])
     low = _number((reference.get("low") or {}).get("value"))
@@ -124,21 +124,21 @@ def _range(reference: dict) -> str:
     return f"{low}-{high}" if low or high else ""
 
 
-def _cx(identifier: dict, envelope: Envelope) -> str:
+def _cx(identifier: dict[str, Any], envelope: Envelope) -> str:
     system = identifier.get("system", "")
     authority = envelope.authorities.get(system) or (f"&{_esc(system)}&URI" if system else "")
     kind = ((identifier.get("type") or {}).get("coding") or [{}])[0].get("code", "")
     return f"{_esc(identifier['value'])}^^^{authority}^{_esc(kind)}".rstrip("^")
 
 
-def _xpn(name: dict) -> str:
+def _xpn(name: dict[str, Any]) -> str:
     given = name.get("given") or []
     parts = [name.get("family", ""), given[0] if given else "", " ".join(given[1:]),
              " ".join(name.get("suffix") or []), " ".join(name.get("prefix") or [])]
     return "^".join(_esc(p) for p in parts).rstrip("^")
 
 
-def _xad(address: dict) -> str:
+def _xad(address: dict[str, Any]) -> str:
     lines = address.get("line") or []
     parts = [lines[0] if lines else "", " ".join(lines[1:]), address.get("city", ""),
              address.get("state", ""), address.get("postalCode", ""),
@@ -146,7 +146,7 @@ def _xad(address: dict) -> str:
     return "^".join(_esc(p) for p in parts).rstrip("^")
 
 
-def _cwe(concept: dict | None) -> str:
+def _cwe(concept: dict[str, Any] | None) -> str:
     if not concept:
         return ""
     coding = (concept.get("coding") or [{}])[0]

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -391,10 +391,10 @@ class _Call:
     fn: Callable[..., object]
     args: tuple[object, ...]
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future
+    future: asyncio.Future[Any]  # of the call's result type
 
 
-def _settle(future: asyncio.Future, ok: bool, value: object) -> None:
+def _settle(future: asyncio.Future[Any], ok: bool, value: object) -> None:
     if future.done():
         return
     if ok:

@@ -261,7 +261,7 @@ def _starts_segment(line: str, sep: str) -> bool:
 class Segment:
     """One segment: `field(n)` is field n as sent, escapes and all (MSH-1 is the separator)."""
 
-    __slots__ = ("name", "occurrence", "fields", "delims", "_split")
+    __slots__ = ("_split", "delims", "fields", "name", "occurrence")
 
     def __init__(self, text: str, occurrence: int, delims: Delimiters) -> None:
         self.fields = text.split(delims.field)

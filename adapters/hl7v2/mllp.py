@@ -15,6 +15,7 @@ next message on the connection is read whole.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from asyncio import IncompleteReadError, LimitOverrunError
 from dataclasses import dataclass
@@ -40,12 +41,13 @@ class TooLarge(Exception):
         self.head = head
 
 
-class BoundedReader(HL7StreamReader):
+class BoundedReader(HL7StreamReader):  # type: ignore[misc]  # hl7 ships no types
     """Its `readblock()` consumes an oversized block entirely and raises `TooLarge`."""
 
     async def readuntil(self, separator: bytes = END) -> bytes:
         try:
-            return await super().readuntil(separator)
+            block: bytes = await super().readuntil(separator)
+            return block
         except LimitOverrunError as overrun:
             head = await self.readexactly(overrun.consumed)
             await self._skip_to(separator)
@@ -140,10 +142,8 @@ class MllpListener:
             block = error.head
         except (TimeoutError, IncompleteReadError, InvalidBlockError, ConnectionError):
             return
-        try:
+        with contextlib.suppress(ConnectionError):
             await self.ingestor.reject(block, text, "207", reply)
-        except ConnectionError:
-            pass
 
     async def _next(self, reader: BoundedReader, reply: Reply) -> bool:
         """Read and answer one block; False when the connection is done."""
@@ -182,10 +182,9 @@ class MllpSender:
             await writer.drain()
             received = [await self._read(reader)]
             if application_ack and read_ack(received[0]).code == "CA":
-                try:
+                # MSH-16 ER or SU: no application ACK is also an answer
+                with contextlib.suppress(TimeoutError):
                     received.append(await self._read(reader))
-                except TimeoutError:
-                    pass  # MSH-16 ER or SU: no application ACK is also an answer
             return received
         except BaseException:
             await self.close()
@@ -197,8 +196,9 @@ class MllpSender:
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._streams is None:
-            self._streams = await asyncio.wait_for(
+            streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] = await asyncio.wait_for(
                 open_hl7_connection(self.host, self.port), self.timeout)
+            self._streams = streams
         return self._streams
 
     async def close(self) -> None:
@@ -206,10 +206,8 @@ class MllpSender:
             writer = self._streams[1]
             self._streams = None
             writer.close()
-            try:
+            with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
 
 
 def split_address(address: str) -> tuple[str, int]:

@@ -19,10 +19,12 @@ the process dies in that instant: the write itself is committed either way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from adapters.hl7v2.ack import read_ack
 from adapters.hl7v2.fhir_to_v2 import Envelope, adt_a08, oru_r01
@@ -150,7 +152,7 @@ class Dispatcher:
         before = await self._read(f"DiagnosticReport/{rec.id}/_history/{rec.version - 1}")
         return before is not None and before.get("status") == "final"
 
-    async def _read(self, path: str) -> dict | None:
+    async def _read(self, path: str) -> dict[str, Any] | None:
         if not path or "/" not in path:
             return None
         try:
@@ -169,10 +171,8 @@ class Dispatcher:
             while True:
                 wake.clear()
                 delay = await self.deliver(destination, sender)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), delay)
-                except TimeoutError:
-                    pass
         finally:
             await sender.close()
 
@@ -218,7 +218,7 @@ class Dispatcher:
         return True
 
     def _backoff(self, message: Outgoing) -> float:
-        return self.options.backoff * 2 ** message.attempts
+        return self.options.backoff * 2.0 ** message.attempts
 
 
 def _same_system(origin: str | None, system: str) -> bool:

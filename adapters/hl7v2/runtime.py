@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -97,9 +98,9 @@ def ingest_options(settings: Settings, convert: ConvertOptions) -> IngestOptions
     return IngestOptions(convert=convert, base=settings.base_url or "")
 
 
-def parse_destinations(value: str | list) -> list[Destination]:
+def parse_destinations(value: str | list[Any]) -> list[Destination]:
     """FHIR_HL7_DESTINATIONS: a JSON list of {"name", "host", "port", "events", ...}."""
-    items = orjson.loads(value) if isinstance(value, str) and value.strip() else value or []
+    items: Any = orjson.loads(value) if isinstance(value, str) and value.strip() else value or []
     destinations = []
     for item in items:
         events = tuple(item.get("events") or ("ADT^A08", "ORU^R01"))

@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response as HttpResponse
 
-from fhir_server.api.content import FORM_TYPE, MEDIA, parse_body, render, response_format
+from fhir_server.api.content import FORM_TYPE, MEDIA, Format, parse_body, render, response_format
 from fhir_server.api.middleware import BodyLimitMiddleware
 from fhir_server.assembly import open_service, start_background
 from fhir_server.context import ANONYMOUS
@@ -123,9 +124,9 @@ async def _unexpected(request: HttpRequest, error: Exception) -> HttpResponse:
 
 
 def _outcome_response(
-    request: HttpRequest, status: int, outcome: dict, headers: dict[str, str]
+    request: HttpRequest, status: int, outcome: dict[str, Any], headers: dict[str, str]
 ) -> HttpResponse:
-    fmt = getattr(request.state, "fhir_format", None) or "json"
+    fmt: Format = getattr(request.state, "fhir_format", None) or "json"
     try:
         content = render(outcome, fmt, pretty=False)
     except FhirError:

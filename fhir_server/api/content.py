@@ -73,7 +73,7 @@ def _json(raw: bytes) -> Any:
         raise BadRequest(f"The body is not valid JSON: {error}") from None
 
 
-def render(body: bytes | dict, fmt: Format, pretty: bool) -> bytes:
+def render(body: bytes | dict[str, Any], fmt: Format, pretty: bool) -> bytes:
     """Response bytes: stored JSON as it is when possible, else serialized as asked."""
     if fmt == "xml":
         resource = fhirjson.loads(body) if isinstance(body, bytes) else body

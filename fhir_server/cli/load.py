@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -51,7 +51,7 @@ def export(
 
 @dataclass
 class LoadSummary:
-    loaded: Counter = field(default_factory=Counter)
+    loaded: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -66,7 +66,7 @@ class LoadSummary:
 @dataclass(frozen=True)
 class Source:
     where: str  # file:line or file#entry, for failure reports
-    resource: object
+    resource: Any  # a resource if a dict (_load_stream checks), else what could not be read
 
 
 async def load_paths(settings: Settings, paths: Iterable[Path]) -> LoadSummary:
@@ -101,7 +101,7 @@ def _files(paths: Iterable[Path]) -> Iterator[Path]:
             raise FileNotFoundError(f"{path} does not exist")
 
 
-def _ndjson(path: Path, bar: tqdm) -> Iterator[Source]:
+def _ndjson(path: Path, bar: tqdm[Any]) -> Iterator[Source]:
     with path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):
             bar.update(len(line))
@@ -138,7 +138,7 @@ async def _load_json(service: FhirService, path: Path, summary: LoadSummary) -> 
 
 
 async def _load_bundle(
-    service: FhirService, path: Path, bundle: dict, summary: LoadSummary
+    service: FhirService, path: Path, bundle: dict[str, Any], summary: LoadSummary
 ) -> None:
     try:
         response = await service.handle(_post(bundle))
@@ -148,7 +148,9 @@ async def _load_bundle(
     _count_bundle(path, bundle, response, summary)
 
 
-def _count_bundle(path: Path, bundle: dict, response: Response, summary: LoadSummary) -> None:
+def _count_bundle(
+    path: Path, bundle: dict[str, Any], response: Response, summary: LoadSummary
+) -> None:
     assert isinstance(response.body, bytes)
     results = orjson.loads(response.body).get("entry") or []
     for index, (sent, got) in enumerate(zip(bundle.get("entry") or [], results, strict=False)):
@@ -186,7 +188,7 @@ async def _load_chunk(service: FhirService, chunk: list[Source], summary: LoadSu
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [_entry(s.resource) for s in chunk],
-    }  # type: ignore[arg-type]
+    }
     try:
         await service.handle(_post(bundle))
     except FhirError:
@@ -194,27 +196,27 @@ async def _load_chunk(service: FhirService, chunk: list[Source], summary: LoadSu
             await _load_one(service, source, summary)
         return
     for source in chunk:
-        summary.loaded[source.resource.get("resourceType", "?")] += 1  # type: ignore[union-attr]
+        summary.loaded[source.resource.get("resourceType", "?")] += 1
 
 
 async def _load_one(service: FhirService, source: Source, summary: LoadSummary) -> None:
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [_entry(source.resource)]}  # type: ignore[arg-type]
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [_entry(source.resource)]}
     try:
         await service.handle(_post(bundle))
     except FhirError as error:
         summary.fail(source.where, error.diagnostics)
         return
-    summary.loaded[source.resource.get("resourceType", "?")] += 1  # type: ignore[union-attr]
+    summary.loaded[source.resource.get("resourceType", "?")] += 1
 
 
-def _entry(resource: dict) -> dict:
+def _entry(resource: dict[str, Any]) -> dict[str, Any]:
     kind, id = resource.get("resourceType"), resource.get("id")
     if id:
         return {"resource": resource, "request": {"method": "PUT", "url": f"{kind}/{id}"}}
     return {"resource": resource, "request": {"method": "POST", "url": str(kind)}}
 
 
-def _post(bundle: dict) -> Request:
+def _post(bundle: dict[str, Any]) -> Request:
     return Request("POST", "", body=bundle, context=SYSTEM, headers={"prefer": "return=minimal"})
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from tqdm import tqdm
@@ -66,7 +66,7 @@ def _run(id: str, importer: Importer) -> None:
     raise typer.Exit(code=0 if not result.errors else 1)
 
 
-async def _store(id: str, code_system: dict) -> int:
+async def _store(id: str, code_system: dict[str, Any]) -> int:
     from fhir_server.assembly import open_service
     from fhir_server.interactions.request import Request
 

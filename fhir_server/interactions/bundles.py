@@ -41,7 +41,7 @@ def bundle(
 
 def entry(
     full_url: str | None,
-    resource: bytes | dict | None,
+    resource: bytes | dict[str, Any] | None,
     **parts: Any,
 ) -> bytes:
     """One Bundle.entry: fullUrl, the resource (stored bytes or a dict), then `parts`."""
@@ -94,4 +94,4 @@ def page_links(
     return links
 
 
-__all__ = ["bundle", "entry", "history_entry", "page_links", "http_date"]
+__all__ = ["bundle", "entry", "history_entry", "http_date", "page_links"]

@@ -15,7 +15,7 @@ matching is the engines' own).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import fhirpathpy
 from antlr4 import CommonTokenStream, InputStream, Token
@@ -65,7 +65,7 @@ async def install(svc: FhirService) -> None:
     svc.add_operation(reindex_operation())
 
 
-def check(resource: dict, resource_types: frozenset[str]) -> None:
+def check(resource: dict[str, Any], resource_types: frozenset[str]) -> None:
     """Raise InvalidResource when a SearchParameter could not work as a search parameter."""
     if resource.get("resourceType") != TYPE:
         return
@@ -94,11 +94,11 @@ def check(resource: dict, resource_types: frozenset[str]) -> None:
         _invalid(f"SearchParameter.expression is not valid FHIRPath: {problem}", "expression")
 
 
-class _Errors(ErrorListener):
+class _Errors(ErrorListener):  # type: ignore[misc]  # antlr4 ships no types
     def __init__(self) -> None:
         self.first: str | None = None
 
-    def syntaxError(self, recognizer: Any, symbol: Any, line: int, column: int,  # noqa: N802
+    def syntaxError(self, recognizer: Any, symbol: Any, line: int, column: int,  # antlr's name
                     msg: str, e: Any) -> None:
         self.first = self.first or f"column {column + 1}: {msg}"
 
@@ -123,5 +123,5 @@ def syntax_error(expression: str) -> str | None:
     return errors.first
 
 
-def _invalid(message: str, element: str) -> None:
+def _invalid(message: str, element: str) -> NoReturn:
     raise InvalidResource(message, expression=(f"SearchParameter.{element}",))

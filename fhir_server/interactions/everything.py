@@ -81,7 +81,7 @@ async def _run(svc: FhirService, call: OperationCall) -> bytes:
 
 
 async def _instance(svc: FhirService, call: OperationCall, type: str, id: str,
-                    options: Options, cursor: dict | None) -> bytes:
+                    options: Options, cursor: dict[str, Any] | None) -> bytes:
     focal = await svc.current(call.context, type, id)
     items = await _everything(svc, call.context, focal, options, call.base)
     after = cursor.get("a") if cursor else None
@@ -93,7 +93,7 @@ async def _instance(svc: FhirService, call: OperationCall, type: str, id: str,
 
 
 async def _type_level(svc: FhirService, call: OperationCall, type: str, options: Options,
-                      cursor: dict | None) -> bytes:
+                      cursor: dict[str, Any] | None) -> bytes:
     svc.policy.check(call.context, "search", type)
     page: list[Item] = []
     owners: list[tuple[Any, str]] = []  # (storage key, id) of the focal resource of each item
@@ -255,7 +255,7 @@ def _links(call: OperationCall, options: Options, page: list[Item], more: bool,
         fixed.append(("_since", str(call.params.string("_since"))))
     fixed.append(("_count", str(options.count)))
 
-    def link(token: dict | None) -> str:
+    def link(token: dict[str, Any] | None) -> str:
         extra = [("_page", encode_token(token))] if token else []
         return f"{call.base}/{where}/$everything?{urlencode([*fixed, *extra])}"
 

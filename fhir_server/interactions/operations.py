@@ -67,7 +67,7 @@ class Params:
         return None
 
     def values(self, name: str) -> list[Any]:
-        out = []
+        out: list[Any] = []
         for part in self._named(name):
             out.extend(v for k, v in part.items() if k.startswith(_VALUE_PREFIX))
         return out
@@ -101,7 +101,7 @@ class Params:
         found = self.value(name)
         return None if found is None else non_negative(name, found)
 
-    def complex(self, name: str) -> dict | None:
+    def complex(self, name: str) -> dict[str, Any] | None:
         """A Coding / CodeableConcept value (a dict), None when absent."""
         found = self.value(name)
         if found is not None and not isinstance(found, dict):
@@ -109,7 +109,7 @@ class Params:
                              expression=(name,))
         return found
 
-    def resource(self, name: str) -> dict | None:
+    def resource(self, name: str) -> dict[str, Any] | None:
         for part in self._named(name):
             found = part.get("resource")
             if found is not None:

@@ -59,6 +59,6 @@ def _prefer(header: str | None, key: str) -> str | None:
 @dataclass(slots=True)
 class Response:
     status: int
-    body: bytes | dict | None = None  # bytes: stored resource JSON; dict: a resource to render
+    body: bytes | dict[str, Any] | None = None  # bytes: stored JSON; dict: a resource to render
     headers: dict[str, str] = field(default_factory=dict)
     not_modified: bool = False

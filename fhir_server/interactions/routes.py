@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import MethodNotAllowed, NotFound
 from fhir_server.interactions import (
@@ -112,7 +112,7 @@ def match(method: str, path: str, resource_types: frozenset[str]) -> RouteMatch:
     raise NotFound(f"No FHIR interaction at '{path or '/'}'")
 
 
-def _match_segments(pattern: tuple[str, ...], segments: tuple[str, ...]) -> dict | None:
+def _match_segments(pattern: tuple[str, ...], segments: tuple[str, ...]) -> dict[str, Any] | None:
     if len(pattern) != len(segments):
         return None
     found: dict[str, str] = {}

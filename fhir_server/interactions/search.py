@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fhir_server.context import restrict_search
 from fhir_server.errors import BadRequest, NotFound
@@ -126,7 +126,7 @@ async def _search(
 
 
 def _entry(req: Request, parsed: ParsedSearch, rec: StoredResource, mode: str) -> bytes:
-    data: bytes | dict = rec.data
+    data: bytes | dict[str, Any] = rec.data
     if parsed.summary not in (None, "false", "count") or parsed.elements:
         resource = fhirjson.loads(rec.data)
         if parsed.summary not in (None, "false", "count"):

@@ -184,7 +184,7 @@ class FhirService:
         tx: StorageTx,
         type: str,
         id: str,
-        resource: dict | None,
+        resource: dict[str, Any] | None,
         *,
         current: StoredResource | None,
         method: str,
@@ -206,7 +206,7 @@ class FhirService:
             self._written.setdefault(id(tx), []).append(rec)
         return rec
 
-    def resource_from_body(self, req: Request, type: str) -> dict:
+    def resource_from_body(self, req: Request, type: str) -> dict[str, Any]:
         """The request body as a validated resource of `type`, or a 400 naming what is wrong."""
         body = req.body
         if not isinstance(body, dict):
@@ -219,7 +219,7 @@ class FhirService:
             )
         return self.validate(body)
 
-    def validate(self, resource: dict) -> dict:
+    def validate(self, resource: dict[str, Any]) -> dict[str, Any]:
         """Structure validation, then every registered validator (e.g. required bindings)."""
         valid = validate_resource(resource, verdicts=MODEL_VERDICTS.get())
         for check in self._validators:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from collections.abc import Iterator
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -255,10 +256,8 @@ def _response_entry(req: Request, response: Response) -> bytes:
         parts["etag"] = response.headers["ETag"]
     body = response.body if response.body else None
     if isinstance(body, bytes):
-        try:
+        with contextlib.suppress(orjson.JSONDecodeError):
             parts["lastModified"] = orjson.loads(body).get("meta", {}).get("lastUpdated")
-        except orjson.JSONDecodeError:
-            pass
     return entry(None, body, response={k: v for k, v in parts.items() if v})
 
 

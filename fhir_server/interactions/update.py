@@ -11,7 +11,7 @@ several fail with 412.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import BadRequest, PreconditionFailed
 from fhir_server.interactions.common import criteria_key, new_id, query_criteria
@@ -68,7 +68,7 @@ async def conditional(
 
 
 async def write_update(
-    svc: FhirService, req: Request, db: StorageTx, type: str, id: str, resource: dict
+    svc: FhirService, req: Request, db: StorageTx, type: str, id: str, resource: dict[str, Any]
 ) -> Response:
     """Store `resource` as the next version of Type/id (201 if that creates it)."""
     current = await db.read(type, id)
@@ -80,13 +80,13 @@ async def write_update(
     return svc.resource_response(req, rec, 201 if created else 200)
 
 
-def unchanged(current: StoredResource, resource: dict) -> bool:
+def unchanged(current: StoredResource, resource: dict[str, Any]) -> bool:
     """Whether `resource` equals the stored version, server-owned meta aside."""
     stored = fhirjson.loads(current.data)
     return _without_server_meta(stored) == _without_server_meta({**resource, "id": current.id})
 
 
-def _without_server_meta(resource: dict) -> dict:
+def _without_server_meta(resource: dict[str, Any]) -> dict[str, Any]:
     meta = {k: v for k, v in (resource.get("meta") or {}).items()
             if k not in ("versionId", "lastUpdated")}
     body = {k: v for k, v in resource.items() if k != "meta"}

@@ -54,6 +54,7 @@ from fhir_server.model.validate import (
     PRIMITIVE_EXT,
     RESOURCE,
     Element,
+    Model,
     elements,
     model_for,
     validate_resource,
@@ -86,10 +87,10 @@ class Operation:
                              f"{message}")
 
 
-def apply_fhirpath_patch(resource: dict, parameters: dict) -> dict:
+def apply_fhirpath_patch(resource: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
     """A new resource: `resource` with the FHIRPath Patch `parameters` applied in order."""
     operations = parse_operations(parameters)
-    result = orjson.loads(orjson.dumps(resource))
+    result: dict[str, Any] = orjson.loads(orjson.dumps(resource))
     for operation in operations:
         _APPLY[operation.type](result, operation)
     return result
@@ -98,7 +99,7 @@ def apply_fhirpath_patch(resource: dict, parameters: dict) -> dict:
 # -- reading the Parameters -----------------------------------------------------------------
 
 
-def parse_operations(parameters: dict) -> list[Operation]:
+def parse_operations(parameters: dict[str, Any]) -> list[Operation]:
     """The operations of a FHIRPath Patch Parameters resource; 400 if it is malformed."""
     if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters":
         raise BadRequest("A FHIRPath Patch body must be a Parameters resource")
@@ -111,7 +112,7 @@ def parse_operations(parameters: dict) -> list[Operation]:
     return operations
 
 
-def _operation(number: int, parts: list) -> Operation:
+def _operation(number: int, parts: list[Any]) -> Operation:
     found: dict[str, Any] = {}
     for part in parts:
         if not isinstance(part, dict) or not isinstance(part.get("name"), str):
@@ -145,12 +146,12 @@ def _operation(number: int, parts: list) -> Operation:
                      found.get("value_type"))
 
 
-def _primitive(part: dict) -> Any:
+def _primitive(part: dict[str, Any]) -> Any:
     values = [v for k, v in part.items() if k.startswith("value")]
     return values[0] if len(values) == 1 else None
 
 
-def _part_value(part: dict) -> Any:
+def _part_value(part: dict[str, Any]) -> Any:
     """The value of a `value` part: a value[x], a resource, or an object built from parts."""
     values = [v for k, v in part.items() if k.startswith("value")]
     if values:
@@ -179,10 +180,10 @@ def _part_value(part: dict) -> Any:
 class Location:
     """Where an element lives: `owner[key]`, or `owner[key][index]` in a list."""
 
-    owner: dict
+    owner: dict[str, Any]
     key: str
     index: int | None
-    chain: list[tuple[dict, str, int | None]]  # the owners above, outermost first
+    chain: list[tuple[dict[str, Any], str, int | None]]  # the owners above, outermost first
 
     @property
     def value(self) -> Any:
@@ -190,7 +191,7 @@ class Location:
         return item if self.index is None else item[self.index]
 
 
-def _evaluate(resource: dict, operation: Operation, path: str | None = None) -> list:
+def _evaluate(resource: dict[str, Any], operation: Operation, path: str | None = None) -> list[Any]:
     expression = operation.path if path is None else path
     if "resolve(" in expression:
         raise BadRequest(f"Patch operation {operation.number}: resolve() is not supported; "
@@ -209,8 +210,8 @@ def _compiled(expression: str) -> Any:
     return compile_fhirpath(expression, _R4, {"returnRawData": True})
 
 
-def _single(resource: dict, operation: Operation, path: str | None = None,
-            required: bool = True) -> ResourceNode | None:
+def _single(resource: dict[str, Any], operation: Operation, path: str | None = None,
+            required: bool = True) -> object:  # a ResourceNode, a computed value, or None
     nodes = _evaluate(resource, operation, path)
     shown = operation.path if path is None else path
     if not nodes:
@@ -222,7 +223,7 @@ def _single(resource: dict, operation: Operation, path: str | None = None,
     return nodes[0]
 
 
-def _locate(resource: dict, node: Any, operation: Operation) -> Location | None:
+def _locate(resource: dict[str, Any], node: Any, operation: Operation) -> Location | None:
     """The Location of a fhirpathpy result node; None for the resource itself."""
     if not isinstance(node, ResourceNode):
         raise operation.fail("the path must select an element, not compute a value")
@@ -231,7 +232,7 @@ def _locate(resource: dict, node: Any, operation: Operation) -> Location | None:
     if not node.propName:
         raise operation.fail("the element the path selects cannot be located in the resource")
     steps = node.propName.split(".")[1:]  # the first step is the resource type
-    chain: list[tuple[dict, str, int | None]] = []
+    chain: list[tuple[dict[str, Any], str, int | None]] = []
     current: Any = resource
     for step in steps:
         match = _STEP.fullmatch(step)
@@ -254,7 +255,7 @@ def _locate(resource: dict, node: Any, operation: Operation) -> Location | None:
     return Location(owner, key, index, chain)
 
 
-def _json_key(data: dict, name: str) -> str | None:
+def _json_key(data: dict[str, Any], name: str) -> str | None:
     """The JSON key of FHIRPath name `name` in `data`: itself, or its choice form valueX."""
     if name in data:
         return name
@@ -264,7 +265,9 @@ def _json_key(data: dict, name: str) -> str | None:
     return None
 
 
-def _model_of(resource: dict, chain: list[tuple[dict, str, int | None]]) -> type | None:
+def _model_of(
+    resource: dict[str, Any], chain: list[tuple[dict[str, Any], str, int | None]]
+) -> Model | None:
     """The R4B model of the object reached through `chain` (None if unknown)."""
     model = model_for(resource.get("resourceType", ""))
     node: Any = resource
@@ -280,7 +283,7 @@ def _model_of(resource: dict, chain: list[tuple[dict, str, int | None]]) -> type
     return model
 
 
-def _fields(resource: dict, chain: list) -> dict[str, Element] | None:
+def _fields(resource: dict[str, Any], chain: list[Any]) -> dict[str, Element] | None:
     """The elements of the object that `chain` leads to, if its model is known."""
     model = _model_of(resource, chain)
     return elements(model) if model is not None else None
@@ -319,7 +322,9 @@ def _shaped(value: Any, info: Element | None) -> Any:
 # -- the operations -------------------------------------------------------------------------
 
 
-def _owner(resource: dict, operation: Operation, path: str | None) -> tuple[dict, list]:
+def _owner(
+    resource: dict[str, Any], operation: Operation, path: str | None
+) -> tuple[dict[str, Any], list[tuple[dict[str, Any], str, int | None]]]:
     """The object a path selects and the chain of (owner, key, index) that leads to it."""
     node = _single(resource, operation, path)
     location = _locate(resource, node, operation)
@@ -331,7 +336,7 @@ def _owner(resource: dict, operation: Operation, path: str | None) -> tuple[dict
     return target, [*location.chain, (location.owner, location.key, location.index)]
 
 
-def _add(resource: dict, operation: Operation) -> None:
+def _add(resource: dict[str, Any], operation: Operation) -> None:
     target, chain = _owner(resource, operation, None)
     fields = _fields(resource, chain)
     name, info = _element(fields, operation.name or "", operation)
@@ -352,7 +357,9 @@ def _add(resource: dict, operation: Operation) -> None:
     target[name] = value
 
 
-def _list_of(resource: dict, operation: Operation) -> tuple[dict, str, list, Element | None]:
+def _list_of(
+    resource: dict[str, Any], operation: Operation
+) -> tuple[dict[str, Any], str, list[Any], Element | None]:
     match = _LAST_STEP.match(operation.path)
     if match is None:
         raise BadRequest(f"Patch operation {operation.number} ({operation.type}): the path "
@@ -360,6 +367,7 @@ def _list_of(resource: dict, operation: Operation) -> tuple[dict, str, list, Ele
     owner_path, name = match.group(1), match.group(2)
     if not owner_path and name == resource.get("resourceType"):
         raise operation.fail("the path must name a list element, not the resource")
+    chain: list[tuple[dict[str, Any], str, int | None]]
     if not owner_path or owner_path == resource.get("resourceType"):
         target, chain = resource, []
     else:
@@ -371,7 +379,7 @@ def _list_of(resource: dict, operation: Operation) -> tuple[dict, str, list, Ele
     return target, name, items if isinstance(items, list) else [], info
 
 
-def _insert(resource: dict, operation: Operation) -> None:
+def _insert(resource: dict[str, Any], operation: Operation) -> None:
     target, name, items, info = _list_of(resource, operation)
     index = operation.index or 0
     if index > len(items):
@@ -382,7 +390,7 @@ def _insert(resource: dict, operation: Operation) -> None:
         target["_" + name].insert(index, None)
 
 
-def _move(resource: dict, operation: Operation) -> None:
+def _move(resource: dict[str, Any], operation: Operation) -> None:
     target, name, items, _ = _list_of(resource, operation)
     source, destination = operation.source or 0, operation.destination or 0
     for label, position in (("source", source), ("destination", destination)):
@@ -394,7 +402,7 @@ def _move(resource: dict, operation: Operation) -> None:
             target[key].insert(destination, target[key].pop(source))
 
 
-def _replace(resource: dict, operation: Operation) -> None:
+def _replace(resource: dict[str, Any], operation: Operation) -> None:
     location = _locate(resource, _single(resource, operation), operation)
     if location is None:
         raise operation.fail("the resource itself cannot be replaced")
@@ -413,7 +421,7 @@ def _replace(resource: dict, operation: Operation) -> None:
         owner[key][index] = value
 
 
-def _delete(resource: dict, operation: Operation) -> None:
+def _delete(resource: dict[str, Any], operation: Operation) -> None:
     node = _single(resource, operation, required=False)
     if node is None:
         return
@@ -431,7 +439,9 @@ def _delete(resource: dict, operation: Operation) -> None:
     _prune(owner, key, location.chain)
 
 
-def _prune(owner: dict, key: str, chain: list[tuple[dict, str, int | None]]) -> None:
+def _prune(
+    owner: dict[str, Any], key: str, chain: list[tuple[dict[str, Any], str, int | None]]
+) -> None:
     """Remove the arrays and objects a delete left empty, up the chain (FHIR has none)."""
     for partner in (key, "_" + key):
         value = owner.get(partner)
@@ -455,7 +465,7 @@ _APPLY = {"add": _add, "insert": _insert, "delete": _delete, "replace": _replace
 # -- JSON Patch -----------------------------------------------------------------------------
 
 
-def apply_json_patch(resource: dict, patch: list) -> dict:
+def apply_json_patch(resource: dict[str, Any], patch: list[Any]) -> dict[str, Any]:
     """A new resource: `resource` with the RFC 6902 JSON Patch `patch` applied."""
     if not isinstance(patch, list) or not all(isinstance(op, dict) for op in patch):
         raise BadRequest("A JSON Patch document must be an array of operation objects")

@@ -22,7 +22,7 @@ from functools import cache
 from typing import Any
 
 from fhir_server.errors import BadRequest
-from fhir_server.model.validate import COMPLEX, RESOURCE, elements, model_for
+from fhir_server.model.validate import COMPLEX, RESOURCE, Model, elements, model_for
 
 __all__ = ["SUBSETTED", "apply_elements", "apply_summary"]
 
@@ -35,7 +35,7 @@ ALWAYS = ("resourceType", "id", "meta")
 SUMMARY_MODES = ("true", "text", "data", "false")
 
 
-def apply_summary(resource: dict, mode: str) -> dict:
+def apply_summary(resource: dict[str, Any], mode: str) -> dict[str, Any]:
     """`resource` as `_summary=mode` asks (true | text | data | false); a new dict."""
     if mode == "false":
         return resource
@@ -52,7 +52,7 @@ def apply_summary(resource: dict, mode: str) -> dict:
     return _tagged(out)
 
 
-def apply_elements(resource: dict, elements_: list[str]) -> dict:
+def apply_elements(resource: dict[str, Any], elements_: list[str]) -> dict[str, Any]:
     """`resource` with only the listed top-level elements and the mandatory ones; a new dict.
 
     `name`, `Patient.name` and the choice form `value` (keeps valueQuantity, _valueString ...)
@@ -74,7 +74,7 @@ def apply_elements(resource: dict, elements_: list[str]) -> dict:
     return _tagged(out)
 
 
-def _tagged(resource: dict) -> dict:
+def _tagged(resource: dict[str, Any]) -> dict[str, Any]:
     meta = dict(resource.get("meta") or {})
     tags = list(meta.get("tag") or [])
     if not any(t.get("system") == SUBSETTED["system"] and t.get("code") == "SUBSETTED"
@@ -106,11 +106,11 @@ def _choice_groups(resource_type: str) -> dict[str, str]:
 
 
 @cache
-def _summary_names(model: type) -> frozenset[str]:
+def _summary_names(model: Model) -> frozenset[str]:
     return frozenset(e.name for e in elements(model).values() if e.summary)
 
 
-def _summarize(resource: dict) -> dict:
+def _summarize(resource: dict[str, Any]) -> dict[str, Any]:
     model = model_for(resource.get("resourceType", ""))
     if model is None:  # a type without a model: its DomainResource part is all we know
         return {k: v for k, v in resource.items() if k not in ("text", "contained")}
@@ -119,7 +119,7 @@ def _summarize(resource: dict) -> dict:
     return out
 
 
-def _summary_of(data: dict, model: type) -> dict:
+def _summary_of(data: dict[str, Any], model: Model) -> dict[str, Any]:
     fields = elements(model)
     names = _summary_names(model)
     out: dict[str, Any] = {}

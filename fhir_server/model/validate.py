@@ -69,6 +69,7 @@ from fhir_server.model.validation.metadata import (
     RESOURCE,
     STRUCTURE_ONLY_TYPES,
     Element,
+    Model,
     elements,
     is_resource_type,
     load_r4_types,
@@ -79,6 +80,7 @@ from fhir_server.model.validation.walk import Walk
 
 __all__ = [  # the element kinds for xml.py, summary.py and fhirpath_patch.py too
     "COMPLEX",
+    "MODEL_VERDICTS",
     "NO_R4B_MODEL",
     "PRIMITIVE",
     "PRIMITIVE_EXT",
@@ -86,8 +88,8 @@ __all__ = [  # the element kinds for xml.py, summary.py and fhirpath_patch.py to
     "R4_TYPES_FILE",
     "RESOURCE",
     "STRUCTURE_ONLY_TYPES",
-    "MODEL_VERDICTS",
     "Element",
+    "Model",
     "ModelVerdicts",
     "elements",
     "is_resource_type",
@@ -117,15 +119,15 @@ class ModelVerdicts:
 
     def __init__(self, limit: int = 1024) -> None:
         self.limit = limit
-        self._accepted: set[tuple] = set()
+        self._accepted: set[tuple[Any, ...]] = set()
 
-    def __contains__(self, shape: tuple) -> bool:
+    def __contains__(self, shape: tuple[Any, ...]) -> bool:
         return shape in self._accepted
 
     def __len__(self) -> int:
         return len(self._accepted)
 
-    def accepted(self, shape: tuple) -> None:
+    def accepted(self, shape: tuple[Any, ...]) -> None:
         if len(self._accepted) >= self.limit:
             self._accepted.clear()
         self._accepted.add(shape)
@@ -156,8 +158,8 @@ def shape_of(value: Any) -> Any:
     return type(value)
 
 
-def validate_resource(resource: dict, *, deep: bool = True,
-                      verdicts: ModelVerdicts | None = None) -> dict:
+def validate_resource(resource: dict[str, Any], *, deep: bool = True,
+                      verdicts: ModelVerdicts | None = None) -> dict[str, Any]:
     """`resource` itself if it is a valid FHIR R4 resource, else `InvalidResource`.
 
     `deep=False` skips the R4B pydantic models and keeps only the walk (see the module docs).

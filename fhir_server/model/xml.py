@@ -67,7 +67,7 @@ _LAST = 1 << 30  # sort key of JSON names a model does not know (structure-only 
 # -- JSON -> XML ----------------------------------------------------------------------------
 
 
-def json_to_xml(resource: dict, pretty: bool = False) -> bytes:
+def json_to_xml(resource: dict[str, Any], pretty: bool = False) -> bytes:
     """The XML form of a FHIR resource given as JSON (UTF-8, with an XML declaration)."""
     root = etree.Element(_F + resource["resourceType"], nsmap={None: FHIR_NS})
     narratives: list[tuple[etree._Element, str]] = []
@@ -77,11 +77,15 @@ def json_to_xml(resource: dict, pretty: bool = False) -> bytes:
     for placeholder, div in narratives:  # after indenting, so the XHTML keeps its whitespace
         element = _xhtml(div)
         element.tail = placeholder.tail
-        placeholder.getparent().replace(placeholder, element)
+        parent = placeholder.getparent()
+        assert parent is not None  # a placeholder is always some element's child
+        parent.replace(placeholder, element)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
-def _write_resource(element: etree._Element, resource: dict, narratives: list) -> None:
+def _write_resource(
+    element: etree._Element, resource: dict[str, Any], narratives: list[tuple[etree._Element, str]]
+) -> None:
     model = model_for(resource.get("resourceType", ""))
     _write_object(element, resource, elements(model) if model else _base_fields(),
                   True, False, narratives)
@@ -95,7 +99,7 @@ def _base_fields() -> dict[str, Element]:
 _ORDERS: dict[int, dict[str, int]] = {}  # id(elements(model)) -> JSON name -> position
 
 
-def _sorted_keys(data: dict, fields: dict[str, Element] | None) -> list[str]:
+def _sorted_keys(data: dict[str, Any], fields: dict[str, Element] | None) -> list[str]:
     if not fields:
         return list(data)
     order = _ORDERS.get(id(fields))
@@ -104,8 +108,9 @@ def _sorted_keys(data: dict, fields: dict[str, Element] | None) -> list[str]:
     return sorted(data, key=lambda k: order.get(k.lstrip("_"), _LAST))
 
 
-def _write_object(element: etree._Element, data: dict, fields: dict[str, Element] | None,
-                  is_resource: bool, is_extension: bool, narratives: list) -> None:
+def _write_object(element: etree._Element, data: dict[str, Any], fields: dict[str, Element] | None,
+                  is_resource: bool, is_extension: bool,
+                  narratives: list[tuple[etree._Element, str]]) -> None:
     for key in _sorted_keys(data, fields):
         if key == "resourceType" and is_resource:
             continue
@@ -130,7 +135,7 @@ def _write_object(element: etree._Element, data: dict, fields: dict[str, Element
 
 
 def _write_property(parent: etree._Element, name: str, value: Any, ext: Any,
-                    info: Element | None, narratives: list) -> None:
+                    info: Element | None, narratives: list[tuple[etree._Element, str]]) -> None:
     if value is None and not ext:
         return
     if isinstance(value, dict):
@@ -192,7 +197,7 @@ _EXTENSION_INFO = Element("extension", COMPLEX, True, "Extension",
 # -- XML -> JSON ----------------------------------------------------------------------------
 
 
-def xml_to_json(body: bytes) -> dict:
+def xml_to_json(body: bytes) -> dict[str, Any]:
     """The FHIR JSON of an XML resource body; 400 if it is not XML, else as validation says."""
     if not body or not body.strip():
         raise BadRequest("The XML body is empty")
@@ -212,7 +217,7 @@ def _invalid(path: str, message: str, code: str = "structure") -> InvalidResourc
                            issues=[Issue(f"{path}: {message}", code, "error", (path,))])
 
 
-def _read_resource(element: etree._Element, path: str | None) -> dict:
+def _read_resource(element: etree._Element, path: str | None) -> dict[str, Any]:
     qname = etree.QName(element)
     rtype = qname.localname
     path = path or rtype
@@ -236,11 +241,11 @@ def _check_attributes(element: etree._Element, allowed: tuple[str, ...], path: s
             raise _invalid(path, f"Unexpected attribute '{name}'")
 
 
-def _read_children(element: etree._Element, fields: dict[str, Element], out: dict,
+def _read_children(element: etree._Element, fields: dict[str, Element], out: dict[str, Any],
                    path: str) -> None:
     if element.text and element.text.strip():
         raise _invalid(path, "Text content is not allowed here; use value attributes")
-    repeated: dict[str, tuple[list, list]] = {}
+    repeated: dict[str, tuple[list[Any], list[Any]]] = {}
     for child in element:
         if child.tail and child.tail.strip():
             raise _invalid(path, "Text content is not allowed here; use value attributes")
@@ -255,7 +260,7 @@ def _read_children(element: etree._Element, fields: dict[str, Element], out: dic
         if info is None or name.startswith("_") or not (
             qname.namespace == FHIR_NS or child.tag == _DIV
         ):
-            shown = name if qname.namespace == FHIR_NS else child.tag
+            shown = name if qname.namespace == FHIR_NS else str(child.tag)
             raise _invalid(here, f"Unknown element '{shown}'")
         if info.kind == PRIMITIVE:
             value, ext = _read_primitive(child, info, here)
@@ -283,7 +288,9 @@ def _read_children(element: etree._Element, fields: dict[str, Element], out: dic
             del out["_" + name]
 
 
-def _read_primitive(child: etree._Element, info: Element, path: str) -> tuple[Any, dict | None]:
+def _read_primitive(
+    child: etree._Element, info: Element, path: str
+) -> tuple[Any, dict[str, Any] | None]:
     if info.type == "xhtml":
         div = copy.deepcopy(child)  # a copy drops the namespaces declared further up ...
         etree.cleanup_namespaces(div)  # ... and this the ones it does not use (xsi:)
@@ -308,7 +315,7 @@ def _read_primitive(child: etree._Element, info: Element, path: str) -> tuple[An
 
 def _is_extension(child: etree._Element, path: str) -> bool:
     if child.tag != _F + "extension":
-        raise _invalid(path, f"A primitive element may only contain extensions, not {child.tag}")
+        raise _invalid(path, f"A primitive element may only contain extensions, not {child.tag!s}")
     return True
 
 
@@ -331,7 +338,7 @@ def _json_value(raw: str, type_code: str, path: str) -> Any:
     raise _invalid(path, f"{raw[:60]!r} is not a valid {type_code}", "value")
 
 
-def _read_complex(child: etree._Element, info: Element, path: str) -> dict:
+def _read_complex(child: etree._Element, info: Element, path: str) -> dict[str, Any]:
     is_extension = info.type == "Extension"
     _check_attributes(child, ("id", "url") if is_extension else ("id",), path)
     out: dict[str, Any] = {}
@@ -342,7 +349,7 @@ def _read_complex(child: etree._Element, info: Element, path: str) -> dict:
     return out
 
 
-def _read_contained(child: etree._Element, path: str) -> dict:
+def _read_contained(child: etree._Element, path: str) -> dict[str, Any]:
     _check_attributes(child, (), path)
     inner = list(child)
     if len(inner) != 1 or (child.text and child.text.strip()):

@@ -9,6 +9,8 @@ always in its compartment. Compartment search (`GET Patient/123/Observation`) an
 
 from __future__ import annotations
 
+from typing import Any
+
 from fhir_server.search.conditions import Clause, Condition, IdCondition, ReferenceCondition
 from fhir_server.search.expressions import branches_for, resolve_filter
 from fhir_server.search.extract import Indexer
@@ -60,7 +62,7 @@ class Members:
     def needs_check(self, type: str, id: str) -> bool:
         return type in self.ambiguous or (id == self.id and type != self.compartment)
 
-    def is_member(self, indexer: Indexer, resource: dict) -> bool:
+    def is_member(self, indexer: Indexer, resource: dict[str, Any]) -> bool:
         """Whether `resource` is in the compartment by its own type's parameters."""
         type = resource.get("resourceType")
         if not isinstance(type, str):
@@ -101,4 +103,4 @@ def _strays_possible(registry: SearchRegistry, compartment: str, type: str, used
     return found
 
 
-_STRAYS: dict[tuple, bool] = {}
+_STRAYS: dict[tuple[Any, ...], bool] = {}

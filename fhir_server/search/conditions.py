@@ -280,7 +280,7 @@ def range_matches(
     sa: the value starts after the search range; eb: it ends before; ap: they overlap.
     """
     contained = value_low >= low and value_high <= high  # type: ignore[operator]
-    rules = {
+    rules: dict[str, bool] = {
         "eq": contained,
         "ne": not contained,
         "gt": value_high > high,  # type: ignore[operator]

@@ -27,9 +27,9 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import fhirpathpy
 from fhirpathpy.engine.nodes import ResourceNode
@@ -45,7 +45,7 @@ from fhir_server.search.expressions import (
 from fhir_server.search.paths import compile_path, compile_relative
 from fhir_server.search.registry import SearchParam, SearchRegistry
 from fhir_server.search.types import TYPES, SearchType
-from fhir_server.search.values import CompositeValue, IndexValue, ReferenceValue
+from fhir_server.search.values import ComponentValue, CompositeValue, IndexValue, ReferenceValue
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Branch:
     """One union branch of an expression, compiled for one resource type."""
 
     expression: str
-    evaluate: Callable[[dict], list[tuple[str | None, Any]]]  # (FHIR type or None, value)
+    evaluate: Callable[[dict[str, Any]], list[tuple[str | None, Any]]]  # (FHIR type or None, value)
     keys: tuple[str, ...] | None  # evaluate only if the resource has one of these; None: always
     only: str | None = None  # keep only references to this type (from `resolve() is X`)
     absent: tuple[tuple[str | None, Any], ...] = ()  # the result when none of `keys` is there
@@ -75,7 +75,7 @@ class Plan:
     branches: tuple[Branch, ...]
 
 
-Evaluate = Callable[[dict], list[tuple[str | None, Any]]]
+Evaluate = Callable[[dict[str, Any]], list[tuple[str | None, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +92,13 @@ class CompositePlan:
     bases: tuple[tuple[str, Evaluate, tuple[Evaluate | None, ...]], ...]
     components: tuple[tuple[SearchType, Any], ...]
 
-    def values(self, resource: dict) -> Iterator[CompositeValue]:
+    def values(self, resource: dict[str, Any]) -> Iterator[CompositeValue]:
         for path, evaluate, fast in self.bases:
             for _, element in evaluate(resource):
                 if isinstance(element, dict):
                     yield from self._combinations(resource, element, path, fast)
 
-    def _combinations(self, resource: dict, element: dict, path: str,
+    def _combinations(self, resource: dict[str, Any], element: dict[str, Any], path: str,
                       fast: tuple[Evaluate | None, ...]) -> Iterator[CompositeValue]:
         per_component = []
         node = None
@@ -107,14 +107,16 @@ class CompositePlan:
                 pairs = quick(element)
             else:
                 if node is None:
-                    node = ResourceNode.create_node(element, path)
+                    # fhirpathpy leaves create_node unannotated
+                    node = ResourceNode.create_node(element, path)  # type: ignore[no-untyped-call]
                 pairs = [_typed(n) for n in compiled(node, {"resource": resource})]
             found = [v for pair in pairs for v in kind.extract(self.code, *pair)]
             if not found:
                 return
             per_component.append(list(dict.fromkeys(found)))
         for parts in itertools.product(*per_component):
-            yield CompositeValue(self.code, tuple(parts))
+            # no component is composite or special, so its values are ComponentValues
+            yield CompositeValue(self.code, cast(tuple[ComponentValue, ...], tuple(parts)))
 
 
 class Indexer:
@@ -126,21 +128,21 @@ class Indexer:
         self.failures: dict[tuple[str, str], str] = {}  # (type, code) -> what went wrong
         self._plans: dict[str, tuple[int, tuple[Plan | CompositePlan, ...]]] = {}
 
-    def extract(self, resource: dict) -> list[IndexValue]:
+    def extract(self, resource: dict[str, Any]) -> list[IndexValue]:
         """The duplicate-free index values of `resource` (its resourceType picks the params)."""
         type = resource.get("resourceType")
         if not isinstance(type, str):
             return []
         return self._values(type, resource, self.plans(type))
 
-    def values_of(self, resource: dict, codes: Container[str]) -> list[IndexValue]:
+    def values_of(self, resource: dict[str, Any], codes: Container[str]) -> list[IndexValue]:
         """The index values of `resource` for the parameters `codes` only (for `_include`)."""
         type = resource.get("resourceType")
         if not isinstance(type, str):
             return []
         return self._values(type, resource, [p for p in self.plans(type) if p.code in codes])
 
-    def _values(self, type: str, resource: dict, plans: Iterable[Plan | CompositePlan]
+    def _values(self, type: str, resource: dict[str, Any], plans: Iterable[Plan | CompositePlan]
                 ) -> list[IndexValue]:
         found: dict[IndexValue, None] = {}
         for plan in plans:
@@ -153,6 +155,7 @@ class Indexer:
             present = resource.keys()
             for branch in plan.branches:
                 keys = branch.keys
+                results: Sequence[tuple[str | None, Any]]
                 try:
                     if keys is None or not present.isdisjoint(keys):
                         results = branch.evaluate(resource)
@@ -179,7 +182,9 @@ class Indexer:
         for type in sorted(self.registry.resource_types if types is None else types):
             self.plans(type)
 
-    def _add(self, plan: Plan, branch: Branch, results: Iterable, found: dict) -> None:
+    def _add(
+        self, plan: Plan, branch: Branch, results: Iterable[Any], found: dict[IndexValue, None]
+    ) -> None:
         only = branch.only
         if only is None:
             extract, code = plan.kind.extract, plan.code
@@ -213,14 +218,14 @@ class Indexer:
         assert param.expression
         for text in branches_for(param.expression, type, self.registry.resource_types):
             expression, keys, only = plan_branch(type, text)
-            evaluate = compile_path(expression) if self.fast_paths else None
+            evaluate: Evaluate | None = compile_path(expression) if self.fast_paths else None
             if evaluate is None:
                 try:
                     evaluate = with_fhirpathpy(expression)
                 except Exception as error:  # recorded; the param stays unindexed
                     self._fail(type, param.code, f"{expression}: cannot compile: {error!r}")
                     continue
-            absent: tuple = ()
+            absent: tuple[Any, ...] = ()
             if keys is None:
                 keys = _referenced_keys(type, expression)
                 try:
@@ -252,11 +257,8 @@ class Indexer:
         """(path, evaluate, fast components) of one base branch of a composite."""
         if not self.fast_paths:
             return text, with_fhirpathpy(text), tuple(None for _ in param.components)
-        evaluate: Evaluate | None
-        if text == type:  # the resource itself (`Observation` in code-value-quantity)
-            evaluate = _itself(type)
-        else:
-            evaluate = compile_path(text)
+        # `Type` itself is the resource (`Observation` in code-value-quantity)
+        evaluate: Evaluate | None = _itself(type) if text == type else compile_path(text)
         fast = tuple(compile_relative(text, c.expression) for c in param.components)
         return text, evaluate or with_fhirpathpy(text), fast
 
@@ -266,12 +268,12 @@ class Indexer:
         self.failures[(type, code)] = message
 
 
-def with_fhirpathpy(expression: str) -> Callable[[dict], list[tuple[str | None, Any]]]:
+def with_fhirpathpy(expression: str) -> Callable[[dict[str, Any]], list[tuple[str | None, Any]]]:
     """`expression` compiled by fhirpathpy, giving (FHIR type or None, value) pairs."""
     compiled = fhirpathpy.compile(expression, _MODEL, _OPTIONS)
 
-    def evaluate(resource: dict) -> list[tuple[str | None, Any]]:
-        return [_typed(node) for node in compiled(resource)]
+    def evaluate(resource: dict[str, Any]) -> list[tuple[str | None, Any]]:
+        return [_typed(node) for node in compiled(resource, {})]
 
     return evaluate
 
@@ -279,7 +281,7 @@ def with_fhirpathpy(expression: str) -> Callable[[dict], list[tuple[str | None, 
 def _itself(type: str) -> Evaluate:
     """`Type` as an expression: the resource, when it is of that type (as fhirpathpy gives)."""
 
-    def evaluate(resource: dict) -> list[tuple[str | None, Any]]:
+    def evaluate(resource: dict[str, Any]) -> list[tuple[str | None, Any]]:
         return [(type, resource)] if resource.get("resourceType") == type else []
 
     return evaluate

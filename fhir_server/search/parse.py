@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from fhir_server.errors import BadRequest
 from fhir_server.parameters import (
@@ -413,7 +413,7 @@ def sort_signature(sort: tuple[SortKey, ...]) -> str:
     return ",".join(("-" if k.descending else "") + k.param for k in sort)
 
 
-def page_token(sort: tuple[SortKey, ...], key: tuple, before: bool) -> str:
+def page_token(sort: tuple[SortKey, ...], key: tuple[Any, ...], before: bool) -> str:
     """The `_page` value that continues a search after (or before) a page key: opaque to
     clients, bound to the sort it was made for."""
     return encode_token({"s": sort_signature(sort), "b": before, "k": list(key)})

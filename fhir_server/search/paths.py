@@ -50,7 +50,7 @@ class MemberPath:
     def __init__(self, expression: str, steps: list[Step]) -> None:
         self.expression, self.steps = expression, steps
 
-    def __call__(self, resource: dict) -> list[tuple[str | None, Any]]:
+    def __call__(self, resource: dict[str, Any]) -> list[tuple[str | None, Any]]:
         return _walk(resource, self.steps)
 
 
@@ -106,7 +106,8 @@ def _steps(type: str, head: list[Part], cast: str | None, rest: list[Part]) -> l
             return None
         if field is not None and not _is_primitive(f"{at}.{field}"):
             return None
-        steps.append((step_keys, (field, literal) if field is not None else None))
+        where: Filter = (field, literal) if field is not None and literal is not None else None
+        steps.append((step_keys, where))
     return steps
 
 
@@ -120,7 +121,7 @@ def _type_name(choice: str) -> str:
     return lowered if lowered in _PRIMITIVES else choice
 
 
-def _walk(resource: dict, steps: list[Step]) -> list[tuple[str | None, Any]]:
+def _walk(resource: dict[str, Any], steps: list[Step]) -> list[tuple[str | None, Any]]:
     items: list[tuple[str | None, Any]] = [(None, resource)]
     for keys, where in steps:
         following: list[tuple[str | None, Any]] = []
@@ -156,7 +157,7 @@ class UnionPath:
     def __init__(self, expression: str, parts: list[MemberPath | None]) -> None:
         self.expression, self.parts = expression, parts
 
-    def __call__(self, element: dict) -> list[tuple[str | None, Any]]:
+    def __call__(self, element: dict[str, Any]) -> list[tuple[str | None, Any]]:
         values = [value for part in self.parts if part is not None
                   for _, value in part(element)]
         if len(values) < 2:
@@ -206,5 +207,5 @@ def _casts_to_nothing(context: str, head: list[Part], cast: str | None, rest: li
     """`choice.as(T)` where the choice element has no type named T."""
     if cast is None or rest or len(head) != 1 or head[0][1] is not None:
         return False
-    choices = _CHOICES.get(f"{context}.{head[0][0]}")
+    choices = _CHOICES.get(f"{context}.{head[0][0]}", [])
     return bool(choices) and all(_type_name(c) != cast for c in choices)

@@ -37,7 +37,7 @@ class RowError:
 class ImportResult:
     """What an import produced: the CodeSystem dict, how many rows and concepts, and the errors."""
 
-    code_system: dict
+    code_system: dict[str, Any]
     rows: int
     concepts: int
     errors: list[RowError] = field(default_factory=list)

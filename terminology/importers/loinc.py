@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterator
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from terminology.importers import (
     ImportResult,
@@ -33,6 +34,9 @@ from terminology.importers import (
     RowError,
     complete_code_system,
 )
+
+if TYPE_CHECKING:
+    from _csv import Reader  # what csv.reader returns
 
 LOINC_URL = "http://loinc.org"
 LOINC_OID = "2.16.840.1.113883.6.1"
@@ -113,7 +117,7 @@ def import_loinc(
     """
     path = Path(path)
     errors: list[RowError] = []
-    concepts: list[dict] = []
+    concepts: list[dict[str, Any]] = []
     seen: set[str] = set()
     latest = ""
     rows = 0
@@ -138,7 +142,7 @@ def import_loinc(
     return ImportResult(code_system, rows=rows, concepts=len(concepts), errors=errors)
 
 
-def _rows(reader, file: str, errors: list[RowError]) -> Iterator[tuple[int, list[str]]]:
+def _rows(reader: Reader, file: str, errors: list[RowError]) -> Iterator[tuple[int, list[str]]]:
     """Yield (first line number, fields) per non-blank row; CSV syntax errors become errors."""
     while True:
         line = reader.line_num + 1
@@ -167,13 +171,13 @@ def _check(row: list[str], layout: _Layout, seen: set[str]) -> str | None:
     return None
 
 
-def _concept(row: list[str], layout: _Layout) -> dict:
-    concept: dict = {"code": row[layout.code].strip(), "display": row[layout.display]}
+def _concept(row: list[str], layout: _Layout) -> dict[str, Any]:
+    concept: dict[str, Any] = {"code": row[layout.code].strip(), "display": row[layout.display]}
     if layout.shortname is not None and row[layout.shortname]:
         concept["designation"] = [
             {"language": "en-US", "use": dict(SYNONYM), "value": row[layout.shortname]}
         ]
-    properties = [
+    properties: list[dict[str, Any]] = [
         {"code": code, "valueString": row[i]} for code, i in layout.properties if row[i]
     ]
     status = row[layout.status] if layout.status is not None else ""
@@ -191,7 +195,7 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", version))
 
 
-def _code_system(version: str | None, concepts: list[dict]) -> dict:
+def _code_system(version: str | None, concepts: list[dict[str, Any]]) -> dict[str, Any]:
     about = {
         "publisher": "Regenstrief Institute, Inc.",
         "copyright": "This material contains content from LOINC (http://loinc.org). LOINC is "

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 from terminology.importers import (
     ImportResult,
@@ -80,9 +81,10 @@ class _Reading:
     # id -> (effectiveTime, active)
     concepts: dict[str, tuple[str, str]] = field(default_factory=dict)
     # id -> (effectiveTime, active, conceptId, languageCode, typeId, term, file, line)
-    descriptions: dict[str, tuple] = field(default_factory=dict)
+    descriptions: dict[str, tuple[str, str, str, str, str, str, str, int]] = field(
+        default_factory=dict)
     # id -> (effectiveTime, active, sourceId, destinationId, file, line); is-a rows only
-    is_a: dict[str, tuple] = field(default_factory=dict)
+    is_a: dict[str, tuple[str, str, str, str, str, int]] = field(default_factory=dict)
 
     def tick(self) -> None:
         self.rows += 1
@@ -129,7 +131,9 @@ def _find(folder: Path, pattern: str) -> Path:
     return found[0]
 
 
-def _rows(path: Path, columns: tuple[str, ...], reading: _Reading) -> Iterator[tuple]:
+def _rows(
+    path: Path, columns: tuple[str, ...], reading: _Reading
+) -> Iterator[tuple[int, list[str]]]:
     """Yield (line number, fields) for each well-formed line of an RF2 file."""
     numeric = [i for i, name in enumerate(columns) if name not in ("term", "languageCode")]
     with path.open(encoding="utf-8", newline="") as file:
@@ -164,7 +168,7 @@ def _check(fields: list[str], columns: tuple[str, ...], numeric: list[int]) -> s
     return None
 
 
-def _is_newer(known: tuple | None, effective_time: str) -> bool:
+def _is_newer(known: tuple[Any, ...] | None, effective_time: str) -> bool:
     return known is None or effective_time >= known[0]
 
 
@@ -197,7 +201,7 @@ class _Names:
 
     fsn: str | None = None
     synonyms: list[str] = field(default_factory=list)
-    designations: list[dict] = field(default_factory=list)
+    designations: list[dict[str, Any]] = field(default_factory=list)
 
     def display(self) -> str | None:
         if self.synonyms:
@@ -205,19 +209,19 @@ class _Names:
         return _SEMANTIC_TAG.sub("", self.fsn) if self.fsn else None
 
 
-def _build_concepts(reading: _Reading) -> list[dict]:
+def _build_concepts(reading: _Reading) -> list[dict[str, Any]]:
     known = reading.concepts
     names = _names(reading, known)
     parents = _parents(reading, known)
     concepts = []
     for code, (_, active) in known.items():
-        concept: dict = {"code": code}
+        concept: dict[str, Any] = {"code": code}
         name = names.get(code) or _Names()
         if display := name.display():
             concept["display"] = display
         if name.designations:
             concept["designation"] = name.designations
-        properties = [
+        properties: list[dict[str, Any]] = [
             {"code": "parent", "valueCode": parent}
             for parent in sorted(parents.get(code, ()), key=int)
         ]
@@ -229,7 +233,7 @@ def _build_concepts(reading: _Reading) -> list[dict]:
     return concepts
 
 
-def _names(reading: _Reading, known: dict) -> dict[str, _Names]:
+def _names(reading: _Reading, known: dict[str, tuple[str, str]]) -> dict[str, _Names]:
     """conceptId -> its names, from the active FSN and synonym descriptions in file order."""
     names: dict[str, _Names] = {}
     for _, active, concept, language, type_id, term, file, line in reading.descriptions.values():
@@ -248,7 +252,7 @@ def _names(reading: _Reading, known: dict) -> dict[str, _Names]:
     return names
 
 
-def _parents(reading: _Reading, known: dict) -> dict[str, set[str]]:
+def _parents(reading: _Reading, known: dict[str, tuple[str, str]]) -> dict[str, set[str]]:
     """conceptId -> the destinations of its active is-a relationships."""
     parents: dict[str, set[str]] = {}
     for _, active, source, destination, file, line in reading.is_a.values():
@@ -270,7 +274,7 @@ def _version_uri(version: str, module_id: str) -> str | None:
     return version
 
 
-def _code_system(version: str | None, concepts: list[dict]) -> dict:
+def _code_system(version: str | None, concepts: list[dict[str, Any]]) -> dict[str, Any]:
     about = {"publisher": "SNOMED International", "caseSensitive": False,
              "hierarchyMeaning": "is-a", "compositional": True}
     return complete_code_system(SNOMED_URL, SNOMED_OID, version, ("SNOMED_CT", "SNOMED CT"),

@@ -7,6 +7,8 @@ for what the access policy hides (https://hl7.org/fhir/R4/http.html#read).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from fhir_server.context import ANONYMOUS, SYSTEM, AccessContext, AllowAll
@@ -39,7 +41,7 @@ class HideSecret(AllowAll):
         return ctx.system or rec.id != "secret"
 
 
-def body_of(type: str, id: str) -> dict:
+def body_of(type: str, id: str) -> dict[str, Any]:
     if type == "CodeSystem":
         return {**CODE_SYSTEM, "url": f"http://example.org/{id}"}
     if type == "ValueSet":

@@ -7,6 +7,8 @@ makes the older ones searchable too, without new versions.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
@@ -23,7 +25,7 @@ EYE = "http://example.org/fhir/StructureDefinition/eye-colour"
 STRICT = {"prefer": "handling=strict"}
 
 
-def eye_colour_param(status: str = "active") -> dict:
+def eye_colour_param(status: str = "active") -> dict[str, Any]:
     return {"resourceType": "SearchParameter", "id": "eye-colour",
             "url": "http://example.org/fhir/SearchParameter/eye-colour", "name": "EyeColour",
             "status": status, "description": "Eye colour from the extension", "code": "eye-colour",
@@ -31,7 +33,7 @@ def eye_colour_param(status: str = "active") -> dict:
             "expression": f"Patient.extension.where(url = '{EYE}').value"}
 
 
-def patient(colour: str) -> dict:
+def patient(colour: str) -> dict[str, Any]:
     return {"resourceType": "Patient", "extension": [{"url": EYE, "valueCode": colour}]}
 
 
@@ -42,7 +44,8 @@ async def make_service(storage: Storage) -> FhirService:
 
 
 async def call(svc: FhirService, method: str, path: str, body: object = None,
-               query: tuple = (), headers: dict | None = None) -> dict:
+               query: tuple[tuple[str, str], ...] = (),
+               headers: dict[str, str] | None = None) -> dict[str, Any]:
     response = await svc.handle(Request(method, path, query, headers=headers or {}, body=body,
                                         context=SYSTEM))
     data = response.body
@@ -100,7 +103,7 @@ async def test_a_restarted_server_knows_the_stored_parameters(storage: Storage) 
     ({"code": "has space"}, "code"),
 ])
 async def test_a_parameter_that_cannot_work_is_refused(
-    storage: Storage, change: dict, element: str
+    storage: Storage, change: dict[str, Any], element: str
 ) -> None:
     svc = await make_service(storage)
     with pytest.raises(InvalidResource, match=f"SearchParameter.{element}"):
@@ -114,7 +117,7 @@ async def test_reindex_resumes_from_its_checkpoint(
     ids = [(await call(svc, "POST", "Patient", patient("blue")))["id"] for _ in range(5)]
     await call(svc, "PUT", "SearchParameter/eye-colour", eye_colour_param())
     monkeypatch.setattr(reindex, "BATCH", 2)
-    saved: list[dict] = []
+    saved: list[dict[str, Any]] = []
 
     def crash_after_first_batch(state: reindex.Checkpoint) -> None:
         saved.append(state.to_json())
@@ -156,7 +159,7 @@ async def test_storage_reindex_touches_only_the_current_version(storage: Storage
     assert await blue_ids(svc) == {made["id"]}
 
 
-def patient_params(statement: dict) -> set[str]:
+def patient_params(statement: dict[str, Any]) -> set[str]:
     resource = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Patient")
     return {p["name"] for p in resource["searchParam"]}
 
@@ -176,5 +179,5 @@ async def test_metadata_follows_the_registry_and_the_operations(storage: Storage
     assert "ping" in {op["name"] for op in system["operation"]}
 
 
-async def _ping(svc: FhirService, call: OperationCall) -> dict:
+async def _ping(svc: FhirService, call: OperationCall) -> dict[str, Any]:
     return {"resourceType": "Parameters"}

@@ -8,6 +8,7 @@ CompartmentDefinition: the patient first, its compartment, what that references.
 from __future__ import annotations
 
 import base64
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
@@ -20,7 +21,7 @@ from fhir_server.interactions.service import FhirService
 from fhir_server.storage.base import Storage, StoredResource
 from tests.support.loaded import loaded_service
 
-RESOURCES = [
+RESOURCES: list[dict[str, Any]] = [
     {"resourceType": "Organization", "id": "org1", "name": "General"},
     {"resourceType": "Practitioner", "id": "gp1"},
     {"resourceType": "Medication", "id": "med1"},
@@ -52,19 +53,20 @@ async def service(storage: Storage) -> FhirService:
     return await loaded_service(storage, RESOURCES)
 
 
-async def call(svc: FhirService, path: str, *query: tuple[str, str]) -> dict:
+async def call(svc: FhirService, path: str, *query: tuple[str, str]) -> dict[str, Any]:
     response = await svc.handle(Request("GET", path, tuple(query), context=SYSTEM))
     assert response.status == 200
     body = response.body
-    return orjson.loads(body) if isinstance(body, bytes) else body  # type: ignore[arg-type]
+    assert body is not None
+    return orjson.loads(body) if isinstance(body, bytes) else body
 
 
-def refs(bundle: dict) -> list[str]:
+def refs(bundle: dict[str, Any]) -> list[str]:
     return [f"{e['resource']['resourceType']}/{e['resource']['id']}"
             for e in bundle.get("entry", [])]
 
 
-def link(bundle: dict, relation: str) -> list[tuple[str, str]] | None:
+def link(bundle: dict[str, Any], relation: str) -> list[tuple[str, str]] | None:
     for found in bundle.get("link", []):
         if found["relation"] == relation:
             return parse_qsl(urlsplit(found["url"]).query)

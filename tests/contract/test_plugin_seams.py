@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from fhir_server.context import SYSTEM
@@ -13,7 +15,7 @@ from fhir_server.storage.base import Storage, StoredResource
 BASIC = {"resourceType": "Basic", "code": {"text": "note"}}
 
 
-async def put(svc: FhirService, id: str, body: dict | None = None) -> None:
+async def put(svc: FhirService, id: str, body: dict[str, Any] | None = None) -> None:
     method, resource = ("DELETE", None) if body is None else ("PUT", {**body, "id": id})
     await svc.handle(Request(method, f"Basic/{id}", body=resource, context=SYSTEM))
 
@@ -38,7 +40,7 @@ async def test_watch_sees_the_current_resources_then_each_commit(storage: Storag
 async def test_a_validator_sees_every_write(storage: Storage) -> None:
     svc = FhirService(storage)
 
-    def no_notes(resource: dict) -> None:
+    def no_notes(resource: dict[str, Any]) -> None:
         if resource.get("code", {}).get("text") == "note":
             raise InvalidResource("no notes here", expression=("Basic.code",))
 

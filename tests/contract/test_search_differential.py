@@ -154,7 +154,7 @@ async def _answer(svc: FhirService, type: str, params: list[tuple[str, str]]) ->
     except FhirError as error:
         return f"error {error.status}"
     body = response.body
-    data = orjson.loads(body) if isinstance(body, bytes) else cast(dict, body)
+    data = orjson.loads(body) if isinstance(body, bytes) else cast(dict[str, Any], body)
     return sorted(e["resource"]["id"] for e in data.get("entry", []))
 
 

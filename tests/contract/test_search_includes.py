@@ -8,6 +8,8 @@ a compartment holds the resources whose listed parameters reference its owner.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
@@ -21,7 +23,7 @@ from tests.support.loaded import loaded_service
 
 GP = {"resourceType": "Practitioner", "id": "gp1", "name": [{"family": "House"}]}
 ORG = {"resourceType": "Organization", "id": "org1", "name": "General"}
-PATIENTS = [
+PATIENTS: list[dict[str, Any]] = [
     {"resourceType": "Patient", "id": "p1",
      "managingOrganization": {"reference": "Organization/org1"},
      "generalPractitioner": [{"reference": "Practitioner/gp1"}]},
@@ -32,8 +34,8 @@ PATIENTS = [
 
 
 def observation(id: str, subject: str, performer: str | None = None, code: str = "8867-4"
-                ) -> dict:
-    body: dict = {"resourceType": "Observation", "id": id, "status": "final",
+                ) -> dict[str, Any]:
+    body: dict[str, Any] = {"resourceType": "Observation", "id": id, "status": "final",
                   "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
                   "subject": {"reference": subject}}
     if performer:
@@ -41,7 +43,7 @@ def observation(id: str, subject: str, performer: str | None = None, code: str =
     return body
 
 
-RESOURCES = [
+RESOURCES: list[dict[str, Any]] = [
     ORG, GP, *PATIENTS,
     observation("o1", "Patient/p1", "Practitioner/gp1"),
     observation("o2", "Patient/p1"),
@@ -63,16 +65,17 @@ async def service(storage: Storage) -> FhirService:
 
 
 async def get(svc: FhirService, path: str, *query: tuple[str, str], strict: bool = False
-              ) -> dict:
+              ) -> dict[str, Any]:
     headers = {"prefer": "handling=strict"} if strict else {}
     response = await svc.handle(Request("GET", path, tuple(query), headers=headers,
                                         context=SYSTEM))
     assert response.status == 200
     body = response.body
-    return orjson.loads(body) if isinstance(body, bytes) else body  # type: ignore[arg-type]
+    assert body is not None
+    return orjson.loads(body) if isinstance(body, bytes) else body
 
 
-def entries(bundle: dict, mode: str) -> list[str]:
+def entries(bundle: dict[str, Any], mode: str) -> list[str]:
     return sorted(f"{e['resource']['resourceType']}/{e['resource']['id']}"
                   for e in bundle.get("entry", []) if e["search"]["mode"] == mode)
 
@@ -233,7 +236,7 @@ async def test_the_capability_statement_lists_includes(service: FhirService) -> 
     assert "Provenance:target" in observation_["searchRevInclude"]
 
 
-LOCATIONS = [  # hospital > ward > room; a clinic elsewhere
+LOCATIONS: list[dict[str, Any]] = [  # hospital > ward > room; a clinic elsewhere
     {"resourceType": "Location", "id": "hospital"},
     {"resourceType": "Location", "id": "ward", "partOf": {"reference": "Location/hospital"}},
     {"resourceType": "Location", "id": "room", "partOf": {"reference": "Location/ward"}},
@@ -241,7 +244,7 @@ LOCATIONS = [  # hospital > ward > room; a clinic elsewhere
 ]
 
 
-def encounter(id: str, where: str) -> dict:
+def encounter(id: str, where: str) -> dict[str, Any]:
     return {"resourceType": "Encounter", "id": id, "status": "finished",
             "class": {"code": "AMB"}, "location": [{"location": {"reference": where}}]}
 

@@ -7,6 +7,7 @@ insertion order.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
@@ -24,34 +25,44 @@ def service(storage: Storage) -> FhirService:
     return FhirService(storage, base_url="http://test/fhir")
 
 
-async def put(svc: FhirService, resource: dict) -> None:
+async def put(svc: FhirService, resource: dict[str, Any]) -> None:
     path = f"{resource['resourceType']}/{resource['id']}"
     response = await svc.handle(Request("PUT", path, body=resource, context=SYSTEM))
     assert response.status in (200, 201)
 
 
-async def search(svc: FhirService, path: str, *query: tuple[str, str], **headers: str) -> dict:
+async def search(
+    svc: FhirService, path: str, *query: tuple[str, str], **headers: str
+) -> dict[str, Any]:
     response = await svc.handle(Request("GET", path, tuple(query), headers=headers,
                                         context=SYSTEM))
     body = response.body
-    return orjson.loads(body) if isinstance(body, bytes) else body  # type: ignore[arg-type]
+    assert body is not None
+    return orjson.loads(body) if isinstance(body, bytes) else body
 
 
-def ids(bundle: dict) -> list[str]:
+def ids(bundle: dict[str, Any]) -> list[str]:
     return [e["resource"]["id"] for e in bundle.get("entry", [])
             if e.get("search", {}).get("mode") == "match"]
 
 
-def link(bundle: dict, relation: str) -> list[tuple[str, str]] | None:
+def link(bundle: dict[str, Any], relation: str) -> list[tuple[str, str]] | None:
     for found in bundle.get("link", []):
         if found["relation"] == relation:
             return parse_qsl(urlsplit(found["url"]).query)
     return None
 
 
+def followed(bundle: dict[str, Any], relation: str) -> list[tuple[str, str]]:
+    """The query of the `relation` link, which the bundle must have."""
+    query = link(bundle, relation)
+    assert query is not None, f"no {relation} link"
+    return query
+
+
 def person(id: str, families: list[str], birth: str | None = None, gender: str | None = None
-           ) -> dict:
-    body: dict = {"resourceType": "Patient", "id": id,
+           ) -> dict[str, Any]:
+    body: dict[str, Any] = {"resourceType": "Patient", "id": id,
                   "name": [{"family": f} for f in families]}
     if birth:
         body["birthDate"] = birth
@@ -60,8 +71,8 @@ def person(id: str, families: list[str], birth: str | None = None, gender: str |
     return body
 
 
-def obs(id: str, subject: str | None, value: float | None) -> dict:
-    body: dict = {"resourceType": "Observation", "id": id, "status": "final",
+def obs(id: str, subject: str | None, value: float | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"resourceType": "Observation", "id": id, "status": "final",
                   "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}}
     if subject:
         body["subject"] = {"reference": subject}
@@ -121,7 +132,7 @@ async def test_sort_by_uri(service: FhirService) -> None:
     assert ids(await search(service, "ValueSet", ("_sort", "-url"))) == ["v1", "v3", "v2"]
 
 
-async def follow(svc: FhirService, first: dict, between=None) -> list[str]:
+async def follow(svc: FhirService, first: dict[str, Any], between=None) -> list[str]:
     """Every id by following `next` links; `between(n)` runs before fetching page n+1."""
     seen, bundle, n = ids(first), first, 0
     while (params := link(bundle, "next")) is not None:
@@ -155,12 +166,12 @@ async def test_paging_is_stable_while_resources_are_created(people: FhirService,
 
 async def test_previous_link_goes_back(people: FhirService) -> None:
     first = await search(people, "Patient", ("_sort", "name"), ("_count", "2"))
-    second = await search(people, "Patient", *link(first, "next"))
-    third = await search(people, "Patient", *link(second, "next"))
+    second = await search(people, "Patient", *followed(first, "next"))
+    third = await search(people, "Patient", *followed(second, "next"))
     assert ids(third) == ["p5"] and link(third, "next") is None
-    back = await search(people, "Patient", *link(third, "previous"))
+    back = await search(people, "Patient", *followed(third, "previous"))
     assert ids(back) == ids(second) == ["p4", "p1"]
-    assert ids(await search(people, "Patient", *link(back, "previous"))) == ids(first)
+    assert ids(await search(people, "Patient", *followed(back, "previous"))) == ids(first)
     self_params = dict(link(second, "self") or [])
     assert "_page" in self_params and self_params["_sort"] == "name"
 

@@ -8,6 +8,7 @@ transaction atomicity, history and search.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 import pytest
@@ -20,7 +21,7 @@ from fhir_server.storage.base import Storage
 from terminology.service import install
 
 
-def patient(mrn: str, **extra: object) -> dict:
+def patient(mrn: str, **extra: object) -> dict[str, Any]:
     return {"resourceType": "Patient", "gender": "female",
             "identifier": [{"system": "urn:mrn", "value": mrn}], **extra}
 
@@ -30,9 +31,10 @@ def service(storage: Storage) -> FhirService:
     return FhirService(storage, base_url="http://test/fhir")
 
 
-async def call(svc: FhirService, method: str, path: str, body: object = None,
-               query: tuple = (), **headers: str) -> tuple[int, dict | None]:
-    response = await svc.handle(Request(method, path, query, headers=headers, body=body,
+async def call(svc: FhirService, method: str, path: str, body: object = None, *,
+               query: tuple[tuple[str, str], ...] = (),
+               headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    response = await svc.handle(Request(method, path, query, headers=headers or {}, body=body,
                                         context=SYSTEM))
     data = response.body
     if isinstance(data, bytes):
@@ -57,7 +59,7 @@ async def test_versions_and_tombstones(service: FhirService) -> None:
 async def test_conditional_create_race(service: FhirService) -> None:
     async def attempt() -> int:
         status, _ = await call(service, "POST", "Patient", patient("race"),
-                               **{"if-none-exist": "identifier=urn:mrn|race"})
+                               headers={"if-none-exist": "identifier=urn:mrn|race"})
         return status
 
     statuses = await asyncio.gather(*(attempt() for _ in range(8)))
@@ -72,7 +74,8 @@ async def test_if_match_race(service: FhirService) -> None:
     async def attempt(n: int) -> int:
         try:
             status, _ = await call(service, "PUT", f"Patient/{made['id']}",
-                                   made | {"birthDate": f"19{n:02d}"}, **{"if-match": 'W/"1"'})
+                                   made | {"birthDate": f"19{n:02d}"},
+                                   headers={"if-match": 'W/"1"'})
         except PreconditionFailed:
             return 412
         return status

@@ -13,6 +13,7 @@ import asyncio
 import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 import pytest
 
@@ -24,6 +25,7 @@ from fhir_server.search.conditions import (
     LastUpdatedCondition,
     MissingCondition,
     NumberCondition,
+    Prefix,
     QuantityCondition,
     ReferenceCondition,
     SearchQuery,
@@ -77,7 +79,7 @@ async def put_in(
     """Write the next version of type/id inside `tx`, as the service does."""
     current = await tx.read(type, id)
     version = current.version + 1 if current else 1
-    method = "PUT" if current else "POST"
+    method: Literal["PUT", "POST"] = "PUT" if current else "POST"
     rec = StoredResource(type, id, version, at or now(), False,
                          data if data is not None else body(type, id, version), method)
     await tx.write(rec, index, expected_version=version - 1)
@@ -554,7 +556,7 @@ DATE_EXPECTED = {
 }
 
 
-def reference_matches(values: dict, prefix: str, low, high) -> set[str]:
+def reference_matches(values: dict[str, Any], prefix: Prefix, low, high) -> set[str]:
     return {name for name, ranges in values.items()
             if any(range_matches(prefix, low, high, lo, hi) for lo, hi in ranges)}
 
@@ -569,7 +571,7 @@ async def test_date(storage: Storage, prefix) -> None:
     for name, ranges in DATES.items():
         await put(storage, "Obs", name, [DateValue("date", lo, hi) for lo, hi in ranges])
     await put(storage, "Obs", "other-param", [DateValue("issued", *MARCH)])
-    got = await found(storage, DateCondition("date", prefix, *MARCH))  # type: ignore[arg-type]
+    got = await found(storage, DateCondition("date", prefix, *MARCH))
     assert got == DATE_EXPECTED[prefix]
 
 
@@ -604,7 +606,7 @@ def test_number_expectations_agree_with_range_matches(prefix) -> None:
 async def test_number(storage: Storage, prefix) -> None:
     for name, ranges in NUMBERS.items():
         await put(storage, "Obs", name, [NumberValue("probability", lo, hi) for lo, hi in ranges])
-    got = await found(storage, NumberCondition("probability", prefix, *TEN))  # type: ignore[arg-type]
+    got = await found(storage, NumberCondition("probability", prefix, *TEN))
     assert got == NUMBER_EXPECTED[prefix]
 
 
@@ -715,7 +717,7 @@ async def test_last_updated(storage: Storage, prefix) -> None:
     assert reference_matches(points, prefix, *T2) == LAST_UPDATED_EXPECTED[prefix]
     for name, at in LAST_UPDATED.items():
         await put(storage, "Obs", name, at=at)
-    condition = LastUpdatedCondition(prefix, *T2)  # type: ignore[arg-type]
+    condition = LastUpdatedCondition(prefix, *T2)
     assert await found(storage, condition) == LAST_UPDATED_EXPECTED[prefix]
     assert await found(storage, condition, types=()) == LAST_UPDATED_EXPECTED[prefix]
 

@@ -10,7 +10,7 @@ def unique() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def patient(identifier: str | None = None, family: str = "Doe", **extra: Any) -> dict:
+def patient(identifier: str | None = None, family: str = "Doe", **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "resourceType": "Patient",
         "name": [{"family": family, "given": ["Jane"]}],
@@ -23,7 +23,7 @@ def patient(identifier: str | None = None, family: str = "Doe", **extra: Any) ->
     return body
 
 
-def observation(subject: str, code: str = "8867-4", value: float = 72) -> dict:
+def observation(subject: str, code: str = "8867-4", value: float = 72) -> dict[str, Any]:
     return {
         "resourceType": "Observation",
         "status": "final",

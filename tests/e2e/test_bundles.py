@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import orjson
 
 from tests.e2e.helpers import JSON, observation, patient, unique
 
 
-def post_bundle(client: httpx.Client, bundle: dict, **headers: str) -> httpx.Response:
+def post_bundle(client: httpx.Client, bundle: dict[str, Any], **headers: str) -> httpx.Response:
     return client.post("", content=orjson.dumps(bundle),
                        headers={"Content-Type": JSON, **headers})
 
 
-def transaction(*entries: dict) -> dict:
+def transaction(*entries: dict[str, Any]) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}
 
 

@@ -12,7 +12,7 @@ import orjson
 from tests.e2e.helpers import observation, patient
 
 
-def fhir_server(*args: str, database: Path) -> subprocess.CompletedProcess:
+def fhir_server(*args: str, database: Path) -> subprocess.CompletedProcess[str]:
     command = [str(Path(sys.executable).parent / "fhir-server"), *args]
     env = {**os.environ, "FHIR_DATABASE": str(database)}
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import orjson
@@ -10,7 +11,9 @@ import orjson
 from tests.e2e.helpers import JSON, patient, unique
 
 
-async def _race(base: str, requests: list[tuple[str, str, bytes, dict]]) -> list[httpx.Response]:
+async def _race(
+    base: str, requests: list[tuple[str, str, bytes, dict[str, Any]]]
+) -> list[httpx.Response]:
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
         return await asyncio.gather(*(
             http.request(method, url, content=content, headers=headers)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import orjson
 
 from tests.e2e.helpers import JSON, patient, unique
 
 
-def create(client: httpx.Client, body: dict, **headers: str) -> httpx.Response:
+def create(client: httpx.Client, body: dict[str, Any], **headers: str) -> httpx.Response:
     return client.post(f"/{body['resourceType']}", content=orjson.dumps(body),
                        headers={"Content-Type": JSON, **headers})
 

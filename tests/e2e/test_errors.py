@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import orjson
 from hypothesis import HealthCheck, given, settings
@@ -11,7 +13,7 @@ from tests.e2e.conftest import BODY_LIMIT
 from tests.e2e.helpers import JSON, patient, unique
 
 
-def outcome(response: httpx.Response, status: int) -> dict:
+def outcome(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body = response.json()
     assert body["resourceType"] == "OperationOutcome"

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -49,7 +50,8 @@ def field(ack: bytes, segment: str, number: int) -> str:
 
 
 @asynccontextmanager
-async def mllp(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+async def mllp(port: int) -> AsyncIterator[tuple[Any, Any]]:
+    """hl7.mllp's reader and writer (`readblock`, `writeblock`); the library has no types."""
     reader, writer = await open_hl7_connection("127.0.0.1", port)
     try:
         yield reader, writer
@@ -69,12 +71,12 @@ async def exchange(port: int, *messages: bytes) -> list[bytes]:
     return acks
 
 
-def cli(*args: str, server: ServerProcess) -> subprocess.CompletedProcess:
+def cli(*args: str, server: ServerProcess) -> subprocess.CompletedProcess[str]:
     command = [str(Path(sys.executable).parent / "fhir-server"), "hl7", *args]
     return subprocess.run(command, env=server.env, capture_output=True, text=True, timeout=60)
 
 
-def patients(http: httpx.Client, mrn: str) -> list[dict]:
+def patients(http: httpx.Client, mrn: str) -> list[dict[str, Any]]:
     bundle = http.get("Patient", params={"identifier": f"{IDENTIFIER_SYSTEM}|{mrn}"}).json()
     return [entry["resource"] for entry in bundle.get("entry", [])]
 

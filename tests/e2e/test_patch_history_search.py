@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import orjson
 
 from tests.e2e.helpers import JSON, observation, patient, unique
 
 
-def created(client: httpx.Client, body: dict) -> dict:
+def created(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
     response = client.post(f"/{body['resourceType']}", content=orjson.dumps(body),
                            headers={"Content-Type": JSON})
     assert response.status_code == 201, response.text

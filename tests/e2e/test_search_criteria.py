@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from tests.e2e.helpers import unique
@@ -9,7 +11,7 @@ from tests.e2e.helpers import unique
 LOINC = "http://loinc.org"
 
 
-def _put(client: httpx.Client, resource: dict) -> None:
+def _put(client: httpx.Client, resource: dict[str, Any]) -> None:
     response = client.put(f"/{resource['resourceType']}/{resource['id']}", json=resource,
                           headers={"Content-Type": "application/fhir+json"})
     assert response.status_code in (200, 201), response.text

@@ -3,23 +3,25 @@ HTTP: the links a client follows are real URLs of the server."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from tests.e2e.helpers import unique
 
 
-def _put(client: httpx.Client, resource: dict) -> None:
+def _put(client: httpx.Client, resource: dict[str, Any]) -> None:
     response = client.put(f"/{resource['resourceType']}/{resource['id']}", json=resource,
                           headers={"Content-Type": "application/fhir+json"})
     assert response.status_code in (200, 201), response.text
 
 
-def _refs(body: dict, mode: str | None = None) -> list[str]:
+def _refs(body: dict[str, Any], mode: str | None = None) -> list[str]:
     return [f"{e['resource']['resourceType']}/{e['resource']['id']}"
             for e in body.get("entry", []) if mode is None or e["search"]["mode"] == mode]
 
 
-def _follow(client: httpx.Client, body: dict) -> list[str]:
+def _follow(client: httpx.Client, body: dict[str, Any]) -> list[str]:
     """The refs of this page and of every `next` page after it, fetched by their URLs."""
     out = _refs(body, "match")
     while (url := next((link["url"] for link in body["link"]

@@ -22,15 +22,15 @@ V2_0001 = "http://terminology.hl7.org/CodeSystem/v2-0001"
 GENDER_MAP = "http://hl7.org/fhir/ConceptMap/cm-administrative-gender-v2"
 
 
-def post(client: httpx.Client, path: str, body: dict) -> httpx.Response:
+def post(client: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
     return client.post(path, content=orjson.dumps(body), headers={"Content-Type": JSON})
 
 
-def put(client: httpx.Client, path: str, body: dict) -> httpx.Response:
+def put(client: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
     return client.put(path, content=orjson.dumps(body), headers={"Content-Type": JSON})
 
 
-def parameters(**values: Any) -> dict:
+def parameters(**values: Any) -> dict[str, Any]:
     parts = []
     for name, value in values.items():
         key = {str: "valueString", bool: "valueBoolean", int: "valueInteger"}.get(
@@ -39,14 +39,14 @@ def parameters(**values: Any) -> dict:
     return {"resourceType": "Parameters", "parameter": parts}
 
 
-def part(body: dict, name: str) -> Any:
+def part(body: dict[str, Any], name: str) -> Any:
     for p in body["parameter"]:
         if p["name"] == name:
             return next((v for k, v in p.items() if k.startswith("value")), p.get("part"))
     return None
 
 
-def codes(expansion: dict) -> set[str]:
+def codes(expansion: dict[str, Any]) -> set[str]:
     return {c["code"] for c in expansion["expansion"].get("contains", [])}
 
 
@@ -127,7 +127,7 @@ def test_translate_with_the_gender_concept_map(client: httpx.Client) -> None:
     ("/Patient/$expand", {}, 404),
 ])
 def test_bad_terminology_calls_are_clear_errors(
-    client: httpx.Client, path: str, params: dict, status: int
+    client: httpx.Client, path: str, params: dict[str, Any], status: int
 ) -> None:
     response = client.get(path, params=params)
     assert response.status_code == status, response.text
@@ -146,7 +146,7 @@ def test_metadata_lists_the_operations(client: httpx.Client) -> None:
 # -- uploaded content -------------------------------------------------------------------
 
 
-def labs_code_system(url: str) -> dict:
+def labs_code_system(url: str) -> dict[str, Any]:
     """panel > (a > a1), b; c stands alone."""
     return {
         "resourceType": "CodeSystem", "url": url, "status": "active", "content": "complete",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import orjson
 
@@ -14,7 +15,7 @@ from fhir_server.interactions.service import FhirService
 from fhir_server.storage.base import Storage
 
 
-async def loaded_service(storage: Storage, resources: Iterable[dict]) -> FhirService:
+async def loaded_service(storage: Storage, resources: Iterable[dict[str, Any]]) -> FhirService:
     svc = FhirService(storage, base_url="http://test/fhir")
     svc.add_operation(everything_operation())  # as the assembly registers it
     for resource in resources:
@@ -25,7 +26,7 @@ async def loaded_service(storage: Storage, resources: Iterable[dict]) -> FhirSer
 
 
 async def call(svc: FhirService, method: str, path: str, body: object = None,
-               query: tuple = ()) -> dict:
+               query: tuple[Any, ...] = ()) -> dict[str, Any]:
     """One interaction as the system; the body of the answer as JSON."""
     response = await svc.handle(Request(method, path, query, body=body, context=SYSTEM))
     data = response.body

@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import mongomock
+import mongomock.collection
 from mongomock.store import CollectionStore, DatabaseStore, ServerStore
 from pymongo.errors import InvalidOperation, OperationFailure
 from pymongo.operations import IndexModel
@@ -72,7 +73,7 @@ class _Transaction:
 
     def __init__(self, client: MockClient) -> None:
         self.started_at = client._clock
-        self.data = mongomock.MongoClient(_store=_fork(client._sync._store))
+        self.data: Any = mongomock.MongoClient(_store=_fork(client._sync._store))
         self.written: set[Key] = set()
         self.failed = False
 
@@ -143,8 +144,9 @@ class _TransactionContext:
 class MockClient:
     """An `AsyncMongoClient` look-alike over one mongomock server (the committed data)."""
 
-    def __init__(self, sync: mongomock.MongoClient | None = None) -> None:
-        self._sync = sync or mongomock.MongoClient()
+    def __init__(self, sync: mongomock.MongoClient[Any] | None = None) -> None:
+        # Any: mongomock's stub calls its client pymongo's, which has no _store to fork
+        self._sync: Any = sync or mongomock.MongoClient()
         self._clock = 0  # bumped by every committed write
         self._modified: dict[Key, int] = {}  # when each document was last committed
         self._pending: dict[Key, _Transaction] = {}  # documents written by open transactions

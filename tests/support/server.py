@@ -26,7 +26,7 @@ class ServerProcess:
         self.database = database
         self.port = free_port()
         self.env = {**os.environ, "FHIR_DATABASE": str(database), **env}
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def base(self) -> str:

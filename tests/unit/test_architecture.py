@@ -3,7 +3,7 @@
 - The import contracts in pyproject.toml hold (lint-imports): the layers (cli, api,
   assembly, plug-ins, interactions, context, storage, search/model), the two storage
   engines independent of each other, and only fhir_server.api importing a web framework.
-- ruff is clean.
+- ruff is clean, and mypy --strict (configured in pyproject.toml) passes.
 - Only the composition root (fhir_server/assembly.py) and the commands (fhir_server/cli/)
   construct a storage engine or the FHIR service: every other module is handed one.
 """
@@ -96,3 +96,10 @@ def test_the_scan_finds_a_construction(tmp_path: Path) -> None:
                       "s = sqlite.SQLiteStorage(path)\nopen_service(settings)\n")
     assert list(_constructions(sample)) == [(1, "FhirService"), (2, "MongoStorage"),
                                             (3, "SQLiteStorage")]
+
+
+def test_mypy_is_clean() -> None:
+    """Every package type-checks in strict mode (configured in pyproject.toml)."""
+    mypy = Path(sys.executable).parent / "mypy"
+    result = subprocess.run([str(mypy)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

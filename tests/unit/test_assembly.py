@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ def unfrozen() -> Iterator[None]:
     gc.unfreeze()
 
 
-def settings_in(tmp_path: Path, **extra: object) -> Settings:
+def settings_in(tmp_path: Path, **extra: Any) -> Settings:
     return Settings(database=str(tmp_path / "fhir.db"), **extra)
 
 

@@ -19,7 +19,7 @@ QUERY = (("_format", "xml"), ("_pretty", "true"), ("name", "x"))
 
 
 def test_http_only_parameters_reach_no_interaction() -> None:
-    assert HTTP_ONLY == {"_format", "_pretty"} and HTTP_ONLY <= NOT_SEARCH
+    assert {"_format", "_pretty"} == HTTP_ONLY and HTTP_ONLY <= NOT_SEARCH
     assert Params.from_query(QUERY).names() == {"name"}
     assert query_criteria(Request("DELETE", "Patient", QUERY)) == [("name", "x")]
 

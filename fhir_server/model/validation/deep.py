@@ -17,6 +17,7 @@ from fhir_server.model.validation.metadata import (
     DOMAIN_RESOURCE,
     RESOURCE,
     Element,
+    Model,
     elements,
     model_for,
 )
@@ -27,7 +28,7 @@ __all__ = ["deep_issues"]
 _PLACEHOLDER = {"resourceType": "Basic", "code": {"text": "structure-only resource"}}
 
 
-def _for_models(data: dict, walk: Walk) -> dict:
+def _for_models(data: dict[str, Any], walk: Walk) -> dict[str, Any]:
     """A copy of `data` without what R4B models cannot take (R4-only parts, no-model types)."""
     root = dict(data)
     copied = {id(root)}
@@ -50,7 +51,9 @@ def _for_models(data: dict, walk: Walk) -> dict:
     return root
 
 
-def _model_issues(model: type, data: dict, original: dict, loc: Loc) -> list[Issue]:
+def _model_issues(
+    model: Model, data: dict[str, Any], original: dict[str, Any], loc: Loc
+) -> list[Issue]:
     try:
         model.model_validate(data)
     except ValidationError as error:
@@ -58,7 +61,7 @@ def _model_issues(model: type, data: dict, original: dict, loc: Loc) -> list[Iss
     return []
 
 
-def _issue_from(error: Any, data: dict, loc: Loc) -> Issue:
+def _issue_from(error: Any, data: dict[str, Any], loc: Loc) -> Issue:
     """One pydantic error as an Issue, its path followed through the JSON and the models."""
     node: Any = data
     fields: dict[str, Element] | None = elements(
@@ -88,7 +91,7 @@ def _issue_from(error: Any, data: dict, loc: Loc) -> Issue:
     return Issue(f"{path}: {message}", "value", "error", (path,))
 
 
-def deep_issues(resource: dict, walk: Walk) -> list[Issue]:
+def deep_issues(resource: dict[str, Any], walk: Walk) -> list[Issue]:
     """What the R4B models find wrong with `resource`, which `walk` has already passed."""
     rtype = resource["resourceType"]
     data = _for_models(resource, walk)

@@ -14,9 +14,10 @@ import uuid
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fhir.resources.R4B import fhirtypes, get_fhir_model_class
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from fhir_core.types import FhirBase
 
 from fhir_server.model.validation.primitives import Check, check_boolean, check_for, check_uuid
@@ -33,12 +34,15 @@ __all__ = [
     "RESOURCE",
     "STRUCTURE_ONLY_TYPES",
     "Element",
+    "Model",
     "elements",
     "is_resource_type",
     "load_r4_types",
     "model_for",
     "requirements",
 ]
+
+Model = type[FHIRAbstractModel]  # an R4B model class
 
 R4_TYPES_FILE = Path(__file__).resolve().parents[2] / "data" / "r4_resource_types.json"
 
@@ -118,7 +122,7 @@ def is_resource_type(name: str) -> bool:
 
 
 @cache
-def model_for(resource_type: str) -> type | None:
+def model_for(resource_type: str) -> Model | None:
     """The R4B model of an R4 resource type; None for structure-only and unknown types."""
     if resource_type in STRUCTURE_ONLY_TYPES or not is_resource_type(resource_type):
         return None
@@ -138,7 +142,7 @@ class Element:
     kind: str  # PRIMITIVE | COMPLEX | RESOURCE | PRIMITIVE_EXT (a `_x` partner)
     many: bool
     type: str  # FHIR type code: "date", "boolean", "HumanName", "Resource", "PatientContact"
-    model: type | None = None  # model of a COMPLEX or PRIMITIVE_EXT value
+    model: Model | None = None  # model of a COMPLEX or PRIMITIVE_EXT value
     check: Check | None = None  # of a PRIMITIVE value
     choice: str | None = None  # "value" for valueQuantity
     summary: bool = False
@@ -163,12 +167,12 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
         if origin is list:
             many, annotation = True, typing.get_args(annotation)[0]
         elif origin is typing.Union or origin is types.UnionType:
-            annotation = [a for a in typing.get_args(annotation) if a is not type(None)][0]
+            annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
         else:
             return annotation, many
 
 
-def _describe(annotation: Any) -> tuple[str, str, type | None, Check | None]:
+def _describe(annotation: Any) -> tuple[str, str, Model | None, Check | None]:
     """(kind, FHIR type code, child model, value check) of one field's item type."""
     if isinstance(annotation, type) and issubclass(annotation, FhirBase):
         model = annotation.get_model_klass()
@@ -190,7 +194,7 @@ def _describe(annotation: Any) -> tuple[str, str, type | None, Check | None]:
 
 
 @cache
-def elements(model: type) -> dict[str, Element]:
+def elements(model: Model) -> dict[str, Element]:
     """The JSON properties of `model` in FHIR element order, each `_x` right after its `x`."""
     fields = model.model_fields
     by_alias = {(f.alias or n): (n, f) for n, f in fields.items()}
@@ -199,7 +203,7 @@ def elements(model: type) -> dict[str, Element]:
         if (model.__name__, alias) in R4B_ONLY_ELEMENTS:
             continue
         name, field = by_alias[alias]
-        extra = field.json_schema_extra or {}
+        extra = cast(dict[str, Any], field.json_schema_extra or {})  # the models give a dict
         item, many = _unwrap(field.annotation)
         kind, code, child, check = _describe(item)
         required = bool(field.is_required() or extra.get("element_required")
@@ -218,7 +222,7 @@ def elements(model: type) -> dict[str, Element]:
 
 
 @cache
-def requirements(model: type) -> tuple[tuple[Element, ...], tuple[str, ...]]:
+def requirements(model: Model) -> tuple[tuple[Element, ...], tuple[str, ...]]:
     """(required single elements, required choice groups) of `model`."""
     fields = elements(model).values()
     singles = tuple(e for e in fields if e.required and not e.choice)

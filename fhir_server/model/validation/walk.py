@@ -17,6 +17,7 @@ from fhir_server.model.validation.metadata import (
     PRIMITIVE_EXT,
     RESOURCE,
     Element,
+    Model,
     elements,
     is_resource_type,
     model_for,
@@ -30,7 +31,7 @@ MAX_ISSUES = 100
 
 # A location is a linked list, turned into text only when an issue needs it:
 # (parent, Element or JSON key, index or None); the root is the resource type name.
-Loc = tuple | str
+Loc = tuple[Any, ...] | str
 
 
 def path_of(loc: Loc) -> str:
@@ -89,7 +90,9 @@ class Walk:
         else:
             self.object(data, model, loc, rtype)
 
-    def object(self, data: dict, model: type, loc: Loc, rtype: str | None = None) -> None:
+    def object(
+        self, data: dict[str, Any], model: Model, loc: Loc, rtype: str | None = None
+    ) -> None:
         fields = elements(model)
         choices: dict[str, str] | None = None
         for key, value in data.items():
@@ -120,7 +123,9 @@ class Walk:
                 self.node(value, info, (loc, info, None))
         self.required(data, model, loc, choices)
 
-    def required(self, data: dict, model: type, loc: Loc, choices: dict[str, str] | None) -> None:
+    def required(
+        self, data: dict[str, Any], model: Model, loc: Loc, choices: dict[str, str] | None
+    ) -> None:
         singles, groups = requirements(model)
         for info in singles:
             if info.name not in data and "_" + info.name not in data:
@@ -130,7 +135,7 @@ class Walk:
                 self.fail((loc, f"{group}[x]", None), "A required element is missing",
                           "required")
 
-    def array(self, data: dict, value: Any, info: Element, loc: Loc) -> None:
+    def array(self, data: dict[str, Any], value: Any, info: Element, loc: Loc) -> None:
         if type(value) is not list:
             self.fail((loc, info, None), "Expected an array (the element repeats)")
             return
@@ -166,6 +171,7 @@ class Walk:
         elif not value:
             self.fail(loc, "Empty objects are not allowed")
         else:
+            assert info.model is not None  # COMPLEX and PRIMITIVE_EXT elements have one
             self.object(value, info.model, loc)
             if info.model is EXTENSION and ("extension" in value) == any(
                 k.startswith("value") for k in value

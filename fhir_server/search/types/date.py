@@ -38,7 +38,7 @@ def extract(code: str, fhir_type: str | None, data: Any) -> Iterator[DateValue]:
                     yield DateValue(code, *found)
 
 
-def _period(code: str, data: dict) -> Iterator[DateValue]:
+def _period(code: str, data: dict[str, Any]) -> Iterator[DateValue]:
     start, end = data.get("start"), data.get("end")
     low = parse_instant_range(start) if isinstance(start, str) else None
     high = parse_instant_range(end) if isinstance(end, str) else None

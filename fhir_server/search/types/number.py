@@ -37,7 +37,7 @@ def extract(code: str, fhir_type: str | None, data: Any) -> Iterator[NumberValue
         yield NumberValue(code, *found)
 
 
-def range_bounds(data: dict) -> tuple[float, float] | None:
+def range_bounds(data: dict[str, Any]) -> tuple[float, float] | None:
     """[low, high] of a FHIR Range (its bounds inclusive and exact; open ends infinite)."""
     low, high = _bound(data.get("low")), _bound(data.get("high"))
     if low is None and high is None:

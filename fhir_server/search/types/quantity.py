@@ -55,7 +55,7 @@ def _compared(comparator: object, low: float, high: float) -> tuple[float, float
     return low, high
 
 
-def _range(code: str, data: dict) -> Iterator[QuantityValue]:
+def _range(code: str, data: dict[str, Any]) -> Iterator[QuantityValue]:
     found = range_bounds(data)
     if found is None:
         return

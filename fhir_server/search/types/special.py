@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeGuard
 
 from fhir_server.search.conditions import NearCondition
 from fhir_server.search.registry import SearchParam
@@ -34,7 +34,7 @@ def extract(code: str, fhir_type: str | None, data: Any) -> Iterator[GeoValue]:
             yield GeoValue(code, float(lat), float(lon))
 
 
-def _number(value: object) -> bool:
+def _number(value: object) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 

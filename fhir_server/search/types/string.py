@@ -39,7 +39,7 @@ def _values(code: str, texts: Iterable[str]) -> Iterator[StringValue]:
             yield StringValue(code, normalize(text), text)
 
 
-def _parts(data: dict, names: tuple[str, ...]) -> Iterator[str]:
+def _parts(data: dict[str, Any], names: tuple[str, ...]) -> Iterator[str]:
     for name in names:
         value = data.get(name)
         if isinstance(value, str):
@@ -48,7 +48,7 @@ def _parts(data: dict, names: tuple[str, ...]) -> Iterator[str]:
             yield from (v for v in value if isinstance(v, str))
 
 
-def _name_parts(data: dict) -> list[str]:
+def _name_parts(data: dict[str, Any]) -> list[str]:
     parts = list(_parts(data, _NAME_PARTS))
     text = data.get("text")
     texts = [*parts, text] if isinstance(text, str) else parts
@@ -57,7 +57,7 @@ def _name_parts(data: dict) -> list[str]:
     return texts
 
 
-def _guess(data: dict) -> str | None:
+def _guess(data: dict[str, Any]) -> str | None:
     if "family" in data or "given" in data:
         return "HumanName"
     if "line" in data or "city" in data or "postalCode" in data or "country" in data:

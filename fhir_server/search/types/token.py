@@ -47,7 +47,7 @@ def extract(code: str, fhir_type: str | None, data: Any) -> Iterator[TokenValue]
             yield from handler(code, data)
 
 
-def _codeable_concept(code: str, data: dict) -> Iterator[TokenValue]:
+def _codeable_concept(code: str, data: dict[str, Any]) -> Iterator[TokenValue]:
     for coding in data.get("coding") or ():
         if isinstance(coding, dict):
             yield from _coding(code, coding)
@@ -56,13 +56,13 @@ def _codeable_concept(code: str, data: dict) -> Iterator[TokenValue]:
         yield TokenValue(code, None, None, normalize(text))
 
 
-def _coding(code: str, data: dict) -> Iterator[TokenValue]:
+def _coding(code: str, data: dict[str, Any]) -> Iterator[TokenValue]:
     system, value, display = data.get("system"), data.get("code"), data.get("display")
     if value is not None or system is not None:
         yield TokenValue(code, system, value, normalize(display) if display else None)
 
 
-def _identifier(code: str, data: dict) -> Iterator[TokenValue]:
+def _identifier(code: str, data: dict[str, Any]) -> Iterator[TokenValue]:
     system, value = data.get("system"), data.get("value")
     kind = data.get("type")
     text = kind.get("text") if isinstance(kind, dict) else None
@@ -74,13 +74,13 @@ def _identifier(code: str, data: dict) -> Iterator[TokenValue]:
             yield TokenValue(f"{code}:of-type", type_code, value)
 
 
-def _contact_point(code: str, data: dict) -> Iterator[TokenValue]:
+def _contact_point(code: str, data: dict[str, Any]) -> Iterator[TokenValue]:
     value = data.get("value")
     if isinstance(value, str):
         yield TokenValue(code, None, value)
 
 
-def _guess(data: dict) -> str:
+def _guess(data: dict[str, Any]) -> str:
     """The FHIR type of an untyped value (from a union expression), by its shape."""
     if "coding" in data or set(data) <= {"text", "id", "extension"}:
         return "CodeableConcept"

@@ -59,7 +59,7 @@ async def resolve(query: SearchQuery, types: Sequence[str], find: Find) -> Searc
     clauses = []
     for clause in query.clauses:
         clauses.append(tuple([await _resolve(c, types, find) for c in clause]))
-    return replace(query, clauses=tuple(clauses))  # type: ignore[arg-type]
+    return replace(query, clauses=tuple(clauses))
 
 
 async def _matches(query: SearchQuery, find: Find, projection: dict[str, int],

@@ -24,8 +24,8 @@ from fhir_server.storage.base import StoredResource
 
 Filter = dict[str, Any]
 
-RECORD_FIELDS = {f: 1 for f in ("type", "id", "version", "last_updated", "deleted",
-                                 "method", "data")}
+RECORD_FIELDS = dict.fromkeys(("type", "id", "version", "last_updated", "deleted",
+                               "method", "data"), 1)
 
 
 def resource_key(type: str, id: str) -> str:

@@ -84,8 +84,8 @@ class MongoStorage(Reader):
             [*stages, {"$count": "n"}], allowDiskUse=True)).to_list(None)
         resources: list[StoredResource] = []
         if query.count > 0:
-            page = [{"$sort": HISTORY_SORT}, {"$skip": query.offset},
-                    {"$limit": query.count}, {"$project": RECORD_FIELDS}]
+            page: list[dict[str, Any]] = [{"$sort": HISTORY_SORT}, {"$skip": query.offset},
+                                          {"$limit": query.count}, {"$project": RECORD_FIELDS}]
             cursor = await self._history.aggregate([*stages, *page], allowDiskUse=True)
             resources = [record(doc) for doc in await cursor.to_list(None)]
         return Page(resources, counted[0]["n"] if counted else 0)

@@ -36,7 +36,7 @@ class Reader:
         query = await resolve(query, types, self._find)
         filter = search_filter(query, types)
         resources: list[StoredResource] = []
-        keys: list[tuple] = []
+        keys: list[tuple[Any, ...]] = []
         if query.count > 0:
             docs = await self._page(query, filter)
             resources = [record(doc) for doc in docs]
@@ -64,8 +64,8 @@ class Reader:
                 stages.append({"$match": after})
             stages += [{"$sort": dict(order.sort(backwards))}, {"$skip": query.offset},
                        {"$limit": query.count}, {"$project": fields}]
-            cursor = await self._resources.aggregate(stages, session=self._session)
-            docs = await cursor.to_list(None)
+            aggregated = await self._resources.aggregate(stages, session=self._session)
+            docs = await aggregated.to_list(None)
         if backwards:
             docs.reverse()
         return docs

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fhir_server.search.conditions import Clause, SearchQuery
 from fhir_server.storage.base import Page, StoredResource
@@ -96,7 +97,7 @@ def _plan(conn: sqlite3.Connection, query: SearchQuery, probe_limit: int) -> _Pl
 def _probe(conn: sqlite3.Connection, clause: _Clause, limit: int) -> int:
     """The clause's index rows, counted up to `limit`."""
     sql, params = clause.rids()
-    return fetch_one(conn, f"SELECT count(*) FROM ({sql} LIMIT ?)", [*params, limit])[0]
+    return int(fetch_one(conn, f"SELECT count(*) FROM ({sql} LIMIT ?)", [*params, limit])[0])
 
 
 def search(conn: sqlite3.Connection, query: SearchQuery, probe_limit: int) -> Page:
@@ -104,7 +105,7 @@ def search(conn: sqlite3.Connection, query: SearchQuery, probe_limit: int) -> Pa
     if plan.empty:
         return Page([], None if query.total == "none" else 0)
     resources: list[StoredResource] = []
-    keys: list[tuple] = []
+    keys: list[tuple[Any, ...]] = []
     if query.count > 0:
         resources, keys = _page(conn, query, plan)
     total = None
@@ -123,12 +124,12 @@ def search(conn: sqlite3.Connection, query: SearchQuery, probe_limit: int) -> Pa
 def _live(conn: sqlite3.Connection, types: Sequence[str]) -> int:
     """How many live resources `types` (all: every type) have, from `type_counts`."""
     where = f" WHERE type IN ({marks(len(types))})" if types else ""
-    return fetch_one(conn, f"SELECT coalesce(sum(live), 0) FROM type_counts{where}",
-                     list(types))[0]
+    return int(fetch_one(conn, f"SELECT coalesce(sum(live), 0) FROM type_counts{where}",
+                         list(types))[0])
 
 
 def _page(conn: sqlite3.Connection, query: SearchQuery, plan: _Plan
-          ) -> tuple[list[StoredResource], list[tuple]]:
+          ) -> tuple[list[StoredResource], list[tuple[Any, ...]]]:
     """The page's rows and their sort keys; a page before a key is read backwards."""
     order = ordering(query)
     columns, column_params = order.columns

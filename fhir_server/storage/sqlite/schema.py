@@ -62,7 +62,7 @@ _INDEX_COLUMNS = (
 _INDEX_KEY = "PRIMARY KEY (rid, seq)) WITHOUT ROWID"
 
 
-SCHEMA = (
+SCHEMA: tuple[str, ...] = (
     """CREATE TABLE resources (
         rid INTEGER PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL,
         version INTEGER NOT NULL, last_updated TEXT NOT NULL, deleted INTEGER NOT NULL,

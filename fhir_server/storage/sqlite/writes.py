@@ -8,7 +8,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from fhir_server.errors import VersionConflict
 from fhir_server.search.values import IndexValue
@@ -24,9 +24,9 @@ def write(
     values = (rec.version, rec.last_updated, int(rec.deleted), rec.method, rec.data)
     if expected == 0:
         try:
-            rid = conn.execute(
+            rid = cast(int, conn.execute(  # an INSERT always sets lastrowid
                 "INSERT INTO resources (version, last_updated, deleted, method, data, type, id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", (*values, rec.type, rec.id)).lastrowid
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", (*values, rec.type, rec.id)).lastrowid)
         except sqlite3.IntegrityError:  # UNIQUE(type, id): it exists already
             raise _conflict(conn, rec, expected) from None
     else:

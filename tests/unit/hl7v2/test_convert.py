@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
@@ -32,7 +33,7 @@ async def service(tmp_path: Path) -> AsyncIterator[FhirService]:
 
 
 
-async def post(svc: FhirService, bundle: dict) -> list[str]:
+async def post(svc: FhirService, bundle: dict[str, Any]) -> list[str]:
     answer = await call(svc, "POST", "", bundle)
     return [e["response"]["status"] for e in answer["entry"]]
 
@@ -116,7 +117,7 @@ async def test_merge_of_an_unknown_patient_creates_it_inactive(service: FhirServ
 
 async def test_appointment_lifecycle_s12_to_s15(service: FhirService) -> None:
     """SIU S12 books, S13/S14 change the same Appointment (by SCH-1/2), S15 cancels it."""
-    def siu(event: str, n: int, start: str, status: str = "") -> dict:
+    def siu(event: str, n: int, start: str, status: str = "") -> dict[str, Any]:
         sch = (f"SCH|APT-7^SCHED|APT-77^SCHED|||||||30|min|^^30^{start}||||||||||||||"
                f"{status}")
         return convert(message(sch, PID, type=f"SIU^{event}^SIU_S12", n=n)).bundle

@@ -110,7 +110,7 @@ def _converted() -> list[dict[str, Any]]:
     return resources
 
 
-def _verdict(resource: dict[str, Any], verdicts: ModelVerdicts | None) -> list[tuple]:
+def _verdict(resource: dict[str, Any], verdicts: ModelVerdicts | None) -> list[tuple[Any, ...]]:
     try:
         validate_resource(resource, verdicts=verdicts)
     except InvalidResource as error:
@@ -118,7 +118,7 @@ def _verdict(resource: dict[str, Any], verdicts: ModelVerdicts | None) -> list[t
     return []
 
 
-def _primitive_paths(node: Any, at: tuple = ()) -> list[tuple]:
+def _primitive_paths(node: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     if isinstance(node, dict):
         return [p for k, v in node.items() if k != "resourceType"
                 for p in _primitive_paths(v, (*at, k))]
@@ -127,7 +127,7 @@ def _primitive_paths(node: Any, at: tuple = ()) -> list[tuple]:
     return [at]
 
 
-def _replaced(resource: dict[str, Any], path: tuple, value: Any) -> dict[str, Any]:
+def _replaced(resource: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
     out = copy.deepcopy(resource)
     node: Any = out
     for key in path[:-1]:

@@ -40,7 +40,7 @@ def test_duplicate_is_the_same_row_and_a_changed_payload_is_not(inbox: InboxFile
     assert not new and again.id == first.id
     other, new = inbox.receive("LAB|NORTH", "M1", "ADT^A01", RAW + b"PV1|1\r")
     assert new and other.id != first.id
-    elsewhere, new = inbox.receive("LAB|SOUTH", "M1", "ADT^A01", RAW)
+    _elsewhere, new = inbox.receive("LAB|SOUTH", "M1", "ADT^A01", RAW)
     assert new
 
 

@@ -63,7 +63,7 @@ async def test_one_patient_in_order_others_in_parallel(
     ingestor, service = setup
     acks: dict[str, bytes] = {}
 
-    def reply_for(name: str):  # noqa: ANN202
+    def reply_for(name: str):
         async def reply(ack: bytes) -> None:
             acks[name] = ack
         return reply

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,9 @@ def error_of(raw: bytes | str) -> MessageError:
     return caught.value
 
 
-def resources(raw: bytes | str, type: str, options: ConvertOptions | None = None) -> list[dict]:
+def resources(
+    raw: bytes | str, type: str, options: ConvertOptions | None = None
+) -> list[dict[str, Any]]:
     bundle = convert(raw, options or ConvertOptions()).bundle
     return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == type]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ async def service(tmp_path: Path) -> AsyncIterator[FhirService]:
 
 
 
-def parameters(text: str) -> dict:
+def parameters(text: str) -> dict[str, Any]:
     return {"resourceType": "Parameters",
             "parameter": [{"name": "message", "valueString": text}]}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ ERRORS = json.loads((VECTORS / "errors.json").read_text(encoding="utf-8"))["case
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
-def test_fhirpath_patch_vectors(case: dict) -> None:
+def test_fhirpath_patch_vectors(case: dict[str, Any]) -> None:
     before = copy.deepcopy(case["input"])
     result = apply_fhirpath_patch(case["input"], case["patch"])
     assert result == case["output"]
@@ -31,7 +32,7 @@ def test_fhirpath_patch_vectors(case: dict) -> None:
 
 
 @pytest.mark.parametrize("case", ERRORS, ids=[c["name"] for c in ERRORS])
-def test_fhirpath_patch_errors(case: dict) -> None:
+def test_fhirpath_patch_errors(case: dict[str, Any]) -> None:
     before = copy.deepcopy(case["input"])
     with pytest.raises(FhirError) as caught:
         apply_fhirpath_patch(case["input"], case["patch"])
@@ -40,7 +41,7 @@ def test_fhirpath_patch_errors(case: dict) -> None:
     assert case["input"] == before
 
 
-def _operation(**parts: object) -> dict:
+def _operation(**parts: object) -> dict[str, Any]:
     encoded = []
     for name, value in parts.items():
         if name in ("index", "source", "destination"):
@@ -107,7 +108,7 @@ def test_json_patch_applies_in_order_without_touching_the_input() -> None:
     ])
     assert result == {"resourceType": "Patient", "id": "p", "gender": False,
                       "name": [{"given": ["Peter", "James"]}, {"given": ["Peter", "James"]}]}
-    assert PATIENT == before
+    assert before == PATIENT
 
 
 @pytest.mark.parametrize(("patch", "error"), [

@@ -61,7 +61,7 @@ def test_summary_true_keeps_summary_elements_recursively() -> None:
                        "valueQuantity": {"value": 107, "unit": "mmHg"}},
                       {"code": {"text": "diastolic"}}],
     }
-    assert OBSERVATION == before
+    assert before == OBSERVATION
 
 
 def test_summary_results_are_valid_resources() -> None:
@@ -150,7 +150,7 @@ def test_elements_keeps_the_listed_and_the_mandatory_elements() -> None:
         "_effectiveDateTime": OBSERVATION["_effectiveDateTime"],
         "note": [{"text": "calm"}],
     }
-    assert OBSERVATION == before
+    assert before == OBSERVATION
     validate_resource(out)
 
 

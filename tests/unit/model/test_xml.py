@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import Any
 
 import pytest
 from lxml import etree
@@ -103,13 +104,13 @@ ROUND_TRIPS = [
 ]
 
 
-def canonical(resource: dict) -> str:
+def canonical(resource: dict[str, Any]) -> str:
     return json.dumps(resource, sort_keys=True)
 
 
 @pytest.mark.parametrize("pretty", [False, True])
 @pytest.mark.parametrize("resource", ROUND_TRIPS, ids=lambda r: r["resourceType"])
-def test_round_trip_keeps_every_value(resource: dict, pretty: bool) -> None:
+def test_round_trip_keeps_every_value(resource: dict[str, Any], pretty: bool) -> None:
     before = copy.deepcopy(resource)
     xml = json_to_xml(resource, pretty=pretty)
     assert xml.startswith(b"<?xml version='1.0' encoding='UTF-8'?>")
@@ -294,7 +295,7 @@ def test_xml_of_an_invalid_resource_is_invalid_resource(body: bytes, code: str,
                                                         path: str) -> None:
     with pytest.raises(InvalidResource) as caught:
         xml_to_json(body)
-    assert [(i.code, i.expression) for i in caught.value.issues][0] == (code, (path,))
+    assert next((i.code, i.expression) for i in caught.value.issues) == (code, (path,))
 
 
 def test_json_from_xml_has_no_nulls_or_empty_arrays_beyond_primitive_alignment() -> None:

@@ -36,7 +36,7 @@ def indexer() -> Indexer:
     return Indexer(load_registry())
 
 
-def values(indexer: Indexer, resource: dict, param: str) -> set:
+def values(indexer: Indexer, resource: dict[str, Any], param: str) -> set[Any]:
     return {v for v in indexer.extract(resource) if v.param == param}
 
 
@@ -179,7 +179,7 @@ def test_normalize_strips_accents_and_case() -> None:
     assert normalize("Zoë") == "zoe"
     assert normalize("ÅNGSTRÖM") == "angstrom"
     assert normalize("Straße") == "strasse"
-    assert normalize("Ｍüller") == "muller"  # fullwidth M folds by NFKD
+    assert normalize("Ｍüller") == "muller"  # noqa: RUF001 - fullwidth M folds by NFKD
 
 
 def test_string_human_name_parts(indexer: Indexer) -> None:
@@ -218,7 +218,7 @@ def test_union_expressions_keep_only_own_branch(indexer: Indexer) -> None:
 
 
 def test_reference_forms(indexer: Indexer) -> None:
-    def subject(ref: str) -> set:
+    def subject(ref: str) -> set[Any]:
         obs = {"resourceType": "Observation", "subject": {"reference": ref}}
         return values(indexer, obs, "subject")
 

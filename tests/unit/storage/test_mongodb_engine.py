@@ -102,7 +102,7 @@ async def test_open_is_idempotent(storage: MongoStorage) -> None:
 async def test_open_refuses_a_standalone_server() -> None:
     db = mock_database()
 
-    async def standalone(command: str) -> dict[str, Any]:
+    async def standalone(command: str | dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         return {"isWritablePrimary": True, "ok": 1.0}  # no setName: not a replica set
 
     db.command = standalone  # type: ignore[method-assign]
@@ -352,7 +352,7 @@ async def test_write_needs_the_expected_version(storage: MongoStorage) -> None:
     with pytest.raises(VersionConflict) as raised:
         await put(storage, "Patient", "p", version=4)  # expected 3, current 1
     assert raised.value.actual == 1
-    assert (await storage.read("Patient", "p")).version == 1  # type: ignore[union-attr]
+    assert (await storage.read("Patient", "p")).version == 1
     assert (await storage.history(HistoryQuery("Patient", "p"))).total == 1
 
 

@@ -14,6 +14,7 @@ import sys
 import textwrap
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +35,7 @@ from fhir_server.search.conditions import (
 )
 from fhir_server.search.values import (
     DateValue,
+    IndexValue,
     QuantityValue,
     ReferenceValue,
     StringValue,
@@ -51,7 +53,7 @@ def patient(id: str, version: int = 1, at: str = "2026-01-01T00:00:00.000000Z") 
     return StoredResource("Patient", id, version, at, False, data, "POST")
 
 
-INDEX = [
+INDEX: list[IndexValue] = [
     TokenValue("identifier", "urn:mrn", "1"),
     StringValue("name", "muller", "Müller"),
     ReferenceValue("organization", "Organization", "o1"),
@@ -385,7 +387,7 @@ async def test_background_checkpoints_keep_the_wal_small(tmp_path: Path) -> None
 GIVEN = ["anna", "bert", "carla", "dora", "emil"]
 
 
-def index_of(n: int) -> list:
+def index_of(n: int) -> list[Any]:
     year = 1950 + n % 40
     return [
         TokenValue("identifier", "urn:mrn", str(n)),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,7 +62,7 @@ _OK_SCANS = ("USING INTEGER PRIMARY KEY", "USING ROWID")  # by rowid: one row pe
 
 
 async def _fill(svc: FhirService) -> None:
-    async def put(resource: dict) -> None:
+    async def put(resource: dict[str, Any]) -> None:
         await svc.handle(Request("PUT", f"{resource['resourceType']}/{resource['id']}",
                                  body=resource, context=SYSTEM))
     for n in range(30):
@@ -116,7 +117,7 @@ async def test_search_uses_indexes(database: Path, type: str, query: str) -> Non
         params = [tuple(p.split("=", 1)) for p in query.split("&")]
         parsed = parse_search(svc.registry, (type,), params, strict=True)  # type: ignore[arg-type]
         statements: list[str] = []
-        conn = storage._read_conn  # noqa: SLF001 - the test watches the engine's own SQL
+        conn = storage._read_conn  # the test watches the engine's own SQL
         conn.set_trace_callback(statements.append)
         try:
             page = await storage.search(parsed.query)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -66,7 +67,7 @@ OBSERVATION = {
 }
 
 
-def with_(resource: dict, **changes) -> dict:
+def with_(resource: dict[str, Any], **changes) -> dict[str, Any]:
     return json.loads(json.dumps({**resource, **changes}))
 
 

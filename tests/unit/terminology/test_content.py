@@ -18,7 +18,8 @@ def test_core_resolves_urls_with_and_without_version(core: Terminology) -> None:
     assert gender is not None and gender.version == "4.0.1"
     assert core.code_system(GENDER, "4.0.1") is gender
     assert core.code_system(GENDER, "3.0.0") is None
-    assert core.value_set(GENDER_VS + "|4.0.1")["id"] == "administrative-gender"
+    value_set = core.value_set(GENDER_VS + "|4.0.1")
+    assert value_set is not None and value_set["id"] == "administrative-gender"
     assert core.concept_map("http://hl7.org/fhir/ConceptMap/cm-administrative-gender-v2")
     assert core.code_system("http://example.org/none") is None
 

@@ -9,6 +9,7 @@ import sys
 import tarfile
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "generate_r4_terminology.py"
 
@@ -22,7 +23,7 @@ def _script() -> ModuleType:
     return module
 
 
-def _package(*resources: dict) -> bytes:
+def _package(*resources: dict[str, Any]) -> bytes:
     files = {"package/package.json": {"name": "hl7.fhir.r4.core", "version": "4.0.1"}}
     files.update({f"package/{r['resourceType']}-{r['id']}.json": r for r in resources})
     buffer = io.BytesIO()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from fhir_server.errors import BadRequest, NotFound
@@ -9,7 +11,7 @@ from terminology import Terminology
 from tests.unit.terminology.samples import ACT_CODE, COLORS, GENDER, params
 
 
-def _properties(result: dict) -> list[tuple[str, object]]:
+def _properties(result: dict[str, Any]) -> list[tuple[str, object]]:
     out = []
     for entry in result["parameter"]:
         if entry["name"] == "property":
@@ -46,7 +48,7 @@ def test_lookup_designations_and_language(local: Terminology) -> None:
 
 
 def test_lookup_errors(core: Terminology) -> None:
-    with pytest.raises(NotFound, match="example.org/none"):
+    with pytest.raises(NotFound, match=r"example\.org/none"):
         core.lookup("http://example.org/none", "x")
     with pytest.raises(NotFound, match="'nope'"):
         core.lookup(GENDER, "nope")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,11 +34,11 @@ FSN_USE = {"system": SCT, "code": "900000000000003001", "display": "Fully specif
 SYNONYM_USE = {"system": SCT, "code": "900000000000013009", "display": "Synonym"}
 
 
-def by_code(result: ImportResult) -> dict[str, dict]:
+def by_code(result: ImportResult) -> dict[str, dict[str, Any]]:
     return {concept["code"]: concept for concept in result.code_system["concept"]}
 
 
-def props(concept: dict) -> dict[str, object]:
+def props(concept: dict[str, Any]) -> dict[str, object]:
     """A concept's properties as {code: value}; a code given twice maps to a list."""
     out: dict[str, object] = {}
     for prop in concept.get("property", []):
@@ -50,7 +51,7 @@ def props(concept: dict) -> dict[str, object]:
     return out
 
 
-def parents(concept: dict) -> list[str]:
+def parents(concept: dict[str, Any]) -> list[str]:
     return [p["valueCode"] for p in concept.get("property", []) if p["code"] == "parent"]
 
 

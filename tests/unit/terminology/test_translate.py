@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from fhir_server.errors import NotFound
@@ -12,7 +14,7 @@ V2 = "http://terminology.hl7.org/CodeSystem/v2-0001"
 MAP = "http://hl7.org/fhir/ConceptMap/cm-administrative-gender-v2"
 
 
-def _matches(result: dict) -> list[tuple[str, str | None, str | None]]:
+def _matches(result: dict[str, Any]) -> list[tuple[str, str | None, str | None]]:
     out = []
     for entry in result["parameter"]:
         if entry["name"] == "match":
@@ -23,7 +25,7 @@ def _matches(result: dict) -> list[tuple[str, str | None, str | None]]:
     return out
 
 
-def _result(result: dict) -> bool:
+def _result(result: dict[str, Any]) -> bool:
     return next(p["valueBoolean"] for p in result["parameter"] if p["name"] == "result")
 
 
@@ -61,7 +63,7 @@ def test_no_match(core: Terminology) -> None:
 
 
 def test_unmapped_modes_and_unmatched() -> None:
-    cm = {"resourceType": "ConceptMap", "url": "http://example.org/cm", "group": [
+    cm: dict[str, Any] = {"resourceType": "ConceptMap", "url": "http://example.org/cm", "group": [
         {"source": "http://s", "target": "http://t",
          "element": [{"code": "x", "target": [{"code": "y", "equivalence": "disjoint"}]}],
          "unmapped": {"mode": "provided"}}]}

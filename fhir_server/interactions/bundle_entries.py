@@ -20,7 +20,7 @@ class Item:
     path: str = ""
     query: list[tuple[str, str]] = field(default_factory=list)
     full_url: str | None = None
-    resource: dict | None = None
+    resource: dict[str, Any] | None = None
     if_none_exist: str | None = None
     if_match: str | None = None
     if_none_match: str | None = None
@@ -29,7 +29,7 @@ class Item:
     error: FhirError | None = None  # a malformed entry (a batch answers it, a transaction fails)
 
 
-def parse_items(bundle: dict, base: str) -> list[Item]:
+def parse_items(bundle: dict[str, Any], base: str) -> list[Item]:
     entries = bundle.get("entry") or []
     if not isinstance(entries, list):
         raise BadRequest("Bundle.entry must be an array", expression=("Bundle.entry",))

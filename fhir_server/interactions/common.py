@@ -21,7 +21,7 @@ from fhir_server.search.conditions import (
 from fhir_server.storage.base import StoredResource
 
 
-def stamp(resource: dict, id: str, version: int, now: str) -> dict:
+def stamp(resource: dict[str, Any], id: str, version: int, now: str) -> dict[str, Any]:
     """The resource with its id and server-owned meta (versionId, lastUpdated), in FHIR order."""
     meta = dict(resource.get("meta") or {})
     meta["versionId"] = str(version)

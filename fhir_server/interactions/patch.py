@@ -10,7 +10,7 @@ Conditional patch (`PATCH Type?criteria`), same section: "No matches: The server
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import BadRequest, NotFound, PreconditionFailed, Unprocessable
 from fhir_server.interactions.common import query_criteria
@@ -77,7 +77,7 @@ async def patch_one(
     return svc.resource_response(req, rec, 200)
 
 
-def _apply(resource: dict, body: object) -> dict:
+def _apply(resource: dict[str, Any], body: object) -> dict[str, Any]:
     if isinstance(body, list):
         return apply_json_patch(resource, body)
     assert isinstance(body, dict)

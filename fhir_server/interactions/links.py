@@ -78,45 +78,57 @@ def _plan(model: type) -> dict[str, _Step]:
 
 
 def edit_links(resource: Any, edit: Edit) -> Any:
-    """A copy of `resource` with every link replaced by `edit(kind, text)`, in document order.
+    """`resource` with every link replaced by `edit(kind, text)`, visited in document order.
 
-    The walk keeps its own stack, so however deeply a client nests a resource it neither
-    recurses nor fails here (validation rejects what is too deep, with a 400)."""
-    holder = [resource]
-    stack: list[tuple[Any, Any, _Step]] = [(holder, 0, _RESOURCE)]
-    while stack:
-        parent, key, step = stack.pop()
-        value = parent[key]
-        if isinstance(value, list):
-            parent[key] = items = list(value)
-            stack.extend((items, i, step) for i in reversed(range(len(items))))
-        elif isinstance(step, Link):
-            if isinstance(value, str):
-                parent[key] = (narrative(value, edit) if step is Link.NARRATIVE
-                               else edit(step, value))
-        elif isinstance(value, dict):
-            parent[key] = copy = dict(value)
-            stack.extend(reversed([(copy, name, inner) for name, inner in _steps(copy, step)]))
-    return holder[0]
+    Copy on write: what changes is copied, the rest shared (`resource` itself is returned
+    when nothing changes). A resource nested too deeply raises RecursionError."""
+    return _value(resource, _RESOURCE, edit)
 
 
-def _steps(data: dict[str, Any], step: _Step) -> list[tuple[str, _Step]]:
-    """The properties of `data` (reached by `step`) that can hold links, with their steps."""
-    loose = step == _UNTYPED
+def _value(value: Any, step: _Step, edit: Edit) -> Any:
+    if isinstance(step, Link):
+        if type(value) is not str:
+            return value
+        return narrative(value, edit) if step is Link.NARRATIVE else edit(step, value)
+    if type(value) is list:
+        return _items(value, step, edit)
+    if type(value) is not dict:
+        return value
     if step == _RESOURCE:
-        rtype = data.get("resourceType")
+        rtype = value.get("resourceType")
         model = model_for(rtype) if isinstance(rtype, str) else None
-        loose, step = model is None, model or DOMAIN_RESOURCE
-    plan = _plan(step) if isinstance(step, type) else {}
-    out: list[tuple[str, _Step]] = []
-    for name, value in data.items():
-        if name in plan:
-            out.append((name, plan[name]))
-        elif loose and name == "reference" and isinstance(value, str):
-            out.append((name, Link.REFERENCE))  # untyped: a `reference` is a Reference's
-        elif loose and isinstance(value, dict | list):
-            out.append((name, _UNTYPED))
-    return out
+        return _object(value, _plan(model or DOMAIN_RESOURCE), edit, loose=model is None)
+    if step == _UNTYPED:
+        return _object(value, {}, edit, loose=True)
+    assert isinstance(step, type)
+    return _object(value, _plan(step), edit, loose=False)
+
+
+def _object(data: dict[str, Any], plan: dict[str, _Step], edit: Edit, *, loose: bool) -> Any:
+    """`data` by its `plan`; `loose`: properties the plan lacks are walked untyped, where
+    only `reference` strings are links (resource types without an R4B model)."""
+    out: dict[str, Any] | None = None
+    for key, value in data.items():
+        step = plan.get(key)
+        if step is None:
+            if not loose:
+                continue
+            step = Link.REFERENCE if key == "reference" and type(value) is str else _UNTYPED
+        new = _value(value, step, edit)
+        if new is not value:
+            out = out if out is not None else dict(data)
+            out[key] = new
+    return data if out is None else out
+
+
+def _items(items: list[Any], step: _Step, edit: Edit) -> list[Any]:
+    out: list[Any] | None = None
+    for index, item in enumerate(items):
+        new = _value(item, step, edit)
+        if new is not item:
+            out = out if out is not None else list(items)
+            out[index] = new
+    return items if out is None else out
 
 
 def narrative(div: str, edit: Edit) -> str:

@@ -92,6 +92,8 @@ async def _rewritten(
     assert item.resource is not None
     try:
         return await _rewrite(svc, req, db, item.resource, ids)
+    except RecursionError:
+        raise _at(item, BadRequest("The resource is nested too deeply to be processed")) from None
     except FhirError as error:
         raise _at(item, error) from error
 
@@ -163,29 +165,30 @@ async def _rewrite(
 ) -> dict[str, Any]:
     """Replace fullUrls and conditional references with Type/id, where R4 says links are.
 
-    The conditional references are resolved first, in document order (the first that does
-    not match one resource fails the transaction), then one synchronous pass rewrites."""
+    One pass replaces the fullUrls and collects the conditional references in document
+    order; they are then resolved in that order (the first that does not match one
+    resource fails the transaction), and a second pass, only if there were any, puts
+    them in."""
     conditionals: list[str] = []
 
-    def collect(kind: Link, text: str) -> str:
+    def full_urls(kind: Link, text: str) -> str:
         if kind is Link.REFERENCE and _conditional(text):
             conditionals.append(text)
-        return text
+            return text
+        return ids.get(text, text)
 
-    edit_links(resource, collect)
+    result: dict[str, Any] = edit_links(resource, full_urls)
+    if not conditionals:
+        return result
     resolved: dict[str, str] = {}
     for ref in conditionals:
         if ref not in resolved:
             resolved[ref] = await _resolve_reference(svc, req, db, ref)
-    if not ids and not resolved:
-        return resource
 
-    def replace(kind: Link, text: str) -> str:
-        if kind is Link.REFERENCE and text in resolved:
-            return resolved[text]
-        return ids.get(text, text)
+    def references(kind: Link, text: str) -> str:
+        return resolved.get(text, text) if kind is Link.REFERENCE else text
 
-    result: dict[str, Any] = edit_links(resource, replace)
+    result = edit_links(result, references)
     return result
 
 

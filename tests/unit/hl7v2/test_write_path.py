@@ -1,8 +1,8 @@
 """The HL7 v2 write path's shortcuts give what the plain path gives.
 
 - A transaction's reference rewrite (`transaction._rewrite`): conditional references are now
-  resolved first, then one iterative pass rewrites; checked against a recursive rewrite
-  that resolves each conditional reference where it meets it, on nested elements of a
+  collected in document order and resolved before they are put in; checked against a
+  rewrite that resolves each conditional reference where it meets it, on nested elements of a
   resource type without an R4B model (whose untyped elements hold links only in
   `reference` strings), including which conditional reference fails first.
 - The inbox flushes to disk for every commit but those that only record outcomes.

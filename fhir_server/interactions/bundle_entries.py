@@ -45,30 +45,40 @@ def parse_items(bundle: dict[str, Any], base: str) -> list[Item]:
 
 
 def _fill(item: Item, raw: Any, base: str) -> None:
+    """Read one entry into `item`; a malformed entry is a 400 naming the element at fault."""
     where = f"Bundle.entry[{item.index}]"
     if not isinstance(raw, dict):
         raise BadRequest(f"{where} is not an object", expression=(where,))
     request = raw.get("request")
     if not isinstance(request, dict):
-        raise BadRequest(f"{where}.request is missing", expression=(f"{where}.request",))
-    method = str(request.get("method", "")).upper()
+        what = "is missing" if request is None else "is not an object"
+        raise BadRequest(f"{where}.request {what}", expression=(f"{where}.request",))
+    method = (_string(request, "method", f"{where}.request") or "").upper()
     if method not in _METHODS:
         raise BadRequest(f"{where}.request.method '{method}' is not an HTTP verb FHIR uses",
                          expression=(f"{where}.request.method",))
-    url = request.get("url")
-    if not isinstance(url, str) or not url:
+    url = _string(request, "url", f"{where}.request")
+    if not url:
         raise BadRequest(f"{where}.request.url is missing", expression=(f"{where}.request.url",))
     item.method = method
     item.path, item.query = _split_url(url, base, where)
-    item.full_url = raw.get("fullUrl")
+    item.full_url = _string(raw, "fullUrl", where)
     resource = raw.get("resource")
     if resource is not None and not isinstance(resource, dict):
         raise BadRequest(f"{where}.resource is not a resource", expression=(f"{where}.resource",))
     item.resource = resource
-    item.if_none_exist = request.get("ifNoneExist")
-    item.if_match = request.get("ifMatch")
-    item.if_none_match = request.get("ifNoneMatch")
-    item.if_modified_since = request.get("ifModifiedSince")
+    item.if_none_exist = _string(request, "ifNoneExist", f"{where}.request")
+    item.if_match = _string(request, "ifMatch", f"{where}.request")
+    item.if_none_match = _string(request, "ifNoneMatch", f"{where}.request")
+    item.if_modified_since = _string(request, "ifModifiedSince", f"{where}.request")
+
+
+def _string(parent: dict[str, Any], name: str, where: str) -> str | None:
+    """`parent[name]`: absent (None) or a string; any other JSON value is a 400."""
+    value = parent.get(name)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"{where}.{name} must be a string", expression=(f"{where}.{name}",))
+    return value
 
 
 def _split_url(url: str, base: str, where: str) -> tuple[str, list[tuple[str, str]]]:

@@ -12,6 +12,13 @@ from urllib.parse import parse_qsl, urlencode
 from fhir_server.errors import BadRequest
 from fhir_server.interactions.request import Request
 from fhir_server.parameters import without_http_only
+from fhir_server.search.conditions import (
+    Condition,
+    SearchQuery,
+    StringCondition,
+    TokenCondition,
+    TokenTextCondition,
+)
 from fhir_server.storage.base import StoredResource
 
 
@@ -32,6 +39,31 @@ def criteria_params(criteria: str | Sequence[tuple[str, str]]) -> list[tuple[str
     if isinstance(criteria, str):
         return parse_qsl(criteria.lstrip("?"), keep_blank_values=True)
     return list(criteria)
+
+
+def require_filter(type: str, params: Sequence[tuple[str, str]], query: SearchQuery) -> None:
+    """Refuse conditional criteria that filter nothing: they would match every resource of
+    `type` (on a type with one resource, a conditional update would overwrite it).
+
+    A clause filters when none of its alternatives is empty: `name=` and result parameters
+    (`_count`, `_sort`, `_summary`, `_include`...) add no clause, and `identifier=|` (no
+    system, no code) or a string that normalizes to nothing match whatever has the element."""
+    if not any(all(not _empty(c) for c in clause) for clause in query.clauses):
+        shown = urlencode(list(params)) or "(none)"
+        raise BadRequest(
+            f"The conditional criteria '{shown}' for {type} filter nothing: give at least one "
+            "search parameter with a value (result parameters like _count do not filter)"
+        )
+
+
+def _empty(condition: Condition) -> bool:
+    if isinstance(condition, TokenCondition):
+        return not condition.system and condition.code is None
+    if isinstance(condition, StringCondition):
+        return not condition.value
+    if isinstance(condition, TokenTextCondition):
+        return not condition.text
+    return False
 
 
 def query_criteria(req: Request) -> list[tuple[str, str]]:

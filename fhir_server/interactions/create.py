@@ -5,14 +5,16 @@ and meta.lastUpdated with the new correct values"; an id in the body is ignored.
 https://hl7.org/fhir/R4/http.html#ccreate -- with If-None-Exist: no match creates, one
 match returns it (200), several fail with 412. Matching and creating happen in one
 transaction that claims the criteria, so two racing requests never make two resources.
+A query string on the create (`POST Patient?identifier=x`) is refused with a 400: the
+criteria of a conditional create go in If-None-Exist.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fhir_server.errors import PreconditionFailed
-from fhir_server.interactions.common import criteria_key, new_id
+from fhir_server.errors import BadRequest, PreconditionFailed
+from fhir_server.interactions.common import criteria_key, new_id, query_criteria
 from fhir_server.interactions.request import Request, Response
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ async def handle(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | 
     assert m.type and req.context
     ctx, type = req.context, m.type
     svc.policy.check(ctx, "create", type)
+    _refuse_query(req, type)
     resource = svc.resource_from_body(req, type)
     svc.policy.check_resource(ctx, "create", type, resource)
     criteria = req.header("if-none-exist")
@@ -44,3 +47,17 @@ async def handle(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | 
         return svc.resource_response(req, rec, 201)
 
     return await svc.in_transaction(tx, work)
+
+
+def _refuse_query(req: Request, type: str) -> None:
+    """`POST Type?identifier=x` is no FHIR interaction: some clients mean a conditional create
+    by it, and creating anyway would make the duplicate they meant to avoid. Refused under
+    any `Prefer: handling`: an ignored parameter here changes what is written."""
+    names = list(dict.fromkeys(name for name, _ in query_criteria(req)))
+    if names:
+        raise BadRequest(
+            f"POST {type} takes no search parameters (got {', '.join(names)}): for a conditional "
+            f"create send the criteria in the If-None-Exist header; to search, POST to "
+            f"{type}/_search",
+            expression=tuple(names),
+        )

@@ -4,6 +4,8 @@ https://hl7.org/fhir/R4/http.html#patch -- "The body of a PATCH operation SHALL 
 a JSON Patch document with a content type of application/json-patch+json, an XML Patch
 document ..., or a FHIRPath Patch parameters Resource". The patched resource is validated
 like any update and becomes the next version; If-Match makes it version-aware.
+Conditional patch (`PATCH Type?criteria`), same section: "No matches: The server returns a
+404 Not Found"; one match is patched; several are a 412 Precondition Failed.
 """
 
 from __future__ import annotations
@@ -46,10 +48,10 @@ async def conditional(
 
     async def work(db: StorageTx) -> Response:
         found = await svc.find(db, ctx, type, criteria)
-        if len(found) != 1:
-            raise PreconditionFailed(
-                f"Conditional patch needs exactly one {type} match, found {len(found)}"
-            )
+        if not found:
+            raise NotFound(f"No {type} matches the conditional patch's criteria")
+        if len(found) > 1:
+            raise PreconditionFailed(f"The criteria match more than one {type}; none patched")
         return await patch_one(svc, req, db, type, found[0].id)
 
     return await svc.in_transaction(tx, work)

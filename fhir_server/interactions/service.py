@@ -30,6 +30,7 @@ from fhir_server.interactions.common import (
     location,
     now_instant,
     parse_etag,
+    require_filter,
     stamp,
     version_headers,
 )
@@ -267,9 +268,8 @@ class FhirService:
     ) -> list[StoredResource]:
         """Resources of `type` matching a conditional interaction's search criteria."""
         params = criteria_params(criteria)
-        if not params:
-            raise BadRequest(f"Conditional criteria for {type} are empty")
         parsed = parse_search(self.registry, (type,), params, strict=True, codes=self.codes)
+        require_filter(type, params, parsed.query)
         query = await hierarchies.resolve(self, ctx, db, parsed.query)
         query = restrict_search(self.policy, ctx, query)
         page = await db.search(replace(query, count=limit, offset=0, total="none"))

@@ -3,8 +3,9 @@
 https://hl7.org/fhir/R4/http.html#transaction -- a transaction is processed as one unit:
 "either all actions are performed successfully or none are". Entries run in the order
 DELETE, POST, PUT/PATCH, then GET/HEAD; every `fullUrl` a POST (or a conditional update)
-gives is replaced by the new `Type/id` wherever the other entries reference it, and
-conditional references (`Patient?identifier=...`) resolve to their single match.
+gives is replaced by the new `Type/id` wherever the other entries link to it (references,
+uri/url/oid/uuid elements, narrative href and src: see `links.py`), and conditional
+references (`Patient?identifier=...`) resolve to their single match.
 https://hl7.org/fhir/R4/http.html#brules -- a batch runs each entry on its own; a failing
 entry gets an error response and the others still happen.
 There is no entry cap: all entries share one storage transaction.
@@ -15,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-from collections.abc import Iterator
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from fhir_server.errors import BadRequest, FhirError, PreconditionFailed
 from fhir_server.interactions.bundle_entries import Item, parse_items
 from fhir_server.interactions.bundles import bundle, entry
 from fhir_server.interactions.common import new_id
+from fhir_server.interactions.links import Link, edit_links
 from fhir_server.interactions.request import Request, Response
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ async def _transaction(
     ids = await _assign_ids(svc, req, items, db)
     for item in items:
         if item.resource is not None:
-            item.resource = await _rewrite(svc, req, db, item.resource, ids)
+            item.resource = await _rewritten(svc, req, db, item, ids)
     responses: dict[int, Response] = {}
     for item in sorted(items, key=lambda i: (_ORDER[i.method], i.index)):
         try:
@@ -83,6 +84,19 @@ async def _transaction(
             raise _at(item, error) from error
     results = [_response_entry(req, responses[i.index]) for i in items]
     return Response(200, bundle("transaction-response", results))
+
+
+async def _rewritten(
+    svc: FhirService, req: Request, db: StorageTx, item: Item, ids: dict[str, str]
+) -> dict[str, Any]:
+    """The entry's resource with its links rewritten; what fails names the entry."""
+    assert item.resource is not None
+    try:
+        return await _rewrite(svc, req, db, item.resource, ids)
+    except RecursionError:
+        raise _at(item, BadRequest("The resource is nested too deeply to be processed")) from None
+    except FhirError as error:
+        raise _at(item, error) from error
 
 
 def _reject_duplicates(items: list[Item]) -> None:
@@ -98,29 +112,36 @@ async def _assign_ids(
     svc: FhirService, req: Request, items: list[Item], db: StorageTx
 ) -> dict[str, str]:
     """fullUrl → Type/id for every entry that creates or updates, resolving conditionals."""
-    assert req.context
     ids: dict[str, str] = {}
     for item in items:
-        type = item.path.split("/")[0]
-        if item.method == "POST":
-            item.assigned_id = new_id()
-            if item.if_none_exist:
-                found = await svc.find(db, req.context, type, item.if_none_exist)
-                if len(found) > 1:
-                    raise _at(item, PreconditionFailed(
-                        f"If-None-Exist '{item.if_none_exist}' matches more than one {type}"))
-                if found:
-                    item.assigned_id = found[0].id
-            target = f"{type}/{item.assigned_id}"
-        elif item.method == "PUT" and item.query:
-            target = await _resolve_conditional_update(svc, req, item, db)
-        elif item.method == "PUT":
-            target = item.path
-        else:
-            continue
-        if item.full_url:
+        try:
+            target = await _target(svc, req, item, db)
+        except FhirError as error:
+            raise _at(item, error) from error
+        if target is not None and item.full_url:
             ids[item.full_url] = target
     return ids
+
+
+async def _target(svc: FhirService, req: Request, item: Item, db: StorageTx) -> str | None:
+    """The Type/id an entry creates or updates (None for other entries)."""
+    assert req.context
+    type = item.path.split("/")[0]
+    if item.method == "POST":
+        item.assigned_id = new_id()
+        if item.if_none_exist:
+            found = await svc.find(db, req.context, type, item.if_none_exist)
+            if len(found) > 1:
+                raise PreconditionFailed(
+                    f"If-None-Exist '{item.if_none_exist}' matches more than one {type}")
+            if found:
+                item.assigned_id = found[0].id
+        return f"{type}/{item.assigned_id}"
+    if item.method == "PUT" and item.query:
+        return await _resolve_conditional_update(svc, req, item, db)
+    if item.method == "PUT":
+        return item.path
+    return None
 
 
 async def _resolve_conditional_update(
@@ -131,7 +152,7 @@ async def _resolve_conditional_update(
     type = item.path
     found = await svc.find(db, req.context, type, item.query)
     if len(found) > 1:
-        raise _at(item, PreconditionFailed(f"The criteria match more than one {type}"))
+        raise PreconditionFailed(f"The criteria match more than one {type}")
     body_id = (item.resource or {}).get("id")
     id = found[0].id if found else (body_id or new_id())
     item.path, item.query = f"{type}/{id}", []
@@ -141,53 +162,35 @@ async def _resolve_conditional_update(
 
 
 async def _rewrite(
-    svc: FhirService, req: Request, db: StorageTx, value: Any, ids: dict[str, str]
-) -> Any:
-    """Replace fullUrls and conditional references with Type/id, everywhere in a resource.
+    svc: FhirService, req: Request, db: StorageTx, resource: dict[str, Any], ids: dict[str, str]
+) -> dict[str, Any]:
+    """Replace fullUrls and conditional references with Type/id, where R4 says links are.
 
-    The conditional references are resolved first, in document order (the first that does
-    not match one resource fails the transaction), then one synchronous pass rewrites."""
+    One pass replaces the fullUrls and collects the conditional references in document
+    order; they are then resolved in that order (the first that does not match one
+    resource fails the transaction), and a second pass, only if there were any, puts
+    them in."""
+    conditionals: list[str] = []
+
+    def full_urls(kind: Link, text: str) -> str:
+        if kind is Link.REFERENCE and _conditional(text):
+            conditionals.append(text)
+            return text
+        return ids.get(text, text)
+
+    result: dict[str, Any] = edit_links(resource, full_urls)
+    if not conditionals:
+        return result
     resolved: dict[str, str] = {}
-    for ref in _conditional_references(value):
+    for ref in conditionals:
         if ref not in resolved:
             resolved[ref] = await _resolve_reference(svc, req, db, ref)
-    return _replaced(value, ids, resolved)
 
+    def references(kind: Link, text: str) -> str:
+        return resolved.get(text, text) if kind is Link.REFERENCE else text
 
-def _conditional_references(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        for key, child in value.items():
-            if key == "reference" and _conditional(child):
-                yield child
-            elif key != "div" or not isinstance(child, str):
-                yield from _conditional_references(child)
-    elif isinstance(value, list):
-        for child in value:
-            yield from _conditional_references(child)
-
-
-def _replaced(value: Any, ids: dict[str, str], resolved: dict[str, str]) -> Any:
-    """A copy of `value` with fullUrls (`ids`) and conditional references (`resolved`)
-    replaced by Type/id."""
-    if isinstance(value, dict):
-        out = {}
-        for key, child in value.items():
-            if key == "reference" and _conditional(child):
-                out[key] = resolved[child]
-            elif key == "div" and isinstance(child, str):
-                out[key] = _rewrite_text(child, ids)
-            elif isinstance(child, (dict, list)):
-                out[key] = _replaced(child, ids, resolved)
-            elif isinstance(child, str) and child in ids:
-                out[key] = ids[child]
-            else:
-                out[key] = child
-        return out
-    if isinstance(value, list):
-        return [_replaced(child, ids, resolved) for child in value]
-    if isinstance(value, str) and value in ids:
-        return ids[value]
-    return value
+    result = edit_links(result, references)
+    return result
 
 
 def _conditional(ref: object) -> bool:
@@ -196,13 +199,6 @@ def _conditional(ref: object) -> bool:
         return False
     type = ref.split("?", 1)[0]
     return type.isalpha() and type[:1].isupper()
-
-
-def _rewrite_text(div: str, ids: dict[str, str]) -> str:
-    for full_url, target in ids.items():
-        if full_url in div:
-            div = div.replace(full_url, target)
-    return div
 
 
 async def _resolve_reference(svc: FhirService, req: Request, db: StorageTx, ref: str) -> str:

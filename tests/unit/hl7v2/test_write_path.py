@@ -1,9 +1,10 @@
 """The HL7 v2 write path's shortcuts give what the plain path gives.
 
 - A transaction's reference rewrite (`transaction._rewrite`): conditional references are now
-  resolved first, then one synchronous pass rewrites; checked against the recursive
-  rewrite it replaced, on nested resources with fullUrls, conditional references and
-  narratives, including which conditional reference fails first.
+  collected in document order and resolved before they are put in; checked against a
+  rewrite that resolves each conditional reference where it meets it, on nested elements of a
+  resource type without an R4B model (whose untyped elements hold links only in
+  `reference` strings), including which conditional reference fails first.
 - The inbox flushes to disk for every commit but those that only record outcomes.
 """
 
@@ -25,21 +26,20 @@ REFS = ["Patient?identifier=a|1", "Practitioner?identifier=b|2", "Patient/x", "u
 
 
 async def _old_rewrite(value: Any, ids: dict[str, str], resolve: Any) -> Any:
-    """The rewrite as it was: recursive, resolving each conditional reference where met."""
+    """The rewrite of untyped elements, recursive, resolving each conditional reference
+    where met: only `reference` strings are links (other strings, `div` too, are data)."""
     if isinstance(value, dict):
         out = {}
         for key, child in value.items():
             if key == "reference" and transaction._conditional(child):
                 out[key] = await resolve(child)
-            elif key == "div" and isinstance(child, str):
-                out[key] = transaction._rewrite_text(child, ids)
+            elif key == "reference" and isinstance(child, str):
+                out[key] = ids.get(child, child)
             else:
                 out[key] = await _old_rewrite(child, ids, resolve)
         return out
     if isinstance(value, list):
         return [await _old_rewrite(child, ids, resolve) for child in value]
-    if isinstance(value, str) and value in ids:
-        return ids[value]
     return value
 
 
@@ -62,7 +62,7 @@ def _random_value(rnd: random.Random, depth: int) -> Any:
 @pytest.mark.parametrize("seed", range(300))
 async def test_rewrite_matches_the_recursive_rewrite(seed: int, monkeypatch: Any) -> None:
     rnd = random.Random(seed)
-    resource = {"resourceType": "Observation", "x": _random_value(rnd, 0),
+    resource = {"resourceType": "MedicinalProduct", "x": _random_value(rnd, 0),
                 "y": _random_value(rnd, 0)}
 
     def resolver(calls: list[str]) -> Any:

@@ -37,6 +37,7 @@ from fhir_server.interactions.request import Request, Response
 from fhir_server.model import fhirjson
 from fhir_server.model.validate import ModelVerdicts, validate_resource
 from fhir_server.search.extract import Indexer
+from fhir_server.search.limits import DEFAULT_LIMITS, SearchLimits
 from fhir_server.search.parse import parse_search
 from fhir_server.search.registry import SearchRegistry, load_registry
 from fhir_server.search.types.common import CodeLookup
@@ -67,6 +68,7 @@ class FhirService:
         default_count: int = 20,
         max_count: int = 1000,
         write_retries: int = 5,
+        search_limits: SearchLimits = DEFAULT_LIMITS,
     ) -> None:
         self.storage = storage
         self.registry = registry or load_registry()
@@ -75,6 +77,7 @@ class FhirService:
         self.base_url = base_url.rstrip("/") if base_url else None
         self.default_count = default_count
         self.max_count = max_count
+        self.search_limits = search_limits
         self.write_retries = write_retries
         self.codes: CodeLookup | None = None  # terminology for :in/:not-in/:above/:below
         self.validators: list[Validator] = []

@@ -5,6 +5,9 @@ criteria are joined by AND"), a comma inside one value an OR. Parameter names ma
 modifier (`name:exact`, `code:not`, `subject:Patient`, `any:missing`). Result parameters:
 `_count`, `_offset`, `_sort`, `_total`, `_summary`, `_elements`.
 
+A search beyond the bounds of `limits.SearchLimits` (its size, the number of `_sort` keys,
+`_include`s or OR values) is refused with a 400 naming the parameter, before it runs.
+
 "Servers SHALL ignore unknown or unsupported parameters" unless the client asked for
 strict handling (`Prefer: handling=strict`), when they are an error: under `strict` an
 unknown parameter, modifier or sort key is a `BadRequest`, otherwise it is listed in
@@ -38,6 +41,15 @@ from fhir_server.search.conditions import (
 from fhir_server.search.dates import parse_instant_range
 from fhir_server.search.filter import parse_filter, to_condition
 from fhir_server.search.includes import Include, parse_include
+from fhir_server.search.limits import (
+    DEFAULT_LIMITS,
+    MAX_INT64,
+    SearchLimits,
+    check_size,
+    check_values,
+    too_much,
+    whole_number,
+)
 from fhir_server.search.registry import SearchParam, SearchRegistry
 from fhir_server.search.types import TYPES, ParseContext, accepts
 from fhir_server.search.types.common import CodeLookup, bad_value, split_escaped, split_prefix
@@ -82,12 +94,15 @@ def parse_search(
     default_count: int = DEFAULT_COUNT,
     base: str | None = None,
     codes: CodeLookup | None = None,
+    limits: SearchLimits = DEFAULT_LIMITS,
 ) -> ParsedSearch:
     """Parse `params` for a search of `types` (empty: all types, Resource-level parameters).
 
     `base` is the server's base URL: absolute references under it are matched as local.
     """
-    parser = _Parser(registry, types, strict, max_count, ParseContext(registry, base, codes))
+    check_size(params, limits)
+    parser = _Parser(registry, types, strict, max_count, ParseContext(registry, base, codes),
+                     limits)
     parser.count = min(default_count, max_count)  # until a _count says otherwise
     for name, value in params:
         parser.add(name.strip(), value)
@@ -102,9 +117,10 @@ class _Parser:
         strict: bool,
         max_count: int,
         ctx: ParseContext,
+        limits: SearchLimits,
     ) -> None:
         self.registry, self.types, self.strict = registry, types, strict
-        self.max_count, self.ctx = max_count, ctx
+        self.max_count, self.ctx, self.limits = max_count, ctx, limits
         self.clauses: list[Clause] = []
         self.used: list[tuple[str, str]] = []
         self.ignored: list[str] = []
@@ -173,7 +189,7 @@ class _Parser:
                 self.unsupported(name, f"Modifier ':{modifier}' is not supported for '{code}'")
             else:
                 kind = TYPES[param.type]
-                parts = [v for v in split_escaped(value, ",") if v.strip()]
+                parts = self.values(name, split_escaped(value, ","))
                 self.clause(name, value, [kind.parse(param, modifier or None, v, self.ctx)
                                           for v in parts])
 
@@ -187,7 +203,8 @@ class _Parser:
         if self.depth >= MAX_CHAIN_DEPTH:
             raise BadRequest(f"Chains and _has nest at most {MAX_CHAIN_DEPTH} levels deep",
                              expression=(name,))
-        parser = _Parser(self.registry, types, self.strict, self.max_count, self.ctx)
+        parser = _Parser(self.registry, types, self.strict, self.max_count, self.ctx,
+                         self.limits)
         parser.depth = self.depth + 1
         try:
             parser.criterion(name, value)
@@ -256,7 +273,8 @@ class _Parser:
         """`_filter`: https://hl7.org/fhir/R4/search_filter.html, see `filter.py`."""
 
         def criterion(param: str, text: str) -> Condition:
-            parser = _Parser(self.registry, self.types, True, self.max_count, self.ctx)
+            parser = _Parser(self.registry, self.types, True, self.max_count, self.ctx,
+                             self.limits)
             parser.depth = self.depth
             try:
                 parser.criterion(param, text.replace("\\", "\\\\").replace(",", "\\,"))
@@ -269,7 +287,8 @@ class _Parser:
             clause = parser.clauses[0]
             return clause[0] if len(clause) == 1 else AnyOf(clause)
 
-        condition = to_condition(parse_filter(value), criterion, self.param_type)
+        condition = to_condition(parse_filter(value, self.limits.max_or_values), criterion,
+                                 self.param_type)
         self.clause(name, value, [condition])
 
     def param_type(self, path: str) -> str | None:
@@ -289,24 +308,32 @@ class _Parser:
             self.clause(name, value, build(name, value))
 
     def clause(self, name: str, value: str, conditions: list[Condition]) -> None:
+        if len(self.clauses) >= self.limits.max_criteria:
+            raise too_much(name, f"A search takes at most {self.limits.max_criteria} criteria "
+                                 "(parameters other than _sort, _count, _include...)")
         if conditions:
             self.clauses.append(tuple(conditions))
             self.used.append((name, value))
 
+    def values(self, name: str, parts: list[str]) -> list[str]:
+        """The OR values of `name` (empty ones dropped), within the limits."""
+        return check_values(name, [p for p in parts if p.strip()], self.limits)
+
     def ids(self, name: str, value: str) -> list[Condition]:
-        ids = tuple(v.strip() for v in value.split(",") if v.strip())
+        ids = tuple(v.strip() for v in self.values(name, value.split(",")))
         return [IdCondition(ids)] if ids else []
 
     def list_(self, name: str, value: str) -> list[Condition]:
         """`_list=ID`: the resources List/ID refers to in `entry.item` (List's `item`), as
         `_has:List:item:_id=ID`. https://hl7.org/fhir/R4/search.html#list -- functional
         lists (`$current-problems`) are not known here: they match nothing."""
-        ids = tuple(v.strip() for v in value.split(",") if v.strip())
+        ids = tuple(v.strip() for v in self.values(name, value.split(",")))
         query = SearchQuery(("List",), ((IdCondition(ids),),), count=0)
         return [HasCondition("item", query)] if ids else []
 
     def last_updated(self, name: str, value: str) -> list[Condition]:
         out: list[Condition] = []
+        check_values(name, value.split(","), self.limits)
         for part in value.split(","):
             prefix, text = split_prefix(part.strip())
             found = parse_instant_range(text)
@@ -361,6 +388,10 @@ class _Parser:
         self.offset = non_negative("_offset", value)
 
     def sort_(self, value: str) -> None:
+        written = [k for k in value.split(",") if k.strip()]
+        if len(written) > self.limits.max_sort_keys:
+            raise too_much("_sort", f"_sort has {len(written)} keys: at most "
+                                    f"{self.limits.max_sort_keys} are accepted")
         keys: list[SortKey] = []
         for key in (k.strip() for k in value.split(",")):
             code = key.removeprefix("-")
@@ -382,12 +413,14 @@ class _Parser:
         except (ValueError, TypeError, KeyError, binascii.Error):
             raise BadRequest("_page is not a paging token of this server",
                              expression=("_page",)) from None
-        if not isinstance(signature, str) or not all(
-                v is None or isinstance(v, str | int | float) for v in key):
+        if not isinstance(signature, str) or not all(_page_value(v) for v in key):
             raise BadRequest("_page is not a paging token of this server", expression=("_page",))
         self.page = (signature, PageKey(key, before))
 
     def include(self, name: str, value: str) -> None:
+        if len(self.includes) >= self.limits.max_includes:
+            raise too_much(name, f"At most {self.limits.max_includes} _include and "
+                                 "_revinclude parameters are accepted in one search")
         found = parse_include(self.registry, name, value)
         if isinstance(found, str):
             self.unsupported(name, found)
@@ -422,15 +455,16 @@ def page_token(sort: tuple[SortKey, ...], key: tuple, before: bool) -> str:
 
 
 def non_negative(name: str, value: object) -> int:
-    """`value` as an int >= 0, or a 400 naming the parameter."""
-    try:
-        number = int(str(value))
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise BadRequest(f"{name} must be a non-negative integer, not '{value}'",
-                         expression=(name,))
-    return number
+    """`value` as an int >= 0 (in ASCII digits, at most 64 bits), or a 400 naming `name`."""
+    return whole_number(name, str(value))
+
+
+def _page_value(value: object) -> bool:
+    """Whether `value` can be a sort value or tiebreak of a page key: what the engines
+    produce (a 64-bit int, a finite float, a string or nothing)."""
+    if isinstance(value, int):
+        return -MAX_INT64 - 1 <= value <= MAX_INT64
+    return value is None or isinstance(value, str | float)
 
 
 def _one_of(name: str, value: str, allowed: frozenset[str]) -> str:

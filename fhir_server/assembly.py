@@ -26,6 +26,7 @@ from adapters.hl7v2.operations import install as install_hl7v2
 from fhir_server.interactions import custom_params
 from fhir_server.interactions.everything import everything_operation
 from fhir_server.interactions.service import FhirService
+from fhir_server.search.limits import SearchLimits
 from fhir_server.search.registry import build_registry
 from fhir_server.settings import Settings
 from fhir_server.storage.base import Storage
@@ -64,6 +65,11 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
     service = FhirService(
         storage, base_url=settings.base_url, default_count=settings.default_count,
         max_count=settings.max_count, registry=build_registry(),
+        search_limits=SearchLimits(
+            max_query_bytes=settings.max_query_bytes,
+            max_value_chars=settings.max_search_value_chars,
+            max_sort_keys=settings.max_sort_keys, max_includes=settings.max_includes,
+            max_or_values=settings.max_or_values, max_criteria=settings.max_search_criteria),
     )
     service.add_operation(everything_operation())
     await custom_params.install(service)

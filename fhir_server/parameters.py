@@ -27,16 +27,23 @@ HTTP_ONLY = frozenset({FORMAT, PRETTY})
 PAGE = "_page"
 
 
+MAX_INT64 = 2**63 - 1  # the largest offset, version or key either engine stores
+
+
 def non_negative(name: str, value: object) -> int:
-    """`value` as an int >= 0, or a 400 naming the parameter."""
-    try:
-        number = int(str(value))
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise BadRequest(f"{name} must be a non-negative integer, not '{value}'",
-                         expression=(name,))
-    return number
+    """`value` as an int >= 0 (ASCII digits, at most 64 bits), or a 400 naming the parameter."""
+    return whole_number(name, str(value))
+
+
+def whole_number(name: str, value: str, *, low: int = 0) -> int:
+    """`value` as a whole number from `low` to 2**63 - 1 in ASCII digits, or a 400
+    naming `name` (`int()` would take "١" as 1 and "1_000"; SQLite and BSON hold 64 bits)."""
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 19 \
+            or not low <= int(text) <= MAX_INT64:
+        raise BadRequest(f"{name} must be a whole number from {low} to {MAX_INT64}, not "
+                         f"'{value[:64]}'", expression=(name,))
+    return int(text)
 
 
 def encode_token(data: dict[str, Any]) -> str:
@@ -61,7 +68,10 @@ def is_key(values: object) -> TypeGuard[list[str | int | float | None]]:
 
 
 def _plain(value: object) -> bool:
-    return value is None or isinstance(value, str | int | float)
+    """What the engines put in a page key: a 64-bit int, a float, a string or nothing."""
+    if isinstance(value, int):
+        return -MAX_INT64 - 1 <= value <= MAX_INT64
+    return value is None or isinstance(value, str | float)
 
 
 def bad_token(name: str = PAGE) -> BadRequest:

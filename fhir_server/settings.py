@@ -36,3 +36,10 @@ class Settings(BaseSettings):
     hl7_outbound_attempts: int = 5
     hl7_outbound_backoff: float = 1.0  # seconds before the first retry, doubled each time
     hl7_ack_timeout: float = 10.0  # seconds to wait for a destination's ACK
+    # request limits (search): beyond them a search is a 400 naming the parameter
+    max_query_bytes: int = 64 * 1024  # all search parameters (query string or form body)
+    max_search_value_chars: int = 2048  # one search value (one side of a comma)
+    max_sort_keys: int = 16  # keys of _sort
+    max_includes: int = 32  # _include and _revinclude parameters together
+    max_or_values: int = 1000  # comma-separated (OR) values of one parameter
+    max_search_criteria: int = 100  # criteria (AND-ed parameters) of one search

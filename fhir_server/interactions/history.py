@@ -14,6 +14,7 @@ from fhir_server.errors import BadRequest, NotFound
 from fhir_server.interactions.bundles import bundle, history_entry, page_links
 from fhir_server.interactions.request import Request, Response
 from fhir_server.search.dates import parse_instant_range
+from fhir_server.search.limits import whole_number
 from fhir_server.storage.base import HistoryQuery
 
 if TYPE_CHECKING:
@@ -62,9 +63,8 @@ def _int_param(req: Request, name: str, default: int, cap: int | None) -> int:
     raw = req.param(name)
     if raw is None:
         return default
-    if not raw.isdigit():
-        raise BadRequest(f"{name}={raw} is not a non-negative integer", expression=(name,))
-    return min(int(raw), cap) if cap is not None else int(raw)
+    number = whole_number(name, raw)
+    return min(number, cap) if cap is not None else number
 
 
 def _instant_param(req: Request, name: str, *, low: bool) -> str | None:

@@ -25,6 +25,7 @@ from fhir_server.interactions import (
     update,
 )
 from fhir_server.interactions.request import Request, Response
+from fhir_server.search.limits import whole_number
 
 if TYPE_CHECKING:
     from fhir_server.interactions.service import FhirService
@@ -103,6 +104,8 @@ def match(method: str, path: str, resource_types: frozenset[str]) -> RouteMatch:
             continue
         path_known = True
         if route.method == method:
+            if "vid" in found:
+                _check_version(found["vid"])
             return RouteMatch(route, found.get("type"), found.get("id"), found.get("vid"),
                               found.get("op"), found.get("target"))
     if path_known:
@@ -110,6 +113,12 @@ def match(method: str, path: str, resource_types: frozenset[str]) -> RouteMatch:
     if unknown_type is not None:
         raise NotFound(f"Unknown resource type '{unknown_type}'")
     raise NotFound(f"No FHIR interaction at '{path or '/'}'")
+
+
+def _check_version(vid: str) -> None:
+    """Versions here are whole numbers from 1 in ASCII digits that fit 64 bits (what both
+    engines store); `_history/²` or `_history/١` are no version of anything: a 400."""
+    whole_number("_history", vid, low=1)
 
 
 def _match_segments(pattern: tuple[str, ...], segments: tuple[str, ...]) -> dict[str, Any] | None:

@@ -42,7 +42,7 @@ async def type_(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | N
 
 async def system(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | None) -> Response:
     raw = ",".join(v for k, v in req.query if k == "_type")
-    types = tuple(t.strip() for t in raw.split(",") if t.strip())
+    types = tuple(dict.fromkeys(t.strip() for t in raw.split(",") if t.strip()))  # once each
     for type in types:
         if type not in svc.resource_types:
             raise NotFound(f"Unknown resource type '{type}' in _type", expression=("_type",))
@@ -102,6 +102,7 @@ async def _search(
         default_count=svc.default_count,
         base=req.base or None,
         codes=svc.codes,
+        limits=svc.search_limits,
     )
     query = await hierarchies.resolve(svc, req.context, tx or svc.storage, parsed.query)
     if narrow:

@@ -39,6 +39,7 @@ from fhir_server.interactions.request import Request, Response
 from fhir_server.model import fhirjson
 from fhir_server.model.validate import MODEL_VERDICTS, validate_resource
 from fhir_server.search.extract import Indexer
+from fhir_server.search.limits import DEFAULT_LIMITS, SearchLimits
 from fhir_server.search.parse import parse_search
 from fhir_server.search.registry import SearchRegistry, load_registry
 from fhir_server.search.types.common import CodeLookup
@@ -65,6 +66,7 @@ class FhirService:
         default_count: int = 20,
         max_count: int = 1000,
         write_retries: int = 5,
+        search_limits: SearchLimits = DEFAULT_LIMITS,
     ) -> None:
         self.storage = storage
         self.registry = registry or load_registry()
@@ -73,6 +75,7 @@ class FhirService:
         self.base_url = base_url.rstrip("/") if base_url else None
         self.default_count = default_count
         self.max_count = max_count
+        self.search_limits = search_limits
         self.write_retries = write_retries
         self._codes: CodeLookup | None = None
         self._validators: list[Validator] = []

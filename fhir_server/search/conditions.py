@@ -93,6 +93,10 @@ class DateCondition:
 
 @dataclass(frozen=True, slots=True)
 class NumberCondition:
+    """The search value's range as its prefix reads it: the point [v, v] for gt, lt, ge,
+    le, sa, eb; the implicit precision for eq, ne; 10% for ap (`types.common.search_range`).
+    Indexed values are exact points (or a Range's bounds)."""
+
     param: str
     prefix: Prefix
     low: float
@@ -101,6 +105,8 @@ class NumberCondition:
 
 @dataclass(frozen=True, slots=True)
 class QuantityCondition:
+    """A number read as for `NumberCondition`, with the unit's system and code."""
+
     param: str
     prefix: Prefix
     low: float

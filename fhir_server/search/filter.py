@@ -24,7 +24,9 @@ the access policy work the same way):
 
 Other combinations (`ew`, `ne` on a string, `[...]` sub-filters on a path) are refused
 with a 400 naming `_filter`, never answered with a wrong result. Logical expressions
-become `AllOf`, `AnyOf` and `Not` conditions.
+become `AllOf`, `AnyOf` and `Not` conditions. Parentheses and `not` nest at most
+`MAX_DEPTH` deep, and a filter holds at most as many comparisons as a parameter may hold
+OR values: each level and each comparison is work for every engine, and recursion.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ OPERATORS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "lt", "ge", "le", "ap
                        "pr", "po", "ss", "sb", "in", "ni", "re"})
 _TOKEN = re.compile(r'\s*(\(|\)|"(?:[^"\\]|\\.)*"|[^\s()]+)')
 _PREFIXED = frozenset({"eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"})
+MAX_DEPTH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +86,10 @@ def tokenize(text: str) -> list[str]:
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, max_comparisons: int) -> None:
         self.tokens = tokenize(text)
         self.at = 0
+        self.depth, self.comparisons, self.max_comparisons = 0, 0, max_comparisons
 
     def peek(self) -> str | None:
         return self.tokens[self.at] if self.at < len(self.tokens) else None
@@ -128,18 +132,26 @@ class _Parser:
         token = self.peek()
         if token == "not":
             self.take()
-            self.expect("(")
-            inner = self.or_()
-            self.expect(")")
-            return Negation(inner)
+            return Negation(self.group())
         if token == "(":
-            self.take()
-            inner = self.or_()
-            self.expect(")")
-            return inner
+            return self.group()
         return self.comparison()
 
+    def group(self) -> Expression:
+        """`( filter )`, one level deeper."""
+        self.expect("(")
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _error(f"parentheses and 'not' nest at most {MAX_DEPTH} levels deep")
+        inner = self.or_()
+        self.expect(")")
+        self.depth -= 1
+        return inner
+
     def comparison(self) -> Comparison:
+        self.comparisons += 1
+        if self.comparisons > self.max_comparisons:
+            raise _error(f"a filter holds at most {self.max_comparisons} comparisons")
         path = self.take()
         if path in ("(", ")", "and", "or") or path.startswith('"'):
             raise _error(f"expected a parameter name, found '{path}'")
@@ -159,9 +171,9 @@ class _Parser:
         return Comparison(path, op, value)
 
 
-def parse_filter(text: str) -> Expression:
+def parse_filter(text: str, max_comparisons: int = 1000) -> Expression:
     """The syntax tree of a `_filter` value (BadRequest naming `_filter` when malformed)."""
-    return _Parser(text).parse()
+    return _Parser(text, max_comparisons).parse()
 
 
 Criterion = Callable[[str, str], Condition]  # (name with modifier, value) -> one condition

@@ -5,6 +5,9 @@ criteria are joined by AND"), a comma inside one value an OR. Parameter names ma
 modifier (`name:exact`, `code:not`, `subject:Patient`, `any:missing`). Result parameters:
 `_count`, `_offset`, `_sort`, `_total`, `_summary`, `_elements`.
 
+A search beyond the bounds of `limits.SearchLimits` (its size, the number of `_sort` keys,
+`_include`s or OR values) is refused with a 400 naming the parameter, before it runs.
+
 "Servers SHALL ignore unknown or unsupported parameters" unless the client asked for
 strict handling (`Prefer: handling=strict`), when they are an error: under `strict` an
 unknown parameter, modifier or sort key is a `BadRequest`, otherwise it is listed in
@@ -42,6 +45,13 @@ from fhir_server.search.conditions import (
 from fhir_server.search.dates import parse_instant_range
 from fhir_server.search.filter import parse_filter, to_condition
 from fhir_server.search.includes import Include, parse_include
+from fhir_server.search.limits import (
+    DEFAULT_LIMITS,
+    SearchLimits,
+    check_size,
+    check_values,
+    too_much,
+)
 from fhir_server.search.registry import SearchParam, SearchRegistry
 from fhir_server.search.types import TYPES, ParseContext, accepts
 from fhir_server.search.types.common import CodeLookup, bad_value, split_escaped, split_prefix
@@ -86,12 +96,15 @@ def parse_search(
     default_count: int = DEFAULT_COUNT,
     base: str | None = None,
     codes: CodeLookup | None = None,
+    limits: SearchLimits = DEFAULT_LIMITS,
 ) -> ParsedSearch:
     """Parse `params` for a search of `types` (empty: all types, Resource-level parameters).
 
     `base` is the server's base URL: absolute references under it are matched as local.
     """
-    parser = _Parser(registry, types, strict, max_count, ParseContext(registry, base, codes))
+    check_size(params, limits)
+    parser = _Parser(registry, types, strict, max_count, ParseContext(registry, base, codes),
+                     limits)
     parser.count = min(default_count, max_count)  # until a _count says otherwise
     for name, value in params:
         parser.add(name.strip(), value)
@@ -106,9 +119,10 @@ class _Parser:
         strict: bool,
         max_count: int,
         ctx: ParseContext,
+        limits: SearchLimits,
     ) -> None:
         self.registry, self.types, self.strict = registry, types, strict
-        self.max_count, self.ctx = max_count, ctx
+        self.max_count, self.ctx, self.limits = max_count, ctx, limits
         self.clauses: list[Clause] = []
         self.used: list[tuple[str, str]] = []
         self.ignored: list[str] = []
@@ -177,7 +191,7 @@ class _Parser:
                 self.unsupported(name, f"Modifier ':{modifier}' is not supported for '{code}'")
             else:
                 kind = TYPES[param.type]
-                parts = [v for v in split_escaped(value, ",") if v.strip()]
+                parts = self.values(name, split_escaped(value, ","))
                 self.clause(name, value, [kind.parse(param, modifier or None, v, self.ctx)
                                           for v in parts])
 
@@ -191,7 +205,8 @@ class _Parser:
         if self.depth >= MAX_CHAIN_DEPTH:
             raise BadRequest(f"Chains and _has nest at most {MAX_CHAIN_DEPTH} levels deep",
                              expression=(name,))
-        parser = _Parser(self.registry, types, self.strict, self.max_count, self.ctx)
+        parser = _Parser(self.registry, types, self.strict, self.max_count, self.ctx,
+                         self.limits)
         parser.depth = self.depth + 1
         try:
             parser.criterion(name, value)
@@ -260,7 +275,8 @@ class _Parser:
         """`_filter`: https://hl7.org/fhir/R4/search_filter.html, see `filter.py`."""
 
         def criterion(param: str, text: str) -> Condition:
-            parser = _Parser(self.registry, self.types, True, self.max_count, self.ctx)
+            parser = _Parser(self.registry, self.types, True, self.max_count, self.ctx,
+                             self.limits)
             parser.depth = self.depth
             try:
                 parser.criterion(param, text.replace("\\", "\\\\").replace(",", "\\,"))
@@ -273,7 +289,8 @@ class _Parser:
             clause = parser.clauses[0]
             return clause[0] if len(clause) == 1 else AnyOf(clause)
 
-        condition = to_condition(parse_filter(value), criterion, self.param_type)
+        condition = to_condition(parse_filter(value, self.limits.max_or_values), criterion,
+                                 self.param_type)
         self.clause(name, value, [condition])
 
     def param_type(self, path: str) -> str | None:
@@ -293,24 +310,32 @@ class _Parser:
             self.clause(name, value, build(name, value))
 
     def clause(self, name: str, value: str, conditions: list[Condition]) -> None:
+        if len(self.clauses) >= self.limits.max_criteria:
+            raise too_much(name, f"A search takes at most {self.limits.max_criteria} criteria "
+                                 "(parameters other than _sort, _count, _include...)")
         if conditions:
             self.clauses.append(tuple(conditions))
             self.used.append((name, value))
 
+    def values(self, name: str, parts: list[str]) -> list[str]:
+        """The OR values of `name` (empty ones dropped), within the limits."""
+        return check_values(name, [p for p in parts if p.strip()], self.limits)
+
     def ids(self, name: str, value: str) -> list[Condition]:
-        ids = tuple(v.strip() for v in value.split(",") if v.strip())
+        ids = tuple(v.strip() for v in self.values(name, value.split(",")))
         return [IdCondition(ids)] if ids else []
 
     def list_(self, name: str, value: str) -> list[Condition]:
         """`_list=ID`: the resources List/ID refers to in `entry.item` (List's `item`), as
         `_has:List:item:_id=ID`. https://hl7.org/fhir/R4/search.html#list -- functional
         lists (`$current-problems`) are not known here: they match nothing."""
-        ids = tuple(v.strip() for v in value.split(",") if v.strip())
+        ids = tuple(v.strip() for v in self.values(name, value.split(",")))
         query = SearchQuery(("List",), ((IdCondition(ids),),), count=0)
         return [HasCondition("item", query)] if ids else []
 
     def last_updated(self, name: str, value: str) -> list[Condition]:
         out: list[Condition] = []
+        check_values(name, value.split(","), self.limits)
         for part in value.split(","):
             prefix, text = split_prefix(part.strip())
             found = parse_instant_range(text)
@@ -365,6 +390,10 @@ class _Parser:
         self.offset = non_negative("_offset", value)
 
     def sort_(self, value: str) -> None:
+        written = [k for k in value.split(",") if k.strip()]
+        if len(written) > self.limits.max_sort_keys:
+            raise too_much("_sort", f"_sort has {len(written)} keys: at most "
+                                    f"{self.limits.max_sort_keys} are accepted")
         keys: list[SortKey] = []
         for key in (k.strip() for k in value.split(",")):
             code = key.removeprefix("-")
@@ -387,6 +416,9 @@ class _Parser:
         self.page = (signature, PageKey(tuple(key), bool(data["b"])))
 
     def include(self, name: str, value: str) -> None:
+        if len(self.includes) >= self.limits.max_includes:
+            raise too_much(name, f"At most {self.limits.max_includes} _include and "
+                                 "_revinclude parameters are accepted in one search")
         found = parse_include(self.registry, name, value)
         if isinstance(found, str):
             self.unsupported(name, found)

@@ -7,6 +7,7 @@ comparison prefixes of number, date and quantity values.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Protocol, cast, get_args
@@ -85,31 +86,54 @@ def split_prefix(value: str) -> tuple[Prefix, str]:
     return "eq", value
 
 
-def decimal_range(text: str) -> tuple[float, float] | None:
-    """[low, high] a decimal stands for at its precision: half a unit of its last digit.
+EXACT_PREFIXES: frozenset[str] = frozenset({"gt", "lt", "ge", "le", "sa", "eb"})
+APPROXIMATELY = Decimal("0.1")  # `ap`: within 10% of the value (the spec's recommendation)
 
-    https://hl7.org/fhir/R4/search.html#number -- "100" has 3 significant figures and
-    means [99.5, 100.5); "100.00" means [99.995, 100.005); in exponent form the exponent
-    sets the last digit, so "1e2" (1 significant figure) means [50, 150) and "1.00e2"
-    [99.5, 100.5). None when `text` is not a finite decimal.
-    """
+
+def parse_decimal(text: str) -> Decimal | None:
+    """`text` as a decimal that a float can hold, None when it is not one (`1e999999999`
+    is a decimal, but beyond any value an index holds)."""
     try:
         number = Decimal(text.strip())
     except InvalidOperation:
         return None
-    if not number.is_finite():
+    if not number.is_finite() or not math.isfinite(float(number)):
         return None
+    return number
+
+
+def search_range(prefix: Prefix, text: str) -> tuple[float, float] | None:
+    """[low, high] a number search value stands for under `prefix`; None if not a number.
+
+    https://hl7.org/fhir/R4/search.html#number -- with gt, lt, ge, le, sa and eb the value
+    is exact ("gt100: greater than exactly 100"): low = high = the value. With eq and ne it
+    stands for its implicit precision, half a unit of its last digit: "100" is
+    [99.5, 100.5) and "100.00" [99.995, 100.005); in exponent form the exponent sets the
+    last digit, so "1e2" (1 significant figure) is [50, 150). The upper end is exclusive,
+    so `high` is the float just below it. `ap` widens that range to 10% of the value.
+    """
+    number = parse_decimal(text)
+    if number is None:
+        return None
+    if prefix in EXACT_PREFIXES:
+        return float(number), float(number)
     exponent = number.as_tuple().exponent
     assert isinstance(exponent, int)
     half = Decimal(5).scaleb(exponent - 1)
-    return float(number - half), float(number + half)
+    if prefix == "ap":
+        half = max(half, abs(number) * APPROXIMATELY)
+        return float(number - half), float(number + half)
+    return float(number - half), math.nextafter(float(number + half), -math.inf)
 
 
-def number_range(value: object) -> tuple[float, float] | None:
-    """The precision range of a JSON number from a resource (its shortest decimal form)."""
+def number_value(value: object) -> float | None:
+    """A JSON number from a resource as the exact value it indexes as (None: not a number).
+
+    Values in resources are compared exactly; only the search value has a precision."""
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
         return None
-    return decimal_range(str(value))
+    number = parse_decimal(str(value))
+    return None if number is None else float(number)
 
 
 def bad_value(code: str, value: str, expected: str) -> BadRequest:

@@ -51,5 +51,9 @@ def parse(
         raise bad_value(param.code, value, f"composite value ({expected})")
     conditions: list[Condition] = []
     for part, target in zip(parts, params, strict=True):
-        conditions.append(TYPES[target.type].parse(target, None, part, ctx))
+        try:
+            conditions.append(TYPES[target.type].parse(target, None, part, ctx))
+        except BadRequest as error:  # name the parameter the client wrote
+            raise BadRequest(f"{param.code}: {error.diagnostics}",
+                             expression=(param.code,)) from None
     return CompositeCondition(param.code, tuple(conditions))

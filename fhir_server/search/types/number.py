@@ -1,8 +1,9 @@
-"""Number search parameters: decimals compared as ranges at their implicit precision.
+"""Number search parameters: exact values in resources, search values per prefix.
 
-https://hl7.org/fhir/R4/search.html#number -- "100" means [99.5, 100.5); values in the
-resource are read the same way from their decimal form. A Range (RiskAssessment's
-probability) stands for low..high.
+https://hl7.org/fhir/R4/search.html#number -- a value in a resource indexes as the point
+[v, v]; a Range (RiskAssessment's probability) stands for low..high. A search value is
+exact with gt, lt, ge, le, sa and eb, and stands for its implicit precision with eq and ne
+("100" is [99.5, 100.5)); see `common.search_range`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from fhir_server.search.registry import SearchParam
 from fhir_server.search.types.common import (
     ParseContext,
     bad_value,
-    decimal_range,
-    number_range,
+    number_value,
+    search_range,
     split_prefix,
 )
 from fhir_server.search.values import NumberValue
@@ -30,11 +31,15 @@ def extract(code: str, fhir_type: str | None, data: Any) -> Iterator[NumberValue
         if "low" in data or "high" in data:
             found = range_bounds(data)
         else:
-            found = number_range(data.get("value"))
+            found = _point(number_value(data.get("value")))
     else:
-        found = number_range(data)
+        found = _point(number_value(data))
     if found:
         yield NumberValue(code, *found)
+
+
+def _point(value: float | None) -> tuple[float, float] | None:
+    return None if value is None else (value, value)
 
 
 def range_bounds(data: dict[str, Any]) -> tuple[float, float] | None:
@@ -57,7 +62,7 @@ def parse(
     param: SearchParam, modifier: str | None, value: str, ctx: ParseContext
 ) -> NumberCondition:
     prefix, text = split_prefix(value.strip())
-    found = decimal_range(text)
+    found = search_range(prefix, text)
     if found is None:
         raise bad_value(param.code, value, "number")
     return NumberCondition(param.code, prefix, *found)

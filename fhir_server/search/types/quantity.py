@@ -2,8 +2,10 @@
 
 https://hl7.org/fhir/R4/search.html#quantity -- search values are
 `[prefix][number]|[system]|[code]`, `[number]||[code]` (code or unit, any system) or a
-number alone. Indexed from Quantity (and Age, Duration, Distance, Count, Money), whose
-comparator (`<`, `>=`, ...) opens the range on one side, and from Range (low..high).
+number alone, the number read as for number parameters (exact with gt, lt, ge, le, sa,
+eb; at its precision with eq, ne, ap: see `common.search_range`). Indexed from Quantity
+(and Age, Duration, Distance, Count, Money) as its exact value, whose comparator (`<`,
+`>=`, ...) opens the range on one side, and from Range (low..high).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from fhir_server.search.registry import SearchParam
 from fhir_server.search.types.common import (
     ParseContext,
     bad_value,
-    decimal_range,
-    number_range,
+    number_value,
+    search_range,
     split_escaped,
     split_prefix,
     unescape,
@@ -36,23 +38,23 @@ def extract(code: str, fhir_type: str | None, data: Any) -> Iterator[QuantityVal
     if fhir_type == "Range" or (fhir_type is None and ("low" in data or "high" in data)):
         yield from _range(code, data)
     elif fhir_type == "Money" or (fhir_type is None and "currency" in data):
-        found = number_range(data.get("value"))
-        if found:
-            yield QuantityValue(code, *found, CURRENCY_SYSTEM, data.get("currency"))
+        value = number_value(data.get("value"))
+        if value is not None:
+            yield QuantityValue(code, value, value, CURRENCY_SYSTEM, data.get("currency"))
     else:
-        found = number_range(data.get("value"))
-        if found:
-            low, high = _compared(data.get("comparator"), *found)
+        value = number_value(data.get("value"))
+        if value is not None:
+            low, high = _compared(data.get("comparator"), value)
             yield QuantityValue(code, low, high, data.get("system"), data.get("code"),
                                 data.get("unit"))
 
 
-def _compared(comparator: object, low: float, high: float) -> tuple[float, float]:
+def _compared(comparator: object, value: float) -> tuple[float, float]:
     if comparator in ("<", "<="):
-        return -math.inf, high
+        return -math.inf, value
     if comparator in (">", ">="):
-        return low, math.inf
-    return low, high
+        return value, math.inf
+    return value, value
 
 
 def _range(code: str, data: dict[str, Any]) -> Iterator[QuantityValue]:
@@ -70,7 +72,7 @@ def parse(
     parts = split_escaped(text, "|")
     if len(parts) not in (1, 3):
         raise bad_value(param.code, value, "quantity ([prefix]number|system|code)")
-    found = decimal_range(parts[0])
+    found = search_range(prefix, parts[0])
     if found is None:
         raise bad_value(param.code, value, "quantity ([prefix]number|system|code)")
     system, code = (unescape(parts[1]) or None, unescape(parts[2]) or None) if len(parts) == 3 \

@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_server.search.conditions import Condition, SearchQuery
-from fhir_server.storage.sqlite.sql import Fragment, and_, marks, or_
+from fhir_server.search.conditions import Clause, SearchQuery
+from fhir_server.storage.sqlite.sql import Fragment, and_, marks, or_, union_all
 
-MatchesOf = Callable[[Condition, bool], Any]  # conditions.condition_matches
+MatchesOf = Callable[[Clause, bool], list[Any]]  # conditions.clause_matches
 
 
 def _inner(query: SearchQuery, matches_of: MatchesOf, columns: str) -> Fragment:
@@ -30,13 +30,12 @@ def _inner(query: SearchQuery, matches_of: MatchesOf, columns: str) -> Fragment:
     types = list(query.types)
     base: list[Fragment] = [("r.deleted = 0", []),
                             (f"r.type IN ({marks(len(types))})", types)]
-    clauses = [[matches_of(c, False) for c in clause] for clause in query.clauses]
+    clauses = [matches_of(clause, False) for clause in query.clauses]
     driver = next((c for c in clauses if c and not any(m.negate for m in c)), None)
     parts = list(base)
     if driver is not None:
-        selects = [s for m in driver for s in m.selects(types)]
-        parts.append((f"r.rid IN ({' UNION ALL '.join(sql for sql, _ in selects)})",
-                      [p for _, ps in selects for p in ps]))
+        sql, params = union_all([s for m in driver for s in m.selects(types)])
+        parts.append((f"r.rid IN ({sql})", params))
     parts.extend(or_([m.exists() for m in clause]) for clause in clauses if clause is not driver)
     sql, params = and_(*parts)
     return (f"SELECT {columns} FROM resources r WHERE {sql}", params)

@@ -2,11 +2,18 @@
 
 A condition reads either as rids from an index range (`selects`), to start a search from,
 or as a test of the row `r` being considered (`exists`); `planner` chooses which.
+
+An OR of many values (`code=a,b,...`, a thousand references) is one read however many
+values it has: the conditions of a clause on one parameter merge (`clause_matches`), and
+from `LISTED` values of one shape on, the values are bound as one JSON array that
+`json_each` walks, each of its rows an index seek (`_listed`): no UNION of a SELECT per
+value (SQLite allows 500) and no statement that grows with the values.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +23,7 @@ from fhir_server.search.conditions import (
     AllOf,
     AnyOf,
     ChainCondition,
+    Clause,
     CompositeCondition,
     Condition,
     DateCondition,
@@ -40,7 +48,36 @@ from fhir_server.search.normalize import normalize
 from fhir_server.search.types.special import bounding_box
 from fhir_server.storage.sqlite.chains import ChainRids, HasRids
 from fhir_server.storage.sqlite.schema import TABLE_OF_KIND
-from fhir_server.storage.sqlite.sql import Fragment, and_, marks, or_
+from fhir_server.storage.sqlite.sql import Fragment, and_, marks, or_, union_all
+
+LISTED = 16  # from this many values of one shape on, they are bound as one JSON array
+
+
+def _shapes(alternatives: Sequence[Fragment]) -> list[tuple[str, list[list[Any]]]]:
+    """The alternatives grouped by their SQL, in order, each with its rows of parameters."""
+    groups: dict[str, dict[tuple[Any, ...], None]] = {}
+    for sql, params in alternatives:
+        groups.setdefault(sql, {})[tuple(params)] = None  # the same twice is once
+    return [(sql, [list(row) for row in rows]) for sql, rows in groups.items()]
+
+
+def _listable(sql: str, rows: list[list[Any]]) -> bool:
+    """Whether these rows go as one JSON array: enough of them, JSON has their values."""
+    return bool(sql) and len(rows) >= LISTED and all(
+        isinstance(v, str | int) or (isinstance(v, float) and math.isfinite(v))
+        for row in rows for v in row)
+
+
+def _listed(sql: str, rows: list[list[Any]]) -> tuple[str, str, str]:
+    """(values, test, array): `values` is a table `v` of one row per parameter row (columns
+    v0, v1, ...) read from the JSON `array`, `test` is `sql` on those columns. The columns
+    have names no index table has, so `sql`'s own column names keep their meaning."""
+    width = len(rows[0])
+    columns = ", ".join(f"value ->> {i} AS v{i}" for i in range(width))
+    pieces = sql.split("?")
+    test = "".join(piece + (f"v.v{i}" if i < width else "") for i, piece in enumerate(pieces))
+    array = json.dumps(rows, ensure_ascii=False)
+    return f"(SELECT {columns} FROM json_each(?)) AS v", test, array
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,19 +90,41 @@ class _Rids:
     negate: bool = False
 
     def selects(self, types: Sequence[str]) -> list[Fragment]:
-        """SELECTs of the matching rids, each an index range on (type, param, value...)."""
-        head = f"SELECT rid FROM {self.table} WHERE type IN ({marks(len(types))}) AND param = ?"
-        return [(f"{head} AND {sql}" if sql else head, [*types, self.param, *params])
-                for sql, params in self.alternatives]
+        """SELECTs of the matching rids, each an index range on (type, param, value...):
+        one per alternative, or per listed shape one that seeks each value of the list."""
+        kinds = marks(len(types))
+        head = f"SELECT rid FROM {self.table} WHERE type IN ({kinds}) AND param = ?"
+        out: list[Fragment] = []
+        for sql, rows in _shapes(self.alternatives):
+            if _listable(sql, rows):
+                values, test, array = _listed(sql, rows)
+                out.append((f"SELECT t.rid FROM {values} CROSS JOIN {self.table} AS t "
+                            f"WHERE t.type IN ({kinds}) AND t.param = ? AND {test}",
+                            [array, *types, self.param]))
+            else:
+                out.extend((f"{head} AND {sql}" if sql else head, [*types, self.param, *row])
+                           for row in rows)
+        return out
 
     def exists(self) -> Fragment:
         """Whether row r has a matching value: a seek on the table's (rid, seq) key. The
         type is left out on purpose, so that SQLite cannot prefer a (type, ...) index."""
         any_value = any(not sql for sql, _ in self.alternatives)
-        match = ("", []) if any_value else or_(list(self.alternatives))
+        match = ("", []) if any_value else or_(self.tests())
         sql, params = and_(("rid = r.rid AND param = ?", [self.param]), match)
         exists = f"EXISTS (SELECT 1 FROM {self.table} WHERE {sql})"
         return (f"NOT {exists}" if self.negate else exists, params)
+
+    def tests(self) -> list[Fragment]:
+        """The alternatives as tests of one index row (a listed shape: one test)."""
+        out: list[Fragment] = []
+        for sql, rows in _shapes(self.alternatives):
+            if _listable(sql, rows):
+                values, test, array = _listed(sql, rows)
+                out.append((f"EXISTS (SELECT 1 FROM {values} WHERE {test})", [array]))
+            else:
+                out.extend((sql, row) for row in rows)
+        return out
 
 
 def _range(prefix: Prefix, low: Any, high: Any, lo: str = "low", hi: str = "high"
@@ -171,7 +230,7 @@ def _uri(c: UriCondition) -> _Rids:
         match = _starts_with("uri", c.uri)
     elif c.mode == "above":  # the indexed uri is a prefix of c.uri: look each prefix up
         prefixes = [c.uri[:n] for n in range(1, len(c.uri) + 1)]
-        match = (f"uri IN ({marks(len(prefixes))})", prefixes)
+        match = ("uri IN (SELECT value FROM json_each(?))", [json.dumps(prefixes)])
     else:
         match = ("uri = ?", [c.uri])
     return _Rids("uri_idx", c.param, (match,))
@@ -186,12 +245,19 @@ class _IdRids:
     negate = False
 
     def selects(self, types: Sequence[str]) -> list[Fragment]:
-        sql = (f"SELECT rid FROM resources WHERE type IN ({marks(len(types))}) "
-               f"AND id IN ({marks(len(self.ids))})")
-        return [(sql, [*types, *self.ids])]
+        listed, params = self.listed()
+        sql = f"SELECT rid FROM resources WHERE type IN ({marks(len(types))}) AND id IN {listed}"
+        return [(sql, [*types, *params])]
 
     def exists(self) -> Fragment:
-        return (f"r.id IN ({marks(len(self.ids))})", list(self.ids))
+        listed, params = self.listed()
+        return (f"r.id IN {listed}", params)
+
+    def listed(self) -> Fragment:
+        """The ids as an IN list, or from LISTED on as one JSON array (one parameter)."""
+        if len(self.ids) < LISTED:
+            return (f"({marks(len(self.ids))})", list(self.ids))
+        return ("(SELECT value FROM json_each(?))", [json.dumps(self.ids, ensure_ascii=False)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,10 +361,9 @@ class _AllRids:
 
     def selects(self, types: Sequence[str]) -> list[Fragment]:
         first = next(p for p in self.parts if not p.negate)
-        drive = first.selects(types)
+        drive, drive_params = union_all(first.selects(types))
         rest = and_(*(p.exists() for p in self.parts if p is not first))
-        sql, params = and_((f"r.rid IN ({' UNION ALL '.join(s for s, _ in drive)})",
-                            [x for _, ps in drive for x in ps]), rest)
+        sql, params = and_((f"r.rid IN ({drive})", drive_params), rest)
         return [(f"SELECT r.rid FROM resources r WHERE {sql}", params)]
 
     def exists(self) -> Fragment:
@@ -326,6 +391,37 @@ Matches = _Rids | _IdRids | _UpdatedRids | ChainRids | HasRids | _AnyRids | _All
 def index_only(m: Matches) -> bool:
     """Whether `m` is decided by index rows alone, which exist only for live resources."""
     return isinstance(m, _Rids) and not m.negate
+
+
+def clause_matches(clause: Clause, by_updated: bool) -> list[Matches]:
+    """The conditions of an OR-clause as matches, those on one parameter's index values
+    (and the `_id`s) merged into one, so that an OR of any number of values is one read."""
+    return merged([condition_matches(c, by_updated) for c in clause])
+
+
+def merged(matches: list[Matches]) -> list[Matches]:
+    """`matches` with every plain index condition on one (table, param) made one, and
+    the `_id` conditions one (a negated one stays apart: not-a OR not-b is no not-(a OR b))."""
+    groups: dict[object, list[Matches]] = {}
+    for at, m in enumerate(matches):
+        if isinstance(m, _Rids) and not m.negate:
+            key: object = (m.table, m.param)
+        else:
+            key = "_id" if isinstance(m, _IdRids) else at
+        groups.setdefault(key, []).append(m)
+    return [_merge(group) for group in groups.values()]
+
+
+def _merge(group: list[Matches]) -> Matches:
+    first = group[0]
+    if len(group) == 1:
+        return first
+    if isinstance(first, _IdRids):
+        ids = (i for m in group if isinstance(m, _IdRids) for i in m.ids)
+        return _IdRids(tuple(dict.fromkeys(ids)))
+    assert isinstance(first, _Rids)
+    return _Rids(first.table, first.param,
+                 tuple(a for m in group if isinstance(m, _Rids) for a in m.alternatives))
 
 
 def condition_matches(c: Condition, by_updated: bool) -> Matches:
@@ -358,13 +454,13 @@ def condition_matches(c: Condition, by_updated: bool) -> Matches:
         case AllOf():
             return _AllRids(tuple(condition_matches(p, by_updated) for p in c.conditions))
         case AnyOf():
-            return _AnyRids(tuple(condition_matches(p, by_updated) for p in c.conditions))
+            return _AnyRids(tuple(clause_matches(c.conditions, by_updated)))
         case Not():
             return _NotRids(condition_matches(c.condition, by_updated))
         case ChainCondition():
-            return ChainRids(c.param, c.query, condition_matches)
+            return ChainRids(c.param, c.query, clause_matches)
         case HasCondition():
-            return HasRids(c.param, c.query, condition_matches)
+            return HasRids(c.param, c.query, clause_matches)
         case IdCondition():
             return _IdRids(c.ids)
         case LastUpdatedCondition():

@@ -14,10 +14,18 @@ from typing import Any
 
 from fhir_server.search.conditions import Clause, SearchQuery
 from fhir_server.storage.base import Page, StoredResource
-from fhir_server.storage.sqlite.conditions import Matches, condition_matches, index_only
+from fhir_server.storage.sqlite.conditions import Matches, clause_matches, index_only
 from fhir_server.storage.sqlite.ordering import ordering
 from fhir_server.storage.sqlite.reads import R_RECORD, all_types, record
-from fhir_server.storage.sqlite.sql import Fragment, and_, fetch_all, fetch_one, marks, or_
+from fhir_server.storage.sqlite.sql import (
+    Fragment,
+    and_,
+    fetch_all,
+    fetch_one,
+    marks,
+    or_,
+    union_all,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +41,7 @@ class _Clause:
         return bool(self.conditions) and not any(c.negate for c in self.conditions)
 
     def rids(self) -> Fragment:
-        selects = [select for c in self.conditions for select in c.selects(self.types)]
-        return (" UNION ALL ".join(s for s, _ in selects), [p for _, ps in selects for p in ps])
+        return union_all([select for c in self.conditions for select in c.selects(self.types)])
 
     def driving(self) -> Fragment:
         """`r.rid IN (...)`: SQLite reads the index ranges, then the rows by rid."""
@@ -47,7 +54,7 @@ class _Clause:
 
 
 def _clause(clause: Clause, types: Sequence[str], by_updated: bool) -> _Clause:
-    return _Clause(tuple(condition_matches(c, by_updated) for c in clause), tuple(types))
+    return _Clause(tuple(clause_matches(clause, by_updated)), tuple(types))
 
 
 @dataclass(frozen=True, slots=True)

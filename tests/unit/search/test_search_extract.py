@@ -282,33 +282,34 @@ def test_date_time_offsets_periods_and_timings(indexer: Indexer) -> None:
 # -- number, quantity, uri -------------------------------------------------------------
 
 
-def test_quantity_ranges_by_significant_figures(indexer: Indexer) -> None:
+def test_quantities_index_their_exact_value(indexer: Indexer) -> None:
+    """Only the search value has an implicit precision (search.html#number)."""
     obs = {"resourceType": "Observation",
            "valueQuantity": {"value": 100, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"}}
     assert values(indexer, obs, "value-quantity") == {
-        QuantityValue("value-quantity", 99.5, 100.5, UCUM, "mg/dL", "mg/dL")}
+        QuantityValue("value-quantity", 100.0, 100.0, UCUM, "mg/dL", "mg/dL")}
     precise = {"resourceType": "Observation", "valueQuantity": {"value": 5.4, "code": "mmol/L"}}
     assert values(indexer, precise, "value-quantity") == {
-        QuantityValue("value-quantity", 5.35, 5.45, None, "mmol/L")}
+        QuantityValue("value-quantity", 5.4, 5.4, None, "mmol/L")}
 
 
 def test_quantity_comparator_range_and_money(indexer: Indexer) -> None:
     below = {"resourceType": "Observation",
              "valueQuantity": {"value": 5, "comparator": "<", "system": UCUM, "code": "mg"}}
     assert values(indexer, below, "value-quantity") == {
-        QuantityValue("value-quantity", -math.inf, 5.5, UCUM, "mg")}
+        QuantityValue("value-quantity", -math.inf, 5.0, UCUM, "mg")}
     ranged = {"resourceType": "Observation",
               "valueRange": {"low": {"value": 2, "system": UCUM, "code": "mg"},
                              "high": {"value": 4, "system": UCUM, "code": "mg"}}}
     assert values(indexer, ranged, "value-quantity") == set()  # value-quantity: Quantity only
     invoice = {"resourceType": "Invoice", "totalGross": {"value": 12.5, "currency": "EUR"}}
     assert values(indexer, invoice, "totalgross") == {
-        QuantityValue("totalgross", 12.45, 12.55, "urn:iso:std:iso:4217", "EUR")}
+        QuantityValue("totalgross", 12.5, 12.5, "urn:iso:std:iso:4217", "EUR")}
 
 
 def test_number_ranges(indexer: Indexer) -> None:
     risk = {"resourceType": "RiskAssessment", "prediction": [{"probabilityDecimal": 0.25}]}
-    assert values(indexer, risk, "probability") == {NumberValue("probability", 0.245, 0.255)}
+    assert values(indexer, risk, "probability") == {NumberValue("probability", 0.25, 0.25)}
     ranged = {"resourceType": "RiskAssessment",
               "prediction": [{"probabilityRange": {"low": {"value": 0.1}}}]}
     assert values(indexer, ranged, "probability") == {NumberValue("probability", 0.1, math.inf)}

@@ -5,6 +5,7 @@ https://hl7.org/fhir/R4/search.html
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -137,8 +138,11 @@ def test_bad_date_names_the_parameter(value: str) -> None:
     ("100", "eq", 99.5, 100.5),  # 3 significant figures
     ("100.00", "eq", 99.995, 100.005),  # 5 significant figures
     ("1e2", "eq", 50.0, 150.0),  # 1 significant figure: half of 1e2 either side
-    ("gt0.8", "gt", 0.75, 0.85),
-    ("le-3", "le", -3.5, -2.5),
+    ("ne100", "ne", 99.5, 100.5),
+    ("gt0.8", "gt", 0.8, 0.8),  # "greater than exactly 0.8"
+    ("le-3", "le", -3.0, -3.0),
+    ("ap100", "ap", 90.0, 110.0),  # within 10%
+    ("ap0.8", "ap", 0.72, 0.88),
 ])
 def test_number_ranges(value: str, prefix: str, low: float, high: float) -> None:
     found = only("RiskAssessment", "probability", value)
@@ -149,11 +153,15 @@ def test_number_ranges(value: str, prefix: str, low: float, high: float) -> None
 
 def test_quantity_forms() -> None:
     assert only("Observation", "value-quantity", f"gt5.4|{UCUM}|mg") == QuantityCondition(
-        "value-quantity", "gt", 5.35, 5.45, UCUM, "mg")
-    assert only("Observation", "value-quantity", "5.4||mg") == QuantityCondition(
-        "value-quantity", "eq", 5.35, 5.45, None, "mg")
-    assert only("Observation", "value-quantity", "5") == QuantityCondition(
-        "value-quantity", "eq", 4.5, 5.5)
+        "value-quantity", "gt", 5.4, 5.4, UCUM, "mg")
+    found = only("Observation", "value-quantity", "5.4||mg")
+    assert isinstance(found, QuantityCondition)
+    assert (found.prefix, found.system, found.code) == ("eq", None, "mg")
+    assert found.low == pytest.approx(5.35)
+    assert found.high == pytest.approx(5.45)
+    found = only("Observation", "value-quantity", "5")
+    assert isinstance(found, QuantityCondition)
+    assert (found.low, found.high) == (4.5, math.nextafter(5.5, 0))  # [4.5, 5.5)
 
 
 @pytest.mark.parametrize(("name", "value"), [("value-quantity", "five"),

@@ -18,6 +18,7 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import Response as HttpResponse
 
 from fhir_server.api.content import FORM_TYPE, MEDIA, parse_body, render, response_format
+from fhir_server.api.heap import settle_after_startup
 from fhir_server.api.hosts import AllowedHostsMiddleware, allowed_hosts
 from fhir_server.api.media_types import MediaTypeMiddleware
 from fhir_server.api.middleware import BodyLimitMiddleware
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
 
                 hl7 = await Hl7Runtime.from_settings(settings, app.state.service).start()
             app.state.hl7 = hl7
+            settle_after_startup()
             yield
         finally:
             if hl7 is not None:

@@ -12,6 +12,7 @@ There is no entry cap: all entries share one storage transaction.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from collections.abc import Iterator
@@ -51,6 +52,7 @@ async def handle(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | 
 async def _batch(svc: FhirService, req: Request, items: list[Item]) -> Response:
     results: list[bytes] = []
     for item in items:
+        await asyncio.sleep(0)  # between entries, other requests get the event loop
         if item.error is not None:
             results.append(_error_entry(item.error))
             continue
@@ -72,10 +74,12 @@ async def _transaction(
     _reject_duplicates(items)
     ids = await _assign_ids(svc, req, items, db)
     for item in items:
+        await asyncio.sleep(0)  # between entries, other requests get the event loop
         if item.resource is not None:
             item.resource = await _rewrite(svc, req, db, item.resource, ids)
     responses: dict[int, Response] = {}
     for item in sorted(items, key=lambda i: (_ORDER[i.method], i.index)):
+        await asyncio.sleep(0)  # between entries, other requests get the event loop
         try:
             responses[item.index] = await svc.handle(_sub_request(req, item), db)
         except FhirError as error:
@@ -100,6 +104,7 @@ async def _assign_ids(
     assert req.context
     ids: dict[str, str] = {}
     for item in items:
+        await asyncio.sleep(0)  # between entries, other requests get the event loop
         type = item.path.split("/")[0]
         if item.method == "POST":
             item.assigned_id = new_id()

@@ -13,11 +13,11 @@ from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response as HttpResponse
 
 from fhir_server.api.content import FORM_TYPE, MEDIA, parse_body, render, response_format
+from fhir_server.api.cors import CorsMiddleware
 from fhir_server.api.heap import settle_after_startup
 from fhir_server.api.hosts import AllowedHostsMiddleware, allowed_hosts
 from fhir_server.api.media_types import MediaTypeMiddleware
@@ -40,10 +40,6 @@ HL7_MEDIA = "x-application/hl7-v2+er7"
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 PARSE_IN_THREAD_BYTES = 256 * 1024  # larger bodies are parsed off the event loop
-# CORS for browser (SMART) apps: they authenticate with `Authorization`, never cookies
-CORS_HEADERS = ("Authorization", "Content-Type", "Accept", "Prefer", "If-Match",
-                "If-None-Exist", "If-None-Match", "If-Modified-Since")
-CORS_EXPOSED = ("Location", "ETag", "Content-Location", "Last-Modified")
 
 
 def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
@@ -90,9 +86,7 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
                        min_rate=settings.body_min_rate)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
-        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=False,
-                           allow_methods=list(_METHODS), allow_headers=list(CORS_HEADERS),
-                           expose_headers=list(CORS_EXPOSED), max_age=600)
+        app.add_middleware(CorsMiddleware, origins=origins)
     app.add_middleware(AllowedHostsMiddleware, hosts=allowed_hosts(settings))
 
 

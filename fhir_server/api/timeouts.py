@@ -15,6 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_server.api.asgi import RequestTimeout
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
 
 class BodyTimeoutMiddleware:
     """Raise `RequestTimeout` (408, connection closed) from `receive` past the body deadline."""
@@ -27,8 +29,8 @@ class BodyTimeoutMiddleware:
         self.min_rate = min_rate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)  # no other request has its body read
             return
         deadline = asyncio.get_running_loop().time() + self.timeout
         complete = False

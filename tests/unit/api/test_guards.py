@@ -76,7 +76,7 @@ async def _reads_body(scope: Scope, receive: Receive, send: Send) -> None:
 async def test_a_body_that_stops_arriving_times_out() -> None:
     guard = BodyTimeoutMiddleware(_reads_body, timeout=0.05, min_rate=1000)
     with pytest.raises(RequestTimeout) as raised:
-        await guard({"type": "http"}, _never_finishing_body, _no_send)
+        await guard({"type": "http", "method": "POST"}, _never_finishing_body, _no_send)
     assert raised.value.status == 408 and raised.value.headers == {"Connection": "close"}
 
 
@@ -89,7 +89,7 @@ async def test_each_chunk_extends_the_body_deadline() -> None:
         return {"type": "http.request", "body": body, "more_body": bool(chunks)}
 
     guard = BodyTimeoutMiddleware(_reads_body, timeout=0.3, min_rate=1000)
-    await guard({"type": "http"}, steady, _no_send)
+    await guard({"type": "http", "method": "PUT"}, steady, _no_send)
     assert chunks == []
 
 

@@ -6,6 +6,8 @@ before the app sees it answers here, in JSON (the client's `Accept` is not known
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import orjson
 from starlette.types import Send
 
@@ -38,9 +40,9 @@ async def send_error(send: Send, error: FhirError, *, close: bool = False) -> No
     await send({"type": "http.response.body", "body": body})
 
 
-def header(scope_headers: object, name: bytes) -> bytes | None:
+def header(scope_headers: Iterable[tuple[bytes, bytes]] | None, name: bytes) -> bytes | None:
     """The first value of header `name` (lower case) in an ASGI scope's header list."""
-    for key, value in scope_headers or ():  # type: ignore[attr-defined]
+    for key, value in scope_headers or ():
         if key == name:
             return bytes(value)
     return None

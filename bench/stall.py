@@ -53,9 +53,13 @@ def measure(fhir_base: str, patient_id: str, entries: int, seed: int) -> StallRe
     body = transaction_body(entries, seed)
     done = threading.Event()
 
+    url = urlsplit(fhir_base)
+
+    def connect() -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=600)
+
     def write() -> None:
-        url = urlsplit(fhir_base)
-        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=600)
+        connection = connect()
         try:
             status, _, elapsed_ms = post(connection, url.path or "/", body)
         finally:
@@ -64,9 +68,8 @@ def measure(fhir_base: str, patient_id: str, entries: int, seed: int) -> StallRe
         result.transaction_status, result.transaction_seconds = status, elapsed_ms / 1000
 
     writer = threading.Thread(target=write)
-    reader = http.client.HTTPConnection(urlsplit(fhir_base).hostname,
-                                        urlsplit(fhir_base).port, timeout=600)
-    path = f"{urlsplit(fhir_base).path}/Patient/{patient_id}"
+    reader = connect()
+    path = f"{url.path}/Patient/{patient_id}"
     try:
         _read(reader, path)  # connected before the clock starts
         writer.start()

@@ -10,13 +10,21 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response as HttpResponse
 
-from fhir_server.api.content import FORM_TYPE, MEDIA, parse_body, render, response_format
+from fhir_server.api.content import (
+    FORM_TYPE,
+    MEDIA,
+    Format,
+    parse_body,
+    render,
+    response_format,
+)
 from fhir_server.api.cors import CorsMiddleware
 from fhir_server.api.heap import settle_after_startup
 from fhir_server.api.hosts import AllowedHostsMiddleware, allowed_hosts
@@ -183,9 +191,9 @@ async def _unexpected(request: HttpRequest, error: Exception) -> HttpResponse:
 
 
 def _outcome_response(
-    request: HttpRequest, status: int, outcome: dict, headers: dict[str, str]
+    request: HttpRequest, status: int, outcome: dict[str, Any], headers: dict[str, str]
 ) -> HttpResponse:
-    fmt = getattr(request.state, "fhir_format", None) or "json"
+    fmt: Format = getattr(request.state, "fhir_format", None) or "json"
     try:
         content = render(outcome, fmt, pretty=False)
     except FhirError:

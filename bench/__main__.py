@@ -3,8 +3,9 @@ print one table of throughput, latency, errors and memory against the targets.
 
 Steps: generate the dataset; start `fhir-server serve` on a scratch SQLite file; load the
 dataset with transaction Bundles; read the server's memory; run the read, create, update
-and mixed workloads with wrk; stop it; run the read workload against a bare FastAPI app
-(the ceiling); print the table and write bench/results/latest.json.
+and mixed workloads with wrk; time reads while one large transaction runs; stop it; run
+the read workload against a bare FastAPI app (the ceiling); print the table and write
+bench/results/latest.json.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from urllib.parse import quote
 import orjson
 from tqdm import tqdm
 
-from bench import dataset, hl7, report, search, server, terminology
+from bench import dataset, hl7, report, search, server, stall, terminology
 from bench.ingest import PreparedBundle, ingest
 from bench.pyclient import run_python
 from bench.wrk import WORKLOADS, LoadResult, WrkOutputError, find_wrk, run_wrk, wrk_version
@@ -32,6 +33,8 @@ from bench.wrk import WORKLOADS, LoadResult, WrkOutputError, find_wrk, run_wrk, 
 QUICK_RESOURCES = 5_000
 QUICK_DURATION = 3
 QUICK_SEARCH_SIZE = 20_000
+STALL_ENTRIES = 10_000  # the transaction that reads must not wait for
+QUICK_STALL_ENTRIES = 2_000
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -165,6 +168,8 @@ def measure_server(args: argparse.Namespace, data: Dataset, loader: LoadGenerato
         for workload in WORKLOADS:
             run.loads[workload] = loader.run(fhir.base_url, workload, scratch / "data",
                                              report.LABELS[workload])
+        entries = QUICK_STALL_ENTRIES if args.quick else STALL_ENTRIES
+        run.stall = stall.measure(fhir.fhir_base, loaded.patient_ids[0], entries, args.seed + 1)
         run.memory_at_end = fhir.memory()
     return run
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from bench.ingest import IngestResult
 from bench.server import Memory
+from bench.stall import P99_TARGET_MS, StallResult
 from bench.wrk import LoadResult
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -46,6 +47,7 @@ class BenchRun:
     memory_at_end: Memory | None = None
     loads: dict[str, LoadResult] = field(default_factory=dict)
     ceiling: LoadResult | None = None
+    stall: StallResult | None = None
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -100,6 +102,17 @@ def ceiling_rows(run: BenchRun) -> list[Row]:
     return rows
 
 
+def stall_row(stall: StallResult) -> Row:
+    """Reads on another connection while one large transaction runs."""
+    p99 = stall.percentile(0.99)
+    errors = str(stall.errors) if stall.transaction_status == 200 else (
+        f"{stall.errors} (transaction {stall.transaction_status})")
+    return Row(f"read p99 while a {stall.entries:,}-entry transaction runs",
+               f"{len(stall.latencies_ms):,} reads in {stall.transaction_seconds:.1f} s",
+               ms(stall.percentile(0.5)), ms(p99), errors, f"p99 ≤ {P99_TARGET_MS:.0f} ms",
+               stall.met, p99)
+
+
 def memory_row(run: BenchRun) -> Row:
     memory = run.memory_after_load
     scale = "" if run.resources >= RSS_TARGET_RESOURCES else f"; {run.resources:,} loaded"
@@ -117,6 +130,8 @@ def rows(run: BenchRun) -> list[Row]:
                                   f"≥ {CREATE_TARGET:,.0f} Patients/s", CREATE_TARGET))
         else:
             table.append(load_row(LABELS.get(name, name), result))
+    if run.stall is not None:
+        table.append(stall_row(run.stall))
     return table + ceiling_rows(run) + [memory_row(run)]
 
 
@@ -163,6 +178,13 @@ def load_json(result: LoadResult) -> dict[str, Any]:
             "socket_errors": result.socket_errors}
 
 
+def stall_json(stall: StallResult) -> dict[str, Any]:
+    return {"entries": stall.entries, "transaction_status": stall.transaction_status,
+            "transaction_s": round(stall.transaction_seconds, 3),
+            "reads": len(stall.latencies_ms), "p50_ms": stall.percentile(0.5),
+            "p99_ms": stall.percentile(0.99), "errors": stall.errors}
+
+
 def to_json(run: BenchRun) -> dict[str, Any]:
     return {
         "date": run.started.isoformat(timespec="seconds"),
@@ -179,6 +201,7 @@ def to_json(run: BenchRun) -> dict[str, Any]:
             "first_failure": run.ingest.first_failure},
         "workloads": {name: load_json(result) for name, result in run.loads.items()},
         "bare_ceiling_read": load_json(run.ceiling) if run.ceiling else None,
+        "read_during_transaction": stall_json(run.stall) if run.stall else None,
         "memory_mb": {
             "rss_after_load": round(run.memory_after_load.rss_mb, 1),
             "peak_after_load": round(run.memory_after_load.hwm_mb, 1),

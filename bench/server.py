@@ -25,7 +25,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN_DIR = Path(sys.executable).parent
 # What `fhir-server serve` runs: uvicorn, one worker, uvloop and httptools.
 UVICORN_OPTIONS = ["--loop", "uvloop", "--http", "httptools", "--workers", "1",
-                   "--log-level", "warning", "--no-access-log"]
+                   "--no-server-header", "--log-level", "warning", "--no-access-log"]
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 

@@ -43,3 +43,12 @@ class Settings(BaseSettings):
     max_includes: int = 32  # _include and _revinclude parameters together
     max_or_values: int = 1000  # comma-separated (OR) values of one parameter
     max_search_criteria: int = 100  # criteria (AND-ed parameters) of one search
+    # request limits (HTTP)
+    allowed_hosts: str = ""  # Host names accepted, comma-separated (`name` or `name:port`,
+    #   `*` any); default: the bound host and localhost names with the port
+    cors_origins: str = "*"  # browser origins allowed to call the API, comma-separated; "": none
+    header_timeout: float = 10.0  # seconds for a request's head (line and headers) to arrive
+    body_timeout: float = 30.0  # seconds for a request body, plus 1 s per `body_min_rate` bytes
+    body_min_rate: int = 64 * 1024  # bytes per second a slow upload must keep up
+    keep_alive_timeout: int = 5  # seconds an idle keep-alive connection stays open
+    max_connections: int = 1000  # open HTTP connections; a request beyond them gets 503

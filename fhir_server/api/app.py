@@ -6,6 +6,7 @@ decides what it is. This package is the only one that imports a web framework.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,11 +17,23 @@ from fastapi import FastAPI
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response as HttpResponse
 
-from fhir_server.api.content import FORM_TYPE, MEDIA, Format, parse_body, render, response_format
+from fhir_server.api.content import (
+    FORM_TYPE,
+    MEDIA,
+    Format,
+    parse_body,
+    render,
+    response_format,
+)
+from fhir_server.api.cors import CorsMiddleware
+from fhir_server.api.hosts import AllowedHostsMiddleware, allowed_hosts
+from fhir_server.api.media_types import MediaTypeMiddleware
 from fhir_server.api.middleware import BodyLimitMiddleware
+from fhir_server.api.timeouts import BodyTimeoutMiddleware
 from fhir_server.assembly import open_service, start_background
 from fhir_server.context import ANONYMOUS
-from fhir_server.errors import FhirError, Issue, NotFound, operation_outcome
+from fhir_server.errors import FhirError, Issue, MethodNotAllowed, NotFound, operation_outcome
+from fhir_server.interactions import routes
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.parameters import FORMAT, PRETTY
@@ -32,6 +45,8 @@ FHIR_PREFIX = "/fhir"
 HL7_PATH = "/hl7v2"
 HL7_MEDIA = "x-application/hl7-v2+er7"
 _BODY_METHODS = ("POST", "PUT", "PATCH")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+PARSE_IN_THREAD_BYTES = 256 * 1024  # larger bodies are parsed off the event loop
 
 
 def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
@@ -48,15 +63,48 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
 
     app = FastAPI(title="FHIR R4 server", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
-    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
-    app.add_api_route(FHIR_PREFIX, fhir_endpoint, methods=methods, include_in_schema=False)
-    app.add_api_route(FHIR_PREFIX + "/{path:path}", fhir_endpoint, methods=methods,
-                      include_in_schema=False)
+    _add_middleware(app, settings)
+    for path in (FHIR_PREFIX, FHIR_PREFIX + "/{path:path}"):
+        app.add_api_route(path, fhir_endpoint, methods=list(_METHODS), include_in_schema=False)
+        app.add_api_route(path, options_endpoint, methods=["OPTIONS"], include_in_schema=False)
     app.add_api_route(HL7_PATH, hl7v2_endpoint, methods=["POST"], include_in_schema=False)
     app.add_exception_handler(FhirError, _fhir_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
     return app
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """The request guards, innermost first (Starlette wraps each added one around the rest)."""
+    app.add_middleware(MediaTypeMiddleware, fhir_prefix=FHIR_PREFIX, hl7_path=HL7_PATH,
+                       hl7_media=HL7_MEDIA)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodyTimeoutMiddleware, timeout=settings.body_timeout,
+                       min_rate=settings.body_min_rate)
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(CorsMiddleware, origins=origins)
+    app.add_middleware(AllowedHostsMiddleware, hosts=allowed_hosts(settings))
+
+
+async def options_endpoint(request: HttpRequest) -> HttpResponse:
+    """FHIR has no OPTIONS interaction; HTTP's answer is 200 with the methods in `Allow`.
+
+    (A browser's CORS preflight is answered before this, by the CORS middleware.)"""
+    service: FhirService = request.app.state.service
+    path = request.path_params.get("path", "")
+    allowed: list[str] = []
+    missing: FhirError | None = None
+    for method in _METHODS:
+        try:
+            routes.match("GET" if method == "HEAD" else method, path, service.resource_types)
+            allowed.append(method)
+        except MethodNotAllowed:
+            continue
+        except NotFound as error:
+            missing = error
+    if not allowed and missing is not None:
+        raise missing
+    return HttpResponse(status_code=200, headers={"Allow": ", ".join([*allowed, "OPTIONS"])})
 
 
 async def hl7v2_endpoint(request: HttpRequest) -> HttpResponse:
@@ -84,7 +132,7 @@ async def fhir_endpoint(request: HttpRequest) -> HttpResponse:
         if content_type and content_type.split(";")[0].strip().lower() == FORM_TYPE:
             query += parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
         elif raw.strip():
-            body = parse_body(content_type, raw)
+            body = await _parse(content_type, raw)
     req = Request(
         method="GET" if method == "HEAD" else method,
         path=request.path_params.get("path", ""),
@@ -102,6 +150,13 @@ async def fhir_endpoint(request: HttpRequest) -> HttpResponse:
     content = render(result.body, fmt, pretty)
     return HttpResponse(content, status_code=result.status, headers=headers,
                         media_type=MEDIA[fmt])
+
+
+async def _parse(content_type: str | None, raw: bytes) -> object:
+    """A large body is parsed on a worker thread, so other requests go on meanwhile."""
+    if len(raw) <= PARSE_IN_THREAD_BYTES:
+        return parse_body(content_type, raw)
+    return await asyncio.to_thread(parse_body, content_type, raw)
 
 
 def _first(query: list[tuple[str, str]], name: str) -> str | None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fhir_server.api.asgi import send_error
 from fhir_server.errors import PayloadTooLarge
 
 
@@ -23,7 +23,7 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope.get("headers") or ()).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send)
+            await send_error(send, PayloadTooLarge(self._message()), close=True)
             return
         received = 0
 
@@ -37,15 +37,6 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited, send)
-
-    async def _refuse(self, send: Send) -> None:
-        body = orjson.dumps(PayloadTooLarge(self._message()).outcome())
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", b"application/fhir+json; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ]})
-        await send({"type": "http.response.body", "body": body})
 
     def _message(self) -> str:
         return f"The request body is larger than the limit of {self.limit} bytes"

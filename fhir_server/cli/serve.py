@@ -18,9 +18,8 @@ def serve(
                                                   "(FHIR_MLLP_PORT; 0: none)")] = None,
 ) -> None:
     """Start the HTTP server (FHIR API under /fhir) and, if configured, the MLLP listener."""
-    import uvicorn
-
     from fhir_server.api.app import create_app
+    from fhir_server.api.server import run
 
     settings = Settings()
     if host:
@@ -31,6 +30,4 @@ def serve(
         settings.mllp_port = mllp_port
     if settings.storage == "sqlite":
         Path(settings.database).parent.mkdir(parents=True, exist_ok=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=settings.log_level, access_log=False, loop="uvloop",
-                http="httptools")
+    run(create_app(settings), settings)

@@ -13,6 +13,7 @@ There is no entry cap: all entries share one storage transaction.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -53,6 +54,7 @@ async def handle(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | 
 async def _batch(svc: FhirService, req: Request, items: list[Item]) -> Response:
     results: list[bytes] = []
     for item in items:
+        await asyncio.sleep(0)  # between entries, other requests get the event loop
         if item.error is not None:
             results.append(_error_entry(item.error))
             continue
@@ -74,10 +76,12 @@ async def _transaction(
     _reject_duplicates(items)
     ids = await _assign_ids(svc, req, items, db)
     for item in items:
+        await asyncio.sleep(0)  # between entries, other requests get the event loop
         if item.resource is not None:
             item.resource = await _rewritten(svc, req, db, item, ids)
     responses: dict[int, Response] = {}
     for item in sorted(items, key=lambda i: (_ORDER[i.method], i.index)):
+        await asyncio.sleep(0)  # between entries, other requests get the event loop
         try:
             responses[item.index] = await svc.handle(_sub_request(req, item), db)
         except FhirError as error:
@@ -114,6 +118,7 @@ async def _assign_ids(
     """fullUrl → Type/id for every entry that creates or updates, resolving conditionals."""
     ids: dict[str, str] = {}
     for item in items:
+        await asyncio.sleep(0)  # between entries, other requests get the event loop
         try:
             target = await _target(svc, req, item, db)
         except FhirError as error:

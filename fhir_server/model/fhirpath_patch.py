@@ -59,6 +59,7 @@ from fhir_server.model.validate import (
     model_for,
     validate_resource,
 )
+from fhir_server.safe_regex import FHIRPATH_FUNCTIONS
 
 __all__ = ["apply_fhirpath_patch", "apply_json_patch"]
 
@@ -207,7 +208,8 @@ def _evaluate(resource: dict[str, Any], operation: Operation, path: str | None =
 
 @lru_cache(maxsize=256)
 def _compiled(expression: str) -> Any:
-    return compile_fhirpath(expression, _R4, {"returnRawData": True})
+    return compile_fhirpath(expression, _R4, {"returnRawData": True,
+                                              "userInvocationTable": FHIRPATH_FUNCTIONS})
 
 
 def _single(resource: dict[str, Any], operation: Operation, path: str | None = None,

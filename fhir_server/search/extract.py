@@ -35,6 +35,7 @@ import fhirpathpy
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
+from fhir_server.safe_regex import FHIRPATH_FUNCTIONS
 from fhir_server.search.expressions import (
     ABSTRACT,
     branches_for,
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 
 _MODEL = models["r4"]
 _CHOICES: dict[str, list[str]] = _MODEL["choiceTypePaths"]
-_OPTIONS = {"returnRawData": True}
+_OPTIONS = {"returnRawData": True, "userInvocationTable": FHIRPATH_FUNCTIONS}  # RE2 regexes
 _NOT_INDEXED = frozenset({"_id", "_lastUpdated"})
 
 

@@ -61,3 +61,22 @@ def test_json_has_the_targets() -> None:
     assert met["create Patient"] is False
     assert met["transaction ingest"] is True
     assert data["workloads"]["create"]["statuses"] == {"201": 2990, "500": 10}
+
+
+def test_reads_beside_a_large_transaction_have_their_row() -> None:
+    from bench.stall import StallResult
+
+    run = bench_run()
+    run.stall = StallResult(entries=10_000, transaction_status=200, transaction_seconds=4.0,
+                            latencies_ms=[2.0] * 98 + [90.0, 400.0])
+    line = next(li for li in render(run).splitlines()
+                if li.startswith("read p99 while a 10,000-entry transaction runs"))
+    assert "100 reads in 4.0 s" in line and "400.0 ms" in line and line.endswith("NO")
+    assert to_json(run)["read_during_transaction"]["p99_ms"] == 400.0
+    run.stall.latencies_ms = [2.0] * 200
+    assert render(run).count("transaction runs") == 1 and stall_met(run)
+
+
+def stall_met(run: BenchRun) -> bool:
+    return next(t["met"] for t in to_json(run)["targets"]
+                if t["workload"].startswith("read p99 while"))

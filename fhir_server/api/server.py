@@ -1,0 +1,35 @@
+"""How `fhir-server serve` runs uvicorn: the limits that keep one client from hurting others.
+
+Besides the app's own middleware (hosts, CORS, body deadline and size, media types):
+the guarded protocol (a deadline for request heads, a connection cap answered with 503),
+uvicorn's keep-alive timeout, and no `server: uvicorn` banner.
+"""
+
+from __future__ import annotations
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from fhir_server.api.protocol import guarded_protocol
+from fhir_server.settings import Settings
+
+
+def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
+    """The uvicorn configuration for `app` under `settings`."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        loop="uvloop",
+        http=guarded_protocol(settings.header_timeout, settings.max_connections),
+        ws="none",
+        server_header=False,
+        timeout_keep_alive=settings.keep_alive_timeout,
+    )
+
+
+def run(app: ASGIApp, settings: Settings) -> None:
+    """Serve `app` until interrupted."""
+    uvicorn.Server(uvicorn_config(app, settings)).run()

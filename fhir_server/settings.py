@@ -36,3 +36,11 @@ class Settings(BaseSettings):
     hl7_outbound_attempts: int = 5
     hl7_outbound_backoff: float = 1.0  # seconds before the first retry, doubled each time
     hl7_ack_timeout: float = 10.0  # seconds to wait for a destination's ACK
+    # SMART on FHIR
+    auth: Literal["on", "off"] = "on"  # "off": no bearer tokens checked (loopback only)
+    auth_database: str | None = None  # default `<database>.auth.db`; MongoDB: the FHIR database
+    auth_issuer: str | None = None  # default: the public base's origin + "/auth"
+    auth_access_token_lifetime: int = 3600  # seconds
+    auth_backend_token_lifetime: int = 300  # seconds; Backend Services tokens: at most 300
+    auth_refresh_token_lifetime: int = 30 * 86400  # seconds (offline_access)
+    auth_key_lifetime: int = 90 * 86400  # seconds a signing key verifies tokens after creation

@@ -16,9 +16,10 @@ from fastapi import FastAPI
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response as HttpResponse
 
+from fhir_server.api import auth_token_routes
 from fhir_server.api.content import FORM_TYPE, MEDIA, Format, parse_body, render, response_format
 from fhir_server.api.middleware import BodyLimitMiddleware
-from fhir_server.assembly import open_service, start_background
+from fhir_server.assembly import open_auth, open_service, start_background
 from fhir_server.context import ANONYMOUS
 from fhir_server.errors import FhirError, Issue, NotFound, operation_outcome
 from fhir_server.interactions.request import Request
@@ -41,14 +42,17 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with (open_service(settings, storage) as service,
+                    open_auth(settings, service) as auth,
                     start_background(settings, service) as background):
             app.state.service = service
+            app.state.auth = auth
             app.state.hl7 = background.hl7
             yield
 
     app = FastAPI(title="FHIR R4 server", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    auth_token_routes.install(app, FHIR_PREFIX)  # before /fhir/{path}: .well-known
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
     app.add_api_route(FHIR_PREFIX, fhir_endpoint, methods=methods, include_in_schema=False)
     app.add_api_route(FHIR_PREFIX + "/{path:path}", fhir_endpoint, methods=methods,

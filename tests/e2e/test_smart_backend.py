@@ -235,3 +235,68 @@ def test_cli_token_for_curl_is_signed_by_the_servers_keys(smart) -> None:
     assert claims["scope"] == "system/*.*" and claims["aud"] == smart["base"]
     assert claims["client_id"] == "local-admin"
     assert 0 < claims["exp"] - claims["iat"] <= 300
+
+
+SMART_REQUIRED = ("issuer", "jwks_uri", "authorization_endpoint", "token_endpoint",
+                  "introspection_endpoint", "revocation_endpoint", "grant_types_supported",
+                  "code_challenge_methods_supported", "token_endpoint_auth_methods_supported",
+                  "token_endpoint_auth_signing_alg_values_supported", "scopes_supported",
+                  "response_types_supported", "capabilities")
+CAPABILITIES = {
+    "launch-ehr", "launch-standalone", "authorize-post", "client-public",
+    "client-confidential-symmetric", "client-confidential-asymmetric", "sso-openid-connect",
+    "context-banner", "context-style", "context-ehr-patient", "context-ehr-encounter",
+    "context-standalone-patient", "context-standalone-encounter", "permission-offline",
+    "permission-online", "permission-patient", "permission-user", "permission-v1",
+    "permission-v2"}
+OPENID_REQUIRED = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri",
+                   "response_types_supported", "subject_types_supported",
+                   "id_token_signing_alg_values_supported")
+
+
+def test_smart_configuration_lists_every_required_field(smart) -> None:
+    reply = httpx.get(smart["base"] + "/.well-known/smart-configuration", timeout=30,
+                      headers={"Accept": "application/fhir+xml", "Origin": "https://app.test"})
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("application/json")
+    assert reply.headers["access-control-allow-origin"] == "*"
+    config = reply.json()
+    assert [f for f in SMART_REQUIRED if f not in config] == []
+    origin = smart["base"].removesuffix("/fhir")
+    assert config["issuer"] == origin + "/auth"
+    for field in ("jwks_uri", "authorization_endpoint", "token_endpoint",
+                  "introspection_endpoint", "revocation_endpoint"):
+        assert config[field].startswith(origin + "/auth/"), field
+    assert set(config["capabilities"]) == CAPABILITIES
+    assert config["code_challenge_methods_supported"] == ["S256"]
+    assert {"authorization_code", "refresh_token", "client_credentials"} <= set(
+        config["grant_types_supported"])
+    assert {"private_key_jwt", "client_secret_basic"} <= set(
+        config["token_endpoint_auth_methods_supported"])
+    assert {"RS384", "ES384"} <= set(config["token_endpoint_auth_signing_alg_values_supported"])
+    assert config["response_types_supported"] == ["code"]
+    assert httpx.get(config["jwks_uri"], timeout=30).json()["keys"]
+
+
+def test_capability_statement_declares_smart_and_its_oauth_uris(smart) -> None:
+    statement = httpx.get(smart["base"] + "/metadata", timeout=30,
+                          headers={"Accept": "application/fhir+json"}).json()
+    security = statement["rest"][0]["security"]
+    codings = [c for s in security["service"] for c in s["coding"]]
+    assert {"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+            "code": "SMART-on-FHIR", "display": "SMART-on-FHIR"} in codings
+    (uris,) = [e for e in security["extension"] if e["url"] ==
+               "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"]
+    found = {e["url"]: e["valueUri"] for e in uris["extension"]}
+    assert set(found) == {"authorize", "token", "register", "manage", "introspect", "revoke"}
+    assert found["token"] == smart["token_url"]
+
+
+def test_openid_configuration_and_jwks(smart) -> None:
+    issuer = smart["base"].removesuffix("/fhir") + "/auth"
+    config = httpx.get(issuer + "/.well-known/openid-configuration", timeout=30).json()
+    assert [f for f in OPENID_REQUIRED if f not in config] == []
+    assert config["issuer"] == issuer
+    assert config["id_token_signing_alg_values_supported"] == ["RS256"]
+    keys = httpx.get(config["jwks_uri"], timeout=30).json()["keys"]
+    assert keys and all(k["kty"] == "RSA" and "d" not in k and k["kid"] for k in keys)

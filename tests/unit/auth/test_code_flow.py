@@ -23,7 +23,7 @@ SCOPES = "launch/patient openid fhirUser offline_access patient/*.rs"
 
 def register(store, kind: str = "public") -> tuple[str, str | None]:
     doc, secret = new_client(name="Growth chart", kind=kind, redirect_uris=[REDIRECT],
-                             scopes=SCOPES.split() + ["online_access", "launch"])
+                             scopes=[*SCOPES.split(), "online_access", "launch"])
     store.add_client(doc)
     return doc["id"], secret
 
@@ -127,7 +127,7 @@ async def test_deny_sends_access_denied_with_the_state(server, store) -> None:
 
 async def test_pkce_verifier_is_required_and_checked(server, store) -> None:
     client_id, secret = register(store, "symmetric")  # confidential clients too
-    verifier, challenge = pkce()
+    _, challenge = pkce()
     code = await authorize(server, client_id, challenge)
     form = {**code_form(client_id, code, ""), "client_secret": secret or ""}
     del form["code_verifier"]
@@ -208,7 +208,7 @@ async def test_confidential_client_authenticates_with_basic_or_post(server, stor
             headers = {"authorization": "Basic " + base64.b64encode(raw).decode()}
             del form["client_id"]
         else:
-            form["client_secret"] = secret if how == "post" else "not-it"
+            form["client_secret"] = (secret or "") if how == "post" else "not-it"
         status, body, _ = await exchange(server, form, headers)
         assert (status == 200) == (how != "wrong"), (how, body)
         if how == "wrong":

@@ -69,6 +69,7 @@ async def openid_config(request: HttpRequest) -> HttpResponse:
 
 
 async def jwks(request: HttpRequest) -> HttpResponse:
+    await _server(request).fresh_keys()
     return _json(request.app.state.auth.keys.public_jwks())
 
 

@@ -194,7 +194,7 @@ class SmartAuthServer:
     async def token(self, form: dict[str, str], headers: dict[str, str],
                     request_base: str) -> Reply:
         """POST /auth/token."""
-        await self._fresh_keys()
+        await self.fresh_keys()
         request = self._request(form, headers, request_base, "token")
         return await asyncio.to_thread(self._safely, self.core.create_token_response, request)
 
@@ -253,7 +253,9 @@ class SmartAuthServer:
         reply: Reply = call(*args)
         return reply
 
-    async def _fresh_keys(self) -> None:
+    async def fresh_keys(self) -> None:
+        """Re-read the keys when the last read is a minute old (`auth key rotate` runs in
+        another process)."""
         if time.monotonic() - self._keys_read > KEY_REFRESH_SECONDS:
             self._keys_read = time.monotonic()
             await self.keys.refresh()

@@ -196,21 +196,30 @@ class SmartAuthServer:
         """POST /auth/token."""
         await self.fresh_keys()
         request = self._request(form, headers, request_base, "token")
-        return await asyncio.to_thread(self._safely, self.core.create_token_response, request)
+        if not isinstance(request, OAuthRequest):
+            return request
+        reply: Reply = await asyncio.to_thread(self.core.create_token_response, request)
+        return reply
 
     async def introspect(self, form: dict[str, str], headers: dict[str, str],
                          request_base: str) -> Reply:
         """POST /auth/introspect (RFC 7662)."""
         request = self._request(form, headers, request_base, "introspect")
-        return await asyncio.to_thread(self._safely, self.core.create_endpoint_response,
-                                       "introspection", request)
+        if not isinstance(request, OAuthRequest):
+            return request
+        reply: Reply = await asyncio.to_thread(self.core.create_endpoint_response, "introspection",
+                                               request)
+        return reply
 
     async def revoke(self, form: dict[str, str], headers: dict[str, str],
                      request_base: str) -> Reply:
         """POST /auth/revoke (RFC 7009)."""
         request = self._request(form, headers, request_base, "revoke")
-        return await asyncio.to_thread(self._safely, self.core.create_endpoint_response,
-                                       "revocation", request)
+        if not isinstance(request, OAuthRequest):
+            return request
+        reply: Reply = await asyncio.to_thread(self.core.create_endpoint_response, "revocation",
+                                               request)
+        return reply
 
     async def validate_authorize(self, params: dict[str, str], request_base: str = ""
                                  ) -> AuthorizeRequest:
@@ -237,21 +246,14 @@ class SmartAuthServer:
     # -- internals ---------------------------------------------------------------------
 
     def _request(self, form: dict[str, str], headers: dict[str, str], request_base: str,
-                 endpoint: str) -> OAuthRequest | OAuth2Error:
+                 endpoint: str) -> OAuthRequest | Reply:
+        """The request for authlib, or the error reply when it cannot be one."""
         urls = self.urls(request_base)
         try:
             return OAuthRequest("POST", f"{urls.issuer}/{endpoint}", form, headers, urls)
         except OAuth2Error as error:  # InsecureTransportError: not over TLS
-            return error
-
-    @staticmethod
-    def _safely(call: Any, *args: Any) -> Reply:
-        request = args[-1]
-        if isinstance(request, OAuth2Error):
-            status, body, headers = request()
-            return status, dict(body), dict(headers)
-        reply: Reply = call(*args)
-        return reply
+            status, body, reply_headers = error()
+            return status, dict(body), dict(reply_headers)
 
     async def fresh_keys(self) -> None:
         """Re-read the keys when the last read is a minute old (`auth key rotate` runs in

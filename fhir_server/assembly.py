@@ -5,6 +5,8 @@ what the server offers, and starts its background duties.
   (search registry, custom SearchParameters, terminology, HL7 v2 conversion, `$everything`)
   and closes the storage when the block ends. The HTTP app and every command use it, so
   every way in gets the same service.
+- `open_auth(settings, service)` opens the SMART authorization server's store and signing
+  keys, and lets the CapabilityStatement describe it (when authorization is on).
 - `start_background(settings, service)` starts what runs beside the requests (today the
   HL7 v2 inbox, MLLP listener and outbound feeds, when configured) and stops it when the
   block ends.
@@ -15,6 +17,7 @@ Plug-ins attach through the service's named seams (`add_operation`, `add_validat
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +26,11 @@ from typing import TYPE_CHECKING
 
 from adapters.hl7v2.convert import ConvertOptions
 from adapters.hl7v2.operations import install as install_hl7v2
+from fhir_server.auth.discovery import rest_security
+from fhir_server.auth.keys import KeyRing
+from fhir_server.auth.server import SmartAuthServer
+from fhir_server.auth.store import AuthStore
+from fhir_server.auth.urls import auth_urls
 from fhir_server.interactions import custom_params
 from fhir_server.interactions.everything import everything_operation
 from fhir_server.interactions.service import FhirService
@@ -76,6 +84,32 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
     await install_terminology(service)
     install_hl7v2(service, convert_options(settings))
     return service
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """The SMART authorization server's parts: its store, signing keys and protocol."""
+
+    store: AuthStore
+    keys: KeyRing
+    server: SmartAuthServer
+
+
+@asynccontextmanager
+async def open_auth(settings: Settings, service: FhirService | None = None
+                    ) -> AsyncIterator[Auth]:
+    """The auth store (opened), its KeyRing (loaded) and the server; closed at the end."""
+    store = AuthStore.from_settings(settings)
+    await asyncio.to_thread(store.open)
+    try:
+        keys = KeyRing(store, key_lifetime=settings.auth_key_lifetime,
+                       longest_token=settings.auth_access_token_lifetime)
+        await keys.load()
+        if service is not None and settings.auth == "on":
+            service.describe_security(lambda base: rest_security(auth_urls(settings, base)))
+        yield Auth(store, keys, SmartAuthServer(settings, store, keys))
+    finally:
+        await asyncio.to_thread(store.close)
 
 
 def convert_options(settings: Settings) -> ConvertOptions:

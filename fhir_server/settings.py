@@ -52,3 +52,11 @@ class Settings(BaseSettings):
     body_min_rate: int = 64 * 1024  # bytes per second a slow upload must keep up
     keep_alive_timeout: int = 5  # seconds an idle keep-alive connection stays open
     max_connections: int = 1000  # open HTTP connections; a request beyond them gets 503
+    # SMART on FHIR
+    auth: Literal["on", "off"] = "on"  # "off": no bearer tokens checked (loopback only)
+    auth_database: str | None = None  # default `<database>.auth.db`; MongoDB: the FHIR database
+    auth_issuer: str | None = None  # default: the public base's origin + "/auth"
+    auth_access_token_lifetime: int = 3600  # seconds
+    auth_backend_token_lifetime: int = 300  # seconds; Backend Services tokens: at most 300
+    auth_refresh_token_lifetime: int = 30 * 86400  # seconds (offline_access)
+    auth_key_lifetime: int = 90 * 86400  # seconds a signing key verifies tokens after creation

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response as HttpResponse
 
+from fhir_server.api import auth_token_routes
 from fhir_server.api.content import (
     FORM_TYPE,
     MEDIA,
@@ -30,7 +31,7 @@ from fhir_server.api.hosts import AllowedHostsMiddleware, allowed_hosts
 from fhir_server.api.media_types import MediaTypeMiddleware
 from fhir_server.api.middleware import BodyLimitMiddleware
 from fhir_server.api.timeouts import BodyTimeoutMiddleware
-from fhir_server.assembly import open_service, start_background
+from fhir_server.assembly import open_auth, open_service, start_background
 from fhir_server.context import ANONYMOUS
 from fhir_server.errors import FhirError, Issue, MethodNotAllowed, NotFound, operation_outcome
 from fhir_server.interactions import routes
@@ -56,14 +57,17 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with (open_service(settings, storage) as service,
+                    open_auth(settings, service) as auth,
                     start_background(settings, service) as background):
             app.state.service = service
+            app.state.auth = auth
             app.state.hl7 = background.hl7
             yield
 
     app = FastAPI(title="FHIR R4 server", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     _add_middleware(app, settings)
+    auth_token_routes.install(app, FHIR_PREFIX)  # before /fhir/{path}: .well-known
     for path in (FHIR_PREFIX, FHIR_PREFIX + "/{path:path}"):
         app.add_api_route(path, fhir_endpoint, methods=list(_METHODS), include_in_schema=False)
         app.add_api_route(path, options_endpoint, methods=["OPTIONS"], include_in_schema=False)

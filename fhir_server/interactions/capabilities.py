@@ -40,6 +40,8 @@ def capability_statement(svc: FhirService, base: str) -> dict[str, Any]:
     statement = dict(_static_part(svc, (id(registry), registry.generation), svc.operations,
                                   interactions))
     statement["implementation"] = {"description": "FHIR R4 server", "url": base}
+    if svc.security is not None:
+        statement["rest"] = [{**statement["rest"][0], "security": svc.security(base)}]
     return statement
 
 

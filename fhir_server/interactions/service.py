@@ -82,6 +82,7 @@ class FhirService:
         self._operations: list[Operation] = []
         self._listeners: dict[str, list[WriteListener]] = {}
         self._written: dict[int, list[StoredResource]] = {}  # per open transaction
+        self._security: Callable[[str], dict[str, Any]] | None = None
 
     # -- extension points: how plug-ins (terminology, HL7 v2, custom parameters) attach -----
 
@@ -92,6 +93,15 @@ class FhirService:
     def add_validator(self, check: Validator) -> None:
         """Run `check` on every resource written, after structure validation."""
         self._validators.append(check)
+
+    def describe_security(self, section: Callable[[str], dict[str, Any]]) -> None:
+        """Let `section(base)` give the CapabilityStatement's `rest.security` (e.g. the
+        SMART authorization server's URLs), without this layer knowing about OAuth."""
+        self._security = section
+
+    @property
+    def security(self) -> Callable[[str], dict[str, Any]] | None:
+        return self._security
 
     def use_codes(self, codes: CodeLookup) -> None:
         """Answer the token modifiers :in, :not-in, :above and :below from `codes`."""

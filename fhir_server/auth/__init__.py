@@ -1,0 +1,22 @@
+"""SMART on FHIR 2.2 in this server: an OAuth 2.0 authorization server and the checks of
+the resource server, behind the `AccessContext` / `AccessPolicy` seam of `fhir_server.context`.
+
+Authorization server (under `/auth`, the issuer is `{origin}/auth`):
+
+    store.py       AuthStore: clients, users, keys, codes, refresh families, revoked and
+                   used jtis (SQLite `<database>.auth.db`, or `auth_*` collections in MongoDB)
+    keys.py        KeyRing: RSA signing keys with rotation; the public JWKS
+    clients.py     registered clients (public, symmetric, asymmetric) and their scopes
+    assertions.py  RFC 7523 client assertions (private_key_jwt: RS384, ES384, ...)
+    tokens.py      RFC 9068 access tokens, id_tokens, rotating refresh tokens
+    grants.py      authlib's grants and endpoints with SMART's overrides (PKCE S256 only...)
+    server.py      SmartAuthServer: authlib's AuthorizationServer, subclassed; the token,
+                   introspection and revocation endpoints and the authorize protocol
+    discovery.py   .well-known/smart-configuration, OpenID configuration, rest.security
+    urls.py        the absolute URLs of all of it
+
+Access tokens are self-contained JWTs: the resource server verifies them with the public
+JWKS (cached) and a revoked-jti set it refreshes from the store, with no database lookup
+per request. The package is framework-free: `fhir_server.api` adapts it to HTTP and
+`fhir_server.cli.auth` to the command line.
+"""

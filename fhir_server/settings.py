@@ -36,3 +36,8 @@ class Settings(BaseSettings):
     hl7_outbound_attempts: int = 5
     hl7_outbound_backoff: float = 1.0  # seconds before the first retry, doubled each time
     hl7_ack_timeout: float = 10.0  # seconds to wait for a destination's ACK
+    # SMART on FHIR: the sign-in pages
+    auth_login_attempts: int = 5  # failed sign-ins per user name before a lockout
+    auth_login_lockout: float = 300.0  # seconds a locked-out name waits after its last failure
+    auth_session_lifetime: int = 3600  # seconds a browser session lives after its last use
+    auth_clinician_scope: Literal["organization", "all"] = "organization"  # patients offered

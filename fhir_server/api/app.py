@@ -16,9 +16,13 @@ from fastapi import FastAPI
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response as HttpResponse
 
+from fhir_server.api import auth_ui_routes
 from fhir_server.api.content import FORM_TYPE, MEDIA, Format, parse_body, render, response_format
 from fhir_server.api.middleware import BodyLimitMiddleware
 from fhir_server.assembly import open_service, start_background
+from fhir_server.auth.authorize import AuthorizationServer
+from fhir_server.auth.flow import AuthUi
+from fhir_server.auth.users import open_user_store
 from fhir_server.context import ANONYMOUS
 from fhir_server.errors import FhirError, Issue, NotFound, operation_outcome
 from fhir_server.interactions.request import Request
@@ -34,16 +38,20 @@ HL7_MEDIA = "x-application/hl7-v2+er7"
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
-def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
-    """The ASGI app: FHIR REST under /fhir, storage opened and closed with the app."""
+def create_app(settings: Settings | None = None, storage: Storage | None = None,
+               auth_server: AuthorizationServer | None = None) -> FastAPI:
+    """The ASGI app: FHIR REST under /fhir, the sign-in pages under /auth (on
+    `auth_server`'s authorize step), storage opened and closed with the app."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with (open_service(settings, storage) as service,
-                    start_background(settings, service) as background):
+                    start_background(settings, service) as background,
+                    open_user_store(settings, storage) as users):
             app.state.service = service
             app.state.hl7 = background.hl7
+            app.state.auth_ui = AuthUi.build(settings, service, users, auth_server)
             yield
 
     app = FastAPI(title="FHIR R4 server", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -54,6 +62,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     app.add_api_route(FHIR_PREFIX + "/{path:path}", fhir_endpoint, methods=methods,
                       include_in_schema=False)
     app.add_api_route(HL7_PATH, hl7v2_endpoint, methods=["POST"], include_in_schema=False)
+    auth_ui_routes.install(app)
     app.add_exception_handler(FhirError, _fhir_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
     return app

@@ -16,6 +16,7 @@ Patients p1 and p2 belong to org1, p3 to org2; p1 has encounters e1 and e2.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,9 @@ class AuthUiStack:
         self.server = ThreadedApp(create_app(self.settings, auth_server=self.fake), port)
 
     def start(self) -> AuthUiStack:
-        asyncio.run(self._add_users())
+        # In a thread of its own: the caller's thread may run an event loop (Playwright's).
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, self._add_users()).result()
         self.server.start()
         with httpx.Client(base_url=self.base, timeout=60) as http:
             for resource in RESOURCES:

@@ -289,3 +289,16 @@ def test_launch_parameters_are_checked(browser: Browser) -> None:
     assert bad_app.status_code == 400 and "app must be an absolute http(s) URL" in bad_app.text
     bad_banner = browser.get("/auth/launch", app="http://app.test/l", need_patient_banner="yes")
     assert bad_banner.status_code == 400 and "need_patient_banner" in bad_banner.text
+
+
+def test_picker_and_launch_forms_need_the_csrf_token_too(browser: Browser) -> None:
+    step = browser.sign_in(browser.start("launch/patient patient/*.rs"), "doc")
+    browser.get(step.headers["location"])
+    tx = browser.field("tx")
+    assert browser.post("/auth/pick/patient", {"tx": tx, "choice": "p1"},
+                        csrf=False).status_code == 403
+    launch = browser.post("/auth/launch", {"app": "http://app.test/launch", "patient": "p1"},
+                          csrf=False)
+    assert launch.status_code == 403 and "location" not in launch.headers
+    browser.get("/auth/pick/patient", tx=tx)  # nothing was picked: still the picker
+    assert "Choose a patient" in browser.page

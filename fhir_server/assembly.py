@@ -31,6 +31,7 @@ from fhir_server.auth.keys import KeyRing
 from fhir_server.auth.server import SmartAuthServer
 from fhir_server.auth.store import AuthStore
 from fhir_server.auth.urls import auth_urls
+from fhir_server.auth.users import UserStore, open_user_store
 from fhir_server.interactions import custom_params
 from fhir_server.interactions.everything import everything_operation
 from fhir_server.interactions.service import FhirService
@@ -93,6 +94,7 @@ class Auth:
     store: AuthStore
     keys: KeyRing
     server: SmartAuthServer
+    users: UserStore
 
 
 @asynccontextmanager
@@ -107,7 +109,8 @@ async def open_auth(settings: Settings, service: FhirService | None = None
         await keys.load()
         if service is not None and settings.auth == "on":
             service.describe_security(lambda base: rest_security(auth_urls(settings, base)))
-        yield Auth(store, keys, SmartAuthServer(settings, store, keys))
+        async with open_user_store(settings, service.storage if service else None) as users:
+            yield Auth(store, keys, SmartAuthServer(settings, store, keys), users)
     finally:
         await asyncio.to_thread(store.close)
 

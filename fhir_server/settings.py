@@ -60,3 +60,8 @@ class Settings(BaseSettings):
     auth_backend_token_lifetime: int = 300  # seconds; Backend Services tokens: at most 300
     auth_refresh_token_lifetime: int = 30 * 86400  # seconds (offline_access)
     auth_key_lifetime: int = 90 * 86400  # seconds a signing key verifies tokens after creation
+    # SMART on FHIR: the sign-in pages
+    auth_login_attempts: int = 5  # failed sign-ins per user name before a lockout
+    auth_login_lockout: float = 300.0  # seconds a locked-out name waits after its last failure
+    auth_session_lifetime: int = 3600  # seconds a browser session lives after its last use
+    auth_clinician_scope: Literal["organization", "all"] = "organization"  # patients offered

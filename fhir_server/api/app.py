@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response as HttpResponse
 
-from fhir_server.api import auth_token_routes
+from fhir_server.api import auth_token_routes, auth_ui_routes
 from fhir_server.api.content import (
     FORM_TYPE,
     MEDIA,
@@ -32,6 +32,8 @@ from fhir_server.api.media_types import MediaTypeMiddleware
 from fhir_server.api.middleware import BodyLimitMiddleware
 from fhir_server.api.timeouts import BodyTimeoutMiddleware
 from fhir_server.assembly import open_auth, open_service, start_background
+from fhir_server.auth.authorize import AuthorizationServer
+from fhir_server.auth.flow import AuthUi
 from fhir_server.context import ANONYMOUS
 from fhir_server.errors import FhirError, Issue, MethodNotAllowed, NotFound, operation_outcome
 from fhir_server.interactions import routes
@@ -50,8 +52,10 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 PARSE_IN_THREAD_BYTES = 256 * 1024  # larger bodies are parsed off the event loop
 
 
-def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
-    """The ASGI app: FHIR REST under /fhir, storage opened and closed with the app."""
+def create_app(settings: Settings | None = None, storage: Storage | None = None,
+               auth_server: AuthorizationServer | None = None) -> FastAPI:
+    """The ASGI app: FHIR REST under /fhir, the sign-in pages under /auth (on
+    `auth_server`'s authorize step), storage opened and closed with the app."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -62,6 +66,8 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             app.state.service = service
             app.state.auth = auth
             app.state.hl7 = background.hl7
+            app.state.auth_ui = AuthUi.build(settings, service, auth.users,
+                                             auth_server or auth.server)
             yield
 
     app = FastAPI(title="FHIR R4 server", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -72,6 +78,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         app.add_api_route(path, fhir_endpoint, methods=list(_METHODS), include_in_schema=False)
         app.add_api_route(path, options_endpoint, methods=["OPTIONS"], include_in_schema=False)
     app.add_api_route(HL7_PATH, hl7v2_endpoint, methods=["POST"], include_in_schema=False)
+    auth_ui_routes.install(app)
     app.add_exception_handler(FhirError, _fhir_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
     return app

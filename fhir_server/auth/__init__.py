@@ -15,6 +15,11 @@ Authorization server (under `/auth`, the issuer is `{origin}/auth`):
     discovery.py   .well-known/smart-configuration, OpenID configuration, rest.security
     urls.py        the absolute URLs of all of it
 
+The sign-in side (`users`, `roles`, `sessions`, `flow`, `pickers`, `consent`, `launch`,
+`pages` and `templates/`) serves the browser during an authorize request: sign in, pick a
+patient or an encounter, consent, and the EHR-launch entry. It depends on the OAuth
+protocol side only through `authorize.AuthorizationServer`.
+
 Access tokens are self-contained JWTs: the resource server verifies them with the public
 JWKS (cached) and a revoked-jti set it refreshes from the store, with no database lookup
 per request. The package is framework-free: `fhir_server.api` adapts it to HTTP and

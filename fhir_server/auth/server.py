@@ -31,6 +31,7 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from joserfc.errors import JoseError
 
 from fhir_server.auth import assertions
+from fhir_server.auth.authorize import AuthorizeError, AuthorizeRedirectError
 from fhir_server.auth.clients import Client
 from fhir_server.auth.grants import BackendGrant, CodeGrant, Introspection, RefreshGrant, S256Only
 from fhir_server.auth.keys import KeyRing
@@ -42,20 +43,6 @@ from fhir_server.settings import Settings
 Reply = tuple[int, dict[str, Any], dict[str, str]]
 CODE_LIFETIME = 120  # seconds: RFC 6749 recommends at most 10 minutes
 KEY_REFRESH_SECONDS = 60  # pick up a key rotated by another process within a minute
-
-
-class AuthorizeError(Exception):
-    """The authorize request cannot go back to the client (unknown client, unregistered
-    redirect URI): show an error page."""
-
-
-class AuthorizeRedirectError(Exception):
-    """The authorize request failed; send the browser to `url` (the client's redirect URI
-    with `error`, `error_description` and `state`)."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.url = url
 
 
 @dataclass(frozen=True, slots=True)

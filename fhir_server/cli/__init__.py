@@ -5,7 +5,8 @@
 - `reindex` (reindex.py): recompute the search index after a new SearchParameter;
 - `terminology ...` (terminology.py): import LOINC and SNOMED CT releases;
 - `hl7 ...` (hl7.py): the HL7 v2 inbox's dead letters, replay, and an MLLP sender;
-- `auth ...` (auth.py): SMART clients, signing keys, and a token for curl.
+- `auth ...` (auth.py): SMART clients, signing keys, and a token for curl;
+  `auth user ...` (auth_users.py): the users who sign in to approve SMART apps.
 
 Commands build what they need through `fhir_server.assembly` (`open_service`), and import
 it when they run, so that `--help` and the light commands start quickly.
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import typer
 
-from fhir_server.cli import auth, hl7, load, reindex, serve, terminology
+from fhir_server.cli import auth, auth_users, hl7, load, reindex, serve, terminology
 
 app = typer.Typer(help="FHIR R4 interoperability server", no_args_is_help=True,
                   add_completion=False)
 app.add_typer(terminology.app, name="terminology")
 app.add_typer(hl7.app, name="hl7")
+auth.app.add_typer(auth_users.user_app, name="user")
 app.add_typer(auth.app, name="auth")
 app.command()(serve.serve)
 app.command()(load.load)

@@ -3,10 +3,10 @@
 
 Surface: `MockClient` (`get_database`, `start_session`, `drop_database`, `close`),
 `MockDatabase` (`client`, `name`, `db[name]`, `command("hello" | "ping")`),
-`MockCollection` (`insert_one`, `update_one`, `find_one`, `find`, `count_documents`,
-`aggregate`, `create_indexes`, `index_information`), and `MockCursor` (`sort`, `skip`,
-`limit`, `batch_size`, `to_list`, `async for`). Methods PyMongo makes coroutines are
-coroutines here; every one takes `session=`. Queries, updates and aggregations are
+`MockCollection` (`insert_one`, `update_one`, `delete_one`, `find_one`, `find`,
+`count_documents`, `aggregate`, `create_indexes`, `index_information`), and `MockCursor`
+(`sort`, `skip`, `limit`, `batch_size`, `to_list`, `async for`). Methods PyMongo makes
+coroutines are coroutines here; every one takes `session=`. Queries, updates and aggregations are
 mongomock's, so its query semantics stand in for the server's.
 
 mongomock has no sessions or transactions. This adapter EMULATES them, and `hello`
@@ -280,6 +280,10 @@ class MockCollection:
                          upsert: bool = False, session: MockSession | None = None) -> Any:
         return self._write(session, filter,
                            lambda coll: coll.update_one(filter, update, upsert=upsert))
+
+    async def delete_one(self, filter: dict[str, Any], *,
+                         session: MockSession | None = None) -> Any:
+        return self._write(session, filter, lambda coll: coll.delete_one(filter))
 
     async def create_indexes(self, indexes: list[IndexModel], **kwargs: Any) -> list[str]:
         return self._sync(None).create_indexes(indexes)

@@ -13,8 +13,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from fhir_server.auth.authorize import AuthorizeError, AuthorizeRedirectError
 from fhir_server.auth.clients import new_client
-from fhir_server.auth.server import AuthorizeError, AuthorizeRedirectError
 from tests.unit.auth.conftest import BASE
 
 REDIRECT = "https://app.test/callback"

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from adapters.hl7v2.convert import ConvertOptions
 from adapters.hl7v2.operations import install as install_hl7v2
+from fhir_server.auth.policy import SmartPolicy
 from fhir_server.interactions import custom_params
 from fhir_server.interactions.everything import everything_operation
 from fhir_server.interactions.service import FhirService
@@ -65,6 +66,8 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
         storage, base_url=settings.base_url, default_count=settings.default_count,
         max_count=settings.max_count, registry=build_registry(),
     )
+    if settings.auth == "on":  # off: the AllowAll of the foundation
+        service.policy = SmartPolicy(service.registry, service.indexer)
     service.add_operation(everything_operation())
     await custom_params.install(service)
     await install_terminology(service)

@@ -36,3 +36,5 @@ class Settings(BaseSettings):
     hl7_outbound_attempts: int = 5
     hl7_outbound_backoff: float = 1.0  # seconds before the first retry, doubled each time
     hl7_ack_timeout: float = 10.0  # seconds to wait for a destination's ACK
+    # SMART on FHIR
+    auth: Literal["on", "off"] = "on"  # off: no token checks (local experiments, loopback only)

@@ -19,7 +19,8 @@ from starlette.responses import Response as HttpResponse
 from fhir_server.api.content import FORM_TYPE, MEDIA, Format, parse_body, render, response_format
 from fhir_server.api.middleware import BodyLimitMiddleware
 from fhir_server.assembly import open_service, start_background
-from fhir_server.context import ANONYMOUS
+from fhir_server.auth.bearer import BearerVerifier
+from fhir_server.context import ANONYMOUS, AccessContext
 from fhir_server.errors import FhirError, Issue, NotFound, operation_outcome
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
@@ -34,8 +35,12 @@ HL7_MEDIA = "x-application/hl7-v2+er7"
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
-def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
-    """The ASGI app: FHIR REST under /fhir, storage opened and closed with the app."""
+def create_app(settings: Settings | None = None, storage: Storage | None = None, *,
+               verifier: BearerVerifier | None = None) -> FastAPI:
+    """The ASGI app: FHIR REST under /fhir, storage opened and closed with the app.
+
+    With authorization on, every request but `metadata` needs an access token that
+    `verifier` accepts."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -44,6 +49,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
                     start_background(settings, service) as background):
             app.state.service = service
             app.state.hl7 = background.hl7
+            app.state.verifier = _verifier(settings, verifier)
             yield
 
     app = FastAPI(title="FHIR R4 server", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -59,8 +65,41 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     return app
 
 
+def _verifier(settings: Settings, given: BearerVerifier | None) -> BearerVerifier | None:
+    if settings.auth == "off":
+        log.warning("authorization is OFF (FHIR_AUTH=off): every caller may read and write "
+                    "everything; for local experiments only")
+        return None
+    if given is not None:
+        return given
+    # TODO(SMART): the authorization server's KeyRing and store from the assembly
+    log.error("authorization is on but no signing keys are configured: every token is refused")
+    return BearerVerifier(_NoKeys(), issuer=getattr(settings, "auth_issuer", None))
+
+
+class _NoKeys:
+    def public_jwks(self) -> dict[str, Any]:
+        return {"keys": []}
+
+    async def refresh(self) -> None:
+        return None
+
+
+async def _caller(request: HttpRequest, path: str, base: str) -> AccessContext:
+    """Who is asking: the verified token's context (authorization on) or ANONYMOUS."""
+    verifier: BearerVerifier | None = request.app.state.verifier
+    if verifier is None:
+        return ANONYMOUS
+    if request.method in ("GET", "HEAD") and path.strip("/") == "metadata":
+        return ANONYMOUS  # the CapabilityStatement is public (SMART discovery reads it)
+    return await verifier.verify(request.headers.get("authorization"), base)
+
+
 async def hl7v2_endpoint(request: HttpRequest) -> HttpResponse:
     """One HL7 v2 ER7 message in the body, its ACK out (the application ACK, if any)."""
+    service: FhirService = request.app.state.service
+    caller = await _caller(request, HL7_PATH, service.base_url or _base(request))
+    service.policy.check(caller, "admin", None)  # feeding messages needs system/*.cruds
     hl7 = getattr(request.app.state, "hl7", None)
     if hl7 is None:
         raise NotFound("HL7 v2 is not enabled: set FHIR_MLLP_PORT, FHIR_HL7_DESTINATIONS or "
@@ -76,6 +115,9 @@ async def fhir_endpoint(request: HttpRequest) -> HttpResponse:
     query = parse_qsl(request.url.query, keep_blank_values=True)
     fmt = response_format(request.headers.get("accept"), _first(query, FORMAT))
     request.state.fhir_format = fmt
+    path = request.path_params.get("path", "")
+    base = service.base_url or _base(request)
+    caller = await _caller(request, path, base)
     body = None
     method = request.method
     if method in _BODY_METHODS:
@@ -87,12 +129,12 @@ async def fhir_endpoint(request: HttpRequest) -> HttpResponse:
             body = parse_body(content_type, raw)
     req = Request(
         method="GET" if method == "HEAD" else method,
-        path=request.path_params.get("path", ""),
+        path=path,
         query=tuple(query),
         headers=dict(request.headers),
         body=body,
-        context=ANONYMOUS,
-        base=service.base_url or _base(request),
+        context=caller,
+        base=base,
     )
     result = await service.handle(req)
     headers = dict(result.headers)

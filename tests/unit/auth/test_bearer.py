@@ -148,7 +148,7 @@ async def test_a_verified_token_is_not_decoded_again(ring: TestKeyRing,
     verifier = BearerVerifier(ring)
     token = ring.token("user/*.read")
     first = await verifier.verify(f"Bearer {token}", AUDIENCE)
-    monkeypatch.setattr(bearer.jwt, "decode", lambda *a, **k: pytest.fail("decoded again"))
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: pytest.fail("decoded again"))
     assert await verifier.verify(f"Bearer {token}", AUDIENCE) is first
     monkeypatch.undo()
     with pytest.raises(Unauthorized):  # the cache is per audience: another base decodes

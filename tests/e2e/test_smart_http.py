@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -52,11 +53,11 @@ class Served:
         self.server.should_exit = True
         self.thread.join(30)
 
-    def token(self, scope: str, **claims: object) -> str:
+    def token(self, scope: str, **claims: Any) -> str:
         return self.ring.token(scope, audience=self.base,
                                issuer=f"http://127.0.0.1:{self.port}/auth", **claims)
 
-    def client(self, scope: str | None = None, **claims: object) -> httpx.Client:
+    def client(self, scope: str | None = None, **claims: Any) -> httpx.Client:
         headers = {"Accept": "application/fhir+json"}
         if scope is not None:
             headers["Authorization"] = f"Bearer {self.token(scope, **claims)}"

@@ -321,9 +321,13 @@ def user_patients(ctx: AccessContext) -> frozenset[str] | None:
     """The patients a `user/` scope reaches (None: every patient).
 
     A user who is a Patient reaches their own compartment; a practitioner (or a user with
-    the admin role) every patient, or the patients of their organizations when the
-    deployment limits clinicians so (`ctx.user_patients`, resolved when the token is
-    verified); anyone else (a RelatedPerson, a user without a FHIR identity) no patient."""
+    the admin role) every patient (`auth_clinician_scope` "all"), or `ctx.user_patients`
+    when set; anyone else (a RelatedPerson, a user without a FHIR identity) no patient.
+
+    Not done: `auth_clinician_scope` "organization" (the patients of the organizations a
+    practitioner works for, PractitionerRole.organization -> Patient.managingOrganization)
+    needs `ctx.user_patients` filled when the token is verified; nothing fills it yet, so a
+    practitioner reaches every patient whatever that setting says."""
     kind, _, id = (ctx.fhir_user or "").partition("/")
     if kind == "Patient" and id:
         return frozenset({id})

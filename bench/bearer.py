@@ -40,7 +40,8 @@ def _cli(env: dict[str, str], *args: str) -> str:
     except (OSError, subprocess.TimeoutExpired) as error:
         raise TokenUnavailable(f"`fhir-server {' '.join(args[:2])}`: {error}") from None
     if done.returncode != 0:
-        why = (done.stderr.strip().splitlines() or ["failed"])[-1]
+        lines = [line.strip("│╭╮╰╯─ \t") for line in done.stderr.splitlines()]
+        why = ([line for line in lines if line] or ["failed"])[-1]  # typer draws boxes
         raise TokenUnavailable(f"`fhir-server {' '.join(args[:2])}`: {why}")
     return done.stdout
 

@@ -101,6 +101,7 @@ class SmartPolicy:
         self._members = frozenset(compartments.member_types(registry, "Patient"))
         self._granular: OrderedDict[tuple[Any, ...], SearchQuery | None] = OrderedDict()
         self._restrictions: OrderedDict[tuple[Any, ...], Restriction] = OrderedDict()
+        self._checks: OrderedDict[tuple[Any, ...], bool] = OrderedDict()
 
     # -- the AccessPolicy protocol -----------------------------------------------------
 
@@ -113,9 +114,15 @@ class SmartPolicy:
                 raise Forbidden("This operation administers the server: it needs the scope "
                                 "system/*.cruds")
             return
-        letters = SEE if action == "operation" else frozenset(LETTER[action])
-        if not any(s.grants(letter, resource_type) for s in self.scopes(ctx)
-                   for letter in letters):
+        key = (ctx.scopes, ctx.patient is None, action, resource_type)
+        allowed = self._checks.get(key)
+        if allowed is None:
+            letters = SEE if action == "operation" else frozenset(LETTER[action])
+            allowed = any(s.grants(letter, resource_type) for s in self.scopes(ctx)
+                          for letter in letters)
+            _remember(self._checks, key, allowed)
+        if not allowed:
+            letters = SEE if action == "operation" else frozenset(LETTER[action])
             raise Forbidden(_refusal(action, resource_type, letters))
 
     def check_resource(self, ctx: AccessContext, action: Action, resource_type: str,

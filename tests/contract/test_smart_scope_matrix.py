@@ -573,3 +573,17 @@ async def test_the_matrix_sees_escapes_and_refusals(service: FhirService) -> Non
     oracle, report = Oracle(case), Report()
     await side_channels(service, case.context(), oracle, report)
     assert len(report.escapes) == 6  # every side channel is open without the policy
+
+
+async def test_history_totals_only_for_callers_who_see_everything(service: FhirService) -> None:
+    """The storage counts every version: a restricted caller is not told that count."""
+    restricted = CASES["v1 patient read"].context()
+    for path in ("Observation/_history", "_history"):
+        page = body_of(await call(service, restricted, "GET", path))
+        assert "total" not in page
+        assert {(e["resource"]["resourceType"], e["resource"]["id"]) for e in page["entry"]
+                if "resource" in e} <= {(f.type, f.id) for f in FIXTURES if f.owners & {ME}
+                                        or not f.owners}
+    full = body_of(await call(service, CASES["system read"].context(), "GET",
+                              "Observation/_history"))
+    assert full["total"] == sum(f.type == "Observation" for f in FIXTURES)

@@ -1,10 +1,12 @@
 """`python -m bench`: load a synthetic dataset into a real server, put it under load, and
 print one table of throughput, latency, errors and memory against the targets.
 
-Steps: generate the dataset; start `fhir-server serve` on a scratch SQLite file; load the
-dataset with transaction Bundles; read the server's memory; run the read, create, update
-and mixed workloads with wrk; time reads while one large transaction runs; stop it; run
-the read workload against a bare FastAPI app (the ceiling); print the table and write
+Steps: generate the dataset; start `fhir-server serve` on a scratch SQLite file with
+authorization off; load the dataset with transaction Bundles; read the server's memory; run
+the read, create, update and mixed workloads with wrk; time reads while one large
+transaction runs; stop it; serve the same file with
+authorization on and run the read workload with a bearer token; run the read workload
+against a bare FastAPI app (the ceiling); print the table and write
 bench/results/latest.json.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import tempfile
@@ -25,7 +28,7 @@ from urllib.parse import quote
 import orjson
 from tqdm import tqdm
 
-from bench import dataset, hl7, report, search, server, stall, terminology
+from bench import bearer, dataset, hl7, report, search, server, stall, terminology
 from bench.ingest import PreparedBundle, ingest
 from bench.pyclient import run_python
 from bench.wrk import WORKLOADS, LoadResult, WrkOutputError, find_wrk, run_wrk, wrk_version
@@ -174,6 +177,21 @@ def measure_server(args: argparse.Namespace, data: Dataset, loader: LoadGenerato
     return run
 
 
+def measure_bearer(loader: LoadGenerator, scratch: Path) -> LoadResult | str:
+    """Reads by id with a bearer token against the same database, authorization on (the
+    reads without it ran on the server `measure_server` stopped); a string says why not."""
+    with server.fhir_server(scratch / "bench.db", scratch / "bearer.log", auth=True) as fhir:
+        env = {**os.environ, "FHIR_DATABASE": str(scratch / "bench.db"),
+               **server.auth_env(True, fhir.port)}
+        try:
+            token = bearer.bearer_token(env)
+        except bearer.TokenUnavailable as why:
+            return str(why)
+        data = bearer.write_token(scratch / "data", token)
+        loader.run(fhir.base_url, "read", data, "warm-up", duration=1)
+        return loader.run(fhir.base_url, "read", data, "read by id, bearer token")
+
+
 def measure_ceiling(loader: LoadGenerator, scratch: Path) -> LoadResult:
     """Reads against the bare app serving the Patient bytes our server returned."""
     with server.bare_server(scratch / "patient.json", scratch / "bare.log") as bare:
@@ -209,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="fhir-bench-") as scratch:
             run = measure_server(args, data, loader, Path(scratch))
+            run.bearer = measure_bearer(loader, Path(scratch))
             run.ceiling = measure_ceiling(loader, Path(scratch))
             terms = [] if args.no_terminology else terminology.measure(Path(scratch))
             searches = [] if args.no_search else search.measure(Path(scratch), args.search_size,

@@ -140,7 +140,7 @@ def measure(scratch: Path, count: int = 3000) -> list[Row]:
     port, mllp_port = server.free_port(), server.free_port()
     command = [str(server.BIN_DIR / "fhir-server"), "serve", "--host", server.HOST, "--port",
                str(port), "--mllp-port", str(mllp_port)]
-    env = {**os.environ, "FHIR_DATABASE": str(scratch / "hl7.db")}
+    env = {**os.environ, "FHIR_DATABASE": str(scratch / "hl7.db"), "FHIR_AUTH": "off"}
     with server.running(command, env, port, scratch / "hl7.log"):
         return asyncio.run(_measure(mllp_port, count))
 

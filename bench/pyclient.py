@@ -28,6 +28,10 @@ class Workload:
         self.ids = (data_dir / "ids.txt").read_text().split()
         self.identifiers = (data_dir / "identifiers.txt").read_text().split()
         self.body = (data_dir / "patient.json").read_text()
+        token = data_dir / "token.txt"  # when there, an access token every request carries
+        self.headers = dict(FHIR_JSON)
+        if token.exists():
+            self.headers["Authorization"] = f"Bearer {token.read_text().strip()}"
         self.rng = random.Random(seed)
         self.seed, self.counter = seed, 0
 
@@ -56,7 +60,7 @@ def client_loop(base_url: str, workload: Workload, kind: str, deadline: float,
         method, path, body = workload.request(kind)
         started = time.perf_counter()
         try:
-            connection.request(method, path, body=body, headers=FHIR_JSON)
+            connection.request(method, path, body=body, headers=workload.headers)
             response = connection.getresponse()
             response.read()
             status = response.status

@@ -18,6 +18,7 @@ RESULTS_DIR = Path(__file__).parent / "results"
 COLUMNS = ("workload", "throughput", "p50", "p99", "errors", "target", "met?")
 
 READ_SHARE_TARGET = 0.50       # read by id, as a share of the bare ceiling
+BEARER_SHARE_TARGET = 0.85     # read by id with a bearer token, as a share of without
 CREATE_TARGET = 1_000.0        # Patients/s
 INGEST_TARGET = 1_000.0        # resources/s through transaction Bundles
 RSS_TARGET_MB = 300.0          # after loading RSS_TARGET_RESOURCES
@@ -48,6 +49,7 @@ class BenchRun:
     loads: dict[str, LoadResult] = field(default_factory=dict)
     ceiling: LoadResult | None = None
     stall: StallResult | None = None
+    bearer: LoadResult | str | None = None  # read by id with a token, or why not measured
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -113,6 +115,24 @@ def stall_row(stall: StallResult) -> Row:
                stall.met, p99)
 
 
+def bearer_rows(run: BenchRun) -> list[Row]:
+    """Read by id with a bearer token (authorization on), and its share of the same reads
+    without authorization: the token check must stay cheap (a cached key, no database)."""
+    read, bearer = run.loads.get("read"), run.bearer
+    if bearer is None:
+        return []
+    if isinstance(bearer, str):
+        return [Row("read by id, bearer token", f"not measured: {bearer}",
+                    target=f"≥ {BEARER_SHARE_TARGET:.0%} of read by id", met=False)]
+    rows = [load_row("read by id, bearer token", bearer)]
+    if read is not None and read.throughput:
+        share = bearer.throughput / read.throughput
+        rows.append(Row("bearer read as % of read by id", f"{share:.0%}",
+                        target=f"≥ {BEARER_SHARE_TARGET:.0%}",
+                        met=share >= BEARER_SHARE_TARGET and bearer.errors == 0, value=share))
+    return rows
+
+
 def memory_row(run: BenchRun) -> Row:
     memory = run.memory_after_load
     scale = "" if run.resources >= RSS_TARGET_RESOURCES else f"; {run.resources:,} loaded"
@@ -132,7 +152,7 @@ def rows(run: BenchRun) -> list[Row]:
             table.append(load_row(LABELS.get(name, name), result))
     if run.stall is not None:
         table.append(stall_row(run.stall))
-    return table + ceiling_rows(run) + [memory_row(run)]
+    return table + ceiling_rows(run) + bearer_rows(run) + [memory_row(run)]
 
 
 def cpu_model() -> str:
@@ -202,6 +222,8 @@ def to_json(run: BenchRun) -> dict[str, Any]:
         "workloads": {name: load_json(result) for name, result in run.loads.items()},
         "bare_ceiling_read": load_json(run.ceiling) if run.ceiling else None,
         "read_during_transaction": stall_json(run.stall) if run.stall else None,
+        "bearer_read": (load_json(run.bearer) if isinstance(run.bearer, LoadResult)
+                        else {"not_measured": run.bearer} if run.bearer else None),
         "memory_mb": {
             "rss_after_load": round(run.memory_after_load.rss_mb, 1),
             "peak_after_load": round(run.memory_after_load.hwm_mb, 1),

@@ -71,13 +71,24 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def fhir_server(db_path: Path, log_path: Path) -> Iterator[RunningServer]:
-    """`fhir-server serve` on a free port with FHIR_DATABASE=db_path, until the block ends."""
+def fhir_server(db_path: Path, log_path: Path, *, auth: bool = False
+                ) -> Iterator[RunningServer]:
+    """`fhir-server serve` on a free port with FHIR_DATABASE=db_path, until the block ends.
+
+    Authorization is off unless `auth`; with it, FHIR_BASE_URL is the server's own base
+    (the audience of the tokens `auth_env` lets `fhir-server auth token` mint)."""
     port = free_port()
     command = [str(BIN_DIR / "fhir-server"), "serve", "--host", HOST, "--port", str(port)]
-    env = {**os.environ, "FHIR_DATABASE": str(db_path)}
+    env = {**os.environ, "FHIR_DATABASE": str(db_path), **auth_env(auth, port)}
     with running(command, env, port, log_path) as server:
         yield server
+
+
+def auth_env(auth: bool, port: int) -> dict[str, str]:
+    """The environment that turns authorization on (with this port's base URL) or off."""
+    if not auth:
+        return {"FHIR_AUTH": "off"}
+    return {"FHIR_AUTH": "on", "FHIR_BASE_URL": f"http://{HOST}:{port}/fhir"}
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from adapters.hl7v2.convert import ConvertOptions
 from adapters.hl7v2.operations import install as install_hl7v2
 from fhir_server.auth.discovery import rest_security
 from fhir_server.auth.keys import KeyRing
+from fhir_server.auth.policy import SmartPolicy
 from fhir_server.auth.server import SmartAuthServer
 from fhir_server.auth.store import AuthStore
 from fhir_server.auth.urls import auth_urls
@@ -80,6 +81,8 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
             max_sort_keys=settings.max_sort_keys, max_includes=settings.max_includes,
             max_or_values=settings.max_or_values, max_criteria=settings.max_search_criteria),
     )
+    if settings.auth == "on":  # off: the AllowAll of the foundation
+        service.policy = SmartPolicy(service.registry, service.indexer)
     service.add_operation(everything_operation())
     await custom_params.install(service)
     await install_terminology(service)

@@ -14,17 +14,31 @@ from fhir_server.errors import Forbidden
 from fhir_server.search.conditions import SearchQuery, map_inner
 from fhir_server.storage.base import StoredResource
 
-Action = Literal["read", "search", "create", "update", "delete", "history", "operation"]
+Action = Literal["read", "search", "create", "update", "delete", "history", "operation", "admin"]
+"""`operation`: an operation that reads data of its type (`$everything`); `admin`: one that
+administers the server (`$reindex`, `$convert-hl7v2`, the HL7 v2 endpoint)."""
 
 
 @dataclass(frozen=True, slots=True)
 class AccessContext:
-    """The caller: a subject, its granted scopes and, for patient-level access, a compartment."""
+    """The caller: a subject, its granted scopes and, for patient-level access, a compartment.
+
+    From a SMART access token: `client_id`, `fhir_user` ("Practitioner/123"), `encounter`,
+    `role` and `jti` as its claims say. `user_patients` is the set of patients `user/`
+    scopes reach when the deployment limits a practitioner to the patients of their
+    organizations (None: not limited). `system` is for internal callers only, never a token.
+    """
 
     subject: str
     scopes: frozenset[str] = field(default_factory=frozenset)
     patient: str | None = None
     system: bool = False
+    client_id: str | None = None
+    fhir_user: str | None = None
+    encounter: str | None = None
+    role: str | None = None
+    jti: str | None = None
+    user_patients: frozenset[str] | None = None
 
 
 SYSTEM = AccessContext(subject="system", scopes=frozenset({"system/*.*"}), system=True)

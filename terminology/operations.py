@@ -37,7 +37,7 @@ def operations(terminology: Terminology) -> list[Operation]:
 
     def op(name: str, type: str, handler: TerminologyHandler) -> Operation:
         return Operation(name, bind(handler), _TYPE_AND_INSTANCE, frozenset({type}),
-                         f"{_HL7}{type}-{name}")
+                         f"{_HL7}{type}-{name}", access="none")
 
     return [
         op("lookup", "CodeSystem", lookup),

@@ -71,7 +71,8 @@ def _validate_operation(terminology: Terminology) -> Operation:
         return validate_outcome(terminology, resource, call.type)
 
     return Operation("validate", run, frozenset({"type", "instance"}),
-                     definition="http://hl7.org/fhir/OperationDefinition/Resource-validate")
+                     definition="http://hl7.org/fhir/OperationDefinition/Resource-validate",
+                     access="none")
 
 
 def validate_outcome(

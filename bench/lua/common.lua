@@ -43,6 +43,12 @@ function init(args)
   json_headers = {["Content-Type"] = "application/fhir+json",
                   ["Accept"] = "application/fhir+json"}
   accept_headers = {["Accept"] = "application/fhir+json"}
+  -- token.txt, when there, holds an access token every request carries
+  local token = read_all("token.txt"):gsub("%s+", "")
+  if token ~= "" then
+    json_headers["Authorization"] = "Bearer " .. token
+    accept_headers["Authorization"] = "Bearer " .. token
+  end
 end
 
 function random_id()

@@ -31,10 +31,11 @@ from fhir_server.api.hosts import AllowedHostsMiddleware, allowed_hosts
 from fhir_server.api.media_types import MediaTypeMiddleware
 from fhir_server.api.middleware import BodyLimitMiddleware
 from fhir_server.api.timeouts import BodyTimeoutMiddleware
-from fhir_server.assembly import open_auth, open_service, start_background
+from fhir_server.assembly import Auth, open_auth, open_service, start_background
 from fhir_server.auth.authorize import AuthorizationServer
+from fhir_server.auth.bearer import BearerVerifier
 from fhir_server.auth.flow import AuthUi
-from fhir_server.context import ANONYMOUS
+from fhir_server.context import ANONYMOUS, AccessContext
 from fhir_server.errors import FhirError, Issue, MethodNotAllowed, NotFound, operation_outcome
 from fhir_server.interactions import routes
 from fhir_server.interactions.request import Request
@@ -52,10 +53,15 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 PARSE_IN_THREAD_BYTES = 256 * 1024  # larger bodies are parsed off the event loop
 
 
-def create_app(settings: Settings | None = None, storage: Storage | None = None,
-               auth_server: AuthorizationServer | None = None) -> FastAPI:
-    """The ASGI app: FHIR REST under /fhir, the sign-in pages under /auth (on
-    `auth_server`'s authorize step), storage opened and closed with the app."""
+def create_app(settings: Settings | None = None, storage: Storage | None = None, *,
+               auth_server: AuthorizationServer | None = None,
+               verifier: BearerVerifier | None = None) -> FastAPI:
+    """The ASGI app: FHIR REST under /fhir, the SMART authorization server and its sign-in
+    pages under /auth, storage opened and closed with the app.
+
+    With authorization on, every request but `metadata` needs an access token that
+    `verifier` (by default: one over the server's own signing keys) accepts. Tests may hand
+    in another `auth_server` for the sign-in pages."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -68,6 +74,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None,
             app.state.hl7 = background.hl7
             app.state.auth_ui = AuthUi.build(settings, service, auth.users,
                                              auth_server or auth.server)
+            app.state.verifier = _verifier(settings, verifier, auth)
             yield
 
     app = FastAPI(title="FHIR R4 server", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -116,10 +123,34 @@ async def options_endpoint(request: HttpRequest) -> HttpResponse:
     if not allowed and missing is not None:
         raise missing
     return HttpResponse(status_code=200, headers={"Allow": ", ".join([*allowed, "OPTIONS"])})
+def _verifier(settings: Settings, given: BearerVerifier | None,
+              auth: Auth) -> BearerVerifier | None:
+    """What checks bearer tokens: none with authorization off, else `given` or one over the
+    server's own signing keys and revocations."""
+    if settings.auth == "off":
+        log.warning("authorization is OFF (FHIR_AUTH=off): every caller may read and write "
+                    "everything; for local experiments only")
+        return None
+    if given is not None:
+        return given
+    return BearerVerifier(auth.keys, auth.store, issuer=settings.auth_issuer)
+
+
+async def _caller(request: HttpRequest, path: str, base: str) -> AccessContext:
+    """Who is asking: the verified token's context (authorization on) or ANONYMOUS."""
+    verifier: BearerVerifier | None = request.app.state.verifier
+    if verifier is None:
+        return ANONYMOUS
+    if request.method in ("GET", "HEAD") and path.strip("/") == "metadata":
+        return ANONYMOUS  # the CapabilityStatement is public (SMART discovery reads it)
+    return await verifier.verify(request.headers.get("authorization"), base)
 
 
 async def hl7v2_endpoint(request: HttpRequest) -> HttpResponse:
     """One HL7 v2 ER7 message in the body, its ACK out (the application ACK, if any)."""
+    service: FhirService = request.app.state.service
+    caller = await _caller(request, HL7_PATH, service.base_url or _base(request))
+    service.policy.check(caller, "admin", None)  # feeding messages needs system/*.cruds
     hl7 = getattr(request.app.state, "hl7", None)
     if hl7 is None:
         raise NotFound("HL7 v2 is not enabled: set FHIR_MLLP_PORT, FHIR_HL7_DESTINATIONS or "
@@ -135,6 +166,9 @@ async def fhir_endpoint(request: HttpRequest) -> HttpResponse:
     query = parse_qsl(request.url.query, keep_blank_values=True)
     fmt = response_format(request.headers.get("accept"), _first(query, FORMAT))
     request.state.fhir_format = fmt
+    path = request.path_params.get("path", "")
+    base = service.base_url or _base(request)
+    caller = await _caller(request, path, base)
     body = None
     method = request.method
     if method in _BODY_METHODS:
@@ -146,12 +180,12 @@ async def fhir_endpoint(request: HttpRequest) -> HttpResponse:
             body = await _parse(content_type, raw)
     req = Request(
         method="GET" if method == "HEAD" else method,
-        path=request.path_params.get("path", ""),
+        path=path,
         query=tuple(query),
         headers=dict(request.headers),
         body=body,
-        context=ANONYMOUS,
-        base=service.base_url or _base(request),
+        context=caller,
+        base=base,
     )
     result = await service.handle(req)
     headers = dict(result.headers)

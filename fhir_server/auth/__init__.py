@@ -1,6 +1,14 @@
 """SMART on FHIR 2.2 in this server: an OAuth 2.0 authorization server and the checks of
 the resource server, behind the `AccessContext` / `AccessPolicy` seam of `fhir_server.context`.
 
+The resource server side (`bearer`, `scopes`, `policy`, `matching`): the HTTP adapter turns a
+verified RFC 9068 access token into an `AccessContext` (`bearer.BearerVerifier`), and the
+service's `AccessPolicy` is a `policy.SmartPolicy` that answers, for every interaction and
+every resource it touches, whether the token's scopes cover it. No interaction module knows
+about OAuth: they ask the policy, as they always did. Authorization can be turned off
+(`FHIR_AUTH=off`) for local experiments only: every caller then acts as the anonymous user
+with every right, and `serve` refuses a non-loopback address.
+
 Authorization server (under `/auth`, the issuer is `{origin}/auth`):
 
     store.py       AuthStore: clients, users, keys, codes, refresh families, revoked and

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from fhir_server.errors import Gone, NotFound, PreconditionFailed
 from fhir_server.interactions.common import etag, query_criteria
 from fhir_server.interactions.request import Request, Response
+from fhir_server.model import fhirjson
 
 if TYPE_CHECKING:
     from fhir_server.interactions.routes import RouteMatch
@@ -62,5 +63,6 @@ async def delete_one(
         svc.check_if_match(req, None)
         return Response(204)
     svc.check_if_match(req, current)
+    svc.policy.check_resource(req.context, "delete", type, fhirjson.loads(current.data))
     rec = await svc.store(db, type, id, None, current=current, method="DELETE")
     return Response(204, None, {"ETag": etag(rec)})

@@ -68,7 +68,7 @@ class Options:
 
 def everything_operation() -> Operation:
     return Operation("everything", _run, frozenset({"type", "instance"}),
-                     frozenset(COMPARTMENTS), DEFINITION)
+                     frozenset(COMPARTMENTS), DEFINITION, access="data")
 
 
 async def _run(svc: FhirService, call: OperationCall) -> bytes:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fhir_server.context import AccessContext, Action, restrict_search
 from fhir_server.errors import BadRequest, NotFound
 from fhir_server.interactions.bundles import bundle, history_entry, page_links
 from fhir_server.interactions.request import Request, Response
+from fhir_server.search.conditions import SearchQuery
 from fhir_server.search.dates import parse_instant_range
 from fhir_server.search.limits import whole_number
 from fhir_server.storage.base import HistoryQuery
@@ -27,7 +29,8 @@ async def instance(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx 
     assert m.type and m.id
     if await svc.storage.read(m.type, m.id) is None:
         raise NotFound(f"{m.type}/{m.id} is not known")
-    return await _history(svc, req, m.type, m.id, f"{req.base}/{m.type}/{m.id}/_history")
+    return await _history(svc, req, m.type, m.id, f"{req.base}/{m.type}/{m.id}/_history",
+                          action="read")
 
 
 async def type_(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | None) -> Response:
@@ -40,10 +43,11 @@ async def system(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | 
 
 
 async def _history(
-    svc: FhirService, req: Request, type: str | None, id: str | None, self_url: str
+    svc: FhirService, req: Request, type: str | None, id: str | None, self_url: str,
+    action: Action = "history",
 ) -> Response:
     assert req.context
-    svc.policy.check(req.context, "history", type)
+    svc.policy.check(req.context, action, type)
     count = _int_param(req, "_count", svc.default_count, svc.max_count)
     offset = _int_param(req, "_offset", 0, None)
     since = _instant_param(req, "_since", low=True)
@@ -54,9 +58,17 @@ async def _history(
     visible = [r for r in found if svc.policy.visible(req.context, r)]
     params = [(k, v) for k, v in req.query if k in ("_since", "_at")]
     links = page_links(self_url, params, count, offset, len(page.resources) > count)
+    total = page.total if _sees_all(svc, req.context, type) else None
     body = bundle("history", (history_entry(req.base, r) for r in visible),
-                  total=page.total, links=links)
+                  total=total, links=links)
     return Response(200, body)
+
+
+def _sees_all(svc: FhirService, ctx: AccessContext, type: str | None) -> bool:
+    """Whether the policy leaves the caller every resource of `type` (of every type when
+    None): only then is the storage's total theirs to know."""
+    probe = SearchQuery((type,) if type else ())
+    return restrict_search(svc.policy, ctx, probe) == probe
 
 
 def _int_param(req: Request, name: str, default: int, cap: int | None) -> int:

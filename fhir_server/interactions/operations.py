@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from fhir_server.errors import BadRequest, MethodNotAllowed, NotFound
 from fhir_server.interactions.request import Request, Response
@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from fhir_server.storage.base import StorageTx
 
 Level = str  # "system" | "type" | "instance"
+Access = Literal["none", "data", "admin"]
+"""What an operation touches, for the access policy: `none` no stored data (terminology,
+`$validate`; an instance-level call still reads its instance through the policy), `data`
+the data of its type, read through the policy (`$everything`), `admin` the server itself
+(`$reindex`, `$convert-hl7v2`): only callers with every system right."""
 _VALUE_PREFIX = "value"
 
 
@@ -148,6 +153,7 @@ class Operation:
     types: frozenset[str] = field(default_factory=frozenset)  # empty: every type
     definition: str | None = None  # canonical URL of its OperationDefinition
     affects_state: bool = False
+    access: Access = "admin"  # what it touches; an operation that does not say needs the most
 
     def answers(self, level: Level, type: str | None) -> bool:
         if level not in self.levels:
@@ -186,6 +192,8 @@ async def _invoke(
         raise MethodNotAllowed(f"${name} changes state: call it with POST")
     else:
         params = Params.from_query(req.query)
-    svc.policy.check(req.context, "operation", type)
+    if operation.access != "none":
+        svc.policy.check(req.context, "operation" if operation.access == "data" else "admin",
+                         type)
     call = OperationCall(name, level, type, id, params, req.context, req.method, req.base)
     return Response(200, await operation.handler(svc, call))

@@ -66,12 +66,13 @@ async def patch_one(
     svc.check_if_match(req, current)
     assert req.context
     before = fhirjson.loads(current.data)
-    after = _apply(before, req.body)
+    svc.policy.check_resource(req.context, "update", type, before)
+    after = _apply(before, req.body)  # a new resource: `before` stays as it was
     if after.get("resourceType") != type or after.get("id") != id:
         raise Unprocessable("A patch may not change the resource type or id")
     after = svc.validate(after)
     svc.policy.check_resource(req.context, "update", type, after)
-    if unchanged(current, after):  # as an update with the same content: no new version
+    if unchanged(current, after, before):  # as an update with the same content: no new version
         return svc.resource_response(req, current, 200)
     rec = await svc.store(db, type, id, after, current=current, method="PATCH")
     return svc.resource_response(req, rec, 200)

@@ -46,6 +46,9 @@ async def system(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | 
     for type in types:
         if type not in svc.resource_types:
             raise NotFound(f"Unknown resource type '{type}' in _type", expression=("_type",))
+    assert req.context
+    for type in types:  # each type the caller names must be one it may search
+        svc.policy.check(req.context, "search", type)
     fixed = [("_type", ",".join(types))] if types else []
     return await _search(svc, req, tx, types, fixed, req.base)
 

@@ -286,7 +286,7 @@ class FhirService:
         query = await hierarchies.resolve(self, ctx, db, parsed.query)
         query = restrict_search(self.policy, ctx, query)
         page = await db.search(replace(query, count=limit, offset=0, total="none"))
-        return page.resources
+        return [rec for rec in page.resources if self.policy.visible(ctx, rec)]
 
     def check_if_match(self, req: Request, current: StoredResource | None) -> None:
         """`If-Match: W/"n"` must name the current version (412 otherwise)."""

@@ -71,18 +71,26 @@ async def write_update(
     svc: FhirService, req: Request, db: StorageTx, type: str, id: str, resource: dict[str, Any]
 ) -> Response:
     """Store `resource` as the next version of Type/id (201 if that creates it)."""
+    assert req.context
     current = await db.read(type, id)
     svc.check_if_match(req, current)
-    if current is not None and not current.deleted and unchanged(current, resource):
-        return svc.resource_response(req, current, 200)
+    if current is not None and not current.deleted:
+        stored = fhirjson.loads(current.data)
+        # the version replaced must be the caller's to update too (no overwriting what
+        # another patient's compartment holds with a body in one's own)
+        svc.policy.check_resource(req.context, "update", type, stored)
+        if unchanged(current, resource, stored):
+            return svc.resource_response(req, current, 200)
     rec = await svc.store(db, type, id, resource, current=current, method="PUT")
     created = current is None or current.deleted
     return svc.resource_response(req, rec, 201 if created else 200)
 
 
-def unchanged(current: StoredResource, resource: dict[str, Any]) -> bool:
-    """Whether `resource` equals the stored version, server-owned meta aside."""
-    stored = fhirjson.loads(current.data)
+def unchanged(current: StoredResource, resource: dict[str, Any],
+              stored: dict[str, Any] | None = None) -> bool:
+    """Whether `resource` equals the stored version (`stored`: it parsed), server-owned meta
+    aside."""
+    stored = fhirjson.loads(current.data) if stored is None else stored
     return _without_server_meta(stored) == _without_server_meta({**resource, "id": current.id})
 
 

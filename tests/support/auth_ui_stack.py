@@ -79,6 +79,9 @@ class AuthUiStack:
         port = free_port()
         self.origin = f"http://127.0.0.1:{port}"
         self.base = self.origin + "/fhir"
+        # The pages are under test here, with the fake authorize step: the FHIR API they
+        # seed and read runs without token checks (the full stack has its own tests).
+        settings.setdefault("auth", "off")
         self.settings = Settings(database=str(tmp / "fhir.db"), base_url=self.base,
                                  **settings)
         self.fake = FakeSmartAuthServer(aud=self.base)

@@ -25,7 +25,8 @@ class ServerProcess:
     def __init__(self, database: Path, **env: str) -> None:
         self.database = database
         self.port = free_port()
-        self.env = {**os.environ, "FHIR_DATABASE": str(database), **env}
+        # authorization off unless a test asks for it (FHIR_AUTH=on)
+        self.env = {**os.environ, "FHIR_DATABASE": str(database), "FHIR_AUTH": "off", **env}
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

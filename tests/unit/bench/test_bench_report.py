@@ -80,3 +80,22 @@ def test_reads_beside_a_large_transaction_have_their_row() -> None:
 def stall_met(run: BenchRun) -> bool:
     return next(t["met"] for t in to_json(run)["targets"]
                 if t["workload"].startswith("read p99 while"))
+
+
+def test_the_bearer_row_is_a_share_of_read_by_id() -> None:
+    run = bench_run()
+    run.bearer = load(7200)  # 90% of the 8,000 reads without authorization
+    text = render(run)
+    share = next(line for line in text.splitlines() if line.startswith("bearer read as %"))
+    assert " 90% " in share and share.endswith("yes")
+    run.bearer = load(6000)
+    share = next(line for line in render(run).splitlines() if line.startswith("bearer read"))
+    assert " 75% " in share and share.endswith("NO")
+    assert to_json(run)["bearer_read"]["requests"] == 6000
+
+
+def test_a_bearer_row_not_measured_says_why_and_fails() -> None:
+    run = bench_run()
+    run.bearer = "`fhir-server auth token`: No such command 'auth'."
+    line = next(line for line in render(run).splitlines() if line.startswith("read by id, bearer"))
+    assert "not measured: `fhir-server auth token`" in line and line.endswith("NO")

@@ -36,3 +36,6 @@ class Settings(BaseSettings):
     hl7_outbound_attempts: int = 5
     hl7_outbound_backoff: float = 1.0  # seconds before the first retry, doubled each time
     hl7_ack_timeout: float = 10.0  # seconds to wait for a destination's ACK
+    # request limits (resources)
+    max_string_chars: int = 1024 * 1024  # per primitive value but base64Binary and xhtml
+    max_resource_depth: int = 64  # JSON objects nested in one resource

@@ -61,6 +61,7 @@ _F = f"{{{FHIR_NS}}}"
 _DIV = f"{{{XHTML_NS}}}div"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                           huge_tree=False, remove_comments=True, remove_pis=True)
+_XML_SPACE = " \t\r\n"  # XML's whitespace; str.strip() would also take U+00A0 as one
 _LAST = 1 << 30  # sort key of JSON names a model does not know (structure-only types)
 
 
@@ -238,11 +239,11 @@ def _check_attributes(element: etree._Element, allowed: tuple[str, ...], path: s
 
 def _read_children(element: etree._Element, fields: dict[str, Element], out: dict,
                    path: str) -> None:
-    if element.text and element.text.strip():
+    if element.text and element.text.strip(_XML_SPACE):
         raise _invalid(path, "Text content is not allowed here; use value attributes")
     repeated: dict[str, tuple[list, list]] = {}
     for child in element:
-        if child.tail and child.tail.strip():
+        if child.tail and child.tail.strip(_XML_SPACE):
             raise _invalid(path, "Text content is not allowed here; use value attributes")
         qname = etree.QName(child)
         name = qname.localname
@@ -301,7 +302,7 @@ def _read_primitive(child: etree._Element, info: Element, path: str) -> tuple[An
         if not ext:
             raise _invalid(path, "A primitive element needs a value attribute or extensions")
         return None, ext
-    if child.text and child.text.strip():
+    if child.text and child.text.strip(_XML_SPACE):
         raise _invalid(path, "Text content is not allowed here; use the value attribute")
     return _json_value(raw, info.type, path), ext or None
 
@@ -345,6 +346,6 @@ def _read_complex(child: etree._Element, info: Element, path: str) -> dict:
 def _read_contained(child: etree._Element, path: str) -> dict:
     _check_attributes(child, (), path)
     inner = list(child)
-    if len(inner) != 1 or (child.text and child.text.strip()):
+    if len(inner) != 1 or (child.text and child.text.strip(_XML_SPACE)):
         raise _invalid(path, "This element must hold exactly one resource")
     return _read_resource(inner[0], path)

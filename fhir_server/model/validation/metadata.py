@@ -206,15 +206,29 @@ def elements(model: type) -> dict[str, Element]:
                         or extra.get("one_of_many_required"))
         out[alias] = Element(alias, kind, many, code, child, check, extra.get("one_of_many"),
                              bool(extra.get("summary_element_property")), required)
-        ext = fields.get(name + "__ext")
-        if ext is not None and ext.alias:
-            ext_model = _describe(_unwrap(ext.annotation)[0])[2]
-            out[ext.alias] = Element(ext.alias, PRIMITIVE_EXT, many, "Element", ext_model)
+        ext = by_alias.get("_" + alias)  # by alias: `import` is the field `import_fhir`
+        if ext is not None:
+            ext_model = _describe(_unwrap(ext[1].annotation)[0])[2]
+            out["_" + alias] = Element("_" + alias, PRIMITIVE_EXT, many, "Element", ext_model)
+        elif kind == PRIMITIVE and extra.get("one_of_many"):
+            # R4B's Extension has no `_valueString` & co. (R4: json.html#primitive allows
+            # them): the walk checks them, the models never see them
+            out["_" + alias] = Element("_" + alias, PRIMITIVE_EXT, many, "Element",
+                                       _primitive_extension_model(), r4_only=True)
     for (owner, alias), code in R4_ONLY_ELEMENTS.items():
         if owner == model.__name__:
             out[alias] = Element(alias, COMPLEX, False, code, get_fhir_model_class(code),
                                  choice=alias[: -len(code)], r4_only=True)
     return out
+
+
+@cache
+def _primitive_extension_model() -> type:
+    """The model of a primitive's `_x` partner (id and extensions), taken from Patient."""
+    field = get_fhir_model_class("Patient").model_fields["birthDate__ext"]
+    model = _describe(_unwrap(field.annotation)[0])[2]
+    assert model is not None
+    return model
 
 
 @cache

@@ -22,9 +22,9 @@ element (`<contained><Organization>`); the narrative `div` is XHTML in the XHTML
 (added when stored JSON lacks it). Parsing resolves no entities, loads no DTD and no network
 resource, rejects any DOCTYPE, and drops comments and processing instructions.
 
-Limits: XML input of the structure-only types (`validate.STRUCTURE_ONLY_TYPES`) is refused
-(no schema says which of their elements repeat or are numbers), as output they are written in
-JSON key order; XML element order is not enforced on input; decimals keep their value and
+The R4 types without an R4B model (`validate.STRUCTURE_ONLY_TYPES`) are read and written from
+their R4 StructureDefinitions' elements (`validate.structure_for`). Limits: XML element order is
+not enforced on input; decimals keep their value and
 trailing zeros ("1.50" stays 1.50: decimals are read as `fhirjson.Decimal`).
 """
 
@@ -49,7 +49,7 @@ from fhir_server.model.validate import (
     Element,
     elements,
     is_resource_type,
-    model_for,
+    structure_for,
     validate_resource,
 )
 
@@ -83,7 +83,7 @@ def json_to_xml(resource: dict, pretty: bool = False) -> bytes:
 
 
 def _write_resource(element: etree._Element, resource: dict, narratives: list) -> None:
-    model = model_for(resource.get("resourceType", ""))
+    model = structure_for(resource.get("resourceType", ""))
     _write_object(element, resource, elements(model) if model else _base_fields(),
                   True, False, narratives)
 
@@ -221,10 +221,7 @@ def _read_resource(element: etree._Element, path: str | None) -> dict:
         raise _invalid(path, f"A resource element must be in the {FHIR_NS} namespace")
     if not is_resource_type(rtype):
         raise _invalid(path, f"'{rtype}' is not a FHIR R4 resource type", "not-supported")
-    model = model_for(rtype)
-    if model is None:
-        raise _invalid(path, f"{rtype} cannot be read from XML here; send it as JSON",
-                       "not-supported")
+    model = structure_for(rtype)
     _check_attributes(element, (), path)
     out: dict[str, Any] = {"resourceType": rtype}
     _read_children(element, elements(model), out, path)

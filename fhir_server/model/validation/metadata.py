@@ -2,7 +2,10 @@
 
 `elements(model)` gives a model's JSON properties (name, type, cardinality, choice group,
 required and summary flags) with R4's differences set right; the type sets and element
-lists below are the differences `fhir_server.model.validate` documents.
+lists below are the differences `fhir_server.model.validate` documents. For the R4 types
+without an R4B model, `structure_for()` gives an `R4Structure` built from
+`data/r4_structures.json` (generated from the R4 core StructureDefinitions by
+`scripts/generate_r4_structures.py`), which `elements()` takes where it takes a model.
 """
 
 from __future__ import annotations
@@ -33,14 +36,17 @@ __all__ = [
     "RESOURCE",
     "STRUCTURE_ONLY_TYPES",
     "Element",
+    "R4Structure",
     "elements",
     "is_resource_type",
     "load_r4_types",
     "model_for",
     "requirements",
+    "structure_for",
 ]
 
 R4_TYPES_FILE = Path(__file__).resolve().parents[2] / "data" / "r4_resource_types.json"
+R4_STRUCTURES_FILE = R4_TYPES_FILE.with_name("r4_structures.json")
 
 NO_R4B_MODEL = frozenset({
     "EffectEvidenceSynthesis", "MedicinalProduct", "MedicinalProductAuthorization",
@@ -138,7 +144,7 @@ class Element:
     kind: str  # PRIMITIVE | COMPLEX | RESOURCE | PRIMITIVE_EXT (a `_x` partner)
     many: bool
     type: str  # FHIR type code: "date", "boolean", "HumanName", "Resource", "PatientContact"
-    model: type | None = None  # model of a COMPLEX or PRIMITIVE_EXT value
+    model: Any = None  # model class (or R4Structure) of a COMPLEX or PRIMITIVE_EXT value
     check: Check | None = None  # of a PRIMITIVE value
     choice: str | None = None  # "value" for valueQuantity
     summary: bool = False
@@ -190,8 +196,10 @@ def _describe(annotation: Any) -> tuple[str, str, type | None, Check | None]:
 
 
 @cache
-def elements(model: type) -> dict[str, Element]:
+def elements(model: Any) -> dict[str, Element]:
     """The JSON properties of `model` in FHIR element order, each `_x` right after its `x`."""
+    if isinstance(model, R4Structure):
+        return model.fields
     fields = model.model_fields
     by_alias = {(f.alias or n): (n, f) for n, f in fields.items()}
     out: dict[str, Element] = {}
@@ -232,7 +240,7 @@ def _primitive_extension_model() -> type:
 
 
 @cache
-def requirements(model: type) -> tuple[tuple[Element, ...], tuple[str, ...]]:
+def requirements(model: Any) -> tuple[tuple[Element, ...], tuple[str, ...]]:
     """(required single elements, required choice groups) of `model`."""
     fields = elements(model).values()
     singles = tuple(e for e in fields if e.required and not e.choice)
@@ -242,3 +250,70 @@ def requirements(model: type) -> tuple[tuple[Element, ...], tuple[str, ...]]:
 
 DOMAIN_RESOURCE = get_fhir_model_class("DomainResource")
 EXTENSION = get_fhir_model_class("Extension")
+
+BACKBONE_ELEMENT = get_fhir_model_class("BackboneElement")
+
+
+# -- R4 types without an R4B model ----------------------------------------------------------
+
+
+class R4Structure:
+    """The elements of an R4 type or backbone element R4B has no model for (`fields`)."""
+
+    __slots__ = ("__name__", "fields")
+
+    def __init__(self, name: str) -> None:
+        self.__name__ = name  # as a model class has, for messages
+        self.fields: dict[str, Element] = {}
+
+    def __repr__(self) -> str:
+        return f"R4Structure({self.__name__})"
+
+
+def structure_for(resource_type: str) -> Any:
+    """What `elements()` takes for a resource type: its R4B model, else its R4Structure
+    (the structure-only types), else None (unknown types)."""
+    model = model_for(resource_type)
+    if model is None and is_resource_type(resource_type):
+        return _structures().get(resource_type)
+    return model
+
+
+@cache
+def _structures() -> dict[str, R4Structure]:
+    raw: dict[str, list[list[Any]]] = json.loads(R4_STRUCTURES_FILE.read_text(encoding="utf-8"))
+    out = {path: R4Structure(path) for path in raw}
+    for path, own in raw.items():
+        base = DOMAIN_RESOURCE if "." not in path and is_resource_type(path) else BACKBONE_ELEMENT
+        fields = dict(elements(base))
+        for name, most, least, codes in own:
+            many, required = most != "1", least > 0
+            if name.endswith("[x]"):
+                stem = name[:-3]
+                for code in codes:
+                    _add(fields, out, stem + code[0].upper() + code[1:], code, many, required,
+                         stem)
+            else:
+                _add(fields, out, name, codes[0], many, required, None)
+        out[path].fields = fields
+    return out
+
+
+def _add(fields: dict[str, Element], structures: dict[str, R4Structure], name: str, code: str,
+         many: bool, required: bool, choice: str | None) -> None:
+    """One element (and the `_x` partner of a primitive) of an R4Structure."""
+    if code.startswith("#"):
+        fields[name] = Element(name, COMPLEX, many, "BackboneElement", structures[code[1:]],
+                               choice=choice, required=required)
+    elif code == "Resource":
+        fields[name] = Element(name, RESOURCE, many, code, choice=choice, required=required)
+    elif code[:1].isupper():
+        model = structures.get(code) or get_fhir_model_class(code)
+        fields[name] = Element(name, COMPLEX, many, code, model, choice=choice,
+                               required=required)
+    else:
+        check = {"boolean": check_boolean, "uuid": check_uuid}.get(code) or check_for(code)
+        fields[name] = Element(name, PRIMITIVE, many, code, None, check, choice,
+                               required=required)
+        fields["_" + name] = Element("_" + name, PRIMITIVE_EXT, many, "Element",
+                                     _primitive_extension_model())

@@ -24,6 +24,7 @@ from fhir_server.model.validation.metadata import (
     is_resource_type,
     model_for,
     requirements,
+    structure_for,
 )
 from fhir_server.model.validation.primitives import found
 
@@ -86,16 +87,14 @@ class Walk:
             self.fail(loc, f"'{rtype}' is not a FHIR R4 resource type", "not-supported")
             return
         model = model_for(rtype)
-        if model is None:
-            fields = elements(DOMAIN_RESOURCE)
-            self.object({k: v for k, v in data.items() if k in fields}, DOMAIN_RESOURCE,
-                        loc, rtype)
+        if model is None:  # no R4B model: its R4 elements, from the core StructureDefinition
+            self.object(data, structure_for(rtype) or DOMAIN_RESOURCE, loc, rtype)
             if not top:
                 self.structure_only.append(loc)
         else:
             self.object(data, model, loc, rtype)
 
-    def object(self, data: dict, model: type, loc: Loc, rtype: str | None = None) -> None:
+    def object(self, data: dict, model: Any, loc: Loc, rtype: str | None = None) -> None:
         if self.depth >= LIMITS.max_depth:
             self.fail(loc, f"The resource nests objects more than {LIMITS.max_depth} deep",
                       "too-long")
@@ -106,7 +105,7 @@ class Walk:
         finally:
             self.depth -= 1
 
-    def properties(self, data: dict, model: type, loc: Loc, rtype: str | None) -> None:
+    def properties(self, data: dict, model: Any, loc: Loc, rtype: str | None) -> None:
         fields = elements(model)
         choices: dict[str, str] | None = None
         for key, value in data.items():
@@ -145,7 +144,7 @@ class Walk:
         ):
             self.spaced_codes.append(loc)
 
-    def required(self, data: dict, model: type, loc: Loc, choices: dict[str, str] | None) -> None:
+    def required(self, data: dict, model: Any, loc: Loc, choices: dict[str, str] | None) -> None:
         singles, groups = requirements(model)
         for info in singles:
             if info.name not in data and "_" + info.name not in data:

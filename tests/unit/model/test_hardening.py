@@ -16,7 +16,7 @@ from fhir_server.api.content import parse_body
 from fhir_server.errors import BadRequest, InvalidResource, UnsupportedMediaType
 from fhir_server.interactions.bundles import bundle
 from fhir_server.model import fhirjson
-from fhir_server.model.validate import validate_resource
+from fhir_server.model.validate import STRUCTURE_ONLY_TYPES, validate_resource
 from fhir_server.model.validation import limits
 from fhir_server.model.xml import json_to_xml, xml_to_json
 
@@ -236,3 +236,14 @@ def test_a_bundle_without_entries_has_no_entry_array(kind: str) -> None:
     empty = fhirjson.loads(bundle(kind, iter(()), total=0 if kind == "searchset" else None))
     assert "entry" not in empty
     assert validate_resource(empty) is empty
+
+
+# -- XML of the R4 types without an R4B model --------------------------------------------------
+
+@pytest.mark.parametrize("rtype", sorted(STRUCTURE_ONLY_TYPES))
+def test_every_structure_only_type_is_read_from_xml(rtype: str) -> None:
+    body = f'<{rtype} xmlns="http://hl7.org/fhir"><id value="x"/></{rtype}>'.encode()
+    try:
+        assert xml_to_json(body) == {"resourceType": rtype, "id": "x"}
+    except InvalidResource as error:  # its required elements are missing: read, then checked
+        assert {issue.code for issue in error.issues} == {"required"}, error.diagnostics

@@ -36,6 +36,7 @@ from fhir_server.auth.users import UserStore, open_user_store
 from fhir_server.interactions import custom_params
 from fhir_server.interactions.everything import everything_operation
 from fhir_server.interactions.service import FhirService
+from fhir_server.model.validation import limits
 from fhir_server.search.limits import SearchLimits
 from fhir_server.search.registry import build_registry
 from fhir_server.settings import Settings
@@ -72,6 +73,8 @@ async def open_service(
 
 async def build_service(settings: Settings, storage: Storage) -> FhirService:
     """A service over an opened `storage`, configured by `settings`."""
+    limits.configure(max_string_chars=settings.max_string_chars,
+                     max_depth=settings.max_resource_depth)
     service = FhirService(
         storage, base_url=settings.base_url, default_count=settings.default_count,
         max_count=settings.max_count, registry=build_registry(),

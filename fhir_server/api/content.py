@@ -56,6 +56,9 @@ def _named(media: str, *, strict: bool) -> Format | None:
 def parse_body(content_type: str | None, raw: bytes) -> Any:
     """The request body as JSON data (a dict, or a list for JSON Patch); 400/415 otherwise."""
     media = (content_type or "").split(";")[0].strip().lower()
+    if "patch" in media and media != PATCH_TYPE:  # XML Patch, JSON Merge Patch
+        raise UnsupportedMediaType(f"'{media}' is not a supported patch format; use "
+                                   f"{PATCH_TYPE} or a FHIRPath Patch Parameters resource")
     if media == PATCH_TYPE or media in JSON_TYPES or media.endswith("+json"):
         return _json(raw)
     if media in XML_TYPES or media.endswith("+xml"):
@@ -68,7 +71,7 @@ def parse_body(content_type: str | None, raw: bytes) -> Any:
 
 def _json(raw: bytes) -> Any:
     try:
-        return fhirjson.loads(raw)
+        return fhirjson.loads_body(raw)
     except ValueError as error:
         raise BadRequest(f"The body is not valid JSON: {error}") from None
 

@@ -24,7 +24,12 @@ def bundle(
     total: int | None = None,
     links: Sequence[tuple[str, str]] = (),
 ) -> bytes:
-    """Bundle JSON bytes; `entries` are already-serialized entry objects."""
+    """Bundle JSON bytes; `entries` are already-serialized entry objects.
+
+    No entries, no `entry` key: FHIR JSON allows no empty arrays
+    (https://hl7.org/fhir/R4/json.html), so an empty searchset, `_summary=count` and an
+    empty history carry only their total and links.
+    """
     head: dict[str, Any] = {
         "resourceType": "Bundle",
         "id": new_id(),
@@ -35,8 +40,10 @@ def bundle(
         head["total"] = total
     if links:
         head["link"] = [{"relation": rel, "url": url} for rel, url in links]
-    start = orjson.dumps(head)[:-1]
-    return start + b',"entry":[' + b",".join(entries) + b"]}"
+    body = b",".join(entries)
+    if not body:
+        return orjson.dumps(head)
+    return orjson.dumps(head)[:-1] + b',"entry":[' + body + b"]}"
 
 
 def entry(

@@ -1,20 +1,30 @@
 """Custom search parameters: a stored `SearchParameter` resource is an active parameter.
 
 https://hl7.org/fhir/R4/searchparameter.html -- a server may let clients define search
-parameters. Here a SearchParameter whose status is `active` or `draft` is registered
-as soon as the transaction that wrote it commits, so every later write is indexed for it;
-`retired`, or deleting the resource, unregisters it (a core R4 parameter it replaced
-comes back). Resources written before keep their old index values until `$reindex`
-(see `reindex.py`) brings them up to date.
+parameters. Every valid SearchParameter is stored; one becomes a parameter here when it is
+meant to be one (`registrable`): status `active` or `draft`, an expression (or type
+composite or special), and no clash with the R4 core parameters the server relies on. It is
+registered as soon as the transaction that wrote it commits, so every later write is
+indexed for it; `retired`, or deleting the resource, unregisters it. Resources written
+before keep their old index values until `$reindex` (see `reindex.py`) brings them up to date.
 
-A SearchParameter is checked before it is stored: its code, types, base resource types
-and a FHIRPath expression that compiles (for every type but composite and special, whose
-matching is the engines' own).
+Stored but never registered: codes starting with `_` (the spec's own `_id`, `_text`,
+`_lastUpdated`...), a url of a core parameter (`.../SearchParameter/Patient-identifier`),
+a code a core parameter already has on one of its bases (`identifier` on Patient): the core
+definition stays authoritative, so a stored copy or redefinition can neither change how
+`If-None-Exist` matches nor shadow what every client relies on. The official definitions
+of the core parameters can thus be stored like any other resource.
+
+A SearchParameter that is registrable must be usable, else the write is refused with 422
+and the reason: a code that can be a query parameter name, and a FHIRPath expression that
+compiles (for every type but composite and special, whose matching is the engines' own).
+Base types and the parameter type are checked as invalid content (400) first.
 """
 
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import fhirpathpy
@@ -24,10 +34,10 @@ from fhirpathpy.models import models
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
-from fhir_server.errors import InvalidResource
+from fhir_server.errors import InvalidResource, Unprocessable
 from fhir_server.interactions.reindex import reindex_operation
 from fhir_server.model import fhirjson
-from fhir_server.search.registry import SearchParam, build_registry
+from fhir_server.search.registry import SearchParam, SearchRegistry, build_registry
 from fhir_server.storage.base import StoredResource
 
 if TYPE_CHECKING:
@@ -38,6 +48,7 @@ ACTIVE = frozenset({"active", "draft"})
 PARAM_TYPES = frozenset({"number", "date", "string", "token", "reference", "composite",
                          "quantity", "uri", "special"})
 _NO_EXPRESSION = frozenset({"composite", "special"})
+_ABSTRACT = frozenset({"Resource", "DomainResource"})  # bases of every (domain) resource
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*")
 
 
@@ -55,7 +66,7 @@ async def install(svc: FhirService) -> None:
         if rec.deleted:
             return
         resource = fhirjson.loads(rec.data)
-        if resource.get("status") in ACTIVE:
+        if registrable(resource):
             param = SearchParam.from_json(resource)
             svc.registry.add(param)
             by_id[rec.id] = param.url
@@ -65,25 +76,45 @@ async def install(svc: FhirService) -> None:
     svc.add_operation(reindex_operation())
 
 
+@cache
+def _core() -> SearchRegistry:
+    """The R4 core parameters the server relies on (the experimental ones left out)."""
+    return build_registry()
+
+
+def registrable(resource: dict[str, Any]) -> bool:
+    """Whether a (valid) SearchParameter is meant to become a search parameter here."""
+    code = resource.get("code")
+    if resource.get("status") not in ACTIVE or not isinstance(code, str) or code[:1] == "_":
+        return False
+    if not resource.get("expression") and resource.get("type") not in _NO_EXPRESSION:
+        return False  # a draft without expression, or a parameter served by other means
+    core = _core()
+    if core.by_url(str(resource.get("url", "")).split("|")[0]) is not None:
+        return False
+    return not any(core.param(base, code) for base in resource.get("base", ()))
+
+
 def check(resource: dict[str, Any], resource_types: frozenset[str]) -> None:
-    """Raise InvalidResource when a SearchParameter could not work as a search parameter."""
+    """Raise InvalidResource (400) or Unprocessable (422) when a SearchParameter that would
+    be registered could not work as a search parameter."""
     if resource.get("resourceType") != TYPE:
         return
-    code = resource.get("code", "")
-    if not _CODE.fullmatch(code):
-        _invalid(f"SearchParameter.code '{code}' is not a valid parameter name", "code")
     if resource.get("type") not in PARAM_TYPES:
         _invalid(f"SearchParameter.type '{resource.get('type')}' is not a search type", "type")
-    unknown = [b for b in resource.get("base", ()) if b not in resource_types | {"Resource"}]
+    unknown = [b for b in resource.get("base", ()) if b not in resource_types | _ABSTRACT]
     if unknown:
         _invalid(f"SearchParameter.base names unknown resource types: {', '.join(unknown)}",
                  "base")
-    expression = resource.get("expression")
-    if resource["type"] in _NO_EXPRESSION:
+    if not registrable(resource):
         return
-    if not expression:
-        _invalid("SearchParameter.expression is required (the FHIRPath that finds the "
-                 "values to index)", "expression")
+    code = resource["code"]
+    if not _CODE.fullmatch(code):
+        _unusable(f"SearchParameter.code '{code}' cannot be a search parameter name (letters, "
+                  "digits, '-' and '_')", "code")
+    expression = resource.get("expression")
+    if resource["type"] in _NO_EXPRESSION or not expression:
+        return
     problem = syntax_error(expression)
     if problem is None:
         try:
@@ -91,7 +122,7 @@ def check(resource: dict[str, Any], resource_types: frozenset[str]) -> None:
         except Exception as error:  # fhirpathpy raises several kinds on a bad expression
             problem = str(error) or error.__class__.__name__
     if problem is not None:
-        _invalid(f"SearchParameter.expression is not valid FHIRPath: {problem}", "expression")
+        _unusable(f"SearchParameter.expression is not valid FHIRPath: {problem}", "expression")
 
 
 class _Errors(ErrorListener):  # type: ignore[misc]  # antlr4 ships no types
@@ -125,3 +156,8 @@ def syntax_error(expression: str) -> str | None:
 
 def _invalid(message: str, element: str) -> NoReturn:
     raise InvalidResource(message, expression=(f"SearchParameter.{element}",))
+
+
+def _unusable(message: str, element: str) -> None:
+    raise Unprocessable(f"Cannot register this SearchParameter: {message}",
+                        expression=(f"SearchParameter.{element}",))

@@ -225,6 +225,9 @@ class FhirService:
         body = req.body
         if not isinstance(body, dict):
             raise BadRequest("The request body must be a FHIR resource (a JSON object)")
+        if "resourceType" not in body:
+            raise BadRequest(f"The body has no 'resourceType'; expected '{type}'",
+                             expression=("resourceType",))
         if body.get("resourceType") != type:
             raise BadRequest(
                 f"Resource type '{body.get('resourceType')}' in the body does not match "

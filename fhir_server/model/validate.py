@@ -31,9 +31,10 @@ with the R4B models, element by element, with cardinality, required and summary 
 - R4 resource types without an R4B model: the 18 in `NO_R4B_MODEL` (MedicinalProduct*,
   EffectEvidenceSynthesis, RiskEvidenceSynthesis, Substance{NucleicAcid, Polymer, Protein,
   ReferenceInformation, SourceMaterial, Specification}). Evidence and EvidenceVariable exist in
-  both but were remodelled in R4B. These 20 are `STRUCTURE_ONLY_TYPES`: only the JSON object,
-  resourceType, id and the DomainResource elements (meta, text, contained, extension, ...) are
-  checked, not their own elements.
+  both but were remodelled in R4B. These 20 are `STRUCTURE_ONLY_TYPES`: the walk checks their
+  R4 elements (names, cardinality, types, formats, required ones) as the R4 core
+  StructureDefinitions define them (`structure_for`, `data/r4_structures.json`); the models
+  check only their DomainResource elements (meta, text, contained, extension, ...).
 - R4B-only resource types (`R4B_ONLY_TYPES`: SubscriptionStatus, Citation, ...) are unknown.
 - Elements: R4 allows a Meta in Extension.value[x] and ElementDefinition.defaultValue[x],
   fixed[x], pattern[x], example.value[x] (accepted, checked as Meta); R4B adds CodeableReference
@@ -74,6 +75,7 @@ from fhir_server.model.validation.metadata import (
     is_resource_type,
     load_r4_types,
     model_for,
+    structure_for,
 )
 from fhir_server.model.validation.narrative import narrative_problem
 from fhir_server.model.validation.walk import Walk
@@ -96,6 +98,7 @@ __all__ = [  # the element kinds for xml.py, summary.py and fhirpath_patch.py to
     "model_for",
     "narrative_problem",
     "shape_of",
+    "structure_for",
     "validate_resource",
 ]
 

@@ -22,9 +22,9 @@ element (`<contained><Organization>`); the narrative `div` is XHTML in the XHTML
 (added when stored JSON lacks it). Parsing resolves no entities, loads no DTD and no network
 resource, rejects any DOCTYPE, and drops comments and processing instructions.
 
-Limits: XML input of the structure-only types (`validate.STRUCTURE_ONLY_TYPES`) is refused
-(no schema says which of their elements repeat or are numbers), as output they are written in
-JSON key order; XML element order is not enforced on input; decimals keep their value and
+The R4 types without an R4B model (`validate.STRUCTURE_ONLY_TYPES`) are read and written from
+their R4 StructureDefinitions' elements (`validate.structure_for`). Limits: XML element order is
+not enforced on input; decimals keep their value and
 trailing zeros ("1.50" stays 1.50: decimals are read as `fhirjson.Decimal`).
 """
 
@@ -49,7 +49,7 @@ from fhir_server.model.validate import (
     Element,
     elements,
     is_resource_type,
-    model_for,
+    structure_for,
     validate_resource,
 )
 
@@ -61,6 +61,7 @@ _F = f"{{{FHIR_NS}}}"
 _DIV = f"{{{XHTML_NS}}}div"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                           huge_tree=False, remove_comments=True, remove_pis=True)
+_XML_SPACE = " \t\r\n"  # XML's whitespace; str.strip() would also take U+00A0 as one
 _LAST = 1 << 30  # sort key of JSON names a model does not know (structure-only types)
 
 
@@ -86,7 +87,7 @@ def json_to_xml(resource: dict[str, Any], pretty: bool = False) -> bytes:
 def _write_resource(
     element: etree._Element, resource: dict[str, Any], narratives: list[tuple[etree._Element, str]]
 ) -> None:
-    model = model_for(resource.get("resourceType", ""))
+    model = structure_for(resource.get("resourceType", ""))
     _write_object(element, resource, elements(model) if model else _base_fields(),
                   True, False, narratives)
 
@@ -225,10 +226,7 @@ def _read_resource(element: etree._Element, path: str | None) -> dict[str, Any]:
         raise _invalid(path, f"A resource element must be in the {FHIR_NS} namespace")
     if not is_resource_type(rtype):
         raise _invalid(path, f"'{rtype}' is not a FHIR R4 resource type", "not-supported")
-    model = model_for(rtype)
-    if model is None:
-        raise _invalid(path, f"{rtype} cannot be read from XML here; send it as JSON",
-                       "not-supported")
+    model = structure_for(rtype)
     _check_attributes(element, (), path)
     out: dict[str, Any] = {"resourceType": rtype}
     _read_children(element, elements(model), out, path)
@@ -243,11 +241,11 @@ def _check_attributes(element: etree._Element, allowed: tuple[str, ...], path: s
 
 def _read_children(element: etree._Element, fields: dict[str, Element], out: dict[str, Any],
                    path: str) -> None:
-    if element.text and element.text.strip():
+    if element.text and element.text.strip(_XML_SPACE):
         raise _invalid(path, "Text content is not allowed here; use value attributes")
     repeated: dict[str, tuple[list[Any], list[Any]]] = {}
     for child in element:
-        if child.tail and child.tail.strip():
+        if child.tail and child.tail.strip(_XML_SPACE):
             raise _invalid(path, "Text content is not allowed here; use value attributes")
         qname = etree.QName(child)
         name = qname.localname
@@ -308,7 +306,7 @@ def _read_primitive(
         if not ext:
             raise _invalid(path, "A primitive element needs a value attribute or extensions")
         return None, ext
-    if child.text and child.text.strip():
+    if child.text and child.text.strip(_XML_SPACE):
         raise _invalid(path, "Text content is not allowed here; use the value attribute")
     return _json_value(raw, info.type, path), ext or None
 
@@ -352,6 +350,6 @@ def _read_complex(child: etree._Element, info: Element, path: str) -> dict[str, 
 def _read_contained(child: etree._Element, path: str) -> dict[str, Any]:
     _check_attributes(child, (), path)
     inner = list(child)
-    if len(inner) != 1 or (child.text and child.text.strip()):
+    if len(inner) != 1 or (child.text and child.text.strip(_XML_SPACE)):
         raise _invalid(path, "This element must hold exactly one resource")
     return _read_resource(inner[0], path)

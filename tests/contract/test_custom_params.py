@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from fhir_server.context import SYSTEM
-from fhir_server.errors import BadRequest, InvalidResource
+from fhir_server.errors import BadRequest, InvalidResource, Unprocessable
 from fhir_server.interactions import custom_params, reindex
 from fhir_server.interactions.operations import Operation, OperationCall
 from fhir_server.interactions.request import Request
@@ -96,17 +96,17 @@ async def test_a_restarted_server_knows_the_stored_parameters(storage: Storage) 
     assert await blue_ids(second) == {made}
 
 
-@pytest.mark.parametrize(("change", "element"), [
-    ({"expression": "Patient.extension.where(url = "}, "expression"),
-    ({"base": ["NoSuchType"]}, "base"),
-    ({"type": "colour"}, "type"),
-    ({"code": "has space"}, "code"),
+@pytest.mark.parametrize(("change", "element", "error"), [
+    ({"expression": "Patient.extension.where(url = "}, "expression", Unprocessable),
+    ({"base": ["NoSuchType"]}, "base", InvalidResource),
+    ({"type": "colour"}, "type", InvalidResource),
+    ({"code": "has space"}, "code", Unprocessable),
 ])
 async def test_a_parameter_that_cannot_work_is_refused(
-    storage: Storage, change: dict[str, Any], element: str
+    storage: Storage, change: dict[str, Any], element: str, error: type[Exception]
 ) -> None:
     svc = await make_service(storage)
-    with pytest.raises(InvalidResource, match=f"SearchParameter.{element}"):
+    with pytest.raises(error, match=f"SearchParameter.{element}"):
         await call(svc, "POST", "SearchParameter", eye_colour_param() | change)
 
 

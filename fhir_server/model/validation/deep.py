@@ -1,7 +1,8 @@
 """The R4B pydantic models' own verdict (`Model.model_validate`), the walk's second layer.
 
 Run only when the walk found nothing. What the models cannot take (R4-only elements and
-uuids, nested structure-only resources) is taken out of a copy first; structure-only
+uuids, nested structure-only resources, codes with a Unicode space) is taken out of a copy
+first (or replaced by a placeholder the models accept); structure-only
 resources are checked as DomainResources. Pydantic's error locations are followed back
 through the JSON and the models to FHIRPath-style paths.
 """
@@ -26,29 +27,41 @@ from fhir_server.model.validation.walk import MAX_ISSUES, Loc, Walk, keys_of, pa
 __all__ = ["deep_issues"]
 
 _PLACEHOLDER = {"resourceType": "Basic", "code": {"text": "structure-only resource"}}
+_CODE_PLACEHOLDER = "code"  # for a code the walk passed but the models' \\s would refuse
 
 
 def _for_models(data: dict[str, Any], walk: Walk) -> dict[str, Any]:
     """A copy of `data` without what R4B models cannot take (R4-only parts, no-model types)."""
     root = dict(data)
     copied = {id(root)}
-    edits = [(loc, None) for loc in walk.r4_only] + [(loc, _PLACEHOLDER)
-                                                       for loc in walk.structure_only]
+    # replacements first: a later removal may take away the part that held them
+    edits: list[tuple[Loc, Any]] = [(loc, _CODE_PLACEHOLDER) for loc in walk.spaced_codes]
+    edits += [(loc, _PLACEHOLDER) for loc in walk.structure_only]
+    edits += [(loc, None) for loc in walk.r4_only]
     for loc, replacement in edits:
         keys = keys_of(loc)
         node: Any = root
         for key in keys[:-1]:
-            child = node[key]
+            child = _child(node, key)
+            if child is None:
+                break  # inside a part an earlier edit removed
             if id(child) not in copied:
                 child = list(child) if isinstance(child, list) else dict(child)
                 copied.add(id(child))
                 node[key] = child
             node = child
-        if replacement is None:
-            node.pop(keys[-1], None)
         else:
-            node[keys[-1]] = replacement
+            if replacement is None:
+                node.pop(keys[-1], None)
+            else:
+                node[keys[-1]] = replacement
     return root
+
+
+def _child(node: Any, key: str | int) -> Any:
+    if isinstance(node, dict):
+        return node.get(key)
+    return node[key] if isinstance(node, list) and isinstance(key, int) else None
 
 
 def _model_issues(

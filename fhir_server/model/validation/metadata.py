@@ -2,7 +2,10 @@
 
 `elements(model)` gives a model's JSON properties (name, type, cardinality, choice group,
 required and summary flags) with R4's differences set right; the type sets and element
-lists below are the differences `fhir_server.model.validate` documents.
+lists below are the differences `fhir_server.model.validate` documents. For the R4 types
+without an R4B model, `structure_for()` gives an `R4Structure` built from
+`data/r4_structures.json` (generated from the R4 core StructureDefinitions by
+`scripts/generate_r4_structures.py`), which `elements()` takes where it takes a model.
 """
 
 from __future__ import annotations
@@ -35,16 +38,19 @@ __all__ = [
     "STRUCTURE_ONLY_TYPES",
     "Element",
     "Model",
+    "R4Structure",
     "elements",
     "is_resource_type",
     "load_r4_types",
     "model_for",
     "requirements",
+    "structure_for",
 ]
 
 Model = type[FHIRAbstractModel]  # an R4B model class
 
 R4_TYPES_FILE = Path(__file__).resolve().parents[2] / "data" / "r4_resource_types.json"
+R4_STRUCTURES_FILE = R4_TYPES_FILE.with_name("r4_structures.json")
 
 NO_R4B_MODEL = frozenset({
     "EffectEvidenceSynthesis", "MedicinalProduct", "MedicinalProductAuthorization",
@@ -142,7 +148,7 @@ class Element:
     kind: str  # PRIMITIVE | COMPLEX | RESOURCE | PRIMITIVE_EXT (a `_x` partner)
     many: bool
     type: str  # FHIR type code: "date", "boolean", "HumanName", "Resource", "PatientContact"
-    model: Model | None = None  # model of a COMPLEX or PRIMITIVE_EXT value
+    model: Any = None  # model class (or R4Structure) of a COMPLEX or PRIMITIVE_EXT value
     check: Check | None = None  # of a PRIMITIVE value
     choice: str | None = None  # "value" for valueQuantity
     summary: bool = False
@@ -194,15 +200,17 @@ def _describe(annotation: Any) -> tuple[str, str, Model | None, Check | None]:
 
 
 @cache
-def elements(model: Model) -> dict[str, Element]:
+def elements(model: Any) -> dict[str, Element]:
     """The JSON properties of `model` in FHIR element order, each `_x` right after its `x`."""
+    if isinstance(model, R4Structure):
+        return model.fields
     fields = model.model_fields
     by_alias = {(f.alias or n): (n, f) for n, f in fields.items()}
     out: dict[str, Element] = {}
     for alias in model.elements_sequence():
         if (model.__name__, alias) in R4B_ONLY_ELEMENTS:
             continue
-        name, field = by_alias[alias]
+        _, field = by_alias[alias]
         extra = cast(dict[str, Any], field.json_schema_extra or {})  # the models give a dict
         item, many = _unwrap(field.annotation)
         kind, code, child, check = _describe(item)
@@ -210,10 +218,15 @@ def elements(model: Model) -> dict[str, Element]:
                         or extra.get("one_of_many_required"))
         out[alias] = Element(alias, kind, many, code, child, check, extra.get("one_of_many"),
                              bool(extra.get("summary_element_property")), required)
-        ext = fields.get(name + "__ext")
-        if ext is not None and ext.alias:
-            ext_model = _describe(_unwrap(ext.annotation)[0])[2]
-            out[ext.alias] = Element(ext.alias, PRIMITIVE_EXT, many, "Element", ext_model)
+        ext = by_alias.get("_" + alias)  # by alias: `import` is the field `import_fhir`
+        if ext is not None:
+            ext_model = _describe(_unwrap(ext[1].annotation)[0])[2]
+            out["_" + alias] = Element("_" + alias, PRIMITIVE_EXT, many, "Element", ext_model)
+        elif kind == PRIMITIVE and extra.get("one_of_many"):
+            # R4B's Extension has no `_valueString` & co. (R4: json.html#primitive allows
+            # them): the walk checks them, the models never see them
+            out["_" + alias] = Element("_" + alias, PRIMITIVE_EXT, many, "Element",
+                                       _primitive_extension_model(), r4_only=True)
     for (owner, alias), code in R4_ONLY_ELEMENTS.items():
         if owner == model.__name__:
             out[alias] = Element(alias, COMPLEX, False, code, get_fhir_model_class(code),
@@ -222,7 +235,16 @@ def elements(model: Model) -> dict[str, Element]:
 
 
 @cache
-def requirements(model: Model) -> tuple[tuple[Element, ...], tuple[str, ...]]:
+def _primitive_extension_model() -> type:
+    """The model of a primitive's `_x` partner (id and extensions), taken from Patient."""
+    field = get_fhir_model_class("Patient").model_fields["birthDate__ext"]
+    model = _describe(_unwrap(field.annotation)[0])[2]
+    assert model is not None
+    return model
+
+
+@cache
+def requirements(model: Any) -> tuple[tuple[Element, ...], tuple[str, ...]]:
     """(required single elements, required choice groups) of `model`."""
     fields = elements(model).values()
     singles = tuple(e for e in fields if e.required and not e.choice)
@@ -232,3 +254,70 @@ def requirements(model: Model) -> tuple[tuple[Element, ...], tuple[str, ...]]:
 
 DOMAIN_RESOURCE = get_fhir_model_class("DomainResource")
 EXTENSION = get_fhir_model_class("Extension")
+
+BACKBONE_ELEMENT = get_fhir_model_class("BackboneElement")
+
+
+# -- R4 types without an R4B model ----------------------------------------------------------
+
+
+class R4Structure:
+    """The elements of an R4 type or backbone element R4B has no model for (`fields`)."""
+
+    __slots__ = ("__name__", "fields")
+
+    def __init__(self, name: str) -> None:
+        self.__name__ = name  # as a model class has, for messages
+        self.fields: dict[str, Element] = {}
+
+    def __repr__(self) -> str:
+        return f"R4Structure({self.__name__})"
+
+
+def structure_for(resource_type: str) -> Any:
+    """What `elements()` takes for a resource type: its R4B model, else its R4Structure
+    (the structure-only types), else None (unknown types)."""
+    model = model_for(resource_type)
+    if model is None and is_resource_type(resource_type):
+        return _structures().get(resource_type)
+    return model
+
+
+@cache
+def _structures() -> dict[str, R4Structure]:
+    raw: dict[str, list[list[Any]]] = json.loads(R4_STRUCTURES_FILE.read_text(encoding="utf-8"))
+    out = {path: R4Structure(path) for path in raw}
+    for path, own in raw.items():
+        base = DOMAIN_RESOURCE if "." not in path and is_resource_type(path) else BACKBONE_ELEMENT
+        fields = dict(elements(base))
+        for name, most, least, codes in own:
+            many, required = most != "1", least > 0
+            if name.endswith("[x]"):
+                stem = name[:-3]
+                for code in codes:
+                    _add(fields, out, stem + code[0].upper() + code[1:], code, many, required,
+                         stem)
+            else:
+                _add(fields, out, name, codes[0], many, required, None)
+        out[path].fields = fields
+    return out
+
+
+def _add(fields: dict[str, Element], structures: dict[str, R4Structure], name: str, code: str,
+         many: bool, required: bool, choice: str | None) -> None:
+    """One element (and the `_x` partner of a primitive) of an R4Structure."""
+    if code.startswith("#"):
+        fields[name] = Element(name, COMPLEX, many, "BackboneElement", structures[code[1:]],
+                               choice=choice, required=required)
+    elif code == "Resource":
+        fields[name] = Element(name, RESOURCE, many, code, choice=choice, required=required)
+    elif code[:1].isupper():
+        model = structures.get(code) or get_fhir_model_class(code)
+        fields[name] = Element(name, COMPLEX, many, code, model, choice=choice,
+                               required=required)
+    else:
+        check = {"boolean": check_boolean, "uuid": check_uuid}.get(code) or check_for(code)
+        fields[name] = Element(name, PRIMITIVE, many, code, None, check, choice,
+                               required=required)
+        fields["_" + name] = Element("_" + name, PRIMITIVE_EXT, many, "Element",
+                                     _primitive_extension_model())

@@ -2,7 +2,9 @@
 
 It collects one `Issue` per fault (at most `MAX_ISSUES`), each with a FHIRPath-style
 location, and notes the parts the R4B models cannot take (nested structure-only resources,
-R4-only elements and uuids) for the deep check that may follow.
+R4-only elements and uuids, codes holding a Unicode space that R4 allows but the models'
+Rust regex does not) for the deep check that may follow. Objects nested deeper than
+`limits.LIMITS.max_depth` are refused, not walked.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.errors import Issue
+from fhir_server.model.validation.limits import LIMITS
 from fhir_server.model.validation.metadata import (
     DOMAIN_RESOURCE,
     EXTENSION,
@@ -17,17 +20,18 @@ from fhir_server.model.validation.metadata import (
     PRIMITIVE_EXT,
     RESOURCE,
     Element,
-    Model,
     elements,
     is_resource_type,
     model_for,
     requirements,
+    structure_for,
 )
 from fhir_server.model.validation.primitives import found
 
 __all__ = ["MAX_ISSUES", "Loc", "Walk", "keys_of", "path_of"]
 
 MAX_ISSUES = 100
+_XSD_SPACE = frozenset(" \t\r\n")
 
 # A location is a linked list, turned into text only when an issue needs it:
 # (parent, Element or JSON key, index or None); the root is the resource type name.
@@ -63,6 +67,8 @@ class Walk:
         self.issues: list[Issue] = []
         self.structure_only: list[Loc] = []  # nested resources the models cannot check
         self.r4_only: list[Loc] = []  # R4-only elements and uuids, which R4B rejects
+        self.spaced_codes: list[Loc] = []  # codes with a non-XSD space, which R4B rejects
+        self.depth = 0
 
     def fail(self, loc: Loc, message: str, code: str = "structure") -> None:
         if len(self.issues) < MAX_ISSUES:
@@ -81,18 +87,25 @@ class Walk:
             self.fail(loc, f"'{rtype}' is not a FHIR R4 resource type", "not-supported")
             return
         model = model_for(rtype)
-        if model is None:
-            fields = elements(DOMAIN_RESOURCE)
-            self.object({k: v for k, v in data.items() if k in fields}, DOMAIN_RESOURCE,
-                        loc, rtype)
+        if model is None:  # no R4B model: its R4 elements, from the core StructureDefinition
+            self.object(data, structure_for(rtype) or DOMAIN_RESOURCE, loc, rtype)
             if not top:
                 self.structure_only.append(loc)
         else:
             self.object(data, model, loc, rtype)
 
-    def object(
-        self, data: dict[str, Any], model: Model, loc: Loc, rtype: str | None = None
-    ) -> None:
+    def object(self, data: dict[str, Any], model: Any, loc: Loc, rtype: str | None = None) -> None:
+        if self.depth >= LIMITS.max_depth:
+            self.fail(loc, f"The resource nests objects more than {LIMITS.max_depth} deep",
+                      "too-long")
+            return
+        self.depth += 1
+        try:
+            self.properties(data, model, loc, rtype)
+        finally:
+            self.depth -= 1
+
+    def properties(self, data: dict[str, Any], model: Any, loc: Loc, rtype: str | None) -> None:
         fields = elements(model)
         choices: dict[str, str] | None = None
         for key, value in data.items():
@@ -107,8 +120,8 @@ class Walk:
                 if other != key:
                     self.fail((loc, f"{info.choice}[x]", None), f"Only one {info.choice}[x] "
                               f"is allowed, found '{other}' and '{key}'", "invariant")
-                if info.r4_only or info.type == "uuid":
-                    self.r4_only.append((loc, key, None))
+            if info.r4_only or info.type == "uuid":
+                self.r4_only.append((loc, key, None))
             if value is None:
                 self.fail((loc, info, None), "null is not allowed; omit the element")
             elif info.many:
@@ -116,15 +129,23 @@ class Walk:
             elif type(value) is list:
                 self.fail((loc, info, None), "Expected a single value, not an array")
             elif info.check is not None:
-                problem = info.check(value)
-                if problem is not None:
-                    self.fail((loc, info, None), problem, "value")
+                self.primitive(value, info, (loc, info, None))
             else:
                 self.node(value, info, (loc, info, None))
         self.required(data, model, loc, choices)
 
+    def primitive(self, value: Any, info: Element, loc: Loc) -> None:
+        assert info.check is not None
+        problem = info.check(value)
+        if problem is not None:
+            self.fail(loc, problem, "value")
+        elif info.type == "code" and not value.isascii() and any(
+            c.isspace() and c not in _XSD_SPACE for c in value
+        ):
+            self.spaced_codes.append(loc)
+
     def required(
-        self, data: dict[str, Any], model: Model, loc: Loc, choices: dict[str, str] | None
+        self, data: dict[str, Any], model: Any, loc: Loc, choices: dict[str, str] | None
     ) -> None:
         singles, groups = requirements(model)
         for info in singles:
@@ -157,9 +178,7 @@ class Walk:
                 if partner is None or (partner[i] is None and info.kind == PRIMITIVE):
                     self.fail((loc, info, i), "null is not allowed here")
             elif check is not None:
-                problem = check(item)
-                if problem is not None:
-                    self.fail((loc, info, i), problem, "value")
+                self.primitive(item, info, (loc, info, i))
             else:
                 self.node(item, info, (loc, info, i))
 
@@ -174,7 +193,7 @@ class Walk:
             assert info.model is not None  # COMPLEX and PRIMITIVE_EXT elements have one
             self.object(value, info.model, loc)
             if info.model is EXTENSION and ("extension" in value) == any(
-                k.startswith("value") for k in value
+                k.startswith(("value", "_value")) for k in value  # a `_valueX` is a value too
             ):
                 self.fail(loc, "An extension has either extensions or a value[x], not both "
                           "(ext-1)", "invariant")

@@ -262,8 +262,14 @@ def test_structure_only_types() -> None:
     assert NO_R4B_MODEL | {"Evidence", "EvidenceVariable"} <= STRUCTURE_ONLY_TYPES
     assert not STRUCTURE_ONLY_TYPES & R4B_ONLY_TYPES
     product = {"resourceType": "MedicinalProduct", "id": "m", "meta": {"versionId": "1"},
-               "text": NARRATIVE, "name": [{"productName": "x", "anything": [1]}]}
+               "text": NARRATIVE, "name": [{"productName": "x"}]}
     assert validate_resource(product, deep=True) is product
+    # their own R4 elements are checked too (R4 StructureDefinition of MedicinalProduct)
+    assert issues_of({**product, "name": [{"productName": "x", "anything": [1]}]}) == [
+        ("structure", ("MedicinalProduct.name[0].anything",))]
+    assert issues_of({**product, "name": [{"namePart": [{"part": "x"}]}]}) == [
+        ("required", ("MedicinalProduct.name[0].namePart[0].type",)),
+        ("required", ("MedicinalProduct.name[0].productName",))]
     assert ("value", ("MedicinalProduct.meta.versionId",)) in issues_of(
         {**product, "meta": {"versionId": ""}})
     in_bundle = {"resourceType": "Bundle", "type": "collection",
@@ -339,4 +345,4 @@ def test_absurd_nesting_is_refused_not_crashed() -> None:
         item["item"] = [child]
         item = child
     issues = issues_of({"resourceType": "Questionnaire", "status": "draft", "item": [top]})
-    assert issues == [("too-long", ())]
+    assert [code for code, _ in issues] == ["too-long"]  # at the depth limit, with its path

@@ -164,14 +164,16 @@ def test_stored_narrative_without_namespace_gets_the_xhtml_namespace() -> None:
         .text == "x"
 
 
-def test_structure_only_types_are_written_in_json_order() -> None:
+def test_structure_only_types_are_written_in_r4_order_and_read_back() -> None:
     product = {"resourceType": "MedicinalProduct", "id": "m", "text": {
         "status": "generated", "div": f'<div xmlns="{XHTML}">x</div>'},
-        "name": [{"productName": "x", "namePart": [{"part": "a", "type": {"text": "t"}}]}],
-        "meta": {"versionId": "1"}}
+        "name": [{"productName": "x", "namePart": [{"part": "a", "type": {"code": "t"}}]}],
+        "identifier": [{"value": "1"}], "meta": {"versionId": "1"}}
     root = etree.fromstring(json_to_xml(product))
-    assert [etree.QName(c).localname for c in root] == ["id", "meta", "text", "name"]
-    assert root.find(F + "name/" + F + "namePart/" + F + "type/" + F + "text").get("value") == "t"
+    assert [etree.QName(c).localname for c in root] == ["id", "meta", "text", "identifier",
+                                                        "name"]
+    assert root.find(F + "name/" + F + "namePart/" + F + "type/" + F + "code").get("value") == "t"
+    assert xml_to_json(json_to_xml(product)) == product
 
 
 SPEC_STYLE_XML = b"""<?xml version="1.0" encoding="UTF-8"?>
@@ -274,7 +276,9 @@ def test_malformed_or_hostile_xml_is_a_400(body: bytes) -> None:
     (b'<Patient xmlns="http://hl7.org/fhir"><contained><Foo/></contained></Patient>',
      "not-supported", "Patient.contained[0]"),
     (b'<Foo xmlns="http://hl7.org/fhir"/>', "not-supported", "Foo"),
-    (b'<MedicinalProduct xmlns="http://hl7.org/fhir"/>', "not-supported", "MedicinalProduct"),
+    (b'<MedicinalProduct xmlns="http://hl7.org/fhir"/>', "required", "MedicinalProduct.name"),
+    (b'<MedicinalProduct xmlns="http://hl7.org/fhir"><name><productName value="x"/><foo/>'
+     b"</name></MedicinalProduct>", "structure", "MedicinalProduct.name[0].foo"),
     (b'<Patient xmlns="http://hl7.org/fhir"><text><status value="generated"/><div><p>x</p>'
      b"</div></text></Patient>", "structure", "Patient.text.div"),
     (b'<Patient xmlns="http://hl7.org/fhir"><text><status value="generated"/>'

@@ -61,6 +61,8 @@ def _fill(item: Item, raw: Any, base: str) -> None:
     item.method = method
     item.path, item.query = _split_url(url, base, where)
     item.full_url = raw.get("fullUrl")
+    if item.full_url is not None and not isinstance(item.full_url, str):
+        raise BadRequest(f"{where}.fullUrl must be a string", expression=(f"{where}.fullUrl",))
     resource = raw.get("resource")
     if resource is not None and not isinstance(resource, dict):
         raise BadRequest(f"{where}.resource is not a resource", expression=(f"{where}.resource",))

@@ -4,10 +4,11 @@ Mutated official examples are written with POST, PUT (plain and conditional) and
 mutated transaction and batch Bundles go to the base, raw bytes and mutated XML go
 everywhere, and generated searches hit every kind of parameter. Each request must answer
 below 500 within `TIMEOUT` seconds (longer is a hang); afterwards the server still answers
-`/metadata`. The server has its own database, so the garbage stays out of other tests.
+`/metadata`. Each engine gets a server with its own data, so the garbage stays out of other
+tests: SQLite in a `fhir-server serve` process, MongoDB on mongomock under uvicorn in a thread.
 
-`FHIR_FUZZ_EXAMPLES` sets the examples per test (default 40, about a minute for the file on
-two cores); run with, e.g., FHIR_FUZZ_EXAMPLES=2000 to fuzz for longer. Hypothesis prints the
+`FHIR_FUZZ_EXAMPLES` sets the examples per test and engine (default 80: about a minute for
+the file on two cores); e.g. FHIR_FUZZ_EXAMPLES=2000 fuzzes for longer. Hypothesis prints the
 failing example; the assertion message holds the end of the server's log (its traceback).
 """
 
@@ -50,7 +51,7 @@ from tests.support.thread_server import ThreadServer
 
 MAX_QUERY = 30_000  # characters in one query value (the HTTP client refuses 64 KiB)
 TIMEOUT = 10.0  # seconds; a request that takes longer is a hang
-EXAMPLES = int(os.environ.get("FHIR_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("FHIR_FUZZ_EXAMPLES", "80"))
 JSON = "application/fhir+json"
 XML = "application/fhir+xml"
 PATCH_JSON = "application/json-patch+json"
@@ -77,7 +78,9 @@ fuzz_settings = settings(max_examples=EXAMPLES, deadline=None,
 class Served(Protocol):
     """A running server: `ServerProcess` or `ThreadServer`."""
 
-    base: str
+    @property
+    def base(self) -> str: ...
+
     log: Path
 
     def alive(self) -> bool: ...
@@ -225,8 +228,21 @@ def patches(draw: st.DrawFn) -> tuple[str, Any, str]:
     if kind == "json":
         seed: Any = draw(st.sampled_from(JSON_PATCHES))
         return target, draw(mutated(seed) | st.just(seed)), PATCH_JSON
-    seed = draw(st.sampled_from(FHIRPATH_PATCHES))
-    return target, draw(mutated(seed)), JSON
+    seed = copy.deepcopy(draw(st.sampled_from(FHIRPATH_PATCHES)))
+    for parameter in seed.get("parameter", [])[:1]:  # a client's FHIRPath, evaluated by us
+        for part in parameter.get("part", []):
+            if part.get("name") == "path" and draw(st.booleans()):
+                part["valueString"] = draw(st.sampled_from(FHIRPATHS))
+    return target, draw(mutated(seed) | st.just(seed)), JSON
+
+
+FHIRPATHS = ["Patient.name.given.repeat($this + 'x')", "Patient.repeat(name)",
+             "Patient.descendants()", "(1 | 2).repeat($this + 1)", "Patient.name.select($this)",
+             "Patient.name[99]",
+             "Patient.contained.where(id = 'x')", "Patient.name.where(", "Patient..name", "%x",
+             "Patient.name.given.select($this + $this)", "Patient.extension('x')", "{}", "1/0",
+             "Patient.name.first().given.last()", "Patient.identifier.single()", "Patient",
+             "Patient.name.given & 'x'", "Patient.name.as(string)", "Patient.meta.tag"]
 
 
 @fuzz_settings
@@ -391,7 +407,12 @@ def test_search_queries(fuzzer: Fuzzer, search: tuple[str, str, list[tuple[str, 
         form = {"Content-Type": "application/x-www-form-urlencoded", **headers}
         fuzzer.send("POST", url, content=urlencode(params).encode(), headers=form)
     else:
-        fuzzer.send("GET", url, params=params, headers=headers)
+        response = fuzzer.send("GET", url, params=params, headers=headers)
+        json_ = response.status_code == 200 and "json" in response.headers["content-type"]
+        links = response.json().get("link", []) if json_ else []
+        for link in links:
+            if link.get("relation") in ("next", "previous"):
+                fuzzer.send("GET", link["url"], headers=headers)
 
 
 @fuzz_settings

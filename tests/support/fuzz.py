@@ -15,6 +15,7 @@ modifiers, prefixes and values of every kind, plus the result parameters.
 
 from __future__ import annotations
 
+import base64
 import copy
 import io
 import json
@@ -325,13 +326,18 @@ MODIFIERS = ["", "", "", ":missing", ":exact", ":contains", ":text", ":not", ":a
              ":Observation", ":bogus", ":", "::"]
 PREFIXES = ["", "", "eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap", "xx", "GE"]
 DATES = ["2024", "2024-05", "2024-05-01", "2024-05-01T10:00:00Z", "2024-05-01T10:00:00.123+02:00",
-         "2024-05-01T10:00", "2024-13", "2024-02-30", "24-05-01", "0001-01-01",
-         "9999-12-31T23:59:59Z", "2024-05-01T25:00:00Z", "2024-05-01T10:00:00+25:00", "now", ""]
+         "2024-05-01T10:00", "2024-13", "2024-02-30", "24-05-01", "0001-01-01", "0001",
+         "9999-12-31T23:59:59Z", "2024-05-01T25:00:00Z", "2024-05-01T10:00:00+25:00", "now", "",
+         "9999", "9999-12", "0001-01-01T00:00:00-14:00", "9999-12-31T23:59:59+14:00",
+         "9999-12-31T23:59:59.9999999Z", "2024-05-01T10:00:00.123456789012Z",
+         "1970-01-01T00:00:00Z", "2024-05-01T10:00:00Z ", "2024-05-01t10:00:00z", "+2024-05-01",
+         "2024-5-1"]
 NUMBERS = ["0", "-0", "1", "72.5", "1e2", "1E-2", "-1.5e+3", "100e-2", ".5", "5.", "0x10",
            "1_000", "NaN", "inf", "9" * 40, "1e308", "1e-308", "1e309"]
 # KNOWN: fixed on another branch -- number/quantity huge exponents (e.g. 1e999999999).
 SEARCH_STRINGS = ODD_STRINGS + ["x" * 5000, "a,b", "a\\,b", "a\\|b", "\\", "a$b", "|", "||",
-                                     "a|b|c", "http://loinc.org|", "|8867-4"]
+                                  "a|b|c", "http://loinc.org|", "|8867-4", "(", "[", "*", "a.*",
+                                  "^$", "+", "?", "\\d", "%", "_", "%_", "[a-", "\\E", "{1,2}"]
 FILTER_PATHS = ["name", "family", "birthdate", "gender", "code", "status", "subject",
                 "subject.name", "value-quantity", "date", "identifier", "_id", "_lastUpdated",
                 "bogus", "name.given", "subject:Patient.name"]
@@ -446,8 +452,25 @@ def _result_parameter(draw: st.DrawFn, registry: SearchRegistry, type_: str) -> 
     return name, draw(pool)
 
 
+@st.composite
+def _paged(draw: st.DrawFn, registry: SearchRegistry, type_: str) -> list[tuple[str, str]]:
+    """`_sort` with a forged `_page` token made for it: keys of any length and type."""
+    sort = draw(_result_parameter(registry, type_).filter(lambda p: p[0] == "_sort"))[1] \
+        if draw(st.booleans()) else ""
+    key = draw(st.lists(st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(
+        allow_nan=False, allow_infinity=False) | st.sampled_from(DATES + SEARCH_STRINGS[:20]),
+        max_size=5))
+    data = {"s": draw(st.just(sort) | st.sampled_from(["", "x", "_id"])),
+            "b": draw(st.booleans() | st.none() | st.just("x")), "k": key}
+    drop = draw(st.sampled_from([None, None, None, "s", "b", "k"]))
+    token = base64.urlsafe_b64encode(encode({k: v for k, v in data.items() if k != drop}))
+    query = [("_page", token.decode().rstrip("="))]
+    return [("_sort", sort), *query] if sort else query
+
+
 def search_query(registry: SearchRegistry, type_: str) -> st.SearchStrategy[list[tuple[str, str]]]:
     """Query parameters for a search on `type_`, repeats allowed (they are ANDs)."""
     one = _parameter(registry, type_)
-    return st.lists(one, min_size=1, max_size=6).flatmap(
+    plain = st.lists(one, min_size=1, max_size=6).flatmap(
         lambda params: st.just(params) | st.just(params + params[:1]))
+    return plain | st.builds(list.__add__, plain, _paged(registry, type_))

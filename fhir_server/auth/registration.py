@@ -49,6 +49,7 @@ from fhir_server.auth.store import AuthStore
 
 TOKEN_LIFETIME = 24 * 3600  # seconds a registration token lives by default
 REALM = "register"
+PRIVATE_MEMBERS = {"d", "p", "q", "k"}  # RFC 7518 §6: private RSA/EC parts, symmetric keys
 KIND_OF_METHOD = {method: kind for kind, methods in AUTH_METHODS.items() for method in methods}
 _STRING_LISTS = ("redirect_uris", "grant_types", "response_types", "contacts")
 _STRINGS = ("client_name", "scope", "token_endpoint_auth_method", "jwks_uri", "client_uri",
@@ -129,7 +130,7 @@ class SmartClientMetadata(ClientMetadataClaims):
     def validate_jwks(self) -> None:
         super().validate_jwks()
         keys = (self.get("jwks") or {}).get("keys", [])
-        if any("d" in key for key in keys if isinstance(key, dict)):
+        if any(PRIVATE_MEMBERS & set(key) for key in keys if isinstance(key, dict)):
             self._invalid("jwks", "must hold public keys only")
 
     @staticmethod

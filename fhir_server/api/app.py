@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response as HttpResponse
 
-from fhir_server.api import auth_token_routes, auth_ui_routes
+from fhir_server.api import auth_manage_routes, auth_token_routes, auth_ui_routes
 from fhir_server.api.content import (
     FORM_TYPE,
     MEDIA,
@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None,
         app.add_api_route(path, options_endpoint, methods=["OPTIONS"], include_in_schema=False)
     app.add_api_route(HL7_PATH, hl7v2_endpoint, methods=["POST"], include_in_schema=False)
     auth_ui_routes.install(app)
+    auth_manage_routes.install(app)
     app.add_exception_handler(FhirError, _fhir_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
     return app

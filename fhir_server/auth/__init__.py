@@ -20,12 +20,14 @@ Authorization server (under `/auth`, the issuer is `{origin}/auth`):
     grants.py      authlib's grants and endpoints with SMART's overrides (PKCE S256 only...)
     server.py      SmartAuthServer: authlib's AuthorizationServer, subclassed; the token,
                    introspection and revocation endpoints and the authorize protocol
+    registration.py  RFC 7591 dynamic registration behind an operator's registration token
     discovery.py   .well-known/smart-configuration, OpenID configuration, rest.security
     urls.py        the absolute URLs of all of it
 
 The sign-in side (`users`, `roles`, `sessions`, `flow`, `pickers`, `consent`, `launch`,
 `pages` and `templates/`) serves the browser during an authorize request: sign in, pick a
-patient or an encounter, consent, and the EHR-launch entry. It depends on the OAuth
+patient or an encounter, consent, and the EHR-launch entry; `manage` lists the apps a user
+has authorized and revokes them. It depends on the OAuth
 protocol side only through `authorize.AuthorizationServer`.
 
 Access tokens are self-contained JWTs: the resource server verifies them with the public

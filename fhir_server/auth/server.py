@@ -1,7 +1,8 @@
 """The authorization server: authlib's framework-free `AuthorizationServer`, subclassed.
 
 `SmartAuthServer` is what the HTTP adapter calls: `token`, `introspect`, `revoke` take
-the form, headers and the request's FHIR base and return (status, JSON body, headers);
+the form, headers and the request's FHIR base and return (status, JSON body, headers),
+`register` the same for a JSON body (RFC 7591, `registration.py`);
 `validate_authorize`, `approve` and `deny` are the protocol half of the authorize endpoint
 whose pages live in the web UI.
 
@@ -35,6 +36,7 @@ from fhir_server.auth.authorize import AuthorizeError, AuthorizeRedirectError
 from fhir_server.auth.clients import Client
 from fhir_server.auth.grants import BackendGrant, CodeGrant, Introspection, RefreshGrant, S256Only
 from fhir_server.auth.keys import KeyRing
+from fhir_server.auth.registration import ClientRegistration, registration_request
 from fhir_server.auth.store import AuthStore
 from fhir_server.auth.tokens import Grantee, TokenIssuer
 from fhir_server.auth.urls import AuthUrls, auth_urls
@@ -123,6 +125,7 @@ class OAuthCore(AuthorizationServer):
         from fhir_server.auth.grants import Revocation
 
         self.register_endpoint(Revocation)
+        self.register_endpoint(ClientRegistration(self, store))
         self.register_client_auth_method("private_key_jwt", self._assertion)
 
     def query_client(self, client_id: str) -> Client | None:
@@ -206,6 +209,17 @@ class SmartAuthServer:
             return request
         reply: Reply = await asyncio.to_thread(self.core.create_endpoint_response, "revocation",
                                                request)
+        return reply
+
+    async def register(self, body: bytes, headers: dict[str, str], request_base: str) -> Reply:
+        """POST /auth/register (RFC 7591, behind a registration token)."""
+        try:
+            request = registration_request(self.urls(request_base).register, body, headers)
+        except OAuth2Error as error:  # InsecureTransportError: not over TLS
+            status, error_body, reply_headers = error()
+            return status, dict(error_body), dict(reply_headers)
+        reply: Reply = await asyncio.to_thread(self.core.create_endpoint_response,
+                                               "client_registration", request)
         return reply
 
     async def validate_authorize(self, params: dict[str, str], request_base: str = ""

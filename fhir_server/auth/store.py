@@ -8,9 +8,12 @@ Kinds of records (each a small JSON document with an `id`):
     keys         the server's signing keys (private JWKs; `auth.keys.KeyRing`)
     codes        authorization codes, by SHA-256 of the code: single use, short lived
     refresh      refresh tokens, by SHA-256 of the token, each in a family
-    families     one per authorization: revoked as a whole on reuse or revocation
+    families     one per authorization (client, user, scope, when): revoked as a whole on
+                 reuse or revocation, or by the user on the app-management page
     revoked      revoked access-token `jti`s until their `exp`
     assertions   client-assertion `jti`s already used (RFC 7523 replay store)
+    registration initial access tokens for dynamic client registration (RFC 7591), by
+                 SHA-256, until they expire
 
 Codes and tokens are stored hashed: a copy of the database does not let anyone redeem them.
 Expired records are purged when records of the same kind are written (SQLite) or by a TTL
@@ -40,7 +43,7 @@ from typing import Any, Protocol
 from fhir_server.settings import Settings
 
 KINDS = ("clients", "users", "launches", "keys", "codes", "refresh", "families", "revoked",
-         "assertions")
+         "assertions", "registration")
 
 
 def digest(secret: str) -> str:
@@ -71,6 +74,10 @@ class Documents(Protocol):
 
     def since(self, kind: str, field: str, t: float) -> list[dict[str, Any]]:
         """Documents whose numeric `field` is at least `t`."""
+        ...
+
+    def matching(self, kind: str, field: str, value: str) -> list[dict[str, Any]]:
+        """Documents whose string `field` equals `value`."""
         ...
 
     def purge(self, kind: str, now: float) -> None:
@@ -156,6 +163,13 @@ class SQLiteDocuments:
                 (kind, f"$.{field}", t)).fetchall()
         return [json.loads(row[0]) for row in rows]
 
+    def matching(self, kind: str, field: str, value: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT doc FROM auth_docs WHERE kind = ? AND json_extract(doc, ?) = ?",
+                (kind, f"$.{field}", value)).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
     def purge(self, kind: str, now: float) -> None:
         with self._lock:
             self.conn.execute("DELETE FROM auth_docs WHERE kind = ? AND expires < ?", (kind, now))
@@ -178,6 +192,7 @@ class MongoDocuments:
     def open(self) -> None:
         for kind in KINDS:  # MongoDB deletes expired records itself (within a minute)
             self._db[f"auth_{kind}"].create_index([("expires_at", 1)], expireAfterSeconds=0)
+        self._db["auth_families"].create_index([("user_id", 1)])  # the user's authorized apps
 
     def close(self) -> None:
         if self._owns_client:
@@ -212,6 +227,9 @@ class MongoDocuments:
     def since(self, kind: str, field: str, t: float) -> list[dict[str, Any]]:
         return list(self._db[f"auth_{kind}"].find({field: {"$gte": t}},
                                                   {"_id": 0, "expires_at": 0}))
+
+    def matching(self, kind: str, field: str, value: str) -> list[dict[str, Any]]:
+        return list(self._db[f"auth_{kind}"].find({field: value}, {"_id": 0, "expires_at": 0}))
 
     def purge(self, kind: str, now: float) -> None:
         self._db[f"auth_{kind}"].delete_many({"expires": {"$lt": now}})
@@ -297,10 +315,23 @@ class AuthStore:
 
     # -- refresh tokens and their families ---------------------------------------------
 
-    def new_family(self, family: str, client_id: str, expires: float) -> None:
+    def new_family(self, family: str, client_id: str, expires: float, *,
+                   user_id: str | None = None, scope: str | None = None) -> None:
+        """A new authorization: `client_id`, the user who approved it and what they granted
+        (what the user's app-management page lists)."""
         self.documents.purge("families", time.time())
         self.documents.insert("families", {"id": family, "client_id": client_id,
-                                           "revoked": False, "jtis": {}, "expires": expires})
+                                           "user_id": user_id, "scope": scope,
+                                           "created": time.time(), "revoked": False,
+                                           "jtis": {}, "expires": expires})
+
+    def user_families(self, user_id: str) -> list[dict[str, Any]]:
+        """The live authorizations (unrevoked, unexpired families) `user_id` approved,
+        oldest first."""
+        now = time.time()
+        docs = [doc for doc in self.documents.matching("families", "user_id", user_id)
+                if not doc["revoked"] and doc["expires"] > now]
+        return sorted(docs, key=lambda doc: doc.get("created", 0.0))
 
     def family(self, family: str) -> dict[str, Any] | None:
         return self.documents.get("families", family)
@@ -374,3 +405,18 @@ class AuthStore:
         """Record a client assertion's `jti`; False if this client already used it."""
         self.documents.purge("assertions", time.time())
         return self.documents.insert("assertions", {"id": f"{client_id} {jti}", "expires": exp})
+
+    # -- initial access tokens of dynamic registration ---------------------------------
+
+    def save_registration_token(self, token: str, expires: float) -> None:
+        self.documents.purge("registration", time.time())
+        self.documents.insert("registration", {"id": digest(token), "expires": expires,
+                                               "created": time.time()})
+
+    def registration_token_ok(self, token: str) -> bool:
+        """Whether `token` is an unexpired registration token. It is found by its SHA-256,
+        like codes and refresh tokens: a lookup's timing can tell something about the hash
+        of a guess, nothing about a stored token, so no separate constant-time comparison
+        adds anything."""
+        doc = self.documents.get("registration", digest(token))
+        return doc is not None and doc["expires"] > time.time()

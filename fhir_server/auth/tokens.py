@@ -131,7 +131,8 @@ class TokenIssuer:
                 expires = min(expires, grantee.auth_time + ONLINE_LIMIT)
             token = secrets.token_urlsafe(32)
         if self.store.family(grantee.family) is None:
-            self.store.new_family(grantee.family, client.client_id, expires)
+            self.store.new_family(grantee.family, client.client_id, expires,
+                                  user_id=grantee.user_id, scope=granted)
         if token:
             self.store.save_refresh(token, {"family": grantee.family, "expires": expires,
                                             "client_id": client.client_id, "scope": granted,

@@ -4,6 +4,8 @@
   --jwks FILE) --scopes "..."`: register an app or backend system; prints its client_id
   (and, with --secret, the secret: once, it is stored hashed);
 - `client list`, `client remove ID`;
+- `client registration-token [--expires-in SECONDS]`: print an initial access token for
+  dynamic registration (`POST /auth/register`, RFC 7591; stored hashed, default 1 day);
 - `key rotate`: a new signing key signs from now on; older keys verify until they expire
   (a running server picks the new key up within a minute);
 - `token --scope "system/*.*" [--client ID]`: print a system access token (at most 5
@@ -118,6 +120,20 @@ def client_remove(client_id: Annotated[str, typer.Argument(help="The client_id")
     if not _run(remove):
         raise _fail(f"no client {client_id}")
     print(f"removed {client_id}")
+
+
+@client_app.command("registration-token")
+def client_registration_token(
+    expires_in: Annotated[int, typer.Option(min=60, max=365 * 86400, help=(
+        "Seconds the token may register clients (default: one day)"))] = 86400,
+) -> None:
+    """Print a token for POST /auth/register (Authorization: Bearer ...); shown once."""
+    from fhir_server.auth.registration import new_registration_token
+
+    async def issue(auth: Auth) -> str:
+        return await asyncio.to_thread(new_registration_token, auth.store, expires_in)
+
+    print(_run(issue))
 
 
 @key_app.command("rotate")

@@ -1,7 +1,9 @@
 """The whole authorization-code flow over real HTTP with the real authorization server and
 authorization on, as `make run` serves it: no `FHIR_BASE_URL`, so the FHIR base (the
 `aud` an app must send) is the one the browser reached the pages at. Authorize, sign in,
-pick the patient, consent, exchange the code with PKCE, read with the token.
+pick the patient, consent, exchange the code with PKCE, read with the token; and a
+clinician's `user/` token reaches the patients of their organizations only (the default
+`FHIR_AUTH_CLINICIAN_SCOPE=organization`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -34,6 +37,11 @@ from tests.support.threaded_app import ThreadedApp
 
 CALLBACK = "http://127.0.0.1:9/callback"
 SCOPE = "openid fhirUser launch/patient patient/*.rs offline_access"
+USER_SCOPE = "openid fhirUser user/*.rs"
+ENCOUNTER_P3 = {"resourceType": "Encounter", "id": "e3", "status": "finished",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                          "code": "AMB"},
+                "subject": {"reference": "Patient/p3"}}  # p3 is managed by org2
 
 
 class Stack:
@@ -51,7 +59,7 @@ class Stack:
 
     async def _seed(self) -> None:
         async with open_service(self.settings) as service:
-            for resource in RESOURCES:
+            for resource in [*RESOURCES, ENCOUNTER_P3]:
                 path = f"{resource['resourceType']}/{resource['id']}"
                 await service.handle(Request("PUT", path, body=resource, context=SYSTEM))
         users = SQLiteUserStore(auth_database_path(self.settings))
@@ -65,7 +73,7 @@ class Stack:
         store.open()
         try:
             doc, _ = new_client(name="Test app", kind="public", redirect_uris=[CALLBACK],
-                                scopes=SCOPE.split(), client_id="app1")
+                                scopes=[*SCOPE.split(), "user/*.rs"], client_id="app1")
             store.add_client(doc)
         finally:
             store.close()
@@ -88,20 +96,22 @@ def pkce() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def test_code_flow_against_the_base_the_browser_reached(stack: Stack) -> None:
+def approved_token(stack: Stack, scope: str, ticked: list[str],
+                   patient: str | None = None) -> dict[str, Any]:
+    """Sign in as doc, pick `patient` (when the scope asks), allow `ticked`: the token."""
     verifier, challenge = pkce()
     browser = Browser(stack)
     try:
-        first = browser.start(SCOPE, code_challenge=challenge, code_challenge_method="S256")
-        picked = browser.sign_in(first, "doc")
-        assert picked.headers["location"].startswith("/auth/pick/patient")
-        assert "Alice Able" in browser.get(picked.headers["location"]).text
-        consent = browser.post("/auth/pick/patient", {"tx": browser.field("tx"),
-                                                      "choice": "p1"})
-        browser.get(consent.headers["location"])
+        step = browser.start(scope, code_challenge=challenge, code_challenge_method="S256")
+        step = browser.sign_in(step, "doc").headers["location"]
+        if patient is not None:
+            assert step.startswith("/auth/pick/patient")
+            assert "Alice Able" in browser.get(step).text
+            step = browser.post("/auth/pick/patient", {"tx": browser.field("tx"),
+                                                       "choice": patient}).headers["location"]
+        browser.get(step)
         done = browser.post("/auth/consent", {"tx": browser.field("tx"),
-                                              "decision": "approve",
-                                              "scope": ["patient/*.rs", "offline_access"]})
+                                              "decision": "approve", "scope": ticked})
         callback = done.headers["location"]
         assert callback.startswith(CALLBACK), callback
         code = parse_qs(urlsplit(callback).query)["code"][0]
@@ -111,13 +121,33 @@ def test_code_flow_against_the_base_the_browser_reached(stack: Stack) -> None:
     finally:
         browser.http.close()
     assert token.status_code == 200, token.text
-    body = token.json()
+    body: dict[str, Any] = token.json()
+    return body
+
+
+def test_code_flow_against_the_base_the_browser_reached(stack: Stack) -> None:
+    body = approved_token(stack, SCOPE, ["patient/*.rs", "offline_access"], patient="p1")
     assert body["patient"] == "p1" and "refresh_token" in body
     headers = {"Authorization": f"Bearer {body['access_token']}"}
     own = httpx.get(f"{stack.base}/Patient/p1", headers=headers, timeout=30)
     assert own.status_code == 200 and own.json()["id"] == "p1"
     other = httpx.get(f"{stack.base}/Patient/p3", headers=headers, timeout=30)
     assert other.status_code in (403, 404)
+
+
+def test_a_clinician_reaches_the_patients_of_their_organizations(stack: Stack) -> None:
+    body = approved_token(stack, USER_SCOPE, ["user/*.rs"])
+    assert body["scope"] == USER_SCOPE
+    headers = {"Authorization": f"Bearer {body['access_token']}"}
+    found = httpx.get(f"{stack.base}/Patient", headers=headers, timeout=30)
+    assert found.status_code == 200, found.text
+    assert sorted(e["resource"]["id"] for e in found.json()["entry"]) == ["p1", "p2"]
+    assert httpx.get(f"{stack.base}/Patient/p2", headers=headers,
+                     timeout=30).status_code == 200
+    assert httpx.get(f"{stack.base}/Patient/p3", headers=headers,
+                     timeout=30).status_code in (403, 404)
+    encounters = httpx.get(f"{stack.base}/Encounter", headers=headers, timeout=30).json()
+    assert sorted(e["resource"]["id"] for e in encounters["entry"]) == ["e1", "e2"]
 
 
 def test_an_aud_for_another_server_goes_back_to_the_app(stack: Stack) -> None:

@@ -48,6 +48,7 @@ from fhirpathpy import compile as compile_fhirpath
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
+from fhir_server import fhirpath_limits  # noqa: F401  (repeat() on computed values ends)
 from fhir_server.errors import BadRequest, Unprocessable
 from fhir_server.model.validate import (
     COMPLEX,

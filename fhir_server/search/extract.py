@@ -35,6 +35,7 @@ import fhirpathpy
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
+from fhir_server import fhirpath_limits  # noqa: F401  (repeat() on computed values ends)
 from fhir_server.safe_regex import FHIRPATH_FUNCTIONS
 from fhir_server.search.expressions import (
     ABSTRACT,

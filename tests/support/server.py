@@ -52,6 +52,9 @@ class ServerProcess:
         self.stop()
         raise RuntimeError("server did not answer /fhir/metadata in time")
 
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks, as in a crash."""
         if self.process and self.process.poll() is None:

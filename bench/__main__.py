@@ -184,7 +184,7 @@ def measure_bearer(loader: LoadGenerator, scratch: Path) -> LoadResult | str:
         env = {**os.environ, "FHIR_DATABASE": str(scratch / "bench.db"),
                **server.auth_env(True, fhir.port)}
         try:
-            token = bearer.bearer_token(env)
+            token = bearer.bearer_token(env, scratch)
         except bearer.TokenUnavailable as why:
             return str(why)
         data = bearer.write_token(scratch / "data", token)

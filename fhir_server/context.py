@@ -26,7 +26,8 @@ class AccessContext:
     From a SMART access token: `client_id`, `fhir_user` ("Practitioner/123"), `encounter`,
     `role` and `jti` as its claims say. `user_patients` is the set of patients `user/`
     scopes reach when the deployment limits a practitioner to the patients of their
-    organizations (None: not limited). `system` is for internal callers only, never a token.
+    organizations, `user_organizations` those organizations (None: not limited). `system`
+    is for internal callers only, never a token.
     """
 
     subject: str
@@ -39,6 +40,7 @@ class AccessContext:
     role: str | None = None
     jti: str | None = None
     user_patients: frozenset[str] | None = None
+    user_organizations: frozenset[str] | None = None
 
 
 SYSTEM = AccessContext(subject="system", scopes=frozenset({"system/*.*"}), system=True)

@@ -35,6 +35,7 @@ from fhir_server.assembly import Auth, open_auth, open_service, start_background
 from fhir_server.auth.authorize import AuthorizationServer
 from fhir_server.auth.bearer import BearerVerifier
 from fhir_server.auth.flow import AuthUi
+from fhir_server.auth.reach import OrganizationReach
 from fhir_server.context import ANONYMOUS, AccessContext
 from fhir_server.errors import FhirError, Issue, MethodNotAllowed, NotFound, operation_outcome
 from fhir_server.interactions import routes
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None,
             app.state.auth_ui = AuthUi.build(settings, service, auth.users,
                                              auth_server or auth.server)
             app.state.verifier = _verifier(settings, verifier, auth)
+            app.state.reach = _reach(settings, service)
             yield
 
     app = FastAPI(title="FHIR R4 server", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -137,6 +139,13 @@ def _verifier(settings: Settings, given: BearerVerifier | None,
     return BearerVerifier(auth.keys, auth.store, issuer=settings.auth_issuer)
 
 
+def _reach(settings: Settings, service: FhirService) -> OrganizationReach | None:
+    """What limits a practitioner to the patients of their organizations (None: nothing)."""
+    if settings.auth == "off" or settings.auth_clinician_scope != "organization":
+        return None
+    return OrganizationReach(service)
+
+
 async def _caller(request: HttpRequest, path: str, base: str) -> AccessContext:
     """Who is asking: the verified token's context (authorization on) or ANONYMOUS."""
     verifier: BearerVerifier | None = request.app.state.verifier
@@ -144,7 +153,9 @@ async def _caller(request: HttpRequest, path: str, base: str) -> AccessContext:
         return ANONYMOUS
     if request.method in ("GET", "HEAD") and path.strip("/") == "metadata":
         return ANONYMOUS  # the CapabilityStatement is public (SMART discovery reads it)
-    return await verifier.verify(request.headers.get("authorization"), base)
+    caller = await verifier.verify(request.headers.get("authorization"), base)
+    reach: OrganizationReach | None = request.app.state.reach
+    return caller if reach is None else await reach.apply(caller)
 
 
 async def hl7v2_endpoint(request: HttpRequest) -> HttpResponse:

@@ -177,8 +177,9 @@ async def authorize(request: HttpRequest) -> HttpResponse:
     params: dict[str, str] = {}
     for name, value in pairs:
         params.setdefault(name, value)
-    await ui.auth_server().validate_authorize(params)
-    tx = await flow.start(ui, params)
+    base = _fhir_base(request, ui)
+    await ui.auth_server().validate_authorize(params, request_base=base)
+    tx = await flow.start(ui, params, base)
     return _redirect(f"/auth/login?{urlencode({'tx': tx.id})}")
 
 
@@ -214,7 +215,7 @@ async def _login_form(request: HttpRequest, session: Session, tx: Transaction | 
                       username: str = "") -> HTMLResponse:
     app = None
     if tx is not None:
-        app = client_label(await _ui(request).auth_server().validate_authorize(tx.params))
+        app = client_label(await flow.validated(_ui(request), tx))
     return _page("login.html", status, title="Sign in", app=app, csrf=session.csrf,
                  tx=tx.id if tx else "", error=error, username=username)
 
@@ -284,7 +285,7 @@ async def patient_page(request: HttpRequest) -> HttpResponse:
 async def _patient_form(request: HttpRequest, session: Session, tx: Transaction, user: User,
                         q: str, status: int = 200, error: str | None = None) -> HTMLResponse:
     ui = _ui(request)
-    req = await ui.auth_server().validate_authorize(tx.params)
+    req = await flow.validated(ui, tx)
     choices = await pickers.patients(ui.service, user, q, _clinician_scope(ui))
     return _page("pick_patient.html", status, title="Choose a patient", app=client_label(req),
                  tx=tx.id, csrf=session.csrf, q=q, choices=choices, error=error)
@@ -320,7 +321,7 @@ async def encounter_page(request: HttpRequest) -> HttpResponse:
 async def _encounter_form(request: HttpRequest, session: Session, tx: Transaction, user: User,
                           status: int = 200, error: str | None = None) -> HTMLResponse:
     ui = _ui(request)
-    req = await ui.auth_server().validate_authorize(tx.params)
+    req = await flow.validated(ui, tx)
     patient = await pickers.patient(ui.service, user, tx.patient or "")
     choices = await pickers.encounters(ui.service, user, tx.patient or "")
     return _page("pick_encounter.html", status, title="Choose an encounter",
@@ -351,7 +352,7 @@ async def consent_page(request: HttpRequest) -> HttpResponse:
     moved = await _proceed(request, session, tx, "consent")
     if moved is not None:
         return moved
-    req = await ui.auth_server().validate_authorize(tx.params)
+    req = await flow.validated(ui, tx)
     ctx = await flow.context(ui, tx, req, user)
     patient = await pickers.patient(ui.service, user, ctx["patient"]) if ctx.get(
         "patient") else None
@@ -372,14 +373,15 @@ async def decide(request: HttpRequest) -> HttpResponse:
     if await flow.next_step(ui, tx, user) != "consent":
         raise FlowError("This sign-in is not ready for consent. Start again from the app.")
     server = ui.auth_server()
-    req = await server.validate_authorize(tx.params)
+    req = await flow.validated(ui, tx)
     if _field(form, "decision") != "approve":
         await flow.finish(ui, tx)
         return _redirect(server.deny(req))
     ticked = [v for v in form.getlist("scope") if isinstance(v, str)]
     scopes = consent.granted(req.scopes, user.role, ticked)
     url = await server.approve(req, user_id=user.id, fhir_user=user.fhir_user, role=user.role,
-                               scopes=scopes, context=await flow.context(ui, tx, req, user))
+                               scopes=scopes, context=await flow.context(ui, tx, req, user),
+                               request_base=tx.base)
     await flow.finish(ui, tx)
     return _redirect(url)
 

@@ -5,11 +5,13 @@ the authorization server; the pages own the browser side (sessions, login, picke
 consent). They meet here: the pages depend only on this protocol, never on the server's
 implementation, so either side can change behind it.
 
-Flow: `validate_authorize(params)` checks an authorize request and returns it (or raises
-`AuthorizeRedirectError` with the error redirect when the redirect URI is valid, and
-`AuthorizeError` when it is not: that error is shown on a page, never redirected). After
-the user signs in, picks and consents, `approve(...)` returns the redirect URL that
-carries the code and `state`; `deny(req)` returns the one with `error=access_denied`.
+Flow: `validate_authorize(params, request_base)` checks an authorize request and returns
+it (or raises `AuthorizeRedirectError` with the error redirect when the redirect URI is
+valid, and `AuthorizeError` when it is not: that error is shown on a page, never
+redirected). After the user signs in, picks and consents, `approve(...)` returns the
+redirect URL that carries the code and `state`; `deny(req)` returns the one with
+`error=access_denied`. `request_base` is the FHIR base URL the browser reached the pages
+at: without a configured base URL, the server checks the request's `aud` against it.
 """
 
 from __future__ import annotations
@@ -50,10 +52,12 @@ class AuthorizeRequestView(Protocol):
 class AuthorizationServer(Protocol):
     """The authorize-step interface of the SMART authorization server."""
 
-    async def validate_authorize(self, params: dict[str, str]) -> AuthorizeRequestView: ...
+    async def validate_authorize(self, params: dict[str, str], request_base: str = ""
+                                 ) -> AuthorizeRequestView: ...
 
     async def approve(self, req: Any, *, user_id: str, fhir_user: str | None,
-                      role: str | None, scopes: list[str], context: dict[str, Any]) -> str: ...
+                      role: str | None, scopes: list[str], context: dict[str, Any],
+                      request_base: str = "") -> str: ...
 
     def deny(self, req: Any) -> str: ...
 

@@ -8,7 +8,8 @@ Three kinds, after SMART App Launch 2.2's client types:
                  without redirect URIs it is a Backend Services client (client_credentials)
 
 A client may receive only the scopes it was registered with (`covers`: `system/*.rs`
-covers `system/Patient.r`; v1 `read` is v2 `rs`, `write` is `cud`, `*` is `cruds`).
+covers `system/Patient.r`; v1 `read` is v2 `rs`, `write` is `cud`, `*` is `cruds`), read
+by the resource server's parser (`fhir_server.auth.scopes`).
 Secrets are stored as SHA-256 hashes; they are random 256-bit values, so no slow hash
 is needed to resist guessing.
 """
@@ -16,21 +17,19 @@ is needed to resist guessing.
 from __future__ import annotations
 
 import hmac
-import re
 import secrets
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from fhir_server.auth.scopes import parse_scope
 from fhir_server.auth.store import digest
 
 KINDS = ("public", "symmetric", "asymmetric")
 AUTH_METHODS = {"public": ("none",),
                 "symmetric": ("client_secret_basic", "client_secret_post"),
                 "asymmetric": ("private_key_jwt",)}
-_RESOURCE_SCOPE = re.compile(r"^(patient|user|system)/([A-Za-z*]+)\.([a-z*]+)(\?.*)?$")
-_V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,13 +114,9 @@ def covers(allowed: str, requested: str) -> bool:
     """Whether a registered scope lets the client ask for `requested`."""
     if allowed == requested:
         return True
-    a, r = _RESOURCE_SCOPE.match(allowed), _RESOURCE_SCOPE.match(requested)
-    if not (a and r) or a[1] != r[1] or a[2] not in ("*", r[2]):
+    a, r = parse_scope(allowed), parse_scope(requested)
+    if a is None or r is None or a.level != r.level or a.type not in ("*", r.type):
         return False
-    if a[4] and a[4] != r[4]:  # a granular registration covers only that query
+    if a.query and a.query != r.query:  # a granular registration covers only that query
         return False
-    return set(_letters(r[3])) <= set(_letters(a[3]))
-
-
-def _letters(permission: str) -> str:
-    return _V1.get(permission, permission)
+    return r.letters <= a.letters

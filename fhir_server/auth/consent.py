@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from fhir_server.auth.roles import ALL_LETTERS, IDENTITY_SCOPES, may_grant, parse_scope
+from fhir_server.auth.roles import IDENTITY_SCOPES, may_grant
+from fhir_server.auth.scopes import LETTERS, parse_scope
 
 FIXED = {
     "openid": "Confirm that it is you who signed in",
@@ -48,7 +49,7 @@ def describe(scope: str) -> str:
     parsed = parse_scope(scope)
     if parsed is None:
         return f"Use the permission “{scope}”"
-    verbs = [_VERBS[c] for c in ALL_LETTERS if c in parsed.letters]
+    verbs = [_VERBS[c] for c in LETTERS if c in parsed.letters]
     what = "all data" if parsed.type == "*" else _plural(parsed.type)
     text = f"{_join(verbs).capitalize()} {what} {_WHOSE[parsed.level]}"
     _, _, query = scope.partition("?")

@@ -5,7 +5,9 @@ An authorize request becomes a transaction (its parameters, kept server-side for
 session's lifetime) whose id travels in the pages' URLs and forms. The first browser that
 opens it binds it to its session; another browser cannot continue it. Each page asks
 `next_step` where the transaction stands, so no step can be skipped by typing a URL, and
-the request is validated again before each step (a client removed meanwhile stops there).
+the request is validated again before each step (a client removed meanwhile stops there),
+against the FHIR base URL the browser first reached the pages at (the request's `aud` must
+name it).
 """
 
 from __future__ import annotations
@@ -69,20 +71,27 @@ class Transaction:
 
     id: str
     params: dict[str, str]
+    base: str = ""
     bind: str | None = None
     patient: str | None = None
     encounter: str | None = None
 
     def data(self) -> dict[str, Any]:
-        return {"params": self.params, "bind": self.bind, "patient": self.patient,
-                "encounter": self.encounter}
+        return {"params": self.params, "base": self.base, "bind": self.bind,
+                "patient": self.patient, "encounter": self.encounter}
 
 
-async def start(ui: AuthUi, params: dict[str, str]) -> Transaction:
-    """A new transaction for a validated authorize request."""
-    tx = Transaction(id=secrets.token_urlsafe(16), params=params)
+async def start(ui: AuthUi, params: dict[str, str], base: str) -> Transaction:
+    """A new transaction for a validated authorize request that reached the FHIR base
+    `base`."""
+    tx = Transaction(id=secrets.token_urlsafe(16), params=params, base=base)
     await save(ui, tx)
     return tx
+
+
+async def validated(ui: AuthUi, tx: Transaction) -> AuthorizeRequestView:
+    """The transaction's authorize request, checked again (the client may be gone)."""
+    return await ui.auth_server().validate_authorize(tx.params, request_base=tx.base)
 
 
 async def save(ui: AuthUi, tx: Transaction) -> None:
@@ -98,7 +107,8 @@ async def load(ui: AuthUi, tx_id: str | None, session: Session) -> Transaction:
     data = await ui.users.get_record(KIND, tx_id, time.time()) if tx_id else None
     if data is None or tx_id is None:
         raise FlowError("This sign-in has expired or is unknown. Start again from the app.")
-    tx = Transaction(id=tx_id, params=dict(data["params"]), bind=data.get("bind"),
+    tx = Transaction(id=tx_id, params=dict(data["params"]), base=data.get("base", ""),
+                     bind=data.get("bind"),
                      patient=data.get("patient"), encounter=data.get("encounter"))
     if tx.bind is None:
         tx.bind = session.bind
@@ -118,7 +128,7 @@ async def next_step(ui: AuthUi, tx: Transaction, user: User | None) -> Step:
     """Where the transaction stands for this user."""
     if user is None:
         return "login"
-    req = await ui.auth_server().validate_authorize(tx.params)
+    req = await validated(ui, tx)
     if req.launch or user.role == "patient":
         return "consent"  # the context is the EHR's, or the patient's own
     scopes = set(req.scopes)

@@ -1,9 +1,10 @@
 """The patient and encounter pickers of a standalone launch, and the checks of a launch's
 patient: every lookup goes through the FHIR service with the signed-in user's rights.
 
-The user's `AccessContext` carries the scopes their role may grant (`roles.role_scopes`)
-and, for a patient user, their own Patient as the compartment; the service's access policy
-decides what they see. A practitioner who is not an admin is, by default
+The user's `AccessContext` carries the scopes their role may grant (`roles.role_scopes`),
+their role and FHIR identity (`fhirUser`) and, for a patient user, their own Patient as the
+compartment: the service's access policy decides what they see, as it would for a token
+the user granted. A practitioner who is not an admin is, by default
 (`FHIR_AUTH_CLINICIAN_SCOPE=organization`), offered the patients of the organizations their
 PractitionerRoles name; `all` offers every patient their rights reach.
 """
@@ -35,8 +36,16 @@ class Choice:
 
 
 def user_context(user: User, patient: str | None = None) -> AccessContext:
-    """The user's rights for lookups made on their behalf."""
-    return AccessContext(subject=user.id, scopes=role_scopes(user.role), patient=patient)
+    """The user's rights for lookups made on their behalf (`patient`: the compartment of
+    their `patient/` scopes)."""
+    return AccessContext(subject=user.id, scopes=role_scopes(user.role), patient=patient,
+                         fhir_user=user.fhir_user, role=user.role)
+
+
+async def _user_context(service: FhirService, user: User) -> AccessContext:
+    """`user_context` with a patient user's own record as the compartment."""
+    own = await own_patient(service, user) if user.role == "patient" else None
+    return user_context(user, own)
 
 
 async def _call(service: FhirService, ctx: AccessContext, path: str,
@@ -70,7 +79,7 @@ async def own_patient(service: FhirService, user: User) -> str | None:
 
 async def organizations(service: FhirService, user: User) -> list[str]:
     """The organizations a practitioner works for, from their PractitionerRoles."""
-    bundle = await _call(service, user_context(user), "PractitionerRole",
+    bundle = await _call(service, await _user_context(service, user), "PractitionerRole",
                          [("practitioner", user.fhir_user or ""), ("_count", "100")])
     refs = {str((entry["resource"].get("organization") or {}).get("reference", ""))
             for entry in (bundle or {}).get("entry", [])}
@@ -93,27 +102,27 @@ async def patients(service: FhirService, user: User, text: str, clinician_scope:
         if not orgs:
             return None
         query.append(("organization", ",".join(orgs)))
-    bundle = await _call(service, user_context(user), "Patient", query)
+    bundle = await _call(service, await _user_context(service, user), "Patient", query)
     return [patient_choice(entry["resource"]) for entry in (bundle or {}).get("entry", [])
             if entry.get("search", {}).get("mode", "match") == "match"]
 
 
 async def patient(service: FhirService, user: User, patient_id: str) -> Choice | None:
     """The patient, when the user may see it."""
-    found = await _call(service, user_context(user), f"Patient/{patient_id}", [])
+    found = await _call(service, await _user_context(service, user), f"Patient/{patient_id}", [])
     return patient_choice(found) if found else None
 
 
 async def encounters(service: FhirService, user: User, patient_id: str) -> list[Choice]:
     """The patient's encounters, most recent first."""
-    bundle = await _call(service, user_context(user), "Encounter",
+    bundle = await _call(service, await _user_context(service, user), "Encounter",
                          [("patient", patient_id), ("_sort", "-date"), ("_count", str(PAGE))])
     return [encounter_choice(entry["resource"]) for entry in (bundle or {}).get("entry", [])
             if entry.get("search", {}).get("mode", "match") == "match"]
 
 
 async def encounter(service: FhirService, user: User, encounter_id: str) -> dict[str, Any] | None:
-    return await _call(service, user_context(user), f"Encounter/{encounter_id}", [])
+    return await _call(service, await _user_context(service, user), f"Encounter/{encounter_id}", [])
 
 
 def patient_choice(resource: dict[str, Any]) -> Choice:

@@ -20,10 +20,11 @@ from the token's scopes (`scopes.py`) and launch context:
 Reach, by level: `system/` is everything; `patient/` is the Patient compartment of the
 launch patient (R4 CompartmentDefinition), plus Device, Task, Contract and
 GuidanceResponse through their `patient`/`subject`, and Binary through `securityContext`;
-`user/` is everything for a practitioner, the user's own compartment for a user who is a
-Patient, and nothing of patient data for other users. Types outside all of these (shared
-data: Practitioner, Organization, Medication, terminology...) may be read under any level
-but written only with `user/` or `system/` scopes.
+`user/` is everything for a practitioner (or, where the deployment limits clinicians to
+their organizations, the patients those organizations manage), the user's own compartment
+for a user who is a Patient, and nothing of patient data for other users. Types outside
+all of these (shared data: Practitioner, Organization, Medication, terminology...) may be
+read under any level but written only with `user/` or `system/` scopes.
 """
 
 from __future__ import annotations
@@ -184,8 +185,8 @@ class SmartPolicy:
     def restriction(self, ctx: AccessContext, letters: frozenset[str], type: str
                     ) -> Restriction:
         """What the scopes granting one of `letters` on `type` let `ctx` reach."""
-        key = (ctx.scopes, ctx.patient, ctx.fhir_user, ctx.role, ctx.user_patients, letters,
-               type, self.registry.generation)
+        key = (ctx.scopes, ctx.patient, ctx.fhir_user, ctx.role, ctx.user_patients,
+               ctx.user_organizations, letters, type, self.registry.generation)
         found = self._restrictions.get(key)
         if found is None:
             found = self._compute(ctx, letters, type)
@@ -227,6 +228,8 @@ class SmartPolicy:
         codes = self._patient_params(type)
         if codes is None:  # shared data: anyone may read it, patient/ scopes may not write
             return EVERY if letters <= SEE or scope.level != "patient" else None
+        if type == "Patient" and scope.level == "user" and ctx.user_organizations is not None:
+            return _managed_by(ctx.user_organizations)
         if not patients:
             return None
         conditions: list[Condition] = [ReferenceCondition(code, "Patient", id)
@@ -329,18 +332,29 @@ def user_patients(ctx: AccessContext) -> frozenset[str] | None:
 
     A user who is a Patient reaches their own compartment; a practitioner (or a user with
     the admin role) every patient (`auth_clinician_scope` "all"), or `ctx.user_patients`
-    when set; anyone else (a RelatedPerson, a user without a FHIR identity) no patient.
-
-    Not done: `auth_clinician_scope` "organization" (the patients of the organizations a
-    practitioner works for, PractitionerRole.organization -> Patient.managingOrganization)
-    needs `ctx.user_patients` filled when the token is verified; nothing fills it yet, so a
-    practitioner reaches every patient whatever that setting says."""
+    when set (`auth_clinician_scope` "organization": the patients of the organizations the
+    practitioner works for, filled in by `fhir_server.auth.reach` when the token is
+    verified; a Patient itself is judged by its managingOrganization, so that a new one
+    can be registered); anyone else (a RelatedPerson, a user without a FHIR identity) no
+    patient."""
     kind, _, id = (ctx.fhir_user or "").partition("/")
     if kind == "Patient" and id:
         return frozenset({id})
     if kind in ("Practitioner", "PractitionerRole") or ctx.role == "admin":
         return ctx.user_patients
     return frozenset()
+
+
+def _managed_by(organizations: frozenset[str]) -> Condition | None:
+    """Patients whose managingOrganization is one of `organizations` (None: no org): a
+    practitioner limited to their organizations reaches these, and may register a patient
+    with one of them but not move one elsewhere."""
+    conditions: list[Condition] = [
+        ReferenceCondition("organization", "Organization", ref.removeprefix("Organization/"))
+        for ref in sorted(organizations)]
+    if not conditions:
+        return None
+    return conditions[0] if len(conditions) == 1 else AnyOf(tuple(conditions))
 
 
 def _as_condition(query: SearchQuery | None) -> Condition | None:

@@ -2,11 +2,12 @@
 
 The consent screen offers a requested scope only when the user's role allows it; the rest
 are listed as not available and never granted. A role is a list of rules
-`(levels, resource types, permission letters)`; a scope is grantable when one rule covers
-its level (`patient`, `user`), its resource type (a rule for "*" covers every type; a
-scope for "*" needs such a rule) and all its permission letters (v2 `cruds`; v1 `read` is
-`rs`, `write` is `cud`, `*` is all five). A granular scope (`?category=...`) narrows its
-base scope, so it is grantable when its base is.
+`(levels, resource types, permission letters)`; a scope (parsed by
+`fhir_server.auth.scopes`, as the resource server reads it) is grantable when one rule
+covers its level (`patient`, `user`), its resource type (a rule for "*" covers every type;
+a scope for "*" needs such a rule) and all its permission letters (v2 `cruds`; v1 `read`
+is `rs`, `write` is `cud`, `*` is all five). A granular scope (`?category=...`) narrows
+its base scope, so it is grantable when its base is.
 
 - clinician: every resource, read and write, as the patient or as the user;
 - nurse: reads everything; writes the records of care at the bedside;
@@ -23,12 +24,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fhir_server.auth.scopes import LETTERS as ALL_LETTERS
+from fhir_server.auth.scopes import Scope, parse_scope
+
 IDENTITY_SCOPES = frozenset({"openid", "fhirUser", "profile", "launch", "launch/patient",
                              "launch/encounter", "offline_access", "online_access"})
 """Scopes that ask for context or identity rather than data; always offered."""
-
-ALL_LETTERS = "cruds"
-_V1 = {"read": "rs", "write": "cud", "*": ALL_LETTERS}
 
 FRONT_DESK_TYPES = frozenset({
     "Patient", "RelatedPerson", "Person", "Appointment", "AppointmentResponse", "Schedule",
@@ -49,15 +50,6 @@ class Rule:
     letters: str
 
 
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """A resource scope's parts: level, type, permission letters (query ignored here)."""
-
-    level: str
-    type: str
-    letters: str
-
-
 _PU = frozenset({"patient", "user"})
 ROLES: dict[str, tuple[Rule, ...]] = {
     "clinician": (Rule(_PU, None, ALL_LETTERS),),
@@ -67,21 +59,6 @@ ROLES: dict[str, tuple[Rule, ...]] = {
     "admin": (Rule(frozenset({"patient", "user", "system"}), None, ALL_LETTERS),),
 }
 """Role name -> what it may grant. Names are what `auth user add --role` takes."""
-
-
-def parse_scope(scope: str) -> Scope | None:
-    """The parts of a resource scope (v1 or v2); None for anything else."""
-    level, slash, rest = scope.partition("/")
-    if not slash or level not in ("patient", "user", "system"):
-        return None
-    rest = rest.split("?", 1)[0]
-    type_, dot, permission = rest.partition(".")
-    if not dot or not type_:
-        return None
-    letters = _V1.get(permission, permission)
-    if not letters or any(c not in ALL_LETTERS for c in letters):
-        return None
-    return Scope(level, type_, letters)
 
 
 def may_grant(role: str, scope: str) -> bool:
@@ -99,7 +76,7 @@ def _covers(rule: Rule, scope: Scope) -> bool:
         return False
     if rule.types is not None and scope.type not in rule.types:
         return False
-    return all(letter in rule.letters for letter in scope.letters)
+    return scope.letters <= frozenset(rule.letters)
 
 
 def role_scopes(role: str) -> frozenset[str]:

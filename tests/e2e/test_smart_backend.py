@@ -216,15 +216,29 @@ def test_backend_tokens_need_an_assertion_and_an_allowed_scope(smart, keys) -> N
     assert not_allowed.json()["error"] == "invalid_scope"
 
 
-def test_the_token_reads_fhir_data_when_bearer_verification_is_on(smart, keys) -> None:
-    anonymous = httpx.get(smart["base"] + "/Patient", timeout=30)
-    if anonymous.status_code != 401:
-        pytest.skip("the resource server does not check bearer tokens in this build "
-                    "(bearer verification is a separate change): read-with-token not run")
+def test_the_token_reads_what_its_scopes_grant_and_nothing_else(smart, keys) -> None:
+    admin = cli(smart["database"], "auth", "token", "--scope", "system/*.*",
+                "--base-url", smart["base"]).strip()
+    patient = {"resourceType": "Patient", "id": "backend-1", "name": [{"family": "Read"}]}
+    put = httpx.put(smart["base"] + "/Patient/backend-1", json=patient, timeout=30,
+                    headers={"Authorization": f"Bearer {admin}",
+                             "Content-Type": "application/fhir+json"})
+    assert put.status_code in (200, 201), put.text
+    anonymous = httpx.get(smart["base"] + "/Patient/backend-1", timeout=30)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
     body = ask(smart, assertion(smart, "inline", keys["rsa"], "RS384")).json()
-    read = httpx.get(smart["base"] + "/Patient", timeout=30,
-                     headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert body["scope"] == "system/Patient.rs"
+    bearer = {"Authorization": f"Bearer {body['access_token']}"}
+    read = httpx.get(smart["base"] + "/Patient/backend-1", headers=bearer, timeout=30)
     assert read.status_code == 200, read.text
+    assert read.json()["name"] == [{"family": "Read"}]
+    found = httpx.get(smart["base"] + "/Patient", params={"family": "Read"}, headers=bearer,
+                      timeout=30)
+    assert found.status_code == 200 and found.json()["total"] == 1
+    refused = httpx.get(smart["base"] + "/Observation", headers=bearer, timeout=30)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["resourceType"] == "OperationOutcome"
 
 
 def test_cli_token_for_curl_is_signed_by_the_servers_keys(smart) -> None:

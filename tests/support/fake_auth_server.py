@@ -56,7 +56,8 @@ class FakeSmartAuthServer:
         self.clients[client_id] = client
         return client
 
-    async def validate_authorize(self, params: dict[str, str]) -> FakeAuthorizeRequest:
+    async def validate_authorize(self, params: dict[str, str], request_base: str = ""
+                                 ) -> FakeAuthorizeRequest:
         client = self.clients.get(params.get("client_id", ""))
         redirect_uri = params.get("redirect_uri", "")
         if client is None or redirect_uri not in client.redirect_uris:
@@ -73,7 +74,8 @@ class FakeSmartAuthServer:
                                     params.get("launch"))
 
     async def approve(self, req: Any, *, user_id: str, fhir_user: str | None,
-                      role: str | None, scopes: list[str], context: dict[str, Any]) -> str:
+                      role: str | None, scopes: list[str], context: dict[str, Any],
+                      request_base: str = "") -> str:
         code = secrets.token_urlsafe(16)
         self.approvals[code] = Approval(code, req.client_id, user_id, fhir_user, role,
                                         list(scopes), dict(context))

@@ -105,3 +105,34 @@ def test_task_and_device_follow_their_patient(policy: SmartPolicy) -> None:
     caller = ctx("patient/*.read")
     assert not policy.visible(caller, stored(task))
     assert policy.visible(caller, stored(device))
+
+
+def patient(id_: str, org: str | None) -> dict[str, Any]:
+    resource: dict[str, Any] = {"resourceType": "Patient", "id": id_}
+    if org:
+        resource["managingOrganization"] = {"reference": f"Organization/{org}"}
+    return resource
+
+
+def test_a_clinician_limited_to_their_organizations(policy: SmartPolicy) -> None:
+    caller = AccessContext(subject="u", scopes=frozenset({"user/*.cruds"}),
+                           fhir_user="Practitioner/pr1", role="clinician",
+                           user_patients=frozenset({"p1"}),
+                           user_organizations=frozenset({"Organization/org1"}))
+    assert policy.visible(caller, stored(patient("p1", "org1")))
+    assert not policy.visible(caller, stored(patient("p3", "org2")))
+    assert policy.visible(caller, stored(observation("p1")))
+    assert not policy.visible(caller, stored(observation("p3")))
+    policy.check_resource(caller, "create", "Patient", patient("new", "org1"))
+    for outside in (patient("new", "org2"), patient("new", None)):
+        with pytest.raises(Forbidden):
+            policy.check_resource(caller, "create", "Patient", outside)
+    with pytest.raises(Forbidden):  # moving a patient to another organization
+        policy.check_resource(caller, "update", "Patient", patient("p1", "org2"))
+    with pytest.raises(Forbidden):
+        policy.check_resource(caller, "create", "Observation", observation("p3"))
+    nowhere = AccessContext(subject="u", scopes=frozenset({"user/*.cruds"}),
+                            fhir_user="Practitioner/pr9", role="clinician",
+                            user_patients=frozenset(), user_organizations=frozenset())
+    assert not policy.visible(nowhere, stored(patient("p1", "org1")))
+    assert not policy.visible(nowhere, stored(observation("p1")))

@@ -6,7 +6,8 @@ import pytest
 
 from fhir_server.auth.consent import choices, describe, granted
 from fhir_server.auth.launch import LaunchError, launch_redirect, parse_context
-from fhir_server.auth.roles import may_grant, parse_scope
+from fhir_server.auth.roles import may_grant
+from fhir_server.auth.scopes import parse_scope
 
 
 @pytest.mark.parametrize(("role", "scope", "allowed"), [
@@ -39,7 +40,7 @@ def test_roles_grant_what_they_cover(role: str, scope: str, allowed: bool) -> No
 
 def test_scopes_v1_and_v2_parse_to_letters() -> None:
     assert parse_scope("patient/*.read") == parse_scope("patient/*.rs")
-    assert parse_scope("user/Observation.write").letters == "cud"
+    assert parse_scope("user/Observation.write").letters == frozenset("cud")
     assert parse_scope("user/Observation.rs?code=1234").type == "Observation"
     assert parse_scope("launch/patient") is None
 

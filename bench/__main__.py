@@ -42,35 +42,70 @@ QUICK_STALL_ENTRIES = 2_000
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--resources", type=int, default=100_000,
-                        help="resources to load through transaction Bundles (default 100000)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke run: {QUICK_RESOURCES} resources, {QUICK_DURATION} s per "
-                             "workload (unless given)")
+    parser.add_argument(
+        "--resources",
+        type=int,
+        default=100_000,
+        help="resources to load through transaction Bundles (default 100000)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: {QUICK_RESOURCES} resources, {QUICK_DURATION} s per "
+        "workload (unless given)",
+    )
     parser.add_argument("--duration", type=int, help="seconds per workload (default 10)")
-    parser.add_argument("--connections", type=int, default=16,
-                        help="concurrent connections per workload (default 16)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="wrk threads (default 1: wrk is not the bottleneck, and the "
-                             "other core stays free for the server)")
-    parser.add_argument("--bundle-size", type=int, default=100,
-                        help="entries per transaction Bundle (default 100)")
-    parser.add_argument("--ingest-concurrency", type=int, default=2,
-                        help="transaction Bundles in flight while loading (default 2)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=16,
+        help="concurrent connections per workload (default 16)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="wrk threads (default 1: wrk is not the bottleneck, and the "
+        "other core stays free for the server)",
+    )
+    parser.add_argument(
+        "--bundle-size", type=int, default=100, help="entries per transaction Bundle (default 100)"
+    )
+    parser.add_argument(
+        "--ingest-concurrency",
+        type=int,
+        default=2,
+        help="transaction Bundles in flight while loading (default 2)",
+    )
     parser.add_argument("--seed", type=int, default=42, help="dataset seed (default 42)")
-    parser.add_argument("--python-client", action="store_true",
-                        help="use the Python load generator even when wrk is available")
-    parser.add_argument("--no-install", action="store_true",
-                        help="do not install wrk with apt-get when it is missing")
-    parser.add_argument("--no-terminology", action="store_true",
-                        help="skip the terminology figures")
+    parser.add_argument(
+        "--python-client",
+        action="store_true",
+        help="use the Python load generator even when wrk is available",
+    )
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="do not install wrk with apt-get when it is missing",
+    )
+    parser.add_argument(
+        "--no-terminology", action="store_true", help="skip the terminology figures"
+    )
     parser.add_argument("--no-search", action="store_true", help="skip the search figures")
     parser.add_argument("--no-hl7", action="store_true", help="skip the HL7 v2 (MLLP) figures")
-    parser.add_argument("--search-size", type=int, default=1_000_000,
-                        help="resources in the generated search database (default 1000000; "
-                             f"{QUICK_SEARCH_SIZE} with --quick)")
-    parser.add_argument("--output", type=Path, default=report.RESULTS_DIR / "latest.json",
-                        help="where to write the JSON results")
+    parser.add_argument(
+        "--search-size",
+        type=int,
+        default=1_000_000,
+        help="resources in the generated search database (default 1000000; "
+        f"{QUICK_SEARCH_SIZE} with --quick)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=report.RESULTS_DIR / "latest.json",
+        help="where to write the JSON results",
+    )
     args = parser.parse_args(argv)
     if args.quick and args.resources == parser.get_default("resources"):
         args.resources = QUICK_RESOURCES
@@ -94,8 +129,7 @@ class Dataset:
 def generate(args: argparse.Namespace) -> Dataset:
     """Serializes every Bundle before the clock starts, so generation is not measured."""
     bundles, patients = [], 0
-    with tqdm(total=args.resources, desc="generating dataset", unit="res",
-              unit_scale=True) as bar:
+    with tqdm(total=args.resources, desc="generating dataset", unit="res", unit_scale=True) as bar:
         for bundle in dataset.transaction_bundles(args.resources, args.seed, args.bundle_size):
             entries = bundle["entry"]
             patients += sum(entry["resource"]["resourceType"] == "Patient" for entry in entries)
@@ -112,23 +146,41 @@ class LoadGenerator:
     name: str
     args: argparse.Namespace
 
-    def run(self, base_url: str, workload: str, data_dir: Path, label: str,
-            duration: int | None = None) -> LoadResult:
+    def run(
+        self, base_url: str, workload: str, data_dir: Path, label: str, duration: int | None = None
+    ) -> LoadResult:
         seconds = duration or self.args.duration
         if self.wrk:
-            return run_wrk(self.wrk, base_url, workload, data_dir, duration=seconds,
-                           connections=self.args.connections, threads=self.args.threads,
-                           label=label)
-        return run_python(base_url, workload, data_dir, duration=seconds,
-                          connections=self.args.connections, processes=2, label=label)
+            return run_wrk(
+                self.wrk,
+                base_url,
+                workload,
+                data_dir,
+                duration=seconds,
+                connections=self.args.connections,
+                threads=self.args.threads,
+                label=label,
+            )
+        return run_python(
+            base_url,
+            workload,
+            data_dir,
+            duration=seconds,
+            connections=self.args.connections,
+            processes=2,
+            label=label,
+        )
 
 
 def load_generator(args: argparse.Namespace) -> LoadGenerator:
     wrk = None if args.python_client else find_wrk(install=not args.no_install)
     if wrk:
         return LoadGenerator(wrk, f"{wrk_version(wrk)} ({args.threads} thread)", args)
-    print("wrk is not available: falling back to the Python load generator, which shares "
-          "the CPU with the server and may be the bottleneck", file=sys.stderr)
+    print(
+        "wrk is not available: falling back to the Python load generator, which shares "
+        "the CPU with the server and may be the bottleneck",
+        file=sys.stderr,
+    )
     return LoadGenerator(None, "Python fallback client (NOT wrk; may be the bottleneck)", args)
 
 
@@ -142,35 +194,47 @@ def write_workload_data(data_dir: Path, patient_ids: list[str], patients: int) -
 
 
 def read_patient(fhir_base: str, patient_id: str) -> bytes:
-    request = urllib.request.Request(f"{fhir_base}/Patient/{patient_id}",
-                                     headers={"Accept": "application/fhir+json"})
+    request = urllib.request.Request(
+        f"{fhir_base}/Patient/{patient_id}", headers={"Accept": "application/fhir+json"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return bytes(response.read())
 
 
-def measure_server(args: argparse.Namespace, data: Dataset, loader: LoadGenerator,
-                   scratch: Path) -> report.BenchRun:
+def measure_server(
+    args: argparse.Namespace, data: Dataset, loader: LoadGenerator, scratch: Path
+) -> report.BenchRun:
     """Everything measured against `fhir-server serve`, which is stopped afterwards."""
     with server.fhir_server(scratch / "bench.db", scratch / "server.log") as fhir:
         print(f"server up at {fhir.fhir_base} (pid {fhir.process.pid})", file=sys.stderr)
         loaded = ingest(fhir.fhir_base, data.bundles, args.ingest_concurrency)
         run = report.BenchRun(
-            resources=data.resources, patients=data.patients, bundles=len(data.bundles),
-            seed=args.seed, duration=args.duration, connections=args.connections,
-            load_generator=loader.name, ingest=loaded, memory_after_load=fhir.memory())
+            resources=data.resources,
+            patients=data.patients,
+            bundles=len(data.bundles),
+            seed=args.seed,
+            duration=args.duration,
+            connections=args.connections,
+            load_generator=loader.name,
+            ingest=loaded,
+            memory_after_load=fhir.memory(),
+        )
         if loaded.first_failure:
-            print(f"transaction ingest: first failed bundle: {loaded.first_failure}",
-                  file=sys.stderr)
+            print(
+                f"transaction ingest: first failed bundle: {loaded.first_failure}", file=sys.stderr
+            )
         if not loaded.patient_ids:
-            raise SystemExit("no Patient ids came back from the transactions (no "
-                             "response.location); cannot run the read/update workloads")
+            raise SystemExit(
+                "no Patient ids came back from the transactions (no "
+                "response.location); cannot run the read/update workloads"
+            )
         write_workload_data(scratch / "data", loaded.patient_ids, data.patients)
-        (scratch / "patient.json").write_bytes(
-            read_patient(fhir.fhir_base, loaded.patient_ids[0]))
+        (scratch / "patient.json").write_bytes(read_patient(fhir.fhir_base, loaded.patient_ids[0]))
         loader.run(fhir.base_url, "read", scratch / "data", "warm-up", duration=1)
         for workload in WORKLOADS:
-            run.loads[workload] = loader.run(fhir.base_url, workload, scratch / "data",
-                                             report.LABELS[workload])
+            run.loads[workload] = loader.run(
+                fhir.base_url, workload, scratch / "data", report.LABELS[workload]
+            )
         entries = QUICK_STALL_ENTRIES if args.quick else STALL_ENTRIES
         run.stall = stall.measure(fhir.fhir_base, loaded.patient_ids[0], entries, args.seed + 1)
         run.memory_at_end = fhir.memory()
@@ -181,8 +245,11 @@ def measure_bearer(loader: LoadGenerator, scratch: Path) -> LoadResult | str:
     """Reads by id with a bearer token against the same database, authorization on (the
     reads without it ran on the server `measure_server` stopped); a string says why not."""
     with server.fhir_server(scratch / "bench.db", scratch / "bearer.log", auth=True) as fhir:
-        env = {**os.environ, "FHIR_DATABASE": str(scratch / "bench.db"),
-               **server.auth_env(True, fhir.port)}
+        env = {
+            **os.environ,
+            "FHIR_DATABASE": str(scratch / "bench.db"),
+            **server.auth_env(True, fhir.port),
+        }
         try:
             token = bearer.bearer_token(env, scratch)
         except bearer.TokenUnavailable as why:
@@ -199,18 +266,34 @@ def measure_ceiling(loader: LoadGenerator, scratch: Path) -> LoadResult:
         return loader.run(bare.base_url, "read", scratch / "data", "bare ceiling")
 
 
-def save(run: report.BenchRun, output: Path, terms: list[terminology.Row],
-         searches: list[terminology.Row], search_size: int,
-         hl7_rows: list[hl7.Row] | None = None) -> None:
+def save(
+    run: report.BenchRun,
+    output: Path,
+    terms: list[terminology.Row],
+    searches: list[terminology.Row],
+    search_size: int,
+    hl7_rows: list[hl7.Row] | None = None,
+) -> None:
     data = report.to_json(run)
-    data["terminology"] = [{"figure": r.label, "value": r.value, "target": r.target,
-                            "met": r.met} for r in terms]
-    data["search"] = {"resources": search_size, "figures": [
-        {"figure": r.label, "p95_ms": None if math.isnan(r.value) else r.value,
-         "target": r.target, "met": r.met}
-        for r in searches]}
-    data["hl7"] = [{"figure": r.label, "value": r.value, "target": r.target, "met": r.met}
-                   for r in hl7_rows or []]
+    data["terminology"] = [
+        {"figure": r.label, "value": r.value, "target": r.target, "met": r.met} for r in terms
+    ]
+    data["search"] = {
+        "resources": search_size,
+        "figures": [
+            {
+                "figure": r.label,
+                "p95_ms": None if math.isnan(r.value) else r.value,
+                "target": r.target,
+                "met": r.met,
+            }
+            for r in searches
+        ],
+    }
+    data["hl7"] = [
+        {"figure": r.label, "value": r.value, "target": r.target, "met": r.met}
+        for r in hl7_rows or []
+    ]
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
@@ -230,10 +313,12 @@ def main(argv: list[str] | None = None) -> int:
             run.bearer = measure_bearer(loader, Path(scratch))
             run.ceiling = measure_ceiling(loader, Path(scratch))
             terms = [] if args.no_terminology else terminology.measure(Path(scratch))
-            searches = [] if args.no_search else search.measure(Path(scratch), args.search_size,
-                                                                args.seed)
-            hl7_rows = [] if args.no_hl7 else hl7.measure(Path(scratch),
-                                                          600 if args.quick else 3000)
+            searches = (
+                [] if args.no_search else search.measure(Path(scratch), args.search_size, args.seed)
+            )
+            hl7_rows = (
+                [] if args.no_hl7 else hl7.measure(Path(scratch), 600 if args.quick else 3000)
+            )
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130

@@ -11,8 +11,11 @@ from pathlib import Path
 from fastapi import FastAPI, Response
 
 FHIR_JSON = "application/fhir+json"
-PATIENT = Path(os.environ.get("BENCH_PATIENT_FILE", "")).read_bytes() if os.environ.get(
-    "BENCH_PATIENT_FILE") else b'{"resourceType":"Patient"}'
+PATIENT = (
+    Path(os.environ.get("BENCH_PATIENT_FILE", "")).read_bytes()
+    if os.environ.get("BENCH_PATIENT_FILE")
+    else b'{"resourceType":"Patient"}'
+)
 
 app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 

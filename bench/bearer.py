@@ -31,8 +31,9 @@ def bearer_token(env: dict[str, str], folder: Path) -> str:
     jwks = folder / f"{CLIENT_NAME}.jwks.json"
     key = RSAKey.generate_key(2048, parameters={"kid": CLIENT_NAME})
     jwks.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
-    client = _cli(env, "auth", "client", "add", "--name", CLIENT_NAME, "--jwks", str(jwks),
-                  "--scopes", SCOPE)
+    client = _cli(
+        env, "auth", "client", "add", "--name", CLIENT_NAME, "--jwks", str(jwks), "--scopes", SCOPE
+    )
     client_id = client.split("client_id:", 1)[-1].split()[0] if "client_id:" in client else ""
     if not client_id:
         raise TokenUnavailable("`fhir-server auth client add` printed no client id")

@@ -30,22 +30,105 @@ CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 # Fixed "today" so the data never depends on the clock.
 EPOCH = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)
 
-FAMILY = ["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis",
-          "Rodriguez", "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson",
-          "Thomas", "Taylor", "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson",
-          "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson", "Nguyen",
-          "Kowalski", "Müller", "Dubois", "Rossi", "Okafor", "Tanaka", "Silva", "Novak"]
+FAMILY = [
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sanchez",
+    "Clark",
+    "Ramirez",
+    "Lewis",
+    "Robinson",
+    "Nguyen",
+    "Kowalski",
+    "Müller",
+    "Dubois",
+    "Rossi",
+    "Okafor",
+    "Tanaka",
+    "Silva",
+    "Novak",
+]
 GIVEN = {
-    "female": ["Mary", "Patricia", "Jennifer", "Linda", "Elizabeth", "Barbara", "Susan",
-               "Jessica", "Sarah", "Karen", "Amara", "Yuki", "Sofia", "Chloé", "Ana"],
-    "male": ["James", "Robert", "John", "Michael", "David", "William", "Richard", "Joseph",
-             "Thomas", "Charles", "Chinedu", "Hiro", "Mateo", "Lukas", "José"],
+    "female": [
+        "Mary",
+        "Patricia",
+        "Jennifer",
+        "Linda",
+        "Elizabeth",
+        "Barbara",
+        "Susan",
+        "Jessica",
+        "Sarah",
+        "Karen",
+        "Amara",
+        "Yuki",
+        "Sofia",
+        "Chloé",
+        "Ana",
+    ],
+    "male": [
+        "James",
+        "Robert",
+        "John",
+        "Michael",
+        "David",
+        "William",
+        "Richard",
+        "Joseph",
+        "Thomas",
+        "Charles",
+        "Chinedu",
+        "Hiro",
+        "Mateo",
+        "Lukas",
+        "José",
+    ],
 }
-STREETS = ["Main St", "Oak Ave", "Maple Dr", "Cedar Ln", "Elm St", "Pine Rd", "Lake View Blvd",
-           "Hillcrest Ave", "Sunset Blvd", "River Rd"]
-CITIES = [("Boston", "MA", "021"), ("Springfield", "IL", "627"), ("Austin", "TX", "787"),
-          ("Portland", "OR", "972"), ("Madison", "WI", "537"), ("Denver", "CO", "802"),
-          ("Raleigh", "NC", "276"), ("Tucson", "AZ", "857")]
+STREETS = [
+    "Main St",
+    "Oak Ave",
+    "Maple Dr",
+    "Cedar Ln",
+    "Elm St",
+    "Pine Rd",
+    "Lake View Blvd",
+    "Hillcrest Ave",
+    "Sunset Blvd",
+    "River Rd",
+]
+CITIES = [
+    ("Boston", "MA", "021"),
+    ("Springfield", "IL", "627"),
+    ("Austin", "TX", "787"),
+    ("Portland", "OR", "972"),
+    ("Madison", "WI", "537"),
+    ("Denver", "CO", "802"),
+    ("Raleigh", "NC", "276"),
+    ("Tucson", "AZ", "857"),
+]
 
 # (LOINC code, display, UCUM code, unit, low, high, decimals)
 VITALS = [
@@ -124,23 +207,49 @@ def patient(rng: random.Random, index: int) -> Resource:
     birth = date(1930, 1, 1) + timedelta(days=rng.randrange(365 * 90))
     return {
         "resourceType": "Patient",
-        "identifier": [{
-            "use": "usual",
-            "type": {"coding": [coding("http://terminology.hl7.org/CodeSystem/v2-0203",
-                                       "MR", "Medical record number")]},
-            "system": MRN_SYSTEM,
-            "value": mrn(index),
-        }],
+        "identifier": [
+            {
+                "use": "usual",
+                "type": {
+                    "coding": [
+                        coding(
+                            "http://terminology.hl7.org/CodeSystem/v2-0203",
+                            "MR",
+                            "Medical record number",
+                        )
+                    ]
+                },
+                "system": MRN_SYSTEM,
+                "value": mrn(index),
+            }
+        ],
         "active": True,
-        "name": [{"use": "official", "family": rng.choice(FAMILY),
-                  "given": rng.sample(GIVEN[gender], k=rng.choice([1, 1, 2]))}],
-        "telecom": [{"system": "phone", "use": "home",
-                     "value": f"555-{rng.randrange(100, 999)}-{rng.randrange(1000, 9999)}"}],
+        "name": [
+            {
+                "use": "official",
+                "family": rng.choice(FAMILY),
+                "given": rng.sample(GIVEN[gender], k=rng.choice([1, 1, 2])),
+            }
+        ],
+        "telecom": [
+            {
+                "system": "phone",
+                "use": "home",
+                "value": f"555-{rng.randrange(100, 999)}-{rng.randrange(1000, 9999)}",
+            }
+        ],
         "gender": gender,
         "birthDate": birth.isoformat(),
-        "address": [{"use": "home", "line": [f"{rng.randrange(1, 9999)} {rng.choice(STREETS)}"],
-                     "city": city, "state": state,
-                     "postalCode": f"{zip_prefix}{rng.randrange(100):02d}", "country": "US"}],
+        "address": [
+            {
+                "use": "home",
+                "line": [f"{rng.randrange(1, 9999)} {rng.choice(STREETS)}"],
+                "city": city,
+                "state": state,
+                "postalCode": f"{zip_prefix}{rng.randrange(100):02d}",
+                "country": "US",
+            }
+        ],
     }
 
 
@@ -153,8 +262,10 @@ def encounter(rng: random.Random, subject: str, start: datetime) -> Resource:
         "class": coding(ACT_CODE, class_code, class_display),
         "type": [{"coding": [coding(SNOMED, type_code, type_display)]}],
         "subject": {"reference": subject},
-        "period": {"start": instant(start),
-                   "end": instant(start + timedelta(hours=rng.uniform(0.3, hours)))},
+        "period": {
+            "start": instant(start),
+            "end": instant(start + timedelta(hours=rng.uniform(0.3, hours))),
+        },
     }
 
 
@@ -169,8 +280,9 @@ def observation(rng: random.Random, subject: str, context: str, when: datetime) 
     resource: Resource = {
         "resourceType": "Observation",
         "status": "final",
-        "category": [{"coding": [coding(OBS_CATEGORY, category, category.replace("-", " ")
-                                        .title())]}],
+        "category": [
+            {"coding": [coding(OBS_CATEGORY, category, category.replace("-", " ").title())]}
+        ],
         "subject": {"reference": subject},
         "encounter": {"reference": context},
         "effectiveDateTime": instant(when),
@@ -179,8 +291,10 @@ def observation(rng: random.Random, subject: str, context: str, when: datetime) 
     if kind >= 0.85:
         resource["code"] = {"coding": [coding(LOINC, *BP_PANEL)], "text": "Blood pressure"}
         resource["component"] = [
-            {"code": {"coding": [coding(LOINC, code, display)]},
-             "valueQuantity": quantity(rng.randrange(low, high), "mmHg", "mm[Hg]")}
+            {
+                "code": {"coding": [coding(LOINC, code, display)]},
+                "valueQuantity": quantity(rng.randrange(low, high), "mmHg", "mm[Hg]"),
+            }
             for code, display, low, high in (SYSTOLIC, DIASTOLIC)
         ]
         return resource
@@ -198,8 +312,9 @@ def condition(rng: random.Random, subject: str, context: str, when: datetime) ->
         "resourceType": "Condition",
         "clinicalStatus": {"coding": [coding(CLINICAL_STATUS, "active", "Active")]},
         "verificationStatus": {"coding": [coding(VERIFICATION, "confirmed", "Confirmed")]},
-        "category": [{"coding": [coding(CONDITION_CATEGORY, "problem-list-item",
-                                        "Problem List Item")]}],
+        "category": [
+            {"coding": [coding(CONDITION_CATEGORY, "problem-list-item", "Problem List Item")]}
+        ],
         "code": {"coding": [coding(SNOMED, code, display)], "text": display},
         "subject": {"reference": subject},
         "encounter": {"reference": context},
@@ -241,15 +356,20 @@ def transaction(groups: list[PatientGroup]) -> Resource:
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
-            {"fullUrl": full_url, "resource": resource,
-             "request": {"method": "POST", "url": resource["resourceType"]}}
-            for group in groups for full_url, resource in group.entries
+            {
+                "fullUrl": full_url,
+                "resource": resource,
+                "request": {"method": "POST", "url": resource["resourceType"]},
+            }
+            for group in groups
+            for full_url, resource in group.entries
         ],
     }
 
 
-def transaction_bundles(n_resources: int, seed: int = 42,
-                        bundle_size: int = 100) -> Iterator[Resource]:
+def transaction_bundles(
+    n_resources: int, seed: int = 42, bundle_size: int = 100
+) -> Iterator[Resource]:
     """Transaction Bundles of about `bundle_size` entries; a patient group is never split."""
     pending: list[PatientGroup] = []
     count = 0

@@ -61,8 +61,10 @@ def ingest(fhir_base: str, bundles: list[PreparedBundle], concurrency: int) -> I
     lock = threading.Lock()
     total = sum(bundle.resources for bundle in bundles)
     with tqdm(total=total, desc="transaction ingest", unit="res", unit_scale=True) as bar:
-        workers = [threading.Thread(target=post_all, args=(fhir_base, work, result, lock, bar))
-                   for _ in range(concurrency)]
+        workers = [
+            threading.Thread(target=post_all, args=(fhir_base, work, result, lock, bar))
+            for _ in range(concurrency)
+        ]
         started = time.perf_counter()
         for worker in workers:
             work.put(None)
@@ -73,8 +75,13 @@ def ingest(fhir_base: str, bundles: list[PreparedBundle], concurrency: int) -> I
     return result
 
 
-def post_all(fhir_base: str, work: queue.Queue[PreparedBundle | None], result: IngestResult,
-             lock: threading.Lock, bar: tqdm[Any]) -> None:
+def post_all(
+    fhir_base: str,
+    work: queue.Queue[PreparedBundle | None],
+    result: IngestResult,
+    lock: threading.Lock,
+    bar: tqdm[Any],
+) -> None:
     url = urlsplit(fhir_base)
     assert url.hostname, f"no host in {fhir_base}"
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=300)
@@ -88,12 +95,14 @@ def post_all(fhir_base: str, work: queue.Queue[PreparedBundle | None], result: I
         connection.close()
 
 
-def post(connection: http.client.HTTPConnection, path: str,
-         body: bytes) -> tuple[int, bytes, float]:
+def post(
+    connection: http.client.HTTPConnection, path: str, body: bytes
+) -> tuple[int, bytes, float]:
     started = time.perf_counter()
     try:
-        connection.request("POST", path, body=body,
-                           headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
+        connection.request(
+            "POST", path, body=body, headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
+        )
         response = connection.getresponse()
         answer = response.read()
     except (OSError, http.client.HTTPException) as error:
@@ -102,8 +111,9 @@ def post(connection: http.client.HTTPConnection, path: str,
     return response.status, answer, (time.perf_counter() - started) * 1000
 
 
-def record(result: IngestResult, bundle: PreparedBundle, status: int, body: bytes,
-           elapsed_ms: float) -> None:
+def record(
+    result: IngestResult, bundle: PreparedBundle, status: int, body: bytes, elapsed_ms: float
+) -> None:
     result.latencies_ms.append(elapsed_ms)
     if not 200 <= status < 300:
         result.failed_bundles[status] = result.failed_bundles.get(status, 0) + 1

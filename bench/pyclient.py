@@ -51,8 +51,14 @@ class Workload:
         return "PUT", f"/fhir/Patient/{resource_id}", body
 
 
-def client_loop(base_url: str, workload: Workload, kind: str, deadline: float,
-                latencies: list[float], statuses: Counter[int]) -> None:
+def client_loop(
+    base_url: str,
+    workload: Workload,
+    kind: str,
+    deadline: float,
+    latencies: list[float],
+    statuses: Counter[int],
+) -> None:
     url = urlsplit(base_url)
     assert url.hostname, f"no host in {base_url}"
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
@@ -77,9 +83,20 @@ def process_main(args: tuple[str, str, str, float, int, int]) -> tuple[list[floa
     deadline = time.perf_counter() + duration
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
-    threads = [threading.Thread(target=client_loop, args=(
-        base_url, Workload(Path(data_dir), seed * 1000 + i), kind, deadline, latencies, statuses))
-        for i in range(connections)]
+    threads = [
+        threading.Thread(
+            target=client_loop,
+            args=(
+                base_url,
+                Workload(Path(data_dir), seed * 1000 + i),
+                kind,
+                deadline,
+                latencies,
+                statuses,
+            ),
+        )
+        for i in range(connections)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -87,12 +104,22 @@ def process_main(args: tuple[str, str, str, float, int, int]) -> tuple[list[floa
     return latencies, statuses
 
 
-def run_python(base_url: str, workload: str, data_dir: Path, *, duration: int,
-               connections: int, processes: int, label: str) -> LoadResult:
+def run_python(
+    base_url: str,
+    workload: str,
+    data_dir: Path,
+    *,
+    duration: int,
+    connections: int,
+    processes: int,
+    label: str,
+) -> LoadResult:
     """Runs `workload` for `duration` seconds with `connections` spread over `processes`."""
     per_process = max(1, connections // processes)
-    jobs = [(base_url, str(data_dir), workload, float(duration), per_process, i)
-            for i in range(processes)]
+    jobs = [
+        (base_url, str(data_dir), workload, float(duration), per_process, i)
+        for i in range(processes)
+    ]
     started = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         pending = pool.map_async(process_main, jobs)

@@ -50,13 +50,22 @@ COLUMNS = ("search", "p50", "p95", "target", "met?")
 
 # -- building the database -----------------------------------------------------------------
 
+
 def practitioner(index: int) -> dict[str, Any]:
     rng = random.Random(f"practitioner-{index}")
-    return {"resourceType": "Practitioner", "id": f"gp-{index}",
-            "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi",
-                            "value": f"{1000000000 + index}"}],
-            "name": [{"family": f"{rng.choice(dataset.FAMILY)}{index}",
-                      "given": [rng.choice(dataset.GIVEN['female'])]}]}
+    return {
+        "resourceType": "Practitioner",
+        "id": f"gp-{index}",
+        "identifier": [
+            {"system": "http://hl7.org/fhir/sid/us-npi", "value": f"{1000000000 + index}"}
+        ],
+        "name": [
+            {
+                "family": f"{rng.choice(dataset.FAMILY)}{index}",
+                "given": [rng.choice(dataset.GIVEN["female"])],
+            }
+        ],
+    }
 
 
 def _chunk_resources(seed: int, chunk: int, size: int) -> list[dict[str, Any]]:
@@ -67,8 +76,10 @@ def _chunk_resources(seed: int, chunk: int, size: int) -> list[dict[str, Any]]:
     while len(out) < size:
         group = dataset.patient_group(rng, index)
         index += 1
-        urls = {url: f"{res['resourceType']}/{url.removeprefix('urn:uuid:')}"
-                for url, res in group.entries}
+        urls = {
+            url: f"{res['resourceType']}/{url.removeprefix('urn:uuid:')}"
+            for url, res in group.entries
+        }
         for url, resource in group.entries:
             resource["id"] = url.removeprefix("urn:uuid:")
             for key in ("subject", "encounter"):
@@ -91,12 +102,14 @@ def _big_patient() -> list[dict[str, Any]]:
     encounters = 0
     while len(out) < EVERYTHING_SIZE:
         encounter = dataset.encounter(rng, "Patient/everything", start) | {
-            "id": f"everything-enc-{encounters}"}
+            "id": f"everything-enc-{encounters}"
+        }
         encounters += 1
         out.append(encounter)
         for _ in range(min(9, EVERYTHING_SIZE - len(out))):
-            obs = dataset.observation(rng, "Patient/everything", f"Encounter/{encounter['id']}",
-                                      start)
+            obs = dataset.observation(
+                rng, "Patient/everything", f"Encounter/{encounter['id']}", start
+            )
             out.append(obs | {"id": f"everything-obs-{len(out)}"})
     return out
 
@@ -107,8 +120,14 @@ def _prepare(resources: list[dict[str, Any]]) -> list[tuple[str, str, bytes, lis
     prepared = []
     for resource in resources:
         resource["meta"] = {"versionId": "1", "lastUpdated": STAMP}
-        prepared.append((resource["resourceType"], resource["id"], orjson.dumps(resource),
-                         indexer.extract(resource)))
+        prepared.append(
+            (
+                resource["resourceType"],
+                resource["id"],
+                orjson.dumps(resource),
+                indexer.extract(resource),
+            )
+        )
     return prepared
 
 
@@ -120,6 +139,7 @@ def _worker_indexer() -> Any:
     if _INDEXER is None:
         from fhir_server.search.extract import Indexer
         from fhir_server.search.registry import build_registry
+
         _INDEXER = Indexer(build_registry())
     return _INDEXER
 
@@ -129,8 +149,9 @@ def _prepare_chunk(job: tuple[int, int, int]) -> list[tuple[str, str, bytes, lis
     return _prepare(_chunk_resources(seed, chunk, size))
 
 
-async def _write(path: Path, batches: Iterator[list[tuple[str, str, bytes, list[Any]]]],
-                 bar: tqdm[Any]) -> None:
+async def _write(
+    path: Path, batches: Iterator[list[tuple[str, str, bytes, list[Any]]]], bar: tqdm[Any]
+) -> None:
     from fhir_server.storage.base import StoredResource
     from fhir_server.storage.sqlite import SQLiteStorage
 
@@ -173,10 +194,14 @@ def database(size: int, seed: int) -> Path:
         leftover.unlink()
     fixed = [practitioner(i) for i in range(PRACTITIONERS)] + _big_patient()
     rest = size - len(fixed)
-    jobs = [(seed, chunk, min(CHUNK, rest - chunk * CHUNK))
-            for chunk in range((rest + CHUNK - 1) // CHUNK)]
-    with tqdm(total=size, desc="building the search database", unit="res",
-              unit_scale=True) as bar, multiprocessing.get_context("spawn").Pool(2) as pool:
+    jobs = [
+        (seed, chunk, min(CHUNK, rest - chunk * CHUNK))
+        for chunk in range((rest + CHUNK - 1) // CHUNK)
+    ]
+    with (
+        tqdm(total=size, desc="building the search database", unit="res", unit_scale=True) as bar,
+        multiprocessing.get_context("spawn").Pool(2) as pool,
+    ):
         chunks = pool.imap(_prepare_chunk, jobs)
         asyncio.run(_write(partial, itertools.chain([_prepare(fixed)], chunks), bar))
     partial.rename(path)  # closed cleanly: SQLite has folded its WAL into the file
@@ -184,6 +209,7 @@ def database(size: int, seed: int) -> Path:
 
 
 # -- measuring -----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Probe:
@@ -210,39 +236,77 @@ def probes(client: httpx.Client, size: int) -> list[Probe]:
         return f"/{type}?{urlencode(params)}" if type else f"?{urlencode(params)}"
 
     return [
-        Probe("token: Observation?code=loinc|x", SINGLE_TARGET_MS,
-              lambda i: query("Observation", code=f"{dataset.LOINC}|{codes[i % len(codes)]}")),
-        Probe("reference: Observation?subject=Patient/x", SINGLE_TARGET_MS,
-              lambda i: query("Observation", subject=f"Patient/{patients[i % len(patients)]}")),
-        Probe("date: Observation?date=day", SINGLE_TARGET_MS,
-              lambda i: query("Observation", date=_shift(day, i))),
-        Probe("string: Patient?name=prefix", SINGLE_TARGET_MS,
-              lambda i: query("Patient", name=families[i % len(families)][:3])),
-        Probe("chain: Observation?subject:Patient.general-practitioner.name=x",
-              CHAIN_TARGET_MS,
-              lambda i: query("Observation", **{
-                  "subject:Patient.general-practitioner.name": practitioner(i % 50)["name"][0][
-                      "family"]})),
-        Probe("chain: Observation?encounter.subject.identifier=mrn", CHAIN_TARGET_MS,
-              lambda i: query("Observation", **{
-                  "encounter.subject.identifier": mrn(i)})),
-        Probe("_has: Patient?_has:Encounter:subject:_id=x", CHAIN_TARGET_MS,
-              lambda i: query("Patient", **{"_has:Encounter:subject:_id":
-                                            encounters[i % len(encounters)]})),
-        Probe("_summary=count over every resource", COUNT_TARGET_MS,
-              lambda i: query("", _summary="count"), samples=50),
-        Probe("_summary=count: Observation?code=loinc|x", COUNT_TARGET_MS,
-              lambda i: query("Observation", _summary="count",
-                              code=f"{dataset.LOINC}|{codes[i % len(codes)]}"), samples=50),
-        Probe(f"Patient/$everything, {EVERYTHING_SIZE} resources (_count=1000)",
-              EVERYTHING_TARGET_MS, lambda i: "/Patient/everything/$everything?_count=1000",
-              samples=30),
+        Probe(
+            "token: Observation?code=loinc|x",
+            SINGLE_TARGET_MS,
+            lambda i: query("Observation", code=f"{dataset.LOINC}|{codes[i % len(codes)]}"),
+        ),
+        Probe(
+            "reference: Observation?subject=Patient/x",
+            SINGLE_TARGET_MS,
+            lambda i: query("Observation", subject=f"Patient/{patients[i % len(patients)]}"),
+        ),
+        Probe(
+            "date: Observation?date=day",
+            SINGLE_TARGET_MS,
+            lambda i: query("Observation", date=_shift(day, i)),
+        ),
+        Probe(
+            "string: Patient?name=prefix",
+            SINGLE_TARGET_MS,
+            lambda i: query("Patient", name=families[i % len(families)][:3]),
+        ),
+        Probe(
+            "chain: Observation?subject:Patient.general-practitioner.name=x",
+            CHAIN_TARGET_MS,
+            lambda i: query(
+                "Observation",
+                **{
+                    "subject:Patient.general-practitioner.name": practitioner(i % 50)["name"][0][
+                        "family"
+                    ]
+                },
+            ),
+        ),
+        Probe(
+            "chain: Observation?encounter.subject.identifier=mrn",
+            CHAIN_TARGET_MS,
+            lambda i: query("Observation", **{"encounter.subject.identifier": mrn(i)}),
+        ),
+        Probe(
+            "_has: Patient?_has:Encounter:subject:_id=x",
+            CHAIN_TARGET_MS,
+            lambda i: query(
+                "Patient", **{"_has:Encounter:subject:_id": encounters[i % len(encounters)]}
+            ),
+        ),
+        Probe(
+            "_summary=count over every resource",
+            COUNT_TARGET_MS,
+            lambda i: query("", _summary="count"),
+            samples=50,
+        ),
+        Probe(
+            "_summary=count: Observation?code=loinc|x",
+            COUNT_TARGET_MS,
+            lambda i: query(
+                "Observation", _summary="count", code=f"{dataset.LOINC}|{codes[i % len(codes)]}"
+            ),
+            samples=50,
+        ),
+        Probe(
+            f"Patient/$everything, {EVERYTHING_SIZE} resources (_count=1000)",
+            EVERYTHING_TARGET_MS,
+            lambda i: "/Patient/everything/$everything?_count=1000",
+            samples=30,
+        ),
     ]
 
 
 def _shift(day: str, i: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(time.mktime(time.strptime(day, "%Y-%m-%d"))
-                                                 - 86400 * (i % 300)))
+    return time.strftime(
+        "%Y-%m-%d", time.gmtime(time.mktime(time.strptime(day, "%Y-%m-%d")) - 86400 * (i % 300))
+    )
 
 
 def _ids(client: httpx.Client, type: str, count: int) -> list[str]:
@@ -259,8 +323,9 @@ def latency(client: httpx.Client, probe: Probe) -> Latency:
         _ok(client.get(probe.path(i)))
         timings.append((time.perf_counter() - start) * 1000)
     timings.sort()
-    return Latency(timings[len(timings) // 2],
-                   timings[min(len(timings) - 1, len(timings) * 95 // 100)])
+    return Latency(
+        timings[len(timings) // 2], timings[min(len(timings) - 1, len(timings) * 95 // 100)]
+    )
 
 
 def _ok(response: httpx.Response) -> None:
@@ -275,19 +340,37 @@ def _ok(response: httpx.Response) -> None:
 def measure(scratch: Path, size: int, seed: int) -> list[Row]:
     path = database(size, seed)
     rows = []
-    with server.fhir_server(path, scratch / "search.log") as fhir, \
-            httpx.Client(base_url=fhir.fhir_base, timeout=120,
-                         headers={"Prefer": "handling=strict"}) as client:
+    with (
+        server.fhir_server(path, scratch / "search.log") as fhir,
+        httpx.Client(
+            base_url=fhir.fhir_base, timeout=120, headers={"Prefer": "handling=strict"}
+        ) as client,
+    ):
         for probe in probes(client, size):
             try:
                 found = latency(client, probe)
             except RuntimeError as error:
-                rows.append(Row(probe.label, "—", f"failed: {error}",
-                                f"p95 ≤ {probe.target_ms:g} ms", False, float("nan")))
+                rows.append(
+                    Row(
+                        probe.label,
+                        "—",
+                        f"failed: {error}",
+                        f"p95 ≤ {probe.target_ms:g} ms",
+                        False,
+                        float("nan"),
+                    )
+                )
                 continue
-            rows.append(Row(probe.label, ms(found.p50), ms(found.p95),
-                            f"p95 ≤ {probe.target_ms:g} ms", found.p95 <= probe.target_ms,
-                            found.p95))
+            rows.append(
+                Row(
+                    probe.label,
+                    ms(found.p50),
+                    ms(found.p95),
+                    f"p95 ≤ {probe.target_ms:g} ms",
+                    found.p95 <= probe.target_ms,
+                    found.p95,
+                )
+            )
     return rows
 
 

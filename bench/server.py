@@ -24,8 +24,18 @@ HOST = "127.0.0.1"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN_DIR = Path(sys.executable).parent
 # What `fhir-server serve` runs: uvicorn, one worker, uvloop and httptools.
-UVICORN_OPTIONS = ["--loop", "uvloop", "--http", "httptools", "--workers", "1",
-                   "--no-server-header", "--log-level", "warning", "--no-access-log"]
+UVICORN_OPTIONS = [
+    "--loop",
+    "uvloop",
+    "--http",
+    "httptools",
+    "--workers",
+    "1",
+    "--no-server-header",
+    "--log-level",
+    "warning",
+    "--no-access-log",
+]
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 
@@ -71,8 +81,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def fhir_server(db_path: Path, log_path: Path, *, auth: bool = False
-                ) -> Iterator[RunningServer]:
+def fhir_server(db_path: Path, log_path: Path, *, auth: bool = False) -> Iterator[RunningServer]:
     """`fhir-server serve` on a free port with FHIR_DATABASE=db_path, until the block ends.
 
     Authorization is off unless `auth`; with it, FHIR_BASE_URL is the server's own base
@@ -95,20 +104,38 @@ def auth_env(auth: bool, port: int) -> dict[str, str]:
 def bare_server(patient_file: Path, log_path: Path) -> Iterator[RunningServer]:
     """The bare FastAPI ceiling app serving the bytes in `patient_file`."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--app-dir",
-               str(PROJECT_ROOT), "--host", HOST, "--port", str(port), *UVICORN_OPTIONS]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.bare_app:app",
+        "--app-dir",
+        str(PROJECT_ROOT),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        *UVICORN_OPTIONS,
+    ]
     env = {**os.environ, "BENCH_PATIENT_FILE": str(patient_file)}
     with running(command, env, port, log_path) as server:
         yield server
 
 
 @contextlib.contextmanager
-def running(command: list[str], env: dict[str, str], port: int,
-            log_path: Path) -> Iterator[RunningServer]:
+def running(
+    command: list[str], env: dict[str, str], port: int, log_path: Path
+) -> Iterator[RunningServer]:
     with log_path.open("wb") as log:
         # Own session: Ctrl-C reaches only us, and we stop the server in order.
-        process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     server = RunningServer(process, port, log_path)
     try:
         wait_until_ready(server)
@@ -121,13 +148,17 @@ def wait_until_ready(server: RunningServer, timeout: float = START_TIMEOUT_S) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise ServerStartError(f"server exited with {server.process.returncode}; "
-                                   f"its log ends with:\n{server.log_tail()}")
+            raise ServerStartError(
+                f"server exited with {server.process.returncode}; "
+                f"its log ends with:\n{server.log_tail()}"
+            )
         if metadata_status(server.fhir_base) == 200:
             return
         time.sleep(0.2)
-    raise ServerStartError(f"no 200 from {server.fhir_base}/metadata in {timeout:.0f} s; "
-                           f"its log ends with:\n{server.log_tail()}")
+    raise ServerStartError(
+        f"no 200 from {server.fhir_base}/metadata in {timeout:.0f} s; "
+        f"its log ends with:\n{server.log_tail()}"
+    )
 
 
 def metadata_status(fhir_base: str) -> int | None:

@@ -38,8 +38,12 @@ class StallResult:
     @property
     def met(self) -> bool:
         p99 = self.percentile(0.99)
-        return (p99 is not None and p99 <= P99_TARGET_MS and not self.errors
-                and self.transaction_status == 200)
+        return (
+            p99 is not None
+            and p99 <= P99_TARGET_MS
+            and not self.errors
+            and self.transaction_status == 200
+        )
 
 
 def transaction_body(entries: int, seed: int) -> bytes:
@@ -87,8 +91,9 @@ def _read(connection: http.client.HTTPConnection, path: str) -> int:
     return response.status
 
 
-def _read_until(connection: http.client.HTTPConnection, path: str, done: threading.Event,
-                result: StallResult) -> None:
+def _read_until(
+    connection: http.client.HTTPConnection, path: str, done: threading.Event, result: StallResult
+) -> None:
     due = time.perf_counter()
     while not done.is_set():
         wait = due - time.perf_counter()

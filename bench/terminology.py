@@ -69,14 +69,16 @@ def sample(call: Callable[[], httpx.Response], samples: int = SAMPLES) -> Latenc
         _ok(call())
         timings.append((time.perf_counter() - start) * 1000)
     timings.sort()
-    return Latency(timings[len(timings) // 2], timings[min(len(timings) - 1,
-                                                           len(timings) * 95 // 100)])
+    return Latency(
+        timings[len(timings) // 2], timings[min(len(timings) - 1, len(timings) * 95 // 100)]
+    )
 
 
 def _ok(response: httpx.Response) -> httpx.Response:
     if response.status_code != 200:
-        raise RuntimeError(f"{response.request.url} answered {response.status_code}: "
-                           f"{response.text[:300]}")
+        raise RuntimeError(
+            f"{response.request.url} answered {response.status_code}: {response.text[:300]}"
+        )
     return response
 
 
@@ -91,13 +93,20 @@ def measure(scratch: Path) -> list[Row]:
     rows = []
     started = startup_seconds(scratch)
     rows.append(_time_row("server start-up, R4 terminology loaded", started, STARTUP_TARGET_S))
-    with server.fhir_server(scratch / "terminology.db", scratch / "terminology.log") as fhir, \
-            httpx.Client(base_url=fhir.fhir_base, timeout=60) as client:
-        validate = sample(lambda: client.get("/ValueSet/$validate-code", params={
-            "url": GENDER_VS, "system": GENDER, "code": "female"}))
+    with (
+        server.fhir_server(scratch / "terminology.db", scratch / "terminology.log") as fhir,
+        httpx.Client(base_url=fhir.fhir_base, timeout=60) as client,
+    ):
+        validate = sample(
+            lambda: client.get(
+                "/ValueSet/$validate-code",
+                params={"url": GENDER_VS, "system": GENDER, "code": "female"},
+            )
+        )
         rows.append(_latency_row("ValueSet/$validate-code", validate, VALIDATE_TARGET_MS))
-        expand = sample(lambda: client.get("/ValueSet/$expand", params={"url": SERVICE_TYPE_VS}),
-                        samples=100)
+        expand = sample(
+            lambda: client.get("/ValueSet/$expand", params={"url": SERVICE_TYPE_VS}), samples=100
+        )
         rows.append(_latency_row("ValueSet/$expand, 596 codes", expand, EXPAND_TARGET_MS))
         rows.extend(_snomed_rows(client, scratch))
     return rows
@@ -109,29 +118,50 @@ def _snomed_rows(client: httpx.Client, scratch: Path) -> list[Row]:
     start = time.perf_counter()
     imported = import_snomed(folder)
     body = orjson.dumps({**imported.code_system, "id": "snomed-fixture"})
-    _ok_created(client.put("/CodeSystem/snomed-fixture", content=body,
-                           headers={"Content-Type": "application/fhir+json"}))
+    _ok_created(
+        client.put(
+            "/CodeSystem/snomed-fixture",
+            content=body,
+            headers={"Content-Type": "application/fhir+json"},
+        )
+    )
     loaded = time.perf_counter() - start
-    row = _time_row(f"SNOMED-style fixture, {FIXTURE_CONCEPTS:,} concepts: import + store",
-                    loaded, FIXTURE_LOAD_TARGET_S)
+    row = _time_row(
+        f"SNOMED-style fixture, {FIXTURE_CONCEPTS:,} concepts: import + store",
+        loaded,
+        FIXTURE_LOAD_TARGET_S,
+    )
     root, leaf = codes[0], codes[-1]
-    subsumes = sample(lambda: client.get("/CodeSystem/$subsumes", params={
-        "system": SNOMED, "codeA": root, "codeB": leaf}))
-    return [row, _latency_row("CodeSystem/$subsumes on the fixture (HTTP round trip)",
-                              subsumes, SUBSUMES_TARGET_MS)]
+    subsumes = sample(
+        lambda: client.get(
+            "/CodeSystem/$subsumes", params={"system": SNOMED, "codeA": root, "codeB": leaf}
+        )
+    )
+    return [
+        row,
+        _latency_row(
+            "CodeSystem/$subsumes on the fixture (HTTP round trip)", subsumes, SUBSUMES_TARGET_MS
+        ),
+    ]
 
 
 def _ok_created(response: httpx.Response) -> None:
     if response.status_code not in (200, 201):
-        raise RuntimeError(f"storing the fixture answered {response.status_code}: "
-                           f"{response.text[:300]}")
+        raise RuntimeError(
+            f"storing the fixture answered {response.status_code}: {response.text[:300]}"
+        )
 
 
 def _latency_row(label: str, latency: Latency, target_ms: float) -> Row:
-    return Row(label, ms(latency.p50), ms(latency.p95), f"p95 ≤ {target_ms:g} ms",
-               latency.p95 <= target_ms, latency.p95)
+    return Row(
+        label,
+        ms(latency.p50),
+        ms(latency.p95),
+        f"p95 ≤ {target_ms:g} ms",
+        latency.p95 <= target_ms,
+        latency.p95,
+    )
 
 
 def _time_row(label: str, seconds: float, target_s: float) -> Row:
-    return Row(label, "—", f"{seconds:.2f} s", f"≤ {target_s:g} s", seconds <= target_s,
-               seconds)
+    return Row(label, "—", f"{seconds:.2f} s", f"≤ {target_s:g} s", seconds <= target_s, seconds)

@@ -50,8 +50,11 @@ class LoadResult:
         """`0`, or the count followed by what made it up: `12 (409×10, socket×2)`."""
         if not self.errors:
             return "0"
-        parts = [f"{status}×{n}" for status, n in sorted(self.statuses.items())
-                 if not 200 <= status < 300]
+        parts = [
+            f"{status}×{n}"
+            for status, n in sorted(self.statuses.items())
+            if not 200 <= status < 300
+        ]
         if self.non_2xx and not parts:
             parts.append(f"non-2xx×{self.non_2xx}")
         if self.socket_errors:
@@ -71,9 +74,11 @@ def find_wrk(install: bool = True) -> str | None:
     if not shutil.which("apt-get") or os.geteuid() != 0:
         print("wrk not found, and apt-get cannot be used here (needs root)", file=sys.stderr)
         return None
-    for command in (["apt-get", "install", "-y", "-q", "wrk"],
-                    ["apt-get", "update", "-q"],
-                    ["apt-get", "install", "-y", "-q", "wrk"]):
+    for command in (
+        ["apt-get", "install", "-y", "-q", "wrk"],
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "wrk"],
+    ):
         print(f"wrk not found; running: {' '.join(command)}", file=sys.stderr)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, check=False)
@@ -99,14 +104,34 @@ def script_for(workload: str, directory: Path) -> Path:
     return path
 
 
-def run_wrk(wrk: str, base_url: str, workload: str, data_dir: Path, *,
-            duration: int, connections: int, threads: int, label: str) -> LoadResult:
+def run_wrk(
+    wrk: str,
+    base_url: str,
+    workload: str,
+    data_dir: Path,
+    *,
+    duration: int,
+    connections: int,
+    threads: int,
+    label: str,
+) -> LoadResult:
     """Runs one workload for `duration` seconds and returns what wrk measured."""
-    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
-               "--timeout", "10s", "-s", str(script_for(workload, data_dir)), base_url]
+    command = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script_for(workload, data_dir)),
+        base_url,
+    ]
     env = {**os.environ, "BENCH_DATA": str(data_dir), "BENCH_RUN": f"{workload}{time.time_ns()}"}
-    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as process:
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
         try:
             tick_seconds(label, duration, lambda: process.poll() is None)
             stdout, stderr = process.communicate()
@@ -120,8 +145,9 @@ def run_wrk(wrk: str, base_url: str, workload: str, data_dir: Path, *,
 
 def tick_seconds(label: str, duration: int, is_running: Callable[[], bool]) -> None:
     """A progress bar over the run's seconds while the load generator works."""
-    with tqdm(total=duration, desc=label, leave=False,
-              bar_format="{desc}: {bar} {n_fmt}/{total_fmt} s") as bar:
+    with tqdm(
+        total=duration, desc=label, leave=False, bar_format="{desc}: {bar} {n_fmt}/{total_fmt} s"
+    ) as bar:
         started = time.monotonic()
         while is_running() and bar.n < duration:
             time.sleep(0.25)
@@ -132,7 +158,7 @@ def parse_wrk_output(text: str) -> LoadResult:
     """Parses the JSON line from common.lua's `done()`, else wrk's text report."""
     for line in text.splitlines():
         if line.startswith(JSON_MARKER):
-            return from_json(json.loads(line[len(JSON_MARKER):]))
+            return from_json(json.loads(line[len(JSON_MARKER) :]))
     return from_text(text)
 
 
@@ -162,8 +188,9 @@ def from_text(text: str) -> LoadResult:
     total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h)", text)
     if not total:
         raise WrkOutputError(f"no request count in wrk output:\n{text}")
-    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                       text)
+    socket = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    )
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     return LoadResult(
         requests=int(total.group(1)),

@@ -73,16 +73,23 @@ async def open_service(
 
 async def build_service(settings: Settings, storage: Storage) -> FhirService:
     """A service over an opened `storage`, configured by `settings`."""
-    limits.configure(max_string_chars=settings.max_string_chars,
-                     max_depth=settings.max_resource_depth)
+    limits.configure(
+        max_string_chars=settings.max_string_chars, max_depth=settings.max_resource_depth
+    )
     service = FhirService(
-        storage, base_url=settings.base_url, default_count=settings.default_count,
-        max_count=settings.max_count, registry=build_registry(),
+        storage,
+        base_url=settings.base_url,
+        default_count=settings.default_count,
+        max_count=settings.max_count,
+        registry=build_registry(),
         search_limits=SearchLimits(
             max_query_bytes=settings.max_query_bytes,
             max_value_chars=settings.max_search_value_chars,
-            max_sort_keys=settings.max_sort_keys, max_includes=settings.max_includes,
-            max_or_values=settings.max_or_values, max_criteria=settings.max_search_criteria),
+            max_sort_keys=settings.max_sort_keys,
+            max_includes=settings.max_includes,
+            max_or_values=settings.max_or_values,
+            max_criteria=settings.max_search_criteria,
+        ),
     )
     if settings.auth == "on":  # off: the AllowAll of the foundation
         service.policy = SmartPolicy(service.registry, service.indexer)
@@ -104,14 +111,16 @@ class Auth:
 
 
 @asynccontextmanager
-async def open_auth(settings: Settings, service: FhirService | None = None
-                    ) -> AsyncIterator[Auth]:
+async def open_auth(settings: Settings, service: FhirService | None = None) -> AsyncIterator[Auth]:
     """The auth store (opened), its KeyRing (loaded) and the server; closed at the end."""
     store = AuthStore.from_settings(settings)
     await asyncio.to_thread(store.open)
     try:
-        keys = KeyRing(store, key_lifetime=settings.auth_key_lifetime,
-                       longest_token=settings.auth_access_token_lifetime)
+        keys = KeyRing(
+            store,
+            key_lifetime=settings.auth_key_lifetime,
+            longest_token=settings.auth_access_token_lifetime,
+        )
         await keys.load()
         if service is not None and settings.auth == "on":
             service.describe_security(lambda base: rest_security(auth_urls(settings, base)))
@@ -123,8 +132,9 @@ async def open_auth(settings: Settings, service: FhirService | None = None
 
 def convert_options(settings: Settings) -> ConvertOptions:
     """How HL7 v2 messages map to FHIR here: for `$convert-hl7v2`, the inbox and replays."""
-    return ConvertOptions(timezone=settings.hl7_timezone,
-                          identifier_systems=dict(settings.hl7_identifier_systems))
+    return ConvertOptions(
+        timezone=settings.hl7_timezone, identifier_systems=dict(settings.hl7_identifier_systems)
+    )
 
 
 def hl7_enabled(settings: Settings) -> bool:

@@ -39,10 +39,15 @@ def whole_number(name: str, value: str, *, low: int = 0) -> int:
     """`value` as a whole number from `low` to 2**63 - 1 in ASCII digits, or a 400
     naming `name` (`int()` would take "١" as 1 and "1_000"; SQLite and BSON hold 64 bits)."""
     text = value.strip()
-    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 19 \
-            or not low <= int(text) <= MAX_INT64:
-        raise BadRequest(f"{name} must be a whole number from {low} to {MAX_INT64}, not "
-                         f"'{value[:64]}'", expression=(name,))
+    if (
+        not (text.isascii() and text.isdigit())
+        or len(text.lstrip("0")) > 19
+        or not low <= int(text) <= MAX_INT64
+    ):
+        raise BadRequest(
+            f"{name} must be a whole number from {low} to {MAX_INT64}, not '{value[:64]}'",
+            expression=(name,),
+        )
     return int(text)
 
 

@@ -73,8 +73,11 @@ def _replace_matches(values: list[Any], pattern: str, substitution: str) -> Any:
 
 FHIRPATH_FUNCTIONS: dict[str, dict[str, Any]] = {
     "matches": {"fn": _matches, "arity": {1: ["String"]}, "nullable_input": True},
-    "replaceMatches": {"fn": _replace_matches, "arity": {2: ["String", "String"]},
-                       "nullable_input": True},
+    "replaceMatches": {
+        "fn": _replace_matches,
+        "arity": {2: ["String", "String"]},
+        "nullable_input": True,
+    },
 }
 """fhirpathpy's `userInvocationTable` entries that replace its `re`-based functions: pass
 `{"userInvocationTable": FHIRPATH_FUNCTIONS}` in the options of every `fhirpathpy.compile`

@@ -75,7 +75,7 @@ def concept_map(path: Path) -> dict[str, list[str]]:
 
 
 def structures(path: Path) -> dict[str, str]:
-    """"TYPE^EVENT" -> structure, from the events each structure of table 0354 lists."""
+    """ "TYPE^EVENT" -> structure, from the events each structure of table 0354 lists."""
     with path.open(newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))[2:]
     out: dict[str, str] = {}
@@ -91,8 +91,9 @@ def structures(path: Path) -> dict[str, str]:
 
 def build(mappings: Path) -> dict[str, Any]:
     folder = mappings / "codesystems"
-    codes = {name: concept_map(folder / f"HL7 Concept Map_ {name} - Sheet1.csv")
-             for name in CONCEPT_MAPS}
+    codes = {
+        name: concept_map(folder / f"HL7 Concept Map_ {name} - Sheet1.csv") for name in CONCEPT_MAPS
+    }
     table = structures(folder / "HL7 Concept Map_ MessageStructure - Sheet1.csv")
     return {"codes": codes, "structures": table}
 

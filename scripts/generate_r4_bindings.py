@@ -41,8 +41,11 @@ def selected(sd: dict[str, Any]) -> bool:
     """Concrete resource types and complex datatypes, and the two abstract resource bases."""
     if sd.get("type") in INHERITED and sd.get("kind") == "resource":
         return bool(sd["url"].endswith("/" + sd["type"]))
-    return (sd.get("kind") in ("resource", "complex-type")
-            and sd.get("derivation") == "specialization" and not sd.get("abstract", False))
+    return (
+        sd.get("kind") in ("resource", "complex-type")
+        and sd.get("derivation") == "specialization"
+        and not sd.get("abstract", False)
+    )
 
 
 def binding_of(element: dict[str, Any]) -> list[str] | None:
@@ -125,14 +128,18 @@ def generate(tgz: bytes) -> None:
         if sd["kind"] == "resource" and sd["type"] != "Resource":
             bases[sd["type"]] = sd["baseDefinition"].rsplit("/", 1)[-1]
     data: dict[str, Any] = {
-        "bases": bases, "bindings": bindings, "children": useful_paths(bindings, children)
+        "bases": bases,
+        "bindings": bindings,
+        "children": useful_paths(bindings, children),
     }
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(text, encoding="utf-8")
     counts = {s: sum(1 for b in bindings.values() if b[0] == s) for s in STRENGTHS}
-    print(f"{len(bindings)} bindings {counts}, {len(data['children'])} descents, "
-          f"{len(bases)} resource types")
+    print(
+        f"{len(bindings)} bindings {counts}, {len(data['children'])} descents, "
+        f"{len(bases)} resource types"
+    )
     print(f"  {OUT.name}: {len(text.encode())} bytes")
 
 

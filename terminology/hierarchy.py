@@ -87,7 +87,7 @@ class Hierarchy:
         """`node` and every node below it."""
         if node not in self._post:
             return []
-        return [n for a, b in self._spans(node) for n in self._order[a:b + 1]]
+        return [n for a, b in self._spans(node) for n in self._order[a : b + 1]]
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

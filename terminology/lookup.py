@@ -27,8 +27,9 @@ from terminology.parameters import optional, param, parameters, part
 _HIERARCHY = (PARENT, CHILD)
 
 
-def display_in(language: str | None, display: str | None,
-               designations: Sequence[dict[str, Any]]) -> str | None:
+def display_in(
+    language: str | None, display: str | None, designations: Sequence[dict[str, Any]]
+) -> str | None:
     """The display in `language` when a designation gives one (exact tag, then base language)."""
     if not language or not isinstance(language, str):
         return display
@@ -51,17 +52,25 @@ def concept_or_404(index: CodeSystemIndex, code: str) -> Concept:
     return concept
 
 
-def lookup(index: CodeSystemIndex, code: str, properties: Sequence[str] = (),
-           display_language: str | None = None) -> dict[str, Any]:
+def lookup(
+    index: CodeSystemIndex,
+    code: str,
+    properties: Sequence[str] = (),
+    display_language: str | None = None,
+) -> dict[str, Any]:
     """The $lookup Parameters for `code`; NotFound when the system does not define it."""
     concept = concept_or_404(index, code)
-    wanted = {properties} if isinstance(properties, str) else {
-        p for p in properties if isinstance(p, str)}
+    wanted = (
+        {properties}
+        if isinstance(properties, str)
+        else {p for p in properties if isinstance(p, str)}
+    )
     return parameters(
         optional("name", "String", index.name),
         optional("version", "String", index.version),
-        optional("display", "String",
-                 display_in(display_language, concept.display, concept.designations)),
+        optional(
+            "display", "String", display_in(display_language, concept.display, concept.designations)
+        ),
         optional("definition", "String", concept.definition),
         *(_designations(concept) if not wanted or "designation" in wanted else ()),
         *_properties(index, concept, wanted),
@@ -71,9 +80,11 @@ def lookup(index: CodeSystemIndex, code: str, properties: Sequence[str] = (),
 def _designations(concept: Concept) -> list[dict[str, Any]]:
     out = []
     for designation in concept.designations:
-        parts = [optional("language", "Code", designation.get("language")),
-                 optional("use", "Coding", designation.get("use")),
-                 optional("value", "String", designation.get("value"))]
+        parts = [
+            optional("language", "Code", designation.get("language")),
+            optional("use", "Coding", designation.get("use")),
+            optional("value", "String", designation.get("value")),
+        ]
         out.append(part("designation", *(p for p in parts if p is not None)))
     return out
 
@@ -90,13 +101,22 @@ def _properties(index: CodeSystemIndex, concept: Concept, wanted: set[str]) -> l
         links = index.parents if name == PARENT else index.children
         for key in links(concept.code):
             linked = index.concept(key)
-            out.append(part("property", param("code", "Code", name),
-                            param("value", "Code", linked.code),
-                            *([param("description", "String", linked.display)]
-                              if linked.display else [])))
+            out.append(
+                part(
+                    "property",
+                    param("code", "Code", name),
+                    param("value", "Code", linked.code),
+                    *([param("description", "String", linked.display)] if linked.display else []),
+                )
+            )
     if "inactive" in wanted and not any(p.get("code") == "inactive" for p in concept.properties):
-        out.append(part("property", param("code", "Code", "inactive"),
-                        param("value", "Boolean", concept.inactive)))
+        out.append(
+            part(
+                "property",
+                param("code", "Code", "inactive"),
+                param("value", "Boolean", concept.inactive),
+            )
+        )
     return out
 
 

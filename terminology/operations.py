@@ -33,11 +33,18 @@ def operations(terminology: Terminology) -> list[Operation]:
     def bind(handler: TerminologyHandler) -> Handler:
         async def run(svc: FhirService, call: OperationCall) -> dict[str, Any]:
             return handler(terminology, call.params, await instance_resource(svc, call))
+
         return run
 
     def op(name: str, type: str, handler: TerminologyHandler) -> Operation:
-        return Operation(name, bind(handler), _TYPE_AND_INSTANCE, frozenset({type}),
-                         f"{_HL7}{type}-{name}", access="none")
+        return Operation(
+            name,
+            bind(handler),
+            _TYPE_AND_INSTANCE,
+            frozenset({type}),
+            f"{_HL7}{type}-{name}",
+            access="none",
+        )
 
     return [
         op("lookup", "CodeSystem", lookup),
@@ -96,10 +103,12 @@ def validate_code_in_system(
     concept = params.complex("codeableConcept")
     if concept and not code:
         codings = [c for c in concept.get("coding") or () if isinstance(c, dict)]
-        system, code = (codings[0].get("system"), codings[0].get("code")) if codings else (
-            None, None)
+        system, code = (
+            (codings[0].get("system"), codings[0].get("code")) if codings else (None, None)
+        )
     url = (instance or params.resource("codeSystem") or params.resource("resource") or {}).get(
-        "url")
+        "url"
+    )
     return terminology.validate_code_in_system(
         _required(url or params.string("url") or system, "url"),
         _required(params.string("code") or code, "code"),
@@ -115,8 +124,9 @@ def subsumes(
     system_b, code_b, _ = _coding(params, "codingB")
     system = (instance or {}).get("url") or params.string("system") or system_a or system_b
     if system_a and system_b and system_a != system_b:
-        raise BadRequest("codingA and codingB must be from the same code system",
-                         expression=("codingB",))
+        raise BadRequest(
+            "codingA and codingB must be from the same code system", expression=("codingB",)
+        )
     return terminology.subsumes(
         _required(system, "system"),
         _required(params.string("codeA") or code_a, "codeA", " (or codingA)"),
@@ -153,11 +163,13 @@ def expand(
 def validate_code_in_value_set(
     terminology: Terminology, params: Params, instance: dict[str, Any] | None
 ) -> dict[str, Any]:
-    code, coding, concept = params.string("code"), params.complex("coding"), params.complex(
-        "codeableConcept")
+    code, coding, concept = (
+        params.string("code"),
+        params.complex("coding"),
+        params.complex("codeableConcept"),
+    )
     if not (code or coding or concept):
-        raise BadRequest("One of code, coding or codeableConcept is required",
-                         expression=("code",))
+        raise BadRequest("One of code, coding or codeableConcept is required", expression=("code",))
     return terminology.validate_code_in_value_set(
         _value_set(params, instance),
         code=code,
@@ -176,10 +188,15 @@ def translate(
     concept = params.complex("codeableConcept")
     if concept and not code:
         codings = [c for c in concept.get("coding") or () if isinstance(c, dict)]
-        system, code = (codings[0].get("system"), codings[0].get("code")) if codings else (
-            None, None)
-    given = (instance or params.resource("conceptMap") or params.resource("resource")
-             or params.string("url"))
+        system, code = (
+            (codings[0].get("system"), codings[0].get("code")) if codings else (None, None)
+        )
+    given = (
+        instance
+        or params.resource("conceptMap")
+        or params.resource("resource")
+        or params.string("url")
+    )
     return terminology.translate(
         code=_required(params.string("code") or code, "code", " (or a coding)"),
         system=_required(params.string("system") or system, "system", " (or a coding)"),

@@ -39,8 +39,7 @@ def _pick(found: list[Resource], version: str | None) -> Resource | None:
     """The resource of that version (the `version` element or the url's `|version`), or,
     with no version asked, the last one whose url carries no version."""
     if version is not None:
-        found = [r for r in found
-                 if version in (r.get("version"), r["url"].partition("|")[2])]
+        found = [r for r in found if version in (r.get("version"), r["url"].partition("|")[2])]
     else:
         found = [r for r in found if "|" not in r["url"]] or found
     return found[-1] if found else None
@@ -75,8 +74,9 @@ class Terminology:
         """Add or replace (same type and id) a CodeSystem, ValueSet or ConceptMap."""
         kind = resource.get("resourceType") if isinstance(resource, dict) else None
         if kind not in KINDS or not isinstance(resource.get("id"), str):
-            raise BadRequest("Terminology content must be a CodeSystem, ValueSet or ConceptMap "
-                             "with an id")
+            raise BadRequest(
+                "Terminology content must be a CodeSystem, ValueSet or ConceptMap with an id"
+            )
         self._drop(kind, resource["id"])
         self._local[(kind, resource["id"])] = resource
         self._reindex(kind)
@@ -143,8 +143,9 @@ class Terminology:
         self._expansions[_identity(value_set)] = (value_set, items)
         return items
 
-    def membership(self, url: str, system: str | None, code: str,
-                   seen: tuple[str, ...] = ()) -> Verdict:
+    def membership(
+        self, url: str, system: str | None, code: str, seen: tuple[str, ...] = ()
+    ) -> Verdict:
         value_set = self.value_set(url)
         if value_set is None:
             return UNKNOWN
@@ -174,56 +175,99 @@ class Terminology:
             return value_set
         return self._value_set_or_404(value_set)
 
-    def lookup(self, system: str, code: str, *, version: str | None = None,
-               properties: Sequence[str] = (), display_language: str | None = None) -> Resource:
+    def lookup(
+        self,
+        system: str,
+        code: str,
+        *,
+        version: str | None = None,
+        properties: Sequence[str] = (),
+        display_language: str | None = None,
+    ) -> Resource:
         index = self._system_or_404(system, version)
         return lookups.lookup(index, _text("code", code), properties, display_language)
 
-    def validate_code_in_system(self, system: str, code: str, *, version: str | None = None,
-                                display: str | None = None) -> Resource:
+    def validate_code_in_system(
+        self, system: str, code: str, *, version: str | None = None, display: str | None = None
+    ) -> Resource:
         index = self._system_or_404(system, version)
         return validate_in_system(index, _text("code", code), display)
 
-    def subsumes(self, system: str, code_a: str, code_b: str, *,
-                 version: str | None = None) -> Resource:
+    def subsumes(
+        self, system: str, code_a: str, code_b: str, *, version: str | None = None
+    ) -> Resource:
         index = self._system_or_404(system, version)
         return lookups.subsumes(index, _text("codeA", code_a), _text("codeB", code_b))
 
-    def expand(self, value_set: Resource | str, *, filter: str | None = None,
-               count: int | None = None, offset: int = 0, active_only: bool = False,
-               include_designations: bool = False,
-               display_language: str | None = None) -> Resource:
+    def expand(
+        self,
+        value_set: Resource | str,
+        *,
+        filter: str | None = None,
+        count: int | None = None,
+        offset: int = 0,
+        active_only: bool = False,
+        include_designations: bool = False,
+        display_language: str | None = None,
+    ) -> Resource:
         resource = self._value_set_arg(value_set)
-        params = ExpandParams(filter, count, offset, active_only, include_designations,
-                              display_language)
+        params = ExpandParams(
+            filter, count, offset, active_only, include_designations, display_language
+        )
         params.check()
-        items = (self.items(value_set) if isinstance(value_set, str)
-                 else expand_items(resource, self))
+        items = (
+            self.items(value_set) if isinstance(value_set, str) else expand_items(resource, self)
+        )
         return expand(resource, items, params)
 
     def validate_code_in_value_set(
-        self, value_set: Resource | str, *, code: str | None = None, system: str | None = None,
-        version: str | None = None, display: str | None = None, coding: Resource | None = None,
+        self,
+        value_set: Resource | str,
+        *,
+        code: str | None = None,
+        system: str | None = None,
+        version: str | None = None,
+        display: str | None = None,
+        coding: Resource | None = None,
         codeable_concept: Resource | None = None,
     ) -> Resource:
         resource = self._value_set_arg(value_set)
         codings = codings_of(code, system, version, display, coding, codeable_concept)
         return validate_in_value_set(resource, self, codings)
 
-    def translate(self, *, code: str, system: str, concept_map: Resource | str | None = None,
-                  source: str | None = None, target: str | None = None,
-                  target_system: str | None = None, reverse: bool = False) -> Resource:
+    def translate(
+        self,
+        *,
+        code: str,
+        system: str,
+        concept_map: Resource | str | None = None,
+        source: str | None = None,
+        target: str | None = None,
+        target_system: str | None = None,
+        reverse: bool = False,
+    ) -> Resource:
         maps = self._maps(concept_map, source, target, reverse)
-        return translate(maps, _text("code", code), _text("system", system), target_system,
-                         reverse, self._display)
+        return translate(
+            maps,
+            _text("code", code),
+            _text("system", system),
+            target_system,
+            reverse,
+            self._display,
+        )
 
     def _display(self, system: str, code: str) -> str | None:
         index = self.code_system(system)
         concept = index.get(code) if index is not None else None
         return concept.display if concept is not None else None
 
-    def _maps(self, concept_map: Resource | str | None, source: str | None,
-              target: str | None, reverse: bool) -> list[Resource]:
+    def _maps(
+        self,
+        concept_map: Resource | str | None,
+        source: str | None,
+        target: str | None,
+        reverse: bool,
+    ) -> list[Resource]:
         if isinstance(concept_map, dict):
             if concept_map.get("resourceType", "ConceptMap") != "ConceptMap":
                 raise BadRequest("conceptMap must be a ConceptMap resource")
@@ -234,8 +278,11 @@ class Terminology:
                 raise NotFound(f"Unknown concept map {concept_map}")
             return [found]
         here, there = ("target", "source") if reverse else ("source", "target")
-        return [m for m in self.resources("ConceptMap")
-                if _scoped(m, here, source) and _scoped(m, there, target)]
+        return [
+            m
+            for m in self.resources("ConceptMap")
+            if _scoped(m, here, source) and _scoped(m, there, target)
+        ]
 
     # -- helpers for search and binding validation -------------------------------------------
 

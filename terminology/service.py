@@ -57,6 +57,7 @@ def _required_bindings(terminology: Terminology) -> Validator:
         issues = check_bindings(resource, terminology.contains)
         if issues:
             raise InvalidResource(issues[0].diagnostics, issues=issues)
+
     return check
 
 
@@ -66,13 +67,19 @@ def _validate_operation(terminology: Terminology) -> Operation:
         if resource is None:
             resource = await instance_resource(svc, call)
         if resource is None:
-            raise BadRequest("$validate needs a resource (the body, or a 'resource' parameter)",
-                             expression=("resource",))
+            raise BadRequest(
+                "$validate needs a resource (the body, or a 'resource' parameter)",
+                expression=("resource",),
+            )
         return validate_outcome(terminology, resource, call.type)
 
-    return Operation("validate", run, frozenset({"type", "instance"}),
-                     definition="http://hl7.org/fhir/OperationDefinition/Resource-validate",
-                     access="none")
+    return Operation(
+        "validate",
+        run,
+        frozenset({"type", "instance"}),
+        definition="http://hl7.org/fhir/OperationDefinition/Resource-validate",
+        access="none",
+    )
 
 
 def validate_outcome(
@@ -82,8 +89,14 @@ def validate_outcome(
     and warnings (extensible, preferred). `information` "no issues" when it is valid."""
     issues: list[Issue] = []
     if type and resource.get("resourceType") != type:
-        issues.append(Issue(f"Resource type '{resource.get('resourceType')}' is not {type}",
-                            "invalid", "error", ("resourceType",)))
+        issues.append(
+            Issue(
+                f"Resource type '{resource.get('resourceType')}' is not {type}",
+                "invalid",
+                "error",
+                ("resourceType",),
+            )
+        )
     try:
         valid = validate_resource(resource)
     except InvalidResource as error:

@@ -22,8 +22,12 @@ from typing import Any
 from terminology.parameters import optional, param, parameters, part
 
 FAILED = frozenset({"unmatched", "disjoint"})
-_REVERSED = {"wider": "narrower", "narrower": "wider", "subsumes": "specializes",
-             "specializes": "subsumes"}
+_REVERSED = {
+    "wider": "narrower",
+    "narrower": "wider",
+    "subsumes": "specializes",
+    "specializes": "subsumes",
+}
 
 
 def _list(value: Any) -> list[dict[str, Any]]:
@@ -42,8 +46,12 @@ def _forward(group: dict[str, Any], code: str) -> Iterator[tuple[str, dict[str, 
             continue
         for target in _list(element.get("target")) or [{"equivalence": "unmatched"}]:
             found = True
-            concept = _coding(group.get("target"), group.get("targetVersion"),
-                              target.get("code"), target.get("display"))
+            concept = _coding(
+                group.get("target"),
+                group.get("targetVersion"),
+                target.get("code"),
+                target.get("display"),
+            )
             yield target.get("equivalence", "equivalent"), concept
     if not found:
         yield from _unmapped(group, code)
@@ -66,13 +74,18 @@ def _backward(group: dict[str, Any], code: str) -> Iterator[tuple[str, dict[str,
             if target.get("code") != code:
                 continue
             equivalence = target.get("equivalence", "equivalent")
-            concept = _coding(group.get("source"), group.get("sourceVersion"),
-                              element.get("code"), element.get("display"))
+            concept = _coding(
+                group.get("source"),
+                group.get("sourceVersion"),
+                element.get("code"),
+                element.get("display"),
+            )
             yield _REVERSED.get(equivalence, equivalence), concept
 
 
-def _groups(concept_map: dict[str, Any], system: str, target_system: str | None,
-            reverse: bool) -> Iterator[dict[str, Any]]:
+def _groups(
+    concept_map: dict[str, Any], system: str, target_system: str | None, reverse: bool
+) -> Iterator[dict[str, Any]]:
     here, there = ("target", "source") if reverse else ("source", "target")
     for group in _list(concept_map.get("group")):
         if group.get(here) not in (None, system):
@@ -82,8 +95,9 @@ def _groups(concept_map: dict[str, Any], system: str, target_system: str | None,
         yield group
 
 
-def matches(concept_map: dict[str, Any], code: str, system: str, target_system: str | None,
-            reverse: bool) -> list[tuple[str, dict[str, Any]]]:
+def matches(
+    concept_map: dict[str, Any], code: str, system: str, target_system: str | None, reverse: bool
+) -> list[tuple[str, dict[str, Any]]]:
     """(equivalence, Coding) pairs the map gives for system#code."""
     walk = _backward if reverse else _forward
     return [m for g in _groups(concept_map, system, target_system, reverse) for m in walk(g, code)]
@@ -92,9 +106,14 @@ def matches(concept_map: dict[str, Any], code: str, system: str, target_system: 
 Describe = Callable[[str, str], "str | None"]
 
 
-def translate(concept_maps: list[dict[str, Any]], code: str, system: str,
-              target_system: str | None, reverse: bool,
-              describe: Describe | None = None) -> dict[str, Any]:
+def translate(
+    concept_maps: list[dict[str, Any]],
+    code: str,
+    system: str,
+    target_system: str | None,
+    reverse: bool,
+    describe: Describe | None = None,
+) -> dict[str, Any]:
     """The $translate Parameters over the chosen concept maps.
 
     `describe(system, code)` supplies the display of a mapped concept the map leaves without.
@@ -114,5 +133,8 @@ def translate(concept_maps: list[dict[str, Any]], code: str, system: str,
             found.append((equivalence, part("match", *parts)))
     ok = any(equivalence not in FAILED for equivalence, _ in found)
     message = None if ok else f"No mapping found for code '{code}' in system {system}"
-    return parameters(param("result", "Boolean", ok), optional("message", "String", message),
-                      *(match for _, match in found))
+    return parameters(
+        param("result", "Boolean", ok),
+        optional("message", "String", message),
+        *(match for _, match in found),
+    )

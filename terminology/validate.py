@@ -25,8 +25,9 @@ def _same(a: str, b: str) -> bool:
     return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
 
 
-def display_warning(code: str, given: str | None, display: str | None,
-                    designations: tuple[dict[str, Any], ...]) -> str | None:
+def display_warning(
+    code: str, given: str | None, display: str | None, designations: tuple[dict[str, Any], ...]
+) -> str | None:
     """A warning when `given` is neither the display nor a designation of the concept."""
     if not given:
         return None
@@ -38,8 +39,11 @@ def display_warning(code: str, given: str | None, display: str | None,
 
 
 def _result(ok: bool, message: str | None, display: str | None) -> dict[str, Any]:
-    return parameters(param("result", "Boolean", ok), optional("message", "String", message),
-                      optional("display", "String", display))
+    return parameters(
+        param("result", "Boolean", ok),
+        optional("message", "String", message),
+        optional("display", "String", display),
+    )
 
 
 def validate_in_system(index: CodeSystemIndex, code: str, display: str | None) -> dict[str, Any]:
@@ -53,9 +57,14 @@ def validate_in_system(index: CodeSystemIndex, code: str, display: str | None) -
     return _result(True, warning, concept.display)
 
 
-def codings_of(code: str | None, system: str | None, version: str | None, display: str | None,
-               coding: dict[str, Any] | None,
-               codeable_concept: dict[str, Any] | None) -> list[dict[str, Any]]:
+def codings_of(
+    code: str | None,
+    system: str | None,
+    version: str | None,
+    display: str | None,
+    coding: dict[str, Any] | None,
+    codeable_concept: dict[str, Any] | None,
+) -> list[dict[str, Any]]:
     """The codings to test: the CodeableConcept's, the Coding, or code/system/display."""
     if codeable_concept is not None:
         codings = codeable_concept.get("coding") if isinstance(codeable_concept, dict) else None
@@ -69,8 +78,9 @@ def codings_of(code: str | None, system: str | None, version: str | None, displa
     return [{"code": code, "system": system, "version": version, "display": display}]
 
 
-def validate_in_value_set(value_set: dict[str, Any], resolver: Resolver,
-                          codings: list[dict[str, Any]]) -> dict[str, Any]:
+def validate_in_value_set(
+    value_set: dict[str, Any], resolver: Resolver, codings: list[dict[str, Any]]
+) -> dict[str, Any]:
     """$validate-code against a value set: true when any coding is in it."""
     url = value_set.get("url") or value_set.get("id") or "(inline)"
     messages = []
@@ -82,8 +92,9 @@ def validate_in_value_set(value_set: dict[str, Any], resolver: Resolver,
     return _result(False, "; ".join(m for m in messages if m), None)
 
 
-def _check(value_set: dict[str, Any], resolver: Resolver, coding: Any,
-           url: str) -> tuple[bool, str | None, str | None]:
+def _check(
+    value_set: dict[str, Any], resolver: Resolver, coding: Any, url: str
+) -> tuple[bool, str | None, str | None]:
     if not isinstance(coding, dict) or not isinstance(coding.get("code"), str):
         raise BadRequest("Each coding to validate needs a code")
     code, system = coding["code"], coding.get("system")
@@ -92,8 +103,14 @@ def _check(value_set: dict[str, Any], resolver: Resolver, coding: Any,
     verdict = membership(value_set, resolver, system, code)
     label = f"'{system}#{code}'" if system else f"'{code}'"
     if verdict.member is None:
-        return False, (f"Cannot tell whether {label} is in value set {url}: it depends on "
-                       "a code system or value set this server does not hold"), None
+        return (
+            False,
+            (
+                f"Cannot tell whether {label} is in value set {url}: it depends on "
+                "a code system or value set this server does not hold"
+            ),
+            None,
+        )
     if not verdict.member or verdict.item is None:
         return False, f"The code {label} is not in value set {url}", None
     display, known = _known_names(resolver, verdict.item)

@@ -44,9 +44,18 @@ TABLE_0357 = {
 
 # MSH-18 character sets (HL7 table 0211) we answer in; anything else is answered in UTF-8.
 CHARSETS = {
-    "": "utf-8", "ASCII": "ascii", "UNICODE UTF-8": "utf-8", "UNICODE": "utf-8",
-    "8859/1": "latin-1", "8859/2": "iso8859-2", "8859/5": "iso8859-5", "8859/7": "iso8859-7",
-    "8859/9": "iso8859-9", "8859/15": "iso8859-15", "ISO IR6": "ascii", "ISO IR100": "latin-1",
+    "": "utf-8",
+    "ASCII": "ascii",
+    "UNICODE UTF-8": "utf-8",
+    "UNICODE": "utf-8",
+    "8859/1": "latin-1",
+    "8859/2": "iso8859-2",
+    "8859/5": "iso8859-5",
+    "8859/7": "iso8859-7",
+    "8859/9": "iso8859-9",
+    "8859/15": "iso8859-15",
+    "ISO IR6": "ascii",
+    "ISO IR100": "latin-1",
 }
 
 _sequence = itertools.count(1)
@@ -78,12 +87,14 @@ def build_ack(header: Header | None, code: str, error: AckError | None = None) -
     esc = Escaper(sep, enc)
     trigger = header.trigger_event if header else ""
     msh = [
-        "MSH", enc,
+        "MSH",
+        enc,
         header.receiving_application if header else "",
         header.receiving_facility if header else "",
         header.sending_application if header else "",
         header.sending_facility if header else "",
-        timestamp(), "",
+        timestamp(),
+        "",
         f"ACK{enc[0]}{trigger}{enc[0]}ACK" if trigger else "ACK",
         control_id(),
         (header.processing_id if header else "") or "P",
@@ -145,11 +156,17 @@ class Escaper:
     def __init__(self, sep: str, enc: str) -> None:
         component, repetition, escape = enc[0], enc[1], enc[2]
         subcomponent = enc[3] if len(enc) > 3 else "&"
-        self.table = str.maketrans({
-            escape: f"{escape}E{escape}", sep: f"{escape}F{escape}",
-            component: f"{escape}S{escape}", repetition: f"{escape}R{escape}",
-            subcomponent: f"{escape}T{escape}", "\r": " ", "\n": " ",
-        })
+        self.table = str.maketrans(
+            {
+                escape: f"{escape}E{escape}",
+                sep: f"{escape}F{escape}",
+                component: f"{escape}S{escape}",
+                repetition: f"{escape}R{escape}",
+                subcomponent: f"{escape}T{escape}",
+                "\r": " ",
+                "\n": " ",
+            }
+        )
 
     def __call__(self, text: str) -> str:
         return text.translate(self.table)

@@ -67,5 +67,19 @@ def _header(name: str, received: str) -> str:
     def get(n: int) -> str:
         return fields[n] if n < len(fields) else ""
 
-    return sep.join([name, get(2) or ENCODING_CHARS, get(5), get(6), get(3), get(4),
-                     timestamp(), "", "", "", control_id(), get(11)])
+    return sep.join(
+        [
+            name,
+            get(2) or ENCODING_CHARS,
+            get(5),
+            get(6),
+            get(3),
+            get(4),
+            timestamp(),
+            "",
+            "",
+            "",
+            control_id(),
+            get(11),
+        ]
+    )

@@ -78,16 +78,15 @@ class BundleBuilder:
         type = resource["resourceType"]
         key = f"POST {type}?{criteria}"
         if key not in self._entries:
-            self._entries[key] = _Entry(_urn(key), {"resourceType": type,
-                                                    **_without_type(resource)},
-                                        type, "POST", criteria)
+            self._entries[key] = _Entry(
+                _urn(key), {"resourceType": type, **_without_type(resource)}, type, "POST", criteria
+            )
         return self._entries[key].full_url
 
     def patch(self, type: str, criteria: str, parameters: dict[str, Any]) -> None:
         """Conditional patch `PATCH Type?criteria` with a FHIRPath Patch `parameters`."""
         key = f"PATCH {type}?{criteria}"
-        self._entries.setdefault(key, _Entry(_urn(key), parameters, f"{type}?{criteria}",
-                                             "PATCH"))
+        self._entries.setdefault(key, _Entry(_urn(key), parameters, f"{type}?{criteria}", "PATCH"))
 
     def resource(self, ref: str) -> dict[str, Any]:
         """The resource of the entry `ref` names (to add to it after the fact)."""
@@ -97,11 +96,22 @@ class BundleBuilder:
         return [e.full_url for e in self._entries.values()]
 
     def bundle(self) -> dict[str, Any]:
-        return {"resourceType": "Bundle", "type": "transaction", "entry": [
-            {"fullUrl": e.full_url, "resource": e.resource,
-             "request": {"method": e.method, "url": e.url, **(
-                 {"ifNoneExist": e.if_none_exist} if e.if_none_exist else {})}}
-            for e in self._entries.values()]}
+        return {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "fullUrl": e.full_url,
+                    "resource": e.resource,
+                    "request": {
+                        "method": e.method,
+                        "url": e.url,
+                        **({"ifNoneExist": e.if_none_exist} if e.if_none_exist else {}),
+                    },
+                }
+                for e in self._entries.values()
+            ],
+        }
 
 
 def _urn(key: str) -> str:

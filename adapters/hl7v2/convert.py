@@ -42,7 +42,9 @@ V2_MESSAGE = "x-application/hl7-v2+er7"
 EVENT_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0003"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
-ATTACHMENT_EXT = "https://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.valueAttachment"
+ATTACHMENT_EXT = (
+    "https://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.valueAttachment"
+)
 _RANGE = re.compile(r"\s*([<>]=?)?\s*(-?\d+(?:\.\d+)?)?\s*(?:-\s*(-?\d+(?:\.\d+)?))?\s*$")
 
 
@@ -65,8 +67,9 @@ def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise MessageError(f"Unknown time zone '{name}' in the conversion options",
-                           ack_code="AE") from None
+        raise MessageError(
+            f"Unknown time zone '{name}' in the conversion options", ack_code="AE"
+        ) from None
 
 
 class _Context:
@@ -82,8 +85,11 @@ class _Context:
         self.sender = f"{self.header.sending_application}|{self.header.sending_facility}"
         facility = self.header.sending_facility.split("^")
         self.default_system = dt.authority_system(
-            facility[0], facility[1] if len(facility) > 1 else "",
-            facility[2] if len(facility) > 2 else "", self.systems)
+            facility[0],
+            facility[1] if len(facility) > 1 else "",
+            facility[2] if len(facility) > 2 else "",
+            self.systems,
+        )
         self.patient: str | None = None
         self.patient_key: str | None = None
         self.merged_keys: list[str] = []  # patients an A40 merges into `patient_key`
@@ -102,8 +108,9 @@ class _Context:
     def own_system(self, kind: str) -> str:
         """An identifier system for things the sender numbers without naming an authority."""
         h = self.header
-        name = ".".join(p for p in (h.sending_application.split("^")[0],
-                                    h.sending_facility.split("^")[0]) if p)
+        name = ".".join(
+            p for p in (h.sending_application.split("^")[0], h.sending_facility.split("^")[0]) if p
+        )
         return f"urn:id:{quote(name or 'unknown', safe='.-_')}:{kind}"
 
 
@@ -117,8 +124,7 @@ def convert(raw: bytes | str, options: ConvertOptions | None = None) -> Conversi
     _FAMILIES[kind](ctx, event)
     _message_header(ctx)
     _provenance(ctx)
-    return Conversion(ctx.entries.bundle(), message.header, ctx.patient_key,
-                      tuple(ctx.merged_keys))
+    return Conversion(ctx.entries.bundle(), message.header, ctx.patient_key, tuple(ctx.merged_keys))
 
 
 # --- message maps ---------------------------------------------------------------------------
@@ -161,22 +167,30 @@ def _merge(ctx: _Context) -> None:
         if seg.name != "PID":
             continue
         survivor = _patient(ctx, seg)
-        mrg = next((s for s in segments[i + 1:] if s.name in ("MRG", "PID")), None)
+        mrg = next((s for s in segments[i + 1 :] if s.name in ("MRG", "PID")), None)
         if mrg is None or mrg.name != "MRG":
-            raise MessageError("A merge needs an MRG segment after each PID", error_code="100",
-                               location=f"MRG^{seg.occurrence}")
+            raise MessageError(
+                "A merge needs an MRG segment after each PID",
+                error_code="100",
+                location=f"MRG^{seg.occurrence}",
+            )
         merged_id = ctx.identifier(mrg.components(1))
         if merged_id is None:
-            raise MessageError("MRG-1 (prior patient identifier) is required", error_code="101",
-                               location=mrg.location(1))
+            raise MessageError(
+                "MRG-1 (prior patient identifier) is required",
+                error_code="101",
+                location=mrg.location(1),
+            )
         # The merged patient keeps what is known of it: created (bare) only if unknown,
         # then patched inactive and linked, the same way on a replay.
         criteria = identifier_criteria(merged_id)
-        merged = ctx.entries.create_if_none({"resourceType": "Patient",
-                                             "identifier": [merged_id]}, criteria)
+        merged = ctx.entries.create_if_none(
+            {"resourceType": "Patient", "identifier": [merged_id]}, criteria
+        )
         ctx.entries.patch("Patient", criteria, _merge_patch(survivor))
         ctx.entries.resource(survivor).setdefault("link", []).append(
-            {"other": {"reference": merged}, "type": "replaces"})
+            {"other": {"reference": merged}, "type": "replaces"}
+        )
         ctx.merged_keys.append(criteria.removeprefix("identifier="))
         ctx.focus.append(merged)
         found = True
@@ -186,20 +200,42 @@ def _merge(ctx: _Context) -> None:
 
 def _merge_patch(survivor: str) -> dict[str, Any]:
     """FHIRPath Patch: `active` false, and one `replaced-by` link to `survivor`."""
-    def op(kind: str, path: str, *parts: dict[str, Any]) -> dict[str, Any]:
-        return {"name": "operation", "part": [{"name": "type", "valueCode": kind},
-                                              {"name": "path", "valueString": path}, *parts]}
 
-    return {"resourceType": "Parameters", "parameter": [
-        op("delete", "Patient.active"),
-        op("add", "Patient", {"name": "name", "valueString": "active"},
-           {"name": "value", "valueBoolean": False}),
-        op("delete", "Patient.link.where(type = 'replaced-by')"),
-        op("add", "Patient", {"name": "name", "valueString": "link"},
-           {"name": "value", "part": [
-               {"name": "other", "valueReference": {"reference": survivor}},
-               {"name": "type", "valueCode": "replaced-by"}]}),
-    ]}
+    def op(kind: str, path: str, *parts: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": "operation",
+            "part": [
+                {"name": "type", "valueCode": kind},
+                {"name": "path", "valueString": path},
+                *parts,
+            ],
+        }
+
+    return {
+        "resourceType": "Parameters",
+        "parameter": [
+            op("delete", "Patient.active"),
+            op(
+                "add",
+                "Patient",
+                {"name": "name", "valueString": "active"},
+                {"name": "value", "valueBoolean": False},
+            ),
+            op("delete", "Patient.link.where(type = 'replaced-by')"),
+            op(
+                "add",
+                "Patient",
+                {"name": "name", "valueString": "link"},
+                {
+                    "name": "value",
+                    "part": [
+                        {"name": "other", "valueReference": {"reference": survivor}},
+                        {"name": "type", "valueCode": "replaced-by"},
+                    ],
+                },
+            ),
+        ],
+    }
 
 
 def _oru(ctx: _Context, event: str) -> None:
@@ -263,12 +299,14 @@ def _orders(ctx: _Context, event: str) -> None:
             specimen = _specimen(ctx, seg)
             if request is not None:
                 ctx.entries.resource(request).setdefault("specimen", []).append(
-                    {"reference": specimen})
+                    {"reference": specimen}
+                )
     if orc is not None:
         request = _service_request(ctx, orc, None)
     if request is None:
-        raise MessageError("An order message needs an ORC or OBR segment", error_code="100",
-                           location="ORC")
+        raise MessageError(
+            "An order message needs an ORC or OBR segment", error_code="100", location="ORC"
+        )
 
 
 def _vaccinations(ctx: _Context, event: str) -> None:
@@ -312,8 +350,13 @@ def _documents(ctx: _Context, event: str) -> None:
 
 
 _FAMILIES: dict[str, Callable[[_Context, str], None]] = {
-    "ADT": _adt, "ORU": _oru, "ORM": _orders, "OML": _orders,
-    "VXU": _vaccinations, "SIU": _schedule, "MDM": _documents,
+    "ADT": _adt,
+    "ORU": _oru,
+    "ORM": _orders,
+    "OML": _orders,
+    "VXU": _vaccinations,
+    "SIU": _schedule,
+    "MDM": _documents,
 }
 
 
@@ -324,8 +367,7 @@ def _comps(rep: str, seg: Segment) -> list[str]:
 def _required(ctx: _Context, name: str) -> Segment:
     seg = ctx.message.first(name)
     if seg is None:
-        raise MessageError(f"The message has no {name} segment", error_code="100",
-                           location=name)
+        raise MessageError(f"The message has no {name} segment", error_code="100", location=name)
     return seg
 
 
@@ -338,8 +380,11 @@ def _patient(ctx: _Context, pid: Segment) -> str:
     PID-16 maritalStatus via MaritalStatus, PID-29/30 deceased)."""
     idents = [i for i in (ctx.identifier(_comps(r, pid)) for r in pid.reps(3)) if i]
     if not idents:
-        raise MessageError("PID-3 (patient identifier list) is required", error_code="101",
-                           location=pid.location(3))
+        raise MessageError(
+            "PID-3 (patient identifier list) is required",
+            error_code="101",
+            location=pid.location(3),
+        )
     names = [n for n in (dt.human_name(_comps(r, pid)) for r in pid.reps(5)) if n]
     patient: dict[str, Any] = {"resourceType": "Patient", "identifier": idents}
     if names:
@@ -354,8 +399,11 @@ def _patient(ctx: _Context, pid: Segment) -> str:
     marital = pid.text(16)
     if marital:
         coding = tables.coding("MaritalStatus", marital)
-        patient["maritalStatus"] = {"coding": [coding]} if coding else dt.codeable(
-            pid.components(16), "http://terminology.hl7.org/CodeSystem/v2-0002")
+        patient["maritalStatus"] = (
+            {"coding": [coding]}
+            if coding
+            else dt.codeable(pid.components(16), "http://terminology.hl7.org/CodeSystem/v2-0002")
+        )
     died = ctx.time(pid.text(29))
     if died:
         patient["deceasedDateTime"] = died
@@ -375,10 +423,15 @@ def _encounter(ctx: _Context, pv1: Segment, event: str) -> str:
     from the event (codesystems/ "Event[EncounterStatus]"), A04 as in-progress."""
     patient_class = pv1.text(2)
     found = tables.coding("PatientClass[EncounterClass]", patient_class)
-    klass = found or {"system": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor",
-                      "code": "UNK"}
-    enc: dict[str, Any] = {"resourceType": "Encounter", "status": _encounter_status(
-        pv1, event, patient_class), "class": klass}
+    klass = found or {
+        "system": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor",
+        "code": "UNK",
+    }
+    enc: dict[str, Any] = {
+        "resourceType": "Encounter",
+        "status": _encounter_status(pv1, event, patient_class),
+        "class": klass,
+    }
     ident = ctx.identifier(pv1.components(19))
     if ident:
         enc["identifier"] = [ident]
@@ -395,9 +448,12 @@ def _encounter(ctx: _Context, pv1: Segment, event: str) -> str:
         for rep in pv1.reps(n):
             who = _practitioner(ctx, _comps(rep, pv1))
             if who:
-                participants.append({"type": [{"coding": [{"system": PARTICIPATION,
-                                                           "code": role}]}],
-                                     "individual": who})
+                participants.append(
+                    {
+                        "type": [{"coding": [{"system": PARTICIPATION, "code": role}]}],
+                        "individual": who,
+                    }
+                )
     pv2 = ctx.message.first("PV2")
     if pv2 is not None:
         _visit_details(ctx, pv2, enc, participants)
@@ -411,8 +467,9 @@ def _encounter(ctx: _Context, pv1: Segment, event: str) -> str:
     return ref
 
 
-def _visit_details(ctx: _Context, pv2: Segment, enc: dict[str, Any],
-                   participants: list[dict[str, Any]]) -> None:
+def _visit_details(
+    ctx: _Context, pv2: Segment, enc: dict[str, Any], participants: list[dict[str, Any]]
+) -> None:
     """PV2 -> Encounter: segments/ "PV2[Encounter]" (PV2-3 reasonCode, PV2-11 length in
     days, PV2-13 referral source as a participant, PV2-25 priority)."""
     reason = dt.codeable(pv2.components(3))
@@ -424,10 +481,13 @@ def _visit_details(ctx: _Context, pv2: Segment, enc: dict[str, Any],
     for rep in pv2.reps(13):
         who = _practitioner(ctx, _comps(rep, pv2))
         if who:
-            participants.append({"type": [{"coding": [{"system": PARTICIPATION,
-                                                       "code": "REF"}]}], "individual": who})
-    priority = dt.codeable(pv2.components(25),
-                           "http://terminology.hl7.org/CodeSystem/v2-0217")
+            participants.append(
+                {
+                    "type": [{"coding": [{"system": PARTICIPATION, "code": "REF"}]}],
+                    "individual": who,
+                }
+            )
+    priority = dt.codeable(pv2.components(25), "http://terminology.hl7.org/CodeSystem/v2-0217")
     if priority:
         enc["priority"] = priority
 
@@ -439,10 +499,13 @@ def _location(ctx: _Context, comps: list[str]) -> dict[str, Any] | None:
     if not name:
         return None
     ident = _own_id(ctx, "location", "^".join(comps))
-    location = {"resourceType": "Location", "name": name, "mode": "instance",
-                "status": "active"}
-    return {"reference": ctx.entries.upsert(_with_identifier(location, ident),
-                                            identifier_criteria(ident)), "display": name}
+    location = {"resourceType": "Location", "name": name, "mode": "instance", "status": "active"}
+    return {
+        "reference": ctx.entries.upsert(
+            _with_identifier(location, ident), identifier_criteria(ident)
+        ),
+        "display": name,
+    }
 
 
 def _encounter_status(pv1: Segment, event: str, patient_class: str) -> str:
@@ -475,21 +538,27 @@ def _practitioner(ctx: _Context, comps: list[str]) -> dict[str, Any] | None:
 def _related_person(ctx: _Context, nk1: Segment) -> None:
     """NK1 -> RelatedPerson: segments/ "NK1[RelatedPerson]" (NK1-2 name, NK1-3 relationship
     via Relationship, NK1-4 address, NK1-5/6 telecom, NK1-7 contact role)."""
-    person: dict[str, Any] = {"resourceType": "RelatedPerson", "patient": {
-        "reference": ctx.patient}}
+    person: dict[str, Any] = {
+        "resourceType": "RelatedPerson",
+        "patient": {"reference": ctx.patient},
+    }
     names = [n for n in (dt.human_name(_comps(r, nk1)) for r in nk1.reps(2)) if n]
     if names:
         person["name"] = names
     rel = nk1.text(3)
     if rel:
         coding = tables.coding("Relationship", rel)
-        person["relationship"] = [{"coding": [coding]} if coding else dt.codeable(
-            nk1.components(3), "http://terminology.hl7.org/CodeSystem/v2-0063")]
+        person["relationship"] = [
+            {"coding": [coding]}
+            if coding
+            else dt.codeable(nk1.components(3), "http://terminology.hl7.org/CodeSystem/v2-0063")
+        ]
     _contacts(nk1, 4, (5, 6), person)
     key = f"{ctx.patient_key}|NK1|{nk1.text(1) or nk1.occurrence}"
     ident = _own_id(ctx, "nk1", key)
-    ctx.focus.append(ctx.entries.upsert(_with_identifier(person, ident),
-                                        identifier_criteria(ident)))
+    ctx.focus.append(
+        ctx.entries.upsert(_with_identifier(person, ident), identifier_criteria(ident))
+    )
 
 
 def _primary_care(ctx: _Context, pd1: Segment, patient: dict[str, Any]) -> None:
@@ -507,10 +576,13 @@ def _organization(ctx: _Context, comps: list[str]) -> dict[str, Any] | None:
     name, id_value = dt.part(comps, 1), dt.part(comps, 10) or dt.part(comps, 3)
     if not id_value:
         return {"display": name} if name else None
-    ident = {"system": dt.hd_system(dt.part(comps, 6), ctx.systems) or ctx.default_system,
-             "value": id_value}
-    org = dt.clean({"resourceType": "Organization", "identifier": [dt.clean(ident)],
-                    "name": name or None})
+    ident = {
+        "system": dt.hd_system(dt.part(comps, 6), ctx.systems) or ctx.default_system,
+        "value": id_value,
+    }
+    org = dt.clean(
+        {"resourceType": "Organization", "identifier": [dt.clean(ident)], "name": name or None}
+    )
     return {"reference": ctx.entries.upsert(org, identifier_criteria(dt.clean(ident)))}
 
 
@@ -521,13 +593,18 @@ def _procedure(ctx: _Context, pr1: Segment) -> None:
     code = dt.codeable(pr1.components(3))
     text = pr1.text(4)
     if code is None and not text:
-        raise MessageError("PR1-3 (procedure code) is required", error_code="101",
-                           location=pr1.location(3))
+        raise MessageError(
+            "PR1-3 (procedure code) is required", error_code="101", location=pr1.location(3)
+        )
     code = code or {}
     if text and not code.get("text"):
         code["text"] = text
-    proc: dict[str, Any] = {"resourceType": "Procedure", "status": "completed", "code": code,
-                            "subject": {"reference": ctx.patient}}
+    proc: dict[str, Any] = {
+        "resourceType": "Procedure",
+        "status": "completed",
+        "code": code,
+        "subject": {"reference": ctx.patient},
+    }
     if ctx.encounter:
         proc["encounter"] = {"reference": ctx.encounter}
     performed = ctx.time(pr1.text(5))
@@ -551,16 +628,26 @@ def _procedure(ctx: _Context, pr1: Segment) -> None:
     ident = ctx.identifier([dt.part(given, 1), "", "", dt.part(given, 2)])
     if ident is None:
         first = (code.get("coding") or [{}])[0]
-        key = (f"{ctx.patient_key}|PR1|{first.get('system')}|{first.get('code') or text}|"
-               f"{pr1.text(5)}")
+        key = (
+            f"{ctx.patient_key}|PR1|{first.get('system')}|{first.get('code') or text}|{pr1.text(5)}"
+        )
         ident = _own_id(ctx, "procedure", key)
-    ctx.focus.append(ctx.entries.upsert(_with_identifier(proc, ident),
-                                        identifier_criteria(ident)))
+    ctx.focus.append(ctx.entries.upsert(_with_identifier(proc, ident), identifier_criteria(ident)))
 
 
-_SUBSCRIBER = {"SEL": "self", "SPO": "spouse", "DOM": "common", "CHD": "child",
-               "FCH": "child", "SCH": "child", "PAR": "parent", "FTH": "parent",
-               "MTH": "parent", "EMC": "other", "OTH": "other"}
+_SUBSCRIBER = {
+    "SEL": "self",
+    "SPO": "spouse",
+    "DOM": "common",
+    "CHD": "child",
+    "FCH": "child",
+    "SCH": "child",
+    "PAR": "parent",
+    "FTH": "parent",
+    "MTH": "parent",
+    "EMC": "other",
+    "OTH": "other",
+}
 """v2 table 0063 -> http://terminology.hl7.org/CodeSystem/subscriber-relationship (the IG
 has no concept map for Coverage.relationship; these are the codes' plain meanings)."""
 
@@ -570,13 +657,22 @@ def _coverage(ctx: _Context, in1: Segment) -> None:
     Organization, IN1-12/13 period, IN1-15 type, IN1-17 relationship, IN1-16 subscriber:
     the patient when IN1-17 is SEL); IN1-36 policy number as subscriberId."""
     company_id = in1.components(3)  # CX, read as XON-3 (id) and XON-6 (authority)
-    company = _organization(ctx, [dt.part(in1.components(4), 1), "", dt.part(company_id, 1),
-                                  "", "", dt.part(company_id, 4)])
+    company = _organization(
+        ctx,
+        [dt.part(in1.components(4), 1), "", dt.part(company_id, 1), "", "", dt.part(company_id, 4)],
+    )
     if company is None:
-        raise MessageError("IN1-3 or IN1-4 (insurance company) is required",
-                           error_code="101", location=in1.location(3))
-    cov: dict[str, Any] = {"resourceType": "Coverage", "status": "active",
-                           "beneficiary": {"reference": ctx.patient}, "payor": [company]}
+        raise MessageError(
+            "IN1-3 or IN1-4 (insurance company) is required",
+            error_code="101",
+            location=in1.location(3),
+        )
+    cov: dict[str, Any] = {
+        "resourceType": "Coverage",
+        "status": "active",
+        "beneficiary": {"reference": ctx.patient},
+        "payor": [company],
+    }
     period = dt.clean({"start": dt.date(in1.text(12)), "end": dt.date(in1.text(13))})
     if period:
         cov["period"] = period
@@ -586,10 +682,16 @@ def _coverage(ctx: _Context, in1: Segment) -> None:
     relation = dt.part(in1.components(17), 1)
     if relation:
         mapped = _SUBSCRIBER.get(relation.upper())
-        cov["relationship"] = {"coding": [
-            {"system": "http://terminology.hl7.org/CodeSystem/subscriber-relationship",
-             "code": mapped} if mapped else
-            {"system": "http://terminology.hl7.org/CodeSystem/v2-0063", "code": relation}]}
+        cov["relationship"] = {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/subscriber-relationship",
+                    "code": mapped,
+                }
+                if mapped
+                else {"system": "http://terminology.hl7.org/CodeSystem/v2-0063", "code": relation}
+            ]
+        }
         if mapped == "self":
             cov["subscriber"] = {"reference": ctx.patient}
     policy = in1.text(36)
@@ -601,18 +703,19 @@ def _coverage(ctx: _Context, in1: Segment) -> None:
     ident = _own_id(ctx, "coverage", key)
     if plan:
         cov["identifier"] = [plan]
-    ctx.focus.append(ctx.entries.upsert(_with_identifier(cov, ident),
-                                        identifier_criteria(ident)))
+    ctx.focus.append(ctx.entries.upsert(_with_identifier(cov, ident), identifier_criteria(ident)))
 
 
-def _contacts(seg: Segment, address: int, phones: tuple[int, ...],
-              resource: dict[str, Any]) -> None:
+def _contacts(
+    seg: Segment, address: int, phones: tuple[int, ...], resource: dict[str, Any]
+) -> None:
     """XAD field `address` -> address, XTN fields `phones` -> telecom."""
     addresses = [a for a in (dt.address(_comps(r, seg)) for r in seg.reps(address)) if a]
     if addresses:
         resource["address"] = addresses
-    telecom = [t for n in phones for t in (dt.contact_point(_comps(r, seg))
-                                           for r in seg.reps(n)) if t]
+    telecom = [
+        t for n in phones for t in (dt.contact_point(_comps(r, seg)) for r in seg.reps(n)) if t
+    ]
     if telecom:
         resource["telecom"] = telecom
 
@@ -631,13 +734,22 @@ def _allergy(ctx: _Context, al1: Segment) -> None:
     AllergenType, AL1-3 code, AL1-4 criticality via AllergySeverity, AL1-5 reaction)."""
     code = dt.codeable(al1.components(3))
     if code is None:
-        raise MessageError("AL1-3 (allergen) is required", error_code="101",
-                           location=al1.location(3))
+        raise MessageError(
+            "AL1-3 (allergen) is required", error_code="101", location=al1.location(3)
+        )
     allergy: dict[str, Any] = {
-        "resourceType": "AllergyIntolerance", "patient": {"reference": ctx.patient},
-        "code": code, "clinicalStatus": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
-            "code": "active"}]}}
+        "resourceType": "AllergyIntolerance",
+        "patient": {"reference": ctx.patient},
+        "code": code,
+        "clinicalStatus": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                    "code": "active",
+                }
+            ]
+        },
+    }
     category = tables.lookup("AllergenType[AllergyIntoleranceCategory]", al1.text(2))
     if category:
         allergy["category"] = [category[0]]
@@ -652,8 +764,9 @@ def _allergy(ctx: _Context, al1: Segment) -> None:
         allergy["onsetDateTime"] = onset
     key = f"{ctx.patient_key}|AL1|{code.get('coding', [{}])[0].get('code') or code.get('text')}"
     ident = _own_id(ctx, "allergy", key)
-    ctx.focus.append(ctx.entries.upsert(_with_identifier(allergy, ident),
-                                        identifier_criteria(ident)))
+    ctx.focus.append(
+        ctx.entries.upsert(_with_identifier(allergy, ident), identifier_criteria(ident))
+    )
 
 
 def _condition(ctx: _Context, dg1: Segment) -> None:
@@ -662,14 +775,25 @@ def _condition(ctx: _Context, dg1: Segment) -> None:
     if code is None:
         text = dg1.text(4)
         if not text:
-            raise MessageError("DG1-3 (diagnosis code) is required", error_code="101",
-                               location=dg1.location(3))
+            raise MessageError(
+                "DG1-3 (diagnosis code) is required", error_code="101", location=dg1.location(3)
+            )
         code = {"text": text}
     cond: dict[str, Any] = {
-        "resourceType": "Condition", "subject": {"reference": ctx.patient}, "code": code,
-        "category": [{"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/condition-category",
-            "code": "encounter-diagnosis"}]}]}
+        "resourceType": "Condition",
+        "subject": {"reference": ctx.patient},
+        "code": code,
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                        "code": "encounter-diagnosis",
+                    }
+                ]
+            }
+        ],
+    }
     if ctx.encounter:
         cond["encounter"] = {"reference": ctx.encounter}
     onset = ctx.time(dg1.text(5))
@@ -681,23 +805,27 @@ def _condition(ctx: _Context, dg1: Segment) -> None:
     first = (code.get("coding") or [{}])[0]
     key = f"{ctx.patient_key}|{ctx.encounter}|DG1|{first.get('system')}|{first.get('code')}"
     ident = _own_id(ctx, "diagnosis", key)
-    ctx.focus.append(ctx.entries.upsert(_with_identifier(cond, ident),
-                                        identifier_criteria(ident)))
+    ctx.focus.append(ctx.entries.upsert(_with_identifier(cond, ident), identifier_criteria(ident)))
 
 
-def _observation(ctx: _Context, obx: Segment, order: str, report: dict[str, Any] | None,
-                 specimens: list[str]) -> str:
+def _observation(
+    ctx: _Context, obx: Segment, order: str, report: dict[str, Any] | None, specimens: list[str]
+) -> str:
     """OBX -> Observation: segments/ "OBX[Observation]" (OBX-2/5 value[x] per value type,
     OBX-3 code, OBX-6 unit, OBX-7 referenceRange, OBX-8 interpretation via
     InterpretationCodes, OBX-11 status via ObservationResultStatusCodesInterpretation,
     OBX-14 effective, OBX-16 performer)."""
     code = dt.codeable(obx.components(3))
     if code is None:
-        raise MessageError("OBX-3 (observation identifier) is required", error_code="101",
-                           location=obx.location(3))
+        raise MessageError(
+            "OBX-3 (observation identifier) is required", error_code="101", location=obx.location(3)
+        )
     status = tables.lookup("ObservationResultStatusCodesInterpretation", obx.text(11))
-    obs: dict[str, Any] = {"resourceType": "Observation",
-                           "status": status[0] if status else "unknown", "code": code}
+    obs: dict[str, Any] = {
+        "resourceType": "Observation",
+        "status": status[0] if status else "unknown",
+        "code": code,
+    }
     if report is None and ctx.header.message_type == "ADT":
         obs["category"] = [{"coding": [{"system": OBS_CATEGORY, "code": "exam"}]}]
     elif report is not None:
@@ -720,15 +848,20 @@ def _observation(ctx: _Context, obx: Segment, order: str, report: dict[str, Any]
         flags.append({"coding": [coding]} if coding else {"text": flag})
     if flags:
         obs["interpretation"] = flags
-    performers = [p for p in (_practitioner(ctx, _comps(r, obx))
-                              for r in obx.reps(16)) if p]
+    performers = [p for p in (_practitioner(ctx, _comps(r, obx)) for r in obx.reps(16)) if p]
     if performers:
         obs["performer"] = performers
     if specimens:
         obs["specimen"] = {"reference": specimens[-1]}
     first = (code.get("coding") or [{}])[0]
-    key = "/".join((order, first.get("code") or code.get("text", ""), obx.field(4),
-                    obx.text(1) or str(obx.occurrence)))
+    key = "/".join(
+        (
+            order,
+            first.get("code") or code.get("text", ""),
+            obx.field(4),
+            obx.text(1) or str(obx.occurrence),
+        )
+    )
     ident = {"system": ctx.own_system("obx"), "value": key}
     ref = ctx.entries.upsert(_with_identifier(obs, ident), identifier_criteria(ident))
     ctx.focus.append(ref)
@@ -750,8 +883,8 @@ def _observation_value(ctx: _Context, obx: Segment, obs: dict[str, Any]) -> None
             obs["valueString"] = first[0]
     elif kind in ("ST", "TX", "FT"):
         obs["valueString"] = "\n".join(
-            _comps(r, obx)[0] if kind == "ST" else "^".join(_comps(r, obx))
-            for r in reps)
+            _comps(r, obx)[0] if kind == "ST" else "^".join(_comps(r, obx)) for r in reps
+        )
     elif kind in ("CE", "CWE", "CNE", "CF"):
         concept = dt.codeable(first)
         if concept:
@@ -800,8 +933,13 @@ def _attachment(comps: list[str]) -> dict[str, Any] | None:
     kind, subtype, encoding, data = (dt.part(comps, n) for n in (2, 3, 4, 5))
     if not data:
         return None
-    major = {"AP": "application", "IM": "image", "AU": "audio", "TEXT": "text",
-             "MULTIPART": "multipart"}.get(kind.upper(), kind.lower() or "application")
+    major = {
+        "AP": "application",
+        "IM": "image",
+        "AU": "audio",
+        "TEXT": "text",
+        "MULTIPART": "multipart",
+    }.get(kind.upper(), kind.lower() or "application")
     out: dict[str, Any] = {"contentType": f"{major}/{subtype.lower() or 'octet-stream'}"}
     if encoding.upper() == "BASE64":
         out["data"] = data.replace("\n", "")
@@ -818,27 +956,41 @@ def _reference_range(text: str, unit: list[str]) -> dict[str, Any] | None:
     if match:
         comparator, a, b = match.groups()
         low = dt.quantity(a, unit) if a and comparator in (None, ">", ">=") else None
-        high = dt.quantity(b, unit) if b else (
-            dt.quantity(a, unit) if a and comparator in ("<", "<=") else None)
+        high = (
+            dt.quantity(b, unit)
+            if b
+            else (dt.quantity(a, unit) if a and comparator in ("<", "<=") else None)
+        )
         if (low or high) and not (comparator and b):
             return dt.clean({"low": low, "high": high, "text": text})
     return {"text": text}
 
 
-def _order_identifiers(ctx: _Context, orc: Segment | None, obr: Segment | None
-                       ) -> list[dict[str, Any]]:
+def _order_identifiers(
+    ctx: _Context, orc: Segment | None, obr: Segment | None
+) -> list[dict[str, Any]]:
     out = []
     for kind, n_orc, n_obr in (("PLAC", 2, 2), ("FILL", 3, 3)):
         comps = (obr.components(n_obr) if obr is not None else []) or (
-            orc.components(n_orc) if orc is not None else [])
+            orc.components(n_orc) if orc is not None else []
+        )
         value = dt.part(comps, 1)
         if not value:
             continue
-        system = dt.authority_system(dt.part(comps, 2), dt.part(comps, 3), dt.part(comps, 4),
-                                     ctx.systems) or ctx.own_system("order")
-        out.append({"type": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": kind}]},
-            "system": system, "value": value})
+        system = dt.authority_system(
+            dt.part(comps, 2), dt.part(comps, 3), dt.part(comps, 4), ctx.systems
+        ) or ctx.own_system("order")
+        out.append(
+            {
+                "type": {
+                    "coding": [
+                        {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": kind}
+                    ]
+                },
+                "system": system,
+                "value": value,
+            }
+        )
     return out
 
 
@@ -851,17 +1003,24 @@ def _service_request(ctx: _Context, orc: Segment | None, obr: Segment | None) ->
     seg = obr or orc
     assert seg is not None
     if not idents:
-        raise MessageError("An order needs a placer or filler order number", error_code="101",
-                           location=seg.location(2))
+        raise MessageError(
+            "An order needs a placer or filler order number",
+            error_code="101",
+            location=seg.location(2),
+        )
     status = None
     if orc is not None:
         status = tables.lookup("OrderStatus", orc.text(5)) or tables.lookup(
-            "OrderControlCode[ServiceRequest.status]", orc.text(1))
+            "OrderControlCode[ServiceRequest.status]", orc.text(1)
+        )
     if status is None and obr is not None and obr.text(25):
         status = ("completed", "", "") if obr.text(25) in ("F", "C") else ("active", "", "")
-    request: dict[str, Any] = {"resourceType": "ServiceRequest", "identifier": idents,
-                               "status": status[0] if status else "unknown",
-                               "intent": "order"}
+    request: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "identifier": idents,
+        "status": status[0] if status else "unknown",
+        "intent": "order",
+    }
     code = dt.codeable(obr.components(4)) if obr is not None else None
     if code:
         request["code"] = code
@@ -891,8 +1050,11 @@ def _diagnostic_report(ctx: _Context, orc: Segment | None, obr: Segment, request
     OBR-32 resultsInterpreter)."""
     code = dt.codeable(obr.components(4))
     if code is None:
-        raise MessageError("OBR-4 (universal service identifier) is required",
-                           error_code="101", location=obr.location(4))
+        raise MessageError(
+            "OBR-4 (universal service identifier) is required",
+            error_code="101",
+            location=obr.location(4),
+        )
     status = tables.lookup("ResultStatus[Non-Queries]", obr.text(25))
     idents = _order_identifiers(ctx, orc, obr)
     filler = next((i for i in idents if i["type"]["coding"][0]["code"] == "FILL"), idents[0])
@@ -900,7 +1062,9 @@ def _diagnostic_report(ctx: _Context, orc: Segment | None, obr: Segment, request
         "resourceType": "DiagnosticReport",
         "identifier": [{k: v for k, v in filler.items() if k != "type"}],
         "basedOn": [{"reference": request}],
-        "status": status[0] if status else "unknown", "code": code}
+        "status": status[0] if status else "unknown",
+        "code": code,
+    }
     if ctx.patient:
         report["subject"] = {"reference": ctx.patient}
     if ctx.encounter:
@@ -922,8 +1086,10 @@ def _specimen(ctx: _Context, spm: Segment) -> str:
     specimen: dict[str, Any] = {"resourceType": "Specimen"}
     comps = spm.components(2)
     value = dt.sub(dt.part(comps, 1)) or dt.sub(dt.part(comps, 2))
-    ident = {"system": ctx.own_system("specimen"), "value": value or stable_id(
-        ctx.header.control_id, str(spm.occurrence))}
+    ident = {
+        "system": ctx.own_system("specimen"),
+        "value": value or stable_id(ctx.header.control_id, str(spm.occurrence)),
+    }
     specimen["identifier"] = [ident]
     kind = dt.codeable(spm.components(4))
     if kind:
@@ -954,19 +1120,26 @@ def _immunization(ctx: _Context, orc: Segment | None, rxa: Segment) -> str:
     ORC-2/3 identifiers per "ORC[Immunization]"."""
     vaccine = dt.codeable(rxa.components(5))
     if vaccine is None:
-        raise MessageError("RXA-5 (administered code) is required", error_code="101",
-                           location=rxa.location(5))
+        raise MessageError(
+            "RXA-5 (administered code) is required", error_code="101", location=rxa.location(5)
+        )
     when = ctx.time(rxa.text(3))
     if when is None:
-        raise MessageError("RXA-3 (start of administration) is required", error_code="101",
-                           location=rxa.location(3))
+        raise MessageError(
+            "RXA-3 (start of administration) is required",
+            error_code="101",
+            location=rxa.location(3),
+        )
     status = tables.lookup("CompletionStatus", rxa.text(20))
     imm: dict[str, Any] = {
         "resourceType": "Immunization",
-        "status": "entered-in-error" if rxa.text(21) == "D" else (
-            status[0] if status else "completed"),
-        "vaccineCode": vaccine, "patient": {"reference": ctx.patient},
-        "occurrenceDateTime": when}
+        "status": "entered-in-error"
+        if rxa.text(21) == "D"
+        else (status[0] if status else "completed"),
+        "vaccineCode": vaccine,
+        "patient": {"reference": ctx.patient},
+        "occurrenceDateTime": when,
+    }
     amount = rxa.text(6)
     if amount and amount != "999":
         dose = dt.quantity(amount, rxa.components(7))
@@ -974,9 +1147,16 @@ def _immunization(ctx: _Context, orc: Segment | None, rxa: Segment) -> str:
             imm["doseQuantity"] = dose
     who = _practitioner(ctx, rxa.components(10))
     if who:
-        imm["performer"] = [{"function": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/v2-0443", "code": "AP"}]},
-            "actor": who}]
+        imm["performer"] = [
+            {
+                "function": {
+                    "coding": [
+                        {"system": "http://terminology.hl7.org/CodeSystem/v2-0443", "code": "AP"}
+                    ]
+                },
+                "actor": who,
+            }
+        ]
     if rxa.text(15):
         imm["lotNumber"] = rxa.text(15)
     expires = dt.date(rxa.text(16))
@@ -985,9 +1165,12 @@ def _immunization(ctx: _Context, orc: Segment | None, rxa: Segment) -> str:
     maker = dt.codeable(rxa.components(17))
     if maker:
         first = (maker.get("coding") or [{}])[0]
-        imm["manufacturer"] = dt.clean({"display": first.get("display") or maker.get("text"),
-                                        "identifier": dt.clean({"system": first.get("system"),
-                                                                "value": first.get("code")})})
+        imm["manufacturer"] = dt.clean(
+            {
+                "display": first.get("display") or maker.get("text"),
+                "identifier": dt.clean({"system": first.get("system"), "value": first.get("code")}),
+            }
+        )
     idents = _order_identifiers(ctx, orc, None)
     if idents:
         imm["identifier"] = idents
@@ -1011,18 +1194,36 @@ def _appointment(ctx: _Context, sch: Segment, event: str) -> str:
     for n, kind in ((1, "PLAC"), (2, "FILL")):
         comps = sch.components(n)
         if dt.part(comps, 1):
-            idents.append({"type": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": kind}]},
-                "system": dt.authority_system(dt.part(comps, 2), dt.part(comps, 3),
-                                              dt.part(comps, 4), ctx.systems)
-                or ctx.own_system("appointment"), "value": dt.part(comps, 1)})
+            idents.append(
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                "code": kind,
+                            }
+                        ]
+                    },
+                    "system": dt.authority_system(
+                        dt.part(comps, 2), dt.part(comps, 3), dt.part(comps, 4), ctx.systems
+                    )
+                    or ctx.own_system("appointment"),
+                    "value": dt.part(comps, 1),
+                }
+            )
     if not idents:
-        raise MessageError("SCH-1 or SCH-2 (appointment id) is required", error_code="101",
-                           location=sch.location(2))
+        raise MessageError(
+            "SCH-1 or SCH-2 (appointment id) is required",
+            error_code="101",
+            location=sch.location(2),
+        )
     status = tables.lookup("FillerStatusCodes[Appointment]", sch.text(25))
     default = {"S15": "cancelled", "S26": "noshow"}.get(event, "booked")
-    appt: dict[str, Any] = {"resourceType": "Appointment", "identifier": idents,
-                            "status": status[0] if status else default}
+    appt: dict[str, Any] = {
+        "resourceType": "Appointment",
+        "identifier": idents,
+        "status": status[0] if status else default,
+    }
     reason = dt.codeable(sch.components(7))
     if reason:
         appt["reasonCode"] = [reason]
@@ -1052,8 +1253,11 @@ def _appointment(ctx: _Context, sch: Segment, event: str) -> str:
             if where:
                 participants.append({"actor": {"display": where}, "status": "accepted"})
     if not participants:
-        raise MessageError("An appointment needs a patient, AIP or AIL participant",
-                           error_code="100", location="PID")
+        raise MessageError(
+            "An appointment needs a patient, AIP or AIL participant",
+            error_code="100",
+            location="PID",
+        )
     appt["participant"] = participants
     ref = ctx.entries.upsert(appt, identifier_criteria(idents[-1]))
     ctx.focus.append(ref)
@@ -1068,22 +1272,35 @@ def _document(ctx: _Context, txa: Segment) -> str:
     number = txa.components(12)
     value = dt.part(number, 1)
     if not value:
-        raise MessageError("TXA-12 (unique document number) is required", error_code="101",
-                           location=txa.location(12))
-    master = {"system": dt.authority_system(dt.part(number, 2), dt.part(number, 3),
-                                            dt.part(number, 4), ctx.systems)
-              or ctx.own_system("document"), "value": value}
+        raise MessageError(
+            "TXA-12 (unique document number) is required",
+            error_code="101",
+            location=txa.location(12),
+        )
+    master = {
+        "system": dt.authority_system(
+            dt.part(number, 2), dt.part(number, 3), dt.part(number, 4), ctx.systems
+        )
+        or ctx.own_system("document"),
+        "value": value,
+    }
     availability = txa.text(19)
     doc: dict[str, Any] = {
-        "resourceType": "DocumentReference", "masterIdentifier": master,
+        "resourceType": "DocumentReference",
+        "masterIdentifier": master,
         "identifier": [master],
-        "status": "superseded" if availability in ("OB",) else (
-            "entered-in-error" if availability in ("CA",) else "current"),
-        "subject": {"reference": ctx.patient}}
+        "status": "superseded"
+        if availability in ("OB",)
+        else ("entered-in-error" if availability in ("CA",) else "current"),
+        "subject": {"reference": ctx.patient},
+    }
     completion = txa.text(17)
     if completion:
-        doc["docStatus"] = "final" if completion in ("AU", "LA") else (
-            "amended" if completion == "AM" else "preliminary")
+        doc["docStatus"] = (
+            "final"
+            if completion in ("AU", "LA")
+            else ("amended" if completion == "AM" else "preliminary")
+        )
     kind = dt.codeable(txa.components(2), "http://terminology.hl7.org/CodeSystem/v2-0270")
     if kind:
         doc["type"] = kind
@@ -1112,14 +1329,22 @@ def _document(ctx: _Context, txa: Segment) -> str:
             attachment = _attachment(seg.components(5))
         else:
             lines.extend("^".join(_comps(r, seg)) for r in seg.reps(5))
-    content_type = attachment["contentType"] if attachment else {
-        "TX": "text/plain", "FT": "text/plain", "HTML": "text/html"}.get(txa.text(3),
-                                                                       "text/plain")
-    data = attachment["data"] if attachment else base64.b64encode(
-        "\n".join(lines).encode("utf-8")).decode("ascii")
-    binary = ctx.entries.put({"resourceType": "Binary", "contentType": content_type,
-                              "data": data},
-                             stable_id("DocumentReference", master["system"], value, data))
+    content_type = (
+        attachment["contentType"]
+        if attachment
+        else {"TX": "text/plain", "FT": "text/plain", "HTML": "text/html"}.get(
+            txa.text(3), "text/plain"
+        )
+    )
+    data = (
+        attachment["data"]
+        if attachment
+        else base64.b64encode("\n".join(lines).encode("utf-8")).decode("ascii")
+    )
+    binary = ctx.entries.put(
+        {"resourceType": "Binary", "contentType": content_type, "data": data},
+        stable_id("DocumentReference", master["system"], value, data),
+    )
     doc["content"] = [{"attachment": {"contentType": content_type, "url": binary}}]
     ref = ctx.entries.upsert(doc, identifier_criteria(master))
     ctx.focus.append(ref)
@@ -1146,13 +1371,22 @@ def _message_header(ctx: _Context) -> None:
     header: dict[str, Any] = {
         "resourceType": "MessageHeader",
         "eventCoding": {"system": EVENT_SYSTEM, "code": h.trigger_event},
-        "source": dt.clean({"name": h.sending_application.split("^")[0] or None,
-                            "endpoint": _endpoint(h.sending_application, h.sending_facility)}),
+        "source": dt.clean(
+            {
+                "name": h.sending_application.split("^")[0] or None,
+                "endpoint": _endpoint(h.sending_application, h.sending_facility),
+            }
+        ),
     }
     if h.receiving_application or h.receiving_facility:
-        header["destination"] = [dt.clean({
-            "name": h.receiving_application.split("^")[0] or None,
-            "endpoint": _endpoint(h.receiving_application, h.receiving_facility)})]
+        header["destination"] = [
+            dt.clean(
+                {
+                    "name": h.receiving_application.split("^")[0] or None,
+                    "endpoint": _endpoint(h.receiving_application, h.receiving_facility),
+                }
+            )
+        ]
     if ctx.focus:
         header["focus"] = [{"reference": ref} for ref in dict.fromkeys(ctx.focus)]
     ctx.entries.put(header, _message_ids(ctx))
@@ -1164,22 +1398,44 @@ def _provenance(ctx: _Context) -> None:
     h = ctx.header
     ids = _message_ids(ctx)
     targets = [{"reference": ref} for ref in ctx.entries.references()]
-    binary = ctx.entries.put({"resourceType": "Binary", "contentType": V2_MESSAGE,
-                              "data": base64.b64encode(ctx.payload).decode("ascii")}, ids)
+    binary = ctx.entries.put(
+        {
+            "resourceType": "Binary",
+            "contentType": V2_MESSAGE,
+            "data": base64.b64encode(ctx.payload).decode("ascii"),
+        },
+        ids,
+    )
     recorded = ctx.time(h.timestamp)
     if recorded is None:
-        raise MessageError("MSH-7 (date/time of message) is required", error_code="101",
-                           location="MSH^1^7")
+        raise MessageError(
+            "MSH-7 (date/time of message) is required", error_code="101", location="MSH^1^7"
+        )
     if "T" not in recorded:
         recorded = dt.date_time(h.timestamp[:8] + "000000", ctx.zone) or recorded
-    ctx.entries.put({
-        "resourceType": "Provenance", "target": targets, "recorded": recorded,
-        "activity": {"coding": [{"system": EVENT_SYSTEM, "code": h.trigger_event}]},
-        "agent": [{"type": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-            "code": "author"}]}, "who": {"display": ctx.sender}}],
-        "entity": [{"role": "source", "what": {"reference": binary}}],
-    }, ids)
+    ctx.entries.put(
+        {
+            "resourceType": "Provenance",
+            "target": targets,
+            "recorded": recorded,
+            "activity": {"coding": [{"system": EVENT_SYSTEM, "code": h.trigger_event}]},
+            "agent": [
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                "code": "author",
+                            }
+                        ]
+                    },
+                    "who": {"display": ctx.sender},
+                }
+            ],
+            "entity": [{"role": "source", "what": {"reference": binary}}],
+        },
+        ids,
+    )
 
 
 __all__ = ["Conversion", "ConvertOptions", "MessageError", "convert"]

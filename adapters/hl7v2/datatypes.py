@@ -25,25 +25,78 @@ _TS = re.compile(r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,6})?\d
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)$")
 UCUM = "http://unitsofmeasure.org"
 CODE_SYSTEMS = {
-    "LN": "http://loinc.org", "LOINC": "http://loinc.org",
-    "SCT": "http://snomed.info/sct", "SNM": "http://snomed.info/sct",
-    "SNOMED": "http://snomed.info/sct", "SNOMEDCT": "http://snomed.info/sct",
-    "I10": "http://hl7.org/fhir/sid/icd-10", "I10C": "http://hl7.org/fhir/sid/icd-10-cm",
-    "ICD10CM": "http://hl7.org/fhir/sid/icd-10-cm", "I9C": "http://hl7.org/fhir/sid/icd-9-cm",
-    "I9CP": "http://hl7.org/fhir/sid/icd-9-cm", "I10P": "http://www.cms.gov/Medicare/Coding/ICD10",
-    "CVX": "http://hl7.org/fhir/sid/cvx", "MVX": "http://hl7.org/fhir/sid/mvx",
-    "NDC": "http://hl7.org/fhir/sid/ndc", "RXNORM": "http://www.nlm.nih.gov/research/umls/rxnorm",
-    "RXN": "http://www.nlm.nih.gov/research/umls/rxnorm", "C4": "http://www.ama-assn.org/go/cpt",
-    "CPT": "http://www.ama-assn.org/go/cpt", "UCUM": UCUM, "ANS+": UCUM,
-    "NCIT": "http://ncimeta.nci.nih.gov", "NUCC": "http://nucc.org/provider-taxonomy",
+    "LN": "http://loinc.org",
+    "LOINC": "http://loinc.org",
+    "SCT": "http://snomed.info/sct",
+    "SNM": "http://snomed.info/sct",
+    "SNOMED": "http://snomed.info/sct",
+    "SNOMEDCT": "http://snomed.info/sct",
+    "I10": "http://hl7.org/fhir/sid/icd-10",
+    "I10C": "http://hl7.org/fhir/sid/icd-10-cm",
+    "ICD10CM": "http://hl7.org/fhir/sid/icd-10-cm",
+    "I9C": "http://hl7.org/fhir/sid/icd-9-cm",
+    "I9CP": "http://hl7.org/fhir/sid/icd-9-cm",
+    "I10P": "http://www.cms.gov/Medicare/Coding/ICD10",
+    "CVX": "http://hl7.org/fhir/sid/cvx",
+    "MVX": "http://hl7.org/fhir/sid/mvx",
+    "NDC": "http://hl7.org/fhir/sid/ndc",
+    "RXNORM": "http://www.nlm.nih.gov/research/umls/rxnorm",
+    "RXN": "http://www.nlm.nih.gov/research/umls/rxnorm",
+    "C4": "http://www.ama-assn.org/go/cpt",
+    "CPT": "http://www.ama-assn.org/go/cpt",
+    "UCUM": UCUM,
+    "ANS+": UCUM,
+    "NCIT": "http://ncimeta.nci.nih.gov",
+    "NUCC": "http://nucc.org/provider-taxonomy",
 }
 # UCUM units common in lab results, recognised when OBX-6 names no coding system
-_UCUM_UNITS = frozenset({
-    "%", "/uL", "10*3/uL", "10*6/uL", "10*9/L", "10*12/L", "cm", "fL", "g", "g/dL", "g/L",
-    "h", "IU/L", "[IU]/L", "kg", "kg/m2", "L", "m", "meq/L", "mg", "mg/dL", "mg/L", "min",
-    "mL", "mL/min", "mm", "mm[Hg]", "mmol/L", "mol/L", "ng/mL", "nmol/L", "pg", "pg/mL",
-    "s", "U/L", "ug/dL", "ug/L", "ug/mL", "umol/L", "Cel", "[degF]", "/min", "{beats}/min",
-})
+_UCUM_UNITS = frozenset(
+    {
+        "%",
+        "/uL",
+        "10*3/uL",
+        "10*6/uL",
+        "10*9/L",
+        "10*12/L",
+        "cm",
+        "fL",
+        "g",
+        "g/dL",
+        "g/L",
+        "h",
+        "IU/L",
+        "[IU]/L",
+        "kg",
+        "kg/m2",
+        "L",
+        "m",
+        "meq/L",
+        "mg",
+        "mg/dL",
+        "mg/L",
+        "min",
+        "mL",
+        "mL/min",
+        "mm",
+        "mm[Hg]",
+        "mmol/L",
+        "mol/L",
+        "ng/mL",
+        "nmol/L",
+        "pg",
+        "pg/mL",
+        "s",
+        "U/L",
+        "ug/dL",
+        "ug/L",
+        "ug/mL",
+        "umol/L",
+        "Cel",
+        "[degF]",
+        "/min",
+        "{beats}/min",
+    }
+)
 
 
 def part(comps: list[str], n: int) -> str:
@@ -78,8 +131,15 @@ def date_time(value: str, zone: ZoneInfo) -> str | None:
         return None
     local = f"{year}-{month}-{day}T{hour}:{minute or '00'}:{second or '00'}{fraction or ''}"
     try:
-        moment = datetime(int(year), int(month), int(day), int(hour), int(minute or 0),
-                          int(second or 0), tzinfo=zone)
+        moment = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute or 0),
+            int(second or 0),
+            tzinfo=zone,
+        )
     except ValueError:
         return None
     if offset:
@@ -112,8 +172,9 @@ def date(value: str) -> str | None:
 # --- identifiers ----------------------------------------------------------------------------
 
 
-def authority_system(namespace: str, universal: str, kind: str,
-                     systems: dict[str, str] | Any) -> str:
+def authority_system(
+    namespace: str, universal: str, kind: str, systems: dict[str, str] | Any
+) -> str:
     """An Identifier.system for an assigning authority (HD): configured, OID, URI or urn:id."""
     for key in (namespace, universal):
         if key and key in systems:
@@ -138,9 +199,13 @@ def identifier(comps: list[str], systems: Any) -> dict[str, Any] | None:
     value = part(comps, 1)
     if not value:
         return None
-    out = {"type": code_concept("IdentifierType", part(comps, 5),
-                                "http://terminology.hl7.org/CodeSystem/v2-0203"),
-           "system": hd_system(part(comps, 4), systems), "value": value}
+    out = {
+        "type": code_concept(
+            "IdentifierType", part(comps, 5), "http://terminology.hl7.org/CodeSystem/v2-0203"
+        ),
+        "system": hd_system(part(comps, 4), systems),
+        "value": value,
+    }
     return clean(out)
 
 
@@ -159,9 +224,13 @@ def human_name(comps: list[str], family: int = 1) -> dict[str, Any] | None:
     f = family - 1
     given = [g for g in (part(comps, f + 2), part(comps, f + 3)) if g]
     use = tables.lookup("NameType", part(comps, f + 7)) if family == 1 else None
-    out = {"use": use[0] if use else None, "family": sub(part(comps, f + 1)),
-           "given": given, "suffix": [s for s in (part(comps, f + 4),) if s],
-           "prefix": [p for p in (part(comps, f + 5),) if p]}
+    out = {
+        "use": use[0] if use else None,
+        "family": sub(part(comps, f + 1)),
+        "given": given,
+        "suffix": [s for s in (part(comps, f + 4),) if s],
+        "prefix": [p for p in (part(comps, f + 5),) if p],
+    }
     out = clean(out)
     return out if ("family" in out or "given" in out) else None
 
@@ -170,12 +239,18 @@ def address(comps: list[str]) -> dict[str, Any] | None:
     """XAD -> Address."""
     use = tables.lookup("AddressType[Use]", part(comps, 7))
     kind = tables.lookup("AddressType[Type]", part(comps, 7))
-    out = clean({
-        "use": use[0] if use else None, "type": kind[0] if kind else None,
-        "line": [v for v in (sub(part(comps, 1)), part(comps, 2)) if v],
-        "city": part(comps, 3), "state": part(comps, 4), "postalCode": part(comps, 5),
-        "country": part(comps, 6), "district": part(comps, 9),
-    })
+    out = clean(
+        {
+            "use": use[0] if use else None,
+            "type": kind[0] if kind else None,
+            "line": [v for v in (sub(part(comps, 1)), part(comps, 2)) if v],
+            "city": part(comps, 3),
+            "state": part(comps, 4),
+            "postalCode": part(comps, 5),
+            "country": part(comps, 6),
+            "district": part(comps, 9),
+        }
+    )
     return out if set(out) - {"use", "type"} else None
 
 
@@ -187,8 +262,11 @@ def contact_point(comps: list[str]) -> dict[str, Any] | None:
     system = "email" if (equipment == "Internet" or part(comps, 2) == "NET") else "phone"
     use = tables.lookup("TelecommunicationUseCode", part(comps, 2))
     found = tables.lookup("TelecommunicationEquipmentType", equipment)
-    out = {"system": system, "value": email if system == "email" and email else number,
-           "use": use[0] if use else None}
+    out = {
+        "system": system,
+        "value": email if system == "email" and email else number,
+        "use": use[0] if use else None,
+    }
     if found and found[2].endswith("contact-point-system"):
         out["system"] = found[0]
     elif found and found[2].endswith("contact-point-use"):
@@ -199,8 +277,12 @@ def contact_point(comps: list[str]) -> dict[str, Any] | None:
 
 
 def _phone(comps: list[str]) -> str:
-    pieces = [part(comps, 5) and f"+{part(comps, 5)}", part(comps, 6) and f"({part(comps, 6)})",
-              part(comps, 7), part(comps, 8) and f"ext. {part(comps, 8)}"]
+    pieces = [
+        part(comps, 5) and f"+{part(comps, 5)}",
+        part(comps, 6) and f"({part(comps, 6)})",
+        part(comps, 7),
+        part(comps, 8) and f"ext. {part(comps, 8)}",
+    ]
     return " ".join(p for p in pieces if p)
 
 
@@ -226,8 +308,7 @@ def codeable(comps: list[str], default_system: str | None = None) -> dict[str, A
         if not code:
             continue
         system = code_system(part(comps, first + 2)) or (default_system if first == 1 else None)
-        codings.append(clean({"system": system, "code": code,
-                              "display": part(comps, first + 1)}))
+        codings.append(clean({"system": system, "code": code, "display": part(comps, first + 1)}))
     text = part(comps, 9) or (part(comps, 2) if not codings else "")
     out = clean({"coding": codings, "text": text or None})
     return out or None
@@ -245,20 +326,43 @@ def practitioner(comps: list[str], systems: Any) -> dict[str, Any] | None:
     """XCN -> Practitioner (XCN-1 identifier with XCN-9 system, XCN-2.. name)."""
     ident = None
     if part(comps, 1):
-        ident = clean({"system": hd_system(part(comps, 9), systems), "value": part(comps, 1),
-                       "type": code_concept("IdentifierType", part(comps, 13),
-                                            "http://terminology.hl7.org/CodeSystem/v2-0203")})
+        ident = clean(
+            {
+                "system": hd_system(part(comps, 9), systems),
+                "value": part(comps, 1),
+                "type": code_concept(
+                    "IdentifierType",
+                    part(comps, 13),
+                    "http://terminology.hl7.org/CodeSystem/v2-0203",
+                ),
+            }
+        )
     name = human_name(comps[1:]) if len(comps) > 1 else None
     if ident is None and name is None:
         return None
-    return clean({"resourceType": "Practitioner", "identifier": [ident] if ident else [],
-                  "name": [name] if name else []})
+    return clean(
+        {
+            "resourceType": "Practitioner",
+            "identifier": [ident] if ident else [],
+            "name": [name] if name else [],
+        }
+    )
 
 
 def location_name(comps: list[str]) -> str:
     """PL -> a display: point of care, room, bed, facility, building, floor."""
-    return " ".join(v for v in (sub(part(comps, 4)), part(comps, 7), part(comps, 8),
-                                part(comps, 1), part(comps, 2), part(comps, 3)) if v)
+    return " ".join(
+        v
+        for v in (
+            sub(part(comps, 4)),
+            part(comps, 7),
+            part(comps, 8),
+            part(comps, 1),
+            part(comps, 2),
+            part(comps, 3),
+        )
+        if v
+    )
 
 
 # --- values ---------------------------------------------------------------------------------

@@ -135,9 +135,8 @@ class DeadLetter:
     replay_result: str | None
 
 
-_MESSAGE = ("id, sender, control_id, message_type, raw, state, attempts, ack, error, received")
-_OUTGOING = ("id, destination, patient_key, event, payload, state, attempts, next_at, ack, "
-             "error")
+_MESSAGE = "id, sender, control_id, message_type, raw, state, attempts, ack, error, received"
+_OUTGOING = "id, destination, patient_key, event, payload, state, attempts, next_at, ack, error"
 
 
 class InboxFile:
@@ -157,18 +156,21 @@ class InboxFile:
 
     # -- inbound -------------------------------------------------------------------------
 
-    def receive(self, sender: str, control_id: str, message_type: str,
-                raw: bytes) -> tuple[Stored, bool]:
+    def receive(
+        self, sender: str, control_id: str, message_type: str, raw: bytes
+    ) -> tuple[Stored, bool]:
         """Store a message; (its row, True) when it is new, (the earlier row, False) if not."""
         digest, now = payload_hash(raw), now_text()
         cursor = self.db.execute(
             "INSERT OR IGNORE INTO messages (sender, control_id, hash, message_type, raw, "
             "state, received, updated) VALUES (?, ?, ?, ?, ?, 'received', ?, ?)",
-            (sender, control_id, digest, message_type, raw, now, now))
+            (sender, control_id, digest, message_type, raw, now, now),
+        )
         new = cursor.rowcount == 1
         row = self.db.execute(
             f"SELECT {_MESSAGE} FROM messages WHERE sender = ? AND control_id = ? AND hash = ?",
-            (sender, control_id, digest)).fetchone()
+            (sender, control_id, digest),
+        ).fetchone()
         return Stored(*row), new
 
     def message(self, id: int) -> Stored | None:
@@ -178,21 +180,27 @@ class InboxFile:
     def unfinished(self) -> list[Stored]:
         """Messages stored but not processed (a crash or stop came in between), oldest first."""
         rows = self.db.execute(
-            f"SELECT {_MESSAGE} FROM messages WHERE state = 'received' ORDER BY id").fetchall()
+            f"SELECT {_MESSAGE} FROM messages WHERE state = 'received' ORDER BY id"
+        ).fetchall()
         return [Stored(*row) for row in rows]
 
     def attempted(self, id: int, error: str) -> int:
         """Count a failed processing attempt; the number of attempts so far."""
-        self.db.execute("UPDATE messages SET attempts = attempts + 1, error = ?, updated = ? "
-                        "WHERE id = ?", (error, now_text(), id))
-        return int(self.db.execute("SELECT attempts FROM messages WHERE id = ?",
-                                   (id,)).fetchone()[0])
+        self.db.execute(
+            "UPDATE messages SET attempts = attempts + 1, error = ?, updated = ? WHERE id = ?",
+            (error, now_text(), id),
+        )
+        return int(
+            self.db.execute("SELECT attempts FROM messages WHERE id = ?", (id,)).fetchone()[0]
+        )
 
     def finish(self, id: int, state: str, ack: str, error: str | None = None) -> None:
         """Record the outcome and the ACK; `dead` also files a dead letter."""
         with self._transaction():
-            self.db.execute("UPDATE messages SET state = ?, ack = ?, error = ?, updated = ? "
-                            "WHERE id = ?", (state, ack, error, now_text(), id))
+            self.db.execute(
+                "UPDATE messages SET state = ?, ack = ?, error = ?, updated = ? WHERE id = ?",
+                (state, ack, error, now_text(), id),
+            )
             if state == "dead":
                 self._dead("in", id, error or "failed")
 
@@ -202,32 +210,39 @@ class InboxFile:
         cursor = self.db.execute(
             "INSERT INTO outbound (destination, patient_key, event, payload, state, created) "
             "VALUES (?, ?, ?, ?, 'pending', ?)",
-            (destination, patient_key, event, payload, now_text()))
+            (destination, patient_key, event, payload, now_text()),
+        )
         return int(cursor.lastrowid or 0)
 
     def pending(self, destination: str, limit: int = 500) -> list[Outgoing]:
         rows = self.db.execute(
             f"SELECT {_OUTGOING} FROM outbound WHERE destination = ? AND state = 'pending' "
-            "ORDER BY id LIMIT ?", (destination, limit)).fetchall()
+            "ORDER BY id LIMIT ?",
+            (destination, limit),
+        ).fetchall()
         return [Outgoing(*row) for row in rows]
 
     def outgoing(self, id: int) -> Outgoing | None:
-        row = self.db.execute(f"SELECT {_OUTGOING} FROM outbound WHERE id = ?",
-                              (id,)).fetchone()
+        row = self.db.execute(f"SELECT {_OUTGOING} FROM outbound WHERE id = ?", (id,)).fetchone()
         return Outgoing(*row) if row else None
 
     def sent(self, id: int, ack: str) -> None:
-        self.db.execute("UPDATE outbound SET state = 'sent', ack = ?, error = NULL WHERE id = ?",
-                        (ack, id))
+        self.db.execute(
+            "UPDATE outbound SET state = 'sent', ack = ?, error = NULL WHERE id = ?", (ack, id)
+        )
 
     def retry_later(self, id: int, attempts: int, next_at: float, error: str) -> None:
-        self.db.execute("UPDATE outbound SET attempts = ?, next_at = ?, error = ? WHERE id = ?",
-                        (attempts, next_at, error, id))
+        self.db.execute(
+            "UPDATE outbound SET attempts = ?, next_at = ?, error = ? WHERE id = ?",
+            (attempts, next_at, error, id),
+        )
 
     def undeliverable(self, id: int, error: str, ack: str | None = None) -> None:
         with self._transaction():
-            self.db.execute("UPDATE outbound SET state = 'dead', error = ?, ack = ? WHERE id = ?",
-                            (error, ack, id))
+            self.db.execute(
+                "UPDATE outbound SET state = 'dead', error = ?, ack = ? WHERE id = ?",
+                (error, ack, id),
+            )
             self._dead("out", id, error)
 
     # -- dead letters --------------------------------------------------------------------
@@ -244,21 +259,29 @@ class InboxFile:
 
     def replayed(self, id: int, result: str) -> None:
         """Note a replay's outcome: `ok`, `requeued` (outbound) or why it failed again."""
-        self.db.execute("UPDATE dead_letters SET replayed = ?, replay_result = ? WHERE id = ?",
-                        (now_text(), result, id))
+        self.db.execute(
+            "UPDATE dead_letters SET replayed = ?, replay_result = ? WHERE id = ?",
+            (now_text(), result, id),
+        )
 
     def requeue(self, letter: DeadLetter) -> None:
         """Back to the queue it came from: unprocessed (inbound) or pending (outbound)."""
         if letter.direction == "in":
-            self.db.execute("UPDATE messages SET state = 'received', attempts = 0 WHERE id = ?",
-                            (letter.message_id,))
+            self.db.execute(
+                "UPDATE messages SET state = 'received', attempts = 0 WHERE id = ?",
+                (letter.message_id,),
+            )
         else:
-            self.db.execute("UPDATE outbound SET state = 'pending', attempts = 0, next_at = 0 "
-                            "WHERE id = ?", (letter.message_id,))
+            self.db.execute(
+                "UPDATE outbound SET state = 'pending', attempts = 0, next_at = 0 WHERE id = ?",
+                (letter.message_id,),
+            )
 
     def _dead(self, direction: str, message_id: int, reason: str) -> None:
-        self.db.execute("INSERT INTO dead_letters (direction, message_id, reason, created) "
-                        "VALUES (?, ?, ?, ?)", (direction, message_id, reason, now_text()))
+        self.db.execute(
+            "INSERT INTO dead_letters (direction, message_id, reason, created) VALUES (?, ?, ?, ?)",
+            (direction, message_id, reason, now_text()),
+        )
 
     def _transaction(self) -> _Tx:
         return _Tx(self.db)

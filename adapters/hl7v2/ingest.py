@@ -67,13 +67,13 @@ def sender(header: Header) -> str:
 def wants(condition: str, ok: bool) -> bool:
     """MSH-15/16 (HL7 table 0155): AL always, NE never, ER on error only, SU on success only."""
     condition = condition.upper()
-    return condition in ("AL", "") or (condition == "ER" and not ok) or (
-        condition == "SU" and ok)
+    return condition in ("AL", "") or (condition == "ER" and not ok) or (condition == "SU" and ok)
 
 
 class Ingestor:
-    def __init__(self, service: FhirService, inbox: Inbox,
-                 options: IngestOptions | None = None) -> None:
+    def __init__(
+        self, service: FhirService, inbox: Inbox, options: IngestOptions | None = None
+    ) -> None:
         self.service = service
         self.inbox = inbox
         self.options = options or IngestOptions()
@@ -101,8 +101,7 @@ class Ingestor:
             return
         except Exception as error:  # a header reader bug must still end in an AR, not silence
             log.exception("HL7 v2: cannot read the MSH segment")
-            await reply(encode(build_ack(None, "AR", AckError(f"Cannot read MSH: {error}")),
-                               None))
+            await reply(encode(build_ack(None, "AR", AckError(f"Cannot read MSH: {error}")), None))
             return
         if header.message_type.upper() == "ACK":
             log.info("HL7 v2: ACK %s from %s not answered", header.control_id, sender(header))
@@ -125,15 +124,20 @@ class Ingestor:
         if header is not None and header.message_type.upper() == "ACK":
             return
         enhanced = header is not None and bool(header.accept_ack_type)
-        await reply(encode(build_ack(header, "CR" if enhanced else "AR", AckError(text, code)),
-                           header))
+        await reply(
+            encode(build_ack(header, "CR" if enhanced else "AR", AckError(text, code)), header)
+        )
 
     async def _receive(self, header: Header, raw: bytes, reply: Reply) -> None:
         enhanced = bool(header.accept_ack_type)
         try:
             stored, new = await self.inbox.call(
-                self.inbox.file.receive, sender(header), header.control_id,
-                f"{header.message_type}^{header.trigger_event}", raw)
+                self.inbox.file.receive,
+                sender(header),
+                header.control_id,
+                f"{header.message_type}^{header.trigger_event}",
+                raw,
+            )
         except Exception as error:
             log.exception("HL7 v2: the inbox could not store message %s", header.control_id)
             code = "CE" if enhanced else "AE"
@@ -190,15 +194,22 @@ class Ingestor:
                     await asyncio.sleep(delay)
                     delay *= 2
                     continue
-                return await self._finish(stored, header, "AE", AckError(
-                    f"Internal error after {tries} attempts: {why}"))
+                return await self._finish(
+                    stored, header, "AE", AckError(f"Internal error after {tries} attempts: {why}")
+                )
             return await self._finish(stored, header, "AA", None)
 
     async def _commit(self, header: Header, stored: Stored) -> None:
         conversion = convert(stored.raw, self.options.convert)
         key = conversion.patient_key or f"message:{stored.id}"
-        request = Request("POST", "", body=conversion.bundle, context=SYSTEM,
-                          base=self.options.base, headers={"prefer": "return=minimal"})
+        request = Request(
+            "POST",
+            "",
+            body=conversion.bundle,
+            context=SYSTEM,
+            base=self.options.base,
+            headers={"prefer": "return=minimal"},
+        )
         # a merge (A40) waits for, and holds back, the messages of both patients
         async with self._locks.hold_all((key, *conversion.merged_keys)):
             token = ORIGIN.set(header.sending_application)
@@ -209,15 +220,22 @@ class Ingestor:
                 MODEL_VERDICTS.reset(verdicts)
                 ORIGIN.reset(token)
 
-    async def _finish(self, stored: Stored, header: Header | None, code: str,
-                      error: AckError | None) -> Outcome:
+    async def _finish(
+        self, stored: Stored, header: Header | None, code: str, error: AckError | None
+    ) -> Outcome:
         ack = build_ack(header, code, error)
         state = {"AA": "done", "AR": "rejected"}.get(code, "dead")
-        await self.inbox.call(self.inbox.file.finish, stored.id, state, ack,
-                              error.text if error else None)
+        await self.inbox.call(
+            self.inbox.file.finish, stored.id, state, ack, error.text if error else None
+        )
         if error:
-            log.warning("HL7 v2 message %s (%s) answered %s: %s", stored.id,
-                        stored.control_id, code, error.text)
+            log.warning(
+                "HL7 v2 message %s (%s) answered %s: %s",
+                stored.id,
+                stored.control_id,
+                code,
+                error.text,
+            )
         return Outcome(code, ack)
 
 

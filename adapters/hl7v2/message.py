@@ -24,11 +24,21 @@ _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
 _LINE = re.compile(r"\r\n|\r|\n")
 _STANDARD = "^~\\&"
 _CHARSETS = {
-    "ASCII": "ascii", "UNICODE UTF-8": "utf-8", "UTF-8": "utf-8", "UNICODE": "utf-8",
-    "8859/1": "iso-8859-1", "8859/2": "iso-8859-2", "8859/5": "iso-8859-5",
-    "8859/7": "iso-8859-7", "8859/9": "iso-8859-9", "8859/15": "iso-8859-15",
-    "CP1252": "cp1252", "WINDOWS-1252": "cp1252", "ISO-8859-1": "iso-8859-1",
-    "ISO_IR 100": "iso-8859-1", "ISO_IR 192": "utf-8",
+    "ASCII": "ascii",
+    "UNICODE UTF-8": "utf-8",
+    "UTF-8": "utf-8",
+    "UNICODE": "utf-8",
+    "8859/1": "iso-8859-1",
+    "8859/2": "iso-8859-2",
+    "8859/5": "iso-8859-5",
+    "8859/7": "iso-8859-7",
+    "8859/9": "iso-8859-9",
+    "8859/15": "iso-8859-15",
+    "CP1252": "cp1252",
+    "WINDOWS-1252": "cp1252",
+    "ISO-8859-1": "iso-8859-1",
+    "ISO_IR 100": "iso-8859-1",
+    "ISO_IR 192": "utf-8",
 }
 _BATCH_SEGMENTS = frozenset({"FHS", "BHS", "BTS", "FTS"})
 _OLDEST, _NEWEST = (2, 3), (2, 8, 2)
@@ -43,8 +53,9 @@ class MessageError(Exception):
     `location` is "SEG^occurrence^field" (e.g. "PID^1^3") when one field is at fault.
     """
 
-    def __init__(self, text: str, *, ack_code: str = "AE", error_code: str = "207",
-                 location: str = "") -> None:
+    def __init__(
+        self, text: str, *, ack_code: str = "AE", error_code: str = "207", location: str = ""
+    ) -> None:
         super().__init__(text)
         self.text = text
         self.ack_code = ack_code
@@ -111,13 +122,21 @@ def _header(line: str) -> Header:
         return unescape(parts[component], delims) if component < len(parts) else ""
 
     return Header(
-        field_sep=delims.field, encoding_chars=fields[2],
-        sending_application=get(3), sending_facility=get(4),
-        receiving_application=get(5), receiving_facility=get(6),
-        message_type=get(9, 0), trigger_event=get(9, 1),
+        field_sep=delims.field,
+        encoding_chars=fields[2],
+        sending_application=get(3),
+        sending_facility=get(4),
+        receiving_application=get(5),
+        receiving_facility=get(6),
+        message_type=get(9, 0),
+        trigger_event=get(9, 1),
         structure=get(9, 2) or _structure(get(9, 0), get(9, 1)),
-        control_id=get(10, 0), processing_id=get(11, 0), version=get(12, 0),
-        accept_ack_type=get(15, 0), application_ack_type=get(16, 0), charset=get(18, 0),
+        control_id=get(10, 0),
+        processing_id=get(11, 0),
+        version=get(12, 0),
+        accept_ack_type=get(15, 0),
+        application_ack_type=get(16, 0),
+        charset=get(18, 0),
         timestamp=get(7, 0),
     )
 
@@ -128,21 +147,33 @@ def _first_msh(text: str) -> str:
             return line
         if line[:3] not in ("FHS", "BHS"):
             break
-    raise MessageError("The message does not start with a readable MSH segment",
-                       ack_code="AR", error_code="100", location="MSH^1")
+    raise MessageError(
+        "The message does not start with a readable MSH segment",
+        ack_code="AR",
+        error_code="100",
+        location="MSH^1",
+    )
 
 
 def _delimiters(msh: str) -> Delimiters:
     if len(msh) < 8:
-        raise MessageError("MSH is too short to declare its delimiters", ack_code="AR",
-                           location="MSH^1^2")
+        raise MessageError(
+            "MSH is too short to declare its delimiters", ack_code="AR", location="MSH^1^2"
+        )
     sep = msh[3]
     chars = msh[4:].split(sep, 1)[0]
-    if (sep.isalnum() or sep.isspace() or len(chars) not in (4, 5)
-            or len(set(chars + sep)) != len(chars) + 1
-            or any(c.isalnum() or c.isspace() for c in chars)):
-        raise MessageError(f"MSH-1/MSH-2 '{msh[3:8]}' do not declare valid delimiters",
-                           ack_code="AR", location="MSH^1^2")
+    if (
+        sep.isalnum()
+        or sep.isspace()
+        or len(chars) not in (4, 5)
+        or len(set(chars + sep)) != len(chars) + 1
+        or any(c.isalnum() or c.isspace() for c in chars)
+    ):
+        raise MessageError(
+            f"MSH-1/MSH-2 '{msh[3:8]}' do not declare valid delimiters",
+            ack_code="AR",
+            location="MSH^1^2",
+        )
     return Delimiters(sep, chars[0], chars[1], chars[2], chars[3], chars[4:5])
 
 
@@ -150,8 +181,10 @@ def _standard_er7(value: str, delims: Delimiters) -> str:
     """A field re-written with the standard delimiters (an ACK is built with those)."""
     if delims.field + delims.component + delims.repetition + delims.escape == "|" + _STANDARD[:3]:
         return value
-    return "^".join("&".join(escape(unescape(sub, delims)) for sub in comp.split(
-        delims.subcomponent)) for comp in value.split(delims.component))
+    return "^".join(
+        "&".join(escape(unescape(sub, delims)) for sub in comp.split(delims.subcomponent))
+        for comp in value.split(delims.component)
+    )
 
 
 def escape(text: str) -> str:
@@ -172,9 +205,16 @@ def unescape(text: str, delims: Delimiters) -> str:
     """`text` with its escape sequences resolved (formatting ones become line breaks)."""
     if delims.escape not in text:
         return text
-    table = {"F": delims.field, "S": delims.component, "T": delims.subcomponent,
-             "R": delims.repetition, "E": delims.escape, "P": delims.truncation,
-             ".br": "\n", ".sp": "\n"}
+    table = {
+        "F": delims.field,
+        "S": delims.component,
+        "T": delims.subcomponent,
+        "R": delims.repetition,
+        "E": delims.escape,
+        "P": delims.truncation,
+        ".br": "\n",
+        ".sp": "\n",
+    }
 
     def one(match: re.Match[str]) -> str:
         code = match.group(1)
@@ -213,16 +253,20 @@ def decode(raw: bytes, default_charset: str = "utf-8") -> str:
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     if b"\x00" in raw:
-        raise MessageError("The message holds NUL bytes: not HL7 v2 ER7 text", ack_code="AR",
-                           location="MSH^1")
+        raise MessageError(
+            "The message holds NUL bytes: not HL7 v2 ER7 text", ack_code="AR", location="MSH^1"
+        )
     header = read_header(raw)
     codec = python_codec(header.charset) if header.charset else default_charset
     try:
         text = raw.decode(codec or default_charset)
     except UnicodeDecodeError as error:
         if header.charset:
-            raise MessageError(f"The message is not valid {header.charset} (MSH-18): {error}",
-                               error_code="102", location="MSH^1^18") from None
+            raise MessageError(
+                f"The message is not valid {header.charset} (MSH-18): {error}",
+                error_code="102",
+                location="MSH^1^18",
+            ) from None
         text = raw.decode("cp1252", errors="replace")
     except LookupError:
         text = raw.decode("utf-8", errors="replace")
@@ -349,8 +393,24 @@ def parse(text: str) -> Message:
 # --- what the adapter accepts --------------------------------------------------------------
 
 SUPPORTED_EVENTS = {
-    "ADT": frozenset({"A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A12",
-                      "A13", "A28", "A31", "A40"}),
+    "ADT": frozenset(
+        {
+            "A01",
+            "A02",
+            "A03",
+            "A04",
+            "A05",
+            "A06",
+            "A07",
+            "A08",
+            "A11",
+            "A12",
+            "A13",
+            "A28",
+            "A31",
+            "A40",
+        }
+    ),
     "ORU": frozenset({"R01"}),
     "ORM": frozenset({"O01"}),
     "OML": frozenset({"O21"}),
@@ -363,31 +423,53 @@ SUPPORTED_EVENTS = {
 def check_supported(header: Header) -> None:
     """Raise AR for a message type, event, processing id or version this adapter refuses."""
     if header.message_type not in SUPPORTED_EVENTS:
-        raise MessageError(f"Message type '{header.message_type}' is not supported",
-                           ack_code="AR", error_code="200", location="MSH^1^9")
+        raise MessageError(
+            f"Message type '{header.message_type}' is not supported",
+            ack_code="AR",
+            error_code="200",
+            location="MSH^1^9",
+        )
     if header.trigger_event not in SUPPORTED_EVENTS[header.message_type]:
         raise MessageError(
             f"Event '{header.message_type}^{header.trigger_event}' is not supported",
-            ack_code="AR", error_code="201", location="MSH^1^9")
+            ack_code="AR",
+            error_code="201",
+            location="MSH^1^9",
+        )
     if header.processing_id not in ("P", "T", "D"):
-        raise MessageError(f"Processing id '{header.processing_id}' is not P, T or D",
-                           ack_code="AR", error_code="202", location="MSH^1^11")
+        raise MessageError(
+            f"Processing id '{header.processing_id}' is not P, T or D",
+            ack_code="AR",
+            error_code="202",
+            location="MSH^1^11",
+        )
     library = hl7apy_version(header.version)
     structure = header.structure or _structure(header.message_type, header.trigger_event)
     if structure and structure not in _structures(library):
         known = _structure(header.message_type, header.trigger_event)
         if known not in _structures(library):
-            raise MessageError(f"Message structure '{structure}' is not defined in v{library}",
-                               ack_code="AR", error_code="200", location="MSH^1^9")
+            raise MessageError(
+                f"Message structure '{structure}' is not defined in v{library}",
+                ack_code="AR",
+                error_code="200",
+                location="MSH^1^9",
+            )
 
 
 def hl7apy_version(version: str) -> str:
     """The hl7apy library that reads `version` (2.9 and later read as 2.8.2); AR 203 if none."""
-    numbers = tuple(int(p) for p in version.split(".")) if re.fullmatch(
-        r"2(\.\d{1,2}){1,2}", version) else ()
+    numbers = (
+        tuple(int(p) for p in version.split("."))
+        if re.fullmatch(r"2(\.\d{1,2}){1,2}", version)
+        else ()
+    )
     if not numbers or numbers < _OLDEST:
-        raise MessageError(f"Version '{version}' is not supported (2.3 to 2.8.2; 2.9 as 2.8.2)",
-                           ack_code="AR", error_code="203", location="MSH^1^12")
+        raise MessageError(
+            f"Version '{version}' is not supported (2.3 to 2.8.2; 2.9 as 2.8.2)",
+            ack_code="AR",
+            error_code="203",
+            location="MSH^1^12",
+        )
     if numbers > _NEWEST:
         return "2.8.2"
     known = sorted(tuple(int(p) for p in v.split(".")) for v in _libraries())
@@ -397,6 +479,7 @@ def hl7apy_version(version: str) -> str:
 @cache
 def _libraries() -> tuple[str, ...]:
     from hl7apy import SUPPORTED_LIBRARIES
+
     return tuple(v for v in SUPPORTED_LIBRARIES if tuple(map(int, v.split("."))) >= _OLDEST)
 
 
@@ -407,4 +490,5 @@ def _structures(version: str) -> frozenset[str]:
 
 def _structure(kind: str, event: str) -> str:
     from adapters.hl7v2.tables import STRUCTURES
+
     return STRUCTURES.get(f"{kind}^{event}", "")

@@ -72,8 +72,9 @@ class ListenerLimits:
 class MllpListener:
     """The MLLP server: every block read goes to `ingestor.receive`."""
 
-    def __init__(self, ingestor: Ingestor, host: str, port: int,
-                 limits: ListenerLimits | None = None) -> None:
+    def __init__(
+        self, ingestor: Ingestor, host: str, port: int, limits: ListenerLimits | None = None
+    ) -> None:
         self.ingestor = ingestor
         self.host, self.port = host, port
         self.limits = limits or ListenerLimits()
@@ -134,8 +135,7 @@ class MllpListener:
     async def _refuse(self, reader: BoundedReader, reply: Reply) -> None:
         """One connection too many: its first message gets AR (CR in enhanced mode), not
         silence, so the sender knows to try again later."""
-        text = (f"Too many connections ({self.limits.max_connections} open): send again "
-                "later")
+        text = f"Too many connections ({self.limits.max_connections} open): send again later"
         try:
             block = await asyncio.wait_for(reader.readblock(), REFUSE_WAIT)
         except TooLarge as error:
@@ -153,12 +153,14 @@ class MllpListener:
             return False
         except TooLarge as error:
             limit = self.limits.max_message_bytes
-            await self.ingestor.reject(error.head, f"Message too large: the limit is {limit} "
-                                       "bytes", "207", reply)
+            await self.ingestor.reject(
+                error.head, f"Message too large: the limit is {limit} bytes", "207", reply
+            )
             return True
         except InvalidBlockError:
-            await self.ingestor.reject(b"", "MLLP block does not begin with <VT> (0x0B)",
-                                       "207", reply)
+            await self.ingestor.reject(
+                b"", "MLLP block does not begin with <VT> (0x0B)", "207", reply
+            )
             return True
         if is_batch(block):
             await receive_batch(self.ingestor, block, reply)
@@ -197,7 +199,8 @@ class MllpSender:
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._streams is None:
             streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] = await asyncio.wait_for(
-                open_hl7_connection(self.host, self.port), self.timeout)
+                open_hl7_connection(self.host, self.port), self.timeout
+            )
             self._streams = streams
         return self._streams
 
@@ -216,4 +219,3 @@ def split_address(address: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise ValueError(f"'{address}' is not HOST:PORT")
     return host, int(port)
-

@@ -37,8 +37,10 @@ def operation(options: ConvertOptions) -> Operation:
         except MessageError as error:
             kind = BadRequest if error.ack_code == "AR" else Unprocessable
             where = f" at {error.location}" if error.location else ""
-            raise kind(f"HL7 v2 {error.ack_code} {error.error_code}{where}: {error.text}",
-                       expression=("message",)) from None
+            raise kind(
+                f"HL7 v2 {error.ack_code} {error.error_code}{where}: {error.text}",
+                expression=("message",),
+            ) from None
 
     return Operation(NAME, run, frozenset({"system"}), affects_state=False)
 
@@ -54,5 +56,7 @@ def _message(call: OperationCall) -> bytes:
             return base64.b64decode(binary.get("data") or "", validate=True)
         except (binascii.Error, ValueError):
             raise BadRequest("Binary.data is not base64", expression=("Binary.data",)) from None
-    raise BadRequest("$convert-hl7v2 needs a 'message' valueString or a Binary with the ER7 "
-                     "message", expression=("message",))
+    raise BadRequest(
+        "$convert-hl7v2 needs a 'message' valueString or a Binary with the ER7 message",
+        expression=("message",),
+    )

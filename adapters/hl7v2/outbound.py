@@ -68,8 +68,13 @@ class OutboundOptions:
 
 
 class Dispatcher:
-    def __init__(self, service: FhirService, inbox: Inbox, destinations: Sequence[Destination],
-                 options: OutboundOptions | None = None) -> None:
+    def __init__(
+        self,
+        service: FhirService,
+        inbox: Inbox,
+        destinations: Sequence[Destination],
+        options: OutboundOptions | None = None,
+    ) -> None:
         self.service = service
         self.inbox = inbox
         self.destinations = list(destinations)
@@ -109,14 +114,14 @@ class Dispatcher:
             try:
                 await self.build(rec, origin)
             except Exception:
-                log.exception("HL7 v2 outbound: cannot build a message for %s/%s", rec.type,
-                              rec.id)
+                log.exception("HL7 v2 outbound: cannot build a message for %s/%s", rec.type, rec.id)
 
     async def build(self, rec: StoredResource, origin: str | None) -> int:
         """Queue the message `rec` calls for at each destination; how many were queued."""
         event = EVENTS[rec.type]
-        targets = [d for d in self.destinations
-                   if event in d.events and not _same_system(origin, d.system)]
+        targets = [
+            d for d in self.destinations if event in d.events and not _same_system(origin, d.system)
+        ]
         if not targets:
             return 0
         resource = fhirjson.loads(rec.data)
@@ -128,21 +133,27 @@ class Dispatcher:
         else:
             if resource.get("status") != "final" or await self._was_final(rec):
                 return 0
-            key = ((resource.get("subject") or {}).get("reference") or f"DiagnosticReport/"
-                   f"{rec.id}")
+            key = (resource.get("subject") or {}).get("reference") or f"DiagnosticReport/{rec.id}"
             patient = await self._read(key) if key.startswith("Patient/") else None
-            results = [await self._read(r.get("reference", ""))
-                       for r in resource.get("result") or []]
+            results = [
+                await self._read(r.get("reference", "")) for r in resource.get("result") or []
+            ]
             observations = [o for o in results if o is not None]
 
             def render(envelope: Envelope) -> str:
                 return oru_r01(resource, patient, observations, envelope)
+
         for destination in targets:
-            envelope = Envelope(self.options.envelope.sending_application,
-                                self.options.envelope.sending_facility, destination.system,
-                                destination.facility, self.options.envelope.authorities)
-            await self.inbox.call(self.inbox.file.enqueue, destination.name, key, event,
-                                  render(envelope))
+            envelope = Envelope(
+                self.options.envelope.sending_application,
+                self.options.envelope.sending_facility,
+                destination.system,
+                destination.facility,
+                self.options.envelope.authorities,
+            )
+            await self.inbox.call(
+                self.inbox.file.enqueue, destination.name, key, event, render(envelope)
+            )
             self._wake[destination.name].set()
         return len(targets)
 
@@ -190,8 +201,7 @@ class Dispatcher:
                 delay = min(delay, max(due, 0.01) if due > 0 else self._backoff(message))
         return delay
 
-    async def _send(self, destination: Destination, sender: MllpSender,
-                    message: Outgoing) -> bool:
+    async def _send(self, destination: Destination, sender: MllpSender, message: Outgoing) -> bool:
         """One try; False when it should be tried again later."""
         try:
             acks = await sender.exchange(message.payload.encode())
@@ -199,13 +209,17 @@ class Dispatcher:
             why = f"no answer from {destination.host}:{destination.port}: {error!r}"
             attempts = message.attempts + 1
             if attempts >= self.options.attempts:
-                log.warning("HL7 v2 outbound %s to %s: dead letter after %d tries: %s",
-                            message.id, destination.name, attempts, why)
+                log.warning(
+                    "HL7 v2 outbound %s to %s: dead letter after %d tries: %s",
+                    message.id,
+                    destination.name,
+                    attempts,
+                    why,
+                )
                 await self.inbox.call(self.inbox.file.undeliverable, message.id, why)
                 return True
             next_at = after(self.options.backoff * 2 ** (attempts - 1))
-            await self.inbox.call(self.inbox.file.retry_later, message.id, attempts, next_at,
-                                  why)
+            await self.inbox.call(self.inbox.file.retry_later, message.id, attempts, next_at, why)
             return False
         ack = read_ack(acks[-1])
         text = acks[-1].decode("utf-8", "replace")
@@ -218,7 +232,7 @@ class Dispatcher:
         return True
 
     def _backoff(self, message: Outgoing) -> float:
-        return self.options.backoff * 2.0 ** message.attempts
+        return self.options.backoff * 2.0**message.attempts
 
 
 def _same_system(origin: str | None, system: str) -> bool:

@@ -36,26 +36,36 @@ class Hl7Runtime:
     dispatcher: Dispatcher | None
 
     @classmethod
-    def from_settings(cls, settings: Settings, service: FhirService, convert: ConvertOptions
-                      ) -> Hl7Runtime:
+    def from_settings(
+        cls, settings: Settings, service: FhirService, convert: ConvertOptions
+    ) -> Hl7Runtime:
         inbox = Inbox(inbox_path(settings.storage, settings.database, settings.hl7_inbox))
         ingestor = Ingestor(service, inbox, ingest_options(settings, convert))
         listener = None
         if settings.mllp_port:
-            limits = ListenerLimits(settings.mllp_max_message_bytes,
-                                    settings.mllp_max_connections, settings.mllp_idle_timeout)
-            listener = MllpListener(ingestor, settings.mllp_host or settings.host,
-                                    settings.mllp_port, limits)
+            limits = ListenerLimits(
+                settings.mllp_max_message_bytes,
+                settings.mllp_max_connections,
+                settings.mllp_idle_timeout,
+            )
+            listener = MllpListener(
+                ingestor, settings.mllp_host or settings.host, settings.mllp_port, limits
+            )
         destinations = parse_destinations(settings.hl7_destinations)
         dispatcher = None
         if destinations:
-            authorities = {system: authority for authority, system
-                           in settings.hl7_identifier_systems.items()}
-            envelope = Envelope(settings.hl7_application, settings.hl7_facility,
-                                authorities=authorities)
-            options = OutboundOptions(settings.hl7_outbound_attempts,
-                                      settings.hl7_outbound_backoff, settings.hl7_ack_timeout,
-                                      envelope)
+            authorities = {
+                system: authority for authority, system in settings.hl7_identifier_systems.items()
+            }
+            envelope = Envelope(
+                settings.hl7_application, settings.hl7_facility, authorities=authorities
+            )
+            options = OutboundOptions(
+                settings.hl7_outbound_attempts,
+                settings.hl7_outbound_backoff,
+                settings.hl7_ack_timeout,
+                envelope,
+            )
             dispatcher = Dispatcher(service, inbox, destinations, options)
             dispatcher.install()
         return cls(ingestor, listener, dispatcher)
@@ -104,9 +114,14 @@ def parse_destinations(value: str | list[Any]) -> list[Destination]:
     destinations = []
     for item in items:
         events = tuple(item.get("events") or ("ADT^A08", "ORU^R01"))
-        destinations.append(Destination(
-            name=str(item["name"]), host=str(item.get("host", "127.0.0.1")),
-            port=int(item["port"]), events=events,
-            application=str(item.get("application", "")),
-            facility=str(item.get("facility", ""))))
+        destinations.append(
+            Destination(
+                name=str(item["name"]),
+                host=str(item.get("host", "127.0.0.1")),
+                port=int(item["port"]),
+                events=events,
+                application=str(item.get("application", "")),
+                facility=str(item.get("facility", "")),
+            )
+        )
     return destinations

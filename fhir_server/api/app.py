@@ -54,9 +54,13 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 PARSE_IN_THREAD_BYTES = 256 * 1024  # larger bodies are parsed off the event loop
 
 
-def create_app(settings: Settings | None = None, storage: Storage | None = None, *,
-               auth_server: AuthorizationServer | None = None,
-               verifier: BearerVerifier | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    storage: Storage | None = None,
+    *,
+    auth_server: AuthorizationServer | None = None,
+    verifier: BearerVerifier | None = None,
+) -> FastAPI:
     """The ASGI app: FHIR REST under /fhir, the SMART authorization server and its sign-in
     pages under /auth, storage opened and closed with the app.
 
@@ -67,20 +71,24 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with (open_service(settings, storage) as service,
-                    open_auth(settings, service) as auth,
-                    start_background(settings, service) as background):
+        async with (
+            open_service(settings, storage) as service,
+            open_auth(settings, service) as auth,
+            start_background(settings, service) as background,
+        ):
             app.state.service = service
             app.state.auth = auth
             app.state.hl7 = background.hl7
-            app.state.auth_ui = AuthUi.build(settings, service, auth.users,
-                                             auth_server or auth.server)
+            app.state.auth_ui = AuthUi.build(
+                settings, service, auth.users, auth_server or auth.server
+            )
             app.state.verifier = _verifier(settings, verifier, auth)
             app.state.reach = _reach(settings, service)
             yield
 
-    app = FastAPI(title="FHIR R4 server", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(
+        title="FHIR R4 server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     _add_middleware(app, settings)
     auth_token_routes.install(app, FHIR_PREFIX)  # before /fhir/{path}: .well-known
     for path in (FHIR_PREFIX, FHIR_PREFIX + "/{path:path}"):
@@ -96,11 +104,13 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None,
 
 def _add_middleware(app: FastAPI, settings: Settings) -> None:
     """The request guards, innermost first (Starlette wraps each added one around the rest)."""
-    app.add_middleware(MediaTypeMiddleware, fhir_prefix=FHIR_PREFIX, hl7_path=HL7_PATH,
-                       hl7_media=HL7_MEDIA)
+    app.add_middleware(
+        MediaTypeMiddleware, fhir_prefix=FHIR_PREFIX, hl7_path=HL7_PATH, hl7_media=HL7_MEDIA
+    )
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
-    app.add_middleware(BodyTimeoutMiddleware, timeout=settings.body_timeout,
-                       min_rate=settings.body_min_rate)
+    app.add_middleware(
+        BodyTimeoutMiddleware, timeout=settings.body_timeout, min_rate=settings.body_min_rate
+    )
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(CorsMiddleware, origins=origins)
@@ -126,13 +136,18 @@ async def options_endpoint(request: HttpRequest) -> HttpResponse:
     if not allowed and missing is not None:
         raise missing
     return HttpResponse(status_code=200, headers={"Allow": ", ".join([*allowed, "OPTIONS"])})
-def _verifier(settings: Settings, given: BearerVerifier | None,
-              auth: Auth) -> BearerVerifier | None:
+
+
+def _verifier(
+    settings: Settings, given: BearerVerifier | None, auth: Auth
+) -> BearerVerifier | None:
     """What checks bearer tokens: none with authorization off, else `given` or one over the
     server's own signing keys and revocations."""
     if settings.auth == "off":
-        log.warning("authorization is OFF (FHIR_AUTH=off): every caller may read and write "
-                    "everything; for local experiments only")
+        log.warning(
+            "authorization is OFF (FHIR_AUTH=off): every caller may read and write "
+            "everything; for local experiments only"
+        )
         return None
     if given is not None:
         return given
@@ -165,8 +180,9 @@ async def hl7v2_endpoint(request: HttpRequest) -> HttpResponse:
     service.policy.check(caller, "admin", None)  # feeding messages needs system/*.cruds
     hl7 = getattr(request.app.state, "hl7", None)
     if hl7 is None:
-        raise NotFound("HL7 v2 is not enabled: set FHIR_MLLP_PORT, FHIR_HL7_DESTINATIONS or "
-                       "FHIR_HL7_INBOX")
+        raise NotFound(
+            "HL7 v2 is not enabled: set FHIR_MLLP_PORT, FHIR_HL7_DESTINATIONS or FHIR_HL7_INBOX"
+        )
     acks = await hl7.exchange(await request.body())
     if not acks:  # an ACK sent to us, or enhanced mode asking for no answer
         return HttpResponse(status_code=204)
@@ -205,8 +221,7 @@ async def fhir_endpoint(request: HttpRequest) -> HttpResponse:
         return HttpResponse(status_code=result.status, headers=headers)
     pretty = _first(query, PRETTY) == "true"
     content = render(result.body, fmt, pretty)
-    return HttpResponse(content, status_code=result.status, headers=headers,
-                        media_type=MEDIA[fmt])
+    return HttpResponse(content, status_code=result.status, headers=headers, media_type=MEDIA[fmt])
 
 
 async def _parse(content_type: str | None, raw: bytes) -> object:
@@ -230,8 +245,7 @@ async def _fhir_error(request: HttpRequest, error: FhirError) -> HttpResponse:
 
 async def _unexpected(request: HttpRequest, error: Exception) -> HttpResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    outcome = operation_outcome([Issue("An unexpected error occurred; it was logged",
-                                       "exception")])
+    outcome = operation_outcome([Issue("An unexpected error occurred; it was logged", "exception")])
     return _outcome_response(request, 500, outcome, {})
 
 

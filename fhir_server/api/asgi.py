@@ -32,8 +32,9 @@ async def send_error(send: Send, error: FhirError, *, close: bool = False) -> No
     """Send `error` as a complete FHIR JSON response; `close` ends the connection after it."""
     body = orjson.dumps(error.outcome())
     headers = [(b"content-type", FHIR_JSON), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode("latin-1"), v.encode("latin-1"))
-                for k, v in error.headers.items()]
+    headers += [
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()
+    ]
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": error.status, "headers": headers})

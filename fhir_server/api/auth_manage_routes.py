@@ -44,25 +44,36 @@ def install(app: FastAPI) -> None:
 
 # -- dynamic registration -----------------------------------------------------------------
 
+
 async def register(request: HttpRequest) -> HttpResponse:
     server: SmartAuthServer = request.app.state.auth.server
     body = await request.body()
     if len(body) > MAX_METADATA_BYTES:
-        return _json({"error": "invalid_client_metadata",
-                      "error_description": "the client metadata is too large"}, 413)
-    status, reply, headers = await server.register(body, dict(request.headers),
-                                                   request_base(request))
+        return _json(
+            {
+                "error": "invalid_client_metadata",
+                "error_description": "the client metadata is too large",
+            },
+            413,
+        )
+    status, reply, headers = await server.register(
+        body, dict(request.headers), request_base(request)
+    )
     return _json(reply, status, headers)
 
 
-def _json(body: dict[str, Any], status: int, headers: dict[str, str] | None = None
-          ) -> HttpResponse:
+def _json(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> HttpResponse:
     headers = {k: v for k, v in (headers or {}).items() if k.lower() != "content-type"}
-    return HttpResponse(orjson.dumps(body), status_code=status, media_type="application/json",
-                        headers={**headers, "Cache-Control": "no-store", "Pragma": "no-cache"})
+    return HttpResponse(
+        orjson.dumps(body),
+        status_code=status,
+        media_type="application/json",
+        headers={**headers, "Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
 
 
 # -- the management page ------------------------------------------------------------------
+
 
 async def manage_page(request: HttpRequest) -> HttpResponse:
     ui = _ui(request)
@@ -83,24 +94,46 @@ async def revoke(request: HttpRequest) -> HttpResponse:
     session = await ui.sessions.load(request.cookies.get(COOKIE))
     token, family = form.get("csrf_token"), form.get("family")
     user = await flow.current_user(ui, session)
-    if session is None or user is None or not session.csrf_ok(
-            token if isinstance(token, str) else None):
+    if (
+        session is None
+        or user is None
+        or not session.csrf_ok(token if isinstance(token, str) else None)
+    ):
         return _page("error.html", 403, title="Form refused", message=CSRF_MESSAGE)
-    app = await manage.revoke(_store(request), user.id, family if isinstance(family, str)
-                              else "")
+    app = await manage.revoke(_store(request), user.id, family if isinstance(family, str) else "")
     if app is None:
-        return await _list(request, session, user, None, 404,
-                           "That app is not one you have authorized (or it was revoked).")
+        return await _list(
+            request,
+            session,
+            user,
+            None,
+            404,
+            "That app is not one you have authorized (or it was revoked).",
+        )
     session.extra["notice"] = f"Access for {app.name} was revoked."
     await ui.sessions.save(session)
     return RedirectResponse(MANAGE, status_code=303, headers=PAGE_HEADERS)
 
 
-async def _list(request: HttpRequest, session: Session, user: User, notice: str | None,
-                status: int = 200, error: str | None = None) -> HTMLResponse:
+async def _list(
+    request: HttpRequest,
+    session: Session,
+    user: User,
+    notice: str | None,
+    status: int = 200,
+    error: str | None = None,
+) -> HTMLResponse:
     apps = await manage.authorized_apps(_store(request), user.id)
-    return _page("manage.html", status, title="Apps with access", user=user.name,
-                 csrf=session.csrf, apps=apps, notice=notice, error=error)
+    return _page(
+        "manage.html",
+        status,
+        title="Apps with access",
+        user=user.name,
+        csrf=session.csrf,
+        apps=apps,
+        notice=notice,
+        error=error,
+    )
 
 
 async def _sign_in_first(request: HttpRequest, session: Session | None) -> HttpResponse:
@@ -112,8 +145,15 @@ async def _sign_in_first(request: HttpRequest, session: Session | None) -> HttpR
     await ui.sessions.save(session)
     response = RedirectResponse("/auth/login", status_code=303, headers=PAGE_HEADERS)
     if fresh:  # the same cookie as the sign-in pages set (auth_ui_routes)
-        response.set_cookie(COOKIE, session.id, max_age=ui.sessions.lifetime, path="/auth",
-                            httponly=True, samesite="lax", secure=_tls(request, ui))
+        response.set_cookie(
+            COOKIE,
+            session.id,
+            max_age=ui.sessions.lifetime,
+            path="/auth",
+            httponly=True,
+            samesite="lax",
+            secure=_tls(request, ui),
+        )
     return response
 
 

@@ -26,22 +26,32 @@ FORM = "application/x-www-form-urlencoded"
 MAX_FORM_BYTES = 64 * 1024
 CORS = {"Access-Control-Allow-Origin": "*"}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-PREFLIGHT = {**CORS, "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-             "Access-Control-Allow-Headers": "Authorization, Content-Type",
-             "Access-Control-Max-Age": "600"}
+PREFLIGHT = {
+    **CORS,
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Max-Age": "600",
+}
 
 
 def install(app: FastAPI, fhir_prefix: str = "/fhir") -> None:
     """Add the routes; call before the FHIR catch-all route so that these match first."""
-    app.add_api_route(fhir_prefix + "/.well-known/smart-configuration", smart_config,
-                      methods=["GET"], include_in_schema=False)
-    app.add_api_route("/auth/.well-known/openid-configuration", openid_config,
-                      methods=["GET"], include_in_schema=False)
+    app.add_api_route(
+        fhir_prefix + "/.well-known/smart-configuration",
+        smart_config,
+        methods=["GET"],
+        include_in_schema=False,
+    )
+    app.add_api_route(
+        "/auth/.well-known/openid-configuration",
+        openid_config,
+        methods=["GET"],
+        include_in_schema=False,
+    )
     app.add_api_route("/auth/jwks", jwks, methods=["GET"], include_in_schema=False)
     for name, endpoint in (("token", token), ("introspect", introspect), ("revoke", revoke)):
         app.add_api_route(f"/auth/{name}", endpoint, methods=["POST"], include_in_schema=False)
-        app.add_api_route(f"/auth/{name}", preflight, methods=["OPTIONS"],
-                          include_in_schema=False)
+        app.add_api_route(f"/auth/{name}", preflight, methods=["OPTIONS"], include_in_schema=False)
 
 
 def _server(request: HttpRequest) -> SmartAuthServer:
@@ -54,10 +64,15 @@ def request_base(request: HttpRequest) -> str:
     return str(request.base_url).rstrip("/") + "/fhir"
 
 
-def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
-          ) -> HttpResponse:
-    return HttpResponse(orjson.dumps(body), status_code=status, media_type="application/json",
-                        headers={**CORS, **(headers or {})})
+def _json(
+    body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> HttpResponse:
+    return HttpResponse(
+        orjson.dumps(body),
+        status_code=status,
+        media_type="application/json",
+        headers={**CORS, **(headers or {})},
+    )
 
 
 async def smart_config(request: HttpRequest) -> HttpResponse:

@@ -43,12 +43,20 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     # No script at all; the form posts redirect to the app, so no form-action limit.
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
+    "frame-ancestors 'none'; base-uri 'none'",
 }
-CSRF_MESSAGE = ("This form has expired or did not come from this site. Go back, reload the "
-                "page and try again.")
-LAUNCH_PARAMS = ("app", "patient", "encounter", "fhirContext", "need_patient_banner",
-                 "smart_style_url", "intent")
+CSRF_MESSAGE = (
+    "This form has expired or did not come from this site. Go back, reload the page and try again."
+)
+LAUNCH_PARAMS = (
+    "app",
+    "patient",
+    "encounter",
+    "fhirContext",
+    "need_patient_banner",
+    "smart_style_url",
+    "intent",
+)
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
@@ -93,6 +101,7 @@ def _guarded(handler: Handler) -> Handler:
 
 # -- responses ------------------------------------------------------------------------------
 
+
 def _page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
     return HTMLResponse(render(template, **values), status_code=status, headers=PAGE_HEADERS)
 
@@ -108,8 +117,15 @@ def _ui(request: HttpRequest) -> AuthUi:
 
 def _set_cookie(request: HttpRequest, response: HttpResponse, session: Session) -> None:
     ui = _ui(request)
-    response.set_cookie(COOKIE, session.id, max_age=ui.sessions.lifetime, path="/auth",
-                        httponly=True, samesite="lax", secure=_tls(request, ui))
+    response.set_cookie(
+        COOKIE,
+        session.id,
+        max_age=ui.sessions.lifetime,
+        path="/auth",
+        httponly=True,
+        samesite="lax",
+        secure=_tls(request, ui),
+    )
 
 
 def _tls(request: HttpRequest, ui: AuthUi) -> bool:
@@ -130,6 +146,7 @@ def _fhir_base(request: HttpRequest, ui: AuthUi) -> str:
 
 
 # -- sessions -------------------------------------------------------------------------------
+
 
 async def _session(request: HttpRequest) -> Session | None:
     return await _ui(request).sessions.load(request.cookies.get(COOKIE))
@@ -164,6 +181,7 @@ def _csrf_refused() -> HTMLResponse:
 
 # -- authorize ------------------------------------------------------------------------------
 
+
 async def authorize(request: HttpRequest) -> HttpResponse:
     """The authorize endpoint (SMART "authorize-post": GET or a form POST). The request is
     checked, kept server-side, and the browser goes on to the first step by GET, which
@@ -183,14 +201,16 @@ async def authorize(request: HttpRequest) -> HttpResponse:
     return _redirect(f"/auth/login?{urlencode({'tx': tx.id})}")
 
 
-async def _proceed(request: HttpRequest, session: Session, tx: Transaction,
-                   here: flow.Step | None) -> HttpResponse | None:
+async def _proceed(
+    request: HttpRequest, session: Session, tx: Transaction, here: flow.Step | None
+) -> HttpResponse | None:
     """A redirect to the transaction's step when it is not `here`; None when it is."""
     step = await flow.next_step(_ui(request), tx, await flow.current_user(_ui(request), session))
     return None if step == here else _redirect(_step_url(step, tx))
 
 
 # -- login ----------------------------------------------------------------------------------
+
 
 async def login_page(request: HttpRequest) -> HttpResponse:
     ui = _ui(request)
@@ -200,7 +220,8 @@ async def login_page(request: HttpRequest) -> HttpResponse:
     if tx_id:
         tx = await flow.load(ui, tx_id, session)
         response = await _proceed(request, session, tx, "login") or await _login_form(
-            request, session, tx)
+            request, session, tx
+        )
     elif user is not None:
         response = _page("signed_in.html", title="Signed in", user=user.name, csrf=session.csrf)
     else:
@@ -210,14 +231,27 @@ async def login_page(request: HttpRequest) -> HttpResponse:
     return response
 
 
-async def _login_form(request: HttpRequest, session: Session, tx: Transaction | None,
-                      status: int = 200, error: str | None = None,
-                      username: str = "") -> HTMLResponse:
+async def _login_form(
+    request: HttpRequest,
+    session: Session,
+    tx: Transaction | None,
+    status: int = 200,
+    error: str | None = None,
+    username: str = "",
+) -> HTMLResponse:
     app = None
     if tx is not None:
         app = client_label(await flow.validated(_ui(request), tx))
-    return _page("login.html", status, title="Sign in", app=app, csrf=session.csrf,
-                 tx=tx.id if tx else "", error=error, username=username)
+    return _page(
+        "login.html",
+        status,
+        title="Sign in",
+        app=app,
+        csrf=session.csrf,
+        tx=tx.id if tx else "",
+        error=error,
+        username=username,
+    )
 
 
 async def login(request: HttpRequest) -> HttpResponse:
@@ -231,13 +265,20 @@ async def login(request: HttpRequest) -> HttpResponse:
     name, password = _field(form, "username").strip(), _field(form, "password")
     if await ui.throttle.locked(name, _address(request)):
         minutes = max(1, round(ui.throttle.lockout / 60))
-        return await _login_form(request, session, tx, 429, username=name, error=(
-            f"Too many failed sign-ins. Wait {minutes} minute(s) and try again."))
+        return await _login_form(
+            request,
+            session,
+            tx,
+            429,
+            username=name,
+            error=(f"Too many failed sign-ins. Wait {minutes} minute(s) and try again."),
+        )
     user = await ui.users.user_by_name(name)
     if not await verify_password(user, password) or user is None:
         await ui.throttle.failed(name, _address(request))
-        return await _login_form(request, session, tx, 401, username=name,
-                                 error="Wrong user name or password.")
+        return await _login_form(
+            request, session, tx, 401, username=name, error="Wrong user name or password."
+        )
     await ui.throttle.succeeded(name)
     session = await ui.sessions.sign_in(session, user.id)
     target = "/auth/login"
@@ -263,32 +304,52 @@ async def logout(request: HttpRequest) -> HttpResponse:
 
 # -- the pages of a transaction ----------------------------------------------------------
 
-async def _signed_in_tx(request: HttpRequest, tx_id: str | None,
-                        session: Session | None) -> tuple[Session, Transaction, User]:
+
+async def _signed_in_tx(
+    request: HttpRequest, tx_id: str | None, session: Session | None
+) -> tuple[Session, Transaction, User]:
     ui = _ui(request)
     user = await flow.current_user(ui, session)
     if session is None or user is None:
-        raise FlowError("You are not signed in (or your session expired). Start again from "
-                        "the app.")
+        raise FlowError(
+            "You are not signed in (or your session expired). Start again from the app."
+        )
     return session, await flow.load(ui, tx_id, session), user
 
 
 async def patient_page(request: HttpRequest) -> HttpResponse:
-    session, tx, user = await _signed_in_tx(request, request.query_params.get("tx"),
-                                            await _session(request))
+    session, tx, user = await _signed_in_tx(
+        request, request.query_params.get("tx"), await _session(request)
+    )
     moved = await _proceed(request, session, tx, "patient")
     if moved is not None:
         return moved
     return await _patient_form(request, session, tx, user, request.query_params.get("q", ""))
 
 
-async def _patient_form(request: HttpRequest, session: Session, tx: Transaction, user: User,
-                        q: str, status: int = 200, error: str | None = None) -> HTMLResponse:
+async def _patient_form(
+    request: HttpRequest,
+    session: Session,
+    tx: Transaction,
+    user: User,
+    q: str,
+    status: int = 200,
+    error: str | None = None,
+) -> HTMLResponse:
     ui = _ui(request)
     req = await flow.validated(ui, tx)
     choices = await pickers.patients(ui.service, user, q, _clinician_scope(ui))
-    return _page("pick_patient.html", status, title="Choose a patient", app=client_label(req),
-                 tx=tx.id, csrf=session.csrf, q=q, choices=choices, error=error)
+    return _page(
+        "pick_patient.html",
+        status,
+        title="Choose a patient",
+        app=client_label(req),
+        tx=tx.id,
+        csrf=session.csrf,
+        q=q,
+        choices=choices,
+        error=error,
+    )
 
 
 def _clinician_scope(ui: AuthUi) -> str:
@@ -304,29 +365,45 @@ async def pick_patient(request: HttpRequest) -> HttpResponse:
     choice = _field(form, "choice")
     offered = await pickers.patients(ui.service, user, "", _clinician_scope(ui), id_=choice)
     if not choice or not offered:
-        return await _patient_form(request, session, tx, user, "", 400,
-                                   "Choose one of the patients listed.")
+        return await _patient_form(
+            request, session, tx, user, "", 400, "Choose one of the patients listed."
+        )
     tx.patient, tx.encounter = choice, None
     await flow.save(ui, tx)
     return _redirect(_step_url(await flow.next_step(ui, tx, user), tx))
 
 
 async def encounter_page(request: HttpRequest) -> HttpResponse:
-    session, tx, user = await _signed_in_tx(request, request.query_params.get("tx"),
-                                            await _session(request))
+    session, tx, user = await _signed_in_tx(
+        request, request.query_params.get("tx"), await _session(request)
+    )
     moved = await _proceed(request, session, tx, "encounter")
     return moved or await _encounter_form(request, session, tx, user)
 
 
-async def _encounter_form(request: HttpRequest, session: Session, tx: Transaction, user: User,
-                          status: int = 200, error: str | None = None) -> HTMLResponse:
+async def _encounter_form(
+    request: HttpRequest,
+    session: Session,
+    tx: Transaction,
+    user: User,
+    status: int = 200,
+    error: str | None = None,
+) -> HTMLResponse:
     ui = _ui(request)
     req = await flow.validated(ui, tx)
     patient = await pickers.patient(ui.service, user, tx.patient or "")
     choices = await pickers.encounters(ui.service, user, tx.patient or "")
-    return _page("pick_encounter.html", status, title="Choose an encounter",
-                 app=client_label(req), tx=tx.id, csrf=session.csrf, choices=choices,
-                 patient=patient.label if patient else tx.patient, error=error)
+    return _page(
+        "pick_encounter.html",
+        status,
+        title="Choose an encounter",
+        app=client_label(req),
+        tx=tx.id,
+        csrf=session.csrf,
+        choices=choices,
+        patient=patient.label if patient else tx.patient,
+        error=error,
+    )
 
 
 async def pick_encounter(request: HttpRequest) -> HttpResponse:
@@ -338,8 +415,9 @@ async def pick_encounter(request: HttpRequest) -> HttpResponse:
     choice = _field(form, "choice")
     offered = {c.id for c in await pickers.encounters(ui.service, user, tx.patient or "")}
     if choice not in offered:
-        return await _encounter_form(request, session, tx, user, 400,
-                                     "Choose one of the encounters listed.")
+        return await _encounter_form(
+            request, session, tx, user, 400, "Choose one of the encounters listed."
+        )
     tx.encounter = choice
     await flow.save(ui, tx)
     return _redirect(_step_url(await flow.next_step(ui, tx, user), tx))
@@ -347,20 +425,29 @@ async def pick_encounter(request: HttpRequest) -> HttpResponse:
 
 async def consent_page(request: HttpRequest) -> HttpResponse:
     ui = _ui(request)
-    session, tx, user = await _signed_in_tx(request, request.query_params.get("tx"),
-                                            await _session(request))
+    session, tx, user = await _signed_in_tx(
+        request, request.query_params.get("tx"), await _session(request)
+    )
     moved = await _proceed(request, session, tx, "consent")
     if moved is not None:
         return moved
     req = await flow.validated(ui, tx)
     ctx = await flow.context(ui, tx, req, user)
-    patient = await pickers.patient(ui.service, user, ctx["patient"]) if ctx.get(
-        "patient") else None
+    patient = (
+        await pickers.patient(ui.service, user, ctx["patient"]) if ctx.get("patient") else None
+    )
     lines = consent.choices(req.scopes, user.role)
-    return _page("consent.html", title="Allow access?", app=client_label(req), tx=tx.id,
-                 csrf=session.csrf, user=user.name, patient=patient.label if patient else None,
-                 allowed=[line for line in lines if line.allowed],
-                 refused=[line for line in lines if not line.allowed])
+    return _page(
+        "consent.html",
+        title="Allow access?",
+        app=client_label(req),
+        tx=tx.id,
+        csrf=session.csrf,
+        user=user.name,
+        patient=patient.label if patient else None,
+        allowed=[line for line in lines if line.allowed],
+        refused=[line for line in lines if not line.allowed],
+    )
 
 
 async def decide(request: HttpRequest) -> HttpResponse:
@@ -379,14 +466,21 @@ async def decide(request: HttpRequest) -> HttpResponse:
         return _redirect(server.deny(req))
     ticked = [v for v in form.getlist("scope") if isinstance(v, str)]
     scopes = consent.granted(req.scopes, user.role, ticked)
-    url = await server.approve(req, user_id=user.id, fhir_user=user.fhir_user, role=user.role,
-                               scopes=scopes, context=await flow.context(ui, tx, req, user),
-                               request_base=tx.base)
+    url = await server.approve(
+        req,
+        user_id=user.id,
+        fhir_user=user.fhir_user,
+        role=user.role,
+        scopes=scopes,
+        context=await flow.context(ui, tx, req, user),
+        request_base=tx.base,
+    )
     await flow.finish(ui, tx)
     return _redirect(url)
 
 
 # -- EHR launch -----------------------------------------------------------------------------
+
 
 def _launch_params(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in pairs if k in LAUNCH_PARAMS]
@@ -409,16 +503,24 @@ async def launch_page(request: HttpRequest) -> HttpResponse:
     return response
 
 
-async def _launch_form(request: HttpRequest, session: Session, user: User,
-                       params: list[tuple[str, str]]) -> HttpResponse:
+async def _launch_form(
+    request: HttpRequest, session: Session, user: User, params: list[tuple[str, str]]
+) -> HttpResponse:
     app, context = await _checked_launch(request, user, params)
-    return _page("launch.html", title="Launch an app", app=app, csrf=session.csrf,
-                 params=params, patient=context.get("_patient_label"),
-                 encounter=context.get("encounter"))
+    return _page(
+        "launch.html",
+        title="Launch an app",
+        app=app,
+        csrf=session.csrf,
+        params=params,
+        patient=context.get("_patient_label"),
+        encounter=context.get("encounter"),
+    )
 
 
-async def _checked_launch(request: HttpRequest, user: User,
-                          params: list[tuple[str, str]]) -> tuple[str, dict[str, Any]]:
+async def _checked_launch(
+    request: HttpRequest, user: User, params: list[tuple[str, str]]
+) -> tuple[str, dict[str, Any]]:
     """The app URL and the launch context, checked against the user's rights."""
     if user.role == "patient":
         raise FlowError("Patients launch apps from the app itself (standalone launch).")

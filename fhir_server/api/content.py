@@ -20,8 +20,10 @@ JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhi
 XML_TYPES = ("application/fhir+xml", "application/xml", "application/xml+fhir", "text/xml", "xml")
 PATCH_TYPE = "application/json-patch+json"
 FORM_TYPE = "application/x-www-form-urlencoded"
-MEDIA = {"json": "application/fhir+json; charset=utf-8",
-         "xml": "application/fhir+xml; charset=utf-8"}
+MEDIA = {
+    "json": "application/fhir+json; charset=utf-8",
+    "xml": "application/fhir+xml; charset=utf-8",
+}
 
 
 def response_format(accept: str | None, format_param: str | None) -> Format:
@@ -57,16 +59,20 @@ def parse_body(content_type: str | None, raw: bytes) -> Any:
     """The request body as JSON data (a dict, or a list for JSON Patch); 400/415 otherwise."""
     media = (content_type or "").split(";")[0].strip().lower()
     if "patch" in media and media != PATCH_TYPE:  # XML Patch, JSON Merge Patch
-        raise UnsupportedMediaType(f"'{media}' is not a supported patch format; use "
-                                   f"{PATCH_TYPE} or a FHIRPath Patch Parameters resource")
+        raise UnsupportedMediaType(
+            f"'{media}' is not a supported patch format; use "
+            f"{PATCH_TYPE} or a FHIRPath Patch Parameters resource"
+        )
     if media == PATCH_TYPE or media in JSON_TYPES or media.endswith("+json"):
         return _json(raw)
     if media in XML_TYPES or media.endswith("+xml"):
         return xml_to_json(raw)
     if not media:
         raise UnsupportedMediaType("A request body needs a Content-Type (application/fhir+json)")
-    raise UnsupportedMediaType(f"Content-Type '{media}' is not supported; "
-                               "use application/fhir+json or application/fhir+xml")
+    raise UnsupportedMediaType(
+        f"Content-Type '{media}' is not supported; "
+        "use application/fhir+json or application/fhir+xml"
+    )
 
 
 def _json(raw: bytes) -> Any:

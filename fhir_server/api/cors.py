@@ -17,8 +17,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fhir_server.api.asgi import header
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
-ALLOWED_HEADERS = ("Authorization", "Content-Type", "Accept", "Prefer", "If-Match",
-                   "If-None-Exist", "If-None-Match", "If-Modified-Since")
+ALLOWED_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "Accept",
+    "Prefer",
+    "If-Match",
+    "If-None-Exist",
+    "If-None-Match",
+    "If-Modified-Since",
+)
 EXPOSED_HEADERS = ("Location", "ETag", "Content-Location", "Last-Modified")
 PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight answer
 
@@ -28,11 +36,15 @@ class CorsMiddleware:
 
     def __init__(self, app: ASGIApp, origins: list[str]) -> None:
         self.app = app
-        self.cors = CORSMiddleware(app, allow_origins=origins, allow_credentials=False,
-                                   allow_methods=list(METHODS),
-                                   allow_headers=list(ALLOWED_HEADERS),
-                                   expose_headers=list(EXPOSED_HEADERS),
-                                   max_age=PREFLIGHT_MAX_AGE)
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_credentials=False,
+            allow_methods=list(METHODS),
+            allow_headers=list(ALLOWED_HEADERS),
+            expose_headers=list(EXPOSED_HEADERS),
+            max_age=PREFLIGHT_MAX_AGE,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and header(scope.get("headers"), b"origin") is not None:

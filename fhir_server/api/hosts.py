@@ -34,8 +34,11 @@ def allowed_hosts(settings: Settings) -> list[str]:
 
 
 def _default_hosts(bound: str, port: int) -> list[str]:
-    names = [*_LOCAL_NAMES, _bracketed(bound)] if bound not in _WILDCARDS else [
-        *_LOCAL_NAMES, *_machine_names()]
+    names = (
+        [*_LOCAL_NAMES, _bracketed(bound)]
+        if bound not in _WILDCARDS
+        else [*_LOCAL_NAMES, *_machine_names()]
+    )
     hosts = [f"{name}:{port}" for name in names]
     return hosts + names if port == 80 else hosts
 
@@ -58,8 +61,11 @@ def _bracketed(name: str) -> str:
 def host_matches(host: str, allowed: Iterable[str]) -> bool:
     """`host` (a Host header value) against entries `name` (any port) or `name:port`."""
     host = host.strip().lower()
-    name = host[: host.index("]") + 1] if host.startswith("[") and "]" in host else (
-        host.rsplit(":", 1)[0])
+    name = (
+        host[: host.index("]") + 1]
+        if host.startswith("[") and "]" in host
+        else (host.rsplit(":", 1)[0])
+    )
     return any(entry == "*" or entry in (host, name) for entry in allowed)
 
 
@@ -76,8 +82,14 @@ class AllowedHostsMiddleware:
         if scope["type"] == "http":
             host = header(scope.get("headers"), b"host")
             if host is not None and not host_matches(host.decode("latin-1"), self.hosts):
-                await send_error(send, BadRequest(
-                    f"Host '{host.decode('latin-1')}' is not a name of this server (set "
-                    "FHIR_ALLOWED_HOSTS or FHIR_BASE_URL)", expression=("Host",)), close=True)
+                await send_error(
+                    send,
+                    BadRequest(
+                        f"Host '{host.decode('latin-1')}' is not a name of this server (set "
+                        "FHIR_ALLOWED_HOSTS or FHIR_BASE_URL)",
+                        expression=("Host",),
+                    ),
+                    close=True,
+                )
                 return
         await self.app(scope, receive, send)

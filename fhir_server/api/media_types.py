@@ -25,7 +25,7 @@ _WRITES = frozenset({"POST", "PUT", "PATCH"})
 
 
 def _is_fhir(media: str) -> bool:
-    return (media in JSON_TYPES or media in XML_TYPES or media.endswith(("+json", "+xml")))
+    return media in JSON_TYPES or media in XML_TYPES or media.endswith(("+json", "+xml"))
 
 
 class MediaTypeMiddleware:
@@ -44,8 +44,9 @@ class MediaTypeMiddleware:
             media = raw.decode("latin-1").split(";")[0].strip().lower()
             problem = self._problem(scope["method"], scope["path"], media)
             if problem is not None:
-                await send_error(send, UnsupportedMediaType(problem, expression=("Content-Type",)),
-                                 close=True)
+                await send_error(
+                    send, UnsupportedMediaType(problem, expression=("Content-Type",)), close=True
+                )
                 return
         await self.app(scope, receive, send)
 
@@ -53,8 +54,11 @@ class MediaTypeMiddleware:
         """Why `media` is refused for `method path`, or None when it is accepted."""
         shown = f"Content-Type '{media}'" if media else "A missing Content-Type"
         if path == self.hl7_path:
-            return None if media == self.hl7_media else (
-                f"{shown} is not accepted on {path}; send {self.hl7_media}")
+            return (
+                None
+                if media == self.hl7_media
+                else (f"{shown} is not accepted on {path}; send {self.hl7_media}")
+            )
         if not (path == self.fhir_prefix or path.startswith(self.fhir_prefix + "/")):
             return None
         if _is_fhir(media) or (method == "PATCH" and media == PATCH_TYPE):
@@ -62,6 +66,8 @@ class MediaTypeMiddleware:
         if media == FORM_TYPE and method == "POST" and path.rstrip("/").endswith("/_search"):
             return None
         where = "only on POST .../_search" if media == FORM_TYPE else "here"
-        return (f"{shown} is not accepted {where}; send application/fhir+json or "
-                "application/fhir+xml" + (" (or application/json-patch+json)"
-                                          if method == "PATCH" else ""))
+        return (
+            f"{shown} is not accepted {where}; send application/fhir+json or "
+            "application/fhir+xml"
+            + (" (or application/json-patch+json)" if method == "PATCH" else "")
+        )

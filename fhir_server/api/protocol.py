@@ -26,9 +26,13 @@ from fhir_server.api.asgi import ServiceUnavailable, send_error
 
 
 async def _over_capacity(scope: Scope, receive: Receive, send: Send) -> None:
-    await send_error(send, ServiceUnavailable(
-        "The server is at its connection limit; retry shortly",
-        headers={"Retry-After": "1"}), close=True)
+    await send_error(
+        send,
+        ServiceUnavailable(
+            "The server is at its connection limit; retry shortly", headers={"Retry-After": "1"}
+        ),
+        close=True,
+    )
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -89,8 +93,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         idle = self.cycle is None or self.cycle.response_complete
         if self._head_begun and idle:
-            self.transport.write(STATUS_LINE[408] + b"content-length: 0\r\n"
-                                 b"connection: close\r\n\r\n")
+            self.transport.write(
+                STATUS_LINE[408] + b"content-length: 0\r\nconnection: close\r\n\r\n"
+            )
         self.transport.close()
 
 

@@ -45,7 +45,8 @@ class BodyTimeoutMiddleware:
             except TimeoutError:
                 raise RequestTimeout(
                     f"The request body did not arrive in time (at least {self.min_rate} "
-                    f"bytes/s after {self.timeout:g} s)", headers={"Connection": "close"}
+                    f"bytes/s after {self.timeout:g} s)",
+                    headers={"Connection": "close"},
                 ) from None
             deadline += len(message.get("body", b"")) / self.min_rate
             complete = message["type"] != "http.request" or not message.get("more_body", False)

@@ -84,9 +84,14 @@ def fetch_jwks(url: str) -> dict[str, Any]:
     return jwks
 
 
-def authenticate_assertion(form: dict[str, str], *, token_url: str, store: AuthStore,
-                           query_client: Callable[[str], Client | None],
-                           cache: JwksCache) -> Client | None:
+def authenticate_assertion(
+    form: dict[str, str],
+    *,
+    token_url: str,
+    store: AuthStore,
+    query_client: Callable[[str], Client | None],
+    cache: JwksCache,
+) -> Client | None:
     """The client a `private_key_jwt` assertion proves, or None when the request carries
     none (then another method may apply). Raises `InvalidClientError` when it fails."""
     assertion = form.get("client_assertion")
@@ -119,8 +124,10 @@ def _peek(assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Header and claims before verification: they say which client and key to use."""
     try:
         header_b64, claims_b64, _ = assertion.split(".")
-        header, claims = (json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-                          for part in (header_b64, claims_b64))
+        header, claims = (
+            json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+            for part in (header_b64, claims_b64)
+        )
     except ValueError:
         raise _refuse("the assertion is not a compact JWS") from None
     if not isinstance(header, dict) or not isinstance(claims, dict):
@@ -145,8 +152,11 @@ def _key(client: Client, header: dict[str, Any], cache: JwksCache) -> Any:
 
 
 def _select(jwks: dict[str, Any], wanted: dict[str, Any]) -> Any:
-    matching = [k for k in jwks.get("keys", []) if isinstance(k, dict)
-                and k.get("kid") == wanted["kid"] and k.get("kty") == wanted["kty"]]
+    matching = [
+        k
+        for k in jwks.get("keys", [])
+        if isinstance(k, dict) and k.get("kid") == wanted["kid"] and k.get("kty") == wanted["kty"]
+    ]
     if not matching:
         return None
     try:

@@ -52,12 +52,21 @@ class AuthorizeRequestView(Protocol):
 class AuthorizationServer(Protocol):
     """The authorize-step interface of the SMART authorization server."""
 
-    async def validate_authorize(self, params: dict[str, str], request_base: str = ""
-                                 ) -> AuthorizeRequestView: ...
+    async def validate_authorize(
+        self, params: dict[str, str], request_base: str = ""
+    ) -> AuthorizeRequestView: ...
 
-    async def approve(self, req: Any, *, user_id: str, fhir_user: str | None,
-                      role: str | None, scopes: list[str], context: dict[str, Any],
-                      request_base: str = "") -> str: ...
+    async def approve(
+        self,
+        req: Any,
+        *,
+        user_id: str,
+        fhir_user: str | None,
+        role: str | None,
+        scopes: list[str],
+        context: dict[str, Any],
+        request_base: str = "",
+    ) -> str: ...
 
     def deny(self, req: Any) -> str: ...
 

@@ -69,8 +69,9 @@ def challenge(error: str | None = None, description: str | None = None) -> dict[
 
 
 def invalid_token(description: str) -> Unauthorized:
-    return Unauthorized(f"Invalid access token: {description}",
-                        headers=challenge("invalid_token", description))
+    return Unauthorized(
+        f"Invalid access token: {description}", headers=challenge("invalid_token", description)
+    )
 
 
 def expected_issuer(audience: str, configured: str | None = None) -> str:
@@ -84,9 +85,16 @@ def expected_issuer(audience: str, configured: str | None = None) -> str:
 class BearerVerifier:
     """Verifies `Authorization: Bearer` headers against `keys` and the revoked `jti`s."""
 
-    def __init__(self, keys: KeySource, revoked: RevokedSource | None = None, *,
-                 issuer: str | None = None, leeway: int = LEEWAY, cache_size: int = CACHE_SIZE,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        keys: KeySource,
+        revoked: RevokedSource | None = None,
+        *,
+        issuer: str | None = None,
+        leeway: int = LEEWAY,
+        cache_size: int = CACHE_SIZE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.keys = keys
         self.revoked_source = revoked
         self.issuer = issuer
@@ -119,8 +127,7 @@ class BearerVerifier:
             self._cache.popitem(last=False)
         return ctx
 
-    async def _verify(self, token: str, audience: str, now: float
-                      ) -> tuple[AccessContext, float]:
+    async def _verify(self, token: str, audience: str, now: float) -> tuple[AccessContext, float]:
         try:
             header = jws.extract_compact(token.encode("ascii")).protected
         except (JoseError, ValueError, UnicodeError):
@@ -141,11 +148,15 @@ class BearerVerifier:
 
     def _claims(self, audience: str, now: float) -> jwt.JWTClaimsRegistry:
         return jwt.JWTClaimsRegistry(
-            now=int(now), leeway=self.leeway,
+            now=int(now),
+            leeway=self.leeway,
             iss={"essential": True, "value": expected_issuer(audience, self.issuer)},
             aud={"essential": True, "value": audience},
-            exp={"essential": True}, sub={"essential": True}, jti={"essential": True},
-            client_id={"essential": True}, scope={"essential": True},
+            exp={"essential": True},
+            sub={"essential": True},
+            jti={"essential": True},
+            client_id={"essential": True},
+            scope={"essential": True},
         )
 
     async def _key_set_with(self, kid: object) -> KeySet:
@@ -171,8 +182,11 @@ class BearerVerifier:
         """Read the newly revoked jtis, at most once per `REVOKED_RELOAD` seconds (a request
         that finds a refresh under way goes on with the set as it is)."""
         now = self.clock()
-        if self.revoked_source is None or self._revoked_lock.locked() or (
-                self._revoked_at is not None and now - self._revoked_at < REVOKED_RELOAD):
+        if (
+            self.revoked_source is None
+            or self._revoked_lock.locked()
+            or (self._revoked_at is not None and now - self._revoked_at < REVOKED_RELOAD)
+        ):
             return
         async with self._revoked_lock:
             since = 0.0 if self._revoked_at is None else self._revoked_at - REVOKED_RELOAD
@@ -194,20 +208,27 @@ def context_of(claims: dict[str, Any]) -> AccessContext:
         return value if isinstance(value, str) and value else None
 
     return AccessContext(
-        subject=str(claims["sub"]), scopes=split_scope(str(claims.get("scope", ""))),
-        patient=text("patient"), client_id=text("client_id"), fhir_user=text("fhirUser"),
-        encounter=text("encounter"), role=text("role"), jti=text("jti"),
+        subject=str(claims["sub"]),
+        scopes=split_scope(str(claims.get("scope", ""))),
+        patient=text("patient"),
+        client_id=text("client_id"),
+        fhir_user=text("fhirUser"),
+        encounter=text("encounter"),
+        role=text("role"),
+        jti=text("jti"),
     )
 
 
 def _bearer_token(authorization: str | None) -> str:
     if not authorization:
-        raise Unauthorized("This server needs an access token (Authorization: Bearer ...)",
-                           headers=challenge())
+        raise Unauthorized(
+            "This server needs an access token (Authorization: Bearer ...)", headers=challenge()
+        )
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "bearer":
-        raise Unauthorized(f"The {scheme} authorization scheme is not accepted: use Bearer",
-                           headers=challenge())
+        raise Unauthorized(
+            f"The {scheme} authorization scheme is not accepted: use Bearer", headers=challenge()
+        )
     token = token.strip()
     if not token or " " in token:
         raise invalid_token("the Bearer credentials are not one token")

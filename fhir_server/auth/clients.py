@@ -27,9 +27,11 @@ from fhir_server.auth.scopes import parse_scope
 from fhir_server.auth.store import digest
 
 KINDS = ("public", "symmetric", "asymmetric")
-AUTH_METHODS = {"public": ("none",),
-                "symmetric": ("client_secret_basic", "client_secret_post"),
-                "asymmetric": ("private_key_jwt",)}
+AUTH_METHODS = {
+    "public": ("none",),
+    "symmetric": ("client_secret_basic", "client_secret_post"),
+    "asymmetric": ("private_key_jwt",),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +89,17 @@ class Client:
         return list(self.doc.get("grant_types", []))
 
 
-def new_client(*, name: str, kind: str, redirect_uris: list[str], scopes: list[str],
-               jwks_url: str | None = None, jwks: dict[str, Any] | None = None,
-               jku: list[str] | None = None, client_id: str | None = None
-               ) -> tuple[dict[str, Any], str | None]:
+def new_client(
+    *,
+    name: str,
+    kind: str,
+    redirect_uris: list[str],
+    scopes: list[str],
+    jwks_url: str | None = None,
+    jwks: dict[str, Any] | None = None,
+    jku: list[str] | None = None,
+    client_id: str | None = None,
+) -> tuple[dict[str, Any], str | None]:
     """A new client record and, for a symmetric client, its secret (shown once)."""
     if kind not in KINDS:
         raise ValueError(f"unknown client kind {kind!r}")
@@ -102,11 +111,20 @@ def new_client(*, name: str, kind: str, redirect_uris: list[str], scopes: list[s
     if kind == "asymmetric":
         grants.append("client_credentials")
     secret = secrets.token_urlsafe(32) if kind == "symmetric" else None
-    doc = {"id": client_id or uuid.uuid4().hex, "name": name, "kind": kind,
-           "redirect_uris": redirect_uris, "scopes": scopes, "grant_types": grants,
-           "jwks_url": jwks_url, "jwks": jwks, "jku": jku or [],
-           "secret_hash": digest(secret) if secret else None, "created": time.time(),
-           "removed": False}
+    doc = {
+        "id": client_id or uuid.uuid4().hex,
+        "name": name,
+        "kind": kind,
+        "redirect_uris": redirect_uris,
+        "scopes": scopes,
+        "grant_types": grants,
+        "jwks_url": jwks_url,
+        "jwks": jwks,
+        "jku": jku or [],
+        "secret_hash": digest(secret) if secret else None,
+        "created": time.time(),
+        "removed": False,
+    }
     return doc, secret
 
 

@@ -28,8 +28,11 @@ FIXED = {
 }
 OPTIONAL_IDENTITY = frozenset({"offline_access", "online_access"})
 _VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
-_WHOSE = {"patient": "about the selected patient", "user": "that you can access",
-          "system": "on the whole server"}
+_WHOSE = {
+    "patient": "about the selected patient",
+    "user": "that you can access",
+    "system": "on the whole server",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,5 +94,8 @@ def granted(requested: Iterable[str], role: str, ticked: Iterable[str]) -> list[
     """What the user grants: the required scopes and the optional ones they left ticked,
     among those the app requested and the role allows (a forged form adds nothing)."""
     kept = set(ticked)
-    return [line.scope for line in choices(requested, role)
-            if line.allowed and (not line.optional or line.scope in kept)]
+    return [
+        line.scope
+        for line in choices(requested, role)
+        if line.allowed and (not line.optional or line.scope in kept)
+    ]

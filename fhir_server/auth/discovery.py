@@ -19,20 +19,49 @@ from fhir_server.auth.assertions import ALGORITHMS
 from fhir_server.auth.urls import AuthUrls
 
 CAPABILITIES = (
-    "launch-ehr", "launch-standalone", "authorize-post", "client-public",
-    "client-confidential-symmetric", "client-confidential-asymmetric", "sso-openid-connect",
-    "context-banner", "context-style", "context-ehr-patient", "context-ehr-encounter",
-    "context-standalone-patient", "context-standalone-encounter", "permission-offline",
-    "permission-online", "permission-patient", "permission-user", "permission-v1",
+    "launch-ehr",
+    "launch-standalone",
+    "authorize-post",
+    "client-public",
+    "client-confidential-symmetric",
+    "client-confidential-asymmetric",
+    "sso-openid-connect",
+    "context-banner",
+    "context-style",
+    "context-ehr-patient",
+    "context-ehr-encounter",
+    "context-standalone-patient",
+    "context-standalone-encounter",
+    "permission-offline",
+    "permission-online",
+    "permission-patient",
+    "permission-user",
+    "permission-v1",
     "permission-v2",
 )
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 SCOPES = (
-    "openid", "fhirUser", "profile", "launch", "launch/patient", "launch/encounter",
-    "offline_access", "online_access", "patient/*.cruds", "user/*.cruds", "system/*.cruds",
-    "patient/*.rs", "user/*.rs", "system/*.rs", "patient/*.read", "user/*.read",
-    "system/*.read", "patient/*.*", "user/*.*", "system/*.*",
+    "openid",
+    "fhirUser",
+    "profile",
+    "launch",
+    "launch/patient",
+    "launch/encounter",
+    "offline_access",
+    "online_access",
+    "patient/*.cruds",
+    "user/*.cruds",
+    "system/*.cruds",
+    "patient/*.rs",
+    "user/*.rs",
+    "system/*.rs",
+    "patient/*.read",
+    "user/*.read",
+    "system/*.read",
+    "patient/*.*",
+    "user/*.*",
+    "system/*.*",
 )
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 SERVICE_SYSTEM = "http://terminology.hl7.org/CodeSystem/restful-security-service"
@@ -71,8 +100,7 @@ def openid_configuration(urls: AuthUrls) -> dict[str, Any]:
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "scopes_supported": ["openid", "fhirUser", "profile"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce",
-                             "fhirUser"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "fhirUser"],
         "grant_types_supported": list(GRANT_TYPES),
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
@@ -84,18 +112,28 @@ def rest_security(urls: AuthUrls) -> dict[str, Any]:
     """The CapabilityStatement's `rest.security` for this authorization server."""
     return {
         "cors": True,
-        "service": [{
-            "coding": [{"system": SERVICE_SYSTEM, "code": "SMART-on-FHIR",
-                        "display": "SMART-on-FHIR"}],
-            "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)",
-        }],
-        "extension": [{
-            "url": OAUTH_URIS,
-            "extension": [
-                {"url": name, "valueUri": url} for name, url in (
-                    ("authorize", urls.authorize), ("token", urls.token),
-                    ("register", urls.register), ("manage", urls.manage),
-                    ("introspect", urls.introspect), ("revoke", urls.revoke))
-            ],
-        }],
+        "service": [
+            {
+                "coding": [
+                    {"system": SERVICE_SYSTEM, "code": "SMART-on-FHIR", "display": "SMART-on-FHIR"}
+                ],
+                "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)",
+            }
+        ],
+        "extension": [
+            {
+                "url": OAUTH_URIS,
+                "extension": [
+                    {"url": name, "valueUri": url}
+                    for name, url in (
+                        ("authorize", urls.authorize),
+                        ("token", urls.token),
+                        ("register", urls.register),
+                        ("manage", urls.manage),
+                        ("introspect", urls.introspect),
+                        ("revoke", urls.revoke),
+                    )
+                ],
+            }
+        ],
     }

@@ -27,8 +27,12 @@ from fhir_server.settings import Settings
 
 KIND = "authorize"
 Step = Literal["login", "patient", "encounter", "consent"]
-STEP_PATHS: dict[Step, str] = {"login": "/auth/login", "patient": "/auth/pick/patient",
-                               "encounter": "/auth/pick/encounter", "consent": "/auth/consent"}
+STEP_PATHS: dict[Step, str] = {
+    "login": "/auth/login",
+    "patient": "/auth/pick/patient",
+    "encounter": "/auth/pick/encounter",
+    "consent": "/auth/consent",
+}
 
 
 class FlowError(Exception):
@@ -52,12 +56,22 @@ class AuthUi:
     server: AuthorizationServer | None
 
     @classmethod
-    def build(cls, settings: Settings, service: FhirService, users: UserStore,
-              server: AuthorizationServer | None) -> AuthUi:
-        return cls(settings, service, users,
-                   Sessions(users, settings.auth_session_lifetime),
-                   Throttle(users, settings.auth_login_attempts, settings.auth_login_lockout),
-                   Launches(users), server)
+    def build(
+        cls,
+        settings: Settings,
+        service: FhirService,
+        users: UserStore,
+        server: AuthorizationServer | None,
+    ) -> AuthUi:
+        return cls(
+            settings,
+            service,
+            users,
+            Sessions(users, settings.auth_session_lifetime),
+            Throttle(users, settings.auth_login_attempts, settings.auth_login_lockout),
+            Launches(users),
+            server,
+        )
 
     def auth_server(self) -> AuthorizationServer:
         if self.server is None:
@@ -77,8 +91,13 @@ class Transaction:
     encounter: str | None = None
 
     def data(self) -> dict[str, Any]:
-        return {"params": self.params, "base": self.base, "bind": self.bind,
-                "patient": self.patient, "encounter": self.encounter}
+        return {
+            "params": self.params,
+            "base": self.base,
+            "bind": self.bind,
+            "patient": self.patient,
+            "encounter": self.encounter,
+        }
 
 
 async def start(ui: AuthUi, params: dict[str, str], base: str) -> Transaction:
@@ -107,9 +126,14 @@ async def load(ui: AuthUi, tx_id: str | None, session: Session) -> Transaction:
     data = await ui.users.get_record(KIND, tx_id, time.time()) if tx_id else None
     if data is None or tx_id is None:
         raise FlowError("This sign-in has expired or is unknown. Start again from the app.")
-    tx = Transaction(id=tx_id, params=dict(data["params"]), base=data.get("base", ""),
-                     bind=data.get("bind"),
-                     patient=data.get("patient"), encounter=data.get("encounter"))
+    tx = Transaction(
+        id=tx_id,
+        params=dict(data["params"]),
+        base=data.get("base", ""),
+        bind=data.get("bind"),
+        patient=data.get("patient"),
+        encounter=data.get("encounter"),
+    )
     if tx.bind is None:
         tx.bind = session.bind
         await save(ui, tx)
@@ -139,8 +163,9 @@ async def next_step(ui: AuthUi, tx: Transaction, user: User | None) -> Step:
     return "consent"
 
 
-async def context(ui: AuthUi, tx: Transaction, req: AuthorizeRequestView,
-                  user: User) -> dict[str, Any]:
+async def context(
+    ui: AuthUi, tx: Transaction, req: AuthorizeRequestView, user: User
+) -> dict[str, Any]:
     """The launch context the token response will carry, checked against the user's
     rights."""
     if req.launch:
@@ -162,8 +187,10 @@ async def context(ui: AuthUi, tx: Transaction, req: AuthorizeRequestView,
 async def _ehr_context(ui: AuthUi, launch_id: str, user: User) -> dict[str, Any]:
     launch = await ui.launches.get(launch_id)
     if launch is None or not secrets.compare_digest(launch.user_id, user.id):
-        raise FlowError("This launch is unknown, has expired, or belongs to another user. "
-                        "Launch the app again from the EHR.")
+        raise FlowError(
+            "This launch is unknown, has expired, or belongs to another user. "
+            "Launch the app again from the EHR."
+        )
     patient = launch.context.get("patient")
     if patient and await pickers.patient(ui.service, user, patient) is None:
         raise FlowError("The launch's patient is not one you may open.")

@@ -83,12 +83,18 @@ class _Issuing:
     request: OAuthRequest
     server: OAuthCore
 
-    def generate_token(self, user: Grantee | None = None, scope: str | None = None,
-                       grant_type: str | None = None, expires_in: int | None = None,
-                       include_refresh_token: bool = True) -> dict[str, Any]:
+    def generate_token(
+        self,
+        user: Grantee | None = None,
+        scope: str | None = None,
+        grant_type: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
         granted = getattr(self.request, "granted_scope", None)
-        return self.server.issuer.issue(self.request.urls, self.request.client, user,
-                                        scope or "", granted=granted)
+        return self.server.issuer.issue(
+            self.request.urls, self.request.client, user, scope or "", granted=granted
+        )
 
 
 class CodeGrant(_Issuing, grants.AuthorizationCodeGrant):
@@ -98,12 +104,18 @@ class CodeGrant(_Issuing, grants.AuthorizationCodeGrant):
     def save_authorization_code(self, code: str, request: Any) -> None:
         data = request.payload.data
         grantee: Grantee = request.user
-        self.server.store.save_code(code, {
-            "client_id": request.client.client_id, "redirect_uri": request.payload.redirect_uri,
-            "scope": request.scope, "code_challenge": data["code_challenge"],
-            "code_challenge_method": data["code_challenge_method"],
-            "grantee": grantee.to_doc(), "expires": time.time() + self.server.code_lifetime,
-        })
+        self.server.store.save_code(
+            code,
+            {
+                "client_id": request.client.client_id,
+                "redirect_uri": request.payload.redirect_uri,
+                "scope": request.scope,
+                "code_challenge": data["code_challenge"],
+                "code_challenge_method": data["code_challenge_method"],
+                "grantee": grantee.to_doc(),
+                "expires": time.time() + self.server.code_lifetime,
+            },
+        )
 
     def query_authorization_code(self, code: str, client: Client) -> StoredCode | None:
         doc, reused = self.server.store.consume_code(code)
@@ -127,8 +139,11 @@ class RefreshGrant(_Issuing, grants.RefreshTokenGrant):
     def authenticate_token_endpoint_client(self) -> Client:
         """A public client may leave out `client_id`: the refresh token names its client."""
         form = self.request.form
-        sends_credentials = (form.get("client_id") or form.get("client_assertion")
-                             or extract_basic_authorization(self.request.headers)[0])
+        sends_credentials = (
+            form.get("client_id")
+            or form.get("client_assertion")
+            or extract_basic_authorization(self.request.headers)[0]
+        )
         if not sends_credentials and form.get("refresh_token"):
             doc = self.server.store.find_refresh(form["refresh_token"])
             client = self.server.query_client(doc["client_id"]) if doc else None
@@ -181,8 +196,9 @@ class BackendGrant(_Issuing, grants.ClientCredentialsGrant):
         system = " ".join(s for s in requested.split() if s.startswith("system/"))
         allowed = self.request.client.get_allowed_scope(system)
         if not allowed:
-            raise InvalidScopeError("none of the requested system scopes is allowed for "
-                                    "this client")
+            raise InvalidScopeError(
+                "none of the requested system scopes is allowed for this client"
+            )
         self.request.granted_scope = allowed
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
@@ -219,10 +235,16 @@ def find_token(server: OAuthCore, token: str, hint: str | None) -> TokenView | N
         return None
     grantee = doc["grantee"]
     context = grantee.get("context", {})
-    claims = {"client_id": doc["client_id"], "scope": doc["scope"], "exp": int(doc["expires"]),
-              "sub": grantee["user_id"], "fhirUser": grantee.get("fhir_user"),
-              "family": doc["family"], "token": token,
-              **{k: context[k] for k in ("patient", "encounter", "fhirContext") if k in context}}
+    claims = {
+        "client_id": doc["client_id"],
+        "scope": doc["scope"],
+        "exp": int(doc["expires"]),
+        "sub": grantee["user_id"],
+        "fhirUser": grantee.get("fhir_user"),
+        "family": doc["family"],
+        "token": token,
+        **{k: context[k] for k in ("patient", "encounter", "fhirContext") if k in context},
+    }
     return TokenView("refresh_token", claims, revoked=False)
 
 
@@ -230,8 +252,20 @@ class Introspection(IntrospectionEndpoint):
     """RFC 7662 for an authenticated confidential client, with SMART's fields."""
 
     CLIENT_AUTH_METHODS = CONFIDENTIAL
-    FIELDS = ("scope", "client_id", "exp", "iat", "iss", "sub", "aud", "patient", "encounter",
-              "fhirContext", "fhirUser", "role")
+    FIELDS = (
+        "scope",
+        "client_id",
+        "exp",
+        "iat",
+        "iss",
+        "sub",
+        "aud",
+        "patient",
+        "encounter",
+        "fhirContext",
+        "fhirUser",
+        "role",
+    )
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> TokenView | None:
         return find_token(self.server, token_string, token_type_hint)
@@ -241,8 +275,11 @@ class Introspection(IntrospectionEndpoint):
 
     def introspect_token(self, token: TokenView) -> dict[str, Any]:
         body = {k: token.claims[k] for k in self.FIELDS if token.claims.get(k) is not None}
-        return {"active": True, "token_type": "Bearer" if token.kind == "access_token"
-                else "refresh_token", **body}
+        return {
+            "active": True,
+            "token_type": "Bearer" if token.kind == "access_token" else "refresh_token",
+            **body,
+        }
 
 
 class Revocation(RevocationEndpoint):

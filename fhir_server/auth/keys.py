@@ -28,8 +28,9 @@ KEY_SIZE = 2048
 class KeyRing:
     """Signs tokens with the newest key; publishes every unexpired public key."""
 
-    def __init__(self, store: AuthStore, *, key_lifetime: int = 90 * 86400,
-                 longest_token: int = 30 * 86400) -> None:
+    def __init__(
+        self, store: AuthStore, *, key_lifetime: int = 90 * 86400, longest_token: int = 30 * 86400
+    ) -> None:
         self.store = store
         self.key_lifetime = key_lifetime
         self.longest_token = longest_token  # a key must outlive what it signs
@@ -44,17 +45,21 @@ class KeyRing:
     async def refresh(self) -> None:
         """Re-read the keys from the store (after another process rotated them)."""
         docs = await asyncio.to_thread(self.store.keys)
-        self._keys = [(doc, RSAKey.import_key(doc["jwk"])) for doc in
-                      sorted(docs, key=lambda d: d["created"])]
+        self._keys = [
+            (doc, RSAKey.import_key(doc["jwk"])) for doc in sorted(docs, key=lambda d: d["created"])
+        ]
 
     async def rotate(self) -> str:
         """Create a new signing key; the old ones keep verifying until they expire."""
         kid = uuid.uuid4().hex
-        key = RSAKey.generate_key(KEY_SIZE, parameters={"kid": kid, "alg": ALGORITHM,
-                                                        "use": "sig"})
+        key = RSAKey.generate_key(KEY_SIZE, parameters={"kid": kid, "alg": ALGORITHM, "use": "sig"})
         now = time.time()
-        doc = {"id": kid, "jwk": dict(key.as_dict(private=True)), "created": now,
-               "expires": now + self.key_lifetime}
+        doc = {
+            "id": kid,
+            "jwk": dict(key.as_dict(private=True)),
+            "created": now,
+            "expires": now + self.key_lifetime,
+        }
         await asyncio.to_thread(self.store.add_key, doc)
         await self.refresh()
         return kid
@@ -72,8 +77,11 @@ class KeyRing:
     def public_jwks(self) -> dict[str, Any]:
         """{"keys": [...]}: the public half of every unexpired key."""
         now = time.time()
-        return {"keys": [dict(key.as_dict(private=False)) for doc, key in self._keys
-                         if doc["expires"] > now]}
+        return {
+            "keys": [
+                dict(key.as_dict(private=False)) for doc, key in self._keys if doc["expires"] > now
+            ]
+        }
 
     def verify(self, token: str) -> jwt.Token:
         """Decode a token this server signed (signature only; the caller checks claims)."""

@@ -115,8 +115,7 @@ class Launches:
         self._store = store
 
     async def create(self, user_id: str, app: str, context: dict[str, Any]) -> Launch:
-        launch = Launch(id=secrets.token_urlsafe(16), user_id=user_id, app=app,
-                        context=context)
+        launch = Launch(id=secrets.token_urlsafe(16), user_id=user_id, app=app, context=context)
         data = {"user_id": user_id, "app": app, "context": context}
         await self._store.put_record(KIND, launch.id, data, time.time() + LIFETIME)
         return launch
@@ -127,5 +126,6 @@ class Launches:
         data = await self._store.get_record(KIND, launch_id, time.time())
         if data is None:
             return None
-        return Launch(id=launch_id, user_id=data["user_id"], app=data["app"],
-                      context=dict(data["context"]))
+        return Launch(
+            id=launch_id, user_id=data["user_id"], app=data["app"], context=dict(data["context"])
+        )

@@ -69,5 +69,10 @@ def _app(store: AuthStore, doc: dict[str, Any]) -> AuthorizedApp:
     name = str(client["name"]) if client else f"{doc['client_id']} (no longer registered)"
     scopes = list(dict.fromkeys(str(doc.get("scope") or "").split()))
     when = datetime.fromtimestamp(doc.get("created", 0.0), UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return AuthorizedApp(family=doc["id"], client_id=doc["client_id"], name=name,
-                         granted=when, permissions=[Permission(s, describe(s)) for s in scopes])
+    return AuthorizedApp(
+        family=doc["id"],
+        client_id=doc["client_id"],
+        name=name,
+        granted=when,
+        permissions=[Permission(s, describe(s)) for s in scopes],
+    )

@@ -41,8 +41,18 @@ from fhir_server.search.values import (
     UriValue,
 )
 
-_LEAVES = (IdCondition, TokenCondition, TokenSetCondition, StringCondition, ReferenceCondition,
-           UriCondition, DateCondition, NumberCondition, QuantityCondition, MissingCondition)
+_LEAVES = (
+    IdCondition,
+    TokenCondition,
+    TokenSetCondition,
+    StringCondition,
+    ReferenceCondition,
+    UriCondition,
+    DateCondition,
+    NumberCondition,
+    QuantityCondition,
+    MissingCondition,
+)
 
 
 def supports(condition: Condition) -> bool:
@@ -66,8 +76,7 @@ def params_of(condition: Condition) -> set[str]:
     return {param} if isinstance(param, str) else set()
 
 
-def matches(condition: Condition, resource: dict[str, Any], values: Sequence[IndexValue]
-            ) -> bool:
+def matches(condition: Condition, resource: dict[str, Any], values: Sequence[IndexValue]) -> bool:
     """Whether `resource`, whose index values are `values`, satisfies `condition`."""
     match condition:
         case AllOf():
@@ -85,11 +94,16 @@ def matches(condition: Condition, resource: dict[str, Any], values: Sequence[Ind
             found = any(_token(condition, v) for v in _of(values, condition.param, TokenValue))
             return found != condition.negate
         case TokenSetCondition():
-            found = any((v.system or "", v.code or "") in condition.codes
-                        for v in _of(values, condition.param, TokenValue))
+            found = any(
+                (v.system or "", v.code or "") in condition.codes
+                for v in _of(values, condition.param, TokenValue)
+            )
             return found != condition.negate
-    return any(_leaf(condition, v) for v in values if getattr(v, "param", None)
-               == getattr(condition, "param", None))
+    return any(
+        _leaf(condition, v)
+        for v in values
+        if getattr(v, "param", None) == getattr(condition, "param", None)
+    )
 
 
 def _of(values: Sequence[IndexValue], param: str, kind: type[TokenValue]) -> list[TokenValue]:
@@ -111,8 +125,9 @@ def _leaf(c: Condition, v: IndexValue) -> bool:
         case ReferenceCondition(), ReferenceValue():
             if c.url is not None:
                 return v.url == c.url and (c.version is None or v.version == c.version)
-            return ((c.target_type is None or v.target_type == c.target_type)
-                    and v.target_id == c.target_id)
+            return (
+                c.target_type is None or v.target_type == c.target_type
+            ) and v.target_id == c.target_id
         case UriCondition(), UriValue():
             return v.uri == c.uri
         case DateCondition(), DateValue():
@@ -120,7 +135,9 @@ def _leaf(c: Condition, v: IndexValue) -> bool:
         case NumberCondition(), NumberValue():
             return range_matches(c.prefix, c.low, c.high, v.low, v.high)
         case QuantityCondition(), QuantityValue():
-            return (range_matches(c.prefix, c.low, c.high, v.low, v.high)
-                    and (c.system is None or v.system == c.system)
-                    and (c.code is None or v.code == c.code or v.unit == c.code))
+            return (
+                range_matches(c.prefix, c.low, c.high, v.low, v.high)
+                and (c.system is None or v.system == c.system)
+                and (c.code is None or v.code == c.code or v.unit == c.code)
+            )
     return False

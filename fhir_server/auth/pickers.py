@@ -38,8 +38,13 @@ class Choice:
 def user_context(user: User, patient: str | None = None) -> AccessContext:
     """The user's rights for lookups made on their behalf (`patient`: the compartment of
     their `patient/` scopes)."""
-    return AccessContext(subject=user.id, scopes=role_scopes(user.role), patient=patient,
-                         fhir_user=user.fhir_user, role=user.role)
+    return AccessContext(
+        subject=user.id,
+        scopes=role_scopes(user.role),
+        patient=patient,
+        fhir_user=user.fhir_user,
+        role=user.role,
+    )
 
 
 async def _user_context(service: FhirService, user: User) -> AccessContext:
@@ -48,11 +53,19 @@ async def _user_context(service: FhirService, user: User) -> AccessContext:
     return user_context(user, own)
 
 
-async def _call(service: FhirService, ctx: AccessContext, path: str,
-                query: list[tuple[str, str]]) -> dict[str, Any] | None:
+async def _call(
+    service: FhirService, ctx: AccessContext, path: str, query: list[tuple[str, str]]
+) -> dict[str, Any] | None:
     try:
-        result = await service.handle(Request(method="GET", path=path, query=tuple(query),
-                                              context=ctx, base=service.base_url or ""))
+        result = await service.handle(
+            Request(
+                method="GET",
+                path=path,
+                query=tuple(query),
+                context=ctx,
+                base=service.base_url or "",
+            )
+        )
     except FhirError:  # not found, not permitted, bad id: nothing to offer
         return None
     if result.status != 200 or result.body is None:
@@ -79,15 +92,22 @@ async def own_patient(service: FhirService, user: User) -> str | None:
 
 async def organizations(service: FhirService, user: User) -> list[str]:
     """The organizations a practitioner works for, from their PractitionerRoles."""
-    bundle = await _call(service, await _user_context(service, user), "PractitionerRole",
-                         [("practitioner", user.fhir_user or ""), ("_count", "100")])
-    refs = {str((entry["resource"].get("organization") or {}).get("reference", ""))
-            for entry in (bundle or {}).get("entry", [])}
+    bundle = await _call(
+        service,
+        await _user_context(service, user),
+        "PractitionerRole",
+        [("practitioner", user.fhir_user or ""), ("_count", "100")],
+    )
+    refs = {
+        str((entry["resource"].get("organization") or {}).get("reference", ""))
+        for entry in (bundle or {}).get("entry", [])
+    }
     return sorted(ref for ref in refs if ref.startswith("Organization/"))
 
 
-async def patients(service: FhirService, user: User, text: str, clinician_scope: str,
-                   id_: str | None = None) -> list[Choice] | None:
+async def patients(
+    service: FhirService, user: User, text: str, clinician_scope: str, id_: str | None = None
+) -> list[Choice] | None:
     """Patients matching `text` (name) or with id `id_` that the user may choose; None
     when a practitioner belongs to no organization (and so has no patients here)."""
     query = [("_count", str(PAGE))]
@@ -95,16 +115,22 @@ async def patients(service: FhirService, user: User, text: str, clinician_scope:
         query.append(("name", text.strip()))
     if id_ is not None:
         query.append(("_id", id_))
-    restrict = (clinician_scope == "organization" and user.role != "admin"
-                and (user.fhir_user or "").startswith("Practitioner/"))
+    restrict = (
+        clinician_scope == "organization"
+        and user.role != "admin"
+        and (user.fhir_user or "").startswith("Practitioner/")
+    )
     if restrict:
         orgs = await organizations(service, user)
         if not orgs:
             return None
         query.append(("organization", ",".join(orgs)))
     bundle = await _call(service, await _user_context(service, user), "Patient", query)
-    return [patient_choice(entry["resource"]) for entry in (bundle or {}).get("entry", [])
-            if entry.get("search", {}).get("mode", "match") == "match"]
+    return [
+        patient_choice(entry["resource"])
+        for entry in (bundle or {}).get("entry", [])
+        if entry.get("search", {}).get("mode", "match") == "match"
+    ]
 
 
 async def patient(service: FhirService, user: User, patient_id: str) -> Choice | None:
@@ -115,10 +141,17 @@ async def patient(service: FhirService, user: User, patient_id: str) -> Choice |
 
 async def encounters(service: FhirService, user: User, patient_id: str) -> list[Choice]:
     """The patient's encounters, most recent first."""
-    bundle = await _call(service, await _user_context(service, user), "Encounter",
-                         [("patient", patient_id), ("_sort", "-date"), ("_count", str(PAGE))])
-    return [encounter_choice(entry["resource"]) for entry in (bundle or {}).get("entry", [])
-            if entry.get("search", {}).get("mode", "match") == "match"]
+    bundle = await _call(
+        service,
+        await _user_context(service, user),
+        "Encounter",
+        [("patient", patient_id), ("_sort", "-date"), ("_count", str(PAGE))],
+    )
+    return [
+        encounter_choice(entry["resource"])
+        for entry in (bundle or {}).get("entry", [])
+        if entry.get("search", {}).get("mode", "match") == "match"
+    ]
 
 
 async def encounter(service: FhirService, user: User, encounter_id: str) -> dict[str, Any] | None:
@@ -129,19 +162,27 @@ def patient_choice(resource: dict[str, Any]) -> Choice:
     names = resource.get("name") or [{}]
     name = names[0]
     label = name.get("text") or " ".join([*name.get("given", []), name.get("family", "")])
-    details = [f"born {resource['birthDate']}" if resource.get("birthDate") else "",
-               resource.get("gender", ""), f"id {resource.get('id', '')}"]
-    return Choice(str(resource.get("id", "")), label.strip() or "(no name)",
-                  ", ".join(d for d in details if d))
+    details = [
+        f"born {resource['birthDate']}" if resource.get("birthDate") else "",
+        resource.get("gender", ""),
+        f"id {resource.get('id', '')}",
+    ]
+    return Choice(
+        str(resource.get("id", "")),
+        label.strip() or "(no name)",
+        ", ".join(d for d in details if d),
+    )
 
 
 def encounter_choice(resource: dict[str, Any]) -> Choice:
     kinds = resource.get("type") or [{}]
-    label = kinds[0].get("text") or (kinds[0].get("coding") or [{}])[0].get("display") or \
-        (resource.get("class") or {}).get("display") or (resource.get("class") or {}).get(
-            "code") or "Encounter"
+    label = (
+        kinds[0].get("text")
+        or (kinds[0].get("coding") or [{}])[0].get("display")
+        or (resource.get("class") or {}).get("display")
+        or (resource.get("class") or {}).get("code")
+        or "Encounter"
+    )
     period = resource.get("period") or {}
-    details = [period.get("start", ""), resource.get("status", ""),
-               f"id {resource.get('id', '')}"]
-    return Choice(str(resource.get("id", "")), str(label),
-                  ", ".join(d for d in details if d))
+    details = [period.get("start", ""), resource.get("status", ""), f"id {resource.get('id', '')}"]
+    return Choice(str(resource.get("id", "")), str(label), ", ".join(d for d in details if d))

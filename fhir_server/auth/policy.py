@@ -60,8 +60,14 @@ from fhir_server.storage.base import StoredResource
 
 log = logging.getLogger("fhir_server.auth")
 
-LETTER: dict[str, str] = {"read": "r", "search": "s", "create": "c", "update": "u",
-                          "delete": "d", "history": "s"}
+LETTER: dict[str, str] = {
+    "read": "r",
+    "search": "s",
+    "create": "c",
+    "update": "u",
+    "delete": "d",
+    "history": "s",
+}
 SEE = frozenset("rs")  # what lets a caller see a resource (read it, or find it by search)
 NOTHING: Condition = IdCondition(())  # matches no resource
 EVERY: Condition = AllOf(())  # matches every resource (a level that does not restrict)
@@ -110,24 +116,29 @@ class SmartPolicy:
         if ctx.system:
             return
         if action == "admin":
-            if not any(s.level == "system" and s.type == "*" and len(s.letters) == 5
-                       for s in self.scopes(ctx)):
-                raise Forbidden("This operation administers the server: it needs the scope "
-                                "system/*.cruds")
+            if not any(
+                s.level == "system" and s.type == "*" and len(s.letters) == 5
+                for s in self.scopes(ctx)
+            ):
+                raise Forbidden(
+                    "This operation administers the server: it needs the scope system/*.cruds"
+                )
             return
         key = (ctx.scopes, ctx.patient is None, action, resource_type)
         allowed = self._checks.get(key)
         if allowed is None:
             letters = SEE if action == "operation" else frozenset(LETTER[action])
-            allowed = any(s.grants(letter, resource_type) for s in self.scopes(ctx)
-                          for letter in letters)
+            allowed = any(
+                s.grants(letter, resource_type) for s in self.scopes(ctx) for letter in letters
+            )
             _remember(self._checks, key, allowed)
         if not allowed:
             letters = SEE if action == "operation" else frozenset(LETTER[action])
             raise Forbidden(_refusal(action, resource_type, letters))
 
-    def check_resource(self, ctx: AccessContext, action: Action, resource_type: str,
-                       resource: dict[str, Any]) -> None:
+    def check_resource(
+        self, ctx: AccessContext, action: Action, resource_type: str, resource: dict[str, Any]
+    ) -> None:
         if ctx.system:
             return
         letter = LETTER.get(action)
@@ -137,8 +148,11 @@ class SmartPolicy:
         if found.everything:
             return
         if found.nothing or not self._in(ctx, found, resource_type, resource, letter):
-            what = f"{resource_type}/{resource.get('id')}" if resource.get("id") else (
-                f"This {resource_type}")
+            what = (
+                f"{resource_type}/{resource.get('id')}"
+                if resource.get("id")
+                else (f"This {resource_type}")
+            )
             raise Forbidden(f"{what} is outside what the granted scopes allow to {action}")
 
     def visible(self, ctx: AccessContext, rec: StoredResource) -> bool:
@@ -179,14 +193,23 @@ class SmartPolicy:
     def scopes(self, ctx: AccessContext) -> tuple[Scope, ...]:
         """The clinical scopes of `ctx` that can grant anything (a `patient/` scope needs a
         launch patient)."""
-        return tuple(s for s in parse_scopes(ctx.scopes)
-                     if s.level != "patient" or ctx.patient is not None)
+        return tuple(
+            s for s in parse_scopes(ctx.scopes) if s.level != "patient" or ctx.patient is not None
+        )
 
-    def restriction(self, ctx: AccessContext, letters: frozenset[str], type: str
-                    ) -> Restriction:
+    def restriction(self, ctx: AccessContext, letters: frozenset[str], type: str) -> Restriction:
         """What the scopes granting one of `letters` on `type` let `ctx` reach."""
-        key = (ctx.scopes, ctx.patient, ctx.fhir_user, ctx.role, ctx.user_patients,
-               ctx.user_organizations, letters, type, self.registry.generation)
+        key = (
+            ctx.scopes,
+            ctx.patient,
+            ctx.fhir_user,
+            ctx.role,
+            ctx.user_patients,
+            ctx.user_organizations,
+            letters,
+            type,
+            self.registry.generation,
+        )
         found = self._restrictions.get(key)
         if found is None:
             found = self._compute(ctx, letters, type)
@@ -214,8 +237,9 @@ class SmartPolicy:
             return NONE
         return Restriction(parts[0] if len(parts) == 1 else AnyOf(tuple(_unique(parts))), exact)
 
-    def _reach(self, ctx: AccessContext, scope: Scope, type: str, letters: frozenset[str]
-               ) -> Condition | None:
+    def _reach(
+        self, ctx: AccessContext, scope: Scope, type: str, letters: frozenset[str]
+    ) -> Condition | None:
         """The condition a scope's level puts on `type` (None: it reaches nothing of it;
         `EVERY`: all of it)."""
         if scope.level == "system":
@@ -232,8 +256,9 @@ class SmartPolicy:
             return _managed_by(ctx.user_organizations)
         if not patients:
             return None
-        conditions: list[Condition] = [ReferenceCondition(code, "Patient", id)
-                                       for code in codes for id in sorted(patients)]
+        conditions: list[Condition] = [
+            ReferenceCondition(code, "Patient", id) for code in codes for id in sorted(patients)
+        ]
         if type == "Patient":
             conditions.insert(0, IdCondition(tuple(sorted(patients))))
         return conditions[0] if len(conditions) == 1 else AnyOf(tuple(conditions))
@@ -249,9 +274,13 @@ class SmartPolicy:
         type is shared data, tied to no patient)."""
         if type in self._members:
             return compartments.membership_params(self.registry, "Patient", type)
-        linked = tuple(code for code in PATIENT_LINKED
-                       if (p := self.registry.param(type, code)) is not None
-                       and p.type == "reference" and "Patient" in self.registry.targets(p, type))
+        linked = tuple(
+            code
+            for code in PATIENT_LINKED
+            if (p := self.registry.param(type, code)) is not None
+            and p.type == "reference"
+            and "Patient" in self.registry.targets(p, type)
+        )
         return linked or None
 
     def _granular_query(self, scope: Scope, type: str) -> SearchQuery | None:
@@ -268,18 +297,26 @@ class SmartPolicy:
             if all(supports(c) for clause in query.clauses for c in clause):
                 parsed = query
             else:
-                log.warning("granular scope query on %s is not supported: it grants nothing",
-                            type)
+                log.warning("granular scope query on %s is not supported: it grants nothing", type)
         except BadRequest as error:
-            log.warning("granular scope query on %s does not parse (%s): it grants nothing",
-                        type, error.diagnostics)
+            log.warning(
+                "granular scope query on %s does not parse (%s): it grants nothing",
+                type,
+                error.diagnostics,
+            )
         _remember(self._granular, key, parsed)
         return parsed
 
     # -- one resource ------------------------------------------------------------------
 
-    def _in(self, ctx: AccessContext, found: Restriction, type: str, resource: dict[str, Any],
-            letter: str | None) -> bool:
+    def _in(
+        self,
+        ctx: AccessContext,
+        found: Restriction,
+        type: str,
+        resource: dict[str, Any],
+        letter: str | None,
+    ) -> bool:
         """Whether `resource` is within `found` (for Binary: its securityContext's patient)."""
         condition = found.condition
         assert condition is not None
@@ -288,16 +325,18 @@ class SmartPolicy:
         values = self.indexer.values_of(resource, params_of(condition))
         return matches(condition, resource, values)
 
-    def _binary_in(self, ctx: AccessContext, resource: dict[str, Any], letters: frozenset[str]
-                   ) -> bool:
+    def _binary_in(
+        self, ctx: AccessContext, resource: dict[str, Any], letters: frozenset[str]
+    ) -> bool:
         reference = (resource.get("securityContext") or {}).get("reference")
         target = reference.split("/") if isinstance(reference, str) else []
         for scope in self.scopes(ctx):
             if not any(scope.grants(letter, "Binary") for letter in letters) or scope.query:
                 continue
             patients = None if scope.level == "system" else self._patients(ctx, scope)
-            if patients is None or (len(target) == 2 and target[0] == "Patient"
-                                    and target[1] in patients):
+            if patients is None or (
+                len(target) == 2 and target[0] == "Patient" and target[1] in patients
+            ):
                 return True
         return False
 
@@ -305,8 +344,11 @@ class SmartPolicy:
 
     def _restrict_inner(self, ctx: AccessContext, query: SearchQuery) -> SearchQuery:
         """`query` with each chain or `_has` split per inner type and each restricted."""
-        if not any(isinstance(c, ChainCondition | HasCondition | AllOf | AnyOf | Not)
-                   for clause in query.clauses for c in clause):
+        if not any(
+            isinstance(c, ChainCondition | HasCondition | AllOf | AnyOf | Not)
+            for clause in query.clauses
+            for c in clause
+        ):
             return query
         clauses = tuple(tuple(self._inner(ctx, c) for c in clause) for clause in query.clauses)
         return replace(query, clauses=clauses)
@@ -321,8 +363,10 @@ class SmartPolicy:
                 inner = c.query
                 if len(inner.types) <= 1:
                     return replace(c, query=self.restrict(ctx, inner))
-                split = [replace(c, query=self.restrict(ctx, replace(inner, types=(t,))))
-                         for t in inner.types]
+                split = [
+                    replace(c, query=self.restrict(ctx, replace(inner, types=(t,))))
+                    for t in inner.types
+                ]
                 return AnyOf(tuple(split))
         return c
 
@@ -351,7 +395,8 @@ def _managed_by(organizations: frozenset[str]) -> Condition | None:
     with one of them but not move one elsewhere."""
     conditions: list[Condition] = [
         ReferenceCondition("organization", "Organization", ref.removeprefix("Organization/"))
-        for ref in sorted(organizations)]
+        for ref in sorted(organizations)
+    ]
     if not conditions:
         return None
     return conditions[0] if len(conditions) == 1 else AnyOf(tuple(conditions))
@@ -385,5 +430,7 @@ def _remember(cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], va
 def _refusal(action: str, type: str | None, letters: Sequence[str] | frozenset[str]) -> str:
     wanted = letter_string(letters)
     where = type or "*"
-    return (f"{action} on {type or 'the system'} is not within the granted scopes "
-            f"(it needs e.g. user/{where}.{wanted} or patient/{where}.{wanted})")
+    return (
+        f"{action} on {type or 'the system'} is not within the granted scopes "
+        f"(it needs e.g. user/{where}.{wanted} or patient/{where}.{wanted})"
+    )

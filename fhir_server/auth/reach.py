@@ -59,8 +59,7 @@ class OrganizationReach:
             return ctx
         assert ctx.fhir_user is not None
         reach = await self.reach(ctx.fhir_user)
-        return replace(ctx, user_organizations=reach.organizations,
-                       user_patients=reach.patients)
+        return replace(ctx, user_organizations=reach.organizations, user_patients=reach.patients)
 
     async def reach(self, fhir_user: str) -> Reach:
         """The organizations and patients of `fhir_user` (Practitioner/x, PractitionerRole/x)."""
@@ -87,8 +86,9 @@ class OrganizationReach:
         return frozenset(ref for ref in refs if ref.startswith("Organization/"))
 
     async def _patients(self, orgs: frozenset[str]) -> frozenset[str]:
-        found = await self._all("Patient", [("organization", ",".join(sorted(orgs))),
-                                            ("_elements", "id")])
+        found = await self._all(
+            "Patient", [("organization", ",".join(sorted(orgs))), ("_elements", "id")]
+        )
         return frozenset(str(p["id"]) for p in found if p.get("id"))
 
     async def _all(self, type_: str, query: list[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -96,11 +96,15 @@ class OrganizationReach:
         out: list[dict[str, Any]] = []
         params: list[tuple[str, str]] | None = [*query, ("_count", str(PAGE))]
         while params is not None:
-            result = await self.service.handle(Request(method="GET", path=type_,
-                                                       query=tuple(params), context=SYSTEM))
+            result = await self.service.handle(
+                Request(method="GET", path=type_, query=tuple(params), context=SYSTEM)
+            )
             bundle = _json(result.body)
-            out.extend(entry["resource"] for entry in bundle.get("entry", [])
-                       if entry.get("search", {}).get("mode", "match") == "match")
+            out.extend(
+                entry["resource"]
+                for entry in bundle.get("entry", [])
+                if entry.get("search", {}).get("mode", "match") == "match"
+            )
             params = _next(bundle)
         return out
 

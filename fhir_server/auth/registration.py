@@ -52,8 +52,18 @@ REALM = "register"
 PRIVATE_MEMBERS = {"d", "p", "q", "k"}  # RFC 7518 §6: private RSA/EC parts, symmetric keys
 KIND_OF_METHOD = {method: kind for kind, methods in AUTH_METHODS.items() for method in methods}
 _STRING_LISTS = ("redirect_uris", "grant_types", "response_types", "contacts")
-_STRINGS = ("client_name", "scope", "token_endpoint_auth_method", "jwks_uri", "client_uri",
-            "logo_uri", "tos_uri", "policy_uri", "software_id", "software_version")
+_STRINGS = (
+    "client_name",
+    "scope",
+    "token_endpoint_auth_method",
+    "jwks_uri",
+    "client_uri",
+    "logo_uri",
+    "tos_uri",
+    "policy_uri",
+    "software_id",
+    "software_version",
+)
 Registered = tuple[dict[str, Any], str | None]  # the client record, its secret (or None)
 
 
@@ -102,14 +112,22 @@ class SmartClientMetadata(ClientMetadataClaims):
     `invalid_redirect_uri`, and only public keys accepted in `jwks`."""
 
     REGISTERED_CLAIMS = [  # noqa: RUF012 (authlib's class attribute)
-        "redirect_uris", "token_endpoint_auth_method", "grant_types", "response_types",
-        "client_name", "scope", "jwks_uri", "jwks"]
+        "redirect_uris",
+        "token_endpoint_auth_method",
+        "grant_types",
+        "response_types",
+        "client_name",
+        "scope",
+        "jwks_uri",
+        "jwks",
+    ]
 
     def validate(self, now: Any = None, leeway: int = 0) -> None:
         for key in _STRING_LISTS:
             value = self.get(key)
-            if value is not None and not (isinstance(value, list)
-                                          and all(isinstance(v, str) for v in value)):
+            if value is not None and not (
+                isinstance(value, list) and all(isinstance(v, str) for v in value)
+            ):
                 self._invalid(key, "must be an array of strings")
         for key in _STRINGS:
             if self.get(key) is not None and not isinstance(self[key], str):
@@ -124,8 +142,9 @@ class SmartClientMetadata(ClientMetadataClaims):
         try:
             super().validate_redirect_uris()
         except InvalidClaimError:
-            raise InvalidRedirectURIError("each redirect URI must be an absolute URL without "
-                                          "a fragment or user name") from None
+            raise InvalidRedirectURIError(
+                "each redirect URI must be an absolute URL without a fragment or user name"
+            ) from None
 
     def validate_jwks(self) -> None:
         super().validate_jwks()
@@ -161,27 +180,30 @@ class ClientRegistration(ClientRegistrationEndpoint):
         if scheme.lower() != "bearer" or not token:
             raise TokenRequired("a registration token is required (Authorization: Bearer ...)")
         if not self.store.registration_token_ok(token):
-            raise InvalidTokenError("the registration token is unknown or expired",
-                                    realm=REALM)
+            raise InvalidTokenError("the registration token is unknown or expired", realm=REALM)
         return token
 
     def get_server_metadata(self) -> dict[str, Any]:
         # No `scopes_supported`: discovery lists examples, not every scope a client may hold.
-        return {"grant_types_supported": list(GRANT_TYPES),
-                "token_endpoint_auth_methods_supported": list(KIND_OF_METHOD),
-                "response_types_supported": ["code"]}
+        return {
+            "grant_types_supported": list(GRANT_TYPES),
+            "token_endpoint_auth_methods_supported": list(KIND_OF_METHOD),
+            "response_types_supported": ["code"],
+        }
 
     def generate_client_info(self, request: JsonRequest) -> dict[str, Any]:
         return {}  # `new_client` makes the id and the secret (see save_client)
 
-    def save_client(self, client_info: dict[str, Any], metadata: dict[str, Any],
-                    request: JsonRequest) -> Registered:
+    def save_client(
+        self, client_info: dict[str, Any], metadata: dict[str, Any], request: JsonRequest
+    ) -> Registered:
         doc, secret = client_from_metadata(metadata)
         self.store.add_client(doc)
         return doc, secret
 
-    def generate_client_registration_info(self, client: Registered, request: JsonRequest
-                                          ) -> dict[str, Any]:
+    def generate_client_registration_info(
+        self, client: Registered, request: JsonRequest
+    ) -> dict[str, Any]:
         return client_information(*client)
 
 
@@ -197,9 +219,15 @@ def client_from_metadata(metadata: dict[str, Any]) -> Registered:
         raise InvalidRedirectURIError(f"a client using {method} needs redirect_uris")
     client_id = secrets.token_hex(16)
     try:
-        doc, secret = new_client(name=metadata.get("client_name") or client_id, kind=kind,
-                                 redirect_uris=uris, scopes=metadata["scope"].split(),
-                                 jwks_url=jwks_url, jwks=jwks, client_id=client_id)
+        doc, secret = new_client(
+            name=metadata.get("client_name") or client_id,
+            kind=kind,
+            redirect_uris=uris,
+            scopes=metadata["scope"].split(),
+            jwks_url=jwks_url,
+            jwks=jwks,
+            client_id=client_id,
+        )
     except ValueError as error:
         raise InvalidClientMetadataError(str(error)) from None
     doc["grant_types"] = _grant_types(metadata.get("grant_types"), doc["grant_types"])
@@ -213,9 +241,11 @@ def _grant_types(requested: list[str] | None, allowed: list[str]) -> list[str]:
         return allowed
     refused = sorted(set(requested) - set(allowed))
     if refused:
-        raise InvalidClientMetadataError(f"grant_types not available to this client: "
-                                         f"{', '.join(refused)} (it may use "
-                                         f"{', '.join(allowed) or 'none'})")
+        raise InvalidClientMetadataError(
+            f"grant_types not available to this client: "
+            f"{', '.join(refused)} (it may use "
+            f"{', '.join(allowed) or 'none'})"
+        )
     return [grant for grant in allowed if grant in requested]
 
 
@@ -223,10 +253,14 @@ def client_information(doc: dict[str, Any], secret: str | None) -> dict[str, Any
     """The 201 body (RFC 7591 §3.2.1): the client_id, the secret once, and the metadata as
     registered."""
     info: dict[str, Any] = {
-        "client_id": doc["id"], "client_id_issued_at": int(doc["created"]),
-        "client_name": doc["name"], "token_endpoint_auth_method":
-            doc["token_endpoint_auth_method"], "grant_types": doc["grant_types"],
-        "scope": " ".join(doc["scopes"]), "redirect_uris": doc["redirect_uris"]}
+        "client_id": doc["id"],
+        "client_id_issued_at": int(doc["created"]),
+        "client_name": doc["name"],
+        "token_endpoint_auth_method": doc["token_endpoint_auth_method"],
+        "grant_types": doc["grant_types"],
+        "scope": " ".join(doc["scopes"]),
+        "redirect_uris": doc["redirect_uris"],
+    }
     if "authorization_code" in doc["grant_types"]:
         info["response_types"] = ["code"]
     if secret is not None:

@@ -27,20 +27,57 @@ from dataclasses import dataclass
 from fhir_server.auth.scopes import LETTERS as ALL_LETTERS
 from fhir_server.auth.scopes import Scope, parse_scope
 
-IDENTITY_SCOPES = frozenset({"openid", "fhirUser", "profile", "launch", "launch/patient",
-                             "launch/encounter", "offline_access", "online_access"})
+IDENTITY_SCOPES = frozenset(
+    {
+        "openid",
+        "fhirUser",
+        "profile",
+        "launch",
+        "launch/patient",
+        "launch/encounter",
+        "offline_access",
+        "online_access",
+    }
+)
 """Scopes that ask for context or identity rather than data; always offered."""
 
-FRONT_DESK_TYPES = frozenset({
-    "Patient", "RelatedPerson", "Person", "Appointment", "AppointmentResponse", "Schedule",
-    "Slot", "Encounter", "EpisodeOfCare", "Coverage", "CoverageEligibilityRequest",
-    "CoverageEligibilityResponse", "Account", "Organization", "Location", "Practitioner",
-    "PractitionerRole", "HealthcareService", "Endpoint",
-})
-NURSE_WRITES = frozenset({
-    "Observation", "MedicationAdministration", "Procedure", "Encounter", "Task",
-    "Communication", "CarePlan", "Flag", "DocumentReference", "AllergyIntolerance",
-})
+FRONT_DESK_TYPES = frozenset(
+    {
+        "Patient",
+        "RelatedPerson",
+        "Person",
+        "Appointment",
+        "AppointmentResponse",
+        "Schedule",
+        "Slot",
+        "Encounter",
+        "EpisodeOfCare",
+        "Coverage",
+        "CoverageEligibilityRequest",
+        "CoverageEligibilityResponse",
+        "Account",
+        "Organization",
+        "Location",
+        "Practitioner",
+        "PractitionerRole",
+        "HealthcareService",
+        "Endpoint",
+    }
+)
+NURSE_WRITES = frozenset(
+    {
+        "Observation",
+        "MedicationAdministration",
+        "Procedure",
+        "Encounter",
+        "Task",
+        "Communication",
+        "CarePlan",
+        "Flag",
+        "DocumentReference",
+        "AllergyIntolerance",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,8 +74,9 @@ class AuthorizeRequest:
 class OAuthRequest(OAuth2Request):
     """An OAuth request as authlib reads it, plus the URLs it was addressed to."""
 
-    def __init__(self, method: str, uri: str, form: dict[str, str], headers: dict[str, str],
-                 urls: AuthUrls) -> None:
+    def __init__(
+        self, method: str, uri: str, form: dict[str, str], headers: dict[str, str], urls: AuthUrls
+    ) -> None:
         super().__init__(method, uri, headers={k.title(): v for k, v in headers.items()})
         self.payload = BasicOAuth2Payload(form)
         self._form = form
@@ -164,8 +165,12 @@ class OAuthCore(AuthorizationServer):
 
     def _assertion(self, query_client: Any, request: OAuthRequest) -> Client | None:
         return assertions.authenticate_assertion(
-            request.form, token_url=request.urls.token, store=self.store,
-            query_client=self.query_client, cache=self.jwks_cache)
+            request.form,
+            token_url=request.urls.token,
+            store=self.store,
+            query_client=self.query_client,
+            cache=self.jwks_cache,
+        )
 
 
 class SmartAuthServer:
@@ -181,8 +186,9 @@ class SmartAuthServer:
     def urls(self, request_base: str) -> AuthUrls:
         return auth_urls(self.settings, request_base)
 
-    async def token(self, form: dict[str, str], headers: dict[str, str],
-                    request_base: str) -> Reply:
+    async def token(
+        self, form: dict[str, str], headers: dict[str, str], request_base: str
+    ) -> Reply:
         """POST /auth/token."""
         await self.fresh_keys()
         request = self._request(form, headers, request_base, "token")
@@ -191,24 +197,28 @@ class SmartAuthServer:
         reply: Reply = await asyncio.to_thread(self.core.create_token_response, request)
         return reply
 
-    async def introspect(self, form: dict[str, str], headers: dict[str, str],
-                         request_base: str) -> Reply:
+    async def introspect(
+        self, form: dict[str, str], headers: dict[str, str], request_base: str
+    ) -> Reply:
         """POST /auth/introspect (RFC 7662)."""
         request = self._request(form, headers, request_base, "introspect")
         if not isinstance(request, OAuthRequest):
             return request
-        reply: Reply = await asyncio.to_thread(self.core.create_endpoint_response, "introspection",
-                                               request)
+        reply: Reply = await asyncio.to_thread(
+            self.core.create_endpoint_response, "introspection", request
+        )
         return reply
 
-    async def revoke(self, form: dict[str, str], headers: dict[str, str],
-                     request_base: str) -> Reply:
+    async def revoke(
+        self, form: dict[str, str], headers: dict[str, str], request_base: str
+    ) -> Reply:
         """POST /auth/revoke (RFC 7009)."""
         request = self._request(form, headers, request_base, "revoke")
         if not isinstance(request, OAuthRequest):
             return request
-        reply: Reply = await asyncio.to_thread(self.core.create_endpoint_response, "revocation",
-                                               request)
+        reply: Reply = await asyncio.to_thread(
+            self.core.create_endpoint_response, "revocation", request
+        )
         return reply
 
     async def register(self, body: bytes, headers: dict[str, str], request_base: str) -> Reply:
@@ -218,36 +228,47 @@ class SmartAuthServer:
         except OAuth2Error as error:  # InsecureTransportError: not over TLS
             status, error_body, reply_headers = error()
             return status, dict(error_body), dict(reply_headers)
-        reply: Reply = await asyncio.to_thread(self.core.create_endpoint_response,
-                                               "client_registration", request)
+        reply: Reply = await asyncio.to_thread(
+            self.core.create_endpoint_response, "client_registration", request
+        )
         return reply
 
-    async def validate_authorize(self, params: dict[str, str], request_base: str = ""
-                                 ) -> AuthorizeRequest:
+    async def validate_authorize(
+        self, params: dict[str, str], request_base: str = ""
+    ) -> AuthorizeRequest:
         """Check an authorize request (GET query or POST form) before any page is shown."""
         return await asyncio.to_thread(self._validate_authorize, params, request_base)
 
-    async def approve(self, req: AuthorizeRequest, *, user_id: str, fhir_user: str | None,
-                      role: str | None, scopes: list[str], context: dict[str, Any],
-                      request_base: str = "") -> str:
+    async def approve(
+        self,
+        req: AuthorizeRequest,
+        *,
+        user_id: str,
+        fhir_user: str | None,
+        role: str | None,
+        scopes: list[str],
+        context: dict[str, Any],
+        request_base: str = "",
+    ) -> str:
         """The redirect URL with a new code (single use, bound to the PKCE challenge)."""
         granted = [s for s in scopes if s in req.scopes]  # the user may only narrow
-        grantee = Grantee(user_id=user_id, fhir_user=fhir_user, role=role,
-                          context=dict(context), nonce=req.nonce)
+        grantee = Grantee(
+            user_id=user_id, fhir_user=fhir_user, role=role, context=dict(context), nonce=req.nonce
+        )
         return await asyncio.to_thread(self._approve, req, grantee, granted, request_base)
 
     def deny(self, req: AuthorizeRequest) -> str:
         """The redirect URL telling the client that the user refused (access_denied)."""
-        params = [("error", "access_denied"),
-                  ("error_description", "The user denied the request")]
+        params = [("error", "access_denied"), ("error_description", "The user denied the request")]
         if req.state:
             params.append(("state", req.state))
         return str(add_params_to_uri(req.redirect_uri, params))
 
     # -- internals ---------------------------------------------------------------------
 
-    def _request(self, form: dict[str, str], headers: dict[str, str], request_base: str,
-                 endpoint: str) -> OAuthRequest | Reply:
+    def _request(
+        self, form: dict[str, str], headers: dict[str, str], request_base: str, endpoint: str
+    ) -> OAuthRequest | Reply:
         """The request for authlib, or the error reply when it cannot be one."""
         urls = self.urls(request_base)
         try:
@@ -289,19 +310,25 @@ class SmartAuthServer:
             raise AuthorizeRedirectError(url) from None
         return grant, redirect
 
-    def _validate_authorize(self, params: dict[str, str], request_base: str
-                            ) -> AuthorizeRequest:
+    def _validate_authorize(self, params: dict[str, str], request_base: str) -> AuthorizeRequest:
         grant, redirect = self._grant(params, request_base)
         request = grant.request
         return AuthorizeRequest(
-            client_id=request.client.client_id, client_name=request.client.doc["name"],
-            redirect_uri=redirect, scopes=request.scope.split(), state=params.get("state"),
+            client_id=request.client.client_id,
+            client_name=request.client.doc["name"],
+            redirect_uri=redirect,
+            scopes=request.scope.split(),
+            state=params.get("state"),
             code_challenge=params["code_challenge"],
-            aud=params.get("aud") or params.get("resource", ""), launch=params.get("launch"),
-            nonce=params.get("nonce"), params=dict(params))
+            aud=params.get("aud") or params.get("resource", ""),
+            launch=params.get("launch"),
+            nonce=params.get("nonce"),
+            params=dict(params),
+        )
 
-    def _approve(self, req: AuthorizeRequest, grantee: Grantee, granted: list[str],
-                 request_base: str) -> str:
+    def _approve(
+        self, req: AuthorizeRequest, grantee: Grantee, granted: list[str], request_base: str
+    ) -> str:
         grant, redirect = self._grant(req.params, request_base)  # still valid now?
         grant.request.scope = " ".join(granted)
         _, _, headers = grant.create_authorization_response(redirect, grantee)

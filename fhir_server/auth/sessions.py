@@ -45,8 +45,7 @@ class Session:
         return token is not None and hmac.compare_digest(token.encode(), self.csrf.encode())
 
     def data(self) -> dict[str, Any]:
-        return {"csrf": self.csrf, "bind": self.bind, "user_id": self.user_id,
-                "extra": self.extra}
+        return {"csrf": self.csrf, "bind": self.bind, "user_id": self.user_id, "extra": self.extra}
 
 
 class Sessions:
@@ -62,8 +61,13 @@ class Sessions:
         data = await self._store.get_record(KIND, _key(session_id), time.time())
         if data is None:
             return None
-        return Session(id=session_id, csrf=data["csrf"], bind=data["bind"],
-                       user_id=data.get("user_id"), extra=data.get("extra") or {})
+        return Session(
+            id=session_id,
+            csrf=data["csrf"],
+            bind=data["bind"],
+            user_id=data.get("user_id"),
+            extra=data.get("extra") or {},
+        )
 
     async def create(self) -> Session:
         session = Session(id=new_token(), csrf=new_token(), bind=new_token())
@@ -71,14 +75,20 @@ class Sessions:
         return session
 
     async def save(self, session: Session) -> None:
-        await self._store.put_record(KIND, _key(session.id), session.data(),
-                                     time.time() + self.lifetime)
+        await self._store.put_record(
+            KIND, _key(session.id), session.data(), time.time() + self.lifetime
+        )
 
     async def sign_in(self, session: Session, user_id: str) -> Session:
         """The session under a new id and CSRF token, signed in as `user_id`."""
         await self._store.delete_record(KIND, _key(session.id))
-        renewed = Session(id=new_token(), csrf=new_token(), bind=session.bind,
-                          user_id=user_id, extra=session.extra)
+        renewed = Session(
+            id=new_token(),
+            csrf=new_token(),
+            bind=session.bind,
+            user_id=user_id,
+            extra=session.extra,
+        )
         await self.save(renewed)
         return renewed
 

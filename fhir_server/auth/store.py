@@ -42,8 +42,18 @@ from typing import Any, Protocol
 
 from fhir_server.settings import Settings
 
-KINDS = ("clients", "users", "launches", "keys", "codes", "refresh", "families", "revoked",
-         "assertions", "registration")
+KINDS = (
+    "clients",
+    "users",
+    "launches",
+    "keys",
+    "codes",
+    "refresh",
+    "families",
+    "revoked",
+    "assertions",
+    "registration",
+)
 
 
 def digest(secret: str) -> str:
@@ -66,8 +76,9 @@ class Documents(Protocol):
 
     def all(self, kind: str) -> list[dict[str, Any]]: ...
 
-    def update(self, kind: str, id: str, changes: dict[str, Any],
-               where: dict[str, Any] | None = None) -> bool:
+    def update(
+        self, kind: str, id: str, changes: dict[str, Any], where: dict[str, Any] | None = None
+    ) -> bool:
         """Set `changes` on the document if its fields equal `where` (atomically); True if
         it was changed."""
         ...
@@ -98,8 +109,10 @@ class SQLiteDocuments:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("CREATE TABLE IF NOT EXISTS auth_docs (kind TEXT NOT NULL, id TEXT NOT "
-                     "NULL, doc TEXT NOT NULL, expires REAL, PRIMARY KEY (kind, id))")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS auth_docs (kind TEXT NOT NULL, id TEXT NOT "
+            "NULL, doc TEXT NOT NULL, expires REAL, PRIMARY KEY (kind, id))"
+        )
         conn.execute("CREATE INDEX IF NOT EXISTS auth_docs_expires ON auth_docs (kind, expires)")
         self._conn = conn
 
@@ -117,39 +130,47 @@ class SQLiteDocuments:
     def insert(self, kind: str, doc: dict[str, Any]) -> bool:
         with self._lock:
             try:
-                self.conn.execute("INSERT INTO auth_docs VALUES (?, ?, ?, ?)",
-                                  (kind, doc["id"], json.dumps(doc), doc.get("expires")))
+                self.conn.execute(
+                    "INSERT INTO auth_docs VALUES (?, ?, ?, ?)",
+                    (kind, doc["id"], json.dumps(doc), doc.get("expires")),
+                )
             except sqlite3.IntegrityError:
                 return False
             return True
 
     def get(self, kind: str, id: str) -> dict[str, Any] | None:
         with self._lock:
-            row = self.conn.execute("SELECT doc FROM auth_docs WHERE kind = ? AND id = ?",
-                                    (kind, id)).fetchone()
+            row = self.conn.execute(
+                "SELECT doc FROM auth_docs WHERE kind = ? AND id = ?", (kind, id)
+            ).fetchone()
         return json.loads(row[0]) if row else None
 
     def all(self, kind: str) -> list[dict[str, Any]]:
         with self._lock:
-            rows = self.conn.execute("SELECT doc FROM auth_docs WHERE kind = ? ORDER BY rowid",
-                                     (kind,)).fetchall()
+            rows = self.conn.execute(
+                "SELECT doc FROM auth_docs WHERE kind = ? ORDER BY rowid", (kind,)
+            ).fetchall()
         return [json.loads(row[0]) for row in rows]
 
-    def update(self, kind: str, id: str, changes: dict[str, Any],
-               where: dict[str, Any] | None = None) -> bool:
+    def update(
+        self, kind: str, id: str, changes: dict[str, Any], where: dict[str, Any] | None = None
+    ) -> bool:
         with self._lock:
             conn = self.conn
             conn.execute("BEGIN IMMEDIATE")  # another process's read-check-write waits
             try:
-                row = conn.execute("SELECT doc FROM auth_docs WHERE kind = ? AND id = ?",
-                                   (kind, id)).fetchone()
+                row = conn.execute(
+                    "SELECT doc FROM auth_docs WHERE kind = ? AND id = ?", (kind, id)
+                ).fetchone()
                 doc = json.loads(row[0]) if row else None
                 if doc is None or any(doc.get(k) != v for k, v in (where or {}).items()):
                     conn.execute("COMMIT")
                     return False
                 doc.update(changes)
-                conn.execute("UPDATE auth_docs SET doc = ?, expires = ? WHERE kind = ? AND "
-                             "id = ?", (json.dumps(doc), doc.get("expires"), kind, id))
+                conn.execute(
+                    "UPDATE auth_docs SET doc = ?, expires = ? WHERE kind = ? AND id = ?",
+                    (json.dumps(doc), doc.get("expires"), kind, id),
+                )
                 conn.execute("COMMIT")
                 return True
             except BaseException:
@@ -160,14 +181,16 @@ class SQLiteDocuments:
         with self._lock:
             rows = self.conn.execute(
                 "SELECT doc FROM auth_docs WHERE kind = ? AND json_extract(doc, ?) >= ?",
-                (kind, f"$.{field}", t)).fetchall()
+                (kind, f"$.{field}", t),
+            ).fetchall()
         return [json.loads(row[0]) for row in rows]
 
     def matching(self, kind: str, field: str, value: str) -> list[dict[str, Any]]:
         with self._lock:
             rows = self.conn.execute(
                 "SELECT doc FROM auth_docs WHERE kind = ? AND json_extract(doc, ?) = ?",
-                (kind, f"$.{field}", value)).fetchall()
+                (kind, f"$.{field}", value),
+            ).fetchall()
         return [json.loads(row[0]) for row in rows]
 
     def purge(self, kind: str, now: float) -> None:
@@ -212,21 +235,25 @@ class MongoDocuments:
 
     def get(self, kind: str, id: str) -> dict[str, Any] | None:
         doc: dict[str, Any] | None = self._db[f"auth_{kind}"].find_one(
-            {"_id": id}, {"_id": 0, "expires_at": 0})
+            {"_id": id}, {"_id": 0, "expires_at": 0}
+        )
         return doc
 
     def all(self, kind: str) -> list[dict[str, Any]]:
         return list(self._db[f"auth_{kind}"].find({}, {"_id": 0, "expires_at": 0}))
 
-    def update(self, kind: str, id: str, changes: dict[str, Any],
-               where: dict[str, Any] | None = None) -> bool:
-        result = self._db[f"auth_{kind}"].update_one({"_id": id, **(where or {})},
-                                                     {"$set": changes})
+    def update(
+        self, kind: str, id: str, changes: dict[str, Any], where: dict[str, Any] | None = None
+    ) -> bool:
+        result = self._db[f"auth_{kind}"].update_one(
+            {"_id": id, **(where or {})}, {"$set": changes}
+        )
         return bool(result.matched_count)
 
     def since(self, kind: str, field: str, t: float) -> list[dict[str, Any]]:
-        return list(self._db[f"auth_{kind}"].find({field: {"$gte": t}},
-                                                  {"_id": 0, "expires_at": 0}))
+        return list(
+            self._db[f"auth_{kind}"].find({field: {"$gte": t}}, {"_id": 0, "expires_at": 0})
+        )
 
     def matching(self, kind: str, field: str, value: str) -> list[dict[str, Any]]:
         return list(self._db[f"auth_{kind}"].find({field: value}, {"_id": 0, "expires_at": 0}))
@@ -278,8 +305,9 @@ class AuthStore:
 
     def remove_client(self, client_id: str) -> bool:
         """Mark the client removed (its id is never reused); False if there is none."""
-        return self.documents.update("clients", client_id, {"removed": True},
-                                     where={"removed": False})
+        return self.documents.update(
+            "clients", client_id, {"removed": True}, where={"removed": False}
+        )
 
     def put_user(self, doc: dict[str, Any]) -> bool:
         return self.documents.insert("users", doc)
@@ -315,22 +343,41 @@ class AuthStore:
 
     # -- refresh tokens and their families ---------------------------------------------
 
-    def new_family(self, family: str, client_id: str, expires: float, *,
-                   user_id: str | None = None, scope: str | None = None) -> None:
+    def new_family(
+        self,
+        family: str,
+        client_id: str,
+        expires: float,
+        *,
+        user_id: str | None = None,
+        scope: str | None = None,
+    ) -> None:
         """A new authorization: `client_id`, the user who approved it and what they granted
         (what the user's app-management page lists)."""
         self.documents.purge("families", time.time())
-        self.documents.insert("families", {"id": family, "client_id": client_id,
-                                           "user_id": user_id, "scope": scope,
-                                           "created": time.time(), "revoked": False,
-                                           "jtis": {}, "expires": expires})
+        self.documents.insert(
+            "families",
+            {
+                "id": family,
+                "client_id": client_id,
+                "user_id": user_id,
+                "scope": scope,
+                "created": time.time(),
+                "revoked": False,
+                "jtis": {},
+                "expires": expires,
+            },
+        )
 
     def user_families(self, user_id: str) -> list[dict[str, Any]]:
         """The live authorizations (unrevoked, unexpired families) `user_id` approved,
         oldest first."""
         now = time.time()
-        docs = [doc for doc in self.documents.matching("families", "user_id", user_id)
-                if not doc["revoked"] and doc["expires"] > now]
+        docs = [
+            doc
+            for doc in self.documents.matching("families", "user_id", user_id)
+            if not doc["revoked"] and doc["expires"] > now
+        ]
         return sorted(docs, key=lambda doc: doc.get("created", 0.0))
 
     def family(self, family: str) -> dict[str, Any] | None:
@@ -342,8 +389,11 @@ class AuthStore:
         doc = self.family(family)
         if doc is not None:
             jtis = {k: v for k, v in doc["jtis"].items() if v > time.time()}
-            self.documents.update("families", family, {"jtis": {**jtis, jti: exp},
-                                                       "expires": max(doc["expires"], until)})
+            self.documents.update(
+                "families",
+                family,
+                {"jtis": {**jtis, jti: exp}, "expires": max(doc["expires"], until)},
+            )
 
     def revoke_family(self, family: str) -> None:
         """Revoke every refresh token of the family and the access tokens issued in it."""
@@ -377,8 +427,9 @@ class AuthStore:
         if doc is None or doc["expires"] <= time.time():
             return None
         family = self.family(doc["family"])
-        used_now = self.documents.update("refresh", doc["id"], {"used": True},
-                                         where={"used": False})
+        used_now = self.documents.update(
+            "refresh", doc["id"], {"used": True}, where={"used": False}
+        )
         if not used_now or family is None or family["revoked"]:
             self.revoke_family(doc["family"])
             return None
@@ -388,8 +439,7 @@ class AuthStore:
 
     def revoke_jti(self, jti: str, exp: float) -> None:
         self.documents.purge("revoked", time.time())
-        self.documents.insert("revoked", {"id": jti, "expires": exp,
-                                          "revoked_at": time.time()})
+        self.documents.insert("revoked", {"id": jti, "expires": exp, "revoked_at": time.time()})
 
     def is_revoked(self, jti: str) -> bool:
         return self.documents.get("revoked", jti) is not None
@@ -410,8 +460,9 @@ class AuthStore:
 
     def save_registration_token(self, token: str, expires: float) -> None:
         self.documents.purge("registration", time.time())
-        self.documents.insert("registration", {"id": digest(token), "expires": expires,
-                                               "created": time.time()})
+        self.documents.insert(
+            "registration", {"id": digest(token), "expires": expires, "created": time.time()}
+        )
 
     def registration_token_ok(self, token: str) -> bool:
         """Whether `token` is an unexpired registration token. It is found by its SHA-256,

@@ -30,8 +30,15 @@ from fhir_server.settings import Settings
 
 BACKEND_MAX_LIFETIME = 300
 ONLINE_LIMIT = 12 * 3600
-CONTEXT_FIELDS = ("patient", "encounter", "fhirContext", "need_patient_banner",
-                  "smart_style_url", "intent", "tenant")
+CONTEXT_FIELDS = (
+    "patient",
+    "encounter",
+    "fhirContext",
+    "need_patient_banner",
+    "smart_style_url",
+    "intent",
+    "tenant",
+)
 CLAIM_FIELDS = ("patient", "encounter", "fhirContext")
 
 
@@ -63,20 +70,31 @@ class TokenIssuer:
         self.store = store
         self.keys = keys
 
-    def issue(self, urls: AuthUrls, client: Client, grantee: Grantee | None, scope: str, *,
-              granted: str | None = None) -> dict[str, Any]:
+    def issue(
+        self,
+        urls: AuthUrls,
+        client: Client,
+        grantee: Grantee | None,
+        scope: str,
+        *,
+        granted: str | None = None,
+    ) -> dict[str, Any]:
         """The token response for `scope`; `granted` is the whole authorization's scope
         (what a refresh token may later ask for), `scope` when absent."""
         now = int(time.time())
         lifetime = self._lifetime(grantee)
         claims = self._claims(urls, client, grantee, scope, now, lifetime)
-        response: dict[str, Any] = {"access_token": self.keys.sign(claims),
-                                    "token_type": "Bearer", "expires_in": lifetime,
-                                    "scope": scope}
+        response: dict[str, Any] = {
+            "access_token": self.keys.sign(claims),
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "scope": scope,
+        }
         if grantee is None:
             return response
-        response.update({k: grantee.context[k] for k in CONTEXT_FIELDS
-                         if grantee.context.get(k) is not None})
+        response.update(
+            {k: grantee.context[k] for k in CONTEXT_FIELDS if grantee.context.get(k) is not None}
+        )
         scopes = scope.split()
         if "openid" in scopes:
             response["id_token"] = self._id_token(urls, client, grantee, now, lifetime)
@@ -90,36 +108,53 @@ class TokenIssuer:
             return min(self.settings.auth_backend_token_lifetime, BACKEND_MAX_LIFETIME)
         return self.settings.auth_access_token_lifetime
 
-    def _claims(self, urls: AuthUrls, client: Client, grantee: Grantee | None, scope: str,
-                now: int, lifetime: int) -> dict[str, Any]:
+    def _claims(
+        self,
+        urls: AuthUrls,
+        client: Client,
+        grantee: Grantee | None,
+        scope: str,
+        now: int,
+        lifetime: int,
+    ) -> dict[str, Any]:
         claims: dict[str, Any] = {
-            "iss": urls.issuer, "aud": urls.fhir_base,
+            "iss": urls.issuer,
+            "aud": urls.fhir_base,
             "sub": grantee.user_id if grantee else client.client_id,
-            "client_id": client.client_id, "scope": scope, "iat": now, "exp": now + lifetime,
+            "client_id": client.client_id,
+            "scope": scope,
+            "iat": now,
+            "exp": now + lifetime,
             "jti": uuid.uuid4().hex,
         }
         if grantee is not None:
-            claims.update({k: grantee.context[k] for k in CLAIM_FIELDS
-                           if grantee.context.get(k)})
+            claims.update({k: grantee.context[k] for k in CLAIM_FIELDS if grantee.context.get(k)})
             if grantee.fhir_user:
                 claims["fhirUser"] = grantee.fhir_user
             if grantee.role:
                 claims["role"] = grantee.role
         return claims
 
-    def _id_token(self, urls: AuthUrls, client: Client, grantee: Grantee, now: int,
-                  lifetime: int) -> str:
-        claims: dict[str, Any] = {"iss": urls.issuer, "sub": grantee.user_id,
-                                  "aud": client.client_id, "iat": now, "exp": now + lifetime,
-                                  "auth_time": int(grantee.auth_time)}
+    def _id_token(
+        self, urls: AuthUrls, client: Client, grantee: Grantee, now: int, lifetime: int
+    ) -> str:
+        claims: dict[str, Any] = {
+            "iss": urls.issuer,
+            "sub": grantee.user_id,
+            "aud": client.client_id,
+            "iat": now,
+            "exp": now + lifetime,
+            "auth_time": int(grantee.auth_time),
+        }
         if grantee.nonce:
             claims["nonce"] = grantee.nonce
         if grantee.fhir_user:
             claims["fhirUser"] = grantee.fhir_user
         return self.keys.sign(claims, typ="JWT")
 
-    def _refresh(self, client: Client, grantee: Grantee, granted: str,
-                 claims: dict[str, Any]) -> str | None:
+    def _refresh(
+        self, client: Client, grantee: Grantee, granted: str, claims: dict[str, Any]
+    ) -> str | None:
         """A new refresh token of the grantee's family, when the grant allows one."""
         scopes = granted.split()
         offline, online = "offline_access" in scopes, "online_access" in scopes
@@ -131,11 +166,19 @@ class TokenIssuer:
                 expires = min(expires, grantee.auth_time + ONLINE_LIMIT)
             token = secrets.token_urlsafe(32)
         if self.store.family(grantee.family) is None:
-            self.store.new_family(grantee.family, client.client_id, expires,
-                                  user_id=grantee.user_id, scope=granted)
+            self.store.new_family(
+                grantee.family, client.client_id, expires, user_id=grantee.user_id, scope=granted
+            )
         if token:
-            self.store.save_refresh(token, {"family": grantee.family, "expires": expires,
-                                            "client_id": client.client_id, "scope": granted,
-                                            "grantee": grantee.to_doc()})
+            self.store.save_refresh(
+                token,
+                {
+                    "family": grantee.family,
+                    "expires": expires,
+                    "client_id": client.client_id,
+                    "scope": granted,
+                    "grantee": grantee.to_doc(),
+                },
+            )
         self.store.family_issued(grantee.family, claims["jti"], claims["exp"], expires)
         return token

@@ -54,8 +54,13 @@ class User:
 
     def public(self) -> dict[str, Any]:
         """What `auth user list` shows: everything but the hash."""
-        return {"id": self.id, "name": self.name, "role": self.role,
-                "fhir_user": self.fhir_user, "created": self.created}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "role": self.role,
+            "fhir_user": self.fhir_user,
+            "created": self.created,
+        }
 
 
 class UserStore(Protocol):
@@ -86,8 +91,7 @@ class UserStore(Protocol):
 
     async def clear_failures(self, key: str) -> None: ...
 
-    async def put_record(self, kind: str, key: str, data: dict[str, Any],
-                         expires: float) -> None:
+    async def put_record(self, kind: str, key: str, data: dict[str, Any], expires: float) -> None:
         """Store (or replace) a short-lived record: a browser session or an EHR launch."""
 
     async def get_record(self, kind: str, key: str, now: float) -> dict[str, Any] | None:
@@ -109,16 +113,23 @@ def new_user(name: str, password: str, role: str, fhir_user: str | None) -> User
         raise UserError("a patient user needs --fhir-user Patient/<id> or RelatedPerson/<id>")
     if len(password) < 8:
         raise UserError("the password needs at least 8 characters")
-    return User(id=secrets.token_hex(16), name=name, role=role, fhir_user=fhir_user,
-                password_hash=_hasher.hash(password), created=time.time())
+    return User(
+        id=secrets.token_hex(16),
+        name=name,
+        role=role,
+        fhir_user=fhir_user,
+        password_hash=_hasher.hash(password),
+        created=time.time(),
+    )
 
 
 def check_fhir_user(reference: str) -> None:
     """`Type/id` where Type is Practitioner, Patient, RelatedPerson or Person."""
     type_, _, id_ = reference.partition("/")
     if type_ not in FHIR_USER_TYPES or not id_ or "/" in id_:
-        raise UserError(f"--fhir-user must be one of {', '.join(FHIR_USER_TYPES)} as "
-                        f"Type/id, not {reference!r}")
+        raise UserError(
+            f"--fhir-user must be one of {', '.join(FHIR_USER_TYPES)} as Type/id, not {reference!r}"
+        )
 
 
 async def verify_password(user: User | None, password: str) -> bool:
@@ -143,8 +154,7 @@ class Throttle:
         self._lockout = lockout
 
     def _limits(self, name: str, address: str) -> list[tuple[str, int]]:
-        return [(f"user:{name.lower()}", self._attempts),
-                (f"addr:{address}", self._attempts * 4)]
+        return [(f"user:{name.lower()}", self._attempts), (f"addr:{address}", self._attempts * 4)]
 
     async def locked(self, name: str, address: str) -> bool:
         now = time.time()

@@ -42,7 +42,8 @@ class MongoUserStore:
     async def open(self) -> None:
         await self._users.create_indexes([IndexModel([("name_key", ASCENDING)], unique=True)])
         await self._records.create_indexes(
-            [IndexModel([("expires", ASCENDING)], expireAfterSeconds=0)])
+            [IndexModel([("expires", ASCENDING)], expireAfterSeconds=0)]
+        )
 
     async def close(self) -> None:
         if self._owns_client:
@@ -53,9 +54,15 @@ class MongoUserStore:
     async def add_user(self, user: User) -> None:
         if await self._users.find_one({"name_key": user.name.lower()}) is not None:
             raise UserError(f"a user named {user.name!r} exists already")
-        doc = {"_id": user.id, "name": user.name, "name_key": user.name.lower(),
-               "role": user.role, "fhir_user": user.fhir_user,
-               "password_hash": user.password_hash, "created": user.created}
+        doc = {
+            "_id": user.id,
+            "name": user.name,
+            "name_key": user.name.lower(),
+            "role": user.role,
+            "fhir_user": user.fhir_user,
+            "password_hash": user.password_hash,
+            "created": user.created,
+        }
         try:
             await self._users.insert_one(doc)
         except DuplicateKeyError as exc:  # added meanwhile by another process
@@ -79,11 +86,12 @@ class MongoUserStore:
 
     async def count_failure(self, key: str, now: float, window: float) -> int:
         # Restart a counter whose last failure is older than the window, then count one.
-        await self._failures.update_one({"_id": key, "last": {"$lt": now - window}},
-                                        {"$set": {"count": 0}})
-        await self._failures.update_one({"_id": key},
-                                        {"$inc": {"count": 1}, "$set": {"last": now}},
-                                        upsert=True)
+        await self._failures.update_one(
+            {"_id": key, "last": {"$lt": now - window}}, {"$set": {"count": 0}}
+        )
+        await self._failures.update_one(
+            {"_id": key}, {"$inc": {"count": 1}, "$set": {"last": now}}, upsert=True
+        )
         doc = await self._failures.find_one({"_id": key})
         return int(doc["count"]) if doc else 1
 
@@ -96,15 +104,17 @@ class MongoUserStore:
 
     # -- sessions and launches --------------------------------------------------------
 
-    async def put_record(self, kind: str, key: str, data: dict[str, Any],
-                         expires: float) -> None:
+    async def put_record(self, kind: str, key: str, data: dict[str, Any], expires: float) -> None:
         await self._records.update_one(
             {"_id": f"{kind}:{key}"},
-            {"$set": {"data": data, "expires": _date(expires)}}, upsert=True)
+            {"$set": {"data": data, "expires": _date(expires)}},
+            upsert=True,
+        )
 
     async def get_record(self, kind: str, key: str, now: float) -> dict[str, Any] | None:
-        doc = await self._records.find_one({"_id": f"{kind}:{key}",
-                                            "expires": {"$gte": _date(now)}})
+        doc = await self._records.find_one(
+            {"_id": f"{kind}:{key}", "expires": {"$gte": _date(now)}}
+        )
         return dict(doc["data"]) if doc else None
 
     async def delete_record(self, kind: str, key: str) -> None:
@@ -114,5 +124,11 @@ class MongoUserStore:
 def _user(doc: dict[str, Any] | None) -> User | None:
     if doc is None:
         return None
-    return User(id=doc["_id"], name=doc["name"], role=doc["role"], fhir_user=doc.get("fhir_user"),
-                password_hash=doc["password_hash"], created=float(doc["created"]))
+    return User(
+        id=doc["_id"],
+        name=doc["name"],
+        role=doc["role"],
+        fhir_user=doc.get("fhir_user"),
+        password_hash=doc["password_hash"],
+        created=float(doc["created"]),
+    )

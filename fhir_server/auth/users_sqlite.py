@@ -72,9 +72,17 @@ class SQLiteUserStore:
     async def add_user(self, user: User) -> None:
         def insert(conn: sqlite3.Connection) -> None:
             try:
-                conn.execute(f"INSERT INTO auth_users ({_USER_COLUMNS}) VALUES (?,?,?,?,?,?)",
-                             (user.id, user.name, user.role, user.fhir_user,
-                              user.password_hash, user.created))
+                conn.execute(
+                    f"INSERT INTO auth_users ({_USER_COLUMNS}) VALUES (?,?,?,?,?,?)",
+                    (
+                        user.id,
+                        user.name,
+                        user.role,
+                        user.fhir_user,
+                        user.password_hash,
+                        user.created,
+                    ),
+                )
             except sqlite3.IntegrityError as exc:
                 raise UserError(f"a user named {user.name!r} exists already") from exc
 
@@ -98,17 +106,20 @@ class SQLiteUserStore:
 
     async def remove_user(self, name: str) -> bool:
         cursor = await self._run(
-            lambda conn: conn.execute("DELETE FROM auth_users WHERE name = ?", (name,)))
+            lambda conn: conn.execute("DELETE FROM auth_users WHERE name = ?", (name,))
+        )
         return cursor.rowcount > 0
 
     # -- login failures ---------------------------------------------------------------
 
     async def count_failure(self, key: str, now: float, window: float) -> int:
         # One statement: concurrent failures from several processes all count.
-        sql = ("INSERT INTO auth_login_failures (key, count, last) VALUES (?, 1, ?) "
-               "ON CONFLICT (key) DO UPDATE SET "
-               "count = CASE WHEN excluded.last - last > ? THEN 1 ELSE count + 1 END, "
-               "last = excluded.last RETURNING count")
+        sql = (
+            "INSERT INTO auth_login_failures (key, count, last) VALUES (?, 1, ?) "
+            "ON CONFLICT (key) DO UPDATE SET "
+            "count = CASE WHEN excluded.last - last > ? THEN 1 ELSE count + 1 END, "
+            "last = excluded.last RETURNING count"
+        )
         row = await self._run(lambda conn: conn.execute(sql, (key, now, window)).fetchone())
         return int(row[0])
 
@@ -119,22 +130,21 @@ class SQLiteUserStore:
 
     async def clear_failures(self, key: str) -> None:
         await self._run(
-            lambda conn: conn.execute("DELETE FROM auth_login_failures WHERE key = ?", (key,)))
+            lambda conn: conn.execute("DELETE FROM auth_login_failures WHERE key = ?", (key,))
+        )
 
     # -- sessions and launches --------------------------------------------------------
 
-    async def put_record(self, kind: str, key: str, data: dict[str, Any],
-                         expires: float) -> None:
-        sql = ("INSERT OR REPLACE INTO auth_records (kind, key, data, expires) "
-               "VALUES (?, ?, ?, ?)")
-        await self._run(
-            lambda conn: conn.execute(sql, (kind, key, json.dumps(data), expires)))
+    async def put_record(self, kind: str, key: str, data: dict[str, Any], expires: float) -> None:
+        sql = "INSERT OR REPLACE INTO auth_records (kind, key, data, expires) VALUES (?, ?, ?, ?)"
+        await self._run(lambda conn: conn.execute(sql, (kind, key, json.dumps(data), expires)))
 
     async def get_record(self, kind: str, key: str, now: float) -> dict[str, Any] | None:
         def read(conn: sqlite3.Connection) -> Any:
             conn.execute("DELETE FROM auth_records WHERE expires < ?", (now,))
-            return conn.execute("SELECT data FROM auth_records WHERE kind = ? AND key = ?",
-                                (kind, key)).fetchone()
+            return conn.execute(
+                "SELECT data FROM auth_records WHERE kind = ? AND key = ?", (kind, key)
+            ).fetchone()
 
         row = await self._run(read)
         data: dict[str, Any] | None = json.loads(row[0]) if row else None

@@ -18,8 +18,9 @@ import typer
 
 from fhir_server.cli import auth, auth_users, hl7, load, reindex, serve, terminology
 
-app = typer.Typer(help="FHIR R4 interoperability server", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="FHIR R4 interoperability server", no_args_is_help=True, add_completion=False
+)
 app.add_typer(terminology.app, name="terminology")
 app.add_typer(hl7.app, name="hl7")
 auth.app.add_typer(auth_users.user_app, name="user")

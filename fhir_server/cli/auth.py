@@ -33,8 +33,7 @@ from fhir_server.settings import Settings
 if TYPE_CHECKING:
     from fhir_server.assembly import Auth
 
-app = typer.Typer(help="SMART authorization: clients, signing keys, tokens",
-                  no_args_is_help=True)
+app = typer.Typer(help="SMART authorization: clients, signing keys, tokens", no_args_is_help=True)
 client_app = typer.Typer(help="Registered SMART apps and backend systems", no_args_is_help=True)
 key_app = typer.Typer(help="The server's token-signing keys", no_args_is_help=True)
 app.add_typer(client_app, name="client")
@@ -61,33 +60,59 @@ def _fail(message: str) -> typer.Exit:
 @client_app.command("add")
 def client_add(
     name: Annotated[str, typer.Option(help="What users see on the consent page")],
-    scopes: Annotated[str, typer.Option(help="Scopes the client may receive, space-separated "
-                                        "(e.g. 'launch/patient openid fhirUser patient/*.rs')")],
-    redirect_uri: Annotated[list[str] | None, typer.Option(
-        "--redirect-uri", help="A redirect URI (repeatable; exact match)")] = None,
-    public: Annotated[bool, typer.Option("--public", help="A public app (PKCE, no secret)")
-                      ] = False,
-    secret: Annotated[bool, typer.Option("--secret", help="A confidential app with a client "
-                                         "secret")] = False,
-    jwks_url: Annotated[str | None, typer.Option(help="The client's JWKS URL "
-                                                 "(private_key_jwt)")] = None,
-    jwks: Annotated[Path | None, typer.Option(help="A file with the client's JWKS "
-                                              "(private_key_jwt)")] = None,
-    jku: Annotated[list[str] | None, typer.Option(help="A jku URL the client may name in its "
-                                                  "assertions (repeatable)")] = None,
+    scopes: Annotated[
+        str,
+        typer.Option(
+            help="Scopes the client may receive, space-separated "
+            "(e.g. 'launch/patient openid fhirUser patient/*.rs')"
+        ),
+    ],
+    redirect_uri: Annotated[
+        list[str] | None,
+        typer.Option("--redirect-uri", help="A redirect URI (repeatable; exact match)"),
+    ] = None,
+    public: Annotated[
+        bool, typer.Option("--public", help="A public app (PKCE, no secret)")
+    ] = False,
+    secret: Annotated[
+        bool, typer.Option("--secret", help="A confidential app with a client secret")
+    ] = False,
+    jwks_url: Annotated[
+        str | None, typer.Option(help="The client's JWKS URL (private_key_jwt)")
+    ] = None,
+    jwks: Annotated[
+        Path | None, typer.Option(help="A file with the client's JWKS (private_key_jwt)")
+    ] = None,
+    jku: Annotated[
+        list[str] | None,
+        typer.Option(help="A jku URL the client may name in its assertions (repeatable)"),
+    ] = None,
 ) -> None:
     """Register a client; prints its client_id (and its secret, once, with --secret)."""
     from fhir_server.auth.clients import new_client
 
-    kinds = [k for k, on in (("public", public), ("symmetric", secret),
-                             ("asymmetric", bool(jwks_url or jwks))) if on]
+    kinds = [
+        k
+        for k, on in (
+            ("public", public),
+            ("symmetric", secret),
+            ("asymmetric", bool(jwks_url or jwks)),
+        )
+        if on
+    ]
     if len(kinds) != 1:
         raise _fail("choose one of --public, --secret, --jwks-url URL or --jwks FILE")
     try:
         inline = json.loads(jwks.read_text()) if jwks else None
-        doc, client_secret = new_client(name=name, kind=kinds[0], redirect_uris=redirect_uri or [],
-                                        scopes=scopes.split(), jwks_url=jwks_url, jwks=inline,
-                                        jku=jku)
+        doc, client_secret = new_client(
+            name=name,
+            kind=kinds[0],
+            redirect_uris=redirect_uri or [],
+            scopes=scopes.split(),
+            jwks_url=jwks_url,
+            jwks=inline,
+            jku=jku,
+        )
     except (OSError, ValueError) as error:
         raise _fail(str(error)) from None
 
@@ -103,6 +128,7 @@ def client_add(
 @client_app.command("list")
 def client_list() -> None:
     """The registered clients: id, kind, name, scopes, redirect URIs."""
+
     async def rows(auth: Auth) -> list[dict[str, Any]]:
         return await asyncio.to_thread(auth.store.list_clients)
 
@@ -114,6 +140,7 @@ def client_list() -> None:
 @client_app.command("remove")
 def client_remove(client_id: Annotated[str, typer.Argument(help="The client_id")]) -> None:
     """Remove a client: it can no longer authenticate or refresh."""
+
     async def remove(auth: Auth) -> bool:
         return await asyncio.to_thread(auth.store.remove_client, client_id)
 
@@ -124,8 +151,14 @@ def client_remove(client_id: Annotated[str, typer.Argument(help="The client_id")
 
 @client_app.command("registration-token")
 def client_registration_token(
-    expires_in: Annotated[int, typer.Option(min=60, max=365 * 86400, help=(
-        "Seconds the token may register clients (default: one day)"))] = 86400,
+    expires_in: Annotated[
+        int,
+        typer.Option(
+            min=60,
+            max=365 * 86400,
+            help=("Seconds the token may register clients (default: one day)"),
+        ),
+    ] = 86400,
 ) -> None:
     """Print a token for POST /auth/register (Authorization: Bearer ...); shown once."""
     from fhir_server.auth.registration import new_registration_token
@@ -139,6 +172,7 @@ def client_registration_token(
 @key_app.command("rotate")
 def key_rotate() -> None:
     """Sign with a new key from now on; prints its kid."""
+
     async def rotate(auth: Auth) -> str:
         return await auth.keys.rotate()
 
@@ -147,13 +181,23 @@ def key_rotate() -> None:
 
 @app.command("token")
 def token(
-    scope: Annotated[str, typer.Option(help="System scopes, e.g. 'system/*.*' or "
-                                       "'system/Patient.rs system/Observation.rs'")],
-    client: Annotated[str | None, typer.Option(help="A registered backend client (default: "
-                                               "the built-in local admin client)")] = None,
-    base_url: Annotated[str | None, typer.Option(help="The FHIR base the token is for (default: "
-                                                 "FHIR_BASE_URL, else http://HOST:PORT/fhir)")
-                        ] = None,
+    scope: Annotated[
+        str,
+        typer.Option(
+            help="System scopes, e.g. 'system/*.*' or 'system/Patient.rs system/Observation.rs'"
+        ),
+    ],
+    client: Annotated[
+        str | None,
+        typer.Option(help="A registered backend client (default: the built-in local admin client)"),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The FHIR base the token is for (default: "
+            "FHIR_BASE_URL, else http://HOST:PORT/fhir)"
+        ),
+    ] = None,
 ) -> None:
     """Print a system access token for curl: TOKEN=$(fhir-server auth token --scope ...)."""
     settings = Settings()
@@ -181,8 +225,10 @@ def mint_token(auth: Auth, scope: str, client_id: str | None, base: str) -> str:
     requested = scope.split()
     granted = found.get_allowed_scope(" ".join(s for s in requested if s.startswith("system/")))
     if not granted or len(granted.split()) != len(requested):
-        raise ValueError(f"client {found.client_id} may not receive: {scope} (system scopes "
-                         f"within {' '.join(found.scopes)})")
+        raise ValueError(
+            f"client {found.client_id} may not receive: {scope} (system scopes "
+            f"within {' '.join(found.scopes)})"
+        )
     urls = auth.server.urls(base)
     return str(auth.server.core.issuer.issue(urls, found, None, granted)["access_token"])
 
@@ -193,9 +239,14 @@ def _local_admin(auth: Auth) -> dict[str, Any]:
     if doc is None:
         from fhir_server.auth.clients import new_client
 
-        doc, _ = new_client(name="Local administrator (fhir-server auth token)",
-                            kind="asymmetric", redirect_uris=[], scopes=["system/*.*"],
-                            jwks={"keys": []}, client_id=LOCAL_ADMIN)
+        doc, _ = new_client(
+            name="Local administrator (fhir-server auth token)",
+            kind="asymmetric",
+            redirect_uris=[],
+            scopes=["system/*.*"],
+            jwks={"keys": []},
+            client_id=LOCAL_ADMIN,
+        )
         doc["grant_types"] = []
         auth.store.add_client(doc)
     return doc

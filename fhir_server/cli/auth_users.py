@@ -53,11 +53,18 @@ def _password(from_stdin: bool) -> str:
 def add(
     name: Annotated[str, typer.Argument(help="The name the user signs in with")],
     role: Annotated[str, typer.Option(help="clinician, nurse, front-desk, patient or admin")],
-    fhir_user: Annotated[str | None, typer.Option(
-        "--fhir-user", help="Who the user is: Practitioner/ID, Patient/ID, RelatedPerson/ID "
-                            "or Person/ID")] = None,
-    password_stdin: Annotated[bool, typer.Option(
-        "--password-stdin", help="Read the password from the first line of standard input")
+    fhir_user: Annotated[
+        str | None,
+        typer.Option(
+            "--fhir-user",
+            help="Who the user is: Practitioner/ID, Patient/ID, RelatedPerson/ID or Person/ID",
+        ),
+    ] = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin", help="Read the password from the first line of standard input"
+        ),
     ] = False,
 ) -> None:
     """Add a user (the password is asked for, or read with --password-stdin)."""

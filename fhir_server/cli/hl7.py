@@ -51,8 +51,7 @@ def _er7(text: str) -> str:
 
 @app.command("dead-letters")
 def dead_letters(
-    all: Annotated[bool, typer.Option("--all", help="Also the letters already replayed")
-                   ] = False,
+    all: Annotated[bool, typer.Option("--all", help="Also the letters already replayed")] = False,
 ) -> None:
     """List the dead letters: ID, direction, message, time and reason."""
     inbox = _open(Settings())
@@ -61,15 +60,23 @@ def dead_letters(
         for letter in letters:
             if letter.direction == "in":
                 message = inbox.message(letter.message_id)
-                what = (f"{message.message_type} {message.sender} {message.control_id}"
-                        if message else "?")
+                what = (
+                    f"{message.message_type} {message.sender} {message.control_id}"
+                    if message
+                    else "?"
+                )
             else:
                 outgoing = inbox.outgoing(letter.message_id)
-                what = (f"{outgoing.event} to {outgoing.destination} {outgoing.patient_key}"
-                        if outgoing else "?")
+                what = (
+                    f"{outgoing.event} to {outgoing.destination} {outgoing.patient_key}"
+                    if outgoing
+                    else "?"
+                )
             replayed = f" [replayed: {letter.replay_result}]" if letter.replayed else ""
-            typer.echo(f"{letter.id}\t{letter.direction}\t{what}\t{letter.created}\t"
-                       f"{letter.reason}{replayed}")
+            typer.echo(
+                f"{letter.id}\t{letter.direction}\t{what}\t{letter.created}\t"
+                f"{letter.reason}{replayed}"
+            )
         if not letters:
             typer.echo("no dead letters", err=True)
     finally:
@@ -89,9 +96,11 @@ def show(id: Annotated[int, typer.Argument(help="Dead letter ID")]) -> None:
         if letter.direction == "in":
             message = inbox.message(letter.message_id)
             if message is not None:
-                typer.echo(f"from: {message.sender}  control id: {message.control_id}  "
-                           f"type: {message.message_type}  received: {message.received}  "
-                           f"state: {message.state}")
+                typer.echo(
+                    f"from: {message.sender}  control id: {message.control_id}  "
+                    f"type: {message.message_type}  received: {message.received}  "
+                    f"state: {message.state}"
+                )
                 typer.echo("message:")
                 typer.echo(_er7(message.raw.decode("utf-8", "replace")))
                 if message.ack:
@@ -100,9 +109,11 @@ def show(id: Annotated[int, typer.Argument(help="Dead letter ID")]) -> None:
         else:
             outgoing = inbox.outgoing(letter.message_id)
             if outgoing is not None:
-                typer.echo(f"to: {outgoing.destination}  event: {outgoing.event}  "
-                           f"patient: {outgoing.patient_key}  attempts: {outgoing.attempts}  "
-                           f"state: {outgoing.state}")
+                typer.echo(
+                    f"to: {outgoing.destination}  event: {outgoing.event}  "
+                    f"patient: {outgoing.patient_key}  attempts: {outgoing.attempts}  "
+                    f"state: {outgoing.state}"
+                )
                 typer.echo("message:")
                 typer.echo(_er7(outgoing.payload))
                 if outgoing.ack:
@@ -120,8 +131,7 @@ def replay(id: Annotated[int, typer.Argument(help="Dead letter ID")]) -> None:
     try:
         letter = _letter(inbox, id)
         if letter.replayed and letter.replay_result in ("ok", "requeued"):
-            typer.echo(f"dead letter {id} was already replayed ({letter.replay_result})",
-                       err=True)
+            typer.echo(f"dead letter {id} was already replayed ({letter.replay_result})", err=True)
             raise typer.Exit(code=1)
         inbox.requeue(letter)
         if letter.direction == "out":
@@ -162,8 +172,12 @@ async def _replay_inbound(settings: Settings, letter: DeadLetter) -> tuple[str, 
 
 @app.command()
 def send(
-    file: Annotated[Path, typer.Argument(help="ER7 file: one or more messages, each from MSH",
-                                         exists=True, dir_okay=False)],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="ER7 file: one or more messages, each from MSH", exists=True, dir_okay=False
+        ),
+    ],
     to: Annotated[str, typer.Option("--to", help="HOST:PORT of an MLLP listener")],
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each ACK")] = 30.0,
 ) -> None:
@@ -197,8 +211,10 @@ async def _send(host: str, port: int, messages: list[bytes], timeout: float) -> 
                 return failed + len(messages) - number + 1
             for raw in acks:
                 ack = read_ack(raw)
-                typer.echo(f"{number}: {ack.code or '?'} {ack.control_id}"
-                           f"{' ' + ack.text if ack.text else ''}")
+                typer.echo(
+                    f"{number}: {ack.code or '?'} {ack.control_id}"
+                    f"{' ' + ack.text if ack.text else ''}"
+                )
             if not read_ack(acks[-1]).accepted:
                 failed += 1
     finally:

@@ -23,11 +23,14 @@ if TYPE_CHECKING:
 
 
 def reindex_command(
-    type: Annotated[list[str] | None, typer.Option("--type", help="Resource type (repeatable; "
-                                                   "default: every type)")] = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="Progress file to resume from "
-                                                    "(default: beside the SQLite database)")
-                          ] = None,
+    type: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="Resource type (repeatable; default: every type)"),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Progress file to resume from (default: beside the SQLite database)"),
+    ] = None,
     restart: Annotated[bool, typer.Option(help="Ignore a saved checkpoint")] = False,
 ) -> None:
     """Recompute the search index of stored resources (after adding a SearchParameter)."""
@@ -55,8 +58,11 @@ async def reindex_types(
     state = Checkpoint()
     if checkpoint.exists() and not restart:
         state = Checkpoint.from_json(orjson.loads(checkpoint.read_bytes()))
-        tqdm.write(f"resuming: {len(state.done)} type(s) done, {state.type or '-'} "
-                   f"after {state.last_id or '-'}", file=sys.stderr)
+        tqdm.write(
+            f"resuming: {len(state.done)} type(s) done, {state.type or '-'} "
+            f"after {state.last_id or '-'}",
+            file=sys.stderr,
+        )
 
     def save(current: Checkpoint) -> None:
         partial = checkpoint.with_suffix(checkpoint.suffix + ".tmp")
@@ -68,11 +74,18 @@ async def reindex_types(
         if unknown:
             raise ValueError(f"unknown resource type(s): {', '.join(unknown)}")
         with tqdm(unit=" resources", desc="reindexing") as bar:
+
             def progress(type: str, n: int) -> None:
                 bar.set_postfix_str(type)
                 bar.update(n)
-            state = await reindex(service, types or sorted(service.resource_types), state,
-                                  save=save, progress=progress)
+
+            state = await reindex(
+                service,
+                types or sorted(service.resource_types),
+                state,
+                save=save,
+                progress=progress,
+            )
     checkpoint.unlink(missing_ok=True)
     for type, count in sorted(state.counts.items()):
         print(f"{type}: {count}")

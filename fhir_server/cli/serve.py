@@ -16,8 +16,9 @@ from fhir_server.settings import Settings
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (FHIR_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (FHIR_PORT)")] = None,
-    mllp_port: Annotated[int | None, typer.Option(help="HL7 v2 MLLP listener port "
-                                                  "(FHIR_MLLP_PORT; 0: none)")] = None,
+    mllp_port: Annotated[
+        int | None, typer.Option(help="HL7 v2 MLLP listener port (FHIR_MLLP_PORT; 0: none)")
+    ] = None,
 ) -> None:
     """Start the HTTP server (FHIR API under /fhir) and, if configured, the MLLP listener."""
     from fhir_server.api.app import create_app
@@ -31,9 +32,12 @@ def serve(
     if mllp_port is not None:
         settings.mllp_port = mllp_port
     if settings.auth == "off" and not is_loopback(settings.host):
-        print(f"Refusing to serve on {settings.host} with authorization off (FHIR_AUTH=off): "
-              "that is for local experiments on a loopback address (127.0.0.1, ::1, "
-              "localhost) only", file=sys.stderr)
+        print(
+            f"Refusing to serve on {settings.host} with authorization off (FHIR_AUTH=off): "
+            "that is for local experiments on a loopback address (127.0.0.1, ::1, "
+            "localhost) only",
+            file=sys.stderr,
+        )
         raise typer.Exit(2)
     if settings.storage == "sqlite":
         Path(settings.database).parent.mkdir(parents=True, exist_ok=True)

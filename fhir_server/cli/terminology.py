@@ -20,8 +20,9 @@ from fhir_server.errors import FhirError
 from fhir_server.settings import Settings
 from terminology.importers import ImportResult, ProgressCallback, import_loinc, import_snomed
 
-app = typer.Typer(help="Import terminologies (LOINC, SNOMED CT) into the server's database",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Import terminologies (LOINC, SNOMED CT) into the server's database", no_args_is_help=True
+)
 
 Importer = Callable[[ProgressCallback], ImportResult]
 
@@ -38,8 +39,9 @@ def loinc(
 @app.command("import-snomed")
 def snomed(
     folder: Annotated[Path, typer.Argument(help="An RF2 release folder (its Snapshot files)")],
-    version: Annotated[str | None, typer.Option(
-        help="Version URI, or the release date YYYYMMDD")] = None,
+    version: Annotated[
+        str | None, typer.Option(help="Version URI, or the release date YYYYMMDD")
+    ] = None,
 ) -> None:
     """Import an RF2 snapshot as the CodeSystem http://snomed.info/sct (id `snomed-ct`)."""
     _run("snomed-ct", lambda progress: import_snomed(folder, version=version, progress=progress))
@@ -47,8 +49,10 @@ def snomed(
 
 def _run(id: str, importer: Importer) -> None:
     with tqdm(desc="reading", unit=" rows", unit_scale=True) as bar:
+
         def progress(rows: int) -> None:
             bar.update(rows - bar.n)
+
         try:
             result = importer(progress)
         except (OSError, ValueError) as error:
@@ -61,8 +65,10 @@ def _run(id: str, importer: Importer) -> None:
     except FhirError as error:
         typer.echo(f"could not store CodeSystem/{id}: {error.diagnostics}", err=True)
         raise typer.Exit(code=2) from None
-    typer.echo(f"CodeSystem/{id}: {result.concepts} concepts from {result.rows} rows, "
-               f"{len(result.errors)} skipped; stored ({status})")
+    typer.echo(
+        f"CodeSystem/{id}: {result.concepts} concepts from {result.rows} rows, "
+        f"{len(result.errors)} skipped; stored ({status})"
+    )
     raise typer.Exit(code=0 if not result.errors else 1)
 
 
@@ -72,6 +78,8 @@ async def _store(id: str, code_system: dict[str, Any]) -> int:
 
     async with open_service(Settings()) as service:
         response = await service.handle(
-            Request("PUT", f"CodeSystem/{id}", body=code_system,
-                    headers={"prefer": "return=minimal"}))
+            Request(
+                "PUT", f"CodeSystem/{id}", body=code_system, headers={"prefer": "return=minimal"}
+            )
+        )
         return response.status

@@ -55,8 +55,10 @@ def _fill(item: Item, raw: Any, base: str) -> None:
         raise BadRequest(f"{where}.request {what}", expression=(f"{where}.request",))
     method = (_string(request, "method", f"{where}.request") or "").upper()
     if method not in _METHODS:
-        raise BadRequest(f"{where}.request.method '{method}' is not an HTTP verb FHIR uses",
-                         expression=(f"{where}.request.method",))
+        raise BadRequest(
+            f"{where}.request.method '{method}' is not an HTTP verb FHIR uses",
+            expression=(f"{where}.request.method",),
+        )
     url = _string(request, "url", f"{where}.request")
     if not url:
         raise BadRequest(f"{where}.request.url is missing", expression=(f"{where}.request.url",))
@@ -85,7 +87,9 @@ def _split_url(url: str, base: str, where: str) -> tuple[str, list[tuple[str, st
     if base and url.startswith(base + "/"):
         url = url[len(base) + 1 :]
     elif urlsplit(url).scheme:
-        raise BadRequest(f"{where}.request.url '{url}' is not on this server",
-                         expression=(f"{where}.request.url",))
+        raise BadRequest(
+            f"{where}.request.url '{url}' is not on this server",
+            expression=(f"{where}.request.url",),
+        )
     parts = urlsplit(url.lstrip("/"))
     return parts.path, parse_qsl(parts.query, keep_blank_values=True)

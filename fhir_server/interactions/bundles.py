@@ -79,8 +79,9 @@ def history_entry(base: str, rec: StoredResource) -> bytes:
         "etag": f'W/"{rec.version}"',
         "lastModified": rec.last_updated,
     }
-    return entry(f"{base}/{url}", None if rec.deleted else rec.data,
-                 request=request, response=response)
+    return entry(
+        f"{base}/{url}", None if rec.deleted else rec.data, request=request, response=response
+    )
 
 
 def page_links(

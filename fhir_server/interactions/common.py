@@ -100,8 +100,15 @@ def etag(rec: StoredResource) -> str:
 
 def http_date(instant: str) -> str:
     """An HTTP date (RFC 9110) for a stored instant `YYYY-MM-DDTHH:MM:SS.ffffffZ`."""
-    moment = datetime(int(instant[0:4]), int(instant[5:7]), int(instant[8:10]),
-                      int(instant[11:13]), int(instant[14:16]), int(instant[17:19]), tzinfo=UTC)
+    moment = datetime(
+        int(instant[0:4]),
+        int(instant[5:7]),
+        int(instant[8:10]),
+        int(instant[11:13]),
+        int(instant[14:16]),
+        int(instant[17:19]),
+        tzinfo=UTC,
+    )
     return format_datetime(moment, usegmt=True)
 
 

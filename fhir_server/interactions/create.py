@@ -38,9 +38,7 @@ async def handle(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | 
             await db.lock(criteria_key(type, criteria))
             found = await svc.find(db, ctx, type, criteria)
             if len(found) > 1:
-                raise PreconditionFailed(
-                    f"If-None-Exist '{criteria}' matches more than one {type}"
-                )
+                raise PreconditionFailed(f"If-None-Exist '{criteria}' matches more than one {type}")
             if found:
                 return svc.resource_response(req, found[0], 200)
         rec = await svc.store(db, type, rid, resource, current=None, method="POST")

@@ -45,8 +45,9 @@ if TYPE_CHECKING:
 
 TYPE = "SearchParameter"
 ACTIVE = frozenset({"active", "draft"})
-PARAM_TYPES = frozenset({"number", "date", "string", "token", "reference", "composite",
-                         "quantity", "uri", "special"})
+PARAM_TYPES = frozenset(
+    {"number", "date", "string", "token", "reference", "composite", "quantity", "uri", "special"}
+)
 _NO_EXPRESSION = frozenset({"composite", "special"})
 _ABSTRACT = frozenset({"Resource", "DomainResource"})  # bases of every (domain) resource
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*")
@@ -104,14 +105,16 @@ def check(resource: dict[str, Any], resource_types: frozenset[str]) -> None:
         _invalid(f"SearchParameter.type '{resource.get('type')}' is not a search type", "type")
     unknown = [b for b in resource.get("base", ()) if b not in resource_types | _ABSTRACT]
     if unknown:
-        _invalid(f"SearchParameter.base names unknown resource types: {', '.join(unknown)}",
-                 "base")
+        _invalid(f"SearchParameter.base names unknown resource types: {', '.join(unknown)}", "base")
     if not registrable(resource):
         return
     code = resource["code"]
     if not _CODE.fullmatch(code):
-        _unusable(f"SearchParameter.code '{code}' cannot be a search parameter name (letters, "
-                  "digits, '-' and '_')", "code")
+        _unusable(
+            f"SearchParameter.code '{code}' cannot be a search parameter name (letters, "
+            "digits, '-' and '_')",
+            "code",
+        )
     expression = resource.get("expression")
     if resource["type"] in _NO_EXPRESSION or not expression:
         return
@@ -129,8 +132,15 @@ class _Errors(ErrorListener):  # type: ignore[misc]  # antlr4 ships no types
     def __init__(self) -> None:
         self.first: str | None = None
 
-    def syntaxError(self, recognizer: Any, symbol: Any, line: int, column: int,  # antlr's name
-                    msg: str, e: Any) -> None:
+    def syntaxError(
+        self,
+        recognizer: Any,
+        symbol: Any,
+        line: int,
+        column: int,  # antlr's name
+        msg: str,
+        e: Any,
+    ) -> None:
         self.first = self.first or f"column {column + 1}: {msg}"
 
 
@@ -159,5 +169,7 @@ def _invalid(message: str, element: str) -> NoReturn:
 
 
 def _unusable(message: str, element: str) -> None:
-    raise Unprocessable(f"Cannot register this SearchParameter: {message}",
-                        expression=(f"SearchParameter.{element}",))
+    raise Unprocessable(
+        f"Cannot register this SearchParameter: {message}",
+        expression=(f"SearchParameter.{element}",),
+    )

@@ -53,9 +53,7 @@ async def conditional(
     return await svc.in_transaction(tx, work)
 
 
-async def delete_one(
-    svc: FhirService, req: Request, db: StorageTx, type: str, id: str
-) -> Response:
+async def delete_one(svc: FhirService, req: Request, db: StorageTx, type: str, id: str) -> Response:
     assert req.context
     try:
         current = await svc.current(req.context, type, id, db=db)

@@ -67,8 +67,14 @@ class Options:
 
 
 def everything_operation() -> Operation:
-    return Operation("everything", _run, frozenset({"type", "instance"}),
-                     frozenset(COMPARTMENTS), DEFINITION, access="data")
+    return Operation(
+        "everything",
+        _run,
+        frozenset({"type", "instance"}),
+        frozenset(COMPARTMENTS),
+        DEFINITION,
+        access="data",
+    )
 
 
 async def _run(svc: FhirService, call: OperationCall) -> bytes:
@@ -80,20 +86,36 @@ async def _run(svc: FhirService, call: OperationCall) -> bytes:
     return await _type_level(svc, call, call.type, options, cursor)
 
 
-async def _instance(svc: FhirService, call: OperationCall, type: str, id: str,
-                    options: Options, cursor: dict[str, Any] | None) -> bytes:
+async def _instance(
+    svc: FhirService,
+    call: OperationCall,
+    type: str,
+    id: str,
+    options: Options,
+    cursor: dict[str, Any] | None,
+) -> bytes:
     focal = await svc.current(call.context, type, id)
     items = await _everything(svc, call.context, focal, options, call.base)
     after = cursor.get("a") if cursor else None
     start = 0 if after is None else sum(1 for i in items if i.key <= _key_of(after, focal))
-    page = items[start:start + options.count]
-    links = _links(call, options, page, start + options.count < len(items),
-                   previous=_previous(items, start, options.count) if start else None)
+    page = items[start : start + options.count]
+    links = _links(
+        call,
+        options,
+        page,
+        start + options.count < len(items),
+        previous=_previous(items, start, options.count) if start else None,
+    )
     return _bundle(call, page, links, total=len(items))
 
 
-async def _type_level(svc: FhirService, call: OperationCall, type: str, options: Options,
-                      cursor: dict[str, Any] | None) -> bytes:
+async def _type_level(
+    svc: FhirService,
+    call: OperationCall,
+    type: str,
+    options: Options,
+    cursor: dict[str, Any] | None,
+) -> bytes:
     svc.policy.check(call.context, "search", type)
     page: list[Item] = []
     owners: list[tuple[Any, str]] = []  # (storage key, id) of the focal resource of each item
@@ -102,15 +124,19 @@ async def _type_level(svc: FhirService, call: OperationCall, type: str, options:
     if cursor is not None:
         key, after = cursor.get("k"), cursor.get("a")
         current = await svc.storage.read(type, str(cursor.get("p")))
-        if current is not None and not current.deleted and svc.policy.visible(call.context,
-                                                                               current):
+        if (
+            current is not None
+            and not current.deleted
+            and svc.policy.visible(call.context, current)
+        ):
             items = await _everything(svc, call.context, current, options, call.base)
             rest = [i for i in items if after is None or i.key > _key_of(after, current)]
             page.extend(rest)
             owners.extend((key, current.id) for _ in rest)
     while len(page) <= options.count:
-        query = SearchQuery((type,), count=1, total="none",
-                            page=PageKey(tuple(key)) if key is not None else None)
+        query = SearchQuery(
+            (type,), count=1, total="none", page=PageKey(tuple(key)) if key is not None else None
+        )
         found = await svc.storage.search(restrict_search(svc.policy, call.context, query))
         if not found.resources:
             break
@@ -122,20 +148,22 @@ async def _type_level(svc: FhirService, call: OperationCall, type: str, options:
         page.extend(items)
         owners.extend((key, focal.id) for _ in items)
     more = len(page) > options.count
-    page, owners = page[:options.count], owners[:options.count]
+    page, owners = page[: options.count], owners[: options.count]
     links = _links(call, options, page, more, previous=None, owner=owners[-1] if owners else None)
     return _bundle(call, page, links, total=None)
 
 
-async def _everything(svc: FhirService, ctx: AccessContext, focal: StoredResource,
-                      options: Options, base: str) -> list[Item]:
+async def _everything(
+    svc: FhirService, ctx: AccessContext, focal: StoredResource, options: Options, base: str
+) -> list[Item]:
     """The focal resource, its compartment and what that references, in result order."""
     registry, compartment, id = svc.registry, focal.type, focal.id
     types = compartments.member_types(registry, compartment)
     if options.types is not None:
         types = tuple(t for t in types if t in options.types)
-    found: dict[tuple[str, str], Item] = {(focal.type, focal.id): Item((0, focal.type, focal.id),
-                                                                      focal, "match")}
+    found: dict[tuple[str, str], Item] = {
+        (focal.type, focal.id): Item((0, focal.type, focal.id), focal, "match")
+    }
     holding: list[bytes] = [focal.data]  # what to look for references in
     if types:
         members = compartments.Members(registry, compartment, id, types)
@@ -145,22 +173,28 @@ async def _everything(svc: FhirService, ctx: AccessContext, focal: StoredResourc
         query = SearchQuery(types, tuple(clauses), count=MAX_RESOURCES + 1, total="none")
         page = await svc.storage.search(restrict_search(svc.policy, ctx, query))
         if len(page.resources) > MAX_RESOURCES:
-            message = (f"{compartment}/{id} has more than {MAX_RESOURCES} resources: ask for "
-                       "fewer with _type or _since")
+            message = (
+                f"{compartment}/{id} has more than {MAX_RESOURCES} resources: ask for "
+                "fewer with _type or _since"
+            )
             raise BadRequest(message, issues=[Issue(message, "too-costly")])
         for rec in page.resources:
             if (rec.type, rec.id) in found or not svc.policy.visible(ctx, rec):
                 continue
             if members.needs_check(rec.type, rec.id) and not members.is_member(
-                    svc.indexer, fhirjson.loads(rec.data)):
+                svc.indexer, fhirjson.loads(rec.data)
+            ):
                 continue
             found[(rec.type, rec.id)] = Item((1, rec.type, rec.id), rec, "match")
             holding.append(rec.data)
     wanted: dict[str, set[str]] = {}
     for data in holding:
         for type, ref_id in _references(data, base):
-            if ((type, ref_id) not in found and type in svc.resource_types
-                    and (options.types is None or type in options.types)):
+            if (
+                (type, ref_id) not in found
+                and type in svc.resource_types
+                and (options.types is None or type in options.types)
+            ):
                 wanted.setdefault(type, set()).add(ref_id)
     for type, ids in sorted(wanted.items()):
         for rec in await _by_id(svc, ctx, type, sorted(ids)):
@@ -168,8 +202,9 @@ async def _everything(svc: FhirService, ctx: AccessContext, focal: StoredResourc
     return sorted(found.values(), key=lambda item: item.key)
 
 
-async def _by_id(svc: FhirService, ctx: AccessContext, type: str, ids: list[str]
-                 ) -> list[StoredResource]:
+async def _by_id(
+    svc: FhirService, ctx: AccessContext, type: str, ids: list[str]
+) -> list[StoredResource]:
     try:
         svc.policy.check(ctx, "search", type)
     except Forbidden:
@@ -193,23 +228,28 @@ def _references(data: bytes, base: str | None) -> Iterator[tuple[str, str]]:
 def _options(svc: FhirService, call: OperationCall) -> Options:
     for name in _UNSUPPORTED:
         if call.params.value(name) is not None:
-            raise BadRequest(f"$everything does not support '{name}' yet: use _since and _type",
-                             expression=(name,))
+            raise BadRequest(
+                f"$everything does not support '{name}' yet: use _since and _type",
+                expression=(name,),
+            )
     types: frozenset[str] | None = None
     raw = call.params.strings("_type")
     if raw:
         types = frozenset(t.strip() for v in raw for t in v.split(",") if t.strip())
         unknown = sorted(types - svc.resource_types)
         if unknown:
-            raise BadRequest(f"Unknown resource type(s) in _type: {', '.join(unknown)}",
-                             expression=("_type",))
+            raise BadRequest(
+                f"Unknown resource type(s) in _type: {', '.join(unknown)}", expression=("_type",)
+            )
     since = None
     text = call.params.string("_since")
     if text is not None:
         since = parse_instant_range(text)
         if since is None:
-            raise BadRequest(f"_since must be an instant (yyyy-mm-ddThh:mm:ss+zz:zz), not "
-                             f"'{text}'", expression=("_since",))
+            raise BadRequest(
+                f"_since must be an instant (yyyy-mm-ddThh:mm:ss+zz:zz), not '{text}'",
+                expression=("_since",),
+            )
     count = call.params.integer("_count")
     count = svc.default_count if count is None else min(count, svc.max_count)
     if count == 0:
@@ -239,14 +279,23 @@ def _decode(token: str | None) -> dict[str, Any] | None:
         return None
     data = decode_token(token)
     key = data.get("k")
-    if (not isinstance(data.get("a"), str | None) or not isinstance(data.get("p"), str | None)
-            or not (key is None or is_key(key))):
+    if (
+        not isinstance(data.get("a"), str | None)
+        or not isinstance(data.get("p"), str | None)
+        or not (key is None or is_key(key))
+    ):
         raise bad_token()
     return data
 
 
-def _links(call: OperationCall, options: Options, page: list[Item], more: bool,
-           previous: str | None, owner: tuple[Any, str] | None = None) -> list[tuple[str, str]]:
+def _links(
+    call: OperationCall,
+    options: Options,
+    page: list[Item],
+    more: bool,
+    previous: str | None,
+    owner: tuple[Any, str] | None = None,
+) -> list[tuple[str, str]]:
     where = f"{call.type}/{call.id}" if call.id else f"{call.type}"
     fixed: list[tuple[str, str]] = []
     if options.types is not None:
@@ -271,8 +320,13 @@ def _links(call: OperationCall, options: Options, page: list[Item], more: bool,
     return out
 
 
-def _bundle(call: OperationCall, page: list[Item], links: list[tuple[str, str]],
-            total: int | None) -> bytes:
-    entries = [entry(f"{call.base}/{item.rec.type}/{item.rec.id}", item.rec.data,
-                     search={"mode": item.mode}) for item in page]
+def _bundle(
+    call: OperationCall, page: list[Item], links: list[tuple[str, str]], total: int | None
+) -> bytes:
+    entries = [
+        entry(
+            f"{call.base}/{item.rec.type}/{item.rec.id}", item.rec.data, search={"mode": item.mode}
+        )
+        for item in page
+    ]
     return bundle("searchset", entries, total=total, links=links)

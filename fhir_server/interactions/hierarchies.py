@@ -35,8 +35,9 @@ MAX_MEMBERS = 1000
 MAX_DEPTH = 50  # levels followed (a cycle stops earlier: each resource is visited once)
 
 
-async def resolve(svc: FhirService, ctx: AccessContext, db: StorageReader,
-                  query: SearchQuery) -> SearchQuery:
+async def resolve(
+    svc: FhirService, ctx: AccessContext, db: StorageReader, query: SearchQuery
+) -> SearchQuery:
     """`query` with every hierarchy condition replaced by the references it stands for."""
     found: dict[HierarchyCondition, list[str]] = {}
 
@@ -60,8 +61,9 @@ async def resolve(svc: FhirService, ctx: AccessContext, db: StorageReader,
     return map_conditions(query, expand)
 
 
-async def _below(svc: FhirService, ctx: AccessContext, db: StorageReader,
-                 c: HierarchyCondition) -> list[str]:
+async def _below(
+    svc: FhirService, ctx: AccessContext, db: StorageReader, c: HierarchyCondition
+) -> list[str]:
     members, frontier = [c.target_id], [c.target_id]
     seen = set(members)
     for _ in range(MAX_DEPTH):
@@ -70,28 +72,36 @@ async def _below(svc: FhirService, ctx: AccessContext, db: StorageReader,
         clause = tuple(ReferenceCondition(c.via, c.target_type, id) for id in frontier)
         query = SearchQuery((c.target_type,), (clause,), count=MAX_MEMBERS + 1, total="none")
         page = await db.search(restrict_search(svc.policy, ctx, query))
-        frontier = [r.id for r in page.resources
-                    if r.id not in seen and svc.policy.visible(ctx, r)]
+        frontier = [r.id for r in page.resources if r.id not in seen and svc.policy.visible(ctx, r)]
         seen.update(frontier)
         members.extend(frontier)
         if len(members) > MAX_MEMBERS:
-            message = (f"{c.target_type}/{c.target_id} has more than {MAX_MEMBERS} resources "
-                       "below it: search a smaller part of the hierarchy")
-            raise BadRequest(message, issues=[Issue(message, "too-costly", "error",
-                                                    (f"{c.param}:below",))])
+            message = (
+                f"{c.target_type}/{c.target_id} has more than {MAX_MEMBERS} resources "
+                "below it: search a smaller part of the hierarchy"
+            )
+            raise BadRequest(
+                message, issues=[Issue(message, "too-costly", "error", (f"{c.param}:below",))]
+            )
     return members
 
 
-async def _above(svc: FhirService, ctx: AccessContext, db: StorageReader,
-                 c: HierarchyCondition) -> list[str]:
+async def _above(
+    svc: FhirService, ctx: AccessContext, db: StorageReader, c: HierarchyCondition
+) -> list[str]:
     members, current = [c.target_id], c.target_id
     for _ in range(MAX_DEPTH):
         rec = await db.read(c.target_type, current)
         if rec is None or rec.deleted or not svc.policy.visible(ctx, rec):
             break
-        parents = [v.target_id for v in svc.indexer.values_of(fhirjson.loads(rec.data), {c.via})
-                   if isinstance(v, ReferenceValue) and v.target_type == c.target_type
-                   and v.target_id and v.target_id not in members]
+        parents = [
+            v.target_id
+            for v in svc.indexer.values_of(fhirjson.loads(rec.data), {c.via})
+            if isinstance(v, ReferenceValue)
+            and v.target_type == c.target_type
+            and v.target_id
+            and v.target_id not in members
+        ]
         if not parents:
             break
         current = parents[0]  # a part-of is 0..1: one parent per level

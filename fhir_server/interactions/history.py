@@ -29,8 +29,9 @@ async def instance(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx 
     assert m.type and m.id
     if await svc.storage.read(m.type, m.id) is None:
         raise NotFound(f"{m.type}/{m.id} is not known")
-    return await _history(svc, req, m.type, m.id, f"{req.base}/{m.type}/{m.id}/_history",
-                          action="read")
+    return await _history(
+        svc, req, m.type, m.id, f"{req.base}/{m.type}/{m.id}/_history", action="read"
+    )
 
 
 async def type_(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | None) -> Response:
@@ -43,7 +44,11 @@ async def system(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | 
 
 
 async def _history(
-    svc: FhirService, req: Request, type: str | None, id: str | None, self_url: str,
+    svc: FhirService,
+    req: Request,
+    type: str | None,
+    id: str | None,
+    self_url: str,
     action: Action = "history",
 ) -> Response:
     assert req.context
@@ -59,8 +64,9 @@ async def _history(
     params = [(k, v) for k, v in req.query if k in ("_since", "_at")]
     links = page_links(self_url, params, count, offset, len(page.resources) > count)
     total = page.total if _sees_all(svc, req.context, type) else None
-    body = bundle("history", (history_entry(req.base, r) for r in visible),
-                  total=total, links=links)
+    body = bundle(
+        "history", (history_entry(req.base, r) for r in visible), total=total, links=links
+    )
     return Response(200, body)
 
 
@@ -85,6 +91,7 @@ def _instant_param(req: Request, name: str, *, low: bool) -> str | None:
         return None
     bounds = parse_instant_range(raw)
     if bounds is None:
-        raise BadRequest(f"{name}={raw} is not a FHIR date, dateTime or instant",
-                         expression=(name,))
+        raise BadRequest(
+            f"{name}={raw} is not a FHIR date, dateTime or instant", expression=(name,)
+        )
     return bounds[0] if low else bounds[1]

@@ -84,9 +84,15 @@ async def fetch_included(
     return out
 
 
-async def _forward(svc: FhirService, ctx: AccessContext, db: StorageReader,
-                   frontier: Sequence[StoredResource], include: Include, seen: set[Key],
-                   limit: int) -> list[StoredResource]:
+async def _forward(
+    svc: FhirService,
+    ctx: AccessContext,
+    db: StorageReader,
+    frontier: Sequence[StoredResource],
+    include: Include,
+    seen: set[Key],
+    limit: int,
+) -> list[StoredResource]:
     wanted: dict[str, dict[str, None]] = {}  # type -> ids, in the order referenced
     canonical: dict[str, dict[str, None]] = {}  # type -> canonical urls
     for rec in frontier:
@@ -98,7 +104,7 @@ async def _forward(svc: FhirService, ctx: AccessContext, db: StorageReader,
                 continue
             type, id = value.target_type, value.target_id
             if value.url and svc.base_url and value.url.startswith(f"{svc.base_url}/"):
-                type, _, id = value.url[len(svc.base_url) + 1:].partition("/")
+                type, _, id = value.url[len(svc.base_url) + 1 :].partition("/")
             if type and id:
                 if include.target in (None, type) and (type, id) not in seen:
                     wanted.setdefault(type, {})[id] = None
@@ -108,29 +114,47 @@ async def _forward(svc: FhirService, ctx: AccessContext, db: StorageReader,
     found: list[StoredResource] = []
     for type, ids in wanted.items():
         for chunk in _chunks(list(ids), _CHUNK):
-            found.extend(await _search(svc, ctx, db, type, (IdCondition(tuple(chunk)),),
-                                       limit - len(found)))
+            found.extend(
+                await _search(svc, ctx, db, type, (IdCondition(tuple(chunk)),), limit - len(found))
+            )
     for type, urls in canonical.items():
         for chunk in _chunks(list(urls), _CHUNK):
-            found.extend(await _search(svc, ctx, db, type,
-                                       tuple(UriCondition("url", url) for url in chunk),
-                                       limit - len(found)))
+            found.extend(
+                await _search(
+                    svc,
+                    ctx,
+                    db,
+                    type,
+                    tuple(UriCondition("url", url) for url in chunk),
+                    limit - len(found),
+                )
+            )
     unique = {(r.type, r.id): r for r in found if (r.type, r.id) not in seen}
     return list(unique.values())[:limit]
 
 
-def _canonical_targets(svc: FhirService, type: str, code: str, wanted: str | None
-                       ) -> list[str]:
+def _canonical_targets(svc: FhirService, type: str, code: str, wanted: str | None) -> list[str]:
     """The target types of a canonical reference parameter that have a `url` parameter."""
     param = svc.registry.param(type, code)
     targets = svc.registry.targets(param, type) if param is not None else frozenset()
-    return sorted(t for t in targets if wanted in (None, t)
-                  and (p := svc.registry.param(t, "url")) is not None and p.type == "uri")
+    return sorted(
+        t
+        for t in targets
+        if wanted in (None, t)
+        and (p := svc.registry.param(t, "url")) is not None
+        and p.type == "uri"
+    )
 
 
-async def _reverse(svc: FhirService, ctx: AccessContext, db: StorageReader,
-                   frontier: Sequence[StoredResource], include: Include, seen: set[Key],
-                   limit: int) -> list[StoredResource]:
+async def _reverse(
+    svc: FhirService,
+    ctx: AccessContext,
+    db: StorageReader,
+    frontier: Sequence[StoredResource],
+    include: Include,
+    seen: set[Key],
+    limit: int,
+) -> list[StoredResource]:
     source = include.source
     codes = include.reference_params(svc.registry, source)
     conditions: list[Condition] = []
@@ -138,8 +162,10 @@ async def _reverse(svc: FhirService, ctx: AccessContext, db: StorageReader,
         param = svc.registry.param(source, code)
         targets = svc.registry.targets(param, source) if param else frozenset()
         conditions.extend(
-            ReferenceCondition(code, rec.type, rec.id) for rec in frontier
-            if include.target in (None, rec.type) and (not targets or rec.type in targets))
+            ReferenceCondition(code, rec.type, rec.id)
+            for rec in frontier
+            if include.target in (None, rec.type) and (not targets or rec.type in targets)
+        )
     found: dict[Key, StoredResource] = {}
     for chunk in _chunks(conditions, _CHUNK):
         # matches and earlier includes come back too: ask for enough to fill `limit`
@@ -152,8 +178,14 @@ async def _reverse(svc: FhirService, ctx: AccessContext, db: StorageReader,
     return list(found.values())[:limit]
 
 
-async def _search(svc: FhirService, ctx: AccessContext, db: StorageReader, type: str,
-                  clause: tuple[Condition, ...], count: int) -> list[StoredResource]:
+async def _search(
+    svc: FhirService,
+    ctx: AccessContext,
+    db: StorageReader,
+    type: str,
+    clause: tuple[Condition, ...],
+    count: int,
+) -> list[StoredResource]:
     """Resources of `type` matching any of `clause`, as far as the caller may see them."""
     if count <= 0:
         return []
@@ -161,12 +193,13 @@ async def _search(svc: FhirService, ctx: AccessContext, db: StorageReader, type:
         svc.policy.check(ctx, "search", type)
     except Forbidden:
         return []
-    query = restrict_search(svc.policy, ctx, SearchQuery((type,), (clause,), count=count,
-                                                         total="none"))
+    query = restrict_search(
+        svc.policy, ctx, SearchQuery((type,), (clause,), count=count, total="none")
+    )
     page = await db.search(query)
     return [r for r in page.resources if svc.policy.visible(ctx, r)]
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]

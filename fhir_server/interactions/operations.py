@@ -88,8 +88,11 @@ class Params:
         raise BadRequest(f"Parameter '{name}' must be a primitive value", expression=(name,))
 
     def strings(self, name: str) -> list[str]:
-        return [str(v) for v in self.values(name)
-                if isinstance(v, str | int) and not isinstance(v, bool)]
+        return [
+            str(v)
+            for v in self.values(name)
+            if isinstance(v, str | int) and not isinstance(v, bool)
+        ]
 
     def boolean(self, name: str, default: bool = False) -> bool:
         found = self.value(name)
@@ -99,8 +102,9 @@ class Params:
             return found
         if str(found).lower() in ("true", "false"):
             return str(found).lower() == "true"
-        raise BadRequest(f"Parameter '{name}' must be true or false, not '{found}'",
-                         expression=(name,))
+        raise BadRequest(
+            f"Parameter '{name}' must be true or false, not '{found}'", expression=(name,)
+        )
 
     def integer(self, name: str) -> int | None:
         found = self.value(name)
@@ -110,8 +114,9 @@ class Params:
         """A Coding / CodeableConcept value (a dict), None when absent."""
         found = self.value(name)
         if found is not None and not isinstance(found, dict):
-            raise BadRequest(f"Parameter '{name}' must be a complex value (e.g. a Coding)",
-                             expression=(name,))
+            raise BadRequest(
+                f"Parameter '{name}' must be a complex value (e.g. a Coding)", expression=(name,)
+            )
         return found
 
     def resource(self, name: str) -> dict[str, Any] | None:
@@ -119,8 +124,7 @@ class Params:
             found = part.get("resource")
             if found is not None:
                 if not isinstance(found, dict):
-                    raise BadRequest(f"Parameter '{name}' must hold a resource",
-                                     expression=(name,))
+                    raise BadRequest(f"Parameter '{name}' must hold a resource", expression=(name,))
                 return found
         return None
 
@@ -169,14 +173,16 @@ async def type_(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | N
     return await _invoke(svc, req, "type", m.type, None, m.op)
 
 
-async def instance(
-    svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | None
-) -> Response:
+async def instance(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | None) -> Response:
     return await _invoke(svc, req, "instance", m.type, m.id, m.op)
 
 
 async def _invoke(
-    svc: FhirService, req: Request, level: Level, type: str | None, id: str | None,
+    svc: FhirService,
+    req: Request,
+    level: Level,
+    type: str | None,
+    id: str | None,
     segment: str | None,
 ) -> Response:
     assert req.context and segment
@@ -193,7 +199,6 @@ async def _invoke(
     else:
         params = Params.from_query(req.query)
     if operation.access != "none":
-        svc.policy.check(req.context, "operation" if operation.access == "data" else "admin",
-                         type)
+        svc.policy.check(req.context, "operation" if operation.access == "data" else "admin", type)
     call = OperationCall(name, level, type, id, params, req.context, req.method, req.base)
     return Response(200, await operation.handler(svc, call))

@@ -48,8 +48,9 @@ async def fetch_page(db: StorageReader, query: SearchQuery) -> Paged:
     return Paged(resources[:count], keys[:count], page.total, more, has_previous)
 
 
-def links(url: str, params: list[tuple[str, str]], query: SearchQuery, paged: Paged,
-          current: str | None) -> list[tuple[str, str]]:
+def links(
+    url: str, params: list[tuple[str, str]], query: SearchQuery, paged: Paged, current: str | None
+) -> list[tuple[str, str]]:
     """self (with the `_page` of this request), first, next and previous links."""
     kept = [(k, v) for k, v in params if k not in ("_count", "_offset", "_page")]
     counted = [*kept, ("_count", str(query.count))]

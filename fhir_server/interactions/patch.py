@@ -57,9 +57,7 @@ async def conditional(
     return await svc.in_transaction(tx, work)
 
 
-async def patch_one(
-    svc: FhirService, req: Request, db: StorageTx, type: str, id: str
-) -> Response:
+async def patch_one(svc: FhirService, req: Request, db: StorageTx, type: str, id: str) -> Response:
     current = await db.read(type, id)
     if current is None or current.deleted:
         raise NotFound(f"{type}/{id} is not known")

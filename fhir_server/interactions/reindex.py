@@ -47,8 +47,12 @@ class Checkpoint:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Checkpoint:
-        return cls(list(data.get("done", [])), data.get("type"), data.get("last_id"),
-                   dict(data.get("counts", {})))
+        return cls(
+            list(data.get("done", [])),
+            data.get("type"),
+            data.get("last_id"),
+            dict(data.get("counts", {})),
+        )
 
 
 Progress = Callable[[str, int], None]  # (type, resources re-indexed in the last batch)
@@ -90,8 +94,13 @@ async def reindex(
     return state
 
 
-async def _batch(svc: FhirService, state: Checkpoint, batch: list[StoredResource],
-                 save: Callable[[Checkpoint], None], progress: Progress) -> None:
+async def _batch(
+    svc: FhirService,
+    state: Checkpoint,
+    batch: list[StoredResource],
+    save: Callable[[Checkpoint], None],
+    progress: Progress,
+) -> None:
     type = batch[0].type
     done = 0
     async with svc.storage.transaction() as tx:
@@ -112,14 +121,25 @@ def reindex_operation() -> Operation:
             types = call.params.strings("type") or sorted(svc.resource_types)
             unknown = [t for t in types if t not in svc.resource_types]
             if unknown:
-                raise BadRequest(f"Unknown resource type(s) for $reindex: {', '.join(unknown)}",
-                                 expression=("type",))
+                raise BadRequest(
+                    f"Unknown resource type(s) for $reindex: {', '.join(unknown)}",
+                    expression=("type",),
+                )
         state = await reindex(svc, types)
-        parts = [{"name": "count", "part": [{"name": "type", "valueCode": t},
-                                            {"name": "reindexed", "valueInteger": n}]}
-                 for t, n in sorted(state.counts.items())]
+        parts = [
+            {
+                "name": "count",
+                "part": [
+                    {"name": "type", "valueCode": t},
+                    {"name": "reindexed", "valueInteger": n},
+                ],
+            }
+            for t, n in sorted(state.counts.items())
+        ]
         total = sum(state.counts.values())
-        return {"resourceType": "Parameters",
-                "parameter": [{"name": "total", "valueInteger": total}, *parts]}
+        return {
+            "resourceType": "Parameters",
+            "parameter": [{"name": "total", "valueInteger": total}, *parts],
+        }
 
     return Operation("reindex", run, frozenset({"system", "type"}), affects_state=True)

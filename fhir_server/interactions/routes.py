@@ -106,8 +106,14 @@ def match(method: str, path: str, resource_types: frozenset[str]) -> RouteMatch:
         if route.method == method:
             if "vid" in found:
                 _check_version(found["vid"])
-            return RouteMatch(route, found.get("type"), found.get("id"), found.get("vid"),
-                              found.get("op"), found.get("target"))
+            return RouteMatch(
+                route,
+                found.get("type"),
+                found.get("id"),
+                found.get("vid"),
+                found.get("op"),
+                found.get("target"),
+            )
     if path_known:
         raise MethodNotAllowed(f"{method} is not supported on '{path or '/'}'")
     if unknown_type is not None:

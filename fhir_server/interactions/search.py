@@ -53,14 +53,17 @@ async def system(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | 
     return await _search(svc, req, tx, types, fixed, req.base)
 
 
-async def compartment(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | None
-                      ) -> Response:
+async def compartment(
+    svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | None
+) -> Response:
     """`GET [base]/Patient/123/Observation` (or `/*`): the search narrowed to the members
     of the compartment. https://hl7.org/fhir/R4/http.html#vsearch"""
     assert m.type and m.id and m.target
     if m.type not in svc.registry.compartments:
-        raise NotFound(f"{m.type} is not a compartment (those are "
-                       f"{', '.join(sorted(svc.registry.compartments))})")
+        raise NotFound(
+            f"{m.type} is not a compartment (those are "
+            f"{', '.join(sorted(svc.registry.compartments))})"
+        )
     members = compartments.member_types(svc.registry, m.type)
     if m.target == "*":
         types = members
@@ -73,11 +76,13 @@ async def compartment(svc: FhirService, req: Request, m: RouteMatch, tx: Storage
     found = compartments.Members(svc.registry, m.type, m.id, types)
 
     def member(rec: StoredResource) -> bool:
-        return (not found.needs_check(rec.type, rec.id)
-                or found.is_member(svc.indexer, fhirjson.loads(rec.data)))
+        return not found.needs_check(rec.type, rec.id) or found.is_member(
+            svc.indexer, fhirjson.loads(rec.data)
+        )
 
-    return await _search(svc, req, tx, types, [], f"{req.base}/{m.type}/{m.id}/{m.target}",
-                         found.clause, member)
+    return await _search(
+        svc, req, tx, types, [], f"{req.base}/{m.type}/{m.id}/{m.target}", found.clause, member
+    )
 
 
 async def _search(
@@ -113,17 +118,26 @@ async def _search(
     query = restrict_search(svc.policy, req.context, query)
     paged = await fetch_page(tx or svc.storage, query)
     links = page_links(self_url, [*fixed, *parsed.used], query, paged, req.param("_page"))
-    matches = [r for r in paged.resources if svc.policy.visible(req.context, r)
-               and (member is None or member(r))]
-    included = await fetch_included(svc, req.context, tx or svc.storage, matches,
-                                     parsed.includes)
+    matches = [
+        r
+        for r in paged.resources
+        if svc.policy.visible(req.context, r) and (member is None or member(r))
+    ]
+    included = await fetch_included(svc, req.context, tx or svc.storage, matches, parsed.includes)
     entries = [_entry(req, parsed, r, "match") for r in matches]
     entries.extend(_entry(req, parsed, r, "include") for r in included.resources)
-    warnings = [("not-supported", f"Search parameter '{name}' is not supported and was ignored")
-                for name in parsed.ignored]
+    warnings = [
+        ("not-supported", f"Search parameter '{name}' is not supported and was ignored")
+        for name in parsed.ignored
+    ]
     if included.truncated:
-        warnings.append(("too-costly", f"Only the first {MAX_INCLUDED} included resources are "
-                         "in this page: ask for a smaller _count to get them all"))
+        warnings.append(
+            (
+                "too-costly",
+                f"Only the first {MAX_INCLUDED} included resources are "
+                "in this page: ask for a smaller _count to get them all",
+            )
+        )
     if warnings:
         entries.append(_warnings(warnings))
     return Response(200, bundle("searchset", entries, total=paged.total, links=links))
@@ -145,7 +159,9 @@ def _warnings(issues: list[tuple[str, str]]) -> bytes:
     """An OperationOutcome entry with (issue code, message) warnings."""
     outcome = {
         "resourceType": "OperationOutcome",
-        "issue": [{"severity": "warning", "code": code, "diagnostics": message}
-                  for code, message in issues],
+        "issue": [
+            {"severity": "warning", "code": code, "diagnostics": message}
+            for code, message in issues
+        ],
     }
     return entry(None, outcome, search={"mode": "outcome"})

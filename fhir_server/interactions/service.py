@@ -125,8 +125,9 @@ class FhirService:
         self.on_write(types, listener)
 
     def operation(self, name: str, level: Level, type: str | None) -> Operation | None:
-        return next((op for op in self._operations
-                     if op.name == name and op.answers(level, type)), None)
+        return next(
+            (op for op in self._operations if op.name == name and op.answers(level, type)), None
+        )
 
     @property
     def operations(self) -> tuple[Operation, ...]:
@@ -226,8 +227,9 @@ class FhirService:
         if not isinstance(body, dict):
             raise BadRequest("The request body must be a FHIR resource (a JSON object)")
         if "resourceType" not in body:
-            raise BadRequest(f"The body has no 'resourceType'; expected '{type}'",
-                             expression=("resourceType",))
+            raise BadRequest(
+                f"The body has no 'resourceType'; expected '{type}'", expression=("resourceType",)
+            )
         if body.get("resourceType") != type:
             raise BadRequest(
                 f"Resource type '{body.get('resourceType')}' in the body does not match "
@@ -313,8 +315,13 @@ class FhirService:
         if prefer == "OperationOutcome":
             outcome = {
                 "resourceType": "OperationOutcome",
-                "issue": [{"severity": "information", "code": "informational",
-                           "diagnostics": f"{rec.type}/{rec.id} version {rec.version} stored"}],
+                "issue": [
+                    {
+                        "severity": "information",
+                        "code": "informational",
+                        "diagnostics": f"{rec.type}/{rec.id} version {rec.version} stored",
+                    }
+                ],
             }
             return Response(status, outcome, headers)
         return Response(status, rec.data, headers)

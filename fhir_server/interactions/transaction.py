@@ -43,8 +43,10 @@ async def handle(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | 
         raise BadRequest("POST to the base needs a Bundle of type batch or transaction")
     kind = body.get("type")
     if kind not in ("batch", "transaction"):
-        raise BadRequest(f"Bundle type '{kind}' cannot be processed; use batch or transaction",
-                         expression=("Bundle.type",))
+        raise BadRequest(
+            f"Bundle type '{kind}' cannot be processed; use batch or transaction",
+            expression=("Bundle.type",),
+        )
     items = parse_items(body, req.base)
     if kind == "batch":
         return await _batch(svc, req, items)
@@ -138,7 +140,8 @@ async def _target(svc: FhirService, req: Request, item: Item, db: StorageTx) -> 
             found = await svc.find(db, req.context, type, item.if_none_exist)
             if len(found) > 1:
                 raise PreconditionFailed(
-                    f"If-None-Exist '{item.if_none_exist}' matches more than one {type}")
+                    f"If-None-Exist '{item.if_none_exist}' matches more than one {type}"
+                )
             if found:
                 item.assigned_id = found[0].id
         return f"{type}/{item.assigned_id}"
@@ -232,15 +235,23 @@ def _sub_request(req: Request, item: Item) -> Request:
     if "prefer" not in headers:
         headers["prefer"] = "return=minimal"  # transaction responses carry no bodies by default
     method = "GET" if item.method == "HEAD" else item.method
-    return req.with_(method=method, path=item.path, query=tuple(item.query), headers=headers,
-                     body=_body(item), assigned_id=item.assigned_id)
+    return req.with_(
+        method=method,
+        path=item.path,
+        query=tuple(item.query),
+        headers=headers,
+        body=_body(item),
+        assigned_id=item.assigned_id,
+    )
 
 
 def _body(item: Item) -> Any:
     """The entry's request body; a PATCH may carry a JSON Patch inside a Binary."""
     resource = item.resource
-    if item.method == "PATCH" and isinstance(resource, dict) and (
-        resource.get("resourceType") == "Binary"
+    if (
+        item.method == "PATCH"
+        and isinstance(resource, dict)
+        and (resource.get("resourceType") == "Binary")
     ):
         try:
             return orjson.loads(base64.b64decode(resource.get("data", ""), validate=True))
@@ -263,8 +274,7 @@ def _response_entry(req: Request, response: Response) -> bytes:
 
 
 def _error_entry(error: FhirError) -> bytes:
-    return entry(None, None, response={"status": _status(error.status),
-                                       "outcome": error.outcome()})
+    return entry(None, None, response={"status": _status(error.status), "outcome": error.outcome()})
 
 
 def _status(code: int) -> str:
@@ -280,8 +290,12 @@ def _at(item: Item, error: FhirError) -> FhirError:
     if error.diagnostics.startswith(where):
         return error
     error.issues = [
-        type(issue)(f"{where}: {issue.diagnostics}", issue.code, issue.severity,
-                    issue.expression or (where,))
+        type(issue)(
+            f"{where}: {issue.diagnostics}",
+            issue.code,
+            issue.severity,
+            issue.expression or (where,),
+        )
         for issue in error.issues
     ]
     error.diagnostics = f"{where}: {error.diagnostics}"

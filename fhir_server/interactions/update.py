@@ -86,8 +86,9 @@ async def write_update(
     return svc.resource_response(req, rec, 201 if created else 200)
 
 
-def unchanged(current: StoredResource, resource: dict[str, Any],
-              stored: dict[str, Any] | None = None) -> bool:
+def unchanged(
+    current: StoredResource, resource: dict[str, Any], stored: dict[str, Any] | None = None
+) -> bool:
     """Whether `resource` equals the stored version (`stored`: it parsed), server-owned meta
     aside."""
     stored = fhirjson.loads(current.data) if stored is None else stored
@@ -95,8 +96,11 @@ def unchanged(current: StoredResource, resource: dict[str, Any],
 
 
 def _without_server_meta(resource: dict[str, Any]) -> dict[str, Any]:
-    meta = {k: v for k, v in (resource.get("meta") or {}).items()
-            if k not in ("versionId", "lastUpdated")}
+    meta = {
+        k: v
+        for k, v in (resource.get("meta") or {}).items()
+        if k not in ("versionId", "lastUpdated")
+    }
     body = {k: v for k, v in resource.items() if k != "meta"}
     if meta:
         body["meta"] = meta

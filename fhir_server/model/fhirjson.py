@@ -80,8 +80,13 @@ def loads_body(raw: bytes) -> Any:
 def _python_loads(data: bytes, pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None) -> Any:
     parse_float = Decimal if _LOSSY.search(data) else _finite_float
     try:
-        return json.loads(data, parse_float=parse_float, parse_int=_int,
-                          parse_constant=_constant, object_pairs_hook=pairs_hook)
+        return json.loads(
+            data,
+            parse_float=parse_float,
+            parse_int=_int,
+            parse_constant=_constant,
+            object_pairs_hook=pairs_hook,
+        )
     except RecursionError:
         raise ValueError("the JSON is nested too deeply") from None
 

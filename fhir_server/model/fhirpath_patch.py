@@ -85,8 +85,9 @@ class Operation:
     value_type: str | None = None  # "Quantity" for a valueQuantity value
 
     def fail(self, message: str) -> Unprocessable:
-        return Unprocessable(f"Patch operation {self.number} ({self.type} at '{self.path}'): "
-                             f"{message}")
+        return Unprocessable(
+            f"Patch operation {self.number} ({self.type} at '{self.path}'): {message}"
+        )
 
 
 def apply_fhirpath_patch(resource: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
@@ -128,13 +129,17 @@ def _operation(number: int, parts: list[Any]) -> Operation:
     where = f"Patch operation {number}"
     kind = found.get("type")
     if kind not in OPERATION_TYPES:
-        raise BadRequest(f"{where}: type must be one of {', '.join(OPERATION_TYPES)}, "
-                         f"not {kind!r}")
+        raise BadRequest(f"{where}: type must be one of {', '.join(OPERATION_TYPES)}, not {kind!r}")
     path = found.get("path")
     if not isinstance(path, str) or not path.strip():
         raise BadRequest(f"{where} ({kind}): a path is required")
-    needed = {"add": ("name", "value"), "insert": ("value", "index"), "replace": ("value",),
-              "move": ("source", "destination"), "delete": ()}[kind]
+    needed = {
+        "add": ("name", "value"),
+        "insert": ("value", "index"),
+        "replace": ("value",),
+        "move": ("source", "destination"),
+        "delete": (),
+    }[kind]
     for name in needed:
         if found.get(name) is None:
             raise BadRequest(f"{where} ({kind}): the '{name}' part is required")
@@ -143,9 +148,17 @@ def _operation(number: int, parts: list[Any]) -> Operation:
             raise BadRequest(f"{where} ({kind}): '{name}' must be a non-negative integer")
     if "name" in found and not isinstance(found["name"], str):
         raise BadRequest(f"{where} ({kind}): 'name' must be a string")
-    return Operation(number, kind, path.strip(), found.get("name"), found.get("value"),
-                     found.get("index"), found.get("source"), found.get("destination"),
-                     found.get("value_type"))
+    return Operation(
+        number,
+        kind,
+        path.strip(),
+        found.get("name"),
+        found.get("value"),
+        found.get("index"),
+        found.get("source"),
+        found.get("destination"),
+        found.get("value_type"),
+    )
 
 
 def _primitive(part: dict[str, Any]) -> Any:
@@ -196,25 +209,31 @@ class Location:
 def _evaluate(resource: dict[str, Any], operation: Operation, path: str | None = None) -> list[Any]:
     expression = operation.path if path is None else path
     if "resolve(" in expression:
-        raise BadRequest(f"Patch operation {operation.number}: resolve() is not supported; "
-                         "reach contained resources with contained.where(id = '...')")
+        raise BadRequest(
+            f"Patch operation {operation.number}: resolve() is not supported; "
+            "reach contained resources with contained.where(id = '...')"
+        )
     try:
         nodes = _compiled(expression)(resource, {})
     except Exception as error:  # fhirpathpy raises bare Exceptions for syntax and type errors
-        raise BadRequest(f"Patch operation {operation.number}: the FHIRPath '{expression}' "
-                         f"cannot be evaluated: {error}") from None
+        raise BadRequest(
+            f"Patch operation {operation.number}: the FHIRPath '{expression}' "
+            f"cannot be evaluated: {error}"
+        ) from None
     # fhirpathpy also yields the null placeholders of `_given`-style arrays; they are no elements
     return [n for n in nodes if not (isinstance(n, ResourceNode) and n.data is None)]
 
 
 @lru_cache(maxsize=256)
 def _compiled(expression: str) -> Any:
-    return compile_fhirpath(expression, _R4, {"returnRawData": True,
-                                              "userInvocationTable": FHIRPATH_FUNCTIONS})
+    return compile_fhirpath(
+        expression, _R4, {"returnRawData": True, "userInvocationTable": FHIRPATH_FUNCTIONS}
+    )
 
 
-def _single(resource: dict[str, Any], operation: Operation, path: str | None = None,
-            required: bool = True) -> object:  # a ResourceNode, a computed value, or None
+def _single(
+    resource: dict[str, Any], operation: Operation, path: str | None = None, required: bool = True
+) -> object:  # a ResourceNode, a computed value, or None
     nodes = _evaluate(resource, operation, path)
     shown = operation.path if path is None else path
     if not nodes:
@@ -263,7 +282,7 @@ def _json_key(data: dict[str, Any], name: str) -> str | None:
     if name in data:
         return name
     for key in data:
-        if key.startswith(name) and key[len(name):len(name) + 1].isupper():
+        if key.startswith(name) and key[len(name) : len(name) + 1].isupper():
             return key
     return None
 
@@ -292,8 +311,9 @@ def _fields(resource: dict[str, Any], chain: list[Any]) -> dict[str, Element] | 
     return elements(model) if model is not None else None
 
 
-def _element(fields: dict[str, Element] | None, name: str,
-             operation: Operation) -> tuple[str, Element | None]:
+def _element(
+    fields: dict[str, Element] | None, name: str, operation: Operation
+) -> tuple[str, Element | None]:
     """The JSON name and Element for `name`: itself, or a choice (value -> valueQuantity)."""
     if fields is None:
         return name, None
@@ -316,8 +336,11 @@ def _shaped(value: Any, info: Element | None) -> Any:
         if child is not None and child.many and not isinstance(item, list):
             item = [item]
         if child is not None and child.kind == COMPLEX:
-            item = [_shaped(i, child) for i in item] if isinstance(item, list) \
+            item = (
+                [_shaped(i, child) for i in item]
+                if isinstance(item, list)
                 else _shaped(item, child)
+            )
         out[key] = item
     return out
 
@@ -365,8 +388,10 @@ def _list_of(
 ) -> tuple[dict[str, Any], str, list[Any], Element | None]:
     match = _LAST_STEP.match(operation.path)
     if match is None:
-        raise BadRequest(f"Patch operation {operation.number} ({operation.type}): the path "
-                         "must end with the name of a list element")
+        raise BadRequest(
+            f"Patch operation {operation.number} ({operation.type}): the path "
+            "must end with the name of a list element"
+        )
     owner_path, name = match.group(1), match.group(2)
     if not owner_path and name == resource.get("resourceType"):
         raise operation.fail("the path must name a list element, not the resource")
@@ -398,8 +423,9 @@ def _move(resource: dict[str, Any], operation: Operation) -> None:
     source, destination = operation.source or 0, operation.destination or 0
     for label, position in (("source", source), ("destination", destination)):
         if position >= len(items):
-            raise operation.fail(f"{label} {position} is outside the {len(items)} elements "
-                                 f"of '{name}'")
+            raise operation.fail(
+                f"{label} {position} is outside the {len(items)} elements of '{name}'"
+            )
     for key in (name, "_" + name):
         if isinstance(target.get(key), list):
             target[key].insert(destination, target[key].pop(source))
@@ -461,8 +487,7 @@ def _prune(
         owner = parent
 
 
-_APPLY = {"add": _add, "insert": _insert, "delete": _delete, "replace": _replace,
-          "move": _move}
+_APPLY = {"add": _add, "insert": _insert, "delete": _delete, "replace": _replace, "move": _move}
 
 
 # -- JSON Patch -----------------------------------------------------------------------------

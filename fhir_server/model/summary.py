@@ -47,8 +47,10 @@ def apply_summary(resource: dict[str, Any], mode: str) -> dict[str, Any]:
     elif mode == "data":
         out = {k: v for k, v in resource.items() if k != "text"}
     else:
-        raise BadRequest(f"_summary={mode} is not one of true, text, data, count, false",
-                         expression=("_summary",))
+        raise BadRequest(
+            f"_summary={mode} is not one of true, text, data, count, false",
+            expression=("_summary",),
+        )
     return _tagged(out)
 
 
@@ -63,7 +65,7 @@ def apply_elements(resource: dict[str, Any], elements_: list[str]) -> dict[str, 
     for item in elements_:
         name = item.strip()
         if name.startswith(rtype + "."):
-            name = name[len(rtype) + 1:]
+            name = name[len(rtype) + 1 :]
         wanted.add(name.split(".")[0])
     choices = _choice_groups(rtype)
     out = {}
@@ -77,8 +79,11 @@ def apply_elements(resource: dict[str, Any], elements_: list[str]) -> dict[str, 
 def _tagged(resource: dict[str, Any]) -> dict[str, Any]:
     meta = dict(resource.get("meta") or {})
     tags = list(meta.get("tag") or [])
-    if not any(t.get("system") == SUBSETTED["system"] and t.get("code") == "SUBSETTED"
-               for t in tags if isinstance(t, dict)):
+    if not any(
+        t.get("system") == SUBSETTED["system"] and t.get("code") == "SUBSETTED"
+        for t in tags
+        if isinstance(t, dict)
+    ):
         tags.append(dict(SUBSETTED))
     meta["tag"] = tags
     out = {"resourceType": resource["resourceType"]} if "resourceType" in resource else {}

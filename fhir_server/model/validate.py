@@ -136,8 +136,7 @@ class ModelVerdicts:
         self._accepted.add(shape)
 
 
-MODEL_VERDICTS: ContextVar[ModelVerdicts | None] = ContextVar("fhir_model_verdicts",
-                                                               default=None)
+MODEL_VERDICTS: ContextVar[ModelVerdicts | None] = ContextVar("fhir_model_verdicts", default=None)
 """Set (around one `FhirService.handle`) by a trusted writer whose resources come in few
 shapes (the HL7 v2 ingestor): the service's validation then passes it as `verdicts`, so the
 R4B models run only on shapes they have not accepted yet; the walk and the validators run
@@ -161,8 +160,9 @@ def shape_of(value: Any) -> Any:
     return type(value)
 
 
-def validate_resource(resource: dict[str, Any], *, deep: bool = True,
-                      verdicts: ModelVerdicts | None = None) -> dict[str, Any]:
+def validate_resource(
+    resource: dict[str, Any], *, deep: bool = True, verdicts: ModelVerdicts | None = None
+) -> dict[str, Any]:
     """`resource` itself if it is a valid FHIR R4 resource, else `InvalidResource`.
 
     `deep=False` skips the R4B pydantic models and keeps only the walk (see the module docs).
@@ -192,6 +192,7 @@ def validate_resource(resource: dict[str, Any], *, deep: bool = True,
         raise InvalidResource(message, issues=[Issue(message, "too-long")]) from None
     if walk.issues:
         more = len(walk.issues) - 1
-        raise InvalidResource(walk.issues[0].diagnostics + (f" (and {more} more)" if more else ""),
-                              issues=walk.issues)
+        raise InvalidResource(
+            walk.issues[0].diagnostics + (f" (and {more} more)" if more else ""), issues=walk.issues
+        )
     return resource

@@ -59,8 +59,14 @@ FHIR_NS = "http://hl7.org/fhir"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
 _F = f"{{{FHIR_NS}}}"
 _DIV = f"{{{XHTML_NS}}}div"
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                          huge_tree=False, remove_comments=True, remove_pis=True)
+_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
+)
 _XML_SPACE = " \t\r\n"  # XML's whitespace; str.strip() would also take U+00A0 as one
 _LAST = 1 << 30  # sort key of JSON names a model does not know (structure-only types)
 
@@ -88,8 +94,9 @@ def _write_resource(
     element: etree._Element, resource: dict[str, Any], narratives: list[tuple[etree._Element, str]]
 ) -> None:
     model = structure_for(resource.get("resourceType", ""))
-    _write_object(element, resource, elements(model) if model else _base_fields(),
-                  True, False, narratives)
+    _write_object(
+        element, resource, elements(model) if model else _base_fields(), True, False, narratives
+    )
 
 
 @cache
@@ -109,9 +116,14 @@ def _sorted_keys(data: dict[str, Any], fields: dict[str, Element] | None) -> lis
     return sorted(data, key=lambda k: order.get(k.lstrip("_"), _LAST))
 
 
-def _write_object(element: etree._Element, data: dict[str, Any], fields: dict[str, Element] | None,
-                  is_resource: bool, is_extension: bool,
-                  narratives: list[tuple[etree._Element, str]]) -> None:
+def _write_object(
+    element: etree._Element,
+    data: dict[str, Any],
+    fields: dict[str, Element] | None,
+    is_resource: bool,
+    is_extension: bool,
+    narratives: list[tuple[etree._Element, str]],
+) -> None:
     for key in _sorted_keys(data, fields):
         if key == "resourceType" and is_resource:
             continue
@@ -135,8 +147,14 @@ def _write_object(element: etree._Element, data: dict[str, Any], fields: dict[st
             _write_property(element, name, value, ext, info, narratives)
 
 
-def _write_property(parent: etree._Element, name: str, value: Any, ext: Any,
-                    info: Element | None, narratives: list[tuple[etree._Element, str]]) -> None:
+def _write_property(
+    parent: etree._Element,
+    name: str,
+    value: Any,
+    ext: Any,
+    info: Element | None,
+    narratives: list[tuple[etree._Element, str]],
+) -> None:
     if value is None and not ext:
         return
     if isinstance(value, dict):
@@ -146,8 +164,9 @@ def _write_property(parent: etree._Element, name: str, value: Any, ext: Any,
             _write_resource(inner, value, narratives)
         else:
             fields = elements(info.model) if info is not None and info.model else None
-            _write_object(child, value, fields, False,
-                          name in ("extension", "modifierExtension"), narratives)
+            _write_object(
+                child, value, fields, False, name in ("extension", "modifierExtension"), narratives
+            )
         return
     if name == "div" and isinstance(value, str) and (info is None or info.type == "xhtml"):
         narratives.append((etree.SubElement(parent, _F + "div"), value))
@@ -180,8 +199,7 @@ def _xhtml(div: str) -> etree._Element:
     try:
         element = etree.fromstring(div, _PARSER)
         if element.tag == "div":  # stored without its namespace: put it there
-            element = etree.fromstring(div.replace("<div", f'<div xmlns="{XHTML_NS}"', 1),
-                                       _PARSER)
+            element = etree.fromstring(div.replace("<div", f'<div xmlns="{XHTML_NS}"', 1), _PARSER)
         if element.tag == _DIV:
             return element
     except (etree.XMLSyntaxError, ValueError):
@@ -191,8 +209,9 @@ def _xhtml(div: str) -> etree._Element:
     return fallback
 
 
-_EXTENSION_INFO = Element("extension", COMPLEX, True, "Extension",
-                          get_fhir_model_class("Extension"))
+_EXTENSION_INFO = Element(
+    "extension", COMPLEX, True, "Extension", get_fhir_model_class("Extension")
+)
 
 
 # -- XML -> JSON ----------------------------------------------------------------------------
@@ -214,8 +233,9 @@ def xml_to_json(body: bytes) -> dict[str, Any]:
 
 
 def _invalid(path: str, message: str, code: str = "structure") -> InvalidResource:
-    return InvalidResource(f"{path}: {message}",
-                           issues=[Issue(f"{path}: {message}", code, "error", (path,))])
+    return InvalidResource(
+        f"{path}: {message}", issues=[Issue(f"{path}: {message}", code, "error", (path,))]
+    )
 
 
 def _read_resource(element: etree._Element, path: str | None) -> dict[str, Any]:
@@ -239,8 +259,9 @@ def _check_attributes(element: etree._Element, allowed: tuple[str, ...], path: s
             raise _invalid(path, f"Unexpected attribute '{name}'")
 
 
-def _read_children(element: etree._Element, fields: dict[str, Element], out: dict[str, Any],
-                   path: str) -> None:
+def _read_children(
+    element: etree._Element, fields: dict[str, Element], out: dict[str, Any], path: str
+) -> None:
     if element.text and element.text.strip(_XML_SPACE):
         raise _invalid(path, "Text content is not allowed here; use value attributes")
     repeated: dict[str, tuple[list[Any], list[Any]]] = {}
@@ -255,8 +276,10 @@ def _read_children(element: etree._Element, fields: dict[str, Element], out: dic
             here += f"[{len(repeated[name][0]) if name in repeated else 0}]"
         if info is not None and info.type == "xhtml" and child.tag != _DIV:
             raise _invalid(here, f"The narrative div must be in the {XHTML_NS} namespace")
-        if info is None or name.startswith("_") or not (
-            qname.namespace == FHIR_NS or child.tag == _DIV
+        if (
+            info is None
+            or name.startswith("_")
+            or not (qname.namespace == FHIR_NS or child.tag == _DIV)
         ):
             shown = name if qname.namespace == FHIR_NS else str(child.tag)
             raise _invalid(here, f"Unknown element '{shown}'")
@@ -297,8 +320,11 @@ def _read_primitive(
     ext: dict[str, Any] = {}
     if "id" in child.attrib:
         ext["id"] = child.get("id")
-    extensions = [_read_complex(c, _EXTENSION_INFO, f"{path}.extension")
-                  for c in child if _is_extension(c, path)]
+    extensions = [
+        _read_complex(c, _EXTENSION_INFO, f"{path}.extension")
+        for c in child
+        if _is_extension(c, path)
+    ]
     if extensions:
         ext["extension"] = extensions
     raw = child.get("value")

@@ -21,8 +21,11 @@ from fhir_server.search.values import ReferenceValue
 def member_types(registry: SearchRegistry, compartment: str) -> tuple[str, ...]:
     """The resource types that can be in a `compartment` (a type name, e.g. Patient)."""
     members = registry.compartments.get(compartment, {})
-    return tuple(sorted(t for t in members if membership_params(registry, compartment, t)
-                        or t == compartment))
+    return tuple(
+        sorted(
+            t for t in members if membership_params(registry, compartment, t) or t == compartment
+        )
+    )
 
 
 def membership_params(registry: SearchRegistry, compartment: str, type: str) -> tuple[str, ...]:
@@ -44,14 +47,17 @@ class Members:
     tells those apart by the resource's own parameters; `needs_check` says which results
     can be such a stray at all (most cannot: no need to look inside them)."""
 
-    def __init__(self, registry: SearchRegistry, compartment: str, id: str,
-                 types: tuple[str, ...]) -> None:
+    def __init__(
+        self, registry: SearchRegistry, compartment: str, id: str, types: tuple[str, ...]
+    ) -> None:
         self.compartment, self.id = compartment, id
         self.params = {t: membership_params(registry, compartment, t) for t in types}
         used = {code for codes in self.params.values() for code in codes}
-        self.ambiguous = frozenset(t for t in types if len(types) > 1
-                                   and _strays_possible(registry, compartment, t, used,
-                                                    self.params[t]))
+        self.ambiguous = frozenset(
+            t
+            for t in types
+            if len(types) > 1 and _strays_possible(registry, compartment, t, used, self.params[t])
+        )
         found: dict[Condition, None] = {}
         if compartment in types:
             found[IdCondition((id,))] = None
@@ -70,8 +76,12 @@ class Members:
         if type == self.compartment and resource.get("id") == self.id:
             return True
         codes = self.params.get(type, ())
-        return any(isinstance(v, ReferenceValue) and v.target_type == self.compartment
-                   and v.target_id == self.id for v in indexer.values_of(resource, codes))
+        return any(
+            isinstance(v, ReferenceValue)
+            and v.target_type == self.compartment
+            and v.target_id == self.id
+            for v in indexer.values_of(resource, codes)
+        )
 
 
 def _paths(registry: SearchRegistry, type: str, code: str) -> set[str]:
@@ -79,12 +89,14 @@ def _paths(registry: SearchRegistry, type: str, code: str) -> set[str]:
     param = registry.param(type, code)
     if param is None or not param.expression:
         return set()
-    return {resolve_filter(b)[0]
-            for b in branches_for(param.expression, type, registry.resource_types)}
+    return {
+        resolve_filter(b)[0] for b in branches_for(param.expression, type, registry.resource_types)
+    }
 
 
-def _strays_possible(registry: SearchRegistry, compartment: str, type: str, used: set[str],
-                     own: tuple[str, ...]) -> bool:
+def _strays_possible(
+    registry: SearchRegistry, compartment: str, type: str, used: set[str], own: tuple[str, ...]
+) -> bool:
     """Whether a parameter of `type` that other types use for the compartment, but `type`
     does not, can reference the compartment through elements its own membership
     parameters do not read (Observation's `patient` reads `Observation.subject`, as its
@@ -93,10 +105,14 @@ def _strays_possible(registry: SearchRegistry, compartment: str, type: str, used
     found = _STRAYS.get(key)
     if found is None:
         covered = set().union(*(_paths(registry, type, code) for code in own))
-        found = any(code in used and code not in own and p.type == "reference"
-                    and compartment in registry.targets(p, type)
-                    and not _paths(registry, type, code) <= covered
-                    for code, p in registry.params_for(type).items())
+        found = any(
+            code in used
+            and code not in own
+            and p.type == "reference"
+            and compartment in registry.targets(p, type)
+            and not _paths(registry, type, code) <= covered
+            for code, p in registry.params_for(type).items()
+        )
         if len(_STRAYS) > 10_000:
             _STRAYS.clear()
         _STRAYS[key] = found

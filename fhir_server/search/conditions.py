@@ -127,8 +127,9 @@ class MissingCondition:
     """`:missing=true|false`: whether the resource has any index value for `param`."""
 
     param: str
-    param_type: Literal["token", "string", "reference", "date", "number", "quantity", "uri",
-                        "composite", "special"]
+    param_type: Literal[
+        "token", "string", "reference", "date", "number", "quantity", "uri", "composite", "special"
+    ]
     missing: bool
 
 

@@ -53,8 +53,11 @@ def _bounds(g: dict[str, str | None]) -> tuple[datetime, datetime]:
         frac = g["f"]
         if frac:
             start = start.replace(microsecond=int(frac[:6].ljust(6, "0")))
-            end = start if len(frac) >= 6 else start + timedelta(
-                microseconds=10 ** (6 - len(frac)) - 1)
+            end = (
+                start
+                if len(frac) >= 6
+                else start + timedelta(microseconds=10 ** (6 - len(frac)) - 1)
+            )
         else:
             end = start + timedelta(seconds=1) - timedelta(microseconds=1)
     offset = _offset(g["tz"])
@@ -70,6 +73,8 @@ def _offset(tz: str | None) -> timedelta:
 
 
 def _fmt(moment: datetime) -> str:
-    return moment.replace(tzinfo=UTC).strftime(FORMAT) if moment.year >= 1000 else (
-        f"{moment.year:04d}" + moment.strftime(FORMAT)[4:]
+    return (
+        moment.replace(tzinfo=UTC).strftime(FORMAT)
+        if moment.year >= 1000
+        else (f"{moment.year:04d}" + moment.strftime(FORMAT)[4:])
     )

@@ -21,8 +21,20 @@ _CALL = re.compile(r"(\w+)\(\)")
 # Functions that give nothing for an empty input: a path made only of these can be skipped
 # when its first element is absent. exists(), empty(), count(), `and`... cannot.
 _EMPTY_PRESERVING = frozenset(
-    {"where", "as", "ofType", "first", "last", "tail", "skip", "take", "extension", "select",
-     "distinct", "single"}
+    {
+        "where",
+        "as",
+        "ofType",
+        "first",
+        "last",
+        "tail",
+        "skip",
+        "take",
+        "extension",
+        "select",
+        "distinct",
+        "single",
+    }
 )
 
 

@@ -100,8 +100,13 @@ class CompositePlan:
                 if isinstance(element, dict):
                     yield from self._combinations(resource, element, path, fast)
 
-    def _combinations(self, resource: dict[str, Any], element: dict[str, Any], path: str,
-                      fast: tuple[Evaluate | None, ...]) -> Iterator[CompositeValue]:
+    def _combinations(
+        self,
+        resource: dict[str, Any],
+        element: dict[str, Any],
+        path: str,
+        fast: tuple[Evaluate | None, ...],
+    ) -> Iterator[CompositeValue]:
         per_component = []
         node = None
         for (kind, compiled), quick in zip(self.components, fast, strict=True):
@@ -144,8 +149,9 @@ class Indexer:
             return []
         return self._values(type, resource, [p for p in self.plans(type) if p.code in codes])
 
-    def _values(self, type: str, resource: dict[str, Any], plans: Iterable[Plan | CompositePlan]
-                ) -> list[IndexValue]:
+    def _values(
+        self, type: str, resource: dict[str, Any], plans: Iterable[Plan | CompositePlan]
+    ) -> list[IndexValue]:
         found: dict[IndexValue, None] = {}
         for plan in plans:
             if isinstance(plan, CompositePlan):
@@ -196,8 +202,9 @@ class Indexer:
             return
         for fhir_type, data in results:
             for value in plan.kind.extract(plan.code, fhir_type, data):
-                if only is None or (isinstance(value, ReferenceValue)
-                                    and value.target_type == only):
+                if only is None or (
+                    isinstance(value, ReferenceValue) and value.target_type == only
+                ):
                     found[value] = None
 
     def _compile(self, type: str) -> tuple[Plan | CompositePlan, ...]:
@@ -246,16 +253,18 @@ class Indexer:
                 kind = TYPES.get(target.type) if target else None
                 if kind is None or target is None or target.type in ("composite", "special"):
                     raise ValueError(f"unsupported component {component.definition}")
-                components.append((kind, fhirpathpy.compile(component.expression, _MODEL,
-                                                            _OPTIONS)))
+                components.append(
+                    (kind, fhirpathpy.compile(component.expression, _MODEL, _OPTIONS))
+                )
             bases = tuple(self._composite_base(type, text, param) for text in texts)
         except Exception as error:  # recorded; the param stays unindexed
             self._fail(type, param.code, f"{param.expression}: cannot compile: {error!r}")
             return None
         return CompositePlan(param.code, bases, tuple(components)) if bases else None
 
-    def _composite_base(self, type: str, text: str, param: SearchParam
-                        ) -> tuple[str, Evaluate, tuple[Evaluate | None, ...]]:
+    def _composite_base(
+        self, type: str, text: str, param: SearchParam
+    ) -> tuple[str, Evaluate, tuple[Evaluate | None, ...]]:
         """(path, evaluate, fast components) of one base branch of a composite."""
         if not self.fast_paths:
             return text, with_fhirpathpy(text), tuple(None for _ in param.components)

@@ -40,8 +40,29 @@ from fhir_server.errors import BadRequest
 from fhir_server.search.conditions import AllOf, AnyOf, Condition, Not
 
 NAME = "_filter"
-OPERATORS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "lt", "ge", "le", "ap", "sa", "eb",
-                       "pr", "po", "ss", "sb", "in", "ni", "re"})
+OPERATORS = frozenset(
+    {
+        "eq",
+        "ne",
+        "co",
+        "sw",
+        "ew",
+        "gt",
+        "lt",
+        "ge",
+        "le",
+        "ap",
+        "sa",
+        "eb",
+        "pr",
+        "po",
+        "ss",
+        "sb",
+        "in",
+        "ni",
+        "re",
+    }
+)
 _TOKEN = re.compile(r'\s*(\(|\)|"(?:[^"\\]|\\.)*"|[^\s()]+)')
 _PREFIXED = frozenset({"eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"})
 MAX_DEPTH = 16
@@ -79,7 +100,7 @@ def tokenize(text: str) -> list[str]:
             break
         found = _TOKEN.match(text, at)
         if found is None:
-            raise _error(f"cannot read '{text[at:at + 20]}'")
+            raise _error(f"cannot read '{text[at : at + 20]}'")
         tokens.append(found.group(1))
         at = found.end()
     return tokens
@@ -180,8 +201,7 @@ Criterion = Callable[[str, str], Condition]  # (name with modifier, value) -> on
 ParamType = Callable[[str], str | None]  # the type of the last parameter of a path
 
 
-def to_condition(expression: Expression, criterion: Criterion, param_type: ParamType
-                 ) -> Condition:
+def to_condition(expression: Expression, criterion: Criterion, param_type: ParamType) -> Condition:
     """`expression` as one condition; `criterion` parses `name=value` as the URL would."""
     match expression:
         case Logical(op="and"):
@@ -214,8 +234,14 @@ def _as_parameter(c: Comparison, kind: str | None) -> tuple[str, str]:
         if c.op in modes:
             return c.path + modes[c.op], c.value
     elif kind == "token":
-        modifiers = {"eq": "", "ne": ":not", "ss": ":below", "sb": ":above", "in": ":in",
-                     "ni": ":not-in"}
+        modifiers = {
+            "eq": "",
+            "ne": ":not",
+            "ss": ":below",
+            "sb": ":above",
+            "in": ":in",
+            "ni": ":not-in",
+        }
         if c.op in modifiers:
             return c.path + modifiers[c.op], c.value
     elif kind in ("reference", "uri"):

@@ -41,8 +41,13 @@ class Include:
             return ()
         if self.params:
             return self.params
-        return tuple(sorted(code for code, p in registry.params_for(type).items()
-                            if p.type == "reference" and p.expression))
+        return tuple(
+            sorted(
+                code
+                for code, p in registry.params_for(type).items()
+                if p.type == "reference" and p.expression
+            )
+        )
 
 
 def parse_include(registry: SearchRegistry, name: str, value: str) -> Include | str:
@@ -60,8 +65,9 @@ def parse_include(registry: SearchRegistry, name: str, value: str) -> Include | 
         return Include(False, WILDCARD, (), None, iterate, text)
     parts = text.split(":")
     if len(parts) not in (2, 3) or not all(parts):
-        raise BadRequest(f"{name} must be Type:parameter[:targetType] or *, not '{value}'",
-                         expression=(name,))
+        raise BadRequest(
+            f"{name} must be Type:parameter[:targetType] or *, not '{value}'", expression=(name,)
+        )
     source, code = parts[0], parts[1]
     target = parts[2] if len(parts) == 3 else None
     if source not in registry.resource_types:
@@ -74,9 +80,9 @@ def parse_include(registry: SearchRegistry, name: str, value: str) -> Include | 
     if param is None:
         return f"Unknown search parameter '{code}' for {source} in {name}"
     if param.type != "reference":
-        raise BadRequest(f"{name}: '{source}:{code}' is not a reference parameter",
-                         expression=(name,))
+        raise BadRequest(
+            f"{name}: '{source}:{code}' is not a reference parameter", expression=(name,)
+        )
     if target is not None and target not in registry.targets(param, source):
-        raise BadRequest(f"{name}: '{source}:{code}' cannot reference {target}",
-                         expression=(name,))
+        raise BadRequest(f"{name}: '{source}:{code}' cannot reference {target}", expression=(name,))
     return Include(reverse, source, (code,), target, iterate, text)

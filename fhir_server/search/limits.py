@@ -26,7 +26,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True, slots=True)
 class SearchLimits:
     max_query_bytes: int = 64 * 1024  # every parameter of the search, names and values
@@ -51,18 +50,28 @@ def check_size(params: list[tuple[str, str]], limits: SearchLimits) -> None:
     for name, value in params:
         size += len(name.encode()) + len(value.encode()) + 2  # "=" and "&"
         if size > limits.max_query_bytes:
-            raise too_much(name, f"The search parameters exceed {limits.max_query_bytes} bytes "
-                                 f"(at '{name[:64]}'): narrow the search or split it",
-                           code="too-long")
+            raise too_much(
+                name,
+                f"The search parameters exceed {limits.max_query_bytes} bytes "
+                f"(at '{name[:64]}'): narrow the search or split it",
+                code="too-long",
+            )
 
 
 def check_values(name: str, values: list[str], limits: SearchLimits) -> list[str]:
     """`values`, the OR values of parameter `name`, unless too many or one too long."""
     if len(values) > limits.max_or_values:
-        raise too_much(name, f"'{name}' has {len(values)} values: at most "
-                             f"{limits.max_or_values} may be OR-ed in one parameter")
+        raise too_much(
+            name,
+            f"'{name}' has {len(values)} values: at most "
+            f"{limits.max_or_values} may be OR-ed in one parameter",
+        )
     longest = max((len(v) for v in values), default=0)
     if longest > limits.max_value_chars:
-        raise too_much(name, f"A value of '{name}' has {longest} characters: at most "
-                             f"{limits.max_value_chars} are accepted", code="too-long")
+        raise too_much(
+            name,
+            f"A value of '{name}' has {longest} characters: at most "
+            f"{limits.max_value_chars} are accepted",
+            code="too-long",
+        )
     return values

@@ -103,8 +103,9 @@ def parse_search(
     `base` is the server's base URL: absolute references under it are matched as local.
     """
     check_size(params, limits)
-    parser = _Parser(registry, types, strict, max_count, ParseContext(registry, base, codes),
-                     limits)
+    parser = _Parser(
+        registry, types, strict, max_count, ParseContext(registry, base, codes), limits
+    )
     parser.count = min(default_count, max_count)  # until a _count says otherwise
     for name, value in params:
         parser.add(name.strip(), value)
@@ -144,10 +145,12 @@ class _Parser:
             if self.page[0] != sort_signature(self.sort):
                 raise BadRequest("_page was made for another _sort", expression=("_page",))
             page = self.page[1]
-        query = SearchQuery(self.types, tuple(self.clauses), self.sort, count, self.offset, total,
-                            page)
-        return ParsedSearch(query, self.used, self.ignored, self.summary, self.elements,
-                            tuple(self.includes))
+        query = SearchQuery(
+            self.types, tuple(self.clauses), self.sort, count, self.offset, total, page
+        )
+        return ParsedSearch(
+            query, self.used, self.ignored, self.summary, self.elements, tuple(self.includes)
+        )
 
     def add(self, name: str, value: str) -> None:
         if name in NOT_SEARCH:
@@ -158,8 +161,9 @@ class _Parser:
         elif name in CONTAINED_DEFAULTS:
             # Contained resources are not searched: only the default is supported.
             if value.strip() != CONTAINED_DEFAULTS[name]:
-                self.unsupported(name, f"{name}={value} is not supported "
-                                       f"(only {CONTAINED_DEFAULTS[name]})")
+                self.unsupported(
+                    name, f"{name}={value} is not supported (only {CONTAINED_DEFAULTS[name]})"
+                )
         elif handler is not None:
             handler(self, value.strip())
         elif value.strip():  # "name=" is no criterion at all
@@ -192,21 +196,23 @@ class _Parser:
             else:
                 kind = TYPES[param.type]
                 parts = self.values(name, split_escaped(value, ","))
-                self.clause(name, value, [kind.parse(param, modifier or None, v, self.ctx)
-                                          for v in parts])
+                self.clause(
+                    name, value, [kind.parse(param, modifier or None, v, self.ctx) for v in parts]
+                )
 
     # -- chaining and reverse chaining ----------------------------------------------------
 
-    def inner(self, outer: str, types: tuple[str, ...], name: str, value: str
-              ) -> tuple[Clause, ...] | None:
+    def inner(
+        self, outer: str, types: tuple[str, ...], name: str, value: str
+    ) -> tuple[Clause, ...] | None:
         """`name=value` parsed as a search of `types`; None when (leniently) not supported.
 
         An error inside names the whole parameter (`outer`), as the client wrote it."""
         if self.depth >= MAX_CHAIN_DEPTH:
-            raise BadRequest(f"Chains and _has nest at most {MAX_CHAIN_DEPTH} levels deep",
-                             expression=(name,))
-        parser = _Parser(self.registry, types, self.strict, self.max_count, self.ctx,
-                         self.limits)
+            raise BadRequest(
+                f"Chains and _has nest at most {MAX_CHAIN_DEPTH} levels deep", expression=(name,)
+            )
+        parser = _Parser(self.registry, types, self.strict, self.max_count, self.ctx, self.limits)
         parser.depth = self.depth + 1
         try:
             parser.criterion(name, value)
@@ -222,22 +228,28 @@ class _Parser:
         code, _, type_ = link.partition(":")
         param = self.param(code)
         if param is None or param.type != "reference":
-            self.unsupported(name, f"'{code}' in the chain '{name}' is not a reference "
-                                   f"parameter of {', '.join(self.types or ('Resource',))}")
+            self.unsupported(
+                name,
+                f"'{code}' in the chain '{name}' is not a reference "
+                f"parameter of {', '.join(self.types or ('Resource',))}",
+            )
             return
         targets = sorted(self.registry.targets(param))
         if type_:
             if type_ not in targets:
-                raise BadRequest(f"'{type_}' is not a target type of '{code}'",
-                                 expression=(name,))
+                raise BadRequest(f"'{type_}' is not a target type of '{code}'", expression=(name,))
             targets = [type_]
         next_code = rest.partition(".")[0].partition(":")[0]
         if next_code != "_has":
-            targets = [t for t in targets if next_code in ("_id", "_lastUpdated")
-                       or next_code in self.registry.params_for(t)]
+            targets = [
+                t
+                for t in targets
+                if next_code in ("_id", "_lastUpdated") or next_code in self.registry.params_for(t)
+            ]
         if not targets:
-            self.unsupported(name, f"No target type of '{code}' has a search parameter "
-                                   f"'{next_code}'")
+            self.unsupported(
+                name, f"No target type of '{code}' has a search parameter '{next_code}'"
+            )
             return
         inner = self.inner(name, tuple(targets), rest, value)
         if inner is None:
@@ -250,8 +262,10 @@ class _Parser:
         """`_has:Observation:patient:code=x`: https://hl7.org/fhir/R4/search.html#has"""
         parts = name.split(":", 3)
         if len(parts) != 4 or not all(parts[1:]):
-            raise BadRequest(f"'{name}' must read _has:[type]:[reference parameter]:[parameter]",
-                             expression=(name,))
+            raise BadRequest(
+                f"'{name}' must read _has:[type]:[reference parameter]:[parameter]",
+                expression=(name,),
+            )
         _, type_, code, rest = parts
         if type_ not in self.registry.resource_types:
             raise BadRequest(f"Unknown resource type '{type_}' in '{name}'", expression=(name,))
@@ -275,8 +289,7 @@ class _Parser:
         """`_filter`: https://hl7.org/fhir/R4/search_filter.html, see `filter.py`."""
 
         def criterion(param: str, text: str) -> Condition:
-            parser = _Parser(self.registry, self.types, True, self.max_count, self.ctx,
-                             self.limits)
+            parser = _Parser(self.registry, self.types, True, self.max_count, self.ctx, self.limits)
             parser.depth = self.depth
             try:
                 parser.criterion(param, text.replace("\\", "\\\\").replace(",", "\\,"))
@@ -289,8 +302,9 @@ class _Parser:
             clause = parser.clauses[0]
             return clause[0] if len(clause) == 1 else AnyOf(clause)
 
-        condition = to_condition(parse_filter(value, self.limits.max_or_values), criterion,
-                                 self.param_type)
+        condition = to_condition(
+            parse_filter(value, self.limits.max_or_values), criterion, self.param_type
+        )
         self.clause(name, value, [condition])
 
     def param_type(self, path: str) -> str | None:
@@ -299,8 +313,11 @@ class _Parser:
         if code in ("_id", "_lastUpdated"):
             return "token" if code == "_id" else "date"
         types = self.types if "." not in path else tuple(sorted(self.registry.resource_types))
-        kinds = {p.type for t in types or ("Resource",)
-                 if (p := self.registry.params_for(t).get(code)) is not None}
+        kinds = {
+            p.type
+            for t in types or ("Resource",)
+            if (p := self.registry.params_for(t).get(code)) is not None
+        }
         return kinds.pop() if len(kinds) == 1 else None
 
     def special(self, name: str, value: str, modifier: str, build: _Build) -> None:
@@ -311,8 +328,11 @@ class _Parser:
 
     def clause(self, name: str, value: str, conditions: list[Condition]) -> None:
         if len(self.clauses) >= self.limits.max_criteria:
-            raise too_much(name, f"A search takes at most {self.limits.max_criteria} criteria "
-                                 "(parameters other than _sort, _count, _include...)")
+            raise too_much(
+                name,
+                f"A search takes at most {self.limits.max_criteria} criteria "
+                "(parameters other than _sort, _count, _include...)",
+            )
         if conditions:
             self.clauses.append(tuple(conditions))
             self.used.append((name, value))
@@ -359,11 +379,13 @@ class _Parser:
         if not params or len(params) != len(found):
             return None
         if len({p.type for p in params}) > 1:
-            raise BadRequest(f"Search parameter '{code}' has different types in {self.types}",
-                             expression=(code,))
+            raise BadRequest(
+                f"Search parameter '{code}' has different types in {self.types}", expression=(code,)
+            )
         if params[0].type == "reference":  # the concrete target types of these types
             targets = frozenset().union(
-                *(self.registry.targets(p, t) for p, t in zip(params, types, strict=True)))
+                *(self.registry.targets(p, t) for p, t in zip(params, types, strict=True))
+            )
             return replace(params[0], target=tuple(sorted(targets)))
         return params[0]
 
@@ -392,8 +414,10 @@ class _Parser:
     def sort_(self, value: str) -> None:
         written = [k for k in value.split(",") if k.strip()]
         if len(written) > self.limits.max_sort_keys:
-            raise too_much("_sort", f"_sort has {len(written)} keys: at most "
-                                    f"{self.limits.max_sort_keys} are accepted")
+            raise too_much(
+                "_sort",
+                f"_sort has {len(written)} keys: at most {self.limits.max_sort_keys} are accepted",
+            )
         keys: list[SortKey] = []
         for key in (k.strip() for k in value.split(",")):
             code = key.removeprefix("-")
@@ -417,8 +441,11 @@ class _Parser:
 
     def include(self, name: str, value: str) -> None:
         if len(self.includes) >= self.limits.max_includes:
-            raise too_much(name, f"At most {self.limits.max_includes} _include and "
-                                 "_revinclude parameters are accepted in one search")
+            raise too_much(
+                name,
+                f"At most {self.limits.max_includes} _include and "
+                "_revinclude parameters are accepted in one search",
+            )
         found = parse_include(self.registry, name, value)
         if isinstance(found, str):
             self.unsupported(name, found)
@@ -453,8 +480,9 @@ def page_token(sort: tuple[SortKey, ...], key: tuple[Any, ...], before: bool) ->
 
 def _one_of(name: str, value: str, allowed: frozenset[str]) -> str:
     if value not in allowed:
-        raise BadRequest(f"{name} must be one of {', '.join(sorted(allowed))}, not '{value}'",
-                         expression=(name,))
+        raise BadRequest(
+            f"{name} must be one of {', '.join(sorted(allowed))}, not '{value}'", expression=(name,)
+        )
     return value
 
 

@@ -29,8 +29,10 @@ _BACKBONES = frozenset(p.rsplit(".", 1)[0] for p in _PATH2TYPE)
 _SEGMENT = r"\.[a-z][A-Za-z0-9]*(?:\.where\(\s*[a-z][A-Za-z0-9]*\s*=\s*'[^'\\]*'\s*\))?"
 _HEAD = rf"(?P<type>[A-Z][A-Za-z]+)(?P<path>(?:{_SEGMENT})+)"
 _CAST = r"(?:\s+as\s+(?P<as1>[A-Za-z]+)|\.as\((?P<as2>[A-Za-z]+)\))"
-_BARE = re.compile(rf"^{_HEAD}(?:\s+as\s+(?P<as1>[A-Za-z]+)|\.as\((?P<as2>[A-Za-z]+)\)"
-                   rf"(?P<rest>(?:{_SEGMENT})*))?$")  # Type.a.b, Type.a as T, Type.a.as(T).c
+_BARE = re.compile(
+    rf"^{_HEAD}(?:\s+as\s+(?P<as1>[A-Za-z]+)|\.as\((?P<as2>[A-Za-z]+)\)"
+    rf"(?P<rest>(?:{_SEGMENT})*))?$"
+)  # Type.a.b, Type.a as T, Type.a.as(T).c
 _GROUPED = re.compile(rf"^\(\s*{_HEAD}{_CAST}?\s*\)(?P<rest>(?:{_SEGMENT})*)$")  # (Type.a as T).c
 _STEP = re.compile(
     r"\.(?P<name>[a-z][A-Za-z0-9]*)"
@@ -138,8 +140,9 @@ def _walk(resource: dict[str, Any], steps: list[Step]) -> list[tuple[str | None,
                     following.append((fhir_type, value))
         if where is not None:
             field, literal = where
-            following = [(t, v) for t, v in following
-                         if isinstance(v, dict) and v.get(field) == literal]
+            following = [
+                (t, v) for t, v in following if isinstance(v, dict) and v.get(field) == literal
+            ]
         if not following:
             return []
         items = following
@@ -158,8 +161,7 @@ class UnionPath:
         self.expression, self.parts = expression, parts
 
     def __call__(self, element: dict[str, Any]) -> list[tuple[str | None, Any]]:
-        values = [value for part in self.parts if part is not None
-                  for _, value in part(element)]
+        values = [value for part in self.parts if part is not None for _, value in part(element)]
         if len(values) < 2:
             return [(None, value) for value in values]
         unique: dict[str, Any] = {}

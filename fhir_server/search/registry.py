@@ -175,8 +175,9 @@ def build_registry(*, experimental: bool = False) -> SearchRegistry:
         name: MappingProxyType({t: tuple(ps) for t, ps in members.items()})
         for name, members in _data("r4_compartments.json").items()
     }
-    registry = SearchRegistry(MappingProxyType(_data("r4_resource_types.json")),
-                              MappingProxyType(comps))
+    registry = SearchRegistry(
+        MappingProxyType(_data("r4_resource_types.json")), MappingProxyType(comps)
+    )
     for entry in _data("r4_search_parameters.json"):
         param = SearchParam.from_json(entry)
         if experimental or not param.experimental:

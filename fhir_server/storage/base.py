@@ -77,9 +77,7 @@ class StorageTx(StorageReader, Protocol):
     ) -> None:
         """Store a new version and replace the resource's index values; see module rules."""
 
-    async def reindex(
-        self, type: str, id: str, version: int, index: Sequence[IndexValue]
-    ) -> bool:
+    async def reindex(self, type: str, id: str, version: int, index: Sequence[IndexValue]) -> bool:
         """Replace the index values of version `version` of (type, id), creating no version.
 
         False (and nothing changed) when that version is no longer the current one.

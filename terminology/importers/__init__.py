@@ -14,8 +14,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ImportResult", "ProgressCallback", "RowError", "complete_code_system",
-           "import_loinc", "import_snomed"]
+__all__ = [
+    "ImportResult",
+    "ProgressCallback",
+    "RowError",
+    "complete_code_system",
+    "import_loinc",
+    "import_snomed",
+]
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of data rows read so far, every `progress_every` rows and at the end."""

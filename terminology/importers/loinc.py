@@ -43,15 +43,47 @@ LOINC_OID = "2.16.840.1.113883.6.1"
 SYNONYM = {"system": "http://snomed.info/sct", "code": "900000000000013009", "display": "Synonym"}
 
 LOINC_TABLE_COLUMNS = (
-    "LOINC_NUM", "COMPONENT", "PROPERTY", "TIME_ASPCT", "SYSTEM", "SCALE_TYP", "METHOD_TYP",
-    "CLASS", "VersionLastChanged", "CHNG_TYPE", "DefinitionDescription", "STATUS",
-    "CONSUMER_NAME", "CLASSTYPE", "FORMULA", "EXMPL_ANSWERS", "SURVEY_QUEST_TEXT",
-    "SURVEY_QUEST_SRC", "UNITSREQUIRED", "RELATEDNAMES2", "SHORTNAME", "ORDER_OBS",
-    "HL7_FIELD_SUBFIELD_ID", "EXTERNAL_COPYRIGHT_NOTICE", "EXAMPLE_UNITS", "LONG_COMMON_NAME",
-    "EXAMPLE_UCUM_UNITS", "STATUS_REASON", "STATUS_TEXT", "CHANGE_REASON_PUBLIC",
-    "COMMON_TEST_RANK", "COMMON_ORDER_RANK", "COMMON_SI_TEST_RANK", "HL7_ATTACHMENT_STRUCTURE",
-    "EXTERNAL_COPYRIGHT_LINK", "PanelType", "AskAtOrderEntry", "AssociatedObservations",
-    "VersionFirstReleased", "ValidHL7AttachmentRequest", "DisplayName",
+    "LOINC_NUM",
+    "COMPONENT",
+    "PROPERTY",
+    "TIME_ASPCT",
+    "SYSTEM",
+    "SCALE_TYP",
+    "METHOD_TYP",
+    "CLASS",
+    "VersionLastChanged",
+    "CHNG_TYPE",
+    "DefinitionDescription",
+    "STATUS",
+    "CONSUMER_NAME",
+    "CLASSTYPE",
+    "FORMULA",
+    "EXMPL_ANSWERS",
+    "SURVEY_QUEST_TEXT",
+    "SURVEY_QUEST_SRC",
+    "UNITSREQUIRED",
+    "RELATEDNAMES2",
+    "SHORTNAME",
+    "ORDER_OBS",
+    "HL7_FIELD_SUBFIELD_ID",
+    "EXTERNAL_COPYRIGHT_NOTICE",
+    "EXAMPLE_UNITS",
+    "LONG_COMMON_NAME",
+    "EXAMPLE_UCUM_UNITS",
+    "STATUS_REASON",
+    "STATUS_TEXT",
+    "CHANGE_REASON_PUBLIC",
+    "COMMON_TEST_RANK",
+    "COMMON_ORDER_RANK",
+    "COMMON_SI_TEST_RANK",
+    "HL7_ATTACHMENT_STRUCTURE",
+    "EXTERNAL_COPYRIGHT_LINK",
+    "PanelType",
+    "AskAtOrderEntry",
+    "AssociatedObservations",
+    "VersionFirstReleased",
+    "ValidHL7AttachmentRequest",
+    "DisplayName",
 )
 """The Loinc.csv header of the 2.7x releases (unchanged since 2.69), in file order."""
 
@@ -74,14 +106,21 @@ REQUIRED_COLUMNS = ("LOINC_NUM", "LONG_COMMON_NAME")
 FHIR_STATUS = {"DEPRECATED": "retired", "DISCOURAGED": "deprecated"}
 PROPERTY_DECLARATIONS = [
     *(
-        {"code": code, "uri": f"{LOINC_URL}/property/{code}", "description": text,
-         "type": "string"}
+        {"code": code, "uri": f"{LOINC_URL}/property/{code}", "description": text, "type": "string"}
         for code, text in STRING_PROPERTIES
     ),
-    {"code": "status", "uri": "http://hl7.org/fhir/concept-properties#status", "type": "code",
-     "description": "retired for DEPRECATED terms, deprecated for DISCOURAGED ones"},
-    {"code": "inactive", "uri": "http://hl7.org/fhir/concept-properties#inactive",
-     "type": "boolean", "description": "True for DEPRECATED terms"},
+    {
+        "code": "status",
+        "uri": "http://hl7.org/fhir/concept-properties#status",
+        "type": "code",
+        "description": "retired for DEPRECATED terms, deprecated for DISCOURAGED ones",
+    },
+    {
+        "code": "inactive",
+        "uri": "http://hl7.org/fhir/concept-properties#inactive",
+        "type": "boolean",
+        "description": "True for DEPRECATED terms",
+    },
 ]
 
 
@@ -204,5 +243,12 @@ def _code_system(version: str | None, concepts: list[dict[str, Any]]) -> dict[st
         "http://loinc.org/license.",
         "caseSensitive": False,
     }
-    return complete_code_system(LOINC_URL, LOINC_OID, version, ("LOINC", "LOINC Code System"),
-                                about, PROPERTY_DECLARATIONS, concepts)
+    return complete_code_system(
+        LOINC_URL,
+        LOINC_OID,
+        version,
+        ("LOINC", "LOINC Code System"),
+        about,
+        PROPERTY_DECLARATIONS,
+        concepts,
+    )

@@ -49,22 +49,45 @@ DESIGNATION_USE = {FSN: "Fully specified name", SYNONYM: "Synonym"}
 
 CONCEPT_COLUMNS = ("id", "effectiveTime", "active", "moduleId", "definitionStatusId")
 DESCRIPTION_COLUMNS = (
-    "id", "effectiveTime", "active", "moduleId", "conceptId", "languageCode", "typeId", "term",
+    "id",
+    "effectiveTime",
+    "active",
+    "moduleId",
+    "conceptId",
+    "languageCode",
+    "typeId",
+    "term",
     "caseSignificanceId",
 )
 RELATIONSHIP_COLUMNS = (
-    "id", "effectiveTime", "active", "moduleId", "sourceId", "destinationId",
-    "relationshipGroup", "typeId", "characteristicTypeId", "modifierId",
+    "id",
+    "effectiveTime",
+    "active",
+    "moduleId",
+    "sourceId",
+    "destinationId",
+    "relationshipGroup",
+    "typeId",
+    "characteristicTypeId",
+    "modifierId",
 )
 CONCEPT_FILE = "sct2_Concept_Snapshot_*.txt"
 DESCRIPTION_FILE = "sct2_Description_Snapshot-en_*.txt"
 RELATIONSHIP_FILE = "sct2_Relationship_Snapshot_*.txt"
 
 PROPERTY_DECLARATIONS = [
-    {"code": "parent", "uri": "http://hl7.org/fhir/concept-properties#parent", "type": "code",
-     "description": "A direct supertype: the destination of an active is-a relationship"},
-    {"code": "inactive", "uri": "http://hl7.org/fhir/concept-properties#inactive",
-     "type": "boolean", "description": "True when the concept is inactive"},
+    {
+        "code": "parent",
+        "uri": "http://hl7.org/fhir/concept-properties#parent",
+        "type": "code",
+        "description": "A direct supertype: the destination of an active is-a relationship",
+    },
+    {
+        "code": "inactive",
+        "uri": "http://hl7.org/fhir/concept-properties#inactive",
+        "type": "boolean",
+        "description": "True when the concept is inactive",
+    },
 ]
 _SEMANTIC_TAG = re.compile(r"\s+\([^()]*\)$")
 
@@ -82,7 +105,8 @@ class _Reading:
     concepts: dict[str, tuple[str, str]] = field(default_factory=dict)
     # id -> (effectiveTime, active, conceptId, languageCode, typeId, term, file, line)
     descriptions: dict[str, tuple[str, str, str, str, str, str, str, int]] = field(
-        default_factory=dict)
+        default_factory=dict
+    )
     # id -> (effectiveTime, active, sourceId, destinationId, file, line); is-a rows only
     is_a: dict[str, tuple[str, str, str, str, str, int]] = field(default_factory=dict)
 
@@ -275,7 +299,18 @@ def _version_uri(version: str, module_id: str) -> str | None:
 
 
 def _code_system(version: str | None, concepts: list[dict[str, Any]]) -> dict[str, Any]:
-    about = {"publisher": "SNOMED International", "caseSensitive": False,
-             "hierarchyMeaning": "is-a", "compositional": True}
-    return complete_code_system(SNOMED_URL, SNOMED_OID, version, ("SNOMED_CT", "SNOMED CT"),
-                                about, PROPERTY_DECLARATIONS, concepts)
+    about = {
+        "publisher": "SNOMED International",
+        "caseSensitive": False,
+        "hierarchyMeaning": "is-a",
+        "compositional": True,
+    }
+    return complete_code_system(
+        SNOMED_URL,
+        SNOMED_OID,
+        version,
+        ("SNOMED_CT", "SNOMED CT"),
+        about,
+        PROPERTY_DECLARATIONS,
+        concepts,
+    )

@@ -41,23 +41,39 @@ MALFORMED: dict[str, Any] = {
     "method a list": {"resource": basic("x"), "request": {"method": ["POST"], "url": "Basic"}},
     "url missing": {"resource": basic("x"), "request": {"method": "POST"}},
     "url not a string": {"resource": basic("x"), "request": {"method": "POST", "url": 7}},
-    "fullUrl not a string": {"fullUrl": ["urn:uuid:x"], "resource": basic("x"),
-                             "request": {"method": "POST", "url": "Basic"}},
-    "resource not an object": {"resource": ["Basic"], "request": {"method": "POST",
-                                                                  "url": "Basic"}},
-    "ifNoneExist a number": {"resource": basic("x"), "request": {
-        "method": "POST", "url": "Basic", "ifNoneExist": 5}},
-    "ifNoneExist an object": {"resource": basic("x"), "request": {
-        "method": "POST", "url": "Basic", "ifNoneExist": {"identifier": "x"}}},
-    "ifMatch a list": {"resource": basic("x", id="b1"), "request": {
-        "method": "PUT", "url": "Basic/b1", "ifMatch": ['W/"1"']}},
-    "ifNoneMatch a number": {"resource": basic("x"), "request": {
-        "method": "GET", "url": "Basic", "ifNoneMatch": 1}},
-    "ifModifiedSince a bool": {"request": {
-        "method": "GET", "url": "Basic", "ifModifiedSince": True}},
-    "400-deep extensions": {"fullUrl": "urn:uuid:5e6f7081-92a3-4d4e-8f50-6b7c8d9e0f1a",
-                            "resource": basic("deep", extension=[nested_extension(400)]),
-                            "request": {"method": "POST", "url": "Basic"}},
+    "fullUrl not a string": {
+        "fullUrl": ["urn:uuid:x"],
+        "resource": basic("x"),
+        "request": {"method": "POST", "url": "Basic"},
+    },
+    "resource not an object": {
+        "resource": ["Basic"],
+        "request": {"method": "POST", "url": "Basic"},
+    },
+    "ifNoneExist a number": {
+        "resource": basic("x"),
+        "request": {"method": "POST", "url": "Basic", "ifNoneExist": 5},
+    },
+    "ifNoneExist an object": {
+        "resource": basic("x"),
+        "request": {"method": "POST", "url": "Basic", "ifNoneExist": {"identifier": "x"}},
+    },
+    "ifMatch a list": {
+        "resource": basic("x", id="b1"),
+        "request": {"method": "PUT", "url": "Basic/b1", "ifMatch": ['W/"1"']},
+    },
+    "ifNoneMatch a number": {
+        "resource": basic("x"),
+        "request": {"method": "GET", "url": "Basic", "ifNoneMatch": 1},
+    },
+    "ifModifiedSince a bool": {
+        "request": {"method": "GET", "url": "Basic", "ifModifiedSince": True}
+    },
+    "400-deep extensions": {
+        "fullUrl": "urn:uuid:5e6f7081-92a3-4d4e-8f50-6b7c8d9e0f1a",
+        "resource": basic("deep", extension=[nested_extension(400)]),
+        "request": {"method": "POST", "url": "Basic"},
+    },
 }
 
 
@@ -84,8 +100,11 @@ async def basics(svc: FhirService) -> list[str]:
 
 @pytest.mark.parametrize("shape", list(MALFORMED))
 async def test_batch_answers_the_malformed_entry_alone(service: FhirService, shape: str) -> None:
-    bundle = {"resourceType": "Bundle", "type": "batch",
-              "entry": [good(), MALFORMED[shape], good()]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [good(), MALFORMED[shape], good()],
+    }
     status, result = await post_bundle(service, bundle)
     assert status == 200
     statuses = [e["response"]["status"] for e in result["entry"]]
@@ -96,8 +115,7 @@ async def test_batch_answers_the_malformed_entry_alone(service: FhirService, sha
 
 @pytest.mark.parametrize("shape", list(MALFORMED))
 async def test_transaction_fails_naming_the_entry(service: FhirService, shape: str) -> None:
-    bundle = {"resourceType": "Bundle", "type": "transaction",
-              "entry": [good(), MALFORMED[shape]]}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [good(), MALFORMED[shape]]}
     status, outcome = await post_bundle(service, bundle)
     assert status == 400
     assert outcome["issue"][0]["diagnostics"].startswith("Bundle.entry[1]")

@@ -37,9 +37,15 @@ def service(storage: Storage) -> FhirService:
     return FhirService(storage, base_url="http://test/fhir")
 
 
-async def call(svc: FhirService, method: str, path: str, body: object = None, *,
-               query: tuple[tuple[str, str], ...] = (),
-               **headers: str) -> tuple[int, dict[str, Any]]:
+async def call(
+    svc: FhirService,
+    method: str,
+    path: str,
+    body: object = None,
+    *,
+    query: tuple[tuple[str, str], ...] = (),
+    **headers: str,
+) -> tuple[int, dict[str, Any]]:
     """(status, body) of one interaction; a refused one gives its status and outcome."""
     named = {name.replace("_", "-"): value for name, value in headers.items()}
     request = Request(method, path, query, headers=named, body=body, context=SYSTEM)
@@ -52,8 +58,12 @@ async def call(svc: FhirService, method: str, path: str, body: object = None, *,
 
 
 def patient(mrn: str, **extra: object) -> dict[str, Any]:
-    return {"resourceType": "Patient", "gender": "female",
-            "identifier": [{"system": "urn:mrn", "value": mrn}], **extra}
+    return {
+        "resourceType": "Patient",
+        "gender": "female",
+        "identifier": [{"system": "urn:mrn", "value": mrn}],
+        **extra,
+    }
 
 
 def diagnostics(outcome: dict[str, Any]) -> str:
@@ -76,8 +86,9 @@ async def assert_untouched(svc: FhirService, made: dict[str, Any]) -> None:
 @pytest.mark.parametrize("criteria", NO_FILTER)
 async def test_if_none_exist_without_a_filter(service: FhirService, criteria: str) -> None:
     made = await only_patient(service)
-    status, outcome = await call(service, "POST", "Patient", patient("other"),
-                                 if_none_exist=criteria)
+    status, outcome = await call(
+        service, "POST", "Patient", patient("other"), if_none_exist=criteria
+    )
     assert status == 400
     assert "filter nothing" in diagnostics(outcome)
     await assert_untouched(service, made)
@@ -86,8 +97,13 @@ async def test_if_none_exist_without_a_filter(service: FhirService, criteria: st
 @pytest.mark.parametrize("criteria", NO_FILTER)
 async def test_conditional_update_without_a_filter(service: FhirService, criteria: str) -> None:
     made = await only_patient(service)
-    status, outcome = await call(service, "PUT", "Patient", patient("over", gender="male"),
-                                 query=tuple(parse_qsl(criteria, keep_blank_values=True)))
+    status, outcome = await call(
+        service,
+        "PUT",
+        "Patient",
+        patient("over", gender="male"),
+        query=tuple(parse_qsl(criteria, keep_blank_values=True)),
+    )
     assert status == 400 and "filter nothing" in diagnostics(outcome)
     await assert_untouched(service, made)
 
@@ -95,8 +111,9 @@ async def test_conditional_update_without_a_filter(service: FhirService, criteri
 @pytest.mark.parametrize("criteria", NO_FILTER)
 async def test_conditional_delete_without_a_filter(service: FhirService, criteria: str) -> None:
     made = await only_patient(service)
-    status, outcome = await call(service, "DELETE", "Patient",
-                                 query=tuple(parse_qsl(criteria, keep_blank_values=True)))
+    status, outcome = await call(
+        service, "DELETE", "Patient", query=tuple(parse_qsl(criteria, keep_blank_values=True))
+    )
     assert status == 400 and "filter nothing" in diagnostics(outcome)
     await assert_untouched(service, made)
 
@@ -104,9 +121,13 @@ async def test_conditional_delete_without_a_filter(service: FhirService, criteri
 @pytest.mark.parametrize("criteria", NO_FILTER)
 async def test_conditional_patch_without_a_filter(service: FhirService, criteria: str) -> None:
     made = await only_patient(service)
-    status, outcome = await call(service, "PATCH", "Patient",
-                                 [{"op": "replace", "path": "/gender", "value": "male"}],
-                                 query=tuple(parse_qsl(criteria, keep_blank_values=True)))
+    status, outcome = await call(
+        service,
+        "PATCH",
+        "Patient",
+        [{"op": "replace", "path": "/gender", "value": "male"}],
+        query=tuple(parse_qsl(criteria, keep_blank_values=True)),
+    )
     assert status == 400 and "filter nothing" in diagnostics(outcome)
     await assert_untouched(service, made)
 
@@ -119,11 +140,17 @@ def transaction(*entries: dict[str, Any]) -> dict[str, Any]:
 async def test_transaction_criteria_without_a_filter(service: FhirService, criteria: str) -> None:
     """ifNoneExist, a conditional PUT and DELETE URL, and a conditional reference."""
     made = await only_patient(service)
-    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-                   "subject": {"reference": f"Patient?{criteria}"}}
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": f"Patient?{criteria}"},
+    }
     entries: list[dict[str, Any]] = [
-        {"resource": patient("tx"),
-         "request": {"method": "POST", "url": "Patient", "ifNoneExist": criteria}},
+        {
+            "resource": patient("tx"),
+            "request": {"method": "POST", "url": "Patient", "ifNoneExist": criteria},
+        },
         {"resource": patient("tx"), "request": {"method": "PUT", "url": f"Patient?{criteria}"}},
         {"request": {"method": "DELETE", "url": f"Patient?{criteria}"}},
         {"resource": observation, "request": {"method": "POST", "url": "Observation"}},
@@ -140,16 +167,27 @@ async def test_transaction_criteria_without_a_filter(service: FhirService, crite
 
 async def test_batch_entry_without_a_filter_fails_alone(service: FhirService) -> None:
     made = await only_patient(service)
-    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"resource": patient("b"), "request": {"method": "POST", "url": "Patient",
-                                               "ifNoneExist": "identifier="}},
-        {"resource": patient("c"), "request": {"method": "POST", "url": "Patient",
-                                               "ifNoneExist": "identifier=urn:mrn|c"}},
-    ]}
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {
+                "resource": patient("b"),
+                "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier="},
+            },
+            {
+                "resource": patient("c"),
+                "request": {
+                    "method": "POST",
+                    "url": "Patient",
+                    "ifNoneExist": "identifier=urn:mrn|c",
+                },
+            },
+        ],
+    }
     status, result = await call(service, "POST", "", batch)
     assert status == 200
-    assert [e["response"]["status"] for e in result["entry"]] == ["400 Bad Request",
-                                                                 "201 Created"]
+    assert [e["response"]["status"] for e in result["entry"]] == ["400 Bad Request", "201 Created"]
     _, found = await call(service, "GET", "Patient", query=(("identifier", "urn:mrn|"),))
     assert {p["resource"]["identifier"][0]["value"] for p in found["entry"]} == {"only", "c"}
     assert made["id"] in {p["resource"]["id"] for p in found["entry"]}
@@ -157,19 +195,34 @@ async def test_batch_entry_without_a_filter_fails_alone(service: FhirService) ->
 
 async def test_unknown_parameters_in_criteria_are_refused(service: FhirService) -> None:
     await only_patient(service)
-    status, outcome = await call(service, "POST", "Patient", patient("u"),
-                                 if_none_exist="colour=blue",
-                                 prefer="handling=lenient")
+    status, outcome = await call(
+        service,
+        "POST",
+        "Patient",
+        patient("u"),
+        if_none_exist="colour=blue",
+        prefer="handling=lenient",
+    )
     assert status == 400 and "colour" in diagnostics(outcome)
 
 
 async def test_a_real_filter_with_result_parameters_still_matches(service: FhirService) -> None:
     made = await only_patient(service)
-    status, found = await call(service, "POST", "Patient", patient("again"),
-                               if_none_exist="identifier=urn:mrn|only&_count=1")
+    status, found = await call(
+        service,
+        "POST",
+        "Patient",
+        patient("again"),
+        if_none_exist="identifier=urn:mrn|only&_count=1",
+    )
     assert status == 200 and found["id"] == made["id"]
-    status, updated = await call(service, "PUT", "Patient", patient("only", gender="male"),
-                                 query=(("identifier", "urn:mrn|only"), ("_count", "1")))
+    status, updated = await call(
+        service,
+        "PUT",
+        "Patient",
+        patient("only", gender="male"),
+        query=(("identifier", "urn:mrn|only"), ("_count", "1")),
+    )
     assert status == 200 and updated["id"] == made["id"] and updated["gender"] == "male"
 
 
@@ -179,24 +232,39 @@ async def test_a_real_filter_with_result_parameters_still_matches(service: FhirS
 @pytest.mark.parametrize("prefer", ["", "handling=lenient", "handling=strict"])
 async def test_create_with_a_query_is_refused(service: FhirService, prefer: str) -> None:
     made = await only_patient(service)
-    status, outcome = await call(service, "POST", "Patient", patient("only"),
-                                 query=(("identifier", "urn:mrn|only"),), prefer=prefer)
+    status, outcome = await call(
+        service,
+        "POST",
+        "Patient",
+        patient("only"),
+        query=(("identifier", "urn:mrn|only"),),
+        prefer=prefer,
+    )
     assert status == 400
     assert "If-None-Exist" in diagnostics(outcome) and "identifier" in diagnostics(outcome)
     await assert_untouched(service, made)
 
 
 async def test_create_with_only_format_parameters_is_a_create(service: FhirService) -> None:
-    status, made = await call(service, "POST", "Patient", patient("f"),
-                              query=(("_format", "json"), ("_pretty", "true")))
+    status, made = await call(
+        service, "POST", "Patient", patient("f"), query=(("_format", "json"), ("_pretty", "true"))
+    )
     assert status == 201 and made["identifier"][0]["value"] == "f"
 
 
 async def test_create_entry_with_a_query_fails_its_transaction(service: FhirService) -> None:
     made = await only_patient(service)
-    status, outcome = await call(service, "POST", "", transaction(
-        {"resource": patient("only"),
-         "request": {"method": "POST", "url": "Patient?identifier=urn:mrn|only"}}))
+    status, outcome = await call(
+        service,
+        "POST",
+        "",
+        transaction(
+            {
+                "resource": patient("only"),
+                "request": {"method": "POST", "url": "Patient?identifier=urn:mrn|only"},
+            }
+        ),
+    )
     assert status == 400 and "If-None-Exist" in diagnostics(outcome)
     await assert_untouched(service, made)
 
@@ -210,24 +278,39 @@ async def test_conditional_patch_outcomes(service: FhirService) -> None:
     await call(service, "POST", "Patient", patient("twin"))
     patch = [{"op": "replace", "path": "/gender", "value": "male"}]
 
-    status, outcome = await call(service, "PATCH", "Patient", patch,
-                                 query=(("identifier", "urn:mrn|nobody"),))
+    status, outcome = await call(
+        service, "PATCH", "Patient", patch, query=(("identifier", "urn:mrn|nobody"),)
+    )
     assert status == 404 and outcome["issue"][0]["code"] == "not-found"
-    status, _ = await call(service, "PATCH", "Patient", patch,
-                           query=(("identifier", "urn:mrn|twin"),))
+    status, _ = await call(
+        service, "PATCH", "Patient", patch, query=(("identifier", "urn:mrn|twin"),)
+    )
     assert status == 412
-    status, patched = await call(service, "PATCH", "Patient", patch,
-                                 query=(("identifier", "urn:mrn|only"),))
+    status, patched = await call(
+        service, "PATCH", "Patient", patch, query=(("identifier", "urn:mrn|only"),)
+    )
     assert status == 200 and patched["id"] == made["id"] and patched["gender"] == "male"
 
 
 async def test_conditional_patch_entry_without_a_match_is_404(service: FhirService) -> None:
     await only_patient(service)
-    operation = {"name": "operation", "part": [
-        {"name": "type", "valueCode": "replace"},
-        {"name": "path", "valueString": "Patient.gender"},
-        {"name": "value", "valueCode": "male"}]}
-    status, outcome = await call(service, "POST", "", transaction(
-        {"resource": {"resourceType": "Parameters", "parameter": [operation]},
-         "request": {"method": "PATCH", "url": "Patient?identifier=urn:mrn|nobody"}}))
+    operation = {
+        "name": "operation",
+        "part": [
+            {"name": "type", "valueCode": "replace"},
+            {"name": "path", "valueString": "Patient.gender"},
+            {"name": "value", "valueCode": "male"},
+        ],
+    }
+    status, outcome = await call(
+        service,
+        "POST",
+        "",
+        transaction(
+            {
+                "resource": {"resourceType": "Parameters", "parameter": [operation]},
+                "request": {"method": "PATCH", "url": "Patient?identifier=urn:mrn|nobody"},
+            }
+        ),
+    )
     assert status == 404 and diagnostics(outcome).startswith("Bundle.entry[0]:")

@@ -28,11 +28,23 @@ async def service(storage: Storage) -> FhirService:
 
 
 HIJACKERS: list[dict[str, Any]] = [
-    {"resourceType": "ValueSet", "id": "gender-hijack", "url": GENDER_VS, "status": "active",
-     "compose": {"include": [{"system": "http://example.org/genders",
-                              "concept": [{"code": "zz"}]}]}},
-    {"resourceType": "CodeSystem", "id": "gender-hijack", "url": GENDER_CS, "status": "active",
-     "content": "complete", "concept": [{"code": "zz"}]},
+    {
+        "resourceType": "ValueSet",
+        "id": "gender-hijack",
+        "url": GENDER_VS,
+        "status": "active",
+        "compose": {
+            "include": [{"system": "http://example.org/genders", "concept": [{"code": "zz"}]}]
+        },
+    },
+    {
+        "resourceType": "CodeSystem",
+        "id": "gender-hijack",
+        "url": GENDER_CS,
+        "status": "active",
+        "content": "complete",
+        "concept": [{"code": "zz"}],
+    },
 ]
 
 
@@ -47,6 +59,7 @@ async def test_a_stored_core_canonical_does_not_change_required_bindings(
     with pytest.raises(InvalidResource, match=r"Patient\.gender"):
         await call(svc, "POST", "Patient", {"resourceType": "Patient", "gender": "zz"})
     restarted = await service(storage)  # the stored resource is loaded at start-up too
-    again = await call(restarted, "POST", "Patient", {"resourceType": "Patient",
-                                                       "gender": "female"})
+    again = await call(
+        restarted, "POST", "Patient", {"resourceType": "Patient", "gender": "female"}
+    )
     assert again["gender"] == "female"

@@ -19,8 +19,13 @@ from fhir_server.interactions.service import FhirService
 from fhir_server.storage.base import Storage, StoredResource
 from terminology.service import install
 
-CODE_SYSTEM = {"resourceType": "CodeSystem", "url": "http://example.org/cs", "status": "active",
-               "content": "complete", "concept": [{"code": "a", "display": "A"}]}
+CODE_SYSTEM = {
+    "resourceType": "CodeSystem",
+    "url": "http://example.org/cs",
+    "status": "active",
+    "content": "complete",
+    "concept": [{"code": "a", "display": "A"}],
+}
 PATIENT = {"resourceType": "Patient", "gender": "female"}
 
 # (method, path, query) per interaction; {type} and {id} are filled in
@@ -45,8 +50,11 @@ def body_of(type: str, id: str) -> dict[str, Any]:
     if type == "CodeSystem":
         return {**CODE_SYSTEM, "url": f"http://example.org/{id}"}
     if type == "ValueSet":
-        return {"resourceType": "ValueSet", "status": "active",
-                "compose": {"include": [{"system": CODE_SYSTEM["url"]}]}}
+        return {
+            "resourceType": "ValueSet",
+            "status": "active",
+            "compose": {"include": [{"system": CODE_SYSTEM["url"]}]},
+        }
     return PATIENT
 
 
@@ -55,18 +63,21 @@ async def service(storage: Storage) -> FhirService:
     svc = FhirService(storage, base_url="http://test/fhir", policy=HideSecret())
     svc.add_operation(everything_operation())
     await install(svc)
-    await svc.handle(Request("PUT", "CodeSystem/cs", body={**CODE_SYSTEM, "id": "cs"},
-                             context=SYSTEM))
+    await svc.handle(
+        Request("PUT", "CodeSystem/cs", body={**CODE_SYSTEM, "id": "cs"}, context=SYSTEM)
+    )
     for type in ("Patient", "CodeSystem", "ValueSet"):
         for id in ("secret", "deleted"):
-            await svc.handle(Request("PUT", f"{type}/{id}", body={**body_of(type, id), "id": id},
-                                     context=SYSTEM))
+            await svc.handle(
+                Request("PUT", f"{type}/{id}", body={**body_of(type, id), "id": id}, context=SYSTEM)
+            )
         await svc.handle(Request("DELETE", f"{type}/deleted", context=SYSTEM))
     return svc
 
 
-async def call(svc: FhirService, name: str, id: str, version: int = 1,
-               ctx: AccessContext = ANONYMOUS) -> Response:
+async def call(
+    svc: FhirService, name: str, id: str, version: int = 1, ctx: AccessContext = ANONYMOUS
+) -> Response:
     method, path, query = CALLS[name]
     type = TYPE_OF.get(name, "Patient")
     path = path.format(type=type, id=id, version=version)

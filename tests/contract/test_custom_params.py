@@ -26,11 +26,18 @@ STRICT = {"prefer": "handling=strict"}
 
 
 def eye_colour_param(status: str = "active") -> dict[str, Any]:
-    return {"resourceType": "SearchParameter", "id": "eye-colour",
-            "url": "http://example.org/fhir/SearchParameter/eye-colour", "name": "EyeColour",
-            "status": status, "description": "Eye colour from the extension", "code": "eye-colour",
-            "base": ["Patient"], "type": "token",
-            "expression": f"Patient.extension.where(url = '{EYE}').value"}
+    return {
+        "resourceType": "SearchParameter",
+        "id": "eye-colour",
+        "url": "http://example.org/fhir/SearchParameter/eye-colour",
+        "name": "EyeColour",
+        "status": status,
+        "description": "Eye colour from the extension",
+        "code": "eye-colour",
+        "base": ["Patient"],
+        "type": "token",
+        "expression": f"Patient.extension.where(url = '{EYE}').value",
+    }
 
 
 def patient(colour: str) -> dict[str, Any]:
@@ -43,11 +50,17 @@ async def make_service(storage: Storage) -> FhirService:
     return svc
 
 
-async def call(svc: FhirService, method: str, path: str, body: object = None,
-               query: tuple[tuple[str, str], ...] = (),
-               headers: dict[str, str] | None = None) -> dict[str, Any]:
-    response = await svc.handle(Request(method, path, query, headers=headers or {}, body=body,
-                                        context=SYSTEM))
+async def call(
+    svc: FhirService,
+    method: str,
+    path: str,
+    body: object = None,
+    query: tuple[tuple[str, str], ...] = (),
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    response = await svc.handle(
+        Request(method, path, query, headers=headers or {}, body=body, context=SYSTEM)
+    )
     data = response.body
     return orjson.loads(data) if isinstance(data, bytes) else data  # type: ignore[return-value]
 
@@ -96,12 +109,15 @@ async def test_a_restarted_server_knows_the_stored_parameters(storage: Storage) 
     assert await blue_ids(second) == {made}
 
 
-@pytest.mark.parametrize(("change", "element", "error"), [
-    ({"expression": "Patient.extension.where(url = "}, "expression", Unprocessable),
-    ({"base": ["NoSuchType"]}, "base", InvalidResource),
-    ({"type": "colour"}, "type", InvalidResource),
-    ({"code": "has space"}, "code", Unprocessable),
-])
+@pytest.mark.parametrize(
+    ("change", "element", "error"),
+    [
+        ({"expression": "Patient.extension.where(url = "}, "expression", Unprocessable),
+        ({"base": ["NoSuchType"]}, "base", InvalidResource),
+        ({"type": "colour"}, "type", InvalidResource),
+        ({"code": "has space"}, "code", Unprocessable),
+    ],
+)
 async def test_a_parameter_that_cannot_work_is_refused(
     storage: Storage, change: dict[str, Any], element: str, error: type[Exception]
 ) -> None:
@@ -125,13 +141,16 @@ async def test_reindex_resumes_from_its_checkpoint(
 
     with pytest.raises(KeyboardInterrupt):
         await reindex.reindex(svc, ["Patient"], save=crash_after_first_batch)
-    assert saved == [{"done": [], "type": "Patient", "last_id": ids[1],
-                      "counts": {"Patient": 2}}]
+    assert saved == [{"done": [], "type": "Patient", "last_id": ids[1], "counts": {"Patient": 2}}]
     assert await blue_ids(svc) == set(ids[:2])
 
     batches: list[int] = []
-    state = await reindex.reindex(svc, ["Patient"], reindex.Checkpoint.from_json(saved[0]),
-                                  progress=lambda type, n: batches.append(n))
+    state = await reindex.reindex(
+        svc,
+        ["Patient"],
+        reindex.Checkpoint.from_json(saved[0]),
+        progress=lambda type, n: batches.append(n),
+    )
     assert batches == [2, 1]  # only the three not done before
     assert state.done == ["Patient"] and state.counts == {"Patient": 5}
     assert await blue_ids(svc) == set(ids)
@@ -140,8 +159,15 @@ async def test_reindex_resumes_from_its_checkpoint(
 async def test_system_reindex_names_unknown_types(storage: Storage) -> None:
     svc = await make_service(storage)
     with pytest.raises(BadRequest, match="Nonsense"):
-        await call(svc, "POST", "$reindex", {"resourceType": "Parameters", "parameter": [
-            {"name": "type", "valueString": "Nonsense"}]})
+        await call(
+            svc,
+            "POST",
+            "$reindex",
+            {
+                "resourceType": "Parameters",
+                "parameter": [{"name": "type", "valueString": "Nonsense"}],
+            },
+        )
 
 
 async def test_storage_reindex_touches_only_the_current_version(storage: Storage) -> None:

@@ -25,27 +25,67 @@ RESOURCES: list[dict[str, Any]] = [
     {"resourceType": "Organization", "id": "org1", "name": "General"},
     {"resourceType": "Practitioner", "id": "gp1"},
     {"resourceType": "Medication", "id": "med1"},
-    {"resourceType": "Patient", "id": "p1",
-     "managingOrganization": {"reference": "Organization/org1"}},
+    {
+        "resourceType": "Patient",
+        "id": "p1",
+        "managingOrganization": {"reference": "Organization/org1"},
+    },
     {"resourceType": "Patient", "id": "p2"},
     {"resourceType": "Patient", "id": "p3"},
-    {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"},
-     "subject": {"reference": "Patient/p1"}, "performer": [{"reference": "Practitioner/gp1"}]},
-    {"resourceType": "Observation", "id": "o2", "status": "final", "code": {"text": "x"},
-     "subject": {"reference": "Patient/p2"}},
-    {"resourceType": "MedicationRequest", "id": "mr1", "status": "active", "intent": "order",
-     "medicationReference": {"reference": "Medication/med1"},
-     "subject": {"reference": "Patient/p1"}},
-    {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"},
-     "subject": {"reference": "Patient/p1"}},
-    {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"},
-     "encounter": {"reference": "Encounter/e1"}},
+    {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": "Patient/p1"},
+        "performer": [{"reference": "Practitioner/gp1"}],
+    },
+    {
+        "resourceType": "Observation",
+        "id": "o2",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": "Patient/p2"},
+    },
+    {
+        "resourceType": "MedicationRequest",
+        "id": "mr1",
+        "status": "active",
+        "intent": "order",
+        "medicationReference": {"reference": "Medication/med1"},
+        "subject": {"reference": "Patient/p1"},
+    },
+    {
+        "resourceType": "Encounter",
+        "id": "e1",
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "subject": {"reference": "Patient/p1"},
+    },
+    {
+        "resourceType": "Condition",
+        "id": "c1",
+        "subject": {"reference": "Patient/p1"},
+        "encounter": {"reference": "Encounter/e1"},
+    },
     # references gp1 but not p1: not in p1's compartment
-    {"resourceType": "Basic", "id": "b1", "code": {"text": "note"},
-     "author": {"reference": "Practitioner/gp1"}},
+    {
+        "resourceType": "Basic",
+        "id": "b1",
+        "code": {"text": "note"},
+        "author": {"reference": "Practitioner/gp1"},
+    },
 ]
-P1_ALL = ["Patient/p1", "Condition/c1", "Encounter/e1", "Medication/med1",
-          "MedicationRequest/mr1", "Observation/o1", "Organization/org1", "Practitioner/gp1"]
+P1_ALL = [
+    "Patient/p1",
+    "Condition/c1",
+    "Encounter/e1",
+    "Medication/med1",
+    "MedicationRequest/mr1",
+    "Observation/o1",
+    "Organization/org1",
+    "Practitioner/gp1",
+]
 
 
 @pytest.fixture
@@ -62,8 +102,9 @@ async def call(svc: FhirService, path: str, *query: tuple[str, str]) -> dict[str
 
 
 def refs(bundle: dict[str, Any]) -> list[str]:
-    return [f"{e['resource']['resourceType']}/{e['resource']['id']}"
-            for e in bundle.get("entry", [])]
+    return [
+        f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in bundle.get("entry", [])
+    ]
 
 
 def link(bundle: dict[str, Any], relation: str) -> list[tuple[str, str]] | None:
@@ -86,8 +127,10 @@ async def test_everything_of_one_patient(service: FhirService) -> None:
     found = await call(service, "Patient/p1/$everything")
     assert found["type"] == "searchset" and found["total"] == len(P1_ALL)
     assert refs(found) == P1_ALL  # the patient first, then by type and id
-    modes = {f"{e['resource']['resourceType']}/{e['resource']['id']}": e["search"]["mode"]
-             for e in found["entry"]}
+    modes = {
+        f"{e['resource']['resourceType']}/{e['resource']['id']}": e["search"]["mode"]
+        for e in found["entry"]
+    }
     assert modes["Observation/o1"] == "match" and modes["Medication/med1"] == "include"
     assert refs(await call(service, "Patient/p3/$everything")) == ["Patient/p3"]
 
@@ -98,15 +141,14 @@ async def test_type_and_since(service: FhirService) -> None:
     # o1 changes now; everything else was written before b1 was, the last one
     before = (await call(service, "Basic/b1"))["meta"]["lastUpdated"]
     o1 = next(r for r in RESOURCES if r["id"] == "o1")
-    response = await service.handle(Request("PUT", "Observation/o1", body={**o1, "status":
-                                                                          "amended"},
-                                            context=SYSTEM))
+    response = await service.handle(
+        Request("PUT", "Observation/o1", body={**o1, "status": "amended"}, context=SYSTEM)
+    )
     assert response.status == 200
     since = await call(service, "Patient/p1/$everything", ("_since", before))
     # the patient always (and the organization it references); o1 changed at or after
     # `before`, and gp1 is what o1 references
-    assert refs(since) == ["Patient/p1", "Observation/o1", "Organization/org1",
-                           "Practitioner/gp1"]
+    assert refs(since) == ["Patient/p1", "Observation/o1", "Organization/org1", "Practitioner/gp1"]
 
 
 async def test_paging_visits_each_resource_once(service: FhirService) -> None:
@@ -121,17 +163,34 @@ async def test_paging_visits_each_resource_once(service: FhirService) -> None:
     assert back is not None
     assert refs(await call(service, "Patient/p1/$everything", *back)) == P1_ALL[:3]
     # a resource created between two pages, sorting after the cursor, shows up; none repeats
-    response = await service.handle(Request("PUT", "Observation/o9", body={
-        "resourceType": "Observation", "id": "o9", "status": "final", "code": {"text": "x"},
-        "subject": {"reference": "Patient/p1"}}, context=SYSTEM))
+    response = await service.handle(
+        Request(
+            "PUT",
+            "Observation/o9",
+            body={
+                "resourceType": "Observation",
+                "id": "o9",
+                "status": "final",
+                "code": {"text": "x"},
+                "subject": {"reference": "Patient/p1"},
+            },
+            context=SYSTEM,
+        )
+    )
     assert response.status == 201
     rest = refs(second)
     page = second
     while (following := link(page, "next")) is not None:
         page = await call(service, "Patient/p1/$everything", *following)
         rest.extend(refs(page))
-    assert rest == ["Medication/med1", "MedicationRequest/mr1", "Observation/o1",
-                    "Observation/o9", "Organization/org1", "Practitioner/gp1"]
+    assert rest == [
+        "Medication/med1",
+        "MedicationRequest/mr1",
+        "Observation/o1",
+        "Observation/o9",
+        "Organization/org1",
+        "Practitioner/gp1",
+    ]
 
 
 async def test_everything_of_every_patient(service: FhirService) -> None:
@@ -165,5 +224,10 @@ async def test_everything_honours_the_access_policy(service: FhirService) -> Non
     service.policy = HidePractitioners()
     found = refs(await call(service, "Patient/p1/$everything"))
     # without mr1, its medication is not referenced from anything visible
-    assert found == ["Patient/p1", "Condition/c1", "Encounter/e1", "Observation/o1",
-                     "Organization/org1"]
+    assert found == [
+        "Patient/p1",
+        "Condition/c1",
+        "Encounter/e1",
+        "Observation/o1",
+        "Organization/org1",
+    ]

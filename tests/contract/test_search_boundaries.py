@@ -28,32 +28,48 @@ MANY = 2000  # well beyond SQLite's 500 compound SELECT terms and 1,000 expressi
 
 
 def _patient(n: int) -> dict[str, Any]:
-    return {"resourceType": "Patient", "id": f"p{n}", "gender": "female",
-            "birthDate": f"19{50 + n}-03-04", "name": [{"family": f"Family{n}"}],
-            "identifier": [{"system": "urn:mrn", "value": f"m{n}"}]}
+    return {
+        "resourceType": "Patient",
+        "id": f"p{n}",
+        "gender": "female",
+        "birthDate": f"19{50 + n}-03-04",
+        "name": [{"family": f"Family{n}"}],
+        "identifier": [{"system": "urn:mrn", "value": f"m{n}"}],
+    }
 
 
 def _observation(n: int) -> dict[str, Any]:
-    return {"resourceType": "Observation", "id": f"o{n}", "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "8302-2"}]},
-            "subject": {"reference": f"Patient/p{n}"},
-            "valueQuantity": {"value": 150 + n, "system": UCUM, "code": "cm"}}
+    return {
+        "resourceType": "Observation",
+        "id": f"o{n}",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8302-2"}]},
+        "subject": {"reference": f"Patient/p{n}"},
+        "valueQuantity": {"value": 150 + n, "system": UCUM, "code": "cm"},
+    }
 
 
 async def _filled(storage: Storage, limits: SearchLimits) -> FhirService:
     svc = FhirService(storage, search_limits=limits)
     for n in range(PATIENTS):
         for resource in (_patient(n), _observation(n)):
-            await svc.handle(Request("PUT", f"{resource['resourceType']}/{resource['id']}",
-                                     body=resource, context=SYSTEM))
+            await svc.handle(
+                Request(
+                    "PUT",
+                    f"{resource['resourceType']}/{resource['id']}",
+                    body=resource,
+                    context=SYSTEM,
+                )
+            )
     return svc
 
 
 @pytest.fixture
 async def roomy(storage: Storage) -> FhirService:
     """Limits raised well above MANY: what is tested is the engine, not the limit."""
-    return await _filled(storage, SearchLimits(max_or_values=10 * MANY,
-                                               max_query_bytes=1024 * 1024))
+    return await _filled(
+        storage, SearchLimits(max_or_values=10 * MANY, max_query_bytes=1024 * 1024)
+    )
 
 
 @pytest.fixture
@@ -69,8 +85,9 @@ async def ids(svc: FhirService, type: str, *params: tuple[str, str]) -> list[str
     response = await get(svc, type, *params, ("_count", "100"))
     body = response.body
     data = orjson.loads(body) if isinstance(body, bytes) else body
-    return sorted(e["resource"]["id"] for e in data.get("entry", [])
-                  if e["search"]["mode"] == "match")
+    return sorted(
+        e["resource"]["id"] for e in data.get("entry", []) if e["search"]["mode"] == "match"
+    )
 
 
 def many(make: str, wanted: list[int], count: int = MANY, start: int = 10_000) -> str:
@@ -85,16 +102,20 @@ def many(make: str, wanted: list[int], count: int = MANY, start: int = 10_000) -
 # -- many OR values ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("type", "name", "make", "wanted"), [
-    ("Patient", "_id", "p{n}", [3, 7, 11]),
-    ("Patient", "identifier", "urn:mrn|m{n}", [3, 7, 11]),  # token system|code
-    ("Patient", "identifier", "m{n}", [3, 7, 11]),  # token code
-    ("Patient", "family", "Family{n}", [3, 7, 11]),  # string prefixes: index ranges
-    ("Patient", "birthdate", "{n}-03-04", [1953, 1957, 1961]),  # date ranges
-    ("Observation", "subject", "Patient/p{n}", [3, 7, 11]),  # references
-])
+@pytest.mark.parametrize(
+    ("type", "name", "make", "wanted"),
+    [
+        ("Patient", "_id", "p{n}", [3, 7, 11]),
+        ("Patient", "identifier", "urn:mrn|m{n}", [3, 7, 11]),  # token system|code
+        ("Patient", "identifier", "m{n}", [3, 7, 11]),  # token code
+        ("Patient", "family", "Family{n}", [3, 7, 11]),  # string prefixes: index ranges
+        ("Patient", "birthdate", "{n}-03-04", [1953, 1957, 1961]),  # date ranges
+        ("Observation", "subject", "Patient/p{n}", [3, 7, 11]),  # references
+    ],
+)
 async def test_a_thousand_or_values_find_what_they_name(
-        roomy: FhirService, type: str, name: str, make: str, wanted: list[int]) -> None:
+    roomy: FhirService, type: str, name: str, make: str, wanted: list[int]
+) -> None:
     expected = sorted(f"{type[0].lower()}{n % 50}" for n in wanted)
     values = many(make, wanted, start=2100 if name == "birthdate" else 10_000)
     assert await ids(roomy, type, (name, values)) == expected
@@ -134,38 +155,45 @@ def _page(key: list[object]) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-@pytest.mark.parametrize(("path", "params", "named"), [
-    ("Patient", [("_filter", "(" * 400 + "name eq x" + ")" * 400)], "_filter"),
-    ("Patient", [("_filter", "not (" * 400 + "name eq x" + ")" * 400)], "_filter"),
-    ("Patient", [("_filter", " or ".join(["name eq x"] * 1001))], "_filter"),
-    ("Observation", [("value-quantity", "1e999999999")], "value-quantity"),
-    ("Observation", [("value-quantity", f"gt1e999999999|{UCUM}|cm")], "value-quantity"),
-    ("Observation", [("value-quantity", "ap-1e400")], "value-quantity"),
-    ("RiskAssessment", [("probability", "gt1e309")], "probability"),
-    ("Observation", [("component-code-value-quantity", "8480-6$1e999999999")],
-     "component-code-value-quantity"),
-    ("Patient", [("_offset", "99999999999999999999")], "_offset"),
-    ("Patient", [("_offset", "9223372036854775808")], "_offset"),
-    ("Patient", [("_offset", "١")], "_offset"),
-    ("Patient", [("_count", "²")], "_count"),
-    ("Patient", [("_page", _page([2**63]))], "_page"),
-    ("Patient", [("_page", _page([18446744073709551615]))], "_page"),
-    ("Patient", [("_sort", ",".join(["name"] * 200))], "_sort"),
-    ("Patient", [("_include", "Patient:organization")] * 40, "_include"),
-    ("Patient", [("name", "x" * 70_000)], "name"),
-    ("Patient", [("name", "x" * 3000)], "name"),
-    ("Patient", [("_id", ",".join(f"x{n}" for n in range(1001)))], "_id"),
-    ("Patient", [("gender:not", f"x{n}") for n in range(101)], "gender:not"),
-    ("Patient/p1/_history/²", [], "_history"),
-    ("Patient/p1/_history/١", [], "_history"),  # not version 1
-    ("Patient/p1/_history/99999999999999999999", [], "_history"),
-    ("Patient/p1/_history/0", [], "_history"),
-    ("Patient/_history", [("_offset", "99999999999999999999")], "_offset"),
-    ("_history", [("_count", "²")], "_count"),
-    ("Patient/p1/_history", [("_offset", "١")], "_offset"),
-])
+@pytest.mark.parametrize(
+    ("path", "params", "named"),
+    [
+        ("Patient", [("_filter", "(" * 400 + "name eq x" + ")" * 400)], "_filter"),
+        ("Patient", [("_filter", "not (" * 400 + "name eq x" + ")" * 400)], "_filter"),
+        ("Patient", [("_filter", " or ".join(["name eq x"] * 1001))], "_filter"),
+        ("Observation", [("value-quantity", "1e999999999")], "value-quantity"),
+        ("Observation", [("value-quantity", f"gt1e999999999|{UCUM}|cm")], "value-quantity"),
+        ("Observation", [("value-quantity", "ap-1e400")], "value-quantity"),
+        ("RiskAssessment", [("probability", "gt1e309")], "probability"),
+        (
+            "Observation",
+            [("component-code-value-quantity", "8480-6$1e999999999")],
+            "component-code-value-quantity",
+        ),
+        ("Patient", [("_offset", "99999999999999999999")], "_offset"),
+        ("Patient", [("_offset", "9223372036854775808")], "_offset"),
+        ("Patient", [("_offset", "١")], "_offset"),
+        ("Patient", [("_count", "²")], "_count"),
+        ("Patient", [("_page", _page([2**63]))], "_page"),
+        ("Patient", [("_page", _page([18446744073709551615]))], "_page"),
+        ("Patient", [("_sort", ",".join(["name"] * 200))], "_sort"),
+        ("Patient", [("_include", "Patient:organization")] * 40, "_include"),
+        ("Patient", [("name", "x" * 70_000)], "name"),
+        ("Patient", [("name", "x" * 3000)], "name"),
+        ("Patient", [("_id", ",".join(f"x{n}" for n in range(1001)))], "_id"),
+        ("Patient", [("gender:not", f"x{n}") for n in range(101)], "gender:not"),
+        ("Patient/p1/_history/²", [], "_history"),
+        ("Patient/p1/_history/١", [], "_history"),  # not version 1
+        ("Patient/p1/_history/99999999999999999999", [], "_history"),
+        ("Patient/p1/_history/0", [], "_history"),
+        ("Patient/_history", [("_offset", "99999999999999999999")], "_offset"),
+        ("_history", [("_count", "²")], "_count"),
+        ("Patient/p1/_history", [("_offset", "١")], "_offset"),
+    ],
+)
 async def test_refused_with_the_parameter_named(
-        service: FhirService, path: str, params: list[tuple[str, str]], named: str) -> None:
+    service: FhirService, path: str, params: list[tuple[str, str]], named: str
+) -> None:
     with pytest.raises(BadRequest) as raised:
         await get(service, path, *params)
     assert raised.value.status == 400

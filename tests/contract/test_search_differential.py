@@ -43,7 +43,7 @@ dates = st.dates(min_value=date(1990, 1, 1), max_value=date(1991, 12, 31))
 @st.composite
 def fhir_date(draw: st.DrawFn) -> str:
     day = draw(dates).isoformat()
-    return day[:draw(st.sampled_from([4, 7, 10]))]
+    return day[: draw(st.sampled_from([4, 7, 10]))]
 
 
 @st.composite
@@ -69,8 +69,9 @@ def patient(draw: st.DrawFn, index: int) -> dict[str, Any]:
     names = draw(st.lists(st.sampled_from(FAMILIES), max_size=2))
     if names:
         resource["name"] = [{"family": n} for n in names]
-    ids = draw(st.lists(st.tuples(st.sampled_from(SYSTEMS), st.sampled_from(["1", "2", "3"])),
-                        max_size=2))
+    ids = draw(
+        st.lists(st.tuples(st.sampled_from(SYSTEMS), st.sampled_from(["1", "2", "3"])), max_size=2)
+    )
     if ids:
         resource["identifier"] = [{"system": s, "value": v} for s, v in ids]
     if draw(st.booleans()):
@@ -81,7 +82,8 @@ def patient(draw: st.DrawFn, index: int) -> dict[str, Any]:
 @st.composite
 def observation(draw: st.DrawFn, index: int) -> dict[str, Any]:
     resource: dict[str, Any] = {
-        "resourceType": "Observation", "id": f"o{index}",
+        "resourceType": "Observation",
+        "id": f"o{index}",
         "status": draw(st.sampled_from(["final", "preliminary"])),
         "code": {"coding": [{"system": LOINC, "code": draw(st.sampled_from(CODES))}]},
     }
@@ -113,31 +115,50 @@ def _or(value: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
 patient_params = st.one_of(
     st.tuples(st.just("gender"), _or(st.sampled_from(GENDERS))),
     st.tuples(st.just("gender:not"), st.sampled_from(GENDERS)),
-    st.tuples(st.sampled_from(["gender:missing", "birthdate:missing", "name:missing"]),
-              st.sampled_from(["true", "false"])),
+    st.tuples(
+        st.sampled_from(["gender:missing", "birthdate:missing", "name:missing"]),
+        st.sampled_from(["true", "false"]),
+    ),
     st.tuples(st.just("birthdate"), _or(_prefixed(fhir_date()))),
-    st.tuples(st.sampled_from(["name", "family", "name:exact", "name:contains"]),
-              _or(st.sampled_from(["smi", "Smith", "mul", "Müller", "o'b", "son", "ng"]))),
-    st.tuples(st.just("identifier"), _or(st.sampled_from(
-        ["urn:a|1", "urn:b|2", "1", "urn:a|", "|3"]))),
+    st.tuples(
+        st.sampled_from(["name", "family", "name:exact", "name:contains"]),
+        _or(st.sampled_from(["smi", "Smith", "mul", "Müller", "o'b", "son", "ng"])),
+    ),
+    st.tuples(
+        st.just("identifier"), _or(st.sampled_from(["urn:a|1", "urn:b|2", "1", "urn:a|", "|3"]))
+    ),
     st.tuples(st.just("active"), st.sampled_from(["true", "false"])),
     st.tuples(st.just("_id"), _or(st.sampled_from([f"p{i}" for i in range(PATIENTS)]))),
-    st.tuples(st.just("_has:Observation:subject:code"),
-              st.sampled_from([f"{LOINC}|{c}" for c in CODES])),
+    st.tuples(
+        st.just("_has:Observation:subject:code"), st.sampled_from([f"{LOINC}|{c}" for c in CODES])
+    ),
 )
 observation_params = st.one_of(
-    st.tuples(st.sampled_from(["code", "code:not"]), _or(st.sampled_from(
-        [f"{LOINC}|{c}" for c in CODES] + CODES))),
+    st.tuples(
+        st.sampled_from(["code", "code:not"]),
+        _or(st.sampled_from([f"{LOINC}|{c}" for c in CODES] + CODES)),
+    ),
     st.tuples(st.just("status"), st.sampled_from(["final", "preliminary"])),
     st.tuples(st.just("date"), _or(_prefixed(date_time()))),
-    st.tuples(st.just("value-quantity"), _prefixed(st.sampled_from(
-        ["100", "100.5", "1e2", "120|http://unitsofmeasure.org|mm[Hg]", "90||mm[Hg]"]))),
-    st.tuples(st.sampled_from(["subject", "patient"]),
-              _or(st.sampled_from([f"Patient/p{i}" for i in range(PATIENTS)]))),
-    st.tuples(st.sampled_from(["subject:missing", "value-quantity:missing"]),
-              st.sampled_from(["true", "false"])),
-    st.tuples(st.sampled_from(["subject:Patient.gender", "patient.gender"]),
-              st.sampled_from(GENDERS)),
+    st.tuples(
+        st.just("value-quantity"),
+        _prefixed(
+            st.sampled_from(
+                ["100", "100.5", "1e2", "120|http://unitsofmeasure.org|mm[Hg]", "90||mm[Hg]"]
+            )
+        ),
+    ),
+    st.tuples(
+        st.sampled_from(["subject", "patient"]),
+        _or(st.sampled_from([f"Patient/p{i}" for i in range(PATIENTS)])),
+    ),
+    st.tuples(
+        st.sampled_from(["subject:missing", "value-quantity:missing"]),
+        st.sampled_from(["true", "false"]),
+    ),
+    st.tuples(
+        st.sampled_from(["subject:Patient.gender", "patient.gender"]), st.sampled_from(GENDERS)
+    ),
     st.tuples(st.just("subject:Patient.name"), st.sampled_from(["smi", "mul"])),
 )
 searches = st.one_of(
@@ -149,8 +170,9 @@ searches = st.one_of(
 async def _answer(svc: FhirService, type: str, params: list[tuple[str, str]]) -> object:
     query = (*params, ("_count", "1000"))
     try:
-        response = await svc.handle(Request("GET", type, query, context=SYSTEM,
-                                            headers={"prefer": "handling=strict"}))
+        response = await svc.handle(
+            Request("GET", type, query, context=SYSTEM, headers={"prefer": "handling=strict"})
+        )
     except FhirError as error:
         return f"error {error.status}"
     body = response.body
@@ -158,8 +180,9 @@ async def _answer(svc: FhirService, type: str, params: list[tuple[str, str]]) ->
     return sorted(e["resource"]["id"] for e in data.get("entry", []))
 
 
-async def _run(data: list[dict[str, Any]],
-               queries: list[tuple[str, list[tuple[str, str]]]]) -> None:
+async def _run(
+    data: list[dict[str, Any]], queries: list[tuple[str, list[tuple[str, str]]]]
+) -> None:
     with tempfile.TemporaryDirectory() as folder:
         sqlite = SQLiteStorage(Path(folder) / "diff.db")
         mongo = MongoStorage(cast(Any, mock_database()))
@@ -170,9 +193,14 @@ async def _run(data: list[dict[str, Any]],
             services = [FhirService(engine) for engine in engines]
             for svc in services:
                 for resource in data:
-                    await svc.handle(Request("PUT", f"{resource['resourceType']}/"
-                                                    f"{resource['id']}", body=resource,
-                                             context=SYSTEM))
+                    await svc.handle(
+                        Request(
+                            "PUT",
+                            f"{resource['resourceType']}/{resource['id']}",
+                            body=resource,
+                            context=SYSTEM,
+                        )
+                    )
             for type, params in queries:
                 answers = [await _answer(svc, type, params) for svc in services]
                 assert answers[0] == answers[1], (type, params, answers)

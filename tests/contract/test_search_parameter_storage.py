@@ -19,26 +19,43 @@ MRN = "http://hospital.example/mrn"
 
 
 def search_parameter(id: str, **parts: Any) -> dict[str, Any]:
-    return {"resourceType": "SearchParameter", "id": id, "status": "active",
-            "url": f"http://example.org/fhir/SearchParameter/{id}", "name": id,
-            "description": "test", "base": ["Patient"], "type": "token", **parts}
+    return {
+        "resourceType": "SearchParameter",
+        "id": id,
+        "status": "active",
+        "url": f"http://example.org/fhir/SearchParameter/{id}",
+        "name": id,
+        "description": "test",
+        "base": ["Patient"],
+        "type": "token",
+        **parts,
+    }
 
 
 async def ids(svc: Any, query: tuple[tuple[str, str], ...]) -> set[str]:
-    found = await call(svc, "GET", "Patient", query=query,
-                       headers={"prefer": "handling=strict"})
+    found = await call(svc, "GET", "Patient", query=query, headers={"prefer": "handling=strict"})
     return {e["resource"]["id"] for e in found.get("entry", [])}
 
 
-@pytest.mark.parametrize("resource", [
-    search_parameter("resource-id", code="_id", base=["Resource"], expression="Resource.id"),
-    search_parameter("text", code="_text", base=["DomainResource"], type="string",
-                     status="draft"),
-    search_parameter("last-updated", code="_lastUpdated", base=["Resource"], type="date",
-                     expression="Resource.meta.lastUpdated"),
-    search_parameter("age", code="age", type="number", status="draft"),  # no expression
-    search_parameter("born", code="born", type="date", status="active"),  # no expression
-], ids=lambda r: r["id"])
+@pytest.mark.parametrize(
+    "resource",
+    [
+        search_parameter("resource-id", code="_id", base=["Resource"], expression="Resource.id"),
+        search_parameter(
+            "text", code="_text", base=["DomainResource"], type="string", status="draft"
+        ),
+        search_parameter(
+            "last-updated",
+            code="_lastUpdated",
+            base=["Resource"],
+            type="date",
+            expression="Resource.meta.lastUpdated",
+        ),
+        search_parameter("age", code="age", type="number", status="draft"),  # no expression
+        search_parameter("born", code="born", type="date", status="active"),  # no expression
+    ],
+    ids=lambda r: r["id"],
+)
 async def test_valid_search_parameters_are_stored_without_being_registered(
     storage: Storage, resource: dict[str, Any]
 ) -> None:
@@ -51,18 +68,29 @@ async def test_valid_search_parameters_are_stored_without_being_registered(
     assert await ids(svc, (("_id", made),)) == {made}  # the core `_id` is untouched
 
 
-@pytest.mark.parametrize("redefinition", [
-    search_parameter("Patient-identifier", code="identifier", expression="Patient.name.family",
-                     url="http://hl7.org/fhir/SearchParameter/Patient-identifier"),
-    search_parameter("my-identifier", code="identifier", expression="Patient.name.family"),
-], ids=["core-url", "core-code"])
+@pytest.mark.parametrize(
+    "redefinition",
+    [
+        search_parameter(
+            "Patient-identifier",
+            code="identifier",
+            expression="Patient.name.family",
+            url="http://hl7.org/fhir/SearchParameter/Patient-identifier",
+        ),
+        search_parameter("my-identifier", code="identifier", expression="Patient.name.family"),
+    ],
+    ids=["core-url", "core-code"],
+)
 async def test_the_core_identifier_cannot_be_shadowed(
     storage: Storage, redefinition: dict[str, Any]
 ) -> None:
     svc = await make_service(storage)
     await call(svc, "PUT", f"SearchParameter/{redefinition['id']}", redefinition)
-    body = {"resourceType": "Patient", "identifier": [{"system": MRN, "value": "42"}],
-            "name": [{"family": "Doe"}]}
+    body = {
+        "resourceType": "Patient",
+        "identifier": [{"system": MRN, "value": "42"}],
+        "name": [{"family": "Doe"}],
+    }
     criteria = {"if-none-exist": f"identifier={MRN}|42"}
     first = await call(svc, "POST", "Patient", body, headers=criteria)
     second = await call(svc, "POST", "Patient", body, headers=criteria)

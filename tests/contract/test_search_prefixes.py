@@ -23,32 +23,69 @@ from fhir_server.storage.base import Storage
 UCUM = "http://unitsofmeasure.org"
 HEIGHTS = {"h1796": 179.6, "h180": 180, "h1800": 180.0, "h1803": 180.3, "h1804": 180.4}
 DOSES = {"d5.3": 5.3, "d5.4": 5.4, "d5.42": 5.42, "d5.45": 5.45}
-PROBABILITIES = {"r99.4": 99.4, "r99.5": 99.5, "r100": 100, "r100.3": 100.3, "r100.5": 100.5,
-                 "r101": 101, "r111": 111}
+PROBABILITIES = {
+    "r99.4": 99.4,
+    "r99.5": 99.5,
+    "r100": 100,
+    "r100.3": 100.3,
+    "r100.5": 100.5,
+    "r101": 101,
+    "r111": 111,
+}
 # date examples: instants and days (Observation.effective), periods (Encounter.period)
-MOMENTS = {"t14-00": "2013-01-14T00:00:00Z", "t14-10": "2013-01-14T10:00:00Z",
-           "t15-00": "2013-01-15T00:00:00Z", "day14": "2013-01-14"}
-PERIODS = {"from-21-jan": {"start": "2013-01-21"}, "from-15-mar": {"start": "2013-03-15"},
-           "until-21-jan": {"end": "2013-01-21"}}
+MOMENTS = {
+    "t14-00": "2013-01-14T00:00:00Z",
+    "t14-10": "2013-01-14T10:00:00Z",
+    "t15-00": "2013-01-15T00:00:00Z",
+    "day14": "2013-01-14",
+}
+PERIODS = {
+    "from-21-jan": {"start": "2013-01-21"},
+    "from-15-mar": {"start": "2013-03-15"},
+    "until-21-jan": {"end": "2013-01-21"},
+}
 
 
 def _observation(id: str, **value: object) -> dict[str, Any]:
-    return {"resourceType": "Observation", "id": id, "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "8302-2"}]}, **value}
+    return {
+        "resourceType": "Observation",
+        "id": id,
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8302-2"}]},
+        **value,
+    }
 
 
 def _data() -> list[dict[str, Any]]:
-    out = [_observation(id, valueQuantity={"value": v, "system": UCUM, "code": "cm"})
-           for id, v in HEIGHTS.items()]
-    out += [_observation(id, valueQuantity={"value": v, "system": UCUM, "code": "mg"})
-            for id, v in DOSES.items()]
-    out += [{"resourceType": "RiskAssessment", "id": id, "status": "final",
-             "subject": {"reference": "Patient/x"}, "prediction": [{"probabilityDecimal": v}]}
-            for id, v in PROBABILITIES.items()]
+    out = [
+        _observation(id, valueQuantity={"value": v, "system": UCUM, "code": "cm"})
+        for id, v in HEIGHTS.items()
+    ]
+    out += [
+        _observation(id, valueQuantity={"value": v, "system": UCUM, "code": "mg"})
+        for id, v in DOSES.items()
+    ]
+    out += [
+        {
+            "resourceType": "RiskAssessment",
+            "id": id,
+            "status": "final",
+            "subject": {"reference": "Patient/x"},
+            "prediction": [{"probabilityDecimal": v}],
+        }
+        for id, v in PROBABILITIES.items()
+    ]
     out += [_observation(id, effectiveDateTime=moment) for id, moment in MOMENTS.items()]
-    out += [{"resourceType": "Encounter", "id": id, "status": "finished",
-             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                       "code": "AMB"}, "period": period} for id, period in PERIODS.items()]
+    out += [
+        {
+            "resourceType": "Encounter",
+            "id": id,
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "period": period,
+        }
+        for id, period in PERIODS.items()
+    ]
     return out
 
 
@@ -56,14 +93,24 @@ def _data() -> list[dict[str, Any]]:
 async def service(storage: Storage) -> FhirService:
     svc = FhirService(storage)
     for resource in _data():
-        await svc.handle(Request("PUT", f"{resource['resourceType']}/{resource['id']}",
-                                 body=resource, context=SYSTEM))
+        await svc.handle(
+            Request(
+                "PUT", f"{resource['resourceType']}/{resource['id']}", body=resource, context=SYSTEM
+            )
+        )
     return svc
 
 
 async def ids(svc: FhirService, type: str, name: str, value: str) -> list[str]:
-    response = await svc.handle(Request("GET", type, ((name, value), ("_count", "100")),
-                                        context=SYSTEM, headers={"prefer": "handling=strict"}))
+    response = await svc.handle(
+        Request(
+            "GET",
+            type,
+            ((name, value), ("_count", "100")),
+            context=SYSTEM,
+            headers={"prefer": "handling=strict"},
+        )
+    )
     body = response.body
     data = orjson.loads(body) if isinstance(body, bytes) else body
     return sorted(e["resource"]["id"] for e in data.get("entry", []))
@@ -128,16 +175,23 @@ async def test_number_prefixes(service: FhirService, value: str, expected: list[
 
 
 @pytest.mark.parametrize(("type", "value", "expected"), DATE)
-async def test_date_prefixes(service: FhirService, type: str, value: str, expected: list[str]
-                             ) -> None:
+async def test_date_prefixes(
+    service: FhirService, type: str, value: str, expected: list[str]
+) -> None:
     assert same(await ids(service, type, "date", value), expected)
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("gt 180", ["h1803", "h1804"]), ("ge 180", ["h180", "h1800", "h1803", "h1804"]),
-    ("lt 180", ["h1796"]), ("eq 180.0", ["h180", "h1800"]),
-])
-async def test_filter_compares_like_the_prefixes(service: FhirService, value: str,
-                                                 expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("gt 180", ["h1803", "h1804"]),
+        ("ge 180", ["h180", "h1800", "h1803", "h1804"]),
+        ("lt 180", ["h1796"]),
+        ("eq 180.0", ["h180", "h1800"]),
+    ],
+)
+async def test_filter_compares_like_the_prefixes(
+    service: FhirService, value: str, expected: list[str]
+) -> None:
     found = await ids(service, "Observation", "_filter", f"value-quantity {value}")
     assert same([i for i in found if i.startswith("h")], expected)

@@ -58,9 +58,15 @@ async def test_every_core_parameter_is_searchable(storage: Storage) -> None:
                 continue
             value = _value(registry.params_for(type)[code])
             try:
-                response = await svc.handle(Request(
-                    "GET", type, ((code, value),), context=SYSTEM,
-                    headers={"prefer": "handling=strict"}))
+                response = await svc.handle(
+                    Request(
+                        "GET",
+                        type,
+                        ((code, value),),
+                        context=SYSTEM,
+                        headers={"prefer": "handling=strict"},
+                    )
+                )
                 body = response.body
                 data = orjson.loads(body) if isinstance(body, bytes) else body
                 assert isinstance(data, dict) and data["type"] == "searchset"

@@ -34,16 +34,18 @@ async def put(svc: FhirService, resource: dict[str, Any]) -> None:
 async def search(
     svc: FhirService, path: str, *query: tuple[str, str], **headers: str
 ) -> dict[str, Any]:
-    response = await svc.handle(Request("GET", path, tuple(query), headers=headers,
-                                        context=SYSTEM))
+    response = await svc.handle(Request("GET", path, tuple(query), headers=headers, context=SYSTEM))
     body = response.body
     assert body is not None
     return orjson.loads(body) if isinstance(body, bytes) else body
 
 
 def ids(bundle: dict[str, Any]) -> list[str]:
-    return [e["resource"]["id"] for e in bundle.get("entry", [])
-            if e.get("search", {}).get("mode") == "match"]
+    return [
+        e["resource"]["id"]
+        for e in bundle.get("entry", [])
+        if e.get("search", {}).get("mode") == "match"
+    ]
 
 
 def link(bundle: dict[str, Any], relation: str) -> list[tuple[str, str]] | None:
@@ -60,10 +62,14 @@ def followed(bundle: dict[str, Any], relation: str) -> list[tuple[str, str]]:
     return query
 
 
-def person(id: str, families: list[str], birth: str | None = None, gender: str | None = None
-           ) -> dict[str, Any]:
-    body: dict[str, Any] = {"resourceType": "Patient", "id": id,
-                  "name": [{"family": f} for f in families]}
+def person(
+    id: str, families: list[str], birth: str | None = None, gender: str | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "resourceType": "Patient",
+        "id": id,
+        "name": [{"family": f} for f in families],
+    }
     if birth:
         body["birthDate"] = birth
     if gender:
@@ -72,13 +78,20 @@ def person(id: str, families: list[str], birth: str | None = None, gender: str |
 
 
 def obs(id: str, subject: str | None, value: float | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"resourceType": "Observation", "id": id, "status": "final",
-                  "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}}
+    body: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": id,
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+    }
     if subject:
         body["subject"] = {"reference": subject}
     if value is not None:
-        body["valueQuantity"] = {"value": value, "system": "http://unitsofmeasure.org",
-                                 "code": "/min"}
+        body["valueQuantity"] = {
+            "value": value,
+            "system": "http://unitsofmeasure.org",
+            "code": "/min",
+        }
     return body
 
 
@@ -93,16 +106,19 @@ async def people(service: FhirService) -> FhirService:
     return service
 
 
-@pytest.mark.parametrize(("sort", "expected"), [
-    ("birthdate", ["p3", "p4", "p1", "p5", "p2"]),  # date low bound; missing last
-    ("-birthdate", ["p1", "p5", "p4", "p3", "p2"]),  # ties keep insertion order
-    ("name", ["p2", "p3", "p4", "p1", "p5"]),  # lowest of several: Adams, Baker, Clark
-    ("-name", ["p4", "p2", "p1", "p5", "p3"]),  # highest: Zimmer, Young, Miller, Baker
-    ("gender", ["p2", "p3", "p1", "p5", "p4"]),  # token code; p4 has none
-    ("-gender,name", ["p1", "p5", "p2", "p3", "p4"]),  # two keys
-    ("birthdate,-_id", ["p3", "p4", "p5", "p1", "p2"]),
-    ("-_id", ["p5", "p4", "p3", "p2", "p1"]),
-])
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("birthdate", ["p3", "p4", "p1", "p5", "p2"]),  # date low bound; missing last
+        ("-birthdate", ["p1", "p5", "p4", "p3", "p2"]),  # ties keep insertion order
+        ("name", ["p2", "p3", "p4", "p1", "p5"]),  # lowest of several: Adams, Baker, Clark
+        ("-name", ["p4", "p2", "p1", "p5", "p3"]),  # highest: Zimmer, Young, Miller, Baker
+        ("gender", ["p2", "p3", "p1", "p5", "p4"]),  # token code; p4 has none
+        ("-gender,name", ["p1", "p5", "p2", "p3", "p4"]),  # two keys
+        ("birthdate,-_id", ["p3", "p4", "p5", "p1", "p2"]),
+        ("-_id", ["p5", "p4", "p3", "p2", "p1"]),
+    ],
+)
 async def test_sort_by_parameter(people: FhirService, sort: str, expected: list[str]) -> None:
     assert ids(await search(people, "Patient", ("_sort", sort))) == expected
 
@@ -113,13 +129,29 @@ async def test_sort_by_quantity_and_reference(service: FhirService) -> None:
     await put(service, obs("o3", "Patient/a", None))
     await put(service, obs("o4", "Patient/c", 100))
     assert ids(await search(service, "Observation", ("_sort", "value-quantity"))) == [
-        "o2", "o1", "o4", "o3"]
+        "o2",
+        "o1",
+        "o4",
+        "o3",
+    ]
     assert ids(await search(service, "Observation", ("_sort", "-value-quantity"))) == [
-        "o4", "o1", "o2", "o3"]
+        "o4",
+        "o1",
+        "o2",
+        "o3",
+    ]
     assert ids(await search(service, "Observation", ("_sort", "subject"))) == [
-        "o3", "o1", "o4", "o2"]
+        "o3",
+        "o1",
+        "o4",
+        "o2",
+    ]
     assert ids(await search(service, "Observation", ("_sort", "-subject"))) == [
-        "o4", "o1", "o3", "o2"]
+        "o4",
+        "o1",
+        "o3",
+        "o2",
+    ]
 
 
 async def test_sort_by_uri(service: FhirService) -> None:
@@ -145,8 +177,9 @@ async def follow(svc: FhirService, first: dict[str, Any], between=None) -> list[
 
 
 @pytest.mark.parametrize("sort", ["name", "-birthdate", "_id", "-_lastUpdated,_id", None])
-async def test_paging_is_stable_while_resources_are_created(people: FhirService,
-                                                            sort: str | None) -> None:
+async def test_paging_is_stable_while_resources_are_created(
+    people: FhirService, sort: str | None
+) -> None:
     query = [("_count", "2")] + ([("_sort", sort)] if sort else [])
     expected = ids(await search(people, "Patient", *query, ("_count", "100")))
     first = await search(people, "Patient", *query)
@@ -202,8 +235,13 @@ async def test_contained_only_false(people: FhirService) -> None:
     lenient = await search(people, "Patient", ("_contained", "true"), ("gender", "male"))
     assert ids(lenient) == ["p1", "p5"]
     assert "_contained" not in dict(link(lenient, "self") or [])
-    fine = await search(people, "Patient", ("_contained", "false"),
-                        ("_containedType", "container"), prefer="handling=strict")
+    fine = await search(
+        people,
+        "Patient",
+        ("_contained", "false"),
+        ("_containedType", "container"),
+        prefer="handling=strict",
+    )
     assert len(ids(fine)) == 5
     for name, value in (("_contained", "both"), ("_containedType", "contained")):
         with pytest.raises(BadRequest):
@@ -214,6 +252,7 @@ async def test_system_search_sorts_by_common_parameters(people: FhirService) -> 
     await put(people, obs("o1", "Patient/p1", 1))
     found = await search(people, "", ("_type", "Patient,Observation"), ("_sort", "-_id"))
     assert ids(found) == ["p5", "p4", "p3", "p2", "p1", "o1"]
-    by_time = await search(people, "", ("_type", "Patient,Observation"),
-                           ("_sort", "-_lastUpdated"), ("_count", "1"))
+    by_time = await search(
+        people, "", ("_type", "Patient,Observation"), ("_sort", "-_lastUpdated"), ("_count", "1")
+    )
     assert ids(by_time) == ["o1"] and by_time["total"] == 6

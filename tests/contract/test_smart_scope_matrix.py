@@ -41,6 +41,7 @@ ME, OTHER = "p1", "p2"  # the launch patient, and another one
 
 # -- the data: who each resource belongs to ------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Fixture:
     type: str
@@ -50,10 +51,13 @@ class Fixture:
     body: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
-def observation(id: str, subject: str, category: str, code: str = "1234-5",
-                performer: str | None = None) -> Fixture:
+def observation(
+    id: str, subject: str, category: str, code: str = "1234-5", performer: str | None = None
+) -> Fixture:
     body: dict[str, Any] = {
-        "resourceType": "Observation", "id": id, "status": "final",
+        "resourceType": "Observation",
+        "id": id,
+        "status": "final",
         "category": [{"coding": [{"system": CATEGORY, "code": category}]}],
         "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
         "subject": {"reference": f"Patient/{subject}"},
@@ -66,40 +70,99 @@ def observation(id: str, subject: str, category: str, code: str = "1234-5",
 
 
 FIXTURES = [
-    Fixture("Patient", ME, frozenset({ME}), body={
-        "resourceType": "Patient", "id": ME, "name": [{"family": "One"}],
-        "generalPractitioner": [{"reference": "Practitioner/dr1"}],
-        "managingOrganization": {"reference": "Organization/org1"}}),
-    Fixture("Patient", OTHER, frozenset({OTHER}), body={
-        "resourceType": "Patient", "id": OTHER, "name": [{"family": "Two"}],
-        "managingOrganization": {"reference": "Organization/org1"}}),
-    Fixture("Practitioner", "dr1", frozenset(), body={
-        "resourceType": "Practitioner", "id": "dr1", "name": [{"family": "Doc"}]}),
-    Fixture("Organization", "org1", frozenset(), body={
-        "resourceType": "Organization", "id": "org1", "name": "Clinic"}),
+    Fixture(
+        "Patient",
+        ME,
+        frozenset({ME}),
+        body={
+            "resourceType": "Patient",
+            "id": ME,
+            "name": [{"family": "One"}],
+            "generalPractitioner": [{"reference": "Practitioner/dr1"}],
+            "managingOrganization": {"reference": "Organization/org1"},
+        },
+    ),
+    Fixture(
+        "Patient",
+        OTHER,
+        frozenset({OTHER}),
+        body={
+            "resourceType": "Patient",
+            "id": OTHER,
+            "name": [{"family": "Two"}],
+            "managingOrganization": {"reference": "Organization/org1"},
+        },
+    ),
+    Fixture(
+        "Practitioner",
+        "dr1",
+        frozenset(),
+        body={"resourceType": "Practitioner", "id": "dr1", "name": [{"family": "Doc"}]},
+    ),
+    Fixture(
+        "Organization",
+        "org1",
+        frozenset(),
+        body={"resourceType": "Organization", "id": "org1", "name": "Clinic"},
+    ),
     observation("obs-me-lab", ME, LAB),
     observation("obs-me-vital", ME, VITAL, code="8867-4"),
     observation("obs-other-lab", OTHER, LAB, code="9999-9"),
     # in both compartments: its subject is the other patient, its performer the launch one
     observation("obs-both", OTHER, LAB, code="7777-7", performer=ME),
-    Fixture("Condition", "cond-me", frozenset({ME}), body={
-        "resourceType": "Condition", "id": "cond-me", "subject": {"reference": f"Patient/{ME}"},
-        "code": {"text": "asthma"}}),
-    Fixture("Condition", "cond-other", frozenset({OTHER}), body={
-        "resourceType": "Condition", "id": "cond-other",
-        "subject": {"reference": f"Patient/{OTHER}"}, "code": {"text": "gout"}}),
-    Fixture("Binary", "bin-me", frozenset({ME}), body={
-        "resourceType": "Binary", "id": "bin-me", "contentType": "text/plain",
-        "securityContext": {"reference": f"Patient/{ME}"}, "data": "aGVsbG8="}),
-    Fixture("Binary", "bin-other", frozenset({OTHER}), body={
-        "resourceType": "Binary", "id": "bin-other", "contentType": "text/plain",
-        "securityContext": {"reference": f"Patient/{OTHER}"}, "data": "aGVsbG8="}),
+    Fixture(
+        "Condition",
+        "cond-me",
+        frozenset({ME}),
+        body={
+            "resourceType": "Condition",
+            "id": "cond-me",
+            "subject": {"reference": f"Patient/{ME}"},
+            "code": {"text": "asthma"},
+        },
+    ),
+    Fixture(
+        "Condition",
+        "cond-other",
+        frozenset({OTHER}),
+        body={
+            "resourceType": "Condition",
+            "id": "cond-other",
+            "subject": {"reference": f"Patient/{OTHER}"},
+            "code": {"text": "gout"},
+        },
+    ),
+    Fixture(
+        "Binary",
+        "bin-me",
+        frozenset({ME}),
+        body={
+            "resourceType": "Binary",
+            "id": "bin-me",
+            "contentType": "text/plain",
+            "securityContext": {"reference": f"Patient/{ME}"},
+            "data": "aGVsbG8=",
+        },
+    ),
+    Fixture(
+        "Binary",
+        "bin-other",
+        frozenset({OTHER}),
+        body={
+            "resourceType": "Binary",
+            "id": "bin-other",
+            "contentType": "text/plain",
+            "securityContext": {"reference": f"Patient/{OTHER}"},
+            "data": "aGVsbG8=",
+        },
+    ),
 ]
 BY_KEY = {(f.type, f.id): f for f in FIXTURES}
 SEARCHED = ("Patient", "Observation", "Condition", "Practitioner")
 
 
 # -- what each scope form grants, written out --------------------------------------------
+
 
 @dataclass(frozen=True)
 class Grant:
@@ -117,47 +180,71 @@ class Case:
     fhir_user: str | None = None
 
     def context(self) -> AccessContext:
-        return AccessContext(subject="tester", scopes=frozenset(self.scope.split()),
-                             patient=self.patient, fhir_user=self.fhir_user,
-                             client_id="app", jti="j")
+        return AccessContext(
+            subject="tester",
+            scopes=frozenset(self.scope.split()),
+            patient=self.patient,
+            fhir_user=self.fhir_user,
+            client_id="app",
+            jti="j",
+        )
 
 
 G = Grant
 CASES: dict[str, Case] = {
-    "v1 patient read": Case("launch/patient openid fhirUser patient/*.read",
-                            (G("patient", "*", "rs"),)),
+    "v1 patient read": Case(
+        "launch/patient openid fhirUser patient/*.read", (G("patient", "*", "rs"),)
+    ),
     "v1 patient wildcard": Case("patient/*.*", (G("patient", "*", "cruds"),)),
-    "v1 typed write": Case("patient/Observation.write patient/Observation.read",
-                           (G("patient", "Observation", "cud"),
-                            G("patient", "Observation", "rs"))),
+    "v1 typed write": Case(
+        "patient/Observation.write patient/Observation.read",
+        (G("patient", "Observation", "cud"), G("patient", "Observation", "rs")),
+    ),
     "v2 rs one type": Case("patient/Observation.rs", (G("patient", "Observation", "rs"),)),
-    "v2 r only": Case("patient/Observation.r patient/Patient.r",
-                      (G("patient", "Observation", "r"), G("patient", "Patient", "r"))),
-    "v2 cud + rs": Case("patient/Observation.cud patient/Observation.rs patient/Patient.rs",
-                        (G("patient", "Observation", "cud"), G("patient", "Observation", "rs"),
-                         G("patient", "Patient", "rs"))),
-    "v2 granular": Case(f"patient/Observation.rs?category={CATEGORY}|{LAB} patient/Patient.rs",
-                        (G("patient", "Observation", "rs", LAB), G("patient", "Patient", "rs"))),
-    "v2 granular write": Case(f"patient/Observation.cruds?category={CATEGORY}|{LAB}",
-                              (G("patient", "Observation", "cruds", LAB),)),
-    "v2 all letters": Case("patient/*.cruds patient/Binary.r",
-                           (G("patient", "*", "cruds"), G("patient", "Binary", "r"))),
+    "v2 r only": Case(
+        "patient/Observation.r patient/Patient.r",
+        (G("patient", "Observation", "r"), G("patient", "Patient", "r")),
+    ),
+    "v2 cud + rs": Case(
+        "patient/Observation.cud patient/Observation.rs patient/Patient.rs",
+        (
+            G("patient", "Observation", "cud"),
+            G("patient", "Observation", "rs"),
+            G("patient", "Patient", "rs"),
+        ),
+    ),
+    "v2 granular": Case(
+        f"patient/Observation.rs?category={CATEGORY}|{LAB} patient/Patient.rs",
+        (G("patient", "Observation", "rs", LAB), G("patient", "Patient", "rs")),
+    ),
+    "v2 granular write": Case(
+        f"patient/Observation.cruds?category={CATEGORY}|{LAB}",
+        (G("patient", "Observation", "cruds", LAB),),
+    ),
+    "v2 all letters": Case(
+        "patient/*.cruds patient/Binary.r",
+        (G("patient", "*", "cruds"), G("patient", "Binary", "r")),
+    ),
     "patient scope without a patient": Case("patient/*.read", (), patient=None),
-    "user practitioner": Case("user/*.read", (G("user", "*", "rs"),), patient=None,
-                              fhir_user="Practitioner/dr1"),
-    "user practitioner write": Case("user/Observation.cruds user/Patient.rs",
-                                    (G("user", "Observation", "cruds"),
-                                     G("user", "Patient", "rs")),
-                                    patient=None, fhir_user="Practitioner/dr1"),
-    "user who is the patient": Case("user/*.cruds", (G("user", "*", "cruds"),), patient=None,
-                                    fhir_user=f"Patient/{ME}"),
+    "user practitioner": Case(
+        "user/*.read", (G("user", "*", "rs"),), patient=None, fhir_user="Practitioner/dr1"
+    ),
+    "user practitioner write": Case(
+        "user/Observation.cruds user/Patient.rs",
+        (G("user", "Observation", "cruds"), G("user", "Patient", "rs")),
+        patient=None,
+        fhir_user="Practitioner/dr1",
+    ),
+    "user who is the patient": Case(
+        "user/*.cruds", (G("user", "*", "cruds"),), patient=None, fhir_user=f"Patient/{ME}"
+    ),
     "user without identity": Case("user/*.rs", (G("user", "*", "rs"),), patient=None),
     "system read": Case("system/*.rs", (G("system", "*", "rs"),), patient=None),
     "system wildcard": Case("system/*.*", (G("system", "*", "cruds"),), patient=None),
-    "system typed": Case("system/Observation.cruds", (G("system", "Observation", "cruds"),),
-                         patient=None),
-    "no clinical scope": Case("openid fhirUser launch/patient offline_access online_access",
-                              ()),
+    "system typed": Case(
+        "system/Observation.cruds", (G("system", "Observation", "cruds"),), patient=None
+    ),
+    "no clinical scope": Case("openid fhirUser launch/patient offline_access online_access", ()),
     "invalid scopes": Case("patient/Observation.sr patient/*.read?category=x Patient/*.*", ()),
 }
 
@@ -167,18 +254,23 @@ class Oracle:
 
     def __init__(self, case: Case) -> None:
         self.case = case
-        self.grants = tuple(g for g in case.grants
-                            if g.level != "patient" or case.patient is not None)
+        self.grants = tuple(
+            g for g in case.grants if g.level != "patient" or case.patient is not None
+        )
 
     def may(self, letter: str, type: str | None) -> bool:
-        return any(letter in g.letters and (type is None or g.type in ("*", type))
-                   for g in self.grants)
+        return any(
+            letter in g.letters and (type is None or g.type in ("*", type)) for g in self.grants
+        )
 
-    def covers(self, letters: str, type: str, owners: frozenset[str], category: str | None
-               ) -> bool:
-        return any(set(letters) & set(g.letters) and g.type in ("*", type)
-                   and self._reaches(g, type, owners, letters)
-                   and (g.category is None or g.category == category) for g in self.grants)
+    def covers(self, letters: str, type: str, owners: frozenset[str], category: str | None) -> bool:
+        return any(
+            set(letters) & set(g.letters)
+            and g.type in ("*", type)
+            and self._reaches(g, type, owners, letters)
+            and (g.category is None or g.category == category)
+            for g in self.grants
+        )
 
     def _reaches(self, g: Grant, type: str, owners: frozenset[str], letters: str) -> bool:
         if g.level == "system":
@@ -203,12 +295,16 @@ class Oracle:
 
     def searchable(self, f: Fixture) -> bool:
         """What a search may find: Binary is judged by its securityContext on reads only."""
-        limited = any(g.level != "system" and self._patients(g) is not None
-                      for g in self.grants if g.type in ("*", "Binary"))
+        limited = any(
+            g.level != "system" and self._patients(g) is not None
+            for g in self.grants
+            if g.type in ("*", "Binary")
+        )
         return self.sees(f) and not (f.type == "Binary" and limited)
 
 
 # -- running calls and recording what is wrong ------------------------------------------
+
 
 @dataclass
 class Report:
@@ -224,12 +320,19 @@ class Report:
             self.refusals.append(what)
 
 
-async def call(svc: FhirService, ctx: AccessContext, method: str, path: str,
-               query: Iterable[tuple[str, str]] = (), body: Any = None,
-               headers: dict[str, str] | None = None) -> Response | FhirError:
+async def call(
+    svc: FhirService,
+    ctx: AccessContext,
+    method: str,
+    path: str,
+    query: Iterable[tuple[str, str]] = (),
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response | FhirError:
     try:
-        return await svc.handle(Request(method, path, tuple(query), headers or {}, body,
-                                        context=ctx, base=BASE))
+        return await svc.handle(
+            Request(method, path, tuple(query), headers or {}, body, context=ctx, base=BASE)
+        )
     except FhirError as error:
         return error
 
@@ -271,17 +374,21 @@ async def service(storage: Storage) -> FhirService:
 
 # -- the interactions --------------------------------------------------------------------
 
+
 async def reads(svc: FhirService, case: Case, oracle: Oracle, report: Report) -> None:
     """read, vread and instance history of every fixture, inside and outside."""
     ctx = case.context()
     for f in FIXTURES:
         allowed = oracle.may("r", f.type) and oracle.sees(f)
-        for label, path in (("read", f"{f.type}/{f.id}"),
-                            ("vread", f"{f.type}/{f.id}/_history/1"),
-                            ("history", f"{f.type}/{f.id}/_history")):
+        for label, path in (
+            ("read", f"{f.type}/{f.id}"),
+            ("vread", f"{f.type}/{f.id}/_history/1"),
+            ("history", f"{f.type}/{f.id}/_history"),
+        ):
             result = await call(svc, ctx, "GET", path)
-            shown = status(result) == 200 and (label != "history"
-                                               or (f.type, f.id) in keys_in(result))
+            shown = status(result) == 200 and (
+                label != "history" or (f.type, f.id) in keys_in(result)
+            )
             check_status(report, result, f"{label} {path}")
             report.expect(allowed, shown, f"{label} {path}")
 
@@ -301,19 +408,44 @@ async def searches(svc: FhirService, case: Case, oracle: Oracle, report: Report)
         await exact(svc, ctx, report, oracle.may("s", type), expected, "POST", f"{type}/_search")
     types = ("Observation", "Condition")
     expected = {(f.type, f.id) for f in FIXTURES if f.type in types and oracle.searchable(f)}
-    await exact(svc, ctx, report, all(oracle.may("s", t) for t in types), expected, "GET", "",
-                [("_type", ",".join(types))])
+    await exact(
+        svc,
+        ctx,
+        report,
+        all(oracle.may("s", t) for t in types),
+        expected,
+        "GET",
+        "",
+        [("_type", ",".join(types))],
+    )
     for patient in (ME, OTHER):
-        expected = {(f.type, f.id) for f in FIXTURES if f.type == "Observation"
-                    and patient in f.owners and oracle.searchable(f)}
-        await exact(svc, ctx, report, oracle.may("s", "Observation"), expected, "GET",
-                    f"Patient/{patient}/Observation")
+        expected = {
+            (f.type, f.id)
+            for f in FIXTURES
+            if f.type == "Observation" and patient in f.owners and oracle.searchable(f)
+        }
+        await exact(
+            svc,
+            ctx,
+            report,
+            oracle.may("s", "Observation"),
+            expected,
+            "GET",
+            f"Patient/{patient}/Observation",
+        )
         await seen_only(svc, ctx, report, oracle, "GET", f"Patient/{patient}/*")
 
 
-async def exact(svc: FhirService, ctx: AccessContext, report: Report, allowed: bool,
-                expected: set[tuple[str, str]], method: str, path: str,
-                query: list[tuple[str, str]] | None = None) -> None:
+async def exact(
+    svc: FhirService,
+    ctx: AccessContext,
+    report: Report,
+    allowed: bool,
+    expected: set[tuple[str, str]],
+    method: str,
+    path: str,
+    query: list[tuple[str, str]] | None = None,
+) -> None:
     result = await call(svc, ctx, method, path, query or [])
     what = f"{method} {path}?{query or ''}"
     check_status(report, result, what)
@@ -326,9 +458,16 @@ async def exact(svc: FhirService, ctx: AccessContext, report: Report, allowed: b
             report.refusals.append(f"{what} missed {key}")
 
 
-async def seen_only(svc: FhirService, ctx: AccessContext, report: Report, oracle: Oracle,
-                    method: str, path: str, query: list[tuple[str, str]] | None = None,
-                    body: Any = None) -> set[tuple[str, str]]:
+async def seen_only(
+    svc: FhirService,
+    ctx: AccessContext,
+    report: Report,
+    oracle: Oracle,
+    method: str,
+    path: str,
+    query: list[tuple[str, str]] | None = None,
+    body: Any = None,
+) -> set[tuple[str, str]]:
     """A call whose every returned resource must be one the scopes let the caller see."""
     result = await call(svc, ctx, method, path, query or [], body)
     what = f"{method} {path}?{query or ''}"
@@ -347,14 +486,23 @@ async def reaching_out(svc: FhirService, case: Case, oracle: Oracle, report: Rep
     tries: list[tuple[str, list[tuple[str, str]]]] = [
         ("Observation", [("_include", "Observation:subject")]),
         ("Observation", [("_include", "Observation:patient"), ("_include", "Observation:*")]),
-        ("Observation", [("_include", "Observation:subject"),
-                         ("_include:iterate", "Patient:general-practitioner")]),
+        (
+            "Observation",
+            [
+                ("_include", "Observation:subject"),
+                ("_include:iterate", "Patient:general-practitioner"),
+            ],
+        ),
         ("Patient", [("_revinclude", "Observation:subject")]),
-        ("Patient", [("_revinclude", "Observation:patient"),
-                     ("_revinclude:iterate", "Condition:subject")]),
+        (
+            "Patient",
+            [("_revinclude", "Observation:patient"), ("_revinclude:iterate", "Condition:subject")],
+        ),
         ("Patient", [("_id", OTHER)]),
-        ("Condition", [("_include", "Condition:subject"),
-                       ("_revinclude:iterate", "Observation:subject")]),
+        (
+            "Condition",
+            [("_include", "Condition:subject"), ("_revinclude:iterate", "Observation:subject")],
+        ),
         ("", [("_type", "Patient,Observation"), ("_include", "Observation:subject")]),
         ("Observation", [("_filter", f"subject eq Patient/{OTHER}")]),
     ]
@@ -362,10 +510,12 @@ async def reaching_out(svc: FhirService, case: Case, oracle: Oracle, report: Rep
         await seen_only(svc, ctx, report, oracle, "GET", path, query)
     await side_channels(svc, ctx, oracle, report)
     for patient in (ME, OTHER):
-        found = await seen_only(svc, ctx, report, oracle, "GET",
-                                f"Patient/{patient}/$everything")
-        expected = {(f.type, f.id) for f in FIXTURES if f.type == "Observation"
-                    and patient in f.owners and oracle.sees(f)}
+        found = await seen_only(svc, ctx, report, oracle, "GET", f"Patient/{patient}/$everything")
+        expected = {
+            (f.type, f.id)
+            for f in FIXTURES
+            if f.type == "Observation" and patient in f.owners and oracle.sees(f)
+        }
         focal = BY_KEY[("Patient", patient)]
         if oracle.may("r", "Patient") and oracle.sees(focal) and not expected <= found:
             report.refusals.append(f"$everything of {patient} missed {expected - found}")
@@ -374,39 +524,66 @@ async def reaching_out(svc: FhirService, case: Case, oracle: Oracle, report: Rep
         await seen_only(svc, ctx, report, oracle, "GET", path)
 
 
-async def side_channels(svc: FhirService, ctx: AccessContext, oracle: Oracle, report: Report
-                        ) -> None:
+async def side_channels(
+    svc: FhirService, ctx: AccessContext, oracle: Oracle, report: Report
+) -> None:
     """Criteria that would only match through a resource the caller may not see: a chain
     through the other patient, `_has` through an Observation out of the scopes, a
     `_filter` chain. Each must match nothing the caller could not have found anyway."""
     other, mine_vital = BY_KEY[("Patient", OTHER)], BY_KEY[("Observation", "obs-me-vital")]
     probes: list[tuple[str, list[tuple[str, str]], bool, set[tuple[str, str]]]] = [
         # obs-both is the caller's (performer) but its subject, the other patient, may not be
-        ("Observation", [("subject:Patient.family", "Two")], oracle.sees(other),
-         {("Observation", "obs-both"), ("Observation", "obs-other-lab")}),
-        ("Observation", [("subject.name", "Two")], oracle.sees(other),
-         {("Observation", "obs-both"), ("Observation", "obs-other-lab")}),
-        ("Observation", [("_filter", "subject.family eq Two")], oracle.sees(other),
-         {("Observation", "obs-both"), ("Observation", "obs-other-lab")}),
+        (
+            "Observation",
+            [("subject:Patient.family", "Two")],
+            oracle.sees(other),
+            {("Observation", "obs-both"), ("Observation", "obs-other-lab")},
+        ),
+        (
+            "Observation",
+            [("subject.name", "Two")],
+            oracle.sees(other),
+            {("Observation", "obs-both"), ("Observation", "obs-other-lab")},
+        ),
+        (
+            "Observation",
+            [("_filter", "subject.family eq Two")],
+            oracle.sees(other),
+            {("Observation", "obs-both"), ("Observation", "obs-other-lab")},
+        ),
         # the launch patient has a vital-signs Observation a granular lab scope hides
-        ("Patient", [("_has:Observation:subject:code", "8867-4")], oracle.sees(mine_vital),
-         {("Patient", ME)}),
-        ("Patient", [("_has:Observation:subject:category", VITAL)], oracle.sees(mine_vital),
-         {("Patient", ME)}),
-        ("Patient", [("_has:Observation:patient:code", "9999-9")],
-         oracle.sees(BY_KEY[("Observation", "obs-other-lab")]), {("Patient", OTHER)}),
+        (
+            "Patient",
+            [("_has:Observation:subject:code", "8867-4")],
+            oracle.sees(mine_vital),
+            {("Patient", ME)},
+        ),
+        (
+            "Patient",
+            [("_has:Observation:subject:category", VITAL)],
+            oracle.sees(mine_vital),
+            {("Patient", ME)},
+        ),
+        (
+            "Patient",
+            [("_has:Observation:patient:code", "9999-9")],
+            oracle.sees(BY_KEY[("Observation", "obs-other-lab")]),
+            {("Patient", OTHER)},
+        ),
     ]
     for path, query, reachable, through in probes:
         result = await call(svc, ctx, "GET", path, query)
         check_status(report, result, f"GET {path}?{query}")
         found = set(keys_in(result))
         if not reachable and found & through:
-            report.escapes.append(f"GET {path}?{query} matched {found & through} through a "
-                                  "resource out of the scopes")
+            report.escapes.append(
+                f"GET {path}?{query} matched {found & through} through a resource out of the scopes"
+            )
 
 
-async def writes(svc: FhirService, case: Case, oracle: Oracle, report: Report,
-                 counter: Callable[[], str]) -> None:
+async def writes(
+    svc: FhirService, case: Case, oracle: Oracle, report: Report, counter: Callable[[], str]
+) -> None:
     """create, update, patch, delete (plain and conditional), in and out of the compartment,
     and writes that would move a resource out of it or take another patient's over."""
     ctx = case.context()
@@ -414,11 +591,13 @@ async def writes(svc: FhirService, case: Case, oracle: Oracle, report: Report,
         new = observation(f"new{counter()}", subject, category)
         body = {k: v for k, v in new.body.items() if k != "id"}
         allowed = oracle.may("c", "Observation") and oracle.covers(
-            "c", "Observation", new.owners, category)
+            "c", "Observation", new.owners, category
+        )
         result = await call(svc, ctx, "POST", "Observation", body=body)
         check_status(report, result, f"create for {subject} {category}")
-        report.expect(allowed, status(result) == 201, f"create Observation for {subject} "
-                      f"({category})")
+        report.expect(
+            allowed, status(result) == 201, f"create Observation for {subject} ({category})"
+        )
     moves = [(ME, ME), (OTHER, OTHER), (ME, OTHER), (OTHER, ME)]
     for (before, after), how in itertools.product(moves, ("PUT", "PATCH", "PUT?")):
         await one_update(svc, ctx, oracle, report, counter(), before, after, how)
@@ -428,24 +607,39 @@ async def writes(svc: FhirService, case: Case, oracle: Oracle, report: Report,
     await bundles(svc, ctx, oracle, report, counter)
 
 
-async def one_update(svc: FhirService, ctx: AccessContext, oracle: Oracle, report: Report,
-                     n: str, before: str, after: str, how: str) -> None:
+async def one_update(
+    svc: FhirService,
+    ctx: AccessContext,
+    oracle: Oracle,
+    report: Report,
+    n: str,
+    before: str,
+    after: str,
+    how: str,
+) -> None:
     old = observation(f"upd{n}", before, LAB)
     await svc.handle(Request("PUT", f"Observation/{old.id}", body=old.body, context=SYSTEM))
     new = observation(old.id, after, LAB)
     if how == "PATCH":
-        result = await call(svc, ctx, "PATCH", f"Observation/{old.id}", body=[
-            {"op": "replace", "path": "/subject/reference", "value": f"Patient/{after}"}])
+        result = await call(
+            svc,
+            ctx,
+            "PATCH",
+            f"Observation/{old.id}",
+            body=[{"op": "replace", "path": "/subject/reference", "value": f"Patient/{after}"}],
+        )
     elif how == "PUT?":
         result = await call(svc, ctx, "PUT", "Observation", [("_id", old.id)], body=new.body)
     else:
         result = await call(svc, ctx, "PUT", f"Observation/{old.id}", body=new.body)
     what = f"{how} Observation/{old.id} from {before} to {after}"
     check_status(report, result, what)
-    allowed = (oracle.may("u", "Observation")
-               and oracle.covers("u", "Observation", old.owners, LAB)
-               and oracle.covers("u", "Observation", new.owners, LAB)
-               and (how != "PUT?" or oracle.sees(old)))  # the criteria search sees it
+    allowed = (
+        oracle.may("u", "Observation")
+        and oracle.covers("u", "Observation", old.owners, LAB)
+        and oracle.covers("u", "Observation", new.owners, LAB)
+        and (how != "PUT?" or oracle.sees(old))
+    )  # the criteria search sees it
     stored = await svc.handle(Request("GET", f"Observation/{old.id}", context=SYSTEM))
     changed = body_of(stored)["subject"]["reference"] == f"Patient/{after}" and before != after
     updated = status(result) == 200 and (changed or before == after)
@@ -454,8 +648,15 @@ async def one_update(svc: FhirService, ctx: AccessContext, oracle: Oracle, repor
         report.escapes.append(f"{what}: the stored resource changed")
 
 
-async def one_delete(svc: FhirService, ctx: AccessContext, oracle: Oracle, report: Report,
-                     n: str, owner: str, how: str) -> None:
+async def one_delete(
+    svc: FhirService,
+    ctx: AccessContext,
+    oracle: Oracle,
+    report: Report,
+    n: str,
+    owner: str,
+    how: str,
+) -> None:
     old = observation(f"del{n}", owner, LAB)
     await svc.handle(Request("PUT", f"Observation/{old.id}", body=old.body, context=SYSTEM))
     if how == "DELETE?":
@@ -464,48 +665,73 @@ async def one_delete(svc: FhirService, ctx: AccessContext, oracle: Oracle, repor
         result = await call(svc, ctx, "DELETE", f"Observation/{old.id}")
     what = f"{how} Observation/{old.id} of {owner}"
     check_status(report, result, what)
-    allowed = (oracle.may("d", "Observation") and oracle.sees(old)
-               and oracle.covers("d", "Observation", old.owners, LAB))
+    allowed = (
+        oracle.may("d", "Observation")
+        and oracle.sees(old)
+        and oracle.covers("d", "Observation", old.owners, LAB)
+    )
     after = await call(svc, SYSTEM, "GET", f"Observation/{old.id}")
     report.expect(allowed, status(after) == 410, what)
 
 
-async def conditional_create(svc: FhirService, ctx: AccessContext, oracle: Oracle,
-                             report: Report, n: str) -> None:
+async def conditional_create(
+    svc: FhirService, ctx: AccessContext, oracle: Oracle, report: Report, n: str
+) -> None:
     """If-None-Exist matching only the other patient's Observation must not hand it back."""
     other = BY_KEY[("Observation", "obs-other-lab")]
     mine = observation(f"cc{n}", ME, LAB)
     body = {k: v for k, v in mine.body.items() if k != "id"}
-    result = await call(svc, ctx, "POST", "Observation", body=body,
-                        headers={"if-none-exist": "code=http://loinc.org|9999-9",
-                                 "prefer": "return=representation"})
+    result = await call(
+        svc,
+        ctx,
+        "POST",
+        "Observation",
+        body=body,
+        headers={
+            "if-none-exist": "code=http://loinc.org|9999-9",
+            "prefer": "return=representation",
+        },
+    )
     check_status(report, result, "conditional create")
     if status(result) == 200 and not oracle.sees(other):
         report.escapes.append("conditional create returned the other patient's Observation")
 
 
-async def bundles(svc: FhirService, ctx: AccessContext, oracle: Oracle, report: Report,
-                  counter: Callable[[], str]) -> None:
+async def bundles(
+    svc: FhirService, ctx: AccessContext, oracle: Oracle, report: Report, counter: Callable[[], str]
+) -> None:
     """A batch's entries are judged one by one; a transaction fails as a whole."""
-    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"request": {"method": "GET", "url": f"Observation/{id}"}}
-        for id in ("obs-me-lab", "obs-other-lab", "obs-both")]}
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"request": {"method": "GET", "url": f"Observation/{id}"}}
+            for id in ("obs-me-lab", "obs-other-lab", "obs-both")
+        ],
+    }
     result = await call(svc, ctx, "POST", "", body=batch)
     check_status(report, result, "batch")
     entries = body_of(result).get("entry", []) if isinstance(result, Response) else []
     for entry, id in zip(entries, ("obs-me-lab", "obs-other-lab", "obs-both"), strict=True):
         fixture = BY_KEY[("Observation", id)]
         allowed = oracle.may("r", "Observation") and oracle.sees(fixture)
-        report.expect(allowed, entry["response"]["status"].startswith("200"),
-                      f"batch GET Observation/{id}")
+        report.expect(
+            allowed, entry["response"]["status"].startswith("200"), f"batch GET Observation/{id}"
+        )
     for owner in (ME, OTHER):
         new = observation(f"tx{counter()}", owner, LAB)
-        transaction = {"resourceType": "Bundle", "type": "transaction", "entry": [
-            {"resource": new.body, "request": {"method": "PUT", "url": f"Observation/{new.id}"}}]}
+        transaction = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"resource": new.body, "request": {"method": "PUT", "url": f"Observation/{new.id}"}}
+            ],
+        }
         result = await call(svc, ctx, "POST", "", body=transaction)
         check_status(report, result, f"transaction for {owner}")
-        allowed = oracle.may("u", "Observation") and oracle.covers("u", "Observation",
-                                                                    new.owners, LAB)
+        allowed = oracle.may("u", "Observation") and oracle.covers(
+            "u", "Observation", new.owners, LAB
+        )
         report.expect(allowed, status(result) == 200, f"transaction PUT for {owner}")
 
 
@@ -513,23 +739,42 @@ async def operations(svc: FhirService, case: Case, oracle: Oracle, report: Repor
     """Terminology and $validate need no scope on data; $reindex and $convert-hl7v2 need
     every system right."""
     ctx = case.context()
-    admin = any(g.level == "system" and g.type == "*" and g.letters == "cruds"
-                for g in oracle.grants)
+    admin = any(
+        g.level == "system" and g.type == "*" and g.letters == "cruds" for g in oracle.grants
+    )
     free = [
-        ("GET", "CodeSystem/$lookup", [("system", "http://hl7.org/fhir/administrative-gender"),
-                                       ("code", "male")], None),
-        ("GET", "ValueSet/$expand", [("url", "http://hl7.org/fhir/ValueSet/administrative-"
-                                             "gender")], None),
+        (
+            "GET",
+            "CodeSystem/$lookup",
+            [("system", "http://hl7.org/fhir/administrative-gender"), ("code", "male")],
+            None,
+        ),
+        (
+            "GET",
+            "ValueSet/$expand",
+            [("url", "http://hl7.org/fhir/ValueSet/administrative-gender")],
+            None,
+        ),
         ("POST", "Observation/$validate", [], BY_KEY[("Observation", "obs-other-lab")].body),
     ]
     for method, path, query, body in free:
         result = await call(svc, ctx, method, path, query, body)
         check_status(report, result, path)
         report.expect(True, status(result) == 200, f"{method} {path}")
-    message = {"resourceType": "Parameters",
-               "parameter": [{"name": "message", "valueString": ADT.decode()}]}
-    for path, body in (("$reindex", {"resourceType": "Parameters", "parameter": [
-            {"name": "type", "valueString": "Organization"}]}), ("$convert-hl7v2", message)):
+    message = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "message", "valueString": ADT.decode()}],
+    }
+    for path, body in (
+        (
+            "$reindex",
+            {
+                "resourceType": "Parameters",
+                "parameter": [{"name": "type", "valueString": "Organization"}],
+            },
+        ),
+        ("$convert-hl7v2", message),
+    ):
         result = await call(svc, ctx, "POST", path, body=body)
         check_status(report, result, path)
         report.expect(admin, status(result) == 200, f"POST {path}")
@@ -549,8 +794,10 @@ async def test_scope_matrix(service: FhirService, name: str) -> None:
     await reaching_out(service, case, oracle, report)
     await writes(service, case, oracle, report, counter)
     await operations(service, case, oracle, report)
-    summary = (f"{name}: {report.calls} calls, {len(report.escapes)} escapes, "
-               f"{len(report.refusals)} wrong refusals, {len(report.errors)} errors")
+    summary = (
+        f"{name}: {report.calls} calls, {len(report.escapes)} escapes, "
+        f"{len(report.refusals)} wrong refusals, {len(report.errors)} errors"
+    )
     assert report.escapes == [], summary
     assert report.refusals == [], summary
     assert report.errors == [], summary
@@ -581,9 +828,12 @@ async def test_history_totals_only_for_callers_who_see_everything(service: FhirS
     for path in ("Observation/_history", "_history"):
         page = body_of(await call(service, restricted, "GET", path))
         assert "total" not in page
-        assert {(e["resource"]["resourceType"], e["resource"]["id"]) for e in page["entry"]
-                if "resource" in e} <= {(f.type, f.id) for f in FIXTURES if f.owners & {ME}
-                                        or not f.owners}
-    full = body_of(await call(service, CASES["system read"].context(), "GET",
-                              "Observation/_history"))
+        assert {
+            (e["resource"]["resourceType"], e["resource"]["id"])
+            for e in page["entry"]
+            if "resource" in e
+        } <= {(f.type, f.id) for f in FIXTURES if f.owners & {ME} or not f.owners}
+    full = body_of(
+        await call(service, CASES["system read"].context(), "GET", "Observation/_history")
+    )
     assert full["total"] == sum(f.type == "Observation" for f in FIXTURES)

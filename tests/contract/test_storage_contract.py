@@ -80,8 +80,15 @@ async def put_in(
     current = await tx.read(type, id)
     version = current.version + 1 if current else 1
     method: Literal["PUT", "POST"] = "PUT" if current else "POST"
-    rec = StoredResource(type, id, version, at or now(), False,
-                         data if data is not None else body(type, id, version), method)
+    rec = StoredResource(
+        type,
+        id,
+        version,
+        at or now(),
+        False,
+        data if data is not None else body(type, id, version),
+        method,
+    )
     await tx.write(rec, index, expected_version=version - 1)
     return rec
 
@@ -113,8 +120,9 @@ async def found(
     storage: Storage, *clauses: Condition | tuple[Condition, ...], types: tuple[str, ...] = ("Obs",)
 ) -> set[str]:
     """Ids of the resources matching every clause (a tuple clause is an OR)."""
-    query = SearchQuery(types, tuple(c if isinstance(c, tuple) else (c,) for c in clauses),
-                        count=1000)
+    query = SearchQuery(
+        types, tuple(c if isinstance(c, tuple) else (c,) for c in clauses), count=1000
+    )
     return {r.id for r in (await storage.search(query)).resources}
 
 
@@ -299,8 +307,9 @@ async def test_a_transaction_of_ten_thousand_writes(storage: Storage) -> None:
         for n in range(10_000):
             rec = StoredResource("Obs", f"o{n}", 1, now(), False, body("Obs", f"o{n}", 1), "POST")
             await tx.write(rec, [TokenValue("code", "s", "bulk")], expected_version=0)
-    page = await storage.search(SearchQuery(("Obs",), ((TokenCondition("code", "s", "bulk"),),),
-                                            count=5))
+    page = await storage.search(
+        SearchQuery(("Obs",), ((TokenCondition("code", "s", "bulk"),),), count=5)
+    )
     assert page.total == 10_000
     assert [r.id for r in page.resources] == ["o0", "o1", "o2", "o3", "o4"]
     assert (await storage.read("Obs", "o9999")).version == 1
@@ -349,14 +358,22 @@ async def test_history_at_three_levels_newest_first(storage: Storage) -> None:
     assert versions(instance.resources) == [("a", 3), ("a", 2), ("a", 1)]
     assert instance.resources[0].deleted and instance.resources[0].method == "DELETE"
     assert [r.type for r in system.resources] == [
-        "Observation", "Patient", "Observation", "Patient", "Patient", "Patient"]
+        "Observation",
+        "Patient",
+        "Observation",
+        "Patient",
+        "Patient",
+        "Patient",
+    ]
 
 
 async def test_history_returns_each_version_as_stored(storage: Storage) -> None:
     await history_fixture(storage)
     instance = await storage.history(HistoryQuery("Observation", "o"))
-    assert instance.resources == [await storage.vread("Observation", "o", 2),
-                                  await storage.vread("Observation", "o", 1)]
+    assert instance.resources == [
+        await storage.vread("Observation", "o", 2),
+        await storage.vread("Observation", "o", 1),
+    ]
     assert instance.resources[1].last_updated == instant(4)
 
 
@@ -414,8 +431,12 @@ LOINC = "http://loinc.org"
 
 
 async def token_fixture(storage: Storage) -> None:
-    await put(storage, "Obs", "o1", [TokenValue("code", LOINC, "1234-5"),
-                                     TokenValue("code", "http://snomed.info/sct", "111")])
+    await put(
+        storage,
+        "Obs",
+        "o1",
+        [TokenValue("code", LOINC, "1234-5"), TokenValue("code", "http://snomed.info/sct", "111")],
+    )
     await put(storage, "Obs", "o2", [TokenValue("code", LOINC, "9999-9")])
     await put(storage, "Obs", "o3", [TokenValue("code", None, "1234-5")])
     await put(storage, "Obs", "o4", [TokenValue("status", None, "final")])
@@ -444,8 +465,9 @@ async def test_token(storage: Storage, system, code, negate, expected) -> None:
 async def test_token_matches_only_its_parameter_and_type(storage: Storage) -> None:
     await token_fixture(storage)
     assert await found(storage, TokenCondition("status", None, "1234-5")) == set()
-    found_conditions = await found(storage, TokenCondition("code", None, "1234-5"),
-                                   types=("Condition",))
+    found_conditions = await found(
+        storage, TokenCondition("code", None, "1234-5"), types=("Condition",)
+    )
     assert found_conditions == {"c1"}
 
 
@@ -454,11 +476,19 @@ async def test_token_matches_only_its_parameter_and_type(storage: Storage) -> No
 
 async def string_fixture(storage: Storage) -> None:
     """Values are normalized as StringValue.value says: accents stripped, case folded."""
-    await put(storage, "Obs", "s1", [StringValue("name", "muller", "Müller"),
-                                     StringValue("name", "anna", "Anna")])
+    await put(
+        storage,
+        "Obs",
+        "s1",
+        [StringValue("name", "muller", "Müller"), StringValue("name", "anna", "Anna")],
+    )
     await put(storage, "Obs", "s2", [StringValue("name", "mullerson", "Mullerson")])
-    await put(storage, "Obs", "s3", [StringValue("name", "schmidt", "Schmidt"),
-                                     StringValue("name", "annamaria", "AnnaMaria")])
+    await put(
+        storage,
+        "Obs",
+        "s3",
+        [StringValue("name", "schmidt", "Schmidt"), StringValue("name", "annamaria", "AnnaMaria")],
+    )
     await put(storage, "Obs", "s4", [StringValue("name", "100%_sure", "100%_Sure")])
     await put(storage, "Obs", "s5", [StringValue("alias", "muller", "Muller")])
 
@@ -496,11 +526,22 @@ async def reference_fixture(storage: Storage) -> None:
     await put(storage, "Obs", "r1", [ReferenceValue("subject", "Patient", "p1")])
     await put(storage, "Obs", "r2", [ReferenceValue("subject", "Patient", "p2")])
     await put(storage, "Obs", "r3", [ReferenceValue("subject", "Group", "p1")])
-    await put(storage, "Obs", "r4", [
-        ReferenceValue("subject", None, None, url="http://other.org/fhir/Patient/9")])
-    await put(storage, "Obs", "r5", [
-        ReferenceValue("instantiates", None, None, url="http://x.org/Questionnaire/q",
-                       version="2")])
+    await put(
+        storage,
+        "Obs",
+        "r4",
+        [ReferenceValue("subject", None, None, url="http://other.org/fhir/Patient/9")],
+    )
+    await put(
+        storage,
+        "Obs",
+        "r5",
+        [
+            ReferenceValue(
+                "instantiates", None, None, url="http://x.org/Questionnaire/q", version="2"
+            )
+        ],
+    )
     await put(storage, "Obs", "r6", [ReferenceValue("performer", "Patient", "p1")])
 
 
@@ -513,10 +554,14 @@ async def reference_fixture(storage: Storage) -> None:
         (ReferenceCondition("subject", url="http://other.org/fhir/Patient/9"), {"r4"}),
         (ReferenceCondition("subject", url="http://other.org/fhir/Patient"), set()),
         (ReferenceCondition("instantiates", url="http://x.org/Questionnaire/q"), {"r5"}),
-        (ReferenceCondition("instantiates", url="http://x.org/Questionnaire/q", version="2"),
-         {"r5"}),
-        (ReferenceCondition("instantiates", url="http://x.org/Questionnaire/q", version="3"),
-         set()),
+        (
+            ReferenceCondition("instantiates", url="http://x.org/Questionnaire/q", version="2"),
+            {"r5"},
+        ),
+        (
+            ReferenceCondition("instantiates", url="http://x.org/Questionnaire/q", version="3"),
+            set(),
+        ),
     ],
 )
 async def test_reference(storage: Storage, condition, expected) -> None:
@@ -537,8 +582,10 @@ DATES = {
     "overlaps_end": [("2020-03-20T00:00:00.000000Z", "2020-04-10" + DAY_END)],
     "after": [("2020-05-01T00:00:00.000000Z", "2020-05-31" + DAY_END)],
     "wide": [("2020-01-01T00:00:00.000000Z", "2020-12-31" + DAY_END)],
-    "multi": [("2020-01-01T00:00:00.000000Z", "2020-01-31" + DAY_END),
-              ("2020-03-05T00:00:00.000000Z", "2020-03-05" + DAY_END)],
+    "multi": [
+        ("2020-01-01T00:00:00.000000Z", "2020-01-31" + DAY_END),
+        ("2020-03-05T00:00:00.000000Z", "2020-03-05" + DAY_END),
+    ],
 }
 
 # By hand from https://hl7.org/fhir/R4/search.html#prefix, for the search value 2020-03.
@@ -557,8 +604,11 @@ DATE_EXPECTED = {
 
 
 def reference_matches(values: dict[str, Any], prefix: Prefix, low, high) -> set[str]:
-    return {name for name, ranges in values.items()
-            if any(range_matches(prefix, low, high, lo, hi) for lo, hi in ranges)}
+    return {
+        name
+        for name, ranges in values.items()
+        if any(range_matches(prefix, low, high, lo, hi) for lo, hi in ranges)
+    }
 
 
 @pytest.mark.parametrize("prefix", list(DATE_EXPECTED))
@@ -797,10 +847,18 @@ async def test_ties_are_broken_by_insertion_order(storage: Storage) -> None:
     await put(storage, "Obs", "n0", at=instant(6))
     by_time = SortKey("_lastUpdated", descending=True)
     assert ids_of(await storage.search(SearchQuery(("Obs",), sort=(by_time,)))) == [
-        "n0", "n2", "n1", "n3"]
+        "n0",
+        "n2",
+        "n1",
+        "n3",
+    ]
     two_keys = (SortKey("_lastUpdated"), SortKey("_id", descending=True))
     assert ids_of(await storage.search(SearchQuery(("Obs",), sort=two_keys))) == [
-        "n3", "n2", "n1", "n0"]
+        "n3",
+        "n2",
+        "n1",
+        "n0",
+    ]
     await put(storage, "Patient", "n1", at=instant(7))
     by_id = SearchQuery((), ((IdCondition(("n1",)),),), sort=(SortKey("_id"),))
     system = await storage.search(by_id)

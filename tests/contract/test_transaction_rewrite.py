@@ -27,16 +27,24 @@ def service(storage: Storage) -> FhirService:
     return FhirService(storage, base_url="http://test/fhir")
 
 
-async def call(svc: FhirService, method: str, path: str, body: object = None,
-               query: tuple[tuple[str, str], ...] = ()) -> tuple[int, dict[str, Any]]:
+async def call(
+    svc: FhirService,
+    method: str,
+    path: str,
+    body: object = None,
+    query: tuple[tuple[str, str], ...] = (),
+) -> tuple[int, dict[str, Any]]:
     response = await svc.handle(Request(method, path, query, body=body, context=SYSTEM))
     data = response.body
     return response.status, orjson.loads(data) if isinstance(data, bytes) else (data or {})
 
 
 def post(full_url: str, resource: dict[str, Any]) -> dict[str, Any]:
-    return {"fullUrl": full_url, "resource": resource,
-            "request": {"method": "POST", "url": resource["resourceType"]}}
+    return {
+        "fullUrl": full_url,
+        "resource": resource,
+        "request": {"method": "POST", "url": resource["resourceType"]},
+    }
 
 
 def transaction(*entries: dict[str, Any]) -> dict[str, Any]:
@@ -54,9 +62,11 @@ def document_reference() -> dict[str, Any]:
     return {
         "resourceType": "DocumentReference",
         "status": "current",
-        "text": {"status": "generated",
-                 "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><a href="{PATIENT_URN}">'
-                        f'{PATIENT_URN}</a><img src="{PATIENT_URN}" alt="scan"/></div>'},
+        "text": {
+            "status": "generated",
+            "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><a href="{PATIENT_URN}">'
+            f'{PATIENT_URN}</a><img src="{PATIENT_URN}" alt="scan"/></div>',
+        },
         "identifier": [{"system": "urn:ietf:rfc:3986", "value": PATIENT_URN}],
         "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": REPORT_URN},
         "type": {"text": PATIENT_URN},
@@ -69,18 +79,30 @@ def document_reference() -> dict[str, Any]:
             {"url": "http://example.org/profile", "valueCanonical": PATIENT_URN},
             {"url": "http://example.org/about", "valueReference": {"reference": PATIENT_URN}},
         ],
-        "content": [{"attachment": {"contentType": "text/plain", "url": PATIENT_URN,
-                                    "title": PATIENT_URN}}],
+        "content": [
+            {"attachment": {"contentType": "text/plain", "url": PATIENT_URN, "title": PATIENT_URN}}
+        ],
     }
 
 
 async def test_links_are_rewritten_and_data_is_kept(service: FhirService) -> None:
     patient = {"resourceType": "Patient", "gender": "female"}
-    report = {"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "scan"},
-              "subject": {"reference": PATIENT_URN}}
-    status, result = await call(service, "POST", "", transaction(
-        post(PATIENT_URN, patient), post(REPORT_URN, report),
-        post("urn:uuid:9d1c6b2a-3e4f-4a5b-8c7d-6e5f4a3b2c1d", document_reference())))
+    report = {
+        "resourceType": "DiagnosticReport",
+        "status": "final",
+        "code": {"text": "scan"},
+        "subject": {"reference": PATIENT_URN},
+    }
+    status, result = await call(
+        service,
+        "POST",
+        "",
+        transaction(
+            post(PATIENT_URN, patient),
+            post(REPORT_URN, report),
+            post("urn:uuid:9d1c6b2a-3e4f-4a5b-8c7d-6e5f4a3b2c1d", document_reference()),
+        ),
+    )
     assert status == 200
     pid, rid, did = created(result, 0), created(result, 1), created(result, 2)
     _, doc = await call(service, "GET", did)
@@ -110,13 +132,24 @@ async def test_identifier_values_survive_a_population(service: FhirService) -> N
     for n in range(5):
         urn = f"urn:uuid:00000000-0000-4000-8000-{n:012d}"
         urns.append(urn)
-        entries.append(post(urn, {"resourceType": "DiagnosticReport", "status": "final",
-                                  "code": {"text": "panel"}}))
-        entries.append(post(f"urn:uuid:10000000-0000-4000-8000-{n:012d}", {
-            "resourceType": "DocumentReference", "status": "current",
-            "identifier": [{"system": "urn:ietf:rfc:3986", "value": urn}],
-            "context": {"related": [{"reference": urn}]},
-            "content": [{"attachment": {"contentType": "text/plain"}}]}))
+        entries.append(
+            post(
+                urn,
+                {"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "panel"}},
+            )
+        )
+        entries.append(
+            post(
+                f"urn:uuid:10000000-0000-4000-8000-{n:012d}",
+                {
+                    "resourceType": "DocumentReference",
+                    "status": "current",
+                    "identifier": [{"system": "urn:ietf:rfc:3986", "value": urn}],
+                    "context": {"related": [{"reference": urn}]},
+                    "content": [{"attachment": {"contentType": "text/plain"}}],
+                },
+            )
+        )
     status, result = await call(service, "POST", "", transaction(*entries))
     assert status == 200
     for n, urn in enumerate(urns):
@@ -128,17 +161,30 @@ async def test_identifier_values_survive_a_population(service: FhirService) -> N
 async def test_contained_and_nested_resources_are_walked(service: FhirService) -> None:
     """Links inside contained resources are found by the contained resource's own type."""
     observation = {
-        "resourceType": "Observation", "status": "final", "code": {"text": "x"},
-        "contained": [{"resourceType": "Provenance", "id": "p",
-                       "recorded": "2024-01-01T00:00:00Z",
-                       "target": [{"reference": PATIENT_URN}],
-                       "agent": [{"who": {"reference": PATIENT_URN}}],
-                       "reason": [{"text": PATIENT_URN}]}],
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "contained": [
+            {
+                "resourceType": "Provenance",
+                "id": "p",
+                "recorded": "2024-01-01T00:00:00Z",
+                "target": [{"reference": PATIENT_URN}],
+                "agent": [{"who": {"reference": PATIENT_URN}}],
+                "reason": [{"text": PATIENT_URN}],
+            }
+        ],
         "subject": {"reference": PATIENT_URN},
     }
-    status, result = await call(service, "POST", "", transaction(
-        post(PATIENT_URN, {"resourceType": "Patient"}),
-        post("urn:uuid:2b3c4d5e-6f70-4a1b-9c2d-3e4f5a6b7c8d", observation)))
+    status, result = await call(
+        service,
+        "POST",
+        "",
+        transaction(
+            post(PATIENT_URN, {"resourceType": "Patient"}),
+            post("urn:uuid:2b3c4d5e-6f70-4a1b-9c2d-3e4f5a6b7c8d", observation),
+        ),
+    )
     assert status == 200
     pid = created(result, 0)
     _, obs = await call(service, "GET", created(result, 1))
@@ -149,13 +195,25 @@ async def test_contained_and_nested_resources_are_walked(service: FhirService) -
 
 
 async def test_conditional_references_still_resolve(service: FhirService) -> None:
-    _, made = await call(service, "POST", "Patient", {
-        "resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "c1"}]})
-    note = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-            "subject": {"reference": "Patient?identifier=urn:mrn|c1"},
-            "valueString": "Patient?identifier=urn:mrn|c1"}
-    status, result = await call(service, "POST", "", transaction(
-        post("urn:uuid:3c4d5e6f-7081-4b2c-9d3e-4f5a6b7c8d9e", note)))
+    _, made = await call(
+        service,
+        "POST",
+        "Patient",
+        {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "c1"}]},
+    )
+    note = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": "Patient?identifier=urn:mrn|c1"},
+        "valueString": "Patient?identifier=urn:mrn|c1",
+    }
+    status, result = await call(
+        service,
+        "POST",
+        "",
+        transaction(post("urn:uuid:3c4d5e6f-7081-4b2c-9d3e-4f5a6b7c8d9e", note)),
+    )
     assert status == 200
     _, obs = await call(service, "GET", created(result, 0))
     assert obs["subject"]["reference"] == f"Patient/{made['id']}"
@@ -163,12 +221,22 @@ async def test_conditional_references_still_resolve(service: FhirService) -> Non
 
 
 async def test_a_failing_conditional_reference_names_its_entry(service: FhirService) -> None:
-    note = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-            "subject": {"reference": "Patient?identifier=urn:mrn|nobody"}}
+    note = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": "Patient?identifier=urn:mrn|nobody"},
+    }
     with pytest.raises(FhirError) as caught:
-        await call(service, "POST", "", transaction(
-            post(PATIENT_URN, {"resourceType": "Patient"}),
-            post("urn:uuid:4d5e6f70-8192-4c3d-8e4f-5a6b7c8d9e0f", note)))
+        await call(
+            service,
+            "POST",
+            "",
+            transaction(
+                post(PATIENT_URN, {"resourceType": "Patient"}),
+                post("urn:uuid:4d5e6f70-8192-4c3d-8e4f-5a6b7c8d9e0f", note),
+            ),
+        )
     assert caught.value.status == 412
     assert caught.value.diagnostics.startswith("Bundle.entry[1]")
     _, found = await call(service, "GET", "Patient")

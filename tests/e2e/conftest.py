@@ -20,8 +20,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 @pytest.fixture
 def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base, timeout=60,
-                      headers={"Accept": "application/fhir+json"}) as http:
+    with httpx.Client(
+        base_url=server.base, timeout=60, headers={"Accept": "application/fhir+json"}
+    ) as http:
         yield http
 
 

@@ -30,6 +30,10 @@ def observation(subject: str, code: str = "8867-4", value: float = 72) -> dict[s
         "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
         "subject": {"reference": subject},
         "effectiveDateTime": "2024-05-01T10:00:00Z",
-        "valueQuantity": {"value": value, "unit": "/min", "system": "http://unitsofmeasure.org",
-                          "code": "/min"},
+        "valueQuantity": {
+            "value": value,
+            "unit": "/min",
+            "system": "http://unitsofmeasure.org",
+            "code": "/min",
+        },
     }

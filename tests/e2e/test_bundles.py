@@ -11,8 +11,7 @@ from tests.e2e.helpers import JSON, observation, patient, unique
 
 
 def post_bundle(client: httpx.Client, bundle: dict[str, Any], **headers: str) -> httpx.Response:
-    return client.post("", content=orjson.dumps(bundle),
-                       headers={"Content-Type": JSON, **headers})
+    return client.post("", content=orjson.dumps(bundle), headers={"Content-Type": JSON, **headers})
 
 
 def transaction(*entries: dict[str, Any]) -> dict[str, Any]:
@@ -22,11 +21,16 @@ def transaction(*entries: dict[str, Any]) -> dict[str, Any]:
 def test_transaction_rewrites_urn_uuid_references(client: httpx.Client) -> None:
     mrn = unique()
     bundle = transaction(
-        {"fullUrl": "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a",
-         "resource": patient(mrn), "request": {"method": "POST", "url": "Patient"}},
-        {"fullUrl": "urn:uuid:88f151c0-a954-468a-88bd-5ae15c08e059",
-         "resource": observation("urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"),
-         "request": {"method": "POST", "url": "Observation"}},
+        {
+            "fullUrl": "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a",
+            "resource": patient(mrn),
+            "request": {"method": "POST", "url": "Patient"},
+        },
+        {
+            "fullUrl": "urn:uuid:88f151c0-a954-468a-88bd-5ae15c08e059",
+            "resource": observation("urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"),
+            "request": {"method": "POST", "url": "Observation"},
+        },
     )
     response = post_bundle(client, bundle)
     assert response.status_code == 200, response.text
@@ -46,8 +50,10 @@ def test_transaction_is_all_or_nothing(client: httpx.Client) -> None:
     mrn = unique()
     bundle = transaction(
         {"resource": patient(mrn), "request": {"method": "POST", "url": "Patient"}},
-        {"resource": {"resourceType": "Observation", "status": "not-a-status"},
-         "request": {"method": "POST", "url": "Observation"}},
+        {
+            "resource": {"resourceType": "Observation", "status": "not-a-status"},
+            "request": {"method": "POST", "url": "Observation"},
+        },
     )
     response = post_bundle(client, bundle)
     assert response.status_code == 400
@@ -58,31 +64,47 @@ def test_transaction_is_all_or_nothing(client: httpx.Client) -> None:
 
 def test_transaction_conditional_create_and_conditional_reference(client: httpx.Client) -> None:
     mrn = unique()
-    first = client.post("/Patient", content=orjson.dumps(patient(mrn)),
-                        headers={"Content-Type": JSON}).json()
+    first = client.post(
+        "/Patient", content=orjson.dumps(patient(mrn)), headers={"Content-Type": JSON}
+    ).json()
     criteria = f"identifier=http://hospital.example/mrn|{mrn}"
     bundle = transaction(
-        {"fullUrl": "urn:uuid:aaaaaaaa-0000-4000-8000-000000000001", "resource": patient(mrn),
-         "request": {"method": "POST", "url": "Patient", "ifNoneExist": criteria}},
-        {"resource": observation(f"Patient?{criteria}"),
-         "request": {"method": "POST", "url": "Observation"}},
-        {"resource": observation("urn:uuid:aaaaaaaa-0000-4000-8000-000000000001", code="8310-5"),
-         "request": {"method": "POST", "url": "Observation"}},
+        {
+            "fullUrl": "urn:uuid:aaaaaaaa-0000-4000-8000-000000000001",
+            "resource": patient(mrn),
+            "request": {"method": "POST", "url": "Patient", "ifNoneExist": criteria},
+        },
+        {
+            "resource": observation(f"Patient?{criteria}"),
+            "request": {"method": "POST", "url": "Observation"},
+        },
+        {
+            "resource": observation("urn:uuid:aaaaaaaa-0000-4000-8000-000000000001", code="8310-5"),
+            "request": {"method": "POST", "url": "Observation"},
+        },
     )
     result = post_bundle(client, bundle).json()
     assert [e["response"]["status"] for e in result["entry"]] == [
-        "200 OK", "201 Created", "201 Created"]
+        "200 OK",
+        "201 Created",
+        "201 Created",
+    ]
     found = client.get("/Observation", params={"subject": f"Patient/{first['id']}"}).json()
     assert found["total"] == 2
 
 
 def test_transaction_processing_order(client: httpx.Client) -> None:
-    old = client.post("/Patient", content=orjson.dumps(patient(unique())),
-                      headers={"Content-Type": JSON}).json()
+    old = client.post(
+        "/Patient", content=orjson.dumps(patient(unique())), headers={"Content-Type": JSON}
+    ).json()
     mrn = unique()
     bundle = transaction(
-        {"request": {"method": "GET",
-                     "url": f"Patient?identifier=http://hospital.example/mrn|{mrn}"}},
+        {
+            "request": {
+                "method": "GET",
+                "url": f"Patient?identifier=http://hospital.example/mrn|{mrn}",
+            }
+        },
         {"resource": patient(mrn), "request": {"method": "POST", "url": "Patient"}},
         {"request": {"method": "DELETE", "url": f"Patient/{old['id']}"}},
     )
@@ -95,12 +117,18 @@ def test_transaction_processing_order(client: httpx.Client) -> None:
 
 def test_batch_entries_fail_independently(client: httpx.Client) -> None:
     mrn = unique()
-    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"resource": patient(mrn), "request": {"method": "POST", "url": "Patient"}},
-        {"request": {"method": "GET", "url": f"Patient/{unique()}"}},
-        {"resource": {"resourceType": "Patient", "gender": 12},
-         "request": {"method": "POST", "url": "Patient"}},
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": patient(mrn), "request": {"method": "POST", "url": "Patient"}},
+            {"request": {"method": "GET", "url": f"Patient/{unique()}"}},
+            {
+                "resource": {"resourceType": "Patient", "gender": 12},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+        ],
+    }
     result = post_bundle(client, bundle).json()
     assert result["type"] == "batch-response"
     statuses = [e["response"]["status"] for e in result["entry"]]
@@ -122,13 +150,21 @@ def test_ten_thousand_entry_transaction(client: httpx.Client) -> None:
     entries = []
     for n in range(5000):
         urn = f"urn:uuid:{tag}-{n}"
-        entries.append({"fullUrl": urn, "resource": patient(f"{tag}-{n}"),
-                        "request": {"method": "POST", "url": "Patient"}})
-        entries.append({"resource": observation(urn), "request": {"method": "POST",
-                                                                 "url": "Observation"}})
+        entries.append(
+            {
+                "fullUrl": urn,
+                "resource": patient(f"{tag}-{n}"),
+                "request": {"method": "POST", "url": "Patient"},
+            }
+        )
+        entries.append(
+            {"resource": observation(urn), "request": {"method": "POST", "url": "Observation"}}
+        )
     response = post_bundle(client, transaction(*entries))
     assert response.status_code == 200, response.text[:500]
     assert len(response.json()["entry"]) == 10_000
-    found = client.get("/Patient", params={"identifier": f"http://hospital.example/mrn|{tag}-4999",
-                                           "_summary": "count"})
+    found = client.get(
+        "/Patient",
+        params={"identifier": f"http://hospital.example/mrn|{tag}-4999", "_summary": "count"},
+    )
     assert found.json()["total"] == 1

@@ -26,16 +26,29 @@ def test_load_ndjson_and_bundles_then_export(tmp_path: Path) -> None:
     lines.insert(7, b'{"resourceType": "Patient", "gender": 3}')  # invalid: reported, not fatal
     lines.insert(8, b"{not json")
     (folder / "Patient.ndjson").write_bytes(b"\n".join(lines) + b"\n")
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:11111111-1111-4111-8111-111111111111",
-         "resource": patient("tx1"), "request": {"method": "POST", "url": "Patient"}},
-        {"resource": observation("urn:uuid:11111111-1111-4111-8111-111111111111"),
-         "request": {"method": "POST", "url": "Observation"}},
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:11111111-1111-4111-8111-111111111111",
+                "resource": patient("tx1"),
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "resource": observation("urn:uuid:11111111-1111-4111-8111-111111111111"),
+                "request": {"method": "POST", "url": "Observation"},
+            },
+        ],
+    }
     (folder / "tx.json").write_bytes(orjson.dumps(bundle))
-    collection = {"resourceType": "Bundle", "type": "collection", "entry": [
-        {"resource": observation("Patient/p1", value=80)},
-    ]}
+    collection = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": observation("Patient/p1", value=80)},
+        ],
+    }
     (folder / "collection.json").write_bytes(orjson.dumps(collection))
 
     loaded = fhir_server("load", str(folder), database=database)
@@ -44,8 +57,9 @@ def test_load_ndjson_and_bundles_then_export(tmp_path: Path) -> None:
     assert "Patient.ndjson:8" in loaded.stderr and "Patient.ndjson:9" in loaded.stderr
 
     out = tmp_path / "out"
-    exported = fhir_server("export", "--type", "Patient", "--type", "Observation",
-                           "--out", str(out), database=database)
+    exported = fhir_server(
+        "export", "--type", "Patient", "--type", "Observation", "--out", str(out), database=database
+    )
     assert exported.returncode == 0, exported.stderr
     patients = (out / "Patient.ndjson").read_bytes().splitlines()
     observations = (out / "Observation.ndjson").read_bytes().splitlines()
@@ -60,32 +74,43 @@ def test_terminology_imports_store_code_systems(tmp_path: Path) -> None:
 
     vectors = Path(__file__).parents[1] / "vectors" / "terminology"
     database = tmp_path / "terms.db"
-    loinc = fhir_server("terminology", "import-loinc", str(vectors / "loinc" / "Loinc.csv"),
-                        database=database)
+    loinc = fhir_server(
+        "terminology", "import-loinc", str(vectors / "loinc" / "Loinc.csv"), database=database
+    )
     assert loinc.returncode == 1, loinc.stderr  # the fixture's malformed rows are reported
     assert "skipped" in loinc.stderr and "CodeSystem/loinc" in loinc.stdout
-    snomed = fhir_server("terminology", "import-snomed", str(vectors / "snomed"),
-                         database=database)
+    snomed = fhir_server("terminology", "import-snomed", str(vectors / "snomed"), database=database)
     assert "CodeSystem/snomed-ct" in snomed.stdout, snomed.stderr
-    missing = fhir_server("terminology", "import-loinc", str(tmp_path / "none.csv"),
-                          database=database)
+    missing = fhir_server(
+        "terminology", "import-loinc", str(tmp_path / "none.csv"), database=database
+    )
     assert missing.returncode == 2 and "cannot import" in missing.stderr
 
     server = ServerProcess(database).start()
     try:
         import httpx
+
         with httpx.Client(base_url=server.base, timeout=30) as client:
-            lookup = client.get("/CodeSystem/$lookup",
-                                params={"system": "http://loinc.org", "code": "8480-6"})
+            lookup = client.get(
+                "/CodeSystem/$lookup", params={"system": "http://loinc.org", "code": "8480-6"}
+            )
             assert lookup.status_code == 200, lookup.text
-            display = next(p["valueString"] for p in lookup.json()["parameter"]
-                           if p["name"] == "display")
+            display = next(
+                p["valueString"] for p in lookup.json()["parameter"] if p["name"] == "display"
+            )
             assert "Systolic blood pressure" in display
-            subsumes = client.get("/CodeSystem/$subsumes", params={
-                "system": "http://snomed.info/sct", "codeA": "73211009", "codeB": "46635009"})
+            subsumes = client.get(
+                "/CodeSystem/$subsumes",
+                params={
+                    "system": "http://snomed.info/sct",
+                    "codeA": "73211009",
+                    "codeB": "46635009",
+                },
+            )
             assert subsumes.status_code == 200, subsumes.text
-            outcome = next(p["valueCode"] for p in subsumes.json()["parameter"]
-                           if p["name"] == "outcome")
+            outcome = next(
+                p["valueCode"] for p in subsumes.json()["parameter"] if p["name"] == "outcome"
+            )
             assert outcome == "subsumes"  # diabetes mellitus subsumes type 1 diabetes
     finally:
         server.stop()
@@ -99,24 +124,39 @@ def test_reindex_brings_old_resources_under_a_new_parameter_and_resumes(tmp_path
     database = tmp_path / "reindex.db"
     eye = "http://example.org/fhir/StructureDefinition/eye-colour"
     colours = ["blue", "brown", "blue", "green", "blue"]
-    lines = [orjson.dumps({"resourceType": "Patient", "id": f"p{n}",
-                           "extension": [{"url": eye, "valueCode": c}]})
-             for n, c in enumerate(colours)]
+    lines = [
+        orjson.dumps(
+            {"resourceType": "Patient", "id": f"p{n}", "extension": [{"url": eye, "valueCode": c}]}
+        )
+        for n, c in enumerate(colours)
+    ]
     (tmp_path / "Patient.ndjson").write_bytes(b"\n".join(lines) + b"\n")
-    param = {"resourceType": "SearchParameter", "id": "eye-colour", "status": "active",
-             "url": "http://example.org/fhir/SearchParameter/eye-colour", "name": "EyeColour",
-             "description": "Eye colour", "code": "eye-colour", "base": ["Patient"],
-             "type": "token", "expression": f"Patient.extension.where(url = '{eye}').value"}
+    param = {
+        "resourceType": "SearchParameter",
+        "id": "eye-colour",
+        "status": "active",
+        "url": "http://example.org/fhir/SearchParameter/eye-colour",
+        "name": "EyeColour",
+        "description": "Eye colour",
+        "code": "eye-colour",
+        "base": ["Patient"],
+        "type": "token",
+        "expression": f"Patient.extension.where(url = '{eye}').value",
+    }
     (tmp_path / "SearchParameter.ndjson").write_bytes(orjson.dumps(param) + b"\n")
     assert fhir_server("load", str(tmp_path / "Patient.ndjson"), database=database).returncode == 0
-    assert fhir_server("load", str(tmp_path / "SearchParameter.ndjson"),
-                       database=database).returncode == 0
+    assert (
+        fhir_server("load", str(tmp_path / "SearchParameter.ndjson"), database=database).returncode
+        == 0
+    )
 
     checkpoint = tmp_path / "progress.json"  # as a run stopped after p0..p2 would leave it
-    checkpoint.write_bytes(orjson.dumps({"done": [], "type": "Patient", "last_id": "p2",
-                                         "counts": {"Patient": 3}}))
-    resumed = fhir_server("reindex", "--type", "Patient", "--checkpoint", str(checkpoint),
-                          database=database)
+    checkpoint.write_bytes(
+        orjson.dumps({"done": [], "type": "Patient", "last_id": "p2", "counts": {"Patient": 3}})
+    )
+    resumed = fhir_server(
+        "reindex", "--type", "Patient", "--checkpoint", str(checkpoint), database=database
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr and "Patient: 5" in resumed.stdout
     assert not checkpoint.exists()
@@ -124,9 +164,11 @@ def test_reindex_brings_old_resources_under_a_new_parameter_and_resumes(tmp_path
     server = ServerProcess(database).start()
     try:
         import httpx
+
         with httpx.Client(base_url=server.base, timeout=30) as client:
-            found = client.get("/Patient", params={"eye-colour": "blue"},
-                               headers={"Prefer": "handling=strict"})
+            found = client.get(
+                "/Patient", params={"eye-colour": "blue"}, headers={"Prefer": "handling=strict"}
+            )
             assert found.status_code == 200, found.text
             # p0 was done by the "earlier" run, not this one: only p4 was re-indexed here
             assert {e["resource"]["id"] for e in found.json().get("entry", [])} == {"p4"}

@@ -15,10 +15,12 @@ async def _race(
     base: str, requests: list[tuple[str, str, bytes, dict[str, Any]]]
 ) -> list[httpx.Response]:
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
-        return await asyncio.gather(*(
-            http.request(method, url, content=content, headers=headers)
-            for method, url, content, headers in requests
-        ))
+        return await asyncio.gather(
+            *(
+                http.request(method, url, content=content, headers=headers)
+                for method, url, content, headers in requests
+            )
+        )
 
 
 def test_conditional_create_race_makes_one_resource(client: httpx.Client, base: str) -> None:
@@ -35,12 +37,17 @@ def test_conditional_create_race_makes_one_resource(client: httpx.Client, base: 
 
 
 def test_if_match_race_has_one_winner(client: httpx.Client, base: str) -> None:
-    created = client.post("/Patient", content=orjson.dumps(patient(unique())),
-                          headers={"Content-Type": JSON}).json()
+    created = client.post(
+        "/Patient", content=orjson.dumps(patient(unique())), headers={"Content-Type": JSON}
+    ).json()
     url = f"/Patient/{created['id']}"
     requests = [
-        ("PUT", url, orjson.dumps(created | {"birthDate": f"19{n:02d}-01-01"}),
-         {"Content-Type": JSON, "If-Match": 'W/"1"'})
+        (
+            "PUT",
+            url,
+            orjson.dumps(created | {"birthDate": f"19{n:02d}-01-01"}),
+            {"Content-Type": JSON, "If-Match": 'W/"1"'},
+        )
         for n in range(10)
     ]
     responses = asyncio.run(_race(base, requests))

@@ -20,15 +20,18 @@ TYPE = "EnrollmentRequest"
 
 
 def enrollment(value: str, status: str = "active") -> dict[str, Any]:
-    return {"resourceType": TYPE, "status": status,
-            "identifier": [{"system": "http://example.org/enrol", "value": value}]}
+    return {
+        "resourceType": TYPE,
+        "status": status,
+        "identifier": [{"system": "http://example.org/enrol", "value": value}],
+    }
 
 
-def send(client: httpx.Client, method: str, url: str, body: object = None,
-         **headers: str) -> httpx.Response:
+def send(
+    client: httpx.Client, method: str, url: str, body: object = None, **headers: str
+) -> httpx.Response:
     content = None if body is None else orjson.dumps(body)
-    return client.request(method, url, content=content,
-                          headers={"Content-Type": JSON, **headers})
+    return client.request(method, url, content=content, headers={"Content-Type": JSON, **headers})
 
 
 def diagnostics(response: httpx.Response) -> str:
@@ -45,9 +48,13 @@ def test_criteria_without_a_filter_are_refused(client: httpx.Client, criteria: s
         send(client, "POST", f"/{TYPE}", enrollment(unique()), **{"If-None-Exist": criteria}),
         send(client, "PUT", f"/{TYPE}?{criteria}", enrollment(unique(), "cancelled")),
         send(client, "DELETE", f"/{TYPE}?{criteria}"),
-        send(client, "PATCH", f"/{TYPE}?{criteria}",
-             [{"op": "replace", "path": "/status", "value": "cancelled"}],
-             **{"Content-Type": "application/json-patch+json"}),
+        send(
+            client,
+            "PATCH",
+            f"/{TYPE}?{criteria}",
+            [{"op": "replace", "path": "/status", "value": "cancelled"}],
+            **{"Content-Type": "application/json-patch+json"},
+        ),
     ]
     for response in refused:
         assert response.status_code == 400, response.request.method
@@ -62,8 +69,13 @@ def test_criteria_without_a_filter_are_refused(client: httpx.Client, criteria: s
 def test_create_with_a_query_string_is_refused(client: httpx.Client, prefer: str | None) -> None:
     mrn = unique()
     headers = {"Prefer": prefer} if prefer else {}
-    response = send(client, "POST", f"/Patient?identifier=http://hospital.example/mrn|{mrn}",
-                    patient(mrn), **headers)
+    response = send(
+        client,
+        "POST",
+        f"/Patient?identifier=http://hospital.example/mrn|{mrn}",
+        patient(mrn),
+        **headers,
+    )
     assert response.status_code == 400
     assert "If-None-Exist" in diagnostics(response)
     found = client.get("/Patient", params={"identifier": f"http://hospital.example/mrn|{mrn}"})
@@ -74,8 +86,7 @@ def test_create_with_a_form_body_is_refused(client: httpx.Client) -> None:
     """A form is a search's body only (and what a cross-site page can post without asking):
     on a create it is an unsupported media type, and nothing is stored."""
     mrn = unique()
-    response = client.post("/Patient", content=f"identifier={mrn}",
-                           headers={"Content-Type": FORM})
+    response = client.post("/Patient", content=f"identifier={mrn}", headers={"Content-Type": FORM})
     assert response.status_code == 415
     assert client.get("/Patient", params={"identifier": mrn}).json()["total"] == 0
 
@@ -83,9 +94,11 @@ def test_create_with_a_form_body_is_refused(client: httpx.Client) -> None:
 def test_search_with_a_form_body_still_searches(client: httpx.Client) -> None:
     mrn = unique()
     send(client, "POST", "/Patient", patient(mrn))
-    response = client.post("/Patient/_search",
-                           content=f"identifier=http://hospital.example/mrn|{mrn}",
-                           headers={"Content-Type": FORM})
+    response = client.post(
+        "/Patient/_search",
+        content=f"identifier=http://hospital.example/mrn|{mrn}",
+        headers={"Content-Type": FORM},
+    )
     assert response.status_code == 200
     assert response.json()["type"] == "searchset" and response.json()["total"] == 1
 
@@ -100,7 +113,11 @@ def test_conditional_create_with_if_none_exist_still_works(client: httpx.Client)
 
 
 def test_conditional_patch_without_a_match_is_404(client: httpx.Client) -> None:
-    response = send(client, "PATCH", f"/Patient?identifier=http://hospital.example/mrn|{unique()}",
-                    [{"op": "replace", "path": "/gender", "value": "male"}],
-                    **{"Content-Type": "application/json-patch+json"})
+    response = send(
+        client,
+        "PATCH",
+        f"/Patient?identifier=http://hospital.example/mrn|{unique()}",
+        [{"op": "replace", "path": "/gender", "value": "male"}],
+        **{"Content-Type": "application/json-patch+json"},
+    )
     assert response.status_code == 404

@@ -64,14 +64,20 @@ class Example:
 
 def examples() -> list[Example]:
     if not PACKAGE.exists():
-        pytest.skip(f"the official R4 examples are not beside the checkout ({PACKAGE.name} "
-                    "in ../shared/hl7.fhir.r4.examples/): conformance run not executed")
+        pytest.skip(
+            f"the official R4 examples are not beside the checkout ({PACKAGE.name} "
+            "in ../shared/hl7.fhir.r4.examples/): conformance run not executed"
+        )
     out = []
     with tarfile.open(PACKAGE) as tar:
         for member in tar:
             name = member.name.removeprefix("package/")
-            if not member.isfile() or not name.endswith(".json") or "/" in name \
-                    or name in ("package.json", ".index.json"):
+            if (
+                not member.isfile()
+                or not name.endswith(".json")
+                or "/" in name
+                or name in ("package.json", ".index.json")
+            ):
                 continue
             handle = tar.extractfile(member)
             assert handle is not None
@@ -102,8 +108,9 @@ class Connection:
         self.prefix = url.path
         self.http = http.client.HTTPConnection(url.hostname or "", url.port, timeout=300)
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                **headers: str) -> tuple[int, bytes]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, **headers: str
+    ) -> tuple[int, bytes]:
         """(status, body); a connection the server closed while idle is opened again once
         (uvicorn closes keep-alive connections after 5 s; every request here is idempotent)."""
         names = {"content_type": "Content-Type", "accept": "Accept"}
@@ -124,8 +131,11 @@ class Connection:
 
 
 def without_meta(resource: Any) -> Any:
-    return {k: v for k, v in resource.items() if k != "meta"} if isinstance(resource, dict) \
+    return (
+        {k: v for k, v in resource.items() if k != "meta"}
+        if isinstance(resource, dict)
         else resource
+    )
 
 
 def canonical_xml(body: bytes) -> bytes:
@@ -138,8 +148,7 @@ def canonical_xml(body: bytes) -> bytes:
 
 def json_round_trip(http: Connection, example: Example) -> str | None:
     """None when the server took the example and gave it back unchanged, else what happened."""
-    status, body = http.request("PUT", example.path, example.raw, content_type=JSON,
-                                accept=JSON)
+    status, body = http.request("PUT", example.path, example.raw, content_type=JSON, accept=JSON)
     if status not in (200, 201):
         return f"refused: JSON PUT {status} {body[:300]!r}"
     status, body = http.request("GET", example.path, accept=JSON)
@@ -165,8 +174,7 @@ def xml_round_trip(http: Connection, example: Example) -> str | None:
 
 def refusal(http: Connection, example: Example) -> str | None:
     """None when the server refused the (invalid) example with a 4xx OperationOutcome."""
-    status, body = http.request("PUT", example.path, example.raw, content_type=JSON,
-                                accept=JSON)
+    status, body = http.request("PUT", example.path, example.raw, content_type=JSON, accept=JSON)
     if status in (400, 422) and json.loads(body).get("resourceType") == "OperationOutcome":
         return None
     return f"expected a 400/422 refusal, got {status}"

@@ -11,8 +11,11 @@ from tests.e2e.helpers import JSON, patient, unique
 
 
 def create(client: httpx.Client, body: dict[str, Any], **headers: str) -> httpx.Response:
-    return client.post(f"/{body['resourceType']}", content=orjson.dumps(body),
-                       headers={"Content-Type": JSON, **headers})
+    return client.post(
+        f"/{body['resourceType']}",
+        content=orjson.dumps(body),
+        headers={"Content-Type": JSON, **headers},
+    )
 
 
 def test_create_assigns_id_version_and_headers(client: httpx.Client, base: str) -> None:
@@ -40,8 +43,9 @@ def test_read_serves_the_stored_bytes(client: httpx.Client) -> None:
 def test_update_increments_version_and_vread_keeps_old(client: httpx.Client) -> None:
     body = create(client, patient(unique())).json()
     body["gender"] = "other"
-    updated = client.put(f"/Patient/{body['id']}", content=orjson.dumps(body),
-                         headers={"Content-Type": JSON})
+    updated = client.put(
+        f"/Patient/{body['id']}", content=orjson.dumps(body), headers={"Content-Type": JSON}
+    )
     assert updated.status_code == 200
     assert updated.json()["meta"]["versionId"] == "2"
     assert updated.json()["gender"] == "other"
@@ -52,16 +56,20 @@ def test_update_increments_version_and_vread_keeps_old(client: httpx.Client) -> 
 
 def test_update_without_change_keeps_version(client: httpx.Client) -> None:
     body = create(client, patient(unique())).json()
-    again = client.put(f"/Patient/{body['id']}", content=orjson.dumps(body),
-                       headers={"Content-Type": JSON})
+    again = client.put(
+        f"/Patient/{body['id']}", content=orjson.dumps(body), headers={"Content-Type": JSON}
+    )
     assert again.status_code == 200
     assert again.json()["meta"]["versionId"] == "1"
 
 
 def test_update_as_create_with_client_id(client: httpx.Client) -> None:
     id = f"client-{unique()}"
-    response = client.put(f"/Patient/{id}", content=orjson.dumps(patient(unique(), id=id)),
-                          headers={"Content-Type": JSON})
+    response = client.put(
+        f"/Patient/{id}",
+        content=orjson.dumps(patient(unique(), id=id)),
+        headers={"Content-Type": JSON},
+    )
     assert response.status_code == 201
     assert response.json()["id"] == id
     assert client.get(f"/Patient/{id}").json()["meta"]["versionId"] == "1"
@@ -78,8 +86,7 @@ def test_delete_tombstone_then_gone_then_recreate(client: httpx.Client) -> None:
     assert client.get(f"/Patient/{pid}/_history/2").status_code == 410
     history = client.get(f"/Patient/{pid}/_history").json()
     assert [e["request"]["method"] for e in history["entry"]] == ["DELETE", "POST"]
-    back = client.put(f"/Patient/{pid}", content=orjson.dumps(body),
-                      headers={"Content-Type": JSON})
+    back = client.put(f"/Patient/{pid}", content=orjson.dumps(body), headers={"Content-Type": JSON})
     assert back.status_code == 201
     assert back.json()["meta"]["versionId"] == "3"
 
@@ -114,8 +121,10 @@ def test_prefer_return(client: httpx.Client) -> None:
 
 
 def test_summary_and_elements_on_read(client: httpx.Client) -> None:
-    body = patient(unique(), text={"status": "generated",
-                                   "div": '<div xmlns="http://www.w3.org/1999/xhtml">Jane</div>'})
+    body = patient(
+        unique(),
+        text={"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">Jane</div>'},
+    )
     pid = create(client, body).json()["id"]
     elements = client.get(f"/Patient/{pid}", params={"_elements": "gender"}).json()
     assert elements["gender"] == "female"
@@ -135,14 +144,19 @@ def test_pretty(client: httpx.Client) -> None:
 
 
 def test_decimal_precision_is_kept(client: httpx.Client) -> None:
-    body = (b'{"resourceType":"Observation","status":"final","code":{"text":"Hb"},'
-            b'"valueQuantity":{"value":13.50,"unit":"g/dL"},'
-            b'"referenceRange":[{"low":{"value":1.2e1}}]}')
+    body = (
+        b'{"resourceType":"Observation","status":"final","code":{"text":"Hb"},'
+        b'"valueQuantity":{"value":13.50,"unit":"g/dL"},'
+        b'"referenceRange":[{"low":{"value":1.2e1}}]}'
+    )
     created = client.post("/Observation", content=body, headers={"Content-Type": JSON})
     assert created.status_code == 201, created.text
     assert b'"value":13.50' in created.content and b'"value":1.2e1' in created.content
     read = client.get(f"/Observation/{created.json()['id']}", params={"_format": "xml"})
     assert b'<value value="13.50"/>' in read.content
-    back = client.post("/Observation", content=read.content.replace(b"13.50", b"7.10"),
-                       headers={"Content-Type": "application/fhir+xml"})
+    back = client.post(
+        "/Observation",
+        content=read.content.replace(b"13.50", b"7.10"),
+        headers={"Content-Type": "application/fhir+xml"},
+    )
     assert b'"value":7.10' in client.get(f"/Observation/{back.json()['id']}").content

@@ -18,8 +18,11 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     try:
         with httpx.Client(base_url=server.base, timeout=30) as http:
             for _ in range(20):
-                response = http.post("/Patient", content=orjson.dumps(patient(unique())),
-                                     headers={"Content-Type": JSON})
+                response = http.post(
+                    "/Patient",
+                    content=orjson.dumps(patient(unique())),
+                    headers={"Content-Type": JSON},
+                )
                 assert response.status_code == 201
                 ids.append(response.json()["id"])
     finally:

@@ -54,10 +54,23 @@ def test_metadata_is_a_valid_r4_capability_statement(client: httpx.Client) -> No
     rest = body["rest"][0]
     patient = next(r for r in rest["resource"] if r["type"] == "Patient")
     codes = {i["code"] for i in patient["interaction"]}
-    assert codes == {"read", "vread", "update", "patch", "delete", "history-instance",
-                     "history-type", "create", "search-type"}
+    assert codes == {
+        "read",
+        "vread",
+        "update",
+        "patch",
+        "delete",
+        "history-instance",
+        "history-type",
+        "create",
+        "search-type",
+    }
     assert {"identifier", "birthdate", "name"} <= {p["name"] for p in patient["searchParam"]}
     assert {i["code"] for i in rest["interaction"]} == {
-        "transaction", "batch", "search-system", "history-system"}
+        "transaction",
+        "batch",
+        "search-system",
+        "history-system",
+    }
     xml = client.get("/metadata", headers={"Accept": XML})
     assert etree.fromstring(xml.content).tag == "{http://hl7.org/fhir}CapabilityStatement"

@@ -56,22 +56,30 @@ XML = "application/fhir+xml"
 PATCH_JSON = "application/json-patch+json"
 SEEDS = load_seeds()
 REGISTRY = load_registry()
-FHIRPATH_PATCHES = [case["patch"] for case in json.loads(
-    (VECTORS.parent / "fhirpatch" / "cases.json").read_bytes())["cases"]]
+FHIRPATH_PATCHES = [
+    case["patch"]
+    for case in json.loads((VECTORS.parent / "fhirpatch" / "cases.json").read_bytes())["cases"]
+]
 JSON_PATCHES = [
     [{"op": "replace", "path": "/active", "value": True}],
-    [{"op": "add", "path": "/name/-", "value": {"family": "Added"}},
-     {"op": "remove", "path": "/name/0"}],
-    [{"op": "test", "path": "/id", "value": "example"},
-     {"op": "copy", "from": "/name/0", "path": "/name/-"},
-     {"op": "move", "from": "/name/1", "path": "/name/0"}],
+    [
+        {"op": "add", "path": "/name/-", "value": {"family": "Added"}},
+        {"op": "remove", "path": "/name/0"},
+    ],
+    [
+        {"op": "test", "path": "/id", "value": "example"},
+        {"op": "copy", "from": "/name/0", "path": "/name/-"},
+        {"op": "move", "from": "/name/1", "path": "/name/0"},
+    ],
 ]
 
 # A function-scoped fixture is never used: every example shares the module's server, which
 # is the point (state left by one example is input to the next).
-fuzz_settings = settings(max_examples=EXAMPLES, deadline=None,
-                         suppress_health_check=[HealthCheck.too_slow,
-                                                HealthCheck.data_too_large])
+fuzz_settings = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 class Served(Protocol):
@@ -108,7 +116,8 @@ class Fuzzer:
                 self.restart()  # it crashed
             raise AssertionError(f"{method} {url}: {error!r}\n{log}") from None
         assert response.status_code < 500, (
-            f"{method} {url} -> {response.status_code} {response.text[:500]}\n{self.log_tail()}")
+            f"{method} {url} -> {response.status_code} {response.text[:500]}\n{self.log_tail()}"
+        )
         return response
 
     def log_tail(self) -> str:
@@ -133,8 +142,11 @@ class Fuzzer:
         for kind in SEED_TYPES:
             for seed in SEEDS[kind]:
                 if "id" in seed:
-                    self.http.put(f"/{kind}/{seed['id']}", content=encode(seed),
-                                  headers={"Content-Type": JSON})
+                    self.http.put(
+                        f"/{kind}/{seed['id']}",
+                        content=encode(seed),
+                        headers={"Content-Type": JSON},
+                    )
         for seed in SEEDS["transaction"] + SEEDS["batch"]:
             self.http.post("", content=encode(seed), headers={"Content-Type": JSON})
 
@@ -151,8 +163,9 @@ class Fuzzer:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "mongomock"])
-def fuzzer(request: pytest.FixtureRequest,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzer]:
+def fuzzer(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fuzzer]:
     """A server of its own per storage engine (MongoDB on mongomock, in a thread)."""
     folder = tmp_path_factory.mktemp(f"fuzz-{request.param}")
     limit = str(4 * 1024 * 1024)
@@ -184,26 +197,52 @@ resource_kinds = st.sampled_from(SEED_TYPES)
 def resource_writes(draw: st.DrawFn) -> tuple[str, str, Any, dict[str, str]]:
     kind = draw(resource_kinds)
     document = draw(mutated(draw(st.sampled_from(SEEDS[kind]))))
-    how = draw(st.sampled_from(["post", "put", "put-new", "conditional-put", "if-none-exist",
-                                "if-match"]))
+    how = draw(
+        st.sampled_from(["post", "put", "put-new", "conditional-put", "if-none-exist", "if-match"])
+    )
     headers = {"Content-Type": JSON}
     if how == "post":
         return "POST", f"/{kind}", document, headers
     if how == "if-none-exist":
-        headers["If-None-Exist"] = draw(st.sampled_from(
-            ["identifier=fuzz-1", "_id=example", "", "bogus=1", "name:exact=Chalmers", "&&",
-             "birthdate=xx"]))
+        headers["If-None-Exist"] = draw(
+            st.sampled_from(
+                [
+                    "identifier=fuzz-1",
+                    "_id=example",
+                    "",
+                    "bogus=1",
+                    "name:exact=Chalmers",
+                    "&&",
+                    "birthdate=xx",
+                ]
+            )
+        )
         return "POST", f"/{kind}", document, headers
     if how == "conditional-put":
-        criteria = draw(st.sampled_from(["identifier=fuzz-1", "_id=example", "bogus=1",
-                                         "_id=nope", "name=Chalmers", "_count=1"]))
+        criteria = draw(
+            st.sampled_from(
+                [
+                    "identifier=fuzz-1",
+                    "_id=example",
+                    "bogus=1",
+                    "_id=nope",
+                    "name=Chalmers",
+                    "_count=1",
+                ]
+            )
+        )
         return "PUT", f"/{kind}?{criteria}", document, headers
     if how == "if-match":
-        headers["If-Match"] = draw(st.sampled_from(['W/"1"', '"1"', "W/", "*", "x", 'W/"99"',
-                                                    'W/"' + "9" * 30 + '"']))
+        headers["If-Match"] = draw(
+            st.sampled_from(['W/"1"', '"1"', "W/", "*", "x", 'W/"99"', 'W/"' + "9" * 30 + '"'])
+        )
     if how == "put-new":
-        return "PUT", f"/{kind}/{quote(draw(st.sampled_from(INVALID_IDS)), safe='')}", \
-            document, headers
+        return (
+            "PUT",
+            f"/{kind}/{quote(draw(st.sampled_from(INVALID_IDS)), safe='')}",
+            document,
+            headers,
+        )
     return "PUT", f"/{kind}/{_id_of(document)}", document, headers
 
 
@@ -221,9 +260,17 @@ def test_mutated_resources(fuzzer: Fuzzer, write: tuple[str, str, Any, dict[str,
 @st.composite
 def patches(draw: st.DrawFn) -> tuple[str, Any, str]:
     kind = draw(st.sampled_from(["json", "fhirpath"]))
-    target = draw(st.sampled_from(["/Patient/example", "/Observation/example",
-                                   "/Patient?identifier=fuzz-1", "/Patient/fuzz-missing",
-                                   "/Patient?_id=example"]))
+    target = draw(
+        st.sampled_from(
+            [
+                "/Patient/example",
+                "/Observation/example",
+                "/Patient?identifier=fuzz-1",
+                "/Patient/fuzz-missing",
+                "/Patient?_id=example",
+            ]
+        )
+    )
     if kind == "json":
         seed: Any = draw(st.sampled_from(JSON_PATCHES))
         return target, draw(mutated(seed) | st.just(seed)), PATCH_JSON
@@ -235,21 +282,35 @@ def patches(draw: st.DrawFn) -> tuple[str, Any, str]:
     return target, draw(mutated(seed) | st.just(seed)), JSON
 
 
-FHIRPATHS = ["Patient.name.given.repeat($this + 'x')", "Patient.repeat(name)",
-             "Patient.descendants()", "(1 | 2).repeat($this + 1)", "Patient.name.select($this)",
-             "Patient.name[99]",
-             "Patient.contained.where(id = 'x')", "Patient.name.where(", "Patient..name", "%x",
-             "Patient.name.given.select($this + $this)", "Patient.extension('x')", "{}", "1/0",
-             "Patient.name.first().given.last()", "Patient.identifier.single()", "Patient",
-             "Patient.name.given & 'x'", "Patient.name.as(string)", "Patient.meta.tag"]
+FHIRPATHS = [
+    "Patient.name.given.repeat($this + 'x')",
+    "Patient.repeat(name)",
+    "Patient.descendants()",
+    "(1 | 2).repeat($this + 1)",
+    "Patient.name.select($this)",
+    "Patient.name[99]",
+    "Patient.contained.where(id = 'x')",
+    "Patient.name.where(",
+    "Patient..name",
+    "%x",
+    "Patient.name.given.select($this + $this)",
+    "Patient.extension('x')",
+    "{}",
+    "1/0",
+    "Patient.name.first().given.last()",
+    "Patient.identifier.single()",
+    "Patient",
+    "Patient.name.given & 'x'",
+    "Patient.name.as(string)",
+    "Patient.meta.tag",
+]
 
 
 @fuzz_settings
 @given(patch=patches())
 def test_mutated_patches(fuzzer: Fuzzer, patch: tuple[str, Any, str]) -> None:
     url, document, media = patch
-    response = fuzzer.send("PATCH", url, content=encode(document),
-                           headers={"Content-Type": media})
+    response = fuzzer.send("PATCH", url, content=encode(document), headers={"Content-Type": media})
     fuzzer.read_back(response)
 
 
@@ -271,8 +332,10 @@ def bundles(draw: st.DrawFn) -> Any:
 
 
 @fuzz_settings
-@given(bundle=bundles(), prefer=st.sampled_from(["", "return=representation",
-                                                 "return=OperationOutcome"]))
+@given(
+    bundle=bundles(),
+    prefer=st.sampled_from(["", "return=representation", "return=OperationOutcome"]),
+)
 def test_mutated_bundles(fuzzer: Fuzzer, bundle: Any, prefer: str) -> None:
     headers = {"Content-Type": JSON, **({"Prefer": prefer} if prefer else {})}
     fuzzer.send("POST", "", content=encode(bundle), headers=headers)
@@ -282,11 +345,26 @@ def test_mutated_bundles(fuzzer: Fuzzer, bundle: Any, prefer: str) -> None:
 
 XML_SNIPPETS = [
     b'<!DOCTYPE Patient [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]>',
-    b'<!DOCTYPE x SYSTEM "http://127.0.0.1:9/x.dtd">', b"&a;", b"&#0;", b"&#xD800;", b"&#x1F600;",
-    b"<![CDATA[x]]>", b"<!-- c -->", b"<?pi x?>", b'<unknown value="1"/>', b'<id value=""/>',
-    b'<extension url="http://x"><valueString value="\x01"/></extension>', b"</Patient>",
-    b'<gender value="1e400"/>', b'<x:y xmlns:x="urn:x"/>', b"\xff\xfe", b"\x00", b"<", b">",
-    b'<div xmlns="http://www.w3.org/1999/xhtml"><script/></div>', b'<contained><Patient>',
+    b'<!DOCTYPE x SYSTEM "http://127.0.0.1:9/x.dtd">',
+    b"&a;",
+    b"&#0;",
+    b"&#xD800;",
+    b"&#x1F600;",
+    b"<![CDATA[x]]>",
+    b"<!-- c -->",
+    b"<?pi x?>",
+    b'<unknown value="1"/>',
+    b'<id value=""/>',
+    b'<extension url="http://x"><valueString value="\x01"/></extension>',
+    b"</Patient>",
+    b'<gender value="1e400"/>',
+    b'<x:y xmlns:x="urn:x"/>',
+    b"\xff\xfe",
+    b"\x00",
+    b"<",
+    b">",
+    b'<div xmlns="http://www.w3.org/1999/xhtml"><script/></div>',
+    b"<contained><Patient>",
 ]
 
 
@@ -300,12 +378,13 @@ def mangled(draw: st.DrawFn, data: bytes) -> bytes:
         if op == "cut":
             data = data[:at]
         elif op == "insert":
-            data = data[:at] + draw(st.sampled_from(XML_SNIPPETS) | st.binary(max_size=8)) + \
-                data[at:]
+            data = (
+                data[:at] + draw(st.sampled_from(XML_SNIPPETS) | st.binary(max_size=8)) + data[at:]
+            )
         elif op == "delete":
-            data = data[:at] + data[at + rng.randrange(1, 40):]
+            data = data[:at] + data[at + rng.randrange(1, 40) :]
         else:
-            data = data[:at] + data[at:at + 50] + data[at:]
+            data = data[:at] + data[at : at + 50] + data[at:]
     return data
 
 
@@ -324,23 +403,57 @@ def xml_bodies(draw: st.DrawFn) -> bytes:
 def json_bodies(draw: st.DrawFn) -> bytes:
     kind = draw(st.sampled_from(SEED_TYPES))
     body = encode(draw(st.sampled_from(SEEDS[kind])))
-    return draw(st.one_of(
-        mangled(body), st.binary(max_size=64),
-        st.sampled_from([b"\xef\xbb\xbf" + body, body.decode().encode("utf-16"), b"null",
-                         b"[]", b"1e400", b'"x"', b"{}", b"\x00", b"\xc3\x28", b"{" * 50])))
+    return draw(
+        st.one_of(
+            mangled(body),
+            st.binary(max_size=64),
+            st.sampled_from(
+                [
+                    b"\xef\xbb\xbf" + body,
+                    body.decode().encode("utf-16"),
+                    b"null",
+                    b"[]",
+                    b"1e400",
+                    b'"x"',
+                    b"{}",
+                    b"\x00",
+                    b"\xc3\x28",
+                    b"{" * 50,
+                ]
+            ),
+        )
+    )
 
 
 @fuzz_settings
 @given(
     body=xml_bodies() | json_bodies(),
-    media=st.sampled_from([JSON, XML, "application/json", "text/xml", "application/fhir+json; "
-                           "charset=latin-1", "application/x-www-form-urlencoded", ""]),
-    target=st.sampled_from([("POST", "/Patient"), ("PUT", "/Patient/example"), ("POST", ""),
-                            ("POST", "/Patient/_search"), ("POST", "/Observation"),
-                            ("PUT", "/Patient?identifier=fuzz-1"), ("POST", "/$reindex")]),
+    media=st.sampled_from(
+        [
+            JSON,
+            XML,
+            "application/json",
+            "text/xml",
+            "application/fhir+json; charset=latin-1",
+            "application/x-www-form-urlencoded",
+            "",
+        ]
+    ),
+    target=st.sampled_from(
+        [
+            ("POST", "/Patient"),
+            ("PUT", "/Patient/example"),
+            ("POST", ""),
+            ("POST", "/Patient/_search"),
+            ("POST", "/Observation"),
+            ("PUT", "/Patient?identifier=fuzz-1"),
+            ("POST", "/$reindex"),
+        ]
+    ),
 )
-def test_raw_and_xml_bodies(fuzzer: Fuzzer, body: bytes, media: str,
-                            target: tuple[str, str]) -> None:
+def test_raw_and_xml_bodies(
+    fuzzer: Fuzzer, body: bytes, media: str, target: tuple[str, str]
+) -> None:
     method, url = target
     headers = {"Content-Type": media} if media else {}
     response = fuzzer.send(method, url, content=body, headers=headers)
@@ -356,8 +469,9 @@ search_types = st.sampled_from([*SEED_TYPES, "Patient", "Bundle", "Location", "P
 def searches(draw: st.DrawFn) -> tuple[str, str, list[tuple[str, str]]]:
     type_ = draw(search_types)
     params = draw(search_query(REGISTRY, type_))
-    where = draw(st.sampled_from(["type", "type", "post", "compartment", "system", "history",
-                                  "everything"]))
+    where = draw(
+        st.sampled_from(["type", "type", "post", "compartment", "system", "history", "everything"])
+    )
     if where == "post":
         return "POST", f"/{type_}/_search", params
     if where == "compartment":
@@ -367,8 +481,11 @@ def searches(draw: st.DrawFn) -> tuple[str, str, list[tuple[str, str]]]:
     if where == "history":
         since = draw(st.sampled_from(["_since", "_at", "_count"]))
         value = draw(st.sampled_from(["2024-01-01", "2024", "x", "-1", "2024-01-01T00:00:00Z"]))
-        return "GET", draw(st.sampled_from([f"/{type_}/_history", "/_history",
-                                            "/Patient/example/_history"])), [(since, value)]
+        return (
+            "GET",
+            draw(st.sampled_from([f"/{type_}/_history", "/_history", "/Patient/example/_history"])),
+            [(since, value)],
+        )
     if where == "everything":
         return "GET", "/Patient/example/$everything", params
     return "GET", f"/{type_}", params
@@ -376,8 +493,9 @@ def searches(draw: st.DrawFn) -> tuple[str, str, list[tuple[str, str]]]:
 
 @fuzz_settings
 @given(search=searches(), strict=st.booleans())
-def test_search_queries(fuzzer: Fuzzer, search: tuple[str, str, list[tuple[str, str]]],
-                        strict: bool) -> None:
+def test_search_queries(
+    fuzzer: Fuzzer, search: tuple[str, str, list[tuple[str, str]]], strict: bool
+) -> None:
     method, url, params = search
     headers = {"Prefer": "handling=strict"} if strict else {}
     if method == "POST":
@@ -393,8 +511,10 @@ def test_search_queries(fuzzer: Fuzzer, search: tuple[str, str, list[tuple[str, 
 
 
 @fuzz_settings
-@given(value=odd_values() | leaf_values(), name=st.sampled_from(["_id", "name", "_filter",
-                                                                 "_sort", "_include", "date"]))
+@given(
+    value=odd_values() | leaf_values(),
+    name=st.sampled_from(["_id", "name", "_filter", "_sort", "_include", "date"]),
+)
 def test_search_values_of_any_json_type(fuzzer: Fuzzer, value: Any, name: str) -> None:
     """Odd values written as text (e.g. `{"resourceType": "Patient"}`) are still answered."""
     text = encode(value).decode("utf-8", "replace")[:MAX_QUERY]
@@ -403,10 +523,38 @@ def test_search_values_of_any_json_type(fuzzer: Fuzzer, value: Any, name: str) -
 
 # -- paths, headers and operations ----------------------------------------------------------
 
-SEGMENTS = ["Patient", "Observation", "ValueSet", "CodeSystem", "example", "fuzz-put", "_history",
-            "1", "0", "-1", "x", "_search", "metadata", "$everything", "$validate", "$reindex",
-            "$expand", "$lookup", "$translate", "$convert-hl7v2", "$", "$bogus", "*", "..", "%2F",
-            "a" * 70, "_", "Unicorn", "%00", "%C3%A9"]
+SEGMENTS = [
+    "Patient",
+    "Observation",
+    "ValueSet",
+    "CodeSystem",
+    "example",
+    "fuzz-put",
+    "_history",
+    "1",
+    "0",
+    "-1",
+    "x",
+    "_search",
+    "metadata",
+    "$everything",
+    "$validate",
+    "$reindex",
+    "$expand",
+    "$lookup",
+    "$translate",
+    "$convert-hl7v2",
+    "$",
+    "$bogus",
+    "*",
+    "..",
+    "%2F",
+    "a" * 70,
+    "_",
+    "Unicorn",
+    "%00",
+    "%C3%A9",
+]
 HEADERS = {
     "Accept": ["application/fhir+xml", "text/html;q=0.1, */*", "image/png", "*/*;q=x", ""],
     "If-None-Match": ["*", 'W/"1"', '"1"', "W/", 'W/"x"', ""],
@@ -428,20 +576,45 @@ def header_sets(draw: st.DrawFn) -> dict[str, str]:
     method=st.sampled_from(["GET", "HEAD", "DELETE", "POST", "PUT"]),
     segments=st.lists(st.sampled_from(SEGMENTS), max_size=4),
     headers=header_sets(),
-    query=st.lists(st.tuples(st.sampled_from(["code", "system", "url", "_count", "_format",
-                                              "_since", "_type", "valueSet", "filter",
-                                              "message", "_summary", "_elements"]),
-                             st.sampled_from(SEARCH_STRINGS)), max_size=3),
-    body=st.none() | st.sampled_from(SEED_TYPES).flatmap(
-        lambda kind: st.sampled_from(SEEDS[kind])) | odd_values(),
+    query=st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "code",
+                    "system",
+                    "url",
+                    "_count",
+                    "_format",
+                    "_since",
+                    "_type",
+                    "valueSet",
+                    "filter",
+                    "message",
+                    "_summary",
+                    "_elements",
+                ]
+            ),
+            st.sampled_from(SEARCH_STRINGS),
+        ),
+        max_size=3,
+    ),
+    body=st.none()
+    | st.sampled_from(SEED_TYPES).flatmap(lambda kind: st.sampled_from(SEEDS[kind]))
+    | odd_values(),
 )
-def test_paths_headers_and_operations(fuzzer: Fuzzer, method: str, segments: list[str],
-                                      headers: dict[str, str], query: list[tuple[str, str]],
-                                      body: Any) -> None:
+def test_paths_headers_and_operations(
+    fuzzer: Fuzzer,
+    method: str,
+    segments: list[str],
+    headers: dict[str, str],
+    query: list[tuple[str, str]],
+    body: Any,
+) -> None:
     if body is not None and method in ("POST", "PUT"):
         headers = {**headers, "Content-Type": JSON}
-        fuzzer.send(method, "/" + "/".join(segments), params=query, headers=headers,
-                    content=encode(body))
+        fuzzer.send(
+            method, "/" + "/".join(segments), params=query, headers=headers, content=encode(body)
+        )
     else:
         fuzzer.send(method, "/" + "/".join(segments), params=query, headers=headers)
 

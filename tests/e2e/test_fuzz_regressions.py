@@ -23,32 +23,58 @@ def issue(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def test_transaction_entry_with_a_fullurl_that_is_not_a_string(client: httpx.Client) -> None:
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": [None], "resource": patient(), "request": {"method": "POST",
-                                                               "url": "Patient"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": [None],
+                "resource": patient(),
+                "request": {"method": "POST", "url": "Patient"},
+            }
+        ],
+    }
     found = issue(post(client, "", bundle), 400)
     assert found["expression"] == ["Bundle.entry[0].fullUrl"]
 
 
 def test_fhirpath_patch_that_repeats_a_computed_value_ends(client: httpx.Client) -> None:
     id = unique()
-    client.put(f"/Patient/{id}", content=orjson.dumps(patient(id=id)),
-               headers={"Content-Type": JSON})
-    patch = {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
-        {"name": "type", "valueCode": "delete"},
-        {"name": "path", "valueString": "Patient.name.given.repeat($this + 'x')"}]}]}
-    response = client.patch(f"/Patient/{id}", content=orjson.dumps(patch),
-                            headers={"Content-Type": JSON})
+    client.put(
+        f"/Patient/{id}", content=orjson.dumps(patient(id=id)), headers={"Content-Type": JSON}
+    )
+    patch = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {
+                "name": "operation",
+                "part": [
+                    {"name": "type", "valueCode": "delete"},
+                    {"name": "path", "valueString": "Patient.name.given.repeat($this + 'x')"},
+                ],
+            }
+        ],
+    }
+    response = client.patch(
+        f"/Patient/{id}", content=orjson.dumps(patch), headers={"Content-Type": JSON}
+    )
     assert response.status_code in (400, 422), response.text
     assert client.get("/metadata").status_code == 200
 
 
 def test_custom_parameter_that_repeats_a_computed_value_ends(client: httpx.Client) -> None:
     code = f"fuzz-repeat-{unique()}"
-    param = {"resourceType": "SearchParameter", "url": f"http://example.org/sp/{code}",
-             "name": "fuzzRepeat", "status": "active", "description": "repeat() of strings",
-             "code": code, "base": ["Patient"], "type": "string",
-             "expression": "Patient.name.given.repeat($this + 'x')"}
+    param = {
+        "resourceType": "SearchParameter",
+        "url": f"http://example.org/sp/{code}",
+        "name": "fuzzRepeat",
+        "status": "active",
+        "description": "repeat() of strings",
+        "code": code,
+        "base": ["Patient"],
+        "type": "string",
+        "expression": "Patient.name.given.repeat($this + 'x')",
+    }
     created = post(client, "/SearchParameter", param)
     assert created.status_code == 201, created.text
     try:

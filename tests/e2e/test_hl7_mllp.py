@@ -30,14 +30,24 @@ IDLE_SECONDS = 2.5
 IDENTIFIER_SYSTEM = "urn:id:HOSP"  # PID-3.4 HOSP, no configured system
 
 
-def adt(control: str, mrn: str, family: str = "Doe", *, event: str = "A01",
-        version: str = "2.5.1", ack_modes: str = "", type: str = "ADT") -> bytes:
+def adt(
+    control: str,
+    mrn: str,
+    family: str = "Doe",
+    *,
+    event: str = "A01",
+    version: str = "2.5.1",
+    ack_modes: str = "",
+    type: str = "ADT",
+) -> bytes:
     modes = f"|||{ack_modes}" if ack_modes else ""
-    return (f"MSH|^~\\&|LAB|NORTH|FHIR|HUB|20240102030405||{type}^{event}^ADT_A01|{control}|P|"
-            f"{version}{modes}\r"
-            f"EVN|{event}|20240102030405\r"
-            f"PID|1||{mrn}^^^HOSP^MR||{family}^John||19800101|M\r"
-            "PV1|1|I|W^1^2\r").encode()
+    return (
+        f"MSH|^~\\&|LAB|NORTH|FHIR|HUB|20240102030405||{type}^{event}^ADT_A01|{control}|P|"
+        f"{version}{modes}\r"
+        f"EVN|{event}|20240102030405\r"
+        f"PID|1||{mrn}^^^HOSP^MR||{family}^John||19800101|M\r"
+        "PV1|1|I|W^1^2\r"
+    ).encode()
 
 
 def field(ack: bytes, segment: str, number: int) -> str:
@@ -84,10 +94,13 @@ def patients(http: httpx.Client, mrn: str) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def hl7_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     database = tmp_path_factory.mktemp("hl7") / "fhir.db"
-    process = ServerProcess(database, FHIR_MLLP_PORT=str(free_port()),
-                            FHIR_MLLP_MAX_MESSAGE_BYTES=str(MAX_BYTES),
-                            FHIR_MLLP_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
-                            FHIR_MLLP_IDLE_TIMEOUT=str(IDLE_SECONDS)).start()
+    process = ServerProcess(
+        database,
+        FHIR_MLLP_PORT=str(free_port()),
+        FHIR_MLLP_MAX_MESSAGE_BYTES=str(MAX_BYTES),
+        FHIR_MLLP_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
+        FHIR_MLLP_IDLE_TIMEOUT=str(IDLE_SECONDS),
+    ).start()
     yield process
     process.stop()
 
@@ -99,13 +112,13 @@ def port(hl7_server: ServerProcess) -> int:
 
 @pytest.fixture
 def http(hl7_server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=hl7_server.base, timeout=30,
-                      headers={"Accept": "application/fhir+json"}) as client:
+    with httpx.Client(
+        base_url=hl7_server.base, timeout=30, headers={"Accept": "application/fhir+json"}
+    ) as client:
         yield client
 
 
-async def test_adt_a01_is_accepted_and_its_patient_is_there(port: int,
-                                                             http: httpx.Client) -> None:
+async def test_adt_a01_is_accepted_and_its_patient_is_there(port: int, http: httpx.Client) -> None:
     [ack] = await exchange(port, adt("A01-1", "m-100", "Moreau"))
     assert field(ack, "MSA", 1) == "AA" and field(ack, "MSA", 2) == "A01-1"
     assert field(ack, "MSH", 3) == "FHIR" and field(ack, "MSH", 5) == "LAB"
@@ -123,25 +136,30 @@ async def test_many_messages_on_one_connection(port: int, http: httpx.Client) ->
 
 
 async def test_a_batch_gets_a_batch_of_acks(port: int, http: httpx.Client) -> None:
-    batch = (b"FHS|^~\\&|LAB|NORTH|FHIR|HUB|20240102030405||||F-9\r"
-             b"BHS|^~\\&|LAB|NORTH|FHIR|HUB|20240102030405||||B-9\r"
-             + adt("BATCH-1", "m-350", "Batchone") + adt("BATCH-2", "m-351", "Batchtwo")
-             + b"BTS|2\rFTS|1\r")
+    batch = (
+        b"FHS|^~\\&|LAB|NORTH|FHIR|HUB|20240102030405||||F-9\r"
+        b"BHS|^~\\&|LAB|NORTH|FHIR|HUB|20240102030405||||B-9\r"
+        + adt("BATCH-1", "m-350", "Batchone")
+        + adt("BATCH-2", "m-351", "Batchtwo")
+        + b"BTS|2\rFTS|1\r"
+    )
     [answer] = await exchange(port, batch)
     lines = answer.decode().strip("\r").split("\r")
-    assert [line[:3] for line in lines] == ["FHS", "BHS", "MSH", "MSA", "MSH", "MSA", "BTS",
-                                            "FTS"]
+    assert [line[:3] for line in lines] == ["FHS", "BHS", "MSH", "MSA", "MSH", "MSA", "BTS", "FTS"]
     bhs = lines[1].split("|")  # bhs[n - 1] is BHS-n, as for MSH
     assert bhs[11] == "B-9" and bhs[2] == "FHIR" and bhs[4] == "LAB"
     assert [line.split("|")[1:3] for line in lines if line.startswith("MSA")] == [
-        ["AA", "BATCH-1"], ["AA", "BATCH-2"]]
+        ["AA", "BATCH-1"],
+        ["AA", "BATCH-2"],
+    ]
     assert field(answer, "BTS", 1) == "2"
     assert patients(http, "m-350")[0]["name"][0]["family"] == "Batchone"
     assert patients(http, "m-351")[0]["name"][0]["family"] == "Batchtwo"
 
 
 async def test_duplicate_gets_the_original_ack_and_changes_nothing(
-        port: int, http: httpx.Client) -> None:
+    port: int, http: httpx.Client
+) -> None:
     message = adt("DUP-1", "m-300")
     [first] = await exchange(port, message)
     [patient] = patients(http, "m-300")
@@ -176,16 +194,16 @@ async def test_bad_input_is_answered_and_the_connection_keeps_serving(port: int)
         ack = bytes(await asyncio.wait_for(reader.readblock(), 15))
         assert field(ack, "MSA", 1) == "AR"
         # an ACK is never acknowledged: the next block we read answers the next message
-        writer.writeblock(b"MSH|^~\\&|LAB|NORTH|FHIR|HUB|20240102||ACK^A01^ACK|X9|P|2.5.1\r"
-                          b"MSA|AA|Z1\r")
+        writer.writeblock(
+            b"MSH|^~\\&|LAB|NORTH|FHIR|HUB|20240102||ACK^A01^ACK|X9|P|2.5.1\rMSA|AA|Z1\r"
+        )
         writer.writeblock(adt("AFTER-1", "m-403"))
         await writer.drain()
         ack = bytes(await asyncio.wait_for(reader.readblock(), 15))
         assert (field(ack, "MSA", 1), field(ack, "MSA", 2)) == ("AA", "AFTER-1")
 
 
-async def test_enhanced_mode_commit_then_application_ack(port: int,
-                                                         http: httpx.Client) -> None:
+async def test_enhanced_mode_commit_then_application_ack(port: int, http: httpx.Client) -> None:
     async with mllp(port) as (reader, writer):
         writer.writeblock(adt("ENH-1", "m-500", ack_modes="AL|AL"))
         await writer.drain()
@@ -204,12 +222,18 @@ async def test_enhanced_mode_commit_then_application_ack(port: int,
     assert len(patients(http, "m-500")) == 1
 
 
-async def test_dead_letter_listed_shown_and_replayed(port: int, http: httpx.Client,
-                                                     hl7_server: ServerProcess) -> None:
+async def test_dead_letter_listed_shown_and_replayed(
+    port: int, http: httpx.Client, hl7_server: ServerProcess
+) -> None:
     identifier = {"system": IDENTIFIER_SYSTEM, "value": "m-600"}
-    ids = [http.post("Patient", json={"resourceType": "Patient", "identifier": [identifier]},
-                     headers={"Content-Type": "application/fhir+json"}).json()["id"]
-           for _ in range(2)]
+    ids = [
+        http.post(
+            "Patient",
+            json={"resourceType": "Patient", "identifier": [identifier]},
+            headers={"Content-Type": "application/fhir+json"},
+        ).json()["id"]
+        for _ in range(2)
+    ]
     [ack] = await exchange(port, adt("DEAD-1", "m-600", "Ambiguous"))
     assert field(ack, "MSA", 1) == "AE"  # two Patients match the identifier
 
@@ -233,8 +257,9 @@ async def test_dead_letter_listed_shown_and_replayed(port: int, http: httpx.Clie
     assert field(again, "MSA", 1) == "AA"
 
 
-def test_send_command(port: int, http: httpx.Client, hl7_server: ServerProcess,
-                      tmp_path: Path) -> None:
+def test_send_command(
+    port: int, http: httpx.Client, hl7_server: ServerProcess, tmp_path: Path
+) -> None:
     file = tmp_path / "messages.hl7"
     file.write_bytes((adt("SEND-1", "m-700") + adt("SEND-2", "m-701")).replace(b"\r", b"\n"))
     sent = cli("send", str(file), "--to", f"127.0.0.1:{port}", server=hl7_server)
@@ -278,42 +303,76 @@ def test_outbound_feeds_reach_our_own_listener(tmp_path: Path) -> None:
         {"name": "self", "application": "FHIR-SERVER", "host": "127.0.0.1", "port": port},
         {"name": "nowhere", "host": "127.0.0.1", "port": nowhere, "events": ["ADT^A08"]},
     ]
-    server = ServerProcess(tmp_path / "fhir.db", FHIR_MLLP_PORT=str(port),
-                           FHIR_HL7_DESTINATIONS=orjson.dumps(destinations).decode(),
-                           FHIR_HL7_OUTBOUND_ATTEMPTS="2", FHIR_HL7_OUTBOUND_BACKOFF="0.1",
-                           FHIR_HL7_ACK_TIMEOUT="5").start()
+    server = ServerProcess(
+        tmp_path / "fhir.db",
+        FHIR_MLLP_PORT=str(port),
+        FHIR_HL7_DESTINATIONS=orjson.dumps(destinations).decode(),
+        FHIR_HL7_OUTBOUND_ATTEMPTS="2",
+        FHIR_HL7_OUTBOUND_BACKOFF="0.1",
+        FHIR_HL7_ACK_TIMEOUT="5",
+    ).start()
     try:
-        with httpx.Client(base_url=server.base, timeout=30,
-                          headers={"Content-Type": "application/fhir+json"}) as http:
-            patient = http.post("Patient", json={
-                "resourceType": "Patient", "identifier": [{"system": IDENTIFIER_SYSTEM,
-                                                           "value": "m-900"}],
-                "name": [{"family": "Outbound", "given": ["Olga"]}]}).json()
+        with httpx.Client(
+            base_url=server.base, timeout=30, headers={"Content-Type": "application/fhir+json"}
+        ) as http:
+            patient = http.post(
+                "Patient",
+                json={
+                    "resourceType": "Patient",
+                    "identifier": [{"system": IDENTIFIER_SYSTEM, "value": "m-900"}],
+                    "name": [{"family": "Outbound", "given": ["Olga"]}],
+                },
+            ).json()
             subject = {"reference": f"Patient/{patient['id']}"}
             loinc = {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]}
-            observation = http.post("Observation", json={
-                "resourceType": "Observation", "status": "final", "code": loinc,
-                "subject": subject,
-                "valueQuantity": {"value": 5.4, "unit": "mmol/L",
-                                  "system": "http://unitsofmeasure.org", "code": "mmol/L"}}
+            observation = http.post(
+                "Observation",
+                json={
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": loinc,
+                    "subject": subject,
+                    "valueQuantity": {
+                        "value": 5.4,
+                        "unit": "mmol/L",
+                        "system": "http://unitsofmeasure.org",
+                        "code": "mmol/L",
+                    },
+                },
             ).json()
-            http.post("DiagnosticReport", json={
-                "resourceType": "DiagnosticReport", "status": "final", "code": loinc,
-                "subject": subject, "result": [{"reference": f"Observation/{observation['id']}"}]})
+            http.post(
+                "DiagnosticReport",
+                json={
+                    "resourceType": "DiagnosticReport",
+                    "status": "final",
+                    "code": loinc,
+                    "subject": subject,
+                    "result": [{"reference": f"Observation/{observation['id']}"}],
+                },
+            )
         inbox = InboxFile(f"{server.database}.hl7inbox.db")
         try:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
-                rows = inbox.db.execute("SELECT destination, event, state FROM outbound "
-                                        "ORDER BY id").fetchall()
-                received = inbox.db.execute("SELECT message_type, state FROM messages "
-                                            "WHERE sender LIKE 'FHIR-SERVER|%'").fetchall()
-                if ({r[2] for r in rows} <= {"sent", "dead"} and len(rows) == 3
-                        and len(received) == 2 and all(s != "received" for _, s in received)):
+                rows = inbox.db.execute(
+                    "SELECT destination, event, state FROM outbound ORDER BY id"
+                ).fetchall()
+                received = inbox.db.execute(
+                    "SELECT message_type, state FROM messages WHERE sender LIKE 'FHIR-SERVER|%'"
+                ).fetchall()
+                if (
+                    {r[2] for r in rows} <= {"sent", "dead"}
+                    and len(rows) == 3
+                    and len(received) == 2
+                    and all(s != "received" for _, s in received)
+                ):
                     break
                 time.sleep(0.2)
-            assert sorted(rows) == [("nowhere", "ADT^A08", "dead"), ("self", "ADT^A08", "sent"),
-                                    ("self", "ORU^R01", "sent")]
+            assert sorted(rows) == [
+                ("nowhere", "ADT^A08", "dead"),
+                ("self", "ADT^A08", "sent"),
+                ("self", "ORU^R01", "sent"),
+            ]
             assert sorted(received) == [("ADT^A08", "done"), ("ORU^R01", "done")]
         finally:
             inbox.close()
@@ -330,7 +389,9 @@ def test_http_ingest_answers_with_the_ack(hl7_server: ServerProcess, http: httpx
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("x-application/hl7-v2+er7")
     assert (field(response.content, "MSA", 1), field(response.content, "MSA", 2)) == (
-        "AA", "HTTP-1")
+        "AA",
+        "HTTP-1",
+    )
     assert patients(http, "m-900")[0]["name"][0]["family"] == "Posted"
     junk = httpx.post(url, content=b"\x00\xffnot hl7", headers=headers)
     assert field(junk.content, "MSA", 1) == "AR"

@@ -26,8 +26,9 @@ HANG = 20.0  # seconds after which a socket that got no answer counts as hung
 def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """Short deadlines: 1 s for a request head, 1 s (+1 s per KiB) for a body."""
     database = tmp_path_factory.mktemp("strict") / "fhir.db"
-    process = ServerProcess(database, FHIR_HEADER_TIMEOUT="1", FHIR_BODY_TIMEOUT="1",
-                            FHIR_BODY_MIN_RATE="1024").start()
+    process = ServerProcess(
+        database, FHIR_HEADER_TIMEOUT="1", FHIR_BODY_TIMEOUT="1", FHIR_BODY_MIN_RATE="1024"
+    ).start()
     yield process
     process.stop()
 
@@ -36,8 +37,9 @@ def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """At most 8 open connections; idle keep-alive connections stay for 60 s."""
     database = tmp_path_factory.mktemp("capped") / "fhir.db"
-    process = ServerProcess(database, FHIR_MAX_CONNECTIONS="8",
-                            FHIR_KEEP_ALIVE_TIMEOUT="60").start()
+    process = ServerProcess(
+        database, FHIR_MAX_CONNECTIONS="8", FHIR_KEEP_ALIVE_TIMEOUT="60"
+    ).start()
     yield process
     process.stop()
 
@@ -71,6 +73,7 @@ def _status(answer: bytes) -> int:
 
 # -- slow clients and floods -----------------------------------------------------------------
 
+
 def test_a_connection_that_sends_nothing_is_closed(strict: ServerProcess) -> None:
     with _connect(strict) as sock:
         assert _answer(sock) == b""
@@ -80,8 +83,9 @@ def test_a_slow_request_head_is_closed_with_408(strict: ServerProcess) -> None:
     socks = [_connect(strict) for _ in range(20)]
     try:
         for sock in socks:  # the head never ends: no blank line
-            sock.sendall(f"GET /fhir/metadata HTTP/1.1\r\nHost: 127.0.0.1:{strict.port}\r\n"
-                         .encode())
+            sock.sendall(
+                f"GET /fhir/metadata HTTP/1.1\r\nHost: 127.0.0.1:{strict.port}\r\n".encode()
+            )
         for sock in socks:
             answer = _answer(sock)
             assert answer == b"" or _status(answer) == 408
@@ -114,8 +118,10 @@ def test_a_trickled_request_head_is_closed(strict: ServerProcess) -> None:
 
 def test_a_slow_body_gets_408_and_the_connection_closes(strict: ServerProcess) -> None:
     with _connect(strict) as sock:
-        sock.sendall(_head(strict, "POST", "/fhir/Patient", f"Content-Type: {JSON}",
-                           "Content-Length: 5000") + b'{"resourceType":')
+        sock.sendall(
+            _head(strict, "POST", "/fhir/Patient", f"Content-Type: {JSON}", "Content-Length: 5000")
+            + b'{"resourceType":'
+        )
         answer = _answer(sock)
     assert _status(answer) == 408
     outcome = orjson.loads(answer.split(b"\r\n\r\n", 1)[1])
@@ -151,8 +157,9 @@ def test_requests_succeed_while_300_idle_sockets_are_open(server: ServerProcess)
     idle = [_connect(server) for _ in range(300)]
     try:
         with httpx.Client(base_url=server.base, timeout=HANG) as http:
-            statuses = [http.get("/metadata", params={"_summary": "true"}).status_code
-                        for _ in range(20)]
+            statuses = [
+                http.get("/metadata", params={"_summary": "true"}).status_code for _ in range(20)
+            ]
         assert statuses == [200] * 20
     finally:
         for sock in idle:
@@ -161,9 +168,13 @@ def test_requests_succeed_while_300_idle_sockets_are_open(server: ServerProcess)
 
 # -- Host header and banner ------------------------------------------------------------------
 
+
 def test_a_foreign_host_header_is_refused(client: httpx.Client) -> None:
-    response = client.post("/Patient", content=orjson.dumps(patient(unique())),
-                           headers={"Content-Type": JSON, "Host": "evil.example"})
+    response = client.post(
+        "/Patient",
+        content=orjson.dumps(patient(unique())),
+        headers={"Content-Type": JSON, "Host": "evil.example"},
+    )
     assert response.status_code == 400
     issue = response.json()["issue"][0]
     assert "evil.example" in issue["diagnostics"] and issue["expression"] == ["Host"]
@@ -171,8 +182,11 @@ def test_a_foreign_host_header_is_refused(client: httpx.Client) -> None:
 
 def test_links_follow_an_allowed_host(client: httpx.Client, server: ServerProcess) -> None:
     for host in (f"localhost:{server.port}", f"127.0.0.1:{server.port}"):
-        created = client.post("/Patient", content=orjson.dumps(patient(unique())),
-                              headers={"Content-Type": JSON, "Host": host})
+        created = client.post(
+            "/Patient",
+            content=orjson.dumps(patient(unique())),
+            headers={"Content-Type": JSON, "Host": host},
+        )
         assert created.status_code == 201
         assert created.headers["location"].startswith(f"http://{host}/fhir/Patient/")
 
@@ -187,16 +201,19 @@ def test_no_server_banner(client: httpx.Client) -> None:
 HL7_MESSAGE = b"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\rPID|1||123\r"
 
 
-@pytest.mark.parametrize(("method", "path", "content_type", "body"), [
-    ("POST", "/hl7v2", "text/plain", HL7_MESSAGE),
-    ("POST", "/fhir/$reindex", "application/x-www-form-urlencoded", b"type=Patient"),
-    ("POST", "/fhir/Patient", "application/x-www-form-urlencoded", b"name=x"),
-    ("POST", "/fhir/Patient", "text/plain", orjson.dumps(patient("x"))),
-    ("POST", "/fhir", "multipart/form-data; boundary=x", b"--x--"),
-    ("POST", "/fhir/$reindex", None, b""),
-    ("PUT", "/fhir/Patient/abc", "text/plain", orjson.dumps(patient("x", id="abc"))),
-    ("PATCH", "/fhir/Patient/abc", "application/x-www-form-urlencoded", b"a=b"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "content_type", "body"),
+    [
+        ("POST", "/hl7v2", "text/plain", HL7_MESSAGE),
+        ("POST", "/fhir/$reindex", "application/x-www-form-urlencoded", b"type=Patient"),
+        ("POST", "/fhir/Patient", "application/x-www-form-urlencoded", b"name=x"),
+        ("POST", "/fhir/Patient", "text/plain", orjson.dumps(patient("x"))),
+        ("POST", "/fhir", "multipart/form-data; boundary=x", b"--x--"),
+        ("POST", "/fhir/$reindex", None, b""),
+        ("PUT", "/fhir/Patient/abc", "text/plain", orjson.dumps(patient("x", id="abc"))),
+        ("PATCH", "/fhir/Patient/abc", "application/x-www-form-urlencoded", b"a=b"),
+    ],
+)
 def test_writes_without_a_documented_media_type_get_415(
     server: ServerProcess, method: str, path: str, content_type: str | None, body: bytes
 ) -> None:
@@ -220,25 +237,35 @@ def test_form_posts_still_search(client: httpx.Client) -> None:
 
 
 def test_a_cors_preflight_from_a_smart_app_is_allowed(client: httpx.Client) -> None:
-    response = client.options("/Patient", headers={
-        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type, prefer, if-match"})
+    response = client.options(
+        "/Patient",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, prefer, if-match",
+        },
+    )
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == "*"
     assert "POST" in response.headers["access-control-allow-methods"]
     allowed = response.headers["access-control-allow-headers"].lower()
     assert {"authorization", "content-type", "prefer", "if-match"} <= {
-        h.strip() for h in allowed.split(",")}
+        h.strip() for h in allowed.split(",")
+    }
     assert "access-control-allow-credentials" not in response.headers
 
 
 def test_cross_origin_responses_expose_fhir_headers(client: httpx.Client) -> None:
-    created = client.post("/Patient", content=orjson.dumps(patient(unique())),
-                          headers={"Content-Type": JSON, "Origin": "https://app.example"})
+    created = client.post(
+        "/Patient",
+        content=orjson.dumps(patient(unique())),
+        headers={"Content-Type": JSON, "Origin": "https://app.example"},
+    )
     assert created.status_code == 201
     assert created.headers["access-control-allow-origin"] == "*"
-    exposed = {h.strip().lower() for h in created.headers["access-control-expose-headers"]
-               .split(",")}
+    exposed = {
+        h.strip().lower() for h in created.headers["access-control-expose-headers"].split(",")
+    }
     assert {"location", "etag", "last-modified", "content-location"} <= exposed
 
 
@@ -246,7 +273,14 @@ def test_plain_options_lists_the_methods(client: httpx.Client) -> None:
     response = client.options("/Patient")
     assert response.status_code == 200
     assert {m.strip() for m in response.headers["allow"].split(",")} >= {
-        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+        "GET",
+        "HEAD",
+        "POST",
+        "PUT",
+        "PATCH",
+        "DELETE",
+        "OPTIONS",
+    }
     metadata = client.options("/metadata")
     assert metadata.status_code == 200 and "POST" not in metadata.headers["allow"]
     unknown = client.options("/NoSuchType")
@@ -256,18 +290,39 @@ def test_plain_options_lists_the_methods(client: httpx.Client) -> None:
 
 # -- catastrophic regular expressions -----------------------------------------------------
 
+
 def test_a_catastrophic_expand_regex_is_answered(client: httpx.Client) -> None:
     url = f"http://example.org/cs/{unique()}"
-    code_system = {"resourceType": "CodeSystem", "url": url, "status": "active",
-                   "content": "complete", "concept": [{"code": "a" * 40}, {"code": "b!"}]}
-    assert client.post("/CodeSystem", content=orjson.dumps(code_system),
-                       headers={"Content-Type": JSON}).status_code == 201
+    code_system = {
+        "resourceType": "CodeSystem",
+        "url": url,
+        "status": "active",
+        "content": "complete",
+        "concept": [{"code": "a" * 40}, {"code": "b!"}],
+    }
+    assert (
+        client.post(
+            "/CodeSystem", content=orjson.dumps(code_system), headers={"Content-Type": JSON}
+        ).status_code
+        == 201
+    )
 
     def expand(pattern: str) -> httpx.Response:
-        value_set = {"resourceType": "ValueSet", "status": "active", "compose": {"include": [
-            {"system": url, "filter": [{"property": "code", "op": "regex", "value": pattern}]}]}}
-        return client.post("/ValueSet/$expand", content=orjson.dumps(value_set),
-                           headers={"Content-Type": JSON})
+        value_set = {
+            "resourceType": "ValueSet",
+            "status": "active",
+            "compose": {
+                "include": [
+                    {
+                        "system": url,
+                        "filter": [{"property": "code", "op": "regex", "value": pattern}],
+                    }
+                ]
+            },
+        }
+        return client.post(
+            "/ValueSet/$expand", content=orjson.dumps(value_set), headers={"Content-Type": JSON}
+        )
 
     expanded = expand(r"(\w+)+!")
     assert expanded.status_code == 200
@@ -278,10 +333,22 @@ def test_a_catastrophic_expand_regex_is_answered(client: httpx.Client) -> None:
 
 # -- a large transaction does not stop other clients -----------------------------------------
 
+
 def _transaction(entries: int) -> bytes:
-    return orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": f"urn:uuid:{unique()}{i:020d}", "resource": patient(unique()),
-         "request": {"method": "POST", "url": "Patient"}} for i in range(entries)]})
+    return orjson.dumps(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "fullUrl": f"urn:uuid:{unique()}{i:020d}",
+                    "resource": patient(unique()),
+                    "request": {"method": "POST", "url": "Patient"},
+                }
+                for i in range(entries)
+            ],
+        }
+    )
 
 
 def test_reads_are_served_while_a_large_transaction_runs(tmp_path: Path) -> None:
@@ -295,15 +362,15 @@ def test_reads_are_served_while_a_large_transaction_runs(tmp_path: Path) -> None
 def _reads_during_transaction(process: ServerProcess) -> None:
     body = _transaction(5000)
     with httpx.Client(base_url=process.base, timeout=600) as http:
-        pid = http.post("/Patient", content=orjson.dumps(patient(unique())),
-                        headers={"Content-Type": JSON}).json()["id"]
+        pid = http.post(
+            "/Patient", content=orjson.dumps(patient(unique())), headers={"Content-Type": JSON}
+        ).json()["id"]
     done = threading.Event()
     outcome: list[int] = []
 
     def run() -> None:
         with httpx.Client(base_url=process.base, timeout=600) as http:
-            outcome.append(http.post("", content=body, headers={"Content-Type": JSON})
-                           .status_code)
+            outcome.append(http.post("", content=body, headers={"Content-Type": JSON}).status_code)
         done.set()
 
     writer = threading.Thread(target=run)

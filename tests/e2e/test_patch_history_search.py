@@ -11,18 +11,24 @@ from tests.e2e.helpers import JSON, observation, patient, unique
 
 
 def created(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
-    response = client.post(f"/{body['resourceType']}", content=orjson.dumps(body),
-                           headers={"Content-Type": JSON})
+    response = client.post(
+        f"/{body['resourceType']}", content=orjson.dumps(body), headers={"Content-Type": JSON}
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
 
 def test_json_patch(client: httpx.Client) -> None:
     pid = created(client, patient(unique()))["id"]
-    ops = [{"op": "replace", "path": "/gender", "value": "male"},
-           {"op": "add", "path": "/name/0/given/-", "value": "Ann"}]
-    response = client.patch(f"/Patient/{pid}", content=orjson.dumps(ops),
-                            headers={"Content-Type": "application/json-patch+json"})
+    ops = [
+        {"op": "replace", "path": "/gender", "value": "male"},
+        {"op": "add", "path": "/name/0/given/-", "value": "Ann"},
+    ]
+    response = client.patch(
+        f"/Patient/{pid}",
+        content=orjson.dumps(ops),
+        headers={"Content-Type": "application/json-patch+json"},
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["gender"] == "male" and body["name"][0]["given"] == ["Jane", "Ann"]
@@ -31,10 +37,15 @@ def test_json_patch(client: httpx.Client) -> None:
 
 def test_json_patch_failed_test_op_changes_nothing(client: httpx.Client) -> None:
     pid = created(client, patient(unique()))["id"]
-    ops = [{"op": "test", "path": "/gender", "value": "male"},
-           {"op": "replace", "path": "/gender", "value": "other"}]
-    response = client.patch(f"/Patient/{pid}", content=orjson.dumps(ops),
-                            headers={"Content-Type": "application/json-patch+json"})
+    ops = [
+        {"op": "test", "path": "/gender", "value": "male"},
+        {"op": "replace", "path": "/gender", "value": "other"},
+    ]
+    response = client.patch(
+        f"/Patient/{pid}",
+        content=orjson.dumps(ops),
+        headers={"Content-Type": "application/json-patch+json"},
+    )
     assert response.status_code in (400, 422)
     assert client.get(f"/Patient/{pid}").json()["gender"] == "female"
 
@@ -42,26 +53,41 @@ def test_json_patch_failed_test_op_changes_nothing(client: httpx.Client) -> None
 def test_patch_that_makes_resource_invalid_is_refused(client: httpx.Client) -> None:
     pid = created(client, patient(unique()))["id"]
     ops = [{"op": "replace", "path": "/gender", "value": 42}]
-    response = client.patch(f"/Patient/{pid}", content=orjson.dumps(ops),
-                            headers={"Content-Type": "application/json-patch+json"})
+    response = client.patch(
+        f"/Patient/{pid}",
+        content=orjson.dumps(ops),
+        headers={"Content-Type": "application/json-patch+json"},
+    )
     assert response.status_code == 400
 
 
 def test_fhirpath_patch(client: httpx.Client) -> None:
     pid = created(client, patient(unique()))["id"]
-    parameters = {"resourceType": "Parameters", "parameter": [
-        {"name": "operation", "part": [
-            {"name": "type", "valueCode": "replace"},
-            {"name": "path", "valueString": "Patient.birthDate"},
-            {"name": "value", "valueDate": "1999-09-09"}]},
-        {"name": "operation", "part": [
-            {"name": "type", "valueCode": "add"},
-            {"name": "path", "valueString": "Patient"},
-            {"name": "name", "valueString": "active"},
-            {"name": "value", "valueBoolean": True}]},
-    ]}
-    response = client.patch(f"/Patient/{pid}", content=orjson.dumps(parameters),
-                            headers={"Content-Type": JSON})
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {
+                "name": "operation",
+                "part": [
+                    {"name": "type", "valueCode": "replace"},
+                    {"name": "path", "valueString": "Patient.birthDate"},
+                    {"name": "value", "valueDate": "1999-09-09"},
+                ],
+            },
+            {
+                "name": "operation",
+                "part": [
+                    {"name": "type", "valueCode": "add"},
+                    {"name": "path", "valueString": "Patient"},
+                    {"name": "name", "valueString": "active"},
+                    {"name": "value", "valueBoolean": True},
+                ],
+            },
+        ],
+    }
+    response = client.patch(
+        f"/Patient/{pid}", content=orjson.dumps(parameters), headers={"Content-Type": JSON}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["birthDate"] == "1999-09-09"
     assert response.json()["active"] is True
@@ -72,8 +98,11 @@ def test_history_levels_since_and_paging(client: httpx.Client) -> None:
     since = first["meta"]["lastUpdated"]
     pid = first["id"]
     for gender in ("male", "other", "unknown"):
-        client.put(f"/Patient/{pid}", content=orjson.dumps(first | {"gender": gender}),
-                   headers={"Content-Type": JSON})
+        client.put(
+            f"/Patient/{pid}",
+            content=orjson.dumps(first | {"gender": gender}),
+            headers={"Content-Type": JSON},
+        )
     instance = client.get(f"/Patient/{pid}/_history").json()
     assert instance["type"] == "history" and instance["total"] == 4
     assert [e["resource"]["meta"]["versionId"] for e in instance["entry"]] == ["4", "3", "2", "1"]
@@ -95,7 +124,9 @@ def test_search_token_reference_id_and_paging(client: httpx.Client, base: str) -
     pid = created(client, patient(mrn))["id"]
     for value in range(5):
         created(client, observation(f"Patient/{pid}", value=60 + value))
-    by_identifier = client.get("/Patient", params={"identifier": f"http://hospital.example/mrn|{mrn}"})
+    by_identifier = client.get(
+        "/Patient", params={"identifier": f"http://hospital.example/mrn|{mrn}"}
+    )
     bundle = by_identifier.json()
     assert bundle["type"] == "searchset" and bundle["total"] == 1
     assert bundle["entry"][0]["fullUrl"] == f"{base}/Patient/{pid}"
@@ -130,16 +161,18 @@ def test_search_unknown_param_lenient_and_strict(client: httpx.Client) -> None:
     assert lenient.status_code == 200
     self_link = next(link["url"] for link in lenient.json()["link"] if link["relation"] == "self")
     assert "nonsense" not in self_link
-    strict = client.get("/Patient", params={"nonsense": "1"},
-                        headers={"Prefer": "handling=strict"})
+    strict = client.get("/Patient", params={"nonsense": "1"}, headers={"Prefer": "handling=strict"})
     assert strict.status_code == 400
 
 
 def test_post_search_and_system_search(client: httpx.Client) -> None:
     mrn = unique()
     pid = created(client, patient(mrn))["id"]
-    form = client.post("/Patient/_search", content=f"identifier={mrn}",
-                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    form = client.post(
+        "/Patient/_search",
+        content=f"identifier={mrn}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert form.status_code == 200 and form.json()["total"] == 1
     system = client.get("", params={"_type": "Patient", "_id": pid}).json()
     assert system["total"] == 1
@@ -148,12 +181,19 @@ def test_post_search_and_system_search(client: httpx.Client) -> None:
 def test_conditional_update_and_delete(client: httpx.Client) -> None:
     mrn = unique()
     criteria = {"identifier": f"http://hospital.example/mrn|{mrn}"}
-    made = client.put("/Patient", params=criteria, content=orjson.dumps(patient(mrn)),
-                      headers={"Content-Type": JSON})
+    made = client.put(
+        "/Patient",
+        params=criteria,
+        content=orjson.dumps(patient(mrn)),
+        headers={"Content-Type": JSON},
+    )
     assert made.status_code == 201
-    changed = client.put("/Patient", params=criteria,
-                         content=orjson.dumps(patient(mrn, gender="male")),
-                         headers={"Content-Type": JSON})
+    changed = client.put(
+        "/Patient",
+        params=criteria,
+        content=orjson.dumps(patient(mrn, gender="male")),
+        headers={"Content-Type": JSON},
+    )
     assert changed.status_code == 200
     assert changed.json()["id"] == made.json()["id"]
     assert changed.json()["meta"]["versionId"] == "2"

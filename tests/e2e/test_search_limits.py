@@ -25,16 +25,20 @@ def _refused(response: httpx.Response, name: str) -> dict[str, Any]:
     return outcome
 
 
-@pytest.mark.parametrize(("path", "params", "name"), [
-    ("/Observation", {"value-quantity": "1e999999999"}, "value-quantity"),
-    ("/Patient", {"_sort": ",".join(["name"] * 200)}, "_sort"),
-    ("/Patient", {"_offset": "99999999999999999999"}, "_offset"),
-    ("/Patient", {"_filter": "(" * 400 + "name eq x" + ")" * 400}, "_filter"),
-    ("/Patient/x/_history/²", {}, "_history"),
-    ("/Patient/_history", {"_count": "²"}, "_count"),
-])
-def test_refused_with_a_400_naming_the_parameter(client: httpx.Client, path: str,
-                                                 params: dict[str, str], name: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "params", "name"),
+    [
+        ("/Observation", {"value-quantity": "1e999999999"}, "value-quantity"),
+        ("/Patient", {"_sort": ",".join(["name"] * 200)}, "_sort"),
+        ("/Patient", {"_offset": "99999999999999999999"}, "_offset"),
+        ("/Patient", {"_filter": "(" * 400 + "name eq x" + ")" * 400}, "_filter"),
+        ("/Patient/x/_history/²", {}, "_history"),
+        ("/Patient/_history", {"_count": "²"}, "_count"),
+    ],
+)
+def test_refused_with_a_400_naming_the_parameter(
+    client: httpx.Client, path: str, params: dict[str, str], name: str
+) -> None:
     _refused(client.get(path, params=params), name)
 
 
@@ -47,13 +51,19 @@ def test_a_huge_form_search_is_refused_not_echoed(client: httpx.Client) -> None:
 
 
 def test_a_thousand_identifiers_find_the_patients_and_the_links_stay_small(
-        client: httpx.Client) -> None:
+    client: httpx.Client,
+) -> None:
     tag = unique()
-    created = {client.post("/Patient", json=patient(f"{tag}-{n}"),
-                           headers={"Content-Type": JSON}).json()["id"]: n for n in (3, 500, 997)}
+    created = {
+        client.post("/Patient", json=patient(f"{tag}-{n}"), headers={"Content-Type": JSON}).json()[
+            "id"
+        ]: n
+        for n in (3, 500, 997)
+    }
     wanted = ",".join(f"http://hospital.example/mrn|{tag}-{n}" for n in range(1000))
-    response = client.post("/Patient/_search", content=f"_count=2&identifier={wanted}",
-                           headers=FORM)
+    response = client.post(
+        "/Patient/_search", content=f"_count=2&identifier={wanted}", headers=FORM
+    )
     assert response.status_code == 200, response.text[:500]
     bundle = response.json()
     assert bundle["total"] == 3
@@ -68,9 +78,14 @@ def test_a_thousand_identifiers_find_the_patients_and_the_links_stay_small(
 @pytest.fixture(scope="module")
 def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     database: Path = tmp_path_factory.mktemp("limits") / "fhir.db"
-    process = ServerProcess(database, FHIR_MAX_SORT_KEYS="2", FHIR_MAX_OR_VALUES="3",
-                            FHIR_MAX_INCLUDES="1", FHIR_MAX_QUERY_BYTES="2000",
-                            FHIR_MAX_SEARCH_CRITERIA="2").start()
+    process = ServerProcess(
+        database,
+        FHIR_MAX_SORT_KEYS="2",
+        FHIR_MAX_OR_VALUES="3",
+        FHIR_MAX_INCLUDES="1",
+        FHIR_MAX_QUERY_BYTES="2000",
+        FHIR_MAX_SEARCH_CRITERIA="2",
+    ).start()
     yield process
     process.stop()
 
@@ -82,8 +97,12 @@ def test_the_settings_reach_the_server(strict_server: ServerProcess) -> None:
         assert http.get("/Patient", params={"_id": "a,b,c"}).status_code == 200
         _refused(http.get("/Patient", params={"_id": "a,b,c,d"}), "_id")
         includes: list[tuple[str, str | int | float | bool | None]] = [
-            ("_include", "Patient:organization"), ("_revinclude", "Observation:subject")]
+            ("_include", "Patient:organization"),
+            ("_revinclude", "Observation:subject"),
+        ]
         _refused(http.get("/Patient", params=includes), "_revinclude")
         _refused(http.get("/Patient", params={"name": "x" * 2000}), "name")
-        _refused(http.get("/Patient", params=[("name", "a"), ("gender", "male"),
-                                              ("birthdate", "1970")]), "birthdate")
+        _refused(
+            http.get("/Patient", params=[("name", "a"), ("gender", "male"), ("birthdate", "1970")]),
+            "birthdate",
+        )

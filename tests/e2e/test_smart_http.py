@@ -54,8 +54,9 @@ class Served:
         self.thread.join(30)
 
     def token(self, scope: str, **claims: Any) -> str:
-        return self.ring.token(scope, audience=self.base,
-                               issuer=f"http://127.0.0.1:{self.port}/auth", **claims)
+        return self.ring.token(
+            scope, audience=self.base, issuer=f"http://127.0.0.1:{self.port}/auth", **claims
+        )
 
     def client(self, scope: str | None = None, **claims: Any) -> httpx.Client:
         headers = {"Accept": "application/fhir+json"}
@@ -72,10 +73,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             admin.put(f"/Patient/{patient}", json={"resourceType": "Patient", "id": patient})
             for category in ("laboratory", "vital-signs"):
                 id = f"{patient}-{category}"
-                response = admin.put(f"/Observation/{id}", json={
-                    "resourceType": "Observation", "id": id, "status": "final",
-                    "category": [{"coding": [{"system": CATEGORY, "code": category}]}],
-                    "code": {"text": category}, "subject": {"reference": f"Patient/{patient}"}})
+                response = admin.put(
+                    f"/Observation/{id}",
+                    json={
+                        "resourceType": "Observation",
+                        "id": id,
+                        "status": "final",
+                        "category": [{"coding": [{"system": CATEGORY, "code": category}]}],
+                        "code": {"text": category},
+                        "subject": {"reference": f"Patient/{patient}"},
+                    },
+                )
                 assert response.status_code in (200, 201), response.text
     yield server
     server.stop()
@@ -97,25 +105,30 @@ def test_no_token_is_401_with_a_bearer_challenge(served: Served, path: str) -> N
 
 def test_a_write_without_token_is_refused_before_its_body_is_read(served: Served) -> None:
     with served.client() as http:
-        response = http.post("/Patient", content=b"{not json",
-                             headers={"Content-Type": "application/fhir+json"})
+        response = http.post(
+            "/Patient", content=b"{not json", headers={"Content-Type": "application/fhir+json"}
+        )
     assert response.status_code == 401
 
 
-@pytest.mark.parametrize("case", ["garbage", "expired", "other audience", "other issuer",
-                                  "unknown key"])
+@pytest.mark.parametrize(
+    "case", ["garbage", "expired", "other audience", "other issuer", "unknown key"]
+)
 def test_bad_tokens_are_401_invalid_token(served: Served, case: str) -> None:
     tokens = {
         "garbage": lambda: "abc.def.ghi",
         "expired": lambda: served.token("user/*.read", lifetime=-600),
-        "other audience": lambda: served.ring.token("user/*.read", audience="http://x/fhir",
-                                                    issuer=f"http://127.0.0.1:{served.port}/auth"),
+        "other audience": lambda: served.ring.token(
+            "user/*.read", audience="http://x/fhir", issuer=f"http://127.0.0.1:{served.port}/auth"
+        ),
         "other issuer": lambda: served.ring.token("user/*.read", audience=served.base),
         "unknown key": lambda: TestKeyRing().token(
-            "user/*.read", audience=served.base, issuer=f"http://127.0.0.1:{served.port}/auth"),
+            "user/*.read", audience=served.base, issuer=f"http://127.0.0.1:{served.port}/auth"
+        ),
     }
-    response = httpx.get(f"{served.base}/Patient/p1",
-                         headers={"Authorization": f"Bearer {tokens[case]()}"})
+    response = httpx.get(
+        f"{served.base}/Patient/p1", headers={"Authorization": f"Bearer {tokens[case]()}"}
+    )
     assert response.status_code == 401
     challenge = response.headers["www-authenticate"]
     assert challenge.startswith("Bearer ") and 'error="invalid_token"' in challenge
@@ -127,8 +140,9 @@ def test_a_revoked_token_is_401(served: Served) -> None:
     assert httpx.get(f"{served.base}/Patient/p1", headers=headers).status_code == 200
     served.revocations.revoke("revoked")
     deadline = time.monotonic() + 10  # the server reads revocations at most once a second
-    while (response := httpx.get(f"{served.base}/Patient/p1", headers=headers)
-           ).status_code == 200 and time.monotonic() < deadline:
+    while (
+        response := httpx.get(f"{served.base}/Patient/p1", headers=headers)
+    ).status_code == 200 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert response.status_code == 401
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
@@ -142,8 +156,13 @@ def test_a_scope_that_does_not_cover_the_request_is_403(served: Served) -> None:
         assert outcome["resourceType"] == "OperationOutcome"
         assert outcome["issue"][0]["code"] == "forbidden"
         assert "www-authenticate" not in response.headers
-        assert http.post("/Observation", json={"resourceType": "Observation", "status": "final",
-                                               "code": {"text": "x"}}).status_code == 403
+        assert (
+            http.post(
+                "/Observation",
+                json={"resourceType": "Observation", "status": "final", "code": {"text": "x"}},
+            ).status_code
+            == 403
+        )
 
 
 def test_patient_scopes_over_http(served: Served) -> None:
@@ -153,11 +172,14 @@ def test_patient_scopes_over_http(served: Served) -> None:
         assert http.get("/Patient/p2").status_code == 403
         found = http.get("/Observation").json()
         assert sorted(e["resource"]["id"] for e in found["entry"]) == [
-            "p1-laboratory", "p1-vital-signs"]
+            "p1-laboratory",
+            "p1-vital-signs",
+        ]
         everything = http.get("/Patient/p2/$everything")
         assert everything.status_code == 403
-        included = http.get("/Observation", params={"_include": "Observation:subject",
-                                                    "subject:Patient._id": "p2"}).json()
+        included = http.get(
+            "/Observation", params={"_include": "Observation:subject", "subject:Patient._id": "p2"}
+        ).json()
         assert included.get("entry", []) == []
 
 
@@ -186,8 +208,14 @@ def test_the_hl7_endpoint_needs_every_system_right(served: Served) -> None:
 
 
 def test_serve_refuses_auth_off_beyond_loopback(tmp_path: Path) -> None:
-    command = [str(Path(sys.executable).parent / "fhir-server"), "serve", "--host", "0.0.0.0",
-               "--port", str(free_port())]
+    command = [
+        str(Path(sys.executable).parent / "fhir-server"),
+        "serve",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(free_port()),
+    ]
     env = {"FHIR_AUTH": "off", "FHIR_DATABASE": str(tmp_path / "fhir.db"), "PATH": "/usr/bin"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2

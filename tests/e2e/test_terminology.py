@@ -34,7 +34,8 @@ def parameters(**values: Any) -> dict[str, Any]:
     parts = []
     for name, value in values.items():
         key = {str: "valueString", bool: "valueBoolean", int: "valueInteger"}.get(
-            type(value), "valueCoding")
+            type(value), "valueCoding"
+        )
         parts.append({"name": name, key: value})
     return {"resourceType": "Parameters", "parameter": parts}
 
@@ -72,21 +73,24 @@ def test_expand_administrative_gender(client: httpx.Client) -> None:
 
 
 def test_validate_code_in_value_set_by_post(client: httpx.Client) -> None:
-    good = post(client, "/ValueSet/$validate-code",
-                parameters(url=GENDER_VS, code="male", system=GENDER_CS))
+    good = post(
+        client, "/ValueSet/$validate-code", parameters(url=GENDER_VS, code="male", system=GENDER_CS)
+    )
     assert good.status_code == 200, good.text
     assert part(good.json(), "result") is True
     assert part(good.json(), "display") == "Male"
-    bad = post(client, "/ValueSet/$validate-code",
-               parameters(url=GENDER_VS, code="M", system=GENDER_CS))
+    bad = post(
+        client, "/ValueSet/$validate-code", parameters(url=GENDER_VS, code="M", system=GENDER_CS)
+    )
     assert part(bad.json(), "result") is False
     assert "M" in part(bad.json(), "message")
 
 
 def test_subsumes_on_the_v3_act_code_hierarchy(client: httpx.Client) -> None:
     def outcome(a: str, b: str) -> str:
-        response = client.get("/CodeSystem/$subsumes",
-                              params={"system": ACT_CODE, "codeA": a, "codeB": b})
+        response = client.get(
+            "/CodeSystem/$subsumes", params={"system": ACT_CODE, "codeA": a, "codeB": b}
+        )
         assert response.status_code == 200, response.text
         return part(response.json(), "outcome")
 
@@ -99,33 +103,44 @@ def test_subsumes_on_the_v3_act_code_hierarchy(client: httpx.Client) -> None:
 
 
 def test_translate_with_the_gender_concept_map(client: httpx.Client) -> None:
-    response = client.get("/ConceptMap/$translate",
-                          params={"url": GENDER_MAP, "system": GENDER_CS, "code": "other"})
+    response = client.get(
+        "/ConceptMap/$translate", params={"url": GENDER_MAP, "system": GENDER_CS, "code": "other"}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert part(body, "result") is True
     matches = [p["part"] for p in body["parameter"] if p["name"] == "match"]
-    found = {(next(x["valueCode"] for x in m if x["name"] == "equivalence"),
-              next(x["valueCoding"]["code"] for x in m if x["name"] == "concept"))
-             for m in matches}
+    found = {
+        (
+            next(x["valueCode"] for x in m if x["name"] == "equivalence"),
+            next(x["valueCoding"]["code"] for x in m if x["name"] == "concept"),
+        )
+        for m in matches
+    }
     assert found == {("wider", "A"), ("wider", "O")}
 
-    back = client.get("/ConceptMap/$translate", params={
-        "url": GENDER_MAP, "system": V2_0001, "code": "M", "reverse": "true"})
+    back = client.get(
+        "/ConceptMap/$translate",
+        params={"url": GENDER_MAP, "system": V2_0001, "code": "M", "reverse": "true"},
+    )
     matches = [p["part"] for p in back.json()["parameter"] if p["name"] == "match"]
-    assert [next(x["valueCoding"] for x in m if x["name"] == "concept") ["code"]
-            for m in matches] == ["male"]
+    assert [
+        next(x["valueCoding"] for x in m if x["name"] == "concept")["code"] for m in matches
+    ] == ["male"]
 
 
-@pytest.mark.parametrize(("path", "params", "status"), [
-    ("/CodeSystem/$lookup", {"system": "http://example.org/unknown", "code": "x"}, 404),
-    ("/CodeSystem/$lookup", {"system": GENDER_CS, "code": "no-such-code"}, 404),
-    ("/CodeSystem/$lookup", {"system": GENDER_CS}, 400),
-    ("/ValueSet/$expand", {"url": "http://example.org/no-such-value-set"}, 404),
-    ("/ValueSet/$expand", {"url": GENDER_VS, "count": "-1"}, 400),
-    ("/ConceptMap/$translate", {"url": GENDER_MAP, "code": "x"}, 400),
-    ("/Patient/$expand", {}, 404),
-])
+@pytest.mark.parametrize(
+    ("path", "params", "status"),
+    [
+        ("/CodeSystem/$lookup", {"system": "http://example.org/unknown", "code": "x"}, 404),
+        ("/CodeSystem/$lookup", {"system": GENDER_CS, "code": "no-such-code"}, 404),
+        ("/CodeSystem/$lookup", {"system": GENDER_CS}, 400),
+        ("/ValueSet/$expand", {"url": "http://example.org/no-such-value-set"}, 404),
+        ("/ValueSet/$expand", {"url": GENDER_VS, "count": "-1"}, 400),
+        ("/ConceptMap/$translate", {"url": GENDER_MAP, "code": "x"}, 400),
+        ("/Patient/$expand", {}, 404),
+    ],
+)
 def test_bad_terminology_calls_are_clear_errors(
     client: httpx.Client, path: str, params: dict[str, Any], status: int
 ) -> None:
@@ -139,7 +154,10 @@ def test_metadata_lists_the_operations(client: httpx.Client) -> None:
     by_type = {r["type"]: r for r in statement["rest"][0]["resource"]}
     assert {o["name"] for o in by_type["ValueSet"]["operation"]} >= {"expand", "validate-code"}
     assert {o["name"] for o in by_type["CodeSystem"]["operation"]} >= {
-        "lookup", "validate-code", "subsumes"}
+        "lookup",
+        "validate-code",
+        "subsumes",
+    }
     assert {o["name"] for o in by_type["ConceptMap"]["operation"]} >= {"translate"}
 
 
@@ -149,13 +167,25 @@ def test_metadata_lists_the_operations(client: httpx.Client) -> None:
 def labs_code_system(url: str) -> dict[str, Any]:
     """panel > (a > a1), b; c stands alone."""
     return {
-        "resourceType": "CodeSystem", "url": url, "status": "active", "content": "complete",
-        "hierarchyMeaning": "is-a", "caseSensitive": True,
+        "resourceType": "CodeSystem",
+        "url": url,
+        "status": "active",
+        "content": "complete",
+        "hierarchyMeaning": "is-a",
+        "caseSensitive": True,
         "concept": [
-            {"code": "panel", "display": "Panel", "concept": [
-                {"code": "a", "display": "Alpha", "concept": [
-                    {"code": "a1", "display": "Alpha one"}]},
-                {"code": "b", "display": "Beta"}]},
+            {
+                "code": "panel",
+                "display": "Panel",
+                "concept": [
+                    {
+                        "code": "a",
+                        "display": "Alpha",
+                        "concept": [{"code": "a1", "display": "Alpha one"}],
+                    },
+                    {"code": "b", "display": "Beta"},
+                ],
+            },
             {"code": "c", "display": "Gamma"},
         ],
     }
@@ -167,9 +197,16 @@ def test_uploaded_code_system_takes_effect_at_once(client: httpx.Client) -> None
     assert created.status_code == 201, created.text
     cs_id = created.json()["id"]
 
-    vs = {"resourceType": "ValueSet", "url": f"{url}/vs", "status": "active",
-          "compose": {"include": [{"system": url, "filter": [
-              {"property": "concept", "op": "is-a", "value": "a"}]}]}}
+    vs = {
+        "resourceType": "ValueSet",
+        "url": f"{url}/vs",
+        "status": "active",
+        "compose": {
+            "include": [
+                {"system": url, "filter": [{"property": "concept", "op": "is-a", "value": "a"}]}
+            ]
+        },
+    }
     assert post(client, "/ValueSet", vs).status_code == 201
     expanded = client.get("/ValueSet/$expand", params={"url": f"{url}/vs"}).json()
     assert codes(expanded) == {"a", "a1"}
@@ -181,7 +218,10 @@ def test_uploaded_code_system_takes_effect_at_once(client: httpx.Client) -> None
     changed["concept"][0]["concept"][0]["concept"].append({"code": "a2", "display": "Alpha two"})
     assert put(client, f"/CodeSystem/{cs_id}", changed).status_code == 200
     assert codes(client.get("/ValueSet/$expand", params={"url": f"{url}/vs"}).json()) == {
-        "a", "a1", "a2"}
+        "a",
+        "a1",
+        "a2",
+    }
 
     assert client.delete(f"/CodeSystem/{cs_id}").status_code in (200, 204)
     gone = client.get("/CodeSystem/$lookup", params={"system": url, "code": "a"})
@@ -192,8 +232,12 @@ def test_token_search_through_the_terminology_service(client: httpx.Client) -> N
     url = f"http://example.org/cs/labs-{unique()}"
     assert post(client, "/CodeSystem", labs_code_system(url)).status_code == 201
     vs_url = f"{url}/a-and-b"
-    vs = {"resourceType": "ValueSet", "url": vs_url, "status": "active",
-          "compose": {"include": [{"system": url, "concept": [{"code": "a"}, {"code": "b"}]}]}}
+    vs = {
+        "resourceType": "ValueSet",
+        "url": vs_url,
+        "status": "active",
+        "compose": {"include": [{"system": url, "concept": [{"code": "a"}, {"code": "b"}]}]},
+    }
     assert post(client, "/ValueSet", vs).status_code == 201
     subject = f"Patient/{post(client, '/Patient', patient(unique())).json()['id']}"
     ids = {}
@@ -203,8 +247,9 @@ def test_token_search_through_the_terminology_service(client: httpx.Client) -> N
         ids[code] = post(client, "/Observation", obs).json()["id"]
 
     def found(modifier: str, value: str) -> set[str]:
-        response = client.get("/Observation", params={
-            "subject": subject, f"code:{modifier}": value, "_count": "50"})
+        response = client.get(
+            "/Observation", params={"subject": subject, f"code:{modifier}": value, "_count": "50"}
+        )
         assert response.status_code == 200, response.text
         entries = response.json().get("entry", [])
         names = {v: k for k, v in ids.items()}
@@ -240,11 +285,16 @@ def test_validate_operation_reports_errors_and_warnings(client: httpx.Client) ->
     errors = [i for i in bad.json()["issue"] if i["severity"] == "error"]
     assert errors and errors[0]["expression"] == ["Patient.gender"]
 
-    encounter = {"resourceType": "Encounter", "status": "finished",
-                 "class": {"system": ACT_CODE, "code": "NOT-A-CLASS"}}
-    warned = post(client, "/Encounter/$validate",
-                  {"resourceType": "Parameters", "parameter": [
-                      {"name": "resource", "resource": encounter}]}).json()
+    encounter = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"system": ACT_CODE, "code": "NOT-A-CLASS"},
+    }
+    warned = post(
+        client,
+        "/Encounter/$validate",
+        {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": encounter}]},
+    ).json()
     assert [i["severity"] for i in warned["issue"]] == ["warning"]
     assert warned["issue"][0]["expression"] == ["Encounter.class"]
 
@@ -259,9 +309,22 @@ def test_expand_a_posted_value_set_and_a_bad_filter(client: httpx.Client) -> Non
     assert posted.status_code == 200, posted.text
     assert codes(posted.json()) == {"male", "female"}
 
-    bad = {"resourceType": "ValueSet", "status": "active", "compose": {"include": [
-        {"system": GENDER_CS, "filter": [{"property": "concept", "op": "bogus", "value": "x"}]}]}}
-    wrapped = post(client, "/ValueSet/$expand", {"resourceType": "Parameters", "parameter": [
-        {"name": "valueSet", "resource": bad}]})
+    bad = {
+        "resourceType": "ValueSet",
+        "status": "active",
+        "compose": {
+            "include": [
+                {
+                    "system": GENDER_CS,
+                    "filter": [{"property": "concept", "op": "bogus", "value": "x"}],
+                }
+            ]
+        },
+    }
+    wrapped = post(
+        client,
+        "/ValueSet/$expand",
+        {"resourceType": "Parameters", "parameter": [{"name": "valueSet", "resource": bad}]},
+    )
     assert wrapped.status_code == 400, wrapped.text
     assert wrapped.json()["resourceType"] == "OperationOutcome"

@@ -46,29 +46,66 @@ RESOURCES: list[dict[str, Any]] = [
     {"resourceType": "Organization", "id": "org2", "name": "South Clinic"},
     {"resourceType": "Practitioner", "id": "pr1", "name": [{"family": "House"}]},
     {"resourceType": "Practitioner", "id": "pr2", "name": [{"family": "Desk"}]},
-    {"resourceType": "PractitionerRole", "id": "prr1",
-     "practitioner": {"reference": "Practitioner/pr1"},
-     "organization": {"reference": "Organization/org1"}},
-    {"resourceType": "Patient", "id": "p1", "name": [{"given": ["Alice"], "family": "Able"}],
-     "birthDate": "1970-01-01", "gender": "female",
-     "managingOrganization": {"reference": "Organization/org1"}},
-    {"resourceType": "Patient", "id": "p2", "name": [{"given": ["Bob"], "family": "Baker"}],
-     "birthDate": "2015-05-05", "gender": "male",
-     "managingOrganization": {"reference": "Organization/org1"}},
-    {"resourceType": "Patient", "id": "p3", "name": [{"given": ["Carol"], "family": "Cole"}],
-     "managingOrganization": {"reference": "Organization/org2"}},
-    {"resourceType": "RelatedPerson", "id": "rp1", "patient": {"reference": "Patient/p2"},
-     "name": [{"given": ["Mary"], "family": "Baker"}]},
-    {"resourceType": "Encounter", "id": "e1", "status": "finished",
-     "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB",
-               "display": "ambulatory"},
-     "type": [{"text": "Check-up"}], "subject": {"reference": "Patient/p1"},
-     "period": {"start": "2024-03-01T09:00:00Z"}},
-    {"resourceType": "Encounter", "id": "e2", "status": "in-progress",
-     "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP",
-               "display": "inpatient encounter"},
-     "type": [{"text": "Admission"}], "subject": {"reference": "Patient/p1"},
-     "period": {"start": "2025-06-01T09:00:00Z"}},
+    {
+        "resourceType": "PractitionerRole",
+        "id": "prr1",
+        "practitioner": {"reference": "Practitioner/pr1"},
+        "organization": {"reference": "Organization/org1"},
+    },
+    {
+        "resourceType": "Patient",
+        "id": "p1",
+        "name": [{"given": ["Alice"], "family": "Able"}],
+        "birthDate": "1970-01-01",
+        "gender": "female",
+        "managingOrganization": {"reference": "Organization/org1"},
+    },
+    {
+        "resourceType": "Patient",
+        "id": "p2",
+        "name": [{"given": ["Bob"], "family": "Baker"}],
+        "birthDate": "2015-05-05",
+        "gender": "male",
+        "managingOrganization": {"reference": "Organization/org1"},
+    },
+    {
+        "resourceType": "Patient",
+        "id": "p3",
+        "name": [{"given": ["Carol"], "family": "Cole"}],
+        "managingOrganization": {"reference": "Organization/org2"},
+    },
+    {
+        "resourceType": "RelatedPerson",
+        "id": "rp1",
+        "patient": {"reference": "Patient/p2"},
+        "name": [{"given": ["Mary"], "family": "Baker"}],
+    },
+    {
+        "resourceType": "Encounter",
+        "id": "e1",
+        "status": "finished",
+        "class": {
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+            "code": "AMB",
+            "display": "ambulatory",
+        },
+        "type": [{"text": "Check-up"}],
+        "subject": {"reference": "Patient/p1"},
+        "period": {"start": "2024-03-01T09:00:00Z"},
+    },
+    {
+        "resourceType": "Encounter",
+        "id": "e2",
+        "status": "in-progress",
+        "class": {
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+            "code": "IMP",
+            "display": "inpatient encounter",
+        },
+        "type": [{"text": "Admission"}],
+        "subject": {"reference": "Patient/p1"},
+        "period": {"start": "2025-06-01T09:00:00Z"},
+    },
 ]
 
 
@@ -82,8 +119,7 @@ class AuthUiStack:
         # The pages are under test here, with the fake authorize step: the FHIR API they
         # seed and read runs without token checks (the full stack has its own tests).
         settings.setdefault("auth", "off")
-        self.settings = Settings(database=str(tmp / "fhir.db"), base_url=self.base,
-                                 **settings)
+        self.settings = Settings(database=str(tmp / "fhir.db"), base_url=self.base, **settings)
         self.fake = FakeSmartAuthServer(aud=self.base)
         self.fake.register("app1", "Growth Chart", APP_CALLBACK)
         self.server = ThreadedApp(create_app(self.settings, auth_server=self.fake), port)
@@ -113,7 +149,14 @@ class AuthUiStack:
 
     def authorize_params(self, scope: str, **extra: str) -> dict[str, str]:
         """A valid authorize request of client app1."""
-        return {"response_type": "code", "client_id": "app1", "redirect_uri": APP_CALLBACK,
-                "scope": scope, "state": "st-123", "aud": self.base,
-                "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-                "code_challenge_method": "S256", **extra}
+        return {
+            "response_type": "code",
+            "client_id": "app1",
+            "redirect_uri": APP_CALLBACK,
+            "scope": scope,
+            "state": "st-123",
+            "aud": self.base,
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+            **extra,
+        }

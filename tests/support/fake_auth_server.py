@@ -56,8 +56,9 @@ class FakeSmartAuthServer:
         self.clients[client_id] = client
         return client
 
-    async def validate_authorize(self, params: dict[str, str], request_base: str = ""
-                                 ) -> FakeAuthorizeRequest:
+    async def validate_authorize(
+        self, params: dict[str, str], request_base: str = ""
+    ) -> FakeAuthorizeRequest:
         client = self.clients.get(params.get("client_id", ""))
         redirect_uri = params.get("redirect_uri", "")
         if client is None or redirect_uri not in client.redirect_uris:
@@ -69,16 +70,30 @@ class FakeSmartAuthServer:
             raise AuthorizeRedirectError(_url(redirect_uri, "invalid_request", state))
         if params.get("aud", params.get("resource")) != self.aud:
             raise AuthorizeRedirectError(_url(redirect_uri, "invalid_request", state))
-        return FakeAuthorizeRequest(client.client_id, client.name, redirect_uri,
-                                    tuple(params.get("scope", "").split()), state,
-                                    params.get("launch"))
+        return FakeAuthorizeRequest(
+            client.client_id,
+            client.name,
+            redirect_uri,
+            tuple(params.get("scope", "").split()),
+            state,
+            params.get("launch"),
+        )
 
-    async def approve(self, req: Any, *, user_id: str, fhir_user: str | None,
-                      role: str | None, scopes: list[str], context: dict[str, Any],
-                      request_base: str = "") -> str:
+    async def approve(
+        self,
+        req: Any,
+        *,
+        user_id: str,
+        fhir_user: str | None,
+        role: str | None,
+        scopes: list[str],
+        context: dict[str, Any],
+        request_base: str = "",
+    ) -> str:
         code = secrets.token_urlsafe(16)
-        self.approvals[code] = Approval(code, req.client_id, user_id, fhir_user, role,
-                                        list(scopes), dict(context))
+        self.approvals[code] = Approval(
+            code, req.client_id, user_id, fhir_user, role, list(scopes), dict(context)
+        )
         query = {"code": code, **({"state": req.state} if req.state else {})}
         return f"{req.redirect_uri}?{urlencode(query)}"
 

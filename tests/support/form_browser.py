@@ -53,5 +53,6 @@ class Browser:
 
     def sign_in(self, step_url: str, user: str) -> httpx.Response:
         assert self.get(step_url).status_code == 200
-        return self.post("/auth/login", {"tx": self.field("tx"), "username": user,
-                                         "password": PASSWORDS[user]})
+        return self.post(
+            "/auth/login", {"tx": self.field("tx"), "username": user, "password": PASSWORDS[user]}
+        )

@@ -25,8 +25,9 @@ async def loaded_service(storage: Storage, resources: Iterable[dict[str, Any]]) 
     return svc
 
 
-async def call(svc: FhirService, method: str, path: str, body: object = None,
-               query: tuple[Any, ...] = ()) -> dict[str, Any]:
+async def call(
+    svc: FhirService, method: str, path: str, body: object = None, query: tuple[Any, ...] = ()
+) -> dict[str, Any]:
     """One interaction as the system; the body of the answer as JSON."""
     response = await svc.handle(Request(method, path, query, body=body, context=SYSTEM))
     data = response.body

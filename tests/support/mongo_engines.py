@@ -48,8 +48,7 @@ async def mongodb_storage(tmp_path: Path) -> Storage:
     from pymongo import AsyncMongoClient
 
     client: Any = AsyncMongoClient(url)
-    storage = _ThrowawayMongoStorage(client[f"fhir_test_{uuid.uuid4().hex[:16]}"],
-                                     owns_client=True)
+    storage = _ThrowawayMongoStorage(client[f"fhir_test_{uuid.uuid4().hex[:16]}"], owns_client=True)
     try:
         await storage.open()
     except BaseException:

@@ -174,9 +174,12 @@ class MockClient:
             if owner is not tx or self._modified.get(key, 0) > tx.started_at:
                 tx.failed = True
                 self._release(tx)
-                raise _failure("WriteConflict error: this operation conflicted with another "
-                               "operation. Please retry your operation or multi-document "
-                               "transaction.", 112)
+                raise _failure(
+                    "WriteConflict error: this operation conflicted with another "
+                    "operation. Please retry your operation or multi-document "
+                    "transaction.",
+                    112,
+                )
             self._pending[key] = tx
             tx.written.add(key)
 
@@ -250,20 +253,23 @@ class MockCollection:
 
     # -- reads ------------------------------------------------------------------------
 
-    async def find_one(self, filter: Any = None, projection: Any = None, *,
-                       session: MockSession | None = None) -> dict[str, Any] | None:
+    async def find_one(
+        self, filter: Any = None, projection: Any = None, *, session: MockSession | None = None
+    ) -> dict[str, Any] | None:
         return self._sync(_transaction(session)).find_one(filter, projection)
 
-    def find(self, filter: Any = None, projection: Any = None, *,
-             session: MockSession | None = None) -> MockCursor:
+    def find(
+        self, filter: Any = None, projection: Any = None, *, session: MockSession | None = None
+    ) -> MockCursor:
         tx = _transaction(session)
         return MockCursor(lambda: self._sync(tx).find(filter, projection))
 
     async def count_documents(self, filter: Any, *, session: MockSession | None = None) -> int:
         return self._sync(_transaction(session)).count_documents(filter)
 
-    async def aggregate(self, pipeline: list[dict[str, Any]], *,
-                        session: MockSession | None = None, **options: Any) -> MockCursor:
+    async def aggregate(
+        self, pipeline: list[dict[str, Any]], *, session: MockSession | None = None, **options: Any
+    ) -> MockCursor:
         docs = list(self._sync(_transaction(session)).aggregate(pipeline))
         return MockCursor(lambda: iter(docs))
 
@@ -272,24 +278,34 @@ class MockCollection:
 
     # -- writes -----------------------------------------------------------------------
 
-    async def insert_one(self, document: dict[str, Any], *,
-                         session: MockSession | None = None) -> Any:
+    async def insert_one(
+        self, document: dict[str, Any], *, session: MockSession | None = None
+    ) -> Any:
         return self._write(session, None, lambda coll: coll.insert_one(document))
 
-    async def update_one(self, filter: dict[str, Any], update: dict[str, Any], *,
-                         upsert: bool = False, session: MockSession | None = None) -> Any:
-        return self._write(session, filter,
-                           lambda coll: coll.update_one(filter, update, upsert=upsert))
+    async def update_one(
+        self,
+        filter: dict[str, Any],
+        update: dict[str, Any],
+        *,
+        upsert: bool = False,
+        session: MockSession | None = None,
+    ) -> Any:
+        return self._write(
+            session, filter, lambda coll: coll.update_one(filter, update, upsert=upsert)
+        )
 
-    async def delete_one(self, filter: dict[str, Any], *,
-                         session: MockSession | None = None) -> Any:
+    async def delete_one(
+        self, filter: dict[str, Any], *, session: MockSession | None = None
+    ) -> Any:
         return self._write(session, filter, lambda coll: coll.delete_one(filter))
 
     async def create_indexes(self, indexes: list[IndexModel], **kwargs: Any) -> list[str]:
         return self._sync(None).create_indexes(indexes)
 
-    def _write(self, session: MockSession | None, filter: dict[str, Any] | None,
-               op: Callable[[Any], Any]) -> Any:
+    def _write(
+        self, session: MockSession | None, filter: dict[str, Any] | None, op: Callable[[Any], Any]
+    ) -> Any:
         """Run a single-document write; record it (and check conflicts) by its _id."""
         tx = _transaction(session)
         coll = self._sync(tx)
@@ -301,8 +317,11 @@ class MockCollection:
                 tx.failed = True
                 self._db.client._release(tx)
             raise
-        ids.extend(i for i in (getattr(result, "inserted_id", None),
-                               getattr(result, "upserted_id", None)) if i is not None)
+        ids.extend(
+            i
+            for i in (getattr(result, "inserted_id", None), getattr(result, "upserted_id", None))
+            if i is not None
+        )
         keys = [(self._db.name, self.name, i) for i in ids]
         if tx is not None:
             self._db.client._claim(tx, keys)

@@ -34,8 +34,14 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}/fhir"
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
-        command = [str(Path(sys.executable).parent / "fhir-server"), "serve",
-                   "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [
+            str(Path(sys.executable).parent / "fhir-server"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         self.log = self.database.parent / f"server-{self.port}.log"
         with self.log.open("wb") as log:  # a file, not a pipe: a full pipe would block the server
             self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)

@@ -32,8 +32,9 @@ class TestKeyRing:
 
     def _new_key(self) -> str:
         kid = uuid.uuid4().hex[:16]
-        self.keys.append(RSAKey.generate_key(2048, parameters={"kid": kid, "alg": "RS256",
-                                                              "use": "sig"}))
+        self.keys.append(
+            RSAKey.generate_key(2048, parameters={"kid": kid, "alg": "RS256", "use": "sig"})
+        )
         return kid
 
     async def rotate(self) -> str:
@@ -46,20 +47,34 @@ class TestKeyRing:
     def public_jwks(self) -> dict[str, Any]:
         return {"keys": [k.as_dict(private=False) for k in self.keys if k.kid not in self.hidden]}
 
-    def sign(self, claims: dict[str, Any], *, typ: str = "at+jwt", key: RSAKey | None = None
-             ) -> str:
+    def sign(
+        self, claims: dict[str, Any], *, typ: str = "at+jwt", key: RSAKey | None = None
+    ) -> str:
         key = key or self.keys[-1]
         header = {"alg": "RS256", "kid": key.kid, "typ": typ}
         return jwt.encode(header, claims, key)
 
-    def token(self, scope: str, *, patient: str | None = None, audience: str = AUDIENCE,
-              issuer: str = ISSUER, lifetime: int = 3600, **extra: Any) -> str:
+    def token(
+        self,
+        scope: str,
+        *,
+        patient: str | None = None,
+        audience: str = AUDIENCE,
+        issuer: str = ISSUER,
+        lifetime: int = 3600,
+        **extra: Any,
+    ) -> str:
         """An access token as the authorization server mints them (contract 1)."""
         now = int(time.time())
         claims: dict[str, Any] = {
-            "iss": issuer, "aud": audience, "sub": extra.pop("sub", "user-1"),
-            "client_id": extra.pop("client_id", "app-1"), "scope": scope,
-            "iat": now, "exp": now + lifetime, "jti": uuid.uuid4().hex,
+            "iss": issuer,
+            "aud": audience,
+            "sub": extra.pop("sub", "user-1"),
+            "client_id": extra.pop("client_id", "app-1"),
+            "scope": scope,
+            "iat": now,
+            "exp": now + lifetime,
+            "jti": uuid.uuid4().hex,
         }
         if patient is not None:
             claims["patient"] = patient

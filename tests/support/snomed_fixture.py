@@ -35,17 +35,26 @@ RELATIONSHIP_HEADER = (
 )
 
 _D = [
-    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
-    [2, 3, 4, 0, 1, 7, 8, 9, 5, 6], [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
-    [4, 0, 1, 2, 3, 9, 5, 6, 7, 8], [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
-    [6, 5, 9, 8, 7, 1, 0, 4, 3, 2], [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
-    [8, 7, 6, 5, 9, 3, 2, 1, 0, 4], [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
+    [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
+    [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
+    [4, 0, 1, 2, 3, 9, 5, 6, 7, 8],
+    [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+    [6, 5, 9, 8, 7, 1, 0, 4, 3, 2],
+    [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
+    [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
+    [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
 ]
 _P = [
-    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
-    [5, 8, 0, 3, 7, 9, 6, 1, 4, 2], [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
-    [9, 4, 5, 3, 1, 2, 6, 8, 7, 0], [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
-    [2, 7, 9, 3, 8, 0, 6, 4, 1, 5], [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
+    [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
+    [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
+    [9, 4, 5, 3, 1, 2, 6, 8, 7, 0],
+    [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+    [2, 7, 9, 3, 8, 0, 6, 4, 1, 5],
+    [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
 ]
 _INV = [0, 4, 3, 2, 1, 5, 6, 7, 8, 9]
 
@@ -97,12 +106,21 @@ def write_snapshot(
             snapshot.parents[ids[i]] = [ids[parent]]
     terminology = folder / "Snapshot" / "Terminology"
     terminology.mkdir(parents=True, exist_ok=True)
-    _write(terminology / f"sct2_Concept_Snapshot_INT_{RELEASE}.txt", CONCEPT_HEADER,
-           _concept_lines(snapshot))
-    _write(terminology / f"sct2_Description_Snapshot-en_INT_{RELEASE}.txt", DESCRIPTION_HEADER,
-           _description_lines(snapshot))
-    _write(terminology / f"sct2_Relationship_Snapshot_INT_{RELEASE}.txt", RELATIONSHIP_HEADER,
-           _relationship_lines(snapshot, branching))
+    _write(
+        terminology / f"sct2_Concept_Snapshot_INT_{RELEASE}.txt",
+        CONCEPT_HEADER,
+        _concept_lines(snapshot),
+    )
+    _write(
+        terminology / f"sct2_Description_Snapshot-en_INT_{RELEASE}.txt",
+        DESCRIPTION_HEADER,
+        _description_lines(snapshot),
+    )
+    _write(
+        terminology / f"sct2_Relationship_Snapshot_INT_{RELEASE}.txt",
+        RELATIONSHIP_HEADER,
+        _relationship_lines(snapshot, branching),
+    )
     return snapshot
 
 
@@ -132,8 +150,19 @@ def _description_lines(snapshot: Snapshot):
             ((FSN, f"Generated concept {i} (finding)"), (SYNONYM, f"Generated concept {i}"))
         ):
             did = sctid(2 * (1_000_000 + i) + offset, "01")
-            yield "\t".join((did, RELEASE, "1", CORE_MODULE, cid, "en", type_id, term,
-                             INITIAL_CHARACTER_CASE_INSENSITIVE))
+            yield "\t".join(
+                (
+                    did,
+                    RELEASE,
+                    "1",
+                    CORE_MODULE,
+                    cid,
+                    "en",
+                    type_id,
+                    term,
+                    INITIAL_CHARACTER_CASE_INSENSITIVE,
+                )
+            )
 
 
 def _relationship_lines(snapshot: Snapshot, branching: int):

@@ -31,8 +31,9 @@ class StaticSite:
     def __init__(self, folder: Path, extra: dict[str, Path] | None = None) -> None:
         handler = type("Handler", (_Handler,), {"extra": dict(extra or {})})
         self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port),
-                                         functools.partial(handler, directory=str(folder)))
+        self.httpd = ThreadingHTTPServer(
+            ("127.0.0.1", self.port), functools.partial(handler, directory=str(folder))
+        )
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

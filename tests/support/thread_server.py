@@ -46,11 +46,17 @@ class ThreadServer:
     def start(self, timeout: float = 30.0) -> ThreadServer:
         self._handler = logging.FileHandler(self.log)
         logging.getLogger("fhir_server").addHandler(self._handler)
-        config = uvicorn.Config(create_app(self.settings, self.storage), host="127.0.0.1",
-                                port=self.port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            create_app(self.settings, self.storage),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+        )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._server.serve()),
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._server.serve()), daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

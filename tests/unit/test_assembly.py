@@ -23,8 +23,10 @@ from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.settings import Settings
 
-ADT = (b"MSH|^~\\&|LAB|NORTH|FHIR|HUB|20240102030405||ADT^A04^ADT_A01|C1|P|2.5.1\r"
-       b"EVN|A04|20240102030405\rPID|1||123^^^HOSP^MR||Doe^John||19800101|M\r")
+ADT = (
+    b"MSH|^~\\&|LAB|NORTH|FHIR|HUB|20240102030405||ADT^A04^ADT_A01|C1|P|2.5.1\r"
+    b"EVN|A04|20240102030405\rPID|1||123^^^HOSP^MR||Doe^John||19800101|M\r"
+)
 
 
 @pytest.fixture
@@ -45,12 +47,20 @@ def settings_in(tmp_path: Path, **extra: Any) -> Settings:
 async def test_open_service_plugs_everything_in_and_closes(tmp_path: Path) -> None:
     async with open_service(settings_in(tmp_path, base_url="http://x/fhir")) as svc:
         names = {op.name for op in svc.operations}
-        assert {"everything", "reindex", "lookup", "expand", "translate", "validate",
-                "convert-hl7v2"} <= names
+        assert {
+            "everything",
+            "reindex",
+            "lookup",
+            "expand",
+            "translate",
+            "validate",
+            "convert-hl7v2",
+        } <= names
         assert svc.codes is not None  # terminology answers :in, :below...
         assert svc.base_url == "http://x/fhir"
-        created = await svc.handle(Request("POST", "Patient", body={"resourceType": "Patient"},
-                                           context=SYSTEM))
+        created = await svc.handle(
+            Request("POST", "Patient", body={"resourceType": "Patient"}, context=SYSTEM)
+        )
         assert created.status == 201
         storage = svc.storage
     with pytest.raises(RuntimeError, match="not open"):
@@ -59,8 +69,10 @@ async def test_open_service_plugs_everything_in_and_closes(tmp_path: Path) -> No
 
 
 async def test_no_background_duties_without_hl7_settings(tmp_path: Path, unfrozen: None) -> None:
-    async with (open_service(settings_in(tmp_path)) as svc,
-                start_background(settings_in(tmp_path), svc) as background):
+    async with (
+        open_service(settings_in(tmp_path)) as svc,
+        start_background(settings_in(tmp_path), svc) as background,
+    ):
         assert background == Background(hl7=None)
         assert gc.get_freeze_count() > 0  # the serving process settles its heap all the same
         assert gc.get_threshold()[2] == FULL_COLLECTION_EVERY
@@ -78,8 +90,7 @@ async def test_hl7_runs_while_the_block_does(tmp_path: Path, unfrozen: None) -> 
             background.hl7.inbox.file  # noqa: B018 - the property raises once closed
 
 
-async def test_the_hl7_runtime_leaves_the_collector_alone(tmp_path: Path,
-                                                          unfrozen: None) -> None:
+async def test_the_hl7_runtime_leaves_the_collector_alone(tmp_path: Path, unfrozen: None) -> None:
     settings = settings_in(tmp_path, hl7_inbox=str(tmp_path / "inbox.db"))
     async with open_service(settings) as svc:
         hl7 = await Hl7Runtime.from_settings(settings, svc, convert_options(settings)).start()

@@ -54,17 +54,31 @@ def test_repeat_returns_computed_values_without_repeating_on_them() -> None:
 
 
 def test_repeat_still_walks_the_elements_of_a_resource() -> None:
-    questionnaire = {"resourceType": "Questionnaire", "status": "active", "item": [
-        {"linkId": "1", "type": "group", "item": [{"linkId": "1.1", "type": "string"}]},
-        {"linkId": "2", "type": "string"}]}
+    questionnaire = {
+        "resourceType": "Questionnaire",
+        "status": "active",
+        "item": [
+            {"linkId": "1", "type": "group", "item": [{"linkId": "1.1", "type": "string"}]},
+            {"linkId": "2", "type": "string"},
+        ],
+    }
     found = evaluate(questionnaire, "Questionnaire.repeat(item).linkId")
     assert sorted(found) == ["1", "1.1", "2"]
 
 
 def test_a_patch_path_that_repeats_a_computed_value_is_refused() -> None:
     patient = {"resourceType": "Patient", "name": [{"given": ["a"]}]}
-    patch = {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
-        {"name": "type", "valueCode": "delete"},
-        {"name": "path", "valueString": "Patient.name.given.repeat($this + 'x')"}]}]}
+    patch = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {
+                "name": "operation",
+                "part": [
+                    {"name": "type", "valueCode": "delete"},
+                    {"name": "path", "valueString": "Patient.name.given.repeat($this + 'x')"},
+                ],
+            }
+        ],
+    }
     error = finished(lambda: apply_fhirpath_patch(patient, patch))
     assert isinstance(error, FhirError) and error.status in (400, 422)

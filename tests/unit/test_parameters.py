@@ -43,8 +43,15 @@ def test_tokens_round_trip_and_stay_url_safe() -> None:
     assert "=" not in token and "+" not in token and "/" not in token
 
 
-@pytest.mark.parametrize("token", ["!!", "", base64.urlsafe_b64encode(b"[1, 2]").decode(),
-                                   base64.urlsafe_b64encode(b"not json").decode()])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "!!",
+        "",
+        base64.urlsafe_b64encode(b"[1, 2]").decode(),
+        base64.urlsafe_b64encode(b"not json").decode(),
+    ],
+)
 def test_a_foreign_token_is_a_400_naming_the_parameter(token: str) -> None:
     with pytest.raises(BadRequest, match="_page is not a paging token") as raised:
         decode_token(token)
@@ -55,10 +62,10 @@ def test_search_reads_the_tokens_it_writes() -> None:
     registry = load_registry()
     first = parse_search(registry, ("Patient",), [("_sort", "-birthdate")], strict=True)
     token = encode_token({"s": sort_signature(first.query.sort), "b": False, "k": ["x", 4]})
-    parsed = parse_search(registry, ("Patient",), [("_sort", "-birthdate"), ("_page", token)],
-                          strict=True)
+    parsed = parse_search(
+        registry, ("Patient",), [("_sort", "-birthdate"), ("_page", token)], strict=True
+    )
     assert parsed.query.page is not None and parsed.query.page.key == ("x", 4)
     bad = encode_token({"s": "-birthdate", "b": False, "k": {"x": 4}})
     with pytest.raises(BadRequest, match="_page"):
-        parse_search(registry, ("Patient",), [("_sort", "-birthdate"), ("_page", bad)],
-                     strict=True)
+        parse_search(registry, ("Patient",), [("_sort", "-birthdate"), ("_page", bad)], strict=True)

@@ -21,17 +21,25 @@ CATASTROPHIC = r"(\w+)+!"
 @pytest.fixture
 def terminology() -> Terminology:
     terminology = Terminology(include_core=False)
-    terminology.put({
-        "resourceType": "CodeSystem", "id": "long", "url": SYSTEM, "status": "active",
-        "content": "complete",
-        "concept": [{"code": LONG, "display": LONG}, {"code": "ok!", "display": "Fine!"}],
-    })
+    terminology.put(
+        {
+            "resourceType": "CodeSystem",
+            "id": "long",
+            "url": SYSTEM,
+            "status": "active",
+            "content": "complete",
+            "concept": [{"code": LONG, "display": LONG}, {"code": "ok!", "display": "Fine!"}],
+        }
+    )
     return terminology
 
 
 def _expand(terminology: Terminology, prop: str, pattern: str) -> list[str]:
-    compose = {"include": [{"system": SYSTEM, "filter": [
-        {"property": prop, "op": "regex", "value": pattern}]}]}
+    compose = {
+        "include": [
+            {"system": SYSTEM, "filter": [{"property": prop, "op": "regex", "value": pattern}]}
+        ]
+    }
     result = terminology.expand(value_set("http://example.org/vs/x", compose))
     return [c["code"] for c in result["expansion"].get("contains", [])]
 
@@ -42,8 +50,9 @@ def test_a_catastrophic_pattern_is_answered_at_once(terminology: Terminology, pr
 
 
 @pytest.mark.parametrize("pattern", [r"(a)\1", r"a(?=b)", r"(?<!x)a"])
-def test_backreferences_and_lookaround_are_a_clear_400(terminology: Terminology,
-                                                       pattern: str) -> None:
+def test_backreferences_and_lookaround_are_a_clear_400(
+    terminology: Terminology, pattern: str
+) -> None:
     with pytest.raises(BadRequest, match="RE2") as raised:
         _expand(terminology, "code", pattern)
     assert pattern in raised.value.diagnostics
@@ -51,8 +60,18 @@ def test_backreferences_and_lookaround_are_a_clear_400(terminology: Terminology,
 
 def _matches_patch(pattern: str) -> dict[str, Any]:
     path = f"Patient.name.where(family.matches('{pattern}'))"
-    return {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
-        {"name": "type", "valueCode": "delete"}, {"name": "path", "valueString": path}]}]}
+    return {
+        "resourceType": "Parameters",
+        "parameter": [
+            {
+                "name": "operation",
+                "part": [
+                    {"name": "type", "valueCode": "delete"},
+                    {"name": "path", "valueString": path},
+                ],
+            }
+        ],
+    }
 
 
 def test_fhirpath_matches_runs_on_re2() -> None:

@@ -37,15 +37,22 @@ def test_kinds_in_document_order() -> None:
     }
     assert seen(resource) == [
         ("uri", "urn:oid:1.2"),  # Coding.system is a uri
-        ("reference", "Patient?identifier=a|1"), ("uri", "Patient"),  # Reference.type is a uri
+        ("reference", "Patient?identifier=a|1"),
+        ("uri", "Patient"),  # Reference.type is a uri
         ("reference", URN),
-        ("uri", "http://e/x"), ("uri", "urn:oid:1.2.3"),  # Extension.url and valueOid
+        ("uri", "http://e/x"),
+        ("uri", "urn:oid:1.2.3"),  # Extension.url and valueOid
     ]
 
 
 def test_copy_on_write_leaves_the_input_alone() -> None:
-    resource = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-                "subject": {"reference": URN}, "note": [{"text": URN}]}
+    resource = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": URN},
+        "note": [{"text": URN}],
+    }
     before = copy.deepcopy(resource)
     out = edit_links(resource, replace_urn)
     assert resource == before
@@ -54,8 +61,10 @@ def test_copy_on_write_leaves_the_input_alone() -> None:
 
 
 def test_narrative_links_only_in_href_and_src() -> None:
-    div = (f"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p title='{URN}'>{URN}</p>"
-           f"<a href='{URN}'>x</a><img SRC=\"{URN}\"/></div>")
+    div = (
+        f"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p title='{URN}'>{URN}</p>"
+        f"<a href='{URN}'>x</a><img SRC=\"{URN}\"/></div>"
+    )
     resource = {"resourceType": "Patient", "text": {"status": "generated", "div": div}}
     out = edit_links(resource, replace_urn)["text"]["div"]
     assert f"title='{URN}'>{URN}</p>" in out
@@ -64,7 +73,9 @@ def test_narrative_links_only_in_href_and_src() -> None:
 
 def test_canonical_and_contained_resources() -> None:
     resource = {
-        "resourceType": "Questionnaire", "status": "active", "url": URN,
+        "resourceType": "Questionnaire",
+        "status": "active",
+        "url": URN,
         "derivedFrom": [URN],  # canonical: not a link to rewrite
         "contained": [{"resourceType": "ValueSet", "status": "active", "url": URN}],
     }
@@ -74,8 +85,12 @@ def test_canonical_and_contained_resources() -> None:
 
 
 def test_a_type_without_a_model_links_only_by_reference() -> None:
-    resource = {"resourceType": "MedicinalProduct", "identifier": [{"value": URN}],
-                "manufacturer": [{"reference": URN}], "name": [{"productName": URN}]}
+    resource = {
+        "resourceType": "MedicinalProduct",
+        "identifier": [{"value": URN}],
+        "manufacturer": [{"reference": URN}],
+        "name": [{"productName": URN}],
+    }
     out = edit_links(resource, replace_urn)
     assert out["manufacturer"] == [{"reference": "Patient/1"}]
     assert out["identifier"] == [{"value": URN}] and out["name"] == [{"productName": URN}]

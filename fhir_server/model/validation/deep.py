@@ -78,7 +78,8 @@ def _issue_from(error: Any, data: dict[str, Any], loc: Loc) -> Issue:
     """One pydantic error as an Issue, its path followed through the JSON and the models."""
     node: Any = data
     fields: dict[str, Element] | None = elements(
-        model_for(data.get("resourceType", "")) or DOMAIN_RESOURCE)
+        model_for(data.get("resourceType", "")) or DOMAIN_RESOURCE
+    )
     for step in error["loc"]:
         if isinstance(step, int):
             if isinstance(loc, tuple) and loc[2] is None:
@@ -111,8 +112,9 @@ def deep_issues(resource: dict[str, Any], walk: Walk) -> list[Issue]:
     model = model_for(rtype)
     base = elements(DOMAIN_RESOURCE)
     if model is None:
-        issues = _model_issues(DOMAIN_RESOURCE, {k: v for k, v in data.items() if k in base},
-                               resource, rtype)
+        issues = _model_issues(
+            DOMAIN_RESOURCE, {k: v for k, v in data.items() if k in base}, resource, rtype
+        )
     else:
         issues = _model_issues(model, data, resource, rtype)
     for loc in walk.structure_only:

@@ -52,22 +52,46 @@ Model = type[FHIRAbstractModel]  # an R4B model class
 R4_TYPES_FILE = Path(__file__).resolve().parents[2] / "data" / "r4_resource_types.json"
 R4_STRUCTURES_FILE = R4_TYPES_FILE.with_name("r4_structures.json")
 
-NO_R4B_MODEL = frozenset({
-    "EffectEvidenceSynthesis", "MedicinalProduct", "MedicinalProductAuthorization",
-    "MedicinalProductContraindication", "MedicinalProductIndication",
-    "MedicinalProductIngredient", "MedicinalProductInteraction", "MedicinalProductManufactured",
-    "MedicinalProductPackaged", "MedicinalProductPharmaceutical",
-    "MedicinalProductUndesirableEffect", "RiskEvidenceSynthesis", "SubstanceNucleicAcid",
-    "SubstancePolymer", "SubstanceProtein", "SubstanceReferenceInformation",
-    "SubstanceSourceMaterial", "SubstanceSpecification",
-})
+NO_R4B_MODEL = frozenset(
+    {
+        "EffectEvidenceSynthesis",
+        "MedicinalProduct",
+        "MedicinalProductAuthorization",
+        "MedicinalProductContraindication",
+        "MedicinalProductIndication",
+        "MedicinalProductIngredient",
+        "MedicinalProductInteraction",
+        "MedicinalProductManufactured",
+        "MedicinalProductPackaged",
+        "MedicinalProductPharmaceutical",
+        "MedicinalProductUndesirableEffect",
+        "RiskEvidenceSynthesis",
+        "SubstanceNucleicAcid",
+        "SubstancePolymer",
+        "SubstanceProtein",
+        "SubstanceReferenceInformation",
+        "SubstanceSourceMaterial",
+        "SubstanceSpecification",
+    }
+)
 REMODELLED_TYPES = frozenset({"Evidence", "EvidenceVariable"})
-R4B_ONLY_TYPES = frozenset({
-    "AdministrableProductDefinition", "Citation", "ClinicalUseDefinition", "EvidenceReport",
-    "Ingredient", "ManufacturedItemDefinition", "MedicinalProductDefinition", "NutritionProduct",
-    "PackagedProductDefinition", "RegulatedAuthorization", "SubscriptionStatus",
-    "SubscriptionTopic", "SubstanceDefinition",
-})
+R4B_ONLY_TYPES = frozenset(
+    {
+        "AdministrableProductDefinition",
+        "Citation",
+        "ClinicalUseDefinition",
+        "EvidenceReport",
+        "Ingredient",
+        "ManufacturedItemDefinition",
+        "MedicinalProductDefinition",
+        "NutritionProduct",
+        "PackagedProductDefinition",
+        "RegulatedAuthorization",
+        "SubscriptionStatus",
+        "SubscriptionTopic",
+        "SubstanceDefinition",
+    }
+)
 # (model class, JSON name) of elements only R4 has, with their type ...
 R4_ONLY_ELEMENTS = {
     ("Extension", "valueMeta"): "Meta",
@@ -77,17 +101,23 @@ R4_ONLY_ELEMENTS = {
     ("ElementDefinitionExample", "valueMeta"): "Meta",
 }
 # ... and of elements only R4B has.
-R4B_ONLY_ELEMENTS = frozenset({
-    ("Extension", "valueCodeableReference"), ("Extension", "valueRatioRange"),
-    ("ElementDefinition", "defaultValueCodeableReference"),
-    ("ElementDefinition", "defaultValueRatioRange"),
-    ("ElementDefinition", "fixedCodeableReference"), ("ElementDefinition", "fixedRatioRange"),
-    ("ElementDefinition", "patternCodeableReference"), ("ElementDefinition", "patternRatioRange"),
-    ("ElementDefinitionExample", "valueCodeableReference"),
-    ("ElementDefinitionExample", "valueRatioRange"),
-    ("ActivityDefinition", "subjectCanonical"), ("PlanDefinition", "subjectCanonical"),
-    ("PlanDefinitionAction", "subjectCanonical"),
-})
+R4B_ONLY_ELEMENTS = frozenset(
+    {
+        ("Extension", "valueCodeableReference"),
+        ("Extension", "valueRatioRange"),
+        ("ElementDefinition", "defaultValueCodeableReference"),
+        ("ElementDefinition", "defaultValueRatioRange"),
+        ("ElementDefinition", "fixedCodeableReference"),
+        ("ElementDefinition", "fixedRatioRange"),
+        ("ElementDefinition", "patternCodeableReference"),
+        ("ElementDefinition", "patternRatioRange"),
+        ("ElementDefinitionExample", "valueCodeableReference"),
+        ("ElementDefinitionExample", "valueRatioRange"),
+        ("ActivityDefinition", "subjectCanonical"),
+        ("PlanDefinition", "subjectCanonical"),
+        ("PlanDefinitionAction", "subjectCanonical"),
+    }
+)
 
 
 def load_r4_types() -> frozenset[str] | None:
@@ -105,9 +135,9 @@ _R4_TYPES = load_r4_types()
 if _R4_TYPES is None:
     STRUCTURE_ONLY_TYPES = NO_R4B_MODEL | REMODELLED_TYPES
 else:
-    STRUCTURE_ONLY_TYPES = frozenset(
-        t for t in _R4_TYPES if not hasattr(fhirtypes, t + "Type")
-    ) | (REMODELLED_TYPES & _R4_TYPES)
+    STRUCTURE_ONLY_TYPES = frozenset(t for t in _R4_TYPES if not hasattr(fhirtypes, t + "Type")) | (
+        REMODELLED_TYPES & _R4_TYPES
+    )
 
 
 @cache
@@ -214,10 +244,22 @@ def elements(model: Any) -> dict[str, Element]:
         extra = cast(dict[str, Any], field.json_schema_extra or {})  # the models give a dict
         item, many = _unwrap(field.annotation)
         kind, code, child, check = _describe(item)
-        required = bool(field.is_required() or extra.get("element_required")
-                        or extra.get("one_of_many_required"))
-        out[alias] = Element(alias, kind, many, code, child, check, extra.get("one_of_many"),
-                             bool(extra.get("summary_element_property")), required)
+        required = bool(
+            field.is_required()
+            or extra.get("element_required")
+            or extra.get("one_of_many_required")
+        )
+        out[alias] = Element(
+            alias,
+            kind,
+            many,
+            code,
+            child,
+            check,
+            extra.get("one_of_many"),
+            bool(extra.get("summary_element_property")),
+            required,
+        )
         ext = by_alias.get("_" + alias)  # by alias: `import` is the field `import_fhir`
         if ext is not None:
             ext_model = _describe(_unwrap(ext[1].annotation)[0])[2]
@@ -225,12 +267,25 @@ def elements(model: Any) -> dict[str, Element]:
         elif kind == PRIMITIVE and extra.get("one_of_many"):
             # R4B's Extension has no `_valueString` & co. (R4: json.html#primitive allows
             # them): the walk checks them, the models never see them
-            out["_" + alias] = Element("_" + alias, PRIMITIVE_EXT, many, "Element",
-                                       _primitive_extension_model(), r4_only=True)
+            out["_" + alias] = Element(
+                "_" + alias,
+                PRIMITIVE_EXT,
+                many,
+                "Element",
+                _primitive_extension_model(),
+                r4_only=True,
+            )
     for (owner, alias), code in R4_ONLY_ELEMENTS.items():
         if owner == model.__name__:
-            out[alias] = Element(alias, COMPLEX, False, code, get_fhir_model_class(code),
-                                 choice=alias[: -len(code)], r4_only=True)
+            out[alias] = Element(
+                alias,
+                COMPLEX,
+                False,
+                code,
+                get_fhir_model_class(code),
+                choice=alias[: -len(code)],
+                r4_only=True,
+            )
     return out
 
 
@@ -295,29 +350,41 @@ def _structures() -> dict[str, R4Structure]:
             if name.endswith("[x]"):
                 stem = name[:-3]
                 for code in codes:
-                    _add(fields, out, stem + code[0].upper() + code[1:], code, many, required,
-                         stem)
+                    _add(fields, out, stem + code[0].upper() + code[1:], code, many, required, stem)
             else:
                 _add(fields, out, name, codes[0], many, required, None)
         out[path].fields = fields
     return out
 
 
-def _add(fields: dict[str, Element], structures: dict[str, R4Structure], name: str, code: str,
-         many: bool, required: bool, choice: str | None) -> None:
+def _add(
+    fields: dict[str, Element],
+    structures: dict[str, R4Structure],
+    name: str,
+    code: str,
+    many: bool,
+    required: bool,
+    choice: str | None,
+) -> None:
     """One element (and the `_x` partner of a primitive) of an R4Structure."""
     if code.startswith("#"):
-        fields[name] = Element(name, COMPLEX, many, "BackboneElement", structures[code[1:]],
-                               choice=choice, required=required)
+        fields[name] = Element(
+            name,
+            COMPLEX,
+            many,
+            "BackboneElement",
+            structures[code[1:]],
+            choice=choice,
+            required=required,
+        )
     elif code == "Resource":
         fields[name] = Element(name, RESOURCE, many, code, choice=choice, required=required)
     elif code[:1].isupper():
         model = structures.get(code) or get_fhir_model_class(code)
-        fields[name] = Element(name, COMPLEX, many, code, model, choice=choice,
-                               required=required)
+        fields[name] = Element(name, COMPLEX, many, code, model, choice=choice, required=required)
     else:
         check = {"boolean": check_boolean, "uuid": check_uuid}.get(code) or check_for(code)
-        fields[name] = Element(name, PRIMITIVE, many, code, None, check, choice,
-                               required=required)
-        fields["_" + name] = Element("_" + name, PRIMITIVE_EXT, many, "Element",
-                                     _primitive_extension_model())
+        fields[name] = Element(name, PRIMITIVE, many, code, None, check, choice, required=required)
+        fields["_" + name] = Element(
+            "_" + name, PRIMITIVE_EXT, many, "Element", _primitive_extension_model()
+        )

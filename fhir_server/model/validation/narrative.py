@@ -11,13 +11,33 @@ __all__ = ["XHTML_NS", "narrative_problem"]
 
 XHTML_NS = "http://www.w3.org/1999/xhtml"
 
-_SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                               huge_tree=False)
-_FORBIDDEN_TAGS = frozenset({
-    "script", "style", "iframe", "frame", "frameset", "object", "embed", "applet", "form",
-    "input", "button", "select", "textarea", "head", "body", "html", "link", "meta", "base",
-    "title",
-})
+_SAFE_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
+)
+_FORBIDDEN_TAGS = frozenset(
+    {
+        "script",
+        "style",
+        "iframe",
+        "frame",
+        "frameset",
+        "object",
+        "embed",
+        "applet",
+        "form",
+        "input",
+        "button",
+        "select",
+        "textarea",
+        "head",
+        "body",
+        "html",
+        "link",
+        "meta",
+        "base",
+        "title",
+    }
+)
 
 
 def narrative_problem(div: str) -> str | None:

@@ -38,15 +38,21 @@ _FORMATS = {  # R4 datatype regexes; the date/time ones as fhir_core defines the
     "code": re.compile(f"[^{_S}]+([{_S}][^{_S}]+)*"),
     "id": ID_RE,
     "oid": re.compile(fhir_types.Oid.pattern.pattern.strip("^$")),
-    "uri": re.compile(f"[^{_S}]*"), "url": re.compile(f"[^{_S}]*"),
+    "uri": re.compile(f"[^{_S}]*"),
+    "url": re.compile(f"[^{_S}]*"),
     "canonical": re.compile(f"[^{_S}]*"),
-    "date": fhir_types.Date.pattern, "dateTime": fhir_types.DateTime.pattern,
-    "instant": fhir_types.Instant.pattern, "time": fhir_types.Time.pattern,
+    "date": fhir_types.Date.pattern,
+    "dateTime": fhir_types.DateTime.pattern,
+    "instant": fhir_types.Instant.pattern,
+    "time": fhir_types.Time.pattern,
 }
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _UNBOUNDED = frozenset({"base64Binary", "xhtml"})  # see limits.py
-_INT_RANGES = {"integer": (-(2**31), 2**31 - 1), "unsignedInt": (0, 2**31 - 1),
-               "positiveInt": (1, 2**31 - 1)}
+_INT_RANGES = {
+    "integer": (-(2**31), 2**31 - 1),
+    "unsignedInt": (0, 2**31 - 1),
+    "positiveInt": (1, 2**31 - 1),
+}
 
 
 def found(value: Any) -> str:
@@ -84,6 +90,7 @@ def _integer_check(code: str) -> Check:
         if not low <= value <= high:
             return f"{value} is out of range for {code} ({low}..{high})"
         return None
+
     return check
 
 
@@ -99,12 +106,16 @@ def _string_check(code: str) -> Check:
         if not value:
             return "Empty strings are not allowed; omit the element"
         if bounded and len(value) > LIMITS.max_string_chars:
-            return (f"The value has {len(value)} characters; at most "
-                    f"{LIMITS.max_string_chars} are allowed")
+            return (
+                f"The value has {len(value)} characters; at most "
+                f"{LIMITS.max_string_chars} are allowed"
+            )
         bad = _NOT_XML.search(value)
         if bad is not None:
-            return (f"The value holds the character U+{ord(bad.group()):04X} at position "
-                    f"{bad.start()}, which FHIR strings may not contain")
+            return (
+                f"The value holds the character U+{ord(bad.group()):04X} at position "
+                f"{bad.start()}, which FHIR strings may not contain"
+            )
         if pattern is not None and pattern.fullmatch(value) is None:
             rule = " (1 to 64 of A-Z a-z 0-9 - .)" if code == "id" else ""
             return f"{value[:70]!r} is not a valid {code}{rule}"
@@ -114,6 +125,7 @@ def _string_check(code: str) -> Check:
             except ValueError:
                 return f"{value[:60]!r} is not a calendar date"
         return None
+
     return check
 
 

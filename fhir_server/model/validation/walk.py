@@ -96,8 +96,9 @@ class Walk:
 
     def object(self, data: dict[str, Any], model: Any, loc: Loc, rtype: str | None = None) -> None:
         if self.depth >= LIMITS.max_depth:
-            self.fail(loc, f"The resource nests objects more than {LIMITS.max_depth} deep",
-                      "too-long")
+            self.fail(
+                loc, f"The resource nests objects more than {LIMITS.max_depth} deep", "too-long"
+            )
             return
         self.depth += 1
         try:
@@ -118,8 +119,11 @@ class Walk:
                 choices = choices or {}
                 other = choices.setdefault(info.choice, key)
                 if other != key:
-                    self.fail((loc, f"{info.choice}[x]", None), f"Only one {info.choice}[x] "
-                              f"is allowed, found '{other}' and '{key}'", "invariant")
+                    self.fail(
+                        (loc, f"{info.choice}[x]", None),
+                        f"Only one {info.choice}[x] is allowed, found '{other}' and '{key}'",
+                        "invariant",
+                    )
             if info.r4_only or info.type == "uuid":
                 self.r4_only.append((loc, key, None))
             if value is None:
@@ -139,8 +143,10 @@ class Walk:
         problem = info.check(value)
         if problem is not None:
             self.fail(loc, problem, "value")
-        elif info.type == "code" and not value.isascii() and any(
-            c.isspace() and c not in _XSD_SPACE for c in value
+        elif (
+            info.type == "code"
+            and not value.isascii()
+            and any(c.isspace() and c not in _XSD_SPACE for c in value)
         ):
             self.spaced_codes.append(loc)
 
@@ -153,8 +159,7 @@ class Walk:
                 self.fail((loc, info, None), "A required element is missing", "required")
         for group in groups:
             if not choices or group not in choices:
-                self.fail((loc, f"{group}[x]", None), "A required element is missing",
-                          "required")
+                self.fail((loc, f"{group}[x]", None), "A required element is missing", "required")
 
     def array(self, data: dict[str, Any], value: Any, info: Element, loc: Loc) -> None:
         if type(value) is not list:
@@ -169,8 +174,10 @@ class Walk:
             name = info.name
             partner = data.get(name[1:] if name[0] == "_" else "_" + name)
             if partner is not None and (type(partner) is not list or len(partner) != len(value)):
-                self.fail((loc, info, None), f"'{name}' and its '_' partner must be arrays "
-                          "of the same length")
+                self.fail(
+                    (loc, info, None),
+                    f"'{name}' and its '_' partner must be arrays of the same length",
+                )
                 partner = None
         check = info.check
         for i, item in enumerate(value):
@@ -193,7 +200,11 @@ class Walk:
             assert info.model is not None  # COMPLEX and PRIMITIVE_EXT elements have one
             self.object(value, info.model, loc)
             if info.model is EXTENSION and ("extension" in value) == any(
-                k.startswith(("value", "_value")) for k in value  # a `_valueX` is a value too
+                k.startswith(("value", "_value"))
+                for k in value  # a `_valueX` is a value too
             ):
-                self.fail(loc, "An extension has either extensions or a value[x], not both "
-                          "(ext-1)", "invariant")
+                self.fail(
+                    loc,
+                    "An extension has either extensions or a value[x], not both (ext-1)",
+                    "invariant",
+                )

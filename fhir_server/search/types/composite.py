@@ -33,8 +33,11 @@ def component_params(param: SearchParam, ctx: ParseContext) -> list[SearchParam]
     for component in param.components:
         target = ctx.registry.by_url(component.definition)
         if target is None or target.type in ("composite", "special"):
-            raise BadRequest(f"Composite parameter '{param.code}' has an unsupported component "
-                             f"'{component.definition}'", expression=(param.code,))
+            raise BadRequest(
+                f"Composite parameter '{param.code}' has an unsupported component "
+                f"'{component.definition}'",
+                expression=(param.code,),
+            )
         found.append(target)
     return found
 
@@ -54,6 +57,7 @@ def parse(
         try:
             conditions.append(TYPES[target.type].parse(target, None, part, ctx))
         except BadRequest as error:  # name the parameter the client wrote
-            raise BadRequest(f"{param.code}: {error.diagnostics}",
-                             expression=(param.code,)) from None
+            raise BadRequest(
+                f"{param.code}: {error.diagnostics}", expression=(param.code,)
+            ) from None
     return CompositeCondition(param.code, tuple(conditions))

@@ -45,8 +45,9 @@ def extract(code: str, fhir_type: str | None, data: Any) -> Iterator[QuantityVal
         value = number_value(data.get("value"))
         if value is not None:
             low, high = _compared(data.get("comparator"), value)
-            yield QuantityValue(code, low, high, data.get("system"), data.get("code"),
-                                data.get("unit"))
+            yield QuantityValue(
+                code, low, high, data.get("system"), data.get("code"), data.get("unit")
+            )
 
 
 def _compared(comparator: object, value: float) -> tuple[float, float]:
@@ -75,6 +76,9 @@ def parse(
     found = search_range(prefix, parts[0])
     if found is None:
         raise bad_value(param.code, value, "quantity ([prefix]number|system|code)")
-    system, code = (unescape(parts[1]) or None, unescape(parts[2]) or None) if len(parts) == 3 \
+    system, code = (
+        (unescape(parts[1]) or None, unescape(parts[2]) or None)
+        if len(parts) == 3
         else (None, None)
+    )
     return QuantityCondition(param.code, prefix, *found, system, code)

@@ -95,7 +95,7 @@ def parse(
         ident = text.rsplit("/", 1)[-1] if text.startswith(f"{modifier}/") else text
         return ReferenceCondition(param.code, modifier, ident)
     if base and text.startswith(base.rstrip("/") + "/"):
-        text = text[len(base.rstrip("/")) + 1:]
+        text = text[len(base.rstrip("/")) + 1 :]
     local = _LOCAL.match(text)
     if local and local["type"] in registry.resource_types:
         return ReferenceCondition(param.code, local["type"], local["id"], None, local["vid"])
@@ -109,8 +109,9 @@ def parse(
     return ReferenceCondition(param.code, url=found.url, version=found.version)
 
 
-def _hierarchy(param: SearchParam, above: bool, value: str, ctx: ParseContext
-               ) -> HierarchyCondition:
+def _hierarchy(
+    param: SearchParam, above: bool, value: str, ctx: ParseContext
+) -> HierarchyCondition:
     """`location:below=Location/42` (or `=42` when one target type has a hierarchy)."""
     found = parse(param, None, value, ctx)
     assert isinstance(found, ReferenceCondition)
@@ -120,8 +121,11 @@ def _hierarchy(param: SearchParam, above: bool, value: str, ctx: ParseContext
         found = replace(found, target_type=typed[0] if len(typed) == 1 else None)
     via = hierarchy_param(ctx.registry, found.target_type) if found.target_type else None
     if found.target_id is None or found.target_type is None or via is None:
-        raise bad_value(param.code + f":{kind}", value,
-                        "Type/id of a resource in a hierarchy (e.g. Location/42)")
+        raise bad_value(
+            param.code + f":{kind}",
+            value,
+            "Type/id of a resource in a hierarchy (e.g. Location/42)",
+        )
     return HierarchyCondition(param.code, found.target_type, found.target_id, above, via)
 
 

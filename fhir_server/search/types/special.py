@@ -22,8 +22,14 @@ from fhir_server.search.values import GeoValue
 MODIFIERS: frozenset[str] = frozenset()
 DEFAULT_DISTANCE_KM = 5.0
 EARTH_RADIUS_KM = 6371.0088  # the IUGG mean radius
-_KM_PER_UNIT = {"km": 1.0, "m": 0.001, "[mi_i]": 1.609344, "mi": 1.609344,
-                "[mi_us]": 1.609347219, "[nmi_i]": 1.852}
+_KM_PER_UNIT = {
+    "km": 1.0,
+    "m": 0.001,
+    "[mi_i]": 1.609344,
+    "mi": 1.609344,
+    "[mi_us]": 1.609347219,
+    "[nmi_i]": 1.852,
+}
 _FORMAT = "near value (latitude|longitude|distance|units)"
 
 
@@ -49,8 +55,12 @@ def parse(param: SearchParam, modifier: str | None, value: str, ctx: ParseContex
         raise bad_value(param.code, value, _FORMAT) from None
     unit = parts[3] if len(parts) > 3 and parts[3] else "km"
     factor = _KM_PER_UNIT.get(unit)
-    if factor is None or not (-90 <= lat <= 90 and -180 <= lon <= 180) or not distance >= 0 \
-            or not math.isfinite(distance):
+    if (
+        factor is None
+        or not (-90 <= lat <= 90 and -180 <= lon <= 180)
+        or not distance >= 0
+        or not math.isfinite(distance)
+    ):
         raise bad_value(param.code, value, _FORMAT)
     return NearCondition(param.code, lat, lon, distance * factor)
 

@@ -120,8 +120,9 @@ def _of_type(param: SearchParam, value: str) -> TokenCondition:
     parts = [unescape(p) for p in split_escaped(value, "|")]
     if len(parts) != 3 or not parts[1] or not parts[2]:
         name = f"{param.code}:of-type"
-        raise BadRequest(f"'{name}' takes [type system]|[type code]|[value], not '{value}'",
-                         expression=(name,))
+        raise BadRequest(
+            f"'{name}' takes [type system]|[type code]|[value], not '{value}'", expression=(name,)
+        )
     return TokenCondition(f"{param.code}:of-type", f"{parts[0]}|{parts[1]}", parts[2])
 
 

@@ -24,6 +24,7 @@ def extract(code: str, fhir_type: str | None, data: Any) -> Iterator[UriValue]:
 
 
 def parse(param: SearchParam, modifier: str | None, value: str, ctx: ParseContext) -> UriCondition:
-    mode: Literal["eq", "below", "above"] = "below" if modifier == "below" else (
-        "above" if modifier == "above" else "eq")
+    mode: Literal["eq", "below", "above"] = (
+        "below" if modifier == "below" else ("above" if modifier == "above" else "eq")
+    )
     return UriCondition(param.code, unescape(value), mode)

@@ -62,21 +62,25 @@ async def resolve(query: SearchQuery, types: Sequence[str], find: Find) -> Searc
     return replace(query, clauses=tuple(clauses))
 
 
-async def _matches(query: SearchQuery, find: Find, projection: dict[str, int],
-                   what: str) -> list[dict[str, Any]]:
+async def _matches(
+    query: SearchQuery, find: Find, projection: dict[str, int], what: str
+) -> list[dict[str, Any]]:
     inner = await resolve(query, query.types, find)
     docs = await find(search_filter(inner, inner.types), projection, MAX_MATCHES + 1)
     if len(docs) > MAX_MATCHES:
-        raise BadRequest(f"The {what} matches more than {MAX_MATCHES:,} resources of "
-                         f"{', '.join(query.types)}; narrow it down")
+        raise BadRequest(
+            f"The {what} matches more than {MAX_MATCHES:,} resources of "
+            f"{', '.join(query.types)}; narrow it down"
+        )
     return docs
 
 
 async def _resolve(c: Condition, types: Sequence[str], find: Find) -> Any:
     match c:
         case AllOf() | AnyOf():
-            return replace(c, conditions=tuple([await _resolve(p, types, find)
-                                                for p in c.conditions]))
+            return replace(
+                c, conditions=tuple([await _resolve(p, types, find) for p in c.conditions])
+            )
         case Not():
             return Not(await _resolve(c.condition, types, find))
         case ChainCondition():
@@ -84,14 +88,24 @@ async def _resolve(c: Condition, types: Sequence[str], find: Find) -> Any:
             by_type: dict[str, list[str]] = {}
             for doc in docs:
                 by_type.setdefault(doc["type"], []).append(doc["id"])
-            return Resolved(_any_of([
-                {"ref": {"$elemMatch": {"p": c.param, "t": t, "i": {"$in": ids}}}}
-                for t, ids in sorted(by_type.items())]))
+            return Resolved(
+                _any_of(
+                    [
+                        {"ref": {"$elemMatch": {"p": c.param, "t": t, "i": {"$in": ids}}}}
+                        for t, ids in sorted(by_type.items())
+                    ]
+                )
+            )
         case HasCondition():
             docs = await _matches(c.query, find, {"ref": 1}, f"_has on '{c.param}'")
-            keys = sorted({resource_key(r["t"], r["i"]) for doc in docs
-                           for r in doc.get("ref", ())
-                           if r.get("p") == c.param and r.get("t") and r.get("i")})
+            keys = sorted(
+                {
+                    resource_key(r["t"], r["i"])
+                    for doc in docs
+                    for r in doc.get("ref", ())
+                    if r.get("p") == c.param and r.get("t") and r.get("i")
+                }
+            )
             return Resolved({"_id": {"$in": keys}})
         case NearCondition():
             return Resolved({"_id": {"$in": await _near(c, types, find)}})
@@ -100,17 +114,34 @@ async def _resolve(c: Condition, types: Sequence[str], find: Find) -> Any:
 
 async def _near(c: NearCondition, types: Sequence[str], find: Find) -> list[str]:
     low, high, longitudes = bounding_box(c)
-    box = _any_of([{"geo": {"$elemMatch": {"p": c.param, "lat": {"$gte": low, "$lte": high},
-                                           "lon": {"$gte": west, "$lte": east}}}}
-                   for west, east in longitudes])
+    box = _any_of(
+        [
+            {
+                "geo": {
+                    "$elemMatch": {
+                        "p": c.param,
+                        "lat": {"$gte": low, "$lte": high},
+                        "lon": {"$gte": west, "$lte": east},
+                    }
+                }
+            }
+            for west, east in longitudes
+        ]
+    )
     filter: Filter = {"deleted": False, "$and": [box]}
     if types:
         filter["type"] = {"$in": list(types)}
     docs = await find(filter, {"_id": 1, "geo": 1}, MAX_MATCHES + 1)
     if len(docs) > MAX_MATCHES:
-        raise BadRequest(f"'near' finds more than {MAX_MATCHES:,} positions in its area; "
-                         "use a smaller distance")
-    return [doc["_id"] for doc in docs
-            if any(g.get("p") == c.param
-                   and distance_km(g["lat"], g["lon"], c.latitude, c.longitude) <= c.distance_km
-                   for g in doc.get("geo", ()))]
+        raise BadRequest(
+            f"'near' finds more than {MAX_MATCHES:,} positions in its area; use a smaller distance"
+        )
+    return [
+        doc["_id"]
+        for doc in docs
+        if any(
+            g.get("p") == c.param
+            and distance_km(g["lat"], g["lon"], c.latitude, c.longitude) <= c.distance_km
+            for g in doc.get("geo", ())
+        )
+    ]

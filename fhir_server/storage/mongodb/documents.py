@@ -24,8 +24,9 @@ from fhir_server.storage.base import StoredResource
 
 Filter = dict[str, Any]
 
-RECORD_FIELDS = dict.fromkeys(("type", "id", "version", "last_updated", "deleted",
-                               "method", "data"), 1)
+RECORD_FIELDS = dict.fromkeys(
+    ("type", "id", "version", "last_updated", "deleted", "method", "data"), 1
+)
 
 
 def resource_key(type: str, id: str) -> str:
@@ -40,14 +41,27 @@ def one(type: str, id: str, version: int | None = None) -> Filter:
 
 
 def record(doc: dict[str, Any]) -> StoredResource:
-    return StoredResource(doc["type"], doc["id"], doc["version"], doc["last_updated"],
-                          doc["deleted"], bytes(doc["data"]), doc["method"])
+    return StoredResource(
+        doc["type"],
+        doc["id"],
+        doc["version"],
+        doc["last_updated"],
+        doc["deleted"],
+        bytes(doc["data"]),
+        doc["method"],
+    )
 
 
 def version_fields(rec: StoredResource) -> dict[str, Any]:
-    return {"type": rec.type, "id": rec.id, "version": rec.version,
-            "last_updated": rec.last_updated, "deleted": rec.deleted, "method": rec.method,
-            "data": rec.data}
+    return {
+        "type": rec.type,
+        "id": rec.id,
+        "version": rec.version,
+        "last_updated": rec.last_updated,
+        "deleted": rec.deleted,
+        "method": rec.method,
+        "data": rec.data,
+    }
 
 
 def present(**fields: Any) -> dict[str, Any]:
@@ -63,15 +77,22 @@ def _index_element(value: IndexValue) -> tuple[str, dict[str, Any]]:
         case StringValue():
             return "str", {"p": value.param, "v": value.value, "x": value.exact}
         case ReferenceValue():
-            return "ref", present(p=value.param, t=value.target_type, i=value.target_id,
-                                   u=value.url, v=value.version)
+            return "ref", present(
+                p=value.param, t=value.target_type, i=value.target_id, u=value.url, v=value.version
+            )
         case DateValue():
             return "dt", {"p": value.param, "lo": value.low, "hi": value.high}
         case NumberValue():
             return "num", {"p": value.param, "lo": value.low, "hi": value.high}
         case QuantityValue():
-            return "qty", present(p=value.param, lo=value.low, hi=value.high,
-                                   s=value.system, c=value.code, u=value.unit)
+            return "qty", present(
+                p=value.param,
+                lo=value.low,
+                hi=value.high,
+                s=value.system,
+                c=value.code,
+                u=value.unit,
+            )
         case UriValue():
             return "uri", {"p": value.param, "u": value.uri}
         case CompositeValue():
@@ -83,16 +104,27 @@ def _index_element(value: IndexValue) -> tuple[str, dict[str, Any]]:
 
 def composite_fields(value: CompositeValue) -> dict[str, Any]:
     """The components flattened as s0, c0, lo0, hi0, x0, s1, ... (None left out)."""
-    return present(**{f"{name}{i}": field
-                      for i, part in enumerate(value.parts)
-                      for name, field in zip(COMPONENT_FIELDS, component_fields(part),
-                                             strict=True)})
+    return present(
+        **{
+            f"{name}{i}": field
+            for i, part in enumerate(value.parts)
+            for name, field in zip(COMPONENT_FIELDS, component_fields(part), strict=True)
+        }
+    )
 
 
 _INDEX_FIELDS = ("tok", "str", "ref", "dt", "num", "qty", "uri", "cmp", "geo")
-FIELD_OF_KIND = {"token": "tok", "string": "str", "reference": "ref", "date": "dt",
-                  "number": "num", "quantity": "qty", "uri": "uri", "composite": "cmp",
-                  "special": "geo"}
+FIELD_OF_KIND = {
+    "token": "tok",
+    "string": "str",
+    "reference": "ref",
+    "date": "dt",
+    "number": "num",
+    "quantity": "qty",
+    "uri": "uri",
+    "composite": "cmp",
+    "special": "geo",
+}
 
 
 def index_fields(index: Iterable[IndexValue]) -> dict[str, Any]:

@@ -25,8 +25,9 @@ ITER_BATCH = 500
 class MongoStorage(Reader):
     """The `Storage` port on one MongoDB database (a replica set or sharded cluster)."""
 
-    def __init__(self, database: AsyncDatabase[Any], *, owns_client: bool = False,
-                 lock_timeout: float = 30.0) -> None:
+    def __init__(
+        self, database: AsyncDatabase[Any], *, owns_client: bool = False, lock_timeout: float = 30.0
+    ) -> None:
         """`database`: an async database object (PyMongo's, or a test adapter with the
         same methods); `owns_client`: close its client on `close()`; `lock_timeout`:
         seconds `lock()` waits for another transaction holding the key."""
@@ -53,7 +54,8 @@ class MongoStorage(Reader):
                 "The MongoDB storage engine needs multi-document transactions, so a replica "
                 "set or a sharded cluster; this server is a standalone mongod. A one-node "
                 "replica set is enough: start mongod with --replSet rs0, then run "
-                "rs.initiate() once.")
+                "rs.initiate() once."
+            )
         await self._resources.create_indexes(RESOURCE_INDEXES)
         await self._history.create_indexes(HISTORY_INDEXES)
         await self._db["locks"].create_indexes(LOCK_INDEXES)
@@ -73,27 +75,39 @@ class MongoStorage(Reader):
         match = history_match(query)
         resources: list[StoredResource] = []
         if query.count > 0:
-            cursor = (self._history.find(match, RECORD_FIELDS).sort(list(HISTORY_SORT.items()))
-                      .skip(query.offset).limit(query.count))
+            cursor = (
+                self._history.find(match, RECORD_FIELDS)
+                .sort(list(HISTORY_SORT.items()))
+                .skip(query.offset)
+                .limit(query.count)
+            )
             resources = [record(doc) for doc in await cursor.to_list(None)]
         return Page(resources, await self._history.count_documents(match))
 
     async def _history_at(self, query: HistoryQuery) -> Page:
         stages = history_at(query)
-        counted = await (await self._history.aggregate(
-            [*stages, {"$count": "n"}], allowDiskUse=True)).to_list(None)
+        counted = await (
+            await self._history.aggregate([*stages, {"$count": "n"}], allowDiskUse=True)
+        ).to_list(None)
         resources: list[StoredResource] = []
         if query.count > 0:
-            page: list[dict[str, Any]] = [{"$sort": HISTORY_SORT}, {"$skip": query.offset},
-                                          {"$limit": query.count}, {"$project": RECORD_FIELDS}]
+            page: list[dict[str, Any]] = [
+                {"$sort": HISTORY_SORT},
+                {"$skip": query.offset},
+                {"$limit": query.count},
+                {"$project": RECORD_FIELDS},
+            ]
             cursor = await self._history.aggregate([*stages, *page], allowDiskUse=True)
             resources = [record(doc) for doc in await cursor.to_list(None)]
         return Page(resources, counted[0]["n"] if counted else 0)
 
     async def iter_current(self, type: str) -> AsyncIterator[StoredResource]:
         """Live resources of `type` in insertion order, fetched in batches by the cursor."""
-        cursor = (self._resources.find({"type": type, "deleted": False}, RECORD_FIELDS)
-                  .sort([("seq", ASCENDING)]).batch_size(ITER_BATCH))
+        cursor = (
+            self._resources.find({"type": type, "deleted": False}, RECORD_FIELDS)
+            .sort([("seq", ASCENDING)])
+            .batch_size(ITER_BATCH)
+        )
         async for doc in cursor:
             yield record(doc)
 

@@ -23,6 +23,8 @@ class TransactionConflict(VersionConflict):
 
 def is_conflict(error: PyMongoError) -> bool:
     """A lost race: a duplicate key, or a write conflict with another transaction."""
-    return (isinstance(error, DuplicateKeyError)
-            or error.has_error_label("TransientTransactionError")
-            or getattr(error, "code", None) == _WRITE_CONFLICT)
+    return (
+        isinstance(error, DuplicateKeyError)
+        or error.has_error_label("TransientTransactionError")
+        or getattr(error, "code", None) == _WRITE_CONFLICT
+    )

@@ -98,14 +98,16 @@ class Ordering:
     value_fields: tuple[str, ...]  # where each page key value is read, then "seq"
 
     def sort(self, reverse: bool = False) -> list[tuple[str, int]]:
-        return [(c.field, DESCENDING if c.descending != reverse else ASCENDING)
-                for c in self.components]
+        return [
+            (c.field, DESCENDING if c.descending != reverse else ASCENDING) for c in self.components
+        ]
 
     def keyset(self, page: PageKey) -> Filter:
         key = list(page.key)
         if len(key) != len(self.value_fields):
-            raise BadRequest("The paging key does not match this search's _sort",
-                             expression=("_page",))
+            raise BadRequest(
+                "The paging key does not match this search's _sort", expression=("_page",)
+            )
         try:
             key[-1] = ObjectId(str(key[-1]))
         except InvalidId:

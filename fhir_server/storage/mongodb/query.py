@@ -98,8 +98,11 @@ def _token(c: TokenCondition) -> Filter:
 def _token_set(c: TokenSetCondition) -> Filter:
     if not c.codes:
         return {} if c.negate else {"_id": {"$in": []}}
-    found = _elem("tok", c.param, *({"s": system, "c": {"$in": codes}}
-                                    for system, codes in c.by_system().items()))
+    found = _elem(
+        "tok",
+        c.param,
+        *({"s": system, "c": {"$in": codes}} for system, codes in c.by_system().items()),
+    )
     return {"$nor": [found]} if c.negate else found
 
 
@@ -114,8 +117,7 @@ def _string(c: StringCondition) -> Filter:
 
 def _escape(text: str) -> str:
     """`text` as a literal in a PCRE pattern (every non-alphanumeric escaped)."""
-    return "".join(ch if ch.isalnum() or ch == "_" or ord(ch) > 127 else "\\" + ch
-                   for ch in text)
+    return "".join(ch if ch.isalnum() or ch == "_" or ord(ch) > 127 else "\\" + ch for ch in text)
 
 
 def _reference(c: ReferenceCondition) -> Filter:
@@ -151,8 +153,9 @@ def _missing(c: MissingCondition) -> Filter:
 
 def _last_updated(c: LastUpdatedCondition) -> Filter:
     """`range_matches` with the point [t, t], t = last_updated."""
-    return _any_of([_bounds(a, "last_updated", "last_updated")
-                    for a in _range(c.prefix, c.low, c.high)])
+    return _any_of(
+        [_bounds(a, "last_updated", "last_updated") for a in _range(c.prefix, c.low, c.high)]
+    )
 
 
 def _ids(c: IdCondition, types: Sequence[str]) -> Filter:
@@ -190,8 +193,10 @@ def _component(c: Condition, i: int) -> list[Filter]:
             return [{x: c.url}]
         case UriCondition(mode="eq"):
             return [{x: c.uri}]
-    raise BadRequest(f"A {type(c).__name__} cannot be a component of a composite search",
-                     expression=(getattr(c, "param", "composite"),))
+    raise BadRequest(
+        f"A {type(c).__name__} cannot be a component of a composite search",
+        expression=(getattr(c, "param", "composite"),),
+    )
 
 
 def _composite(c: CompositeCondition) -> Filter:

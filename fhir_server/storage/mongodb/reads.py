@@ -27,8 +27,7 @@ class Reader:
         self._history: AsyncCollection[Any] = db["history"]
 
     async def read(self, type: str, id: str) -> StoredResource | None:
-        doc = await self._resources.find_one(one(type, id), RECORD_FIELDS,
-                                             session=self._session)
+        doc = await self._resources.find_one(one(type, id), RECORD_FIELDS, session=self._session)
         return record(doc) if doc else None
 
     async def search(self, query: SearchQuery) -> Page:
@@ -54,29 +53,38 @@ class Reader:
         fields = {**RECORD_FIELDS, "seq": 1, "sk": 1}
         if not order.added:
             match = {"$and": [filter, after]} if after else filter
-            cursor = (self._resources.find(match, fields, session=self._session)
-                      .sort(order.sort(backwards) or search_sort(query))
-                      .skip(query.offset).limit(query.count))
+            cursor = (
+                self._resources.find(match, fields, session=self._session)
+                .sort(order.sort(backwards) or search_sort(query))
+                .skip(query.offset)
+                .limit(query.count)
+            )
             docs = await cursor.to_list(None)
         else:
             stages: list[dict[str, Any]] = [{"$match": filter}, {"$addFields": order.added}]
             if after:
                 stages.append({"$match": after})
-            stages += [{"$sort": dict(order.sort(backwards))}, {"$skip": query.offset},
-                       {"$limit": query.count}, {"$project": fields}]
+            stages += [
+                {"$sort": dict(order.sort(backwards))},
+                {"$skip": query.offset},
+                {"$limit": query.count},
+                {"$project": fields},
+            ]
             aggregated = await self._resources.aggregate(stages, session=self._session)
             docs = await aggregated.to_list(None)
         if backwards:
             docs.reverse()
         return docs
 
-    async def _find(self, filter: dict[str, Any], projection: dict[str, int],
-                    limit: int) -> list[dict[str, Any]]:
+    async def _find(
+        self, filter: dict[str, Any], projection: dict[str, int], limit: int
+    ) -> list[dict[str, Any]]:
         cursor = self._resources.find(filter, projection, session=self._session).limit(limit)
         return list(await cursor.to_list(None))
 
     async def _types(self) -> list[str]:
         """The resource types present, so a system-wide search can use the type indexes."""
-        cursor = await self._resources.aggregate([{"$group": {"_id": "$type"}}],
-                                                 session=self._session)
+        cursor = await self._resources.aggregate(
+            [{"$group": {"_id": "$type"}}], session=self._session
+        )
         return sorted(doc["_id"] for doc in await cursor.to_list(None))

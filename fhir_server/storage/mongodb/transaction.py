@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 class MongoTx(Reader):
     """One session transaction; reads and writes pass the session (reads see own writes)."""
 
-    def __init__(self, db: AsyncDatabase[Any], session: AsyncClientSession,
-                 lock_timeout: float) -> None:
+    def __init__(
+        self, db: AsyncDatabase[Any], session: AsyncClientSession, lock_timeout: float
+    ) -> None:
         super().__init__(db, session)
         self._tx_session = session
         self._lock_timeout = lock_timeout
@@ -64,28 +65,30 @@ class MongoTx(Reader):
         # transaction; inside one, a failure below aborts and takes the insert back.
         session, version = self._tx_session, version_fields(rec)
         await self._history.insert_one(
-            {**one(rec.type, rec.id, rec.version), "seq": ObjectId(), **version},
-            session=session)
+            {**one(rec.type, rec.id, rec.version), "seq": ObjectId(), **version}, session=session
+        )
         current = version | index_fields(() if rec.deleted else index)
         if expected == 0:
-            await self._resources.insert_one({**one(rec.type, rec.id), "seq": ObjectId(),
-                                              **current}, session=session)
+            await self._resources.insert_one(
+                {**one(rec.type, rec.id), "seq": ObjectId(), **current}, session=session
+            )
             return
         changes = {k: v for k, v in current.items() if k not in ("type", "id")}  # shard key
         result = await self._resources.update_one(
-            one(rec.type, rec.id) | {"version": expected}, {"$set": changes}, session=session)
+            one(rec.type, rec.id) | {"version": expected}, {"$set": changes}, session=session
+        )
         if result.matched_count == 0:
             actual = await self.read(rec.type, rec.id)
             raise VersionConflict(rec.type, rec.id, expected, actual.version if actual else 0)
 
-    async def reindex(
-        self, type: str, id: str, version: int, index: Sequence[IndexValue]
-    ) -> bool:
+    async def reindex(self, type: str, id: str, version: int, index: Sequence[IndexValue]) -> bool:
         """Replace the index arrays of version `version` if it is still current."""
         self._used = True
         result = await self._resources.update_one(
             one(type, id) | {"version": version, "deleted": False},
-            {"$set": index_fields(index)}, session=self._tx_session)
+            {"$set": index_fields(index)},
+            session=self._tx_session,
+        )
         return result.matched_count == 1
 
     async def lock(self, key: str) -> None:
@@ -110,7 +113,9 @@ class MongoTx(Reader):
         await self._db["locks"].update_one(
             {"_id": key},
             {"$inc": {"claims": 1}, "$set": {"claimed_at": datetime.now(UTC)}},
-            upsert=True, session=self._tx_session)
+            upsert=True,
+            session=self._tx_session,
+        )
 
     async def _restart(self) -> None:
         """Abort (the server already has, after a conflict) and begin again, unused."""
@@ -122,8 +127,9 @@ class MongoTx(Reader):
 async def begin(session: AsyncClientSession) -> None:
     # Snapshot reads: every read in the transaction sees one point in time. Majority
     # writes: a commit the client saw acknowledged survives a primary failover.
-    await session.start_transaction(read_concern=ReadConcern("snapshot"),
-                                    write_concern=WriteConcern("majority"))
+    await session.start_transaction(
+        read_concern=ReadConcern("snapshot"), write_concern=WriteConcern("majority")
+    )
 
 
 async def commit(session: AsyncClientSession, tx: MongoTx, attempts: int = 3) -> None:

@@ -28,8 +28,7 @@ MatchesOf = Callable[[Clause, bool], list[Any]]  # conditions.clause_matches
 def _inner(query: SearchQuery, matches_of: MatchesOf, columns: str) -> Fragment:
     """SELECT `columns` of the live resources of `query.types` that match `query`."""
     types = list(query.types)
-    base: list[Fragment] = [("r.deleted = 0", []),
-                            (f"r.type IN ({marks(len(types))})", types)]
+    base: list[Fragment] = [("r.deleted = 0", []), (f"r.type IN ({marks(len(types))})", types)]
     clauses = [matches_of(clause, False) for clause in query.clauses]
     driver = next((c for c in clauses if c and not any(m.negate for m in c)), None)
     parts = list(base)
@@ -52,14 +51,21 @@ class ChainRids:
 
     def selects(self, types: Sequence[str]) -> list[Fragment]:
         inner, params = _inner(self.query, self.matches_of, "r.type, r.id")
-        return [(f"SELECT rid FROM reference_idx WHERE type IN ({marks(len(types))}) "
-                 f"AND param = ? AND (target_type, target_id) IN ({inner})",
-                 [*types, self.param, *params])]
+        return [
+            (
+                f"SELECT rid FROM reference_idx WHERE type IN ({marks(len(types))}) "
+                f"AND param = ? AND (target_type, target_id) IN ({inner})",
+                [*types, self.param, *params],
+            )
+        ]
 
     def exists(self) -> Fragment:
         inner, params = _inner(self.query, self.matches_of, "r.type, r.id")
-        return (f"EXISTS (SELECT 1 FROM reference_idx WHERE rid = r.rid AND param = ? "
-                f"AND (target_type, target_id) IN ({inner}))", [self.param, *params])
+        return (
+            f"EXISTS (SELECT 1 FROM reference_idx WHERE rid = r.rid AND param = ? "
+            f"AND (target_type, target_id) IN ({inner}))",
+            [self.param, *params],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,17 +80,26 @@ class HasRids:
     def _sources(self) -> tuple[str, list[Any]]:
         inner, params = _inner(self.query, self.matches_of, "r.rid")
         types = list(self.query.types)
-        return (f"ri.type IN ({marks(len(types))}) AND ri.param = ? AND ri.rid IN ({inner})",
-                [*types, self.param, *params])
+        return (
+            f"ri.type IN ({marks(len(types))}) AND ri.param = ? AND ri.rid IN ({inner})",
+            [*types, self.param, *params],
+        )
 
     def selects(self, types: Sequence[str]) -> list[Fragment]:
         sources, params = self._sources()
-        return [("SELECT t.rid FROM reference_idx ri JOIN resources t "
-                 "ON t.type = ri.target_type AND t.id = ri.target_id "
-                 f"WHERE {sources} AND ri.target_type IN ({marks(len(types))})",
-                 [*params, *types])]
+        return [
+            (
+                "SELECT t.rid FROM reference_idx ri JOIN resources t "
+                "ON t.type = ri.target_type AND t.id = ri.target_id "
+                f"WHERE {sources} AND ri.target_type IN ({marks(len(types))})",
+                [*params, *types],
+            )
+        ]
 
     def exists(self) -> Fragment:
         sources, params = self._sources()
-        return (f"EXISTS (SELECT 1 FROM reference_idx ri WHERE {sources} "
-                "AND ri.target_id = r.id AND ri.target_type = r.type)", params)
+        return (
+            f"EXISTS (SELECT 1 FROM reference_idx ri WHERE {sources} "
+            "AND ri.target_id = r.id AND ri.target_type = r.type)",
+            params,
+        )

@@ -63,9 +63,15 @@ def _shapes(alternatives: Sequence[Fragment]) -> list[tuple[str, list[list[Any]]
 
 def _listable(sql: str, rows: list[list[Any]]) -> bool:
     """Whether these rows go as one JSON array: enough of them, JSON has their values."""
-    return bool(sql) and len(rows) >= LISTED and all(
-        isinstance(v, str | int) or (isinstance(v, float) and math.isfinite(v))
-        for row in rows for v in row)
+    return (
+        bool(sql)
+        and len(rows) >= LISTED
+        and all(
+            isinstance(v, str | int) or (isinstance(v, float) and math.isfinite(v))
+            for row in rows
+            for v in row
+        )
+    )
 
 
 def _listed(sql: str, rows: list[list[Any]]) -> tuple[str, str, str]:
@@ -98,12 +104,18 @@ class _Rids:
         for sql, rows in _shapes(self.alternatives):
             if _listable(sql, rows):
                 values, test, array = _listed(sql, rows)
-                out.append((f"SELECT t.rid FROM {values} CROSS JOIN {self.table} AS t "
-                            f"WHERE t.type IN ({kinds}) AND t.param = ? AND {test}",
-                            [array, *types, self.param]))
+                out.append(
+                    (
+                        f"SELECT t.rid FROM {values} CROSS JOIN {self.table} AS t "
+                        f"WHERE t.type IN ({kinds}) AND t.param = ? AND {test}",
+                        [array, *types, self.param],
+                    )
+                )
             else:
-                out.extend((f"{head} AND {sql}" if sql else head, [*types, self.param, *row])
-                           for row in rows)
+                out.extend(
+                    (f"{head} AND {sql}" if sql else head, [*types, self.param, *row])
+                    for row in rows
+                )
         return out
 
     def exists(self) -> Fragment:
@@ -127,8 +139,9 @@ class _Rids:
         return out
 
 
-def _range(prefix: Prefix, low: Any, high: Any, lo: str = "low", hi: str = "high"
-           ) -> tuple[Fragment, ...]:
+def _range(
+    prefix: Prefix, low: Any, high: Any, lo: str = "low", hi: str = "high"
+) -> tuple[Fragment, ...]:
     """`range_matches` on the columns lo/hi, as alternatives that each use an index."""
     # `lo <= high` follows from the other two (lo <= hi) and bounds the index range.
     contained: Fragment = (f"{lo} >= ? AND {lo} <= ? AND {hi} <= ?", [low, high, high])
@@ -191,8 +204,7 @@ def _token_set(c: TokenSetCondition) -> _Rids:
     """One index seek per system: `code IN` a JSON array bound as one parameter, so a
     value set of any size stays one statement."""
     alternatives = tuple(
-        ("code IN (SELECT value FROM json_each(?)) AND system = ?",
-         [json.dumps(codes), system])
+        ("code IN (SELECT value FROM json_each(?)) AND system = ?", [json.dumps(codes), system])
         for system, codes in c.by_system().items()
     )
     return _Rids("token_idx", c.param, alternatives or (("0", []),), negate=c.negate)
@@ -212,8 +224,9 @@ def _reference(c: ReferenceCondition) -> _Rids:
     version = _eq("version", c.version)
     alternatives = []
     if c.target_id is not None or c.url is None:
-        alternatives.append(and_(_eq("target_id", c.target_id),
-                                  _eq("target_type", c.target_type), version))
+        alternatives.append(
+            and_(_eq("target_id", c.target_id), _eq("target_type", c.target_type), version)
+        )
     if c.url is not None:
         alternatives.append(and_(_eq("url", c.url), version))
     return _Rids("reference_idx", c.param, tuple(alternatives))
@@ -272,8 +285,12 @@ class _UpdatedRids:
 
     def selects(self, types: Sequence[str]) -> list[Fragment]:
         sql, params = _point(self.condition, "last_updated")
-        return [(f"SELECT rid FROM resources WHERE type IN ({marks(len(types))}) AND {sql}",
-                 [*types, *params])]
+        return [
+            (
+                f"SELECT rid FROM resources WHERE type IN ({marks(len(types))}) AND {sql}",
+                [*types, *params],
+            )
+        ]
 
     def exists(self) -> Fragment:
         return _point(self.condition, "r.last_updated" if self.ordered else "+r.last_updated")
@@ -309,8 +326,10 @@ def _component(c: Condition, i: int) -> tuple[Fragment, ...]:
             return ((f"{x} = ?", [c.url]),)
         case UriCondition(mode="eq"):
             return ((f"{x} = ?", [c.uri]),)
-    raise BadRequest(f"A {type(c).__name__} cannot be a component of a composite search",
-                     expression=(getattr(c, "param", "composite"),))
+    raise BadRequest(
+        f"A {type(c).__name__} cannot be a component of a composite search",
+        expression=(getattr(c, "param", "composite"),),
+    )
 
 
 def _composite(c: CompositeCondition) -> _Rids:
@@ -324,12 +343,17 @@ def _composite(c: CompositeCondition) -> _Rids:
 def _near(c: NearCondition) -> _Rids:
     """The bounding box as index ranges, then the exact distance of each position."""
     low, high, longitudes = bounding_box(c)
-    exact: Fragment = ("distance_km(lat, lon, ?, ?) <= ?", [c.latitude, c.longitude,
-                                                          c.distance_km])
-    return _Rids("geo_idx", c.param, tuple(
-        and_(("lat >= ? AND lat <= ? AND lon >= ? AND lon <= ?", [low, high, west, east]),
-             exact)
-        for west, east in longitudes))
+    exact: Fragment = ("distance_km(lat, lon, ?, ?) <= ?", [c.latitude, c.longitude, c.distance_km])
+    return _Rids(
+        "geo_idx",
+        c.param,
+        tuple(
+            and_(
+                ("lat >= ? AND lat <= ? AND lon >= ? AND lon <= ?", [low, high, west, east]), exact
+            )
+            for west, east in longitudes
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,8 +444,11 @@ def _merge(group: list[Matches]) -> Matches:
         ids = (i for m in group if isinstance(m, _IdRids) for i in m.ids)
         return _IdRids(tuple(dict.fromkeys(ids)))
     assert isinstance(first, _Rids)
-    return _Rids(first.table, first.param,
-                 tuple(a for m in group if isinstance(m, _Rids) for a in m.alternatives))
+    return _Rids(
+        first.table,
+        first.param,
+        tuple(a for m in group if isinstance(m, _Rids) for a in m.alternatives),
+    )
 
 
 def condition_matches(c: Condition, by_updated: bool) -> Matches:

@@ -39,9 +39,7 @@ class SQLiteTx:
         """Store a new version if the current one is `expected_version`, else VersionConflict."""
         writes.write(self._conn, rec, index, expected_version)
 
-    async def reindex(
-        self, type: str, id: str, version: int, index: Sequence[IndexValue]
-    ) -> bool:
+    async def reindex(self, type: str, id: str, version: int, index: Sequence[IndexValue]) -> bool:
         return writes.reindex(self._conn, type, id, version, index)
 
     async def lock(self, key: str) -> None:
@@ -102,8 +100,9 @@ class SQLiteStorage:
         writer.execute("PRAGMA busy_timeout = 0")
         writer.execute("PRAGMA wal_autocheckpoint = 0")  # see Checkpoints
         self._reader = connect(self.path, busy_ms=5000, trace=self._trace)
-        self._checkpoints = Checkpoints(self.path, self._writes, self.checkpoint_every,
-                                        self.checkpoint_interval)
+        self._checkpoints = Checkpoints(
+            self.path, self._writes, self.checkpoint_every, self.checkpoint_interval
+        )
         self._writes.on_commit = self._checkpoints.committed
 
     async def close(self) -> None:
@@ -135,9 +134,12 @@ class SQLiteStorage:
         """Live resources of `type` in insertion order, fetched in batches by rid."""
         after = 0
         while True:
-            rows = fetch_all(self._read_conn,
-                             f"SELECT rid, {RECORD} FROM resources WHERE type = ? AND deleted = 0 "
-                             "AND rid > ? ORDER BY rid LIMIT ?", (type, after, ITER_BATCH))
+            rows = fetch_all(
+                self._read_conn,
+                f"SELECT rid, {RECORD} FROM resources WHERE type = ? AND deleted = 0 "
+                "AND rid > ? ORDER BY rid LIMIT ?",
+                (type, after, ITER_BATCH),
+            )
             for row in rows:
                 yield record(row[1:])
             if len(rows) < ITER_BATCH:

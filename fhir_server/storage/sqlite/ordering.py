@@ -67,16 +67,21 @@ class Ordering:
         """The rows strictly after `page.key` in this order (before it, `page.before`)."""
         key = tuple(page.key)
         if len(key) != self.width:
-            raise BadRequest("The paging key does not match this search's _sort",
-                             expression=("_page",))
+            raise BadRequest(
+                "The paging key does not match this search's _sort", expression=("_page",)
+            )
         branches: list[Fragment] = []
         equal: list[Fragment] = []
         for c in self.components:
             value = c.value(key)
             if value is not None:  # nothing sorts after an empty value but other empties
                 op = ">" if c.descending == page.before else "<"
-                branches.append((" AND ".join([s for s, _ in equal] + [f"{c.sql} {op} ?"]),
-                                 [p for _, ps in equal for p in ps] + [value]))
+                branches.append(
+                    (
+                        " AND ".join([s for s, _ in equal] + [f"{c.sql} {op} ?"]),
+                        [p for _, ps in equal for p in ps] + [value],
+                    )
+                )
             equal.append((f"{c.sql} IS ?", [value]))
         return or_(branches) if branches else ("0", [])
 
@@ -108,5 +113,7 @@ def _value(key: SortKey) -> Fragment:
         raise BadRequest(f"Sorting by '{key.param}' is not supported", expression=("_sort",))
     table, column = found
     aggregate = "max" if key.descending else "min"
-    return (f"(SELECT {aggregate}({column}) FROM {table} WHERE rid = r.rid AND param = ?)",
-            [key.param])
+    return (
+        f"(SELECT {aggregate}({column}) FROM {table} WHERE rid = r.rid AND param = ?)",
+        [key.param],
+    )

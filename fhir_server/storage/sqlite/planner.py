@@ -94,8 +94,9 @@ def _plan(conn: sqlite3.Connection, query: SearchQuery, probe_limit: int) -> _Pl
     start = and_(*base, best.driving(), *(c.filtering() for c in clauses if c is not best))
     # One clause of plain index conditions: the index rows are those of live resources of
     # these types, so the total is their distinct rids, without reading the resources
-    count_rids = best.rids() if len(clauses) == 1 and all(
-        index_only(c) for c in best.conditions) else None
+    count_rids = (
+        best.rids() if len(clauses) == 1 and all(index_only(c) for c in best.conditions) else None
+    )
     if min(sizes) < probe_limit:
         return _Plan(start, start, driven=True, count_rids=count_rids)
     return _Plan(walk, start, driven=False, count_rids=count_rids)
@@ -131,19 +132,23 @@ def search(conn: sqlite3.Connection, query: SearchQuery, probe_limit: int) -> Pa
 def _live(conn: sqlite3.Connection, types: Sequence[str]) -> int:
     """How many live resources `types` (all: every type) have, from `type_counts`."""
     where = f" WHERE type IN ({marks(len(types))})" if types else ""
-    return int(fetch_one(conn, f"SELECT coalesce(sum(live), 0) FROM type_counts{where}",
-                         list(types))[0])
+    return int(
+        fetch_one(conn, f"SELECT coalesce(sum(live), 0) FROM type_counts{where}", list(types))[0]
+    )
 
 
-def _page(conn: sqlite3.Connection, query: SearchQuery, plan: _Plan
-          ) -> tuple[list[StoredResource], list[tuple[Any, ...]]]:
+def _page(
+    conn: sqlite3.Connection, query: SearchQuery, plan: _Plan
+) -> tuple[list[StoredResource], list[tuple[Any, ...]]]:
     """The page's rows and their sort keys; a page before a key is read backwards."""
     order = ordering(query)
     columns, column_params = order.columns
     where = and_(plan.page, order.keyset(query.page) if query.page else ("", []))
     backwards = query.page is not None and query.page.before
-    select = (f"SELECT {R_RECORD}{columns} FROM resources r WHERE {where[0]} "
-              f"ORDER BY {order.order_by(plan.driven, reverse=backwards)} LIMIT ? OFFSET ?")
+    select = (
+        f"SELECT {R_RECORD}{columns} FROM resources r WHERE {where[0]} "
+        f"ORDER BY {order.order_by(plan.driven, reverse=backwards)} LIMIT ? OFFSET ?"
+    )
     rows = fetch_all(conn, select, [*column_params, *where[1], query.count, query.offset])
     if backwards:
         rows.reverse()

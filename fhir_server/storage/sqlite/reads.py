@@ -35,13 +35,19 @@ def vread(conn: sqlite3.Connection, type: str, id: str, version: int) -> StoredR
 
 def all_types(conn: sqlite3.Connection) -> list[str]:
     """The resource types present, by a skip-scan of the (type, ...) index: one seek each."""
-    return [row[0] for row in fetch_all(conn, """
+    return [
+        row[0]
+        for row in fetch_all(
+            conn,
+            """
         WITH RECURSIVE t(type) AS (
             SELECT min(type) FROM resources
             UNION ALL
             SELECT (SELECT min(type) FROM resources WHERE type > t.type) FROM t
             WHERE t.type IS NOT NULL)
-        SELECT type FROM t WHERE type IS NOT NULL""")]
+        SELECT type FROM t WHERE type IS NOT NULL""",
+        )
+    ]
 
 
 def _history_where(conn: sqlite3.Connection, q: HistoryQuery) -> Fragment | None:
@@ -57,8 +63,13 @@ def _history_where(conn: sqlite3.Connection, q: HistoryQuery) -> Fragment | None
     if q.since is not None:
         parts.append(("v.last_updated >= ?", [q.since]))
     if q.at is not None:
-        parts.append(("v.last_updated <= ? AND v.version = (SELECT max(w.version) FROM versions w "
-                      "WHERE w.rid = v.rid AND w.last_updated <= ?)", [q.at, q.at]))
+        parts.append(
+            (
+                "v.last_updated <= ? AND v.version = (SELECT max(w.version) FROM versions w "
+                "WHERE w.rid = v.rid AND w.last_updated <= ?)",
+                [q.at, q.at],
+            )
+        )
     return and_(*parts) if parts else ("1", [])
 
 
@@ -67,9 +78,11 @@ def history(conn: sqlite3.Connection, q: HistoryQuery) -> Page:
     if found is None:
         return Page([], 0)
     where, params = found
-    sql = ("SELECT r.type, r.id, v.version, v.last_updated, v.deleted, v.data, v.method "
-           f"FROM versions v JOIN resources r ON r.rid = v.rid WHERE {where} "
-           "ORDER BY v.last_updated DESC, v.version DESC, v.vid DESC LIMIT ? OFFSET ?")
+    sql = (
+        "SELECT r.type, r.id, v.version, v.last_updated, v.deleted, v.data, v.method "
+        f"FROM versions v JOIN resources r ON r.rid = v.rid WHERE {where} "
+        "ORDER BY v.last_updated DESC, v.version DESC, v.vid DESC LIMIT ? OFFSET ?"
+    )
     resources = [record(row) for row in fetch_all(conn, sql, [*params, q.count, q.offset])]
     total = fetch_one(conn, f"SELECT count(*) FROM versions v WHERE {where}", params)[0]
     return Page(resources, total)

@@ -89,10 +89,8 @@ SCHEMA: tuple[str, ...] = (
     f"CREATE TABLE reference_idx ({_INDEX_COLUMNS}, target_type TEXT, target_id TEXT, "
     f"url TEXT, version TEXT, {_INDEX_KEY}",
     "CREATE INDEX reference_target ON reference_idx (type, param, target_id, target_type)",
-    "CREATE INDEX reference_url ON reference_idx (type, param, url, version) "
-    "WHERE url IS NOT NULL",
-    f"CREATE TABLE date_idx ({_INDEX_COLUMNS}, low TEXT NOT NULL, high TEXT NOT NULL, "
-    f"{_INDEX_KEY}",
+    "CREATE INDEX reference_url ON reference_idx (type, param, url, version) WHERE url IS NOT NULL",
+    f"CREATE TABLE date_idx ({_INDEX_COLUMNS}, low TEXT NOT NULL, high TEXT NOT NULL, {_INDEX_KEY}",
     "CREATE INDEX date_low ON date_idx (type, param, low, high)",
     "CREATE INDEX date_high ON date_idx (type, param, high, low)",
     f"CREATE TABLE number_idx ({_INDEX_COLUMNS}, low REAL NOT NULL, high REAL NOT NULL, "
@@ -109,11 +107,9 @@ SCHEMA: tuple[str, ...] = (
 )
 _COMPONENT_COLUMNS = tuple(f"{name}{i}" for i in range(COMPONENTS) for name in COMPONENT_FIELDS)
 VERSION_2 = (
-    f"CREATE TABLE composite_idx ({_INDEX_COLUMNS}, {', '.join(_COMPONENT_COLUMNS)}, "
-    f"{_INDEX_KEY}",
+    f"CREATE TABLE composite_idx ({_INDEX_COLUMNS}, {', '.join(_COMPONENT_COLUMNS)}, {_INDEX_KEY}",
     "CREATE INDEX composite_first ON composite_idx (type, param, c0, s0)",
-    f"CREATE TABLE geo_idx ({_INDEX_COLUMNS}, lat REAL NOT NULL, lon REAL NOT NULL, "
-    f"{_INDEX_KEY}",
+    f"CREATE TABLE geo_idx ({_INDEX_COLUMNS}, lat REAL NOT NULL, lon REAL NOT NULL, {_INDEX_KEY}",
     "CREATE INDEX geo_position ON geo_idx (type, param, lat, lon)",
     "CREATE INDEX token_text ON token_idx (type, param, text) WHERE text IS NOT NULL",
 )
@@ -162,18 +158,26 @@ class IndexTable:
 
 
 INDEX_TABLES: dict[type, IndexTable] = {
-    TokenValue: IndexTable("token_idx", ("system", "code", "text"),
-                           lambda v: (v.system, v.code, v.text)),
+    TokenValue: IndexTable(
+        "token_idx", ("system", "code", "text"), lambda v: (v.system, v.code, v.text)
+    ),
     StringValue: IndexTable("string_idx", ("value", "exact"), lambda v: (v.value, v.exact)),
-    ReferenceValue: IndexTable("reference_idx", ("target_type", "target_id", "url", "version"),
-                               lambda v: (v.target_type, v.target_id, v.url, v.version)),
+    ReferenceValue: IndexTable(
+        "reference_idx",
+        ("target_type", "target_id", "url", "version"),
+        lambda v: (v.target_type, v.target_id, v.url, v.version),
+    ),
     DateValue: IndexTable("date_idx", ("low", "high"), lambda v: (v.low, v.high)),
     NumberValue: IndexTable("number_idx", ("low", "high"), lambda v: (v.low, v.high)),
-    QuantityValue: IndexTable("quantity_idx", ("low", "high", "system", "code", "unit"),
-                              lambda v: (v.low, v.high, v.system, v.code, v.unit)),
+    QuantityValue: IndexTable(
+        "quantity_idx",
+        ("low", "high", "system", "code", "unit"),
+        lambda v: (v.low, v.high, v.system, v.code, v.unit),
+    ),
     UriValue: IndexTable("uri_idx", ("uri",), lambda v: (v.uri,)),
-    CompositeValue: IndexTable("composite_idx", _COMPONENT_COLUMNS,
-                               lambda v: composite_row(v.parts)),
+    CompositeValue: IndexTable(
+        "composite_idx", _COMPONENT_COLUMNS, lambda v: composite_row(v.parts)
+    ),
     GeoValue: IndexTable("geo_idx", ("lat", "lon"), lambda v: (v.latitude, v.longitude)),
 }
 TABLE_OF_KIND = {t.name.removesuffix("_idx"): t.name for t in INDEX_TABLES.values()}
@@ -190,8 +194,9 @@ def connect(path: Path, busy_ms: int, trace: Callable[[str], None] | None) -> sq
     """A connection in autocommit mode (we issue BEGIN/COMMIT), tuned for a large database."""
     # check_same_thread=False: every call runs on the event-loop thread, but the loop's
     # thread need not be the one that opened the storage (a CLI, a test harness).
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                           cached_statements=512)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, cached_statements=512
+    )
     # synchronous=NORMAL in WAL mode: a commit is written to the WAL file (the OS page
     # cache) before COMMIT returns, but not fsynced. A commit therefore survives the
     # process being killed (kill -9, a crash) because the kernel still writes the pages;

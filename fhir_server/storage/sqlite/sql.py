@@ -38,7 +38,7 @@ def _grouped(parts: list[Fragment], separator: str, wrap: str) -> list[Fragment]
     """`parts` nested in groups of GROUP until at most GROUP are left; `wrap` encloses one
     group's joined SQL."""
     while len(parts) > GROUP:
-        groups = [_joined(parts[i:i + GROUP], separator) for i in range(0, len(parts), GROUP)]
+        groups = [_joined(parts[i : i + GROUP], separator) for i in range(0, len(parts), GROUP)]
         parts = [(wrap.format(sql), params) for sql, params in groups]
     return parts
 

@@ -27,7 +27,8 @@ def refresh(conn: sqlite3.Connection) -> bool:
         return False
     try:
         found = conn.execute(
-            "SELECT stat FROM sqlite_stat1 WHERE tbl = 'resources' LIMIT 1").fetchone()
+            "SELECT stat FROM sqlite_stat1 WHERE tbl = 'resources' LIMIT 1"
+        ).fetchone()
     except sqlite3.OperationalError:  # no sqlite_stat1 yet
         found = None
     if found is not None and rows < 2 * int(str(found[0]).split()[0]):

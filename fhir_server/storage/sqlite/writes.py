@@ -24,22 +24,35 @@ def write(
     values = (rec.version, rec.last_updated, int(rec.deleted), rec.method, rec.data)
     if expected == 0:
         try:
-            rid = cast(int, conn.execute(  # an INSERT always sets lastrowid
-                "INSERT INTO resources (version, last_updated, deleted, method, data, type, id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", (*values, rec.type, rec.id)).lastrowid)
+            rid = cast(
+                int,
+                conn.execute(  # an INSERT always sets lastrowid
+                    "INSERT INTO resources"
+                    " (version, last_updated, deleted, method, data, type, id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (*values, rec.type, rec.id),
+                ).lastrowid,
+            )
         except sqlite3.IntegrityError:  # UNIQUE(type, id): it exists already
             raise _conflict(conn, rec, expected) from None
     else:
-        row = fetch_one(conn, "UPDATE resources SET version = ?, last_updated = ?, deleted = ?, "
-                        "method = ?, data = ? WHERE type = ? AND id = ? AND version = ? "
-                        "RETURNING rid", (*values, rec.type, rec.id, expected))
+        row = fetch_one(
+            conn,
+            "UPDATE resources SET version = ?, last_updated = ?, deleted = ?, "
+            "method = ?, data = ? WHERE type = ? AND id = ? AND version = ? "
+            "RETURNING rid",
+            (*values, rec.type, rec.id, expected),
+        )
         if row is None:
             raise _conflict(conn, rec, expected)
         rid = row[0]
         for table in INDEX_TABLES.values():
             conn.execute(f"DELETE FROM {table.name} WHERE rid = ?", (rid,))
-    conn.execute("INSERT INTO versions (rid, type, version, last_updated, deleted, method, data) "
-                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (rid, rec.type, *values))
+    conn.execute(
+        "INSERT INTO versions (rid, type, version, last_updated, deleted, method, data) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (rid, rec.type, *values),
+    )
     if not rec.deleted:
         _insert_index(conn, rid, rec.type, index)
 
@@ -51,8 +64,11 @@ def reindex(
 
     False when the resource changed or was deleted meanwhile: that write indexed it already.
     """
-    row = fetch_one(conn, "SELECT rid FROM resources WHERE type = ? AND id = ? AND version = ? "
-                    "AND deleted = 0", (type, id, version))
+    row = fetch_one(
+        conn,
+        "SELECT rid FROM resources WHERE type = ? AND id = ? AND version = ? AND deleted = 0",
+        (type, id, version),
+    )
     if row is None:
         return False
     for table in INDEX_TABLES.values():
@@ -62,8 +78,9 @@ def reindex(
 
 
 def _conflict(conn: sqlite3.Connection, rec: StoredResource, expected: int) -> VersionConflict:
-    row = fetch_one(conn, "SELECT version FROM resources WHERE type = ? AND id = ?",
-                    (rec.type, rec.id))
+    row = fetch_one(
+        conn, "SELECT version FROM resources WHERE type = ? AND id = ?", (rec.type, rec.id)
+    )
     return VersionConflict(rec.type, rec.id, expected, row[0] if row else 0)
 
 

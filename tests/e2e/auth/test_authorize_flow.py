@@ -38,10 +38,13 @@ from tests.support.threaded_app import ThreadedApp
 CALLBACK = "http://127.0.0.1:9/callback"
 SCOPE = "openid fhirUser launch/patient patient/*.rs offline_access"
 USER_SCOPE = "openid fhirUser user/*.rs"
-ENCOUNTER_P3 = {"resourceType": "Encounter", "id": "e3", "status": "finished",
-                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                          "code": "AMB"},
-                "subject": {"reference": "Patient/p3"}}  # p3 is managed by org2
+ENCOUNTER_P3 = {
+    "resourceType": "Encounter",
+    "id": "e3",
+    "status": "finished",
+    "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+    "subject": {"reference": "Patient/p3"},
+}  # p3 is managed by org2
 
 
 class Stack:
@@ -65,22 +68,33 @@ class Stack:
         users = SQLiteUserStore(auth_database_path(self.settings))
         await users.open()
         try:
-            await users.add_user(new_user("doc", PASSWORDS["doc"], "clinician",
-                                          "Practitioner/pr1"))
+            await users.add_user(new_user("doc", PASSWORDS["doc"], "clinician", "Practitioner/pr1"))
         finally:
             await users.close()
         store = AuthStore.from_settings(self.settings)
         store.open()
         try:
-            doc, _ = new_client(name="Test app", kind="public", redirect_uris=[CALLBACK],
-                                scopes=[*SCOPE.split(), "user/*.rs"], client_id="app1")
+            doc, _ = new_client(
+                name="Test app",
+                kind="public",
+                redirect_uris=[CALLBACK],
+                scopes=[*SCOPE.split(), "user/*.rs"],
+                client_id="app1",
+            )
             store.add_client(doc)
         finally:
             store.close()
 
     def authorize_params(self, scope: str, **extra: str) -> dict[str, str]:
-        return {"response_type": "code", "client_id": "app1", "redirect_uri": CALLBACK,
-                "scope": scope, "state": "st-1", "aud": self.base, **extra}
+        return {
+            "response_type": "code",
+            "client_id": "app1",
+            "redirect_uri": CALLBACK,
+            "scope": scope,
+            "state": "st-1",
+            "aud": self.base,
+            **extra,
+        }
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +110,9 @@ def pkce() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def approved_token(stack: Stack, scope: str, ticked: list[str],
-                   patient: str | None = None) -> dict[str, Any]:
+def approved_token(
+    stack: Stack, scope: str, ticked: list[str], patient: str | None = None
+) -> dict[str, Any]:
     """Sign in as doc, pick `patient` (when the scope asks), allow `ticked`: the token."""
     verifier, challenge = pkce()
     browser = Browser(stack)
@@ -107,17 +122,26 @@ def approved_token(stack: Stack, scope: str, ticked: list[str],
         if patient is not None:
             assert step.startswith("/auth/pick/patient")
             assert "Alice Able" in browser.get(step).text
-            step = browser.post("/auth/pick/patient", {"tx": browser.field("tx"),
-                                                       "choice": patient}).headers["location"]
+            step = browser.post(
+                "/auth/pick/patient", {"tx": browser.field("tx"), "choice": patient}
+            ).headers["location"]
         browser.get(step)
-        done = browser.post("/auth/consent", {"tx": browser.field("tx"),
-                                              "decision": "approve", "scope": ticked})
+        done = browser.post(
+            "/auth/consent", {"tx": browser.field("tx"), "decision": "approve", "scope": ticked}
+        )
         callback = done.headers["location"]
         assert callback.startswith(CALLBACK), callback
         code = parse_qs(urlsplit(callback).query)["code"][0]
-        token = browser.http.post("/auth/token", data={
-            "grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK,
-            "client_id": "app1", "code_verifier": verifier})
+        token = browser.http.post(
+            "/auth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": CALLBACK,
+                "client_id": "app1",
+                "code_verifier": verifier,
+            },
+        )
     finally:
         browser.http.close()
     assert token.status_code == 200, token.text
@@ -142,18 +166,23 @@ def test_a_clinician_reaches_the_patients_of_their_organizations(stack: Stack) -
     found = httpx.get(f"{stack.base}/Patient", headers=headers, timeout=30)
     assert found.status_code == 200, found.text
     assert sorted(e["resource"]["id"] for e in found.json()["entry"]) == ["p1", "p2"]
-    assert httpx.get(f"{stack.base}/Patient/p2", headers=headers,
-                     timeout=30).status_code == 200
-    assert httpx.get(f"{stack.base}/Patient/p3", headers=headers,
-                     timeout=30).status_code in (403, 404)
+    assert httpx.get(f"{stack.base}/Patient/p2", headers=headers, timeout=30).status_code == 200
+    assert httpx.get(f"{stack.base}/Patient/p3", headers=headers, timeout=30).status_code in (
+        403,
+        404,
+    )
     encounters = httpx.get(f"{stack.base}/Encounter", headers=headers, timeout=30).json()
     assert sorted(e["resource"]["id"] for e in encounters["entry"]) == ["e1", "e2"]
 
 
 def test_an_aud_for_another_server_goes_back_to_the_app(stack: Stack) -> None:
     _, challenge = pkce()
-    params = stack.authorize_params(SCOPE, aud="http://elsewhere.test/fhir",
-                                    code_challenge=challenge, code_challenge_method="S256")
+    params = stack.authorize_params(
+        SCOPE,
+        aud="http://elsewhere.test/fhir",
+        code_challenge=challenge,
+        code_challenge_method="S256",
+    )
     response = httpx.get(f"{stack.origin}/auth/authorize", params=params, timeout=30)
     assert response.status_code == 302
     query = parse_qs(urlsplit(response.headers["location"]).query)

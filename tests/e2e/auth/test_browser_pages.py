@@ -23,8 +23,11 @@ def page(browser_context: BrowserContext) -> Iterator[Page]:
     page = browser_context.new_page()
 
     def app_callback(route: Route) -> None:  # the app's redirect URI: a page that says so
-        route.fulfill(status=200, content_type="text/html",
-                      body="<!doctype html><html lang=en><title>App</title><h1>App</h1>")
+        route.fulfill(
+            status=200,
+            content_type="text/html",
+            body="<!doctype html><html lang=en><title>App</title><h1>App</h1>",
+        )
 
     page.route("http://app.test/**", app_callback)
     yield page
@@ -49,9 +52,13 @@ def _sign_in(page: Page, user: str, password: str) -> None:
 
 
 def test_a_clinician_clicks_through_login_picker_and_consent(
-        page: Page, stack: AuthUiStack, tmp_path: Path) -> None:
-    _authorize(page, stack, "openid fhirUser launch/patient patient/Observation.rs "
-                            "patient/Condition.rs offline_access")
+    page: Page, stack: AuthUiStack, tmp_path: Path
+) -> None:
+    _authorize(
+        page,
+        stack,
+        "openid fhirUser launch/patient patient/Observation.rs patient/Condition.rs offline_access",
+    )
     assert page.locator("html").get_attribute("lang") == "en"
     assert page.get_by_role("heading", level=1).inner_text() == "Sign in"
     assert "Growth Chart" in page.content()
@@ -79,13 +86,19 @@ def test_a_clinician_clicks_through_login_picker_and_consent(
     query = parse_qs(urlsplit(page.url).query)
     assert query["state"] == ["st-123"]
     approval = stack.fake.approvals[query["code"][0]]
-    assert approval.scopes == ["openid", "fhirUser", "launch/patient",
-                               "patient/Observation.rs", "offline_access"]
+    assert approval.scopes == [
+        "openid",
+        "fhirUser",
+        "launch/patient",
+        "patient/Observation.rs",
+        "offline_access",
+    ]
     assert approval.context == {"patient": "p1"}
 
 
 def test_the_encounter_picker_in_the_browser(
-        page: Page, stack: AuthUiStack, tmp_path: Path) -> None:
+    page: Page, stack: AuthUiStack, tmp_path: Path
+) -> None:
     _authorize(page, stack, "launch/patient launch/encounter patient/Encounter.rs")
     _sign_in(page, "nurse", PASSWORDS["nurse"])
     page.get_by_label("Alice Able").check()
@@ -101,7 +114,8 @@ def test_the_encounter_picker_in_the_browser(
 
 
 def test_a_forged_csrf_token_is_refused_in_the_browser(
-        page: Page, stack: AuthUiStack, tmp_path: Path) -> None:
+    page: Page, stack: AuthUiStack, tmp_path: Path
+) -> None:
     _authorize(page, stack, "openid")
     page.locator("input[name=csrf_token]").evaluate("input => input.value = 'forged'")
     _sign_in(page, "doc", PASSWORDS["doc"])
@@ -110,7 +124,8 @@ def test_a_forged_csrf_token_is_refused_in_the_browser(
 
 
 def test_a_wrong_password_is_throttled_in_the_browser(
-        page: Page, stack: AuthUiStack, tmp_path: Path) -> None:
+    page: Page, stack: AuthUiStack, tmp_path: Path
+) -> None:
     _authorize(page, stack, "openid")
     for _ in range(3):
         _sign_in(page, "locked", "wrong-password")

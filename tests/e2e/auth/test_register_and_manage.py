@@ -68,8 +68,9 @@ class Stack:
             pool.submit(asyncio.run, self._add_user()).result()
         self.store.open()
         self.app_id = self._client("Growth Chart", "public", [CALLBACK], APP_SCOPES)[0]
-        self.rs_id, self.rs_secret = self._client("Resource server", "symmetric",
-                                                  ["https://rs.test/cb"], "openid")
+        self.rs_id, self.rs_secret = self._client(
+            "Resource server", "symmetric", ["https://rs.test/cb"], "openid"
+        )
         self.server.start()
         return self
 
@@ -85,10 +86,8 @@ class Stack:
         finally:
             await users.close()
 
-    def _client(self, name: str, kind: str, uris: list[str], scopes: str
-                ) -> tuple[str, str | None]:
-        doc, secret = new_client(name=name, kind=kind, redirect_uris=uris,
-                                 scopes=scopes.split())
+    def _client(self, name: str, kind: str, uris: list[str], scopes: str) -> tuple[str, str | None]:
+        doc, secret = new_client(name=name, kind=kind, redirect_uris=uris, scopes=scopes.split())
         self.store.add_client(doc)
         return doc["id"], secret
 
@@ -111,10 +110,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 def registration_token(stack: Stack, *args: str) -> str:
     """What an operator runs: `fhir-server auth client registration-token`."""
-    command = [str(Path(sys.executable).parent / "fhir-server"), "auth", "client",
-               "registration-token", *args]
-    done = subprocess.run(command, env={**os.environ, "FHIR_DATABASE": str(stack.database)},
-                          capture_output=True, text=True, timeout=120)
+    command = [
+        str(Path(sys.executable).parent / "fhir-server"),
+        "auth",
+        "client",
+        "registration-token",
+        *args,
+    ]
+    done = subprocess.run(
+        command,
+        env={**os.environ, "FHIR_DATABASE": str(stack.database)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -126,19 +135,27 @@ def admin_token(stack: Stack) -> str:
 
 def register(stack: Stack, metadata: dict[str, Any], token: str | None) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    return httpx.post(stack.oauth_uris()["register"], json=metadata, headers=headers,
-                      timeout=60)
+    return httpx.post(stack.oauth_uris()["register"], json=metadata, headers=headers, timeout=60)
 
 
 # -- dynamic registration -----------------------------------------------------------------
 
+
 def test_a_backend_client_registers_its_jwks_and_gets_a_system_token(
-        stack: Stack, admin_token: str) -> None:
+    stack: Stack, admin_token: str
+) -> None:
     key = RSAKey.generate_key(2048, parameters={"kid": "registered-1"})
-    reply = register(stack, {"client_name": "Nightly export", "scope": "system/Patient.rs",
-                             "token_endpoint_auth_method": "private_key_jwt",
-                             "grant_types": ["client_credentials"],
-                             "jwks": {"keys": [key.as_dict(private=False)]}}, admin_token)
+    reply = register(
+        stack,
+        {
+            "client_name": "Nightly export",
+            "scope": "system/Patient.rs",
+            "token_endpoint_auth_method": "private_key_jwt",
+            "grant_types": ["client_credentials"],
+            "jwks": {"keys": [key.as_dict(private=False)]},
+        },
+        admin_token,
+    )
     assert reply.status_code == 201, reply.text
     assert reply.headers["cache-control"] == "no-store"
     body = reply.json()
@@ -146,24 +163,50 @@ def test_a_backend_client_registers_its_jwks_and_gets_a_system_token(
     assert body["grant_types"] == ["client_credentials"]
     client_id = body["client_id"]
     now = int(time.time())
-    assertion = jwt.encode({"alg": "RS384", "kid": key.kid, "typ": "JWT"}, {
-        "iss": client_id, "sub": client_id, "aud": f"{stack.origin}/auth/token",
-        "exp": now + 240, "iat": now, "jti": uuid.uuid4().hex}, key, algorithms=["RS384"])
-    token = stack.post("token", {"grant_type": "client_credentials",
-                                 "scope": "system/Patient.rs",
-                                 "client_assertion_type": ASSERTION_TYPE,
-                                 "client_assertion": assertion})
+    assertion = jwt.encode(
+        {"alg": "RS384", "kid": key.kid, "typ": "JWT"},
+        {
+            "iss": client_id,
+            "sub": client_id,
+            "aud": f"{stack.origin}/auth/token",
+            "exp": now + 240,
+            "iat": now,
+            "jti": uuid.uuid4().hex,
+        },
+        key,
+        algorithms=["RS384"],
+    )
+    token = stack.post(
+        "token",
+        {
+            "grant_type": "client_credentials",
+            "scope": "system/Patient.rs",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion,
+        },
+    )
     assert token.status_code == 200, token.text
     assert token.json()["scope"] == "system/Patient.rs"
-    search = httpx.get(stack.base + "/Patient", timeout=30, headers={
-        "Authorization": f"Bearer {token.json()['access_token']}"})
+    search = httpx.get(
+        stack.base + "/Patient",
+        timeout=30,
+        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+    )
     assert search.status_code == 200 and search.json()["resourceType"] == "Bundle"
 
 
 def test_a_secret_client_gets_its_secret_once_and_authenticates_with_it(
-        stack: Stack, admin_token: str) -> None:
-    reply = register(stack, {"client_name": "Reports", "redirect_uris": ["https://r.test/cb"],
-                             "scope": "launch/patient patient/*.rs"}, admin_token)
+    stack: Stack, admin_token: str
+) -> None:
+    reply = register(
+        stack,
+        {
+            "client_name": "Reports",
+            "redirect_uris": ["https://r.test/cb"],
+            "scope": "launch/patient patient/*.rs",
+        },
+        admin_token,
+    )
     assert reply.status_code == 201, reply.text
     body = reply.json()
     assert body["token_endpoint_auth_method"] == "client_secret_basic"  # RFC 7591's default
@@ -175,15 +218,23 @@ def test_a_secret_client_gets_its_secret_once_and_authenticates_with_it(
     assert wrong.status_code == 401
 
 
-@pytest.mark.parametrize(("change", "error"), [
-    ({"redirect_uris": ["https://r.test/cb#fragment"]}, "invalid_redirect_uri"),
-    ({"token_endpoint_auth_method": "tls_client_auth"}, "invalid_client_metadata"),
-    ({"scope": None}, "invalid_client_metadata"),
-])
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"redirect_uris": ["https://r.test/cb#fragment"]}, "invalid_redirect_uri"),
+        ({"token_endpoint_auth_method": "tls_client_auth"}, "invalid_client_metadata"),
+        ({"scope": None}, "invalid_client_metadata"),
+    ],
+)
 def test_bad_metadata_is_400_with_the_rfc_7591_error(
-        stack: Stack, admin_token: str, change: dict[str, Any], error: str) -> None:
-    metadata = {"client_name": "Bad", "redirect_uris": ["https://r.test/cb"],
-                "scope": "patient/*.rs", **change}
+    stack: Stack, admin_token: str, change: dict[str, Any], error: str
+) -> None:
+    metadata = {
+        "client_name": "Bad",
+        "redirect_uris": ["https://r.test/cb"],
+        "scope": "patient/*.rs",
+        **change,
+    }
     reply = register(stack, {k: v for k, v in metadata.items() if v is not None}, admin_token)
     assert reply.status_code == 400
     assert reply.headers["content-type"] == "application/json"
@@ -192,13 +243,17 @@ def test_bad_metadata_is_400_with_the_rfc_7591_error(
 
 @pytest.mark.parametrize("token", [None, "wrong", "expired"])
 def test_registration_needs_a_valid_registration_token(
-        stack: Stack, admin_token: str, token: str | None) -> None:
+    stack: Stack, admin_token: str, token: str | None
+) -> None:
     if token == "expired":
         token = secrets.token_urlsafe(16)
         stack.store.save_registration_token(token, time.time() - 1)
     before = len(stack.store.list_clients())
-    reply = register(stack, {"client_name": "Sneaky", "redirect_uris": ["https://s.test/cb"],
-                             "scope": "user/*.cruds"}, token)
+    reply = register(
+        stack,
+        {"client_name": "Sneaky", "redirect_uris": ["https://s.test/cb"], "scope": "user/*.cruds"},
+        token,
+    )
     assert reply.status_code == 401
     challenge = reply.headers["www-authenticate"]
     assert challenge.startswith('Bearer realm="register"')
@@ -209,14 +264,18 @@ def test_registration_needs_a_valid_registration_token(
 
 # -- the management page in the browser ----------------------------------------------------
 
+
 @pytest.fixture
 def page(browser_context: BrowserContext) -> Iterator[Page]:
     browser_context.clear_cookies()
     page = browser_context.new_page()
 
     def app_callback(route: Route) -> None:  # the app's redirect URI: a page that says so
-        route.fulfill(status=200, content_type="text/html",
-                      body="<!doctype html><html lang=en><title>App</title><h1>App</h1>")
+        route.fulfill(
+            status=200,
+            content_type="text/html",
+            body="<!doctype html><html lang=en><title>App</title><h1>App</h1>",
+        )
 
     page.route("http://app.test/**", app_callback)
     yield page
@@ -230,8 +289,9 @@ def _shot(page: Page, folder: Path, name: str) -> None:
 
 
 def _manage_url(stack: Stack) -> str:
-    url = httpx.get(stack.base + "/.well-known/smart-configuration",
-                    timeout=30).json()["management_endpoint"]
+    url = httpx.get(stack.base + "/.well-known/smart-configuration", timeout=30).json()[
+        "management_endpoint"
+    ]
     assert url == stack.oauth_uris()["manage"]
     return str(url)
 
@@ -248,19 +308,38 @@ def _sign_in_to_manage(page: Page, stack: Stack) -> None:
 def _authorize_app(page: Page, stack: Stack) -> dict[str, Any]:
     """The signed-in user approves the app; the app redeems the code (PKCE)."""
     verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(
-        hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    page.goto(f"{stack.origin}/auth/authorize?" + urlencode({
-        "response_type": "code", "client_id": stack.app_id, "redirect_uri": CALLBACK,
-        "scope": APP_SCOPES, "state": "st-1", "aud": stack.base,
-        "code_challenge": challenge, "code_challenge_method": "S256"}))
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
+    page.goto(
+        f"{stack.origin}/auth/authorize?"
+        + urlencode(
+            {
+                "response_type": "code",
+                "client_id": stack.app_id,
+                "redirect_uri": CALLBACK,
+                "scope": APP_SCOPES,
+                "state": "st-1",
+                "aud": stack.base,
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            }
+        )
+    )
     assert page.get_by_role("heading", level=1).inner_text() == "Allow access?"
     page.get_by_role("button", name="Allow").click()
     page.wait_for_url(CALLBACK + "?*")
     code = parse_qs(urlsplit(page.url).query)["code"][0]
-    reply = stack.post("token", {"grant_type": "authorization_code", "code": code,
-                                 "client_id": stack.app_id, "redirect_uri": CALLBACK,
-                                 "code_verifier": verifier})
+    reply = stack.post(
+        "token",
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": stack.app_id,
+            "redirect_uri": CALLBACK,
+            "code_verifier": verifier,
+        },
+    )
     assert reply.status_code == 200, reply.text
     tokens: dict[str, Any] = reply.json()
     return tokens
@@ -271,7 +350,8 @@ def _refresh(stack: Stack, refresh_token: str) -> httpx.Response:
 
 
 def test_a_user_sees_the_app_they_authorized_and_revokes_it(
-        page: Page, stack: Stack, tmp_path: Path) -> None:
+    page: Page, stack: Stack, tmp_path: Path
+) -> None:
     _sign_in_to_manage(page, stack)
     assert page.get_by_text("No app has access through you.").is_visible()
     _shot(page, tmp_path, "manage-empty")
@@ -283,8 +363,7 @@ def test_a_user_sees_the_app_they_authorized_and_revokes_it(
     page.goto(_manage_url(stack))
     assert page.get_by_role("heading", level=2).all_inner_texts() == ["Growth Chart"]
     assert page.get_by_text("Read and search patients that you can access").is_visible()
-    assert page.get_by_text("Keep access after you close the app, until you revoke it"
-                            ).is_visible()
+    assert page.get_by_text("Keep access after you close the app, until you revoke it").is_visible()
     _shot(page, tmp_path, "manage")
     page.get_by_role("button", name="Revoke Growth Chart").click()
 
@@ -293,13 +372,15 @@ def test_a_user_sees_the_app_they_authorized_and_revokes_it(
     _shot(page, tmp_path, "manage-revoked")
     again = _refresh(stack, tokens["refresh_token"])
     assert (again.status_code, again.json()["error"]) == (400, "invalid_grant")
-    asked = stack.post("introspect", {"token": tokens["access_token"]},
-                       auth=(stack.rs_id, stack.rs_secret or ""))
+    asked = stack.post(
+        "introspect", {"token": tokens["access_token"]}, auth=(stack.rs_id, stack.rs_secret or "")
+    )
     assert asked.json() == {"active": False}
 
 
 def test_a_revoke_without_the_csrf_token_is_refused(
-        page: Page, stack: Stack, tmp_path: Path) -> None:
+    page: Page, stack: Stack, tmp_path: Path
+) -> None:
     _sign_in_to_manage(page, stack)
     tokens = _authorize_app(page, stack)
     page.goto(_manage_url(stack))

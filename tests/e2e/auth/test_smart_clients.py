@@ -37,16 +37,18 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[3]
 APP_FOLDER = ROOT / "tests" / "vectors" / "smart_app"
-SCOPES = ("openid fhirUser launch launch/patient launch/encounter patient/*.rs user/*.rs "
-          "offline_access")
+SCOPES = (
+    "openid fhirUser launch launch/patient launch/encounter patient/*.rs user/*.rs offline_access"
+)
 PY_CALLBACK = "http://127.0.0.1:9/callback"  # never fetched: the test reads the redirect
 
 
 def fhir_server(*args: str, database: Path, stdin: str = "") -> str:
     command = [str(Path(sys.executable).parent / "fhir-server"), *args]
     env = {**os.environ, "FHIR_DATABASE": str(database)}
-    done = subprocess.run(command, env=env, input=stdin, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        command, env=env, input=stdin, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -54,10 +56,17 @@ def fhir_server(*args: str, database: Path, stdin: str = "") -> str:
 @pytest.fixture(scope="module")
 def app_site() -> Iterator[StaticSite]:
     if shutil.which("npm") is None and os.geteuid() != 0:
-        pytest.skip("npm is missing: run scripts/install_fhirclient_js.sh as root (it installs "
-                    "npm and the JS fhirclient)")
-    bundle = subprocess.run(["sh", str(ROOT / "scripts" / "install_fhirclient_js.sh")],
-                            capture_output=True, text=True, check=True, timeout=600)
+        pytest.skip(
+            "npm is missing: run scripts/install_fhirclient_js.sh as root (it installs "
+            "npm and the JS fhirclient)"
+        )
+    bundle = subprocess.run(
+        ["sh", str(ROOT / "scripts" / "install_fhirclient_js.sh")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     site = StaticSite(APP_FOLDER, {"fhir-client.js": Path(bundle.stdout.strip())}).start()
     yield site
     site.stop()
@@ -73,8 +82,18 @@ class RealStack:
         fhir_server("load", str(data), database=self.database)
         for name, (role, fhir_user) in USERS.items():
             fhir_user_args = ["--fhir-user", fhir_user] if fhir_user else []
-            fhir_server("auth", "user", "add", name, "--role", role, *fhir_user_args,
-                        "--password-stdin", database=self.database, stdin=PASSWORDS[name])
+            fhir_server(
+                "auth",
+                "user",
+                "add",
+                name,
+                "--role",
+                role,
+                *fhir_user_args,
+                "--password-stdin",
+                database=self.database,
+                stdin=PASSWORDS[name],
+            )
         self.py_client = self.client("Python test app", PY_CALLBACK)
         self.server = ServerProcess(self.database, FHIR_AUTH="on").start()
         self.origin = f"http://127.0.0.1:{self.server.port}"
@@ -82,8 +101,19 @@ class RealStack:
 
     def client(self, name: str, redirect_uri: str) -> str:
         """A public client registered with the CLI (the running server sees it at once)."""
-        out = fhir_server("auth", "client", "add", "--name", name, "--redirect-uri",
-                          redirect_uri, "--public", "--scopes", SCOPES, database=self.database)
+        out = fhir_server(
+            "auth",
+            "client",
+            "add",
+            "--name",
+            name,
+            "--redirect-uri",
+            redirect_uri,
+            "--public",
+            "--scopes",
+            SCOPES,
+            database=self.database,
+        )
         return out.split()[-1]
 
     def authorize_params(self, scope: str, **extra: str) -> dict[str, str]:
@@ -120,7 +150,9 @@ def _sign_in(page: Page, user: str) -> None:
 def _result(page: Page) -> dict[str, Any]:
     page.wait_for_function(
         "document.getElementById('result').textContent || "
-        "document.getElementById('error').textContent", timeout=60_000)
+        "document.getElementById('error').textContent",
+        timeout=60_000,
+    )
     error = page.locator("#error").inner_text()
     assert not error, error
     result: dict[str, Any] = json.loads(page.locator("#result").inner_text())
@@ -129,18 +161,31 @@ def _result(page: Page) -> dict[str, Any]:
 
 def _token_requests(page: Page) -> list[dict[str, list[str]]]:
     posted: list[dict[str, list[str]]] = []
-    page.on("request", lambda request: posted.append(parse_qs(request.post_data or ""))
-            if request.method == "POST" and request.url.endswith("/auth/token") else None)
+    page.on(
+        "request",
+        lambda request: (
+            posted.append(parse_qs(request.post_data or ""))
+            if request.method == "POST" and request.url.endswith("/auth/token")
+            else None
+        ),
+    )
     return posted
 
 
 def test_js_fhirclient_standalone_launch_and_refresh(
-        page: Page, real: RealStack, app_site: StaticSite, js_client: str, tmp_path: Path
+    page: Page, real: RealStack, app_site: StaticSite, js_client: str, tmp_path: Path
 ) -> None:
     posted = _token_requests(page)
-    page.goto(f"{app_site.origin}/launch.html?" + urlencode({
-        "client_id": js_client, "scope": "openid fhirUser launch/patient patient/*.rs "
-                                                "offline_access", "fhir": real.base}))
+    page.goto(
+        f"{app_site.origin}/launch.html?"
+        + urlencode(
+            {
+                "client_id": js_client,
+                "scope": "openid fhirUser launch/patient patient/*.rs offline_access",
+                "fhir": real.base,
+            }
+        )
+    )
     _sign_in(page, "doc")
     page.get_by_label("Alice Able").check()
     page.get_by_role("button", name="Continue").click()
@@ -154,14 +199,18 @@ def test_js_fhirclient_standalone_launch_and_refresh(
 
 
 def test_js_fhirclient_ehr_launch_and_refresh(
-        page: Page, real: RealStack, app_site: StaticSite, js_client: str, tmp_path: Path
+    page: Page, real: RealStack, app_site: StaticSite, js_client: str, tmp_path: Path
 ) -> None:
     posted = _token_requests(page)
-    app = f"{app_site.origin}/launch.html?" + urlencode({
-        "client_id": js_client, "scope": "launch openid fhirUser patient/*.rs "
-                                                "offline_access"})
-    page.goto(f"{real.origin}/auth/launch?" + urlencode({
-        "app": app, "patient": "p1", "encounter": "e1", "need_patient_banner": "false"}))
+    app = f"{app_site.origin}/launch.html?" + urlencode(
+        {"client_id": js_client, "scope": "launch openid fhirUser patient/*.rs offline_access"}
+    )
+    page.goto(
+        f"{real.origin}/auth/launch?"
+        + urlencode(
+            {"app": app, "patient": "p1", "encounter": "e1", "need_patient_banner": "false"}
+        )
+    )
     _sign_in(page, "doc")
     page.get_by_role("button", name="Launch").click()
     page.get_by_role("button", name="Allow").click()
@@ -178,9 +227,14 @@ def test_python_fhirclient_standalone_launch_with_pkce_and_refresh(real: RealSta
     from fhirclient import client
     from fhirclient.models.patient import Patient
 
-    smart = client.FHIRClient(settings={
-        "app_id": real.py_client, "api_base": real.base, "redirect_uri": PY_CALLBACK,
-        "scope": "openid fhirUser launch/patient patient/*.rs offline_access"})
+    smart = client.FHIRClient(
+        settings={
+            "app_id": real.py_client,
+            "api_base": real.base,
+            "redirect_uri": PY_CALLBACK,
+            "scope": "openid fhirUser launch/patient patient/*.rs offline_access",
+        }
+    )
     authorize_url = smart.authorize_url
     query = parse_qs(urlsplit(authorize_url).query)
     assert query["code_challenge_method"] == ["S256"]
@@ -190,12 +244,16 @@ def test_python_fhirclient_standalone_launch_with_pkce_and_refresh(real: RealSta
         assert step.status_code == 303
         picked = browser.sign_in(step.headers["location"], "doc")
         browser.get(picked.headers["location"])
-        consent = browser.post("/auth/pick/patient", {"tx": browser.field("tx"),
-                                                      "choice": "p1"})
+        consent = browser.post("/auth/pick/patient", {"tx": browser.field("tx"), "choice": "p1"})
         browser.get(consent.headers["location"])
-        done = browser.post("/auth/consent", {"tx": browser.field("tx"),
-                                              "decision": "approve",
-                                              "scope": ["patient/*.rs", "offline_access"]})
+        done = browser.post(
+            "/auth/consent",
+            {
+                "tx": browser.field("tx"),
+                "decision": "approve",
+                "scope": ["patient/*.rs", "offline_access"],
+            },
+        )
     finally:
         browser.http.close()
     callback = done.headers["location"]

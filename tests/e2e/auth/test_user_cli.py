@@ -16,8 +16,9 @@ from fhir_server.auth.users_sqlite import SQLiteUserStore
 def auth(*args: str, database: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
     command = [str(Path(sys.executable).parent / "fhir-server"), "auth", *args]
     env = {**os.environ, "FHIR_DATABASE": str(database)}
-    return subprocess.run(command, env=env, input=stdin, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        command, env=env, input=stdin, capture_output=True, text=True, timeout=120
+    )
 
 
 async def _stored(path: Path, name: str, password: str) -> tuple[str, bool]:
@@ -33,9 +34,18 @@ async def _stored(path: Path, name: str, password: str) -> tuple[str, bool]:
 
 def test_add_list_remove_users(tmp_path: Path) -> None:
     database = tmp_path / "fhir.db"
-    added = auth("user", "add", "doc", "--role", "clinician", "--fhir-user",
-                 "Practitioner/123", "--password-stdin", database=database,
-                 stdin="correct horse battery\n")
+    added = auth(
+        "user",
+        "add",
+        "doc",
+        "--role",
+        "clinician",
+        "--fhir-user",
+        "Practitioner/123",
+        "--password-stdin",
+        database=database,
+        stdin="correct horse battery\n",
+    )
     assert added.returncode == 0, added.stderr
     assert added.stdout.startswith("added user doc (clinician), id ")
     hash_, ok = asyncio.run(_stored(tmp_path / "fhir.db.auth.db", "doc", "correct horse battery"))
@@ -43,8 +53,16 @@ def test_add_list_remove_users(tmp_path: Path) -> None:
     listed = auth("user", "list", database=database)
     assert listed.stdout.split("\t")[:3] == ["doc", "clinician", "Practitioner/123"]
     assert "correct horse" not in listed.stdout and "argon2" not in listed.stdout
-    again = auth("user", "add", "doc", "--role", "nurse", "--password-stdin",
-                 database=database, stdin="another password\n")
+    again = auth(
+        "user",
+        "add",
+        "doc",
+        "--role",
+        "nurse",
+        "--password-stdin",
+        database=database,
+        stdin="another password\n",
+    )
     assert again.returncode == 2 and "exists already" in again.stderr
     assert auth("user", "remove", "doc", database=database).returncode == 0
     assert auth("user", "list", database=database).stdout.strip() == "no users"
@@ -53,16 +71,42 @@ def test_add_list_remove_users(tmp_path: Path) -> None:
 
 
 def test_bad_role_or_fhir_user_is_refused(tmp_path: Path) -> None:
-    bad_role = auth("user", "add", "x", "--role", "surgeon", "--password-stdin",
-                    database=tmp_path / "fhir.db", stdin="long enough pw\n")
+    bad_role = auth(
+        "user",
+        "add",
+        "x",
+        "--role",
+        "surgeon",
+        "--password-stdin",
+        database=tmp_path / "fhir.db",
+        stdin="long enough pw\n",
+    )
     assert bad_role.returncode == 2 and "unknown role 'surgeon'" in bad_role.stderr
-    bad_ref = auth("user", "add", "x", "--role", "clinician", "--fhir-user", "Device/1",
-                   "--password-stdin", database=tmp_path / "fhir.db", stdin="long enough pw\n")
+    bad_ref = auth(
+        "user",
+        "add",
+        "x",
+        "--role",
+        "clinician",
+        "--fhir-user",
+        "Device/1",
+        "--password-stdin",
+        database=tmp_path / "fhir.db",
+        stdin="long enough pw\n",
+    )
     assert bad_ref.returncode == 2 and "--fhir-user must be" in bad_ref.stderr
 
 
 def test_there_is_no_password_argument(tmp_path: Path) -> None:
-    result = auth("user", "add", "x", "--role", "admin", "--password", "secret-secret",
-                  database=tmp_path / "fhir.db")
+    result = auth(
+        "user",
+        "add",
+        "x",
+        "--role",
+        "admin",
+        "--password",
+        "secret-secret",
+        database=tmp_path / "fhir.db",
+    )
     assert result.returncode == 2
     assert "No such option" in result.stderr

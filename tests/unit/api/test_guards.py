@@ -23,8 +23,10 @@ def test_default_hosts_are_the_bound_and_loopback_names_with_the_port() -> None:
 
 
 def test_configured_hosts_and_the_base_url_host() -> None:
-    settings = Settings(allowed_hosts="fhir.example.org, lb.internal:8443",
-                        base_url="https://public.example.org/fhir")
+    settings = Settings(
+        allowed_hosts="fhir.example.org, lb.internal:8443",
+        base_url="https://public.example.org/fhir",
+    )
     hosts = allowed_hosts(settings)
     assert host_matches("fhir.example.org", hosts) and host_matches("fhir.example.org:443", hosts)
     assert host_matches("lb.internal:8443", hosts) and not host_matches("lb.internal:80", hosts)
@@ -35,30 +37,36 @@ def test_configured_hosts_and_the_base_url_host() -> None:
 GUARD = MediaTypeMiddleware(None, "/fhir", "/hl7v2", "x-application/hl7-v2+er7")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("method", "path", "media"), [
-    ("POST", "/fhir/Patient", "application/fhir+json"),
-    ("PUT", "/fhir/Patient/1", "application/fhir+xml"),
-    ("PATCH", "/fhir/Patient/1", "application/json-patch+json"),
-    ("POST", "/fhir/Patient/_search", "application/x-www-form-urlencoded"),
-    ("POST", "/fhir/_search", "application/x-www-form-urlencoded"),
-    ("POST", "/fhir/Patient/1/Observation/_search", "application/x-www-form-urlencoded"),
-    ("POST", "/hl7v2", "x-application/hl7-v2+er7"),
-    ("POST", "/elsewhere", "text/plain"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "media"),
+    [
+        ("POST", "/fhir/Patient", "application/fhir+json"),
+        ("PUT", "/fhir/Patient/1", "application/fhir+xml"),
+        ("PATCH", "/fhir/Patient/1", "application/json-patch+json"),
+        ("POST", "/fhir/Patient/_search", "application/x-www-form-urlencoded"),
+        ("POST", "/fhir/_search", "application/x-www-form-urlencoded"),
+        ("POST", "/fhir/Patient/1/Observation/_search", "application/x-www-form-urlencoded"),
+        ("POST", "/hl7v2", "x-application/hl7-v2+er7"),
+        ("POST", "/elsewhere", "text/plain"),
+    ],
+)
 def test_documented_media_types_pass(method: str, path: str, media: str) -> None:
     assert GUARD._problem(method, path, media) is None
 
 
-@pytest.mark.parametrize(("method", "path", "media"), [
-    ("POST", "/fhir/Patient", "application/x-www-form-urlencoded"),
-    ("POST", "/fhir/$reindex", "application/x-www-form-urlencoded"),
-    ("POST", "/fhir/Patient", "text/plain"),
-    ("POST", "/fhir/Patient", "multipart/form-data"),
-    ("PUT", "/fhir/Patient/1", ""),
-    ("POST", "/fhir/Patient", "application/json-patch+jsonx"),
-    ("POST", "/hl7v2", "text/plain"),
-    ("POST", "/hl7v2", "application/fhir+json"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "media"),
+    [
+        ("POST", "/fhir/Patient", "application/x-www-form-urlencoded"),
+        ("POST", "/fhir/$reindex", "application/x-www-form-urlencoded"),
+        ("POST", "/fhir/Patient", "text/plain"),
+        ("POST", "/fhir/Patient", "multipart/form-data"),
+        ("PUT", "/fhir/Patient/1", ""),
+        ("POST", "/fhir/Patient", "application/json-patch+jsonx"),
+        ("POST", "/hl7v2", "text/plain"),
+        ("POST", "/hl7v2", "application/fhir+json"),
+    ],
+)
 def test_other_media_types_are_refused(method: str, path: str, media: str) -> None:
     assert GUARD._problem(method, path, media) is not None
 

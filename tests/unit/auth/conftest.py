@@ -18,8 +18,11 @@ BASE = "http://127.0.0.1:8080/fhir"
 
 @pytest.fixture(params=["sqlite", "mongomock"])
 def store(request, tmp_path) -> Iterator[AuthStore]:
-    documents: Any = (SQLiteDocuments(tmp_path / "fhir.db.auth.db") if request.param == "sqlite"
-                      else MongoDocuments(mongomock.MongoClient()["fhir"]))
+    documents: Any = (
+        SQLiteDocuments(tmp_path / "fhir.db.auth.db")
+        if request.param == "sqlite"
+        else MongoDocuments(mongomock.MongoClient()["fhir"])
+    )
     auth = AuthStore(documents)
     auth.open()
     yield auth
@@ -33,8 +36,11 @@ def settings() -> Settings:
 
 @pytest.fixture
 async def keys(store, settings) -> KeyRing:
-    ring = KeyRing(store, key_lifetime=settings.auth_key_lifetime,
-                   longest_token=settings.auth_access_token_lifetime)
+    ring = KeyRing(
+        store,
+        key_lifetime=settings.auth_key_lifetime,
+        longest_token=settings.auth_access_token_lifetime,
+    )
     await ring.load()
     return ring
 

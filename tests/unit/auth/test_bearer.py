@@ -41,14 +41,23 @@ def _b64(data: dict[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
-async def test_a_valid_token_gives_its_context(verifier: BearerVerifier, ring: TestKeyRing
-                                               ) -> None:
-    token = ring.token("launch/patient patient/*.read openid", patient="p1",
-                       fhirUser="Practitioner/dr1", role="clinician", encounter="e1")
+async def test_a_valid_token_gives_its_context(verifier: BearerVerifier, ring: TestKeyRing) -> None:
+    token = ring.token(
+        "launch/patient patient/*.read openid",
+        patient="p1",
+        fhirUser="Practitioner/dr1",
+        role="clinician",
+        encounter="e1",
+    )
     ctx = await verifier.verify(f"Bearer {token}", AUDIENCE)
     assert ctx.scopes == frozenset({"launch/patient", "patient/*.read", "openid"})
     assert (ctx.patient, ctx.fhir_user, ctx.role, ctx.encounter, ctx.client_id) == (
-        "p1", "Practitioner/dr1", "clinician", "e1", "app-1")
+        "p1",
+        "Practitioner/dr1",
+        "clinician",
+        "e1",
+        "app-1",
+    )
     assert ctx.jti and not ctx.system
 
 
@@ -61,9 +70,16 @@ async def test_no_token_is_a_bare_bearer_challenge(verifier: BearerVerifier) -> 
 
 def _claims(**change: object) -> dict[str, object]:
     now = int(time.time())
-    claims: dict[str, object] = {"iss": ISSUER, "aud": AUDIENCE, "sub": "u", "client_id": "c",
-                                 "scope": "user/*.read", "iat": now, "exp": now + 300,
-                                 "jti": "j1"}
+    claims: dict[str, object] = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "u",
+        "client_id": "c",
+        "scope": "user/*.read",
+        "iat": now,
+        "exp": now + 300,
+        "jti": "j1",
+    }
     claims.update(change)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -77,11 +93,18 @@ BAD = {
     "no jti": lambda ring: ring.sign(_claims(jti=None)),
     "an id token (typ JWT)": lambda ring: ring.sign(_claims(), typ="JWT"),
     "tampered payload": lambda ring: _tamper(ring.sign(_claims())),
-    "alg none": lambda ring: (_b64({"alg": "none", "typ": "at+jwt", "kid": ring.keys[0].kid})
-                              + "." + _b64(_claims()) + "."),
+    "alg none": lambda ring: (
+        _b64({"alg": "none", "typ": "at+jwt", "kid": ring.keys[0].kid})
+        + "."
+        + _b64(_claims())
+        + "."
+    ),
     "HS256 with the public key as secret": lambda ring: jwt.encode(
-        {"alg": "HS256", "typ": "at+jwt", "kid": ring.keys[0].kid}, _claims(),
-        OctKey.import_key(json.dumps(ring.public_jwks()).encode()), algorithms=["HS256"]),
+        {"alg": "HS256", "typ": "at+jwt", "kid": ring.keys[0].kid},
+        _claims(),
+        OctKey.import_key(json.dumps(ring.public_jwks()).encode()),
+        algorithms=["HS256"],
+    ),
     "two tokens": lambda ring: ring.sign(_claims()) + " " + ring.sign(_claims()),
 }
 
@@ -93,15 +116,15 @@ def _tamper(token: str) -> str:
 
 
 @pytest.mark.parametrize("case", list(BAD))
-async def test_bad_tokens_are_invalid_token(verifier: BearerVerifier, ring: TestKeyRing,
-                                            case: str) -> None:
+async def test_bad_tokens_are_invalid_token(
+    verifier: BearerVerifier, ring: TestKeyRing, case: str
+) -> None:
     error = await refused(verifier, f"Bearer {BAD[case](ring)}")
     assert error.status == 401
     assert 'error="invalid_token"' in error.headers["WWW-Authenticate"]
 
 
-async def test_an_unknown_kid_reloads_the_keys_at_most_every_5_seconds(ring: TestKeyRing
-                                                                        ) -> None:
+async def test_an_unknown_kid_reloads_the_keys_at_most_every_5_seconds(ring: TestKeyRing) -> None:
     verifier = BearerVerifier(ring)
     new_kid = await ring.rotate()
     ring.hidden.add(new_kid)  # the server has not seen the rotation yet
@@ -120,8 +143,7 @@ async def test_old_keys_verify_after_a_rotation(ring: TestKeyRing) -> None:
     assert (await verifier.verify(f"Bearer {old}", AUDIENCE)).jti == "old"
 
 
-async def test_a_revoked_token_is_refused(ring: TestKeyRing, revocations: TestRevocations
-                                          ) -> None:
+async def test_a_revoked_token_is_refused(ring: TestKeyRing, revocations: TestRevocations) -> None:
     clock = [time.time()]
     verifier = BearerVerifier(ring, revocations, clock=lambda: clock[0])
     token = ring.token("user/*.read")
@@ -134,8 +156,9 @@ async def test_a_revoked_token_is_refused(ring: TestKeyRing, revocations: TestRe
     assert "revoked" in error.diagnostics
 
 
-async def test_revocations_are_read_at_most_once_a_second(ring: TestKeyRing,
-                                                          revocations: TestRevocations) -> None:
+async def test_revocations_are_read_at_most_once_a_second(
+    ring: TestKeyRing, revocations: TestRevocations
+) -> None:
     verifier = BearerVerifier(ring, revocations)
     token = ring.token("user/*.read")
     for _ in range(50):
@@ -143,8 +166,9 @@ async def test_revocations_are_read_at_most_once_a_second(ring: TestKeyRing,
     assert revocations.calls <= 2
 
 
-async def test_a_verified_token_is_not_decoded_again(ring: TestKeyRing,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_verified_token_is_not_decoded_again(
+    ring: TestKeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
     verifier = BearerVerifier(ring)
     token = ring.token("user/*.read")
     first = await verifier.verify(f"Bearer {token}", AUDIENCE)
@@ -167,6 +191,8 @@ async def test_a_cached_token_still_expires(ring: TestKeyRing) -> None:
 
 def test_the_issuer_is_the_origin_of_the_base_plus_auth() -> None:
     assert expected_issuer("https://fhir.example.org:8443/fhir") == (
-        "https://fhir.example.org:8443/auth")
+        "https://fhir.example.org:8443/auth"
+    )
     assert expected_issuer("https://x/fhir", "https://login.example.org/") == (
-        "https://login.example.org")
+        "https://login.example.org"
+    )

@@ -22,8 +22,12 @@ SCOPES = "launch/patient openid fhirUser offline_access patient/*.rs"
 
 
 def register(store, kind: str = "public") -> tuple[str, str | None]:
-    doc, secret = new_client(name="Growth chart", kind=kind, redirect_uris=[REDIRECT],
-                             scopes=[*SCOPES.split(), "online_access", "launch"])
+    doc, secret = new_client(
+        name="Growth chart",
+        kind=kind,
+        redirect_uris=[REDIRECT],
+        scopes=[*SCOPES.split(), "online_access", "launch"],
+    )
     store.add_client(doc)
     return doc["id"], secret
 
@@ -35,36 +39,55 @@ def pkce() -> tuple[str, str]:
 
 
 def params(client: str, challenge: str, **changes: str) -> dict[str, str]:
-    query = {"response_type": "code", "client_id": client, "redirect_uri": REDIRECT,
-             "scope": SCOPES, "state": "st-1", "aud": BASE, "code_challenge": challenge,
-             "code_challenge_method": "S256"}
+    query = {
+        "response_type": "code",
+        "client_id": client,
+        "redirect_uri": REDIRECT,
+        "scope": SCOPES,
+        "state": "st-1",
+        "aud": BASE,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
     query.update(changes)
     return {k: v for k, v in query.items() if v != ""}
 
 
 async def authorize(server, client_id: str, challenge: str, **changes: str) -> str:
     req = await server.validate_authorize(params(client_id, challenge, **changes))
-    url = await server.approve(req, user_id="u1", fhir_user="Practitioner/p1", role="clinician",
-                               scopes=req.scopes, context={"patient": "123",
-                                                           "need_patient_banner": True})
+    url = await server.approve(
+        req,
+        user_id="u1",
+        fhir_user="Practitioner/p1",
+        role="clinician",
+        scopes=req.scopes,
+        context={"patient": "123", "need_patient_banner": True},
+    )
     query = parse_qs(urlsplit(url).query)
     assert url.startswith(REDIRECT) and query["state"] == ["st-1"]
     return query["code"][0]
 
 
-async def exchange(server, form: dict[str, str], headers: dict[str, str] | None = None
-                   ) -> tuple[int, dict[str, Any], dict[str, str]]:
+async def exchange(
+    server, form: dict[str, str], headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], dict[str, str]]:
     status, body, reply_headers = await server.token(form, headers or {}, BASE)
     return status, body, reply_headers
 
 
 def code_form(client_id: str, code: str, verifier: str) -> dict[str, str]:
-    return {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
-            "client_id": client_id, "code_verifier": verifier}
+    return {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "client_id": client_id,
+        "code_verifier": verifier,
+    }
 
 
 async def test_public_client_code_flow_with_pkce_gets_context_id_token_and_refresh(
-        server, store, keys) -> None:
+    server, store, keys
+) -> None:
     client_id, _ = register(store)
     verifier, challenge = pkce()
     code = await authorize(server, client_id, challenge, nonce="n-1")
@@ -77,23 +100,31 @@ async def test_public_client_code_flow_with_pkce_gets_context_id_token_and_refre
     jwks = KeySet.import_key_set(keys.public_jwks())
     claims = jwt.decode(body["access_token"], jwks, algorithms=["RS256"]).claims
     assert (claims["sub"], claims["patient"], claims["fhirUser"], claims["role"]) == (
-        "u1", "123", "Practitioner/p1", "clinician")
+        "u1",
+        "123",
+        "Practitioner/p1",
+        "clinician",
+    )
     id_token = jwt.decode(body["id_token"], jwks, algorithms=["RS256"])
     assert id_token.claims["aud"] == client_id and id_token.claims["nonce"] == "n-1"
     assert id_token.claims["fhirUser"] == "Practitioner/p1"
 
 
-@pytest.mark.parametrize("change, error", [
-    ({"code_challenge": "", "code_challenge_method": ""}, "code_challenge is required"),
-    ({"code_challenge_method": "plain"}, "must be S256"),
-    ({"code_challenge_method": ""}, "must be S256"),
-    ({"aud": "https://elsewhere.test/fhir"}, "aud is not the FHIR base"),
-    ({"aud": ""}, "aud is required"),
-    ({"scope": "launch openid patient/*.rs"}, "launch parameter"),
-    ({"response_type": "token"}, "unsupported_response_type"),
-])
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        ({"code_challenge": "", "code_challenge_method": ""}, "code_challenge is required"),
+        ({"code_challenge_method": "plain"}, "must be S256"),
+        ({"code_challenge_method": ""}, "must be S256"),
+        ({"aud": "https://elsewhere.test/fhir"}, "aud is not the FHIR base"),
+        ({"aud": ""}, "aud is required"),
+        ({"scope": "launch openid patient/*.rs"}, "launch parameter"),
+        ({"response_type": "token"}, "unsupported_response_type"),
+    ],
+)
 async def test_bad_authorize_requests_go_back_to_the_redirect_uri(
-        server, store, change, error) -> None:
+    server, store, change, error
+) -> None:
     client_id, _ = register(store)
     with pytest.raises(AuthorizeRedirectError) as raised:
         await server.validate_authorize(params(client_id, pkce()[1], **change))
@@ -109,9 +140,14 @@ async def test_resource_is_a_synonym_of_aud(server, store) -> None:
     assert req.aud == BASE and req.wants_patient
 
 
-@pytest.mark.parametrize("change", [{"client_id": "nobody"},
-                                    {"redirect_uri": "https://app.test/other"},
-                                    {"redirect_uri": REDIRECT + "/"}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"client_id": "nobody"},
+        {"redirect_uri": "https://app.test/other"},
+        {"redirect_uri": REDIRECT + "/"},
+    ],
+)
 async def test_unknown_clients_and_redirect_uris_get_an_error_page(server, store, change) -> None:
     client_id, _ = register(store)
     with pytest.raises(AuthorizeError):
@@ -134,8 +170,9 @@ async def test_pkce_verifier_is_required_and_checked(server, store) -> None:
     status, body, _ = await exchange(server, form)
     assert (status, body["error"]) == (400, "invalid_request")
     code = await authorize(server, client_id, challenge)
-    status, body, _ = await exchange(server, {**code_form(client_id, code, pkce()[0]),
-                                              "client_secret": secret or ""})
+    status, body, _ = await exchange(
+        server, {**code_form(client_id, code, pkce()[0]), "client_secret": secret or ""}
+    )
     assert (status, body["error"]) == (400, "invalid_grant")
 
 
@@ -147,8 +184,9 @@ async def test_a_reused_code_is_refused_and_revokes_what_it_gave(server, store) 
     assert status == 200
     status, body, _ = await exchange(server, code_form(client_id, code, verifier))
     assert (status, body["error"]) == (400, "invalid_grant")
-    status, body, _ = await exchange(server, {"grant_type": "refresh_token",
-                                              "refresh_token": first["refresh_token"]})
+    status, body, _ = await exchange(
+        server, {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+    )
     assert (status, body["error"]) == (400, "invalid_grant")
 
 
@@ -162,24 +200,32 @@ async def _tokens(server, store, scope: str = SCOPES) -> tuple[str, dict[str, An
 
 
 async def test_public_refresh_without_client_id_rotates_and_reuse_revokes_the_family(
-        server, store) -> None:
+    server, store
+) -> None:
     _, first = await _tokens(server, store)
-    status, second, _ = await exchange(server, {"grant_type": "refresh_token",
-                                                "refresh_token": first["refresh_token"]})
+    status, second, _ = await exchange(
+        server, {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+    )
     assert status == 200, second
     assert second["refresh_token"] != first["refresh_token"] and second["patient"] == "123"
-    status, body, _ = await exchange(server, {"grant_type": "refresh_token",
-                                              "refresh_token": first["refresh_token"]})
+    status, body, _ = await exchange(
+        server, {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+    )
     assert (status, body["error"]) == (400, "invalid_grant")
-    status, body, _ = await exchange(server, {"grant_type": "refresh_token",
-                                              "refresh_token": second["refresh_token"]})
+    status, body, _ = await exchange(
+        server, {"grant_type": "refresh_token", "refresh_token": second["refresh_token"]}
+    )
     assert (status, body["error"]) == (400, "invalid_grant")
 
 
 async def test_refresh_scope_may_only_narrow(server, store) -> None:
     client_id, first = await _tokens(server, store)
-    wider = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"],
-             "client_id": client_id, "scope": SCOPES + " online_access"}
+    wider = {
+        "grant_type": "refresh_token",
+        "refresh_token": first["refresh_token"],
+        "client_id": client_id,
+        "scope": SCOPES + " online_access",
+    }
     status, body, _ = await exchange(server, wider)
     assert (status, body["error"]) == (400, "invalid_scope")
     narrower = {**wider, "scope": "patient/*.rs"}
@@ -222,7 +268,11 @@ async def test_introspection_needs_a_client_and_reports_smart_fields(server, sto
     status, seen, _ = await server.introspect({"token": body["access_token"], **auth}, {}, BASE)
     assert status == 200 and seen["active"] is True
     assert (seen["scope"], seen["patient"], seen["fhirUser"], seen["sub"]) == (
-        SCOPES, "123", "Practitioner/p1", "u1")
+        SCOPES,
+        "123",
+        "Practitioner/p1",
+        "u1",
+    )
     assert seen["iss"] == "http://127.0.0.1:8080/auth" and seen["exp"] > 0
     status, seen, _ = await server.introspect({"token": "nonsense", **auth}, {}, BASE)
     assert (status, seen) == (200, {"active": False})
@@ -234,16 +284,25 @@ async def test_revocation_of_access_and_refresh_tokens(server, store) -> None:
     client_id, body = await _tokens(server, store)
     resource_server, secret = register(store, "symmetric")
     auth = {"client_id": resource_server, "client_secret": secret or ""}
-    status, _, _ = await server.revoke({"token": body["access_token"], "client_id": client_id},
-                                       {}, BASE)
+    status, _, _ = await server.revoke(
+        {"token": body["access_token"], "client_id": client_id}, {}, BASE
+    )
     assert status == 200
     _, seen, _ = await server.introspect({"token": body["access_token"], **auth}, {}, BASE)
     assert seen == {"active": False}
-    status, _, _ = await server.revoke({"token": body["refresh_token"], "client_id": client_id,
-                                        "token_type_hint": "refresh_token"}, {}, BASE)
+    status, _, _ = await server.revoke(
+        {
+            "token": body["refresh_token"],
+            "client_id": client_id,
+            "token_type_hint": "refresh_token",
+        },
+        {},
+        BASE,
+    )
     assert status == 200
-    status, seen, _ = await exchange(server, {"grant_type": "refresh_token",
-                                              "refresh_token": body["refresh_token"]})
+    status, seen, _ = await exchange(
+        server, {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
+    )
     assert (status, seen["error"]) == (400, "invalid_grant")
     status, seen, _ = await server.revoke({"token": "unknown", "client_id": client_id}, {}, BASE)
     assert status == 200  # RFC 7009 §2.2: an invalid token is not an error

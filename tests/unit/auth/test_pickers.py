@@ -21,8 +21,9 @@ from tests.support.engines import ENGINE_FACTORIES
 
 
 def user(name: str, role: str, fhir_user: str | None) -> User:
-    return User(id=f"u-{name}", name=name, role=role, fhir_user=fhir_user, password_hash="",
-                created=0.0)
+    return User(
+        id=f"u-{name}", name=name, role=role, fhir_user=fhir_user, password_hash="", created=0.0
+    )
 
 
 DOC = user("doc", "clinician", "Practitioner/pr1")
@@ -46,8 +47,7 @@ def ids(choices: list[pickers.Choice] | None) -> list[str]:
     return sorted(c.id for c in choices or [])
 
 
-async def test_a_clinician_picks_the_patients_of_their_organizations(
-        service: FhirService) -> None:
+async def test_a_clinician_picks_the_patients_of_their_organizations(service: FhirService) -> None:
     assert ids(await pickers.patients(service, DOC, "", "organization")) == ["p1", "p2"]
     assert ids(await pickers.patients(service, DOC, "", "all")) == ["p1", "p2", "p3"]
     assert ids(await pickers.encounters(service, DOC, "p1")) == ["e1", "e2"]

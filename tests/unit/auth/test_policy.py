@@ -22,19 +22,28 @@ def policy() -> SmartPolicy:
 
 
 def ctx(scope: str, patient: str | None = "p1", **extra: str) -> AccessContext:
-    return AccessContext(subject="u", scopes=frozenset(scope.split()), patient=patient,
-                         **extra)  # type: ignore[arg-type]
+    return AccessContext(subject="u", scopes=frozenset(scope.split()), patient=patient, **extra)  # type: ignore[arg-type]
 
 
 def stored(resource: Mapping[str, Any]) -> StoredResource:
-    return StoredResource(str(resource["resourceType"]), str(resource["id"]), 1, "2026", False,
-                          fhirjson.dumps(dict(resource)))
+    return StoredResource(
+        str(resource["resourceType"]),
+        str(resource["id"]),
+        1,
+        "2026",
+        False,
+        fhirjson.dumps(dict(resource)),
+    )
 
 
 def observation(subject: str, code: str = "1") -> dict[str, Any]:
-    return {"resourceType": "Observation", "id": f"o-{subject}-{code}", "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": code}], "text": "x"},
-            "subject": {"reference": f"Patient/{subject}"}}
+    return {
+        "resourceType": "Observation",
+        "id": f"o-{subject}-{code}",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}], "text": "x"},
+        "subject": {"reference": f"Patient/{subject}"},
+    }
 
 
 def test_a_granular_query_the_policy_cannot_judge_grants_nothing(policy: SmartPolicy) -> None:
@@ -65,13 +74,18 @@ def test_shared_data_is_read_by_patient_scopes_but_not_written(policy: SmartPoli
     assert policy.visible(ctx("patient/*.read"), stored(practitioner))
     with pytest.raises(Forbidden):
         policy.check_resource(ctx("patient/*.*"), "create", "Practitioner", practitioner)
-    policy.check_resource(ctx("user/*.*", None, fhir_user="Practitioner/dr1"), "create",
-                          "Practitioner", practitioner)
+    policy.check_resource(
+        ctx("user/*.*", None, fhir_user="Practitioner/dr1"), "create", "Practitioner", practitioner
+    )
 
 
 def test_binary_follows_its_security_context(policy: SmartPolicy) -> None:
-    mine = {"resourceType": "Binary", "id": "b", "contentType": "text/plain",
-            "securityContext": {"reference": "Patient/p1"}}
+    mine = {
+        "resourceType": "Binary",
+        "id": "b",
+        "contentType": "text/plain",
+        "securityContext": {"reference": "Patient/p1"},
+    }
     theirs = {**mine, "securityContext": {"reference": "Patient/p2"}}
     loose = {k: v for k, v in mine.items() if k != "securityContext"}
     caller = ctx("patient/Binary.cruds")
@@ -83,13 +97,16 @@ def test_binary_follows_its_security_context(policy: SmartPolicy) -> None:
     assert policy.visible(ctx("system/Binary.rs", None), stored(theirs))
 
 
-def test_patients_linked_to_the_launch_patient_are_in_its_compartment(policy: SmartPolicy
-                                                                      ) -> None:
-    linked = {"resourceType": "Patient", "id": "p9", "link": [
-        {"other": {"reference": "Patient/p1"}, "type": "seealso"}]}
+def test_patients_linked_to_the_launch_patient_are_in_its_compartment(policy: SmartPolicy) -> None:
+    linked = {
+        "resourceType": "Patient",
+        "id": "p9",
+        "link": [{"other": {"reference": "Patient/p1"}, "type": "seealso"}],
+    }
     assert policy.visible(ctx("patient/Patient.r"), stored(linked))
-    assert not policy.visible(ctx("patient/Patient.r"),
-                              stored({"resourceType": "Patient", "id": "p9"}))
+    assert not policy.visible(
+        ctx("patient/Patient.r"), stored({"resourceType": "Patient", "id": "p9"})
+    )
 
 
 def test_a_deletion_is_seen_only_without_restriction(policy: SmartPolicy) -> None:
@@ -99,8 +116,13 @@ def test_a_deletion_is_seen_only_without_restriction(policy: SmartPolicy) -> Non
 
 
 def test_task_and_device_follow_their_patient(policy: SmartPolicy) -> None:
-    task = {"resourceType": "Task", "id": "t", "status": "ready", "intent": "order",
-            "for": {"reference": "Patient/p2"}}
+    task = {
+        "resourceType": "Task",
+        "id": "t",
+        "status": "ready",
+        "intent": "order",
+        "for": {"reference": "Patient/p2"},
+    }
     device = {"resourceType": "Device", "id": "d", "patient": {"reference": "Patient/p1"}}
     caller = ctx("patient/*.read")
     assert not policy.visible(caller, stored(task))
@@ -115,10 +137,14 @@ def patient(id_: str, org: str | None) -> dict[str, Any]:
 
 
 def test_a_clinician_limited_to_their_organizations(policy: SmartPolicy) -> None:
-    caller = AccessContext(subject="u", scopes=frozenset({"user/*.cruds"}),
-                           fhir_user="Practitioner/pr1", role="clinician",
-                           user_patients=frozenset({"p1"}),
-                           user_organizations=frozenset({"Organization/org1"}))
+    caller = AccessContext(
+        subject="u",
+        scopes=frozenset({"user/*.cruds"}),
+        fhir_user="Practitioner/pr1",
+        role="clinician",
+        user_patients=frozenset({"p1"}),
+        user_organizations=frozenset({"Organization/org1"}),
+    )
     assert policy.visible(caller, stored(patient("p1", "org1")))
     assert not policy.visible(caller, stored(patient("p3", "org2")))
     assert policy.visible(caller, stored(observation("p1")))
@@ -131,8 +157,13 @@ def test_a_clinician_limited_to_their_organizations(policy: SmartPolicy) -> None
         policy.check_resource(caller, "update", "Patient", patient("p1", "org2"))
     with pytest.raises(Forbidden):
         policy.check_resource(caller, "create", "Observation", observation("p3"))
-    nowhere = AccessContext(subject="u", scopes=frozenset({"user/*.cruds"}),
-                            fhir_user="Practitioner/pr9", role="clinician",
-                            user_patients=frozenset(), user_organizations=frozenset())
+    nowhere = AccessContext(
+        subject="u",
+        scopes=frozenset({"user/*.cruds"}),
+        fhir_user="Practitioner/pr9",
+        role="clinician",
+        user_patients=frozenset(),
+        user_organizations=frozenset(),
+    )
     assert not policy.visible(nowhere, stored(patient("p1", "org1")))
     assert not policy.visible(nowhere, stored(observation("p1")))

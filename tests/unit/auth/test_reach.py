@@ -29,12 +29,14 @@ async def service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 
 def token(fhir_user: str | None, role: str = "clinician") -> AccessContext:
-    return AccessContext(subject="u", scopes=frozenset({"user/*.rs"}), fhir_user=fhir_user,
-                         role=role)
+    return AccessContext(
+        subject="u", scopes=frozenset({"user/*.rs"}), fhir_user=fhir_user, role=role
+    )
 
 
 async def test_a_practitioner_reaches_the_patients_of_their_organizations(
-        service: FhirService) -> None:
+    service: FhirService,
+) -> None:
     reach = OrganizationReach(service, ttl=3600)
     ctx = await reach.apply(token("Practitioner/pr1"))
     assert ctx.user_organizations == frozenset({"Organization/org1"})
@@ -47,16 +49,31 @@ async def test_a_practitioner_reaches_the_patients_of_their_organizations(
 async def test_a_new_patient_is_reached_at_once(service: FhirService) -> None:
     reach = OrganizationReach(service, ttl=3600)
     assert (await reach.apply(token("Practitioner/pr1"))).user_patients == frozenset({"p1", "p2"})
-    await service.handle(Request("PUT", "Patient/p4", context=SYSTEM, body={
-        "resourceType": "Patient", "id": "p4",
-        "managingOrganization": {"reference": "Organization/org1"}}))
+    await service.handle(
+        Request(
+            "PUT",
+            "Patient/p4",
+            context=SYSTEM,
+            body={
+                "resourceType": "Patient",
+                "id": "p4",
+                "managingOrganization": {"reference": "Organization/org1"},
+            },
+        )
+    )
     after = await reach.apply(token("Practitioner/pr1"))
     assert after.user_patients == frozenset({"p1", "p2", "p4"})
 
 
-@pytest.mark.parametrize("caller", [
-    token(None), token("Patient/p1", "patient"), token("Practitioner/pr1", "admin"),
-    token("RelatedPerson/rp1", "patient"), SYSTEM])
-async def test_others_are_left_as_they_are(service: FhirService, caller: AccessContext
-                                           ) -> None:
+@pytest.mark.parametrize(
+    "caller",
+    [
+        token(None),
+        token("Patient/p1", "patient"),
+        token("Practitioner/pr1", "admin"),
+        token("RelatedPerson/rp1", "patient"),
+        SYSTEM,
+    ],
+)
+async def test_others_are_left_as_they_are(service: FhirService, caller: AccessContext) -> None:
     assert await OrganizationReach(service).apply(caller) is caller

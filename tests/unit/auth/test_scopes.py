@@ -15,19 +15,41 @@ CASES = [
     ("patient/Observation.cruds", Scope("patient", "Observation", frozenset("cruds"))),
     ("user/Patient.cud", Scope("user", "Patient", frozenset("cud"))),
     ("system/Encounter.s", Scope("system", "Encounter", frozenset("s"))),
-    ("patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/"
-     "observation-category|laboratory",
-     Scope("patient", "Observation", frozenset("rs"), (
-         ("category", "http://terminology.hl7.org/CodeSystem/observation-category|laboratory"),
-     ))),
-    ("patient/Observation.rs?category=laboratory&code=1234-5",
-     Scope("patient", "Observation", frozenset("rs"), (("category", "laboratory"),
-                                                      ("code", "1234-5")))),
+    (
+        "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/"
+        "observation-category|laboratory",
+        Scope(
+            "patient",
+            "Observation",
+            frozenset("rs"),
+            (
+                (
+                    "category",
+                    "http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
+                ),
+            ),
+        ),
+    ),
+    (
+        "patient/Observation.rs?category=laboratory&code=1234-5",
+        Scope(
+            "patient",
+            "Observation",
+            frozenset("rs"),
+            (("category", "laboratory"), ("code", "1234-5")),
+        ),
+    ),
 ]
 
 NOT_RESOURCE_SCOPES = [
-    "openid", "fhirUser", "profile", "launch", "launch/patient", "launch/encounter",
-    "offline_access", "online_access",
+    "openid",
+    "fhirUser",
+    "profile",
+    "launch",
+    "launch/patient",
+    "launch/encounter",
+    "offline_access",
+    "online_access",
 ]
 
 INVALID = [
@@ -58,8 +80,9 @@ def test_non_resource_and_invalid_scopes_grant_nothing(text: str) -> None:
 
 
 def test_a_token_scope_set_keeps_only_clinical_scopes() -> None:
-    parsed = parse_scopes(frozenset({"openid", "fhirUser", "patient/*.read", "bad/x.y",
-                                     "user/Observation.rs"}))
+    parsed = parse_scopes(
+        frozenset({"openid", "fhirUser", "patient/*.read", "bad/x.y", "user/Observation.rs"})
+    )
     assert {(s.level, s.type) for s in parsed} == {("patient", "*"), ("user", "Observation")}
 
 

@@ -8,8 +8,9 @@ from fhir_server.auth.clients import new_client
 
 
 def test_clients_are_added_listed_and_removed(store) -> None:
-    doc, secret = new_client(name="app", kind="symmetric", redirect_uris=["https://a/cb"],
-                             scopes=["patient/*.rs"])
+    doc, secret = new_client(
+        name="app", kind="symmetric", redirect_uris=["https://a/cb"], scopes=["patient/*.rs"]
+    )
     store.add_client(doc)
     assert secret and secret not in str(store.get_client(doc["id"]))  # stored hashed
     assert [c["id"] for c in store.list_clients()] == [doc["id"]]
@@ -33,8 +34,16 @@ def test_an_expired_code_is_refused(store) -> None:
 
 
 def _refresh(store, token: str, family: str = "f1") -> None:
-    store.save_refresh(token, {"family": family, "client_id": "c", "scope": "offline_access",
-                               "grantee": {}, "expires": time.time() + 600})
+    store.save_refresh(
+        token,
+        {
+            "family": family,
+            "client_id": "c",
+            "scope": "offline_access",
+            "grantee": {},
+            "expires": time.time() + 600,
+        },
+    )
 
 
 def test_a_reused_refresh_token_revokes_its_family_and_its_access_tokens(store) -> None:

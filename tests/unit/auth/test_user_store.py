@@ -94,17 +94,21 @@ async def test_records_expire(store: UserStore) -> None:
     assert await store.get_record("session", "k2", now) is None
 
 
-@pytest.mark.parametrize(("name", "role", "fhir_user", "message"), [
-    ("", "clinician", None, "1 to 100 characters"),
-    ("a b", "clinician", None, "without spaces"),
-    ("doc", "surgeon", None, "unknown role"),
-    ("doc", "clinician", "Observation/1", "--fhir-user must be"),
-    ("doc", "clinician", "Practitioner/", "--fhir-user must be"),
-    ("pat", "patient", "Practitioner/1", "a patient user needs"),
-    ("pat", "patient", None, "a patient user needs"),
-])
-def test_new_user_checks_its_fields(name: str, role: str, fhir_user: str | None,
-                                    message: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "role", "fhir_user", "message"),
+    [
+        ("", "clinician", None, "1 to 100 characters"),
+        ("a b", "clinician", None, "without spaces"),
+        ("doc", "surgeon", None, "unknown role"),
+        ("doc", "clinician", "Observation/1", "--fhir-user must be"),
+        ("doc", "clinician", "Practitioner/", "--fhir-user must be"),
+        ("pat", "patient", "Practitioner/1", "a patient user needs"),
+        ("pat", "patient", None, "a patient user needs"),
+    ],
+)
+def test_new_user_checks_its_fields(
+    name: str, role: str, fhir_user: str | None, message: str
+) -> None:
     with pytest.raises(UserError, match=message):
         new_user(name, "a-long-password", role, fhir_user)
 

@@ -18,11 +18,16 @@ from fhir_server.auth.store import AuthStore, SQLiteDocuments
 
 def test_the_cli_gives_the_bench_a_token_for_its_backend_client(tmp_path: Path) -> None:
     base = "http://127.0.0.1:8123/fhir"
-    env = {**os.environ, "FHIR_DATABASE": str(tmp_path / "bench.db"), "FHIR_AUTH": "on",
-           "FHIR_BASE_URL": base}
+    env = {
+        **os.environ,
+        "FHIR_DATABASE": str(tmp_path / "bench.db"),
+        "FHIR_AUTH": "on",
+        "FHIR_BASE_URL": base,
+    }
     token = bearer.bearer_token(env, tmp_path)
-    claims = jwt.decode(token, server_keys(tmp_path / "bench.db.auth.db"),
-                        algorithms=["RS256"]).claims
+    claims = jwt.decode(
+        token, server_keys(tmp_path / "bench.db.auth.db"), algorithms=["RS256"]
+    ).claims
     assert claims["scope"] == bearer.SCOPE and claims["aud"] == base
     assert claims["client_id"] != "local-admin" and claims["sub"] == claims["client_id"]
 

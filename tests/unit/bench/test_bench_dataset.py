@@ -33,13 +33,15 @@ def test_bundles_are_transactions_of_posts() -> None:
         assert bundle["type"] == "transaction"
         for entry in bundle["entry"]:
             assert entry["fullUrl"].startswith("urn:uuid:")
-            assert entry["request"] == {"method": "POST",
-                                        "url": entry["resource"]["resourceType"]}
+            assert entry["request"] == {"method": "POST", "url": entry["resource"]["resourceType"]}
 
 
 def test_every_resource_type_appears() -> None:
-    types = {entry["resource"]["resourceType"]
-             for bundle in transaction_bundles(300, seed=3) for entry in bundle["entry"]}
+    types = {
+        entry["resource"]["resourceType"]
+        for bundle in transaction_bundles(300, seed=3)
+        for entry in bundle["entry"]
+    }
     assert types == {"Patient", "Encounter", "Observation", "Condition"}
 
 
@@ -62,7 +64,8 @@ def test_urn_references_resolve_within_their_bundle() -> None:
 
 def test_resources_validate_against_the_r4b_models() -> None:
     entries = itertools.chain.from_iterable(
-        bundle["entry"] for bundle in transaction_bundles(120, seed=11))
+        bundle["entry"] for bundle in transaction_bundles(120, seed=11)
+    )
     for entry in entries:
         resource = entry["resource"]
         get_fhir_model_class(resource["resourceType"]).model_validate(resource)
@@ -76,5 +79,4 @@ def test_a_whole_bundle_validates() -> None:
 def test_patient_template_is_a_valid_patient_with_a_placeholder() -> None:
     body = orjson.dumps(patient_template()).decode()
     assert "__MRN__" in body
-    get_fhir_model_class("Patient").model_validate(
-        orjson.loads(body.replace("__MRN__", "MRN1")))
+    get_fhir_model_class("Patient").model_validate(orjson.loads(body.replace("__MRN__", "MRN1")))

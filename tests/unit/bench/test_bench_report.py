@@ -10,18 +10,34 @@ from bench.wrk import LoadResult
 
 def load(requests: int, statuses: dict[int, int] | None = None) -> LoadResult:
     statuses = statuses or {200: requests}
-    return LoadResult(requests=requests, duration_s=2.0, p50_ms=1.5, p99_ms=12.25,
-                      statuses=statuses,
-                      non_2xx=sum(n for s, n in statuses.items() if not 200 <= s < 300))
+    return LoadResult(
+        requests=requests,
+        duration_s=2.0,
+        p50_ms=1.5,
+        p99_ms=12.25,
+        statuses=statuses,
+        non_2xx=sum(n for s, n in statuses.items() if not 200 <= s < 300),
+    )
 
 
 def bench_run() -> BenchRun:
-    run = BenchRun(resources=5000, patients=450, bundles=47, seed=42, duration=2,
-                   connections=16, load_generator="wrk 4.1.0 (1 thread)",
-                   ingest=IngestResult(resources=5000, seconds=2.5, latencies_ms=[40.0, 60.0]),
-                   memory_after_load=Memory(rss_mb=120.0, hwm_mb=150.0))
-    run.loads = {"read": load(8000), "create": load(3000, {201: 2990, 500: 10}),
-                 "update": load(2400), "mixed": load(5000)}
+    run = BenchRun(
+        resources=5000,
+        patients=450,
+        bundles=47,
+        seed=42,
+        duration=2,
+        connections=16,
+        load_generator="wrk 4.1.0 (1 thread)",
+        ingest=IngestResult(resources=5000, seconds=2.5, latencies_ms=[40.0, 60.0]),
+        memory_after_load=Memory(rss_mb=120.0, hwm_mb=150.0),
+    )
+    run.loads = {
+        "read": load(8000),
+        "create": load(3000, {201: 2990, 500: 10}),
+        "update": load(2400),
+        "mixed": load(5000),
+    }
     run.ceiling = load(12000)
     return run
 
@@ -43,7 +59,7 @@ def row(name: str) -> str:
 
 
 def test_targets() -> None:
-    assert row("transaction ingest").endswith("yes")    # 2,000 resources/s
+    assert row("transaction ingest").endswith("yes")  # 2,000 resources/s
     assert " 67% " in row("read by id as % of bare ceiling")
     assert row("read by id as %").endswith("yes")
     assert row("server RSS after load").endswith("yes")
@@ -67,10 +83,17 @@ def test_reads_beside_a_large_transaction_have_their_row() -> None:
     from bench.stall import StallResult
 
     run = bench_run()
-    run.stall = StallResult(entries=10_000, transaction_status=200, transaction_seconds=4.0,
-                            latencies_ms=[2.0] * 98 + [90.0, 400.0])
-    line = next(li for li in render(run).splitlines()
-                if li.startswith("read p99 while a 10,000-entry transaction runs"))
+    run.stall = StallResult(
+        entries=10_000,
+        transaction_status=200,
+        transaction_seconds=4.0,
+        latencies_ms=[2.0] * 98 + [90.0, 400.0],
+    )
+    line = next(
+        li
+        for li in render(run).splitlines()
+        if li.startswith("read p99 while a 10,000-entry transaction runs")
+    )
     assert "100 reads in 4.0 s" in line and "400.0 ms" in line and line.endswith("NO")
     assert to_json(run)["read_during_transaction"]["p99_ms"] == 400.0
     run.stall.latencies_ms = [2.0] * 200
@@ -78,8 +101,9 @@ def test_reads_beside_a_large_transaction_have_their_row() -> None:
 
 
 def stall_met(run: BenchRun) -> bool:
-    return next(t["met"] for t in to_json(run)["targets"]
-                if t["workload"].startswith("read p99 while"))
+    return next(
+        t["met"] for t in to_json(run)["targets"] if t["workload"].startswith("read p99 while")
+    )
 
 
 def test_the_bearer_row_is_a_share_of_read_by_id() -> None:

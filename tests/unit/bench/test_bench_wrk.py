@@ -69,7 +69,8 @@ def test_text_report_when_the_json_line_is_missing() -> None:
 
 def test_a_clean_run_has_no_errors() -> None:
     clean = MIXED_RUN.replace('"status": 4541', '"status": 0').replace(
-        ', "404": 3040, "405": 1501', "")
+        ', "404": 3040, "405": 1501', ""
+    )
     assert parse_wrk_output(clean).error_detail() == "0"
 
 
@@ -79,8 +80,10 @@ def test_output_without_results_is_an_error() -> None:
 
 
 def test_patient_ids_from_a_transaction_response() -> None:
-    body = (b'{"resourceType":"Bundle","type":"transaction-response","entry":['
-            b'{"response":{"status":"201 Created","location":"Patient/p1/_history/1"}},'
-            b'{"response":{"status":"201 Created","location":"Observation/o1/_history/1"}},'
-            b'{"response":{"status":"201","location":"http://h/fhir/Patient/p2/_history/1"}}]}')
+    body = (
+        b'{"resourceType":"Bundle","type":"transaction-response","entry":['
+        b'{"response":{"status":"201 Created","location":"Patient/p1/_history/1"}},'
+        b'{"response":{"status":"201 Created","location":"Observation/o1/_history/1"}},'
+        b'{"response":{"status":"201","location":"http://h/fhir/Patient/p2/_history/1"}}]}'
+    )
     assert patient_ids(body) == ["p1", "p2"]

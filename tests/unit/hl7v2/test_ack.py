@@ -5,8 +5,10 @@ from __future__ import annotations
 from adapters.hl7v2.ack import AckError, build_ack, encode, read_ack
 from adapters.hl7v2.message import read_header
 
-ADT = ("MSH|^~\\&|LAB|NORTH|FHIR|HUB|20240102030405||ADT^A01^ADT_A01|MSG-77|P|2.5.1\r"
-       "PID|1||123^^^HOSP^MR||Doe^John\r")
+ADT = (
+    "MSH|^~\\&|LAB|NORTH|FHIR|HUB|20240102030405||ADT^A01^ADT_A01|MSG-77|P|2.5.1\r"
+    "PID|1||123^^^HOSP^MR||Doe^John\r"
+)
 
 
 def fields(ack: str, segment: str) -> list[str]:
@@ -59,7 +61,11 @@ def test_ack_follows_the_message_charset() -> None:
 
 def test_read_ack_finds_code_control_id_and_text() -> None:
     got = read_ack(build_ack(read_header(ADT), "AR", AckError("unsupported", "200")).encode())
-    assert (got.code, got.control_id, got.text, got.accepted) == ("AR", "MSG-77",
-                                                                  "unsupported", False)
+    assert (got.code, got.control_id, got.text, got.accepted) == (
+        "AR",
+        "MSG-77",
+        "unsupported",
+        False,
+    )
     assert read_ack("MSH|^~\\&|A|B|C|D|||ACK|1|P|2.5.1\rMSA|CA|X1\r").accepted
     assert read_ack(b"junk").code == ""

@@ -27,8 +27,10 @@ from fhir_server.search.values import CompositeValue
 
 QUANTITY = {"value": 5.4, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"}
 CONCEPT = {"coding": [{"system": "http://loinc.org", "code": "2345-7"}], "text": "Glucose"}
-CONTEXT_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/usage-context-type",
-                "code": "focus"}
+CONTEXT_TYPE = {
+    "system": "http://terminology.hl7.org/CodeSystem/usage-context-type",
+    "code": "focus",
+}
 VALUES: list[dict[str, Any]] = [
     {"valueQuantity": QUANTITY},
     {"valueCodeableConcept": CONCEPT},
@@ -46,12 +48,22 @@ def _observations() -> list[dict[str, Any]]:
     out = []
     for value in VALUES:
         for other in VALUES[:4]:
-            out.append({"resourceType": "Observation", "status": "final", "code": CONCEPT,
-                        **value, "component": [
-                            {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
-                             **other},
-                            {"code": {"text": "no value"}},
-                            {"code": CONCEPT, **value}]})
+            out.append(
+                {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": CONCEPT,
+                    **value,
+                    "component": [
+                        {
+                            "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                            **other,
+                        },
+                        {"code": {"text": "no value"}},
+                        {"code": CONCEPT, **value},
+                    ],
+                }
+            )
     return out
 
 
@@ -62,21 +74,35 @@ def _others() -> list[dict[str, Any]]:
         if not any(p.type == "composite" for p in registry.params_for(type).values()):
             continue
         for value in VALUES:
-            out.append({"resourceType": type, "useContext": [
-                {"code": CONTEXT_TYPE, **value}, {"code": CONTEXT_TYPE, **VALUES[0]}],
-                "relatesTo": [{"code": "replaces", "target": {"reference": "DocumentReference/1"}}],
-                "characteristic": [{"code": CONCEPT, "exclude": False, **value}],
-                "referenceSeq": {"chromosome": CONCEPT, "windowStart": 1, "windowEnd": 9,
-                                 "referenceSeqId": CONCEPT},
-                "variant": [{"start": 2, "end": 3}]})
+            out.append(
+                {
+                    "resourceType": type,
+                    "useContext": [
+                        {"code": CONTEXT_TYPE, **value},
+                        {"code": CONTEXT_TYPE, **VALUES[0]},
+                    ],
+                    "relatesTo": [
+                        {"code": "replaces", "target": {"reference": "DocumentReference/1"}}
+                    ],
+                    "characteristic": [{"code": CONCEPT, "exclude": False, **value}],
+                    "referenceSeq": {
+                        "chromosome": CONCEPT,
+                        "windowStart": 1,
+                        "windowEnd": 9,
+                        "referenceSeqId": CONCEPT,
+                    },
+                    "variant": [{"start": 2, "end": 3}],
+                }
+            )
     return out
 
 
 @pytest.mark.parametrize("resource", _observations() + _others())
 def test_composite_fast_route_matches_fhirpathpy(resource: dict[str, Any]) -> None:
     fast, slow = Indexer(load_registry()), Indexer(load_registry(), fast_paths=False)
-    composites = {p.code for p in fast.plans(resource["resourceType"])
-                  if isinstance(p, CompositePlan)}
+    composites = {
+        p.code for p in fast.plans(resource["resourceType"]) if isinstance(p, CompositePlan)
+    }
     expected = slow.values_of(resource, composites)
     assert fast.values_of(resource, composites) == expected
     assert all(isinstance(v, CompositeValue) for v in expected)
@@ -86,8 +112,14 @@ def test_composite_fast_route_matches_fhirpathpy(resource: dict[str, Any]) -> No
 def test_common_composites_take_the_fast_route() -> None:
     indexer = Indexer(load_registry())
     plans = {p.code: p for p in indexer.plans("Observation") if isinstance(p, CompositePlan)}
-    for code in ("code-value-quantity", "code-value-concept", "code-value-string",
-                 "code-value-date", "combo-code-value-quantity", "component-code-value-quantity"):
+    for code in (
+        "code-value-quantity",
+        "code-value-concept",
+        "code-value-string",
+        "code-value-date",
+        "combo-code-value-quantity",
+        "component-code-value-quantity",
+    ):
         for _, _, fast in plans[code].bases:
             assert all(quick is not None for quick in fast), code
 
@@ -95,8 +127,24 @@ def test_common_composites_take_the_fast_route() -> None:
 # --- R4B model verdicts by shape (what the HL7 v2 ingestor validates with) -----------------
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "hl7v2"
-BAD_VALUES: list[Any] = ["", " x", "not a date", "2024-02-30", "a b  c", 3, 2.5, True, None,
-                         "urn:uuid:zz", "\u00e9t\u00e9", -1, 0, [], {}, "<div>x</div>"]
+BAD_VALUES: list[Any] = [
+    "",
+    " x",
+    "not a date",
+    "2024-02-30",
+    "a b  c",
+    3,
+    2.5,
+    True,
+    None,
+    "urn:uuid:zz",
+    "\u00e9t\u00e9",
+    -1,
+    0,
+    [],
+    {},
+    "<div>x</div>",
+]
 
 
 def _converted() -> list[dict[str, Any]]:
@@ -120,8 +168,9 @@ def _verdict(resource: dict[str, Any], verdicts: ModelVerdicts | None) -> list[t
 
 def _primitive_paths(node: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     if isinstance(node, dict):
-        return [p for k, v in node.items() if k != "resourceType"
-                for p in _primitive_paths(v, (*at, k))]
+        return [
+            p for k, v in node.items() if k != "resourceType" for p in _primitive_paths(v, (*at, k))
+        ]
     if isinstance(node, list):
         return [p for i, v in enumerate(node) for p in _primitive_paths(v, (*at, i))]
     return [at]

@@ -66,8 +66,7 @@ def test_attempts_count_and_dead_letters_replay(inbox: InboxFile) -> None:
     assert inbox.dead_letters() == []  # AR: the sender fixes it, no dead letter
     inbox.finish(stored.id, "dead", "ack-ae", "no Patient")
     [letter] = inbox.dead_letters()
-    assert (letter.direction, letter.message_id, letter.reason) == ("in", stored.id,
-                                                                   "no Patient")
+    assert (letter.direction, letter.message_id, letter.reason) == ("in", stored.id, "no Patient")
     assert inbox.dead_letter(letter.id) == letter
     inbox.requeue(letter)
     assert [m.id for m in inbox.unfinished()] == [stored.id]
@@ -116,13 +115,14 @@ def test_async_inbox_runs_calls_on_its_thread(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_concurrent_calls_share_a_commit_and_a_failure_undoes_only_itself(
-        tmp_path: Path) -> None:
+def test_concurrent_calls_share_a_commit_and_a_failure_undoes_only_itself(tmp_path: Path) -> None:
     async def scenario() -> None:
         inbox = await Inbox(tmp_path / "group.db").open()
         try:
-            receives = [inbox.call(inbox.file.receive, "LAB|N", f"G{i}", "ADT^A01",
-                                   RAW + str(i).encode()) for i in range(50)]
+            receives = [
+                inbox.call(inbox.file.receive, "LAB|N", f"G{i}", "ADT^A01", RAW + str(i).encode())
+                for i in range(50)
+            ]
             failing = inbox.call(inbox.file.finish, "not an id", "done", object())
             results = await asyncio.gather(*receives, failing, return_exceptions=True)
             assert all(new for _, new in results[:50])  # type: ignore[misc]

@@ -19,9 +19,11 @@ from tests.support.loaded import call
 
 
 def adt(control: str, mrn: str, family: str, event: str = "A08") -> bytes:
-    return (f"MSH|^~\\&|LAB|NORTH|FHIR|HUB|20240102030405||ADT^{event}^ADT_A01|{control}|P|"
-            f"2.5.1\rEVN|{event}|20240102030405\r"
-            f"PID|1||{mrn}^^^HOSP^MR||{family}^John||19800101|M\r").encode()
+    return (
+        f"MSH|^~\\&|LAB|NORTH|FHIR|HUB|20240102030405||ADT^{event}^ADT_A01|{control}|P|"
+        f"2.5.1\rEVN|{event}|20240102030405\r"
+        f"PID|1||{mrn}^^^HOSP^MR||{family}^John||19800101|M\r"
+    ).encode()
 
 
 class Recording(FhirService):
@@ -35,8 +37,11 @@ class Recording(FhirService):
     async def handle(self, req: Request, tx: StorageTx | None = None) -> Response:
         if req.path != "" or not isinstance(req.body, dict):
             return await super().handle(req, tx)
-        family = next(e["resource"]["name"][0]["family"] for e in req.body["entry"]
-                      if e["resource"]["resourceType"] == "Patient")
+        family = next(
+            e["resource"]["name"][0]["family"]
+            for e in req.body["entry"]
+            if e["resource"]["resourceType"] == "Patient"
+        )
         self.events.append(f"start {family}")
         if family.startswith("Slow"):
             await asyncio.sleep(0.4)
@@ -58,20 +63,22 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Ingestor, Recording]]:
         await storage.close()
 
 
-async def test_one_patient_in_order_others_in_parallel(
-        setup: tuple[Ingestor, Recording]) -> None:
+async def test_one_patient_in_order_others_in_parallel(setup: tuple[Ingestor, Recording]) -> None:
     ingestor, service = setup
     acks: dict[str, bytes] = {}
 
     def reply_for(name: str):
         async def reply(ack: bytes) -> None:
             acks[name] = ack
+
         return reply
 
     tasks = []
-    for name, raw in (("a1", adt("A1", "P1", "Slowfirst", "A01")),
-                      ("a2", adt("A2", "P1", "Second")),
-                      ("b1", adt("B1", "P2", "Other", "A01"))):
+    for name, raw in (
+        ("a1", adt("A1", "P1", "Slowfirst", "A01")),
+        ("a2", adt("A2", "P1", "Second")),
+        ("b1", adt("B1", "P2", "Other", "A01")),
+    ):
         tasks.append(asyncio.create_task(ingestor.receive(raw, reply_for(name))))
         await asyncio.sleep(0.02)  # arrival order: a1, a2, b1
     await asyncio.gather(*tasks)
@@ -87,11 +94,14 @@ async def test_one_patient_in_order_others_in_parallel(
 
 
 async def test_a_merge_waits_for_the_merged_patients_messages(
-        setup: tuple[Ingestor, Recording]) -> None:
+    setup: tuple[Ingestor, Recording],
+) -> None:
     ingestor, service = setup
-    merge = (b"MSH|^~\\&|LAB|NORTH|FHIR|HUB|20240102030405||ADT^A40^ADT_A39|M1|P|2.5.1\r"
-             b"EVN|A40|20240102030405\rPID|1||P1^^^HOSP^MR||Survivor^John\r"
-             b"MRG|P2^^^HOSP^MR\r")
+    merge = (
+        b"MSH|^~\\&|LAB|NORTH|FHIR|HUB|20240102030405||ADT^A40^ADT_A39|M1|P|2.5.1\r"
+        b"EVN|A40|20240102030405\rPID|1||P1^^^HOSP^MR||Survivor^John\r"
+        b"MRG|P2^^^HOSP^MR\r"
+    )
     acks: list[bytes] = []
 
     async def reply(ack: bytes) -> None:

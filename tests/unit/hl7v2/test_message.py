@@ -52,8 +52,10 @@ def test_continuation_lines_stay_in_obx_text() -> None:
 
 
 def test_odd_delimiters() -> None:
-    raw = ("MSH#$~\\&#APP#FAC#RCV#RFAC#20240105083000##ADT$A01#C1#P#2.5.1\r"
-           "PID#1##12001$$$HOSP$MR##Everyman$Adam\r")
+    raw = (
+        "MSH#$~\\&#APP#FAC#RCV#RFAC#20240105083000##ADT$A01#C1#P#2.5.1\r"
+        "PID#1##12001$$$HOSP$MR##Everyman$Adam\r"
+    )
     header = read_header(raw)
     assert (header.field_sep, header.message_type, header.trigger_event) == ("#", "ADT", "A01")
     patient = resources(raw, "Patient")[0]
@@ -77,8 +79,17 @@ def test_escape_sequences_are_decoded() -> None:
 @pytest.mark.parametrize("charset, codec", [("8859/1", "iso-8859-1"), ("CP1252", "cp1252")])
 def test_declared_charsets(charset: str, codec: str) -> None:
     msh = MSH.format(version="2.5.1") + f"||||||{charset}"
-    raw = "\r".join([msh, "PID|1||12001^^^HOSP^MR||Müller^Zoë€" if codec == "cp1252"
-                     else "PID|1||12001^^^HOSP^MR||Müller^Zoë"]) + "\r"
+    raw = (
+        "\r".join(
+            [
+                msh,
+                "PID|1||12001^^^HOSP^MR||Müller^Zoë€"
+                if codec == "cp1252"
+                else "PID|1||12001^^^HOSP^MR||Müller^Zoë",
+            ]
+        )
+        + "\r"
+    )
     name = resources(raw.encode(codec), "Patient")[0]["name"][0]
     assert name["family"] == "Müller" and name["given"][0].startswith("Zoë")
 
@@ -109,30 +120,36 @@ def test_batch_is_split() -> None:
 
 def test_z_segment_is_kept() -> None:
     bundle = convert(adt("2.5.1", "ZPI|custom^value")).bundle
-    binary = next(e["resource"] for e in bundle["entry"]
-                  if e["resource"]["resourceType"] == "Binary")
+    binary = next(
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Binary"
+    )
     assert b"ZPI|custom^value" in base64.b64decode(binary["data"])
     assert binary["contentType"] == "x-application/hl7-v2+er7"
 
 
 def test_time_without_offset_gets_the_sender_zone() -> None:
-    raw = adt("2.5.1", "PV1|1|I|||||||||||||||||V1^^^HOSP^VN|||||||||||||||||||||||||"
-                       "20240105080000")
+    raw = adt(
+        "2.5.1", "PV1|1|I|||||||||||||||||V1^^^HOSP^VN|||||||||||||||||||||||||20240105080000"
+    )
     encounter = resources(raw, "Encounter", ConvertOptions(timezone="America/New_York"))[0]
     assert encounter["period"]["start"] == "2024-01-05T08:00:00-05:00"
 
 
-@pytest.mark.parametrize("raw", [b"", b"PID|1||x\r", b"\x00\x01\x02garbage\xff\xfe",
-                                 b"MSH", "hello world"])
+@pytest.mark.parametrize(
+    "raw", [b"", b"PID|1||x\r", b"\x00\x01\x02garbage\xff\xfe", b"MSH", "hello world"]
+)
 def test_unreadable_input_is_ar(raw: bytes | str) -> None:
     assert error_of(raw).ack_code == "AR"
 
 
-@pytest.mark.parametrize("change, code", [
-    (("ADT^A01^ADT_A01", "QRY^A19"), "200"),
-    (("ADT^A01^ADT_A01", "ADT^A99"), "201"),
-    (("|C1|P|", "|C1|X|"), "202"),
-])
+@pytest.mark.parametrize(
+    "change, code",
+    [
+        (("ADT^A01^ADT_A01", "QRY^A19"), "200"),
+        (("ADT^A01^ADT_A01", "ADT^A99"), "201"),
+        (("|C1|P|", "|C1|X|"), "202"),
+    ],
+)
 def test_refused_headers(change: tuple[str, str], code: str) -> None:
     error = error_of(adt().replace(*change))
     assert (error.ack_code, error.error_code) == ("AR", code)

@@ -30,11 +30,8 @@ async def service(tmp_path: Path) -> AsyncIterator[FhirService]:
         await storage.close()
 
 
-
-
 def parameters(text: str) -> dict[str, Any]:
-    return {"resourceType": "Parameters",
-            "parameter": [{"name": "message", "valueString": text}]}
+    return {"resourceType": "Parameters", "parameter": [{"name": "message", "valueString": text}]}
 
 
 async def history_total(svc: FhirService) -> int:
@@ -52,23 +49,35 @@ async def test_replayed_bundle_changes_nothing(service: FhirService, vector: str
     second = await call(service, "POST", "", again)
     assert await history_total(service) == versions
     assert [e["response"]["location"] for e in second["entry"]] == [
-        e["response"]["location"] for e in first["entry"]]
+        e["response"]["location"] for e in first["entry"]
+    ]
 
 
 async def test_binary_body(service: FhirService) -> None:
     raw = (VECTORS / "adt_a01" / "admit.hl7").read_bytes()
-    binary = {"resourceType": "Binary", "contentType": "x-application/hl7-v2+er7",
-              "data": base64.b64encode(raw).decode()}
+    binary = {
+        "resourceType": "Binary",
+        "contentType": "x-application/hl7-v2+er7",
+        "data": base64.b64encode(raw).decode(),
+    }
     bundle = await call(service, "POST", "$convert-hl7v2", binary)
     assert any(e["resource"]["resourceType"] == "Patient" for e in bundle["entry"])
 
 
 async def test_refused_and_unmappable_messages(service: FhirService) -> None:
     with pytest.raises(BadRequest, match="AR 200"):
-        await call(service, "POST", "$convert-hl7v2",
-                   parameters("MSH|^~\\&|A|B|C|D|20240101||QRY^A19|1|P|2.5.1\r"))
+        await call(
+            service,
+            "POST",
+            "$convert-hl7v2",
+            parameters("MSH|^~\\&|A|B|C|D|20240101||QRY^A19|1|P|2.5.1\r"),
+        )
     with pytest.raises(Unprocessable, match="AE 101 at PID\\^1\\^3"):
-        await call(service, "POST", "$convert-hl7v2",
-                   parameters("MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5.1\rPID|1||\r"))
+        await call(
+            service,
+            "POST",
+            "$convert-hl7v2",
+            parameters("MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5.1\rPID|1||\r"),
+        )
     with pytest.raises(BadRequest):
         await call(service, "POST", "$convert-hl7v2", {"resourceType": "Parameters"})

@@ -38,8 +38,17 @@ def normalised(value: Any) -> Any:
 
 def test_vectors_exist() -> None:
     families = {case.parent.name for case in CASES}
-    assert {"adt_a01", "adt_a08", "adt_a40", "oru_r01", "orm_o01", "oml_o21", "vxu_v04",
-            "siu_s12", "mdm_t02"} <= families
+    assert {
+        "adt_a01",
+        "adt_a08",
+        "adt_a40",
+        "oru_r01",
+        "orm_o01",
+        "oml_o21",
+        "vxu_v04",
+        "siu_s12",
+        "mdm_t02",
+    } <= families
     for case in CASES:
         assert case.with_suffix(".expected.json").exists(), case
 

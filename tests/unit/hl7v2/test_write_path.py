@@ -21,8 +21,16 @@ from fhir_server.errors import PreconditionFailed
 from fhir_server.interactions import transaction
 
 IDS = {"urn:uuid:1": "Patient/p1", "urn:uuid:2": "Encounter/e2"}
-REFS = ["Patient?identifier=a|1", "Practitioner?identifier=b|2", "Patient/x", "urn:uuid:1",
-        "Bad?x=1", "http://x/Patient?y=1", "urn:uuid:2", "Organization?name=z"]
+REFS = [
+    "Patient?identifier=a|1",
+    "Practitioner?identifier=b|2",
+    "Patient/x",
+    "urn:uuid:1",
+    "Bad?x=1",
+    "http://x/Patient?y=1",
+    "urn:uuid:2",
+    "Organization?name=z",
+]
 
 
 async def _old_rewrite(value: Any, ids: dict[str, str], resolve: Any) -> Any:
@@ -62,8 +70,11 @@ def _random_value(rnd: random.Random, depth: int) -> Any:
 @pytest.mark.parametrize("seed", range(300))
 async def test_rewrite_matches_the_recursive_rewrite(seed: int, monkeypatch: Any) -> None:
     rnd = random.Random(seed)
-    resource = {"resourceType": "MedicinalProduct", "x": _random_value(rnd, 0),
-                "y": _random_value(rnd, 0)}
+    resource = {
+        "resourceType": "MedicinalProduct",
+        "x": _random_value(rnd, 0),
+        "y": _random_value(rnd, 0),
+    }
 
     def resolver(calls: list[str]) -> Any:
         async def resolve(ref: str) -> str:
@@ -71,6 +82,7 @@ async def test_rewrite_matches_the_recursive_rewrite(seed: int, monkeypatch: Any
             if ref.startswith("Organization"):
                 raise PreconditionFailed(f"Conditional reference '{ref}' matches 0 resources")
             return ref.split("?")[0] + "/" + str(len(ref))
+
         return resolve
 
     old_calls: list[str] = []

@@ -14,8 +14,11 @@ from fhir_server.storage.sqlite import SQLiteStorage
 
 PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "female"}
 PATCH = [{"op": "replace", "path": "/gender", "value": "male"}]
-BUNDLE = {"resourceType": "Bundle", "type": "transaction", "entry": [
-    {"resource": PATIENT, "request": {"method": "PUT", "url": "Patient/p1"}}]}
+BUNDLE = {
+    "resourceType": "Bundle",
+    "type": "transaction",
+    "entry": [{"resource": PATIENT, "request": {"method": "PUT", "url": "Patient/p1"}}],
+}
 
 REQUESTS = [
     ("GET", "Patient/p1", None, ()),

@@ -49,8 +49,7 @@ def _operation(**parts: object) -> dict[str, Any]:
         elif name == "value":
             encoded.append({"name": "value", **value})  # type: ignore[dict-item]
         else:
-            encoded.append({"name": name, "valueString" if name != "type" else "valueCode":
-                            value})
+            encoded.append({"name": name, "valueString" if name != "type" else "valueCode": value})
     return {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": encoded}]}
 
 
@@ -58,13 +57,19 @@ def test_the_body_must_be_a_valid_parameters_resource() -> None:
     with pytest.raises(BadRequest):
         apply_fhirpath_patch({"resourceType": "Patient"}, {"resourceType": "Patient"})
     with pytest.raises(InvalidResource):
-        apply_fhirpath_patch({"resourceType": "Patient"}, {"resourceType": "Parameters",
-                                                           "parameter": {"name": "operation"}})
+        apply_fhirpath_patch(
+            {"resourceType": "Patient"},
+            {"resourceType": "Parameters", "parameter": {"name": "operation"}},
+        )
 
 
 def test_negative_index_is_a_400() -> None:
-    patch = _operation(type="insert", path="Patient.identifier", index=-1,
-                       value={"valueIdentifier": {"value": "x"}})
+    patch = _operation(
+        type="insert",
+        path="Patient.identifier",
+        index=-1,
+        value={"valueIdentifier": {"value": "x"}},
+    )
     with pytest.raises(BadRequest):
         apply_fhirpath_patch({"resourceType": "Patient"}, patch)
 
@@ -77,52 +82,77 @@ def test_a_wrong_value_type_is_left_to_validation() -> None:
 
 
 def test_replace_through_a_function_that_keeps_the_element() -> None:
-    patch = _operation(type="replace", path="Patient.name.first()",
-                       value={"valueHumanName": {"family": "x"}})
+    patch = _operation(
+        type="replace", path="Patient.name.first()", value={"valueHumanName": {"family": "x"}}
+    )
     result = apply_fhirpath_patch({"resourceType": "Patient", "name": [{"family": "a"}]}, patch)
     assert result["name"] == [{"family": "x"}]
 
 
 def test_primitive_placeholders_do_not_count_as_matches() -> None:
-    patient = {"resourceType": "Patient", "name": [{"given": ["a", "b"], "_given": [
-        None, {"extension": [{"url": "http://example.org/x", "valueString": "y"}]}]}]}
+    patient = {
+        "resourceType": "Patient",
+        "name": [
+            {
+                "given": ["a", "b"],
+                "_given": [
+                    None,
+                    {"extension": [{"url": "http://example.org/x", "valueString": "y"}]},
+                ],
+            }
+        ],
+    }
     patch = _operation(type="replace", path="Patient.name.given[0]", value={"valueString": "z"})
     assert apply_fhirpath_patch(patient, patch)["name"][0]["given"] == ["z", "b"]
 
 
 # -- JSON Patch -----------------------------------------------------------------------------
 
-PATIENT = {"resourceType": "Patient", "id": "p", "active": True,
-           "name": [{"family": "Chalmers", "given": ["Peter"]}]}
+PATIENT = {
+    "resourceType": "Patient",
+    "id": "p",
+    "active": True,
+    "name": [{"family": "Chalmers", "given": ["Peter"]}],
+}
 
 
 def test_json_patch_applies_in_order_without_touching_the_input() -> None:
     before = copy.deepcopy(PATIENT)
-    result = apply_json_patch(PATIENT, [
-        {"op": "test", "path": "/active", "value": True},
-        {"op": "replace", "path": "/active", "value": False},
-        {"op": "add", "path": "/name/0/given/-", "value": "James"},
-        {"op": "remove", "path": "/name/0/family"},
-        {"op": "copy", "from": "/name/0", "path": "/name/-"},
-        {"op": "move", "from": "/active", "path": "/gender"},
-    ])
-    assert result == {"resourceType": "Patient", "id": "p", "gender": False,
-                      "name": [{"given": ["Peter", "James"]}, {"given": ["Peter", "James"]}]}
+    result = apply_json_patch(
+        PATIENT,
+        [
+            {"op": "test", "path": "/active", "value": True},
+            {"op": "replace", "path": "/active", "value": False},
+            {"op": "add", "path": "/name/0/given/-", "value": "James"},
+            {"op": "remove", "path": "/name/0/family"},
+            {"op": "copy", "from": "/name/0", "path": "/name/-"},
+            {"op": "move", "from": "/active", "path": "/gender"},
+        ],
+    )
+    assert result == {
+        "resourceType": "Patient",
+        "id": "p",
+        "gender": False,
+        "name": [{"given": ["Peter", "James"]}, {"given": ["Peter", "James"]}],
+    }
     assert before == PATIENT
 
 
-@pytest.mark.parametrize(("patch", "error"), [
-    ([{"op": "test", "path": "/active", "value": False}], Unprocessable),
-    ([{"op": "remove", "path": "/birthDate"}], Unprocessable),
-    ([{"op": "replace", "path": "/name/5/family", "value": "x"}], Unprocessable),
-    ([{"op": "add", "path": "/name/9", "value": {}}], Unprocessable),
-    ([{"op": "replace", "path": "", "value": []}], Unprocessable),
-    ([{"op": "frobnicate", "path": "/active"}], BadRequest),
-    ([{"path": "/active", "value": 1}], BadRequest),
-    ([{"op": "add", "path": "/active"}], BadRequest),
-    (["not an object"], BadRequest),
-    ({"op": "add"}, BadRequest),
-])
+@pytest.mark.parametrize(
+    ("patch", "error"),
+    [
+        ([{"op": "test", "path": "/active", "value": False}], Unprocessable),
+        ([{"op": "remove", "path": "/birthDate"}], Unprocessable),
+        ([{"op": "replace", "path": "/name/5/family", "value": "x"}], Unprocessable),
+        ([{"op": "add", "path": "/name/9", "value": {}}], Unprocessable),
+        ([{"op": "replace", "path": "", "value": []}], Unprocessable),
+        ([{"op": "frobnicate", "path": "/active"}], BadRequest),
+        ([{"path": "/active", "value": 1}], BadRequest),
+        ([{"op": "add", "path": "/active"}], BadRequest),
+        (["not an object"], BadRequest),
+        ({"op": "add"}, BadRequest),
+    ],
+)
 def test_json_patch_errors(patch: object, error: type[FhirError]) -> None:
     with pytest.raises(error) as caught:
         apply_json_patch(PATIENT, patch)  # type: ignore[arg-type]

@@ -31,8 +31,12 @@ def issues_of(resource: dict[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def code_system(*concepts: dict[str, Any]) -> dict[str, Any]:
-    return {"resourceType": "CodeSystem", "status": "draft", "content": "complete",
-            "concept": list(concepts)}
+    return {
+        "resourceType": "CodeSystem",
+        "status": "draft",
+        "content": "complete",
+        "concept": list(concepts),
+    }
 
 
 # -- primitive extensions on Extension.value[x] (extensibility.html, json.html#primitive) ----
@@ -40,15 +44,29 @@ def code_system(*concepts: dict[str, Any]) -> dict[str, Any]:
 TRANSLATED = {
     "url": "http://hl7.org/fhir/StructureDefinition/codesystem-concept-comments",
     "valueString": "Commentaire",
-    "_valueString": {"extension": [{
-        "url": "http://hl7.org/fhir/StructureDefinition/translation",
-        "extension": [{"url": "lang", "valueCode": "fr"},
-                      {"url": "content", "valueString": "Comment"}]}]},
+    "_valueString": {
+        "extension": [
+            {
+                "url": "http://hl7.org/fhir/StructureDefinition/translation",
+                "extension": [
+                    {"url": "lang", "valueCode": "fr"},
+                    {"url": "content", "valueString": "Comment"},
+                ],
+            }
+        ]
+    },
 }
-ONLY_EXTENDED = {"url": "http://example.org/status",
-                 "_valueCode": {"extension": [{
-                     "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
-                     "valueCode": "unknown"}]}}
+ONLY_EXTENDED = {
+    "url": "http://example.org/status",
+    "_valueCode": {
+        "extension": [
+            {
+                "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                "valueCode": "unknown",
+            }
+        ]
+    },
+}
 
 
 @pytest.mark.parametrize("extension", [TRANSLATED, ONLY_EXTENDED], ids=["value", "no-value"])
@@ -59,8 +77,11 @@ def test_extension_values_may_carry_primitive_extensions(extension: dict[str, An
 
 
 def test_an_extension_values_primitive_extension_is_itself_checked() -> None:
-    broken = {"url": "http://example.org/x", "valueString": "a",
-              "_valueString": {"extension": [{"url": "http://example.org/y"}]}}
+    broken = {
+        "url": "http://example.org/x",
+        "valueString": "a",
+        "_valueString": {"extension": [{"url": "http://example.org/y"}]},
+    }
     issues = issues_of(code_system({"code": "a", "extension": [broken]}))
     assert [code for code, _ in issues] == ["invariant"]  # ext-1 on the inner extension
     assert issues[0][1] == ("CodeSystem.concept[0].extension[0].valueString.extension[0]",)
@@ -72,12 +93,15 @@ def test_xml_extension_value_with_extensions_is_read() -> None:
       <valueCode value="a"><extension url="http://example.org/y"><valueBoolean value="true"/>
       </extension></valueCode></extension><code value="a"/></concept></CodeSystem>"""
     extension = xml_to_json(body)["concept"][0]["extension"][0]
-    assert extension == {"url": "http://example.org/x", "valueCode": "a",
-                         "_valueCode": {"extension": [{"url": "http://example.org/y",
-                                                       "valueBoolean": True}]}}
+    assert extension == {
+        "url": "http://example.org/x",
+        "valueCode": "a",
+        "_valueCode": {"extension": [{"url": "http://example.org/y", "valueBoolean": True}]},
+    }
 
 
 # -- XML Schema whitespace in the R4 regexes (datatypes.html) ---------------------------------
+
 
 @pytest.mark.parametrize("code", ["CHEST\u00a0", "\u00a0x", "a\u2003b", "a b", "a\tb"])
 def test_codes_with_unicode_spaces_or_inner_xml_spaces_are_codes(code: str) -> None:
@@ -88,8 +112,7 @@ def test_codes_with_unicode_spaces_or_inner_xml_spaces_are_codes(code: str) -> N
 
 @pytest.mark.parametrize("code", ["a ", " a", "a  b", "a\nb\n"])
 def test_codes_with_leading_trailing_or_double_xml_spaces_are_not(code: str) -> None:
-    assert issues_of(code_system({"code": code})) == [("value",
-                                                       ("CodeSystem.concept[0].code",))]
+    assert issues_of(code_system({"code": code})) == [("value", ("CodeSystem.concept[0].code",))]
 
 
 def test_uris_may_hold_a_no_break_space_but_base64_may_not() -> None:
@@ -102,6 +125,7 @@ def test_uris_may_hold_a_no_break_space_but_base64_may_not() -> None:
 
 
 # -- what breaks readers: control characters, 1e400, duplicate keys ---------------------------
+
 
 @pytest.mark.parametrize("text", ["a\x00b", "a\x1bb", "\x07", "a\ufffe", "a\ud800b"])
 def test_characters_xml_cannot_carry_are_refused(text: str) -> None:
@@ -122,24 +146,32 @@ def test_control_characters_in_xml_input_are_a_400() -> None:
 
 @pytest.mark.parametrize("number", [b"1e400", b"-1E+999", b"1.0e309"])
 def test_numbers_beyond_a_double_are_refused(number: bytes) -> None:
-    body = b'{"resourceType":"Observation","status":"final","code":{"text":"x"},' \
-           b'"valueQuantity":{"value":' + number + b"}}"
+    body = (
+        b'{"resourceType":"Observation","status":"final","code":{"text":"x"},'
+        b'"valueQuantity":{"value":' + number + b"}}"
+    )
     with pytest.raises(BadRequest, match="out of range"):
         parse_body(JSON, body)
 
 
 def test_an_infinite_decimal_reaching_the_validator_is_refused() -> None:
-    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-                   "valueQuantity": {"value": float("inf")}}
-    assert issues_of(observation) == [("value",
-                                       ("Observation.value.ofType(Quantity).value",))]
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "valueQuantity": {"value": float("inf")},
+    }
+    assert issues_of(observation) == [("value", ("Observation.value.ofType(Quantity).value",))]
 
 
-@pytest.mark.parametrize("body", [
-    b'{"resourceType":"Patient","gender":"male","gender":"female"}',
-    b'{"resourceType":"Patient","name":[{"family":"a","given":["b"],"family":"c"}]}',
-    b'{"resourceType":"Patient","birthDate":"2000-01-01","x":1.50,"birthDate":"2001-01-01"}',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"resourceType":"Patient","gender":"male","gender":"female"}',
+        b'{"resourceType":"Patient","name":[{"family":"a","given":["b"],"family":"c"}]}',
+        b'{"resourceType":"Patient","birthDate":"2000-01-01","x":1.50,"birthDate":"2001-01-01"}',
+    ],
+)
 def test_duplicate_keys_are_refused(body: bytes) -> None:
     with pytest.raises(BadRequest, match="appears twice"):
         parse_body(JSON, body)
@@ -152,6 +184,7 @@ def test_a_lone_surrogate_escape_is_refused_and_a_pair_is_not() -> None:
 
 
 # -- nesting: parse and walk (item: 10,000 deep with a decimal) -------------------------------
+
 
 @pytest.mark.parametrize("leaf", [b"1.50", b"1"])
 def test_json_nested_ten_thousand_deep_is_a_400(leaf: bytes) -> None:
@@ -187,25 +220,28 @@ def test_objects_nested_beyond_the_limit_are_refused(small_limits: None) -> None
 
 def test_the_default_depth_limit() -> None:
     assert validate_resource(nested_questionnaire(limits.DEFAULT_MAX_DEPTH - 1))
-    assert [c for c, _ in issues_of(nested_questionnaire(limits.DEFAULT_MAX_DEPTH))] == [
-        "too-long"]
+    assert [c for c, _ in issues_of(nested_questionnaire(limits.DEFAULT_MAX_DEPTH))] == ["too-long"]
 
 
 # -- string length (datatypes.html#string: "strings SHALL NOT exceed 1MB") --------------------
+
 
 def test_strings_longer_than_the_limit_are_refused(small_limits: None) -> None:
     assert validate_resource({"resourceType": "Patient", "name": [{"family": "x" * 10}]})
     issues = issues_of({"resourceType": "Patient", "name": [{"family": "x" * 11}]})
     assert issues == [("value", ("Patient.name[0].family",))]
     assert issues_of({"resourceType": "Patient", "gender": "x" * 11}) == [
-        ("value", ("Patient.gender",))]
+        ("value", ("Patient.gender",))
+    ]
 
 
 def test_base64_and_narrative_are_bounded_by_the_body_limit_only(small_limits: None) -> None:
     binary = {"resourceType": "Binary", "contentType": "text/plain", "data": "YWJj" * 10}
     assert validate_resource(binary) is binary
-    text = {"status": "generated",
-            "div": '<div xmlns="http://www.w3.org/1999/xhtml">' + "x" * 20 + "</div>"}
+    text = {
+        "status": "generated",
+        "div": '<div xmlns="http://www.w3.org/1999/xhtml">' + "x" * 20 + "</div>",
+    }
     patient = {"resourceType": "Patient", "text": text}
     assert validate_resource(patient) is patient
 
@@ -219,8 +255,11 @@ def test_the_default_string_limit_is_one_mebibyte() -> None:
 
 # -- media types and empty Bundles ------------------------------------------------------------
 
-@pytest.mark.parametrize("media", ["application/xml-patch+xml", "application/merge-patch+json",
-                                   "application/json-merge-patch"])
+
+@pytest.mark.parametrize(
+    "media",
+    ["application/xml-patch+xml", "application/merge-patch+json", "application/json-merge-patch"],
+)
 def test_patch_formats_we_do_not_speak_are_a_415(media: str) -> None:
     with pytest.raises(UnsupportedMediaType):
         parse_body(media, b'{"op":"replace"}')
@@ -228,7 +267,8 @@ def test_patch_formats_we_do_not_speak_are_a_415(media: str) -> None:
 
 def test_json_patch_is_still_json() -> None:
     assert parse_body("application/json-patch+json", b'[{"op":"remove","path":"/a"}]') == [
-        {"op": "remove", "path": "/a"}]
+        {"op": "remove", "path": "/a"}
+    ]
 
 
 @pytest.mark.parametrize("kind", ["searchset", "history"])
@@ -239,6 +279,7 @@ def test_a_bundle_without_entries_has_no_entry_array(kind: str) -> None:
 
 
 # -- XML of the R4 types without an R4B model --------------------------------------------------
+
 
 @pytest.mark.parametrize("rtype", sorted(STRUCTURE_ONLY_TYPES))
 def test_every_structure_only_type_is_read_from_xml(rtype: str) -> None:

@@ -15,10 +15,15 @@ from fhir_server.errors import BadRequest
 from fhir_server.model.summary import SUBSETTED, apply_elements, apply_summary
 from fhir_server.model.validate import validate_resource
 
-TAG = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
-       "code": "SUBSETTED", "display": "Resource encoded in summary mode"}
-NARRATIVE = {"status": "generated",
-             "div": '<div xmlns="http://www.w3.org/1999/xhtml">Blood pressure</div>'}
+TAG = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+    "display": "Resource encoded in summary mode",
+}
+NARRATIVE = {
+    "status": "generated",
+    "div": '<div xmlns="http://www.w3.org/1999/xhtml">Blood pressure</div>',
+}
 OBSERVATION = {
     "resourceType": "Observation",
     "id": "bp",
@@ -27,23 +32,33 @@ OBSERVATION = {
     "extension": [{"url": "http://example.org/e", "valueString": "x"}],
     "status": "final",
     "category": [{"coding": [{"code": "vital-signs"}]}],
-    "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9",
-                         "extension": [{"url": "http://example.org/e", "valueString": "x"}]}],
-             "text": "BP"},
+    "code": {
+        "coding": [
+            {
+                "system": "http://loinc.org",
+                "code": "85354-9",
+                "extension": [{"url": "http://example.org/e", "valueString": "x"}],
+            }
+        ],
+        "text": "BP",
+    },
     "subject": {"reference": "Patient/example", "display": "Peter"},
     "effectiveDateTime": "2020-01-01T10:00:00Z",
     "_effectiveDateTime": {"extension": [{"url": "http://example.org/e", "valueString": "x"}]},
     "note": [{"text": "calm"}],
     "referenceRange": [{"text": "normal"}],
-    "component": [{
-        "code": {"text": "systolic"},
-        "valueQuantity": {"value": 107, "unit": "mmHg"},
-        "interpretation": [{"text": "normal"}],
-    }, {
-        "code": {"text": "diastolic"},
-        "interpretation": [{"text": "normal"}],
-        "dataAbsentReason": {"text": "not measured"},
-    }],
+    "component": [
+        {
+            "code": {"text": "systolic"},
+            "valueQuantity": {"value": 107, "unit": "mmHg"},
+            "interpretation": [{"text": "normal"}],
+        },
+        {
+            "code": {"text": "diastolic"},
+            "interpretation": [{"text": "normal"}],
+            "dataAbsentReason": {"text": "not measured"},
+        },
+    ],
 }
 
 
@@ -57,9 +72,10 @@ def test_summary_true_keeps_summary_elements_recursively() -> None:
         "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}], "text": "BP"},
         "subject": {"reference": "Patient/example", "display": "Peter"},
         "effectiveDateTime": "2020-01-01T10:00:00Z",
-        "component": [{"code": {"text": "systolic"},
-                       "valueQuantity": {"value": 107, "unit": "mmHg"}},
-                      {"code": {"text": "diastolic"}}],
+        "component": [
+            {"code": {"text": "systolic"}, "valueQuantity": {"value": 107, "unit": "mmHg"}},
+            {"code": {"text": "diastolic"}},
+        ],
     }
     assert before == OBSERVATION
 
@@ -84,7 +100,8 @@ def test_summary_data_removes_only_the_text() -> None:
     out = apply_summary(OBSERVATION, "data")
     assert "text" not in out
     assert {k: v for k, v in out.items() if k != "meta"} == {
-        k: v for k, v in OBSERVATION.items() if k not in ("text", "meta")}
+        k: v for k, v in OBSERVATION.items() if k not in ("text", "meta")
+    }
     assert out["meta"]["tag"][-1] == TAG
 
 
@@ -106,8 +123,11 @@ def test_the_tag_is_added_once() -> None:
 
 
 def test_summary_goes_into_resources_inside_a_bundle() -> None:
-    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
-        {"fullUrl": "http://example.org/Observation/bp", "resource": OBSERVATION}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"fullUrl": "http://example.org/Observation/bp", "resource": OBSERVATION}],
+    }
     entry = apply_summary(bundle, "true")["entry"][0]
     assert entry["fullUrl"] == "http://example.org/Observation/bp"
     assert "text" not in entry["resource"] and "note" not in entry["resource"]
@@ -115,25 +135,46 @@ def test_summary_goes_into_resources_inside_a_bundle() -> None:
 
 
 def test_patient_summary() -> None:
-    patient = {"resourceType": "Patient", "id": "p", "text": NARRATIVE,
-               "active": True, "name": [{"family": "Chalmers"}], "gender": "male",
-               "maritalStatus": {"text": "M"}, "multipleBirthBoolean": False,
-               "contact": [{"name": {"text": "x"}}], "communication": [
-                   {"language": {"text": "en"}}], "managingOrganization": {"reference": "O/1"},
-               "deceasedBoolean": False}
+    patient = {
+        "resourceType": "Patient",
+        "id": "p",
+        "text": NARRATIVE,
+        "active": True,
+        "name": [{"family": "Chalmers"}],
+        "gender": "male",
+        "maritalStatus": {"text": "M"},
+        "multipleBirthBoolean": False,
+        "contact": [{"name": {"text": "x"}}],
+        "communication": [{"language": {"text": "en"}}],
+        "managingOrganization": {"reference": "O/1"},
+        "deceasedBoolean": False,
+    }
     assert apply_summary(patient, "true") == {
-        "resourceType": "Patient", "id": "p", "meta": {"tag": [TAG]}, "active": True,
-        "name": [{"family": "Chalmers"}], "gender": "male", "deceasedBoolean": False,
-        "managingOrganization": {"reference": "O/1"}}
+        "resourceType": "Patient",
+        "id": "p",
+        "meta": {"tag": [TAG]},
+        "active": True,
+        "name": [{"family": "Chalmers"}],
+        "gender": "male",
+        "deceasedBoolean": False,
+        "managingOrganization": {"reference": "O/1"},
+    }
 
 
 def test_structure_only_types_drop_only_what_the_base_says_is_not_summary() -> None:
-    product = {"resourceType": "MedicinalProduct", "id": "m", "text": NARRATIVE,
-               "contained": [{"resourceType": "Organization", "id": "o"}],
-               "name": [{"productName": "x"}]}
+    product = {
+        "resourceType": "MedicinalProduct",
+        "id": "m",
+        "text": NARRATIVE,
+        "contained": [{"resourceType": "Organization", "id": "o"}],
+        "name": [{"productName": "x"}],
+    }
     assert apply_summary(product, "true") == {
-        "resourceType": "MedicinalProduct", "id": "m", "meta": {"tag": [TAG]},
-        "name": [{"productName": "x"}]}
+        "resourceType": "MedicinalProduct",
+        "id": "m",
+        "meta": {"tag": [TAG]},
+        "name": [{"productName": "x"}],
+    }
 
 
 def test_elements_keeps_the_listed_and_the_mandatory_elements() -> None:
@@ -155,7 +196,13 @@ def test_elements_keeps_the_listed_and_the_mandatory_elements() -> None:
 
 
 def test_elements_with_unknown_or_nested_names() -> None:
-    out = apply_elements({"resourceType": "Patient", "id": "p", "name": [{"family": "x"}],
-                          "gender": "male"}, ["name.family", "nonsense"])
-    assert out == {"resourceType": "Patient", "id": "p", "meta": {"tag": [TAG]},
-                   "name": [{"family": "x"}]}
+    out = apply_elements(
+        {"resourceType": "Patient", "id": "p", "name": [{"family": "x"}], "gender": "male"},
+        ["name.family", "nonsense"],
+    )
+    assert out == {
+        "resourceType": "Patient",
+        "id": "p",
+        "meta": {"tag": [TAG]},
+        "name": [{"family": "x"}],
+    }

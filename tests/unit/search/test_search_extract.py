@@ -51,15 +51,28 @@ def test_registry_has_the_r4_package_counts() -> None:
     assert "DomainResource" not in registry.resource_types
     assert len(list(everything.params)) == 1400  # every SearchParameter in the package
     assert len(list(registry.params)) == 1376  # less the 24 experimental ones
-    assert set(registry.compartments) == {"Patient", "Encounter", "RelatedPerson",
-                                          "Practitioner", "Device"}
+    assert set(registry.compartments) == {
+        "Patient",
+        "Encounter",
+        "RelatedPerson",
+        "Practitioner",
+        "Device",
+    }
 
 
 def test_params_include_resource_and_domain_resource_levels() -> None:
     registry = load_registry()
     patient = registry.params_for("Patient")
-    for code in ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source", "_text",
-                 "_content"):
+    for code in (
+        "_id",
+        "_lastUpdated",
+        "_tag",
+        "_profile",
+        "_security",
+        "_source",
+        "_text",
+        "_content",
+    ):
         assert code in patient
     assert patient["_lastUpdated"].type == "date"
     assert patient["_profile"].type == "uri"
@@ -91,15 +104,25 @@ def test_added_parameter_is_indexed() -> None:
     indexer = Indexer(registry)
     patient = {"resourceType": "Patient", "maritalStatus": {"coding": [{"code": "M"}]}}
     assert not values(indexer, patient, "marital-status")
-    registry.add(SearchParam("http://example.org/sp/marital", "marital-status", ("Patient",),
-                             "token", "Patient.maritalStatus"))
+    registry.add(
+        SearchParam(
+            "http://example.org/sp/marital",
+            "marital-status",
+            ("Patient",),
+            "token",
+            "Patient.maritalStatus",
+        )
+    )
     assert values(indexer, patient, "marital-status") == {TokenValue("marital-status", None, "M")}
 
 
 def test_uncompilable_expression_is_recorded_not_raised() -> None:
     registry = build_registry()
-    registry.add(SearchParam("http://example.org/sp/bad", "bad", ("Patient",), "string",
-                             "Patient.name.where("))
+    registry.add(
+        SearchParam(
+            "http://example.org/sp/bad", "bad", ("Patient",), "string", "Patient.name.where("
+        )
+    )
     indexer = Indexer(registry)
     assert indexer.extract({"resourceType": "Patient", "name": [{"family": "Doe"}]})
     assert ("Patient", "bad") in indexer.failures
@@ -111,12 +134,16 @@ def test_uncompilable_expression_is_recorded_not_raised() -> None:
 def test_token_identifier_codes_booleans_contact_points(indexer: Indexer) -> None:
     patient = {
         "resourceType": "Patient",
-        "identifier": [{"system": MRN, "value": "12345", "type": {"text": "Medical Record"}},
-                       {"value": "no-system"}],
+        "identifier": [
+            {"system": MRN, "value": "12345", "type": {"text": "Medical Record"}},
+            {"value": "no-system"},
+        ],
         "active": True,
         "gender": "female",
-        "telecom": [{"system": "phone", "value": "555-1234"},
-                    {"system": "email", "value": "a@b.org"}],
+        "telecom": [
+            {"system": "phone", "value": "555-1234"},
+            {"system": "email", "value": "a@b.org"},
+        ],
     }
     assert values(indexer, patient, "identifier") == {
         TokenValue("identifier", MRN, "12345", "medical record"),
@@ -126,18 +153,23 @@ def test_token_identifier_codes_booleans_contact_points(indexer: Indexer) -> Non
     assert values(indexer, patient, "gender") == {TokenValue("gender", None, "female")}
     assert values(indexer, patient, "phone") == {TokenValue("phone", None, "555-1234")}
     assert values(indexer, patient, "email") == {TokenValue("email", None, "a@b.org")}
-    assert values(indexer, patient, "telecom") == {TokenValue("telecom", None, "555-1234"),
-                                                   TokenValue("telecom", None, "a@b.org")}
+    assert values(indexer, patient, "telecom") == {
+        TokenValue("telecom", None, "555-1234"),
+        TokenValue("telecom", None, "a@b.org"),
+    }
 
 
 def test_token_codeable_concept_each_coding_and_text(indexer: Indexer) -> None:
     obs = {
         "resourceType": "Observation",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4",
-                             "display": "Heart rate"},
-                            {"system": "http://snomed.info/sct", "code": "364075005"},
-                            {"system": "http://snomed.info/sct", "code": "364075005"}],
-                 "text": "Pulse"},
+        "code": {
+            "coding": [
+                {"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"},
+                {"system": "http://snomed.info/sct", "code": "364075005"},
+                {"system": "http://snomed.info/sct", "code": "364075005"},
+            ],
+            "text": "Pulse",
+        },
     }
     assert values(indexer, obs, "code") == {
         TokenValue("code", "http://loinc.org", "8867-4", "heart rate"),
@@ -149,27 +181,38 @@ def test_token_codeable_concept_each_coding_and_text(indexer: Indexer) -> None:
 
 def test_deceased_is_a_boolean_expression(indexer: Indexer) -> None:
     # Patient.deceased.exists() and Patient.deceased != false
-    assert values(indexer, {"resourceType": "Patient", "deceasedDateTime": "2020-01-01"},
-                  "deceased") == {TokenValue("deceased", None, "true")}
-    assert values(indexer, {"resourceType": "Patient", "deceasedBoolean": False},
-                  "deceased") == {TokenValue("deceased", None, "false")}
+    assert values(
+        indexer, {"resourceType": "Patient", "deceasedDateTime": "2020-01-01"}, "deceased"
+    ) == {TokenValue("deceased", None, "true")}
+    assert values(indexer, {"resourceType": "Patient", "deceasedBoolean": False}, "deceased") == {
+        TokenValue("deceased", None, "false")
+    }
 
 
 def test_tags_and_profiles_from_meta(indexer: Indexer) -> None:
-    patient = {"resourceType": "Patient", "meta": {
-        "tag": [{"system": "http://example.org/tags", "code": "vip"}],
-        "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
-                      "code": "R"}],
-        "profile": ["http://example.org/StructureDefinition/p"],
-        "source": "http://example.org/source#a"}}
+    patient = {
+        "resourceType": "Patient",
+        "meta": {
+            "tag": [{"system": "http://example.org/tags", "code": "vip"}],
+            "security": [
+                {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}
+            ],
+            "profile": ["http://example.org/StructureDefinition/p"],
+            "source": "http://example.org/source#a",
+        },
+    }
     assert values(indexer, patient, "_tag") == {
-        TokenValue("_tag", "http://example.org/tags", "vip")}
-    assert values(indexer, patient, "_security") == {TokenValue(
-        "_security", "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "R")}
+        TokenValue("_tag", "http://example.org/tags", "vip")
+    }
+    assert values(indexer, patient, "_security") == {
+        TokenValue("_security", "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "R")
+    }
     assert values(indexer, patient, "_profile") == {
-        UriValue("_profile", "http://example.org/StructureDefinition/p")}
+        UriValue("_profile", "http://example.org/StructureDefinition/p")
+    }
     assert values(indexer, patient, "_source") == {
-        UriValue("_source", "http://example.org/source#a")}
+        UriValue("_source", "http://example.org/source#a")
+    }
 
 
 # -- string ----------------------------------------------------------------------------
@@ -183,26 +226,60 @@ def test_normalize_strips_accents_and_case() -> None:
 
 
 def test_string_human_name_parts(indexer: Indexer) -> None:
-    patient = {"resourceType": "Patient", "name": [
-        {"family": "Chalmers", "given": ["Peter", "James"], "prefix": ["Mr."],
-         "text": "Peter Chalmers"}]}
-    expected = {("peter", "Peter"), ("james", "James"), ("chalmers", "Chalmers"),
-                ("mr.", "Mr."), ("peter chalmers", "Peter Chalmers"),
-                ("mr. peter james chalmers", "Mr. Peter James Chalmers")}
+    patient = {
+        "resourceType": "Patient",
+        "name": [
+            {
+                "family": "Chalmers",
+                "given": ["Peter", "James"],
+                "prefix": ["Mr."],
+                "text": "Peter Chalmers",
+            }
+        ],
+    }
+    expected = {
+        ("peter", "Peter"),
+        ("james", "James"),
+        ("chalmers", "Chalmers"),
+        ("mr.", "Mr."),
+        ("peter chalmers", "Peter Chalmers"),
+        ("mr. peter james chalmers", "Mr. Peter James Chalmers"),
+    }
     assert values(indexer, patient, "name") == {StringValue("name", v, e) for v, e in expected}
     assert values(indexer, patient, "family") == {StringValue("family", "chalmers", "Chalmers")}
-    assert values(indexer, patient, "given") == {StringValue("given", "peter", "Peter"),
-                                                 StringValue("given", "james", "James")}
+    assert values(indexer, patient, "given") == {
+        StringValue("given", "peter", "Peter"),
+        StringValue("given", "james", "James"),
+    }
 
 
 def test_string_address_parts(indexer: Indexer) -> None:
-    patient = {"resourceType": "Patient", "address": [{
-        "line": ["534 Erewhon St", "Apt 2"], "city": "Montréal", "district": "Ville-Marie",
-        "state": "QC", "postalCode": "H2X 1Y4", "country": "CA", "use": "home"}]}
+    patient = {
+        "resourceType": "Patient",
+        "address": [
+            {
+                "line": ["534 Erewhon St", "Apt 2"],
+                "city": "Montréal",
+                "district": "Ville-Marie",
+                "state": "QC",
+                "postalCode": "H2X 1Y4",
+                "country": "CA",
+                "use": "home",
+            }
+        ],
+    }
     assert {v.exact for v in values(indexer, patient, "address")} == {
-        "534 Erewhon St", "Apt 2", "Montréal", "Ville-Marie", "QC", "H2X 1Y4", "CA"}
+        "534 Erewhon St",
+        "Apt 2",
+        "Montréal",
+        "Ville-Marie",
+        "QC",
+        "H2X 1Y4",
+        "CA",
+    }
     assert values(indexer, patient, "address-city") == {
-        StringValue("address-city", "montreal", "Montréal")}
+        StringValue("address-city", "montreal", "Montréal")
+    }
     assert values(indexer, patient, "address-use") == {TokenValue("address-use", None, "home")}
 
 
@@ -224,19 +301,27 @@ def test_reference_forms(indexer: Indexer) -> None:
 
     assert subject("Patient/123") == {ReferenceValue("subject", "Patient", "123")}
     assert subject("Patient/123/_history/4") == {
-        ReferenceValue("subject", "Patient", "123", None, "4")}
+        ReferenceValue("subject", "Patient", "123", None, "4")
+    }
     assert subject("http://other.org/fhir/Patient/9") == {
-        ReferenceValue("subject", "Patient", None, "http://other.org/fhir/Patient/9")}
+        ReferenceValue("subject", "Patient", None, "http://other.org/fhir/Patient/9")
+    }
     assert subject("urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0") == {
-        ReferenceValue("subject", None, None, "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0")}
+        ReferenceValue("subject", None, None, "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0")
+    }
     assert subject("#contained") == set()
 
 
 def test_canonical_reference_with_version(indexer: Indexer) -> None:
-    response = {"resourceType": "QuestionnaireResponse",
-                "questionnaire": "http://example.org/Questionnaire/phq9|2.1"}
-    assert values(indexer, response, "questionnaire") == {ReferenceValue(
-        "questionnaire", "Questionnaire", None, "http://example.org/Questionnaire/phq9", "2.1")}
+    response = {
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": "http://example.org/Questionnaire/phq9|2.1",
+    }
+    assert values(indexer, response, "questionnaire") == {
+        ReferenceValue(
+            "questionnaire", "Questionnaire", None, "http://example.org/Questionnaire/phq9", "2.1"
+        )
+    }
 
 
 def test_resolve_is_filters_the_reference_type(indexer: Indexer) -> None:
@@ -251,12 +336,15 @@ def test_resolve_is_filters_the_reference_type(indexer: Indexer) -> None:
 # -- date ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("birth_date", "low", "high"), [
-    ("1990", "1990-01-01T00:00:00.000000Z", "1990-12-31T23:59:59.999999Z"),
-    ("1990-03", "1990-03-01T00:00:00.000000Z", "1990-03-31T23:59:59.999999Z"),
-    ("2024-02", "2024-02-01T00:00:00.000000Z", "2024-02-29T23:59:59.999999Z"),
-    ("1990-03-15", "1990-03-15T00:00:00.000000Z", "1990-03-15T23:59:59.999999Z"),
-])
+@pytest.mark.parametrize(
+    ("birth_date", "low", "high"),
+    [
+        ("1990", "1990-01-01T00:00:00.000000Z", "1990-12-31T23:59:59.999999Z"),
+        ("1990-03", "1990-03-01T00:00:00.000000Z", "1990-03-31T23:59:59.999999Z"),
+        ("2024-02", "2024-02-01T00:00:00.000000Z", "2024-02-29T23:59:59.999999Z"),
+        ("1990-03-15", "1990-03-15T00:00:00.000000Z", "1990-03-15T23:59:59.999999Z"),
+    ],
+)
 def test_date_precision_ranges(indexer: Indexer, birth_date: str, low: str, high: str) -> None:
     patient = {"resourceType": "Patient", "birthDate": birth_date}
     assert values(indexer, patient, "birthdate") == {DateValue("birthdate", low, high)}
@@ -265,18 +353,24 @@ def test_date_precision_ranges(indexer: Indexer, birth_date: str, low: str, high
 def test_date_time_offsets_periods_and_timings(indexer: Indexer) -> None:
     at_offset = {"resourceType": "Observation", "effectiveDateTime": "2016-03-28T09:30:00+02:00"}
     assert values(indexer, at_offset, "date") == {
-        DateValue("date", "2016-03-28T07:30:00.000000Z", "2016-03-28T07:30:00.999999Z")}
+        DateValue("date", "2016-03-28T07:30:00.000000Z", "2016-03-28T07:30:00.999999Z")
+    }
     open_period = {"resourceType": "Observation", "effectivePeriod": {"start": "2016-03-28"}}
     assert values(indexer, open_period, "date") == {
-        DateValue("date", "2016-03-28T00:00:00.000000Z", LATEST)}
+        DateValue("date", "2016-03-28T00:00:00.000000Z", LATEST)
+    }
     ended = {"resourceType": "Encounter", "period": {"end": "2016-03-28T10:00:00Z"}}
     assert values(indexer, ended, "date") == {
-        DateValue("date", EARLIEST, "2016-03-28T10:00:00.999999Z")}
-    timing = {"resourceType": "Observation",
-              "effectiveTiming": {"event": ["2020-01-01", "2020-01-03"]}}
+        DateValue("date", EARLIEST, "2016-03-28T10:00:00.999999Z")
+    }
+    timing = {
+        "resourceType": "Observation",
+        "effectiveTiming": {"event": ["2020-01-01", "2020-01-03"]},
+    }
     assert values(indexer, timing, "date") == {
         DateValue("date", "2020-01-01T00:00:00.000000Z", "2020-01-01T23:59:59.999999Z"),
-        DateValue("date", "2020-01-03T00:00:00.000000Z", "2020-01-03T23:59:59.999999Z")}
+        DateValue("date", "2020-01-03T00:00:00.000000Z", "2020-01-03T23:59:59.999999Z"),
+    }
 
 
 # -- number, quantity, uri -------------------------------------------------------------
@@ -284,41 +378,56 @@ def test_date_time_offsets_periods_and_timings(indexer: Indexer) -> None:
 
 def test_quantities_index_their_exact_value(indexer: Indexer) -> None:
     """Only the search value has an implicit precision (search.html#number)."""
-    obs = {"resourceType": "Observation",
-           "valueQuantity": {"value": 100, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"}}
+    obs = {
+        "resourceType": "Observation",
+        "valueQuantity": {"value": 100, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"},
+    }
     assert values(indexer, obs, "value-quantity") == {
-        QuantityValue("value-quantity", 100.0, 100.0, UCUM, "mg/dL", "mg/dL")}
+        QuantityValue("value-quantity", 100.0, 100.0, UCUM, "mg/dL", "mg/dL")
+    }
     precise = {"resourceType": "Observation", "valueQuantity": {"value": 5.4, "code": "mmol/L"}}
     assert values(indexer, precise, "value-quantity") == {
-        QuantityValue("value-quantity", 5.4, 5.4, None, "mmol/L")}
+        QuantityValue("value-quantity", 5.4, 5.4, None, "mmol/L")
+    }
 
 
 def test_quantity_comparator_range_and_money(indexer: Indexer) -> None:
-    below = {"resourceType": "Observation",
-             "valueQuantity": {"value": 5, "comparator": "<", "system": UCUM, "code": "mg"}}
+    below = {
+        "resourceType": "Observation",
+        "valueQuantity": {"value": 5, "comparator": "<", "system": UCUM, "code": "mg"},
+    }
     assert values(indexer, below, "value-quantity") == {
-        QuantityValue("value-quantity", -math.inf, 5.0, UCUM, "mg")}
-    ranged = {"resourceType": "Observation",
-              "valueRange": {"low": {"value": 2, "system": UCUM, "code": "mg"},
-                             "high": {"value": 4, "system": UCUM, "code": "mg"}}}
+        QuantityValue("value-quantity", -math.inf, 5.0, UCUM, "mg")
+    }
+    ranged = {
+        "resourceType": "Observation",
+        "valueRange": {
+            "low": {"value": 2, "system": UCUM, "code": "mg"},
+            "high": {"value": 4, "system": UCUM, "code": "mg"},
+        },
+    }
     assert values(indexer, ranged, "value-quantity") == set()  # value-quantity: Quantity only
     invoice = {"resourceType": "Invoice", "totalGross": {"value": 12.5, "currency": "EUR"}}
     assert values(indexer, invoice, "totalgross") == {
-        QuantityValue("totalgross", 12.5, 12.5, "urn:iso:std:iso:4217", "EUR")}
+        QuantityValue("totalgross", 12.5, 12.5, "urn:iso:std:iso:4217", "EUR")
+    }
 
 
 def test_number_ranges(indexer: Indexer) -> None:
     risk = {"resourceType": "RiskAssessment", "prediction": [{"probabilityDecimal": 0.25}]}
     assert values(indexer, risk, "probability") == {NumberValue("probability", 0.25, 0.25)}
-    ranged = {"resourceType": "RiskAssessment",
-              "prediction": [{"probabilityRange": {"low": {"value": 0.1}}}]}
+    ranged = {
+        "resourceType": "RiskAssessment",
+        "prediction": [{"probabilityRange": {"low": {"value": 0.1}}}],
+    }
     assert values(indexer, ranged, "probability") == {NumberValue("probability", 0.1, math.inf)}
 
 
 def test_uri(indexer: Indexer) -> None:
     value_set = {"resourceType": "ValueSet", "url": "http://example.org/fhir/ValueSet/x"}
     assert values(indexer, value_set, "url") == {
-        UriValue("url", "http://example.org/fhir/ValueSet/x")}
+        UriValue("url", "http://example.org/fhir/ValueSet/x")
+    }
 
 
 # -- the machinery ---------------------------------------------------------------------
@@ -327,20 +436,22 @@ def test_uri(indexer: Indexer) -> None:
 def test_absent_elements_are_not_evaluated(indexer: Indexer) -> None:
     # only `deceased`, whose expression is false for a Patient without deceased[x]
     assert indexer.extract({"resourceType": "Patient", "id": "x"}) == [
-        TokenValue("deceased", None, "false")]
+        TokenValue("deceased", None, "false")
+    ]
     assert indexer.extract({"resourceType": "Observation", "id": "x"}) == []
     assert indexer.extract({"resourceType": "NoSuchType", "name": "x"}) == []
     assert indexer.extract({"id": "no type"}) == []
     plans = {p.code: p for p in indexer.plans("Patient")}
     assert plans["given"].branches[0].keys == ("name",)
     # exists() is not a plain path, but reads only deceased[x]: its empty result is cached
-    assert set(plans["deceased"].branches[0].keys or ()) == {"deceasedBoolean",
-                                                             "deceasedDateTime"}
+    assert set(plans["deceased"].branches[0].keys or ()) == {"deceasedBoolean", "deceasedDateTime"}
     assert plans["deceased"].branches[0].absent == ((None, False),)
     dead = indexer.extract({"resourceType": "Patient", "deceasedBoolean": True})
     assert TokenValue("deceased", None, "true") in dead
-    assert set(plans["death-date"].branches[0].keys or ()) == {"deceasedBoolean",
-                                                                "deceasedDateTime"}
+    assert set(plans["death-date"].branches[0].keys or ()) == {
+        "deceasedBoolean",
+        "deceasedDateTime",
+    }
 
 
 def test_all_package_expressions_compile(indexer: Indexer) -> None:
@@ -357,8 +468,7 @@ def test_fast_paths_agree_with_fhirpathpy(indexer: Indexer) -> None:
                 if not isinstance(branch.evaluate, MemberPath):
                     continue
                 for as_list in (True, False):
-                    resource = {"resourceType": type,
-                                **_example(branch.evaluate.steps, 0, as_list)}
+                    resource = {"resourceType": type, **_example(branch.evaluate.steps, 0, as_list)}
                     slow = with_fhirpathpy(branch.expression)(resource)
                     assert branch.evaluate(resource) == slow, branch.expression
                 checked += 1
@@ -387,8 +497,12 @@ def _example(steps: list[Step], at: int, as_list: bool) -> dict[str, Any]:
 
 
 def test_slow_route_gives_the_same_values() -> None:
-    patient = {"resourceType": "Patient", "name": [{"family": "Doe", "given": ["Jo"]}],
-               "telecom": [{"system": "phone", "value": "1"}], "birthDate": "2000",
-               "generalPractitioner": [{"reference": "Practitioner/1"}]}
+    patient = {
+        "resourceType": "Patient",
+        "name": [{"family": "Doe", "given": ["Jo"]}],
+        "telecom": [{"system": "phone", "value": "1"}],
+        "birthDate": "2000",
+        "generalPractitioner": [{"reference": "Practitioner/1"}],
+    }
     fast, slow = Indexer(load_registry()), Indexer(load_registry(), fast_paths=False)
     assert fast.extract(patient) == slow.extract(patient)

@@ -30,8 +30,9 @@ from fhir_server.search.registry import load_registry
 UCUM = "http://unitsofmeasure.org"
 
 
-def parse(type: str | tuple[str, ...], *params: tuple[str, str], strict: bool = True,
-          **options: object) -> ParsedSearch:
+def parse(
+    type: str | tuple[str, ...], *params: tuple[str, str], strict: bool = True, **options: object
+) -> ParsedSearch:
     types = (type,) if isinstance(type, str) else type
     return parse_search(load_registry(), types, list(params), strict=strict, **options)  # type: ignore[arg-type]
 
@@ -46,13 +47,16 @@ def only(type: str, name: str, value: str, **options: Any) -> object:
 # -- token -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "system", "code"), [
-    ("http://loinc.org|8867-4", "http://loinc.org", "8867-4"),  # system and code
-    ("|8867-4", "", "8867-4"),  # code with no system
-    ("http://loinc.org|", "http://loinc.org", None),  # any code in the system
-    ("8867-4", None, "8867-4"),  # code in any system
-    (r"a\|b|c\,d", "a|b", "c,d"),  # escaped separators
-])
+@pytest.mark.parametrize(
+    ("value", "system", "code"),
+    [
+        ("http://loinc.org|8867-4", "http://loinc.org", "8867-4"),  # system and code
+        ("|8867-4", "", "8867-4"),  # code with no system
+        ("http://loinc.org|", "http://loinc.org", None),  # any code in the system
+        ("8867-4", None, "8867-4"),  # code in any system
+        (r"a\|b|c\,d", "a|b", "c,d"),  # escaped separators
+    ],
+)
 def test_token_forms(value: str, system: str | None, code: str | None) -> None:
     assert only("Observation", "code", value) == TokenCondition("code", system, code)
 
@@ -68,8 +72,7 @@ def test_token_not_and_boolean() -> None:
 def test_string_default_exact_contains() -> None:
     assert only("Patient", "name", "Zoë") == StringCondition("name", "zoe", "start")
     assert only("Patient", "name:exact", "Zoë") == StringCondition("name", "Zoë", "exact")
-    assert only("Patient", "family:contains", "ALM") == StringCondition(
-        "family", "alm", "contains")
+    assert only("Patient", "family:contains", "ALM") == StringCondition("family", "alm", "contains")
 
 
 # -- reference -------------------------------------------------------------------------
@@ -77,25 +80,32 @@ def test_string_default_exact_contains() -> None:
 
 def test_reference_forms() -> None:
     assert only("Observation", "subject", "Patient/23") == ReferenceCondition(
-        "subject", "Patient", "23")
+        "subject", "Patient", "23"
+    )
     assert only("Observation", "subject:Patient", "23") == ReferenceCondition(
-        "subject", "Patient", "23")
+        "subject", "Patient", "23"
+    )
     # subject may be Group, Device, Patient or Location: a bare id leaves the type open
     assert only("Observation", "subject", "23") == ReferenceCondition("subject", None, "23")
     # Observation.patient is Observation.subject.where(resolve() is Patient)
     assert only("Observation", "patient", "23") == ReferenceCondition("patient", "Patient", "23")
-    assert only("Patient", "general-practitioner", "Practitioner/7/_history/2") == \
-        ReferenceCondition("general-practitioner", "Practitioner", "7", None, "2")
-    assert only("Observation", "subject", "http://other.org/fhir/Patient/9") == \
-        ReferenceCondition("subject", url="http://other.org/fhir/Patient/9")
-    assert only("Observation", "subject", "http://srv/fhir/Patient/9", base="http://srv/fhir") \
-        == ReferenceCondition("subject", "Patient", "9")
+    assert only(
+        "Patient", "general-practitioner", "Practitioner/7/_history/2"
+    ) == ReferenceCondition("general-practitioner", "Practitioner", "7", None, "2")
+    assert only("Observation", "subject", "http://other.org/fhir/Patient/9") == ReferenceCondition(
+        "subject", url="http://other.org/fhir/Patient/9"
+    )
+    assert only(
+        "Observation", "subject", "http://srv/fhir/Patient/9", base="http://srv/fhir"
+    ) == ReferenceCondition("subject", "Patient", "9")
 
 
 def test_canonical_reference_with_version() -> None:
-    assert only("QuestionnaireResponse", "questionnaire",
-                "http://example.org/Questionnaire/phq9|2.1") == ReferenceCondition(
-        "questionnaire", url="http://example.org/Questionnaire/phq9", version="2.1")
+    assert only(
+        "QuestionnaireResponse", "questionnaire", "http://example.org/Questionnaire/phq9|2.1"
+    ) == ReferenceCondition(
+        "questionnaire", url="http://example.org/Questionnaire/phq9", version="2.1"
+    )
 
 
 def test_reference_type_modifier_must_be_a_target() -> None:
@@ -108,16 +118,23 @@ def test_reference_type_modifier_must_be_a_target() -> None:
 # -- date ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "prefix", "low", "high"), [
-    ("1990", "eq", "1990-01-01T00:00:00.000000Z", "1990-12-31T23:59:59.999999Z"),
-    ("ge1990-03", "ge", "1990-03-01T00:00:00.000000Z", "1990-03-31T23:59:59.999999Z"),
-    ("lt2000-02-29", "lt", "2000-02-29T00:00:00.000000Z", "2000-02-29T23:59:59.999999Z"),
-    ("sa2013-01-14T10:00", "sa", "2013-01-14T10:00:00.000000Z", "2013-01-14T10:00:59.999999Z"),
-    ("eb2013-01-14T10:00:00+10:00", "eb", "2013-01-14T00:00:00.000000Z",
-     "2013-01-14T00:00:00.999999Z"),
-    ("ap2020-05-05", "ap", "2020-05-05T00:00:00.000000Z", "2020-05-05T23:59:59.999999Z"),
-    ("ne2020", "ne", "2020-01-01T00:00:00.000000Z", "2020-12-31T23:59:59.999999Z"),
-])
+@pytest.mark.parametrize(
+    ("value", "prefix", "low", "high"),
+    [
+        ("1990", "eq", "1990-01-01T00:00:00.000000Z", "1990-12-31T23:59:59.999999Z"),
+        ("ge1990-03", "ge", "1990-03-01T00:00:00.000000Z", "1990-03-31T23:59:59.999999Z"),
+        ("lt2000-02-29", "lt", "2000-02-29T00:00:00.000000Z", "2000-02-29T23:59:59.999999Z"),
+        ("sa2013-01-14T10:00", "sa", "2013-01-14T10:00:00.000000Z", "2013-01-14T10:00:59.999999Z"),
+        (
+            "eb2013-01-14T10:00:00+10:00",
+            "eb",
+            "2013-01-14T00:00:00.000000Z",
+            "2013-01-14T00:00:00.999999Z",
+        ),
+        ("ap2020-05-05", "ap", "2020-05-05T00:00:00.000000Z", "2020-05-05T23:59:59.999999Z"),
+        ("ne2020", "ne", "2020-01-01T00:00:00.000000Z", "2020-12-31T23:59:59.999999Z"),
+    ],
+)
 def test_date_prefixes_and_precision(value: str, prefix: str, low: str, high: str) -> None:
     assert only("Patient", "birthdate", value) == DateCondition("birthdate", prefix, low, high)  # type: ignore[arg-type]
 
@@ -134,16 +151,19 @@ def test_bad_date_names_the_parameter(value: str) -> None:
 # -- number and quantity ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "prefix", "low", "high"), [
-    ("100", "eq", 99.5, 100.5),  # 3 significant figures
-    ("100.00", "eq", 99.995, 100.005),  # 5 significant figures
-    ("1e2", "eq", 50.0, 150.0),  # 1 significant figure: half of 1e2 either side
-    ("ne100", "ne", 99.5, 100.5),
-    ("gt0.8", "gt", 0.8, 0.8),  # "greater than exactly 0.8"
-    ("le-3", "le", -3.0, -3.0),
-    ("ap100", "ap", 90.0, 110.0),  # within 10%
-    ("ap0.8", "ap", 0.72, 0.88),
-])
+@pytest.mark.parametrize(
+    ("value", "prefix", "low", "high"),
+    [
+        ("100", "eq", 99.5, 100.5),  # 3 significant figures
+        ("100.00", "eq", 99.995, 100.005),  # 5 significant figures
+        ("1e2", "eq", 50.0, 150.0),  # 1 significant figure: half of 1e2 either side
+        ("ne100", "ne", 99.5, 100.5),
+        ("gt0.8", "gt", 0.8, 0.8),  # "greater than exactly 0.8"
+        ("le-3", "le", -3.0, -3.0),
+        ("ap100", "ap", 90.0, 110.0),  # within 10%
+        ("ap0.8", "ap", 0.72, 0.88),
+    ],
+)
 def test_number_ranges(value: str, prefix: str, low: float, high: float) -> None:
     found = only("RiskAssessment", "probability", value)
     assert isinstance(found, NumberCondition)
@@ -153,7 +173,8 @@ def test_number_ranges(value: str, prefix: str, low: float, high: float) -> None
 
 def test_quantity_forms() -> None:
     assert only("Observation", "value-quantity", f"gt5.4|{UCUM}|mg") == QuantityCondition(
-        "value-quantity", "gt", 5.4, 5.4, UCUM, "mg")
+        "value-quantity", "gt", 5.4, 5.4, UCUM, "mg"
+    )
     found = only("Observation", "value-quantity", "5.4||mg")
     assert isinstance(found, QuantityCondition)
     assert (found.prefix, found.system, found.code) == ("eq", None, "mg")
@@ -164,9 +185,10 @@ def test_quantity_forms() -> None:
     assert (found.low, found.high) == (4.5, math.nextafter(5.5, 0))  # [4.5, 5.5)
 
 
-@pytest.mark.parametrize(("name", "value"), [("value-quantity", "five"),
-                                             ("value-quantity", "5|mg"),
-                                             ("probability", "abc")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("value-quantity", "five"), ("value-quantity", "5|mg"), ("probability", "abc")],
+)
 def test_bad_numbers(name: str, value: str) -> None:
     type = "RiskAssessment" if name == "probability" else "Observation"
     with pytest.raises(BadRequest, match=name):
@@ -185,9 +207,11 @@ def test_uri_modifiers() -> None:
 
 def test_missing() -> None:
     assert only("Patient", "birthdate:missing", "true") == MissingCondition(
-        "birthdate", "date", True)
+        "birthdate", "date", True
+    )
     assert only("Observation", "subject:missing", "false") == MissingCondition(
-        "subject", "reference", False)
+        "subject", "reference", False
+    )
     with pytest.raises(BadRequest, match="gender:missing"):
         parse("Patient", ("gender:missing", "maybe"))
 
@@ -195,7 +219,8 @@ def test_missing() -> None:
 def test_id_and_last_updated() -> None:
     assert only("Patient", "_id", "a,b") == IdCondition(("a", "b"))
     assert only("Patient", "_lastUpdated", "gt2020-01-01T10:00:00Z") == LastUpdatedCondition(
-        "gt", "2020-01-01T10:00:00.000000Z", "2020-01-01T10:00:00.999999Z")
+        "gt", "2020-01-01T10:00:00.000000Z", "2020-01-01T10:00:00.999999Z"
+    )
     with pytest.raises(BadRequest, match="_lastUpdated"):
         parse("Patient", ("_lastUpdated", "yesterday"))
 
@@ -223,17 +248,21 @@ def test_unknown_parameters_and_modifiers() -> None:
         parse("Patient", ("nonsense", "1"))
     with pytest.raises(BadRequest, match="phonetic"):
         parse("Patient", ("name:phonetic", "x"))
-    lenient = parse("Patient", ("nonsense", "1"), ("name:phonetic", "x"), ("gender", "male"),
-                    strict=False)
+    lenient = parse(
+        "Patient", ("nonsense", "1"), ("name:phonetic", "x"), ("gender", "male"), strict=False
+    )
     assert lenient.ignored == ["nonsense", "name:phonetic"]
     assert lenient.used == [("gender", "male")]
     assert lenient.query.clauses == ((TokenCondition("gender", None, "male"),),)
 
 
 def test_parameters_without_support_yet() -> None:
-    for name, value in [("_has:Observation:subject:nonsense", "x"),
-                        ("general-practitioner.nonsense", "x"), ("_text", "x"),
-                        ("_contained", "true")]:
+    for name, value in [
+        ("_has:Observation:subject:nonsense", "x"),
+        ("general-practitioner.nonsense", "x"),
+        ("_text", "x"),
+        ("_contained", "true"),
+    ]:
         type = "Patient"
         with pytest.raises(BadRequest):
             parse(type, (name, value))
@@ -268,7 +297,9 @@ def test_sort() -> None:
     assert parsed.query.sort == (SortKey("_lastUpdated", True), SortKey("_id"))
     assert parsed.used == [("_sort", "-_lastUpdated,_id")]
     assert parse("Patient", ("_sort", "-birthdate,name")).query.sort == (
-        SortKey("birthdate", True, "date"), SortKey("name", False, "string"))
+        SortKey("birthdate", True, "date"),
+        SortKey("name", False, "string"),
+    )
     with pytest.raises(BadRequest, match="nosuch"):
         parse("Patient", ("_sort", "nosuch"))
     lenient = parse("Patient", ("_sort", "nosuch,-_id"), strict=False)
@@ -277,8 +308,13 @@ def test_sort() -> None:
 
 
 def test_total_summary_elements_and_format() -> None:
-    parsed = parse("Patient", ("_total", "none"), ("_elements", "id, name"),
-                   ("_format", "json"), ("_pretty", "true"))
+    parsed = parse(
+        "Patient",
+        ("_total", "none"),
+        ("_elements", "id, name"),
+        ("_format", "json"),
+        ("_pretty", "true"),
+    )
     assert parsed.query.total == "none"
     assert parsed.elements == ("id", "name")
     assert parsed.used == [("_total", "none"), ("_elements", "id,name")]

@@ -60,8 +60,14 @@ async def storage() -> AsyncIterator[MongoStorage]:
 
 
 async def put(
-    storage: MongoStorage, type: str, id: str, index: Sequence[IndexValue] = (), *,
-    version: int = 1, updated: str = instant(1), deleted: bool = False,
+    storage: MongoStorage,
+    type: str,
+    id: str,
+    index: Sequence[IndexValue] = (),
+    *,
+    version: int = 1,
+    updated: str = instant(1),
+    deleted: bool = False,
 ) -> StoredResource:
     data = b"" if deleted else b'{"resourceType":"%s","id":"%s"}' % (type.encode(), id.encode())
     rec = StoredResource(type, id, version, updated, deleted, data, "DELETE" if deleted else "PUT")
@@ -70,8 +76,12 @@ async def put(
     return rec
 
 
-async def ids(storage: MongoStorage, *clauses: tuple[Condition, ...],
-              types: tuple[str, ...] = ("Observation",), **options: Any) -> list[str]:
+async def ids(
+    storage: MongoStorage,
+    *clauses: tuple[Condition, ...],
+    types: tuple[str, ...] = ("Observation",),
+    **options: Any,
+) -> list[str]:
     page = await storage.search(SearchQuery(types, tuple(clauses), **options))
     return [r.id for r in page.resources]
 
@@ -82,11 +92,22 @@ async def ids(storage: MongoStorage, *clauses: tuple[Condition, ...],
 async def test_open_creates_the_search_and_history_indexes(storage: MongoStorage) -> None:
     db = storage._db
     resources = await db["resources"].index_information()
-    assert {"type_tok.p_tok.c_tok.s", "type_str.p_str.v", "type_ref.p_ref.i_ref.t",
-            "type_dt.p_dt.lo_dt.hi", "type_qty.p_qty.c_qty.lo_qty.hi", "type_uri.p_uri.u",
-            "type_seq", "type_last_updated_seq"} <= set(resources)
+    assert {
+        "type_tok.p_tok.c_tok.s",
+        "type_str.p_str.v",
+        "type_ref.p_ref.i_ref.t",
+        "type_dt.p_dt.lo_dt.hi",
+        "type_qty.p_qty.c_qty.lo_qty.hi",
+        "type_uri.p_uri.u",
+        "type_seq",
+        "type_last_updated_seq",
+    } <= set(resources)
     assert list(resources["type_tok.p_tok.c_tok.s"]["key"]) == [
-        ("type", 1), ("tok.p", 1), ("tok.c", 1), ("tok.s", 1)]
+        ("type", 1),
+        ("tok.p", 1),
+        ("tok.c", 1),
+        ("tok.s", 1),
+    ]
     history = await db["history"].index_information()
     assert "type_id_last_updated_version_seq" in history
     locks = await db["locks"].index_information()
@@ -111,44 +132,63 @@ async def test_open_refuses_a_standalone_server() -> None:
 
 
 def test_conditions_match_parameter_and_value_in_one_element() -> None:
-    query = SearchQuery(("Observation",), (
-        (TokenCondition("code", "http://loinc.org", "1234-5"),),
-        (DateCondition("date", "ge", "2024-01-01", "2024-01-02"),),
-    ))
+    query = SearchQuery(
+        ("Observation",),
+        (
+            (TokenCondition("code", "http://loinc.org", "1234-5"),),
+            (DateCondition("date", "ge", "2024-01-01", "2024-01-02"),),
+        ),
+    )
     assert search_filter(query, query.types) == {
         "deleted": False,
         "type": "Observation",
         "$and": [
             {"tok": {"$elemMatch": {"p": "code", "c": "1234-5", "s": "http://loinc.org"}}},
-            {"$or": [
-                {"dt": {"$elemMatch": {"p": "date", "hi": {"$gt": "2024-01-02"}}}},
-                {"dt": {"$elemMatch": {"p": "date",
-                                       "lo": {"$gte": "2024-01-01", "$lte": "2024-01-02"},
-                                       "hi": {"$lte": "2024-01-02"}}}},
-            ]},
+            {
+                "$or": [
+                    {"dt": {"$elemMatch": {"p": "date", "hi": {"$gt": "2024-01-02"}}}},
+                    {
+                        "dt": {
+                            "$elemMatch": {
+                                "p": "date",
+                                "lo": {"$gte": "2024-01-01", "$lte": "2024-01-02"},
+                                "hi": {"$lte": "2024-01-02"},
+                            }
+                        }
+                    },
+                ]
+            },
         ],
     }
 
 
 def test_or_within_a_clause_and_a_prefix_as_an_index_range() -> None:
-    query = SearchQuery(("Patient", "Practitioner"), (
-        (StringCondition("name", "smi"), StringCondition("name", "jo")),
-    ))
+    query = SearchQuery(
+        ("Patient", "Practitioner"),
+        ((StringCondition("name", "smi"), StringCondition("name", "jo")),),
+    )
     assert search_filter(query, query.types) == {
         "deleted": False,
         "type": {"$in": ["Patient", "Practitioner"]},
-        "$and": [{"$or": [
-            {"str": {"$elemMatch": {"p": "name", "v": {"$gte": "smi", "$lt": "smj"}}}},
-            {"str": {"$elemMatch": {"p": "name", "v": {"$gte": "jo", "$lt": "jp"}}}},
-        ]}],
+        "$and": [
+            {
+                "$or": [
+                    {"str": {"$elemMatch": {"p": "name", "v": {"$gte": "smi", "$lt": "smj"}}}},
+                    {"str": {"$elemMatch": {"p": "name", "v": {"$gte": "jo", "$lt": "jp"}}}},
+                ]
+            }
+        ],
     }
 
 
 def test_negated_token_and_missing_use_not_elem_match() -> None:
-    query = SearchQuery(("Observation",), (
-        (TokenCondition("status", None, "final", negate=True),),
-        (MissingCondition("subject", "reference", True),),
-    ))
+    query = SearchQuery(
+        ("Observation",),
+        (
+            (TokenCondition("status", None, "final", negate=True),),
+            (MissingCondition("subject", "reference", True),),
+        ),
+    )
     assert search_filter(query, query.types)["$and"] == [
         {"tok": {"$not": {"$elemMatch": {"p": "status", "c": "final"}}}},
         {"ref": {"$not": {"$elemMatch": {"p": "subject"}}}},
@@ -158,7 +198,8 @@ def test_negated_token_and_missing_use_not_elem_match() -> None:
 def test_id_uses_the_primary_key_when_the_types_are_known() -> None:
     query = SearchQuery(("Patient", "Group"), ((IdCondition(("a", "b")),),))
     assert search_filter(query, query.types)["$and"] == [
-        {"_id": {"$in": ["Patient/a", "Patient/b", "Group/a", "Group/b"]}}]
+        {"_id": {"$in": ["Patient/a", "Patient/b", "Group/a", "Group/b"]}}
+    ]
 
 
 # -- every condition kind, against hand-written expectations --------------------------
@@ -166,30 +207,48 @@ def test_id_uses_the_primary_key_when_the_types_are_known() -> None:
 
 @pytest.fixture
 async def observations(storage: MongoStorage) -> MongoStorage:
-    await put(storage, "Observation", "o1", [
-        TokenValue("code", "http://loinc.org", "1234-5", "Glucose"),
-        TokenValue("status", None, "final"),
-        StringValue("note", "fasting glucose", "Fasting Glucose"),
-        ReferenceValue("subject", "Patient", "p1"),
-        DateValue("date", instant(1), instant(1, 59)),
-        NumberValue("probability", 0.5, 0.5),
-        QuantityValue("value", 5.0, 5.0, "http://unitsofmeasure.org", "mmol/L"),
-        UriValue("instantiates", "http://acme.org/fhir/PlanDefinition/1"),
-    ], updated=instant(1))
-    await put(storage, "Observation", "o2", [
-        TokenValue("code", "http://snomed.info/sct", "1234-5"),
-        TokenValue("status", None, "amended"),
-        StringValue("note", "glucose (random)", "Glucose (random)"),
-        ReferenceValue("subject", "Group", "p1"),
-        ReferenceValue("based-on", None, None, "http://other.org/ServiceRequest/9", "2"),
-        DateValue("date", "2024-01-01T00:00:00.000000Z", "2024-01-31T23:59:59.999999Z"),
-        NumberValue("probability", 0.85, 0.95),
-        QuantityValue("value", 90.0, 90.0, "http://unitsofmeasure.org", "mg/dL"),
-    ], updated=instant(2))
-    await put(storage, "Observation", "o3", [
-        TokenValue("code", None, "local-1"),
-        DateValue("date", instant(3), instant(3)),
-    ], updated=instant(3))
+    await put(
+        storage,
+        "Observation",
+        "o1",
+        [
+            TokenValue("code", "http://loinc.org", "1234-5", "Glucose"),
+            TokenValue("status", None, "final"),
+            StringValue("note", "fasting glucose", "Fasting Glucose"),
+            ReferenceValue("subject", "Patient", "p1"),
+            DateValue("date", instant(1), instant(1, 59)),
+            NumberValue("probability", 0.5, 0.5),
+            QuantityValue("value", 5.0, 5.0, "http://unitsofmeasure.org", "mmol/L"),
+            UriValue("instantiates", "http://acme.org/fhir/PlanDefinition/1"),
+        ],
+        updated=instant(1),
+    )
+    await put(
+        storage,
+        "Observation",
+        "o2",
+        [
+            TokenValue("code", "http://snomed.info/sct", "1234-5"),
+            TokenValue("status", None, "amended"),
+            StringValue("note", "glucose (random)", "Glucose (random)"),
+            ReferenceValue("subject", "Group", "p1"),
+            ReferenceValue("based-on", None, None, "http://other.org/ServiceRequest/9", "2"),
+            DateValue("date", "2024-01-01T00:00:00.000000Z", "2024-01-31T23:59:59.999999Z"),
+            NumberValue("probability", 0.85, 0.95),
+            QuantityValue("value", 90.0, 90.0, "http://unitsofmeasure.org", "mg/dL"),
+        ],
+        updated=instant(2),
+    )
+    await put(
+        storage,
+        "Observation",
+        "o3",
+        [
+            TokenValue("code", None, "local-1"),
+            DateValue("date", instant(3), instant(3)),
+        ],
+        updated=instant(3),
+    )
     await put(storage, "Patient", "p1", [StringValue("name", "smith", "Smith")])
     return storage
 
@@ -208,64 +267,109 @@ CASES: list[tuple[str, Condition, list[str]]] = [
     ("string exact is case sensitive", StringCondition("note", "fasting glucose", "exact"), []),
     ("reference Type/id", ReferenceCondition("subject", "Patient", "p1"), ["o1"]),
     ("reference id, any type", ReferenceCondition("subject", None, "p1"), ["o1", "o2"]),
-    ("reference url", ReferenceCondition("based-on", url="http://other.org/ServiceRequest/9"),
-     ["o2"]),
-    ("reference url|version", ReferenceCondition("based-on", url="http://other.org/ServiceRequest/9",
-                                                 version="3"), []),
+    (
+        "reference url",
+        ReferenceCondition("based-on", url="http://other.org/ServiceRequest/9"),
+        ["o2"],
+    ),
+    (
+        "reference url|version",
+        ReferenceCondition("based-on", url="http://other.org/ServiceRequest/9", version="3"),
+        [],
+    ),
     ("date eq day", DateCondition("date", "eq", instant(1), "2024-01-01T23:59:59.999999Z"), ["o1"]),
-    ("date ne day", DateCondition("date", "ne", instant(1), "2024-01-01T23:59:59.999999Z"),
-     ["o2", "o3"]),
-    ("date gt", DateCondition("date", "gt", instant(2), "2024-01-02T23:59:59.999999Z"),
-     ["o2", "o3"]),
-    ("date lt", DateCondition("date", "lt", instant(2), "2024-01-02T23:59:59.999999Z"),
-     ["o1", "o2"]),
-    ("date ge", DateCondition("date", "ge", instant(3), "2024-01-03T23:59:59.999999Z"),
-     ["o2", "o3"]),
+    (
+        "date ne day",
+        DateCondition("date", "ne", instant(1), "2024-01-01T23:59:59.999999Z"),
+        ["o2", "o3"],
+    ),
+    (
+        "date gt",
+        DateCondition("date", "gt", instant(2), "2024-01-02T23:59:59.999999Z"),
+        ["o2", "o3"],
+    ),
+    (
+        "date lt",
+        DateCondition("date", "lt", instant(2), "2024-01-02T23:59:59.999999Z"),
+        ["o1", "o2"],
+    ),
+    (
+        "date ge",
+        DateCondition("date", "ge", instant(3), "2024-01-03T23:59:59.999999Z"),
+        ["o2", "o3"],
+    ),
     ("date le", DateCondition("date", "le", instant(1), "2024-01-01T23:59:59.999999Z"), ["o1"]),
-    ("date le, overlapping below", DateCondition("date", "le", instant(2),
-                                                 "2024-01-02T23:59:59.999999Z"), ["o1", "o2"]),
+    (
+        "date le, overlapping below",
+        DateCondition("date", "le", instant(2), "2024-01-02T23:59:59.999999Z"),
+        ["o1", "o2"],
+    ),
     ("date sa", DateCondition("date", "sa", instant(2), "2024-01-02T23:59:59.999999Z"), ["o3"]),
     ("date eb", DateCondition("date", "eb", instant(2), "2024-01-02T23:59:59.999999Z"), ["o1"]),
-    ("date ap", DateCondition("date", "ap", instant(3), "2024-01-03T23:59:59.999999Z"),
-     ["o2", "o3"]),
+    (
+        "date ap",
+        DateCondition("date", "ap", instant(3), "2024-01-03T23:59:59.999999Z"),
+        ["o2", "o3"],
+    ),
     ("number eq", NumberCondition("probability", "eq", 0.45, 0.55), ["o1"]),
     ("number gt", NumberCondition("probability", "gt", 0.9, 0.9), ["o2"]),
     ("number ap", NumberCondition("probability", "ap", 0.9, 0.9), ["o2"]),
-    ("quantity with unit", QuantityCondition("value", "gt", 4.0, 4.0,
-                                             "http://unitsofmeasure.org", "mmol/L"), ["o1"]),
+    (
+        "quantity with unit",
+        QuantityCondition("value", "gt", 4.0, 4.0, "http://unitsofmeasure.org", "mmol/L"),
+        ["o1"],
+    ),
     ("quantity any unit", QuantityCondition("value", "gt", 4.0, 4.0), ["o1", "o2"]),
     ("quantity le", QuantityCondition("value", "le", 5.0, 5.0), ["o1"]),
     ("uri eq", UriCondition("instantiates", "http://acme.org/fhir/PlanDefinition/1"), ["o1"]),
     ("uri below", UriCondition("instantiates", "http://acme.org/fhir/", "below"), ["o1"]),
-    ("uri above", UriCondition(
-        "instantiates", "http://acme.org/fhir/PlanDefinition/1/_history/2", "above"), ["o1"]),
+    (
+        "uri above",
+        UriCondition("instantiates", "http://acme.org/fhir/PlanDefinition/1/_history/2", "above"),
+        ["o1"],
+    ),
     ("uri above, not a prefix", UriCondition("instantiates", "http://acme.org/", "above"), []),
     ("missing true", MissingCondition("subject", "reference", True), ["o3"]),
     ("missing false", MissingCondition("subject", "reference", False), ["o1", "o2"]),
     ("_id", IdCondition(("o3", "o1", "p1")), ["o1", "o3"]),
-    ("_lastUpdated eq", LastUpdatedCondition("eq", instant(2), "2024-01-02T23:59:59.999999Z"),
-     ["o2"]),
-    ("_lastUpdated ge", LastUpdatedCondition("ge", instant(2), "2024-01-02T23:59:59.999999Z"),
-     ["o2", "o3"]),
-    ("_lastUpdated ne", LastUpdatedCondition("ne", instant(2), "2024-01-02T23:59:59.999999Z"),
-     ["o1", "o3"]),
-    ("_lastUpdated lt", LastUpdatedCondition("lt", instant(2), "2024-01-02T23:59:59.999999Z"),
-     ["o1"]),
+    (
+        "_lastUpdated eq",
+        LastUpdatedCondition("eq", instant(2), "2024-01-02T23:59:59.999999Z"),
+        ["o2"],
+    ),
+    (
+        "_lastUpdated ge",
+        LastUpdatedCondition("ge", instant(2), "2024-01-02T23:59:59.999999Z"),
+        ["o2", "o3"],
+    ),
+    (
+        "_lastUpdated ne",
+        LastUpdatedCondition("ne", instant(2), "2024-01-02T23:59:59.999999Z"),
+        ["o1", "o3"],
+    ),
+    (
+        "_lastUpdated lt",
+        LastUpdatedCondition("lt", instant(2), "2024-01-02T23:59:59.999999Z"),
+        ["o1"],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("condition", "expected"), [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
-async def test_condition(observations: MongoStorage, condition: Condition,
-                         expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("condition", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+async def test_condition(
+    observations: MongoStorage, condition: Condition, expected: list[str]
+) -> None:
     assert await ids(observations, (condition,)) == expected
 
 
 async def test_or_within_and_across_clauses(observations: MongoStorage) -> None:
     either = (TokenCondition("status", None, "final"), TokenCondition("code", "", "local-1"))
     assert await ids(observations, either) == ["o1", "o3"]
-    assert await ids(observations, either, (DateCondition("date", "gt", instant(2), instant(2)),)) \
-        == ["o3"]
+    assert await ids(
+        observations, either, (DateCondition("date", "gt", instant(2), instant(2)),)
+    ) == ["o3"]
 
 
 async def test_system_wide_search(observations: MongoStorage) -> None:
@@ -309,8 +413,9 @@ async def test_deletion_is_read_but_not_found(storage: MongoStorage) -> None:
     gone = await put(storage, "Patient", "p", version=2, updated=instant(2), deleted=True)
     assert await storage.read("Patient", "p") == gone
     assert await ids(storage, types=("Patient",)) == []
-    assert await ids(storage, (MissingCondition("name", "string", False),), types=("Patient",)) \
-        == []
+    assert (
+        await ids(storage, (MissingCondition("name", "string", False),), types=("Patient",)) == []
+    )
     assert [r async for r in storage.iter_current("Patient")] == []
     again = await put(storage, "Patient", "p", version=3, updated=instant(3))
     assert [r async for r in storage.iter_current("Patient")] == [again]
@@ -328,14 +433,20 @@ async def test_history_levels_since_and_at(storage: MongoStorage) -> None:
         return [f"{r.type}/{r.id}/{r.version}" for r in page.resources], page.total
 
     assert await versions(type="Patient", id="a") == (
-        ["Patient/a/3", "Patient/a/2", "Patient/a/1"], 3)
+        ["Patient/a/3", "Patient/a/2", "Patient/a/1"],
+        3,
+    )
     assert await versions(type="Patient", count=2) == (["Patient/a/3", "Patient/a/2"], 4)
     assert (await versions())[1] == 5
     assert await versions(since=instant(3), count=2, offset=1) == (
-        ["Observation/o/1", "Patient/a/2"], 3)
+        ["Observation/o/1", "Patient/a/2"],
+        3,
+    )
     assert await versions(type="Patient", at=instant(4)) == (["Patient/a/2", "Patient/b/1"], 2)
     assert await versions(at=instant(4), since=instant(2, 30)) == (
-        ["Observation/o/1", "Patient/a/2"], 2)
+        ["Observation/o/1", "Patient/a/2"],
+        2,
+    )
     assert await versions(type="Patient", id="zzz") == ([], 0)
     assert (await storage.vread("Patient", "a", 2)) is not None
     assert (await storage.vread("Patient", "a", 9)) is None

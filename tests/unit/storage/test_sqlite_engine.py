@@ -81,8 +81,12 @@ async def traced(tmp_path: Path):
 def plans(db: Path, statements: list[str]) -> list[str]:
     """EXPLAIN QUERY PLAN of every SELECT, one line per plan step."""
     with closing(sqlite3.connect(db)) as conn:
-        return [row[3] for sql in statements if sql.lstrip().upper().startswith(("SELECT", "WITH"))
-                for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        return [
+            row[3]
+            for sql in statements
+            if sql.lstrip().upper().startswith(("SELECT", "WITH"))
+            for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")
+        ]
 
 
 KINDS = ("token", "string", "reference", "date", "number", "quantity", "uri")
@@ -112,8 +116,9 @@ CONDITIONS: dict[str, Condition] = {
     "quantity": QuantityCondition("weight", "gt", 60.0, 60.0, None, "kg"),
     "uri-above": UriCondition("profile", "http://x.org/StructureDefinition/p/1", "above"),
     "_id": IdCondition(("p1", "p2")),
-    "_lastUpdated": LastUpdatedCondition("ge", "2025-01-01T00:00:00.000000Z",
-                                         "2025-01-01T23:59:59.999999Z"),
+    "_lastUpdated": LastUpdatedCondition(
+        "ge", "2025-01-01T00:00:00.000000Z", "2025-01-01T23:59:59.999999Z"
+    ),
 }
 
 
@@ -155,7 +160,8 @@ async def test_read_by_id_is_one_index_lookup(traced) -> None:
     storage, statements = traced
     assert await storage.read("Patient", "p7")
     assert plans(storage.path, statements) == [
-        "SEARCH resources USING INDEX sqlite_autoindex_resources_1 (type=? AND id=?)"]
+        "SEARCH resources USING INDEX sqlite_autoindex_resources_1 (type=? AND id=?)"
+    ]
 
 
 async def test_history_and_vread_use_indexes(traced) -> None:
@@ -195,8 +201,12 @@ WRITER = textwrap.dedent("""
 
 async def test_an_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:
     db = tmp_path / "durable.db"
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(db)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         line = await asyncio.wait_for(asyncio.to_thread(writer.stdout.readline), timeout=30)
         assert line.strip() == b"committed", writer.stderr.read().decode()
@@ -239,7 +249,8 @@ async def test_reopening_an_existing_file_keeps_data_and_schema(tmp_path: Path) 
 
 
 async def test_planner_statistics_come_with_size_and_fix_the_has_plan(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`ANALYZE` runs once the store holds MIN_ROWS resources and again when it doubled;
     with statistics, a reverse chain reads the reference index by rid, not by param."""
     monkeypatch.setattr(statistics, "MIN_ROWS", 40)
@@ -257,12 +268,16 @@ async def test_planner_statistics_come_with_size_and_fix_the_has_plan(
                     await tx.write(patient(f"p{n}"), INDEX, expected_version=0)
             assert statistics.refresh(conn)
             assert not statistics.refresh(conn)  # fresh: not again until it doubles
-            has = ("SELECT t.rid FROM reference_idx ri JOIN resources t ON t.type = "
-                   "ri.target_type AND t.id = ri.target_id WHERE ri.type = 'Encounter' AND "
-                   "ri.param = 'subject' AND ri.rid IN (SELECT rid FROM resources WHERE "
-                   "type = 'Encounter' AND id IN ('e1'))")
-            conn.execute("INSERT OR REPLACE INTO sqlite_stat1 VALUES ('reference_idx', "
-                         "'reference_target', '1000000 100000 100000 2 2')")
+            has = (
+                "SELECT t.rid FROM reference_idx ri JOIN resources t ON t.type = "
+                "ri.target_type AND t.id = ri.target_id WHERE ri.type = 'Encounter' AND "
+                "ri.param = 'subject' AND ri.rid IN (SELECT rid FROM resources WHERE "
+                "type = 'Encounter' AND id IN ('e1'))"
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO sqlite_stat1 VALUES ('reference_idx', "
+                "'reference_target', '1000000 100000 100000 2 2')"
+            )
             conn.execute("ANALYZE sqlite_schema")  # reload the statistics
             plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {has}"))
             assert "SEARCH ri USING PRIMARY KEY (rid=?)" in plan, plan
@@ -281,10 +296,16 @@ async def test_a_version_1_file_is_migrated_to_the_current_schema(tmp_path: Path
             await tx.write(patient(f"p{n}"), INDEX, expected_version=0)
     await storage.close()
     with closing(sqlite3.connect(db)) as conn:  # back to what a version 1 file holds
-        for statement in ("DROP TABLE composite_idx", "DROP TABLE geo_idx",
-                          "DROP INDEX token_text", "DROP TABLE type_counts",
-                          "DROP TRIGGER type_counts_insert", "DROP TRIGGER type_counts_update",
-                          "DROP TRIGGER type_counts_delete", "PRAGMA user_version = 1"):
+        for statement in (
+            "DROP TABLE composite_idx",
+            "DROP TABLE geo_idx",
+            "DROP INDEX token_text",
+            "DROP TABLE type_counts",
+            "DROP TRIGGER type_counts_insert",
+            "DROP TRIGGER type_counts_update",
+            "DROP TRIGGER type_counts_delete",
+            "PRAGMA user_version = 1",
+        ):
             conn.execute(statement)
     again = SQLiteStorage(db)
     await again.open()
@@ -296,14 +317,21 @@ async def test_a_version_1_file_is_migrated_to_the_current_schema(tmp_path: Path
     with closing(sqlite3.connect(db)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-        assert {"composite_idx", "geo_idx", "token_text", "geo_position",
-                "type_counts", "type_counts_insert"} <= names
+        assert {
+            "composite_idx",
+            "geo_idx",
+            "token_text",
+            "geo_position",
+            "type_counts",
+            "type_counts_insert",
+        } <= names
 
 
 async def test_type_counts_follow_creates_deletes_and_undeletes(tmp_path: Path) -> None:
     store = SQLiteStorage(tmp_path / "fhir.db")
     await store.open()
     try:
+
         async def total(*types: str) -> int | None:
             return (await store.search(SearchQuery(types, count=0))).total
 
@@ -311,8 +339,11 @@ async def test_type_counts_follow_creates_deletes_and_undeletes(tmp_path: Path) 
             for n in range(4):
                 await tx.write(patient(f"p{n}"), INDEX, expected_version=0)
             gone = patient("p1", version=2)
-            await tx.write(StoredResource("Patient", "p1", 2, gone.last_updated, True, b"",
-                                          "DELETE"), [], expected_version=1)
+            await tx.write(
+                StoredResource("Patient", "p1", 2, gone.last_updated, True, b"", "DELETE"),
+                [],
+                expected_version=1,
+            )
         assert await total("Patient") == 3 and await total() == 3
         async with store.transaction() as tx:  # an update of a live one changes nothing
             await tx.write(patient("p0", version=2), INDEX, expected_version=1)
@@ -405,14 +436,30 @@ QUERIES = {
     "token-not": ((TokenCondition("gender", None, "female", negate=True),),),
     "two clauses": ((TokenCondition("gender", None, "male"),), (StringCondition("given", "an"),)),
     "or": ((StringCondition("given", "bert"), ReferenceCondition("organization", None, "o1")),),
-    "or with not": ((StringCondition("given", "emil"),
-                     TokenCondition("gender", None, "male", negate=True)),),
-    "date": ((DateCondition("birthdate", "ge", "1970-01-01T00:00:00.000000Z",
-                            "1970-12-31T23:59:59.999999Z"),),),
-    "date ne": ((DateCondition("birthdate", "ne", "1970-01-01T00:00:00.000000Z",
-                               "1970-12-31T23:59:59.999999Z"),),),
-    "date ap": ((DateCondition("birthdate", "ap", "1970-06-01T00:00:00.000000Z",
-                               "1975-01-31T23:59:59.999999Z"),),),
+    "or with not": (
+        (StringCondition("given", "emil"), TokenCondition("gender", None, "male", negate=True)),
+    ),
+    "date": (
+        (
+            DateCondition(
+                "birthdate", "ge", "1970-01-01T00:00:00.000000Z", "1970-12-31T23:59:59.999999Z"
+            ),
+        ),
+    ),
+    "date ne": (
+        (
+            DateCondition(
+                "birthdate", "ne", "1970-01-01T00:00:00.000000Z", "1970-12-31T23:59:59.999999Z"
+            ),
+        ),
+    ),
+    "date ap": (
+        (
+            DateCondition(
+                "birthdate", "ap", "1970-06-01T00:00:00.000000Z", "1975-01-31T23:59:59.999999Z"
+            ),
+        ),
+    ),
     "token system": ((TokenCondition("identifier", "urn:mrn", None),),),
     "string exact": ((StringCondition("given", "Carla", "exact"),),),
     "string contains": ((StringCondition("given", "r", "contains"),),),
@@ -421,12 +468,16 @@ QUERIES = {
     "uri below": ((UriCondition("profile", "http://x.org/p/", "below"),),),
     "missing": ((MissingCondition("profile", "uri", True),),),
     "_id": ((IdCondition(("p3", "p4", "p9")),),),
-    "_lastUpdated": ((LastUpdatedCondition("ge", "2026-01-01T00:00:20.000000Z",
-                                           "2026-01-01T00:00:20.999999Z"),),),
+    "_lastUpdated": (
+        (LastUpdatedCondition("ge", "2026-01-01T00:00:20.000000Z", "2026-01-01T00:00:20.999999Z"),),
+    ),
     "none found": ((TokenCondition("gender", None, "other"),),),
 }
-SORTS = {"insertion": (), "-_lastUpdated": (SortKey("_lastUpdated", True),),
-         "_id": (SortKey("_id"),)}
+SORTS = {
+    "insertion": (),
+    "-_lastUpdated": (SortKey("_lastUpdated", True),),
+    "_id": (SortKey("_id"),),
+}
 
 
 @pytest.fixture
@@ -442,13 +493,17 @@ async def both_plans(tmp_path: Path):
             await tx.write(patient(f"p{n}", at=at), index_of(n), expected_version=0)
     for n in range(0, 60, 7):
         async with starting.transaction() as tx:
-            await tx.write(patient(f"p{n}", 2, at="2026-01-01T00:01:00.000000Z"),
-                           index_of(n + 1), expected_version=1)
+            await tx.write(
+                patient(f"p{n}", 2, at="2026-01-01T00:01:00.000000Z"),
+                index_of(n + 1),
+                expected_version=1,
+            )
     for n in range(9, 60, 10):
         async with starting.transaction() as tx:
             current = (await tx.read("Patient", f"p{n}")).version
-            gone = StoredResource("Patient", f"p{n}", current + 1, "2026-01-01T00:02:00.000000Z",
-                                  True, b"", "DELETE")
+            gone = StoredResource(
+                "Patient", f"p{n}", current + 1, "2026-01-01T00:02:00.000000Z", True, b"", "DELETE"
+            )
             await tx.write(gone, (), expected_version=current)
     yield starting, walking
     await walking.close()
@@ -559,8 +614,9 @@ async def test_a_failed_commit_fails_every_member_of_the_group(tmp_path: Path) -
     await storage.open()
     conn = storage._writes.conn  # SQLite internals: a deferred constraint fails the COMMIT
     conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
-    conn.execute("CREATE TABLE child (parent INTEGER REFERENCES parent DEFERRABLE "
-                 "INITIALLY DEFERRED)")
+    conn.execute(
+        "CREATE TABLE child (parent INTEGER REFERENCES parent DEFERRABLE INITIALLY DEFERRED)"
+    )
     conn.execute("PRAGMA foreign_keys = ON")
     try:
         go = asyncio.Event()

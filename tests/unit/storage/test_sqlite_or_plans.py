@@ -50,13 +50,15 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
             await _fill(FhirService(storage))
         finally:
             await storage.close()
+
     asyncio.run(build())
     return path
 
 
 @pytest.mark.parametrize(("type", "params"), SEARCHES, ids=lambda x: str(x)[:40])
-async def test_many_values_are_index_seeks(database: Path, type: str,
-                                           params: list[tuple[str, str]]) -> None:
+async def test_many_values_are_index_seeks(
+    database: Path, type: str, params: list[tuple[str, str]]
+) -> None:
     storage = SQLiteStorage(database)
     await storage.open()
     try:

@@ -63,19 +63,39 @@ _OK_SCANS = ("USING INTEGER PRIMARY KEY", "USING ROWID")  # by rowid: one row pe
 
 async def _fill(svc: FhirService) -> None:
     async def put(resource: dict[str, Any]) -> None:
-        await svc.handle(Request("PUT", f"{resource['resourceType']}/{resource['id']}",
-                                 body=resource, context=SYSTEM))
+        await svc.handle(
+            Request(
+                "PUT", f"{resource['resourceType']}/{resource['id']}", body=resource, context=SYSTEM
+            )
+        )
+
     for n in range(30):
-        await put({"resourceType": "Patient", "id": f"p{n}", "gender": "female",
-                   "birthDate": f"19{50 + n}-03-04", "name": [{"family": f"Smith{n}"}],
-                   "identifier": [{"system": "urn:mrn", "value": f"m{n}"}],
-                   "meta": {"tag": [{"system": "urn:tags", "code": "vip"}]}})
-        await put({"resourceType": "Observation", "id": f"o{n}", "status": "final",
-                   "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
-                   "subject": {"reference": f"Patient/p{n}"},
-                   "effectiveDateTime": "2024-05-01T10:00:00Z",
-                   "valueQuantity": {"value": 100 + n, "system": "http://unitsofmeasure.org",
-                                     "code": "mm[Hg]"}})
+        await put(
+            {
+                "resourceType": "Patient",
+                "id": f"p{n}",
+                "gender": "female",
+                "birthDate": f"19{50 + n}-03-04",
+                "name": [{"family": f"Smith{n}"}],
+                "identifier": [{"system": "urn:mrn", "value": f"m{n}"}],
+                "meta": {"tag": [{"system": "urn:tags", "code": "vip"}]},
+            }
+        )
+        await put(
+            {
+                "resourceType": "Observation",
+                "id": f"o{n}",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                "subject": {"reference": f"Patient/p{n}"},
+                "effectiveDateTime": "2024-05-01T10:00:00Z",
+                "valueQuantity": {
+                    "value": 100 + n,
+                    "system": "http://unitsofmeasure.org",
+                    "code": "mm[Hg]",
+                },
+            }
+        )
 
 
 def full_scans(path: Path, statement: str) -> list[str]:
@@ -85,8 +105,12 @@ def full_scans(path: Path, statement: str) -> list[str]:
     found = []
     for step in steps:
         scan = _SCAN.match(step)
-        if scan and not scan.group(1).startswith("(") and scan.group(1) != "CONSTANT" \
-                and not any(ok in scan.group(2) for ok in _OK_SCANS):
+        if (
+            scan
+            and not scan.group(1).startswith("(")
+            and scan.group(1) != "CONSTANT"
+            and not any(ok in scan.group(2) for ok in _OK_SCANS)
+        ):
             found.append(step)
     return found
 
@@ -104,6 +128,7 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
             await _fill(FhirService(storage))
         finally:
             await storage.close()
+
     asyncio.run(build())
     return path
 
@@ -136,5 +161,6 @@ async def test_search_uses_indexes(database: Path, type: str, query: str) -> Non
 def test_the_check_sees_a_full_scan(database: Path) -> None:
     assert full_scans(database, "SELECT rid FROM resources WHERE data LIKE '%x%'")
     assert full_scans(database, "SELECT rid FROM string_idx WHERE value > 'a'")
-    assert not full_scans(database, "SELECT data FROM resources WHERE type = 'Patient' "
-                                    "AND id = 'p1'")
+    assert not full_scans(
+        database, "SELECT data FROM resources WHERE type = 'Patient' AND id = 'p1'"
+    )

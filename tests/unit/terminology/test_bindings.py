@@ -20,15 +20,27 @@ VS = "http://hl7.org/fhir/ValueSet/"
 CODES = {
     VS + "administrative-gender": {"male", "female", "other", "unknown"},
     VS + "observation-status": {
-        "registered", "preliminary", "final", "amended", "corrected", "cancelled",
-        "entered-in-error", "unknown",
+        "registered",
+        "preliminary",
+        "final",
+        "amended",
+        "corrected",
+        "cancelled",
+        "entered-in-error",
+        "unknown",
     },
     VS + "name-use": {"usual", "official", "temp", "nickname", "anonymous", "old", "maiden"},
     VS + "contact-point-system": {"phone", "fax", "email", "pager", "url", "sms", "other"},
     VS + "contact-point-use": {"home", "work", "temp", "old", "mobile"},
     VS + "narrative-status": {"generated", "extensions", "additional", "empty"},
-    VS + "condition-clinical": {"active", "recurrence", "relapse", "inactive", "remission",
-                                "resolved"},
+    VS + "condition-clinical": {
+        "active",
+        "recurrence",
+        "relapse",
+        "inactive",
+        "remission",
+        "resolved",
+    },
     VS + "observation-category": {"laboratory", "vital-signs", "survey"},
     VS + "quantity-comparator": {"<", "<=", ">=", ">"},
 }
@@ -53,7 +65,7 @@ def paths(issues):
 PATIENT = {
     "resourceType": "Patient",
     "id": "p1",
-    "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"/>"},
+    "text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml"/>'},
     "gender": "female",
     "name": [{"use": "official", "family": "Chalmers"}, {"use": "usual", "given": ["Jim"]}],
     "telecom": [{"system": "phone", "value": "555", "use": "home"}],
@@ -73,13 +85,15 @@ def with_(resource: dict[str, Any], **changes) -> dict[str, Any]:
 
 # -- the data file ------------------------------------------------------------------------
 
+
 def test_data_has_hand_picked_bindings():
     found = bindings()
     assert found["Patient.gender"] == Binding("required", VS + "administrative-gender", "code")
     assert found["Observation.status"] == Binding("required", VS + "observation-status", "code")
     assert "Observation.code" not in found  # an example binding
     assert found["Encounter.class"] == Binding(
-        "extensible", "http://terminology.hl7.org/ValueSet/v3-ActEncounterCode", "Coding")
+        "extensible", "http://terminology.hl7.org/ValueSet/v3-ActEncounterCode", "Coding"
+    )
     assert found["HumanName.use"] == Binding("required", VS + "name-use", "code")
     assert found["Condition.clinicalStatus"].type == "CodeableConcept"
     assert found["Measure.subject[x]"].type == "CodeableConcept"
@@ -99,6 +113,7 @@ def test_data_file_is_compact_and_versionless():
 
 # -- the check ----------------------------------------------------------------------------
 
+
 def test_valid_patient_has_no_issues():
     assert check_bindings(PATIENT, contains) == []
     assert check_bindings(OBSERVATION, contains) == []
@@ -107,7 +122,10 @@ def test_valid_patient_has_no_issues():
 def test_bad_gender_is_one_error():
     [issue] = check_bindings(with_(PATIENT, gender="x"), contains)
     assert (issue.severity, issue.code, issue.expression) == (
-        "error", "code-invalid", ("Patient.gender",))
+        "error",
+        "code-invalid",
+        ("Patient.gender",),
+    )
     assert "'x' is not in the value set " + VS + "administrative-gender" in issue.diagnostics
     assert "(required binding of Patient.gender)" in issue.diagnostics
 
@@ -142,23 +160,33 @@ def test_narrative_status_via_domain_resource():
 
 
 def test_contained_resources():
-    patient = with_(PATIENT, contained=[
-        {"resourceType": "Observation", "id": "o", "status": "final", "code": {"text": "x"}},
-        {"resourceType": "Patient", "id": "q", "gender": "y"},
-    ])
+    patient = with_(
+        PATIENT,
+        contained=[
+            {"resourceType": "Observation", "id": "o", "status": "final", "code": {"text": "x"}},
+            {"resourceType": "Patient", "id": "q", "gender": "y"},
+        ],
+    )
     assert paths(check_bindings(patient, contains)) == ["Patient.contained[1].gender"]
 
 
 def test_bundle_entries_are_walked():
-    bundle = {"resourceType": "Bundle", "type": "collection",
-              "entry": [{"resource": with_(OBSERVATION, status="nope")}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": with_(OBSERVATION, status="nope")}],
+    }
     assert paths(check_bindings(bundle, contains)) == ["Bundle.entry[0].resource.status"]
 
 
 def test_recursive_content_reference():
-    questionnaire = {"resourceType": "Questionnaire", "status": "draft", "item": [
-        {"linkId": "1", "type": "group", "item": [{"linkId": "1.1", "type": "nonsense"}]},
-    ]}
+    questionnaire = {
+        "resourceType": "Questionnaire",
+        "status": "draft",
+        "item": [
+            {"linkId": "1", "type": "group", "item": [{"linkId": "1.1", "type": "nonsense"}]},
+        ],
+    }
 
     def known(url: str, system: str | None, code: str) -> bool | None:
         return code != "nonsense"
@@ -168,17 +196,25 @@ def test_recursive_content_reference():
 
 def test_cannot_tell_is_no_issue():
     # a value set the core does not define (LOINC's) is asked of `contains`, which cannot tell
-    sequence = {"resourceType": "MolecularSequence", "coordinateSystem": 0,
-                "structureVariant": [{"variantType": {"coding": [
-                    {"system": "http://loinc.org", "code": "x"}]}}]}
+    sequence = {
+        "resourceType": "MolecularSequence",
+        "coordinateSystem": 0,
+        "structureVariant": [
+            {"variantType": {"coding": [{"system": "http://loinc.org", "code": "x"}]}}
+        ],
+    }
     assert check_bindings(sequence, lambda url, system, code: None) == []
 
 
 def test_required_codeable_concept():
     condition = {"resourceType": "Condition", "subject": {"reference": "Patient/p1"}}
     system = SYSTEMS[VS + "condition-clinical"]
-    good = {"coding": [{"system": "http://example.org", "code": "a"},
-                       {"system": system, "code": "active"}]}
+    good = {
+        "coding": [
+            {"system": "http://example.org", "code": "a"},
+            {"system": system, "code": "active"},
+        ]
+    }
     bad = {"coding": [{"system": system, "code": "sleeping"}]}
     assert check_bindings({**condition, "clinicalStatus": good}, contains) == []
     [issue] = check_bindings({**condition, "clinicalStatus": bad}, contains)
@@ -189,8 +225,10 @@ def test_required_codeable_concept():
 
 
 def test_extensible_and_preferred_only_when_asked():
-    obs = with_(OBSERVATION, category=[{"coding": [
-        {"system": SYSTEMS[VS + "observation-category"], "code": "gossip"}]}])
+    obs = with_(
+        OBSERVATION,
+        category=[{"coding": [{"system": SYSTEMS[VS + "observation-category"], "code": "gossip"}]}],
+    )
     assert check_bindings(obs, contains) == []
     [issue] = check_bindings(obs, contains, strengths=ALL_STRENGTHS)
     assert (issue.severity, issue.expression) == ("warning", ("Observation.category[0]",))
@@ -200,8 +238,11 @@ def test_extensible_and_preferred_only_when_asked():
 
 
 def test_extensible_coding():
-    encounter = {"resourceType": "Encounter", "status": "finished",
-                 "class": {"system": "http://example.org", "code": "XX"}}
+    encounter = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"system": "http://example.org", "code": "XX"},
+    }
 
     def only_finished(url: str, system: str | None, code: str) -> bool | None:
         return code == "finished"
@@ -216,24 +257,36 @@ def test_inherited_element_names_the_resource():
     def never(url: str, system: str | None, code: str) -> bool | None:
         return False
 
-    issues = check_bindings({"resourceType": "Patient", "language": "xx"}, never,
-                            strengths=frozenset({"preferred"}))
-    assert [i.diagnostics.endswith("(preferred binding of Patient.language)") for i in issues] \
-        == [True]
+    issues = check_bindings(
+        {"resourceType": "Patient", "language": "xx"}, never, strengths=frozenset({"preferred"})
+    )
+    assert [i.diagnostics.endswith("(preferred binding of Patient.language)") for i in issues] == [
+        True
+    ]
 
 
-@pytest.mark.parametrize("resource", [
-    None, [], "Patient", {}, {"resourceType": 3}, {"resourceType": "Nope", "gender": "x"},
-    {"resourceType": "Patient", "gender": 3, "name": "x", "telecom": [None, 1, "a", []]},
-    {"resourceType": "Patient", "contact": {"telecom": {"system": []}}, "contained": [1, {}]},
-])
+@pytest.mark.parametrize(
+    "resource",
+    [
+        None,
+        [],
+        "Patient",
+        {},
+        {"resourceType": 3},
+        {"resourceType": "Nope", "gender": "x"},
+        {"resourceType": "Patient", "gender": 3, "name": "x", "telecom": [None, 1, "a", []]},
+        {"resourceType": "Patient", "contact": {"telecom": {"system": []}}, "contained": [1, {}]},
+    ],
+)
 def test_odd_shapes_never_raise(resource):
     assert check_bindings(resource, contains) == []
 
 
 def test_odd_codings_count_as_no_code():
-    condition = {"resourceType": "Condition",
-                 "clinicalStatus": {"coding": [None, {"code": 1}, "x"], "text": 2}}
+    condition = {
+        "resourceType": "Condition",
+        "clinicalStatus": {"coding": [None, {"code": 1}, "x"], "text": 2},
+    }
     [issue] = check_bindings(condition, contains)
     assert "No code given" in issue.diagnostics
 

@@ -20,7 +20,11 @@ def test_v3_nested_hierarchy(core: Terminology) -> None:
     index = core.code_system(ACT_CODE)
     assert index is not None
     assert _codes(index, index.children("_ActAccountCode")) == {
-        "ACCTRECEIVABLE", "CASH", "CC", "PBILLACCT"}
+        "ACCTRECEIVABLE",
+        "CASH",
+        "CC",
+        "PBILLACCT",
+    }
     assert _codes(index, index.children("CC")) == {"AE", "DN", "DV", "MC", "V"}
     assert index.get("_ActAccountCode").abstract
     assert index.get("FFS").inactive  # status retired
@@ -39,9 +43,28 @@ def test_v3_child_properties_add_parents(core: Terminology) -> None:
 
 def test_role_code_sibling_descendants(core: Terminology) -> None:
     assert core.codes_below(ROLE_CODE, "SIB") == {
-        "SIB", "BRO", "HBRO", "NBRO", "TWINBRO", "FTWINBRO", "ITWINBRO", "STPBRO", "HSIB",
-        "HSIS", "NSIB", "NSIS", "TWINSIS", "FTWINSIS", "ITWINSIS", "TWIN", "FTWIN", "ITWIN",
-        "SIS", "STPSIS", "STPSIB"}
+        "SIB",
+        "BRO",
+        "HBRO",
+        "NBRO",
+        "TWINBRO",
+        "FTWINBRO",
+        "ITWINBRO",
+        "STPBRO",
+        "HSIB",
+        "HSIS",
+        "NSIB",
+        "NSIS",
+        "TWINSIS",
+        "FTWINSIS",
+        "ITWINSIS",
+        "TWIN",
+        "FTWIN",
+        "ITWIN",
+        "SIS",
+        "STPSIS",
+        "STPSIB",
+    }
 
 
 def test_dag_from_parent_properties(local: Terminology) -> None:
@@ -51,13 +74,16 @@ def test_dag_from_parent_properties(local: Terminology) -> None:
     assert local.codes_below(DAG, "d") == {"d"}
 
 
-@pytest.mark.parametrize(("system", "a", "b", "outcome"), [
-    (ACT_CODE, "CC", "CC", "equivalent"),
-    (ACT_CODE, "_ActAccountCode", "V", "subsumes"),
-    (ACT_CODE, "V", "CC", "subsumed-by"),
-    (ACT_CODE, "CASH", "CC", "not-subsumed"),
-    (ROLE_CODE, "HSIB", "HBRO", "subsumes"),
-])
+@pytest.mark.parametrize(
+    ("system", "a", "b", "outcome"),
+    [
+        (ACT_CODE, "CC", "CC", "equivalent"),
+        (ACT_CODE, "_ActAccountCode", "V", "subsumes"),
+        (ACT_CODE, "V", "CC", "subsumed-by"),
+        (ACT_CODE, "CASH", "CC", "not-subsumed"),
+        (ROLE_CODE, "HSIB", "HBRO", "subsumes"),
+    ],
+)
 def test_subsumes(core: Terminology, system: str, a: str, b: str, outcome: str) -> None:
     assert params(core.subsumes(system, a, b)) == {"outcome": outcome}
 
@@ -78,8 +104,13 @@ def test_subsumes_errors(core: Terminology) -> None:
 
 
 def test_case_insensitive_system() -> None:
-    index = CodeSystemIndex({"url": "http://x", "caseSensitive": False, "concept": [
-        {"code": "Abc", "concept": [{"code": "Def"}]}]})
+    index = CodeSystemIndex(
+        {
+            "url": "http://x",
+            "caseSensitive": False,
+            "concept": [{"code": "Abc", "concept": [{"code": "Def"}]}],
+        }
+    )
     assert index.get("ABC").code == "Abc"
     assert index.is_a("def", "abc")
     sensitive = CodeSystemIndex({"url": "http://x", "concept": [{"code": "Abc"}]})
@@ -87,9 +118,15 @@ def test_case_insensitive_system() -> None:
 
 
 def test_cycles_do_not_hang() -> None:
-    index = CodeSystemIndex({"url": "http://x", "concept": [
-        {"code": "a", "property": [{"code": "parent", "valueCode": "b"}]},
-        {"code": "b", "property": [{"code": "parent", "valueCode": "a"}]}]})
+    index = CodeSystemIndex(
+        {
+            "url": "http://x",
+            "concept": [
+                {"code": "a", "property": [{"code": "parent", "valueCode": "b"}]},
+                {"code": "b", "property": [{"code": "parent", "valueCode": "a"}]},
+            ],
+        }
+    )
     assert index.is_a("b", "a")
     assert index.subsumption("a", "a") == "equivalent"
     assert index.subsumption("a", "b") in {"subsumes", "subsumed-by"}
@@ -101,8 +138,12 @@ def _big_dag(size: int) -> dict[str, Any]:
     concepts: list[dict[str, Any]] = [{"code": "c0"}]
     for n in range(1, size):
         parents = {rng.randrange(max(0, n - 50), n) for _ in range(rng.randint(1, 3))}
-        concepts.append({"code": f"c{n}", "property": [
-            {"code": "parent", "valueCode": f"c{p}"} for p in sorted(parents)]})
+        concepts.append(
+            {
+                "code": f"c{n}",
+                "property": [{"code": "parent", "valueCode": f"c{p}"} for p in sorted(parents)],
+            }
+        )
     return {"url": "http://example.org/big", "concept": concepts}
 
 

@@ -43,8 +43,15 @@ def test_public_surface_is_listed() -> None:
 
 def test_put_overrides_core_and_remove_restores_it(core: Terminology) -> None:
     mine = Terminology()
-    mine.put({"resourceType": "CodeSystem", "id": "g", "url": GENDER, "content": "complete",
-              "concept": [{"code": "x", "display": "X"}]})
+    mine.put(
+        {
+            "resourceType": "CodeSystem",
+            "id": "g",
+            "url": GENDER,
+            "content": "complete",
+            "concept": [{"code": "x", "display": "X"}],
+        }
+    )
     assert [c.code for c in mine.code_system(GENDER)] == ["x"]
     mine.remove("CodeSystem", "g")
     assert [c.code for c in mine.code_system(GENDER)] == ["male", "female", "other", "unknown"]

@@ -38,17 +38,27 @@ def _package(*resources: dict[str, Any]) -> bytes:
 
 def test_collect_keeps_terminology_and_drops_prose() -> None:
     code_system = {
-        "resourceType": "CodeSystem", "id": "b", "url": "http://x/b", "text": {"div": "..."},
-        "description": "prose", "copyright": "c", "contact": [], "purpose": "p",
+        "resourceType": "CodeSystem",
+        "id": "b",
+        "url": "http://x/b",
+        "text": {"div": "..."},
+        "description": "prose",
+        "copyright": "c",
+        "contact": [],
+        "purpose": "p",
         "extension": [{"url": "u"}],
         "concept": [{"code": "x", "definition": "kept", "designation": [{"value": "X"}]}],
     }
     other = {"resourceType": "StructureDefinition", "id": "sd"}
     value_set = {"resourceType": "ValueSet", "id": "a", "url": "http://x/a"}
-    content = _script().collect(_package(code_system, other, value_set,
-                                         {**value_set, "id": "0"}))
+    content = _script().collect(_package(code_system, other, value_set, {**value_set, "id": "0"}))
     assert [r["id"] for r in content["ValueSet"]] == ["0", "a"]
     assert content["ConceptMap"] == []
-    assert content["CodeSystem"] == [{
-        "resourceType": "CodeSystem", "id": "b", "url": "http://x/b",
-        "concept": [{"code": "x", "definition": "kept", "designation": [{"value": "X"}]}]}]
+    assert content["CodeSystem"] == [
+        {
+            "resourceType": "CodeSystem",
+            "id": "b",
+            "url": "http://x/b",
+            "concept": [{"code": "x", "definition": "kept", "designation": [{"value": "X"}]}],
+        }
+    ]

@@ -15,8 +15,10 @@ def _properties(result: dict[str, Any]) -> list[tuple[str, object]]:
     out = []
     for entry in result["parameter"]:
         if entry["name"] == "property":
-            parts = {p["name"]: next(v for k, v in p.items() if k.startswith("value"))
-                     for p in entry["part"]}
+            parts = {
+                p["name"]: next(v for k, v in p.items() if k.startswith("value"))
+                for p in entry["part"]
+            }
             out.append((parts["code"], parts["value"]))
     return out
 
@@ -60,7 +62,9 @@ def test_lookup_errors(core: Terminology) -> None:
 
 def test_validate_code_in_system(core: Terminology) -> None:
     assert params(core.validate_code_in_system(GENDER, "male")) == {
-        "result": True, "display": "Male"}
+        "result": True,
+        "display": "Male",
+    }
     wrong = params(core.validate_code_in_system(GENDER, "male", display="Man"))
     assert wrong["result"] is True and "Man" in wrong["message"]
     unknown = params(core.validate_code_in_system(GENDER, "man"))

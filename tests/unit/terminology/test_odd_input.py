@@ -38,17 +38,30 @@ def test_odd_value_sets(local: Terminology, compose: dict[str, Any]) -> None:
 
 
 def test_odd_code_system_content_is_skipped() -> None:
-    index = CodeSystemIndex({"concept": [
-        "x", {"display": "no code"}, {"code": "a", "property": 5, "designation": "d",
-                                      "concept": "nope"},
-        {"code": "b", "property": [{"code": "parent", "valueCode": "missing"}, 7]}]})
+    index = CodeSystemIndex(
+        {
+            "concept": [
+                "x",
+                {"display": "no code"},
+                {"code": "a", "property": 5, "designation": "d", "concept": "nope"},
+                {"code": "b", "property": [{"code": "parent", "valueCode": "missing"}, 7]},
+            ]
+        }
+    )
     assert [c.code for c in index] == ["a", "b"]
     assert index.subsumption("a", "b") == "not-subsumed"
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"filter": 5}, {"count": "2"}, {"offset": -1}, {"display_language": 3}, {"count": True},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"filter": 5},
+        {"count": "2"},
+        {"offset": -1},
+        {"display_language": 3},
+        {"count": True},
+    ],
+)
 def test_odd_expand_arguments(local: Terminology, kwargs: dict[str, Any]) -> None:
     with pytest.raises(FhirError):
         local.expand(COLORS_VS, **kwargs)
@@ -72,6 +85,6 @@ def test_odd_operation_arguments(core: Terminology) -> None:
         with pytest.raises(FhirError):
             call()
     assert core.contains(None, None, "x") is None  # type: ignore[arg-type]
-    assert core.lookup("http://hl7.org/fhir/administrative-gender", "male",
-                       properties="parent")["parameter"]
-
+    assert core.lookup("http://hl7.org/fhir/administrative-gender", "male", properties="parent")[
+        "parameter"
+    ]

@@ -77,8 +77,17 @@ def test_loinc_code_system_header(loinc):
     assert declared["STATUS"] == ("http://loinc.org/property/STATUS", "string")
     assert declared["status"] == ("http://hl7.org/fhir/concept-properties#status", "code")
     assert declared["inactive"] == ("http://hl7.org/fhir/concept-properties#inactive", "boolean")
-    assert set(declared) >= {"PROPERTY", "TIME_ASPCT", "SYSTEM", "SCALE_TYP", "METHOD_TYP",
-                             "CLASS", "CLASSTYPE", "VersionLastChanged", "ORDER_OBS"}
+    assert set(declared) >= {
+        "PROPERTY",
+        "TIME_ASPCT",
+        "SYSTEM",
+        "SCALE_TYP",
+        "METHOD_TYP",
+        "CLASS",
+        "CLASSTYPE",
+        "VersionLastChanged",
+        "ORDER_OBS",
+    }
 
 
 def test_loinc_counts_and_order(loinc):
@@ -112,9 +121,7 @@ def test_loinc_malformed_rows_are_reported(loinc):
 def test_loinc_display_and_short_name(loinc, code, display, shortname):
     concept = by_code(loinc)[code]
     assert concept["display"] == display
-    assert concept["designation"] == [
-        {"language": "en-US", "use": SYNONYM_USE, "value": shortname}
-    ]
+    assert concept["designation"] == [{"language": "en-US", "use": SYNONYM_USE, "value": shortname}]
 
 
 def test_loinc_properties_of_an_active_lab_term(loinc):
@@ -138,7 +145,10 @@ def test_loinc_method_and_clinical_terms(loinc):
     assert props(concepts["6690-2"])["METHOD_TYP"] == "Automated count"
     vitals = props(concepts["8480-6"])
     assert (vitals["SYSTEM"], vitals["CLASS"], vitals["CLASSTYPE"]) == (
-        "Arterial system", "BP.ATOM", "2")
+        "Arterial system",
+        "BP.ATOM",
+        "2",
+    )
     assert "METHOD_TYP" not in vitals  # empty in the file
 
 
@@ -177,13 +187,16 @@ def test_loinc_errors_name_the_line_a_row_starts_on(tmp_path):
     header, systolic, diastolic = LOINC_CSV.read_text(encoding="utf-8").splitlines()[:3]
     path = tmp_path / "Loinc.csv"
     path.write_text(
-        "\n".join([
-            header,
-            systolic,
-            diastolic.replace('"Diastolic blood', '"Diastolic\nblood', 1),
-            systolic,
-            systolic.rsplit(",", 1)[0],
-        ]) + "\n",
+        "\n".join(
+            [
+                header,
+                systolic,
+                diastolic.replace('"Diastolic blood', '"Diastolic\nblood', 1),
+                systolic,
+                systolic.rsplit(",", 1)[0],
+            ]
+        )
+        + "\n",
         encoding="utf-8",
     )
     result = import_loinc(path)
@@ -218,10 +231,15 @@ def test_snomed_code_system_header(snomed):
     assert cs["url"] == SCT
     assert cs["version"] == f"{SCT}/900000000000207008/version/20240201"
     assert (cs["content"], cs["hierarchyMeaning"], cs["caseSensitive"]) == (
-        "complete", "is-a", False)
+        "complete",
+        "is-a",
+        False,
+    )
     assert cs["count"] == 10
     assert {p["code"]: p["type"] for p in cs["property"]} == {
-        "parent": "code", "inactive": "boolean"}
+        "parent": "code",
+        "inactive": "boolean",
+    }
     assert (snomed.rows, snomed.concepts) == (11 + 28 + 15, 10)
 
 
@@ -262,7 +280,9 @@ def test_snomed_inactive_descriptions_are_left_out(snomed):
         "Hypertension",
     ]
     assert [d["value"] for d in concepts["44054006"]["designation"]] == [
-        "Diabetes mellitus type 2 (disorder)", "Type 2 diabetes mellitus"]
+        "Diabetes mellitus type 2 (disorder)",
+        "Type 2 diabetes mellitus",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -301,13 +321,40 @@ def test_snomed_links_to_unknown_concepts_are_reported(tmp_path):
     shutil.copytree(SNOMED_DIR, tmp_path, dirs_exist_ok=True)
     files = tmp_path / "Snapshot" / "Terminology"
     with (files / RELATIONSHIPS).open("a", encoding="utf-8", newline="") as file:
-        file.write("\t".join([sctid(9100, "02"), "20240201", "1", "900000000000207008",
-                              "44054006", "999999001", "0", "116680003",
-                              "900000000000011006", "900000000000451002"]) + "\r\n")
+        file.write(
+            "\t".join(
+                [
+                    sctid(9100, "02"),
+                    "20240201",
+                    "1",
+                    "900000000000207008",
+                    "44054006",
+                    "999999001",
+                    "0",
+                    "116680003",
+                    "900000000000011006",
+                    "900000000000451002",
+                ]
+            )
+            + "\r\n"
+        )
     with (files / DESCRIPTIONS).open("a", encoding="utf-8", newline="") as file:
-        file.write("\t".join([sctid(5100, "01"), "20240201", "1", "900000000000207008",
-                              "999999001", "en", "900000000000013009", "Orphan",
-                              "900000000000448009"]) + "\r\n")
+        file.write(
+            "\t".join(
+                [
+                    sctid(5100, "01"),
+                    "20240201",
+                    "1",
+                    "900000000000207008",
+                    "999999001",
+                    "en",
+                    "900000000000013009",
+                    "Orphan",
+                    "900000000000448009",
+                ]
+            )
+            + "\r\n"
+        )
     result = import_snomed(tmp_path)
     assert result.errors[2:] == [
         RowError(DESCRIPTIONS, 30, "conceptId 999999001 is not a concept"),
@@ -348,8 +395,9 @@ def test_snomed_missing_file_is_refused(tmp_path):
 def test_snomed_wrong_header_is_refused(tmp_path):
     shutil.copytree(SNOMED_DIR, tmp_path, dirs_exist_ok=True)
     path = tmp_path / "Snapshot" / "Terminology" / DESCRIPTIONS
-    path.write_text(path.read_text(encoding="utf-8").replace("\tterm\t", "\tTerm\t", 1),
-                    encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("\tterm\t", "\tTerm\t", 1), encoding="utf-8"
+    )
     with pytest.raises(ValueError, match="header is not"):
         import_snomed(tmp_path)
 

@@ -20,8 +20,13 @@ def _matches(result: dict[str, Any]) -> list[tuple[str, str | None, str | None]]
         if entry["name"] == "match":
             parts = {p["name"]: p for p in entry["part"]}
             concept = parts.get("concept", {}).get("valueCoding", {})
-            out.append((parts["equivalence"]["valueCode"], concept.get("code"),
-                        parts["source"]["valueUri"]))
+            out.append(
+                (
+                    parts["equivalence"]["valueCode"],
+                    concept.get("code"),
+                    parts["source"]["valueUri"],
+                )
+            )
     return out
 
 
@@ -48,9 +53,12 @@ def test_reverse_m_is_male(core: Terminology) -> None:
 
 
 def test_by_source_and_target_value_sets(core: Terminology) -> None:
-    result = core.translate(code="female", system=GENDER,
-                            source="http://hl7.org/fhir/ValueSet/administrative-gender",
-                            target="http://terminology.hl7.org/ValueSet/v2-0001")
+    result = core.translate(
+        code="female",
+        system=GENDER,
+        source="http://hl7.org/fhir/ValueSet/administrative-gender",
+        target="http://terminology.hl7.org/ValueSet/v2-0001",
+    )
     assert _matches(result) == [("equal", "F", MAP)]
 
 
@@ -63,10 +71,18 @@ def test_no_match(core: Terminology) -> None:
 
 
 def test_unmapped_modes_and_unmatched() -> None:
-    cm: dict[str, Any] = {"resourceType": "ConceptMap", "url": "http://example.org/cm", "group": [
-        {"source": "http://s", "target": "http://t",
-         "element": [{"code": "x", "target": [{"code": "y", "equivalence": "disjoint"}]}],
-         "unmapped": {"mode": "provided"}}]}
+    cm: dict[str, Any] = {
+        "resourceType": "ConceptMap",
+        "url": "http://example.org/cm",
+        "group": [
+            {
+                "source": "http://s",
+                "target": "http://t",
+                "element": [{"code": "x", "target": [{"code": "y", "equivalence": "disjoint"}]}],
+                "unmapped": {"mode": "provided"},
+            }
+        ],
+    }
     terminology = Terminology(include_core=False)
     assert not _result(terminology.translate(code="x", system="http://s", concept_map=cm))
     provided = terminology.translate(code="z", system="http://s", concept_map=cm)

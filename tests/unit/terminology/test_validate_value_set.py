@@ -13,18 +13,23 @@ SIBLINGS = "http://hl7.org/fhir/ValueSet/sibling-relationship-codes"
 
 def test_code_in_value_set(core: Terminology) -> None:
     assert params(core.validate_code_in_value_set(GENDER_VS, code="male", system=GENDER)) == {
-        "result": True, "display": "Male"}
+        "result": True,
+        "display": "Male",
+    }
 
 
 def test_code_not_in_value_set(core: Terminology) -> None:
     result = params(core.validate_code_in_value_set(GENDER_VS, code="M", system=GENDER))
-    assert result["result"] is False and "'http://hl7.org/fhir/administrative-gender#M'" in (
-        result["message"])
+    assert (
+        result["result"] is False
+        and "'http://hl7.org/fhir/administrative-gender#M'" in (result["message"])
+    )
 
 
 def test_wrong_display_is_a_warning(core: Terminology) -> None:
-    result = params(core.validate_code_in_value_set(GENDER_VS, code="female", system=GENDER,
-                                                    display="Woman"))
+    result = params(
+        core.validate_code_in_value_set(GENDER_VS, code="female", system=GENDER, display="Woman")
+    )
     assert result["result"] is True
     assert "Woman" in result["message"] and result["display"] == "Female"
 
@@ -37,26 +42,36 @@ def test_is_a_value_set(core: Terminology) -> None:
 
 
 def test_codeable_concept_any_coding(core: Terminology) -> None:
-    concept = {"coding": [{"system": "http://example.org", "code": "x"},
-                          {"system": GENDER, "code": "other"}]}
+    concept = {
+        "coding": [
+            {"system": "http://example.org", "code": "x"},
+            {"system": GENDER, "code": "other"},
+        ]
+    }
     result = params(core.validate_code_in_value_set(GENDER_VS, codeable_concept=concept))
     assert result == {"result": True, "display": "Other"}
     bad = {"coding": [{"system": GENDER, "code": "nope"}]}
-    assert params(core.validate_code_in_value_set(GENDER_VS, codeable_concept=bad))[
-        "result"] is False
+    assert (
+        params(core.validate_code_in_value_set(GENDER_VS, codeable_concept=bad))["result"] is False
+    )
 
 
 def test_unknown_system_cannot_be_validated(core: Terminology) -> None:
-    result = params(core.validate_code_in_value_set(
-        "http://hl7.org/fhir/ValueSet/observation-codes", code="1234-5",
-        system="http://loinc.org"))
+    result = params(
+        core.validate_code_in_value_set(
+            "http://hl7.org/fhir/ValueSet/observation-codes",
+            code="1234-5",
+            system="http://loinc.org",
+        )
+    )
     assert result["result"] is False and "Cannot tell" in result["message"]
 
 
 def test_inline_value_set_and_designation_display(local: Terminology) -> None:
     inline = {"resourceType": "ValueSet", "compose": {"include": [{"system": COLORS}]}}
-    result = params(local.validate_code_in_value_set(inline, code="blue", system=COLORS,
-                                                     display="Bleu"))
+    result = params(
+        local.validate_code_in_value_set(inline, code="blue", system=COLORS, display="Bleu")
+    )
     assert result == {"result": True, "display": "Blue"}
 
 

@@ -3,7 +3,8 @@
 - The import contracts in pyproject.toml hold (lint-imports): the layers (cli, api,
   assembly, plug-ins, interactions, context, storage, search/model), the two storage
   engines independent of each other, and only fhir_server.api importing a web framework.
-- ruff is clean, and mypy --strict (configured in pyproject.toml) passes.
+- ruff is clean and the code is as `ruff format` writes it; mypy --strict (configured in
+  pyproject.toml) passes.
 - Only the composition root (fhir_server/assembly.py) and the commands (fhir_server/cli/)
   construct a storage engine or the FHIR service: every other module is handed one.
 """
@@ -44,6 +45,15 @@ def test_ruff_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_ruff_format_holds() -> None:
+    """The code is as `ruff format` writes it (`make lint` checks the same)."""
+    ruff = Path(sys.executable).parent / "ruff"
+    result = subprocess.run(
+        [str(ruff), "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.mark.parametrize(("module", "names"), list(CONSTRUCTORS.items()))
 def test_the_constructors_the_scan_looks_for_exist(module: str, names: tuple[str, ...]) -> None:
     """A renamed class or function would make the scan below look for nothing."""
@@ -52,9 +62,12 @@ def test_the_constructors_the_scan_looks_for_exist(module: str, names: tuple[str
 
 
 def test_only_the_assembly_and_the_cli_construct_storage_or_the_service() -> None:
-    found = [f"{path.relative_to(ROOT)}:{line}: {name}(...)"
-             for path in _shipped_modules() if not _is_wiring(path)
-             for line, name in _constructions(path)]
+    found = [
+        f"{path.relative_to(ROOT)}:{line}: {name}(...)"
+        for path in _shipped_modules()
+        if not _is_wiring(path)
+        for line, name in _constructions(path)
+    ]
     assert found == []
 
 
@@ -92,10 +105,15 @@ def _called(func: ast.expr) -> str | None:
 def test_the_scan_finds_a_construction(tmp_path: Path) -> None:
     """The scan itself works: each way of building is found."""
     sample = tmp_path / "sample.py"
-    sample.write_text("svc = FhirService(store)\nstore = MongoStorage.from_url(url)\n"
-                      "s = sqlite.SQLiteStorage(path)\nopen_service(settings)\n")
-    assert list(_constructions(sample)) == [(1, "FhirService"), (2, "MongoStorage"),
-                                            (3, "SQLiteStorage")]
+    sample.write_text(
+        "svc = FhirService(store)\nstore = MongoStorage.from_url(url)\n"
+        "s = sqlite.SQLiteStorage(path)\nopen_service(settings)\n"
+    )
+    assert list(_constructions(sample)) == [
+        (1, "FhirService"),
+        (2, "MongoStorage"),
+        (3, "SQLiteStorage"),
+    ]
 
 
 def test_mypy_is_clean() -> None:

@@ -18,14 +18,12 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 from starlette.requests import Request as HttpRequest
-from starlette.responses import HTMLResponse, RedirectResponse
+from starlette.responses import HTMLResponse
 from starlette.responses import Response as HttpResponse
 
 from fhir_server.api.auth_token_routes import request_base
-from fhir_server.api.auth_ui_routes import CSRF_MESSAGE, PAGE_HEADERS
+from fhir_server.api.auth_ui_routes import CSRF_MESSAGE, page, redirect, set_cookie, ui_of
 from fhir_server.auth import flow, manage
-from fhir_server.auth.flow import AuthUi
-from fhir_server.auth.pages import render
 from fhir_server.auth.server import SmartAuthServer
 from fhir_server.auth.sessions import COOKIE, Session
 from fhir_server.auth.store import AuthStore
@@ -76,7 +74,7 @@ def _json(body: dict[str, Any], status: int, headers: dict[str, str] | None = No
 
 
 async def manage_page(request: HttpRequest) -> HttpResponse:
-    ui = _ui(request)
+    ui = ui_of(request)
     session = await ui.sessions.load(request.cookies.get(COOKIE))
     user = await flow.current_user(ui, session)
     if session is None or user is None:
@@ -89,7 +87,7 @@ async def manage_page(request: HttpRequest) -> HttpResponse:
 
 async def revoke(request: HttpRequest) -> HttpResponse:
     """Revoke one authorization of the signed-in user, then show the list again."""
-    ui = _ui(request)
+    ui = ui_of(request)
     form = await request.form()
     session = await ui.sessions.load(request.cookies.get(COOKIE))
     token, family = form.get("csrf_token"), form.get("family")
@@ -99,7 +97,7 @@ async def revoke(request: HttpRequest) -> HttpResponse:
         or user is None
         or not session.csrf_ok(token if isinstance(token, str) else None)
     ):
-        return _page("error.html", 403, title="Form refused", message=CSRF_MESSAGE)
+        return page("error.html", 403, title="Form refused", message=CSRF_MESSAGE)
     app = await manage.revoke(_store(request), user.id, family if isinstance(family, str) else "")
     if app is None:
         return await _list(
@@ -112,7 +110,7 @@ async def revoke(request: HttpRequest) -> HttpResponse:
         )
     session.extra["notice"] = f"Access for {app.name} was revoked."
     await ui.sessions.save(session)
-    return RedirectResponse(MANAGE, status_code=303, headers=PAGE_HEADERS)
+    return redirect(MANAGE)
 
 
 async def _list(
@@ -124,7 +122,7 @@ async def _list(
     error: str | None = None,
 ) -> HTMLResponse:
     apps = await manage.authorized_apps(_store(request), user.id)
-    return _page(
+    return page(
         "manage.html",
         status,
         title="Apps with access",
@@ -138,36 +136,15 @@ async def _list(
 
 async def _sign_in_first(request: HttpRequest, session: Session | None) -> HttpResponse:
     """To the sign-in page, which comes back here after a successful sign-in."""
-    ui = _ui(request)
+    ui = ui_of(request)
     fresh = session is None
     session = session or await ui.sessions.create()
     session.extra["next"] = MANAGE
     await ui.sessions.save(session)
-    response = RedirectResponse("/auth/login", status_code=303, headers=PAGE_HEADERS)
-    if fresh:  # the same cookie as the sign-in pages set (auth_ui_routes)
-        response.set_cookie(
-            COOKIE,
-            session.id,
-            max_age=ui.sessions.lifetime,
-            path="/auth",
-            httponly=True,
-            samesite="lax",
-            secure=_tls(request, ui),
-        )
+    response = redirect("/auth/login")
+    if fresh:  # the same cookie as the sign-in pages set
+        set_cookie(request, response, session)
     return response
-
-
-def _tls(request: HttpRequest, ui: AuthUi) -> bool:
-    return request.url.scheme == "https" or (ui.service.base_url or "").startswith("https:")
-
-
-def _page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
-    return HTMLResponse(render(template, **values), status_code=status, headers=PAGE_HEADERS)
-
-
-def _ui(request: HttpRequest) -> AuthUi:
-    ui: AuthUi = request.app.state.auth_ui
-    return ui
 
 
 def _store(request: HttpRequest) -> AuthStore:

@@ -87,13 +87,13 @@ def _guarded(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except AuthorizeRedirectError as exc:
-            return _redirect(exc.url, 302)
+            return redirect(exc.url, 302)
         except AuthorizeError as exc:
-            return _page("error.html", 400, title="Sign-in refused", message=exc.message)
+            return page("error.html", 400, title="Sign-in refused", message=exc.message)
         except flow.NotConfigured as exc:
-            return _page("error.html", 503, title="Not available", message=str(exc))
+            return page("error.html", 503, title="Not available", message=str(exc))
         except (FlowError, LaunchError) as exc:
-            return _page("error.html", 400, title="Cannot continue", message=str(exc))
+            return page("error.html", 400, title="Cannot continue", message=str(exc))
 
     run.__name__ = handler.__name__
     return run
@@ -102,21 +102,21 @@ def _guarded(handler: Handler) -> Handler:
 # -- responses ------------------------------------------------------------------------------
 
 
-def _page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
+def page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
     return HTMLResponse(render(template, **values), status_code=status, headers=PAGE_HEADERS)
 
 
-def _redirect(url: str, status: int = 303) -> RedirectResponse:
+def redirect(url: str, status: int = 303) -> RedirectResponse:
     return RedirectResponse(url, status_code=status, headers=PAGE_HEADERS)
 
 
-def _ui(request: HttpRequest) -> AuthUi:
+def ui_of(request: HttpRequest) -> AuthUi:
     ui: AuthUi = request.app.state.auth_ui
     return ui
 
 
-def _set_cookie(request: HttpRequest, response: HttpResponse, session: Session) -> None:
-    ui = _ui(request)
+def set_cookie(request: HttpRequest, response: HttpResponse, session: Session) -> None:
+    ui = ui_of(request)
     response.set_cookie(
         COOKIE,
         session.id,
@@ -149,7 +149,7 @@ def _fhir_base(request: HttpRequest, ui: AuthUi) -> str:
 
 
 async def _session(request: HttpRequest) -> Session | None:
-    return await _ui(request).sessions.load(request.cookies.get(COOKIE))
+    return await ui_of(request).sessions.load(request.cookies.get(COOKIE))
 
 
 async def _session_or_new(request: HttpRequest) -> tuple[Session, bool]:
@@ -157,7 +157,7 @@ async def _session_or_new(request: HttpRequest) -> tuple[Session, bool]:
     session = await _session(request)
     if session is not None:
         return session, False
-    return await _ui(request).sessions.create(), True
+    return await ui_of(request).sessions.create(), True
 
 
 async def _form_session(request: HttpRequest) -> tuple[FormData, Session | None]:
@@ -176,7 +176,7 @@ def _field(form: FormData, name: str) -> str:
 
 
 def _csrf_refused() -> HTMLResponse:
-    return _page("error.html", 403, title="Form refused", message=CSRF_MESSAGE)
+    return page("error.html", 403, title="Form refused", message=CSRF_MESSAGE)
 
 
 # -- authorize ------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ async def authorize(request: HttpRequest) -> HttpResponse:
     """The authorize endpoint (SMART "authorize-post": GET or a form POST). The request is
     checked, kept server-side, and the browser goes on to the first step by GET, which
     carries the session cookie (SameSite=Lax) even when the app posted cross-site."""
-    ui = _ui(request)
+    ui = ui_of(request)
     if request.method == "POST":
         form = await request.form()
         pairs = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
@@ -198,22 +198,24 @@ async def authorize(request: HttpRequest) -> HttpResponse:
     base = _fhir_base(request, ui)
     await ui.auth_server().validate_authorize(params, request_base=base)
     tx = await flow.start(ui, params, base)
-    return _redirect(f"/auth/login?{urlencode({'tx': tx.id})}")
+    return redirect(f"/auth/login?{urlencode({'tx': tx.id})}")
 
 
 async def _proceed(
     request: HttpRequest, session: Session, tx: Transaction, here: flow.Step | None
 ) -> HttpResponse | None:
     """A redirect to the transaction's step when it is not `here`; None when it is."""
-    step = await flow.next_step(_ui(request), tx, await flow.current_user(_ui(request), session))
-    return None if step == here else _redirect(_step_url(step, tx))
+    step = await flow.next_step(
+        ui_of(request), tx, await flow.current_user(ui_of(request), session)
+    )
+    return None if step == here else redirect(_step_url(step, tx))
 
 
 # -- login ----------------------------------------------------------------------------------
 
 
 async def login_page(request: HttpRequest) -> HttpResponse:
-    ui = _ui(request)
+    ui = ui_of(request)
     session, fresh = await _session_or_new(request)
     tx_id = request.query_params.get("tx")
     user = await flow.current_user(ui, session)
@@ -223,11 +225,11 @@ async def login_page(request: HttpRequest) -> HttpResponse:
             request, session, tx
         )
     elif user is not None:
-        response = _page("signed_in.html", title="Signed in", user=user.name, csrf=session.csrf)
+        response = page("signed_in.html", title="Signed in", user=user.name, csrf=session.csrf)
     else:
         response = await _login_form(request, session, None)
     if fresh:
-        _set_cookie(request, response, session)
+        set_cookie(request, response, session)
     return response
 
 
@@ -241,8 +243,8 @@ async def _login_form(
 ) -> HTMLResponse:
     app = None
     if tx is not None:
-        app = client_label(await flow.validated(_ui(request), tx))
-    return _page(
+        app = client_label(await flow.validated(ui_of(request), tx))
+    return page(
         "login.html",
         status,
         title="Sign in",
@@ -256,7 +258,7 @@ async def _login_form(
 
 async def login(request: HttpRequest) -> HttpResponse:
     """Check the password, throttled per user name and per client address."""
-    ui = _ui(request)
+    ui = ui_of(request)
     form, session = await _form_session(request)
     if session is None:
         return _csrf_refused()
@@ -287,8 +289,8 @@ async def login(request: HttpRequest) -> HttpResponse:
     elif isinstance(session.extra.get("next"), str):
         target = session.extra.pop("next")
         await ui.sessions.save(session)
-    response = _redirect(target)
-    _set_cookie(request, response, session)
+    response = redirect(target)
+    set_cookie(request, response, session)
     return response
 
 
@@ -296,8 +298,8 @@ async def logout(request: HttpRequest) -> HttpResponse:
     _, session = await _form_session(request)
     if session is None:
         return _csrf_refused()
-    await _ui(request).sessions.end(session)
-    response = _redirect("/auth/login")
+    await ui_of(request).sessions.end(session)
+    response = redirect("/auth/login")
     response.delete_cookie(COOKIE, path="/auth")
     return response
 
@@ -308,7 +310,7 @@ async def logout(request: HttpRequest) -> HttpResponse:
 async def _signed_in_tx(
     request: HttpRequest, tx_id: str | None, session: Session | None
 ) -> tuple[Session, Transaction, User]:
-    ui = _ui(request)
+    ui = ui_of(request)
     user = await flow.current_user(ui, session)
     if session is None or user is None:
         raise FlowError(
@@ -336,10 +338,10 @@ async def _patient_form(
     status: int = 200,
     error: str | None = None,
 ) -> HTMLResponse:
-    ui = _ui(request)
+    ui = ui_of(request)
     req = await flow.validated(ui, tx)
     choices = await pickers.patients(ui.service, user, q, _clinician_scope(ui))
-    return _page(
+    return page(
         "pick_patient.html",
         status,
         title="Choose a patient",
@@ -357,7 +359,7 @@ def _clinician_scope(ui: AuthUi) -> str:
 
 
 async def pick_patient(request: HttpRequest) -> HttpResponse:
-    ui = _ui(request)
+    ui = ui_of(request)
     form, session = await _form_session(request)
     if session is None:
         return _csrf_refused()
@@ -370,7 +372,7 @@ async def pick_patient(request: HttpRequest) -> HttpResponse:
         )
     tx.patient, tx.encounter = choice, None
     await flow.save(ui, tx)
-    return _redirect(_step_url(await flow.next_step(ui, tx, user), tx))
+    return redirect(_step_url(await flow.next_step(ui, tx, user), tx))
 
 
 async def encounter_page(request: HttpRequest) -> HttpResponse:
@@ -389,11 +391,11 @@ async def _encounter_form(
     status: int = 200,
     error: str | None = None,
 ) -> HTMLResponse:
-    ui = _ui(request)
+    ui = ui_of(request)
     req = await flow.validated(ui, tx)
     patient = await pickers.patient(ui.service, user, tx.patient or "")
     choices = await pickers.encounters(ui.service, user, tx.patient or "")
-    return _page(
+    return page(
         "pick_encounter.html",
         status,
         title="Choose an encounter",
@@ -407,7 +409,7 @@ async def _encounter_form(
 
 
 async def pick_encounter(request: HttpRequest) -> HttpResponse:
-    ui = _ui(request)
+    ui = ui_of(request)
     form, session = await _form_session(request)
     if session is None:
         return _csrf_refused()
@@ -420,11 +422,11 @@ async def pick_encounter(request: HttpRequest) -> HttpResponse:
         )
     tx.encounter = choice
     await flow.save(ui, tx)
-    return _redirect(_step_url(await flow.next_step(ui, tx, user), tx))
+    return redirect(_step_url(await flow.next_step(ui, tx, user), tx))
 
 
 async def consent_page(request: HttpRequest) -> HttpResponse:
-    ui = _ui(request)
+    ui = ui_of(request)
     session, tx, user = await _signed_in_tx(
         request, request.query_params.get("tx"), await _session(request)
     )
@@ -437,7 +439,7 @@ async def consent_page(request: HttpRequest) -> HttpResponse:
         await pickers.patient(ui.service, user, ctx["patient"]) if ctx.get("patient") else None
     )
     lines = consent.choices(req.scopes, user.role)
-    return _page(
+    return page(
         "consent.html",
         title="Allow access?",
         app=client_label(req),
@@ -452,7 +454,7 @@ async def consent_page(request: HttpRequest) -> HttpResponse:
 
 async def decide(request: HttpRequest) -> HttpResponse:
     """Allow (with the scopes left ticked) or deny; either way back to the app."""
-    ui = _ui(request)
+    ui = ui_of(request)
     form, session = await _form_session(request)
     if session is None:
         return _csrf_refused()
@@ -463,7 +465,7 @@ async def decide(request: HttpRequest) -> HttpResponse:
     req = await flow.validated(ui, tx)
     if _field(form, "decision") != "approve":
         await flow.finish(ui, tx)
-        return _redirect(server.deny(req))
+        return redirect(server.deny(req))
     ticked = [v for v in form.getlist("scope") if isinstance(v, str)]
     scopes = consent.granted(req.scopes, user.role, ticked)
     url = await server.approve(
@@ -476,7 +478,7 @@ async def decide(request: HttpRequest) -> HttpResponse:
         request_base=tx.base,
     )
     await flow.finish(ui, tx)
-    return _redirect(url)
+    return redirect(url)
 
 
 # -- EHR launch -----------------------------------------------------------------------------
@@ -488,7 +490,7 @@ def _launch_params(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 async def launch_page(request: HttpRequest) -> HttpResponse:
     """Confirm a launch: the signed-in user opens the app with this context."""
-    ui = _ui(request)
+    ui = ui_of(request)
     session, fresh = await _session_or_new(request)
     params = _launch_params(list(request.query_params.multi_items()))
     user = await flow.current_user(ui, session)
@@ -499,7 +501,7 @@ async def launch_page(request: HttpRequest) -> HttpResponse:
     else:
         response = await _launch_form(request, session, user, params)
     if fresh:
-        _set_cookie(request, response, session)
+        set_cookie(request, response, session)
     return response
 
 
@@ -507,7 +509,7 @@ async def _launch_form(
     request: HttpRequest, session: Session, user: User, params: list[tuple[str, str]]
 ) -> HttpResponse:
     app, context = await _checked_launch(request, user, params)
-    return _page(
+    return page(
         "launch.html",
         title="Launch an app",
         app=app,
@@ -524,7 +526,7 @@ async def _checked_launch(
     """The app URL and the launch context, checked against the user's rights."""
     if user.role == "patient":
         raise FlowError("Patients launch apps from the app itself (standalone launch).")
-    ui = _ui(request)
+    ui = ui_of(request)
     app = app_url(next((v for k, v in params if k == "app"), None))
     context = parse_context(params)
     if "patient" in context:
@@ -536,7 +538,7 @@ async def _checked_launch(
 
 
 async def create_launch(request: HttpRequest) -> HttpResponse:
-    ui = _ui(request)
+    ui = ui_of(request)
     form, session = await _form_session(request)
     user = await flow.current_user(ui, session)
     if session is None or user is None:
@@ -545,4 +547,4 @@ async def create_launch(request: HttpRequest) -> HttpResponse:
     app, context = await _checked_launch(request, user, params)
     context.pop("_patient_label", None)
     launch = await ui.launches.create(user.id, app, context)
-    return _redirect(launch_redirect(app, _fhir_base(request, ui), launch.id))
+    return redirect(launch_redirect(app, _fhir_base(request, ui), launch.id))

@@ -10,7 +10,7 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server.api.auth_ui_routes import _set_cookie
+from fhir_server.api.auth_ui_routes import set_cookie
 from fhir_server.auth.sessions import Session
 
 
@@ -44,7 +44,7 @@ def _request(scheme: str, base_url: str | None) -> Request:
 )
 def test_secure_where_tls_is_used(scheme: str, base: str | None, secure: bool) -> None:
     response = Response()
-    _set_cookie(_request(scheme, base), response, Session(id="sid", csrf="c", bind="b"))
+    set_cookie(_request(scheme, base), response, Session(id="sid", csrf="c", bind="b"))
     cookie = response.headers["set-cookie"]
     assert cookie.startswith("fhir_auth_session=sid;")
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Max-Age=600" in cookie

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line
+    metrics: Literal["loopback", "token", "off"] = "loopback"  # who may read GET /metrics
+    metrics_token: str | None = None  # the bearer token /metrics needs with metrics=token
     # HL7 v2 (adapters/hl7v2): MLLP listener, durable inbox, outbound feeds
     mllp_port: int = 0  # 0: no MLLP listener
     mllp_host: str | None = None  # default: `host`

@@ -247,6 +247,12 @@ class InboxFile:
 
     # -- dead letters --------------------------------------------------------------------
 
+    def depth(self) -> tuple[int, int]:
+        """Messages received and not processed yet, and outstanding dead letters."""
+        waiting = self.db.execute("SELECT count(*) FROM messages WHERE state = 'received'")
+        dead = self.db.execute("SELECT count(*) FROM dead_letters WHERE replayed IS NULL")
+        return int(waiting.fetchone()[0]), int(dead.fetchone()[0])
+
     def dead_letters(self, include_replayed: bool = False) -> list[DeadLetter]:
         """Outstanding letters: not replayed yet (a replay that fails files a new letter)."""
         where = "" if include_replayed else "WHERE replayed IS NULL"

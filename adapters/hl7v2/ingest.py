@@ -31,6 +31,7 @@ from adapters.hl7v2.ack import AckError, build_ack, encode, read_ack
 from adapters.hl7v2.convert import ConvertOptions, convert
 from adapters.hl7v2.inbox import Inbox, Stored
 from adapters.hl7v2.message import Header, MessageError, read_header
+from fhir_server import metrics
 from fhir_server.context import SYSTEM
 from fhir_server.errors import FhirError
 from fhir_server.interactions.request import Request
@@ -124,9 +125,10 @@ class Ingestor:
         if header is not None and header.message_type.upper() == "ACK":
             return
         enhanced = header is not None and bool(header.accept_ack_type)
-        await reply(
-            encode(build_ack(header, "CR" if enhanced else "AR", AckError(text, code)), header)
-        )
+        ack_code = "CR" if enhanced else "AR"
+        if header is not None:
+            metrics.count_hl7(header.message_type, header.trigger_event, ack_code)
+        await reply(encode(build_ack(header, ack_code, AckError(text, code)), header))
 
     async def _receive(self, header: Header, raw: bytes, reply: Reply) -> None:
         enhanced = bool(header.accept_ack_type)
@@ -151,6 +153,7 @@ class Ingestor:
             outcome = Outcome(read_ack(stored.ack).code, stored.ack)
         else:
             outcome = await self._once(stored, header)
+        metrics.count_hl7(header.message_type, header.trigger_event, outcome.code)
         if not enhanced or wants(header.application_ack_type, ok=outcome.code == "AA"):
             await reply(encode(outcome.ack, header))
 

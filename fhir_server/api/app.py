@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response as HttpResponse
 
-from fhir_server.api import auth_manage_routes, auth_token_routes, auth_ui_routes
+from fhir_server.api import auth_manage_routes, auth_token_routes, auth_ui_routes, ops_routes
 from fhir_server.api.content import (
     FORM_TYPE,
     MEDIA,
@@ -30,6 +30,8 @@ from fhir_server.api.cors import CorsMiddleware
 from fhir_server.api.hosts import AllowedHostsMiddleware, allowed_hosts
 from fhir_server.api.media_types import MediaTypeMiddleware
 from fhir_server.api.middleware import BodyLimitMiddleware
+from fhir_server.api.request_ids import RequestIdMiddleware
+from fhir_server.api.request_metrics import RequestMetricsMiddleware
 from fhir_server.api.timeouts import BodyTimeoutMiddleware
 from fhir_server.assembly import Auth, open_auth, open_service, start_background
 from fhir_server.auth.authorize import AuthorizationServer
@@ -41,6 +43,7 @@ from fhir_server.errors import FhirError, Issue, MethodNotAllowed, NotFound, ope
 from fhir_server.interactions import routes
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
+from fhir_server.logs import with_request_id
 from fhir_server.parameters import FORMAT, PRETTY
 from fhir_server.settings import Settings
 from fhir_server.storage.base import Storage
@@ -97,6 +100,7 @@ def create_app(
     app.add_api_route(HL7_PATH, hl7v2_endpoint, methods=["POST"], include_in_schema=False)
     auth_ui_routes.install(app)
     auth_manage_routes.install(app)
+    ops_routes.install(app, settings)
     app.add_exception_handler(FhirError, _fhir_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
     return app
@@ -115,6 +119,8 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     if origins:
         app.add_middleware(CorsMiddleware, origins=origins)
     app.add_middleware(AllowedHostsMiddleware, hosts=allowed_hosts(settings))
+    app.add_middleware(RequestMetricsMiddleware, fhir_prefix=FHIR_PREFIX)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries the id
 
 
 async def options_endpoint(request: HttpRequest) -> HttpResponse:
@@ -220,7 +226,8 @@ async def fhir_endpoint(request: HttpRequest) -> HttpResponse:
     if result.body is None or method == "HEAD":
         return HttpResponse(status_code=result.status, headers=headers)
     pretty = _first(query, PRETTY) == "true"
-    content = render(result.body, fmt, pretty)
+    body = with_request_id(result.body) if isinstance(result.body, dict) else result.body
+    content = render(body, fmt, pretty)
     return HttpResponse(content, status_code=result.status, headers=headers, media_type=MEDIA[fmt])
 
 
@@ -253,6 +260,8 @@ def _outcome_response(
     request: HttpRequest, status: int, outcome: dict[str, Any], headers: dict[str, str]
 ) -> HttpResponse:
     fmt: Format = getattr(request.state, "fhir_format", None) or "json"
+    log.debug("%s %s answered %d", request.method, request.url.path, status)
+    outcome = with_request_id(outcome)
     try:
         content = render(outcome, fmt, pretty=False)
     except FhirError:

@@ -12,6 +12,7 @@ import orjson
 from starlette.types import Send
 
 from fhir_server.errors import FhirError
+from fhir_server.logs import with_request_id
 
 FHIR_JSON = b"application/fhir+json; charset=utf-8"
 
@@ -30,7 +31,7 @@ class ServiceUnavailable(FhirError):
 
 async def send_error(send: Send, error: FhirError, *, close: bool = False) -> None:
     """Send `error` as a complete FHIR JSON response; `close` ends the connection after it."""
-    body = orjson.dumps(error.outcome())
+    body = orjson.dumps(with_request_id(error.outcome()))
     headers = [(b"content-type", FHIR_JSON), (b"content-length", str(len(body)).encode())]
     headers += [
         (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()

@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from fhir_server.api.asgi import ServiceUnavailable, send_error
+from fhir_server.metrics import connections
 
 
 async def _over_capacity(scope: Scope, receive: Receive, send: Send) -> None:
@@ -48,10 +49,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        connections.inc()
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        connections.dec()
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uvicorn
 from starlette.types import ASGIApp
 
+from fhir_server import logs
 from fhir_server.api.protocol import guarded_protocol
 from fhir_server.settings import Settings
 
@@ -21,6 +22,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # fhir_server.logs.configure sets the handlers (text or JSON)
         access_log=False,
         loop="uvloop",
         http=guarded_protocol(settings.header_timeout, settings.max_connections),
@@ -32,4 +34,5 @@ def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
 
 def run(app: ASGIApp, settings: Settings) -> None:
     """Serve `app` until interrupted."""
+    logs.configure(settings.log_level, settings.log_format)
     uvicorn.Server(uvicorn_config(app, settings)).run()

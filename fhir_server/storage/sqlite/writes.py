@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
+from fhir_server import metrics
 from fhir_server.errors import VersionConflict
 from fhir_server.search.values import IndexValue
 from fhir_server.storage.base import StoredResource
@@ -120,6 +121,7 @@ class Writes:
         self._queued = 0  # transactions waiting for the lock
         self._group: asyncio.Future[None] | None = None  # done when the group commits
         self._committer: asyncio.Task[None] | None = None
+        self._members = 0  # transactions in the open group
 
     @property
     def in_group(self) -> bool:
@@ -134,6 +136,7 @@ class Writes:
             self._queued -= 1
         try:
             group = self._group or await self._begin()
+            self._members += 1
             try:
                 try:
                     self.conn.execute("SAVEPOINT tx")
@@ -190,11 +193,15 @@ class Writes:
                 self._commit(self._group)
 
     def _commit(self, group: asyncio.Future[None]) -> None:
+        started = time.perf_counter()
         try:
             self.conn.execute("COMMIT")
         except BaseException as error:
             self._fail(group, error)
             return
+        metrics.commit_seconds.observe(time.perf_counter() - started)
+        metrics.commit_group_size.observe(self._members)
+        self._members = 0
         self._group = None
         group.set_result(None)
         self.on_commit()
@@ -202,6 +209,7 @@ class Writes:
     def _fail(self, group: asyncio.Future[None], error: BaseException) -> None:
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
+        self._members = 0
         self._group = None
         if not group.done():
             group.set_exception(error)

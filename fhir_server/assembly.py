@@ -163,7 +163,7 @@ async def start_background(settings: Settings, service: FhirService) -> AsyncIte
         _settle_heap()
         yield Background(hl7=hl7)
     finally:
-        await hl7.stop()
+        await hl7.stop(settings.shutdown_timeout)
 
 
 FULL_COLLECTION_EVERY = 100  # gen-1 collections between full ones (CPython's default: 10)

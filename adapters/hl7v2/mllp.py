@@ -81,6 +81,8 @@ class MllpListener:
         self._server: asyncio.Server | None = None
         self._open = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._busy: set[asyncio.Task[None]] = set()  # connections handling a message
+        self._stopping = False
 
     async def start(self) -> MllpListener:
         loop = asyncio.get_running_loop()
@@ -94,15 +96,23 @@ class MllpListener:
         log.info("HL7 v2 MLLP listener on %s:%d", self.host, self.port)
         return self
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting; a connection waiting for its next message closes now, one
+        handling a message closes once it is answered (or after `grace` seconds)."""
         if self._server is None:
             return
+        self._stopping = True
         self._server.close()
+        for task in list(self._tasks - self._busy):
+            task.cancel()
+        if self._busy:
+            await asyncio.wait(set(self._busy), timeout=grace)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
         self._server = None
+        self._stopping = False
 
     def _connected(self, reader: BoundedReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
@@ -124,7 +134,7 @@ class MllpListener:
         self._open += 1
 
         try:
-            while await self._next(reader, reply):
+            while not self._stopping and await self._next(reader, reply):
                 pass
         except (ConnectionError, asyncio.CancelledError):
             pass
@@ -162,10 +172,17 @@ class MllpListener:
                 b"", "MLLP block does not begin with <VT> (0x0B)", "207", reply
             )
             return True
-        if is_batch(block):
-            await receive_batch(self.ingestor, block, reply)
-        else:
-            await self.ingestor.receive(block, reply)
+        task = asyncio.current_task()
+        if task is not None:  # stop() lets it answer this message before closing
+            self._busy.add(task)
+        try:
+            if is_batch(block):
+                await receive_batch(self.ingestor, block, reply)
+            else:
+                await self.ingestor.receive(block, reply)
+        finally:
+            if task is not None:
+                self._busy.discard(task)
         return True
 
 

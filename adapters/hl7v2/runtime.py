@@ -83,9 +83,11 @@ class Hl7Runtime:
             await self.listener.start()
         return self
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop listening (connections close after the message they are answering, within
+        `grace` seconds), stop sending, and close the inbox with every outcome recorded."""
         if self.listener:
-            await self.listener.stop()
+            await self.listener.stop(grace)
         if self.dispatcher:
             await self.dispatcher.stop()
         await self.inbox.close()

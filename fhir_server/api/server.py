@@ -29,7 +29,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         ws="none",
         server_header=False,
         timeout_keep_alive=settings.keep_alive_timeout,
-        timeout_graceful_shutdown=settings.shutdown_timeout,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout)),
     )
 
 

@@ -47,6 +47,31 @@ if TYPE_CHECKING:
     from adapters.hl7v2.runtime import Hl7Runtime
 
 
+def preflight(settings: Settings) -> str | None:
+    """What stops the server from starting with `settings`, in one line, or None.
+
+    Checked before anything is opened or written: the SQLite database file (not ours, a
+    schema newer than this code) and the key files the settings name (unreadable)."""
+    for name, value in (
+        ("FHIR_TLS_CERT_FILE", settings.tls_cert_file),
+        ("FHIR_TLS_KEY_FILE", settings.tls_key_file),
+    ):
+        if value is None:
+            continue
+        try:
+            with open(value, "rb") as file:
+                file.read(1)
+        except OSError as error:
+            return f"{name} {value} cannot be read: {error.strerror}"
+    if settings.storage == "sqlite":
+        from pathlib import Path
+
+        from fhir_server.storage.sqlite.schema import check_file
+
+        return check_file(Path(settings.database))
+    return None
+
+
 def make_storage(settings: Settings) -> Storage:
     """The engine the settings name (not yet opened)."""
     if settings.storage == "mongodb":

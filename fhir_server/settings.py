@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     body_min_rate: int = 64 * 1024  # bytes per second a slow upload must keep up
     keep_alive_timeout: int = 5  # seconds an idle keep-alive connection stays open
     max_connections: int = 1000  # open HTTP connections; a request beyond them gets 503
+    tls_cert_file: str | None = None  # serve HTTPS with this certificate chain (PEM)...
+    tls_key_file: str | None = None  # ...and this private key (PEM); both or neither
     shutdown_timeout: float = 30.0  # seconds SIGTERM waits for in-flight requests and messages
     # SMART on FHIR
     auth: Literal["on", "off"] = "on"  # "off": no bearer tokens checked (loopback only)

@@ -4,6 +4,7 @@ background duties (HL7 v2 MLLP listener...) its settings ask for."""
 from __future__ import annotations
 
 import ipaddress
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -39,9 +40,39 @@ def serve(
             file=sys.stderr,
         )
         raise typer.Exit(2)
+    problem = startup_problem(settings)
+    if problem:
+        print(f"Cannot start: {problem}", file=sys.stderr)
+        raise typer.Exit(2)
     if settings.storage == "sqlite":
         Path(settings.database).parent.mkdir(parents=True, exist_ok=True)
     run(create_app(settings), settings)
+
+
+def startup_problem(settings: Settings) -> str | None:
+    """What stops `serve` from starting, in one line: settings, files, the port."""
+    from fhir_server.assembly import preflight
+
+    if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
+        return "FHIR_TLS_CERT_FILE and FHIR_TLS_KEY_FILE go together: set both or neither"
+    if settings.metrics == "token" and not settings.metrics_token:
+        return "FHIR_METRICS=token needs FHIR_METRICS_TOKEN"
+    problem = preflight(settings)
+    if problem:
+        return problem
+    return port_problem(settings.host, settings.port)
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be listened on (in use, not an address here), or None."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as error:
+            return f"cannot listen on {host}:{port}: {error.strerror}"
+    return None
 
 
 def is_loopback(host: str) -> bool:

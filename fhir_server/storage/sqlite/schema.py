@@ -217,11 +217,60 @@ def connect(path: Path, busy_ms: int, trace: Callable[[str], None] | None) -> sq
     return conn
 
 
+APPLICATION_ID = 0x46484952  # "FHIR": PRAGMA application_id of our database files
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class NotOurDatabase(RuntimeError):
+    """The file is not a database of this server (another program's, or not SQLite)."""
+
+
+def problem(conn: sqlite3.Connection) -> str | None:
+    """Why this server must not use the database on `conn`, or None when it may."""
+    current = fetch_one(conn, "PRAGMA user_version")[0]
+    application = fetch_one(conn, "PRAGMA application_id")[0]
+    if application not in (0, APPLICATION_ID):
+        return f"it belongs to another program (application id {application:#x})"
+    if current > SCHEMA_VERSION:
+        return (
+            f"its schema (version {current}) is newer than this server knows "
+            f"({SCHEMA_VERSION}): upgrade the server"
+        )
+    tables = fetch_one(conn, "SELECT count(*) FROM sqlite_master WHERE type = 'table'")[0]
+    if current == 0 and tables:
+        return "it holds tables of another program (and no schema version of ours)"
+    return None
+
+
+def check_file(path: Path) -> str | None:
+    """Why the database file at `path` cannot be used (read-only look), or None."""
+    if not path.exists():
+        return None
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(SQLITE_HEADER))
+    except OSError as error:
+        return f"cannot read {path}: {error.strerror}"
+    if head and head != SQLITE_HEADER:
+        return f"{path} is not a database of this server: it is not a SQLite file"
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            found = problem(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as error:
+        return f"{path} cannot be opened: {error}"
+    return f"{path} is not usable: {found}" if found else None
+
+
 def migrate(conn: sqlite3.Connection) -> None:
     """Create the schema in an empty file, or bring an older one up to SCHEMA_VERSION."""
+    found = problem(conn)
+    if found:
+        raise NotOurDatabase(f"The database is not usable: {found}")
     current = fetch_one(conn, "PRAGMA user_version")[0]
-    if current > SCHEMA_VERSION:
-        raise RuntimeError(f"{current} is a newer schema than this server knows ({SCHEMA_VERSION})")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     if current == 0:
         statements: Iterable[str] = SCHEMA
     else:

@@ -358,7 +358,7 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     with closing(sqlite3.connect(db)) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     storage = SQLiteStorage(db)
-    with pytest.raises(RuntimeError, match="newer schema"):
+    with pytest.raises(RuntimeError, match="newer than this server knows"):
         await storage.open()
     await storage.close()
 

@@ -106,6 +106,11 @@ def test_sigterm_lets_an_mllp_message_in_progress_be_answered(tmp_path: Path) ->
             writer.writeblock(adt("GRACE-1", "G-1"))
             await writer.drain()
             first = bytes(await asyncio.wait_for(reader.readblock(), 30))
+            async with httpx.AsyncClient() as client:
+                scraped = await client.get(server.base.removesuffix("/fhir") + "/metrics")
+            text = scraped.text
+            assert 'fhir_hl7_messages_total{ack_code="AA",message_type="ADT^A01"} 1.0' in text
+            assert "fhir_hl7_inbox_depth 0.0" in text and "fhir_hl7_dead_letters 0.0" in text
             writer.writeblock(_large_oru("GRACE-2", "G-2"))  # in flight when SIGTERM comes
             await writer.drain()
             assert server.process is not None

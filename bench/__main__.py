@@ -20,6 +20,7 @@ import signal
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -232,8 +233,9 @@ def measure_server(
         (scratch / "patient.json").write_bytes(read_patient(fhir.fhir_base, loaded.patient_ids[0]))
         loader.run(fhir.base_url, "read", scratch / "data", "warm-up", duration=1)
         for workload in WORKLOADS:
-            run.loads[workload] = loader.run(
-                fhir.base_url, workload, scratch / "data", report.LABELS[workload]
+            run.loads[workload] = with_cpu(
+                fhir,
+                lambda w=workload: loader.run(fhir.base_url, w, scratch / "data", report.LABELS[w]),
             )
         entries = QUICK_STALL_ENTRIES if args.quick else STALL_ENTRIES
         run.stall = stall.measure(fhir.fhir_base, loaded.patient_ids[0], entries, args.seed + 1)
@@ -256,14 +258,26 @@ def measure_bearer(loader: LoadGenerator, scratch: Path) -> LoadResult | str:
             return str(why)
         data = bearer.write_token(scratch / "data", token)
         loader.run(fhir.base_url, "read", data, "warm-up", duration=1)
-        return loader.run(fhir.base_url, "read", data, "read by id, bearer token")
+        return with_cpu(
+            fhir, lambda: loader.run(fhir.base_url, "read", data, "read by id, bearer token")
+        )
+
+
+def with_cpu(running: server.RunningServer, load: Callable[[], LoadResult]) -> LoadResult:
+    """`load()`'s result with the server CPU it cost (all of the server's processes)."""
+    before = running.cpu()
+    result = load()
+    result.server_cpu_s = running.cpu() - before
+    return result
 
 
 def measure_ceiling(loader: LoadGenerator, scratch: Path) -> LoadResult:
     """Reads against the bare app serving the Patient bytes our server returned."""
     with server.bare_server(scratch / "patient.json", scratch / "bare.log") as bare:
         loader.run(bare.base_url, "read", scratch / "data", "warm-up", duration=1)
-        return loader.run(bare.base_url, "read", scratch / "data", "bare ceiling")
+        return with_cpu(
+            bare, lambda: loader.run(bare.base_url, "read", scratch / "data", "bare ceiling")
+        )
 
 
 def save(

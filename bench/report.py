@@ -15,7 +15,10 @@ from bench.stall import P99_TARGET_MS, StallResult
 from bench.wrk import LoadResult
 
 RESULTS_DIR = Path(__file__).parent / "results"
-COLUMNS = ("workload", "throughput", "p50", "p99", "errors", "target", "met?")
+COLUMNS = ("workload", "throughput", "p50", "p99", "errors", "server CPU/req", "target", "met?")
+# Server CPU per request (user + system of every server process / requests): unlike
+# throughput it holds across machines. Targets by workload name.
+CPU_TARGETS_US = {"read": 120.0, "create": 600.0}
 
 READ_SHARE_TARGET = 0.50  # read by id, as a share of the bare ceiling
 BEARER_SHARE_TARGET = 0.85  # read by id with a bearer token, as a share of without
@@ -63,10 +66,30 @@ class Row:
     target: str = "—"
     met: bool | None = None
     value: float | None = None
+    cpu: str = "—"
 
     def cells(self) -> tuple[str, ...]:
         met = "—" if self.met is None else ("yes" if self.met else "NO")
-        return (self.workload, self.throughput, self.p50, self.p99, self.errors, self.target, met)
+        return (
+            self.workload,
+            self.throughput,
+            self.p50,
+            self.p99,
+            self.errors,
+            self.cpu,
+            self.target,
+            met,
+        )
+
+
+def cpu_cell(per_request_us: float | None, target_us: float | None = None) -> str:
+    """`190 µs`, with its target when there is one: `190 µs (≤ 120: NO)`."""
+    if per_request_us is None:
+        return "—"
+    text = f"{per_request_us:,.0f} µs"
+    if target_us is None:
+        return text
+    return f"{text} (≤ {target_us:,.0f}: {'yes' if per_request_us <= target_us else 'NO'})"
 
 
 def ms(value: float | None) -> str:
@@ -79,9 +102,10 @@ def load_row(
     unit: str = "req/s",
     target: str = "—",
     minimum: float | None = None,
+    cpu_target_us: float | None = None,
 ) -> Row:
     met = None if minimum is None else result.throughput >= minimum and result.errors == 0
-    return Row(
+    row = Row(
         label,
         f"{result.throughput:,.0f} {unit}",
         ms(result.p50_ms),
@@ -91,6 +115,8 @@ def load_row(
         met,
         result.throughput,
     )
+    row.cpu = cpu_cell(result.cpu_per_request_us, cpu_target_us)
+    return row
 
 
 def ingest_row(ingest: IngestResult) -> Row:
@@ -201,10 +227,13 @@ def rows(run: BenchRun) -> list[Row]:
                     "Patients/s",
                     f"≥ {CREATE_TARGET:,.0f} Patients/s",
                     CREATE_TARGET,
+                    CPU_TARGETS_US.get(name),
                 )
             )
         else:
-            table.append(load_row(LABELS.get(name, name), result))
+            table.append(
+                load_row(LABELS.get(name, name), result, cpu_target_us=CPU_TARGETS_US.get(name))
+            )
     if run.stall is not None:
         table.append(stall_row(run.stall))
     return table + ceiling_rows(run) + bearer_rows(run) + [memory_row(run)]
@@ -257,6 +286,7 @@ def load_json(result: LoadResult) -> dict[str, Any]:
         "errors": result.errors,
         "statuses": {str(k): v for k, v in sorted(result.statuses.items())},
         "socket_errors": result.socket_errors,
+        "server_cpu_us_per_request": result.cpu_per_request_us,
     }
 
 

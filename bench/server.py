@@ -61,6 +61,10 @@ class RunningServer:
     def memory(self) -> Memory:
         return process_tree_memory(self.process.pid)
 
+    def cpu(self) -> float:
+        """CPU seconds (user + system) the server's processes have used so far."""
+        return process_tree_cpu(self.process.pid)
+
     def log_tail(self, lines: int = 30) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
@@ -193,6 +197,19 @@ def process_tree_memory(pid: int) -> Memory:
         rss += status.get("VmRSS", 0)
         hwm += status.get("VmHWM", 0)
     return Memory(rss_mb=rss / 1024, hwm_mb=hwm / 1024)
+
+
+def process_tree_cpu(pid: int) -> float:
+    """utime + stime from /proc/<pid>/stat, summed over `pid` and its descendants, plus
+    what their exited children used (cutime + cstime), in seconds."""
+    ticks = 0
+    for member in [pid, *descendants(pid)]:
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        ticks += sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def proc_status(pid: int) -> dict[str, int]:

@@ -37,6 +37,14 @@ class LoadResult:
     statuses: dict[int, int] = field(default_factory=dict)
     socket_errors: int = 0
     non_2xx: int = 0
+    server_cpu_s: float | None = None  # user + system CPU of the server's processes
+
+    @property
+    def cpu_per_request_us(self) -> float | None:
+        """Server CPU per request in microseconds: a figure that holds across machines."""
+        if self.server_cpu_s is None or not self.requests:
+            return None
+        return self.server_cpu_s / self.requests * 1e6
 
     @property
     def throughput(self) -> float:

@@ -123,3 +123,30 @@ def test_a_bearer_row_not_measured_says_why_and_fails() -> None:
     run.bearer = "`fhir-server auth token`: No such command 'auth'."
     line = next(line for line in render(run).splitlines() if line.startswith("read by id, bearer"))
     assert "not measured: `fhir-server auth token`" in line and line.endswith("NO")
+
+
+def test_cpu_cell_shows_the_figure_and_its_target() -> None:
+    from bench.report import cpu_cell
+
+    assert cpu_cell(None) == "—"
+    assert cpu_cell(190.4) == "190 µs"
+    assert cpu_cell(190.4, 120) == "190 µs (≤ 120: NO)"
+    assert cpu_cell(99.0, 120) == "99 µs (≤ 120: yes)"
+
+
+def test_server_cpu_per_request_from_the_process_tree() -> None:
+    import os
+    import time
+
+    from bench.server import process_tree_cpu
+    from bench.wrk import LoadResult
+
+    before = process_tree_cpu(os.getpid())
+    end = time.process_time() + 0.05
+    while time.process_time() < end:
+        pass
+    used = process_tree_cpu(os.getpid()) - before
+    assert used >= 0.03  # clock ticks are 10 ms
+    result = LoadResult(requests=1000, duration_s=1.0, p50_ms=1.0, p99_ms=2.0, server_cpu_s=0.19)
+    assert result.cpu_per_request_us is not None
+    assert round(result.cpu_per_request_us) == 190

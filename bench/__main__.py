@@ -22,6 +22,7 @@ import tempfile
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from urllib.parse import quote
@@ -233,9 +234,9 @@ def measure_server(
         (scratch / "patient.json").write_bytes(read_patient(fhir.fhir_base, loaded.patient_ids[0]))
         loader.run(fhir.base_url, "read", scratch / "data", "warm-up", duration=1)
         for workload in WORKLOADS:
+            label = report.LABELS[workload]
             run.loads[workload] = with_cpu(
-                fhir,
-                lambda w=workload: loader.run(fhir.base_url, w, scratch / "data", report.LABELS[w]),
+                fhir, partial(loader.run, fhir.base_url, workload, scratch / "data", label)
             )
         entries = QUICK_STALL_ENTRIES if args.quick else STALL_ENTRIES
         run.stall = stall.measure(fhir.fhir_base, loaded.patient_ids[0], entries, args.seed + 1)

@@ -30,7 +30,7 @@ from urllib.parse import quote
 import orjson
 from tqdm import tqdm
 
-from bench import bearer, dataset, hl7, report, search, server, stall, terminology
+from bench import bearer, dataset, hl7, records, report, search, server, stall, terminology
 from bench.ingest import PreparedBundle, ingest
 from bench.pyclient import run_python
 from bench.wrk import WORKLOADS, LoadResult, WrkOutputError, find_wrk, run_wrk, wrk_version
@@ -95,6 +95,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-search", action="store_true", help="skip the search figures")
     parser.add_argument("--no-hl7", action="store_true", help="skip the HL7 v2 (MLLP) figures")
+    parser.add_argument(
+        "--records",
+        type=int,
+        default=60,
+        help="patients in the patient-records ingest figures (default 60, about 18,000 "
+        "resources; 0 skips them)",
+    )
     parser.add_argument(
         "--search-size",
         type=int,
@@ -334,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
             hl7_rows = (
                 [] if args.no_hl7 else hl7.measure(Path(scratch), 600 if args.quick else 3000)
             )
+            patients = min(args.records, 10) if args.quick else args.records
+            record_rows, record_count = (
+                records.measure(Path(scratch), patients, args.seed) if patients else ([], 0)
+            )
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
@@ -353,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + search.render(searches, args.search_size))
     if hl7_rows:
         print("\n" + hl7.render(hl7_rows))
+    if record_rows:
+        print("\n" + records.render(record_rows, patients, record_count))
     save(run, args.output, terms, searches, args.search_size, hl7_rows)
     print(f"\nresults written to {args.output}", file=sys.stderr)
     return 0

@@ -220,22 +220,44 @@ class CdsStack:
     client: CdsClient
     jwks: JwksHost
     database: Path
+    extra_hosts: list[JwksHost] = field(default_factory=list)
 
     @property
     def root(self) -> str:
         return self.server.base.removesuffix("/fhir")
 
     def load(self, resources: Iterable[dict[str, Any]]) -> None:
+        headers = {"Content-Type": "application/fhir+json"}
+        if self.server.settings.auth == "on":
+            headers["Authorization"] = f"Bearer {self.fhir_token('system/*.*')}"
         for resource in resources:
             url = f"{self.server.base}/{resource['resourceType']}/{resource['id']}"
-            answer = httpx.put(
-                url, json=resource, headers={"Content-Type": "application/fhir+json"}
-            )
+            answer = httpx.put(url, json=resource, headers=headers)
             assert answer.status_code in (200, 201), answer.text
+
+    def fhir_token(self, scope: str) -> str:
+        """A system access token of this server (`fhir-server auth token`)."""
+        command = [str(Path(sys.executable).parent / "fhir-server"), "auth", "token"]
+        command += ["--scope", scope, "--base-url", self.server.base]
+        env = {**os.environ, "FHIR_DATABASE": str(self.database)}
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def add_client(self, *args: str) -> CdsClient:
+        """Another CDS client, registered with `cds client add --jwks-url` and `args`."""
+        key = new_key()
+        jwks = JwksHost({"keys": [key.as_dict(private=False)]}).start()
+        self.extra_hosts.append(jwks)
+        iss = f"https://ehr-{uuid.uuid4().hex[:8]}.example.org"
+        added = cds_cli(self.database, "client", "add", "--iss", iss, "--jwks-url", jwks.url, *args)
+        assert added.returncode == 0, added.stderr
+        return CdsClient(self.root, self.server.base, iss, key, jwks.url)
 
     def stop(self) -> None:
         self.server.stop()
-        self.jwks.stop()
+        for host in [self.jwks, *self.extra_hosts]:
+            host.stop()
         self.client.http.close()
 
 

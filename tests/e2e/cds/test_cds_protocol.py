@@ -221,5 +221,5 @@ def test_prefetch_from_a_registered_fhir_server_with_its_authorization(stack, hb
         fhir_authorization=authorization,
     )
     assert down.status_code == 412
-    assert "could not be reached" in down.json()["issue"][0]["diagnostics"]
+    assert "could not be reached in time" in down.json()["issue"][0]["diagnostics"]
     client.http.close()

@@ -179,3 +179,29 @@ def test_rs384_with_an_inline_jwks(stack, tmp_path) -> None:
     refused = cds_cli(stack.database, "client", "add", "--iss", "x", "--jwks-file", str(private))
     assert refused.returncode == 2 and "private key material" in refused.stderr
     client.http.close()
+
+
+def test_a_removed_client_is_refused_and_no_longer_listed(stack) -> None:
+    client = stack.add_client()
+    assert _call_as(stack, client).status_code == 200
+    listed = cds_cli(stack.database, "client", "list").stdout
+    assert client.iss in listed and client.jku in listed
+    removed = cds_cli(stack.database, "client", "remove", client.iss)
+    assert removed.returncode == 0, removed.stderr
+    assert client.iss not in cds_cli(stack.database, "client", "list").stdout
+    _refused(_call_as(stack, client), "not a registered CDS client")
+    again = cds_cli(stack.database, "client", "remove", client.iss)
+    assert again.returncode == 2 and "no CDS client" in again.stderr
+    client.http.close()
+
+
+def _call_as(stack, client: CdsClient):
+    nothing = {"patient": None, "hba1c": None}
+    url = _url(stack)
+    return client.call_service(
+        "test-hba1c",
+        hook="patient-view",
+        patient_id="p1",
+        prefetch=nothing,
+        token=client.token(url),
+    )

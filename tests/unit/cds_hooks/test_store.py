@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,20 +14,34 @@ import pytest
 from cds_hooks import store as cds_store
 from cds_hooks.store import CdsClient, CdsStore, public_jwks
 from fhir_server.auth.store import MongoDocuments, SQLiteDocuments
+from tests.support.mongo_engines import MONGODB_URL_ENV
+
+MONGODB = pytest.mark.mongodb_real
 
 JWKS = {"keys": [{"kty": "EC", "kid": "k1", "crv": "P-384", "x": "x", "y": "y"}]}
 
 
-@pytest.fixture(params=["sqlite", "mongomock"])
+@pytest.fixture(params=["sqlite", "mongomock", pytest.param("mongodb", marks=MONGODB)])
 def store(request, tmp_path) -> Iterator[CdsStore]:
-    documents: Any = (
-        SQLiteDocuments(tmp_path / "fhir.db.auth.db")
-        if request.param == "sqlite"
-        else MongoDocuments(mongomock.MongoClient()["fhir"])
-    )
+    client: Any = None
+    if request.param == "sqlite":
+        documents: Any = SQLiteDocuments(tmp_path / "fhir.db.auth.db")
+    elif request.param == "mongomock":
+        documents = MongoDocuments(mongomock.MongoClient()["fhir"])
+    else:
+        url = os.environ.get(MONGODB_URL_ENV)
+        if not url:
+            pytest.skip(f"{MONGODB_URL_ENV} not set: the real-MongoDB run is not executed")
+        from pymongo import MongoClient
+
+        client = MongoClient(url)
+        documents = MongoDocuments(client[f"cds_test_{uuid.uuid4().hex[:12]}"])
     documents.open()
     yield CdsStore(documents)
     documents.close()
+    if client is not None:
+        client.drop_database(documents._db.name)
+        client.close()
 
 
 def test_a_jti_is_accepted_once_per_client(store) -> None:

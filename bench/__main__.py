@@ -30,7 +30,18 @@ from urllib.parse import quote
 import orjson
 from tqdm import tqdm
 
-from bench import bearer, dataset, hl7, records, report, search, server, stall, terminology
+from bench import (
+    bearer,
+    cds,
+    dataset,
+    hl7,
+    records,
+    report,
+    search,
+    server,
+    stall,
+    terminology,
+)
 from bench.ingest import PreparedBundle, ingest
 from bench.pyclient import run_python
 from bench.wrk import WORKLOADS, LoadResult, WrkOutputError, find_wrk, run_wrk, wrk_version
@@ -95,6 +106,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-search", action="store_true", help="skip the search figures")
     parser.add_argument("--no-hl7", action="store_true", help="skip the HL7 v2 (MLLP) figures")
+    parser.add_argument("--no-cds", action="store_true", help="skip the CDS Hooks figures")
     parser.add_argument(
         "--records",
         type=int,
@@ -295,6 +307,7 @@ def save(
     searches: list[terminology.Row],
     search_size: int,
     hl7_rows: list[hl7.Row] | None = None,
+    cds_rows: list[terminology.Row] | None = None,
 ) -> None:
     data = report.to_json(run)
     data["terminology"] = [
@@ -315,6 +328,10 @@ def save(
     data["hl7"] = [
         {"figure": r.label, "value": r.value, "target": r.target, "met": r.met}
         for r in hl7_rows or []
+    ]
+    data["cds_hooks"] = [
+        {"figure": r.label, "p95_ms": r.value, "target": r.target, "met": r.met}
+        for r in cds_rows or []
     ]
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
@@ -345,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             record_rows, record_count = (
                 records.measure(Path(scratch), patients, args.seed) if patients else ([], 0)
             )
+            cds_rows = [] if args.no_cds else cds.measure(Path(scratch))
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
@@ -366,7 +384,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + hl7.render(hl7_rows))
     if record_rows:
         print("\n" + records.render(record_rows, patients, record_count))
-    save(run, args.output, terms, searches, args.search_size, hl7_rows)
+    if cds_rows:
+        print("\n" + cds.render(cds_rows))
+    save(run, args.output, terms, searches, args.search_size, hl7_rows, cds_rows)
     print(f"\nresults written to {args.output}", file=sys.stderr)
     return 0
 

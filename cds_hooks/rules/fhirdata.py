@@ -102,9 +102,18 @@ def observation_stands(observation: JSON) -> bool:
 def condition_applies(condition: JSON) -> bool:
     """A Condition that is active (or has no clinical status) and is neither refuted nor an
     entry in error."""
-    clinical = {code for _, code in codings(condition.get("clinicalStatus"))}
-    verification = {code for _, code in codings(condition.get("verificationStatus"))}
+    clinical = _status_codes(condition.get("clinicalStatus"))
+    verification = _status_codes(condition.get("verificationStatus"))
     return not (clinical & _INACTIVE_CLINICAL) and not (verification & _REFUTED)
+
+
+def _status_codes(concept: Any) -> set[str]:
+    """The codes of a status CodeableConcept, whatever their system (a status is read even
+    when a sender left the system out)."""
+    if not isinstance(concept, dict):
+        return set()
+    found = (c.get("code") for c in concept.get("coding") or () if isinstance(c, dict))
+    return {code for code in found if isinstance(code, str)}
 
 
 @dataclass(frozen=True, slots=True)

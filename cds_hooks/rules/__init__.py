@@ -15,12 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from cds_hooks.rules.ascvd import AscvdRisk
 from cds_hooks.rules.cha2ds2vasc import Cha2ds2Vasc
 from cds_hooks.rules.foot_orthosis import SELECT, SIGN, FootOrthosisCheck
 from cds_hooks.rules.valuesets import CodeMembership, Membership, value_sets
 from cds_hooks.service import CdsService
+
+if TYPE_CHECKING:
+    from fhir_server.settings import Settings
 
 __all__ = ["services", "value_sets"]
 
@@ -30,10 +34,14 @@ def _now() -> datetime:
 
 
 def services(
-    terminology: CodeMembership | None = None, clock: Callable[[], datetime] = _now
+    settings: Settings | None = None,
+    *,
+    terminology: CodeMembership | None = None,
+    clock: Callable[[], datetime] = _now,
 ) -> list[CdsService]:
-    """The rule services. `terminology` answers value set membership first (the shipped
-    lists answer what it does not know); `clock` gives "now" for the age of inputs."""
+    """The rule services (a `cds_hooks.registry` provider: they need no settings).
+    `terminology` answers value set membership first (the shipped lists answer what it does
+    not know); `clock` gives "now" for the age of inputs."""
     codes = Membership(terminology)
     return [
         AscvdRisk(codes, clock),

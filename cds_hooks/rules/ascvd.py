@@ -82,6 +82,8 @@ def _cholesterol(value: object) -> tuple[float, str] | str:
     amount = quantity(value)
     if amount is None:
         return "no numeric value with a unit"
+    if amount.value <= 0:
+        return f"the value {amount.value:g} is not a positive amount"
     unit = amount.unit.lower()
     if unit == "mg/dl":
         return amount.value, amount.text()
@@ -95,6 +97,8 @@ def _pressure(value: object) -> tuple[float, str] | str:
     amount = quantity(value)
     if amount is None:
         return "no numeric value with a unit"
+    if amount.value <= 0:
+        return f"the value {amount.value:g} is not a positive pressure"
     if amount.unit.lower() in ("mm[hg]", "mmhg"):
         return amount.value, f"{amount.value:g} mm[Hg]"
     return f"unit '{amount.unit}' is not mm[Hg]"
@@ -106,6 +110,15 @@ def _smoking(value: object) -> tuple[bool, str] | str:
     if has_code(value, SNOMED, NOT_SMOKER):
         return False, "not a current smoker"
     return "the answer does not say whether the patient smokes now"
+
+
+# (label, LOINC code, oldest acceptable age, reader) of the Observations the equations need.
+LAB_INPUTS = (
+    ("Total cholesterol", TOTAL_CHOLESTEROL, LIPID_LIMIT, _cholesterol),
+    ("HDL cholesterol", HDL, LIPID_LIMIT, _cholesterol),
+    ("Systolic blood pressure", SYSTOLIC_BP, BP_LIMIT, _pressure),
+    ("Smoking status", SMOKING, SMOKING_LIMIT, _smoking),
+)
 
 
 class AscvdRisk:
@@ -125,29 +138,9 @@ class AscvdRisk:
         required = [
             years,
             sex(patient),
-            latest_observation(
-                observations,
-                "Total cholesterol",
-                LOINC,
-                TOTAL_CHOLESTEROL,
-                LIPID_LIMIT,
-                now,
-                _cholesterol,
-            ),
-            latest_observation(
-                observations, "HDL cholesterol", LOINC, HDL, LIPID_LIMIT, now, _cholesterol
-            ),
-            latest_observation(
-                observations,
-                "Systolic blood pressure",
-                LOINC,
-                SYSTOLIC_BP,
-                BP_LIMIT,
-                now,
-                _pressure,
-            ),
-            latest_observation(
-                observations, "Smoking status", LOINC, SMOKING, SMOKING_LIMIT, now, _smoking
+            *(
+                latest_observation(observations, label, LOINC, code, limit, now, read)
+                for label, code, limit, read in LAB_INPUTS
             ),
         ]
         race, race_note = _race(patient)
@@ -170,7 +163,8 @@ class AscvdRisk:
         )
         risk = pce.ten_year_risk(factors)
         patient_id = call.context.get("patientId")
-        return CdsResponse((_risk_card(risk, required, context, statin, patient_id),))
+        lines = [f.line() for f in required] + context
+        return CdsResponse((_risk_card(risk, lines, statin, patient_id),))
 
     def _diabetes(self, call: HookCall) -> Finding:
         for condition in entries(call.prefetch.get("conditions"), "Condition"):
@@ -248,26 +242,25 @@ def band(risk: float) -> str:
     return "high"
 
 
-def _risk_card(
-    risk: float, used: list[Finding], context: list[str], statin: Finding, patient_id: object
-) -> Card:
+def _risk_card(risk: float, lines: list[str], statin: Finding, patient_id: object) -> Card:
+    """The risk and its band; from 7.5 % with no statin listed, the draft statin order."""
     level = band(risk)
     detail = [f"Estimated 10-year risk of a first hard ASCVD event: {risk:.1f} % ({level}).", ""]
-    detail += [f.line() for f in used] + context + [statin.line()]
-    suggest = risk >= 7.5 and not statin.value and isinstance(patient_id, str)
-    if suggest:
+    detail += [*lines, statin.line()]
+    offer = None
+    if risk >= 7.5 and not statin.value and isinstance(patient_id, str):
+        offer = statin_suggestion(patient_id)
         detail += [
             "",
             "At 7.5 % or more, a moderate-intensity statin is recommended after a risk discussion.",
         ]
-    suggestion = statin_suggestion(patient_id) if suggest and isinstance(patient_id, str) else None
     return Card(
         summary=f"10-year ASCVD risk {risk:.1f} % ({level})",
         indicator="warning" if risk >= 7.5 else "info",
         source_label=SOURCE,
         source_url=SOURCE_URL,
         detail="\n".join(detail),
-        suggestions=(suggestion.suggestion,) if suggestion else (),
-        selection_behavior="at-most-one" if suggestion else None,
-        override_reasons=suggestion.override_reasons if suggestion else (),
+        suggestions=(offer.suggestion,) if offer else (),
+        selection_behavior="at-most-one" if offer else None,
+        override_reasons=offer.override_reasons if offer else (),
     )

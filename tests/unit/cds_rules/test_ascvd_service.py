@@ -206,3 +206,48 @@ def test_the_definition_asks_for_what_the_service_reads(service):
     assert set(prefetch) == {"patient", "observations", "conditions", "medications"}
     assert "http://loinc.org|2093-3" in prefetch["observations"]
     assert RXNORM not in prefetch["medications"]
+
+
+def test_a_zero_or_negative_value_is_refused_not_a_crash(service):
+    card = evaluate(service, observations=labs(hdl=0, sbp=-120))
+    assert "not estimated" in card.summary
+    assert "the value 0 is not a positive amount" in card.detail
+    assert "the value -120 is not a positive pressure" in card.detail
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        {"resourceType": "Bundle", "entry": "x"},
+        {
+            "resourceType": "Bundle",
+            "entry": [None, 1, {"resource": "x"}, {"resource": {"code": 3}}],
+        },
+        {
+            "resourceType": "Bundle",
+            "entry": [
+                {
+                    "resource": {
+                        "resourceType": "Observation",
+                        "code": {"coding": [{"system": "http://loinc.org", "code": "2085-9"}]},
+                        "effectiveDateTime": "not a date",
+                        "valueQuantity": {"value": True, "unit": "mg/dL"},
+                        "component": ["x"],
+                    }
+                }
+            ],
+        },
+    ],
+)
+def test_malformed_prefetch_reads_as_missing(service, junk):
+    strange_patient = {
+        "resourceType": "Patient",
+        "birthDate": "19xx",
+        "gender": 5,
+        "extension": [1, {"url": 2}],
+    }
+    response = service.evaluate(
+        call(patient=strange_patient, observations=junk, conditions=junk, medications=junk)
+    )
+    (card,) = response.cards
+    assert "not estimated" in card.summary

@@ -82,3 +82,18 @@ def test_missing_age_or_sex_gives_no_score(service):
 
 def test_no_conditions_at_all(service):
     assert service.evaluate(call(patient=patient(70, "male"), conditions=None)).cards == ()
+
+
+def test_malformed_conditions_read_as_absent(service):
+    junk = {
+        "resourceType": "Bundle",
+        "entry": [
+            {"resource": {"resourceType": "Condition", "code": "AF", "clinicalStatus": 7}},
+            {"resource": {"resourceType": "Condition", "code": {"coding": [None, {"system": 1}]}}},
+            {"resource": AF},
+        ],
+    }
+    (card,) = service.evaluate(
+        call(patient={"resourceType": "Patient", "birthDate": 1950}, conditions=junk)
+    ).cards
+    assert card.summary == "CHA2DS2-VASc not calculated: missing Age, Sex"

@@ -180,3 +180,28 @@ def test_order_select_checks_only_the_selected_orders():
     orders = (device_request(rid="dr1"), device_request("E0110", rid="dr2"))
     assert check("order-select", orders=orders, selections=["DeviceRequest/dr2"]).cards == ()
     assert len(check("order-select", orders=orders, selections=["DeviceRequest/dr1"]).cards) == 1
+
+
+def test_malformed_documents_and_measurements_read_as_missing():
+    documents = (
+        {
+            "resourceType": "DocumentReference",
+            "id": "d1",
+            "content": ["x", {"attachment": 3}],
+            "context": "y",
+        },
+        {
+            "resourceType": "DocumentReference",
+            "id": "d2",
+            "content": [{"attachment": {"contentType": 5}}],
+        },
+        {
+            "resourceType": "DocumentReference",
+            "id": "d3",
+            "date": "garbage",
+            "content": [{"attachment": {"contentType": "model/stl"}}],
+        },
+    )
+    odd = dict(measure("foot-length"), effectiveDateTime="soon")
+    (card,) = check(scans=documents, measures=(odd,)).cards
+    assert "no foot scan" in card.detail and "- Foot length: none on record" in card.detail

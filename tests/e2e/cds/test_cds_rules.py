@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.cds_client import cds_cli
@@ -251,3 +252,16 @@ def test_feedback_on_the_statin_suggestion_is_stored(stack) -> None:
     )
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert rows and rows[-1]["overrideReason"]["reason"]["code"] == reason["code"]
+
+
+def test_the_shipped_value_sets_are_served_by_the_terminology_service(stack) -> None:
+    base = stack.server.base
+    diabetes = "http://fhir-server.local/ValueSet/cds-diabetes"
+    expanded = httpx.get(f"{base}/ValueSet/$expand", params={"url": diabetes})
+    assert expanded.status_code == 200, expanded.text
+    codes = {c["code"] for c in expanded.json()["expansion"]["contains"]}
+    assert {"44054006", "E11.9"} <= codes
+    af = "http://fhir-server.local/ValueSet/cds-atrial-fibrillation"
+    found = httpx.get(f"{base}/Condition", params={"code:in": af})
+    assert found.status_code == 200, found.text
+    assert [e["resource"]["id"] for e in found.json().get("entry", [])] == ["af-af"]

@@ -265,3 +265,19 @@ def test_the_shipped_value_sets_are_served_by_the_terminology_service(stack) -> 
     found = httpx.get(f"{base}/Condition", params={"code:in": af})
     assert found.status_code == 200, found.text
     assert [e["resource"]["id"] for e in found.json().get("entry", [])] == ["af-af"]
+
+
+def test_a_stored_value_set_of_the_same_url_replaces_the_shipped_one(stack) -> None:
+    base = stack.server.base
+    url = "http://fhir-server.local/ValueSet/cds-hypertension"
+    site = {
+        "resourceType": "ValueSet",
+        "id": "site-hypertension",
+        "url": url,
+        "status": "active",
+        "compose": {"include": [{"system": SNOMED, "concept": [{"code": "59621000"}]}]},
+    }
+    stored = httpx.put(f"{base}/ValueSet/site-hypertension", json=site)
+    assert stored.status_code in (200, 201), stored.text
+    expanded = httpx.get(f"{base}/ValueSet/$expand", params={"url": url}).json()
+    assert [c["code"] for c in expanded["expansion"]["contains"]] == ["59621000"]

@@ -8,6 +8,7 @@ import copy
 import pytest
 
 from cds_hooks.rules import valuesets as vs
+from fhir_server.assembly import shipped_terminology
 from fhir_server.model.validate import validate_resource
 from terminology import Terminology
 
@@ -78,3 +79,18 @@ def test_an_unknown_value_set_is_unknown_not_empty():
         )
         is False
     )
+
+
+def test_a_stored_value_set_loaded_after_the_shipped_ones_takes_precedence():
+    """The server's terminology holds the shipped sets first; stored content, loaded after
+    them at start or written later, wins for the same url."""
+    terminology = shipped_terminology()
+    assert terminology.contains(vs.STATINS, RXNORM, "2001254") is False
+    site = copy.deepcopy(next(v for v in vs.value_sets() if v["url"] == vs.STATINS))
+    site["id"] = "site-statins"
+    site["compose"]["include"][0]["concept"] = [{"code": "2001254", "display": "bempedoic acid"}]
+    terminology.put(site)
+    assert terminology.contains(vs.STATINS, RXNORM, "2001254") is True
+    assert terminology.contains(vs.STATINS, RXNORM, "83367") is False
+    terminology.remove("ValueSet", "site-statins")
+    assert terminology.contains(vs.STATINS, RXNORM, "83367") is True

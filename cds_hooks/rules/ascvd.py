@@ -8,10 +8,13 @@ status 72166-2 (its SNOMED answers), diabetes (an applying Condition in the diab
 set) and treated blood pressure (an active MedicationRequest in the antihypertensive value
 set). A lab or blood pressure older than its limit counts as missing.
 
-Answers: one card. Ages outside 40-79 are refused with the reason; a missing or outdated input
-gives no risk, only what is missing; otherwise the risk and its band (2018 ACC/AHA cholesterol
-guideline: low < 5 %, borderline 5-7.4 %, intermediate 7.5-19.9 %, high >= 20 %), and, from
-7.5 % with no statin on the medication list, a suggestion to create a draft statin order.
+Answers: one card. Ages outside 40-79 are refused with the reason, and so is a patient with
+clinical ASCVD (a Condition in the clinical-ascvd value set, past events included, unless
+refuted or entered in error: the equations are for a first event); a missing or outdated
+input gives no risk, only what is missing; otherwise the risk and its band (2018 ACC/AHA
+cholesterol guideline: low < 5 %, borderline 5-7.4 %, intermediate 7.5-19.9 %, high >= 20 %),
+and, from 7.5 % with no statin on the medication list, a suggestion to create a draft statin
+order.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from cds_hooks.rules.fhirdata import (
     SNOMED,
     concept_name,
     condition_applies,
+    condition_recorded,
     entries,
     has_code,
     quantity,
@@ -134,6 +138,9 @@ class AscvdRisk:
         years = age(patient, now)
         if years.usable and not pce.MIN_AGE <= years.value <= pce.MAX_AGE:
             return CdsResponse((_refused(years.value),))
+        known = self._clinical_ascvd(call)
+        if known is not None:
+            return CdsResponse((_secondary_prevention(known),))
         observations = entries(call.prefetch.get("observations"), "Observation")
         required = [
             years,
@@ -165,6 +172,14 @@ class AscvdRisk:
         patient_id = call.context.get("patientId")
         lines = [f.line() for f in required] + context
         return CdsResponse((_risk_card(risk, lines, statin, patient_id),))
+
+    def _clinical_ascvd(self, call: HookCall) -> str | None:
+        """The name of an applying clinical ASCVD Condition, if the patient has one."""
+        for condition in entries(call.prefetch.get("conditions"), "Condition"):
+            code = condition.get("code")
+            if condition_recorded(condition) and self._codes.concept_in(code, vs.CLINICAL_ASCVD):
+                return concept_name(code)
+        return None
 
     def _diabetes(self, call: HookCall) -> Finding:
         for condition in entries(call.prefetch.get("conditions"), "Condition"):
@@ -215,6 +230,20 @@ def _refused(years: int) -> Card:
         detail=(
             f"The patient is {years}. The Pooled Cohort Equations were derived and validated for "
             "adults aged 40 to 79 without ASCVD, so no 10-year risk is given outside that range."
+        ),
+    )
+
+
+def _secondary_prevention(condition: str) -> Card:
+    return Card(
+        summary="10-year ASCVD risk not estimated: the patient has clinical ASCVD",
+        indicator="info",
+        source_label=SOURCE,
+        source_url=SOURCE_URL,
+        detail=(
+            f"On record: {condition}. The Pooled Cohort Equations estimate the risk of a first "
+            "ASCVD event in adults without clinical ASCVD; with it, secondary prevention "
+            "guidance applies instead."
         ),
     )
 

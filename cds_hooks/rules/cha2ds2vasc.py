@@ -2,8 +2,9 @@
 
 Lip GY et al., Chest 2010;137:263-272: congestive heart failure 1, hypertension 1, age >= 75
 2, diabetes 1, prior stroke/TIA/thromboembolism 2, vascular disease 1, age 65-74 1, female
-sex 1 (0-9). Conditions come from the patient's record by value set (an applying Condition
-counts; none on record counts as absent); age and sex from the Patient. The service answers
+sex 1 (0-9). Conditions come from the patient's record by value set (C, H and D while they
+apply; S2 and V, past events, whatever their clinical status unless refuted or entered in
+error; none on record counts as absent); age and sex from the Patient. The service answers
 only for a patient with an applying atrial fibrillation Condition; others get no card.
 
 Bands and guideline text: 2019 AHA/ACC/HRS focused update of the 2014 AF guideline
@@ -19,7 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cds_hooks.rules import valuesets as vs
-from cds_hooks.rules.fhirdata import JSON, concept_name, condition_applies, entries
+from cds_hooks.rules.fhirdata import (
+    JSON,
+    concept_name,
+    condition_applies,
+    condition_recorded,
+    entries,
+)
 from cds_hooks.rules.findings import Finding, summary_list
 from cds_hooks.rules.patient import age, sex
 from cds_hooks.service import Card, CdsResponse, HookCall, ServiceDefinition
@@ -31,13 +38,14 @@ SOURCE_URL = "https://doi.org/10.1161/CIR.0000000000000665"
 # guideline (Table 8).
 ANNUAL_STROKE_RATE = (0.0, 1.3, 2.2, 3.2, 4.0, 6.7, 9.8, 9.6, 6.7, 15.2)
 
-# (value set, label, points) of the conditions the score counts.
+# (value set, label, points, whether a past event counts) of the conditions the score counts:
+# C, H and D while they apply; S2 and V ("prior" stroke, MI...) whatever their clinical status.
 CONDITION_ITEMS = (
-    (vs.HEART_FAILURE, "Congestive heart failure (C)", 1),
-    (vs.HYPERTENSION, "Hypertension (H)", 1),
-    (vs.DIABETES, "Diabetes (D)", 1),
-    (vs.STROKE_TIA_THROMBOEMBOLISM, "Stroke, TIA or thromboembolism (S2)", 2),
-    (vs.VASCULAR_DISEASE, "Vascular disease (V)", 1),
+    (vs.HEART_FAILURE, "Congestive heart failure (C)", 1, False),
+    (vs.HYPERTENSION, "Hypertension (H)", 1, False),
+    (vs.DIABETES, "Diabetes (D)", 1, False),
+    (vs.STROKE_TIA_THROMBOEMBOLISM, "Stroke, TIA or thromboembolism (S2)", 2, True),
+    (vs.VASCULAR_DISEASE, "Vascular disease (V)", 1, True),
 )
 
 GUIDANCE = {
@@ -73,7 +81,7 @@ class Score:
 
 def score(age_years: int, sex_value: str, present: dict[str, bool]) -> int:
     """CHA2DS2-VASc from age, sex and the condition items present (value set url -> bool)."""
-    points = sum(p for url, _, p in CONDITION_ITEMS if present.get(url))
+    points = sum(p for url, _, p, _ in CONDITION_ITEMS if present.get(url))
     points += 2 if age_years >= 75 else 1 if age_years >= 65 else 0
     return points + (1 if sex_value == "female" else 0)
 
@@ -93,18 +101,25 @@ class Cha2ds2Vasc:
         self._clock = clock
 
     def evaluate(self, call: HookCall) -> CdsResponse:
-        conditions = [
-            c for c in entries(call.prefetch.get("conditions"), "Condition") if condition_applies(c)
+        recorded = [
+            c
+            for c in entries(call.prefetch.get("conditions"), "Condition")
+            if condition_recorded(c)
         ]
-        if not self._matching(conditions, vs.ATRIAL_FIBRILLATION):
+        applying = [c for c in recorded if condition_applies(c)]
+        if not self._matching(applying, vs.ATRIAL_FIBRILLATION):
             return CdsResponse()
         patient = call.prefetch.get("patient")
         years, sex_f = age(patient, self._clock()), sex(patient)
-        items = [self._item(conditions, url, label) for url, label, _ in CONDITION_ITEMS]
+        items = [
+            self._item(recorded if history else applying, url, label)
+            for url, label, _, history in CONDITION_ITEMS
+        ]
         if not (years.usable and sex_f.usable):
             return CdsResponse((_incomplete([years, sex_f], items),))
         present = {
-            url: bool(item.value) for (url, _, _), item in zip(CONDITION_ITEMS, items, strict=True)
+            url: bool(item.value)
+            for (url, _, _, _), item in zip(CONDITION_ITEMS, items, strict=True)
         }
         points = score(years.value, sex_f.value, present)
         return CdsResponse((_card(points, sex_f.value, [years, sex_f, *items]),))

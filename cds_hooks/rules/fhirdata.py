@@ -99,6 +99,12 @@ def observation_stands(observation: JSON) -> bool:
     return status is None or status in _OBSERVATION_FINAL
 
 
+def condition_recorded(condition: JSON) -> bool:
+    """A Condition that happened: neither refuted nor an entry in error, whatever its clinical
+    status (a past stroke or myocardial infarction counts as history once resolved)."""
+    return not (_status_codes(condition.get("verificationStatus")) & _REFUTED)
+
+
 def condition_applies(condition: JSON) -> bool:
     """A Condition that is active (or has no clinical status) and is neither refuted nor an
     entry in error."""

@@ -29,6 +29,7 @@ HYPERTENSION = BASE + "hypertension"
 STROKE_TIA_THROMBOEMBOLISM = BASE + "stroke-tia-thromboembolism"
 VASCULAR_DISEASE = BASE + "vascular-disease"
 CUSTOM_FOOT_ORTHOSIS = BASE + "custom-foot-orthosis"
+CLINICAL_ASCVD = BASE + "clinical-ascvd"
 
 
 class CodeMembership(Protocol):

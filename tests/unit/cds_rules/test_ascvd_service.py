@@ -251,3 +251,21 @@ def test_malformed_prefetch_reads_as_missing(service, junk):
     )
     (card,) = response.cards
     assert "not estimated" in card.summary
+
+
+def test_a_patient_with_clinical_ascvd_gets_no_primary_prevention_estimate(service):
+    old_mi = condition("http://hl7.org/fhir/sid/icd-10-cm", "I25.2", "Old myocardial infarction")
+    card = evaluate(service, patient(55, "male"), labs(smoker=CURRENT), conditions=[old_mi])
+    assert card.summary == "10-year ASCVD risk not estimated: the patient has clinical ASCVD"
+    assert "On record: Old myocardial infarction." in card.detail and not card.suggestions
+    past_tia = condition(SNOMED, "266257000", "Transient ischemic attack", status="resolved")
+    assert evaluate(service, patient(55, "male"), conditions=[past_tia]).summary == card.summary
+    refuted = condition(SNOMED, "266257000", "Transient ischemic attack")
+    refuted["verificationStatus"] = {"coding": [{"code": "refuted"}]}
+    assert "%" in evaluate(service, patient(55, "male"), conditions=[refuted]).summary
+
+
+def test_a_statin_coded_as_a_product_counts_too(service):
+    simvastatin = medication("312961", "simvastatin 20 MG Oral Tablet")
+    card = evaluate(service, patient(55, "male"), labs(smoker=CURRENT), medications=[simvastatin])
+    assert not card.suggestions and "Statin: simvastatin 20 MG Oral Tablet" in card.detail

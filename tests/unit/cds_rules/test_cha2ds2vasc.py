@@ -97,3 +97,12 @@ def test_malformed_conditions_read_as_absent(service):
         call(patient={"resourceType": "Patient", "birthDate": 1950}, conditions=junk)
     ).cards
     assert card.summary == "CHA2DS2-VASc not calculated: missing Age, Sex"
+
+
+def test_a_past_stroke_counts_but_a_resolved_hypertension_does_not(service):
+    old_stroke = condition(SNOMED, "230690007", "Cerebrovascular accident", status="resolved")
+    old_htn = condition(ICD10, "I10", "Essential (primary) hypertension", status="resolved")
+    conditions = bundle(AF, old_stroke, old_htn)
+    (card,) = service.evaluate(call(patient=patient(60, "male"), conditions=conditions)).cards
+    assert card.summary.startswith("CHA2DS2-VASc 2:")  # S2 only
+    assert "Hypertension (H): no" in card.detail

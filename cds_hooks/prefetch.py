@@ -44,6 +44,7 @@ USER_TOKENS = {
     "userRelatedPersonId": "RelatedPerson",
 }
 FETCH_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+FETCH_DEADLINE = 15.0  # seconds for a whole answer, however slowly it trickles in
 MAX_FETCH_BYTES = 16 * 1024 * 1024
 
 
@@ -156,12 +157,18 @@ class RemoteServer:
             headers["Authorization"] = f"Bearer {self.access_token}"
         path = query.split("?")[0]
         try:
-            async with self.client.stream(
-                "GET", f"{self.base}/{query.lstrip('/')}", headers=headers, timeout=FETCH_TIMEOUT
-            ) as response:
+            async with (
+                asyncio.timeout(FETCH_DEADLINE),
+                self.client.stream(
+                    "GET",
+                    f"{self.base}/{query.lstrip('/')}",
+                    headers=headers,
+                    timeout=FETCH_TIMEOUT,
+                ) as response,
+            ):
                 body = await _read_capped(response)
-        except httpx.HTTPError as error:
-            raise Unavailable(f"{path}: the FHIR server could not be reached") from error
+        except (httpx.HTTPError, TimeoutError):
+            raise Unavailable(f"{path}: the FHIR server could not be reached in time") from None
         if response.status_code in (404, 410) and "?" not in query:
             return None
         if response.status_code != 200:

@@ -22,6 +22,7 @@ from typing import Any
 from fhir_server.auth.store import Documents
 
 CLIENTS, JTIS, FEEDBACK = "cds_clients", "cds_jtis", "cds_feedback"
+PURGE_EVERY = 60.0  # seconds between two purges of expired jtis
 PRIVATE_PARAMS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
@@ -74,6 +75,7 @@ class CdsStore:
 
     def __init__(self, documents: Documents) -> None:
         self.documents = documents
+        self._purged = 0.0
 
     def add_client(self, client: CdsClient) -> None:
         if not (client.jwks or client.jwks_urls):
@@ -97,8 +99,14 @@ class CdsStore:
         return self.documents.update(CLIENTS, iss, {"removed": True}, where={"removed": False})
 
     def use_jti(self, iss: str, jti: str, exp: float) -> bool:
-        """Record a JWT's `jti`; False if this client already used it (a replay)."""
-        self.documents.purge(JTIS, time.time())
+        """Record a JWT's `jti`; False if this client already used it (a replay).
+
+        Expired `jti`s are purged at most once per `PURGE_EVERY` seconds: on SQLite each
+        purge is a commit of its own (an fsync), which every call would otherwise pay."""
+        now = time.time()
+        if now - self._purged >= PURGE_EVERY:
+            self._purged = now
+            self.documents.purge(JTIS, now)
         return self.documents.insert(JTIS, {"id": f"{iss} {jti}", "expires": exp})
 
     def add_feedback(self, service: str, client: str | None, items: list[dict[str, Any]]) -> None:

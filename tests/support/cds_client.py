@@ -21,6 +21,9 @@ collects).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import subprocess
@@ -35,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from joserfc import jwt
+from joserfc import jws
 from joserfc.jwk import ECKey
 
 from cds_hooks.service import CdsService
@@ -108,9 +111,10 @@ class CdsClient:
             head["jku"] = self.jku
         payload = {"iss": self.iss, "aud": url, "exp": now + 120, "iat": now}
         payload["jti"] = uuid.uuid4().hex
-        head = {**head, **(header or {})}
+        head = {k: v for k, v in {**head, **(header or {})}.items() if v is not None}
         alg = str(head["alg"])
-        return jwt.encode(head, {**payload, **claims}, self.key, algorithms=[alg])
+        body = json.dumps({**payload, **claims}).encode()  # jws: no header field added
+        return jws.serialize_compact(head, body, self.key, algorithms=[alg])
 
     def headers(self, url: str, token: str | None = None) -> dict[str, str]:
         return {
@@ -216,22 +220,44 @@ class CdsStack:
     client: CdsClient
     jwks: JwksHost
     database: Path
+    extra_hosts: list[JwksHost] = field(default_factory=list)
 
     @property
     def root(self) -> str:
         return self.server.base.removesuffix("/fhir")
 
     def load(self, resources: Iterable[dict[str, Any]]) -> None:
+        headers = {"Content-Type": "application/fhir+json"}
+        if self.server.settings.auth == "on":
+            headers["Authorization"] = f"Bearer {self.fhir_token('system/*.*')}"
         for resource in resources:
             url = f"{self.server.base}/{resource['resourceType']}/{resource['id']}"
-            answer = httpx.put(
-                url, json=resource, headers={"Content-Type": "application/fhir+json"}
-            )
+            answer = httpx.put(url, json=resource, headers=headers)
             assert answer.status_code in (200, 201), answer.text
+
+    def fhir_token(self, scope: str) -> str:
+        """A system access token of this server (`fhir-server auth token`)."""
+        command = [str(Path(sys.executable).parent / "fhir-server"), "auth", "token"]
+        command += ["--scope", scope, "--base-url", self.server.base]
+        env = {**os.environ, "FHIR_DATABASE": str(self.database)}
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def add_client(self, *args: str) -> CdsClient:
+        """Another CDS client, registered with `cds client add --jwks-url` and `args`."""
+        key = new_key()
+        jwks = JwksHost({"keys": [key.as_dict(private=False)]}).start()
+        self.extra_hosts.append(jwks)
+        iss = f"https://ehr-{uuid.uuid4().hex[:8]}.example.org"
+        added = cds_cli(self.database, "client", "add", "--iss", iss, "--jwks-url", jwks.url, *args)
+        assert added.returncode == 0, added.stderr
+        return CdsClient(self.root, self.server.base, iss, key, jwks.url)
 
     def stop(self) -> None:
         self.server.stop()
-        self.jwks.stop()
+        for host in [self.jwks, *self.extra_hosts]:
+            host.stop()
         self.client.http.close()
 
 
@@ -269,3 +295,16 @@ def iterate(stack: CdsStack) -> Iterator[CdsStack]:
         yield stack
     finally:
         stack.stop()
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forged(header: dict[str, Any], claims: dict[str, Any], secret: bytes | None = None) -> str:
+    """A JWT signed by hand: HMAC-SHA256 with `secret`, or unsigned (`alg: none`) without."""
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    if secret is None:
+        return signing_input + "."
+    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(mac)}"

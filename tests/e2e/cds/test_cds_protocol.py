@@ -194,3 +194,32 @@ def test_a_smart_link_to_an_unregistered_app_is_refused(stack) -> None:
     answer = stack.client.call_service("test-unknown-app", patient_id="with-a1c")
     assert answer.status_code == 500
     assert "launches no registered SMART app" in stack.server.log.read_text()
+
+
+def test_prefetch_from_a_registered_fhir_server_with_its_authorization(stack, hba1c) -> None:
+    """A FHIR server registered for the client (here this server under another host name, so
+    that it is fetched over HTTP) is asked with the client's fhirAuthorization."""
+    other = stack.root.replace("127.0.0.1", "localhost") + "/fhir"
+    client = stack.add_client("--fhir-server", other, "--fhir-server", "http://127.0.0.1:9/fhir")
+    authorization = {"access_token": "t", "token_type": "Bearer", "scope": "patient/*.rs"}
+    answer = client.call_service(
+        "test-hba1c",
+        hook="patient-view",
+        patient_id="with-a1c",
+        prefetch=False,
+        fhir_server=other,
+        fhir_authorization=authorization,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["cards"][0]["summary"] == "HbA1c on file: 6.9 %"
+    down = client.call_service(
+        "test-hba1c",
+        hook="patient-view",
+        patient_id="with-a1c",
+        prefetch=False,
+        fhir_server="http://127.0.0.1:9/fhir",
+        fhir_authorization=authorization,
+    )
+    assert down.status_code == 412
+    assert "could not be reached in time" in down.json()["issue"][0]["diagnostics"]
+    client.http.close()

@@ -40,13 +40,8 @@ from cds_hooks.rules.patient import OMB_BLACK, age, omb_race_codes, sex
 from cds_hooks.rules.statin_order import statin_suggestion
 from cds_hooks.service import Card, CdsResponse, HookCall, ServiceDefinition
 
-TOTAL_CHOLESTEROL, HDL, SYSTOLIC_BP, BP_PANEL, SMOKING = (
-    "2093-3",
-    "2085-9",
-    "8480-6",
-    "85354-9",
-    "72166-2",
-)
+TOTAL_CHOLESTEROL, HDL, SYSTOLIC_BP, SMOKING = ("2093-3", "2085-9", "8480-6", "72166-2")
+BP_PANELS = ("85354-9", "55284-4")  # systolic BP arrives as a component of these too
 LIPID_LIMIT = timedelta(days=5 * 365)
 BP_LIMIT = timedelta(days=365)
 SMOKING_LIMIT = timedelta(days=365)
@@ -61,7 +56,9 @@ NOT_SMOKER = frozenset({"8517006", "266919005"})
 SOURCE = "ACC/AHA Pooled Cohort Equations (Goff et al. 2013)"
 SOURCE_URL = "https://doi.org/10.1161/01.cir.0000437741.48606.98"
 
-_CODES = ",".join(f"{LOINC}|{c}" for c in (TOTAL_CHOLESTEROL, HDL, SYSTOLIC_BP, BP_PANEL, SMOKING))
+_CODES = ",".join(
+    f"{LOINC}|{c}" for c in (TOTAL_CHOLESTEROL, HDL, SYSTOLIC_BP, *BP_PANELS, SMOKING)
+)
 DEFINITION = ServiceDefinition(
     id="ascvd-10-year-risk",
     hook="patient-view",

@@ -205,6 +205,7 @@ def test_the_definition_asks_for_what_the_service_reads(service):
     prefetch = service.definition.discovery()["prefetch"]
     assert set(prefetch) == {"patient", "observations", "conditions", "medications"}
     assert "http://loinc.org|2093-3" in prefetch["observations"]
+    assert "http://loinc.org|55284-4" in prefetch["observations"]
     assert RXNORM not in prefetch["medications"]
 
 

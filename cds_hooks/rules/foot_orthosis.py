@@ -1,7 +1,8 @@
 """`order-select` / `order-sign` "custom foot orthosis order check".
 
 For each draft DeviceRequest of a custom foot orthosis (code in the custom-foot-orthosis value
-set: HCPCS L3030 "Foot insert, removable, formed to patient foot") among the hook's
+set: HCPCS L3030 "Foot insert, removable, formed to patient foot", or the orthotics
+workflow's own device code) among the hook's
 `draftOrders` (on `order-select`, only the ones in `selections` when it names any), it checks
 that the patient has
 - a foot scan: a DocumentReference (not superseded or in error) whose content is a mesh
@@ -35,7 +36,8 @@ from cds_hooks.rules.fhirdata import (
 from cds_hooks.rules.findings import Finding, day, limit_text, missing
 from cds_hooks.service import Action, Card, CdsResponse, HookCall, ServiceDefinition, Suggestion
 
-MEASUREMENTS = "http://fhir-server.local/CodeSystem/foot-measurements"
+# The orthotics workflow's foot measurement codes (adapters/orthotics/codes.py), UCUM mm.
+MEASUREMENTS = "urn:fhir-server:CodeSystem:foot-measurement"
 MEASUREMENT_CODES = {
     "foot-length": "Foot length",
     "ball-width": "Ball width",

@@ -16,8 +16,8 @@ from tests.support.cds_client import cds_cli
 NOW = datetime.now(UTC)
 LOINC, SNOMED = "http://loinc.org", "http://snomed.info/sct"
 UCUM = "http://unitsofmeasure.org"
-HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
-FEET = "http://fhir-server.local/CodeSystem/foot-measurements"
+HCPCS = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+FEET = "urn:fhir-server:CodeSystem:foot-measurement"
 RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 
 

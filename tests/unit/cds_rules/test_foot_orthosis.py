@@ -10,7 +10,7 @@ from cds_hooks.rules import services
 from cds_hooks.rules.foot_orthosis import MEASUREMENTS, ORDERS, FootOrthosisCheck
 from tests.unit.cds_rules.records import bundle, call, clock, days_ago
 
-HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+HCPCS = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 ALL_MEASURES = ("foot-length", "ball-width", "heel-width", "arch-height")
 
 
@@ -170,6 +170,19 @@ def test_an_open_service_request_is_not_suggested_again():
         "Already ordered: 3D foot scan for a custom foot orthosis (ServiceRequest/sr9)"
         in card.detail
     )
+
+
+@pytest.mark.parametrize(
+    ("system", "code"),
+    [
+        ("https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "L3030"),
+        ("urn:fhir-server:CodeSystem:orthosis-device", "custom-foot-orthosis"),
+    ],
+)
+def test_the_other_spellings_of_the_order_code_are_checked_too(system, code):
+    order = device_request()
+    order["codeCodeableConcept"] = {"coding": [{"system": system, "code": code}]}
+    assert len(check(orders=(order,)).cards) == 1
 
 
 def test_other_device_orders_are_not_checked():

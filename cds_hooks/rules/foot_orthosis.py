@@ -6,7 +6,8 @@ workflow's own device code) among the hook's
 `draftOrders` (on `order-select`, only the ones in `selections` when it names any), it checks
 that the patient has
 - a foot scan: a DocumentReference (not superseded or in error) whose content is a mesh
-  (model/stl, model/ply or model/obj), either related to the order (the DocumentReference's
+  (model/stl, model/ply or model/obj) and that is not typed as a design's output by the
+  orthotics workflow (`DOCUMENT_TYPE`), either related to the order (the DocumentReference's
   `context.related` or the DeviceRequest's `supportingInfo` points at the other) or recent
   (within `SCAN_LIMIT`);
 - the foot measurements (foot length, ball width, heel width, arch height; local codes of
@@ -25,6 +26,7 @@ from cds_hooks.rules import valuesets as vs
 from cds_hooks.rules.fhirdata import (
     JSON,
     coded_value,
+    codings,
     entries,
     has_code,
     observation_date,
@@ -48,6 +50,9 @@ ORDERS = "http://fhir-server.local/CodeSystem/foot-orthosis-services"
 SCAN_ORDER = ("foot-scan", "3D foot scan for a custom foot orthosis")
 MEASURE_ORDER = ("foot-measurements", "Foot measurements for a custom foot orthosis")
 MESH_TYPES = frozenset({"model/stl", "model/ply", "model/obj"})
+# The orthotics workflow types its DocumentReferences: scans, or the meshes a design issued.
+DOCUMENT_TYPE = "urn:fhir-server:CodeSystem:orthosis-document"
+SCAN_KINDS = frozenset({"foot-scan", "foot-scan-left", "foot-scan-right"})
 SCAN_LIMIT = timedelta(days=90)
 MEASUREMENT_LIMIT = timedelta(days=90)
 SOURCE = "Custom foot orthosis order check"
@@ -120,6 +125,10 @@ class FootOrthosisCheck:
 
 
 def _is_mesh(document: JSON) -> bool:
+    """A mesh document that is not one a design issued (typed as another orthosis document)."""
+    kinds = {code for system, code in codings(document.get("type")) if system == DOCUMENT_TYPE}
+    if kinds and not kinds & SCAN_KINDS:
+        return False
     for content in document.get("content") or ():
         attachment = content.get("attachment") if isinstance(content, dict) else None
         kind = attachment.get("contentType") if isinstance(attachment, dict) else None

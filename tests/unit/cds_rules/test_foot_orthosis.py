@@ -146,6 +146,23 @@ def test_a_document_that_is_not_a_mesh_or_was_entered_in_error_does_not_count():
     assert "no foot scan" in card.detail
 
 
+def test_a_mesh_a_design_issued_is_not_a_scan():
+    kind = "urn:fhir-server:CodeSystem:orthosis-document"
+    related = {"related": [{"reference": "DeviceRequest/dr1"}]}
+    insole = scan(
+        rid="out", type={"coding": [{"system": kind, "code": "insole-stl"}]}, context=related
+    )
+    (card,) = check(scans=(insole,), measures=COMPLETE["measures"]).cards
+    assert "no foot scan" in card.detail
+    left = scan(
+        200,
+        rid="left",
+        type={"coding": [{"system": kind, "code": "foot-scan-left"}]},
+        context=related,
+    )
+    assert check(scans=(insole, left), measures=COMPLETE["measures"]).cards == ()
+
+
 def test_one_missing_and_one_old_measurement():
     measures = (measure("foot-length"), measure("ball-width"), measure("heel-width", age_days=120))
     (card,) = check(scans=COMPLETE["scans"], measures=measures).cards

@@ -10,8 +10,9 @@ that the patient has
   orthotics workflow (`DOCUMENT_TYPE`), either related to the order (the DocumentReference's
   `context.related` or the DeviceRequest's `supportingInfo` points at the other) or recent
   (within `SCAN_LIMIT`);
-- the foot measurements (foot length, ball width, heel width, arch height; local codes of
-  `MEASUREMENTS`), each recent (within `MEASUREMENT_LIMIT`).
+- the foot measurements (foot length, ball width, heel width, arch height; the orthotics
+  workflow's codes, `MEASUREMENTS`), each linked to the order (its `supportingInfo`, where
+  the workflow reads them) or recent (within `MEASUREMENT_LIMIT`).
 When something is missing or too old it answers one warning card that says what, with a
 suggestion per missing item that creates a draft ServiceRequest for it, unless such a
 ServiceRequest is already draft or active. When all is there it answers no card.
@@ -103,8 +104,9 @@ class FootOrthosisCheck:
         now = self._clock()
         scan = _scan(entries(call.prefetch.get("scans"), "DocumentReference"), orders, now)
         observations = entries(call.prefetch.get("measurements"), "Observation")
+        linked = {ref for order in orders for ref in references(order.get("supportingInfo"))}
         measures = [
-            _measurement(observations, code, label, now)
+            _measurement(observations, code, label, now, linked)
             for code, label in MEASUREMENT_CODES.items()
         ]
         if scan.usable and all(m.usable for m in measures):
@@ -182,33 +184,36 @@ def _scan(documents: list[JSON], orders: list[JSON], now: datetime) -> Finding:
     return Finding(label, True, f"{reference_to(document)} of {day(when)}")
 
 
-def _measurement(observations: list[JSON], code: str, label: str, now: datetime) -> Finding:
-    found = sorted(
-        (
-            (when, o)
-            for o in observations
-            if observation_stands(o)
-            and coded_value(o, MEASUREMENTS, code) is not None
-            and (when := observation_date(o)) is not None
-        ),
-        key=lambda pair: pair[0],
-        reverse=True,
-    )
-    if not found:
+def _measurement(
+    observations: list[JSON], code: str, label: str, now: datetime, linked: set[str]
+) -> Finding:
+    """The newest standing measurement of `code`: one the order links (supportingInfo)
+    counts whatever its date, any other within `MEASUREMENT_LIMIT`."""
+    found = [
+        (observation_date(o), o)
+        for o in observations
+        if observation_stands(o) and coded_value(o, MEASUREMENTS, code) is not None
+    ]
+    for _, observation in found:
+        if reference_to(observation) in linked:
+            return Finding(label, True, f"{_amount(observation, code)}, linked to the order")
+    dated = sorted(((w, o) for w, o in found if w is not None), key=lambda p: p[0], reverse=True)
+    if not dated:
         return missing(label, "none on record")
-    when, observation = found[0]
+    when, observation = dated[0]
     if now - when > MEASUREMENT_LIMIT:
         return missing(
             label,
             f"the latest, of {day(when)}, is older than the {limit_text(MEASUREMENT_LIMIT)} limit",
         )
+    return Finding(label, True, f"{_amount(observation, code)} on {day(when)}")
+
+
+def _amount(observation: JSON, code: str) -> str:
     value = coded_value(observation, MEASUREMENTS, code)
-    amount = (
-        f"{value.get('value')} {value.get('unit') or value.get('code') or ''}".strip()
-        if isinstance(value, dict)
-        else "recorded"
-    )
-    return Finding(label, True, f"{amount} on {day(when)}")
+    if not isinstance(value, dict):
+        return "recorded"
+    return f"{value.get('value')} {value.get('unit') or value.get('code') or ''}".strip()
 
 
 def _pending_orders(requests: list[JSON]) -> dict[str, str]:

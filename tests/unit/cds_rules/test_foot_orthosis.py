@@ -172,6 +172,16 @@ def test_one_missing_and_one_old_measurement():
     assert [s.label for s in card.suggestions] == ["Order foot measurements"]
 
 
+def test_old_measurements_linked_to_the_order_count():
+    measures = tuple(dict(measure(c, age_days=300), id=f"m-{c}") for c in ALL_MEASURES)
+    linked = device_request(
+        supportingInfo=[{"reference": f"Observation/m-{c}"} for c in ALL_MEASURES]
+    )
+    assert check(orders=(linked,), scans=COMPLETE["scans"], measures=measures).cards == ()
+    (card,) = check(scans=COMPLETE["scans"], measures=measures).cards  # not linked: too old
+    assert "90 days limit" in card.detail
+
+
 def test_an_open_service_request_is_not_suggested_again():
     pending = {
         "resourceType": "ServiceRequest",

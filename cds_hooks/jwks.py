@@ -46,7 +46,7 @@ class JwksCache:
         self.http = http
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._fetched: dict[str, float] = {}
-        self._lock = asyncio.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}  # one fetch at a time per URL
 
     async def get(self, url: str, *, fresh: bool = False) -> dict[str, Any]:
         now = time.monotonic()
@@ -55,7 +55,7 @@ class JwksCache:
             return hit[1]
         if hit is not None and fresh and now - self._fetched.get(url, 0.0) < REFETCH_SECONDS:
             return hit[1]
-        async with self._lock:
+        async with self._locks.setdefault(url, asyncio.Lock()):
             jwks, seconds = await self._fetch(url)
             self._fetched[url] = time.monotonic()
             self._cache[url] = (self._fetched[url] + seconds, jwks)

@@ -61,6 +61,22 @@ class Fetcher(Protocol):
         ...
 
 
+CONTEXT_TOKENS = frozenset({"context.userId", "context.patientId", "context.encounterId"})
+
+
+def template_problems(template: str) -> list[str]:
+    """Why `template` cannot be a prefetch template here (empty when it can): a FHIR query
+    relative to the base, with known tokens only."""
+    found = []
+    path = template.split("?")[0]
+    if not path or path.startswith("/") or ":" in path:
+        found.append(f"{template!r} is not a query relative to the FHIR base")
+    for name in TOKEN.findall(template):
+        if name not in CONTEXT_TOKENS and name not in USER_TOKENS:
+            found.append(f"{template!r} has the unknown token {{{{{name}}}}}")
+    return found
+
+
 def tokens(context: JSON) -> dict[str, str]:
     """The values of the prefetch tokens a hook's context gives."""
     values = {f"context.{k}": v for k, v in context.items() if isinstance(v, str)}

@@ -35,6 +35,7 @@ from cds_hooks.endpoint import CdsHooks
 from cds_hooks.jwks import JwksCache
 from cds_hooks.registry import CdsServices, collect
 from cds_hooks.response_check import origin
+from cds_hooks.rules import value_sets as cds_value_sets
 from cds_hooks.service import CdsService
 from cds_hooks.store import CdsStore
 from fhir_server.auth.discovery import rest_security
@@ -52,6 +53,7 @@ from fhir_server.search.limits import SearchLimits
 from fhir_server.search.registry import build_registry
 from fhir_server.settings import Settings
 from fhir_server.storage.base import Storage
+from terminology import Terminology
 from terminology.service import install as install_terminology
 
 if TYPE_CHECKING:
@@ -133,9 +135,19 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
         service.policy = SmartPolicy(service.registry, service.indexer)
     service.add_operation(everything_operation())
     await custom_params.install(service)
-    await install_terminology(service)
+    await install_terminology(service, shipped_terminology())
     install_hl7v2(service, convert_options(settings))
     return service
+
+
+def shipped_terminology() -> Terminology:
+    """The R4 core content plus the value sets the CDS rule services ship. The server's own
+    CodeSystems, ValueSets and ConceptMaps are loaded after these, so a stored ValueSet with
+    the same url takes precedence."""
+    terminology = Terminology()
+    for value_set in cds_value_sets():
+        terminology.put(value_set)
+    return terminology
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,14 +17,16 @@ import pytest
 from tests.support.server import free_port
 
 
-def _serve(database: Path, port: int | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+def _serve(
+    database: Path, *, port: int | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [
         str(Path(sys.executable).parent / "fhir-server"),
         "serve",
         "--port",
         str(port or free_port()),
     ]
-    environment = {**os.environ, "FHIR_DATABASE": str(database), "FHIR_AUTH": "off", **env}
+    environment = {**os.environ, "FHIR_DATABASE": str(database), "FHIR_AUTH": "off", **(env or {})}
     return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
 
 
@@ -77,7 +79,7 @@ def test_a_port_in_use(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        _refused(_serve(tmp_path / "fhir.db", port), f"cannot listen on 127.0.0.1:{port}")
+        _refused(_serve(tmp_path / "fhir.db", port=port), f"cannot listen on 127.0.0.1:{port}")
 
 
 @pytest.mark.parametrize("name", ["FHIR_TLS_KEY_FILE", "FHIR_TLS_CERT_FILE"])
@@ -87,12 +89,12 @@ def test_an_unreadable_key_file(tmp_path: Path, name: str) -> None:
     readable.write_text("-----BEGIN-----\n")
     env = {name: str(tmp_path / "missing.pem"), other: str(readable)}
     _refused(
-        _serve(tmp_path / "fhir.db", **env), f"{name} {tmp_path / 'missing.pem'} cannot be read"
+        _serve(tmp_path / "fhir.db", env=env), f"{name} {tmp_path / 'missing.pem'} cannot be read"
     )
 
 
 def test_half_a_tls_configuration(tmp_path: Path) -> None:
-    _refused(_serve(tmp_path / "fhir.db", FHIR_TLS_CERT_FILE="cert.pem"), "go together")
+    _refused(_serve(tmp_path / "fhir.db", env={"FHIR_TLS_CERT_FILE": "cert.pem"}), "go together")
 
 
 def test_our_own_database_from_before_the_application_id_still_opens(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,10 +66,10 @@ def bundle(*resources: JSON) -> JSON:
     }
 
 
-def call(prefetch: dict[str, JSON | None]) -> HookCall:
+def call(prefetch: Mapping[str, JSON | None]) -> HookCall:
     return HookCall(
         hook="patient-view",
         hook_instance="d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
         context={"patientId": "p1", "userId": "Practitioner/1"},
-        prefetch=prefetch,
+        prefetch=dict(prefetch),
     )

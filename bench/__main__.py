@@ -28,7 +28,7 @@ from urllib.parse import quote
 import orjson
 from tqdm import tqdm
 
-from bench import bearer, dataset, hl7, report, search, server, stall, terminology
+from bench import bearer, cds, dataset, hl7, report, search, server, stall, terminology
 from bench.ingest import PreparedBundle, ingest
 from bench.pyclient import run_python
 from bench.wrk import WORKLOADS, LoadResult, WrkOutputError, find_wrk, run_wrk, wrk_version
@@ -93,6 +93,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-search", action="store_true", help="skip the search figures")
     parser.add_argument("--no-hl7", action="store_true", help="skip the HL7 v2 (MLLP) figures")
+    parser.add_argument("--no-cds", action="store_true", help="skip the CDS Hooks figures")
     parser.add_argument(
         "--search-size",
         type=int,
@@ -273,6 +274,7 @@ def save(
     searches: list[terminology.Row],
     search_size: int,
     hl7_rows: list[hl7.Row] | None = None,
+    cds_rows: list[terminology.Row] | None = None,
 ) -> None:
     data = report.to_json(run)
     data["terminology"] = [
@@ -293,6 +295,10 @@ def save(
     data["hl7"] = [
         {"figure": r.label, "value": r.value, "target": r.target, "met": r.met}
         for r in hl7_rows or []
+    ]
+    data["cds_hooks"] = [
+        {"figure": r.label, "p95_ms": r.value, "target": r.target, "met": r.met}
+        for r in cds_rows or []
     ]
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
@@ -319,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             hl7_rows = (
                 [] if args.no_hl7 else hl7.measure(Path(scratch), 600 if args.quick else 3000)
             )
+            cds_rows = [] if args.no_cds else cds.measure(Path(scratch))
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
@@ -338,7 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + search.render(searches, args.search_size))
     if hl7_rows:
         print("\n" + hl7.render(hl7_rows))
-    save(run, args.output, terms, searches, args.search_size, hl7_rows)
+    if cds_rows:
+        print("\n" + cds.render(cds_rows))
+    save(run, args.output, terms, searches, args.search_size, hl7_rows, cds_rows)
     print(f"\nresults written to {args.output}", file=sys.stderr)
     return 0
 

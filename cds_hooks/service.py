@@ -86,7 +86,12 @@ class Link:
     app_context: str | None = None
 
     def to_json(self) -> JSON:
-        return {"label": self.label, "url": self.url, "type": self.type, "appContext": self.app_context}
+        return {
+            "label": self.label,
+            "url": self.url,
+            "type": self.type,
+            "appContext": self.app_context,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,9 @@ what the server offers, and starts its background duties.
   every way in gets the same service.
 - `open_auth(settings, service)` opens the SMART authorization server's store and signing
   keys, and lets the CapabilityStatement describe it (when authorization is on).
+- `open_cds(settings, service, auth)` builds the CDS Hooks endpoints: the services the
+  shipped packages offer (`cds_hooks.registry.collect`), their store in the auth store's
+  database, and the check of CDS clients' JWTs (unless `FHIR_CDS_AUTH=off`).
 - `start_background(settings, service)` starts what runs beside the requests (today the
   HL7 v2 inbox, MLLP listener and outbound feeds, when configured) and stops it when the
   block ends.
@@ -19,13 +22,21 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from adapters.hl7v2.convert import ConvertOptions
 from adapters.hl7v2.operations import install as install_hl7v2
+from cds_hooks.client_auth import CdsClientVerifier
+from cds_hooks.endpoint import CdsHooks
+from cds_hooks.jwks import JwksCache
+from cds_hooks.registry import CdsServices, collect
+from cds_hooks.response_check import origin
+from cds_hooks.service import CdsService
+from cds_hooks.store import CdsStore
 from fhir_server.auth.discovery import rest_security
 from fhir_server.auth.keys import KeyRing
 from fhir_server.auth.policy import SmartPolicy
@@ -45,6 +56,8 @@ from terminology.service import install as install_terminology
 
 if TYPE_CHECKING:
     from adapters.hl7v2.runtime import Hl7Runtime
+
+log = logging.getLogger("fhir_server")
 
 
 def make_storage(settings: Settings) -> Storage:
@@ -128,6 +141,30 @@ async def open_auth(settings: Settings, service: FhirService | None = None) -> A
             yield Auth(store, keys, SmartAuthServer(settings, store, keys), users)
     finally:
         await asyncio.to_thread(store.close)
+
+
+@asynccontextmanager
+async def open_cds(
+    settings: Settings, auth: Auth, services: Iterable[CdsService] | None = None
+) -> AsyncIterator[CdsHooks]:
+    """The CDS Hooks endpoints over the shipped services (or `services`), their HTTP client
+    (JWK sets, prefetch from other FHIR servers) closed when the block ends."""
+    import httpx
+
+    offered = collect(settings) if services is None else CdsServices(services)
+    store = CdsStore(auth.store.documents)
+    apps = await asyncio.to_thread(auth.store.list_clients)
+    smart = {origin(uri) for app in apps for uri in app.get("redirect_uris") or ()}
+    async with httpx.AsyncClient(follow_redirects=False) as http:
+        verifier = None
+        if settings.cds_auth == "on":
+            verifier = CdsClientVerifier(store, JwksCache(http))
+        else:
+            log.warning(
+                "CDS Hooks client authentication is OFF (FHIR_CDS_AUTH=off): anyone may call "
+                "the CDS services; for local experiments only"
+            )
+        yield CdsHooks(offered, store, verifier=verifier, http=http, smart_origins=smart)
 
 
 def convert_options(settings: Settings) -> ConvertOptions:

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     auth_login_lockout: float = 300.0  # seconds a locked-out name waits after its last failure
     auth_session_lifetime: int = 3600  # seconds a browser session lives after its last use
     auth_clinician_scope: Literal["organization", "all"] = "organization"  # patients offered
+    # CDS Hooks (cds_hooks): "off" accepts calls without a client JWT (local experiments only)
+    cds_auth: Literal["on", "off"] = "on"
     # request limits (resources)
     max_string_chars: int = 1024 * 1024  # per primitive value but base64Binary and xhtml
     max_resource_depth: int = 64  # JSON objects nested in one resource

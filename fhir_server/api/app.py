@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl
@@ -17,7 +17,8 @@ from fastapi import FastAPI
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response as HttpResponse
 
-from fhir_server.api import auth_manage_routes, auth_token_routes, auth_ui_routes
+from cds_hooks.service import CdsService
+from fhir_server.api import auth_manage_routes, auth_token_routes, auth_ui_routes, cds_routes
 from fhir_server.api.content import (
     FORM_TYPE,
     MEDIA,
@@ -31,7 +32,7 @@ from fhir_server.api.hosts import AllowedHostsMiddleware, allowed_hosts
 from fhir_server.api.media_types import MediaTypeMiddleware
 from fhir_server.api.middleware import BodyLimitMiddleware
 from fhir_server.api.timeouts import BodyTimeoutMiddleware
-from fhir_server.assembly import Auth, open_auth, open_service, start_background
+from fhir_server.assembly import Auth, open_auth, open_cds, open_service, start_background
 from fhir_server.auth.authorize import AuthorizationServer
 from fhir_server.auth.bearer import BearerVerifier
 from fhir_server.auth.flow import AuthUi
@@ -60,13 +61,14 @@ def create_app(
     *,
     auth_server: AuthorizationServer | None = None,
     verifier: BearerVerifier | None = None,
+    cds_services: Iterable[CdsService] | None = None,
 ) -> FastAPI:
     """The ASGI app: FHIR REST under /fhir, the SMART authorization server and its sign-in
-    pages under /auth, storage opened and closed with the app.
+    pages under /auth, CDS Hooks under /cds-services, storage opened and closed with the app.
 
     With authorization on, every request but `metadata` needs an access token that
     `verifier` (by default: one over the server's own signing keys) accepts. Tests may hand
-    in another `auth_server` for the sign-in pages."""
+    in another `auth_server` for the sign-in pages, and the CDS services to offer."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -74,8 +76,10 @@ def create_app(
         async with (
             open_service(settings, storage) as service,
             open_auth(settings, service) as auth,
+            open_cds(settings, auth, cds_services) as cds,
             start_background(settings, service) as background,
         ):
+            app.state.cds = cds
             app.state.service = service
             app.state.auth = auth
             app.state.hl7 = background.hl7
@@ -97,6 +101,7 @@ def create_app(
     app.add_api_route(HL7_PATH, hl7v2_endpoint, methods=["POST"], include_in_schema=False)
     auth_ui_routes.install(app)
     auth_manage_routes.install(app)
+    cds_routes.install(app)
     app.add_exception_handler(FhirError, _fhir_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
     return app

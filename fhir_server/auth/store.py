@@ -14,6 +14,8 @@ Kinds of records (each a small JSON document with an `id`):
     assertions   client-assertion `jti`s already used (RFC 7523 replay store)
     registration initial access tokens for dynamic client registration (RFC 7591), by
                  SHA-256, until they expire
+    cds_*        CDS Hooks clients, their used JWT `jti`s and the feedback on cards
+                 (owned by `cds_hooks.store`)
 
 Codes and tokens are stored hashed: a copy of the database does not let anyone redeem them.
 Expired records are purged when records of the same kind are written (SQLite) or by a TTL
@@ -53,6 +55,9 @@ KINDS = (
     "revoked",
     "assertions",
     "registration",
+    "cds_clients",
+    "cds_jtis",
+    "cds_feedback",
 )
 
 

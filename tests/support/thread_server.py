@@ -11,11 +11,13 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
 import uvicorn
 
+from cds_hooks.service import CdsService
 from fhir_server.api.app import create_app
 from fhir_server.settings import Settings
 from fhir_server.storage.base import Storage
@@ -25,8 +27,16 @@ from tests.support.server import free_port
 class ThreadServer:
     """`create_app(settings, storage)` served by uvicorn in a daemon thread."""
 
-    def __init__(self, storage: Storage, log: Path, **settings: str) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        log: Path,
+        *,
+        cds_services: Iterable[CdsService] | None = None,
+        **settings: str,
+    ) -> None:
         self.port = free_port()
+        self.cds_services = cds_services
         self.log = log
         self.storage = storage
         # bound where it listens (the allowed Host names follow), token checks off unless asked
@@ -47,7 +57,7 @@ class ThreadServer:
         self._handler = logging.FileHandler(self.log)
         logging.getLogger("fhir_server").addHandler(self._handler)
         config = uvicorn.Config(
-            create_app(self.settings, self.storage),
+            create_app(self.settings, self.storage, cds_services=self.cds_services),
             host="127.0.0.1",
             port=self.port,
             log_level="warning",

@@ -28,7 +28,7 @@ from urllib.parse import quote
 import orjson
 from tqdm import tqdm
 
-from bench import bearer, cds, dataset, hl7, report, search, server, stall, terminology
+from bench import bearer, cds, cds_models, dataset, hl7, report, search, server, stall, terminology
 from bench.ingest import PreparedBundle, ingest
 from bench.pyclient import run_python
 from bench.wrk import WORKLOADS, LoadResult, WrkOutputError, find_wrk, run_wrk, wrk_version
@@ -275,6 +275,7 @@ def save(
     search_size: int,
     hl7_rows: list[hl7.Row] | None = None,
     cds_rows: list[terminology.Row] | None = None,
+    model_rows: list[cds_models.Row] | None = None,
 ) -> None:
     data = report.to_json(run)
     data["terminology"] = [
@@ -299,6 +300,17 @@ def save(
     data["cds_hooks"] = [
         {"figure": r.label, "p95_ms": r.value, "target": r.target, "met": r.met}
         for r in cds_rows or []
+    ]
+    data["cds_models"] = [
+        {
+            "figure": r.label,
+            "p50_ms": r.p50_ms,
+            "p99_ms": r.p99_ms,
+            "cpu_p99_ms": r.cpu_p99_ms,
+            "target_p99_ms": r.target_ms,
+            "met": r.met,
+        }
+        for r in model_rows or []
     ]
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
@@ -326,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                 [] if args.no_hl7 else hl7.measure(Path(scratch), 600 if args.quick else 3000)
             )
             cds_rows = [] if args.no_cds else cds.measure(Path(scratch))
+            model_rows = [] if args.no_cds else cds_models.measure()
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
@@ -347,7 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + hl7.render(hl7_rows))
     if cds_rows:
         print("\n" + cds.render(cds_rows))
-    save(run, args.output, terms, searches, args.search_size, hl7_rows, cds_rows)
+    if model_rows:
+        print("\n" + cds_models.render(model_rows))
+    save(run, args.output, terms, searches, args.search_size, hl7_rows, cds_rows, model_rows)
     print(f"\nresults written to {args.output}", file=sys.stderr)
     return 0
 

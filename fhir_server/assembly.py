@@ -33,6 +33,7 @@ from adapters.hl7v2.operations import install as install_hl7v2
 from cds_hooks.client_auth import CdsClientVerifier
 from cds_hooks.endpoint import CdsHooks
 from cds_hooks.jwks import JwksCache
+from cds_hooks.models import code_systems as model_code_systems
 from cds_hooks.registry import CdsServices, collect
 from cds_hooks.response_check import origin
 from cds_hooks.service import CdsService
@@ -52,6 +53,7 @@ from fhir_server.search.limits import SearchLimits
 from fhir_server.search.registry import build_registry
 from fhir_server.settings import Settings
 from fhir_server.storage.base import Storage
+from terminology.registry import Terminology
 from terminology.service import install as install_terminology
 
 if TYPE_CHECKING:
@@ -108,9 +110,18 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
         service.policy = SmartPolicy(service.registry, service.indexer)
     service.add_operation(everything_operation())
     await custom_params.install(service)
-    await install_terminology(service)
+    await install_terminology(service, shipped_terminology())
     install_hl7v2(service, convert_options(settings))
     return service
+
+
+def shipped_terminology() -> Terminology:
+    """The R4 core content plus the local CodeSystems the CDS model packages ship; a stored
+    resource of the same url, loaded after them, takes precedence."""
+    terminology = Terminology()
+    for resource in model_code_systems():
+        terminology.put(resource)
+    return terminology
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,23 +13,42 @@ service reads its inputs from the resolved prefetch (`inputs`: latest acceptable
 UCUM conversion by `units`), runs the model on one float32 row, and answers one card: the
 band the output falls in, or what is missing (`service`).
 
+Inputs that no standard code system names use the project's own CodeSystems
+(`codesystems/`, see `code_systems()`), which the terminology service publishes.
+
 Training (`train_*.py`, scikit-learn and skl2onnx, not needed at run time) writes the shipped
 packages; `parity` checks that an exported model gives scikit-learn's outputs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from cds_hooks.models.manifest import MANIFEST, MODEL_CARD, ManifestError
 from cds_hooks.models.service import ModelService
 from fhir_server.settings import Settings
 
 SHIPPED = Path(__file__).parent / "packages"
+CODE_SYSTEMS = Path(__file__).parent / "codesystems"
 
-__all__ = ["SHIPPED", "ManifestError", "ModelService", "package_folders", "services"]
+__all__ = [
+    "SHIPPED",
+    "ManifestError",
+    "ModelService",
+    "code_systems",
+    "package_folders",
+    "services",
+]
+
+
+def code_systems() -> list[dict[str, Any]]:
+    """The local CodeSystems the shipped packages code their inputs with (e.g. the breast FNA
+    features), for the terminology service to publish."""
+    return [json.loads(p.read_text("utf-8")) for p in sorted(CODE_SYSTEMS.glob("*.json"))]
 
 
 def package_folders(roots: Iterable[Path]) -> Iterator[Path]:

@@ -147,3 +147,18 @@ def test_a_copied_shipped_package_with_a_new_id_is_a_second_service(tmp_path: Pa
     (copy / "manifest.json").write_text(json.dumps(manifest))
     ids = [s.definition.id for s in services(Settings(cds_model_dirs=str(tmp_path)))]
     assert ids[-1] == "fna-copy" and len(ids) == 4
+
+
+async def test_the_fna_code_system_is_published_by_the_terminology_service(tmp_path) -> None:
+    from fhir_server.assembly import open_service
+    from fhir_server.context import SYSTEM
+    from fhir_server.interactions.request import Request
+
+    system = "urn:fhir-server:CodeSystem:fna-features"
+    async with open_service(Settings(database=str(tmp_path / "fhir.db"))) as svc:
+        query = (("system", system), ("code", "worst-concave-points"))
+        found = await svc.handle(Request("GET", "CodeSystem/$lookup", query=query, context=SYSTEM))
+    assert found.status == 200
+    assert isinstance(found.body, dict)
+    parts = {p["name"]: p.get("valueString") for p in found.body["parameter"]}
+    assert parts["display"] == "FNA nuclei, worst concave points"

@@ -100,6 +100,15 @@ class Band(_Strict):
     summary: str  # a format string of `value` (the model output); under 140 characters
     detail: str | None = None
 
+    @field_validator("summary")
+    @classmethod
+    def _formats(cls, summary: str) -> str:
+        try:
+            summary.format(value=0.5)
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(f"a band summary formats `value` only: {error}") from error
+        return summary
+
 
 class LinkSpec(_Strict):
     label: str

@@ -80,7 +80,7 @@ class ModelService:
             detail = [f"Missing or unusable: {missing}.", *lines]
             return self._card(summary[:139], "info", detail)
         band = self.band(evaluation.output)
-        summary = band.summary.format(value=evaluation.output)
+        summary = band.summary.format(value=evaluation.output)[:139]  # the spec's limit
         return self._card(summary, band.indicator, [band.detail or "", *lines])
 
     def _card(self, summary: str, indicator: Indicator, detail: list[str]) -> Card:

@@ -113,6 +113,8 @@ def broken(folder: Path, what: str) -> None:
         manifest["inputs"][1]["loinc"] = "2085-9"
     elif what == "last-band":
         manifest["bands"][-1]["below"] = 1.0
+    elif what == "summary":
+        manifest["bands"][0]["summary"] = "Risk {risk}"
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -125,6 +127,7 @@ def broken(folder: Path, what: str) -> None:
         ("json", "manifest.json is not valid"),
         ("unknown-field", "loinc"),
         ("last-band", "the last band must have no 'below'"),
+        ("summary", "a band summary formats `value` only"),
     ],
 )
 def test_a_package_that_cannot_be_used_is_named(tmp_path: Path, what: str, message: str) -> None:
@@ -162,3 +165,26 @@ async def test_the_fna_code_system_is_published_by_the_terminology_service(tmp_p
     assert isinstance(found.body, dict)
     parts = {p["name"]: p.get("valueString") for p in found.body["parameter"]}
     assert parts["display"] == "FNA nuclei, worst concave points"
+
+
+async def test_a_stored_code_system_of_the_same_url_takes_precedence(tmp_path) -> None:
+    from fhir_server.assembly import open_service
+    from fhir_server.context import SYSTEM
+    from fhir_server.interactions.request import Request
+
+    system = "urn:fhir-server:CodeSystem:fna-features"
+    mine = {
+        "resourceType": "CodeSystem",
+        "url": system,
+        "status": "active",
+        "content": "complete",
+        "concept": [{"code": "worst-concave-points", "display": "Site display"}],
+    }
+    async with open_service(Settings(database=str(tmp_path / "fhir.db"))) as svc:
+        stored = await svc.handle(Request("POST", "CodeSystem", body=mine, context=SYSTEM))
+        assert stored.status == 201
+        query = (("system", system), ("code", "worst-concave-points"))
+        found = await svc.handle(Request("GET", "CodeSystem/$lookup", query=query, context=SYSTEM))
+    assert isinstance(found.body, dict)
+    parts = {p["name"]: p.get("valueString") for p in found.body["parameter"]}
+    assert parts["display"] == "Site display"

@@ -30,6 +30,7 @@ from typing import Any
 
 from cds_hooks.models.manifest import MANIFEST, MODEL_CARD, ManifestError
 from cds_hooks.models.service import ModelService
+from cds_hooks.models.units import warm_in_background
 from fhir_server.settings import Settings
 
 SHIPPED = Path(__file__).parent / "packages"
@@ -69,5 +70,9 @@ def model_dirs(settings: Settings) -> list[Path]:
 
 
 def services(settings: Settings) -> list[ModelService]:
-    """A service per package (the `cds_hooks.registry` provider of this package)."""
-    return [ModelService(folder) for folder in package_folders(model_dirs(settings))]
+    """A service per package (the `cds_hooks.registry` provider of this package); the UCUM
+    table is built in the background meanwhile."""
+    found = [ModelService(folder) for folder in package_folders(model_dirs(settings))]
+    if any(i.source == "observation" for s in found for i in s.manifest.inputs):
+        warm_in_background()
+    return found

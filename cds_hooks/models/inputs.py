@@ -28,6 +28,7 @@ _USABLE_STATUS = frozenset({"final", "amended", "corrected"})
 _ACTIVE = frozenset({"active", "recurrence", "relapse"})
 PATIENT_KEY = "patient"
 CONDITIONS_KEY = "conditions"
+FLOAT32_MAX = 3.4e38  # the model takes float32
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,7 @@ def _read_one(
     if item.source == "condition":
         return _condition(item, prefetch.get(CONDITIONS_KEY))
     patient = prefetch.get(PATIENT_KEY)
-    if not patient or patient.get("resourceType") != "Patient":
+    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
         return Unusable(item, "no Patient")
     if item.source == "patient-age":
         return _age(item, patient, now)
@@ -122,19 +123,27 @@ def _age(item: Input, patient: JSON, now: datetime) -> Reading:
 def _gender(item: Input, patient: JSON) -> Reading:
     gender = patient.get("gender")
     values = item.values or {}
-    if gender not in values:
+    if not isinstance(gender, str) or gender not in values:
         return Unusable(item, f"gender {gender or 'not recorded'!s} is not one the model knows")
-    return Used(item, float(values[gender]), found=str(gender))
+    return Used(item, float(values[gender]), found=gender)
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> JSON:
+    return value if isinstance(value, dict) else {}
 
 
 def _codes(concept: Any) -> Iterator[str]:
-    for coding in (concept or {}).get("coding", ()):
+    for coding in _list(_dict(concept).get("coding")):
         if isinstance(coding, dict):
             yield f"{coding.get('system')}|{coding.get('code')}"
 
 
 def _entries(bundle: JSON | None, resource_type: str) -> Iterator[JSON]:
-    for entry in (bundle or {}).get("entry", ()):
+    for entry in _list(_dict(bundle).get("entry")):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if isinstance(resource, dict) and resource.get("resourceType") == resource_type:
             yield resource
@@ -150,7 +159,7 @@ def _condition(item: Input, bundle: JSON | None) -> Reading:
 
 
 def _when(observation: JSON) -> datetime | None:
-    period = observation.get("effectivePeriod") or {}
+    period = _dict(observation.get("effectivePeriod"))
     for value in (
         observation.get("effectiveDateTime"),
         observation.get("effectiveInstant"),
@@ -171,7 +180,7 @@ def _quantity(item: Input, observation: JSON) -> JSON | None:
     if item.component is None:
         quantity = observation.get("valueQuantity")
     else:
-        parts = (c for c in observation.get("component", ()) if isinstance(c, dict))
+        parts = (c for c in _list(observation.get("component")) if isinstance(c, dict))
         found = next((c for c in parts if item.component in _codes(c.get("code"))), None)
         quantity = (found or {}).get("valueQuantity")
     return quantity if isinstance(quantity, dict) else None
@@ -206,6 +215,8 @@ def _converted(item: Input, quantity: JSON, day: str) -> Reading:
         number = convert(float(value), str(unit), item.unit, item.molar_mass)
     except UnitError as error:
         return Unusable(item, f"the value of {day} cannot be used: {error}")
+    if not math.isfinite(number) or abs(number) > FLOAT32_MAX:
+        return Unusable(item, f"the value of {day} is out of range")
     found = None if unit == item.unit else f"{value} {unit}"
     if item.transform == "ln":
         if number <= 0:

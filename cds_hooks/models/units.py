@@ -3,13 +3,15 @@
 A value in the unit the manifest names is used as it is and costs nothing. Any other unit is
 parsed as UCUM and converted; a mass concentration and a substance concentration (mg/dL and
 mmol/L) convert through the input's molar mass. The UCUM registry takes seconds to build, so
-it is built once, on the first value that needs it (or by `warm()` at start).
+it is built once, by `warm_in_background()` at start (or on the first value that needs it);
+each unit is parsed once.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from functools import lru_cache
 from typing import Any
 
 import pint
@@ -37,9 +39,16 @@ def warm() -> None:
     _ucum()
 
 
+def warm_in_background() -> None:
+    """Build the UCUM registry in a daemon thread, so that no request waits for it."""
+    if _registry is None:
+        threading.Thread(target=warm, name="ucum-registry", daemon=True).start()
+
+
 _ANNOTATION = re.compile(r"\{[^{}]*\}")
 
 
+@lru_cache(maxsize=256)
 def _parse(registry: Any, unit: str) -> Any:
     """A pint quantity of 1 `unit`; an annotation (`{ratio}`) is unity, as UCUM says."""
     bare = _ANNOTATION.sub("", unit).strip() or "1"

@@ -71,3 +71,29 @@ def test_templates_read_the_patient_each_code_once_and_the_conditions() -> None:
         "&_sort=-date&_count=10",
         "conditions": "Condition?patient={{context.patientId}}&code=http://snomed.info/sct|44054006",
     }
+
+
+def test_malformed_prefetch_reads_as_missing_and_never_raises() -> None:
+    weird: list[JSON] = [
+        {"resourceType": "Bundle", "entry": "not a list"},
+        {"resourceType": "Bundle", "entry": [1, "x", None, {"resource": "x"}]},
+        bundle({"resourceType": "Observation", "status": "final", "code": "2085-9"}),
+        bundle(
+            observation(HDL, 50, "mg/dL")
+            | {"effectivePeriod": "x", "component": 3, "effectiveDateTime": None}
+        ),
+        bundle(observation(HDL, 50, "mg/dL") | {"effectiveDateTime": "yesterday"}),
+        bundle(observation(HDL, 50, "mg/dL") | {"valueQuantity": "50 mg/dL"}),
+        bundle(observation(HDL, True, "mg/dL")),
+        bundle(observation(HDL, 1e300, "mg/dL")),
+    ]
+    age = Input(name="age", source="patient-age")
+    sex = Input(name="sex", source="patient-gender", values={"female": 1.0})
+    for found in weird:
+        readings = read(
+            (HDL_INPUT, age, sex, DIABETES_INPUT),
+            {"hdl": found, "patient": {"resourceType": "Patient", "gender": ["female"]},
+             "conditions": found},
+            NOW,
+        )  # fmt: skip
+        assert [type(r) for r in readings] == [Unusable, Unusable, Unusable, Used], found

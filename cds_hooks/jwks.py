@@ -18,6 +18,7 @@ import httpx
 import orjson
 
 TIMEOUT = httpx.Timeout(5.0, connect=3.0)
+DEADLINE = 8.0  # seconds for the whole answer
 MAX_BYTES = 256 * 1024
 DEFAULT_SECONDS = 300.0
 MAX_SECONDS = 86400.0
@@ -45,7 +46,7 @@ class JwksCache:
         self.http = http
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._fetched: dict[str, float] = {}
-        self._lock = asyncio.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}  # one fetch at a time per URL
 
     async def get(self, url: str, *, fresh: bool = False) -> dict[str, Any]:
         now = time.monotonic()
@@ -54,7 +55,7 @@ class JwksCache:
             return hit[1]
         if hit is not None and fresh and now - self._fetched.get(url, 0.0) < REFETCH_SECONDS:
             return hit[1]
-        async with self._lock:
+        async with self._locks.setdefault(url, asyncio.Lock()):
             jwks, seconds = await self._fetch(url)
             self._fetched[url] = time.monotonic()
             self._cache[url] = (self._fetched[url] + seconds, jwks)
@@ -62,15 +63,18 @@ class JwksCache:
 
     async def _fetch(self, url: str) -> tuple[dict[str, Any], float]:
         try:
-            async with self.http.stream(
-                "GET", url, headers={"Accept": "application/json"}, timeout=TIMEOUT
-            ) as response:
+            async with (
+                asyncio.timeout(DEADLINE),
+                self.http.stream(
+                    "GET", url, headers={"Accept": "application/json"}, timeout=TIMEOUT
+                ) as response,
+            ):
                 body = b""
                 async for chunk in response.aiter_bytes():
                     body += chunk
                     if len(body) > MAX_BYTES:
                         raise Unreachable("the client's JWKS is too large")
-        except httpx.HTTPError as error:
+        except (httpx.HTTPError, TimeoutError) as error:
             raise Unreachable(
                 f"the client's JWKS cannot be fetched ({type(error).__name__})"
             ) from None

@@ -44,6 +44,7 @@ USER_TOKENS = {
     "userRelatedPersonId": "RelatedPerson",
 }
 FETCH_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+FETCH_DEADLINE = 15.0  # seconds for a whole answer, however slowly it trickles in
 MAX_FETCH_BYTES = 16 * 1024 * 1024
 
 
@@ -58,6 +59,22 @@ class Fetcher(Protocol):
         """The result of `query` (relative to the FHIR base); None when a read finds no
         such resource. Raises `Unavailable` otherwise."""
         ...
+
+
+CONTEXT_TOKENS = frozenset({"context.userId", "context.patientId", "context.encounterId"})
+
+
+def template_problems(template: str) -> list[str]:
+    """Why `template` cannot be a prefetch template here (empty when it can): a FHIR query
+    relative to the base, with known tokens only."""
+    found = []
+    path = template.split("?")[0]
+    if not path or path.startswith("/") or ":" in path:
+        found.append(f"{template!r} is not a query relative to the FHIR base")
+    for name in TOKEN.findall(template):
+        if name not in CONTEXT_TOKENS and name not in USER_TOKENS:
+            found.append(f"{template!r} has the unknown token {{{{{name}}}}}")
+    return found
 
 
 def tokens(context: JSON) -> dict[str, str]:
@@ -156,12 +173,18 @@ class RemoteServer:
             headers["Authorization"] = f"Bearer {self.access_token}"
         path = query.split("?")[0]
         try:
-            async with self.client.stream(
-                "GET", f"{self.base}/{query.lstrip('/')}", headers=headers, timeout=FETCH_TIMEOUT
-            ) as response:
+            async with (
+                asyncio.timeout(FETCH_DEADLINE),
+                self.client.stream(
+                    "GET",
+                    f"{self.base}/{query.lstrip('/')}",
+                    headers=headers,
+                    timeout=FETCH_TIMEOUT,
+                ) as response,
+            ):
                 body = await _read_capped(response)
-        except httpx.HTTPError as error:
-            raise Unavailable(f"{path}: the FHIR server could not be reached") from error
+        except (httpx.HTTPError, TimeoutError):
+            raise Unavailable(f"{path}: the FHIR server could not be reached in time") from None
         if response.status_code in (404, 410) and "?" not in query:
             return None
         if response.status_code != 200:

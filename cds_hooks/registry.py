@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 
 from cds_hooks import models
+from cds_hooks.prefetch import template_problems
 from cds_hooks.service import JSON, CdsService
 from fhir_server.settings import Settings
 
@@ -36,12 +37,16 @@ class CdsServices:
             self.add(service)
 
     def add(self, service: CdsService) -> None:
-        """Offer `service`; its id must be a plain path segment not already taken."""
+        """Offer `service`; its id must be a plain path segment not already taken, and its
+        prefetch templates relative FHIR queries with known tokens."""
         definition = service.definition
         if not _ID.fullmatch(definition.id):
             raise ValueError(f"a CDS service id must match {_ID.pattern}: {definition.id!r}")
         if definition.id in self._by_id:
             raise ValueError(f"two CDS services have the id {definition.id!r}")
+        wrong = [p for t in definition.prefetch.values() for p in template_problems(t)]
+        if wrong:
+            raise ValueError(f"the CDS service {definition.id}: {'; '.join(wrong)}")
         self._by_id[definition.id] = service
 
     def get(self, service_id: str) -> CdsService | None:

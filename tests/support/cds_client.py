@@ -138,7 +138,8 @@ class CdsClient:
             for name, value in context.items():
                 query = query.replace("{{context." + name + "}}", str(value))
             query = query.replace("{{userPractitionerId}}", USER.split("/")[1])
-            result[key] = self.fetch(query)
+            # a token the client has no value for (e.g. the user is not a PractitionerRole)
+            result[key] = None if "{{" in query else self.fetch(query)
         return result
 
     def fetch(self, query: str) -> dict[str, Any] | None:

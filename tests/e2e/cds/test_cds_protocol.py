@@ -221,5 +221,13 @@ def test_prefetch_from_a_registered_fhir_server_with_its_authorization(stack, hb
         fhir_authorization=authorization,
     )
     assert down.status_code == 412
-    assert "could not be reached" in down.json()["issue"][0]["diagnostics"]
+    assert "could not be reached in time" in down.json()["issue"][0]["diagnostics"]
     client.http.close()
+
+
+def test_a_body_that_is_not_application_json_is_415(stack) -> None:
+    url = f"{stack.root}/cds-services/test-hba1c"
+    headers = {**stack.client.headers(url), "Content-Type": "text/plain"}
+    answer = stack.client.http.post(url, content=b"{}", headers=headers)
+    assert answer.status_code == 415
+    assert "application/json" in answer.json()["issue"][0]["diagnostics"]

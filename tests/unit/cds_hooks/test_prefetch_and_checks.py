@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from cds_hooks.hook_request import parse_hook_request
 from cds_hooks.jwks import DEFAULT_SECONDS, lifetime
 from cds_hooks.prefetch import Unavailable, render, resolve, tokens
+from cds_hooks.registry import CdsServices
 from cds_hooks.response_check import problems
 from cds_hooks.service import ServiceDefinition
 from fhir_server.errors import BadRequest
@@ -136,3 +138,33 @@ def test_the_response_check_names_each_problem() -> None:
 )
 def test_jwks_lifetime_follows_cache_control(header, seconds: float) -> None:
     assert lifetime(header) == seconds
+
+
+class _Service:
+    def __init__(self, definition: ServiceDefinition) -> None:
+        self.definition = definition
+
+    def evaluate(self, call: Any) -> Any:
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize(
+    ("service_id", "prefetch", "why"),
+    [
+        ("a b", {}, "must match"),
+        ("s", {"p": "Patient/{{context.patient}}"}, "unknown token {{context.patient}}"),
+        ("s", {"p": "https://elsewhere.example/Patient/1"}, "not a query relative"),
+        ("s", {"p": "/Patient/{{context.patientId}}"}, "not a query relative"),
+    ],
+)
+def test_the_registry_refuses_bad_ids_and_templates(service_id, prefetch, why: str) -> None:
+    definition = ServiceDefinition(service_id, "patient-view", "t", "d", prefetch=prefetch)
+    with pytest.raises(ValueError, match=re.escape(why)):
+        CdsServices([_Service(definition)])
+
+
+def test_the_registry_refuses_a_second_service_with_an_id() -> None:
+    services = CdsServices([_Service(DEFINITION)])
+    with pytest.raises(ValueError, match="two CDS services"):
+        services.add(_Service(DEFINITION))
+    assert services.discovery()["services"][0]["prefetch"] == DEFINITION.prefetch

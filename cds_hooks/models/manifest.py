@@ -22,8 +22,9 @@ order; the first whose `below` is above the output (or that has no `below`) give
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -63,8 +64,10 @@ class Input(_Strict):
     transform: Literal["ln"] | None = None  # applied after conversion
     # patient-gender: the number each administrative gender becomes
     values: dict[str, float] | None = None
-    # condition: 1.0 when an active Condition has one of these codes, else 0.0
+    # condition: 1.0 when an active Condition has one of these codes (or one of the value
+    # set's, a FHIR ValueSet JSON file in the package folder), else 0.0
     codes: tuple[str, ...] = ()
+    value_set: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+\.json$")
 
     @field_validator("code", "component")
     @classmethod
@@ -81,7 +84,7 @@ class Input(_Strict):
         needs = {
             "observation": ("code", "unit"),
             "patient-gender": ("values",),
-            "condition": ("codes",),
+            "condition": ("codes",) if self.value_set is None else (),
             "patient-age": (),
         }[self.source]
         missing = [name for name in needs if not getattr(self, name)]
@@ -144,10 +147,41 @@ class ManifestError(ValueError):
 
 
 def read_manifest(folder: Path) -> Manifest:
+    """The package's manifest, each condition input's value set read into its `codes`."""
     path = folder / MANIFEST
     try:
-        return Manifest.model_validate_json(path.read_bytes())
+        manifest = Manifest.model_validate_json(path.read_bytes())
     except OSError as error:
         raise ManifestError(f"{folder.name}: cannot read {MANIFEST}: {error}") from error
     except ValidationError as error:
         raise ManifestError(f"{folder.name}: {MANIFEST} is not valid: {error}") from error
+    inputs = tuple(_with_value_set(folder, item) for item in manifest.inputs)
+    return manifest.model_copy(update={"inputs": inputs})
+
+
+def _with_value_set(folder: Path, item: Input) -> Input:
+    if item.value_set is None:
+        return item
+    try:
+        value_set = json.loads((folder / item.value_set).read_bytes())
+        codes = value_set_codes(value_set)
+    except (OSError, ValueError, TypeError, AttributeError, KeyError) as error:
+        raise ManifestError(f"{folder.name}: cannot read {item.value_set}: {error}") from error
+    if not codes:
+        raise ManifestError(f"{folder.name}: {item.value_set} lists no codes")
+    return item.model_copy(update={"codes": tuple(sorted({*item.codes, *codes}))})
+
+
+def value_set_codes(value_set: dict[str, Any]) -> set[str]:
+    """`system|code` of a ValueSet's expansion and of its compose's enumerated concepts (an
+    intensional value set, with filters, must be given expanded)."""
+    if value_set.get("resourceType") != "ValueSet":
+        raise ValueError("not a FHIR ValueSet")
+    found = {
+        f"{c['system']}|{c['code']}" for c in value_set.get("expansion", {}).get("contains", [])
+    }
+    for include in value_set.get("compose", {}).get("include", []):
+        if include.get("filter") or include.get("valueSet"):
+            raise ValueError("filters and included value sets must be given expanded")
+        found |= {f"{include['system']}|{c['code']}" for c in include.get("concept", [])}
+    return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,35 @@ async def test_a_stored_code_system_of_the_same_url_takes_precedence(tmp_path) -
     assert isinstance(found.body, dict)
     parts = {p["name"]: p.get("valueString") for p in found.body["parameter"]}
     assert parts["display"] == "Site display"
+
+
+def test_a_condition_input_may_name_a_value_set_shipped_in_the_package(tmp_path: Path) -> None:
+    from cds_hooks.models.inputs import Used, prefetch_templates, read
+    from cds_hooks.models.manifest import read_manifest
+
+    folder = tiny_package(tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["inputs"].append({"name": "dm", "source": "condition", "value_set": "dm.json"})
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    sct = "http://snomed.info/sct"
+    value_set = {
+        "resourceType": "ValueSet",
+        "compose": {"include": [{"system": sct, "concept": [{"code": "44054006"}]}]},
+        "expansion": {"contains": [{"system": sct, "code": "46635009"}]},
+    }
+    (folder / "dm.json").write_text(json.dumps(value_set))
+    dm = read_manifest(folder).inputs[-1]
+    assert dm.codes == (f"{sct}|44054006", f"{sct}|46635009")
+    assert prefetch_templates((dm,))["conditions"] == (
+        f"Condition?patient={{{{context.patientId}}}}&code={sct}|44054006,{sct}|46635009"
+    )
+    condition = {
+        "resourceType": "Condition",
+        "code": {"coding": [{"system": sct, "code": "46635009"}]},
+    }
+    reading = read((dm,), {"conditions": bundle(condition)}, datetime.now(UTC))[0]
+    assert isinstance(reading, Used) and reading.value == 1.0
+    value_set["compose"]["include"][0]["filter"] = [{"property": "concept", "op": "is-a"}]
+    (folder / "dm.json").write_text(json.dumps(value_set))
+    with pytest.raises(ManifestError, match="must be given expanded"):
+        read_manifest(folder)

@@ -7,6 +7,7 @@ import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -200,7 +201,7 @@ def test_a_condition_input_may_name_a_value_set_shipped_in_the_package(tmp_path:
     manifest["inputs"].append({"name": "dm", "source": "condition", "value_set": "dm.json"})
     (folder / "manifest.json").write_text(json.dumps(manifest))
     sct = "http://snomed.info/sct"
-    value_set = {
+    value_set: dict[str, Any] = {
         "resourceType": "ValueSet",
         "compose": {"include": [{"system": sct, "concept": [{"code": "44054006"}]}]},
         "expansion": {"contains": [{"system": sct, "code": "46635009"}]},

@@ -6,6 +6,7 @@ old or unusable, the model does not run: the card says what is missing instead o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -61,7 +62,8 @@ class ModelService:
         values = [r.value for r in readings if isinstance(r, inputs.Used)]
         if len(values) < len(readings):
             return Evaluation(readings, None)
-        return Evaluation(readings, self.model.predict(values))
+        output = self.model.predict(values)
+        return Evaluation(readings, output if math.isfinite(output) else None)
 
     def evaluate(self, call: HookCall) -> CdsResponse:
         return CdsResponse(cards=(self.card(self.assess(call)),))
@@ -72,6 +74,9 @@ class ModelService:
     def card(self, evaluation: Evaluation) -> Card:
         used = [r.describe() for r in evaluation.readings if isinstance(r, inputs.Used)]
         lines = [f"Inputs used: {'; '.join(used)}." if used else "No input could be used."]
+        if evaluation.output is None and not evaluation.missing:
+            summary = f"{self.manifest.title}: not computed, the model gave no finite result"
+            return self._card(summary[:139], "info", lines)
         if evaluation.output is None:
             missing = "; ".join(r.describe() for r in evaluation.missing)
             summary = (

@@ -142,3 +142,10 @@ def test_a_patient_without_birth_date_or_known_gender(service, rows) -> None:
     assert "2 input(s) missing" in card["summary"]
     assert "Age: the Patient has no full birth date" in card["detail"]
     assert "Sex: gender unknown is not one the model knows" in card["detail"]
+
+
+def test_a_model_output_that_is_not_finite_gives_no_band(service, rows, monkeypatch) -> None:
+    monkeypatch.setattr(service.model, "predict", lambda row: float("nan"))
+    card = service.evaluate(call(prefetch(rows[0]))).cards[0].to_json()
+    assert card["summary"].endswith("not computed, the model gave no finite result")
+    assert card["indicator"] == "info" and "Inputs used: Age:" in card["detail"]

@@ -45,12 +45,15 @@ def warm_in_background() -> None:
         threading.Thread(target=warm, name="ucum-registry", daemon=True).start()
 
 
+MAX_UNIT_CHARS = 64  # UCUM units in lab results are a few characters
 _ANNOTATION = re.compile(r"\{[^{}]*\}")
 
 
 @lru_cache(maxsize=256)
 def _parse(registry: Any, unit: str) -> Any:
     """A pint quantity of 1 `unit`; an annotation (`{ratio}`) is unity, as UCUM says."""
+    if len(unit) > MAX_UNIT_CHARS:
+        raise UnitError(f"a unit of {len(unit)} characters is not one this server converts")
     bare = _ANNOTATION.sub("", unit).strip() or "1"
     bare = "1" + bare if bare.startswith("/") else bare
     try:

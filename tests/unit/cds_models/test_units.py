@@ -30,7 +30,12 @@ def test_values_in_other_units_are_converted(value, unit, to, molar_mass, expect
 
 @pytest.mark.parametrize(
     ("unit", "to", "molar_mass"),
-    [("mmol/L", "mg/dL", None), ("kg", "mg/dL", CHOLESTEROL), ("no such unit", "mg/dL", None)],
+    [
+        ("mmol/L", "mg/dL", None),
+        ("kg", "mg/dL", CHOLESTEROL),
+        ("no such unit", "mg/dL", None),
+        ("(" * 5000 + "g", "mg/dL", None),
+    ],
 )
 def test_units_that_do_not_convert_are_refused(unit, to, molar_mass) -> None:
     with pytest.raises(UnitError):

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from bench import (
     bearer,
     cds,
+    cds_models,
     dataset,
     hl7,
     records,
@@ -308,6 +309,7 @@ def save(
     search_size: int,
     hl7_rows: list[hl7.Row] | None = None,
     cds_rows: list[terminology.Row] | None = None,
+    model_rows: list[cds_models.Row] | None = None,
 ) -> None:
     data = report.to_json(run)
     data["terminology"] = [
@@ -332,6 +334,17 @@ def save(
     data["cds_hooks"] = [
         {"figure": r.label, "p95_ms": r.value, "target": r.target, "met": r.met}
         for r in cds_rows or []
+    ]
+    data["cds_models"] = [
+        {
+            "figure": r.label,
+            "p50_ms": r.p50_ms,
+            "p99_ms": r.p99_ms,
+            "cpu_p99_ms": r.cpu_p99_ms,
+            "target_p99_ms": r.target_ms,
+            "met": r.met,
+        }
+        for r in model_rows or []
     ]
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
@@ -363,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                 records.measure(Path(scratch), patients, args.seed) if patients else ([], 0)
             )
             cds_rows = [] if args.no_cds else cds.measure(Path(scratch))
+            model_rows = [] if args.no_cds else cds_models.measure()
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
@@ -386,7 +400,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + records.render(record_rows, patients, record_count))
     if cds_rows:
         print("\n" + cds.render(cds_rows))
-    save(run, args.output, terms, searches, args.search_size, hl7_rows, cds_rows)
+    if model_rows:
+        print("\n" + cds_models.render(model_rows))
+    save(run, args.output, terms, searches, args.search_size, hl7_rows, cds_rows, model_rows)
     print(f"\nresults written to {args.output}", file=sys.stderr)
     return 0
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 
-from cds_hooks import rules
+from cds_hooks import models, rules
 from cds_hooks.prefetch import template_problems
 from cds_hooks.service import JSON, CdsService
 from fhir_server.settings import Settings
@@ -23,7 +23,7 @@ from fhir_server.settings import Settings
 Provider = Callable[[Settings], Iterable[CdsService]]
 
 # The packages of services the server ships, each as its `services(settings)` function.
-PROVIDERS: tuple[Provider, ...] = (rules.services,)
+PROVIDERS: tuple[Provider, ...] = (rules.services, models.services)
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # one URL path segment, no escaping
 

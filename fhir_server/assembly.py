@@ -33,6 +33,7 @@ from adapters.hl7v2.operations import install as install_hl7v2
 from cds_hooks.client_auth import CdsClientVerifier
 from cds_hooks.endpoint import CdsHooks
 from cds_hooks.jwks import JwksCache
+from cds_hooks.models import code_systems as model_code_systems
 from cds_hooks.registry import CdsServices, collect
 from cds_hooks.response_check import origin
 from cds_hooks.rules import value_sets as cds_value_sets
@@ -53,7 +54,7 @@ from fhir_server.search.limits import SearchLimits
 from fhir_server.search.registry import build_registry
 from fhir_server.settings import Settings
 from fhir_server.storage.base import Storage
-from terminology import Terminology
+from terminology.registry import Terminology
 from terminology.service import install as install_terminology
 
 if TYPE_CHECKING:
@@ -141,12 +142,13 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
 
 
 def shipped_terminology() -> Terminology:
-    """The R4 core content plus the value sets the CDS rule services ship. The server's own
-    CodeSystems, ValueSets and ConceptMaps are loaded after these, so a stored ValueSet with
-    the same url takes precedence."""
+    """The R4 core content plus the value sets the CDS rule services and the local
+    CodeSystems the CDS model packages ship. The server's own CodeSystems, ValueSets and
+    ConceptMaps are loaded after these, so a stored resource with the same url takes
+    precedence."""
     terminology = Terminology()
-    for value_set in cds_value_sets():
-        terminology.put(value_set)
+    for resource in [*cds_value_sets(), *model_code_systems()]:
+        terminology.put(resource)
     return terminology
 
 

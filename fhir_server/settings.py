@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     hl7_outbound_attempts: int = 5
     hl7_outbound_backoff: float = 1.0  # seconds before the first retry, doubled each time
     hl7_ack_timeout: float = 10.0  # seconds to wait for a destination's ACK
+    # CDS Hooks model packages beyond the shipped ones: folders, separated like PATH
+    cds_model_dirs: str = ""
     # request limits (search): beyond them a search is a 400 naming the parameter
     max_query_bytes: int = 64 * 1024  # all search parameters (query string or form body)
     max_search_value_chars: int = 2048  # one search value (one side of a comma)

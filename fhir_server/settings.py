@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     hl7_ack_timeout: float = 10.0  # seconds to wait for a destination's ACK
     # CDS Hooks model packages beyond the shipped ones: folders, separated like PATH
     cds_model_dirs: str = ""
+    cds_warm_units: bool = True  # build the UCUM unit table at start (else on first need)
     # request limits (search): beyond them a search is a 400 naming the parameter
     max_query_bytes: int = 64 * 1024  # all search parameters (query string or form body)
     max_search_value_chars: int = 2048  # one search value (one side of a comma)

@@ -71,8 +71,10 @@ def model_dirs(settings: Settings) -> list[Path]:
 
 def services(settings: Settings) -> list[ModelService]:
     """A service per package (the `cds_hooks.registry` provider of this package); the UCUM
-    table is built in the background meanwhile."""
+    table is built in the background meanwhile (`FHIR_CDS_WARM_UNITS`, on by default; off,
+    the first value in a unit other than the model's builds it, which takes seconds)."""
     found = [ModelService(folder) for folder in package_folders(model_dirs(settings))]
-    if any(i.source == "observation" for s in found for i in s.manifest.inputs):
+    observed = any(i.source == "observation" for s in found for i in s.manifest.inputs)
+    if observed and settings.cds_warm_units:
         warm_in_background()
     return found

@@ -25,8 +25,10 @@ class ServerProcess:
     def __init__(self, database: Path, **env: str) -> None:
         self.database = database
         self.port = free_port()
-        # authorization off unless a test asks for it (FHIR_AUTH=on)
-        self.env = {**os.environ, "FHIR_DATABASE": str(database), "FHIR_AUTH": "off", **env}
+        # authorization off unless a test asks for it (FHIR_AUTH=on); the CDS models' UCUM
+        # table (seconds of CPU) built only by a server that converts a unit
+        defaults = {"FHIR_AUTH": "off", "FHIR_CDS_WARM_UNITS": "false"}
+        self.env = {**os.environ, "FHIR_DATABASE": str(database), **defaults, **env}
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -76,8 +76,17 @@ def criteria_key(type: str, criteria: str | Sequence[tuple[str, str]]) -> str:
     return f"create:{type}?{urlencode(sorted(criteria_params(criteria)))}"
 
 
-def now_instant() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+_INSTANT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def now_instant(after: str | None = None) -> str:
+    """Now as a stored instant; with `after` (the previous version's), at least 1 µs later,
+    so one resource's versions keep their order when servers' clocks disagree."""
+    now = datetime.now(UTC)
+    if after is not None:
+        previous = datetime.strptime(after, _INSTANT).replace(tzinfo=UTC)
+        now = max(now, previous + timedelta(microseconds=1))
+    return now.strftime(_INSTANT)
 
 
 def new_id() -> str:

@@ -42,3 +42,4 @@ HISTORY_INDEXES = [
     _ix("last_updated", "version", "seq"),
 ]
 LOCK_INDEXES = [_ix("claimed_at", expireAfterSeconds=LOCK_TTL_SECONDS)]
+CHUNK_INDEXES: list[IndexModel] = []  # read by _id (with type and id, the shard key)

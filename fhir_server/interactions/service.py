@@ -32,6 +32,7 @@ from fhir_server.interactions import hierarchies, routes
 from fhir_server.interactions.common import (
     criteria_params,
     etag,
+    identity_keys,
     location,
     now_instant,
     parse_etag,
@@ -240,6 +241,9 @@ class FhirService:
             rec = StoredResource(type, id, version, now, True, b"", "DELETE")
             await tx.write(rec, (), expected_version=version - 1)
             return self._track(tx, rec)
+        if current is None or current.deleted:
+            for key in identity_keys(type, resource):
+                await tx.lock(key)
         body = stamp(resource, id, version, now)
         rec = StoredResource(type, id, version, now, False, fhirjson.dumps(body), method)  # type: ignore[arg-type]
         await tx.write(rec, self.indexer.extract(body), expected_version=version - 1)

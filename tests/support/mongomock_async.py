@@ -292,6 +292,9 @@ class MockCollection:
     async def count_documents(self, filter: Any, *, session: MockSession | None = None) -> int:
         return self._sync(self._command("aggregate", session, filter)).count_documents(filter)
 
+    async def estimated_document_count(self) -> int:
+        return int(self._sync(self._command("count", None)).estimated_document_count())
+
     async def distinct(
         self, key: str, filter: Any = None, *, session: MockSession | None = None
     ) -> list[Any]:

@@ -105,7 +105,11 @@ class MongoStorage(Reader):
                 .allow_disk_use(True)
             )
             resources = await self._loader.all(await cursor.to_list(None))
-        return Page(resources, await self._history.count_documents(match))
+        if match:
+            total = await self._history.count_documents(match)
+        else:  # all of history: the collection's count, not a scan of every version
+            total = await self._history.estimated_document_count()
+        return Page(resources, total)
 
     async def _history_at(self, query: HistoryQuery) -> Page:
         stages = history_at(query)

@@ -21,6 +21,7 @@ from fhir_server.errors import (
     TooLargeForStorage,
     VersionConflict,
 )
+from fhir_server.interactions.common import criteria_key
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.search.limits import SearchLimits
@@ -323,3 +324,20 @@ def _narrative(size: int) -> dict[str, str]:
         "status": "generated",
         "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{"x" * size}</div>',
     }
+
+
+# -- risks: identity claims --------------------------------------------------------------
+
+
+async def test_a_create_claims_its_identity_that_conditional_writes_claim_too(
+    service: FhirService, client: MockClient
+) -> None:
+    """A plain create of a Patient and a conditional write naming its identifier, whatever
+    else their criteria say, claim one lock key: two servers serialize on it."""
+    assert (await call(service, "POST", "Patient", patient("7")))[0] == 201
+    locks = {doc["_id"] for doc in client._sync["fhir"]["locks"].find()}
+    assert locks == {"identity:Patient|urn:mrn|7"}
+    assert criteria_key("Patient", "identifier=urn:mrn|7&gender=male") == (
+        criteria_key("Patient", "gender=female&identifier=urn:mrn|7")
+    )
+    assert criteria_key("Patient", "identifier=urn:mrn|7") == "identity:Patient|urn:mrn|7"

@@ -307,7 +307,9 @@ class MockCollection:
         sorts = [i for i, stage in enumerate(pipeline) if "$sort" in stage]
         if sorts:  # what enters the first blocking sort must fit, unless spilled to disk
             entering = list(coll.aggregate(pipeline[: sorts[0]])) if sorts[0] else coll.find()
-            limits.check_sort(self._db.client.limits, list(entering), options.get("allowDiskUse"))
+            limits.check_sort(
+                self._db.client.limits, list(entering), bool(options.get("allowDiskUse"))
+            )
         docs = list(coll.aggregate(pipeline))
         return MockCursor(lambda: iter(docs), self._db.client.limits)
 

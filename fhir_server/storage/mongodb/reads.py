@@ -68,11 +68,13 @@ class Reader:
         if not docs:
             return []
         keys = [doc["_id"] for doc in docs]
+        types = sorted({key.split("/", 1)[0] for key in keys})
+        ids = sorted({doc["id"] for doc in docs})
+        # type and id too: a collection sharded on them routes the lookup to its shards
+        match = {"_id": {"$in": keys}, "type": {"$in": types}, "id": {"$in": ids}}
         found = {
             doc["_id"]: doc
-            async for doc in self._resources.find(
-                {"_id": {"$in": keys}}, RECORD_FIELDS, session=self._session
-            )
+            async for doc in self._resources.find(match, RECORD_FIELDS, session=self._session)
         }
         return await self._loader.all(found[key] for key in keys if key in found)
 

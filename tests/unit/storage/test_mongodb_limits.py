@@ -27,7 +27,7 @@ from fhir_server.interactions.service import FhirService
 from fhir_server.search.limits import SearchLimits
 from fhir_server.search.values import TokenValue
 from fhir_server.storage.base import StoredResource
-from fhir_server.storage.mongodb import MongoStorage
+from fhir_server.storage.mongodb import MongoStorage, chains
 from tests.support.mongomock_async import MockClient
 from tests.support.mongomock_limits import FailCommand
 
@@ -341,3 +341,28 @@ async def test_a_create_claims_its_identity_that_conditional_writes_claim_too(
         criteria_key("Patient", "gender=female&identifier=urn:mrn|7")
     )
     assert criteria_key("Patient", "identifier=urn:mrn|7") == "identity:Patient|urn:mrn|7"
+
+
+async def test_a_has_leading_to_too_many_resources_is_a_400(
+    service: FhirService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The `_has` key list is bounded like the inner matches (here 3, not 10,000): two
+    Observations with two performers each lead to four patients, too many keys."""
+    ids = []
+    for i in range(4):
+        ids.append((await call(service, "POST", "Patient", patient(str(i))))[1]["id"])
+    for pair in (ids[:2], ids[2:]):
+        body = {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "1-8"}]},
+            "performer": [{"reference": f"Patient/{pid}"} for pid in pair],
+        }
+        assert (await call(service, "POST", "Observation", body))[0] == 201
+    query = (("_has:Observation:performer:code", "1-8"),)
+    status, found = await call(service, "GET", "Patient", query=query)
+    assert status == 200 and found["total"] == 4
+    monkeypatch.setattr(chains, "MAX_MATCHES", 3)
+    status, outcome = await call(service, "GET", "Patient", query=query)
+    assert status == 400, outcome
+    assert outcome["issue"][0]["expression"] == ["_has:Observation:performer"]

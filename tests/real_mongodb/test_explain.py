@@ -85,7 +85,7 @@ async def test_each_condition_kind_uses_its_index(cluster: Cluster, kind: str) -
     assert not any(s.get("stage") == "COLLSCAN" for s in plan), (kind, plan)
 
 
-@pytest.mark.parametrize("sort", ["_id", "-_lastUpdated", ""])
+@pytest.mark.parametrize("sort", ["_id", "-_id", "_lastUpdated", "-_lastUpdated", ""])
 async def test_native_sorts_are_read_from_an_index(cluster: Cluster, sort: str) -> None:
     await cluster.storage()
     keys = (SortKey(sort.lstrip("-"), sort.startswith("-")),) if sort else ()

@@ -23,6 +23,10 @@ RESOURCE_INDEXES = [
     _ix("type", "deleted", "seq"),  # insertion order: the default sort and export
     _ix("type", "deleted", "id", "seq"),
     _ix("type", "deleted", "last_updated", "seq"),
+    # Descending sorts break ties by ascending insertion order: mixed directions, which
+    # the ascending indexes cannot give (read backwards they give seq descending).
+    _ix("type", "deleted", ("id", DESCENDING), "seq"),
+    _ix("type", "deleted", ("last_updated", DESCENDING), "seq"),
     # One per kind of condition: each positive condition is a range of one of these.
     _ix("type", "tok.p", "tok.c", "tok.s"),
     _ix("type", "str.p", "str.v"),

@@ -13,7 +13,7 @@ from pymongo.errors import DocumentTooLarge, PyMongoError
 from fhir_server.errors import TooLargeForStorage
 from fhir_server.storage.base import HistoryQuery, Page, StoredResource
 from fhir_server.storage.mongodb.documents import RECORD_FIELDS, one
-from fhir_server.storage.mongodb.errors import TransactionsUnavailable
+from fhir_server.storage.mongodb.errors import TransactionsUnavailable, plain_reads
 from fhir_server.storage.mongodb.history import HISTORY_SORT, history_at, history_match
 from fhir_server.storage.mongodb.indexes import (
     CHUNK_INDEXES,
@@ -87,11 +87,16 @@ class MongoStorage(Reader):
             await self._client.close()
 
     async def vread(self, type: str, id: str, version: int) -> StoredResource | None:
-        doc = await self._history.find_one(one(type, id, version), RECORD_FIELDS)
-        return await self._loader.one(doc) if doc else None
+        with plain_reads(False):
+            doc = await self._history.find_one(one(type, id, version), RECORD_FIELDS)
+            return await self._loader.one(doc) if doc else None
 
     async def history(self, query: HistoryQuery) -> Page:
         """Versions newest first (ties: higher version, then later written)."""
+        with plain_reads(False):
+            return await self._history_page(query)
+
+    async def _history_page(self, query: HistoryQuery) -> Page:
         if query.at is not None:
             return await self._history_at(query)
         match = history_match(query)

@@ -15,11 +15,17 @@ is idempotent), never the whole transaction, which might then be written twice. 
   413 with a message that says to split it, at once (retrying meets the same limit);
 - any other `TransientTransactionError` (an election, a closed connection, a lock
   timeout): `TransientStorageError`, which the service retries with back-off, then 503.
+
+Reads outside a transaction (searches, reads, history) that lose the server or pass
+`timeoutMS` are a 503 (`plain_reads`), not a 500.
 """
 
 from __future__ import annotations
 
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, ExecutionTimeout, PyMongoError
 
 from fhir_server.errors import (
     ServiceUnavailable,
@@ -84,3 +90,17 @@ def commit_unknown() -> ServiceUnavailable:
         "The database did not confirm the commit (a failover or lost connection); the "
         "changes may or may not be stored: read them before sending the request again"
     )
+
+
+@contextmanager
+def plain_reads(in_transaction: bool) -> Iterator[None]:
+    """Outside a transaction, a lost server or an expired time limit is a 503."""
+    try:
+        yield
+    except (ConnectionFailure, ExecutionTimeout) as error:
+        if in_transaction:  # the transaction's own handling (`classify`) decides
+            raise
+        raise ServiceUnavailable(
+            "The database did not answer in time (a failover, a lost connection or its "
+            "time limit); nothing changed: retry, or narrow the search"
+        ) from error

@@ -12,6 +12,7 @@ from fhir_server.storage.base import Page, StoredResource
 from fhir_server.storage.mongodb.chains import resolve
 from fhir_server.storage.mongodb.chunks import Loader
 from fhir_server.storage.mongodb.documents import RECORD_FIELDS, Filter, one
+from fhir_server.storage.mongodb.errors import plain_reads
 from fhir_server.storage.mongodb.ordering import ordering
 from fhir_server.storage.mongodb.query import search_filter, search_sort
 
@@ -44,10 +45,17 @@ class Reader:
         self._loader = Loader(db, session)
 
     async def read(self, type: str, id: str) -> StoredResource | None:
-        doc = await self._resources.find_one(one(type, id), RECORD_FIELDS, session=self._session)
-        return await self._loader.one(doc) if doc else None
+        with plain_reads(self._session is not None):
+            doc = await self._resources.find_one(
+                one(type, id), RECORD_FIELDS, session=self._session
+            )
+            return await self._loader.one(doc) if doc else None
 
     async def search(self, query: SearchQuery) -> Page:
+        with plain_reads(self._session is not None):
+            return await self._search(query)
+
+    async def _search(self, query: SearchQuery) -> Page:
         types = query.types or await self._types()
         query = await resolve(query, types, self._find)
         filter = search_filter(query, types)

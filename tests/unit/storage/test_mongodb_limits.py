@@ -366,3 +366,15 @@ async def test_a_has_leading_to_too_many_resources_is_a_400(
     status, outcome = await call(service, "GET", "Patient", query=query)
     assert status == 400, outcome
     assert outcome["issue"][0]["expression"] == ["_has:Observation:performer"]
+
+
+async def test_a_read_that_loses_the_server_is_a_503(
+    service: FhirService, client: MockClient
+) -> None:
+    status, made = await call(service, "POST", "Patient", patient("r"))
+    assert status == 201
+    for path in (f"Patient/{made['id']}", "Patient", f"Patient/{made['id']}/_history/1"):
+        client.fail_points.add(FailCommand(["find", "aggregate"], close_connection=True))
+        status, outcome = await call(service, "GET", path)
+        assert status == 503, (path, outcome)
+        assert outcome["issue"][0]["code"] == "transient"

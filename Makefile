@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: venv run test bench lint clean
+.PHONY: venv run test test-mongodb bench lint clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The real-MongoDB suite and the contract suites on MongoDB; needs FHIR_TEST_MONGODB_URL
+# and/or FHIR_TEST_MONGODB_SHARDED_URL (scripts/mongodb_topology.py starts both topologies).
+test-mongodb: $(STAMP)
+	$(BIN)/python -m pytest -k "mongodb" tests/real_mongodb tests/contract $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

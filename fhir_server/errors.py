@@ -12,11 +12,16 @@
     ├── Gone                        410 deleted      (read of a deleted resource)
     ├── PreconditionFailed          412 conflict     (If-Match / conditional criteria)
     ├── PayloadTooLarge             413 too-long
+    │   └── TooLargeForStorage      413 too-costly   (more than the database holds at once)
     ├── UnsupportedMediaType        415 not-supported
     ├── Unprocessable               422 processing   (business rules)
-    └── NotImplementedHere          501 not-supported (a feature this server does not offer)
+    ├── NotImplementedHere          501 not-supported (a feature this server does not offer)
+    └── ServiceUnavailable          503 transient    (the database is failing over; retry later)
 
 Each carries an HTTP status and an OperationOutcome issue code; `outcome()` renders it.
+Storage engines raise `VersionConflict` (a lost version race: the service retries) and
+`TransientStorageError` (nothing was written and running the unit again may succeed: the
+service retries it with back-off, then answers 503).
 """
 
 from __future__ import annotations
@@ -112,6 +117,12 @@ class PayloadTooLarge(FhirError):
     status, code = 413, "too-long"
 
 
+class TooLargeForStorage(PayloadTooLarge):
+    """A resource or a transaction beyond what the database holds in one unit: split it."""
+
+    code = "too-costly"
+
+
 class UnsupportedMediaType(FhirError):
     status, code = 415, "not-supported"
 
@@ -124,6 +135,10 @@ class NotImplementedHere(FhirError):
     status, code = 501, "not-supported"
 
 
+class ServiceUnavailable(FhirError):
+    status, code = 503, "transient"
+
+
 @dataclass
 class VersionConflict(Exception):
     """Raised by a storage engine when the current version is not the one the writer expected."""
@@ -132,3 +147,8 @@ class VersionConflict(Exception):
     id: str
     expected: int | None
     actual: int | None = field(default=None)
+
+
+class TransientStorageError(Exception):
+    """The database could not run the transaction now (an election, a lost connection);
+    nothing of it was written, so the whole unit may be run again."""

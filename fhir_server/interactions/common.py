@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -72,12 +72,57 @@ def query_criteria(req: Request) -> list[tuple[str, str]]:
 
 
 def criteria_key(type: str, criteria: str | Sequence[tuple[str, str]]) -> str:
-    """A stable lock key for conditional writes on the same criteria."""
-    return f"create:{type}?{urlencode(sorted(criteria_params(criteria)))}"
+    """A stable lock key for conditional writes on the same criteria: the identity key
+    when the criteria name one `identifier=system|value` (so writers whose criteria differ
+    otherwise, and creates of a resource carrying that identifier, still meet)."""
+    params = sorted(criteria_params(criteria))
+    values = [value for name, value in params if name == "identifier"]
+    if len(values) == 1 and "," not in values[0] and "\\" not in values[0]:
+        system, bar, value = values[0].partition("|")
+        if bar and system and value:
+            return identity_key(type, system, value)
+    return f"create:{type}?{urlencode(params)}"
 
 
-def now_instant() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+IDENTITY_TYPES = frozenset(
+    {"Patient", "Practitioner", "PractitionerRole", "RelatedPerson", "Organization"}
+    | {"Encounter", "Location", "Device"}
+)
+"""Types whose creates claim each of their identifiers (see `identity_keys`)."""
+MAX_IDENTITY_CLAIMS = 8
+
+
+def identity_key(type: str, system: str, value: str) -> str:
+    return f"identity:{type}|{system}|{value}"
+
+
+def identity_keys(type: str, resource: dict[str, Any]) -> list[str]:
+    """The claims a new resource of `type` takes: one per identifier with a system and a
+    value (the first `MAX_IDENTITY_CLAIMS`), so that it and a conditional write on that
+    identity never both decide that nothing matches, on two servers at once."""
+    if type not in IDENTITY_TYPES:
+        return []
+    found = resource.get("identifier")
+    idents = found if isinstance(found, list) else [found]
+    keys = [
+        identity_key(type, i["system"], i["value"])
+        for i in idents
+        if isinstance(i, dict) and isinstance(i.get("system"), str) and i.get("value")
+    ]
+    return sorted(set(keys))[:MAX_IDENTITY_CLAIMS]
+
+
+_INSTANT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def now_instant(after: str | None = None) -> str:
+    """Now as a stored instant; with `after` (the previous version's), at least 1 µs later,
+    so one resource's versions keep their order when servers' clocks disagree."""
+    now = datetime.now(UTC)
+    if after is not None:
+        previous = datetime.strptime(after, _INSTANT).replace(tzinfo=UTC)
+        now = max(now, previous + timedelta(microseconds=1))
+    return now.strftime(_INSTANT)
 
 
 def new_id() -> str:

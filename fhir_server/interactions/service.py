@@ -8,7 +8,10 @@ policy apply the same way to every read and write.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -21,12 +24,15 @@ from fhir_server.errors import (
     Gone,
     NotFound,
     PreconditionFailed,
+    ServiceUnavailable,
+    TransientStorageError,
     VersionConflict,
 )
 from fhir_server.interactions import hierarchies, routes
 from fhir_server.interactions.common import (
     criteria_params,
     etag,
+    identity_keys,
     location,
     now_instant,
     parse_etag,
@@ -66,6 +72,7 @@ class FhirService:
         default_count: int = 20,
         max_count: int = 1000,
         write_retries: int = 5,
+        transient_retry_seconds: float = 15.0,
         search_limits: SearchLimits = DEFAULT_LIMITS,
     ) -> None:
         self.storage = storage
@@ -77,6 +84,7 @@ class FhirService:
         self.max_count = max_count
         self.search_limits = search_limits
         self.write_retries = write_retries
+        self.transient_retry_seconds = transient_retry_seconds
         self._codes: CodeLookup | None = None
         self._validators: list[Validator] = []
         self._operations: list[Operation] = []
@@ -165,25 +173,47 @@ class FhirService:
     async def in_transaction(
         self, tx: StorageTx | None, work: Callable[[StorageTx], Awaitable[T]], *, retry: bool = True
     ) -> T:
-        """Run `work` in `tx`, or in a fresh transaction retried on a lost version race."""
+        """Run `work` in `tx`, or in a fresh transaction: retried (with back-off) on a lost
+        version race up to `write_retries` times, then 409 (412 when `retry` is False: the
+        caller's If-Match named a version another writer replaced); retried on a transient
+        storage error for `transient_retry_seconds`, then 503."""
         if tx is not None:
             return await work(tx)
-        attempts = self.write_retries if retry else 1
-        for attempt in range(attempts):
+        deadline = time.monotonic() + self.transient_retry_seconds
+        races = 0
+        while True:
             try:
-                async with self.storage.transaction() as fresh:
-                    try:
-                        result = await work(fresh)
-                    finally:
-                        written = self._written.pop(id(fresh), None)
-                self._notify(written)
-                return result
+                return await self._attempt(work)
             except VersionConflict as race:
-                if attempt == attempts - 1:
+                races += 1
+                if not retry:
+                    raise PreconditionFailed(
+                        f"{race.type}/{race.id} was changed concurrently: the If-Match "
+                        "version is no longer current"
+                    ) from race
+                if races >= self.write_retries:
                     raise Conflict(
                         f"{race.type}/{race.id} was changed concurrently; retry the request"
                     ) from race
-        raise AssertionError("unreachable")
+                await _back_off(races, 0.1)
+            except TransientStorageError as error:
+                races += 1
+                if time.monotonic() > deadline:
+                    raise ServiceUnavailable(
+                        "The database is temporarily unavailable (e.g. electing a new "
+                        "primary); nothing was written: retry the request",
+                        headers={"Retry-After": "5"},
+                    ) from error
+                await _back_off(races, 1.0)
+
+    async def _attempt(self, work: Callable[[StorageTx], Awaitable[T]]) -> T:
+        async with self.storage.transaction() as fresh:
+            try:
+                result = await work(fresh)
+            finally:
+                written = self._written.pop(id(fresh), None)
+        self._notify(written)
+        return result
 
     def _notify(self, written: list[StoredResource] | None) -> None:
         """Tell listeners what committed; a failing listener cannot undo or fail the write."""
@@ -206,11 +236,14 @@ class FhirService:
     ) -> StoredResource:
         """Write the next version of Type/id (a deletion when `resource` is None)."""
         version = (current.version if current else 0) + 1
-        now = now_instant()
+        now = now_instant(current.last_updated if current else None)
         if resource is None:
             rec = StoredResource(type, id, version, now, True, b"", "DELETE")
             await tx.write(rec, (), expected_version=version - 1)
             return self._track(tx, rec)
+        if current is None or current.deleted:
+            for key in identity_keys(type, resource):
+                await tx.lock(key)
         body = stamp(resource, id, version, now)
         rec = StoredResource(type, id, version, now, False, fhirjson.dumps(body), method)  # type: ignore[arg-type]
         await tx.write(rec, self.indexer.extract(body), expected_version=version - 1)
@@ -325,3 +358,9 @@ class FhirService:
             }
             return Response(status, outcome, headers)
         return Response(status, rec.data, headers)
+
+
+async def _back_off(attempt: int, cap: float) -> None:
+    """Sleep a jittered, exponentially growing while (at most `cap` seconds) before retrying,
+    so that writers who lost a race, or wait out a failover, do not retry in lockstep."""
+    await asyncio.sleep(random.uniform(0, min(cap, 0.005 * 2**attempt)))

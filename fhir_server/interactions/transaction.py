@@ -8,7 +8,9 @@ uri/url/oid/uuid elements, narrative href and src: see `links.py`), and conditio
 references (`Patient?identifier=...`) resolve to their single match.
 https://hl7.org/fhir/R4/http.html#brules -- a batch runs each entry on its own; a failing
 entry gets an error response and the others still happen.
-There is no entry cap: all entries share one storage transaction.
+There is no entry cap: all entries share one storage transaction. Conditional entries
+(`ifNoneExist`, `PUT Type?criteria`) claim their criteria before looking them up, as the
+single-resource interactions do, so two servers running the same Bundle make one resource.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import orjson
 from fhir_server.errors import BadRequest, FhirError, PreconditionFailed
 from fhir_server.interactions.bundle_entries import Item, parse_items
 from fhir_server.interactions.bundles import bundle, entry
-from fhir_server.interactions.common import new_id
+from fhir_server.interactions.common import criteria_key, new_id
 from fhir_server.interactions.links import Link, edit_links
 from fhir_server.interactions.request import Request, Response
 
@@ -137,6 +139,7 @@ async def _target(svc: FhirService, req: Request, item: Item, db: StorageTx) -> 
     if item.method == "POST":
         item.assigned_id = new_id()
         if item.if_none_exist:
+            await db.lock(criteria_key(type, item.if_none_exist))
             found = await svc.find(db, req.context, type, item.if_none_exist)
             if len(found) > 1:
                 raise PreconditionFailed(
@@ -158,6 +161,7 @@ async def _resolve_conditional_update(
     """Turn `PUT Type?criteria` into `PUT Type/id` (the single match, or a new id)."""
     assert req.context
     type = item.path
+    await db.lock(criteria_key(type, item.query))
     found = await svc.find(db, req.context, type, item.query)
     if len(found) > 1:
         raise PreconditionFailed(f"The criteria match more than one {type}")

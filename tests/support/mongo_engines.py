@@ -5,6 +5,8 @@ the caller closes it. "mongomock" always runs (see `mongomock_async` for what it
 emulates and what it cannot show). "mongodb" runs on the replica set or sharded cluster
 at `FHIR_TEST_MONGODB_URL` (e.g. mongodb://localhost:27017/?replicaSet=rs0) in a fresh
 database per test that `close()` drops; without the variable it skips the test.
+"mongodb-sharded" runs on the mongos at `FHIR_TEST_MONGODB_SHARDED_URL` with the collections
+sharded on the documented shard keys (`SHARD_KEYS`), the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +25,15 @@ from fhir_server.storage.mongodb import MongoStorage
 from tests.support.mongomock_async import mock_database
 
 MONGODB_URL_ENV = "FHIR_TEST_MONGODB_URL"
+SHARDED_URL_ENV = "FHIR_TEST_MONGODB_SHARDED_URL"
+SHARD_KEYS: dict[str, dict[str, Any]] = {
+    # One resource's current version, its history and its chunks hash to the same value
+    # of the same key, but the collections are placed independently (see the README).
+    "resources": {"type": 1, "id": "hashed"},
+    "history": {"type": 1, "id": "hashed"},
+    "chunks": {"type": 1, "id": "hashed"},
+    "locks": {"_id": "hashed"},
+}
 
 
 class _ThrowawayMongoStorage(MongoStorage):
@@ -42,14 +53,34 @@ async def mongomock_storage(tmp_path: Path) -> Storage:
 
 
 async def mongodb_storage(tmp_path: Path) -> Storage:
-    url = os.environ.get(MONGODB_URL_ENV)
+    return await real_storage(MONGODB_URL_ENV)
+
+
+async def mongodb_sharded_storage(tmp_path: Path) -> Storage:
+    return await real_storage(SHARDED_URL_ENV, sharded=True)
+
+
+async def shard(client: Any, database: str) -> None:
+    """Shard `database`'s collections on `SHARD_KEYS` (through a mongos)."""
+    admin = client.admin
+    await admin.command("enableSharding", database)
+    for name, key in SHARD_KEYS.items():
+        await admin.command("shardCollection", f"{database}.{name}", key=key)
+
+
+async def real_storage(env: str, *, sharded: bool = False) -> MongoStorage:
+    """An opened engine on a fresh database of the server at `$env`, or a skip."""
+    url = os.environ.get(env)
     if not url:
-        pytest.skip(f"{MONGODB_URL_ENV} not set: real-MongoDB contract run not executed")
+        pytest.skip(f"{env} not set: real-MongoDB run not executed")
     from pymongo import AsyncMongoClient
 
     client: Any = AsyncMongoClient(url)
-    storage = _ThrowawayMongoStorage(client[f"fhir_test_{uuid.uuid4().hex[:16]}"], owns_client=True)
+    name = f"fhir_test_{uuid.uuid4().hex[:16]}"
+    storage = _ThrowawayMongoStorage(client[name], owns_client=True)
     try:
+        if sharded:
+            await shard(client, name)
         await storage.open()
     except BaseException:
         with contextlib.suppress(Exception):  # keep open()'s error, the one that matters
@@ -61,4 +92,5 @@ async def mongodb_storage(tmp_path: Path) -> Storage:
 MONGO_FACTORIES: dict[str, Callable[[Path], Awaitable[Storage]]] = {
     "mongomock": mongomock_storage,
     "mongodb": mongodb_storage,
+    "mongodb-sharded": mongodb_sharded_storage,
 }

@@ -25,6 +25,11 @@ reports a replica set because of that. What is emulated:
   transaction started. After that, the transaction's later operations and its commit
   fail with NoSuchTransaction (code 251), as on the server.
 
+Limits and faults (`mongomock_limits`): `client.limits` (document, command and regex
+limits, the sort memory limit without allowDiskUse, the transaction lifetime and size)
+are enforced with PyMongo's error classes and the server's codes; `client.fail_points`
+injects errors like the server's `failCommand` fail point.
+
 What is NOT shown by the mock: real isolation and durability; the server's blocking of
 a non-transactional write on a document a pending transaction wrote (here it goes
 through, and that transaction then fails at commit); secondary unique indexes at commit
@@ -46,6 +51,9 @@ import mongomock.collection
 from mongomock.store import CollectionStore, DatabaseStore, ServerStore
 from pymongo.errors import InvalidOperation, OperationFailure
 from pymongo.operations import IndexModel
+
+from tests.support import mongomock_limits as limits
+from tests.support.mongomock_limits import FailPoints, ServerLimits
 
 Key = tuple[str, str, Any]  # (database, collection, _id)
 
@@ -76,8 +84,12 @@ class _Transaction:
         self.data: Any = mongomock.MongoClient(_store=_fork(client._sync._store))
         self.written: set[Key] = set()
         self.failed = False
+        self.clock = limits.TransactionClock(client.limits)
 
     def check(self) -> None:
+        if not self.failed and self.clock.expired():
+            self.failed = True
+            raise limits.expired_error()
         if self.failed:
             raise _failure("Transaction has been aborted (NoSuchTransaction)", 251)
 
@@ -94,14 +106,17 @@ class MockSession:
         return self._tx is not None
 
     async def start_transaction(self, **options: Any) -> _TransactionContext:
-        """Begin a transaction; options (read/write concern...) are accepted and ignored."""
+        """Begin a transaction; its options (read/write concern...) are recorded, not applied."""
         if self._tx is not None:
             raise InvalidOperation("Transaction already in progress")
+        self._client.transaction_options.append(options)
         self._tx = _Transaction(self._client)
         return _TransactionContext(self)
 
     async def commit_transaction(self) -> None:
-        tx, self._tx = self._require(), None
+        tx = self._require()
+        self._client.fail_points.check("commitTransaction", True)
+        self._tx = None
         self._client._commit(tx)
 
     async def abort_transaction(self) -> None:
@@ -150,6 +165,9 @@ class MockClient:
         self._clock = 0  # bumped by every committed write
         self._modified: dict[Key, int] = {}  # when each document was last committed
         self._pending: dict[Key, _Transaction] = {}  # documents written by open transactions
+        self.limits = ServerLimits()
+        self.fail_points = FailPoints()
+        self.transaction_options: list[dict[str, Any]] = []  # as start_transaction got them
 
     def get_database(self, name: str) -> MockDatabase:
         return MockDatabase(self, name)
@@ -251,27 +269,49 @@ class MockCollection:
         data = tx.data if tx is not None else self._db.client._sync
         return data[self._db.name][self.name]
 
+    def _command(self, name: str, session: MockSession | None, *parts: Any) -> _Transaction | None:
+        """The checks every command passes first: fail points, command size, regexes."""
+        client = self._db.client
+        client.fail_points.check(name, session is not None and session.in_transaction)
+        limits.check_command(client.limits, *parts)
+        return _transaction(session)
+
     # -- reads ------------------------------------------------------------------------
 
     async def find_one(
         self, filter: Any = None, projection: Any = None, *, session: MockSession | None = None
     ) -> dict[str, Any] | None:
-        return self._sync(_transaction(session)).find_one(filter, projection)
+        return self._sync(self._command("find", session, filter)).find_one(filter, projection)
 
     def find(
         self, filter: Any = None, projection: Any = None, *, session: MockSession | None = None
     ) -> MockCursor:
-        tx = _transaction(session)
-        return MockCursor(lambda: self._sync(tx).find(filter, projection))
+        tx = self._command("find", session, filter, projection)
+        return MockCursor(lambda: self._sync(tx).find(filter, projection), self._db.client.limits)
 
     async def count_documents(self, filter: Any, *, session: MockSession | None = None) -> int:
-        return self._sync(_transaction(session)).count_documents(filter)
+        return self._sync(self._command("aggregate", session, filter)).count_documents(filter)
+
+    async def estimated_document_count(self) -> int:
+        return int(self._sync(self._command("count", None)).estimated_document_count())
+
+    async def distinct(
+        self, key: str, filter: Any = None, *, session: MockSession | None = None
+    ) -> list[Any]:
+        return list(self._sync(self._command("distinct", session, filter)).distinct(key, filter))
 
     async def aggregate(
         self, pipeline: list[dict[str, Any]], *, session: MockSession | None = None, **options: Any
     ) -> MockCursor:
-        docs = list(self._sync(_transaction(session)).aggregate(pipeline))
-        return MockCursor(lambda: iter(docs))
+        coll = self._sync(self._command("aggregate", session, pipeline))
+        sorts = [i for i, stage in enumerate(pipeline) if "$sort" in stage]
+        if sorts:  # what enters the first blocking sort must fit, unless spilled to disk
+            entering = list(coll.aggregate(pipeline[: sorts[0]])) if sorts[0] else coll.find()
+            limits.check_sort(
+                self._db.client.limits, list(entering), bool(options.get("allowDiskUse"))
+            )
+        docs = list(coll.aggregate(pipeline))
+        return MockCursor(lambda: iter(docs), self._db.client.limits)
 
     async def index_information(self) -> dict[str, Any]:
         return self._sync(None).index_information()
@@ -281,7 +321,9 @@ class MockCollection:
     async def insert_one(
         self, document: dict[str, Any], *, session: MockSession | None = None
     ) -> Any:
-        return self._write(session, None, lambda coll: coll.insert_one(document))
+        self._db.client.fail_points.check("insert", session is not None and session.in_transaction)
+        limits.check_document(self._db.client.limits, document)
+        return self._write(session, None, lambda coll: coll.insert_one(document), document)
 
     async def update_one(
         self,
@@ -291,28 +333,45 @@ class MockCollection:
         upsert: bool = False,
         session: MockSession | None = None,
     ) -> Any:
+        self._db.client.fail_points.check("update", session is not None and session.in_transaction)
+        limits.check_command(self._db.client.limits, filter, update)
         return self._write(
-            session, filter, lambda coll: coll.update_one(filter, update, upsert=upsert)
+            session, filter, lambda coll: coll.update_one(filter, update, upsert=upsert), update
         )
 
     async def delete_one(
         self, filter: dict[str, Any], *, session: MockSession | None = None
     ) -> Any:
-        return self._write(session, filter, lambda coll: coll.delete_one(filter))
+        self._db.client.fail_points.check("delete", session is not None and session.in_transaction)
+        limits.check_command(self._db.client.limits, filter)
+        return self._write(session, filter, lambda coll: coll.delete_one(filter), None)
 
     async def create_indexes(self, indexes: list[IndexModel], **kwargs: Any) -> list[str]:
         return self._sync(None).create_indexes(indexes)
 
     def _write(
-        self, session: MockSession | None, filter: dict[str, Any] | None, op: Callable[[Any], Any]
+        self,
+        session: MockSession | None,
+        filter: dict[str, Any] | None,
+        op: Callable[[Any], Any],
+        payload: Any,
     ) -> Any:
         """Run a single-document write; record it (and check conflicts) by its _id."""
         tx = _transaction(session)
         coll = self._sync(tx)
         ids = self._matched(coll, filter, copy_on_write=tx is not None)
+        before = {i: copy.deepcopy(coll._store[i]) for i in ids} if tx is None else {}
         try:
             result = op(coll)
+            written = [getattr(result, "upserted_id", None), *ids]
+            for i in written:
+                if i is not None and i in coll._store:
+                    limits.check_updated(self._db.client.limits, coll._store[i])
+            if tx is not None and payload is not None:
+                tx.clock.add_write(payload)
         except OperationFailure:
+            for i, doc in before.items():  # outside a transaction: the write did not happen
+                coll._store[i] = doc
             if tx is not None:  # a failed write aborts the server's transaction too
                 tx.failed = True
                 self._db.client._release(tx)
@@ -346,8 +405,10 @@ class MockCollection:
 class MockCursor:
     """An `AsyncCursor` look-alike; the query runs when results are first asked for."""
 
-    def __init__(self, run: Callable[[], Any]) -> None:
+    def __init__(self, run: Callable[[], Any], server: ServerLimits) -> None:
         self._run = run
+        self._limits = server
+        self._disk = False
         self._sort: list[tuple[str, int]] | None = None
         self._skip = 0
         self._limit = 0
@@ -367,10 +428,15 @@ class MockCursor:
     def batch_size(self, n: int) -> MockCursor:
         return self
 
+    def allow_disk_use(self, allow: bool) -> MockCursor:
+        self._disk = allow
+        return self
+
     def _results(self) -> Iterator[dict[str, Any]]:
         cursor = self._run()
         if isinstance(cursor, mongomock.collection.Cursor):
-            if self._sort:
+            if self._sort:  # measured as a blocking sort: no index provides the order here
+                limits.check_sort(self._limits, list(cursor.clone()), self._disk)
                 cursor = cursor.sort(self._sort)
             cursor = cursor.skip(self._skip).limit(self._limit)
         return iter(cursor)

@@ -26,6 +26,7 @@ from typing import Any
 
 from fhir_server.errors import BadRequest, NotImplementedHere
 from fhir_server.search.conditions import TokenCondition, TokenSetCondition, TokenTextCondition
+from fhir_server.search.limits import too_much
 from fhir_server.search.normalize import normalize
 from fhir_server.search.registry import SearchParam
 from fhir_server.search.types.common import ParseContext, split_escaped, unescape
@@ -133,9 +134,26 @@ def _terminology(
     if ctx.codes is None:
         raise NotImplementedHere(f"'{name}' needs the terminology service, which is not running")
     if modifier in ("in", "not-in"):
-        return TokenSetCondition(param.code, ctx.codes.codes_in(value), modifier == "not-in")
+        codes = _bounded(name, ctx.codes.codes_in(value))
+        return TokenSetCondition(param.code, codes, modifier == "not-in")
     system, bar, code = value.partition("|")
     if not bar or not system or not code:
         raise BadRequest(f"'{name}' takes system|code, not '{value}'", expression=(name,))
     lookup = ctx.codes.codes_below if modifier == "below" else ctx.codes.codes_above
-    return TokenSetCondition(param.code, frozenset((system, c) for c in lookup(system, code)))
+    return TokenSetCondition(
+        param.code, _bounded(name, frozenset((system, c) for c in lookup(system, code)))
+    )
+
+
+MAX_EXPANSION = 50_000  # codes one :in/:below/:above search may test: about 2 MB of filter
+
+
+def _bounded(name: str, codes: frozenset[tuple[str, str]]) -> frozenset[tuple[str, str]]:
+    """The codes an expansion gave, unless more than a search can carry (400 naming `name`)."""
+    if len(codes) > MAX_EXPANSION:
+        raise too_much(
+            name,
+            f"'{name}' expands to {len(codes):,} codes: at most {MAX_EXPANSION:,} are "
+            "searched at once; use a narrower value set or code",
+        )
+    return codes

@@ -20,6 +20,9 @@ Collections (one database; name from the URL path, default "fhir"):
                with type, id, version, last_updated, deleted, method, data, seq.
     locks      _id = a lock key; claimed inside a transaction by `lock()`; a TTL index
                removes keys nobody claimed for a day.
+    chunks     _id "Type/id/version/k": the body of a version over 4 MiB, in pieces (its
+               resources/history documents then hold `data: b""`, `chunks: n`); see
+               `chunks`.
 
 Indexes (`open()`, idempotent) are compound multikey indexes that lead with `type` and
 the parameter name, e.g. (type, tok.p, tok.c, tok.s), so every positive condition is an
@@ -39,19 +42,25 @@ and write inside it passes the session, so it reads its own writes. Concurrency:
   first operation, the engine restarts the transaction and waits (backing off) until the
   holder ends, which serializes conditional creates; later in a transaction it raises
   `TransactionConflict` (a `VersionConflict`) so the service retries the whole unit.
-- A commit that fails with a TransientTransactionError raises `TransactionConflict`; one
-  with UnknownTransactionCommitResult is retried (commit is idempotent).
+- Server errors follow the driver's rules (`errors`): a TransientTransactionError becomes
+  `TransientStorageError` (the service runs the unit again with back-off, then 503); an
+  UnknownTransactionCommitResult retries the commit alone, then 503; a transaction too
+  large or too long is a 413 that says to split it; `DocumentTooLarge` a 413.
+- Transactions read from the primary and commit within `TxOptions.max_commit_ms`.
 
-Scale-out: shard `resources` and `history` on {type: 1, id: "hashed"}. Every version of a
-resource then lives on one shard, so the unique `_id`s that decide version races are
-enforced there and a single-resource write is a single-shard transaction; point reads
-and writes name type and id (`documents.one`) so they are routed to that shard; UUID ids
-spread writes evenly. Searches fan out to the shards that hold the type.
+Scale-out: shard `resources`, `history` and `chunks` on {type: 1, id: "hashed"} and
+`locks` on {_id: "hashed"}. Every version of a resource then lives on one shard of
+`history`, so the unique `_id`s that decide version races are enforced there; point reads
+and writes name type and id (`documents.one`) so they are routed to one shard per
+collection; UUID ids spread writes evenly. The collections are placed independently, so
+a write usually spans shards: a distributed transaction (two-phase commit). Searches fan
+out to the shards that hold the type.
 
-Modules: `documents` (document shape, index arrays from index values), `indexes` (index
-creation), `query` (search conditions to filters and sort), `history` (history filters
-and aggregations), `errors`, `reads` (reads shared by the engine and its transactions),
-`transaction` (`MongoTx`: writes, locks, begin and commit), `engine` (`MongoStorage`).
+Modules: `documents` (document shape, index arrays from index values), `chunks` (large
+bodies), `indexes` (index creation), `query` (search conditions to filters and sort),
+`history` (history filters and aggregations), `errors`, `reads` (reads shared by the
+engine and its transactions), `transaction` (`MongoTx`: writes, locks, begin and
+commit), `engine` (`MongoStorage`).
 """
 
 from __future__ import annotations

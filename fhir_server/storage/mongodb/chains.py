@@ -9,8 +9,9 @@ exact great-circle test is done here: neither `$geoNear` on our index arrays nor
 trigonometry in `$expr` is available on every deployment the tests cover). Inner queries
 are resolved the same way first, so chains nest to any depth.
 
-An inner query that matches more than `MAX_MATCHES` resources is refused with a 400
-asking for a narrower search, instead of shipping an unbounded list to the server.
+An inner query that matches more than `MAX_MATCHES` resources, or a `_has` whose matches
+reference more than that many, is refused with a 400 asking for a narrower search,
+instead of shipping an unbounded list to the server.
 """
 
 from __future__ import annotations
@@ -106,6 +107,12 @@ async def _resolve(c: Condition, types: Sequence[str], find: Find) -> Any:
                     if r.get("p") == c.param and r.get("t") and r.get("i")
                 }
             )
+            if len(keys) > MAX_MATCHES:
+                raise BadRequest(
+                    f"The _has on '{c.param}' leads to more than {MAX_MATCHES:,} resources; "
+                    "narrow it down",
+                    expression=(f"_has:{':'.join(c.query.types)}:{c.param}",),
+                )
             return Resolved({"_id": {"$in": keys}})
         case NearCondition():
             return Resolved({"_id": {"$in": await _near(c, types, find)}})

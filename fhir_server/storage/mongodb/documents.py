@@ -25,7 +25,7 @@ from fhir_server.storage.base import StoredResource
 Filter = dict[str, Any]
 
 RECORD_FIELDS = dict.fromkeys(
-    ("type", "id", "version", "last_updated", "deleted", "method", "data"), 1
+    ("type", "id", "version", "last_updated", "deleted", "method", "data", "chunks"), 1
 )
 
 
@@ -40,14 +40,15 @@ def one(type: str, id: str, version: int | None = None) -> Filter:
     return {"_id": key, "type": type, "id": id}
 
 
-def record(doc: dict[str, Any]) -> StoredResource:
+def record(doc: dict[str, Any], data: bytes | None = None) -> StoredResource:
+    """The version in `doc`; `data`: its bytes when they were stored in chunks."""
     return StoredResource(
         doc["type"],
         doc["id"],
         doc["version"],
         doc["last_updated"],
         doc["deleted"],
-        bytes(doc["data"]),
+        bytes(doc["data"]) if data is None else data,
         doc["method"],
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pymongo import DESCENDING
+from pymongo import ASCENDING, DESCENDING
 
 from fhir_server.storage.base import HistoryQuery
 from fhir_server.storage.mongodb.documents import Filter, present
@@ -24,7 +24,7 @@ def history_at(q: HistoryQuery) -> list[Filter]:
     the 16 MiB document limit with a page of large resources.)"""
     stages: list[Filter] = [
         {"$match": history_match(q, since=False)},
-        {"$sort": {"version": DESCENDING}},
+        {"$sort": {"type": ASCENDING, "id": ASCENDING, "version": DESCENDING}},
         {"$group": {"_id": {"t": "$type", "i": "$id"}, "doc": {"$first": "$$ROOT"}}},
         {"$replaceRoot": {"newRoot": "$doc"}},
     ]

@@ -106,18 +106,35 @@ def _token_set(c: TokenSetCondition) -> Filter:
     return {"$nor": [found]} if c.negate else found
 
 
+MAX_REGEX_BYTES = 32_764  # the server refuses a longer $regex pattern (BadValue)
+
+
 def _string(c: StringCondition) -> Filter:
     if c.mode == "exact":
         return _elem("str", c.param, {"x": c.value})
     if c.mode == "contains":
         # A substring cannot use index bounds; the regex scans the (type, p, v) keys.
-        return _elem("str", c.param, {"v": {"$regex": _escape(c.value)}} if c.value else {})
+        if not c.value:
+            return _elem("str", c.param, {})
+        pattern = _escape(c.value)
+        if len(pattern.encode()) > MAX_REGEX_BYTES:
+            raise BadRequest(
+                f"The ':contains' value of '{c.param}' is too long to search for",
+                expression=(f"{c.param}:contains",),
+            )
+        return _elem("str", c.param, {"v": {"$regex": pattern}})
     return _elem("str", c.param, _starts_with("v", c.value))
 
 
 def _escape(text: str) -> str:
-    """`text` as a literal in a PCRE pattern (every non-alphanumeric escaped)."""
-    return "".join(ch if ch.isalnum() or ch == "_" or ord(ch) > 127 else "\\" + ch for ch in text)
+    """`text` as a literal in a PCRE pattern: every ASCII non-alphanumeric escaped, control
+    characters (NUL included: the server refuses a pattern holding one) as `\\xhh`."""
+    return "".join(
+        ch
+        if ch.isalnum() or ch == "_" or ord(ch) > 127
+        else (f"\\x{ord(ch):02x}" if ord(ch) < 32 or ord(ch) == 127 else "\\" + ch)
+        for ch in text
+    )
 
 
 def _reference(c: ReferenceCondition) -> Filter:

@@ -99,8 +99,8 @@ async def test_open_creates_the_search_and_history_indexes(storage: MongoStorage
         "type_dt.p_dt.lo_dt.hi",
         "type_qty.p_qty.c_qty.lo_qty.hi",
         "type_uri.p_uri.u",
-        "type_seq",
-        "type_last_updated_seq",
+        "type_deleted_seq",
+        "type_deleted_last_updated_seq",
     } <= set(resources)
     assert list(resources["type_tok.p_tok.c_tok.s"]["key"]) == [
         ("type", 1),
@@ -110,6 +110,7 @@ async def test_open_creates_the_search_and_history_indexes(storage: MongoStorage
     ]
     history = await db["history"].index_information()
     assert "type_id_last_updated_version_seq" in history
+    assert list(history["type_id_version_desc"]["key"]) == [("type", 1), ("id", 1), ("version", -1)]
     locks = await db["locks"].index_information()
     assert locks["claimed_at"]["expireAfterSeconds"] > 0
 

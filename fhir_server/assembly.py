@@ -90,6 +90,7 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
             max_or_values=settings.max_or_values,
             max_criteria=settings.max_search_criteria,
         ),
+        max_inline_binary_bytes=settings.max_inline_binary_bytes,
     )
     if settings.auth == "on":  # off: the AllowAll of the foundation
         service.policy = SmartPolicy(service.registry, service.indexer)

@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     database: str = "./data/fhir.db"  # SQLite file path, or a mongodb:// URL
     base_url: str | None = None  # public base, e.g. https://fhir.example.org/fhir
     max_body_bytes: int = 64 * 1024 * 1024  # larger request bodies get 413
+    max_binary_bytes: int = 2 * 1024 * 1024 * 1024 - 1  # raw Binary uploads (blob store); 413
+    max_inline_binary_bytes: int = 16 * 1024 * 1024  # larger Binaries: raw reads only (413)
     default_count: int = 20
     max_count: int = 1000
     host: str = "127.0.0.1"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pymongo import ASCENDING
 
 from fhir_server.storage.base import HistoryQuery, Page, StoredResource
+from fhir_server.storage.mongodb.blobs import GridBlobStore
 from fhir_server.storage.mongodb.documents import RECORD_FIELDS, one, record
 from fhir_server.storage.mongodb.errors import TransactionsUnavailable
 from fhir_server.storage.mongodb.history import HISTORY_SORT, history_at, history_match
@@ -59,6 +60,11 @@ class MongoStorage(Reader):
         await self._resources.create_indexes(RESOURCE_INDEXES)
         await self._history.create_indexes(HISTORY_INDEXES)
         await self._db["locks"].create_indexes(LOCK_INDEXES)
+        await self.blobs().create_indexes()
+
+    def blobs(self) -> GridBlobStore:
+        """Binary content, in GridFS's layout (see `blobs`)."""
+        return GridBlobStore(self._db)
 
     async def close(self) -> None:
         if self._owns_client:

@@ -2,7 +2,8 @@
 what the server offers, and starts its background duties.
 
 - `open_service(settings)` opens the storage engine the settings name, builds the service
-  (search registry, custom SearchParameters, terminology, HL7 v2 conversion, `$everything`)
+  (search registry, custom SearchParameters, terminology, HL7 v2 conversion, `$everything`,
+  the orthosis order flow)
   and closes the storage when the block ends. The HTTP app and every command use it, so
   every way in gets the same service.
 - `open_auth(settings, service)` opens the SMART authorization server's store and signing
@@ -26,6 +27,9 @@ from typing import TYPE_CHECKING
 
 from adapters.hl7v2.convert import ConvertOptions
 from adapters.hl7v2.operations import install as install_hl7v2
+from adapters.orthotics.design import PrintLimits
+from adapters.orthotics.plugin import install as install_orthotics
+from adapters.orthotics.workflow import Options as OrthoticsOptions
 from fhir_server.auth.discovery import rest_security
 from fhir_server.auth.keys import KeyRing
 from fhir_server.auth.policy import SmartPolicy
@@ -96,9 +100,19 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
         service.policy = SmartPolicy(service.registry, service.indexer)
     service.add_operation(everything_operation())
     await custom_params.install(service)
-    await install_terminology(service)
+    terminology = await install_terminology(service)
     install_hl7v2(service, convert_options(settings))
+    await install_orthotics(service, terminology.put, orthotics_options(settings))
     return service
+
+
+def orthotics_options(settings: Settings) -> OrthoticsOptions:
+    """Who makes the orthoses and what the printer takes (`$design-orthosis`)."""
+    limits = PrintLimits(
+        build_volume_mm=settings.orthotics_build_volume_mm,
+        max_faces=settings.orthotics_max_faces,
+    )
+    return OrthoticsOptions(manufacturer=settings.orthotics_manufacturer, limits=limits)
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     auth_login_lockout: float = 300.0  # seconds a locked-out name waits after its last failure
     auth_session_lifetime: int = 3600  # seconds a browser session lives after its last use
     auth_clinician_scope: Literal["organization", "all"] = "organization"  # patients offered
+    # orthotics (adapters/orthotics): $design-orthosis
+    orthotics_manufacturer: str = "Custom orthosis manufacturer (set FHIR_ORTHOTICS_MANUFACTURER)"
+    orthotics_build_volume_mm: tuple[float, float, float] = (300.0, 300.0, 300.0)  # JSON list
+    orthotics_max_faces: int = 200_000  # faces of one insole mesh the slicer accepts
     # request limits (resources)
     max_string_chars: int = 1024 * 1024  # per primitive value but base64Binary and xhtml
     max_resource_depth: int = 64  # JSON objects nested in one resource

@@ -39,7 +39,7 @@ from fhir_server.auth.reach import OrganizationReach
 from fhir_server.context import ANONYMOUS, AccessContext
 from fhir_server.errors import FhirError, Issue, MethodNotAllowed, NotFound, operation_outcome
 from fhir_server.interactions import routes
-from fhir_server.interactions.binary import RawContent, wants_raw
+from fhir_server.interactions.binary import wants_raw
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.parameters import FORMAT, PRETTY
@@ -235,8 +235,8 @@ async def fhir_endpoint(request: HttpRequest) -> HttpResponse:
         blob=blob,
     )
     result = await service.handle(req)
-    if isinstance(result.body, RawContent):
-        return raw_binary.streamed(result, head=method == "HEAD")
+    if result.raw is not None:
+        return raw_binary.streamed(result.raw, result, head=method == "HEAD")
     headers = dict(result.headers)
     if result.body is None or method == "HEAD":
         return HttpResponse(status_code=result.status, headers=headers)

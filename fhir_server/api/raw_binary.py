@@ -68,10 +68,8 @@ async def upload(
     return blob_resource(content_type.strip(), ref, context, found["id"]), ref
 
 
-def streamed(result: Response, head: bool) -> HttpResponse:
+def streamed(raw: RawContent, result: Response, head: bool) -> HttpResponse:
     """The raw bytes of a Binary read, streamed with their own media type and length."""
-    raw = result.body
-    assert isinstance(raw, RawContent)
     headers = dict(result.headers)
     headers["Content-Length"] = str(raw.size)
     if head:

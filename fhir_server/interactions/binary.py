@@ -125,9 +125,11 @@ async def raw_response(req: Request, rec: StoredResource, blobs: BlobStore) -> R
     if ref is not None:
         if not await blobs.exists(ref.sha256):
             raise NotFound(f"The content of Binary/{rec.id} (sha256 {ref.sha256}) is missing")
-        return Response(200, RawContent(content_type, ref.size, _blob(blobs, ref)), headers)
+        return Response(
+            200, None, headers, raw=RawContent(content_type, ref.size, _blob(blobs, ref))
+        )
     data = _decoded(resource.get("data"))
-    return Response(200, RawContent(content_type, len(data), _once(data)), headers)
+    return Response(200, None, headers, raw=RawContent(content_type, len(data), _once(data)))
 
 
 async def json_response(

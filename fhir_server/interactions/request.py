@@ -64,7 +64,7 @@ def _prefer(header: str | None, key: str) -> str | None:
 @dataclass(slots=True)
 class Response:
     status: int
-    body: bytes | dict[str, Any] | RawContent | None = None  # bytes: stored JSON; dict: a
-    # resource to render; RawContent: a Binary's own bytes, streamed as they are
+    body: bytes | dict[str, Any] | None = None  # bytes: stored JSON; dict: a resource to render
     headers: dict[str, str] = field(default_factory=dict)
     not_modified: bool = False
+    raw: RawContent | None = None  # instead of a body: a Binary's own bytes, streamed as they are

@@ -266,7 +266,7 @@ def _response_entry(req: Request, response: Response) -> bytes:
         parts["location"] = response.headers["Location"]
     if "ETag" in response.headers:
         parts["etag"] = response.headers["ETag"]
-    body = response.body if isinstance(response.body, bytes | dict) and response.body else None
+    body = response.body if response.body else None
     if isinstance(body, bytes):
         with contextlib.suppress(orjson.JSONDecodeError):
             parts["lastModified"] = orjson.loads(body).get("meta", {}).get("lastUpdated")

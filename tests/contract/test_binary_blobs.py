@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from fhir_server.context import ANONYMOUS
 from fhir_server.errors import BadRequest, PayloadTooLarge
 from fhir_server.interactions.binary import RawContent, blob_resource
 from fhir_server.interactions.request import Request, Response
@@ -35,8 +36,8 @@ async def _upload(svc: FhirService, data: bytes, id: str | None = None) -> tuple
 
 async def _raw(svc: FhirService, path: str) -> tuple[Response, bytes]:
     response = await svc.handle(Request("GET", path, headers=RAW))
-    assert isinstance(response.body, RawContent)
-    return response, b"".join([chunk async for chunk in response.body.chunks])
+    assert isinstance(response.raw, RawContent)
+    return response, b"".join([chunk async for chunk in response.raw.chunks])
 
 
 async def test_raw_bytes_come_back_identical_and_json_has_no_data(storage: Storage) -> None:
@@ -50,7 +51,7 @@ async def test_raw_bytes_come_back_identical_and_json_has_no_data(storage: Stora
     rid = stored["id"]
     response, raw = await _raw(svc, f"Binary/{rid}")
     assert raw == data
-    assert isinstance(response.body, RawContent) and response.body.content_type == "model/stl"
+    assert isinstance(response.raw, RawContent) and response.raw.content_type == "model/stl"
     as_json = await svc.handle(Request("GET", f"Binary/{rid}"))
     assert isinstance(as_json.body, dict)
     assert base64.b64decode(as_json.body["data"]) == data
@@ -79,15 +80,16 @@ async def test_an_inline_binary_is_served_raw_too(storage: Storage) -> None:
     await svc.handle(Request("PUT", "Binary/small", body=body))
     response, raw = await _raw(svc, "Binary/small")
     assert raw == b"hello"
-    assert isinstance(response.body, RawContent) and response.body.content_type == "text/plain"
+    assert isinstance(response.raw, RawContent) and response.raw.content_type == "text/plain"
 
 
 async def test_a_json_body_cannot_claim_a_blob(storage: Storage) -> None:
+    """A client cannot; the server's own writers (system context) do, e.g. $design-orthosis."""
     svc = FhirService(storage)
     _, ref = await _upload(svc, b"someone else's scan")
     forged = blob_resource("model/stl", ref, "Patient/other")
     with pytest.raises(BadRequest, match="raw bytes"):
-        await svc.handle(Request("POST", "Binary", body=forged))
+        await svc.handle(Request("POST", "Binary", body=forged, context=ANONYMOUS))
 
 
 async def test_json_reads_of_large_binaries_are_bounded(storage: Storage) -> None:

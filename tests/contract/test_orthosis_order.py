@@ -170,8 +170,8 @@ async def test_an_issued_binary_is_byte_identical_and_its_hash_matches(
     for attachment in attachments:
         path = attachment["url"].removeprefix("http://x/")
         raw = await svc.handle(Request("GET", path, headers={"accept": attachment["contentType"]}))
-        assert isinstance(raw.body, RawContent)
-        data = b"".join([chunk async for chunk in raw.body.chunks])
+        assert isinstance(raw.raw, RawContent)
+        data = b"".join([chunk async for chunk in raw.raw.chunks])
         assert len(data) == attachment["size"]
         assert base64.b64decode(attachment["hash"]) == hashlib.sha1(data).digest()
         if attachment["contentType"] == "model/stl":

@@ -8,8 +8,10 @@ Binaries, the Device) calls these and maps the results.
     check_gates(mesh, process, limits)                  the printability gates of any mesh
     statement_pdf(statement)                            the EU MDR Annex XIII statement
 
-Errors (both ValueError):
+Errors (all ValueError):
 
+    PrescriptionInvalid  a prescription value or a measurement is out of range (.problems,
+                     each naming the parameter and its range)
     ScanRejected     the scan cannot be used (.reason, .details): not a mesh, no foot-shaped
                      body, units that are neither mm, cm nor m
     DesignRefused    a design failed a printability gate (.gates: the failed ones); it is not
@@ -22,13 +24,26 @@ with the plantar side down (z = 0 is the ground), y towards the left of the wear
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
-from adapters.orthotics.parameters import ForefootExtension, Process, Side
+import numpy as np
+import trimesh
 
-if TYPE_CHECKING:
-    import trimesh
+from adapters.orthotics import gates, insole, outputs, parameters, scan, synthetic
+from adapters.orthotics import statement as _statement
+from adapters.orthotics.model import (
+    Design,
+    DesignRefused,
+    FootMeasurements,
+    Gate,
+    Insole,
+    MdrStatement,
+    Prescription,
+    PrescriptionInvalid,
+    PrintLimits,
+    ScanRejected,
+)
+from adapters.orthotics.parameters import Process, Side
+from adapters.orthotics.scan import HeightMap
 
 __all__ = [
     "Design",
@@ -38,6 +53,7 @@ __all__ = [
     "Insole",
     "MdrStatement",
     "Prescription",
+    "PrescriptionInvalid",
     "PrintLimits",
     "Process",
     "ScanRejected",
@@ -50,119 +66,9 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Prescription:
-    """The prescriber's design characteristics (ranges: adapters.orthotics.parameters)."""
-
-    sides: tuple[Side, ...]  # ("left",), ("right",) or ("left", "right") for a pair
-    arch_height_mm: float
-    heel_cup_depth_mm: float
-    rearfoot_posting_deg: float  # + medial, - lateral
-    forefoot_posting_deg: float  # + medial, - lateral
-    forefoot_extension: ForefootExtension
-    shell_thickness_mm: float
-    process: Process
-
-
-@dataclass(frozen=True)
-class FootMeasurements:
-    """Foot measurements (mm) for a parametric insole when no scan is given."""
-
-    foot_length_mm: float
-    ball_width_mm: float
-    heel_width_mm: float
-    arch_height_mm: float
-
-
-@dataclass(frozen=True)
-class PrintLimits:
-    """What the printer takes: its build volume and the largest mesh the slicer accepts."""
-
-    build_volume_mm: tuple[float, float, float] = (300.0, 300.0, 300.0)
-    max_faces: int = 200_000
-
-
-@dataclass(frozen=True)
-class Gate:
-    """One printability check: its name, what was measured and the limit it is held to."""
-
-    name: str
-    passed: bool
-    measured: float | str
-    limit: float | str
-    unit: str
-
-
-@dataclass(frozen=True)
-class Insole:
-    """One printable insole: its print files and what was measured on them."""
-
-    side: Side
-    stl: bytes  # binary STL
-    three_mf: bytes
-    volume_mm3: float
-    faces: int
-    dimensions_mm: dict[str, float]  # length, width, max thickness, arch height, heel cup depth
-    gates: tuple[Gate, ...]
-
-
-@dataclass(frozen=True)
-class Design:
-    """The insoles of one order, what was repaired in the scan, and a preview image."""
-
-    insoles: tuple[Insole, ...]
-    repairs: tuple[str, ...]  # what was repaired or removed from the scan, in words
-    preview_png: bytes  # side and bottom views of all insoles
-
-    @property
-    def printable(self) -> bool:
-        """Every gate of every insole passed."""
-        return all(gate.passed for insole in self.insoles for gate in insole.gates)
-
-
-@dataclass(frozen=True)
-class MdrStatement:
-    """The content of the EU MDR (2017/745) Annex XIII section 1 statement for one device."""
-
-    patient_code: str  # the patient identified by a code, never by name
-    prescriber: str  # the person who made out the prescription (authorised to do so)
-    manufacturer: str  # name and address
-    device_description: str  # data allowing the device to be identified
-    design_characteristics: dict[str, str]  # the specific characteristics as prescribed
-    serial_numbers: tuple[str, ...]
-    date: str
-    manufacturing_sites: tuple[str, ...] = ()  # name and address of each site, if not the above
-    authorised_representative: str = ""  # where applicable
-    health_institution: str = ""  # the prescriber's institution, where applicable
-    requirements_not_met: tuple[str, ...] = ()  # Annex I requirements not fully met, and why
-    substances: str = ""  # medicinal substance or tissues/cells incorporated ("" = none)
-    signatory: str = ""  # name and function of the person signing for the manufacturer
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-class ScanRejected(ValueError):
-    """The scan cannot be used to design an insole."""
-
-    def __init__(self, reason: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.details: dict[str, Any] = details or {}
-
-
-class DesignRefused(ValueError):
-    """The design failed printability gates and is not issued."""
-
-    def __init__(self, gates: tuple[Gate, ...]) -> None:
-        names = ", ".join(
-            f"{g.name} (measured {g.measured} {g.unit}, limit {g.limit} {g.unit})" for g in gates
-        )
-        super().__init__(f"the design failed the printability gates: {names}")
-        self.gates = gates
-
-
 def load_scan(data: bytes, content_type: str) -> trimesh.Trimesh:
     """Parse a scan (binary or ASCII STL, PLY, OBJ) into one mesh, or raise ScanRejected."""
-    raise NotImplementedError
+    return scan.load_scan(data, content_type)
 
 
 def design_from_scan(
@@ -174,21 +80,108 @@ def design_from_scan(
     """Design the prescribed insoles from one scan per side.
 
     A pair ordered with a single scan mirrors it for the other side (and says so in repairs).
-    Raises ScanRejected for an unusable scan and DesignRefused when a gate fails.
+    Raises PrescriptionInvalid for out-of-range values, ScanRejected for an unusable scan and
+    DesignRefused when a gate fails.
     """
-    raise NotImplementedError
+    _check_prescription(rx)
+    surfaces: dict[Side, HeightMap] = {}
+    repairs: list[str] = []
+    for side in rx.sides:
+        if side in scans:
+            surfaces[side], notes = _plantar_surface(scans[side], content_type)
+            repairs += [f"{side} scan: {note}" for note in notes]
+    for side in rx.sides:
+        if side not in surfaces:
+            other = next(iter(surfaces), None)
+            if other is None:
+                raise ScanRejected(f"no scan for the {side} foot", {"sides": list(rx.sides)})
+            surfaces[side] = surfaces[other]
+            repairs.append(f"{side} insole: mirrored from the {other} scan (no {side} scan)")
+    return _issue(surfaces, rx, limits, repairs)
 
 
 def design_from_measurements(m: FootMeasurements, rx: Prescription, limits: PrintLimits) -> Design:
     """Design parametric insoles from foot measurements; raises DesignRefused on a failed gate."""
-    raise NotImplementedError
+    _check_prescription(rx)
+    problems = [
+        f"{name} must be between {lo:g} and {hi:g} mm (got {getattr(m, name):g})"
+        for name, (lo, hi) in parameters.MEASUREMENT_RANGES.items()
+        if not lo <= getattr(m, name) <= hi
+    ]
+    if problems:
+        raise PrescriptionInvalid(tuple(problems))
+    foot = synthetic.parametric_foot(
+        m.foot_length_mm, m.ball_width_mm, m.heel_width_mm, m.arch_height_mm
+    )
+    vertices, faces = trimesh.remesh.subdivide_to_size(foot.vertices, foot.faces, max_edge=3.0)
+    points = np.vstack([vertices, np.asarray(vertices)[faces].mean(axis=1)])
+    surface, _ = scan.height_map(points)
+    return _issue(dict.fromkeys(rx.sides, surface), rx, limits, [])
 
 
 def check_gates(mesh: trimesh.Trimesh, process: Process, limits: PrintLimits) -> tuple[Gate, ...]:
     """Every printability gate of ``mesh`` for ``process``, passed or not."""
-    raise NotImplementedError
+    return gates.check_gates(mesh, process, limits)
 
 
 def statement_pdf(statement: MdrStatement) -> bytes:
-    """The EU MDR Annex XIII custom-made device statement as a one-page PDF."""
-    raise NotImplementedError
+    """The EU MDR Annex XIII custom-made device statement as a PDF."""
+    return _statement.statement_pdf(statement)
+
+
+def _check_prescription(rx: Prescription) -> None:
+    problems = list(
+        parameters.problems({
+            parameters.ARCH_HEIGHT.code: rx.arch_height_mm,
+            parameters.HEEL_CUP_DEPTH.code: rx.heel_cup_depth_mm,
+            parameters.REARFOOT_POSTING.code: rx.rearfoot_posting_deg,
+            parameters.FOREFOOT_POSTING.code: rx.forefoot_posting_deg,
+            parameters.SHELL_THICKNESS.code: rx.shell_thickness_mm,
+        })
+    )  # fmt: skip
+    if not rx.sides or len(set(rx.sides)) != len(rx.sides):
+        problems.append(f"sides must be left, right or both (got {list(rx.sides)})")
+    if rx.forefoot_extension not in parameters.FOREFOOT_EXTENSIONS:
+        problems.append(f"unknown forefoot extension {rx.forefoot_extension!r}")
+    if rx.process not in parameters.PROCESSES:
+        problems.append(f"unknown process {rx.process!r}")
+    if problems:
+        raise PrescriptionInvalid(tuple(problems))
+
+
+def _plantar_surface(data: bytes, content_type: str) -> tuple[HeightMap, list[str]]:
+    mesh = scan.load_scan(data, content_type)
+    foot, floor_normal, notes = scan.isolate_foot(mesh)
+    local, frame_notes = scan.foot_frame(foot, floor_normal)
+    surface, map_notes = scan.height_map(local)
+    return surface, notes + frame_notes + map_notes
+
+
+def _issue(
+    surfaces: Mapping[Side, HeightMap], rx: Prescription, limits: PrintLimits, repairs: list[str]
+) -> Design:
+    insoles = []
+    for side, surface in surfaces.items():
+        built = insole.build(surface, rx, side)
+        checked = gates.check_gates(built.mesh, rx.process, limits)
+        failed = tuple(gate for gate in checked if not gate.passed)
+        if failed:
+            raise DesignRefused(failed)
+        insoles.append((side, built, checked))
+    preview = outputs.preview_png([(side, built.mesh) for side, built, _ in insoles])
+    return Design(
+        insoles=tuple(
+            Insole(
+                side=side,
+                stl=outputs.stl_bytes(built.mesh),
+                three_mf=outputs.three_mf_bytes(built.mesh),
+                volume_mm3=round(float(built.mesh.volume), 3),
+                faces=len(built.mesh.faces),
+                dimensions_mm=built.dimensions_mm,
+                gates=checked,
+            )
+            for side, built, checked in insoles
+        ),
+        repairs=tuple(repairs),
+        preview_png=preview,
+    )

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from adapters.hl7v2.convert import ConvertOptions
 from adapters.hl7v2.operations import install as install_hl7v2
-from adapters.orthotics.design import PrintLimits
+from adapters.orthotics.model import PrintLimits
 from adapters.orthotics.plugin import install as install_orthotics
 from adapters.orthotics.workflow import Options as OrthoticsOptions
 from fhir_server.auth.discovery import rest_security

@@ -30,8 +30,8 @@ from adapters.orthotics.codes import (
     UCUM,
     Code,
 )
-from adapters.orthotics.design import Prescription, Side
-from adapters.orthotics.parameters import PROCESSES
+from adapters.orthotics.model import Prescription
+from adapters.orthotics.parameters import PROCESSES, Side
 from fhir_server.errors import Issue, Unprocessable
 
 SHELL_THICKNESS = parameters.SHELL_THICKNESS.code

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.orthotics.codes import BASE, UCUM
-from adapters.orthotics.design import Insole
+from adapters.orthotics.model import Insole
 from adapters.orthotics.parameters import PROCESSES, Process
+from fhir_server.interactions.binary import blob_resource
 from fhir_server.storage.blobs import BlobRef
 
 DOCUMENT_TYPE = BASE + "CodeSystem:orthosis-document"
@@ -65,8 +66,6 @@ class Issued:
         return [_put(resource) for resource in resources]
 
     def _binary(self, file: File) -> dict[str, Any]:
-        from fhir_server.interactions.binary import blob_resource
-
         return blob_resource(file.content_type, file.ref, self.patient, file.binary_id)
 
     def _document(self, file: File) -> dict[str, Any]:

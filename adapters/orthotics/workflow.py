@@ -35,21 +35,18 @@ from typing import Any
 
 from adapters.orthotics import records
 from adapters.orthotics.codes import MEASUREMENT_FIELD, PARAMETERS
-from adapters.orthotics.design import (
+from adapters.orthotics.model import (
     Design,
     DesignRefused,
     FootMeasurements,
     MdrStatement,
     Prescription,
+    PrescriptionInvalid,
     PrintLimits,
     ScanRejected,
-    Side,
-    design_from_measurements,
-    design_from_scan,
-    statement_pdf,
 )
 from adapters.orthotics.order import Order, measurement, prescription, read_order
-from adapters.orthotics.parameters import PROCESSES
+from adapters.orthotics.parameters import PROCESSES, Side
 from adapters.orthotics.records import DOCUMENT_TYPE, SCAN_DOCUMENTS, TASK_CODE, File, Issued
 from fhir_server.context import SYSTEM, AccessContext
 from fhir_server.errors import FhirError, Issue, Unprocessable
@@ -170,6 +167,8 @@ class Workflow:
                 raise _scan_refusal(rejected) from None
             except DesignRefused as refused:
                 raise _gate_refusal(refused) from None
+            except PrescriptionInvalid as invalid:
+                raise Unprocessable(f"The prescription cannot be built: {invalid}") from None
 
     async def _issue(self, inputs: Inputs, design: Design) -> Issued:
         """Blobs stored and the Devices made, ready for the one transaction."""
@@ -199,7 +198,7 @@ class Workflow:
             )
         every = tuple(d["id"] for d in issued.devices)
         await self._file(issued, "preview", "image/png", design.preview_png, "preview", every)
-        pdf = await asyncio.to_thread(statement_pdf, self._statement(inputs, issued))
+        pdf = await asyncio.to_thread(_statement_pdf, self._statement(inputs, issued))
         await self._file(issued, "statement", "application/pdf", pdf, "MDR Annex XIII", every)
         return issued
 
@@ -372,10 +371,20 @@ class Workflow:
 
 
 def _design(inputs: Inputs, limits: PrintLimits) -> Design:
+    """On a worker thread; the geometry (trimesh, manifold3d) is imported on first use, so a
+    server that designs nothing does not load it."""
+    from adapters.orthotics import design
+
     if inputs.scans:
-        return design_from_scan(inputs.scans, inputs.content_type, inputs.rx, limits)
+        return design.design_from_scan(inputs.scans, inputs.content_type, inputs.rx, limits)
     assert inputs.measurements is not None
-    return design_from_measurements(inputs.measurements, inputs.rx, limits)
+    return design.design_from_measurements(inputs.measurements, inputs.rx, limits)
+
+
+def _statement_pdf(statement: MdrStatement) -> bytes:
+    from adapters.orthotics import design
+
+    return design.statement_pdf(statement)
 
 
 def _scan_refusal(rejected: ScanRejected) -> Unprocessable:

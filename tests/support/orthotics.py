@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapters.orthotics import workflow
+from adapters.orthotics import design
 from adapters.orthotics.codes import (
     FOOT_MEASUREMENT,
     HCPCS,
@@ -22,7 +22,7 @@ from adapters.orthotics.codes import (
     ORTHOSIS_VALUE,
     UCUM,
 )
-from adapters.orthotics.design import (
+from adapters.orthotics.model import (
     Design,
     DesignRefused,
     Gate,
@@ -156,7 +156,7 @@ class StubDesign:
 
 def stub_design(monkeypatch: pytest.MonkeyPatch) -> StubDesign:
     stub = StubDesign()
-    monkeypatch.setattr(workflow, "design_from_scan", stub.from_scan)
-    monkeypatch.setattr(workflow, "design_from_measurements", stub.from_measurements)
-    monkeypatch.setattr(workflow, "statement_pdf", stub.pdf)
+    monkeypatch.setattr(design, "design_from_scan", stub.from_scan)
+    monkeypatch.setattr(design, "design_from_measurements", stub.from_measurements)
+    monkeypatch.setattr(design, "statement_pdf", stub.pdf)
     return stub

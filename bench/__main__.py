@@ -28,7 +28,7 @@ from urllib.parse import quote
 import orjson
 from tqdm import tqdm
 
-from bench import bearer, dataset, hl7, report, search, server, stall, terminology
+from bench import bearer, binary, dataset, hl7, report, search, server, stall, terminology
 from bench.ingest import PreparedBundle, ingest
 from bench.pyclient import run_python
 from bench.wrk import WORKLOADS, LoadResult, WrkOutputError, find_wrk, run_wrk, wrk_version
@@ -93,6 +93,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-search", action="store_true", help="skip the search figures")
     parser.add_argument("--no-hl7", action="store_true", help="skip the HL7 v2 (MLLP) figures")
+    parser.add_argument(
+        "--no-binary", action="store_true", help="skip the Binary (100 MB raw) figures"
+    )
     parser.add_argument(
         "--search-size",
         type=int,
@@ -319,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             hl7_rows = (
                 [] if args.no_hl7 else hl7.measure(Path(scratch), 600 if args.quick else 3000)
             )
+            binary_rows = [] if args.no_binary else binary.measure(Path(scratch))
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
@@ -338,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + search.render(searches, args.search_size))
     if hl7_rows:
         print("\n" + hl7.render(hl7_rows))
+    if binary_rows:
+        print("\n" + binary.render(binary_rows))
     save(run, args.output, terms, searches, args.search_size, hl7_rows)
     print(f"\nresults written to {args.output}", file=sys.stderr)
     return 0

@@ -196,5 +196,6 @@ def _check_files(client: httpx.Client, attachments: list[dict[str, Any]]) -> Non
         if attachment["contentType"] == "model/stl":
             faces = int.from_bytes(data[80:84], "little")
             assert len(data) == 84 + 50 * faces
-            mesh = trimesh.load(io.BytesIO(data), file_type="stl")
+            mesh = trimesh.load_mesh(io.BytesIO(data), file_type="stl")
+            assert isinstance(mesh, trimesh.Trimesh)
             assert mesh.is_watertight and mesh.volume > 0

@@ -8,9 +8,9 @@ what the server offers, and starts its background duties.
   every way in gets the same service.
 - `open_auth(settings, service)` opens the SMART authorization server's store and signing
   keys, and lets the CapabilityStatement describe it (when authorization is on).
-- `start_background(settings, service)` starts what runs beside the requests (today the
-  HL7 v2 inbox, MLLP listener and outbound feeds, when configured) and stops it when the
-  block ends.
+- `start_background(settings, service)` starts what runs beside the requests (the HL7 v2
+  inbox, MLLP listener and outbound feeds, when configured; first, design Tasks a stopped
+  server left in progress are marked failed) and stops it when the block ends.
 
 Plug-ins attach through the service's named seams (`add_operation`, `add_validator`,
 `watch`, `on_write`, `use_codes`); nothing below this module imports them.
@@ -29,6 +29,7 @@ from adapters.hl7v2.convert import ConvertOptions
 from adapters.hl7v2.operations import install as install_hl7v2
 from adapters.orthotics.model import PrintLimits
 from adapters.orthotics.plugin import install as install_orthotics
+from adapters.orthotics.plugin import recover as recover_orthotics
 from adapters.orthotics.workflow import Options as OrthoticsOptions
 from fhir_server.auth.discovery import rest_security
 from fhir_server.auth.keys import KeyRing
@@ -167,6 +168,7 @@ class Background:
 @asynccontextmanager
 async def start_background(settings: Settings, service: FhirService) -> AsyncIterator[Background]:
     """Start the background duties the settings ask for; stop them when the block ends."""
+    await recover_orthotics(service)  # design Tasks a stopped server left in progress
     if not hl7_enabled(settings):
         _settle_heap()
         yield Background()

@@ -6,7 +6,8 @@
 - Validation on write: an orthosis DeviceRequest and foot measurement Observations are
   checked (`order.check_resource`); a refusal names the parameter and its range.
 - Operations: `DeviceRequest/[id]/$design-orthosis` and `Device/[id]/$print-files`
-  (`workflow`); design Tasks left unfinished by a stopped server are marked failed.
+  (`workflow`). `recover` marks failed the design Tasks a stopped server left unfinished;
+  the assembly calls it when a server starts (not when a command opens the service).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any
 
 from adapters.orthotics import codes
 from adapters.orthotics.order import check_resource
-from adapters.orthotics.workflow import Options, Workflow
+from adapters.orthotics.workflow import Options, Workflow, recover
+
+__all__ = ["install", "recover"]
 from fhir_server.interactions.service import FhirService
 
 
@@ -30,5 +33,4 @@ async def install(
     workflow = Workflow(svc, options)
     for operation in workflow.operations():
         svc.add_operation(operation)
-    await workflow.recover()
     return workflow

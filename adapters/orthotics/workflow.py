@@ -345,15 +345,6 @@ class Workflow:
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
         await self.svc.handle(Request("POST", "", body=bundle, context=SYSTEM))
 
-    async def recover(self) -> int:
-        """Fail the Tasks a stopped process left requested or in progress; how many."""
-        criteria = [("code", f"{TASK_CODE}|{DESIGN}"), ("status", ACTIVE)]
-        left = await self.svc.find(self.svc.storage, SYSTEM, "Task", criteria, 1000)
-        message = "The server stopped while this design ran; start $design-orthosis again"
-        for rec in left:
-            await self._fail(fhirjson.loads(rec.data), [Issue(message, "incomplete")])
-        return len(left)
-
     # -- $print-files -------------------------------------------------------------------
 
     async def _print_files(self, svc: FhirService, call: OperationCall) -> dict[str, Any]:
@@ -368,6 +359,17 @@ class Workflow:
             attachment["url"] = f"{call.base}/{attachment['url']}"
             parts.append({"name": "file", "valueAttachment": attachment})
         return {"resourceType": "Parameters", "parameter": parts}
+
+
+async def recover(svc: FhirService) -> int:
+    """Fail the design Tasks a stopped process left requested or in progress; how many."""
+    criteria = [("code", f"{TASK_CODE}|{DESIGN}"), ("status", ACTIVE)]
+    left = await svc.find(svc.storage, SYSTEM, "Task", criteria, 1000)
+    message = "The server stopped while this design ran; start $design-orthosis again"
+    workflow = Workflow(svc, Options())
+    for rec in left:
+        await workflow._fail(fhirjson.loads(rec.data), [Issue(message, "incomplete")])
+    return len(left)
 
 
 def _design(inputs: Inputs, limits: PrintLimits) -> Design:

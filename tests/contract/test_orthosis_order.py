@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from adapters.orthotics.plugin import install
+from adapters.orthotics.plugin import install, recover
 from adapters.orthotics.records import TASK_CODE
 from adapters.orthotics.workflow import Options
 from fhir_server.errors import Unprocessable
@@ -258,7 +258,7 @@ async def test_a_task_left_in_progress_is_failed_at_start(storage: Storage) -> N
         "focus": {"reference": "DeviceRequest/x"},
     }
     await _put(svc, task)
-    restarted = await _service(storage)
-    left = _json(await restarted.handle(Request("GET", "Task/t-left")))
+    assert await recover(await _service(storage)) == 1
+    left = _json(await svc.handle(Request("GET", "Task/t-left")))
     assert left["status"] == "failed"
     assert "stopped while this design ran" in left["statusReason"]["text"]

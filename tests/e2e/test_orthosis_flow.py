@@ -11,6 +11,7 @@ import hashlib
 import io
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -199,3 +200,41 @@ def _check_files(client: httpx.Client, attachments: list[dict[str, Any]]) -> Non
             mesh = trimesh.load_mesh(io.BytesIO(data), file_type="stl")
             assert isinstance(mesh, trimesh.Trimesh)
             assert mesh.is_watertight and mesh.volume > 0
+
+
+def test_a_restart_fails_the_running_task_and_a_gate_refusal_issues_nothing(
+    tmp_path: Path,
+) -> None:
+    """A design killed mid-run: the next start marks its Task failed. Then the same server
+    with a printer too small for an insole refuses the design naming the build-volume gate."""
+    database = tmp_path / "restart.db"
+    first = ServerProcess(database).start(timeout=120)
+    try:
+        with httpx.Client(base_url=first.base, timeout=120, headers=FHIR) as client:
+            for observation in MEASUREMENTS:
+                _put(client, observation)
+            refs = [{"reference": f"Observation/{o['id']}"} for o in MEASUREMENTS]
+            assert _put(client, device_request("dr-k", "pair", supportingInfo=refs)).is_success
+            started = client.post(
+                "DeviceRequest/dr-k/$design-orthosis", headers={"Prefer": "respond-async"}
+            )
+            assert started.status_code == 202
+            first.kill()  # the geometry is still loading or designing: no Task is finished
+    finally:
+        first.stop()
+    small = ServerProcess(database, FHIR_ORTHOTICS_BUILD_VOLUME_MM="[120, 120, 120]")
+    small.start(timeout=120)
+    try:
+        with httpx.Client(base_url=small.base, timeout=120, headers=FHIR) as client:
+            task_id = started.headers["Content-Location"].rsplit("/Task/", 1)[1]
+            task = client.get(f"Task/{task_id}").json()
+            assert task["status"] == "failed"
+            assert "stopped while this design ran" in task["statusReason"]["text"]
+            refused = client.post("DeviceRequest/dr-k/$design-orthosis")
+            assert refused.status_code == 422, refused.text
+            texts = [issue["diagnostics"] for issue in refused.json()["issue"]]
+            assert any(t.startswith("Printability gate 'build-volume' failed") for t in texts)
+            assert "limit 120" in " ".join(texts)
+            assert _search(client, "Device", patient="Patient/p1") == []
+    finally:
+        small.stop()

@@ -29,10 +29,11 @@ from fhir_server.errors import BadRequest, NotFound, PayloadTooLarge
 from fhir_server.interactions.common import version_headers
 from fhir_server.interactions.request import Request, Response
 from fhir_server.model import fhirjson
+from fhir_server.storage.base import HistoryQuery
 from fhir_server.storage.blobs import BlobRef, BlobStore
 
 if TYPE_CHECKING:
-    from fhir_server.storage.base import StoredResource
+    from fhir_server.storage.base import Storage, StoredResource
 
 BLOB_EXTENSION = "urn:fhir-server:StructureDefinition:binary-blob"
 BLOB_URL = "blob:sha256:"
@@ -174,3 +175,21 @@ def _decoded(data: Any) -> bytes:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise BadRequest("The stored Binary.data is not base64") from None
+
+
+async def unreferenced(storage: Storage, older_than: float, page: int = 500) -> list[str]:
+    """The blobs (SHA-256) held at least `older_than` seconds that no version of any Binary
+    names: what a clean-up may remove. The age spares uploads whose Binary is not yet
+    committed."""
+    candidates = set(await storage.blobs().names(older_than))
+    offset = 0
+    while candidates:
+        found = await storage.history(HistoryQuery(type="Binary", count=page, offset=offset))
+        for rec in found.resources:
+            ref = None if rec.deleted else blob_of(fhirjson.loads(rec.data))
+            if ref is not None:
+                candidates.discard(ref.sha256)
+        if len(found.resources) < page:
+            break
+        offset += page
+    return sorted(candidates)

@@ -4,7 +4,7 @@ A Binary's bytes go here, named by their SHA-256, and the stored Binary keeps a 
 (hash and size). Blobs are written whole before the transaction that references them
 commits, and never changed afterwards: the same bytes get the same name, so a second upload
 of a file costs no space, and every version of a Binary keeps its blob (deleting a Binary
-deletes no blob; `unreferenced` lists what no stored version names, for a clean-up command).
+deletes no blob; `fhir-server blobs gc` removes those no stored version names).
 
 - `FileBlobStore`: files beside the SQLite database, `<database>.blobs/<sha256>`. Each
   upload goes to a temporary file in that directory, is fsynced, then renamed atomically,
@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from io import BufferedWriter
@@ -49,8 +50,8 @@ class BlobStore(Protocol):
 
     async def exists(self, sha256: str) -> bool: ...
 
-    async def names(self) -> list[str]:
-        """The SHA-256 of every blob held."""
+    async def names(self, older_than: float = 0.0) -> list[str]:
+        """The SHA-256 of every blob held, stored at least `older_than` seconds ago."""
 
     async def remove(self, sha256: str) -> None: ...
 
@@ -136,11 +137,16 @@ class FileBlobStore:
     async def exists(self, sha256: str) -> bool:
         return await asyncio.to_thread((self.directory / valid_name(sha256)).is_file)
 
-    async def names(self) -> list[str]:
+    async def names(self, older_than: float = 0.0) -> list[str]:
         def scan() -> list[str]:
             if not self.directory.is_dir():
                 return []
-            return sorted(p.name for p in self.directory.iterdir() if _NAME.match(p.name))
+            before = time.time() - older_than
+            return sorted(
+                p.name
+                for p in self.directory.iterdir()
+                if _NAME.match(p.name) and p.stat().st_mtime <= before
+            )
 
         return await asyncio.to_thread(scan)
 

@@ -12,7 +12,7 @@ import pytest
 
 from fhir_server.context import ANONYMOUS
 from fhir_server.errors import BadRequest, PayloadTooLarge
-from fhir_server.interactions.binary import RawContent, blob_resource
+from fhir_server.interactions.binary import RawContent, blob_resource, unreferenced
 from fhir_server.interactions.request import Request, Response
 from fhir_server.interactions.service import FhirService
 from fhir_server.model import fhirjson
@@ -106,3 +106,13 @@ async def test_the_blob_store_refuses_beyond_its_limit_and_keeps_nothing(storage
     with pytest.raises(PayloadTooLarge):
         await blobs.put(_chunks(b"y" * 5000, 1000), limit=4000)
     assert await blobs.names() == before
+
+
+async def test_unreferenced_blobs_are_found_and_referenced_ones_kept(storage: Storage) -> None:
+    svc = FhirService(storage)
+    await _upload(svc, b"kept by version 1", id="gc")
+    await _upload(svc, b"kept by version 2", id="gc")
+    await svc.handle(Request("DELETE", "Binary/gc"))  # versions 1 and 2 still name theirs
+    orphan = await svc.blobs.put(_chunks(b"an upload whose Binary was refused"))
+    assert await unreferenced(storage, older_than=0) == [orphan.sha256]
+    assert await unreferenced(storage, older_than=3600) == []  # too young to be garbage

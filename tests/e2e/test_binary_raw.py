@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,3 +120,24 @@ def test_100_mb_round_trip_keeps_server_memory_flat(tmp_path: Path) -> None:
     assert size == total
     assert sha.hexdigest() == _digest(total)
     assert peak - before < 60, f"server peak RSS grew {peak - before:.0f} MB for 100 MB"
+
+
+def test_blobs_gc_lists_and_removes_only_unreferenced_blobs(tmp_path: Path) -> None:
+    database = tmp_path / "gc.db"
+    server = ServerProcess(database).start(timeout=120)
+    try:
+        httpx.post(f"{server.base}/Binary", content=b"referenced", headers={"Content-Type": STL})
+    finally:
+        server.stop()
+    blobs = Path(f"{database}.blobs")
+    orphan = blobs / hashlib.sha256(b"orphan").hexdigest()
+    orphan.write_bytes(b"orphan")
+    env = {**os.environ, "FHIR_DATABASE": str(database)}
+    command = [str(Path(sys.executable).parent / "fhir-server"), "blobs", "gc", "--min-age", "0"]
+    listed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split() == [orphan.name] and orphan.exists()
+    removed = subprocess.run([*command, "--delete"], env=env, capture_output=True, timeout=120)
+    assert removed.returncode == 0
+    assert not orphan.exists()
+    assert (blobs / hashlib.sha256(b"referenced").hexdigest()).exists()

@@ -15,7 +15,7 @@ document names (never read; not cleared automatically yet).
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
@@ -91,8 +91,9 @@ class GridBlobStore:
     async def exists(self, sha256: str) -> bool:
         return await self._files.find_one({"filename": sha256}, {"_id": 1}) is not None
 
-    async def names(self) -> list[str]:
-        cursor = self._files.find({}, {"filename": 1})
+    async def names(self, older_than: float = 0.0) -> list[str]:
+        before = datetime.now(UTC) - timedelta(seconds=older_than)
+        cursor = self._files.find({"uploadDate": {"$lte": before}}, {"filename": 1})
         return sorted({doc["filename"] async for doc in cursor})
 
     async def remove(self, sha256: str) -> None:

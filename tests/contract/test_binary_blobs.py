@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from fhir_server.context import ANONYMOUS
-from fhir_server.errors import BadRequest, PayloadTooLarge
+from fhir_server.auth.policy import SmartPolicy
+from fhir_server.context import ANONYMOUS, AccessContext
+from fhir_server.errors import BadRequest, Forbidden, PayloadTooLarge
 from fhir_server.interactions.binary import RawContent, blob_resource, unreferenced
 from fhir_server.interactions.request import Request, Response
 from fhir_server.interactions.service import FhirService
@@ -116,3 +117,25 @@ async def test_unreferenced_blobs_are_found_and_referenced_ones_kept(storage: St
     orphan = await svc.blobs.put(_chunks(b"an upload whose Binary was refused"))
     assert await unreferenced(storage, older_than=0) == [orphan.sha256]
     assert await unreferenced(storage, older_than=3600) == []  # too young to be garbage
+
+
+async def test_smart_scopes_judge_raw_binaries_by_their_security_context(
+    storage: Storage,
+) -> None:
+    """A patient app writes and reads raw content only in its patient's security context."""
+    svc = FhirService(storage)
+    svc.policy = SmartPolicy(svc.registry, svc.indexer)
+    await svc.handle(Request("PUT", "Patient/p1", body={"resourceType": "Patient", "id": "p1"}))
+    app = AccessContext(subject="app", scopes=frozenset({"patient/Binary.cruds"}), patient="p1")
+    ref = await svc.blobs.put(_chunks(b"my scan"))
+    own = blob_resource("model/stl", ref, "Patient/p1")
+    created = await svc.handle(Request("POST", "Binary", body=own, blob=ref, context=app))
+    rid = fhirjson.loads(created.body)["id"] if isinstance(created.body, bytes) else ""
+    raw = await svc.handle(Request("GET", f"Binary/{rid}", headers=RAW, context=app))
+    assert raw.raw is not None
+    other = blob_resource("model/stl", ref, "Patient/p2")
+    with pytest.raises(Forbidden):
+        await svc.handle(Request("POST", "Binary", body=other, blob=ref, context=app))
+    stranger = AccessContext(subject="x", scopes=frozenset({"patient/Binary.r"}), patient="p2")
+    with pytest.raises(Forbidden):
+        await svc.handle(Request("GET", f"Binary/{rid}", headers=RAW, context=stranger))

@@ -55,6 +55,7 @@ def test_stl_and_3mf_reload_to_the_same_volume(design: Design) -> None:
         three_mf = trimesh.load(io.BytesIO(insole.three_mf), file_type="3mf")
         if isinstance(three_mf, trimesh.Scene):
             three_mf = three_mf.to_mesh()
+        assert isinstance(three_mf, trimesh.Trimesh)
         assert stl.volume == pytest.approx(insole.volume_mm3, abs=0.1)
         assert three_mf.volume == pytest.approx(insole.volume_mm3, abs=0.1)
         assert len(three_mf.faces) == insole.faces

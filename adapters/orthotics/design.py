@@ -97,7 +97,7 @@ def design_from_scan(
                 raise ScanRejected(f"no scan for the {side} foot", {"sides": list(rx.sides)})
             surfaces[side] = surfaces[other]
             repairs.append(f"{side} insole: mirrored from the {other} scan (no {side} scan)")
-    return _issue(surfaces, rx, limits, repairs)
+    return _issue({side: surfaces[side] for side in rx.sides}, rx, limits, repairs)
 
 
 def design_from_measurements(m: FootMeasurements, rx: Prescription, limits: PrintLimits) -> Design:

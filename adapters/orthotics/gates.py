@@ -21,6 +21,7 @@ DEGENERATE_AREA_MM2 = 1e-6
 SHARP_EDGE_DEG = 40.0
 THICKNESS_SAMPLES = 600
 THICKNESS_PERCENTILE = 5.0
+THICKNESS_TOLERANCE_MM = 0.01  # rays are traced in single precision
 
 
 def check_gates(mesh: trimesh.Trimesh, process: Process, limits: PrintLimits) -> tuple[Gate, ...]:
@@ -34,6 +35,7 @@ def check_gates(mesh: trimesh.Trimesh, process: Process, limits: PrintLimits) ->
     degenerate = int(np.sum(mesh.area_faces <= DEGENERATE_AREA_MM2))
     wall = wall_thickness(mesh)
     min_wall = PROCESSES[process].min_wall_mm
+    thick_enough = wall >= min_wall - THICKNESS_TOLERANCE_MM
     extents = sorted(float(e) for e in mesh.extents) if len(mesh.faces) else [0.0] * 3
     build = sorted(limits.build_volume_mm)
     fits = all(e <= b for e, b in zip(extents, build, strict=True))
@@ -44,7 +46,7 @@ def check_gates(mesh: trimesh.Trimesh, process: Process, limits: PrintLimits) ->
         Gate("single-body", bodies == 1, bodies, 1, "bodies"),
         Gate("no-degenerate-faces", degenerate == 0, degenerate, 0, "faces"),
         Gate("two-manifold", non_manifold == 0, non_manifold, 0, "non-manifold edges"),
-        Gate("wall-thickness", wall >= min_wall, round(wall, 3), min_wall, "mm"),
+        Gate("wall-thickness", thick_enough, round(wall, 3), min_wall, "mm"),
         Gate("build-volume", fits, _dims(extents), _dims(build), "mm"),
         Gate("face-budget", len(mesh.faces) <= limits.max_faces, len(mesh.faces),
              limits.max_faces, "faces"),

@@ -191,7 +191,7 @@ def foot_frame(
     """The foot's surface points in the foot frame (right-foot handedness) and notes."""
     points = np.vstack([foot.vertices, foot.triangles_center])
     spread, axes = _principal_axes(points)
-    if spread[1] < 0.2 * spread[0] or spread[0] > 4.5 * max(spread[1], spread[2]):
+    if not 1.6 * spread[1] <= spread[0] <= 4.5 * spread[1]:  # a foot is 2.3-3 times as long
         raise ScanRejected(
             "no foot-shaped body in the scan (its proportions are not a foot's)",
             {"extents_mm": [round(float(v), 1) for v in spread]},

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from adapters.orthotics.plugin import install, recover
-from adapters.orthotics.records import TASK_CODE
+from adapters.orthotics.records import DOCUMENT_TYPE, TASK_CODE
 from adapters.orthotics.workflow import Options
 from fhir_server.errors import Unprocessable
 from fhir_server.interactions.binary import RawContent
@@ -262,3 +262,31 @@ async def test_a_task_left_in_progress_is_failed_at_start(storage: Storage) -> N
     left = _json(await svc.handle(Request("GET", "Task/t-left")))
     assert left["status"] == "failed"
     assert "stopped while this design ran" in left["statusReason"]["text"]
+
+
+async def test_a_pair_scanned_per_side_sends_each_scan_as_its_side(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stub = stub_design(monkeypatch)
+    svc = await _service(storage)
+    await _put(svc, device_request("dr-2", "pair"))
+    for side in ("left", "right"):
+        data = base64.b64encode(f"solid {side}".encode()).decode()
+        binary = {"resourceType": "Binary", "id": f"s-{side}", "contentType": "model/stl"}
+        await _put(svc, {**binary, "data": data})
+        await _put(svc, _scan_document(f"doc-{side}", f"Binary/s-{side}", f"foot-scan-{side}"))
+    answer = await _design(svc, "dr-2")
+    assert _json(answer)["status"] == "completed"
+    assert stub.calls == ["scan model/stl ['left', 'right']"]
+    assert stub.scans == {"left": b"solid left", "right": b"solid right"}
+
+
+def _scan_document(id: str, url: str, kind: str) -> dict[str, Any]:
+    return {
+        "resourceType": "DocumentReference",
+        "id": id,
+        "status": "current",
+        "type": {"coding": [{"system": DOCUMENT_TYPE, "code": kind}]},
+        "content": [{"attachment": {"contentType": "model/stl", "url": url}}],
+        "context": {"related": [{"reference": "DeviceRequest/dr-2"}]},
+    }

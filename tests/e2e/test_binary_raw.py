@@ -11,12 +11,16 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
 
 from bench.server import process_tree_memory
+from fhir_server.storage.mongodb import MongoStorage
+from tests.support.mongomock_async import mock_database
 from tests.support.server import ServerProcess
+from tests.support.thread_server import ThreadServer
 
 MB = 1024 * 1024
 STL = "model/stl"
@@ -141,3 +145,20 @@ def test_blobs_gc_lists_and_removes_only_unreferenced_blobs(tmp_path: Path) -> N
     assert removed.returncode == 0
     assert not orphan.exists()
     assert (blobs / hashlib.sha256(b"referenced").hexdigest()).exists()
+
+
+def test_raw_round_trip_on_the_mongodb_engine(tmp_path: Path) -> None:
+    """The same HTTP round trip on MongoDB (the mongomock stand-in: GridFS-layout blobs)."""
+    storage = MongoStorage(cast(Any, mock_database()))
+    server = ThreadServer(storage, tmp_path / "mongo.log").start()
+    try:
+        data = bytes(range(256)) * 4096  # 1 MiB: five 255 KiB chunks
+        created = httpx.post(
+            f"{server.base}/Binary", content=data, headers={"Content-Type": STL}, timeout=60
+        )
+        assert created.status_code == 201, created.text
+        location = created.headers["Location"].split("/_history")[0]
+        raw = httpx.get(location, headers={"Accept": STL}, timeout=60)
+        assert raw.status_code == 200 and raw.content == data
+    finally:
+        server.stop()

@@ -131,6 +131,7 @@ class StubDesign:
         self.refuse = False
         self.reject = False
         self.calls: list[str] = []
+        self.scans: dict[str, bytes] = {}
         self.statements: list[MdrStatement] = []
 
     def _design(self, sides: tuple[str, ...]) -> Design:
@@ -143,6 +144,7 @@ class StubDesign:
 
     def from_scan(self, scans: Any, content_type: str, rx: Any, limits: Any) -> Design:
         self.calls.append(f"scan {content_type} {sorted(scans)}")
+        self.scans = dict(scans)
         return self._design(rx.sides)
 
     def from_measurements(self, m: Any, rx: Any, limits: Any) -> Design:

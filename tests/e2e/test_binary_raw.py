@@ -18,6 +18,7 @@ import pytest
 
 from bench.server import process_tree_memory
 from fhir_server.storage.mongodb import MongoStorage
+from fhir_server.storage.sqlite import SQLiteStorage
 from tests.support.mongomock_async import mock_database
 from tests.support.server import ServerProcess
 from tests.support.thread_server import ThreadServer
@@ -162,3 +163,29 @@ def test_raw_round_trip_on_the_mongodb_engine(tmp_path: Path) -> None:
         assert raw.status_code == 200 and raw.content == data
     finally:
         server.stop()
+
+
+def test_raw_uploads_have_their_own_body_limit(tmp_path: Path) -> None:
+    """Raw Binary bodies are held to FHIR_MAX_BINARY_BYTES, JSON bodies to the (here
+    smaller) FHIR_MAX_BODY_BYTES; a refused upload leaves nothing in the blob store."""
+    database = tmp_path / "limits.db"
+    storage = SQLiteStorage(database)
+    server = ThreadServer(
+        storage, tmp_path / "limits.log", max_body_bytes="1000", max_binary_bytes="4000"
+    ).start()
+    try:
+        post = f"{server.base}/Binary"
+        fits = httpx.post(post, content=b"x" * 3000, headers={"Content-Type": STL})
+        assert fits.status_code == 201, fits.text
+        declared = httpx.post(post, content=b"x" * 5000, headers={"Content-Type": STL})
+        assert declared.status_code == 413
+        assert "4000 bytes" in declared.json()["issue"][0]["diagnostics"]
+        streamed = httpx.post(post, content=_pattern(5000, 1000), headers={"Content-Type": STL})
+        assert streamed.status_code == 413  # chunked: no Content-Length to refuse early
+        as_json = {"resourceType": "Binary", "contentType": STL, "data": "eA==" * 400}
+        too_big = httpx.post(post, json=as_json, headers={"Content-Type": "application/fhir+json"})
+        assert too_big.status_code == 413
+    finally:
+        server.stop()
+    blobs = Path(f"{database}.blobs")
+    assert sorted(p.name for p in blobs.iterdir()) == [hashlib.sha256(b"x" * 3000).hexdigest()]

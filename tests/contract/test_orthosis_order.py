@@ -290,3 +290,15 @@ def _scan_document(id: str, url: str, kind: str) -> dict[str, Any]:
         "content": [{"attachment": {"contentType": "model/stl", "url": url}}],
         "context": {"related": [{"reference": "DeviceRequest/dr-2"}]},
     }
+
+
+async def test_the_capability_statement_lists_the_operations(storage: Storage) -> None:
+    svc = await _service(storage)
+    statement = _json(await svc.handle(Request("GET", "metadata")))
+    resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    names = {
+        type: {op["name"] for op in resources[type].get("operation", ())}
+        for type in ("DeviceRequest", "Device")
+    }
+    assert "design-orthosis" in names["DeviceRequest"]
+    assert "print-files" in names["Device"]

@@ -8,7 +8,7 @@ completed or failed, with `businessStatus` naming the step (queued, designing, i
 issued, refused, error). Synchronously it answers the completed Task; with
 `Prefer: respond-async` (https://hl7.org/fhir/R4/async.html) it answers 202 Accepted at once
 with `Content-Location` naming the Task to poll. The design is CPU-bound: it runs on a
-worker thread (one at a time per process), never on the event loop.
+worker process (one design at a time per server process), never on the event loop.
 
 A scan the geometry cannot use (ScanRejected) or a design failing a printability gate
 (DesignRefused) is answered 422 with an OperationOutcome naming the reason or each failed
@@ -28,10 +28,17 @@ import asyncio
 import base64
 import binascii
 import logging
+import multiprocessing
+import os
+import threading
+import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, TypeVar, cast
 
 from adapters.orthotics import records
 from adapters.orthotics.codes import MEASUREMENT_FIELD, PARAMETERS
@@ -39,6 +46,7 @@ from adapters.orthotics.model import (
     Design,
     DesignRefused,
     FootMeasurements,
+    Gate,
     MdrStatement,
     Prescription,
     PrescriptionInvalid,
@@ -56,6 +64,7 @@ from fhir_server.interactions.request import Request, Response
 from fhir_server.interactions.service import FhirService
 from fhir_server.model import fhirjson
 
+T = TypeVar("T")
 log = logging.getLogger("fhir_server.orthotics")
 DESIGN = "design-orthosis"
 WRITES = ("Task", "Device", "DeviceDefinition", "Binary", "DocumentReference")
@@ -64,10 +73,13 @@ ACTIVE = "requested,in-progress"
 
 @dataclass(frozen=True, slots=True)
 class Options:
-    """What a deployment sets: who makes the devices, and what its printer takes."""
+    """What a deployment sets: who makes the devices, and what its printer takes; `worker`
+    is where the CPU-bound design runs: a worker process (the server's interpreter lock
+    stays free) or a thread of the server (tests that stand in for the geometry)."""
 
     manufacturer: str = "Custom orthosis manufacturer (set FHIR_ORTHOTICS_MANUFACTURER)"
     limits: PrintLimits = field(default_factory=PrintLimits)
+    worker: Literal["process", "thread"] = "process"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +108,7 @@ class Workflow:
         self.options = options
         self._jobs: set[asyncio.Task[Any]] = set()
         self._slot: asyncio.Semaphore | None = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def operations(self) -> list[Operation]:
         design = Operation(
@@ -157,18 +170,35 @@ class Workflow:
         return task
 
     async def _designed(self, inputs: Inputs) -> Design:
-        """The design, made on a worker thread (one at a time), or a 422 naming why not."""
+        """The design, made in the worker (one at a time), or a 422 naming why not."""
         if self._slot is None:
             self._slot = asyncio.Semaphore(1)
         async with self._slot:
-            try:
-                return await asyncio.to_thread(_design, inputs, self.options.limits)
-            except ScanRejected as rejected:
-                raise _scan_refusal(rejected) from None
-            except DesignRefused as refused:
-                raise _gate_refusal(refused) from None
-            except PrescriptionInvalid as invalid:
-                raise Unprocessable(f"The prescription cannot be built: {invalid}") from None
+            kind, value = await self._in_worker(_design_outcome, inputs, self.options.limits)
+        if kind == "rejected":
+            raise _scan_refusal(*value)
+        if kind == "refused":
+            raise _gate_refusal(value)
+        if kind == "invalid":
+            raise Unprocessable("The prescription cannot be built: " + "; ".join(value))
+        return cast(Design, value)
+
+    async def _in_worker(self, function: Callable[..., T], *args: Any) -> T:
+        """`function(*args)` off the event loop: in the worker process, or a thread."""
+        if self.options.worker == "thread":
+            return await asyncio.to_thread(function, *args)
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_follow_parent,
+                initargs=(os.getpid(),),
+            )
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+        except BrokenProcessPool:
+            self._pool = None  # the worker died (e.g. out of memory): the next run starts one
+            raise
 
     async def _issue(self, inputs: Inputs, design: Design) -> Issued:
         """Blobs stored and the Devices made, ready for the one transaction."""
@@ -198,7 +228,7 @@ class Workflow:
             )
         every = tuple(d["id"] for d in issued.devices)
         await self._file(issued, "preview", "image/png", design.preview_png, "preview", every)
-        pdf = await asyncio.to_thread(_statement_pdf, self._statement(inputs, issued))
+        pdf = await self._in_worker(_statement_pdf, self._statement(inputs, issued))
         await self._file(issued, "statement", "application/pdf", pdf, "MDR Annex XIII", every)
         return issued
 
@@ -372,9 +402,34 @@ async def recover(svc: FhirService) -> int:
     return len(left)
 
 
+def _follow_parent(parent: int) -> None:
+    """In the worker: exit when the server process is gone (killed, crashed), which the pool
+    itself does not notice, so no orphan keeps designing or holding memory."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="follow-parent", daemon=True).start()
+
+
+def _design_outcome(inputs: Inputs, limits: PrintLimits) -> tuple[str, Any]:
+    """In the worker: the design, or why not, as values that cross a process boundary (the
+    geometry's exceptions do not pickle with their fields)."""
+    try:
+        return "design", _design(inputs, limits)
+    except ScanRejected as rejected:
+        return "rejected", (rejected.reason, rejected.details)
+    except DesignRefused as refused:
+        return "refused", refused.gates
+    except PrescriptionInvalid as invalid:
+        return "invalid", invalid.problems
+
+
 def _design(inputs: Inputs, limits: PrintLimits) -> Design:
-    """On a worker thread; the geometry (trimesh, manifold3d) is imported on first use, so a
-    server that designs nothing does not load it."""
+    """The geometry (trimesh, manifold3d) is imported on first use, in the worker, so a
+    server process that designs nothing does not load it."""
     from adapters.orthotics import design
 
     if inputs.scans:
@@ -389,20 +444,20 @@ def _statement_pdf(statement: MdrStatement) -> bytes:
     return design.statement_pdf(statement)
 
 
-def _scan_refusal(rejected: ScanRejected) -> Unprocessable:
-    details = "; ".join(f"{k}: {v}" for k, v in rejected.details.items())
-    message = f"The scan cannot be used: {rejected.reason}" + (f" ({details})" if details else "")
+def _scan_refusal(reason: str, details: dict[str, Any]) -> Unprocessable:
+    shown = "; ".join(f"{k}: {v}" for k, v in details.items())
+    message = f"The scan cannot be used: {reason}" + (f" ({shown})" if shown else "")
     return Unprocessable(message, issues=[Issue(message, "processing")])
 
 
-def _gate_refusal(refused: DesignRefused) -> Unprocessable:
+def _gate_refusal(gates: tuple[Gate, ...]) -> Unprocessable:
     issues = [
         Issue(
             f"Printability gate '{g.name}' failed: measured {g.measured} {g.unit}, "
             f"limit {g.limit} {g.unit}",
             "processing",
         )
-        for g in refused.gates
+        for g in gates
     ]
     return Unprocessable("The design failed printability gates; nothing was issued", issues=issues)
 

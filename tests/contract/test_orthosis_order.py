@@ -34,7 +34,8 @@ from tests.support.orthotics import (
 async def _service(storage: Storage) -> FhirService:
     svc = FhirService(storage)
     terminology = await install_terminology(svc)
-    await install(svc, terminology.put, Options(manufacturer="Orthoses Ltd, 1 Main St"))
+    options = Options(manufacturer="Orthoses Ltd, 1 Main St", worker="thread")  # the stub
+    await install(svc, terminology.put, options)
     return svc
 
 

@@ -198,3 +198,20 @@ def test_the_synthetic_scan_really_has_the_defects() -> None:
     assert not scan.is_watertight
     assert len(split_shells(scan)) == 3  # foot, floor, stray shell
     assert not np.allclose(scan.bounds[0], 0.0, atol=1.0)  # not in the foot frame
+
+
+def test_a_dense_scan_is_decimated_first_and_said_so() -> None:
+    data = scan_stl("medium", faces=300_000)
+    design = design_from_scan({"right": data}, "model/stl", rx(sides=("right",)), PrintLimits())
+    assert design.printable
+    (note,) = [r for r in design.repairs if "decimated" in r]
+    assert "to 60000 faces" in note or "to 5999" in note
+
+
+def test_binary_stl_corners_are_merged_as_trimesh_merges_them() -> None:
+    scan = noisy_scan(parametric_foot(*FEET["small"]), ScanDefects(faces=20_000))
+    data = scan.export(file_type="stl")
+    ours = load_scan(data, "model/stl")
+    theirs = trimesh.load_mesh(io.BytesIO(data), file_type="stl")
+    assert len(ours.vertices) == len(theirs.vertices)
+    assert ours.volume == pytest.approx(theirs.volume, rel=1e-6)

@@ -6,7 +6,8 @@ authorization off; load the dataset with transaction Bundles; read the server's 
 the read, create, update and mixed workloads with wrk; time reads while one large
 transaction runs; stop it; serve the same file with
 authorization on and run the read workload with a bearer token; run the read workload
-against a bare FastAPI app (the ceiling); print the table and write
+against a bare FastAPI app (the ceiling); time the orthotics geometry (in process, see
+bench/orthotics.py); print the table and write
 bench/results/latest.json.
 """
 
@@ -28,7 +29,18 @@ from urllib.parse import quote
 import orjson
 from tqdm import tqdm
 
-from bench import bearer, binary, dataset, hl7, report, search, server, stall, terminology
+from bench import (
+    bearer,
+    binary,
+    dataset,
+    hl7,
+    orthotics,
+    report,
+    search,
+    server,
+    stall,
+    terminology,
+)
 from bench.ingest import PreparedBundle, ingest
 from bench.pyclient import run_python
 from bench.wrk import WORKLOADS, LoadResult, WrkOutputError, find_wrk, run_wrk, wrk_version
@@ -95,6 +107,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-hl7", action="store_true", help="skip the HL7 v2 (MLLP) figures")
     parser.add_argument(
         "--no-binary", action="store_true", help="skip the Binary (100 MB raw) figures"
+    )
+    parser.add_argument(
+        "--no-orthotics", action="store_true", help="skip the orthotics geometry figures"
     )
     parser.add_argument(
         "--search-size",
@@ -276,6 +291,7 @@ def save(
     searches: list[terminology.Row],
     search_size: int,
     hl7_rows: list[hl7.Row] | None = None,
+    ortho_rows: list[orthotics.Row] | None = None,
 ) -> None:
     data = report.to_json(run)
     data["terminology"] = [
@@ -297,6 +313,11 @@ def save(
         {"figure": r.label, "value": r.value, "target": r.target, "met": r.met}
         for r in hl7_rows or []
     ]
+    data["orthotics"] = [
+        {"figure": r.label, "input": r.input, "wall_s": r.wall_s, "cpu_s": r.cpu_s,
+         "target_s": r.target_s, "met": r.met}
+        for r in ortho_rows or []
+    ]  # fmt: skip
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
@@ -344,7 +365,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + hl7.render(hl7_rows))
     if binary_rows:
         print("\n" + binary.render(binary_rows))
-    save(run, args.output, terms, searches, args.search_size, hl7_rows)
+    ortho_rows = [] if args.no_orthotics else orthotics.measure(quick=args.quick)
+    if ortho_rows:
+        print("\n" + orthotics.render(ortho_rows))
+    save(run, args.output, terms, searches, args.search_size, hl7_rows, ortho_rows)
     print(f"\nresults written to {args.output}", file=sys.stderr)
     return 0
 

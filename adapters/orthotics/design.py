@@ -66,6 +66,9 @@ __all__ = [
 ]
 
 
+MEASURED_SAMPLES = 40_000  # points sampled on the parametric foot for its plantar surface
+
+
 def load_scan(data: bytes, content_type: str) -> trimesh.Trimesh:
     """Parse a scan (binary or ASCII STL, PLY, OBJ) into one mesh, or raise ScanRejected."""
     return scan.load_scan(data, content_type)
@@ -113,9 +116,8 @@ def design_from_measurements(m: FootMeasurements, rx: Prescription, limits: Prin
     foot = synthetic.parametric_foot(
         m.foot_length_mm, m.ball_width_mm, m.heel_width_mm, m.arch_height_mm
     )
-    vertices, faces = trimesh.remesh.subdivide_to_size(foot.vertices, foot.faces, max_edge=3.0)
-    points = np.vstack([vertices, np.asarray(vertices)[faces].mean(axis=1)])
-    surface, _ = scan.height_map(points)
+    points = trimesh.sample.sample_surface(foot, MEASURED_SAMPLES, seed=0)[0]
+    surface, _ = scan.height_map(np.asarray(points))
     return _issue(dict.fromkeys(rx.sides, surface), rx, limits, [])
 
 

@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
-PREVIEW_FACES = 2_500  # insoles are simplified to this many faces for the picture
+PREVIEW_FACES = 1_500  # insoles are simplified to this many faces for the picture
 COLOUR = np.array([0.20, 0.45, 0.75])
 
 
@@ -66,7 +66,13 @@ def _draw(axes: object, mesh: trimesh.Trimesh, plane: tuple[int, int], depth: in
     light = 0.35 + 0.65 * towards_viewer[visible][order]
     colours = np.clip(light[:, None] * COLOUR[None, :], 0, 1)
     axes.add_collection(
-        PolyCollection(list(polygons), facecolors=colours, edgecolors=colours, linewidths=0.3)
+        PolyCollection(
+            list(polygons),
+            facecolors=colours,
+            edgecolors=colours,
+            linewidths=0.3,
+            antialiased=False,
+        )
     )
     lo, hi = mesh.bounds[0][list(plane)], mesh.bounds[1][list(plane)]
     pad = 5.0

@@ -198,3 +198,21 @@ def test_the_synthetic_scan_really_has_the_defects() -> None:
     assert not scan.is_watertight
     assert len(split_shells(scan)) == 3  # foot, floor, stray shell
     assert not np.allclose(scan.bounds[0], 0.0, atol=1.0)  # not in the foot frame
+
+
+def test_a_dense_scan_is_decimated_first_and_said_so() -> None:
+    data = scan_stl("medium", faces=300_000)
+    design = design_from_scan({"right": data}, "model/stl", rx(sides=("right",)), PrintLimits())
+    assert design.printable
+    (note,) = [r for r in design.repairs if "decimated" in r]
+    before, after = (int(word) for word in note.split() if word.isdigit())
+    assert before > 300_000
+    assert 50_000 < after < 65_000
+
+
+def test_binary_stl_corners_are_merged_as_trimesh_merges_them() -> None:
+    data = scan_stl("small", faces=20_000)
+    ours = load_scan(data, "model/stl")
+    theirs = trimesh.load_mesh(io.BytesIO(data), file_type="stl")
+    assert len(ours.vertices) == len(theirs.vertices)
+    assert ours.volume == pytest.approx(theirs.volume, rel=1e-6)

@@ -20,7 +20,7 @@ def failed(gates: tuple[Gate, ...]) -> set[str]:
 
 
 def concatenate(meshes: list[trimesh.Trimesh]) -> trimesh.Trimesh:
-    mesh = concatenate(meshes)
+    mesh = trimesh.util.concatenate(meshes)
     assert isinstance(mesh, trimesh.Trimesh)
     return mesh
 

@@ -6,7 +6,8 @@ authorization off; load the dataset with transaction Bundles; read the server's 
 the read, create, update and mixed workloads with wrk; time reads while one large
 transaction runs; stop it; serve the same file with
 authorization on and run the read workload with a bearer token; run the read workload
-against a bare FastAPI app (the ceiling); print the table and write
+against a bare FastAPI app (the ceiling); time the orthotics geometry (in process, see
+bench/orthotics.py); print the table and write
 bench/results/latest.json.
 """
 
@@ -32,10 +33,12 @@ from tqdm import tqdm
 
 from bench import (
     bearer,
+    binary,
     cds,
     cds_models,
     dataset,
     hl7,
+    orthotics,
     records,
     report,
     search,
@@ -114,6 +117,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=60,
         help="patients in the patient-records ingest figures (default 60, about 18,000 "
         "resources; 0 skips them)",
+    )
+    parser.add_argument(
+        "--no-binary", action="store_true", help="skip the Binary (100 MB raw) figures"
+    )
+    parser.add_argument(
+        "--no-orthotics", action="store_true", help="skip the orthotics geometry figures"
     )
     parser.add_argument(
         "--search-size",
@@ -310,6 +319,7 @@ def save(
     hl7_rows: list[hl7.Row] | None = None,
     cds_rows: list[terminology.Row] | None = None,
     model_rows: list[cds_models.Row] | None = None,
+    ortho_rows: list[orthotics.Row] | None = None,
 ) -> None:
     data = report.to_json(run)
     data["terminology"] = [
@@ -346,6 +356,11 @@ def save(
         }
         for r in model_rows or []
     ]
+    data["orthotics"] = [
+        {"figure": r.label, "input": r.input, "wall_s": r.wall_s, "cpu_s": r.cpu_s,
+         "target_s": r.target_s, "met": r.met}
+        for r in ortho_rows or []
+    ]  # fmt: skip
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
@@ -377,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             cds_rows = [] if args.no_cds else cds.measure(Path(scratch))
             model_rows = [] if args.no_cds else cds_models.measure()
+            binary_rows = [] if args.no_binary else binary.measure(Path(scratch))
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
@@ -402,7 +418,22 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + cds.render(cds_rows))
     if model_rows:
         print("\n" + cds_models.render(model_rows))
-    save(run, args.output, terms, searches, args.search_size, hl7_rows, cds_rows, model_rows)
+    if binary_rows:
+        print("\n" + binary.render(binary_rows))
+    ortho_rows = [] if args.no_orthotics else orthotics.measure(quick=args.quick)
+    if ortho_rows:
+        print("\n" + orthotics.render(ortho_rows))
+    save(
+        run,
+        args.output,
+        terms,
+        searches,
+        args.search_size,
+        hl7_rows,
+        cds_rows,
+        model_rows,
+        ortho_rows,
+    )
     print(f"\nresults written to {args.output}", file=sys.stderr)
     return 0
 

@@ -2,7 +2,8 @@
 what the server offers, and starts its background duties.
 
 - `open_service(settings)` opens the storage engine the settings name, builds the service
-  (search registry, custom SearchParameters, terminology, HL7 v2 conversion, `$everything`)
+  (search registry, custom SearchParameters, terminology, HL7 v2 conversion, `$everything`,
+  the orthosis order flow)
   and closes the storage when the block ends. The HTTP app and every command use it, so
   every way in gets the same service.
 - `open_auth(settings, service)` opens the SMART authorization server's store and signing
@@ -10,9 +11,9 @@ what the server offers, and starts its background duties.
 - `open_cds(settings, service, auth)` builds the CDS Hooks endpoints: the services the
   shipped packages offer (`cds_hooks.registry.collect`), their store in the auth store's
   database, and the check of CDS clients' JWTs (unless `FHIR_CDS_AUTH=off`).
-- `start_background(settings, service)` starts what runs beside the requests (today the
-  HL7 v2 inbox, MLLP listener and outbound feeds, when configured) and stops it when the
-  block ends.
+- `start_background(settings, service)` starts what runs beside the requests (the HL7 v2
+  inbox, MLLP listener and outbound feeds, when configured; first, design Tasks a stopped
+  server left in progress are marked failed) and stops it when the block ends.
 
 Plug-ins attach through the service's named seams (`add_operation`, `add_validator`,
 `watch`, `on_write`, `use_codes`); nothing below this module imports them.
@@ -30,6 +31,10 @@ from typing import TYPE_CHECKING
 
 from adapters.hl7v2.convert import ConvertOptions
 from adapters.hl7v2.operations import install as install_hl7v2
+from adapters.orthotics.model import PrintLimits
+from adapters.orthotics.plugin import install as install_orthotics
+from adapters.orthotics.plugin import recover as recover_orthotics
+from adapters.orthotics.workflow import Options as OrthoticsOptions
 from cds_hooks.client_auth import CdsClientVerifier
 from cds_hooks.endpoint import CdsHooks
 from cds_hooks.jwks import JwksCache
@@ -131,13 +136,15 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
             max_or_values=settings.max_or_values,
             max_criteria=settings.max_search_criteria,
         ),
+        max_inline_binary_bytes=settings.max_inline_binary_bytes,
     )
     if settings.auth == "on":  # off: the AllowAll of the foundation
         service.policy = SmartPolicy(service.registry, service.indexer)
     service.add_operation(everything_operation())
     await custom_params.install(service)
-    await install_terminology(service, shipped_terminology())
+    terminology = await install_terminology(service, shipped_terminology())
     install_hl7v2(service, convert_options(settings))
+    await install_orthotics(service, terminology.put, orthotics_options(settings))
     return service
 
 
@@ -150,6 +157,15 @@ def shipped_terminology() -> Terminology:
     for resource in [*cds_value_sets(), *model_code_systems()]:
         terminology.put(resource)
     return terminology
+
+
+def orthotics_options(settings: Settings) -> OrthoticsOptions:
+    """Who makes the orthoses and what the printer takes (`$design-orthosis`)."""
+    limits = PrintLimits(
+        build_volume_mm=settings.orthotics_build_volume_mm,
+        max_faces=settings.orthotics_max_faces,
+    )
+    return OrthoticsOptions(manufacturer=settings.orthotics_manufacturer, limits=limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +244,7 @@ class Background:
 @asynccontextmanager
 async def start_background(settings: Settings, service: FhirService) -> AsyncIterator[Background]:
     """Start the background duties the settings ask for; stop them when the block ends."""
+    await recover_orthotics(service)  # design Tasks a stopped server left in progress
     if not hl7_enabled(settings):
         _settle_heap()
         yield Background()

@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     database: str = "./data/fhir.db"  # SQLite file path, or a mongodb:// URL
     base_url: str | None = None  # public base, e.g. https://fhir.example.org/fhir
     max_body_bytes: int = 64 * 1024 * 1024  # larger request bodies get 413
+    max_binary_bytes: int = 2 * 1024 * 1024 * 1024 - 1  # raw Binary uploads (blob store); 413
+    max_inline_binary_bytes: int = 16 * 1024 * 1024  # larger Binaries: raw reads only (413)
     default_count: int = 20
     max_count: int = 1000
     host: str = "127.0.0.1"
@@ -76,6 +78,10 @@ class Settings(BaseSettings):
     auth_clinician_scope: Literal["organization", "all"] = "organization"  # patients offered
     # CDS Hooks (cds_hooks): "off" accepts calls without a client JWT (local experiments only)
     cds_auth: Literal["on", "off"] = "on"
+    # orthotics (adapters/orthotics): $design-orthosis
+    orthotics_manufacturer: str = "Custom orthosis manufacturer (set FHIR_ORTHOTICS_MANUFACTURER)"
+    orthotics_build_volume_mm: tuple[float, float, float] = (300.0, 300.0, 300.0)  # JSON list
+    orthotics_max_faces: int = 200_000  # faces of one insole mesh the slicer accepts
     # request limits (resources)
     max_string_chars: int = 1024 * 1024  # per primitive value but base64Binary and xhtml
     max_resource_depth: int = 64  # JSON objects nested in one resource

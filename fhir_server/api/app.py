@@ -24,6 +24,7 @@ from fhir_server.api import (
     auth_ui_routes,
     cds_routes,
     ops_routes,
+    raw_binary,
 )
 from fhir_server.api.content import (
     FORM_TYPE,
@@ -48,6 +49,7 @@ from fhir_server.auth.reach import OrganizationReach
 from fhir_server.context import ANONYMOUS, AccessContext
 from fhir_server.errors import FhirError, Issue, MethodNotAllowed, NotFound, operation_outcome
 from fhir_server.interactions import routes
+from fhir_server.interactions.binary import wants_raw
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.logs import with_request_id
@@ -122,7 +124,12 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(
         MediaTypeMiddleware, fhir_prefix=FHIR_PREFIX, hl7_path=HL7_PATH, hl7_media=HL7_MEDIA
     )
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_body_bytes,
+        raw_limit=settings.max_binary_bytes,
+        is_raw=_raw_upload,
+    )
     app.add_middleware(
         BodyTimeoutMiddleware, timeout=settings.body_timeout, min_rate=settings.body_min_rate
     )
@@ -132,6 +139,12 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(AllowedHostsMiddleware, hosts=allowed_hosts(settings))
     app.add_middleware(RequestMetricsMiddleware, fhir_prefix=FHIR_PREFIX)
     app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries the id
+
+
+def _raw_upload(method: str, path: str, content_type: str | None) -> bool:
+    """A raw Binary upload (its own, larger body limit)."""
+    relative = path.removeprefix(FHIR_PREFIX)
+    return path.startswith(FHIR_PREFIX) and raw_binary.is_upload(method, relative, content_type)
 
 
 async def options_endpoint(request: HttpRequest) -> HttpResponse:
@@ -209,14 +222,20 @@ async def hl7v2_endpoint(request: HttpRequest) -> HttpResponse:
 async def fhir_endpoint(request: HttpRequest) -> HttpResponse:
     service: FhirService = request.app.state.service
     query = parse_qsl(request.url.query, keep_blank_values=True)
-    fmt = response_format(request.headers.get("accept"), _first(query, FORMAT))
-    request.state.fhir_format = fmt
     path = request.path_params.get("path", "")
+    method = request.method
+    accept = request.headers.get("accept")
+    if raw_binary.is_binary_read(method, path) and wants_raw(accept):
+        accept = None  # the bytes themselves; an error is FHIR JSON
+    fmt = response_format(accept, _first(query, FORMAT))
+    request.state.fhir_format = fmt
     base = service.base_url or _base(request)
     caller = await _caller(request, path, base)
-    body = None
-    method = request.method
-    if method in _BODY_METHODS:
+    body: Any = None
+    blob = None
+    if raw_binary.is_upload(method, path, request.headers.get("content-type")):
+        body, blob = await raw_binary.upload(request, service, caller, path)
+    elif method in _BODY_METHODS:
         raw = await request.body()
         content_type = request.headers.get("content-type")
         if content_type and content_type.split(";")[0].strip().lower() == FORM_TYPE:
@@ -231,8 +250,11 @@ async def fhir_endpoint(request: HttpRequest) -> HttpResponse:
         body=body,
         context=caller,
         base=base,
+        blob=blob,
     )
     result = await service.handle(req)
+    if result.raw is not None:
+        return raw_binary.streamed(result.raw, result, head=method == "HEAD")
     headers = dict(result.headers)
     if result.body is None or method == "HEAD":
         return HttpResponse(status_code=result.status, headers=headers)

@@ -10,6 +10,8 @@ is accepted only with a media type documented for it, checked before the body is
 - `PATCH`: also `application/json-patch+json` (a FHIRPath Patch is a Parameters resource);
 - form posts only where FHIR defines them: `POST [base]/_search`, `[type]/_search` and
   `[compartment]/_search` (https://hl7.org/fhir/R4/http.html#search);
+- `POST [base]/Binary` and `PUT [base]/Binary/[id]`: any other media type but a form's
+  (the file itself, https://hl7.org/fhir/R4/binary.html#rest);
 - `POST /hl7v2`: `x-application/hl7-v2+er7`.
 """
 
@@ -19,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fhir_server.api.asgi import header, send_error
 from fhir_server.api.content import FORM_TYPE, JSON_TYPES, PATCH_TYPE, XML_TYPES
+from fhir_server.api.raw_binary import is_upload
 from fhir_server.errors import UnsupportedMediaType
 
 _WRITES = frozenset({"POST", "PUT", "PATCH"})
@@ -63,6 +66,8 @@ class MediaTypeMiddleware:
             return None
         if _is_fhir(media) or (method == "PATCH" and media == PATCH_TYPE):
             return None
+        if is_upload(method, path.removeprefix(self.fhir_prefix), media):
+            return None  # a file sent as a Binary's raw content
         if media == FORM_TYPE and method == "POST" and path.rstrip("/").endswith("/_search"):
             return None
         where = "only on POST .../_search" if media == FORM_TYPE else "here"

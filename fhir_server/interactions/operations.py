@@ -141,10 +141,20 @@ class OperationCall:
     context: AccessContext
     method: str
     base: str = ""  # the server's base URL, for links in the result
+    headers: dict[str, str] = field(default_factory=dict)  # the request's (lower-case names)
+
+    @property
+    def prefer_async(self) -> bool:
+        """`Prefer: respond-async` (https://hl7.org/fhir/R4/async.html)."""
+        prefer = self.headers.get("prefer") or ""
+        return any(
+            p.strip().lower() == "respond-async" for p in prefer.replace(";", ",").split(",")
+        )
 
 
-Handler = Callable[["FhirService", OperationCall], Awaitable[dict[str, Any] | bytes]]
-"""An operation's result: a resource, or the JSON bytes of one (e.g. a large Bundle)."""
+Handler = Callable[["FhirService", OperationCall], Awaitable[dict[str, Any] | bytes | Response]]
+"""An operation's result: a resource, or the JSON bytes of one (e.g. a large Bundle), or a
+whole `Response` when it answers with another status (e.g. 202 Accepted for an async run)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,5 +210,8 @@ async def _invoke(
         params = Params.from_query(req.query)
     if operation.access != "none":
         svc.policy.check(req.context, "operation" if operation.access == "data" else "admin", type)
-    call = OperationCall(name, level, type, id, params, req.context, req.method, req.base)
-    return Response(200, await operation.handler(svc, call))
+    call = OperationCall(
+        name, level, type, id, params, req.context, req.method, req.base, dict(req.headers)
+    )
+    result = await operation.handler(svc, call)
+    return result if isinstance(result, Response) else Response(200, result)

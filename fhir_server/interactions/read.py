@@ -13,6 +13,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 from fhir_server.errors import BadRequest, NotFound
+from fhir_server.interactions import binary
 from fhir_server.interactions.common import etag, version_headers
 from fhir_server.interactions.request import Request, Response
 from fhir_server.model import fhirjson
@@ -31,6 +32,8 @@ async def read(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | No
     rec = await svc.current(req.context, m.type, m.id, db=tx)
     if _not_modified(req, rec):
         return Response(304, None, version_headers(req, rec), not_modified=True)
+    if rec.type == "Binary":
+        return await _binary(svc, req, rec)
     return shaped(req, rec, 200)
 
 
@@ -40,7 +43,18 @@ async def vread(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | N
     if not m.vid.isdigit():
         raise NotFound(f"{m.type}/{m.id} has no version '{m.vid}'")
     rec = await svc.current(req.context, m.type, m.id, version=int(m.vid))
+    if rec.type == "Binary":
+        return await _binary(svc, req, rec)
     return shaped(req, rec, 200)
+
+
+async def _binary(svc: FhirService, req: Request, rec: StoredResource) -> Response:
+    """A Binary as its own bytes (Accept not FHIR) or as FHIR with `data` (binary.py)."""
+    if binary.wants_raw(req.header("accept")) and req.param("_format") is None:
+        return await binary.raw_response(req, rec, svc.blobs)
+    if req.param("_elements") or req.param("_summary") not in (None, "false"):
+        return shaped(req, rec, 200)
+    return await binary.json_response(req, rec, svc.blobs, svc.max_inline_binary_bytes)
 
 
 def _not_modified(req: Request, rec: StoredResource) -> bool:

@@ -8,9 +8,13 @@ either stored JSON bytes (served as they are) or a dict (rendered by the adapter
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server.context import AccessContext
+from fhir_server.storage.blobs import BlobRef
+
+if TYPE_CHECKING:
+    from fhir_server.interactions.binary import RawContent
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +27,7 @@ class Request:
     context: AccessContext | None = None
     base: str = ""  # absolute base URL, e.g. http://127.0.0.1:8080/fhir
     assigned_id: str | None = None  # a create's id chosen in advance (transaction urn:uuid)
+    blob: BlobRef | None = None  # raw Binary content this request uploaded (see binary.py)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -62,3 +67,4 @@ class Response:
     body: bytes | dict[str, Any] | None = None  # bytes: stored JSON; dict: a resource to render
     headers: dict[str, str] = field(default_factory=dict)
     not_modified: bool = False
+    raw: RawContent | None = None  # instead of a body: a Binary's own bytes, streamed as they are

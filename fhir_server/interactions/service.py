@@ -28,7 +28,8 @@ from fhir_server.errors import (
     TransientStorageError,
     VersionConflict,
 )
-from fhir_server.interactions import hierarchies, routes
+from fhir_server.interactions import binary, hierarchies, routes
+from fhir_server.interactions.binary import DEFAULT_INLINE_BYTES
 from fhir_server.interactions.common import (
     criteria_params,
     etag,
@@ -50,6 +51,7 @@ from fhir_server.search.parse import parse_search
 from fhir_server.search.registry import SearchRegistry, load_registry
 from fhir_server.search.types.common import CodeLookup
 from fhir_server.storage.base import Storage, StorageReader, StorageTx, StoredResource
+from fhir_server.storage.blobs import BlobStore
 
 T = TypeVar("T")
 log = logging.getLogger("fhir_server")
@@ -74,6 +76,8 @@ class FhirService:
         write_retries: int = 5,
         transient_retry_seconds: float = 15.0,
         search_limits: SearchLimits = DEFAULT_LIMITS,
+        blobs: BlobStore | None = None,
+        max_inline_binary_bytes: int = DEFAULT_INLINE_BYTES,
     ) -> None:
         self.storage = storage
         self.registry = registry or load_registry()
@@ -85,6 +89,8 @@ class FhirService:
         self.search_limits = search_limits
         self.write_retries = write_retries
         self.transient_retry_seconds = transient_retry_seconds
+        self.blobs: BlobStore = blobs or storage.blobs()
+        self.max_inline_binary_bytes = max_inline_binary_bytes
         self._codes: CodeLookup | None = None
         self._validators: list[Validator] = []
         self._operations: list[Operation] = []
@@ -269,6 +275,8 @@ class FhirService:
                 f"'{type}' in the URL",
                 expression=("resourceType",),
             )
+        if type == "Binary" and req.context is not SYSTEM:  # internal callers write blobs too
+            binary.check_claim(body, req.blob)
         return self.validate(body)
 
     def validate(self, resource: dict[str, Any]) -> dict[str, Any]:

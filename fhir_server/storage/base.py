@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 
 from fhir_server.search.conditions import SearchQuery
 from fhir_server.search.values import IndexValue
+from fhir_server.storage.blobs import BlobStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +103,6 @@ class Storage(StorageReader, Protocol):
 
     def iter_current(self, type: str) -> AsyncIterator[StoredResource]:
         """Every current, not-deleted resource of a type, streamed (for export)."""
+
+    def blobs(self) -> BlobStore:
+        """Where this engine keeps Binary content (see `fhir_server.storage.blobs`)."""

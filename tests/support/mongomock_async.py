@@ -3,7 +3,7 @@
 
 Surface: `MockClient` (`get_database`, `start_session`, `drop_database`, `close`),
 `MockDatabase` (`client`, `name`, `db[name]`, `command("hello" | "ping")`),
-`MockCollection` (`insert_one`, `update_one`, `delete_one`, `find_one`, `find`,
+`MockCollection` (`insert_one`, `update_one`, `delete_one`, `delete_many`, `find_one`, `find`,
 `count_documents`, `aggregate`, `create_indexes`, `index_information`), and `MockCursor`
 (`sort`, `skip`, `limit`, `batch_size`, `to_list`, `async for`). Methods PyMongo makes
 coroutines are coroutines here; every one takes `session=`. Queries, updates and aggregations are
@@ -345,6 +345,16 @@ class MockCollection:
         self._db.client.fail_points.check("delete", session is not None and session.in_transaction)
         limits.check_command(self._db.client.limits, filter)
         return self._write(session, filter, lambda coll: coll.delete_one(filter), None)
+
+    async def delete_many(
+        self, filter: dict[str, Any], *, session: MockSession | None = None
+    ) -> int:
+        """Delete each match as its own write (outside a transaction, as GridFS does)."""
+        deleted = 0
+        for doc in list(self._sync(_transaction(session)).find(filter, {"_id": 1})):
+            await self.delete_one({"_id": doc["_id"]}, session=session)
+            deleted += 1
+        return deleted
 
     async def create_indexes(self, indexes: list[IndexModel], **kwargs: Any) -> list[str]:
         return self._sync(None).create_indexes(indexes)

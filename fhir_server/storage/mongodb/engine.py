@@ -12,6 +12,7 @@ from pymongo.errors import DocumentTooLarge, PyMongoError
 
 from fhir_server.errors import TooLargeForStorage
 from fhir_server.storage.base import HistoryQuery, Page, StoredResource
+from fhir_server.storage.mongodb.blobs import GridBlobStore
 from fhir_server.storage.mongodb.documents import RECORD_FIELDS, one
 from fhir_server.storage.mongodb.errors import TransactionsUnavailable, plain_reads
 from fhir_server.storage.mongodb.history import HISTORY_SORT, history_at, history_match
@@ -81,6 +82,11 @@ class MongoStorage(Reader):
         await self._history.create_indexes(HISTORY_INDEXES)
         await self._db["locks"].create_indexes(LOCK_INDEXES)
         await self._db["chunks"].create_indexes(CHUNK_INDEXES)
+        await self.blobs().create_indexes()
+
+    def blobs(self) -> GridBlobStore:
+        """Binary content, in GridFS's layout (see `blobs`)."""
+        return GridBlobStore(self._db)
 
     async def close(self) -> None:
         if self._owns_client:

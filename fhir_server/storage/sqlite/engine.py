@@ -10,6 +10,7 @@ from pathlib import Path
 from fhir_server.search.conditions import SearchQuery
 from fhir_server.search.values import IndexValue
 from fhir_server.storage.base import HistoryQuery, Page, StoredResource
+from fhir_server.storage.blobs import FileBlobStore
 from fhir_server.storage.sqlite import planner, reads, statistics, writes
 from fhir_server.storage.sqlite.checkpoints import Checkpoints
 from fhir_server.storage.sqlite.reads import RECORD, record
@@ -77,6 +78,10 @@ class SQLiteStorage:
         self._trace = trace
         self._writes: Writes | None = None
         self._reader: sqlite3.Connection | None = None
+
+    def blobs(self) -> FileBlobStore:
+        """Binary content: files in `<database>.blobs/`."""
+        return FileBlobStore.beside(str(self.path))
 
     async def open(self) -> None:
         """Connect and create or migrate the schema; safe on an existing file."""

@@ -21,8 +21,8 @@ from adapters.orthotics.model import Prescription
 from adapters.orthotics.parameters import FOREFOOT_EXTENSION_FRACTION, Side
 from adapters.orthotics.scan import HeightMap
 
-STATION_MM = 2.0
-ACROSS = 41  # points across the insole
+STATION_MM = 2.5
+ACROSS = 31  # points across the insole (v = 0.9, the arch apex, is one of them)
 INSET_MM = 3.0  # the insole edge lies this far inside the foot's outline
 CONFORM_MM = 2.0  # how far the top may follow the foot beyond the prescribed shape
 ARCH_APEX = (0.43, 0.9)  # (fraction of the foot length, v) of the arch's highest point

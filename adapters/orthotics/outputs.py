@@ -79,5 +79,6 @@ def _draw(axes: object, mesh: trimesh.Trimesh, plane: tuple[int, int], depth: in
     axes.set_xlim(lo[0] - pad, hi[0] + pad)
     axes.set_ylim(lo[1] - pad, hi[1] + pad)
     axes.set_aspect("equal")
-    axes.set_title(title, fontsize=9)
-    axes.tick_params(labelsize=7)
+    size = " x ".join(f"{v:.0f}" for v in hi - lo)
+    axes.set_title(f"{title} ({size} mm)", fontsize=9)
+    axes.set_axis_off()  # the size is in the title; drawing tick labels costs more than the mesh

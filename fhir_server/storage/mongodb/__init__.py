@@ -20,6 +20,8 @@ Collections (one database; name from the URL path, default "fhir"):
                with type, id, version, last_updated, deleted, method, data, seq.
     locks      _id = a lock key; claimed inside a transaction by `lock()`; a TTL index
                removes keys nobody claimed for a day.
+    leases, generations, saved_state  coordination between server processes (the
+               leader lease, change counters, job checkpoints); see `coordination`.
 
 Indexes (`open()`, idempotent) are compound multikey indexes that lead with `type` and
 the parameter name, e.g. (type, tok.p, tok.c, tok.s), so every positive condition is an
@@ -51,7 +53,8 @@ spread writes evenly. Searches fan out to the shards that hold the type.
 Modules: `documents` (document shape, index arrays from index values), `indexes` (index
 creation), `query` (search conditions to filters and sort), `history` (history filters
 and aggregations), `errors`, `reads` (reads shared by the engine and its transactions),
-`transaction` (`MongoTx`: writes, locks, begin and commit), `engine` (`MongoStorage`).
+`transaction` (`MongoTx`: writes, locks, begin and commit), `coordination` (leases,
+counters, saved state), `engine` (`MongoStorage`).
 """
 
 from __future__ import annotations

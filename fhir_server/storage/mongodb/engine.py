@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pymongo import ASCENDING
 
 from fhir_server.storage.base import HistoryQuery, Page, StoredResource
+from fhir_server.storage.mongodb.coordination import Coordination
 from fhir_server.storage.mongodb.documents import RECORD_FIELDS, one, record
 from fhir_server.storage.mongodb.errors import TransactionsUnavailable
 from fhir_server.storage.mongodb.history import HISTORY_SORT, history_at, history_match
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 ITER_BATCH = 500
 
 
-class MongoStorage(Reader):
+class MongoStorage(Reader, Coordination):
     """The `Storage` port on one MongoDB database (a replica set or sharded cluster)."""
 
     def __init__(
@@ -31,7 +32,8 @@ class MongoStorage(Reader):
         """`database`: an async database object (PyMongo's, or a test adapter with the
         same methods); `owns_client`: close its client on `close()`; `lock_timeout`:
         seconds `lock()` waits for another transaction holding the key."""
-        super().__init__(database, None)
+        Reader.__init__(self, database, None)
+        Coordination.__init__(self, database)
         self._client = database.client
         self._owns_client = owns_client
         self._lock_timeout = lock_timeout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from fhir_server.search.conditions import SearchQuery
 from fhir_server.search.values import IndexValue
 from fhir_server.storage.base import HistoryQuery, Page, StoredResource
-from fhir_server.storage.sqlite import planner, reads, statistics, writes
+from fhir_server.storage.sqlite import coordination, planner, reads, statistics, writes
 from fhir_server.storage.sqlite.checkpoints import Checkpoints
 from fhir_server.storage.sqlite.reads import RECORD, record
 from fhir_server.storage.sqlite.schema import connect, migrate
@@ -145,6 +146,31 @@ class SQLiteStorage:
             if len(rows) < ITER_BATCH:
                 return
             after = rows[-1][0]
+
+    # -- coordination between processes (see `coordination`) ---------------------------
+
+    async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
+        now = time.time()
+        async with self._write_queue.transaction() as conn:
+            return coordination.acquire(conn, name, holder, now, now + seconds)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        async with self._write_queue.transaction() as conn:
+            coordination.release(conn, name, holder)
+
+    async def generation(self, name: str) -> int:
+        return coordination.generation(self._read_conn, name)
+
+    async def bump_generation(self, name: str) -> None:
+        async with self._write_queue.transaction() as conn:
+            coordination.bump(conn, name)
+
+    async def load_state(self, key: str) -> bytes | None:
+        return coordination.load(self._read_conn, key)
+
+    async def save_state(self, key: str, value: bytes | None) -> None:
+        async with self._write_queue.transaction() as conn:
+            coordination.save(conn, key, value)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SQLiteTx]:

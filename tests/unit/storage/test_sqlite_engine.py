@@ -304,6 +304,9 @@ async def test_a_version_1_file_is_migrated_to_the_current_schema(tmp_path: Path
             "DROP TRIGGER type_counts_insert",
             "DROP TRIGGER type_counts_update",
             "DROP TRIGGER type_counts_delete",
+            "DROP TABLE leases",
+            "DROP TABLE generations",
+            "DROP TABLE saved_state",
             "PRAGMA user_version = 1",
         ):
             conn.execute(statement)
@@ -315,7 +318,7 @@ async def test_a_version_1_file_is_migrated_to_the_current_schema(tmp_path: Path
     finally:
         await again.close()
     with closing(sqlite3.connect(db)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         assert {
             "composite_idx",
@@ -324,6 +327,9 @@ async def test_a_version_1_file_is_migrated_to_the_current_schema(tmp_path: Path
             "geo_position",
             "type_counts",
             "type_counts_insert",
+            "leases",
+            "generations",
+            "saved_state",
         } <= names
 
 

@@ -7,12 +7,14 @@ what the server offers, and starts its background duties.
   every way in gets the same service.
 - `open_auth(settings, service)` opens the SMART authorization server's store and signing
   keys, and lets the CapabilityStatement describe it (when authorization is on).
-- `start_background(settings, service)` starts what runs beside the requests (today the
-  HL7 v2 inbox, MLLP listener and outbound feeds, when configured) and stops it when the
-  block ends.
+- `start_background(settings, service)` starts what runs beside the requests (the HL7 v2
+  inbox, MLLP listener and outbound feeds, when configured, and every duty a plug-in
+  registered) on the leader process only, and stops it when the block ends.
+- `prepare(settings)` readies the database and signing keys once, before `serve` starts
+  its worker processes.
 
 Plug-ins attach through the service's named seams (`add_operation`, `add_validator`,
-`watch`, `on_write`, `use_codes`); nothing below this module imports them.
+`watch`, `on_write`, `use_codes`, `add_duty`); nothing below this module imports them.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from fhir_server.search.limits import SearchLimits
 from fhir_server.search.registry import build_registry
 from fhir_server.settings import Settings
 from fhir_server.storage.base import Storage
+from fhir_server.storage.leadership import LEASE_SECONDS, RENEW_EVERY, Leadership
 from terminology.service import install as install_terminology
 
 if TYPE_CHECKING:
@@ -146,24 +149,49 @@ def hl7_enabled(settings: Settings) -> bool:
 class Background:
     """What `start_background` started; `hl7` is None when HL7 v2 is not configured."""
 
+    leadership: Leadership
     hl7: Hl7Runtime | None = None
 
 
 @asynccontextmanager
 async def start_background(settings: Settings, service: FhirService) -> AsyncIterator[Background]:
-    """Start the background duties the settings ask for; stop them when the block ends."""
-    if not hl7_enabled(settings):
-        _settle_heap()
-        yield Background()
-        return
-    from adapters.hl7v2.runtime import Hl7Runtime  # only deployments that use HL7 v2 load it
+    """Start the background duties the settings ask for; stop them when the block ends.
 
-    hl7 = await Hl7Runtime.from_settings(settings, service, convert_options(settings)).start()
+    Duties run in one process at a time, the leader (`storage.leadership`): those the
+    service's plug-ins registered (`FhirService.add_duty`) and HL7 v2's listener, inbox and
+    outbound delivery. A lone process (`workers` 1, or 0 when not started by `serve`)
+    waits at start for a lease a crashed predecessor left, so it leads before it serves."""
+    single = settings.workers <= 1
+    duties = list(service.duties)
+    hl7 = None
+    if hl7_enabled(settings):
+        from adapters.hl7v2.runtime import STALE_SECONDS, Hl7Runtime  # only HL7 v2 users load it
+
+        runtime = Hl7Runtime.from_settings(settings, service, convert_options(settings))
+        hl7 = await runtime.start(lead=False)
+        grace = 0.0 if single else STALE_SECONDS  # other workers may be mid-message
+        duties.append(("hl7v2", lambda: runtime.lead_duty(grace)))
+    leadership = Leadership(service.storage, duties)
     try:
+        await leadership.start(wait=LEASE_SECONDS + RENEW_EVERY if single else 0.0)
         _settle_heap()
-        yield Background(hl7=hl7)
+        yield Background(leadership, hl7)
     finally:
-        await hl7.stop()
+        await leadership.stop()
+        if hl7 is not None:
+            await hl7.stop()
+
+
+async def prepare(settings: Settings) -> None:
+    """Make the database and the signing keys ready once, before worker processes start
+    (so they do not race to migrate the schema or each create a first key)."""
+    storage = make_storage(settings)
+    await storage.open()
+    try:
+        async with open_auth(settings):
+            pass
+    finally:
+        await storage.close()
 
 
 FULL_COLLECTION_EVERY = 100  # gen-1 collections between full ones (CPython's default: 10)

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "info"
+    workers: int = 0  # HTTP worker processes; 0: one per usable core (`serve` sets it)
     # HL7 v2 (adapters/hl7v2): MLLP listener, durable inbox, outbound feeds
     mllp_port: int = 0  # 0: no MLLP listener
     mllp_host: str | None = None  # default: `host`

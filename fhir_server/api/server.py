@@ -17,6 +17,9 @@ from fhir_server.api.protocol import guarded_protocol
 from fhir_server.settings import Settings
 
 
+HEALTHCHECK_SECONDS = 60  # a worker loading its registries on a busy machine answers late
+
+
 def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
     """The uvicorn configuration for `app` under `settings`."""
     return uvicorn.Config(
@@ -52,6 +55,7 @@ def run_workers(settings: Settings, workers: int) -> None:
     signal. The caller has put every setting the workers need into the environment."""
     uvicorn.run(
         workers_module.APP,
+        timeout_worker_healthcheck=HEALTHCHECK_SECONDS,
         factory=True,
         workers=workers,
         http=workers_module.PROTOCOL,

@@ -19,14 +19,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+WORKERS_ENV = "FHIR_TEST_WORKERS"
+
+
+def test_workers() -> str:
+    """Worker processes for test servers: FHIR_TEST_WORKERS (e.g. 2 to run the suite against
+    a multi-process server), else 1."""
+    return os.environ.get(WORKERS_ENV) or "1"
+
+
 class ServerProcess:
-    """`fhir-server serve` on a free port with the given environment; started and stopped."""
+    """`fhir-server serve` on a free port with the given environment; started and stopped.
+
+    It runs `test_workers()` worker processes unless `FHIR_WORKERS` is given."""
 
     def __init__(self, database: Path, **env: str) -> None:
         self.database = database
         self.port = free_port()
         # authorization off unless a test asks for it (FHIR_AUTH=on)
-        self.env = {**os.environ, "FHIR_DATABASE": str(database), "FHIR_AUTH": "off", **env}
+        self.env = {
+            **os.environ,
+            "FHIR_DATABASE": str(database),
+            "FHIR_AUTH": "off",
+            "FHIR_WORKERS": test_workers(),
+            **env,
+        }
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

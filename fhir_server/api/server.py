@@ -16,7 +16,6 @@ from fhir_server.api import workers as workers_module
 from fhir_server.api.protocol import guarded_protocol
 from fhir_server.settings import Settings
 
-
 HEALTHCHECK_SECONDS = 60  # a worker loading its registries on a busy machine answers late
 
 

@@ -36,7 +36,7 @@ Duty = Callable[[], AbstractAsyncContextManager[object]]
 """Background work that only the leader runs: entering starts it, leaving stops it."""
 
 LEASE = "leader"
-LEASE_SECONDS = 3.0
+LEASE_SECONDS = 2.5
 RENEW_EVERY = 1.0
 
 
@@ -99,8 +99,8 @@ class Leadership:
                 log.exception("could not release the leader lease")
 
     async def _forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.renew_every)
+        while True:  # followers look twice as often: a dead leader is replaced sooner
+            await asyncio.sleep(self.renew_every if self.leading else self.renew_every / 2)
             await self._round()
 
     async def _round(self) -> None:

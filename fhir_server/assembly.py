@@ -58,7 +58,7 @@ def make_storage(settings: Settings) -> Storage:
         return MongoStorage.from_url(settings.database)
     from fhir_server.storage.sqlite import SQLiteStorage
 
-    return SQLiteStorage(settings.database)
+    return SQLiteStorage(settings.database, shared=settings.workers > 1)
 
 
 @asynccontextmanager
@@ -163,6 +163,11 @@ async def start_background(settings: Settings, service: FhirService) -> AsyncIte
     waits at start for a lease a crashed predecessor left, so it leads before it serves."""
     single = settings.workers <= 1
     duties = list(service.duties)
+    if settings.storage == "sqlite" and not single:
+        from fhir_server.storage.sqlite import SQLiteStorage
+
+        if isinstance(service.storage, SQLiteStorage):  # checkpoints, planner statistics
+            duties.append(("sqlite upkeep", service.storage.maintenance_duty))
     hl7 = None
     if hl7_enabled(settings):
         from adapters.hl7v2.runtime import STALE_SECONDS, Hl7Runtime  # only HL7 v2 users load it

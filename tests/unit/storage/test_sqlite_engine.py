@@ -419,6 +419,37 @@ async def test_background_checkpoints_keep_the_wal_small(tmp_path: Path) -> None
         await storage.close()
 
 
+async def test_a_shared_file_is_checkpointed_by_the_leader_duty_only(tmp_path: Path) -> None:
+    """With several processes on the file (`shared`), commits trigger no checkpoint: the
+    leader's `maintenance_duty` runs them, every `checkpoint_interval` seconds."""
+    db = tmp_path / "shared.db"
+    follower = SQLiteStorage(db, checkpoint_every=1, checkpoint_interval=0.05, shared=True)
+    leader = SQLiteStorage(db, checkpoint_every=1, checkpoint_interval=0.05, shared=True)
+    await follower.open()
+    await leader.open()
+    wal = Path(f"{db}-wal")
+
+    async def write(start: int) -> None:
+        for n in range(start, start + 60):
+            async with follower.transaction() as tx:
+                await tx.write(patient(f"p{n}"), INDEX, expected_version=0)
+            await asyncio.sleep(0)
+
+    try:
+        await write(0)
+        await asyncio.sleep(0.2)
+        grown = wal.stat().st_size
+        assert grown > 512 * 1024  # nobody checkpointed: the WAL only grew
+        async with leader.maintenance_duty():
+            await asyncio.sleep(0.3)  # a checkpoint ran: the next writer restarts the WAL
+            await write(60)
+            await asyncio.sleep(0.3)
+        assert wal.stat().st_size <= grown  # restarted, not grown twice as large
+    finally:
+        await follower.close()
+        await leader.close()
+
+
 # -- the two search plans agree ------------------------------------------------------------
 
 GIVEN = ["anna", "bert", "carla", "dora", "emil"]

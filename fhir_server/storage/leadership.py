@@ -109,19 +109,23 @@ class Leadership:
         try:
             held = await asyncio.wait_for(
                 self.storage.acquire_lease(self.name, self.holder, self.seconds),
-                self.seconds - self.renew_every,
+                self.renew_every / 2,
             )
         except Exception as error:  # unreachable or busy database: try again next round
             log.warning("leader lease: %s", error or type(error).__name__)
+            if self.leading and self._safe_until_next_round():
+                return
             held = False
-            if self.leading and time.monotonic() - self._renewed < self.seconds - self.renew_every:
-                return  # still safely ours; the next round renews it
         if held:
             self._renewed = started
             if not self.leading:
                 await self._step_up()
         elif self.leading:
             await self._step_down()
+
+    def _safe_until_next_round(self) -> bool:
+        """Whether the lease surely outlives the next try (its wait and its timeout)."""
+        return time.monotonic() - self._renewed + 1.5 * self.renew_every < self.seconds
 
     async def _step_up(self) -> None:
         log.info("this process (%s) is now the leader", self.holder)

@@ -68,12 +68,27 @@ class ServerProcess:
                 err = self.log.read_text(errors="replace")[-4000:]
                 raise RuntimeError(f"server exited early ({self.process.returncode}): {err}")
             try:
-                if httpx.get(f"{self.base}/metadata", timeout=2).status_code == 200:
+                if httpx.get(f"{self.base}/metadata", timeout=2).status_code == 200 and (
+                    self._mllp_ready()
+                ):
                     return self
             except httpx.TransportError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError("server did not answer /fhir/metadata in time")
+
+    def _mllp_ready(self) -> bool:
+        """The MLLP listener (when configured) accepts: with several workers only the
+        leader listens, and it may take its lease after the HTTP side answers."""
+        port = int(self.env.get("FHIR_MLLP_PORT") or 0)
+        if not port:
+            return True
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

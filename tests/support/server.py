@@ -50,7 +50,11 @@ class ServerProcess:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}/fhir"
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float | None = None) -> ServerProcess:
+        """Start and wait until it answers (default: 30 s, 180 s with several workers,
+        which start side by side on a machine that may be busy)."""
+        if timeout is None:
+            timeout = 30.0 if self.env.get("FHIR_WORKERS", "1") == "1" else 180.0
         command = [
             str(Path(sys.executable).parent / "fhir-server"),
             "serve",

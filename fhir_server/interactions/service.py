@@ -116,8 +116,8 @@ class FhirService:
     async def watch(self, types: Sequence[str], apply: Apply) -> None:
         """`apply` to every current resource of `types` now, then to each later version of
         them (in commit order), e.g. to keep a registry in step: the versions this process
-        commits at once, those other server processes commit within `SHARED_CHECK_EVERY`
-        seconds (see `SharedState`)."""
+        commits at once, those other server processes commit within `shared.CHECK_EVERY`
+        seconds of this process's next request (see `SharedState`)."""
         for type in types:
             async for rec in self.storage.iter_current(type):
                 self.shared.loaded(rec)

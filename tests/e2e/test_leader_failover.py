@@ -172,6 +172,8 @@ def test_kill_9_of_the_leader_during_hl7_ingest_and_a_reindex(server: ServerProc
         headers={"Prefer": "handling=strict"},
     )
     assert blue.json()["total"] == PATIENTS
+    replaced = wait_for_workers(server.process.pid, 2)  # the supervisor restarted the dead one
+    assert leader not in replaced and set(survivors) < set(replaced)
     print(f"MLLP answered again {takeover:.2f} s after the kill")  # noqa: T201 - with -s
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -59,9 +60,14 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoWorkers]:
     server = ServerProcess(database, FHIR_WORKERS="2").start(timeout=180)
     try:
         assert server.process is not None
-        yield TwoWorkers(server, wait_for_workers(server.process.pid, 2))
+        pids = wait_for_workers(server.process.pid, 2)
+        yield TwoWorkers(server, pids)
     finally:
-        server.stop()
+        server.stop()  # SIGTERM to the supervisor stops every worker
+    deadline = time.monotonic() + 15
+    while any(Path(f"/proc/{pid}").exists() for pid in pids):
+        assert time.monotonic() < deadline, "a worker outlived SIGTERM to the server"
+        time.sleep(0.1)
 
 
 @pytest.fixture

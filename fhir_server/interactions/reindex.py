@@ -82,10 +82,11 @@ async def reindex(
     *,
     save: Save = lambda c: None,
     progress: Progress = lambda t, n: None,
-    batch_size: int = BATCH,
+    batch_size: int | None = None,
 ) -> Checkpoint:
     """Re-index every current resource of `types`, resuming from `checkpoint`."""
     state = checkpoint or Checkpoint()
+    size = batch_size or BATCH
     for type in types:
         if type in state.done:
             continue
@@ -101,7 +102,7 @@ async def reindex(
                 resume = None if rec.id == resume else resume
                 continue
             batch.append(rec)
-            if len(batch) >= batch_size:
+            if len(batch) >= size:
                 await _batch(svc, state, batch, save, progress)
                 batch = []
         if batch:

@@ -109,7 +109,7 @@ class Leadership:
         try:
             held = await asyncio.wait_for(
                 self.storage.acquire_lease(self.name, self.holder, self.seconds),
-                self.renew_every / 2,
+                self._patience,
             )
         except Exception as error:  # unreachable or busy database: try again next round
             log.warning("leader lease: %s", error or type(error).__name__)
@@ -123,9 +123,16 @@ class Leadership:
         elif self.leading:
             await self._step_down()
 
+    @property
+    def _patience(self) -> float:
+        """How long one try may wait (e.g. behind other processes' writes): a leader whose
+        renewal fails after that still stops its duties before its lease expires."""
+        return self.seconds - 1.5 * self.renew_every
+
     def _safe_until_next_round(self) -> bool:
         """Whether the lease surely outlives the next try (its wait and its timeout)."""
-        return time.monotonic() - self._renewed + 1.5 * self.renew_every < self.seconds
+        elapsed = time.monotonic() - self._renewed
+        return elapsed + self.renew_every + self._patience < self.seconds
 
     async def _step_up(self) -> None:
         log.info("this process (%s) is now the leader", self.holder)

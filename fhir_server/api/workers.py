@@ -8,6 +8,10 @@ terminology, and joins the leader election (see `fhir_server.storage.leadership`
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from typing import Any
 
 from starlette.types import ASGIApp
@@ -19,11 +23,28 @@ APP = f"{__name__}:app"
 PROTOCOL = f"{__name__}:GuardedProtocol"
 
 
+ORPHAN_CHECK_SECONDS = 1.0
+
+
 def app() -> ASGIApp:
     """The server's ASGI app, configured from the environment."""
     from fhir_server.api.app import create_app
 
+    _stop_when_orphaned(os.getppid())
     return create_app(Settings())
+
+
+def _stop_when_orphaned(parent: int) -> None:
+    """SIGTERM this worker (a graceful stop) once its supervisor is gone: killed with
+    SIGKILL, it cannot stop its workers, which would otherwise keep the port and the
+    leader lease with nobody to restart or stop them."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_CHECK_SECONDS)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
 def __getattr__(name: str) -> Any:

@@ -181,3 +181,21 @@ def test_kill_9_of_the_leader_during_hl7_ingest_and_a_reindex(server: ServerProc
 
 def _json() -> dict[str, str]:
     return {"Content-Type": "application/fhir+json"}
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    """SIGKILL of the supervising process: its workers stop on their own (they would keep
+    the port and the leader lease with nothing left to restart or stop them)."""
+    require_proc()
+    server = ServerProcess(tmp_path / "fhir.db", FHIR_WORKERS="2").start()
+    try:
+        assert server.process is not None
+        pids = wait_for_workers(server.process.pid, 2)
+        server.process.send_signal(signal.SIGKILL)  # the supervisor alone
+        server.process.wait(10)
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in pids):
+            assert time.monotonic() < deadline, "orphaned workers kept running"
+            time.sleep(0.1)
+    finally:
+        server.kill()

@@ -100,7 +100,15 @@ def test_kill_9_of_the_leader_during_hl7_ingest_and_a_reindex(server: ServerProc
     port = int(server.env["FHIR_MLLP_PORT"])
     pids = wait_for_workers(server.process.pid, 2)
     leader = wait_for_listener(pids, port, timeout=30)
-    http = httpx.Client(base_url=server.base, timeout=120)
+    with httpx.Client(base_url=server.base, timeout=120) as http:
+        failover(server, port, pids, leader, http)
+
+
+def failover(
+    server: ServerProcess, port: int, pids: list[int], leader: int, http: httpx.Client
+) -> None:
+    """Load patients, queue the re-index, kill the leader mid-way through the HL7 feed."""
+    assert server.process is not None
     for _ in range(PATIENTS // 500):
         assert http.post("", content=eye_patients(500), headers=_json()).status_code == 200
     assert http.put("/SearchParameter/eye-colour", json=SEARCH_PARAMETER).status_code == 201

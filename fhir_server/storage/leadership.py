@@ -67,6 +67,7 @@ class Leadership:
         self.holder = holder_id()
         self._renewed = 0.0  # monotonic time of the last successful take or renewal
         self._running: AsyncExitStack | None = None
+        self._starting: asyncio.Task[None] | None = None  # duties starting, beside renewals
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -77,10 +78,10 @@ class Leadership:
     async def start(self, *, wait: float = 0.0) -> Leadership:
         """Try for the lease now (for up to `wait` seconds), then keep trying in a task."""
         deadline = time.monotonic() + wait
-        await self._round()
+        await self._try()
         while not self.leading and time.monotonic() < deadline:
             await asyncio.sleep(min(self.renew_every / 4, max(deadline - time.monotonic(), 0)))
-            await self._round()
+            await self._try()
         self._task = asyncio.get_running_loop().create_task(self._forever())
         return self
 
@@ -91,12 +92,19 @@ class Leadership:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self.leading:
+        if self.leading or self._starting is not None:
             await self._step_down()
             try:
                 await self.storage.release_lease(self.name, self.holder)
             except Exception:  # it expires on its own
                 log.exception("could not release the leader lease")
+
+    async def _try(self) -> None:
+        """One round, and the duties' start if it began one."""
+        await self._round()
+        if self._starting is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._starting)
 
     async def _forever(self) -> None:
         while True:  # followers look twice as often: a dead leader is replaced sooner
@@ -118,9 +126,9 @@ class Leadership:
             held = False
         if held:
             self._renewed = started
-            if not self.leading:
-                await self._step_up()
-        elif self.leading:
+            if not self.leading and self._starting is None:  # renewals go on meanwhile
+                self._starting = asyncio.get_running_loop().create_task(self._step_up())
+        elif self.leading or self._starting is not None:
             await self._step_down()
 
     @property
@@ -135,19 +143,30 @@ class Leadership:
         return elapsed + self.renew_every + self._patience < self.seconds
 
     async def _step_up(self) -> None:
+        """Start the duties (some take a while: the HL7 v2 inbox processes what is left
+        first); a lost lease cancels this."""
         log.info("this process (%s) is now the leader", self.holder)
         stack = AsyncExitStack()
         try:
             for name, duty in self.duties:
                 log.debug("starting background duty %s", name)
                 await stack.enter_async_context(duty())
+            self._running = stack
+        except asyncio.CancelledError:
+            await stack.aclose()
+            raise
         except Exception:
             log.exception("a background duty failed to start; trying again next round")
             await stack.aclose()
-            return
-        self._running = stack
+        finally:
+            self._starting = None
 
     async def _step_down(self) -> None:
+        starting = self._starting
+        if starting is not None:
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
         stack, self._running = self._running, None
         if stack is not None:
             log.info("this process (%s) is no longer the leader", self.holder)

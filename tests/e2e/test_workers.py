@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +32,28 @@ class TwoWorkers:
     def __init__(self, server: ServerProcess, pids: list[int]) -> None:
         self.server = server
         self.pids = pids
+        self.busy: list[int] = []
 
     def ticks(self) -> list[int]:
         return [cpu_ticks(pid) for pid in self.pids]
 
     def race(self, requests: Requests) -> list[httpx.Response]:
-        """Send `requests` at once, each on its own connection; both workers must serve."""
+        """Send `requests` at once, each on its own connection (`busy`: the CPU ticks each
+        worker spent meanwhile)."""
         before = self.ticks()
         responses = asyncio.run(_race(self.server.base, requests))
-        busy = [after - start for after, start in zip(self.ticks(), before, strict=True)]
-        assert all(busy), f"a worker served nothing: CPU ticks {busy}"
+        self.busy = [after - start for after, start in zip(self.ticks(), before, strict=True)]
         return responses
+
+    def until_both_served(self, round: Callable[[], None], tries: int = 10) -> None:
+        """Run `round` (a race and its checks) until both workers served in one race: the
+        kernel hands connections to whichever worker accepts first, and an idle machine
+        may let one take them all."""
+        for _ in range(tries):
+            round()
+            if all(self.busy):
+                return
+        raise AssertionError(f"one worker served every race: CPU ticks {self.busy}")
 
 
 async def _race(base: str, requests: Requests) -> list[httpx.Response]:
@@ -79,32 +90,38 @@ def client(workers: TwoWorkers) -> Iterator[httpx.Client]:
 def test_conditional_create_makes_one_resource_across_workers(
     workers: TwoWorkers, client: httpx.Client
 ) -> None:
-    mrn = unique()
-    headers = {"Content-Type": JSON, "If-None-Exist": f"identifier={MRN}|{mrn}"}
-    responses = workers.race([("POST", "/Patient", orjson.dumps(patient(mrn)), headers)] * 16)
-    statuses = sorted(r.status_code for r in responses)
-    assert statuses.count(201) == 1 and statuses.count(200) == 15, statuses
-    assert len({r.json()["id"] for r in responses}) == 1
-    assert client.get("/Patient", params={"identifier": f"{MRN}|{mrn}"}).json()["total"] == 1
+    def round_() -> None:
+        mrn = unique()
+        headers = {"Content-Type": JSON, "If-None-Exist": f"identifier={MRN}|{mrn}"}
+        responses = workers.race([("POST", "/Patient", orjson.dumps(patient(mrn)), headers)] * 16)
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses.count(201) == 1 and statuses.count(200) == 15, statuses
+        assert len({r.json()["id"] for r in responses}) == 1
+        assert client.get("/Patient", params={"identifier": f"{MRN}|{mrn}"}).json()["total"] == 1
+
+    workers.until_both_served(round_)
 
 
 def test_if_match_has_one_winner_across_workers(workers: TwoWorkers, client: httpx.Client) -> None:
-    created = client.post(
-        "/Patient", content=orjson.dumps(patient(unique())), headers={"Content-Type": JSON}
-    ).json()
-    url = f"/Patient/{created['id']}"
-    requests: Requests = [
-        (
-            "PUT",
-            url,
-            orjson.dumps(created | {"birthDate": f"19{n:02d}-01-01"}),
-            {"Content-Type": JSON, "If-Match": 'W/"1"'},
-        )
-        for n in range(16)
-    ]
-    statuses = sorted(r.status_code for r in workers.race(requests))
-    assert statuses.count(200) == 1 and statuses.count(412) == 15, statuses
-    assert client.get(url).json()["meta"]["versionId"] == "2"
+    def round_() -> None:
+        created = client.post(
+            "/Patient", content=orjson.dumps(patient(unique())), headers={"Content-Type": JSON}
+        ).json()
+        url = f"/Patient/{created['id']}"
+        requests: Requests = [
+            (
+                "PUT",
+                url,
+                orjson.dumps(created | {"birthDate": f"19{n:02d}-01-01"}),
+                {"Content-Type": JSON, "If-Match": 'W/"1"'},
+            )
+            for n in range(16)
+        ]
+        statuses = sorted(r.status_code for r in workers.race(requests))
+        assert statuses.count(200) == 1 and statuses.count(412) == 15, statuses
+        assert client.get(url).json()["meta"]["versionId"] == "2"
+
+    workers.until_both_served(round_)
 
 
 def _transaction(mrn: str, fail: bool) -> bytes:
@@ -133,47 +150,53 @@ def _transaction(mrn: str, fail: bool) -> bytes:
 def test_transactions_are_all_or_nothing_across_workers(
     workers: TwoWorkers, client: httpx.Client
 ) -> None:
-    mrns = [unique() for _ in range(16)]
-    headers = {"Content-Type": JSON}
-    requests: Requests = [
-        ("POST", "", _transaction(mrn, fail=n % 2 == 1), headers) for n, mrn in enumerate(mrns)
-    ]
-    responses = workers.race(requests)
-    for n, (mrn, response) in enumerate(zip(mrns, responses, strict=True)):
-        found = client.get("/Patient", params={"identifier": f"{MRN}|{mrn}"}).json()
-        if n % 2:
-            assert response.status_code in (409, 412), response.text
-            assert found["total"] == 0
-        else:
-            assert response.status_code == 200, response.text
-            assert found["total"] == 1
-            subject = f"Patient/{found['entry'][0]['resource']['id']}"
-            observations = client.get("/Observation", params={"subject": subject}).json()
-            assert observations["total"] == 1
+    def round_() -> None:
+        mrns = [unique() for _ in range(16)]
+        headers = {"Content-Type": JSON}
+        requests: Requests = [
+            ("POST", "", _transaction(mrn, fail=n % 2 == 1), headers) for n, mrn in enumerate(mrns)
+        ]
+        responses = workers.race(requests)
+        for n, (mrn, response) in enumerate(zip(mrns, responses, strict=True)):
+            found = client.get("/Patient", params={"identifier": f"{MRN}|{mrn}"}).json()
+            if n % 2:
+                assert response.status_code in (409, 412), response.text
+                assert found["total"] == 0
+            else:
+                assert response.status_code == 200, response.text
+                assert found["total"] == 1
+                subject = f"Patient/{found['entry'][0]['resource']['id']}"
+                observations = client.get("/Observation", params={"subject": subject}).json()
+                assert observations["total"] == 1
+
+    workers.until_both_served(round_)
 
 
 def test_history_has_no_gaps_or_duplicates_across_workers(
     workers: TwoWorkers, client: httpx.Client
 ) -> None:
-    created = client.post(
-        "/Patient", content=orjson.dumps(patient(unique())), headers={"Content-Type": JSON}
-    ).json()
-    url = f"/Patient/{created['id']}"
-    requests: Requests = [
-        (
-            "PUT",
-            url,
-            orjson.dumps(created | {"birthDate": f"19{n:02d}-02-03"}),
-            {"Content-Type": JSON},
-        )
-        for n in range(20)
-    ]
-    statuses = [r.status_code for r in workers.race(requests)]
-    assert statuses.count(200) == 20, statuses  # a lost race is retried, never refused
-    history = client.get(f"{url}/_history", params={"_count": 100}).json()
-    versions = sorted(int(e["resource"]["meta"]["versionId"]) for e in history["entry"])
-    assert versions == list(range(1, 22))
-    assert history["total"] == 21
+    def round_() -> None:
+        created = client.post(
+            "/Patient", content=orjson.dumps(patient(unique())), headers={"Content-Type": JSON}
+        ).json()
+        url = f"/Patient/{created['id']}"
+        requests: Requests = [
+            (
+                "PUT",
+                url,
+                orjson.dumps(created | {"birthDate": f"19{n:02d}-02-03"}),
+                {"Content-Type": JSON},
+            )
+            for n in range(20)
+        ]
+        statuses = [r.status_code for r in workers.race(requests)]
+        assert statuses.count(200) == 20, statuses  # a lost race is retried, never refused
+        history = client.get(f"{url}/_history", params={"_count": 100}).json()
+        versions = sorted(int(e["resource"]["meta"]["versionId"]) for e in history["entry"])
+        assert versions == list(range(1, 22))
+        assert history["total"] == 21
+
+    workers.until_both_served(round_)
 
 
 def test_paging_links_made_by_one_worker_work_on_the_other(
@@ -194,12 +217,15 @@ def test_paging_links_made_by_one_worker_work_on_the_other(
         url = next((link["url"] for link in page["link"] if link["relation"] == "next"), None)
     seen = [i for _, ids in pages for i in ids]
     assert len(seen) == 24 == len(set(seen)) and seen == sorted(seen)
-    # every page again, four times each, all at once: both workers follow every link
-    again = workers.race([("GET", url, b"", {}) for url, _ in pages for _ in range(4)])
-    for n, response in enumerate(again):
-        assert response.status_code == 200, response.text
-        ids = [e["resource"]["id"] for e in response.json().get("entry", [])]
-        assert ids == pages[n // 4][1]
+
+    def round_() -> None:  # every page again, four times each, all at once
+        again = workers.race([("GET", url, b"", {}) for url, _ in pages for _ in range(4)])
+        for n, response in enumerate(again):
+            assert response.status_code == 200, response.text
+            ids = [e["resource"]["id"] for e in response.json().get("entry", [])]
+            assert ids == pages[n // 4][1]
+
+    workers.until_both_served(round_)
 
 
 def eye_colour() -> dict[str, Any]:
@@ -230,5 +256,9 @@ def test_a_search_parameter_is_in_effect_in_every_worker_within_a_second(
     assert created.status_code == 201, created.text
     time.sleep(1.0)
     requests: Requests = [("GET", "/Patient?eye-colour=blue", b"", strict)] * 16
-    statuses = [r.status_code for r in workers.race(requests)]
-    assert statuses == [200] * 16, statuses
+
+    def round_() -> None:
+        responses = workers.race(requests)
+        assert [r.status_code for r in responses] == [200] * 16, [r.text for r in responses]
+
+    workers.until_both_served(round_, tries=20)

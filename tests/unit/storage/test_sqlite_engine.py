@@ -444,7 +444,7 @@ async def test_a_shared_file_is_checkpointed_by_the_leader_duty_only(tmp_path: P
             await asyncio.sleep(0.3)  # a checkpoint ran: the next writer restarts the WAL
             await write(60)
             await asyncio.sleep(0.3)
-        assert wal.stat().st_size <= grown  # restarted, not grown twice as large
+        assert wal.stat().st_size < grown * 3 // 2  # restarted, not grown twice as large
     finally:
         await follower.close()
         await leader.close()

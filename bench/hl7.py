@@ -175,7 +175,12 @@ def measure(scratch: Path, count: int = 3000) -> list[Row]:
         "--mllp-port",
         str(mllp_port),
     ]
-    env = {**os.environ, "FHIR_DATABASE": str(scratch / "hl7.db"), "FHIR_AUTH": "off"}
+    env = {
+        "FHIR_WORKERS": "1",  # the rows measure one process unless FHIR_WORKERS says otherwise
+        **os.environ,
+        "FHIR_DATABASE": str(scratch / "hl7.db"),
+        "FHIR_AUTH": "off",
+    }
     with server.running(command, env, port, scratch / "hl7.log"):
         return asyncio.run(_measure(mllp_port, count))
 

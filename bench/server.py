@@ -92,7 +92,12 @@ def fhir_server(db_path: Path, log_path: Path, *, auth: bool = False) -> Iterato
     (the audience of the tokens `auth_env` lets `fhir-server auth token` mint)."""
     port = free_port()
     command = [str(BIN_DIR / "fhir-server"), "serve", "--host", HOST, "--port", str(port)]
-    env = {**os.environ, "FHIR_DATABASE": str(db_path), **auth_env(auth, port)}
+    env = {
+        "FHIR_WORKERS": "1",  # the rows measure one process unless FHIR_WORKERS says otherwise
+        **os.environ,
+        "FHIR_DATABASE": str(db_path),
+        **auth_env(auth, port),
+    }
     with running(command, env, port, log_path) as server:
         yield server
 

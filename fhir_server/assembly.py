@@ -13,10 +13,13 @@ what the server offers, and starts its background duties.
   database, and the check of CDS clients' JWTs (unless `FHIR_CDS_AUTH=off`).
 - `start_background(settings, service)` starts what runs beside the requests (the HL7 v2
   inbox, MLLP listener and outbound feeds, when configured; first, design Tasks a stopped
-  server left in progress are marked failed) and stops it when the block ends.
+  server left in progress are marked failed) on the leader process only (every duty a
+  plug-in registered too), and stops it when the block ends.
+- `prepare(settings)` readies the database and signing keys once, before `serve` starts
+  its worker processes (and fails the design Tasks a stopped server left in progress).
 
 Plug-ins attach through the service's named seams (`add_operation`, `add_validator`,
-`watch`, `on_write`, `use_codes`); nothing below this module imports them.
+`watch`, `on_write`, `use_codes`, `add_duty`); nothing below this module imports them.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from fhir_server.search.limits import SearchLimits
 from fhir_server.search.registry import build_registry
 from fhir_server.settings import Settings
 from fhir_server.storage.base import Storage
+from fhir_server.storage.leadership import LEASE_SECONDS, RENEW_EVERY, Leadership
 from terminology.registry import Terminology
 from terminology.service import install as install_terminology
 
@@ -101,7 +105,7 @@ def make_storage(settings: Settings) -> Storage:
         return MongoStorage.from_url(settings.database)
     from fhir_server.storage.sqlite import SQLiteStorage
 
-    return SQLiteStorage(settings.database)
+    return SQLiteStorage(settings.database, shared=settings.workers > 1)
 
 
 @asynccontextmanager
@@ -238,25 +242,52 @@ def hl7_enabled(settings: Settings) -> bool:
 class Background:
     """What `start_background` started; `hl7` is None when HL7 v2 is not configured."""
 
+    leadership: Leadership
     hl7: Hl7Runtime | None = None
 
 
 @asynccontextmanager
 async def start_background(settings: Settings, service: FhirService) -> AsyncIterator[Background]:
-    """Start the background duties the settings ask for; stop them when the block ends."""
-    await recover_orthotics(service)  # design Tasks a stopped server left in progress
-    if not hl7_enabled(settings):
-        _settle_heap()
-        yield Background()
-        return
-    from adapters.hl7v2.runtime import Hl7Runtime  # only deployments that use HL7 v2 load it
+    """Start the background duties the settings ask for; stop them when the block ends.
 
-    hl7 = await Hl7Runtime.from_settings(settings, service, convert_options(settings)).start()
+    Duties run in one process at a time, the leader (`storage.leadership`): those the
+    service's plug-ins registered (`FhirService.add_duty`) and HL7 v2's listener, inbox and
+    outbound delivery. A lone process (`workers` 1, or 0 when not started by `serve`)
+    waits at start for a lease a crashed predecessor left, so it leads before it serves."""
+    single = settings.workers <= 1
+    if single:  # with workers, `prepare` did it before any started
+        await recover_orthotics(service)  # design Tasks a stopped server left in progress
+    duties = list(service.duties)
+    if settings.storage == "sqlite" and not single:
+        from fhir_server.storage.sqlite import SQLiteStorage
+
+        if isinstance(service.storage, SQLiteStorage):  # checkpoints, planner statistics
+            duties.append(("sqlite upkeep", service.storage.maintenance_duty))
+    hl7 = None
+    if hl7_enabled(settings):
+        from adapters.hl7v2.runtime import STALE_SECONDS, Hl7Runtime  # only HL7 v2 users load it
+
+        runtime = Hl7Runtime.from_settings(settings, service, convert_options(settings))
+        hl7 = await runtime.start(lead=False)
+        grace = 0.0 if single else STALE_SECONDS  # other workers may be mid-message
+        duties.append(("hl7v2", lambda: runtime.lead_duty(grace)))
+    leadership = Leadership(service.storage, duties)
     try:
+        await leadership.start(wait=LEASE_SECONDS + RENEW_EVERY if single else 0.0)
         _settle_heap()
-        yield Background(hl7=hl7)
+        yield Background(leadership, hl7)
     finally:
-        await hl7.stop(settings.shutdown_timeout)
+        await leadership.stop()
+        if hl7 is not None:
+            await hl7.stop(settings.shutdown_timeout)
+
+
+async def prepare(settings: Settings) -> None:
+    """Make the database and the signing keys ready once, before worker processes start
+    (so they do not race to migrate the schema or each create a first key), and fail the
+    design Tasks a stopped server left in progress (no worker runs one yet)."""
+    async with open_service(settings) as service, open_auth(settings):
+        await recover_orthotics(service)
 
 
 FULL_COLLECTION_EVERY = 100  # gen-1 collections between full ones (CPython's default: 10)

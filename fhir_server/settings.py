@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line
     metrics: Literal["loopback", "token", "off"] = "loopback"  # who may read GET /metrics
     metrics_token: str | None = None  # the bearer token /metrics needs with metrics=token
+    workers: int = 0  # HTTP worker processes; 0: one per usable core (`serve` sets it)
     # HL7 v2 (adapters/hl7v2): MLLP listener, durable inbox, outbound feeds
     mllp_port: int = 0  # 0: no MLLP listener
     mllp_host: str | None = None  # default: `host`

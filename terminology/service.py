@@ -3,8 +3,9 @@
 - Content: the R4 core code systems, value sets and concept maps, plus every CodeSystem,
   ValueSet and ConceptMap stored in the server, loaded at start-up and kept current by a
   write listener (a create, update or delete takes effect when its transaction commits).
-  Each server process keeps its own copy: with several servers on one MongoDB, a change
-  made through one reaches the others when they restart.
+  Each server process keeps its own copy; a change made through another process (a
+  worker, or a server on the same MongoDB) reaches it within a second (see
+  `fhir_server.interactions.shared`).
 - Operations: $lookup, $validate-code, $subsumes, $expand, $translate, and `$validate`
   (https://hl7.org/fhir/R4/resource-operation-validate.html) on every resource type.
 - Validation on write: coded elements with a required binding must hold a code of the

@@ -177,10 +177,17 @@ class InboxFile:
         row = self.db.execute(f"SELECT {_MESSAGE} FROM messages WHERE id = ?", (id,)).fetchone()
         return Stored(*row) if row else None
 
-    def unfinished(self) -> list[Stored]:
-        """Messages stored but not processed (a crash or stop came in between), oldest first."""
+    def unfinished(self, older_than: float = 0.0) -> list[Stored]:
+        """Messages stored but not processed (a crash or stop came in between), oldest first;
+        only those last changed more than `older_than` seconds ago (younger ones may be
+        under way in another server process)."""
+        before = datetime.fromtimestamp(time.time() - older_than, UTC).isoformat(
+            timespec="milliseconds"
+        )
         rows = self.db.execute(
-            f"SELECT {_MESSAGE} FROM messages WHERE state = 'received' ORDER BY id"
+            f"SELECT {_MESSAGE} FROM messages WHERE state = 'received' AND updated <= ? "
+            "ORDER BY id",
+            (before,),
         ).fetchall()
         return [Stored(*row) for row in rows]
 

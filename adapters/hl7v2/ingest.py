@@ -84,9 +84,10 @@ class Ingestor:
         # (the walk and the validators on every resource), see `ModelVerdicts`.
         self._verdicts = ModelVerdicts()
 
-    async def drain(self) -> int:
-        """Process what was stored but never processed (before a crash or stop)."""
-        waiting = await self.inbox.call(self.inbox.file.unfinished)
+    async def drain(self, older_than: float = 0.0) -> int:
+        """Process what was stored but never processed (before a crash or stop), if it was
+        stored more than `older_than` seconds ago."""
+        waiting = await self.inbox.call(self.inbox.file.unfinished, older_than)
         for stored in waiting:
             await self._once(stored)
         if waiting:

@@ -82,23 +82,34 @@ class Dispatcher:
         self._written: asyncio.Queue[tuple[StoredResource, str | None]] = asyncio.Queue()
         self._wake = {d.name: asyncio.Event() for d in self.destinations}
         self._tasks: list[asyncio.Task[None]] = []
+        self._delivering: list[asyncio.Task[None]] = []
 
     def install(self) -> None:
         """Listen to Patient and DiagnosticReport writes."""
         self.service.on_write(tuple(EVENTS), self._on_write)
 
     async def start(self) -> Dispatcher:
-        loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self._build_forever()))
-        for destination in self.destinations:
-            self._tasks.append(loop.create_task(self._deliver_forever(destination)))
+        """Build and deliver (a single process: `start_building` and `start_delivering`)."""
+        self.start_building()
+        self.start_delivering()
         return self
 
+    def start_building(self) -> None:
+        """Queue the messages this process's writes call for (every server process)."""
+        self._tasks.append(asyncio.get_running_loop().create_task(self._build_forever()))
+
+    def start_delivering(self) -> None:
+        """Send what every process queued (the leader only: one sender per destination)."""
+        loop = asyncio.get_running_loop()
+        for destination in self.destinations:
+            self._delivering.append(loop.create_task(self._deliver_forever(destination)))
+
+    async def stop_delivering(self) -> None:
+        await _cancel(self._delivering)
+
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await _cancel(self._delivering)
+        await _cancel(self._tasks)
 
     def _on_write(self, written: Sequence[StoredResource]) -> None:
         origin = ORIGIN.get()
@@ -233,6 +244,13 @@ class Dispatcher:
 
     def _backoff(self, message: Outgoing) -> float:
         return self.options.backoff * 2.0**message.attempts
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    tasks.clear()
 
 
 def _same_system(origin: str | None, system: str) -> bool:

@@ -1,16 +1,22 @@
 """The HL7 v2 adapter as the server runs it: inbox, ingestor, MLLP listener, outbound feeds.
 
 `Hl7Runtime.from_settings(settings, service, convert)` builds it from the FHIR_* settings
-and the conversion options (built in one place, the assembly, for every HL7 v2 path);
-`start()` opens the inbox, processes what an earlier run left unprocessed, then starts
-the MLLP listener (FHIR_MLLP_PORT > 0) and the outbound dispatcher (destinations
-configured); `stop()` undoes it. `exchange(raw)` is the same path for a message that came
+and the conversion options (built in one place, the assembly, for every HL7 v2 path).
+Every server process opens the inbox and queues the outbound messages its own writes call
+for (`start(lead=False)`); the leader alone (`lead_duty`, see `fhir_server.storage.
+leadership`) processes what the inbox holds unprocessed, listens for MLLP
+(FHIR_MLLP_PORT > 0) and delivers the outbound queue. `start()` does both in a single
+process; `stop()` undoes it. `exchange(raw)` is the same path for a message that came
 by HTTP: it returns the ACKs instead of writing them to a socket.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +35,16 @@ from fhir_server.settings import Settings
 log = logging.getLogger("fhir_server.hl7v2")
 
 
+STALE_SECONDS = 5.0  # a message unprocessed this long is taken up by the leader
+
+
 @dataclass
 class Hl7Runtime:
     ingestor: Ingestor
     listener: MllpListener | None
     dispatcher: Dispatcher | None
+    _leading: AbstractAsyncContextManager[None] | None = None
+    _grace: float = 10.0  # seconds MLLP connections get to answer their message at stop
 
     @classmethod
     def from_settings(
@@ -74,23 +85,60 @@ class Hl7Runtime:
     def inbox(self) -> Inbox:
         return self.ingestor.inbox
 
-    async def start(self) -> Hl7Runtime:
+    async def start(self, *, lead: bool = True) -> Hl7Runtime:
+        """Open the inbox and queue outbound messages for this process's writes; with
+        `lead`, also run the leader's part now (else `lead_duty` runs it when leading)."""
         await self.inbox.open()
-        await self.ingestor.drain()
         if self.dispatcher:
-            await self.dispatcher.start()
-        if self.listener:
-            await self.listener.start()
+            self.dispatcher.start_building()
+        if lead:
+            self._leading = self.lead_duty()
+            await self._leading.__aenter__()
         return self
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop listening (connections close after the message they are answering, within
-        `grace` seconds), stop sending, and close the inbox with every outcome recorded."""
-        if self.listener:
-            await self.listener.stop(grace)
+        """Stop leading (MLLP connections close after the message they are answering,
+        within `grace` seconds), stop sending, and close the inbox with every outcome
+        recorded."""
+        self._grace = grace
+        if self._leading is not None:
+            await self._leading.__aexit__(None, None, None)
+            self._leading = None
         if self.dispatcher:
             await self.dispatcher.stop()
         await self.inbox.close()
+
+    @asynccontextmanager
+    async def lead_duty(self, first_grace: float = 0.0) -> AsyncIterator[None]:
+        """The leader's part (one process at a time): process what the inbox holds
+        unprocessed (left by a stop or crash; stored more than `first_grace` seconds ago,
+        then regularly what stays unprocessed longer than `STALE_SECONDS`), listen for
+        MLLP, deliver the outbound queue."""
+        await self.ingestor.drain(first_grace)
+        sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        try:
+            if self.dispatcher:
+                self.dispatcher.start_delivering()
+            if self.listener:
+                await self.listener.start()
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            if self.listener:
+                await self.listener.stop(self._grace)
+            if self.dispatcher:
+                await self.dispatcher.stop_delivering()
+
+    async def _sweep_forever(self) -> None:
+        """Messages a process stored but did not finish (it died meanwhile)."""
+        while True:
+            await asyncio.sleep(STALE_SECONDS)
+            try:
+                await self.ingestor.drain(STALE_SECONDS)
+            except Exception:
+                log.exception("HL7 v2 inbox: processing left-over messages failed")
 
     async def exchange(self, raw: bytes) -> list[bytes]:
         """Receive one message (or a batch) that came without MLLP; the ACKs, in order."""

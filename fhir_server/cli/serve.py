@@ -1,9 +1,14 @@
 """`fhir-server serve`: the HTTP server (FHIR API under /fhir) under uvicorn, and the
-background duties (HL7 v2 MLLP listener...) its settings ask for."""
+background duties (HL7 v2 MLLP listener...) its settings ask for.
+
+With `--workers N` (FHIR_WORKERS; default: one per usable core) N processes serve HTTP on
+the same port; the leader among them runs the background duties (see `assembly`)."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import os
 import socket
 import sys
 from pathlib import Path
@@ -20,11 +25,12 @@ def serve(
     mllp_port: Annotated[
         int | None, typer.Option(help="HL7 v2 MLLP listener port (FHIR_MLLP_PORT; 0: none)")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Worker processes (FHIR_WORKERS; default: one per usable core)"),
+    ] = None,
 ) -> None:
     """Start the HTTP server (FHIR API under /fhir) and, if configured, the MLLP listener."""
-    from fhir_server.api.app import create_app
-    from fhir_server.api.server import run
-
     settings = Settings()
     if host:
         settings.host = host
@@ -32,6 +38,7 @@ def serve(
         settings.port = port
     if mllp_port is not None:
         settings.mllp_port = mllp_port
+    settings.workers = workers or settings.workers or usable_cores()
     if settings.auth == "off" and not is_loopback(settings.host):
         print(
             f"Refusing to serve on {settings.host} with authorization off (FHIR_AUTH=off): "
@@ -46,7 +53,37 @@ def serve(
         raise typer.Exit(2)
     if settings.storage == "sqlite":
         Path(settings.database).parent.mkdir(parents=True, exist_ok=True)
-    run(create_app(settings), settings)
+    if settings.workers == 1:
+        from fhir_server.api.app import create_app
+        from fhir_server.api.server import run
+
+        run(create_app(settings), settings)
+    else:
+        serve_workers(settings)
+
+
+def serve_workers(settings: Settings) -> None:
+    """Several worker processes: the database and signing keys are made ready once, here,
+    then each worker builds the app from the environment (the options above included)."""
+    from fhir_server.api.server import run_workers
+    from fhir_server.assembly import prepare
+
+    os.environ.update(
+        FHIR_HOST=settings.host,
+        FHIR_PORT=str(settings.port),
+        FHIR_MLLP_PORT=str(settings.mllp_port),
+        FHIR_WORKERS=str(settings.workers),
+    )
+    asyncio.run(prepare(settings))
+    run_workers(settings, settings.workers)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least one."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # no affinity on this platform
+        return os.cpu_count() or 1
 
 
 def startup_problem(settings: Settings) -> str | None:

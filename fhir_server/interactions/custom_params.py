@@ -35,7 +35,11 @@ from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 from fhir_server.errors import InvalidResource, Unprocessable
-from fhir_server.interactions.reindex import reindex_operation
+from fhir_server.interactions.reindex import (
+    job_duty,
+    reindex_operation,
+    reindex_status_operation,
+)
 from fhir_server.model import fhirjson
 from fhir_server.search.registry import SearchParam, SearchRegistry, build_registry
 from fhir_server.storage.base import StoredResource
@@ -75,6 +79,8 @@ async def install(svc: FhirService) -> None:
     await svc.watch((TYPE,), apply)
     svc.add_validator(lambda resource: check(resource, svc.registry.resource_types))
     svc.add_operation(reindex_operation())
+    svc.add_operation(reindex_status_operation())
+    svc.add_duty("reindex", job_duty(svc))
 
 
 @cache

@@ -43,6 +43,7 @@ from fhir_server.interactions.common import (
 )
 from fhir_server.interactions.operations import Level, Operation
 from fhir_server.interactions.request import Request, Response
+from fhir_server.interactions.shared import Apply, SharedState
 from fhir_server.model import fhirjson
 from fhir_server.model.validate import MODEL_VERDICTS, validate_resource
 from fhir_server.search.extract import Indexer
@@ -52,6 +53,7 @@ from fhir_server.search.registry import SearchRegistry, load_registry
 from fhir_server.search.types.common import CodeLookup
 from fhir_server.storage.base import Storage, StorageReader, StorageTx, StoredResource
 from fhir_server.storage.blobs import BlobStore
+from fhir_server.storage.leadership import Duty
 
 T = TypeVar("T")
 log = logging.getLogger("fhir_server")
@@ -59,8 +61,6 @@ Validator = Callable[[dict[str, Any]], None]
 """An extra check of every resource written, after structure validation (raises InvalidResource)."""
 WriteListener = Callable[[Sequence[StoredResource]], None]
 """Told of the versions of its types that a committed transaction wrote."""
-Apply = Callable[[StoredResource], None]
-"""Told of one version of a watched type (a deletion has `deleted` set)."""
 
 
 class FhirService:
@@ -97,6 +97,8 @@ class FhirService:
         self._listeners: dict[str, list[WriteListener]] = {}
         self._written: dict[int, list[StoredResource]] = {}  # per open transaction
         self._security: Callable[[str], dict[str, Any]] | None = None
+        self._duties: list[tuple[str, Duty]] = []
+        self.shared = SharedState(storage)
 
     # -- extension points: how plug-ins (terminology, HL7 v2, custom parameters) attach -----
 
@@ -126,17 +128,25 @@ class FhirService:
         return self._codes
 
     async def watch(self, types: Sequence[str], apply: Apply) -> None:
-        """`apply` to every current resource of `types` now, then to each version of them
-        that a transaction commits (in commit order), e.g. to keep a registry in step."""
+        """`apply` to every current resource of `types` now, then to each later version of
+        them (in commit order), e.g. to keep a registry in step: the versions this process
+        commits at once, those other server processes commit within `shared.CHECK_EVERY`
+        seconds of this process's next request (see `SharedState`)."""
         for type in types:
             async for rec in self.storage.iter_current(type):
+                self.shared.loaded(rec)
                 apply(rec)
+        self.on_write([t for t in types if t not in self.shared.types], self.shared.on_write)
+        self.shared.watch(types, apply)
 
-        def listener(written: Sequence[StoredResource]) -> None:
-            for rec in written:
-                apply(rec)
+    def add_duty(self, name: str, duty: Duty) -> None:
+        """Run `duty` in one server process at a time, the leader (see `storage.leadership`):
+        background work such as the HL7 v2 listener, job queues and deliveries."""
+        self._duties.append((name, duty))
 
-        self.on_write(types, listener)
+    @property
+    def duties(self) -> tuple[tuple[str, Duty], ...]:
+        return tuple(self._duties)
 
     def operation(self, name: str, level: Level, type: str | None) -> Operation | None:
         return next(
@@ -158,6 +168,7 @@ class FhirService:
 
     async def handle(self, req: Request, tx: StorageTx | None = None) -> Response:
         """Route and run one interaction; inside a transaction bundle `tx` is shared."""
+        await self.shared.check()
         if req.context is None:
             req = req.with_(context=SYSTEM)
         if self.base_url:
@@ -219,6 +230,8 @@ class FhirService:
             finally:
                 written = self._written.pop(id(fresh), None)
         self._notify(written)
+        if written:
+            await self.shared.changed(written)
         return result
 
     def _notify(self, written: list[StoredResource] | None) -> None:

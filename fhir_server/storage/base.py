@@ -11,6 +11,14 @@ Versioning rules the engines enforce (the service computes the numbers):
 - A deletion is a version whose `deleted` is true and `data` is empty: `read` returns it
   (the service answers 410), search no longer finds the resource, history keeps it.
 - Everything written inside one `transaction()` becomes visible at once or not at all.
+
+Coordination between server processes sharing one database (`serve --workers N`, or
+several machines on one MongoDB):
+- A lease (`acquire_lease`) names the one process that runs background duties: a record
+  of its holder and expiry, taken when free or expired, renewed by its holder.
+- A generation counter (`generation`, `bump_generation`) tells other processes that state
+  they keep in memory (search parameters, terminology) changed in the database.
+- Small named state (`load_state`, `save_state`) keeps resumable jobs' checkpoints.
 """
 
 from __future__ import annotations
@@ -106,3 +114,24 @@ class Storage(StorageReader, Protocol):
 
     def blobs(self) -> BlobStore:
         """Where this engine keeps Binary content (see `fhir_server.storage.blobs`)."""
+
+    async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew lease `name` for `holder` until `seconds` from now (wall clock).
+
+        True when `holder` now holds it: it was free, expired, or already `holder`'s.
+        False (and nothing changed) while another holder's lease has not expired."""
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give up lease `name` if `holder` holds it, so another process takes it at once."""
+
+    async def generation(self, name: str) -> int:
+        """The counter `name` (0 before its first bump): cheap, read on every check."""
+
+    async def bump_generation(self, name: str) -> None:
+        """Add one to counter `name`, committed when this returns."""
+
+    async def load_state(self, key: str) -> bytes | None:
+        """The value saved under `key`, or None."""
+
+    async def save_state(self, key: str, value: bytes | None) -> None:
+        """Save (None: remove) the value under `key`, committed when this returns."""

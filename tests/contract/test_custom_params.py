@@ -156,6 +156,44 @@ async def test_reindex_resumes_from_its_checkpoint(
     assert await blue_ids(svc) == set(ids)
 
 
+async def test_a_background_reindex_runs_on_the_leader_and_resumes_its_saved_job(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`$reindex` with `background` queues a job in the storage; whoever runs it next (the
+    leader, here another service on the same database) starts from its checkpoint."""
+    svc = await make_service(storage)
+    ids = [(await call(svc, "POST", "Patient", patient("blue")))["id"] for _ in range(5)]
+    await call(svc, "PUT", "SearchParameter/eye-colour", eye_colour_param())
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "type", "valueString": "Patient"},
+            {"name": "background", "valueBoolean": True},
+        ],
+    }
+    queued = await call(svc, "POST", "$reindex", body)
+    assert queued["parameter"][0] == {"name": "status", "valueCode": "queued"}
+    assert await blue_ids(svc) == set()  # queued, not run inside the request
+
+    job = await reindex.load_job(svc)
+    assert job is not None and job.types == ["Patient"]
+    # a leader re-indexed the first two, saved its checkpoint, and died
+    job.checkpoint = reindex.Checkpoint([], "Patient", ids[1], {"Patient": 2})
+    await storage.save_state(reindex.JOB, job.to_json())
+
+    monkeypatch.setattr(reindex, "JOB_BATCH", 2)
+    resumed = await reindex.load_job(svc)
+    assert resumed is not None
+    done = await reindex.run_job(svc, resumed)
+    assert done.done and done.runs == [2] and done.checkpoint.counts == {"Patient": 5}
+    assert await blue_ids(svc) == set(ids[2:])  # the first two were (said to be) done
+    status = await call(svc, "GET", "$reindex-status")
+    assert status["parameter"][:2] == [
+        {"name": "status", "valueCode": "done"},
+        {"name": "total", "valueInteger": 5},
+    ]
+
+
 async def test_system_reindex_names_unknown_types(storage: Storage) -> None:
     svc = await make_service(storage)
     with pytest.raises(BadRequest, match="Nonsense"):

@@ -13,7 +13,6 @@ import pytest
 from adapters.hl7v2.runtime import Hl7Runtime
 from fhir_server.assembly import (
     FULL_COLLECTION_EVERY,
-    Background,
     convert_options,
     open_service,
     start_background,
@@ -73,7 +72,8 @@ async def test_no_background_duties_without_hl7_settings(tmp_path: Path, unfroze
         open_service(settings_in(tmp_path)) as svc,
         start_background(settings_in(tmp_path), svc) as background,
     ):
-        assert background == Background(hl7=None)
+        assert background.hl7 is None
+        assert background.leadership.leading  # a lone process leads
         assert gc.get_freeze_count() > 0  # the serving process settles its heap all the same
         assert gc.get_threshold()[2] == FULL_COLLECTION_EVERY
 

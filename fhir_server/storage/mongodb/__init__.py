@@ -23,6 +23,8 @@ Collections (one database; name from the URL path, default "fhir"):
     chunks     _id "Type/id/version/k": the body of a version over 4 MiB, in pieces (its
                resources/history documents then hold `data: b""`, `chunks: n`); see
                `chunks`.
+    leases, generations, saved_state  coordination between server processes (the
+               leader lease, change counters, job checkpoints); see `coordination`.
 
 Indexes (`open()`, idempotent) are compound multikey indexes that lead with `type` and
 the parameter name, e.g. (type, tok.p, tok.c, tok.s), so every positive condition is an
@@ -60,7 +62,7 @@ Modules: `documents` (document shape, index arrays from index values), `chunks` 
 bodies), `indexes` (index creation), `query` (search conditions to filters and sort),
 `history` (history filters and aggregations), `errors`, `reads` (reads shared by the
 engine and its transactions), `transaction` (`MongoTx`: writes, locks, begin and
-commit), `engine` (`MongoStorage`).
+commit), `coordination` (leases, counters, saved state), `engine` (`MongoStorage`).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from pymongo.errors import DocumentTooLarge, PyMongoError
 from fhir_server.errors import TooLargeForStorage
 from fhir_server.storage.base import HistoryQuery, Page, StoredResource
 from fhir_server.storage.mongodb.blobs import GridBlobStore
+from fhir_server.storage.mongodb.coordination import Coordination
 from fhir_server.storage.mongodb.documents import RECORD_FIELDS, one
 from fhir_server.storage.mongodb.errors import TransactionsUnavailable, plain_reads
 from fhir_server.storage.mongodb.history import HISTORY_SORT, history_at, history_match
@@ -32,7 +33,7 @@ ITER_BATCH = 500
 DEFAULT_TIMEOUT_MS = 60_000  # timeoutMS when the URL sets none: no operation hangs for ever
 
 
-class MongoStorage(Reader):
+class MongoStorage(Reader, Coordination):
     """The `Storage` port on one MongoDB database (a replica set or sharded cluster)."""
 
     def __init__(
@@ -47,7 +48,8 @@ class MongoStorage(Reader):
         same methods); `owns_client`: close its client on `close()`; `lock_timeout`:
         seconds `lock()` waits for another transaction holding the key; `options`: the
         transactions' commit time limit and the server's lifetime limit."""
-        super().__init__(database, None)
+        Reader.__init__(self, database, None)
+        Coordination.__init__(self, database)
         self._client = database.client
         self._owns_client = owns_client
         self._lock_timeout = lock_timeout

@@ -4,9 +4,12 @@ write transactions."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fhir_server.storage.sqlite import statistics
@@ -27,7 +30,9 @@ class Checkpoints:
     checkpoint on a thread: the loop keeps serving reads, writers wait asynchronously.
     """
 
-    def __init__(self, path: Path, writes: Writes, every: int, interval: float) -> None:
+    def __init__(
+        self, path: Path, writes: Writes, every: int, interval: float, *, on_commit: bool = True
+    ) -> None:
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.execute("PRAGMA busy_timeout = 2000")  # on the worker thread: may wait
@@ -37,9 +42,13 @@ class Checkpoints:
         self._commits = 0
         self._last = time.monotonic()
         self._task: asyncio.Task[None] | None = None
+        self._on_commit = on_commit
 
     def committed(self) -> None:
-        """Count a commit; start a checkpoint when enough commits or time went by."""
+        """Count a commit; start a checkpoint when enough commits or time went by (unless
+        the leader process runs them: `every_interval`)."""
+        if not self._on_commit:
+            return
         self._commits += 1
         due = self._commits >= self._every or time.monotonic() - self._last >= self._interval
         if due and self._task is None:
@@ -54,6 +63,25 @@ class Checkpoints:
                 await asyncio.to_thread(self._checkpoint)
         finally:
             self._task = None
+
+    @asynccontextmanager
+    async def every_interval(self) -> AsyncIterator[None]:
+        """Checkpoint every `interval` seconds while the block runs: with several processes
+        on the file, the leader's duty (each process's own commits no longer trigger one)."""
+
+        async def forever() -> None:
+            while True:
+                await asyncio.sleep(self._interval)
+                if self._task is None:
+                    self._task = asyncio.get_running_loop().create_task(self._run())
+
+        task = asyncio.get_running_loop().create_task(forever())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def _checkpoint(self) -> None:
         try:

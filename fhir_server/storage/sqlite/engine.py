@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 
 from fhir_server.search.conditions import SearchQuery
 from fhir_server.search.values import IndexValue
 from fhir_server.storage.base import HistoryQuery, Page, StoredResource
 from fhir_server.storage.blobs import FileBlobStore
-from fhir_server.storage.sqlite import planner, reads, statistics, writes
+from fhir_server.storage.sqlite import coordination, planner, reads, statistics, writes
 from fhir_server.storage.sqlite.checkpoints import Checkpoints
 from fhir_server.storage.sqlite.reads import RECORD, record
 from fhir_server.storage.sqlite.schema import connect, migrate
@@ -63,17 +64,21 @@ class SQLiteStorage:
         checkpoint_interval: float = 1.0,
         probe_limit: int = 2000,
         trace: Callable[[str], None] | None = None,
+        shared: bool = False,
     ) -> None:
         """`lock_timeout`: seconds to wait for another process's write transaction;
         `checkpoint_every` commits or `checkpoint_interval` seconds: when to checkpoint;
         `probe_limit`: a search starts from a clause with fewer index rows than this (see
         `planner._plan`; 0 makes every search walk the rows);
-        `trace`: called with every SQL statement run (for debugging and plan tests)."""
+        `trace`: called with every SQL statement run (for debugging and plan tests);
+        `shared`: other server processes use the file too, and the leader among them runs
+        the checkpoints (`maintenance_duty`) instead of each after its own commits."""
         self.path = Path(path)
         self.lock_timeout = lock_timeout
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval = checkpoint_interval
         self.probe_limit = probe_limit
+        self.shared = shared
         self._checkpoints: Checkpoints | None = None
         self._trace = trace
         self._writes: Writes | None = None
@@ -106,7 +111,11 @@ class SQLiteStorage:
         writer.execute("PRAGMA wal_autocheckpoint = 0")  # see Checkpoints
         self._reader = connect(self.path, busy_ms=5000, trace=self._trace)
         self._checkpoints = Checkpoints(
-            self.path, self._writes, self.checkpoint_every, self.checkpoint_interval
+            self.path,
+            self._writes,
+            self.checkpoint_every,
+            self.checkpoint_interval,
+            on_commit=not self.shared,
         )
         self._writes.on_commit = self._checkpoints.committed
 
@@ -150,6 +159,38 @@ class SQLiteStorage:
             if len(rows) < ITER_BATCH:
                 return
             after = rows[-1][0]
+
+    def maintenance_duty(self) -> AbstractAsyncContextManager[None]:
+        """The leader's upkeep of a shared file: WAL checkpoints and planner statistics
+        every `checkpoint_interval` seconds."""
+        if self._checkpoints is None:
+            raise RuntimeError("SQLiteStorage is not open")
+        return self._checkpoints.every_interval()
+
+    # -- coordination between processes (see `coordination`) ---------------------------
+
+    async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
+        now = time.time()
+        async with self._write_queue.transaction() as conn:
+            return coordination.acquire(conn, name, holder, now, now + seconds)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        async with self._write_queue.transaction() as conn:
+            coordination.release(conn, name, holder)
+
+    async def generation(self, name: str) -> int:
+        return coordination.generation(self._read_conn, name)
+
+    async def bump_generation(self, name: str) -> None:
+        async with self._write_queue.transaction() as conn:
+            coordination.bump(conn, name)
+
+    async def load_state(self, key: str) -> bytes | None:
+        return coordination.load(self._read_conn, key)
+
+    async def save_state(self, key: str, value: bytes | None) -> None:
+        async with self._write_queue.transaction() as conn:
+            coordination.save(conn, key, value)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SQLiteTx]:

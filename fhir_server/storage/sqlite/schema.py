@@ -1,6 +1,6 @@
 """The file's schema, its migrations, the index tables, and how connections are set up.
 
-Schema (PRAGMA user_version = 3):
+Schema (PRAGMA user_version = 4):
 
     resources  rid INTEGER PRIMARY KEY, type, id, version, last_updated, deleted, method,
                data; UNIQUE(type, id). The current version of every resource; a deletion
@@ -23,8 +23,11 @@ Schema (PRAGMA user_version = 3):
                `resources`, so the total of a search without criteria is not a count of
                a million rows (`_summary=count`, `GET /Patient`).
 
+    leases, generations, saved_state  coordination between processes sharing the file
+               (the leader lease, change counters, resumable jobs' checkpoints).
+
 Version 2 added composite_idx, geo_idx and the token text index (`:text`); version 3 the
-type counts.
+type counts; version 4 the coordination tables.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from fhir_server.search.values import (
 )
 from fhir_server.storage.sqlite.sql import fetch_one, marks
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 COMPONENTS = 3  # the most components an R4 composite parameter has
 
 
@@ -136,10 +139,16 @@ VERSION_3 = (
     "INSERT INTO type_counts (type, live) "
     "SELECT type, count(*) FROM resources WHERE deleted = 0 GROUP BY type",
 )
-SCHEMA = SCHEMA + VERSION_2 + _COUNT_TRIGGERS
+VERSION_4 = (  # coordination between processes (see `coordination`)
+    "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires REAL NOT NULL)"
+    " WITHOUT ROWID",
+    "CREATE TABLE generations (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE saved_state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+)
+SCHEMA = SCHEMA + VERSION_2 + _COUNT_TRIGGERS + VERSION_4
 
 # Migrations from version n to n + 1, applied in order inside one transaction.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: VERSION_2, 2: VERSION_3}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: VERSION_2, 2: VERSION_3, 3: VERSION_4}
 
 
 @dataclass(frozen=True, slots=True)

@@ -304,6 +304,9 @@ async def test_a_version_1_file_is_migrated_to_the_current_schema(tmp_path: Path
             "DROP TRIGGER type_counts_insert",
             "DROP TRIGGER type_counts_update",
             "DROP TRIGGER type_counts_delete",
+            "DROP TABLE leases",
+            "DROP TABLE generations",
+            "DROP TABLE saved_state",
             "PRAGMA user_version = 1",
         ):
             conn.execute(statement)
@@ -315,7 +318,7 @@ async def test_a_version_1_file_is_migrated_to_the_current_schema(tmp_path: Path
     finally:
         await again.close()
     with closing(sqlite3.connect(db)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         assert {
             "composite_idx",
@@ -324,6 +327,9 @@ async def test_a_version_1_file_is_migrated_to_the_current_schema(tmp_path: Path
             "geo_position",
             "type_counts",
             "type_counts_insert",
+            "leases",
+            "generations",
+            "saved_state",
         } <= names
 
 
@@ -411,6 +417,37 @@ async def test_background_checkpoints_keep_the_wal_small(tmp_path: Path) -> None
         assert (await storage.read("Patient", "p299")).version == 1
     finally:
         await storage.close()
+
+
+async def test_a_shared_file_is_checkpointed_by_the_leader_duty_only(tmp_path: Path) -> None:
+    """With several processes on the file (`shared`), commits trigger no checkpoint: the
+    leader's `maintenance_duty` runs them, every `checkpoint_interval` seconds."""
+    db = tmp_path / "shared.db"
+    follower = SQLiteStorage(db, checkpoint_every=1, checkpoint_interval=0.05, shared=True)
+    leader = SQLiteStorage(db, checkpoint_every=1, checkpoint_interval=0.05, shared=True)
+    await follower.open()
+    await leader.open()
+    wal = Path(f"{db}-wal")
+
+    async def write(start: int) -> None:
+        for n in range(start, start + 60):
+            async with follower.transaction() as tx:
+                await tx.write(patient(f"p{n}"), INDEX, expected_version=0)
+            await asyncio.sleep(0)
+
+    try:
+        await write(0)
+        await asyncio.sleep(0.2)
+        grown = wal.stat().st_size
+        assert grown > 512 * 1024  # nobody checkpointed: the WAL only grew
+        async with leader.maintenance_duty():
+            await asyncio.sleep(0.3)  # a checkpoint ran: the next writer restarts the WAL
+            await write(60)
+            await asyncio.sleep(0.3)
+        assert wal.stat().st_size < grown * 3 // 2  # restarted, not grown twice as large
+    finally:
+        await follower.close()
+        await leader.close()
 
 
 # -- the two search plans agree ------------------------------------------------------------

@@ -19,6 +19,8 @@ from functools import cache, lru_cache
 
 from hl7apy import load_library
 
+from adapters.hl7v2.registry import SUPPORTED_EVENTS
+
 _BOM = "\ufeff"
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
 _LINE = re.compile(r"\r\n|\r|\n")
@@ -391,33 +393,6 @@ def parse(text: str) -> Message:
 
 
 # --- what the adapter accepts --------------------------------------------------------------
-
-SUPPORTED_EVENTS = {
-    "ADT": frozenset(
-        {
-            "A01",
-            "A02",
-            "A03",
-            "A04",
-            "A05",
-            "A06",
-            "A07",
-            "A08",
-            "A11",
-            "A12",
-            "A13",
-            "A28",
-            "A31",
-            "A40",
-        }
-    ),
-    "ORU": frozenset({"R01"}),
-    "ORM": frozenset({"O01"}),
-    "OML": frozenset({"O21"}),
-    "VXU": frozenset({"V04"}),
-    "SIU": frozenset({"S12", "S13", "S14", "S15"}),
-    "MDM": frozenset({"T02"}),
-}
 
 
 def check_supported(header: Header) -> None:

@@ -1,0 +1,116 @@
+"""What the maps of one message share: the options, the message, the Bundle being built."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from adapters.hl7v2 import datatypes as dt
+from adapters.hl7v2.bundle import BundleBuilder, stable_id
+from adapters.hl7v2.message import Header, Message, MessageError, Segment, components
+
+V2_MESSAGE = "x-application/hl7-v2+er7"
+
+
+EVENT_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0003"
+
+
+PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+
+
+OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+
+ATTACHMENT_EXT = (
+    "https://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.valueAttachment"
+)
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    timezone: str = "UTC"  # the zone of a TS/DTM sent without an offset
+    identifier_systems: Mapping[str, str] = field(default_factory=dict)  # authority -> system
+
+
+@dataclass(frozen=True)
+class Conversion:
+    bundle: dict[str, Any]
+    header: Header
+    patient_key: str | None  # "system|value" of the patient the message is about
+    merged_keys: tuple[str, ...] = ()  # "system|value" of the patients an A40 merges
+
+
+@cache
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise MessageError(
+            f"Unknown time zone '{name}' in the conversion options", ack_code="AE"
+        ) from None
+
+
+class Context:
+    """What the maps of one message share: the message, the options and the entries."""
+
+    def __init__(self, message: Message, options: ConvertOptions, payload: bytes) -> None:
+        self.message = message
+        self.header = message.header
+        self.zone = _zone(options.timezone)
+        self.systems = options.identifier_systems
+        self.entries = BundleBuilder()
+        self.payload = payload
+        self.sender = f"{self.header.sending_application}|{self.header.sending_facility}"
+        facility = self.header.sending_facility.split("^")
+        self.default_system = dt.authority_system(
+            facility[0],
+            facility[1] if len(facility) > 1 else "",
+            facility[2] if len(facility) > 2 else "",
+            self.systems,
+        )
+        self.patient: str | None = None
+        self.patient_key: str | None = None
+        self.merged_keys: list[str] = []  # patients an A40 merges into `patient_key`
+        self.encounter: str | None = None
+        self.focus: list[str] = []
+
+    def time(self, value: str) -> str | None:
+        return dt.date_time(value, self.zone) if value else None
+
+    def identifier(self, comps: list[str]) -> dict[str, Any] | None:
+        found = dt.identifier(comps, self.systems)
+        if found is not None and not found.get("system") and self.default_system:
+            found["system"] = self.default_system
+        return found
+
+    def own_system(self, kind: str) -> str:
+        """An identifier system for things the sender numbers without naming an authority."""
+        h = self.header
+        name = ".".join(
+            p for p in (h.sending_application.split("^")[0], h.sending_facility.split("^")[0]) if p
+        )
+        return f"urn:id:{quote(name or 'unknown', safe='.-_')}:{kind}"
+
+
+def rep_components(rep: str, seg: Segment) -> list[str]:
+    return components(rep, seg.delims)
+
+
+def required_segment(ctx: Context, name: str) -> Segment:
+    seg = ctx.message.first(name)
+    if seg is None:
+        raise MessageError(f"The message has no {name} segment", error_code="100", location=name)
+    return seg
+
+
+def own_id(ctx: Context, kind: str, key: str) -> dict[str, Any]:
+    return {"system": ctx.own_system(kind), "value": stable_id(key)}
+
+
+def with_identifier(resource: dict[str, Any], ident: dict[str, Any]) -> dict[str, Any]:
+    resource.setdefault("identifier", []).append(ident)
+    return resource

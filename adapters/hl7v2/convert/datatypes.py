@@ -1,0 +1,96 @@
+"""Datatype maps that make resources: XCN[Practitioner], XON[Organization], PL[Location],
+XAD/XTN on a resource, ED[Attachment]."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from adapters.hl7v2 import datatypes as dt
+from adapters.hl7v2.bundle import identifier_criteria
+from adapters.hl7v2.convert.context import Context, own_id, rep_components, with_identifier
+from adapters.hl7v2.message import Segment
+
+
+def practitioner_ref(ctx: Context, comps: list[str]) -> dict[str, Any] | None:
+    """XCN -> Practitioner: datatypes/ "XCN[Practitioner]"; a reference to a conditional
+    update on the identifier, or a display-only reference when XCN-1 is empty."""
+    found = dt.practitioner(comps, ctx.systems)
+    if found is None:
+        return None
+    idents = found.get("identifier")
+    if not idents:
+        name = found["name"][0]
+        return {"display": " ".join([*name.get("given", []), name.get("family", "")]).strip()}
+    if not idents[0].get("system") and ctx.default_system:
+        idents[0]["system"] = ctx.default_system
+    return {"reference": ctx.entries.upsert(found, identifier_criteria(idents[0]))}
+
+
+def organization_ref(ctx: Context, comps: list[str]) -> dict[str, Any] | None:
+    """XON -> Organization: datatypes/ "XON[Organization]" (XON-1 name, XON-10 identifier
+    with XON-6 assigning authority); display-only when it has no identifier."""
+    name, id_value = dt.part(comps, 1), dt.part(comps, 10) or dt.part(comps, 3)
+    if not id_value:
+        return {"display": name} if name else None
+    ident = {
+        "system": dt.hd_system(dt.part(comps, 6), ctx.systems) or ctx.default_system,
+        "value": id_value,
+    }
+    org = dt.clean(
+        {"resourceType": "Organization", "identifier": [dt.clean(ident)], "name": name or None}
+    )
+    return {"reference": ctx.entries.upsert(org, identifier_criteria(dt.clean(ident)))}
+
+
+def location_ref(ctx: Context, comps: list[str]) -> dict[str, Any] | None:
+    """PL -> Location: datatypes/ "PL[Location]" (name from point of care, room, bed,
+    facility; one Location per distinct PL of this sender, by an identifier we derive)."""
+    name = dt.location_name(comps)
+    if not name:
+        return None
+    ident = own_id(ctx, "location", "^".join(comps))
+    location = {"resourceType": "Location", "name": name, "mode": "instance", "status": "active"}
+    return {
+        "reference": ctx.entries.upsert(
+            with_identifier(location, ident), identifier_criteria(ident)
+        ),
+        "display": name,
+    }
+
+
+def add_contacts(
+    seg: Segment, address: int, phones: tuple[int, ...], resource: dict[str, Any]
+) -> None:
+    """XAD field `address` -> address, XTN fields `phones` -> telecom."""
+    addresses = [a for a in (dt.address(rep_components(r, seg)) for r in seg.reps(address)) if a]
+    if addresses:
+        resource["address"] = addresses
+    telecom = [
+        t
+        for n in phones
+        for t in (dt.contact_point(rep_components(r, seg)) for r in seg.reps(n))
+        if t
+    ]
+    if telecom:
+        resource["telecom"] = telecom
+
+
+def ed_attachment(comps: list[str]) -> dict[str, Any] | None:
+    """ED -> Attachment: datatypes/ "ED[Attachment]"."""
+    kind, subtype, encoding, data = (dt.part(comps, n) for n in (2, 3, 4, 5))
+    if not data:
+        return None
+    major = {
+        "AP": "application",
+        "IM": "image",
+        "AU": "audio",
+        "TEXT": "text",
+        "MULTIPART": "multipart",
+    }.get(kind.upper(), kind.lower() or "application")
+    out: dict[str, Any] = {"contentType": f"{major}/{subtype.lower() or 'octet-stream'}"}
+    if encoding.upper() == "BASE64":
+        out["data"] = data.replace("\n", "")
+    else:
+        out["data"] = base64.b64encode(data.encode("utf-8")).decode("ascii")
+    return out

@@ -1,0 +1,56 @@
+"""ORU_R01: messages/ "ORU_R01"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.hl7v2.convert.context import Context
+from adapters.hl7v2.convert.segments.nte import map_note
+from adapters.hl7v2.convert.segments.obr import map_diagnostic_report
+from adapters.hl7v2.convert.segments.obx import map_observation
+from adapters.hl7v2.convert.segments.orc import map_service_request
+from adapters.hl7v2.convert.segments.pid import map_patient
+from adapters.hl7v2.convert.segments.pv1 import map_encounter
+from adapters.hl7v2.convert.segments.spm import map_specimen
+from adapters.hl7v2.message import MessageError, Segment
+
+
+def oru(ctx: Context, event: str) -> None:
+    """ORU_R01: messages/ "ORU_R01" (PID, PV1, ORC, OBR, OBX, NTE, SPM)."""
+    pid = ctx.message.first("PID")
+    if pid is not None:
+        map_patient(ctx, pid)
+    pv1 = ctx.message.first("PV1")
+    if pv1 is not None and pv1.field(19):
+        ctx.encounter = map_encounter(ctx, pv1, "")
+    orc: Segment | None = None
+    report: dict[str, Any] | None = None
+    order = ""
+    specimens: list[str] = []
+    last_obs: dict[str, Any] | None = None
+    for seg in ctx.message.segments:
+        if seg.name == "ORC":
+            orc = seg
+        elif seg.name == "OBR":
+            order = seg.text(3) or seg.text(2) or (orc.text(3) or orc.text(2) if orc else "")
+            specimens = []
+            request = map_service_request(ctx, orc, seg)
+            ref = map_diagnostic_report(ctx, orc, seg, request)
+            report = ctx.entries.resource(ref)
+            orc, last_obs = None, None
+        elif seg.name == "OBX":
+            obs_ref = map_observation(ctx, seg, order, report, specimens)
+            last_obs = ctx.entries.resource(obs_ref)
+            if report is not None:
+                report.setdefault("result", []).append({"reference": obs_ref})
+        elif seg.name == "SPM":
+            spec = map_specimen(ctx, seg)
+            specimens.append(spec)
+            if report is not None:
+                report.setdefault("specimen", []).append({"reference": spec})
+        elif seg.name == "NTE" and last_obs is not None:
+            note = map_note(seg)
+            if note:
+                last_obs.setdefault("note", []).append(note)
+    if report is None:
+        raise MessageError("An ORU^R01 needs an OBR segment", error_code="100", location="OBR")

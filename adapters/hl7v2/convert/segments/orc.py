@@ -1,0 +1,90 @@
+"""ORC/OBR -> ServiceRequest: segments/ "ORC[ServiceRequest]", "OBR[ServiceRequest]"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.hl7v2 import datatypes as dt
+from adapters.hl7v2 import tables
+from adapters.hl7v2.bundle import identifier_criteria
+from adapters.hl7v2.convert.context import Context
+from adapters.hl7v2.convert.datatypes import practitioner_ref
+from adapters.hl7v2.message import MessageError, Segment
+
+
+def order_identifiers(
+    ctx: Context, orc: Segment | None, obr: Segment | None
+) -> list[dict[str, Any]]:
+    out = []
+    for kind, n_orc, n_obr in (("PLAC", 2, 2), ("FILL", 3, 3)):
+        comps = (obr.components(n_obr) if obr is not None else []) or (
+            orc.components(n_orc) if orc is not None else []
+        )
+        value = dt.part(comps, 1)
+        if not value:
+            continue
+        system = dt.authority_system(
+            dt.part(comps, 2), dt.part(comps, 3), dt.part(comps, 4), ctx.systems
+        ) or ctx.own_system("order")
+        out.append(
+            {
+                "type": {
+                    "coding": [
+                        {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": kind}
+                    ]
+                },
+                "system": system,
+                "value": value,
+            }
+        )
+    return out
+
+
+def map_service_request(ctx: Context, orc: Segment | None, obr: Segment | None) -> str:
+    """ORC/OBR -> ServiceRequest: segments/ "ORC[ServiceRequest]", "OBR[ServiceRequest]"
+    (ORC-2/OBR-2 placer and ORC-3/OBR-3 filler identifiers, ORC-1/ORC-5 status via
+    OrderControlCode[ServiceRequest.status] / OrderStatus, OBR-4 code, ORC-12/OBR-16
+    requester)."""
+    idents = order_identifiers(ctx, orc, obr)
+    seg = obr or orc
+    assert seg is not None
+    if not idents:
+        raise MessageError(
+            "An order needs a placer or filler order number",
+            error_code="101",
+            location=seg.location(2),
+        )
+    status = None
+    if orc is not None:
+        status = tables.lookup("OrderStatus", orc.text(5)) or tables.lookup(
+            "OrderControlCode[ServiceRequest.status]", orc.text(1)
+        )
+    if status is None and obr is not None and obr.text(25):
+        status = ("completed", "", "") if obr.text(25) in ("F", "C") else ("active", "", "")
+    request: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "identifier": idents,
+        "status": status[0] if status else "unknown",
+        "intent": "order",
+    }
+    code = dt.codeable(obr.components(4)) if obr is not None else None
+    if code:
+        request["code"] = code
+    if ctx.patient:
+        request["subject"] = {"reference": ctx.patient}
+    if ctx.encounter:
+        request["encounter"] = {"reference": ctx.encounter}
+    authored = ctx.time(orc.text(9)) if orc is not None else None
+    if authored:
+        request["authoredOn"] = authored
+    requester = None
+    for source, n in ((obr, 16), (orc, 12)):
+        if source is not None and source.field(n):
+            requester = practitioner_ref(ctx, source.components(n))
+            if requester:
+                break
+    if requester:
+        request["requester"] = requester
+    ref = ctx.entries.upsert(request, identifier_criteria(idents[0]))
+    ctx.focus.append(ref)
+    return ref

@@ -1,0 +1,64 @@
+"""PID and PD1 -> Patient: segments/ "PID[Patient]", "PD1[Patient]"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.hl7v2 import datatypes as dt
+from adapters.hl7v2 import tables
+from adapters.hl7v2.bundle import identifier_criteria
+from adapters.hl7v2.convert.context import Context, rep_components
+from adapters.hl7v2.convert.datatypes import add_contacts, organization_ref, practitioner_ref
+from adapters.hl7v2.message import MessageError, Segment
+
+
+def map_patient(ctx: Context, pid: Segment) -> str:
+    """PID -> Patient: segments/ "PID[Patient]" (PID-3 identifier, PID-5 name, PID-7
+    birthDate, PID-8 gender via AdministrativeSex, PID-11 address, PID-13/14 telecom,
+    PID-16 maritalStatus via MaritalStatus, PID-29/30 deceased)."""
+    idents = [i for i in (ctx.identifier(rep_components(r, pid)) for r in pid.reps(3)) if i]
+    if not idents:
+        raise MessageError(
+            "PID-3 (patient identifier list) is required",
+            error_code="101",
+            location=pid.location(3),
+        )
+    names = [n for n in (dt.human_name(rep_components(r, pid)) for r in pid.reps(5)) if n]
+    patient: dict[str, Any] = {"resourceType": "Patient", "identifier": idents}
+    if names:
+        patient["name"] = names
+    sex = tables.lookup("AdministrativeSex", pid.text(8))
+    if sex:
+        patient["gender"] = sex[0]
+    birth = dt.date(pid.text(7))
+    if birth:
+        patient["birthDate"] = birth
+    add_contacts(pid, 11, (13, 14), patient)
+    marital = pid.text(16)
+    if marital:
+        coding = tables.coding("MaritalStatus", marital)
+        patient["maritalStatus"] = (
+            {"coding": [coding]}
+            if coding
+            else dt.codeable(pid.components(16), "http://terminology.hl7.org/CodeSystem/v2-0002")
+        )
+    died = ctx.time(pid.text(29))
+    if died:
+        patient["deceasedDateTime"] = died
+    elif pid.text(30) in ("Y", "N"):
+        patient["deceasedBoolean"] = pid.text(30) == "Y"
+    ref = ctx.entries.upsert(patient, identifier_criteria(idents[0]))
+    if ctx.patient is None:
+        ctx.patient = ref
+        ctx.patient_key = identifier_criteria(idents[0]).removeprefix("identifier=")
+        ctx.focus.append(ref)
+    return ref
+
+
+def map_primary_care(ctx: Context, pd1: Segment, patient: dict[str, Any]) -> None:
+    """PD1 -> Patient: segments/ "PD1[Patient]" (PD1-3 primary facility as an Organization,
+    PD1-4 primary care provider as a Practitioner, both in generalPractitioner)."""
+    found = [o for o in (organization_ref(ctx, rep_components(r, pd1)) for r in pd1.reps(3)) if o]
+    found += [p for p in (practitioner_ref(ctx, rep_components(r, pd1)) for r in pd1.reps(4)) if p]
+    if found:
+        patient["generalPractitioner"] = found

@@ -1,0 +1,99 @@
+"""PV1 and PV2 -> Encounter: segments/ "PV1[Encounter]", "PV2[Encounter]"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.hl7v2 import datatypes as dt
+from adapters.hl7v2 import tables
+from adapters.hl7v2.bundle import identifier_criteria, stable_id
+from adapters.hl7v2.convert.context import PARTICIPATION, Context, rep_components
+from adapters.hl7v2.convert.datatypes import location_ref, practitioner_ref
+from adapters.hl7v2.message import Segment
+
+
+def map_encounter(ctx: Context, pv1: Segment, event: str) -> str:
+    """PV1 -> Encounter: segments/ "PV1[Encounter]" (PV1-2 class via PatientClass[EncounterClass],
+    PV1-3 location, PV1-7/8/17 participants, PV1-19 identifier, PV1-44/45 period); status
+    from the event (codesystems/ "Event[EncounterStatus]"), A04 as in-progress."""
+    patient_class = pv1.text(2)
+    found = tables.coding("PatientClass[EncounterClass]", patient_class)
+    klass = found or {
+        "system": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor",
+        "code": "UNK",
+    }
+    enc: dict[str, Any] = {
+        "resourceType": "Encounter",
+        "status": encounter_status(pv1, event, patient_class),
+        "class": klass,
+    }
+    ident = ctx.identifier(pv1.components(19))
+    if ident:
+        enc["identifier"] = [ident]
+    if ctx.patient:
+        enc["subject"] = {"reference": ctx.patient}
+    start, end = ctx.time(pv1.text(44)), ctx.time(pv1.text(45))
+    if start or end:
+        enc["period"] = dt.clean({"start": start, "end": end})
+    where = location_ref(ctx, pv1.components(3))
+    if where:
+        enc["location"] = [{"location": where, "status": "active"}]
+    participants = []
+    for n, role in ((7, "ATND"), (8, "REF"), (17, "ADM")):
+        for rep in pv1.reps(n):
+            who = practitioner_ref(ctx, rep_components(rep, pv1))
+            if who:
+                participants.append(
+                    {
+                        "type": [{"coding": [{"system": PARTICIPATION, "code": role}]}],
+                        "individual": who,
+                    }
+                )
+    pv2 = ctx.message.first("PV2")
+    if pv2 is not None:
+        map_visit_details(ctx, pv2, enc, participants)
+    if participants:
+        enc["participant"] = participants
+    if ident:
+        ref = ctx.entries.upsert(enc, identifier_criteria(ident))
+    else:
+        ref = ctx.entries.put(enc, stable_id("Encounter", ctx.sender, ctx.header.control_id))
+    ctx.focus.append(ref)
+    return ref
+
+
+def map_visit_details(
+    ctx: Context, pv2: Segment, enc: dict[str, Any], participants: list[dict[str, Any]]
+) -> None:
+    """PV2 -> Encounter: segments/ "PV2[Encounter]" (PV2-3 reasonCode, PV2-11 length in
+    days, PV2-13 referral source as a participant, PV2-25 priority)."""
+    reason = dt.codeable(pv2.components(3))
+    if reason:
+        enc["reasonCode"] = [reason]
+    days = dt.number(pv2.text(11))
+    if days is not None:
+        enc["length"] = {"value": days, "unit": "days", "system": dt.UCUM, "code": "d"}
+    for rep in pv2.reps(13):
+        who = practitioner_ref(ctx, rep_components(rep, pv2))
+        if who:
+            participants.append(
+                {
+                    "type": [{"coding": [{"system": PARTICIPATION, "code": "REF"}]}],
+                    "individual": who,
+                }
+            )
+    priority = dt.codeable(pv2.components(25), "http://terminology.hl7.org/CodeSystem/v2-0217")
+    if priority:
+        enc["priority"] = priority
+
+
+def encounter_status(pv1: Segment, event: str, patient_class: str) -> str:
+    if event in ("A01", "A04", "A02", "A13"):
+        return "in-progress"
+    mapped = tables.lookup("Event[EncounterStatus]", event)
+    if mapped and mapped[0] != "unknown":
+        return mapped[0]
+    if pv1.text(45):
+        return "finished"
+    by_class = tables.lookup("PatientClass[EncounterStatus]", patient_class)
+    return by_class[0] if by_class else "unknown"

@@ -1,0 +1,91 @@
+"""SCH (with AIP, AIL, TQ1) -> Appointment: segments/ "SCH[Appointment]"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.hl7v2 import datatypes as dt
+from adapters.hl7v2 import tables
+from adapters.hl7v2.bundle import identifier_criteria
+from adapters.hl7v2.convert.context import Context
+from adapters.hl7v2.convert.datatypes import practitioner_ref
+from adapters.hl7v2.message import MessageError, Segment
+
+
+def map_appointment(ctx: Context, sch: Segment, event: str) -> str:
+    """SCH -> Appointment: segments/ "SCH[Appointment]" (SCH-1/2 identifiers, SCH-7 reason,
+    SCH-8 appointmentType, SCH-11 or TQ1-7/8 start/end, SCH-25 status via
+    FillerStatusCodes[Appointment]); participants from "AIP[Appointment]",
+    "AIL[Appointment]" and "PID[Appointment]"."""
+    idents = []
+    for n, kind in ((1, "PLAC"), (2, "FILL")):
+        comps = sch.components(n)
+        if dt.part(comps, 1):
+            idents.append(
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                "code": kind,
+                            }
+                        ]
+                    },
+                    "system": dt.authority_system(
+                        dt.part(comps, 2), dt.part(comps, 3), dt.part(comps, 4), ctx.systems
+                    )
+                    or ctx.own_system("appointment"),
+                    "value": dt.part(comps, 1),
+                }
+            )
+    if not idents:
+        raise MessageError(
+            "SCH-1 or SCH-2 (appointment id) is required",
+            error_code="101",
+            location=sch.location(2),
+        )
+    status = tables.lookup("FillerStatusCodes[Appointment]", sch.text(25))
+    default = {"S15": "cancelled", "S26": "noshow"}.get(event, "booked")
+    appt: dict[str, Any] = {
+        "resourceType": "Appointment",
+        "identifier": idents,
+        "status": status[0] if status else default,
+    }
+    reason = dt.codeable(sch.components(7))
+    if reason:
+        appt["reasonCode"] = [reason]
+    appointment_type = dt.codeable(sch.components(8))
+    if appointment_type:
+        appt["appointmentType"] = appointment_type
+    tq1 = ctx.message.first("TQ1")
+    timing = sch.components(11)
+    start = ctx.time(tq1.text(7) if tq1 is not None else dt.part(timing, 4))
+    end = ctx.time(tq1.text(8) if tq1 is not None else dt.part(timing, 5))
+    if start and "T" in start:
+        appt["start"] = start
+    if end and "T" in end:
+        appt["end"] = end
+    if sch.text(9).isdigit():
+        appt["minutesDuration"] = int(sch.text(9))
+    participants = []
+    if ctx.patient:
+        participants.append({"actor": {"reference": ctx.patient}, "status": "accepted"})
+    for seg in ctx.message.segments:
+        if seg.name == "AIP":
+            who = practitioner_ref(ctx, seg.components(3))
+            if who:
+                participants.append({"actor": who, "status": "accepted"})
+        elif seg.name == "AIL":
+            where = dt.location_name(seg.components(3))
+            if where:
+                participants.append({"actor": {"display": where}, "status": "accepted"})
+    if not participants:
+        raise MessageError(
+            "An appointment needs a patient, AIP or AIL participant",
+            error_code="100",
+            location="PID",
+        )
+    appt["participant"] = participants
+    ref = ctx.entries.upsert(appt, identifier_criteria(idents[-1]))
+    ctx.focus.append(ref)
+    return ref

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from adapters.hl7v2.message import MessageError
+
 _NAMESPACE = uuid.UUID("5d7c2f0e-6b0c-4f7a-9a51-2f6f1b0c8e11")
 _NAMESPACE_BYTES = _NAMESPACE.bytes
 
@@ -31,9 +33,14 @@ _PLAIN = re.compile(r"[A-Za-z0-9|:/._-]*")
 
 
 def identifier_criteria(ident: dict[str, Any]) -> str:
-    """The `identifier` search value for an Identifier: `system|value`, or `value`."""
-    value = ident["value"]
-    token = f"{ident['system']}|{value}" if ident.get("system") else value
+    """The `identifier` search value for an Identifier: always `system|value`, since a bare
+    value matches that value under every system (another sender's patient)."""
+    value, system = ident["value"], ident.get("system")
+    if not system:
+        raise MessageError(
+            f"Identifier '{value}' has no system: it cannot be matched safely", error_code="101"
+        )
+    token = f"{system}|{value}"
     if _PLAIN.fullmatch(token):  # nothing to escape: skip the (slow) quote
         return f"identifier={token}"
     return f"identifier={quote(token, safe='|:/.-_')}"

@@ -65,13 +65,7 @@ class Context:
         self.entries = BundleBuilder()
         self.payload = payload
         self.sender = f"{self.header.sending_application}|{self.header.sending_facility}"
-        facility = self.header.sending_facility.split("^")
-        self.default_system = dt.authority_system(
-            facility[0],
-            facility[1] if len(facility) > 1 else "",
-            facility[2] if len(facility) > 2 else "",
-            self.systems,
-        )
+        self.default_system = sender_system(self.header, self.systems)
         self.patient: str | None = None
         self.patient_key: str | None = None
         self.merged_keys: list[str] = []  # patients an A40 merges into `patient_key`
@@ -81,9 +75,18 @@ class Context:
     def time(self, value: str) -> str | None:
         return dt.date_time(value, self.zone) if value else None
 
-    def identifier(self, comps: list[str]) -> dict[str, Any] | None:
+    def identifier(self, comps: list[str], location: str) -> dict[str, Any] | None:
+        """CX -> Identifier; without an assigning authority, the sender's system (never none:
+        an identifier without a system would match the same value under every system)."""
         found = dt.identifier(comps, self.systems)
-        if found is not None and not found.get("system") and self.default_system:
+        if found is not None and not found.get("system"):
+            if not self.default_system:
+                raise MessageError(
+                    f"Identifier '{found['value']}' names no assigning authority and the sender "
+                    "(MSH-3, MSH-4) is empty: no identifier system can be derived",
+                    error_code="101",
+                    location=location,
+                )
             found["system"] = self.default_system
         return found
 
@@ -93,7 +96,29 @@ class Context:
         name = ".".join(
             p for p in (h.sending_application.split("^")[0], h.sending_facility.split("^")[0]) if p
         )
-        return f"urn:id:{quote(name or 'unknown', safe='.-_')}:{kind}"
+        if not name:
+            raise MessageError(
+                f"MSH-3 and MSH-4 are empty: no identifier system can be derived for a {kind}",
+                error_code="101",
+                location="MSH^1^3",
+            )
+        return f"urn:id:{quote(name, safe='.-_')}:{kind}"
+
+
+def sender_system(header: Header, systems: Mapping[str, str]) -> str:
+    """The identifier system of the sender: its facility (MSH-4) or else its application
+    (MSH-3) as an assigning authority (configured systems first); "" when both are empty."""
+    for hd in (header.sending_facility, header.sending_application):
+        parts = hd.split("^")
+        found = dt.authority_system(
+            parts[0],
+            parts[1] if len(parts) > 1 else "",
+            parts[2] if len(parts) > 2 else "",
+            systems,
+        )
+        if found:
+            return found
+    return ""
 
 
 def rep_components(rep: str, seg: Segment) -> list[str]:

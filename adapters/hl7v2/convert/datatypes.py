@@ -18,12 +18,13 @@ def practitioner_ref(ctx: Context, comps: list[str]) -> dict[str, Any] | None:
     found = dt.practitioner(comps, ctx.systems)
     if found is None:
         return None
-    idents = found.get("identifier")
-    if not idents:
-        name = found["name"][0]
-        return {"display": " ".join([*name.get("given", []), name.get("family", "")]).strip()}
-    if not idents[0].get("system") and ctx.default_system:
+    idents: list[dict[str, Any]] = found.get("identifier") or []
+    if idents and not idents[0].get("system"):
         idents[0]["system"] = ctx.default_system
+    if not idents or not idents[0]["system"]:  # nothing to match on safely: a display only
+        names = found.get("name") or [{}]
+        given = " ".join([*names[0].get("given", []), names[0].get("family", "")]).strip()
+        return {"display": given or idents[0]["value"]} if (given or idents) else None
     return {"reference": ctx.entries.upsert(found, identifier_criteria(idents[0]))}
 
 
@@ -33,14 +34,12 @@ def organization_ref(ctx: Context, comps: list[str]) -> dict[str, Any] | None:
     name, id_value = dt.part(comps, 1), dt.part(comps, 10) or dt.part(comps, 3)
     if not id_value:
         return {"display": name} if name else None
-    ident = {
-        "system": dt.hd_system(dt.part(comps, 6), ctx.systems) or ctx.default_system,
-        "value": id_value,
-    }
-    org = dt.clean(
-        {"resourceType": "Organization", "identifier": [dt.clean(ident)], "name": name or None}
-    )
-    return {"reference": ctx.entries.upsert(org, identifier_criteria(dt.clean(ident)))}
+    system = dt.hd_system(dt.part(comps, 6), ctx.systems) or ctx.default_system
+    if not system:  # an id no system qualifies would match any organization's
+        return {"display": name or id_value}
+    ident = {"system": system, "value": id_value}
+    org = dt.clean({"resourceType": "Organization", "identifier": [ident], "name": name or None})
+    return {"reference": ctx.entries.upsert(org, identifier_criteria(ident))}
 
 
 def location_ref(ctx: Context, comps: list[str]) -> dict[str, Any] | None:

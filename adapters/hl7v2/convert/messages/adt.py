@@ -61,7 +61,7 @@ def merge(ctx: Context) -> None:
                 error_code="100",
                 location=f"MRG^{seg.occurrence}",
             )
-        merged_id = ctx.identifier(mrg.components(1))
+        merged_id = ctx.identifier(mrg.components(1), mrg.location(1))
         if merged_id is None:
             raise MessageError(
                 "MRG-1 (prior patient identifier) is required",

@@ -58,7 +58,7 @@ def map_coverage(ctx: Context, in1: Segment) -> None:
     if policy:
         cov["subscriberId"] = policy
     plan_id = in1.components(2)  # CWE: the plan's code and its coding system
-    plan = ctx.identifier([dt.part(plan_id, 1), "", "", dt.part(plan_id, 3)])
+    plan = ctx.identifier([dt.part(plan_id, 1), "", "", dt.part(plan_id, 3)], in1.location(2))
     key = f"{ctx.patient_key}|IN1|{plan['value'] if plan else ''}|{policy}|{in1.text(1)}"
     ident = own_id(ctx, "coverage", key)
     if plan:

@@ -16,13 +16,7 @@ def map_patient(ctx: Context, pid: Segment) -> str:
     """PID -> Patient: segments/ "PID[Patient]" (PID-3 identifier, PID-5 name, PID-7
     birthDate, PID-8 gender via AdministrativeSex, PID-11 address, PID-13/14 telecom,
     PID-16 maritalStatus via MaritalStatus, PID-29/30 deceased)."""
-    idents = [i for i in (ctx.identifier(rep_components(r, pid)) for r in pid.reps(3)) if i]
-    if not idents:
-        raise MessageError(
-            "PID-3 (patient identifier list) is required",
-            error_code="101",
-            location=pid.location(3),
-        )
+    idents = patient_identifiers(ctx, pid)
     names = [n for n in (dt.human_name(rep_components(r, pid)) for r in pid.reps(5)) if n]
     patient: dict[str, Any] = {"resourceType": "Patient", "identifier": idents}
     if names:
@@ -62,3 +56,19 @@ def map_primary_care(ctx: Context, pd1: Segment, patient: dict[str, Any]) -> Non
     found += [p for p in (practitioner_ref(ctx, rep_components(r, pd1)) for r in pd1.reps(4)) if p]
     if found:
         patient["generalPractitioner"] = found
+
+
+def patient_identifiers(ctx: Context, pid: Segment) -> list[dict[str, Any]]:
+    """PID-3, or for older feeds (v2.3 and before) that leave it empty, PID-2 (patient id)
+    and PID-4 (alternate patient id), as the IG's notes on PID[Patient] allow."""
+    for n in (3, 2, 4):
+        found = [
+            i
+            for i in (ctx.identifier(rep_components(r, pid), pid.location(n)) for r in pid.reps(n))
+            if i
+        ]
+        if found:
+            return found
+    raise MessageError(
+        "PID-3 (patient identifier list) is required", error_code="101", location=pid.location(3)
+    )

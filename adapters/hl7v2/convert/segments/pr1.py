@@ -50,7 +50,7 @@ def map_procedure(ctx: Context, pr1: Segment) -> None:
     if reason:
         proc["reasonCode"] = [reason]
     given = pr1.components(19)  # EI: the id and its namespace
-    ident = ctx.identifier([dt.part(given, 1), "", "", dt.part(given, 2)])
+    ident = ctx.identifier([dt.part(given, 1), "", "", dt.part(given, 2)], pr1.location(19))
     if ident is None:
         first = (code.get("coding") or [{}])[0]
         key = (

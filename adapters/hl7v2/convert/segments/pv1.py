@@ -27,7 +27,7 @@ def map_encounter(ctx: Context, pv1: Segment, event: str) -> str:
         "status": encounter_status(pv1, event, patient_class),
         "class": klass,
     }
-    ident = ctx.identifier(pv1.components(19))
+    ident = ctx.identifier(pv1.components(19), pv1.location(19))
     if ident:
         enc["identifier"] = [ident]
     if ctx.patient:

@@ -1,0 +1,128 @@
+"""Regression tests for what live feeds from several vendors showed (issue 19), each
+built from a message of our own."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.hl7v2.convert import ConvertOptions, convert
+from adapters.hl7v2.message import MessageError
+from fhir_server.interactions.service import FhirService
+from tests.support.engines import ENGINE_FACTORIES
+from tests.support.loaded import call
+
+
+def message(
+    *segments: str,
+    app: str = "APP",
+    facility: str = "FAC",
+    type: str = "ADT^A01^ADT_A01",
+    control: str = "C1",
+    processing: str = "P",
+    version: str = "2.5.1",
+) -> str:
+    msh = (
+        f"MSH|^~\\&|{app}|{facility}|RCV|RFAC|20240105083000||{type}|{control}|"
+        f"{processing}|{version}"
+    )
+    return "\r".join([msh, *segments]) + "\r"
+
+
+def resources(raw: str, kind: str, options: ConvertOptions | None = None) -> list[dict[str, Any]]:
+    bundle = convert(raw, options).bundle
+    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == kind]
+
+
+def criteria(raw: str) -> list[str]:
+    return [
+        e["request"].get("ifNoneExist") or e["request"]["url"] for e in convert(raw).bundle["entry"]
+    ]
+
+
+@pytest.fixture(params=sorted(ENGINE_FACTORIES))
+async def service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FhirService]:
+    storage = await ENGINE_FACTORIES[request.param](tmp_path)
+    try:
+        yield FhirService(storage, base_url="http://test/fhir")
+    finally:
+        await storage.close()
+
+
+# --- 1. identity across senders -------------------------------------------------------------
+
+
+async def test_identifier_without_authority_never_matches_another_senders_patient(
+    service: FhirService,
+) -> None:
+    """Two senders with an empty MSH-4 both send PID-3 `777` without an assigning authority:
+    two patients, each under its sender's system; the first keeps its name and birth date."""
+    first = message("EVN|A01", "PID|1||777||Smith^Anne||19700101|F", app="NORTHLAB", facility="")
+    second = message("EVN|A01", "PID|1||777||Jones^Bob||19900202|M", app="SOUTHLAB", facility="")
+    await call(service, "POST", "", convert(first).bundle)
+    await call(service, "POST", "", convert(second).bundle)
+    found = await call(service, "GET", "Patient", query=(("identifier", "777"),))
+    patients = sorted((e["resource"] for e in found["entry"]), key=lambda p: p["birthDate"])
+    assert [p["name"][0]["family"] for p in patients] == ["Smith", "Jones"]
+    assert [p["identifier"][0]["system"] for p in patients] == [
+        "urn:id:NORTHLAB",
+        "urn:id:SOUTHLAB",
+    ]
+
+
+def test_identifier_system_from_configured_sender() -> None:
+    raw = message("EVN|A01", "PID|1||777||Smith^Anne", app="NORTHLAB", facility="")
+    options = ConvertOptions(identifier_systems={"NORTHLAB": "http://north.example/mrn"})
+    assert resources(raw, "Patient", options)[0]["identifier"][0] == {
+        "system": "http://north.example/mrn",
+        "value": "777",
+    }
+
+
+def test_no_sender_and_no_authority_is_refused_with_ae() -> None:
+    raw = message("EVN|A01", "PID|1||777||Smith^Anne", app="", facility="")
+    with pytest.raises(MessageError) as caught:
+        convert(raw)
+    assert (caught.value.ack_code, caught.value.error_code, caught.value.location) == (
+        "AE",
+        "101",
+        "PID^1^3",
+    )
+
+
+def test_every_conditional_criterion_carries_a_system() -> None:
+    """Patients, encounters, practitioners, orders, specimens, organizations: no criterion
+    searches a bare value, even when neither the sender nor the message names an authority
+    for the practitioners and organizations (those become display-only references)."""
+    raw = message(
+        "PID|1||777||Smith^Anne",
+        "PD1|||General Clinic^^55",
+        "PV1|1|I|W1^1^1||||D9^Doc^Al|||||||||||V1",
+        "ORC|RE|P1|F1||||||||||O7^Orderer^Olga",
+        "OBR|1|P1|F1|24323-8^CMP^LN|||20240105",
+        "OBX|1|NM|2345-7^Glucose^LN||100|mg/dL|||||F|||||R5^Reader^Rita",
+        "SPM|1|S1||BLD",
+        app="LAB",
+        facility="",
+        type="ORU^R01^ORU_R01",
+    )
+    for url in criteria(raw):
+        if "identifier=" in url:
+            token = url.split("identifier=", 1)[1]
+            assert "|" in token, url
+
+
+# --- 7. older feeds ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", [2, 4])
+def test_patient_identifier_from_pid2_or_pid4_when_pid3_is_empty(field: int) -> None:
+    fields = ["PID", "1", "", "", "", "Older^Feed", "", "19500101"]
+    fields[field] = "V23-55^^^OLDHOSP"
+    raw = message("EVN|A01", "|".join(fields), version="2.3")
+    patient = resources(raw, "Patient")[0]
+    assert patient["identifier"][0]["value"] == "V23-55"
+    assert patient["identifier"][0]["system"] == "urn:id:OLDHOSP"

@@ -337,9 +337,10 @@ class Segment:
         return list(found)
 
     def text(self, n: int, component: int = 1) -> str:
-        """One component (1-based) of the first repetition, unescaped ("" when absent)."""
+        """One component (1-based) of the first repetition, unescaped ("" when absent); its
+        first subcomponent when it has several."""
         parts = self.components(n)
-        return parts[component - 1] if component <= len(parts) else ""
+        return parts[component - 1].split(SUB, 1)[0] if component <= len(parts) else ""
 
     def location(self, n: int) -> str:
         return f"{self.name}^{self.occurrence}^{n}"
@@ -349,12 +350,18 @@ class Segment:
         return self.delims.field.join(fields)
 
 
+SUB = "\x1f"
+"""Joins the subcomponents of a component `components` returns: a character no HL7 text
+holds (an escaped `\\T\\` stays a plain `&` of the text, never a separator)."""
+
+
 def components(value: str, delims: Delimiters) -> list[str]:
-    """A repetition split into components, each unescaped (subcomponents joined by '&')."""
+    """A repetition split on the message's own delimiters into components, then each
+    subcomponent unescaped (subcomponents joined by `SUB`)."""
     out = []
     for comp in value.split(delims.component):
         if delims.subcomponent in comp:
-            comp = "&".join(unescape(s, delims) for s in comp.split(delims.subcomponent))
+            comp = SUB.join(unescape(s, delims) for s in comp.split(delims.subcomponent))
         else:
             comp = unescape(comp, delims)
         out.append("" if comp == '""' else comp)

@@ -34,7 +34,7 @@ def organization_ref(ctx: Context, comps: list[str]) -> dict[str, Any] | None:
     name, id_value = dt.part(comps, 1), dt.part(comps, 10) or dt.part(comps, 3)
     if not id_value:
         return {"display": name} if name else None
-    system = dt.hd_system(dt.part(comps, 6), ctx.systems) or ctx.default_system
+    system = dt.hd_system(dt.whole(comps, 6), ctx.systems) or ctx.default_system
     if not system:  # an id no system qualifies would match any organization's
         return {"display": name or id_value}
     ident = {"system": system, "value": id_value}

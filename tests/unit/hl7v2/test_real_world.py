@@ -126,3 +126,41 @@ def test_patient_identifier_from_pid2_or_pid4_when_pid3_is_empty(field: int) -> 
     patient = resources(raw, "Patient")[0]
     assert patient["identifier"][0]["value"] == "V23-55"
     assert patient["identifier"][0]["system"] == "urn:id:OLDHOSP"
+
+
+# --- 2. escapes and subcomponents -----------------------------------------------------------
+
+
+def test_escaped_delimiters_stay_text_and_subcomponents_stay_apart() -> None:
+    raw = message(
+        "EVN|A01",
+        "PID|1||E1^^^HOSP||SMITH\\T\\JONES^ANN\\F\\MARIE||19800101|F|||"
+        "1 Main St^^Springfield^IL^62701^USA^H^^C17&Sangamon&HL70289",
+        "PV1|1|I|ICU&1.2.3&ISO^12^B",
+    )
+    patient = resources(raw, "Patient")[0]
+    assert patient["name"][0] == {"family": "SMITH&JONES", "given": ["ANN|MARIE"]}
+    assert patient["address"][0]["district"] == "C17"
+    assert [loc["name"] for loc in resources(raw, "Location")] == ["ICU 12 B"]
+
+
+def test_formatting_and_hex_escapes_in_text_values() -> None:
+    raw = message(
+        "PID|1||E1^^^HOSP",
+        "OBR|1|P1|F1|11526-1^Path^LN",
+        "OBX|1|FT|22637-3^Report^LN||"
+        "Caf\\XC3A9\\ note\\.br\\second \\H\\line\\N\\ \\E\\ \\S\\||||||F",
+        type="ORU^R01^ORU_R01",
+    )
+    observation = resources(raw, "Observation")[0]
+    assert observation["valueString"] == "Café note\nsecond line \\ ^"
+
+
+def test_xtn_observation_value_is_a_formatted_number() -> None:
+    raw = message(
+        "PID|1||E1^^^HOSP",
+        "OBR|1|P1|F1|11526-1^Path^LN",
+        "OBX|1|XTN|PHONE^Callback^L||^PRN^PH^^1^901^4445566||||||F",
+        type="ORU^R01^ORU_R01",
+    )
+    assert resources(raw, "Observation")[0]["valueString"] == "+1 (901) 4445566"

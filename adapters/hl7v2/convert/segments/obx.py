@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from adapters.hl7v2 import datatypes as dt
@@ -56,7 +57,7 @@ def map_observation(
         obs["referenceRange"] = [ref_range]
     flags = []
     for rep in obx.reps(8):
-        flag = rep_components(rep, obx)[0]
+        flag = dt.part(rep_components(rep, obx), 1)
         coding = tables.coding("InterpretationCodes", flag)
         flags.append({"coding": [coding]} if coding else {"text": flag})
     if flags:
@@ -91,14 +92,14 @@ def observation_value(ctx: Context, obx: Segment, obs: dict[str, Any]) -> None:
     first = rep_components(reps[0], obx)
     unit = obx.components(6)
     if kind == "NM":
-        value = dt.quantity(first[0], unit)
+        value = dt.quantity(dt.part(first, 1), unit)
         if value is not None:
             obs["valueQuantity"] = value
         else:
-            obs["valueString"] = first[0]
+            obs["valueString"] = dt.part(first, 1)
     elif kind in ("ST", "TX", "FT"):
         obs["valueString"] = "\n".join(
-            rep_components(r, obx)[0] if kind == "ST" else "^".join(rep_components(r, obx))
+            dt.part(rep_components(r, obx), 1) if kind == "ST" else dt.text(rep_components(r, obx))
             for r in reps
         )
     elif kind in ("CE", "CWE", "CNE", "CF"):
@@ -108,7 +109,7 @@ def observation_value(ctx: Context, obx: Segment, obs: dict[str, Any]) -> None:
     elif kind == "SN":
         structured_numeric(first, unit, obs)
     elif kind in ("DT", "TS", "DTM"):
-        when = ctx.time(first[0])
+        when = ctx.time(dt.part(first, 1))
         if when:
             obs["valueDateTime"] = when
     elif kind == "ED":
@@ -116,9 +117,38 @@ def observation_value(ctx: Context, obx: Segment, obs: dict[str, Any]) -> None:
         if attachment:
             obs["extension"] = [{"url": ATTACHMENT_EXT, "valueAttachment": attachment}]
     elif kind == "TM":
-        obs["valueTime"] = time_of_day(first[0])
+        obs["valueTime"] = time_of_day(dt.part(first, 1))
+    elif kind in _FORMATTED:
+        obs["valueString"] = _FORMATTED[kind](first) or dt.text(first)
     else:
-        obs["valueString"] = "^".join(first)
+        obs["valueString"] = dt.text(first)
+
+
+def _telecom(comps: list[str]) -> str:
+    found = dt.contact_point(comps)
+    return str(found["value"]) if found else ""
+
+
+def _address(comps: list[str]) -> str:
+    found = dt.address(comps) or {}
+    lines = [*found.get("line", []), found.get("city"), found.get("state"), found.get("postalCode")]
+    return ", ".join(str(v) for v in (*lines, found.get("country")) if v)
+
+
+def _name(comps: list[str]) -> str:
+    found = dt.human_name(comps) or {}
+    return " ".join(
+        [*found.get("prefix", []), *found.get("given", []), found.get("family", "")]
+    ).strip()
+
+
+_FORMATTED: dict[str, Callable[[list[str]], str]] = {
+    "XTN": _telecom,  # Observation.value[x] has no ContactPoint: its formatted number
+    "XAD": _address,
+    "XPN": _name,
+    "CX": lambda comps: dt.part(comps, 1),
+}
+"""OBX-2 types whose value FHIR R4 Observation cannot hold as such: a readable string."""
 
 
 def time_of_day(value: str) -> str:

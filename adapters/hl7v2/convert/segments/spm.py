@@ -15,7 +15,7 @@ def map_specimen(ctx: Context, spm: Segment) -> str:
     SPM-17 collection time, SPM-18 received time)."""
     specimen: dict[str, Any] = {"resourceType": "Specimen"}
     comps = spm.components(2)
-    value = dt.sub(dt.part(comps, 1)) or dt.sub(dt.part(comps, 2))
+    value = dt.sub(dt.whole(comps, 1)) or dt.sub(dt.whole(comps, 2))
     ident = {
         "system": ctx.own_system("specimen"),
         "value": value or stable_id(ctx.header.control_id, str(spm.occurrence)),

@@ -77,7 +77,7 @@ def map_document(ctx: Context, txa: Segment) -> str:
         if seg.text(2) == "ED":
             attachment = ed_attachment(seg.components(5))
         else:
-            lines.extend("^".join(rep_components(r, seg)) for r in seg.reps(5))
+            lines.extend(dt.text(rep_components(r, seg)) for r in seg.reps(5))
     content_type = (
         attachment["contentType"]
         if attachment

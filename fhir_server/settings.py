@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     hl7_destinations: str = ""  # JSON list of {"name","host","port","events",...}
     hl7_timezone: str = "UTC"  # for HL7 times without an offset
     hl7_identifier_systems: dict[str, str] = {}  # assigning authority -> identifier system
+    hl7_strict_processing_id: bool = False  # MSH-11 P/T/D only; default: empty is P, any accepted
     hl7_application: str = "FHIR-SERVER"  # MSH-3 of the messages we send
     hl7_facility: str = ""  # MSH-4 of the messages we send
     hl7_outbound_attempts: int = 5

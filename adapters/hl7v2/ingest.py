@@ -2,7 +2,9 @@
 
 `Ingestor.receive(raw, reply)` is the whole inbound path, whatever the transport:
 
-1. read MSH (unreadable: AR under a default MSH; an ACK is never acknowledged);
+1. read MSH (unreadable: AR under a default MSH; an ACK is never acknowledged) and check
+   what it says (type, event, MSH-10, processing id, version): a message refused on these
+   grounds gets AR, or CR at the commit level in enhanced mode, and is not stored;
 2. store the message in the durable inbox (a resend with the same sender, MSH-10 and bytes
    is a duplicate: it gets the ACK the first one got and changes nothing);
 3. enhanced mode (MSH-15 non-empty): the commit ACK (CA) now that the message is durable,
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from adapters.hl7v2.ack import AckError, build_ack, encode, read_ack
 from adapters.hl7v2.convert import ConvertOptions, convert
 from adapters.hl7v2.inbox import Inbox, Stored
-from adapters.hl7v2.message import Header, MessageError, read_header
+from adapters.hl7v2.message import Header, MessageError, check_supported, read_header
 from fhir_server.context import SYSTEM
 from fhir_server.errors import FhirError
 from fhir_server.interactions.request import Request
@@ -130,6 +132,19 @@ class Ingestor:
 
     async def _receive(self, header: Header, raw: bytes, reply: Reply) -> None:
         enhanced = bool(header.accept_ack_type)
+        try:
+            check_supported(header, self.options.convert.strict_processing_id)
+        except MessageError as error:  # the verdict is known now: no CA for it
+            log.warning(
+                "HL7 v2 message %s from %s refused on receipt: %s",
+                header.control_id,
+                sender(header),
+                error.text,
+            )
+            code = "CR" if enhanced else "AR"
+            if not enhanced or wants(header.accept_ack_type, ok=False):
+                await reply(encode(build_ack(header, code, _err(error)), header))
+            return
         try:
             stored, new = await self.inbox.call(
                 self.inbox.file.receive,

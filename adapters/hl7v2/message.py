@@ -381,10 +381,10 @@ class Message:
         return next((s for s in self.segments if s.name == name), None)
 
 
-def parse(text: str) -> Message:
+def parse(text: str, strict_processing_id: bool = False) -> Message:
     """`text` (as `decode` returns it) split into segments; the header checked for support."""
     header = read_header(text)
-    check_supported(header)
+    check_supported(header, strict_processing_id)
     delims = header.delimiters
     counts: dict[str, int] = {}
     segments = []
@@ -402,8 +402,11 @@ def parse(text: str) -> Message:
 # --- what the adapter accepts --------------------------------------------------------------
 
 
-def check_supported(header: Header) -> None:
-    """Raise AR for a message type, event, processing id or version this adapter refuses."""
+def check_supported(header: Header, strict_processing_id: bool = False) -> None:
+    """Raise AR for a message type, event, control id, processing id or version this adapter
+    refuses. MSH-10 is required (resends are recognised by it). MSH-11 is read leniently
+    unless `strict_processing_id`: empty is P, and values outside table 0103 that routing
+    networks put there are accepted; strict accepts P, T and D only."""
     if header.message_type not in SUPPORTED_EVENTS:
         raise MessageError(
             f"Message type '{header.message_type}' is not supported",
@@ -418,7 +421,14 @@ def check_supported(header: Header) -> None:
             error_code="201",
             location="MSH^1^9",
         )
-    if header.processing_id not in ("P", "T", "D"):
+    if not header.control_id.strip():
+        raise MessageError(
+            "MSH-10 (message control id) is required",
+            ack_code="AR",
+            error_code="101",
+            location="MSH^1^10",
+        )
+    if strict_processing_id and header.processing_id not in ("P", "T", "D"):
         raise MessageError(
             f"Processing id '{header.processing_id}' is not P, T or D",
             ack_code="AR",

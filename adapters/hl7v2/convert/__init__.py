@@ -26,7 +26,7 @@ def convert(raw: bytes | str, options: ConvertOptions | None = None) -> Conversi
     """`raw` (one ER7 message) as a transaction Bundle; MessageError when it cannot be."""
     options = options or ConvertOptions()
     text = decode(raw) if isinstance(raw, bytes) else normalise(raw)
-    message = parse(text)
+    message = parse(text, options.strict_processing_id)
     ctx = Context(message, options, text.encode("utf-8"))
     kind, event = message.header.message_type, message.header.trigger_event
     MAPS[kind](ctx, event)

@@ -34,6 +34,7 @@ ATTACHMENT_EXT = (
 class ConvertOptions:
     timezone: str = "UTC"  # the zone of a TS/DTM sent without an offset
     identifier_systems: Mapping[str, str] = field(default_factory=dict)  # authority -> system
+    strict_processing_id: bool = False  # MSH-11 P, T or D only (else: empty is P, any accepted)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
+from adapters.hl7v2.ack import read_ack
 from adapters.hl7v2.convert import ConvertOptions, convert
+from adapters.hl7v2.inbox import Inbox
+from adapters.hl7v2.ingest import IngestOptions, Ingestor
 from adapters.hl7v2.message import MessageError
 from fhir_server.interactions.service import FhirService
 from tests.support.engines import ENGINE_FACTORIES
@@ -50,6 +53,36 @@ async def service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         yield FhirService(storage, base_url="http://test/fhir")
     finally:
         await storage.close()
+
+
+@pytest.fixture
+async def ingestor(service: FhirService, tmp_path: Path) -> AsyncIterator[Ingestor]:
+    inbox = await Inbox(tmp_path / "inbox.db").open()
+    try:
+        yield Ingestor(service, inbox)
+    finally:
+        await inbox.close()
+
+
+async def exchange(ingestor: Ingestor, raw: str) -> list[tuple[str, str, str]]:
+    """The ACKs `raw` gets, as (MSA-1, ERR-3 code, ERR-2 location)."""
+    acks: list[bytes] = []
+
+    async def reply(ack: bytes) -> None:
+        acks.append(ack)
+
+    await ingestor.receive(raw.encode(), reply)
+    return [_ack_fields(a.decode()) for a in acks]
+
+
+def _ack_fields(ack: str) -> tuple[str, str, str]:
+    segments = {s[:3]: s.split("|") for s in ack.split("\r") if s}
+    err = segments.get("ERR", [])
+    return (
+        read_ack(ack).code,
+        err[3].split("^")[0] if len(err) > 3 else "",
+        err[2] if len(err) > 2 else "",
+    )
 
 
 # --- 1. identity across senders -------------------------------------------------------------
@@ -164,3 +197,57 @@ def test_xtn_observation_value_is_a_formatted_number() -> None:
         type="ORU^R01^ORU_R01",
     )
     assert resources(raw, "Observation")[0]["valueString"] == "+1 (901) 4445566"
+
+
+# --- 4. enhanced-mode acknowledgement -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("msh9", "version", "code"),
+    [("ADT^A99^ADT_A01", "2.5.1", "201"), ("ZZZ^Z01", "2.5.1", "200"), ("ADT^A01", "9.9", "203")],
+)
+async def test_enhanced_mode_refusal_known_at_receipt_is_a_commit_reject(
+    ingestor: Ingestor, msh9: str, version: str, code: str
+) -> None:
+    """MSH-15 AL, MSH-16 NE: a message the adapter will refuse gets CR (not CA, then
+    silence), with the reason in ERR."""
+    raw = message("EVN|A01", "PID|1||E1^^^HOSP", type=msh9, version=version)
+    raw = raw.replace(f"|{version}\r", f"|{version}|||AL|NE\r", 1)
+    assert await exchange(ingestor, raw) == [
+        ("CR", code, "MSH^1^9" if code != "203" else "MSH^1^12")
+    ]
+
+
+async def test_original_mode_refusal_is_not_stored(ingestor: Ingestor) -> None:
+    raw = message("EVN|A01", "PID|1||E1^^^HOSP", type="ADT^A99^ADT_A01")
+    assert await exchange(ingestor, raw) == [("AR", "201", "MSH^1^9")]
+    assert await ingestor.inbox.call(ingestor.inbox.file.unfinished) == []
+
+
+# --- 6. header leniency -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("processing", ["", "N", "P"])
+async def test_processing_id_is_read_leniently_by_default(
+    ingestor: Ingestor, processing: str
+) -> None:
+    raw = message("EVN|A01", "PID|1||E1^^^HOSP", processing=processing)
+    assert await exchange(ingestor, raw) == [("AA", "", "")]
+
+
+async def test_strict_processing_id_setting(service: FhirService, tmp_path: Path) -> None:
+    inbox = await Inbox(tmp_path / "strict.db").open()
+    try:
+        options = IngestOptions(convert=ConvertOptions(strict_processing_id=True))
+        strict = Ingestor(service, inbox, options)
+        raw = message("EVN|A01", "PID|1||E1^^^HOSP", processing="N")
+        assert await exchange(strict, raw) == [("AR", "202", "MSH^1^11")]
+    finally:
+        await inbox.close()
+
+
+async def test_missing_control_id_is_refused(ingestor: Ingestor) -> None:
+    raw = message("EVN|A01", "PID|1||E1^^^HOSP", control="")
+    assert await exchange(ingestor, raw) == [("AR", "101", "MSH^1^10")]
+    with pytest.raises(MessageError):
+        convert(raw)

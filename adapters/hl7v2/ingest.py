@@ -12,7 +12,8 @@
 4. convert it and POST the transaction Bundle to the FHIR service as the system context,
    one patient at a time (messages about one patient commit in arrival order, other
    patients proceed in parallel);
-5. record the outcome and the application ACK in the inbox, then send that ACK: original
+5. record the outcome and the application ACK in the inbox (AA with an ERR of severity W
+   for each optional segment whose content could not be mapped), then send that ACK: original
    mode always, enhanced mode as MSH-16 asks, over the same connection.
 
 An AE from the conversion or the FHIR service, or an internal error that repeats
@@ -196,7 +197,7 @@ class Ingestor:
         delay = self.options.retry_delay
         while True:
             try:
-                await self._commit(header, stored)
+                left_out = await self._commit(header, stored)
             except MessageError as error:
                 return await self._finish(stored, header, error.ack_code, _err(error))
             except FhirError as error:
@@ -212,9 +213,10 @@ class Ingestor:
                 return await self._finish(
                     stored, header, "AE", AckError(f"Internal error after {tries} attempts: {why}")
                 )
-            return await self._finish(stored, header, "AA", None)
+            return await self._finish(stored, header, "AA", None, [_err(e) for e in left_out])
 
-    async def _commit(self, header: Header, stored: Stored) -> None:
+    async def _commit(self, header: Header, stored: Stored) -> tuple[MessageError, ...]:
+        """Convert and write `stored`; what the conversion left out (to say so in the ACK)."""
         conversion = convert(stored.raw, self.options.convert)
         key = conversion.patient_key or f"message:{stored.id}"
         request = Request(
@@ -234,11 +236,17 @@ class Ingestor:
             finally:
                 MODEL_VERDICTS.reset(verdicts)
                 ORIGIN.reset(token)
+        return conversion.left_out
 
     async def _finish(
-        self, stored: Stored, header: Header | None, code: str, error: AckError | None
+        self,
+        stored: Stored,
+        header: Header | None,
+        code: str,
+        error: AckError | None,
+        warnings: list[AckError] | None = None,
     ) -> Outcome:
-        ack = build_ack(header, code, error)
+        ack = build_ack(header, code, error, warnings or ())
         state = {"AA": "done", "AR": "rejected"}.get(code, "dead")
         await self.inbox.call(
             self.inbox.file.finish, stored.id, state, ack, error.text if error else None

@@ -32,7 +32,13 @@ def convert(raw: bytes | str, options: ConvertOptions | None = None) -> Conversi
     MAPS[kind](ctx, event)
     map_message_header(ctx)
     map_provenance(ctx)
-    return Conversion(ctx.entries.bundle(), message.header, ctx.patient_key, tuple(ctx.merged_keys))
+    return Conversion(
+        ctx.entries.bundle(),
+        message.header,
+        ctx.patient_key,
+        tuple(ctx.merged_keys),
+        tuple(ctx.left_out),
+    )
 
 
 __all__ = ["Conversion", "ConvertOptions", "MessageError", "convert"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -43,6 +44,7 @@ class Conversion:
     header: Header
     patient_key: str | None  # "system|value" of the patient the message is about
     merged_keys: tuple[str, ...] = ()  # "system|value" of the patients an A40 merges
+    left_out: tuple[MessageError, ...] = ()  # optional segments that could not be mapped
 
 
 @cache
@@ -72,6 +74,24 @@ class Context:
         self.merged_keys: list[str] = []  # patients an A40 merges into `patient_key`
         self.encounter: str | None = None
         self.focus: list[str] = []
+        self.left_out: list[MessageError] = []
+
+    @contextmanager
+    def optional(self, seg: Segment) -> Iterator[None]:
+        """Map `seg` inside this block; if its content cannot be mapped (AE), leave the
+        segment out and note why, instead of refusing the whole message."""
+        try:
+            yield
+        except MessageError as error:
+            if error.ack_code != "AE":
+                raise
+            self.left_out.append(
+                MessageError(
+                    f"{seg.name} segment {seg.occurrence} left out: {error.text}",
+                    error_code=error.error_code,
+                    location=error.location or f"{seg.name}^{seg.occurrence}",
+                )
+            )
 
     def time(self, value: str) -> str | None:
         return dt.date_time(value, self.zone) if value else None

@@ -251,3 +251,79 @@ async def test_missing_control_id_is_refused(ingestor: Ingestor) -> None:
     assert await exchange(ingestor, raw) == [("AR", "101", "MSH^1^10")]
     with pytest.raises(MessageError):
         convert(raw)
+
+
+# --- 3. all-or-nothing on optional content ----------------------------------------------------
+
+
+async def test_incomplete_insurance_leaves_out_in1_only(
+    ingestor: Ingestor, service: FhirService
+) -> None:
+    """An IN1 without insurer: the registration is committed, the ACK is AA with an ERR of
+    severity W naming the segment left out."""
+    raw = message(
+        "EVN|A01",
+        "PID|1||R1^^^HOSP||Kept^Registration",
+        "PV1|1|I|W1^1^1||||||||||||||||V77^^^HOSP",
+        "IN1|1|PLAN7",
+    )
+    acks: list[bytes] = []
+
+    async def reply(ack: bytes) -> None:
+        acks.append(ack)
+
+    await ingestor.receive(raw.encode(), reply)
+    [ack] = [a.decode() for a in acks]
+    err = next(s for s in ack.split("\r") if s.startswith("ERR")).split("|")
+    assert read_ack(ack).code == "AA"
+    assert (err[2], err[3].split("^")[0], err[4]) == ("IN1^1^3", "101", "W")
+    for kind in ("Patient", "Encounter"):
+        found = await call(service, "GET", kind)
+        assert len(found["entry"]) == 1, kind
+    assert (await call(service, "GET", "Coverage")).get("entry", []) == []
+
+
+def test_observation_without_code_is_left_out_of_the_report() -> None:
+    raw = message(
+        "PID|1||R1^^^HOSP",
+        "OBR|1|P1|F1|24323-8^CMP^LN",
+        "OBX|1|NM|2345-7^Glucose^LN||100|mg/dL|||||F",
+        "OBX|2|NM|||7|mg/dL|||||F",
+        "NTE|1||note on the observation left out",
+        type="ORU^R01^ORU_R01",
+    )
+    conversion = convert(raw)
+    observations = resources(raw, "Observation")
+    assert [o["code"]["coding"][0]["code"] for o in observations] == ["2345-7"]
+    assert "note" not in observations[0]
+    assert [(e.location, e.error_code) for e in conversion.left_out] == [("OBX^2^3", "101")]
+    [report] = resources(raw, "DiagnosticReport")
+    assert len(report["result"]) == 1
+
+
+def test_orders_known_only_by_placer_group_number() -> None:
+    raw = message(
+        "PID|1||R1^^^HOSP",
+        "ORC|NW|||G55^HIS",
+        "OBR|1|||24323-8^CMP^LN",
+        "ORC|NW|||G55^HIS",
+        "OBR|2|||57021-8^CBC^LN",
+        type="ORM^O01^ORM_O01",
+    )
+    requests = resources(raw, "ServiceRequest")
+    assert len(requests) == 2
+    assert {r["requisition"]["value"] for r in requests} == {"G55"}
+    assert {r["requisition"]["system"] for r in requests} == {"urn:id:HIS"}
+
+
+async def test_convert_operation_warns_about_segments_left_out(service: FhirService) -> None:
+    from adapters.hl7v2.operations import install
+
+    install(service)
+    raw = message("EVN|A01", "PID|1||R1^^^HOSP", "AL1|1|DA")
+    body = {"resourceType": "Parameters", "parameter": [{"name": "message", "valueString": raw}]}
+    answer = await call(service, "POST", "$convert-hl7v2", body)
+    parts = {p["name"]: p["resource"] for p in answer["parameter"]}
+    assert parts["return"]["type"] == "transaction"
+    [issue] = parts["outcome"]["issue"]
+    assert issue["severity"] == "warning" and "AL1^1^3" in issue["diagnostics"]

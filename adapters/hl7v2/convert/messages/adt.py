@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from adapters.hl7v2.bundle import identifier_criteria
@@ -14,7 +15,7 @@ from adapters.hl7v2.convert.segments.obx import map_observation
 from adapters.hl7v2.convert.segments.pid import map_patient, map_primary_care
 from adapters.hl7v2.convert.segments.pr1 import map_procedure
 from adapters.hl7v2.convert.segments.pv1 import map_encounter
-from adapters.hl7v2.message import MessageError
+from adapters.hl7v2.message import MessageError, Segment
 
 
 def adt(ctx: Context, event: str) -> None:
@@ -29,21 +30,25 @@ def adt(ctx: Context, event: str) -> None:
     pv1 = ctx.message.first("PV1")
     if pv1 is not None and event not in ("A28", "A31"):
         ctx.encounter = map_encounter(ctx, pv1, event)
+    visit = pv1.text(19) if pv1 is not None else ""
     for seg in ctx.message.segments:
-        if seg.name == "NK1":
-            map_related_person(ctx, seg)
-        elif seg.name == "AL1":
-            map_allergy(ctx, seg)
-        elif seg.name == "DG1":
-            map_condition(ctx, seg)
-        elif seg.name == "PR1":
-            map_procedure(ctx, seg)
-        elif seg.name == "IN1":
-            map_coverage(ctx, seg)
+        mapper = _OPTIONAL.get(seg.name)
+        if mapper is not None:
+            with ctx.optional(seg):
+                mapper(ctx, seg)
         elif seg.name == "OBX":
-            visit = ctx.message.first("PV1")
-            order = visit.text(19) if visit is not None else ""
-            map_observation(ctx, seg, order or (ctx.patient_key or ""), None, [])
+            with ctx.optional(seg):
+                map_observation(ctx, seg, visit or (ctx.patient_key or ""), None, [])
+
+
+_OPTIONAL: dict[str, Callable[[Context, Segment], None]] = {
+    "NK1": map_related_person,
+    "AL1": map_allergy,
+    "DG1": map_condition,
+    "PR1": map_procedure,
+    "IN1": map_coverage,
+}
+"""Segments an ADT may carry whose map can fail alone: the rest of the message is mapped."""
 
 
 def merge(ctx: Context) -> None:

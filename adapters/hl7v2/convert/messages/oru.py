@@ -39,15 +39,18 @@ def oru(ctx: Context, event: str) -> None:
             report = ctx.entries.resource(ref)
             orc, last_obs = None, None
         elif seg.name == "OBX":
-            obs_ref = map_observation(ctx, seg, order, report, specimens)
-            last_obs = ctx.entries.resource(obs_ref)
-            if report is not None:
-                report.setdefault("result", []).append({"reference": obs_ref})
+            last_obs = None  # an NTE after an OBX left out is left out with it
+            with ctx.optional(seg):
+                obs_ref = map_observation(ctx, seg, order, report, specimens)
+                last_obs = ctx.entries.resource(obs_ref)
+                if report is not None:
+                    report.setdefault("result", []).append({"reference": obs_ref})
         elif seg.name == "SPM":
-            spec = map_specimen(ctx, seg)
-            specimens.append(spec)
-            if report is not None:
-                report.setdefault("specimen", []).append({"reference": spec})
+            with ctx.optional(seg):
+                spec = map_specimen(ctx, seg)
+                specimens.append(spec)
+                if report is not None:
+                    report.setdefault("specimen", []).append({"reference": spec})
         elif seg.name == "NTE" and last_obs is not None:
             note = map_note(seg)
             if note:

@@ -6,10 +6,12 @@ from typing import Any
 
 from adapters.hl7v2 import datatypes as dt
 from adapters.hl7v2 import tables
-from adapters.hl7v2.bundle import identifier_criteria
+from adapters.hl7v2.bundle import identifier_criteria, stable_id
 from adapters.hl7v2.convert.context import Context
 from adapters.hl7v2.convert.datatypes import practitioner_ref
 from adapters.hl7v2.message import MessageError, Segment
+
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 
 
 def order_identifiers(
@@ -28,16 +30,42 @@ def order_identifiers(
         ) or ctx.own_system("order")
         out.append(
             {
-                "type": {
-                    "coding": [
-                        {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": kind}
-                    ]
-                },
+                "type": {"coding": [{"system": V2_0203, "code": kind}]},
                 "system": system,
                 "value": value,
             }
         )
-    return out
+    return out or _group_identifiers(ctx, orc, obr)
+
+
+def _group_identifiers(
+    ctx: Context, orc: Segment | None, obr: Segment | None
+) -> list[dict[str, Any]]:
+    """An order known only by its ORC-4 placer group number (EI): an identifier derived
+    from the group and the order's code (a group holds several orders), then the group's
+    own, with type PGN (it also goes to ServiceRequest.requisition)."""
+    group = orc.components(4) if orc is not None else []
+    value = dt.part(group, 1)
+    if not value:
+        return []
+    system = dt.authority_system(
+        dt.part(group, 2), dt.part(group, 3), dt.part(group, 4), ctx.systems
+    ) or ctx.own_system("order-group")
+    code = dt.part(obr.components(4), 1) if obr is not None else ""
+    return [
+        {"system": ctx.own_system("order"), "value": stable_id(system, value, code)},
+        {
+            "type": {"coding": [{"system": V2_0203, "code": "PGN"}]},
+            "system": system,
+            "value": value,
+        },
+    ]
+
+
+def kind_of(ident: dict[str, Any]) -> str:
+    """The v2-0203 type code of an order identifier (PLAC, FILL, PGN), "" if untyped."""
+    codings = ident.get("type", {}).get("coding") or [{}]
+    return str(codings[0].get("code", ""))
 
 
 def map_service_request(ctx: Context, orc: Segment | None, obr: Segment | None) -> str:
@@ -50,7 +78,7 @@ def map_service_request(ctx: Context, orc: Segment | None, obr: Segment | None) 
     assert seg is not None
     if not idents:
         raise MessageError(
-            "An order needs a placer or filler order number",
+            "An order needs a placer or filler order number (or an ORC-4 placer group)",
             error_code="101",
             location=seg.location(2),
         )
@@ -70,6 +98,9 @@ def map_service_request(ctx: Context, orc: Segment | None, obr: Segment | None) 
     code = dt.codeable(obr.components(4)) if obr is not None else None
     if code:
         request["code"] = code
+    group = next((i for i in idents if kind_of(i) == "PGN"), None)
+    if group:
+        request["requisition"] = group
     if ctx.patient:
         request["subject"] = {"reference": ctx.patient}
     if ctx.encounter:

@@ -3,6 +3,7 @@ built from a message of our own."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from adapters.hl7v2.convert import ConvertOptions, convert
 from adapters.hl7v2.inbox import Inbox
 from adapters.hl7v2.ingest import IngestOptions, Ingestor
 from adapters.hl7v2.message import MessageError
+from adapters.hl7v2.mllp import ListenerLimits, MllpListener
 from fhir_server.interactions.service import FhirService
 from tests.support.engines import ENGINE_FACTORIES
 from tests.support.loaded import call
@@ -327,3 +329,42 @@ async def test_convert_operation_warns_about_segments_left_out(service: FhirServ
     assert parts["return"]["type"] == "transaction"
     [issue] = parts["outcome"]["issue"]
     assert issue["severity"] == "warning" and "AL1^1^3" in issue["diagnostics"]
+
+
+# --- 5. framing (real TCP) --------------------------------------------------------------------
+
+
+@pytest.fixture
+async def listener(ingestor: Ingestor) -> AsyncIterator[MllpListener]:
+    limits = ListenerLimits(max_message_bytes=1 << 20, idle_timeout=30.0, garbage_timeout=0.5)
+    started = await MllpListener(ingestor, "127.0.0.1", 0, limits).start()
+    try:
+        yield started
+    finally:
+        await started.stop()
+
+
+async def test_message_after_stray_bytes_is_read(
+    listener: MllpListener, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = message("EVN|A01", "PID|1||F1^^^HOSP||Framed^After^Junk", control="FRAME-1")
+    reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+    try:
+        writer.write(b"stray-bytes-123" + b"\x0b" + raw.encode() + b"\x1c\r")
+        await writer.drain()
+        ack = await asyncio.wait_for(reader.readuntil(b"\x1c\r"), 20)
+    finally:
+        writer.close()
+    assert read_ack(ack[1:-2]).code == "AA"
+    assert read_ack(ack[1:-2]).control_id == "FRAME-1"
+    assert "15 stray bytes" in caplog.text and "stray-bytes-123" not in caplog.text
+
+
+async def test_garbage_only_connection_is_closed_soon(listener: MllpListener) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+    try:
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed, long before 30 s
+    finally:
+        writer.close()

@@ -47,7 +47,9 @@ CODE_SYSTEMS = {
     "CPT": "http://www.ama-assn.org/go/cpt",
     "UCUM": UCUM,
     "ANS+": UCUM,
-    "NCIT": "http://ncimeta.nci.nih.gov",
+    "NCIT": "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl",  # NCI Thesaurus (table 0396)
+    "NCIM": "http://ncimeta.nci.nih.gov",  # NCI Metathesaurus
+    "NIP001": "urn:oid:2.16.840.1.114222.4.5.274",  # CDC immunization information source
     "NUCC": "http://nucc.org/provider-taxonomy",
 }
 # UCUM units common in lab results, recognised when OBX-6 names no coding system

@@ -4,6 +4,7 @@ built from a message of our own."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -368,3 +369,81 @@ async def test_garbage_only_connection_is_closed_soon(listener: MllpListener) ->
         assert await asyncio.wait_for(reader.read(), 10) == b""  # closed, long before 30 s
     finally:
         writer.close()
+
+
+# --- 8. smaller mapping errors ----------------------------------------------------------------
+
+SCH = "SCH|A-1^SCHED|A-11^SCHED|||||{reason}|{kind}|{amount}|{units}|^^^20250210093000"
+
+
+@pytest.mark.parametrize(
+    ("amount", "units", "minutes"),
+    [("60", "S^seconds^ISO+", 1), ("90", "s", None), ("2", "H", 120), ("30", "", 30)],
+)
+def test_appointment_duration_follows_sch10_units(
+    amount: str, units: str, minutes: int | None
+) -> None:
+    sch = SCH.format(reason="", kind="", amount=amount, units=units)
+    raw = message(sch, "PID|1||S1^^^HOSP", type="SIU^S12^SIU_S12")
+    assert resources(raw, "Appointment")[0].get("minutesDuration") == minutes
+
+
+def test_appointment_reason_and_type_carry_their_code_systems() -> None:
+    sch = SCH.format(reason="ROUTINE^Routine", kind="NORMAL^Normal", amount="", units="")
+    raw = message(sch, "PID|1||S1^^^HOSP", type="SIU^S12^SIU_S12")
+    appointment = resources(raw, "Appointment")[0]
+    assert appointment["reasonCode"][0]["coding"][0]["system"].endswith("/v2-0276")
+    assert appointment["appointmentType"]["coding"][0] == {
+        "system": "http://terminology.hl7.org/CodeSystem/v2-0277",
+        "code": "NORMAL",
+        "display": "Normal",
+    }
+    typed = SCH.format(reason="WALKIN^Walk in^HL70277", kind="", amount="", units="")
+    raw = message(typed, "PID|1||S1^^^HOSP", type="SIU^S12^SIU_S12")
+    appointment = resources(raw, "Appointment")[0]
+    assert appointment["appointmentType"]["coding"][0]["code"] == "WALKIN"
+    assert "reasonCode" not in appointment
+
+
+VXU = (
+    "PID|1||V1^^^HOSP",
+    "ORC|RE||IZ-{n}^SYS",
+    "RXA|0|1|20240105||08^HepB^CVX|0.5|mL^mL^UCUM||{notes}",
+    "RXR|IM^Intramuscular^HL70162|RD^Right Deltoid^NCIT",
+)
+
+
+@pytest.mark.parametrize(
+    ("notes", "primary"),
+    [("00^New immunization record^NIP001", True), ("01^Historical^NIP001", False)],
+)
+def test_immunization_primary_source_and_route_systems(notes: str, primary: bool) -> None:
+    segments = [s.format(n=1, notes=notes) for s in VXU]
+    [immunization] = resources(message(*segments, type="VXU^V04^VXU_V04"), "Immunization")
+    assert immunization["primarySource"] is primary
+    if not primary:
+        assert immunization["reportOrigin"]["coding"][0] == {
+            "system": "urn:oid:2.16.840.1.114222.4.5.274",
+            "code": "01",
+            "display": "Historical",
+        }
+    assert immunization["site"]["coding"][0]["system"] == (
+        "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl"
+    )
+
+
+def test_dicom_study_uid_is_related_not_text() -> None:
+    raw = message(
+        "EVN|T02",
+        "PID|1||D1^^^HOSP",
+        "TXA|1|DI|TX|||20240105||||||DOC-9^RIS",
+        "OBX|1|TX|18748-4^Report^LN||Normal chest.||||||F",
+        "OBX|2|UI|113014^DICOM Study^DCM||1.2.840.113619.2.55.3||||||F",
+        type="MDM^T02^MDM_T02",
+    )
+    document = resources(raw, "DocumentReference")[0]
+    assert document["context"]["related"] == [
+        {"identifier": {"system": "urn:dicom:uid", "value": "urn:oid:1.2.840.113619.2.55.3"}}
+    ]
+    [binary] = [b for b in resources(raw, "Binary") if b["contentType"] == "text/plain"]
+    assert base64.b64decode(binary["data"]).decode() == "Normal chest."

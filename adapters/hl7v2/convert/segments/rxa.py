@@ -40,6 +40,12 @@ def map_immunization(ctx: Context, orc: Segment | None, rxa: Segment) -> str:
         "patient": {"reference": ctx.patient},
         "occurrenceDateTime": when,
     }
+    notes = rxa.text(9)  # NIP001: 00 new record (administered here), 01-08 historical
+    if notes:
+        imm["primarySource"] = notes == "00"
+        origin = dt.codeable(rxa.components(9))
+        if notes != "00" and origin:
+            imm["reportOrigin"] = origin
     amount = rxa.text(6)
     if amount and amount != "999":
         dose = dt.quantity(amount, rxa.components(7))

@@ -51,10 +51,12 @@ def map_appointment(ctx: Context, sch: Segment, event: str) -> str:
         "identifier": idents,
         "status": status[0] if status else default,
     }
-    reason = dt.codeable(sch.components(7))
-    if reason:
+    reason = dt.codeable(sch.components(7), V2_0276)
+    if reason and dt.part(sch.components(7), 3).upper() == "HL70277":
+        appt["appointmentType"] = reason  # SCH-7 coded from table 0277 is a type, per the IG
+    elif reason:
         appt["reasonCode"] = [reason]
-    appointment_type = dt.codeable(sch.components(8))
+    appointment_type = dt.codeable(sch.components(8), V2_0277)
     if appointment_type:
         appt["appointmentType"] = appointment_type
     tq1 = ctx.message.first("TQ1")
@@ -65,8 +67,9 @@ def map_appointment(ctx: Context, sch: Segment, event: str) -> str:
         appt["start"] = start
     if end and "T" in end:
         appt["end"] = end
-    if sch.text(9).isdigit():
-        appt["minutesDuration"] = int(sch.text(9))
+    minutes = duration_minutes(sch.text(9), sch.text(10))
+    if minutes:
+        appt["minutesDuration"] = minutes
     participants = []
     if ctx.patient:
         participants.append({"actor": {"reference": ctx.patient}, "status": "accepted"})
@@ -89,3 +92,20 @@ def map_appointment(ctx: Context, sch: Segment, event: str) -> str:
     ref = ctx.entries.upsert(appt, identifier_criteria(idents[-1]))
     ctx.focus.append(ref)
     return ref
+
+
+V2_0276 = "http://terminology.hl7.org/CodeSystem/v2-0276"
+V2_0277 = "http://terminology.hl7.org/CodeSystem/v2-0277"
+_MINUTES_PER = {"S": 1 / 60, "SEC": 1 / 60, "MIN": 1, "H": 60, "HR": 60, "D": 1440, "WK": 10080}
+"""SCH-10 duration units (ISO+ and UCUM codes, case-insensitive) in minutes."""
+
+
+def duration_minutes(amount: str, units: str) -> int | None:
+    """SCH-9 in the SCH-10 units (minutes when SCH-10 is empty) as whole minutes; None
+    when the units are unknown or the duration is not a whole positive number of minutes."""
+    value = dt.number(amount)
+    factor = _MINUTES_PER.get(units.strip().upper() or "MIN")
+    if value is None or factor is None:
+        return None
+    minutes = value * factor
+    return int(minutes) if minutes >= 1 and float(minutes).is_integer() else None

@@ -74,7 +74,11 @@ def map_document(ctx: Context, txa: Segment) -> str:
     for seg in ctx.message.segments:
         if seg.name != "OBX":
             continue
-        if seg.text(2) == "ED":
+        study = dicom_study(seg)
+        if study:
+            context = doc.setdefault("context", {})
+            context.setdefault("related", []).append({"identifier": study})
+        elif seg.text(2) == "ED":
             attachment = ed_attachment(seg.components(5))
         else:
             lines.extend(dt.text(rep_components(r, seg)) for r in seg.reps(5))
@@ -98,3 +102,13 @@ def map_document(ctx: Context, txa: Segment) -> str:
     ref = ctx.entries.upsert(doc, identifier_criteria(master))
     ctx.focus.append(ref)
     return ref
+
+
+def dicom_study(obx: Segment) -> dict[str, Any] | None:
+    """An OBX naming a DICOM study (OBX-3 113014 "DICOM Study" of DCM, or an OBX-2 UI value):
+    its UID as an identifier for DocumentReference.context.related, not document text."""
+    code, system = obx.text(3), obx.text(3, 3).upper()
+    if not (obx.text(2) == "UI" or (code == "113014" and system == "DCM")):
+        return None
+    uid = obx.text(5)
+    return {"system": "urn:dicom:uid", "value": f"urn:oid:{uid}"} if uid else None

@@ -53,6 +53,7 @@ class _Entry:
     url: str
     method: str = "PUT"
     if_none_exist: str | None = None
+    source: str = ""  # the segment that made it, e.g. "OBX^2"
 
 
 class BundleBuilder:
@@ -60,6 +61,7 @@ class BundleBuilder:
 
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
+        self.source = ""  # the segment being mapped (set by the maps): new entries record it
 
     def upsert(self, resource: dict[str, Any], criteria: str) -> str:
         """Conditional update `PUT Type?criteria`; returns the entry's urn:uuid reference."""
@@ -67,7 +69,7 @@ class BundleBuilder:
         url = f"{type}?{criteria}"
         if url not in self._entries:
             body = {"resourceType": type, "id": stable_id(url), **_without_type(resource)}
-            self._entries[url] = _Entry(_urn(url), body, url)
+            self._entries[url] = _Entry(_urn(url), body, url, source=self.source)
         return self._entries[url].full_url
 
     def put(self, resource: dict[str, Any], id: str) -> str:
@@ -76,7 +78,7 @@ class BundleBuilder:
         url = f"{type}/{id}"
         if url not in self._entries:
             body = {"resourceType": type, "id": id, **_without_type(resource)}
-            self._entries[url] = _Entry(_urn(url), body, url)
+            self._entries[url] = _Entry(_urn(url), body, url, source=self.source)
         return self._entries[url].full_url
 
     def create_if_none(self, resource: dict[str, Any], criteria: str) -> str:
@@ -86,18 +88,29 @@ class BundleBuilder:
         key = f"POST {type}?{criteria}"
         if key not in self._entries:
             self._entries[key] = _Entry(
-                _urn(key), {"resourceType": type, **_without_type(resource)}, type, "POST", criteria
+                _urn(key),
+                {"resourceType": type, **_without_type(resource)},
+                type,
+                "POST",
+                criteria,
+                self.source,
             )
         return self._entries[key].full_url
 
     def patch(self, type: str, criteria: str, parameters: dict[str, Any]) -> None:
         """Conditional patch `PATCH Type?criteria` with a FHIRPath Patch `parameters`."""
         key = f"PATCH {type}?{criteria}"
-        self._entries.setdefault(key, _Entry(_urn(key), parameters, f"{type}?{criteria}", "PATCH"))
+        self._entries.setdefault(
+            key, _Entry(_urn(key), parameters, f"{type}?{criteria}", "PATCH", source=self.source)
+        )
 
     def resource(self, ref: str) -> dict[str, Any]:
         """The resource of the entry `ref` names (to add to it after the fact)."""
         return next(e.resource for e in self._entries.values() if e.full_url == ref)
+
+    def sources(self) -> tuple[str, ...]:
+        """The segment each entry of `bundle()` came from, in entry order."""
+        return tuple(e.source for e in self._entries.values())
 
     def references(self) -> list[str]:
         return [e.full_url for e in self._entries.values()]

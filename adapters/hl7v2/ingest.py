@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 
 from adapters.hl7v2.ack import AckError, build_ack, encode, read_ack
 from adapters.hl7v2.convert import ConvertOptions, convert
+from adapters.hl7v2.convert.locations import locate
 from adapters.hl7v2.inbox import Inbox, Stored
 from adapters.hl7v2.message import Header, MessageError, check_supported, read_header
 from fhir_server.context import SYSTEM
-from fhir_server.errors import FhirError
+from fhir_server.errors import FhirError, InvalidResource
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.model.validate import MODEL_VERDICTS, ModelVerdicts
@@ -233,6 +234,13 @@ class Ingestor:
             verdicts = MODEL_VERDICTS.set(self._verdicts)
             try:
                 await self.service.handle(request)
+            except InvalidResource as error:  # a converted resource the server refuses
+                where = locate(conversion.sources, error.diagnostics)
+                if not where:
+                    raise
+                raise MessageError(
+                    f"{where}: {error.diagnostics}", error_code="102", location=where
+                ) from None
             finally:
                 MODEL_VERDICTS.reset(verdicts)
                 ORIGIN.reset(token)

@@ -38,6 +38,7 @@ def convert(raw: bytes | str, options: ConvertOptions | None = None) -> Conversi
         ctx.patient_key,
         tuple(ctx.merged_keys),
         tuple(ctx.left_out),
+        ctx.entries.sources(),
     )
 
 

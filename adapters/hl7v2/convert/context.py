@@ -45,6 +45,7 @@ class Conversion:
     patient_key: str | None  # "system|value" of the patient the message is about
     merged_keys: tuple[str, ...] = ()  # "system|value" of the patients an A40 merges
     left_out: tuple[MessageError, ...] = ()  # optional segments that could not be mapped
+    sources: tuple[str, ...] = ()  # per bundle entry, the segment it came from ("OBX^2")
 
 
 @cache
@@ -75,6 +76,10 @@ class Context:
         self.encounter: str | None = None
         self.focus: list[str] = []
         self.left_out: list[MessageError] = []
+
+    def at(self, seg: Segment) -> None:
+        """Entries made from now on come from `seg` (so an error in one can name it)."""
+        self.entries.source = f"{seg.name}^{seg.occurrence}"
 
     @contextmanager
     def optional(self, seg: Segment) -> Iterator[None]:

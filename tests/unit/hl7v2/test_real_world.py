@@ -447,3 +447,16 @@ def test_dicom_study_uid_is_related_not_text() -> None:
     ]
     [binary] = [b for b in resources(raw, "Binary") if b["contentType"] == "text/plain"]
     assert base64.b64decode(binary["data"]).decode() == "Normal chest."
+
+
+async def test_validation_failure_names_the_segment_and_field(ingestor: Ingestor) -> None:
+    """An OBX-3 code the FHIR validation refuses (two inner spaces): AE whose ERR names
+    OBX^2^3 with code 102, not an internal error 207 without a location."""
+    raw = message(
+        "PID|1||V1^^^HOSP",
+        "OBR|1|P1|F1|24323-8^CMP^LN",
+        "OBX|1|NM|2345-7^Glucose^LN||100|mg/dL|||||F",
+        "OBX|2|NM|23  45^Odd code^L||7|mg/dL|||||F",
+        type="ORU^R01^ORU_R01",
+    )
+    assert await exchange(ingestor, raw) == [("AE", "102", "OBX^2^3")]

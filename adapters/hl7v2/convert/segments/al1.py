@@ -14,6 +14,7 @@ from adapters.hl7v2.message import MessageError, Segment
 def map_allergy(ctx: Context, al1: Segment) -> None:
     """AL1 -> AllergyIntolerance: segments/ "AL1[AllergyIntolerance]" (AL1-2 category via
     AllergenType, AL1-3 code, AL1-4 criticality via AllergySeverity, AL1-5 reaction)."""
+    ctx.at(al1)
     code = dt.codeable(al1.components(3))
     if code is None:
         raise MessageError(

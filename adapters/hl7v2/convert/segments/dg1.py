@@ -12,6 +12,7 @@ from adapters.hl7v2.message import MessageError, Segment
 
 def map_condition(ctx: Context, dg1: Segment) -> None:
     """DG1 -> Condition: segments/ "DG1[Condition]" (DG1-3 code, DG1-5 onset, DG1-6 type)."""
+    ctx.at(dg1)
     code = dt.codeable(dg1.components(3))
     if code is None:
         text = dg1.text(4)

@@ -16,6 +16,7 @@ def map_coverage(ctx: Context, in1: Segment) -> None:
     """IN1 -> Coverage: segments/ "IN1[Coverage]" (IN1-2 identifier, IN1-3/4 payor
     Organization, IN1-12/13 period, IN1-15 type, IN1-17 relationship, IN1-16 subscriber:
     the patient when IN1-17 is SEL); IN1-36 policy number as subscriberId."""
+    ctx.at(in1)
     company_id = in1.components(3)  # CX, read as XON-3 (id) and XON-6 (authority)
     company = organization_ref(
         ctx,

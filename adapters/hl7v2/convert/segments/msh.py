@@ -27,6 +27,7 @@ def endpoint_urn(application: str, facility: str) -> str:
 def map_message_header(ctx: Context) -> None:
     """MSH -> MessageHeader: segments/ "MSH[MessageHeader]" (MSH-3/4 source, MSH-5/6
     destination, MSH-9 event)."""
+    ctx.entries.source = "MSH^1"
     h = ctx.header
     header: dict[str, Any] = {
         "resourceType": "MessageHeader",

@@ -15,6 +15,7 @@ from adapters.hl7v2.message import Segment
 def map_related_person(ctx: Context, nk1: Segment) -> None:
     """NK1 -> RelatedPerson: segments/ "NK1[RelatedPerson]" (NK1-2 name, NK1-3 relationship
     via Relationship, NK1-4 address, NK1-5/6 telecom, NK1-7 contact role)."""
+    ctx.at(nk1)
     person: dict[str, Any] = {
         "resourceType": "RelatedPerson",
         "patient": {"reference": ctx.patient},

@@ -16,6 +16,7 @@ def map_diagnostic_report(ctx: Context, orc: Segment | None, obr: Segment, reque
     """OBR -> DiagnosticReport: segments/ "OBR[DiagnosticReport]" (OBR-3 identifier, OBR-4
     code, OBR-7 effective, OBR-22 issued, OBR-25 status via ResultStatus[Non-Queries],
     OBR-32 resultsInterpreter)."""
+    ctx.at(obr)
     code = dt.codeable(obr.components(4))
     if code is None:
         raise MessageError(

@@ -29,6 +29,7 @@ def map_observation(
     OBX-3 code, OBX-6 unit, OBX-7 referenceRange, OBX-8 interpretation via
     InterpretationCodes, OBX-11 status via ObservationResultStatusCodesInterpretation,
     OBX-14 effective, OBX-16 performer)."""
+    ctx.at(obx)
     code = dt.codeable(obx.components(3))
     if code is None:
         raise MessageError(

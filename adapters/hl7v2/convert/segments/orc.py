@@ -76,6 +76,7 @@ def map_service_request(ctx: Context, orc: Segment | None, obr: Segment | None) 
     idents = order_identifiers(ctx, orc, obr)
     seg = obr or orc
     assert seg is not None
+    ctx.at(seg)
     if not idents:
         raise MessageError(
             "An order needs a placer or filler order number (or an ORC-4 placer group)",

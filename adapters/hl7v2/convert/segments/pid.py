@@ -16,6 +16,7 @@ def map_patient(ctx: Context, pid: Segment) -> str:
     """PID -> Patient: segments/ "PID[Patient]" (PID-3 identifier, PID-5 name, PID-7
     birthDate, PID-8 gender via AdministrativeSex, PID-11 address, PID-13/14 telecom,
     PID-16 maritalStatus via MaritalStatus, PID-29/30 deceased)."""
+    ctx.at(pid)
     idents = patient_identifiers(ctx, pid)
     names = [n for n in (dt.human_name(rep_components(r, pid)) for r in pid.reps(5)) if n]
     patient: dict[str, Any] = {"resourceType": "Patient", "identifier": idents}
@@ -52,6 +53,7 @@ def map_patient(ctx: Context, pid: Segment) -> str:
 def map_primary_care(ctx: Context, pd1: Segment, patient: dict[str, Any]) -> None:
     """PD1 -> Patient: segments/ "PD1[Patient]" (PD1-3 primary facility as an Organization,
     PD1-4 primary care provider as a Practitioner, both in generalPractitioner)."""
+    ctx.at(pd1)
     found = [o for o in (organization_ref(ctx, rep_components(r, pd1)) for r in pd1.reps(3)) if o]
     found += [p for p in (practitioner_ref(ctx, rep_components(r, pd1)) for r in pd1.reps(4)) if p]
     if found:

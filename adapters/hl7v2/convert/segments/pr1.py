@@ -15,6 +15,7 @@ def map_procedure(ctx: Context, pr1: Segment) -> None:
     """PR1 -> Procedure: segments/ "PR1[Procedure]" (PR1-3 code with PR1-4 as its text,
     PR1-5 performed, PR1-8/11/12 performers, PR1-15 reasonCode, PR1-19 identifier);
     status `completed`, as an ADT reports procedures that were done."""
+    ctx.at(pr1)
     code = dt.codeable(pr1.components(3))
     text = pr1.text(4)
     if code is None and not text:

@@ -16,6 +16,7 @@ def map_encounter(ctx: Context, pv1: Segment, event: str) -> str:
     """PV1 -> Encounter: segments/ "PV1[Encounter]" (PV1-2 class via PatientClass[EncounterClass],
     PV1-3 location, PV1-7/8/17 participants, PV1-19 identifier, PV1-44/45 period); status
     from the event (codesystems/ "Event[EncounterStatus]"), A04 as in-progress."""
+    ctx.at(pv1)
     patient_class = pv1.text(2)
     found = tables.coding("PatientClass[EncounterClass]", patient_class)
     klass = found or {

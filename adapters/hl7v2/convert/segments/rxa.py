@@ -18,6 +18,7 @@ def map_immunization(ctx: Context, orc: Segment | None, rxa: Segment) -> str:
     RXA-6/7 doseQuantity, RXA-10 performer, RXA-15 lotNumber, RXA-16 expirationDate,
     RXA-17 manufacturer, RXA-20 status via CompletionStatus, RXA-21 D: entered-in-error);
     ORC-2/3 identifiers per "ORC[Immunization]"."""
+    ctx.at(rxa)
     vaccine = dt.codeable(rxa.components(5))
     if vaccine is None:
         raise MessageError(

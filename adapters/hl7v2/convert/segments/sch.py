@@ -17,6 +17,7 @@ def map_appointment(ctx: Context, sch: Segment, event: str) -> str:
     SCH-8 appointmentType, SCH-11 or TQ1-7/8 start/end, SCH-25 status via
     FillerStatusCodes[Appointment]); participants from "AIP[Appointment]",
     "AIL[Appointment]" and "PID[Appointment]"."""
+    ctx.at(sch)
     idents = []
     for n, kind in ((1, "PLAC"), (2, "FILL")):
         comps = sch.components(n)

@@ -13,6 +13,7 @@ from adapters.hl7v2.message import Segment
 def map_specimen(ctx: Context, spm: Segment) -> str:
     """SPM -> Specimen: segments/ "SPM[Specimen]" (SPM-2 identifier, SPM-4 type,
     SPM-17 collection time, SPM-18 received time)."""
+    ctx.at(spm)
     specimen: dict[str, Any] = {"resourceType": "Specimen"}
     comps = spm.components(2)
     value = dt.sub(dt.whole(comps, 1)) or dt.sub(dt.whole(comps, 2))

@@ -18,6 +18,7 @@ def map_document(ctx: Context, txa: Segment) -> str:
     contentType, TXA-6 date, TXA-9 author, TXA-10 authenticator, TXA-12 masterIdentifier,
     TXA-17 docStatus, TXA-18 securityLabel via DocumentConfidentialityStatus, TXA-19 status,
     TXA-25 description); the OBX-5 text ("OBX[DocumentReference]") as a Binary."""
+    ctx.at(txa)
     number = txa.components(12)
     value = dt.part(number, 1)
     if not value:

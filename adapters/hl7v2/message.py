@@ -439,7 +439,7 @@ def check_supported(header: Header, strict_processing_id: bool = False) -> None:
     structure = header.structure or _structure(header.message_type, header.trigger_event)
     if structure and structure not in _structures(library):
         known = _structure(header.message_type, header.trigger_event)
-        if known not in _structures(library):
+        if known and known not in _structures(library):
             raise MessageError(
                 f"Message structure '{structure}' is not defined in v{library}",
                 ack_code="AR",

@@ -2,53 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from adapters.hl7v2.bundle import identifier_criteria
-from adapters.hl7v2.convert.context import Context, required_segment
-from adapters.hl7v2.convert.segments.al1 import map_allergy
-from adapters.hl7v2.convert.segments.dg1 import map_condition
-from adapters.hl7v2.convert.segments.in1 import map_coverage
-from adapters.hl7v2.convert.segments.nk1 import map_related_person
+from adapters.hl7v2.convert.context import Context
+from adapters.hl7v2.convert.messages.shared import administration
 from adapters.hl7v2.convert.segments.obx import map_observation
-from adapters.hl7v2.convert.segments.pid import map_patient, map_primary_care
-from adapters.hl7v2.convert.segments.pr1 import map_procedure
-from adapters.hl7v2.convert.segments.pv1 import map_encounter
-from adapters.hl7v2.message import MessageError, Segment
+from adapters.hl7v2.convert.segments.pid import map_patient
+from adapters.hl7v2.message import MessageError
 
 
 def adt(ctx: Context, event: str) -> None:
-    """ADT_A01 (and the events sharing its structure): messages/ "ADT_A01" map."""
-    if event == "A40":
+    """ADT_A01 and the events sharing its structure (and BAR, whose segments are the same):
+    messages/ "ADT_A01", "BAR_P01"; OBX at the top level as exam observations."""
+    if event in ("A40", "A39"):
         merge(ctx)
         return
-    patient = map_patient(ctx, required_segment(ctx, "PID"))
-    pd1 = ctx.message.first("PD1")
-    if pd1 is not None:
-        map_primary_care(ctx, pd1, ctx.entries.resource(patient))
+    administration(ctx, event, visit_required=True)
     pv1 = ctx.message.first("PV1")
-    if pv1 is not None and event not in ("A28", "A31"):
-        ctx.encounter = map_encounter(ctx, pv1, event)
     visit = pv1.text(19) if pv1 is not None else ""
     for seg in ctx.message.segments:
-        mapper = _OPTIONAL.get(seg.name)
-        if mapper is not None:
-            with ctx.optional(seg):
-                mapper(ctx, seg)
-        elif seg.name == "OBX":
+        if seg.name == "OBX":
             with ctx.optional(seg):
                 map_observation(ctx, seg, visit or (ctx.patient_key or ""), None, [])
-
-
-_OPTIONAL: dict[str, Callable[[Context, Segment], None]] = {
-    "NK1": map_related_person,
-    "AL1": map_allergy,
-    "DG1": map_condition,
-    "PR1": map_procedure,
-    "IN1": map_coverage,
-}
-"""Segments an ADT may carry whose map can fail alone: the rest of the message is mapped."""
 
 
 def merge(ctx: Context) -> None:

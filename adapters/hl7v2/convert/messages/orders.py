@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from adapters.hl7v2.convert.context import Context
+from adapters.hl7v2.convert.messages.shared import administration
 from adapters.hl7v2.convert.segments.orc import map_service_request
-from adapters.hl7v2.convert.segments.pid import map_patient
 from adapters.hl7v2.convert.segments.spm import map_specimen
 from adapters.hl7v2.message import MessageError, Segment
 
@@ -12,9 +12,7 @@ from adapters.hl7v2.message import MessageError, Segment
 def orders(ctx: Context, event: str) -> None:
     """ORM_O01 / OML_O21: messages/ "ORM_O01", "OML_O21" (ORC[ServiceRequest], OBR, and
     for OML the SPM[Specimen] of each request, in ServiceRequest.specimen)."""
-    pid = ctx.message.first("PID")
-    if pid is not None:
-        map_patient(ctx, pid)
+    administration(ctx, event, patient_required=False)
     orc: Segment | None = None
     request: str | None = None
     for seg in ctx.message.segments:

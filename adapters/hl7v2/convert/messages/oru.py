@@ -5,24 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.hl7v2.convert.context import Context
+from adapters.hl7v2.convert.messages.shared import administration
 from adapters.hl7v2.convert.segments.nte import map_note
 from adapters.hl7v2.convert.segments.obr import map_diagnostic_report
 from adapters.hl7v2.convert.segments.obx import map_observation
 from adapters.hl7v2.convert.segments.orc import map_service_request
-from adapters.hl7v2.convert.segments.pid import map_patient
-from adapters.hl7v2.convert.segments.pv1 import map_encounter
 from adapters.hl7v2.convert.segments.spm import map_specimen
 from adapters.hl7v2.message import MessageError, Segment
 
 
 def oru(ctx: Context, event: str) -> None:
-    """ORU_R01: messages/ "ORU_R01" (PID, PV1, ORC, OBR, OBX, NTE, SPM)."""
-    pid = ctx.message.first("PID")
-    if pid is not None:
-        map_patient(ctx, pid)
-    pv1 = ctx.message.first("PV1")
-    if pv1 is not None and pv1.field(19):
-        ctx.encounter = map_encounter(ctx, pv1, "")
+    """ORU_R01 and OUL_R22: messages/ "ORU_R01", "OUL_R22" (PID, PV1, ORC, OBR, OBX, NTE,
+    SPM)."""
+    administration(ctx, event, patient_required=False)
+    results(ctx, required=True)
+
+
+def results(ctx: Context, *, required: bool) -> None:
+    """Each OBR a ServiceRequest and a DiagnosticReport, its OBX Observations (with their
+    NTE), its SPM Specimens; a message of results without OBR is refused if `required`."""
     orc: Segment | None = None
     report: dict[str, Any] | None = None
     order = ""
@@ -55,5 +56,7 @@ def oru(ctx: Context, event: str) -> None:
             note = map_note(seg)
             if note:
                 last_obs.setdefault("note", []).append(note)
-    if report is None:
-        raise MessageError("An ORU^R01 needs an OBR segment", error_code="100", location="OBR")
+    if report is None and required:
+        raise MessageError(
+            "A result message needs an OBR segment", error_code="100", location="OBR"
+        )

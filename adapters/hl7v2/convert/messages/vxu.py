@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.hl7v2 import datatypes as dt
-from adapters.hl7v2.convert.context import Context, required_segment
-from adapters.hl7v2.convert.segments.pid import map_patient
+from adapters.hl7v2.convert.context import Context
+from adapters.hl7v2.convert.messages.shared import administration
 from adapters.hl7v2.convert.segments.rxa import map_immunization
 from adapters.hl7v2.message import MessageError, Segment
 
 
 def vaccinations(ctx: Context, event: str) -> None:
     """VXU_V04: messages/ "VXU_V04" (PID, ORC, RXA[Immunization], RXR[Immunization], OBX)."""
-    map_patient(ctx, required_segment(ctx, "PID"))
+    administration(ctx, event)
     orc: Segment | None = None
     last: dict[str, Any] | None = None
     made = False

@@ -8,7 +8,7 @@ from adapters.hl7v2 import datatypes as dt
 from adapters.hl7v2 import tables
 from adapters.hl7v2.bundle import identifier_criteria
 from adapters.hl7v2.convert.context import Context
-from adapters.hl7v2.convert.segments.orc import kind_of, order_identifiers
+from adapters.hl7v2.convert.segments.orc import kind_of
 from adapters.hl7v2.message import MessageError, Segment
 
 
@@ -25,7 +25,7 @@ def map_diagnostic_report(ctx: Context, orc: Segment | None, obr: Segment, reque
             location=obr.location(4),
         )
     status = tables.lookup("ResultStatus[Non-Queries]", obr.text(25))
-    idents = order_identifiers(ctx, orc, obr)
+    idents = ctx.entries.resource(request)["identifier"]  # the order's, as mapped
     filler = next((i for i in idents if kind_of(i) == "FILL"), idents[0])
     report: dict[str, Any] = {
         "resourceType": "DiagnosticReport",

@@ -7,7 +7,7 @@ from typing import Any
 from adapters.hl7v2 import datatypes as dt
 from adapters.hl7v2 import tables
 from adapters.hl7v2.bundle import identifier_criteria, stable_id
-from adapters.hl7v2.convert.context import Context
+from adapters.hl7v2.convert.context import Context, own_id
 from adapters.hl7v2.convert.datatypes import practitioner_ref
 from adapters.hl7v2.message import MessageError, Segment
 
@@ -77,6 +77,11 @@ def map_service_request(ctx: Context, orc: Segment | None, obr: Segment | None) 
     seg = obr or orc
     assert seg is not None
     ctx.at(seg)
+    if not idents and obr is not None and ctx.patient_key:
+        # an OBR that comes with a referral or charge carries no order number: the order
+        # is known by the patient, the code and the time
+        key = f"{ctx.patient_key}|{obr.text(4)}|{obr.text(7)}|{obr.occurrence}"
+        idents = [own_id(ctx, "order", key)]
     if not idents:
         raise MessageError(
             "An order needs a placer or filler order number (or an ORC-4 placer group)",

@@ -74,3 +74,17 @@ def patient_identifiers(ctx: Context, pid: Segment) -> list[dict[str, Any]]:
     raise MessageError(
         "PID-3 (patient identifier list) is required", error_code="101", location=pid.location(3)
     )
+
+
+def map_account(ctx: Context, pid: Segment) -> str | None:
+    """PID-18 -> Account: segments/ "PID[Account]" (PID-18 identifier, the patient as
+    subject, status active)."""
+    ident = ctx.identifier(pid.components(18), pid.location(18))
+    if ident is None:
+        return None
+    account: dict[str, Any] = {"resourceType": "Account", "identifier": [ident], "status": "active"}
+    if ctx.patient:
+        account["subject"] = [{"reference": ctx.patient}]
+    ref = ctx.entries.upsert(account, identifier_criteria(ident))
+    ctx.focus.append(ref)
+    return ref

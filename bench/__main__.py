@@ -28,7 +28,7 @@ from urllib.parse import quote
 import orjson
 from tqdm import tqdm
 
-from bench import bearer, dataset, hl7, report, search, server, stall, terminology
+from bench import bearer, dataset, hl7, hl7_fidelity, report, search, server, stall, terminology
 from bench.ingest import PreparedBundle, ingest
 from bench.pyclient import run_python
 from bench.wrk import WORKLOADS, LoadResult, WrkOutputError, find_wrk, run_wrk, wrk_version
@@ -291,7 +291,13 @@ def save(
         ],
     }
     data["hl7"] = [
-        {"figure": r.label, "value": r.value, "target": r.target, "met": r.met}
+        {
+            "figure": r.label,
+            "value": r.value,
+            "cpu_ms_per_message": r.cpu_ms,
+            "target": r.target,
+            "met": r.met,
+        }
         for r in hl7_rows or []
     ]
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -338,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + search.render(searches, args.search_size))
     if hl7_rows:
         print("\n" + hl7.render(hl7_rows))
+    if not args.no_hl7:
+        print("\n" + hl7_fidelity.render(hl7_fidelity.measure()))
     save(run, args.output, terms, searches, args.search_size, hl7_rows)
     print(f"\nresults written to {args.output}", file=sys.stderr)
     return 0

@@ -460,3 +460,43 @@ async def test_validation_failure_names_the_segment_and_field(ingestor: Ingestor
         type="ORU^R01^ORU_R01",
     )
     assert await exchange(ingestor, raw) == [("AE", "102", "OBX^2^3")]
+
+
+# --- coverage: patient and encounter details ------------------------------------------------
+
+
+def test_patient_details() -> None:
+    pid = (
+        "PID|1||P9^^^HOSP^MR||Doe^Jane||19800101|F||2106-3^White^CDCREC|||||"
+        "en^English^ISO639|M|CAT^Catholic^HL70006||123-45-6789|||"
+        "2186-5^Not Hispanic^CDCREC||Y|2"
+    )
+    patient = resources(message("EVN|A01", pid), "Patient")[0]
+    urls = [e["url"] for e in patient["extension"]]
+    assert urls == [
+        "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race",
+        "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity",
+        "http://hl7.org/fhir/StructureDefinition/patient-religion",
+    ]
+    race = patient["extension"][0]["extension"]
+    assert race[0]["valueCoding"]["code"] == "2106-3" and race[1]["valueString"] == "White"
+    assert patient["communication"][0]["language"]["coding"][0]["code"] == "en"
+    assert {"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123-45-6789"}.items() <= (
+        patient["identifier"][1].items()
+    )
+    assert patient["multipleBirthInteger"] == 2
+
+
+def test_encounter_details() -> None:
+    pv1 = (
+        "PV1|1|I|W1^1^1|E^Emergency|||A1^Attend^Al|R1^Refer^Rita|C1^Consult^Cy|MED|||R|7||"
+        "|||V1^^^HOSP|||||||||||||||||01^Home"
+    )
+    encounter = resources(message("EVN|A01", "PID|1||P9^^^HOSP", pv1), "Encounter")[0]
+    roles = [p["type"][0]["coding"][0]["code"] for p in encounter["participant"]]
+    assert roles == ["ATND", "REF", "CON"]
+    assert encounter["type"][0]["coding"][0]["code"] == "E"
+    stay = encounter["hospitalization"]
+    assert stay["admitSource"]["coding"][0]["code"] == "7"
+    assert stay["reAdmission"]["coding"][0]["code"] == "R"
+    assert stay["dischargeDisposition"]["coding"][0]["code"] == "01"

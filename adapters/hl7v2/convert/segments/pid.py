@@ -42,6 +42,7 @@ def map_patient(ctx: Context, pid: Segment) -> str:
         patient["deceasedDateTime"] = died
     elif pid.text(30) in ("Y", "N"):
         patient["deceasedBoolean"] = pid.text(30) == "Y"
+    _details(pid, patient)
     ref = ctx.entries.upsert(patient, identifier_criteria(idents[0]))
     if ctx.patient is None:
         ctx.patient = ref
@@ -88,3 +89,60 @@ def map_account(ctx: Context, pid: Segment) -> str | None:
     ref = ctx.entries.upsert(account, identifier_criteria(ident))
     ctx.focus.append(ref)
     return ref
+
+
+US_CORE = "http://hl7.org/fhir/us/core/StructureDefinition/"
+RELIGION = "http://hl7.org/fhir/StructureDefinition/patient-religion"
+SSN = "http://hl7.org/fhir/sid/us-ssn"
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+CDC_RACE = "urn:oid:2.16.840.1.113883.6.238"
+
+
+def _details(pid: Segment, patient: dict[str, Any]) -> None:
+    """PID-10 race and PID-22 ethnicity (as the US Core extensions the IG points to), PID-15
+    communication language, PID-17 religion, PID-19 SSN as an identifier, PID-24/25
+    multiple birth."""
+    extensions = [
+        e
+        for e in (
+            _omb(US_CORE + "us-core-race", pid, 10),
+            _omb(US_CORE + "us-core-ethnicity", pid, 22),
+        )
+        if e
+    ]
+    religion = dt.codeable(pid.components(17), "http://terminology.hl7.org/CodeSystem/v2-0006")
+    if religion:
+        extensions.append({"url": RELIGION, "valueCodeableConcept": religion})
+    if extensions:
+        patient["extension"] = extensions
+    language = dt.codeable(pid.components(15))
+    if language:
+        patient["communication"] = [{"language": language}]
+    ssn = pid.text(19)
+    if ssn:
+        patient["identifier"].append(
+            {"type": {"coding": [{"system": V2_0203, "code": "SS"}]}, "system": SSN, "value": ssn}
+        )
+    order = dt.number(pid.text(25))
+    if isinstance(order, int) and order > 0:
+        patient["multipleBirthInteger"] = order
+    elif pid.text(24) in ("Y", "N"):
+        patient["multipleBirthBoolean"] = pid.text(24) == "Y"
+
+
+def _omb(url: str, pid: Segment, field: int) -> dict[str, Any] | None:
+    """Race or ethnicity as a US Core extension: each coded repetition an ombCategory
+    (CDC race and ethnicity codes), the text of the first."""
+    parts: list[dict[str, Any]] = []
+    text = ""
+    for n in range(len(pid.reps(field))):
+        concept = dt.codeable(pid.components(field, n), CDC_RACE)
+        if concept is None:
+            continue
+        text = text or concept.get("text") or concept.get("coding", [{}])[0].get("display", "")
+        for coding in concept.get("coding", [])[:1]:
+            parts.append({"url": "ombCategory", "valueCoding": coding})
+    if not parts:
+        return None
+    parts.append({"url": "text", "valueString": text or parts[0]["valueCoding"]["code"]})
+    return {"url": url, "extension": parts}

@@ -40,7 +40,7 @@ def map_encounter(ctx: Context, pv1: Segment, event: str) -> str:
     if where:
         enc["location"] = [{"location": where, "status": "active"}]
     participants = []
-    for n, role in ((7, "ATND"), (8, "REF"), (17, "ADM")):
+    for n, role in ((7, "ATND"), (8, "REF"), (9, "CON"), (17, "ADM")):
         for rep in pv1.reps(n):
             who = practitioner_ref(ctx, rep_components(rep, pv1))
             if who:
@@ -50,6 +50,7 @@ def map_encounter(ctx: Context, pv1: Segment, event: str) -> str:
                         "individual": who,
                     }
                 )
+    _hospitalization(ctx, pv1, enc)
     pv2 = ctx.message.first("PV2")
     if pv2 is not None:
         map_visit_details(ctx, pv2, enc, participants)
@@ -98,3 +99,34 @@ def encounter_status(pv1: Segment, event: str, patient_class: str) -> str:
         return "finished"
     by_class = tables.lookup("PatientClass[EncounterStatus]", patient_class)
     return by_class[0] if by_class else "unknown"
+
+
+def _hospitalization(ctx: Context, pv1: Segment, enc: dict[str, Any]) -> None:
+    """PV1-4 admission type (Encounter.type), PV1-10 hospital service (serviceType), and
+    Encounter.hospitalization: PV1-13 re-admission, PV1-14 admit source, PV1-16 VIP,
+    PV1-36 discharge disposition, PV1-37 discharged-to location."""
+    admission = dt.codeable(pv1.components(4), "http://terminology.hl7.org/CodeSystem/v2-0007")
+    if admission:
+        enc["type"] = [admission]
+    service = dt.codeable(pv1.components(10), "http://terminology.hl7.org/CodeSystem/v2-0069")
+    if service:
+        enc["serviceType"] = service
+    stay: dict[str, Any] = {}
+    source = dt.codeable(pv1.components(14), "http://terminology.hl7.org/CodeSystem/v2-0023")
+    if source:
+        stay["admitSource"] = source
+    if pv1.text(13):
+        stay["reAdmission"] = dt.codeable(
+            pv1.components(13), "http://terminology.hl7.org/CodeSystem/v2-0092"
+        )
+    vip = dt.codeable(pv1.components(16), "http://terminology.hl7.org/CodeSystem/v2-0099")
+    if vip:
+        stay["specialCourtesy"] = [vip]
+    disposition = dt.codeable(pv1.components(36), "http://terminology.hl7.org/CodeSystem/v2-0112")
+    if disposition:
+        stay["dischargeDisposition"] = disposition
+    destination = dt.part(pv1.components(37), 1)
+    if destination:
+        stay["destination"] = {"display": destination}
+    if stay:
+        enc["hospitalization"] = stay

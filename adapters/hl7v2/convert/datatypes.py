@@ -43,19 +43,38 @@ def organization_ref(ctx: Context, comps: list[str]) -> dict[str, Any] | None:
 
 
 def location_ref(ctx: Context, comps: list[str]) -> dict[str, Any] | None:
-    """PL -> Location: datatypes/ "PL[Location]" (name from point of care, room, bed,
-    facility; one Location per distinct PL of this sender, by an identifier we derive)."""
+    """PL -> Location: datatypes/ "PL[Location]": one Location per level the PL names, from
+    the facility (PL.4) through building (PL.7), point of care (PL.1), floor (PL.8) and
+    room (PL.2) to the bed (PL.3), each `partOf` the one above; a reference to the most
+    granular. Each level is identified by its path from the top (room 12 of ward W1 is not
+    room 12 of ward W2), so the same place is one Location however often it is named."""
     name = dt.location_name(comps)
     if not name:
         return None
-    ident = own_id(ctx, "location", "^".join(comps))
-    location = {"resourceType": "Location", "name": name, "mode": "instance", "status": "active"}
-    return {
-        "reference": ctx.entries.upsert(
-            with_identifier(location, ident), identifier_criteria(ident)
-        ),
-        "display": name,
-    }
+    parent: str | None = None
+    path: list[str] = []
+    for n, kind in _PL_LEVELS:
+        value = dt.sub(dt.whole(comps, n)) if n in (1, 2, 3, 4, 7, 8) else ""
+        if not value:
+            continue
+        path.append(f"{kind}:{value}")
+        ident = own_id(ctx, "location", "/".join(path))
+        location: dict[str, Any] = {
+            "resourceType": "Location",
+            "name": value,
+            "mode": "instance",
+            "status": "active",
+            "physicalType": {"coding": [{"system": PHYSICAL_TYPE, "code": kind}]},
+        }
+        if parent:
+            location["partOf"] = {"reference": parent}
+        parent = ctx.entries.upsert(with_identifier(location, ident), identifier_criteria(ident))
+    return {"reference": parent, "display": name} if parent else None
+
+
+PHYSICAL_TYPE = "http://terminology.hl7.org/CodeSystem/location-physical-type"
+_PL_LEVELS = ((4, "si"), (7, "bu"), (1, "wa"), (8, "lvl"), (2, "ro"), (3, "bd"))
+"""PL components from the least granular to the most, with their physical type."""
 
 
 def add_contacts(

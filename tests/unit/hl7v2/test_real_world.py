@@ -177,7 +177,7 @@ def test_escaped_delimiters_stay_text_and_subcomponents_stay_apart() -> None:
     patient = resources(raw, "Patient")[0]
     assert patient["name"][0] == {"family": "SMITH&JONES", "given": ["ANN|MARIE"]}
     assert patient["address"][0]["district"] == "C17"
-    assert [loc["name"] for loc in resources(raw, "Location")] == ["ICU 12 B"]
+    assert [loc["name"] for loc in resources(raw, "Location")] == ["ICU", "12", "B"]
 
 
 def test_formatting_and_hex_escapes_in_text_values() -> None:
@@ -500,3 +500,31 @@ def test_encounter_details() -> None:
     assert stay["admitSource"]["coding"][0]["code"] == "7"
     assert stay["reAdmission"]["coding"][0]["code"] == "R"
     assert stay["dischargeDisposition"]["coding"][0]["code"] == "01"
+
+
+async def test_locations_form_a_hierarchy_deduplicated_by_identifier(
+    service: FhirService,
+) -> None:
+    """PV1-3 W1^101^A in two messages, and W1^102^B: one ward, two rooms, two beds, each
+    partOf the level above; the Encounter points at the bed."""
+    for n, (room, bed) in enumerate((("101", "A"), ("101", "A"), ("102", "B"))):
+        raw = message(
+            "EVN|A01",
+            f"PID|1||L{n}^^^HOSP",
+            f"PV1|1|I|W1^{room}^{bed}||||||||||||||||V{n}^^^HOSP",
+            control=f"L{n}",
+        )
+        await call(service, "POST", "", convert(raw).bundle)
+    found = await call(service, "GET", "Location", query=(("_count", "50"),))
+    by_id = {e["resource"]["id"]: e["resource"] for e in found["entry"]}
+    names = sorted(loc["name"] for loc in by_id.values())
+    assert names == ["101", "102", "A", "B", "W1"]
+    beds = [loc for loc in by_id.values() if loc["physicalType"]["coding"][0]["code"] == "bd"]
+    for bed in beds:
+        room = by_id[bed["partOf"]["reference"].split("/")[1]]
+        ward = by_id[room["partOf"]["reference"].split("/")[1]]
+        assert ward["name"] == "W1" and "partOf" not in ward
+    encounter = (await call(service, "GET", "Encounter"))["entry"][0]["resource"]
+    assert encounter["location"][0]["location"]["reference"].split("/")[1] in {
+        b["id"] for b in beds
+    }

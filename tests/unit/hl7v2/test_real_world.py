@@ -528,3 +528,19 @@ async def test_locations_form_a_hierarchy_deduplicated_by_identifier(
     assert encounter["location"][0]["location"]["reference"].split("/")[1] in {
         b["id"] for b in beds
     }
+
+
+def test_episode_of_care_and_insured_person() -> None:
+    pv1 = "PV1|1|I|W1||||||||||||||||V1^^^HOSP" + "|" * 34 + "Knee rehab|EP-7^^^HOSP"
+    in1 = "IN1|1|PLAN1|INS1^^^HOSP|Insurer Inc" + "|" * 12 + "Doe^John|SPO^Spouse|19790101"
+    raw = message("EVN|A01", "PID|1||P9^^^HOSP", pv1, in1)
+    [episode] = resources(raw, "EpisodeOfCare")
+    assert episode["identifier"][0]["value"] == "EP-7"
+    assert episode["extension"][0]["valueString"] == "Knee rehab"
+    encounter = resources(raw, "Encounter")[0]
+    assert encounter["episodeOfCare"][0]["reference"].startswith("urn:uuid:")
+    [insured] = resources(raw, "RelatedPerson")
+    assert insured["name"][0]["family"] == "Doe" and insured["birthDate"] == "1979-01-01"
+    coverage = resources(raw, "Coverage")[0]
+    assert coverage["relationship"]["coding"][0]["code"] == "spouse"
+    assert "subscriber" in coverage

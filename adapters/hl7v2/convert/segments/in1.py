@@ -6,7 +6,7 @@ from typing import Any
 
 from adapters.hl7v2 import datatypes as dt
 from adapters.hl7v2.bundle import identifier_criteria
-from adapters.hl7v2.convert.context import Context, own_id, with_identifier
+from adapters.hl7v2.convert.context import Context, own_id, rep_components, with_identifier
 from adapters.hl7v2.convert.datatypes import organization_ref
 from adapters.hl7v2.convert.vocabulary import SUBSCRIBER
 from adapters.hl7v2.message import MessageError, Segment
@@ -55,6 +55,10 @@ def map_coverage(ctx: Context, in1: Segment) -> None:
         }
         if mapped == "self":
             cov["subscriber"] = {"reference": ctx.patient}
+        else:
+            insured = _insured(ctx, in1)
+            if insured:
+                cov["subscriber"] = {"reference": insured}
     policy = in1.text(36)
     if policy:
         cov["subscriberId"] = policy
@@ -65,3 +69,29 @@ def map_coverage(ctx: Context, in1: Segment) -> None:
     if plan:
         cov["identifier"] = [plan]
     ctx.focus.append(ctx.entries.upsert(with_identifier(cov, ident), identifier_criteria(ident)))
+
+
+def _insured(ctx: Context, in1: Segment) -> str | None:
+    """IN1-16 insured's name (with IN1-17 relationship, IN1-18 birth date, IN1-19 address),
+    when the insured is not the patient, as a RelatedPerson: IN1[Coverage] subscriber."""
+    names = [n for n in (dt.human_name(rep_components(r, in1)) for r in in1.reps(16)) if n]
+    if not names or not ctx.patient:
+        return None
+    person: dict[str, Any] = {
+        "resourceType": "RelatedPerson",
+        "patient": {"reference": ctx.patient},
+        "name": names,
+    }
+    relation = dt.codeable(in1.components(17), "http://terminology.hl7.org/CodeSystem/v2-0063")
+    if relation:
+        person["relationship"] = [relation]
+    born = dt.date(in1.text(18))
+    if born:
+        person["birthDate"] = born
+    addresses = [a for a in (dt.address(rep_components(r, in1)) for r in in1.reps(19)) if a]
+    if addresses:
+        person["address"] = addresses
+    name = names[0]
+    key = f"{ctx.patient_key}|IN1-16|{name.get('family')}|{name.get('given')}|{in1.text(18)}"
+    ident = own_id(ctx, "insured", key)
+    return ctx.entries.upsert(with_identifier(person, ident), identifier_criteria(ident))

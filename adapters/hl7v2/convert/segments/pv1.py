@@ -51,6 +51,9 @@ def map_encounter(ctx: Context, pv1: Segment, event: str) -> str:
                     }
                 )
     _hospitalization(ctx, pv1, enc)
+    episode = _episode(ctx, pv1)
+    if episode:
+        enc["episodeOfCare"] = [{"reference": episode}]
     pv2 = ctx.message.first("PV2")
     if pv2 is not None:
         map_visit_details(ctx, pv2, enc, participants)
@@ -130,3 +133,24 @@ def _hospitalization(ctx: Context, pv1: Segment, enc: dict[str, Any]) -> None:
         stay["destination"] = {"display": destination}
     if stay:
         enc["hospitalization"] = stay
+
+
+def _episode(ctx: Context, pv1: Segment) -> str | None:
+    """PV1-54 service episode identifier (and PV1-53 its description) -> EpisodeOfCare."""
+    ident = ctx.identifier(pv1.components(54), pv1.location(54)) if pv1.field(54) else None
+    if ident is None or not ctx.patient:
+        return None
+    episode: dict[str, Any] = {
+        "resourceType": "EpisodeOfCare",
+        "identifier": [ident],
+        "status": "active",
+        "patient": {"reference": ctx.patient},
+    }
+    if pv1.text(53):
+        episode["extension"] = [
+            {
+                "url": "http://hl7.org/fhir/StructureDefinition/resource-instance-description",
+                "valueString": pv1.text(53),
+            }
+        ]
+    return ctx.entries.upsert(episode, identifier_criteria(ident))

@@ -544,3 +544,23 @@ def test_episode_of_care_and_insured_person() -> None:
     coverage = resources(raw, "Coverage")[0]
     assert coverage["relationship"]["coding"][0]["code"] == "spouse"
     assert "subscriber" in coverage
+
+
+def test_order_observations_and_appointment_locations() -> None:
+    raw = message(
+        "PID|1||P9^^^HOSP",
+        "ORC|NW|P1^HIS",
+        "OBR|1|P1^HIS||24323-8^CMP^LN",
+        "OBX|1|NM|8302-2^Height^LN||180|cm|||||F",
+        type="OML^O21^OML_O21",
+    )
+    [request] = resources(raw, "ServiceRequest")
+    [observation] = resources(raw, "Observation")
+    assert observation["code"]["coding"][0]["code"] == "8302-2"
+    assert len(request["supportingInfo"]) == 1
+    sch = "SCH|A1^S|A1^S|||||||30|MIN|^^^20250101090000"
+    siu = message(sch, "PID|1||P9^^^HOSP", "AIL|1||CLINIC^Room 3", type="SIU^S12^SIU_S12")
+    names = [loc["name"] for loc in resources(siu, "Location")]
+    assert names == ["CLINIC", "Room 3"]
+    appointment = resources(siu, "Appointment")[0]
+    assert appointment["participant"][-1]["actor"]["display"] == "CLINIC Room 3"

@@ -8,7 +8,7 @@ from adapters.hl7v2 import datatypes as dt
 from adapters.hl7v2 import tables
 from adapters.hl7v2.bundle import identifier_criteria
 from adapters.hl7v2.convert.context import Context
-from adapters.hl7v2.convert.datatypes import practitioner_ref
+from adapters.hl7v2.convert.datatypes import location_ref, practitioner_ref
 from adapters.hl7v2.message import MessageError, Segment
 
 
@@ -80,9 +80,9 @@ def map_appointment(ctx: Context, sch: Segment, event: str) -> str:
             if who:
                 participants.append({"actor": who, "status": "accepted"})
         elif seg.name == "AIL":
-            where = dt.location_name(seg.components(3))
+            where = location_ref(ctx, seg.components(3))  # AIL-3 as Locations (PL[Location])
             if where:
-                participants.append({"actor": {"display": where}, "status": "accepted"})
+                participants.append({"actor": where, "status": "accepted"})
     if not participants:
         raise MessageError(
             "An appointment needs a patient, AIP or AIL participant",

@@ -564,3 +564,17 @@ def test_order_observations_and_appointment_locations() -> None:
     assert names == ["CLINIC", "Room 3"]
     appointment = resources(siu, "Appointment")[0]
     assert appointment["participant"][-1]["actor"]["display"] == "CLINIC Room 3"
+
+
+async def test_document_notification_without_text_commits(service: FhirService) -> None:
+    """MDM^T01 announces a document without its text: a DocumentReference whose attachment
+    has no data (an empty Binary would be invalid and lose the message)."""
+    raw = message(
+        "EVN|T01",
+        "PID|1||D1^^^HOSP",
+        "TXA|1|CN|TX|||20240105||||||DOC-1^RIS||||||AU",
+        type="MDM^T01^MDM_T01",
+    )
+    await call(service, "POST", "", convert(raw).bundle)
+    [document] = (await call(service, "GET", "DocumentReference"))["entry"]
+    assert document["resource"]["content"] == [{"attachment": {"contentType": "text/plain"}}]

@@ -95,11 +95,14 @@ def map_document(ctx: Context, txa: Segment) -> str:
         if attachment
         else base64.b64encode("\n".join(lines).encode("utf-8")).decode("ascii")
     )
-    binary = ctx.entries.put(
-        {"resourceType": "Binary", "contentType": content_type, "data": data},
-        stable_id("DocumentReference", master["system"], value, data),
-    )
-    doc["content"] = [{"attachment": {"contentType": content_type, "url": binary}}]
+    if data:
+        binary = ctx.entries.put(
+            {"resourceType": "Binary", "contentType": content_type, "data": data},
+            stable_id("DocumentReference", master["system"], value, data),
+        )
+        doc["content"] = [{"attachment": {"contentType": content_type, "url": binary}}]
+    else:  # a notification without the document's text (MDM_T01, T03, T05, T09)
+        doc["content"] = [{"attachment": {"contentType": content_type}}]
     ref = ctx.entries.upsert(doc, identifier_criteria(master))
     ctx.focus.append(ref)
     return ref

@@ -592,3 +592,10 @@ async def test_assigning_authority_is_one_organization(service: FhirService) -> 
     patients = (await call(service, "GET", "Patient"))["entry"]
     assigners = {p["resource"]["identifier"][0]["assigner"]["reference"] for p in patients}
     assert assigners == {f"Organization/{organizations[0]['resource']['id']}"}
+
+
+def test_mothers_identifier_is_a_related_person() -> None:
+    pid = "PID|1||B1^^^HOSP||Baby^Boy||20240101|M" + "|" * 13 + "M77^^^HOSP"
+    [mother] = resources(message("EVN|A01", pid), "RelatedPerson")
+    assert mother["identifier"][0] == {"system": "urn:id:HOSP", "value": "M77"}
+    assert mother["relationship"][0]["coding"][0]["code"] == "MTH"

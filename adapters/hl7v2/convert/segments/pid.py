@@ -53,7 +53,30 @@ def map_patient(ctx: Context, pid: Segment) -> str:
         ctx.patient = ref
         ctx.patient_key = identifier_criteria(idents[0]).removeprefix("identifier=")
         ctx.focus.append(ref)
+        if pid.field(21):
+            _mother(ctx, pid)
     return ref
+
+
+def _mother(ctx: Context, pid: Segment) -> None:
+    """PID-21 mother's identifier -> RelatedPerson: datatypes/ "CX[RelatedPerson-Mother]"
+    (the identifier, relationship MTH, the patient)."""
+    ident = ctx.identifier(pid.components(21), pid.location(21))
+    if ident is None:
+        return
+    mother = {
+        "resourceType": "RelatedPerson",
+        "identifier": [ident],
+        "patient": {"reference": ctx.patient},
+        "relationship": [
+            {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "MTH"}
+                ]
+            }
+        ],
+    }
+    ctx.focus.append(ctx.entries.upsert(mother, identifier_criteria(ident)))
 
 
 def map_primary_care(ctx: Context, pd1: Segment, patient: dict[str, Any]) -> None:

@@ -599,3 +599,20 @@ def test_mothers_identifier_is_a_related_person() -> None:
     [mother] = resources(message("EVN|A01", pid), "RelatedPerson")
     assert mother["identifier"][0] == {"system": "urn:id:HOSP", "value": "M77"}
     assert mother["relationship"][0]["coding"][0]["code"] == "MTH"
+
+
+def test_order_timing_and_priority_from_tq1() -> None:
+    raw = message(
+        "PID|1||P9^^^HOSP",
+        "ORC|NW|P1^HIS",
+        "TQ1|1||||||20240105080000|20240105120000|S||Fasting",
+        "OBR|1|P1^HIS||24323-8^CMP^LN",
+        "ORC|NW|P2^HIS",
+        "OBR|1|P2^HIS||57021-8^CBC^LN",
+        type="ORM^O01^ORM_O01",
+    )
+    first, second = resources(raw, "ServiceRequest")
+    assert first["priority"] == "stat" and first["note"] == [{"text": "Fasting"}]
+    period = first["occurrenceTiming"]["repeat"]["boundsPeriod"]
+    assert period["start"].startswith("2024-01-05T08:00:00")
+    assert "priority" not in second and "occurrenceTiming" not in second

@@ -122,6 +122,42 @@ def map_service_request(ctx: Context, orc: Segment | None, obr: Segment | None) 
                 break
     if requester:
         request["requester"] = requester
+    tq1 = _timing_of(ctx, orc or obr)
+    if tq1 is not None:
+        _timing(ctx, tq1, request)
     ref = ctx.entries.upsert(request, identifier_criteria(idents[0]))
     ctx.focus.append(ref)
     return ref
+
+
+_PRIORITY = {"S": "stat", "A": "asap", "R": "routine", "P": "routine", "T": "urgent"}
+"""TQ1-9 priority (HL7 table 0485) -> request-priority."""
+
+
+def _timing_of(ctx: Context, first: Segment | None) -> Segment | None:
+    """The TQ1 of the order that `first` (its ORC, else its OBR) starts."""
+    segments = ctx.message.segments
+    if first is None:
+        return None
+    start = next(i for i, s in enumerate(segments) if s is first)
+    for seg in segments[start + 1 :]:
+        if seg.name == "TQ1":
+            return seg
+        if seg.name == "OBR" and first.name == "ORC":
+            continue  # ORC TQ1 OBR or ORC OBR TQ1: that OBR is this order's
+        if seg.name in ("ORC", "OBR", "OBX", "SPM"):
+            return None
+    return None
+
+
+def _timing(ctx: Context, tq1: Segment, request: dict[str, Any]) -> None:
+    """TQ1 -> ServiceRequest: segments/ "TQ1[ServiceRequest]" (TQ1-7/8 bounds of the
+    occurrence, TQ1-9 priority, TQ1-11 text instruction as a note)."""
+    bounds = dt.clean({"start": ctx.time(tq1.text(7)), "end": ctx.time(tq1.text(8))})
+    if bounds:
+        request["occurrenceTiming"] = {"repeat": {"boundsPeriod": bounds}}
+    priority = _PRIORITY.get(tq1.text(9).upper())
+    if priority:
+        request["priority"] = priority
+    if tq1.text(11):
+        request.setdefault("note", []).append({"text": tq1.text(11)})

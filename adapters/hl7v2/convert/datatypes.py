@@ -112,23 +112,3 @@ def ed_attachment(comps: list[str]) -> dict[str, Any] | None:
     else:
         out["data"] = base64.b64encode(data.encode("utf-8")).decode("ascii")
     return out
-
-
-def hd_party(ctx: Context, kind: str, hd: str) -> str | None:
-    """An HD (MSH-4 facility, MSH-3/5 application, CX-4 assigning authority) as an
-    Organization or Device, identified by the URI the HD names (`urn:oid:...`, or
-    `urn:id:` + its namespace), so each is one resource however often it is named."""
-    parts = hd.split("^")
-    namespace = parts[0]
-    uri = dt.authority_system(
-        namespace, parts[1] if len(parts) > 1 else "", parts[2] if len(parts) > 2 else "", {}
-    )
-    if not uri:
-        return None
-    ident = {"system": "urn:ietf:rfc:3986", "value": uri}
-    party: dict[str, Any] = {"resourceType": kind, "identifier": [ident]}
-    if namespace and kind == "Organization":
-        party["name"] = namespace
-    elif namespace:
-        party["deviceName"] = [{"name": namespace, "type": "user-friendly-name"}]
-    return ctx.entries.upsert(party, identifier_criteria(ident))

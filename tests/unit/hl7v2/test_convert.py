@@ -202,17 +202,14 @@ def test_identifier_systems_option() -> None:
         message("EVN|A01", PID),
         ConvertOptions(identifier_systems={"HOSP": "http://hosp.example/mrn"}),
     ).bundle
-    [patient] = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"]
-    assert patient["request"]["url"] == "Patient?identifier=http://hosp.example/mrn|12001"
+    assert bundle["entry"][0]["request"]["url"] == (
+        "Patient?identifier=http://hosp.example/mrn|12001"
+    )
 
 
 def test_invalid_dates_are_dropped() -> None:
     raw = message("EVN|A01", "PID|1||12001^^^HOSP^MR||Everyman^Adam||19611345|M")
-    [patient] = [
-        e["resource"]
-        for e in convert(raw).bundle["entry"]
-        if e["resource"]["resourceType"] == "Patient"
-    ]
+    patient = convert(raw).bundle["entry"][0]["resource"]
     assert "birthDate" not in patient
 
 

@@ -580,20 +580,6 @@ async def test_document_notification_without_text_commits(service: FhirService) 
     assert document["resource"]["content"] == [{"attachment": {"contentType": "text/plain"}}]
 
 
-async def test_assigning_authority_is_one_organization(service: FhirService) -> None:
-    """PID-3 CX-4 HOSP names the assigner: one Organization for every patient it numbers."""
-    for n in range(2):
-        raw = message("EVN|A01", f"PID|1||A{n}^^^HOSP&1.2.3&ISO^MR", control=f"AA{n}")
-        await call(service, "POST", "", convert(raw).bundle)
-    organizations = (
-        await call(service, "GET", "Organization", query=(("identifier", "urn:oid:1.2.3"),))
-    )["entry"]
-    assert len(organizations) == 1
-    patients = (await call(service, "GET", "Patient"))["entry"]
-    assigners = {p["resource"]["identifier"][0]["assigner"]["reference"] for p in patients}
-    assert assigners == {f"Organization/{organizations[0]['resource']['id']}"}
-
-
 def test_mothers_identifier_is_a_related_person() -> None:
     pid = "PID|1||B1^^^HOSP||Baby^Boy||20240101|M" + "|" * 13 + "M77^^^HOSP"
     [mother] = resources(message("EVN|A01", pid), "RelatedPerson")

@@ -9,9 +9,8 @@ from typing import Any
 from urllib.parse import quote
 
 from adapters.hl7v2 import datatypes as dt
-from adapters.hl7v2.bundle import stable_id
+from adapters.hl7v2.bundle import identifier_criteria, stable_id
 from adapters.hl7v2.convert.context import EVENT_SYSTEM, V2_MESSAGE, Context
-from adapters.hl7v2.convert.datatypes import hd_party
 from adapters.hl7v2.message import MessageError
 
 
@@ -49,16 +48,35 @@ def map_message_header(ctx: Context) -> None:
                 }
             )
         ]
-    hd_party(ctx, "Device", h.sending_application)  # the Provenance's agent
-    sender = hd_party(ctx, "Organization", h.sending_facility)
+    _party(ctx, "Device", h.sending_application)  # the Provenance's agent
+    sender = _party(ctx, "Organization", h.sending_facility)
     if sender:
         header["sender"] = {"reference": sender}
-    target = hd_party(ctx, "Device", h.receiving_application)
+    target = _party(ctx, "Device", h.receiving_application)
     if target and "destination" in header:
         header["destination"][0]["target"] = {"reference": target}
     if ctx.focus:
         header["focus"] = [{"reference": ref} for ref in dict.fromkeys(ctx.focus)]
     ctx.entries.put(header, message_ids(ctx))
+
+
+def _party(ctx: Context, kind: str, hd: str) -> str | None:
+    """An HD of MSH (MSH-4 facility, MSH-3/5 application) as an Organization or Device,
+    identified by the URI the HD names (`urn:oid:...`, or `urn:id:` + its namespace)."""
+    parts = hd.split("^")
+    namespace = parts[0]
+    uri = dt.authority_system(
+        namespace, parts[1] if len(parts) > 1 else "", parts[2] if len(parts) > 2 else "", {}
+    )
+    if not uri:
+        return None
+    ident = {"system": "urn:ietf:rfc:3986", "value": uri}
+    party: dict[str, Any] = {"resourceType": kind, "identifier": [ident]}
+    if namespace and kind == "Organization":
+        party["name"] = namespace
+    elif namespace:
+        party["deviceName"] = [{"name": namespace, "type": "user-friendly-name"}]
+    return ctx.entries.upsert(party, identifier_criteria(ident))
 
 
 def map_provenance(ctx: Context) -> None:
@@ -110,5 +128,5 @@ def map_provenance(ctx: Context) -> None:
 def _agent(ctx: Context) -> dict[str, Any]:
     """The sending application (MSH-3) as a Device, on behalf of the facility (MSH-4)."""
     h = ctx.header
-    device = hd_party(ctx, "Device", h.sending_application)
+    device = _party(ctx, "Device", h.sending_application)
     return {"reference": device, "display": ctx.sender} if device else {"display": ctx.sender}

@@ -8,13 +8,8 @@ from adapters.hl7v2 import datatypes as dt
 from adapters.hl7v2 import tables
 from adapters.hl7v2.bundle import identifier_criteria
 from adapters.hl7v2.convert.context import Context, rep_components
-from adapters.hl7v2.convert.datatypes import (
-    add_contacts,
-    hd_party,
-    organization_ref,
-    practitioner_ref,
-)
-from adapters.hl7v2.message import SUB, MessageError, Segment
+from adapters.hl7v2.convert.datatypes import add_contacts, organization_ref, practitioner_ref
+from adapters.hl7v2.message import MessageError, Segment
 
 
 def map_patient(ctx: Context, pid: Segment) -> str:
@@ -93,29 +88,16 @@ def patient_identifiers(ctx: Context, pid: Segment) -> list[dict[str, Any]]:
     """PID-3, or for older feeds (v2.3 and before) that leave it empty, PID-2 (patient id)
     and PID-4 (alternate patient id), as the IG's notes on PID[Patient] allow."""
     for n in (3, 2, 4):
-        found = []
-        for rep in pid.reps(n):
-            comps = rep_components(rep, pid)
-            ident = ctx.identifier(comps, pid.location(n))
-            if ident:
-                _assigner(ctx, ident, dt.whole(comps, 4))
-                found.append(ident)
+        found = [
+            i
+            for i in (ctx.identifier(rep_components(r, pid), pid.location(n)) for r in pid.reps(n))
+            if i
+        ]
         if found:
             return found
     raise MessageError(
         "PID-3 (patient identifier list) is required", error_code="101", location=pid.location(3)
     )
-
-
-def _assigner(ctx: Context, ident: dict[str, Any], authority: str) -> None:
-    """CX-4 assigning authority -> Identifier.assigner, an Organization: datatypes/
-    "CX[Identifier]"."""
-    if not authority:
-        return
-    hd = authority.replace(SUB, "^")
-    org = hd_party(ctx, "Organization", hd)
-    if org:
-        ident["assigner"] = {"reference": org}
 
 
 def map_account(ctx: Context, pid: Segment) -> str | None:

@@ -138,3 +138,9 @@ def test_every_listed_event_is_accepted_and_mapped(
 
 def test_readme_table_is_the_registrys() -> None:
     assert coverage_table() in README.read_text(encoding="utf-8")
+
+
+def test_every_family_has_a_message_map() -> None:
+    from adapters.hl7v2.convert.messages import MAPS
+
+    assert set(MAPS) == {f.message_type for f in FAMILIES}

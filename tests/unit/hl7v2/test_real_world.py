@@ -602,3 +602,14 @@ def test_order_timing_and_priority_from_tq1() -> None:
     period = first["occurrenceTiming"]["repeat"]["boundsPeriod"]
     assert period["start"].startswith("2024-01-05T08:00:00")
     assert "priority" not in second and "occurrenceTiming" not in second
+
+
+def test_empty_interpretation_repetition_is_skipped() -> None:
+    raw = message(
+        "PID|1||P9^^^HOSP",
+        "OBR|1|P1|F1|24323-8^CMP^LN",
+        'OBX|1|NM|2345-7^Glucose^LN||100|mg/dL||""~H|||F',
+        type="ORU^R01^ORU_R01",
+    )
+    [observation] = resources(raw, "Observation")
+    assert [i["coding"][0]["code"] for i in observation["interpretation"]] == ["H"]

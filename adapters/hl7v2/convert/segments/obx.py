@@ -58,7 +58,9 @@ def map_observation(
         obs["referenceRange"] = [ref_range]
     flags = []
     for rep in obx.reps(8):
-        flag = dt.part(rep_components(rep, obx), 1)
+        flag = dt.part(rep_components(rep, obx), 1).strip()
+        if not flag:  # an empty repetition ("" or spaces) says nothing
+            continue
         coding = tables.coding("InterpretationCodes", flag)
         flags.append({"coding": [coding]} if coding else {"text": flag})
     if flags:

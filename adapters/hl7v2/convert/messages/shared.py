@@ -1,7 +1,7 @@
 """What every message family shares: the patient administration segments.
 
 The IG's message maps reuse the same segment maps wherever the segments occur (PID, PD1,
-PV1/PV2, NK1, AL1, DG1, PR1, IN1, PRT/ROL and an account from PID-18); `administration` maps
+PV1/PV2, NK1, AL1, DG1, PR1, IN1, PRT/ROL, RF1 and an account from PID-18); `administration` maps
 them once for any family, before the family's own segments.
 """
 
@@ -18,6 +18,7 @@ from adapters.hl7v2.convert.segments.pid import map_account, map_patient, map_pr
 from adapters.hl7v2.convert.segments.pr1 import map_procedure
 from adapters.hl7v2.convert.segments.prt import map_role
 from adapters.hl7v2.convert.segments.pv1 import map_encounter
+from adapters.hl7v2.convert.segments.rf1 import map_referral
 from adapters.hl7v2.message import Segment
 
 OPTIONAL: dict[str, Callable[[Context, Segment], object]] = {
@@ -28,6 +29,7 @@ OPTIONAL: dict[str, Callable[[Context, Segment], object]] = {
     "IN1": map_coverage,
     "PRT": map_role,
     "ROL": map_role,
+    "RF1": map_referral,
 }
 """Segments whose map can fail alone: the rest of the message is mapped (see `optional`)."""
 

@@ -38,6 +38,7 @@ from bench import (
     cds_models,
     dataset,
     hl7,
+    hl7_fidelity,
     orthotics,
     records,
     report,
@@ -338,7 +339,13 @@ def save(
         ],
     }
     data["hl7"] = [
-        {"figure": r.label, "value": r.value, "target": r.target, "met": r.met}
+        {
+            "figure": r.label,
+            "value": r.value,
+            "cpu_ms_per_message": r.cpu_ms,
+            "target": r.target,
+            "met": r.met,
+        }
         for r in hl7_rows or []
     ]
     data["cds_hooks"] = [
@@ -412,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + search.render(searches, args.search_size))
     if hl7_rows:
         print("\n" + hl7.render(hl7_rows))
+    if not args.no_hl7:
+        print("\n" + hl7_fidelity.render(hl7_fidelity.measure()))
     if record_rows:
         print("\n" + records.render(record_rows, patients, record_count))
     if cds_rows:

@@ -229,7 +229,9 @@ async def open_cds(
 def convert_options(settings: Settings) -> ConvertOptions:
     """How HL7 v2 messages map to FHIR here: for `$convert-hl7v2`, the inbox and replays."""
     return ConvertOptions(
-        timezone=settings.hl7_timezone, identifier_systems=dict(settings.hl7_identifier_systems)
+        timezone=settings.hl7_timezone,
+        identifier_systems=dict(settings.hl7_identifier_systems),
+        strict_processing_id=settings.hl7_strict_processing_id,
     )
 
 

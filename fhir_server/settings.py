@@ -33,10 +33,12 @@ class Settings(BaseSettings):
     mllp_max_message_bytes: int = 10 * 1024 * 1024  # larger messages get AR 207
     mllp_max_connections: int = 100
     mllp_idle_timeout: float = 300.0  # seconds of silence before a connection is closed
+    mllp_garbage_timeout: float = 10.0  # seconds of bytes without a start block before closing
     hl7_inbox: str | None = None  # default `<database>.hl7inbox.db`; required with MongoDB
     hl7_destinations: str = ""  # JSON list of {"name","host","port","events",...}
     hl7_timezone: str = "UTC"  # for HL7 times without an offset
     hl7_identifier_systems: dict[str, str] = {}  # assigning authority -> identifier system
+    hl7_strict_processing_id: bool = False  # MSH-11 P/T/D only; default: empty is P, any accepted
     hl7_application: str = "FHIR-SERVER"  # MSH-3 of the messages we send
     hl7_facility: str = ""  # MSH-4 of the messages we send
     hl7_outbound_attempts: int = 5

@@ -5,7 +5,8 @@ and receiver of the message it answers, MSA-1 is the acknowledgement code (AA/AE
 original mode and for application ACKs, CA/CE/CR for enhanced-mode commit ACKs) and MSA-2
 "shall contain the message control ID of the message sent by the sending system" (MSH-10).
 An error adds ERR with ERR-2 the location, ERR-3 the HL7 table 0357 code as a CWE
-(`207^Application internal error^HL70357`), ERR-4 severity `E` and ERR-8 the text.
+(`207^Application internal error^HL70357`), ERR-4 severity (`E`, or `W` for what an
+accepted message lost, such as a segment left out) and ERR-8 the text.
 A message whose MSH cannot be read still gets an AR, under a default MSH.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -80,8 +82,15 @@ def timestamp(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S+0000")
 
 
-def build_ack(header: Header | None, code: str, error: AckError | None = None) -> str:
-    """The ACK to `header`'s message (None: its MSH could not be read), ER7 with CR ends."""
+def build_ack(
+    header: Header | None,
+    code: str,
+    error: AckError | None = None,
+    warnings: Sequence[AckError] = (),
+) -> str:
+    """The ACK to `header`'s message (None: its MSH could not be read), ER7 with CR ends;
+    each of `warnings` (e.g. a segment left out of an accepted message) adds an ERR of
+    severity W."""
     sep = header.field_sep if header and header.field_sep else FIELD_SEP
     enc = header.encoding_chars if header and header.encoding_chars else ENCODING_CHARS
     esc = Escaper(sep, enc)
@@ -105,9 +114,10 @@ def build_ack(header: Header | None, code: str, error: AckError | None = None) -
     text = esc(error.text) if error else ""
     msa = ["MSA", code, esc(header.control_id) if header else "", text]
     segments = [sep.join(msh), sep.join(msa).rstrip(sep)]
-    if error:
-        cwe = enc[0].join((error.code, esc(TABLE_0357.get(error.code, "")), "HL70357"))
-        segments.append(sep.join(["ERR", "", error.location, cwe, "E", "", "", "", text]))
+    for found, severity in ([(error, "E")] if error else []) + [(w, "W") for w in warnings]:
+        cwe = enc[0].join((found.code, esc(TABLE_0357.get(found.code, "")), "HL70357"))
+        detail = esc(found.text)
+        segments.append(sep.join(["ERR", "", found.location, cwe, severity, "", "", "", detail]))
     return "\r".join(segments) + "\r"
 
 

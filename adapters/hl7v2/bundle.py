@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from adapters.hl7v2.message import MessageError
+
 _NAMESPACE = uuid.UUID("5d7c2f0e-6b0c-4f7a-9a51-2f6f1b0c8e11")
 _NAMESPACE_BYTES = _NAMESPACE.bytes
 
@@ -31,9 +33,14 @@ _PLAIN = re.compile(r"[A-Za-z0-9|:/._-]*")
 
 
 def identifier_criteria(ident: dict[str, Any]) -> str:
-    """The `identifier` search value for an Identifier: `system|value`, or `value`."""
-    value = ident["value"]
-    token = f"{ident['system']}|{value}" if ident.get("system") else value
+    """The `identifier` search value for an Identifier: always `system|value`, since a bare
+    value matches that value under every system (another sender's patient)."""
+    value, system = ident["value"], ident.get("system")
+    if not system:
+        raise MessageError(
+            f"Identifier '{value}' has no system: it cannot be matched safely", error_code="101"
+        )
+    token = f"{system}|{value}"
     if _PLAIN.fullmatch(token):  # nothing to escape: skip the (slow) quote
         return f"identifier={token}"
     return f"identifier={quote(token, safe='|:/.-_')}"
@@ -46,6 +53,7 @@ class _Entry:
     url: str
     method: str = "PUT"
     if_none_exist: str | None = None
+    source: str = ""  # the segment that made it, e.g. "OBX^2"
 
 
 class BundleBuilder:
@@ -53,6 +61,7 @@ class BundleBuilder:
 
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
+        self.source = ""  # the segment being mapped (set by the maps): new entries record it
 
     def upsert(self, resource: dict[str, Any], criteria: str) -> str:
         """Conditional update `PUT Type?criteria`; returns the entry's urn:uuid reference."""
@@ -60,7 +69,7 @@ class BundleBuilder:
         url = f"{type}?{criteria}"
         if url not in self._entries:
             body = {"resourceType": type, "id": stable_id(url), **_without_type(resource)}
-            self._entries[url] = _Entry(_urn(url), body, url)
+            self._entries[url] = _Entry(_urn(url), body, url, source=self.source)
         return self._entries[url].full_url
 
     def put(self, resource: dict[str, Any], id: str) -> str:
@@ -69,7 +78,7 @@ class BundleBuilder:
         url = f"{type}/{id}"
         if url not in self._entries:
             body = {"resourceType": type, "id": id, **_without_type(resource)}
-            self._entries[url] = _Entry(_urn(url), body, url)
+            self._entries[url] = _Entry(_urn(url), body, url, source=self.source)
         return self._entries[url].full_url
 
     def create_if_none(self, resource: dict[str, Any], criteria: str) -> str:
@@ -79,18 +88,29 @@ class BundleBuilder:
         key = f"POST {type}?{criteria}"
         if key not in self._entries:
             self._entries[key] = _Entry(
-                _urn(key), {"resourceType": type, **_without_type(resource)}, type, "POST", criteria
+                _urn(key),
+                {"resourceType": type, **_without_type(resource)},
+                type,
+                "POST",
+                criteria,
+                self.source,
             )
         return self._entries[key].full_url
 
     def patch(self, type: str, criteria: str, parameters: dict[str, Any]) -> None:
         """Conditional patch `PATCH Type?criteria` with a FHIRPath Patch `parameters`."""
         key = f"PATCH {type}?{criteria}"
-        self._entries.setdefault(key, _Entry(_urn(key), parameters, f"{type}?{criteria}", "PATCH"))
+        self._entries.setdefault(
+            key, _Entry(_urn(key), parameters, f"{type}?{criteria}", "PATCH", source=self.source)
+        )
 
     def resource(self, ref: str) -> dict[str, Any]:
         """The resource of the entry `ref` names (to add to it after the fact)."""
         return next(e.resource for e in self._entries.values() if e.full_url == ref)
+
+    def sources(self) -> tuple[str, ...]:
+        """The segment each entry of `bundle()` came from, in entry order."""
+        return tuple(e.source for e in self._entries.values())
 
     def references(self) -> list[str]:
         return [e.full_url for e in self._entries.values()]

@@ -20,6 +20,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from adapters.hl7v2 import tables
+from adapters.hl7v2.message import SUB
 
 _TS = re.compile(r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,6})?\d*([+-]\d{4})?$")
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)$")
@@ -46,7 +47,9 @@ CODE_SYSTEMS = {
     "CPT": "http://www.ama-assn.org/go/cpt",
     "UCUM": UCUM,
     "ANS+": UCUM,
-    "NCIT": "http://ncimeta.nci.nih.gov",
+    "NCIT": "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl",  # NCI Thesaurus (table 0396)
+    "NCIM": "http://ncimeta.nci.nih.gov",  # NCI Metathesaurus
+    "NIP001": "urn:oid:2.16.840.1.114222.4.5.274",  # CDC immunization information source
     "NUCC": "http://nucc.org/provider-taxonomy",
 }
 # UCUM units common in lab results, recognised when OBX-6 names no coding system
@@ -100,14 +103,25 @@ _UCUM_UNITS = frozenset(
 
 
 def part(comps: list[str], n: int) -> str:
-    """Component n (1-based) of `comps`, "" when absent."""
+    """Component n (1-based) of `comps` (its first subcomponent), "" when absent."""
+    return comps[n - 1].split(SUB, 1)[0] if n <= len(comps) else ""
+
+
+def whole(comps: list[str], n: int) -> str:
+    """Component n (1-based) of `comps` with all its subcomponents (read them with `sub`)."""
     return comps[n - 1] if n <= len(comps) else ""
 
 
 def sub(value: str, n: int = 1) -> str:
-    """Subcomponent n (1-based) of a component ('&'-joined by `components`)."""
-    parts = value.split("&")
+    """Subcomponent n (1-based) of a component (`SUB`-joined by `components`)."""
+    parts = value.split(SUB)
     return parts[n - 1] if n <= len(parts) else ""
+
+
+def text(comps: list[str]) -> str:
+    """Components read as the text they spell (FT, TX, free text): `^` between components,
+    `&` between subcomponents, as the sender wrote them unescaped."""
+    return "^".join(comps).replace(SUB, "&")
 
 
 def clean(value: dict[str, Any]) -> dict[str, Any]:
@@ -190,7 +204,7 @@ def authority_system(
 
 
 def hd_system(value: str, systems: Any) -> str:
-    """System for an HD in one component (subcomponents joined by '&')."""
+    """System for an HD in one component (read with `whole`)."""
     return authority_system(sub(value, 1), sub(value, 2), sub(value, 3), systems)
 
 
@@ -203,7 +217,7 @@ def identifier(comps: list[str], systems: Any) -> dict[str, Any] | None:
         "type": code_concept(
             "IdentifierType", part(comps, 5), "http://terminology.hl7.org/CodeSystem/v2-0203"
         ),
-        "system": hd_system(part(comps, 4), systems),
+        "system": hd_system(whole(comps, 4), systems),
         "value": value,
     }
     return clean(out)
@@ -226,7 +240,7 @@ def human_name(comps: list[str], family: int = 1) -> dict[str, Any] | None:
     use = tables.lookup("NameType", part(comps, f + 7)) if family == 1 else None
     out = {
         "use": use[0] if use else None,
-        "family": sub(part(comps, f + 1)),
+        "family": sub(whole(comps, f + 1)),
         "given": given,
         "suffix": [s for s in (part(comps, f + 4),) if s],
         "prefix": [p for p in (part(comps, f + 5),) if p],
@@ -243,7 +257,7 @@ def address(comps: list[str]) -> dict[str, Any] | None:
         {
             "use": use[0] if use else None,
             "type": kind[0] if kind else None,
-            "line": [v for v in (sub(part(comps, 1)), part(comps, 2)) if v],
+            "line": [v for v in (sub(whole(comps, 1)), part(comps, 2)) if v],
             "city": part(comps, 3),
             "state": part(comps, 4),
             "postalCode": part(comps, 5),
@@ -328,7 +342,7 @@ def practitioner(comps: list[str], systems: Any) -> dict[str, Any] | None:
     if part(comps, 1):
         ident = clean(
             {
-                "system": hd_system(part(comps, 9), systems),
+                "system": hd_system(whole(comps, 9), systems),
                 "value": part(comps, 1),
                 "type": code_concept(
                     "IdentifierType",
@@ -354,7 +368,7 @@ def location_name(comps: list[str]) -> str:
     return " ".join(
         v
         for v in (
-            sub(part(comps, 4)),
+            sub(whole(comps, 4)),
             part(comps, 7),
             part(comps, 8),
             part(comps, 1),

@@ -2,7 +2,9 @@
 
 `Ingestor.receive(raw, reply)` is the whole inbound path, whatever the transport:
 
-1. read MSH (unreadable: AR under a default MSH; an ACK is never acknowledged);
+1. read MSH (unreadable: AR under a default MSH; an ACK is never acknowledged) and check
+   what it says (type, event, MSH-10, processing id, version): a message refused on these
+   grounds gets AR, or CR at the commit level in enhanced mode, and is not stored;
 2. store the message in the durable inbox (a resend with the same sender, MSH-10 and bytes
    is a duplicate: it gets the ACK the first one got and changes nothing);
 3. enhanced mode (MSH-15 non-empty): the commit ACK (CA) now that the message is durable,
@@ -10,7 +12,8 @@
 4. convert it and POST the transaction Bundle to the FHIR service as the system context,
    one patient at a time (messages about one patient commit in arrival order, other
    patients proceed in parallel);
-5. record the outcome and the application ACK in the inbox, then send that ACK: original
+5. record the outcome and the application ACK in the inbox (AA with an ERR of severity W
+   for each optional segment whose content could not be mapped), then send that ACK: original
    mode always, enhanced mode as MSH-16 asks, over the same connection.
 
 An AE from the conversion or the FHIR service, or an internal error that repeats
@@ -29,11 +32,12 @@ from dataclasses import dataclass, field
 
 from adapters.hl7v2.ack import AckError, build_ack, encode, read_ack
 from adapters.hl7v2.convert import ConvertOptions, convert
+from adapters.hl7v2.convert.locations import locate
 from adapters.hl7v2.inbox import Inbox, Stored
-from adapters.hl7v2.message import Header, MessageError, read_header
+from adapters.hl7v2.message import Header, MessageError, check_supported, read_header
 from fhir_server import metrics
 from fhir_server.context import SYSTEM
-from fhir_server.errors import FhirError
+from fhir_server.errors import FhirError, InvalidResource
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.model.validate import MODEL_VERDICTS, ModelVerdicts
@@ -134,6 +138,20 @@ class Ingestor:
     async def _receive(self, header: Header, raw: bytes, reply: Reply) -> None:
         enhanced = bool(header.accept_ack_type)
         try:
+            check_supported(header, self.options.convert.strict_processing_id)
+        except MessageError as error:  # the verdict is known now: no CA for it
+            log.warning(
+                "HL7 v2 message %s from %s refused on receipt: %s",
+                header.control_id,
+                sender(header),
+                error.text,
+            )
+            code = "CR" if enhanced else "AR"
+            metrics.count_hl7(header.message_type, header.trigger_event, code)
+            if not enhanced or wants(header.accept_ack_type, ok=False):
+                await reply(encode(build_ack(header, code, _err(error)), header))
+            return
+        try:
             stored, new = await self.inbox.call(
                 self.inbox.file.receive,
                 sender(header),
@@ -185,7 +203,7 @@ class Ingestor:
         delay = self.options.retry_delay
         while True:
             try:
-                await self._commit(header, stored)
+                left_out = await self._commit(header, stored)
             except MessageError as error:
                 return await self._finish(stored, header, error.ack_code, _err(error))
             except FhirError as error:
@@ -201,9 +219,10 @@ class Ingestor:
                 return await self._finish(
                     stored, header, "AE", AckError(f"Internal error after {tries} attempts: {why}")
                 )
-            return await self._finish(stored, header, "AA", None)
+            return await self._finish(stored, header, "AA", None, [_err(e) for e in left_out])
 
-    async def _commit(self, header: Header, stored: Stored) -> None:
+    async def _commit(self, header: Header, stored: Stored) -> tuple[MessageError, ...]:
+        """Convert and write `stored`; what the conversion left out (to say so in the ACK)."""
         conversion = convert(stored.raw, self.options.convert)
         key = conversion.patient_key or f"message:{stored.id}"
         request = Request(
@@ -220,14 +239,27 @@ class Ingestor:
             verdicts = MODEL_VERDICTS.set(self._verdicts)
             try:
                 await self.service.handle(request)
+            except InvalidResource as error:  # a converted resource the server refuses
+                where = locate(conversion.sources, error.diagnostics)
+                if not where:
+                    raise
+                raise MessageError(
+                    f"{where}: {error.diagnostics}", error_code="102", location=where
+                ) from None
             finally:
                 MODEL_VERDICTS.reset(verdicts)
                 ORIGIN.reset(token)
+        return conversion.left_out
 
     async def _finish(
-        self, stored: Stored, header: Header | None, code: str, error: AckError | None
+        self,
+        stored: Stored,
+        header: Header | None,
+        code: str,
+        error: AckError | None,
+        warnings: list[AckError] | None = None,
     ) -> Outcome:
-        ack = build_ack(header, code, error)
+        ack = build_ack(header, code, error, warnings or ())
         state = {"AA": "done", "AR": "rejected"}.get(code, "dead")
         await self.inbox.call(
             self.inbox.file.finish, stored.id, state, ack, error.text if error else None

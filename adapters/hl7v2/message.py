@@ -19,6 +19,8 @@ from functools import cache, lru_cache
 
 from hl7apy import load_library
 
+from adapters.hl7v2.registry import SUPPORTED_EVENTS
+
 _BOM = "\ufeff"
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
 _LINE = re.compile(r"\r\n|\r|\n")
@@ -335,9 +337,10 @@ class Segment:
         return list(found)
 
     def text(self, n: int, component: int = 1) -> str:
-        """One component (1-based) of the first repetition, unescaped ("" when absent)."""
+        """One component (1-based) of the first repetition, unescaped ("" when absent); its
+        first subcomponent when it has several."""
         parts = self.components(n)
-        return parts[component - 1] if component <= len(parts) else ""
+        return parts[component - 1].split(SUB, 1)[0] if component <= len(parts) else ""
 
     def location(self, n: int) -> str:
         return f"{self.name}^{self.occurrence}^{n}"
@@ -347,12 +350,18 @@ class Segment:
         return self.delims.field.join(fields)
 
 
+SUB = "\x1f"
+"""Joins the subcomponents of a component `components` returns: a character no HL7 text
+holds (an escaped `\\T\\` stays a plain `&` of the text, never a separator)."""
+
+
 def components(value: str, delims: Delimiters) -> list[str]:
-    """A repetition split into components, each unescaped (subcomponents joined by '&')."""
+    """A repetition split on the message's own delimiters into components, then each
+    subcomponent unescaped (subcomponents joined by `SUB`)."""
     out = []
     for comp in value.split(delims.component):
         if delims.subcomponent in comp:
-            comp = "&".join(unescape(s, delims) for s in comp.split(delims.subcomponent))
+            comp = SUB.join(unescape(s, delims) for s in comp.split(delims.subcomponent))
         else:
             comp = unescape(comp, delims)
         out.append("" if comp == '""' else comp)
@@ -372,10 +381,10 @@ class Message:
         return next((s for s in self.segments if s.name == name), None)
 
 
-def parse(text: str) -> Message:
+def parse(text: str, strict_processing_id: bool = False) -> Message:
     """`text` (as `decode` returns it) split into segments; the header checked for support."""
     header = read_header(text)
-    check_supported(header)
+    check_supported(header, strict_processing_id)
     delims = header.delimiters
     counts: dict[str, int] = {}
     segments = []
@@ -392,36 +401,12 @@ def parse(text: str) -> Message:
 
 # --- what the adapter accepts --------------------------------------------------------------
 
-SUPPORTED_EVENTS = {
-    "ADT": frozenset(
-        {
-            "A01",
-            "A02",
-            "A03",
-            "A04",
-            "A05",
-            "A06",
-            "A07",
-            "A08",
-            "A11",
-            "A12",
-            "A13",
-            "A28",
-            "A31",
-            "A40",
-        }
-    ),
-    "ORU": frozenset({"R01"}),
-    "ORM": frozenset({"O01"}),
-    "OML": frozenset({"O21"}),
-    "VXU": frozenset({"V04"}),
-    "SIU": frozenset({"S12", "S13", "S14", "S15"}),
-    "MDM": frozenset({"T02"}),
-}
 
-
-def check_supported(header: Header) -> None:
-    """Raise AR for a message type, event, processing id or version this adapter refuses."""
+def check_supported(header: Header, strict_processing_id: bool = False) -> None:
+    """Raise AR for a message type, event, control id, processing id or version this adapter
+    refuses. MSH-10 is required (resends are recognised by it). MSH-11 is read leniently
+    unless `strict_processing_id`: empty is P, and values outside table 0103 that routing
+    networks put there are accepted; strict accepts P, T and D only."""
     if header.message_type not in SUPPORTED_EVENTS:
         raise MessageError(
             f"Message type '{header.message_type}' is not supported",
@@ -436,7 +421,14 @@ def check_supported(header: Header) -> None:
             error_code="201",
             location="MSH^1^9",
         )
-    if header.processing_id not in ("P", "T", "D"):
+    if not header.control_id.strip():
+        raise MessageError(
+            "MSH-10 (message control id) is required",
+            ack_code="AR",
+            error_code="101",
+            location="MSH^1^10",
+        )
+    if strict_processing_id and header.processing_id not in ("P", "T", "D"):
         raise MessageError(
             f"Processing id '{header.processing_id}' is not P, T or D",
             ack_code="AR",
@@ -447,7 +439,7 @@ def check_supported(header: Header) -> None:
     structure = header.structure or _structure(header.message_type, header.trigger_event)
     if structure and structure not in _structures(library):
         known = _structure(header.message_type, header.trigger_event)
-        if known not in _structures(library):
+        if known and known not in _structures(library):
             raise MessageError(
                 f"Message structure '{structure}' is not defined in v{library}",
                 ack_code="AR",

@@ -9,7 +9,10 @@ connection only when the peer does, after `idle_timeout` seconds of silence, or,
 
 python-hl7's reader enforces its limit by dropping what it has buffered, which loses the
 end of the oversized block; `BoundedReader` consumes the whole block instead, so the
-next message on the connection is read whole.
+next message on the connection is read whole. It also resynchronises: stray bytes before a
+start block are discarded (logged by count, never content) and the message after them is
+read; a connection that has sent bytes but no start block for `garbage_timeout` seconds
+is closed instead of waiting out the idle timeout.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from asyncio import IncompleteReadError, LimitOverrunError
 from dataclasses import dataclass
 
 from hl7.mllp import HL7StreamProtocol, HL7StreamReader, InvalidBlockError, open_hl7_connection
-from hl7.mllp.streams import CARRIAGE_RETURN, END_BLOCK
+from hl7.mllp.streams import CARRIAGE_RETURN, END_BLOCK, START_BLOCK
 
 from adapters.hl7v2.ack import read_ack
 from adapters.hl7v2.batch import is_batch, receive_batch
@@ -41,8 +44,45 @@ class TooLarge(Exception):
         self.head = head
 
 
+class Garbage(Exception):
+    """Bytes that hold no start block, and no more came for a while."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"{size} bytes without an MLLP start block")
+        self.size = size
+
+
 class BoundedReader(HL7StreamReader):  # type: ignore[misc]  # hl7 ships no types
-    """Its `readblock()` consumes an oversized block entirely and raises `TooLarge`."""
+    """Its `readblock()` consumes an oversized block entirely and raises `TooLarge`, and
+    skips stray bytes before the start block of a message."""
+
+    async def readblock(self) -> bytes:
+        block: bytes = await self.readuntil(END)
+        start = block.rfind(START_BLOCK)  # a message holds no <VT>: the last one starts it
+        if start < 0:
+            raise InvalidBlockError("Block does not begin with Start Block character <VT>")
+        if start > 0:
+            log.warning("HL7 v2 MLLP: %d stray bytes before a start block discarded", start)
+        return block[start + 1 : -len(END)]
+
+    async def next_block(self, idle: float, garbage: float) -> bytes:
+        """The next block; TimeoutError after `idle` seconds of nothing, `Garbage` when
+        what was received holds no start block and nothing completed it for `garbage`."""
+        read = asyncio.ensure_future(self.readblock())
+        deadline = asyncio.get_running_loop().time() + idle
+        try:
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                done, _ = await asyncio.wait({read}, timeout=max(0.0, min(garbage, left)))
+                if done:
+                    return read.result()
+                if self._buffer and START_BLOCK not in self._buffer:
+                    raise Garbage(len(self._buffer))
+                if left <= garbage:
+                    raise TimeoutError
+        finally:
+            if not read.done():
+                read.cancel()
 
     async def readuntil(self, separator: bytes = END) -> bytes:
         try:
@@ -67,6 +107,7 @@ class ListenerLimits:
     max_message_bytes: int = 10 * 1024 * 1024
     max_connections: int = 100
     idle_timeout: float = 300.0
+    garbage_timeout: float = 10.0  # seconds a connection may hold bytes without a start block
 
 
 class MllpListener:
@@ -158,8 +199,11 @@ class MllpListener:
     async def _next(self, reader: BoundedReader, reply: Reply) -> bool:
         """Read and answer one block; False when the connection is done."""
         try:
-            block = await asyncio.wait_for(reader.readblock(), self.limits.idle_timeout)
+            block = await reader.next_block(self.limits.idle_timeout, self.limits.garbage_timeout)
         except (TimeoutError, IncompleteReadError):
+            return False
+        except Garbage as error:
+            log.warning("HL7 v2 MLLP: closing a connection that sent %s", error)
             return False
         except TooLarge as error:
             limit = self.limits.max_message_bytes

@@ -4,7 +4,10 @@ https://hl7.org/fhir/R4/operations.html -- POST [base]/$convert-hl7v2 with eithe
 resource whose `message` parameter is a valueString holding the ER7 text, or a Binary resource
 (base64 `data`) as the body. The answer is the transaction Bundle `convert` builds; nothing is
 stored (post it to the base to apply it). A message the adapter refuses (HL7 AR) answers 400,
-one it reads but cannot map (AE) 422, each with the v2 error code and location.
+one it reads but cannot map (AE) 422, each with the v2 error code and location. When optional
+segments had to be left out (the MLLP path answers AA with ERR severity W for them), the
+answer has two outputs, so it is a Parameters resource: `return`, the Bundle, and `outcome`,
+an OperationOutcome with one warning per segment left out.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def operation(options: ConvertOptions) -> Operation:
     async def run(svc: FhirService, call: OperationCall) -> dict[str, Any]:
         raw = _message(call)
         try:
-            return convert(raw, options).bundle
+            conversion = convert(raw, options)
         except MessageError as error:
             kind = BadRequest if error.ack_code == "AR" else Unprocessable
             where = f" at {error.location}" if error.location else ""
@@ -41,8 +44,33 @@ def operation(options: ConvertOptions) -> Operation:
                 f"HL7 v2 {error.ack_code} {error.error_code}{where}: {error.text}",
                 expression=("message",),
             ) from None
+        if not conversion.left_out:
+            return conversion.bundle
+        return {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "return", "resource": conversion.bundle},
+                {"name": "outcome", "resource": _outcome(conversion.left_out)},
+            ],
+        }
 
     return Operation(NAME, run, frozenset({"system"}), affects_state=False)
+
+
+def _outcome(left_out: tuple[MessageError, ...]) -> dict[str, Any]:
+    """One warning per segment left out, located by its HL7 position (e.g. IN1^1^3)."""
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "warning",
+                "code": "incomplete",
+                "diagnostics": f"HL7 v2 {error.error_code} at {error.location}: {error.text}",
+                "expression": ["message"],
+            }
+            for error in left_out
+        ],
+    }
 
 
 def _message(call: OperationCall) -> bytes:

@@ -58,6 +58,7 @@ class Hl7Runtime:
                 settings.mllp_max_message_bytes,
                 settings.mllp_max_connections,
                 settings.mllp_idle_timeout,
+                settings.mllp_garbage_timeout,
             )
             listener = MllpListener(
                 ingestor, settings.mllp_host or settings.host, settings.mllp_port, limits

@@ -19,9 +19,9 @@ def adt(version: str = "2.5.1", *extra: str, sep: str = "\r") -> str:
     return sep.join([MSH.format(version=version), "EVN|A01", PID, *extra]) + sep
 
 
-def error_of(raw: bytes | str) -> MessageError:
+def error_of(raw: bytes | str, options: ConvertOptions | None = None) -> MessageError:
     with pytest.raises(MessageError) as caught:
-        convert(raw)
+        convert(raw, options)
     return caught.value
 
 
@@ -147,11 +147,12 @@ def test_unreadable_input_is_ar(raw: bytes | str) -> None:
     [
         (("ADT^A01^ADT_A01", "QRY^A19"), "200"),
         (("ADT^A01^ADT_A01", "ADT^A99"), "201"),
-        (("|C1|P|", "|C1|X|"), "202"),
+        (("|C1|P|", "|C1|X|"), "202"),  # under the strict setting (lenient by default)
+        (("|C1|P|", "||P|"), "101"),
     ],
 )
 def test_refused_headers(change: tuple[str, str], code: str) -> None:
-    error = error_of(adt().replace(*change))
+    error = error_of(adt().replace(*change), ConvertOptions(strict_processing_id=True))
     assert (error.ack_code, error.error_code) == ("AR", code)
 
 

@@ -1,0 +1,13 @@
+"""SIU_S12 and its sibling events: messages/ "SIU_S12"."""
+
+from __future__ import annotations
+
+from adapters.hl7v2.convert.context import Context, required_segment
+from adapters.hl7v2.convert.messages.shared import administration
+from adapters.hl7v2.convert.segments.sch import map_appointment
+
+
+def schedule(ctx: Context, event: str) -> None:
+    """SIU_S12: messages/ "SIU_S12" (SCH[Appointment], PID, AIS, AIP, AIL)."""
+    administration(ctx, event, patient_required=False)
+    map_appointment(ctx, required_segment(ctx, "SCH"), event)

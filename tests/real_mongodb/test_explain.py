@@ -24,7 +24,8 @@ from fhir_server.search.conditions import (
     UriCondition,
 )
 from fhir_server.storage.mongodb import search_filter, search_sort
-from tests.real_mongodb.conftest import Cluster, call, patient
+from tests.real_mongodb.conftest import Cluster
+from tests.support.service_calls import call, patient
 
 pytestmark = pytest.mark.mongodb_real
 

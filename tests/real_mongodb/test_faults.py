@@ -17,7 +17,8 @@ import pytest
 from pymongo import ReadPreference
 
 from fhir_server.interactions.service import FhirService
-from tests.real_mongodb.conftest import Cluster, call, patient
+from tests.real_mongodb.conftest import Cluster
+from tests.support.service_calls import call, patient
 
 pytestmark = pytest.mark.mongodb_real
 

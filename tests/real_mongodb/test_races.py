@@ -16,7 +16,8 @@ from fhir_server.errors import VersionConflict
 from fhir_server.interactions.service import FhirService
 from fhir_server.storage.base import StoredResource
 from fhir_server.storage.mongodb import MongoStorage, TransactionConflict
-from tests.real_mongodb.conftest import Cluster, call, patient
+from tests.real_mongodb.conftest import Cluster
+from tests.support.service_calls import call, patient
 
 pytestmark = pytest.mark.mongodb_real
 NOW = "2026-01-01T00:00:00.000000Z"

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.real_mongodb.conftest import Cluster, call, patient
+from tests.real_mongodb.conftest import Cluster
+from tests.support.service_calls import call, patient
 
 pytestmark = pytest.mark.mongodb_real
 

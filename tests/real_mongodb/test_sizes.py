@@ -17,7 +17,8 @@ from fhir_server.search.limits import SearchLimits
 from fhir_server.search.registry import load_registry
 from fhir_server.search.values import TokenValue
 from fhir_server.storage.base import StoredResource
-from tests.real_mongodb.conftest import Cluster, call
+from tests.real_mongodb.conftest import Cluster
+from tests.support.service_calls import call
 
 pytestmark = pytest.mark.mongodb_real
 NOW = "2026-01-01T00:00:00.000000Z"

@@ -10,19 +10,15 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
-import orjson
 import pytest
 from pymongo import ReadPreference
 
-from fhir_server.context import SYSTEM
 from fhir_server.errors import (
-    FhirError,
     PreconditionFailed,
     TooLargeForStorage,
     VersionConflict,
 )
 from fhir_server.interactions.common import criteria_key
-from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.search.limits import SearchLimits
 from fhir_server.search.values import TokenValue
@@ -30,6 +26,7 @@ from fhir_server.storage.base import StoredResource
 from fhir_server.storage.mongodb import MongoStorage, chains
 from tests.support.mongomock_async import MockClient
 from tests.support.mongomock_limits import FailCommand
+from tests.support.service_calls import call, patient
 
 NOW = "2026-01-01T00:00:00.000000Z"
 
@@ -50,23 +47,6 @@ async def storage(client: MockClient) -> AsyncIterator[MongoStorage]:
 @pytest.fixture
 def service(storage: MongoStorage) -> FhirService:
     return FhirService(storage, base_url="http://test/fhir")
-
-
-async def call(
-    svc: FhirService, method: str, path: str, body: object = None, **kwargs: Any
-) -> tuple[int, dict[str, Any]]:
-    headers = {k.replace("_", "-"): v for k, v in kwargs.pop("headers", {}).items()}
-    request = Request(method, path, body=body, context=SYSTEM, headers=headers, **kwargs)
-    try:
-        response = await svc.handle(request)
-    except FhirError as error:
-        return error.status, error.outcome()
-    data = response.body
-    return response.status, orjson.loads(data) if isinstance(data, bytes) else (data or {})
-
-
-def patient(mrn: str, **extra: Any) -> dict[str, Any]:
-    return {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": mrn}], **extra}
 
 
 def count(client: MockClient, collection: str) -> int:

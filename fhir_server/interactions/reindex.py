@@ -23,11 +23,10 @@ and a resumable checkpoint file) is another way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +36,7 @@ from fhir_server.errors import BadRequest
 from fhir_server.interactions.operations import Operation, OperationCall
 from fhir_server.model import fhirjson
 from fhir_server.storage.base import StoredResource
+from fhir_server.storage.leadership import running
 
 if TYPE_CHECKING:
     from fhir_server.interactions.service import FhirService
@@ -186,17 +186,7 @@ async def queue_job(svc: FhirService, types: list[str]) -> Job:
 def job_duty(svc: FhirService) -> Callable[[], AbstractAsyncContextManager[None]]:
     """The leader's part: run the queued job, resuming from its checkpoint."""
 
-    @asynccontextmanager
-    async def running() -> AsyncIterator[None]:
-        task = asyncio.get_running_loop().create_task(_jobs_forever(svc))
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    return running
+    return lambda: running(lambda: _jobs_forever(svc))
 
 
 async def _jobs_forever(svc: FhirService) -> None:

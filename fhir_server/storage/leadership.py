@@ -25,8 +25,9 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fhir_server.storage.base import Storage
 
@@ -38,6 +39,19 @@ Duty = Callable[[], AbstractAsyncContextManager[object]]
 LEASE = "leader"
 LEASE_SECONDS = 2.5
 RENEW_EVERY = 1.0
+
+
+@asynccontextmanager
+async def running(work: Callable[[], Coroutine[Any, Any, None]]) -> AsyncIterator[None]:
+    """`work()` as a task while the block lasts, cancelled when it ends: the body of most
+    duties (a loop that wakes up now and then)."""
+    task = asyncio.get_running_loop().create_task(work())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def holder_id() -> str:

@@ -4,7 +4,6 @@ write transactions."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import time
@@ -12,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from fhir_server.storage.leadership import running
 from fhir_server.storage.sqlite import statistics
 from fhir_server.storage.sqlite.writes import Writes
 
@@ -75,13 +75,8 @@ class Checkpoints:
                 if self._task is None:
                     self._task = asyncio.get_running_loop().create_task(self._run())
 
-        task = asyncio.get_running_loop().create_task(forever())
-        try:
+        async with running(forever):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     def _checkpoint(self) -> None:
         try:

@@ -30,6 +30,7 @@ from cds_hooks.rules.fhirdata import (
     codings,
     entries,
     has_code,
+    listed,
     observation_date,
     observation_stands,
     parse_date,
@@ -131,7 +132,7 @@ def _is_mesh(document: JSON) -> bool:
     kinds = {code for system, code in codings(document.get("type")) if system == DOCUMENT_TYPE}
     if kinds and not kinds & SCAN_KINDS:
         return False
-    for content in document.get("content") or ():
+    for content in listed(document.get("content")):
         attachment = content.get("attachment") if isinstance(content, dict) else None
         kind = attachment.get("contentType") if isinstance(attachment, dict) else None
         if isinstance(kind, str) and kind.split(";")[0].strip().lower() in MESH_TYPES:
@@ -141,7 +142,7 @@ def _is_mesh(document: JSON) -> bool:
 
 def _document_date(document: JSON) -> datetime | None:
     moment = parse_date(document.get("date"))
-    for content in document.get("content") or ():
+    for content in listed(document.get("content")):
         attachment = content.get("attachment") if isinstance(content, dict) else None
         if moment is None and isinstance(attachment, dict):
             moment = parse_date(attachment.get("creation"))

@@ -1,0 +1,166 @@
+"""The session's new HTTP surfaces (CDS Hooks, raw Binary, orthosis orders, operations) as a
+hostile outsider meets them over real HTTP, against one `fhir-server serve` per module:
+every wrong input is a 4xx with a clear OperationOutcome, never a 500."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.server import ServerProcess
+
+LOINC = "http://loinc.org"
+HOOK_INSTANCE = "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    database = tmp_path_factory.mktemp("hostile") / "fhir.db"
+    process = ServerProcess(database, FHIR_CDS_AUTH="off", FHIR_LOG_LEVEL="debug")
+    process.start(timeout=120)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def root(server: ServerProcess) -> str:
+    return server.base.removesuffix("/fhir")
+
+
+def _bundle(*resources: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": r} for r in resources],
+    }
+
+
+def _observation(system: str, code: str, value: float, unit: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": system, "code": code}]},
+        "valueQuantity": {
+            "value": value,
+            "unit": unit,
+            "system": "http://unitsofmeasure.org",
+            "code": unit,
+        },
+        "effectiveDateTime": "2026-01-01",
+        "component": [],
+    }
+
+
+_PATIENT = {
+    "resourceType": "Patient",
+    "id": "p1",
+    "birthDate": "1960-01-01",
+    "gender": "male",
+    "extension": [
+        {
+            "url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race",
+            "extension": [{"url": "ombCategory", "valueCoding": {"code": "2106-3"}}],
+        }
+    ],
+}
+_CONDITION = {
+    "resourceType": "Condition",
+    "code": {"coding": [{"system": "http://snomed.info/sct", "code": "49436004"}]},
+    "clinicalStatus": {"coding": [{"code": "active"}]},
+}
+_SCAN = {
+    "resourceType": "DocumentReference",
+    "status": "current",
+    "content": [{"attachment": {"contentType": "model/stl", "url": "Binary/x"}}],
+}
+_ORDER = {
+    "resourceType": "DeviceRequest",
+    "id": "d1",
+    "intent": "order",
+    "codeCodeableConcept": {
+        "coding": [
+            {"system": "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "code": "L3030"}
+        ]
+    },
+}
+_FOOT = "urn:fhir-server:CodeSystem:foot-measurement"
+_PREFETCH: dict[str, dict[str, Any]] = {
+    "ascvd-10-year-risk": {
+        "patient": _PATIENT,
+        "observations": _bundle(_observation(LOINC, "2093-3", 200, "mg/dL")),
+        "conditions": _bundle(_CONDITION),
+        "medications": _bundle(),
+    },
+    "cha2ds2-vasc": {"patient": _PATIENT, "conditions": _bundle(_CONDITION)},
+    "foot-orthosis-order-sign": {
+        "scans": _bundle(_SCAN),
+        "measurements": _bundle(_observation(_FOOT, "foot-length", 260, "mm")),
+        "serviceRequests": _bundle(),
+    },
+    "diabetes-progression": {
+        key: _bundle(_observation(LOINC, code, 5.0, "mg/dL"))
+        for key, code in [
+            ("bmi", "39156-5"),
+            ("bp", "8478-0"),
+            ("tc", "2093-3"),
+            ("ldl", "2089-1"),
+            ("hdl", "2085-9"),
+            ("tch", "9830-1"),
+            ("ltg", "2571-8"),
+            ("glu", "2345-7"),
+        ]
+    }
+    | {"patient": _PATIENT},
+}
+
+# (service, path into its prefetch, hostile value): each was a 500 (a TypeError in the
+# service) before the rule and model readers took a JSON value of the wrong type as absent
+_WRONG_TYPES = [
+    ("ascvd-10-year-risk", ("observations", "entry"), 5),
+    ("ascvd-10-year-risk", ("observations", "entry", 0, "resource", "code", "coding"), 5),
+    ("ascvd-10-year-risk", ("observations", "entry", 0, "resource", "component"), 5),
+    ("ascvd-10-year-risk", ("observations", "entry", 0, "resource", "status"), ["final"]),
+    ("ascvd-10-year-risk", ("patient", "extension"), True),
+    ("ascvd-10-year-risk", ("patient", "extension", 0, "extension"), 1.5),
+    ("cha2ds2-vasc", ("conditions", "entry", 0, "resource", "clinicalStatus", "coding"), 5),
+    ("foot-orthosis-order-sign", ("scans", "entry", 0, "resource", "content"), 5),
+    ("foot-orthosis-order-sign", ("measurements", "entry", 0, "resource", "status"), {"a": 1}),
+    ("diabetes-progression", ("tc", "entry", 0, "resource", "status"), ["final"]),
+]
+
+
+def _call(root: str, service: str, prefetch: dict[str, Any], drafts: Any = None) -> httpx.Response:
+    hook = "order-sign" if "order-sign" in service else "patient-view"
+    context: dict[str, Any] = {"userId": "Practitioner/1", "patientId": "p1"}
+    if hook == "order-sign":
+        context["draftOrders"] = drafts if drafts is not None else _bundle(_ORDER)
+    body = {"hook": hook, "hookInstance": HOOK_INSTANCE, "context": context, "prefetch": prefetch}
+    return httpx.post(f"{root}/cds-services/{service}", json=body, timeout=60)
+
+
+@pytest.mark.parametrize(("service", "path", "value"), _WRONG_TYPES)
+def test_cds_prefetch_values_of_the_wrong_type_read_as_missing(
+    root: str, service: str, path: tuple[Any, ...], value: Any
+) -> None:
+    prefetch = copy.deepcopy(_PREFETCH[service])
+    target: Any = prefetch
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    answer = _call(root, service, prefetch)
+    assert answer.status_code == 200, answer.text
+    assert isinstance(answer.json()["cards"], list)
+
+
+def test_cds_draft_orders_with_entries_of_the_wrong_type(root: str) -> None:
+    prefetch = _PREFETCH["foot-orthosis-order-sign"]
+    for drafts in (
+        {"resourceType": "Bundle", "entry": 5},
+        _bundle({**_ORDER, "codeCodeableConcept": {"coding": True}}),
+    ):
+        answer = _call(root, "foot-orthosis-order-sign", prefetch, drafts)
+        assert answer.status_code in (200, 400), answer.text

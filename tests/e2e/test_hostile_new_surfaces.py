@@ -4,6 +4,7 @@ every wrong input is a 4xx with a clear OperationOutcome, never a 500."""
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Iterator
 from typing import Any
@@ -164,3 +165,38 @@ def test_cds_draft_orders_with_entries_of_the_wrong_type(root: str) -> None:
     ):
         answer = _call(root, "foot-orthosis-order-sign", prefetch, drafts)
         assert answer.status_code in (200, 400), answer.text
+
+
+# --- raw Binary ---
+
+_SCRIPT = b"<html><script>fetch('/auth/clients', {method: 'POST'})</script></html>"
+
+
+@pytest.mark.parametrize("written_as", ["raw", "json"])
+def test_an_uploaded_html_or_svg_file_is_served_sandboxed(
+    server: ServerProcess, written_as: str
+) -> None:
+    """A Binary is served with its own media type from the server's origin: an HTML upload
+    must not run its script there (stored XSS against the authorization pages). (An SVG
+    can only be written as JSON: a raw `+xml` body is read as FHIR XML.)"""
+    for media in ("text/html",) if written_as == "raw" else ("text/html", "image/svg+xml"):
+        if written_as == "raw":
+            created = httpx.post(
+                f"{server.base}/Binary", content=_SCRIPT, headers={"Content-Type": media}
+            )
+        else:
+            data = base64.b64encode(_SCRIPT).decode()
+            created = httpx.post(
+                f"{server.base}/Binary",
+                json={"resourceType": "Binary", "contentType": media, "data": data},
+                headers={"Content-Type": "application/fhir+json"},
+            )
+        assert created.status_code == 201, created.text
+        location = created.headers["Location"].split("/_history")[0]
+        for method in ("GET", "HEAD"):
+            served = httpx.request(method, location, headers={"Accept": media})
+            assert served.status_code == 200
+            assert served.headers["content-type"].startswith(media)
+            assert served.headers["x-content-type-options"] == "nosniff"
+            policy = served.headers["content-security-policy"]
+            assert "sandbox" in policy and "default-src 'none'" in policy

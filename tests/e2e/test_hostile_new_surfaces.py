@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import copy
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -200,3 +202,39 @@ def test_an_uploaded_html_or_svg_file_is_served_sandboxed(
             assert served.headers["x-content-type-options"] == "nosniff"
             policy = served.headers["content-security-policy"]
             assert "sandbox" in policy and "default-src 'none'" in policy
+
+
+def _cut_short(server: ServerProcess, path: str, content_type: str) -> None:
+    """Send a request whose body stops after 10 of its 1000 bytes, then hang up."""
+    host = f"127.0.0.1:{server.port}"
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+        "Content-Length: 1000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head.encode() + b'{"a": "b",')
+        time.sleep(0.2)
+
+
+def test_a_body_cut_short_by_the_client_is_not_a_server_error(
+    server: ServerProcess, root: str
+) -> None:
+    """A client that hangs up mid-body (a truncated upload) was a 500 with two tracebacks
+    in the log and a 500 in the metrics: an on-call page anyone could send."""
+    cuts = [
+        ("/fhir/Binary", "model/stl"),
+        ("/fhir/Patient", "application/fhir+json"),
+        ("/cds-services/ascvd-10-year-risk", "application/json"),
+        ("/cds-services/ascvd-10-year-risk/feedback", "application/json"),
+    ]
+    for path, content_type in cuts:
+        _cut_short(server, path, content_type)
+    deadline = time.monotonic() + 10
+    while "/feedback answered" not in server.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = server.log.read_text()
+    assert "/feedback answered 400" in log
+    assert "unexpected error" not in log and "Traceback" not in log
+    metrics = httpx.get(f"{root}/metrics").text
+    assert 'status="500"' not in metrics
+    assert httpx.get(f"{server.base}/metadata").status_code == 200

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.orthotics import MEASUREMENTS, device_request
 from tests.support.server import ServerProcess
 
 LOINC = "http://loinc.org"
@@ -23,7 +24,12 @@ HOOK_INSTANCE = "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     database = tmp_path_factory.mktemp("hostile") / "fhir.db"
-    process = ServerProcess(database, FHIR_CDS_AUTH="off", FHIR_LOG_LEVEL="debug")
+    process = ServerProcess(
+        database,
+        FHIR_CDS_AUTH="off",
+        FHIR_LOG_LEVEL="debug",
+        FHIR_ORTHOTICS_MANUFACTURER="Orthoses Ltd, 1 Main St",
+    )
     process.start(timeout=120)
     yield process
     process.stop()
@@ -238,3 +244,44 @@ def test_a_body_cut_short_by_the_client_is_not_a_server_error(
     metrics = httpx.get(f"{root}/metrics").text
     assert 'status="500"' not in metrics
     assert httpx.get(f"{server.base}/metadata").status_code == 200
+
+
+# --- orthosis orders ---
+
+_FHIR = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+_NOT_AN_ORTHOSIS = {"coding": [{"system": "http://snomed.info/sct", "code": "58938008"}]}
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"codeCodeableConcept": _NOT_AN_ORTHOSIS}, "not a custom foot orthosis order"),
+        ({"subject": {"reference": "Group/g1"}}, "Patient/[id]"),
+        ({"subject": {"reference": "http://elsewhere.example/Patient/p1"}}, "Patient/[id]"),
+        ({"subject": {"reference": "#p1"}}, "Patient/[id]"),
+        ({"requester": None}, "requester"),
+    ],
+)
+def test_design_refuses_orders_it_cannot_issue_devices_for(
+    server: ServerProcess, change: dict[str, Any], named: str
+) -> None:
+    """Each of these was designed and issued: Devices for a Group or another server's
+    patient (and print files whose securityContext pointed there), an MDR statement with
+    an 'unknown' prescriber, a design for a DeviceRequest that is not an orthosis order."""
+    with httpx.Client(base_url=server.base, headers=_FHIR, timeout=120) as client:
+        for observation in MEASUREMENTS:
+            client.put(f"Observation/{observation['id']}", json=observation)
+        order = device_request(
+            f"dr-{abs(hash(named)) % 10_000}-{len(str(change))}",
+            "left",
+            supportingInfo=[{"reference": f"Observation/{m['id']}"} for m in MEASUREMENTS],
+        )
+        order.update(change)
+        order = {k: v for k, v in order.items() if v is not None}
+        assert client.put(f"DeviceRequest/{order['id']}", json=order).status_code in (200, 201)
+        refused = client.post(f"DeviceRequest/{order['id']}/$design-orthosis")
+        assert refused.status_code == 422, refused.text
+        assert named in refused.json()["issue"][0]["diagnostics"]
+        devices = client.get("Device", params={"_count": "1", "_total": "accurate"}).json()
+        made = [e["resource"] for e in devices.get("entry", ())]
+        assert not [d for d in made if d.get("patient", {}).get("reference") != "Patient/p1"]

@@ -285,3 +285,36 @@ def test_design_refuses_orders_it_cannot_issue_devices_for(
         devices = client.get("Device", params={"_count": "1", "_total": "accurate"}).json()
         made = [e["resource"] for e in devices.get("entry", ())]
         assert not [d for d in made if d.get("patient", {}).get("reference") != "Patient/p1"]
+
+
+def test_a_second_design_of_an_order_while_one_runs_is_a_409(server: ServerProcess) -> None:
+    """Two clients (or a double click) designing one order at once issued two sets of
+    Devices, print files and MDR statements for one prescription."""
+    with httpx.Client(base_url=server.base, headers=_FHIR, timeout=120) as client:
+        for observation in MEASUREMENTS:
+            client.put(f"Observation/{observation['id']}", json=observation)
+        order = device_request(
+            "dr-twice",
+            "pair",
+            supportingInfo=[{"reference": f"Observation/{m['id']}"} for m in MEASUREMENTS],
+        )
+        assert client.put("DeviceRequest/dr-twice", json=order).status_code in (200, 201)
+        first = client.post(
+            "DeviceRequest/dr-twice/$design-orthosis", headers={"Prefer": "respond-async"}
+        )
+        assert first.status_code == 202, first.text
+        second = client.post("DeviceRequest/dr-twice/$design-orthosis")
+        assert second.status_code == 409, second.text
+        message = second.json()["issue"][0]["diagnostics"]
+        assert "being designed already" in message and first.json()["id"] in message
+        deadline = time.monotonic() + 120
+        while client.get(first.headers["Content-Location"]).json()["status"] not in (
+            "completed",
+            "failed",
+        ):
+            assert time.monotonic() < deadline, "the first design did not end"
+            time.sleep(0.2)
+        tasks = client.get("Task", params={"focus": "DeviceRequest/dr-twice"}).json()
+        assert [e["resource"]["status"] for e in tasks["entry"]] == ["completed"]
+        again = client.post("DeviceRequest/dr-twice/$design-orthosis")  # once it has ended
+        assert again.status_code == 200, again.text

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response as HttpResponse
@@ -117,6 +118,7 @@ def create_app(
     cds_routes.install(app)
     app.add_exception_handler(FhirError, _fhir_error)  # type: ignore[arg-type]
     app.add_exception_handler(ClientDisconnect, _client_gone)
+    app.add_exception_handler(HTTPException, _no_route)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
     return app
 
@@ -283,6 +285,15 @@ def _base(request: HttpRequest) -> str:
 
 async def _fhir_error(request: HttpRequest, error: FhirError) -> HttpResponse:
     return _outcome_response(request, error.status, error.outcome(), error.headers)
+
+
+async def _no_route(request: HttpRequest, error: HTTPException) -> HttpResponse:
+    """The router's own 404 and 405 (paths and methods outside /fhir: /cds-services,
+    /health, /metrics...) as an OperationOutcome like every other error; `Allow` kept."""
+    code = {404: "not-found", 405: "not-supported"}.get(error.status_code, "invalid")
+    what = f"{request.method} is not supported here" if error.status_code == 405 else error.detail
+    outcome = operation_outcome([Issue(str(what), code)])
+    return _outcome_response(request, error.status_code, outcome, dict(error.headers or {}))
 
 
 async def _client_gone(request: HttpRequest, error: Exception) -> HttpResponse:

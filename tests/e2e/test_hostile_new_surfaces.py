@@ -318,3 +318,56 @@ def test_a_second_design_of_an_order_while_one_runs_is_a_409(server: ServerProce
         assert [e["resource"]["status"] for e in tasks["entry"]] == ["completed"]
         again = client.post("DeviceRequest/dr-twice/$design-orthosis")  # once it has ended
         assert again.status_code == 200, again.text
+
+
+# --- operations endpoints and routing ---
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/cds-services/ascvd-10-year-risk", 405),
+        ("PUT", "/cds-services", 405),
+        ("GET", "/cds-services/ascvd-10-year-risk/feedback", 405),
+        ("POST", "/health/live", 405),
+        ("DELETE", "/metrics", 405),
+        ("GET", "/cds-services/a/b/c", 404),
+        ("GET", "/no-such-endpoint", 404),
+    ],
+)
+def test_unknown_routes_and_methods_answer_an_operation_outcome(
+    root: str, method: str, path: str, status: int
+) -> None:
+    """Outside /fhir the router's own 404/405 answered {"detail": ...}, not an
+    OperationOutcome carrying the request id like every other error."""
+    answer = httpx.request(method, root + path, headers={"X-Request-ID": "hostile-route-1"})
+    assert answer.status_code == status
+    outcome = answer.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "hostile-route-1" in outcome["issue"][0]["diagnostics"]
+    if status == 405:
+        assert answer.headers["allow"]
+
+
+def test_request_ids_with_crlf_or_junk_are_replaced_not_echoed(
+    server: ServerProcess, root: str
+) -> None:
+    for sent in (b"abc\r\nSet-Cookie: a=1", b"a" * 129, b"<script>", "\u00e9".encode()):
+        head = b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX-Request-ID: %s\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(head % (server.port, sent))
+            answer = sock.recv(65536).split(b"\r\n\r\n")[0].lower()
+        assert b"set-cookie" not in answer
+        assert answer.startswith(b"http/1.1 200")
+        (line,) = [h for h in answer.split(b"\r\n") if h.startswith(b"x-request-id:")]
+        assert b"<" not in line and len(line) <= len(b"x-request-id: ") + 128
+
+
+def test_metrics_labels_stay_bounded_under_hostile_paths(root: str, server: ServerProcess) -> None:
+    for n in range(50):
+        httpx.get(f"{server.base}/Type{n}%22%7D%0Afake_total%201")
+        httpx.get(f"{server.base}/Patient/{n}/$op{n}")
+        httpx.get(f"{root}/random-{n}")
+    metrics = httpx.get(f"{root}/metrics").text
+    assert "fake_total" not in metrics and "random-" not in metrics and "$op1" not in metrics
+    assert "Type1" not in metrics

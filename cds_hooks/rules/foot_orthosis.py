@@ -119,7 +119,8 @@ class FootOrthosisCheck:
         drafts = entries(call.context.get("draftOrders"), "DeviceRequest")
         selected = call.context.get("selections")
         if call.hook == "order-select" and isinstance(selected, list) and selected:
-            drafts = [d for d in drafts if reference_to(d) in selected]
+            wanted = {s for s in selected if isinstance(s, str)}  # a set: no n x m scan
+            drafts = [d for d in drafts if reference_to(d) in wanted]
         return [
             d
             for d in drafts

@@ -371,3 +371,45 @@ def test_metrics_labels_stay_bounded_under_hostile_paths(root: str, server: Serv
     metrics = httpx.get(f"{root}/metrics").text
     assert "fake_total" not in metrics and "random-" not in metrics and "$op1" not in metrics
     assert "Type1" not in metrics
+
+
+# --- CDS feedback ---
+
+
+def _feedback(root: str, item: dict[str, Any]) -> httpx.Response:
+    base = {"card": HOOK_INSTANCE, "outcomeTimestamp": "2026-11-01T00:00:00Z"}
+    url = f"{root}/cds-services/ascvd-10-year-risk/feedback"
+    return httpx.post(url, json={"feedback": [{**base, **item}]}, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"card": "c" * 100_000, "outcome": "overridden", "overrideReason": {"userComment": "x"}},
+        {"outcome": "accepted", "acceptedSuggestions": [{"id": "s"}] * 100_000},
+        {"outcome": "accepted", "acceptedSuggestions": [{"id": "s" * 100_000}]},
+        {
+            "outcome": "overridden",
+            "overrideReason": {"reason": {"code": "c" * 100_000, "system": "s"}},
+        },
+        {
+            "outcome": "overridden",
+            "overrideReason": {"reason": {"code": "c", "system": "s", "display": ["x"] * 1000}},
+        },
+    ],
+)
+def test_feedback_that_would_store_unbounded_text_is_refused(
+    root: str, item: dict[str, Any]
+) -> None:
+    """Each of these was stored as sent (only userComment had a limit): megabytes into the
+    auth store per call."""
+    refused = _feedback(root, item)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["resourceType"] == "OperationOutcome"
+
+
+def test_feedback_within_the_limits_is_stored(root: str) -> None:
+    reason = {"reason": {"code": "c", "system": "s", "display": "d"}, "userComment": "u" * 4096}
+    assert _feedback(root, {"outcome": "overridden", "overrideReason": reason}).status_code == 200
+    accepted = {"outcome": "accepted", "acceptedSuggestions": [{"id": "s" * 128}] * 100}
+    assert _feedback(root, accepted).status_code == 200

@@ -21,6 +21,8 @@ from fhir_server.errors import BadRequest
 
 OUTCOMES = ("accepted", "overridden")
 MAX_ITEMS = 100
+MAX_ID = 128  # a card uuid or suggestion id (a UUID is 36 characters)
+MAX_TEXT = 1024  # a Coding's code, system and display
 
 
 def parse_feedback(body: bytes) -> list[JSON]:
@@ -38,8 +40,8 @@ def _item(item: Any, path: str) -> JSON:
     if not isinstance(item, dict):
         raise BadRequest(f"{path} must be an object")
     card, outcome, when = item.get("card"), item.get("outcome"), item.get("outcomeTimestamp")
-    if not isinstance(card, str) or not card:
-        raise BadRequest(f"{path}.card is required (the card's uuid)")
+    if not _short(card, MAX_ID):
+        raise BadRequest(f"{path}.card is required (the card's uuid, <= {MAX_ID} characters)")
     if outcome not in OUTCOMES:
         raise BadRequest(f"{path}.outcome must be accepted or overridden")
     if not isinstance(when, str) or not _instant(when):
@@ -55,10 +57,15 @@ def _item(item: Any, path: str) -> JSON:
 def _accepted(value: Any, path: str) -> list[str]:
     if value is None:
         return []
-    if not isinstance(value, list) or not all(
-        isinstance(s, dict) and isinstance(s.get("id"), str) and s["id"] for s in value
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_ITEMS
+        or not all(isinstance(s, dict) and _short(s.get("id"), MAX_ID) for s in value)
     ):
-        raise BadRequest(f"{path}.acceptedSuggestions must be objects with an id")
+        raise BadRequest(
+            f"{path}.acceptedSuggestions must be at most {MAX_ITEMS} objects with an id "
+            f"(<= {MAX_ID} characters)"
+        )
     return [s["id"] for s in value]
 
 
@@ -69,9 +76,11 @@ def _reason(value: Any, path: str) -> JSON:
     result: JSON = {}
     if reason is not None:
         if not isinstance(reason, dict) or not all(
-            isinstance(reason.get(k), str) for k in ("code", "system")
+            _short(reason.get(k), MAX_TEXT) for k in ("code", "system")
         ):
             raise BadRequest(f"{path}.overrideReason.reason must be a Coding (code, system)")
+        if "display" in reason and not _short(reason["display"], MAX_TEXT):
+            raise BadRequest(f"{path}.overrideReason.reason.display must be text (<= {MAX_TEXT})")
         result["reason"] = {k: reason[k] for k in ("code", "system", "display") if k in reason}
     if comment is not None:
         if not isinstance(comment, str) or len(comment) > 4096:
@@ -80,6 +89,11 @@ def _reason(value: Any, path: str) -> JSON:
     if not result:
         raise BadRequest(f"{path}.overrideReason needs reason or userComment")
     return result
+
+
+def _short(value: Any, limit: int) -> bool:
+    """A non-empty string of at most `limit` characters (what is stored stays bounded)."""
+    return isinstance(value, str) and 0 < len(value) <= limit
 
 
 def _instant(text: str) -> bool:

@@ -11,16 +11,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from adapters.orthotics.codes import MEASUREMENT_FIELD
 from adapters.orthotics.model import FootMeasurements, Prescription
-from adapters.orthotics.order import Order, measurement, prescription, read_order
+from adapters.orthotics.order import (
+    Order,
+    is_orthosis_order,
+    measurement,
+    prescription,
+    read_order,
+)
 from adapters.orthotics.parameters import Side
 from adapters.orthotics.records import DOCUMENT_TYPE, SCAN_DOCUMENTS
 from fhir_server.context import AccessContext
-from fhir_server.errors import Unprocessable
+from fhir_server.errors import Issue, Unprocessable
 from fhir_server.interactions.binary import blob_of
 from fhir_server.interactions.service import FhirService
 from fhir_server.model import fhirjson
@@ -47,6 +54,7 @@ class Inputs:
 async def gather(svc: FhirService, ctx: AccessContext, request_id: str) -> Inputs:
     rec = await svc.current(ctx, "DeviceRequest", request_id)
     request = fhirjson.loads(rec.data)
+    _designable(request_id, request)
     order = read_order(request)
     inputs = Inputs(request, order, prescription(order))
     scans = await _scans(svc, ctx, request_id, inputs.rx.sides)
@@ -64,6 +72,41 @@ async def gather(svc: FhirService, ctx: AccessContext, request_id: str) -> Input
         )
     measurements, sources = measured
     return replace(inputs, measurements=measurements, sources=sources)
+
+
+def _designable(request_id: str, request: dict[str, Any]) -> None:
+    """An order the design may issue devices for: a custom foot orthosis (not any other
+    DeviceRequest), for a patient of this server (the Devices' `patient`, the files'
+    `securityContext`), with a prescriber (the MDR statement names them)."""
+    issues: list[Issue] = []
+    if not is_orthosis_order(request):
+        issues.append(
+            Issue(
+                f"DeviceRequest/{request_id} is not a custom foot orthosis order (its "
+                "codeCodeableConcept has neither custom-foot-orthosis nor HCPCS L3030)",
+                "processing",
+                expression=("DeviceRequest.code",),
+            )
+        )
+    subject = (request.get("subject") or {}).get("reference")
+    if not isinstance(subject, str) or not re.fullmatch(r"Patient/[A-Za-z0-9\-.]{1,64}", subject):
+        issues.append(
+            Issue(
+                "An orthosis order's subject must be a Patient of this server (Patient/[id])",
+                "processing",
+                expression=("DeviceRequest.subject",),
+            )
+        )
+    if not request.get("requester"):
+        issues.append(
+            Issue(
+                "An orthosis order needs its requester (the prescriber the MDR statement names)",
+                "processing",
+                expression=("DeviceRequest.requester",),
+            )
+        )
+    if issues:
+        raise Unprocessable(issues[0].diagnostics, issues=issues)
 
 
 async def _scans(

@@ -8,7 +8,8 @@ completed or failed, with `businessStatus` naming the step (queued, designing, i
 issued, refused, error). Synchronously it answers the completed Task; with
 `Prefer: respond-async` (https://hl7.org/fhir/R4/async.html) it answers 202 Accepted at once
 with `Content-Location` naming the Task to poll (`tasks`). The design is CPU-bound: it runs
-in a worker process (`worker`), one design at a time per server process.
+in a worker process (`worker`), one design at a time per server process; a second design
+of an order while one runs in this process is a 409.
 
 A scan the geometry cannot use (ScanRejected) or a design failing a printability gate
 (DesignRefused) is answered 422 with an OperationOutcome naming the reason or each failed
@@ -39,7 +40,7 @@ from adapters.orthotics.parameters import PROCESSES
 from adapters.orthotics.records import DOCUMENT_TYPE, TASK_CODE, File, Issued
 from adapters.orthotics.worker import Kind, Worker
 from fhir_server.context import SYSTEM
-from fhir_server.errors import FhirError, Issue
+from fhir_server.errors import Conflict, FhirError, Issue
 from fhir_server.interactions.operations import Operation, OperationCall
 from fhir_server.interactions.request import Request, Response
 from fhir_server.interactions.service import FhirService
@@ -67,6 +68,9 @@ class Workflow:
         self.svc = svc
         self.options = options
         self._jobs: set[asyncio.Task[Any]] = set()
+        # DeviceRequest id -> the Task designing it ("" while its inputs are read): one
+        # design of an order at a time, not one set of Devices per impatient click
+        self._designing: dict[str, str] = {}
         self.worker = Worker(options.worker)
 
     def operations(self) -> list[Operation]:
@@ -93,9 +97,22 @@ class Workflow:
         assert call.id is not None
         for type in WRITES:
             svc.policy.check(call.context, "create", type)
-        inputs = await gather(svc, call.context, call.id)
-        task = tasks.new_task(call.id, inputs)
-        await self._put(task)
+        running = self._designing.get(call.id)
+        if running is not None:
+            raise Conflict(
+                f"DeviceRequest/{call.id} is being designed already"
+                + (f" (Task/{running})" if running else "")
+                + ": wait for that design to end before starting another"
+            )
+        self._designing[call.id] = ""  # claimed before the first await
+        try:
+            inputs = await gather(svc, call.context, call.id)
+            task = tasks.new_task(call.id, inputs)
+            await self._put(task)
+        except BaseException:
+            del self._designing[call.id]
+            raise
+        self._designing[call.id] = str(task["id"])
         if call.prefer_async:
             job = asyncio.create_task(self._run(task, inputs, raise_errors=False))
             self._jobs.add(job)
@@ -109,6 +126,14 @@ class Workflow:
         self, task: dict[str, Any], inputs: Inputs, *, raise_errors: bool
     ) -> dict[str, Any]:
         """Design, check, issue; the Task follows each step and ends completed or failed."""
+        try:
+            return await self._design_and_issue(task, inputs, raise_errors=raise_errors)
+        finally:
+            self._designing.pop(str(inputs.request["id"]), None)
+
+    async def _design_and_issue(
+        self, task: dict[str, Any], inputs: Inputs, *, raise_errors: bool
+    ) -> dict[str, Any]:
         try:
             task = await self._step(task, "in-progress", "designing")
             design = await self.worker.design(inputs, self.options.limits)

@@ -190,7 +190,8 @@ def _observation(item: Input, bundle: JSON | None, now: datetime) -> Reading:
     dated = [
         (when, obs)
         for obs in _entries(bundle, "Observation")
-        if obs.get("status") in _USABLE_STATUS
+        if isinstance(obs.get("status"), str)
+        and obs["status"] in _USABLE_STATUS
         and (item.code or "") in _codes(obs.get("code"))
         and _quantity(item, obs) is not None
         and (when := _when(obs)) is not None

@@ -26,12 +26,17 @@ _REFUTED = frozenset({"refuted", "entered-in-error"})
 _OBSERVATION_FINAL = frozenset({"final", "amended", "corrected"})
 
 
+def listed(value: Any) -> list[Any]:
+    """A JSON array as a list; anything else (a number, a string, an object) as empty."""
+    return value if isinstance(value, list) else []
+
+
 def entries(bundle: JSON | None, resource_type: str | None = None) -> list[JSON]:
     """The resources of a searchset Bundle (of one type when given); none for `None`."""
     if not isinstance(bundle, dict):
         return []
     found = []
-    for entry in bundle.get("entry") or ():
+    for entry in listed(bundle.get("entry")):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if isinstance(resource, dict) and (
             resource_type is None or resource.get("resourceType") == resource_type
@@ -44,7 +49,7 @@ def codings(concept: Any) -> Iterator[tuple[str, str]]:
     """(system, code) of every coding of a CodeableConcept."""
     if not isinstance(concept, dict):
         return
-    for coding in concept.get("coding") or ():
+    for coding in listed(concept.get("coding")):
         if isinstance(coding, dict):
             system, code = coding.get("system"), coding.get("code")
             if isinstance(system, str) and isinstance(code, str):
@@ -96,7 +101,7 @@ def observation_date(observation: JSON) -> datetime | None:
 def observation_stands(observation: JSON) -> bool:
     """A result that counts: final, amended or corrected (a missing status counts too)."""
     status = observation.get("status")
-    return status is None or status in _OBSERVATION_FINAL
+    return status is None or (isinstance(status, str) and status in _OBSERVATION_FINAL)
 
 
 def condition_recorded(condition: JSON) -> bool:
@@ -118,7 +123,7 @@ def _status_codes(concept: Any) -> set[str]:
     when a sender left the system out)."""
     if not isinstance(concept, dict):
         return set()
-    found = (c.get("code") for c in concept.get("coding") or () if isinstance(c, dict))
+    found = (c.get("code") for c in listed(concept.get("coding")) if isinstance(c, dict))
     return {code for code in found if isinstance(code, str)}
 
 
@@ -147,7 +152,7 @@ def coded_value(observation: JSON, system: str, code: str) -> Any:
     """The value[x] of an Observation coded `system|code`, or of such a component."""
     if has_code(observation.get("code"), system, (code,)):
         return observation.get("valueQuantity") or observation.get("valueCodeableConcept")
-    for component in observation.get("component") or ():
+    for component in listed(observation.get("component")):
         if isinstance(component, dict) and has_code(component.get("code"), system, (code,)):
             return component.get("valueQuantity") or component.get("valueCodeableConcept")
     return None
@@ -172,7 +177,7 @@ def concept_name(concept: Any) -> str:
         return "coded entry"
     if isinstance(concept.get("text"), str) and concept["text"]:
         return str(concept["text"])
-    found = [c for c in concept.get("coding") or () if isinstance(c, dict)]
+    found = [c for c in listed(concept.get("coding")) if isinstance(c, dict)]
     for key in ("display", "code"):
         for coding in found:
             if isinstance(coding.get(key), str) and coding[key]:

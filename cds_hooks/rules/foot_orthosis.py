@@ -30,6 +30,7 @@ from cds_hooks.rules.fhirdata import (
     codings,
     entries,
     has_code,
+    listed,
     observation_date,
     observation_stands,
     parse_date,
@@ -118,7 +119,8 @@ class FootOrthosisCheck:
         drafts = entries(call.context.get("draftOrders"), "DeviceRequest")
         selected = call.context.get("selections")
         if call.hook == "order-select" and isinstance(selected, list) and selected:
-            drafts = [d for d in drafts if reference_to(d) in selected]
+            wanted = {s for s in selected if isinstance(s, str)}  # a set: no n x m scan
+            drafts = [d for d in drafts if reference_to(d) in wanted]
         return [
             d
             for d in drafts
@@ -131,7 +133,7 @@ def _is_mesh(document: JSON) -> bool:
     kinds = {code for system, code in codings(document.get("type")) if system == DOCUMENT_TYPE}
     if kinds and not kinds & SCAN_KINDS:
         return False
-    for content in document.get("content") or ():
+    for content in listed(document.get("content")):
         attachment = content.get("attachment") if isinstance(content, dict) else None
         kind = attachment.get("contentType") if isinstance(attachment, dict) else None
         if isinstance(kind, str) and kind.split(";")[0].strip().lower() in MESH_TYPES:
@@ -141,7 +143,7 @@ def _is_mesh(document: JSON) -> bool:
 
 def _document_date(document: JSON) -> datetime | None:
     moment = parse_date(document.get("date"))
-    for content in document.get("content") or ():
+    for content in listed(document.get("content")):
         attachment = content.get("attachment") if isinstance(content, dict) else None
         if moment is None and isinstance(attachment, dict):
             moment = parse_date(attachment.get("creation"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cds_hooks.rules.fhirdata import JSON, age_in_years, parse_date
+from cds_hooks.rules.fhirdata import JSON, age_in_years, listed, parse_date
 from cds_hooks.rules.findings import Finding, missing
 
 US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
@@ -32,10 +32,10 @@ def sex(patient: JSON | None) -> Finding:
 def omb_race_codes(patient: JSON | None) -> set[str]:
     """The OMB race categories of the US Core race extension (`ombCategory` codes)."""
     found: set[str] = set()
-    for extension in (patient or {}).get("extension") or ():
+    for extension in listed((patient or {}).get("extension")):
         if not isinstance(extension, dict) or extension.get("url") != US_CORE_RACE:
             continue
-        for part in extension.get("extension") or ():
+        for part in listed(extension.get("extension")):
             if not isinstance(part, dict) or part.get("url") != "ombCategory":
                 continue
             coding = part.get("valueCoding")

@@ -14,6 +14,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response as HttpResponse
 
@@ -115,6 +117,8 @@ def create_app(
     ops_routes.install(app, settings)
     cds_routes.install(app)
     app.add_exception_handler(FhirError, _fhir_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientDisconnect, _client_gone)
+    app.add_exception_handler(HTTPException, _no_route)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
     return app
 
@@ -281,6 +285,24 @@ def _base(request: HttpRequest) -> str:
 
 async def _fhir_error(request: HttpRequest, error: FhirError) -> HttpResponse:
     return _outcome_response(request, error.status, error.outcome(), error.headers)
+
+
+async def _no_route(request: HttpRequest, error: HTTPException) -> HttpResponse:
+    """The router's own 404 and 405 (paths and methods outside /fhir: /cds-services,
+    /health, /metrics...) as an OperationOutcome like every other error; `Allow` kept."""
+    code = {404: "not-found", 405: "not-supported"}.get(error.status_code, "invalid")
+    what = f"{request.method} is not supported here" if error.status_code == 405 else error.detail
+    outcome = operation_outcome([Issue(str(what), code)])
+    return _outcome_response(request, error.status_code, outcome, dict(error.headers or {}))
+
+
+async def _client_gone(request: HttpRequest, error: Exception) -> HttpResponse:
+    """A client that left before its body was all sent: nobody reads this answer, and it is
+    neither a server error nor a traceback in the log (a 400 in the metrics)."""
+    outcome = operation_outcome(
+        [Issue("The request body was cut short: the client disconnected", "incomplete")]
+    )
+    return _outcome_response(request, 400, outcome, {})
 
 
 async def _unexpected(request: HttpRequest, error: Exception) -> HttpResponse:

@@ -27,6 +27,13 @@ from fhir_server.storage.blobs import BlobRef
 
 _PATH = re.compile(r"^/?Binary(?:/(?P<id>[A-Za-z0-9\-.]{1,64}))?/?$")
 _NOT_RAW = (FORM_TYPE, "multipart/form-data")  # HTML forms: see media_types.py
+# An uploaded file is served with its own media type from the server's origin (that of the
+# authorization pages too): a browser must neither run it (an HTML or SVG upload's script)
+# nor guess another type for it.
+_DOWNLOAD_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+}
 
 
 def media(content_type: str | None) -> str:
@@ -69,9 +76,9 @@ async def upload(
 
 
 def streamed(raw: RawContent, result: Response, head: bool) -> HttpResponse:
-    """The raw bytes of a Binary read, streamed with their own media type and length."""
-    headers = dict(result.headers)
-    headers["Content-Length"] = str(raw.size)
+    """The raw bytes of a Binary read, streamed with their own media type and length, and
+    sandboxed (no script of theirs runs in the server's origin)."""
+    headers = {**result.headers, **_DOWNLOAD_HEADERS, "Content-Length": str(raw.size)}
     if head:
         return HttpResponse(status_code=result.status, headers=headers, media_type=raw.content_type)
     return StreamingResponse(

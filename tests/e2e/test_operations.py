@@ -147,6 +147,20 @@ def test_json_log_lines_parse(json_server: ServerProcess) -> None:
         json.loads(line)  # every line is one JSON object
 
 
+def test_no_query_strings_in_the_log_with_worker_processes(tmp_path: Path) -> None:
+    """Each worker configures logging after uvicorn did: it must not turn the access log
+    (whose lines carry query strings, i.e. search values) back on."""
+    process = ServerProcess(tmp_path / "fhir.db", FHIR_WORKERS="2").start(timeout=120)
+    try:
+        for _ in range(4):
+            response = httpx.get(process.base + "/Patient", params={"identifier": MRN})
+            assert response.status_code == 200
+    finally:
+        process.stop()
+    log = process.log.read_text(errors="replace")
+    assert MRN not in log and "GET /fhir/Patient" not in log
+
+
 def test_no_phi_in_the_log_at_the_default_level(server: ServerProcess) -> None:
     assert httpx.post(server.base + "/Patient", json=_patient()).status_code == 201
     bad = _patient() | {"birthDate": "1970-13-45"}

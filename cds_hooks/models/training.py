@@ -38,6 +38,12 @@ def export(estimator: Any, width: int, name: str = "model") -> bytes:
             options=options,
         )
     model.graph.name = name
+    # skl2onnx lists the opsets in set order (it varies with the hash seed): sort them, so
+    # that the same model always gives the same bytes
+    opsets = sorted((o.domain, o.version) for o in model.opset_import)
+    del model.opset_import[:]
+    for domain, version in opsets:
+        model.opset_import.add(domain=domain, version=version)
     return bytes(model.SerializeToString())
 
 

@@ -61,6 +61,10 @@ Validator = Callable[[dict[str, Any]], None]
 """An extra check of every resource written, after structure validation (raises InvalidResource)."""
 WriteListener = Callable[[Sequence[StoredResource]], None]
 """Told of the versions of its types that a committed transaction wrote."""
+Trigger = Callable[["FhirService", StorageTx, StoredResource], Awaitable[None]]
+"""Run inside the transaction that wrote a version of its types, after the write: what it
+writes in `tx` (an outbox entry, a derived resource through `FhirService.store`) commits or
+rolls back with that version. Raising fails the write."""
 
 
 class FhirService:
@@ -95,6 +99,7 @@ class FhirService:
         self._validators: list[Validator] = []
         self._operations: list[Operation] = []
         self._listeners: dict[str, list[WriteListener]] = {}
+        self._triggers: dict[str, list[Trigger]] = {}
         self._written: dict[int, list[StoredResource]] = {}  # per open transaction
         self._security: Callable[[str], dict[str, Any]] | None = None
         self._duties: list[tuple[str, Duty]] = []
@@ -161,6 +166,13 @@ class FhirService:
         """Call `listener` with what each committed transaction wrote of `types`."""
         for type in types:
             self._listeners.setdefault(type, []).append(listener)
+
+    def add_trigger(self, types: Sequence[str], trigger: Trigger) -> None:
+        """Run `trigger` in the writing transaction after each version of `types` is stored
+        (subscription outboxes, monitoring alerts): atomic with the write, unlike `on_write`.
+        A version a trigger stores runs the triggers of its own type in turn."""
+        for type in types:
+            self._triggers.setdefault(type, []).append(trigger)
 
     @property
     def resource_types(self) -> frozenset[str]:
@@ -259,13 +271,18 @@ class FhirService:
         if resource is None:
             rec = StoredResource(type, id, version, now, True, b"", "DELETE")
             await tx.write(rec, (), expected_version=version - 1)
-            return self._track(tx, rec)
+            return await self._written_in(tx, rec)
         if current is None or current.deleted:
             for key in identity_keys(type, resource):
                 await tx.lock(key)
         body = stamp(resource, id, version, now)
         rec = StoredResource(type, id, version, now, False, fhirjson.dumps(body), method)  # type: ignore[arg-type]
         await tx.write(rec, self.indexer.extract(body), expected_version=version - 1)
+        return await self._written_in(tx, rec)
+
+    async def _written_in(self, tx: StorageTx, rec: StoredResource) -> StoredResource:
+        for trigger in self._triggers.get(rec.type, ()):
+            await trigger(self, tx, rec)
         return self._track(tx, rec)
 
     def _track(self, tx: StorageTx, rec: StoredResource) -> StoredResource:

@@ -48,3 +48,36 @@ async def test_a_validator_sees_every_write(storage: Storage) -> None:
     with pytest.raises(InvalidResource, match="no notes"):
         await put(svc, "b1", BASIC)
     await put(svc, "b2", {**BASIC, "code": {"text": "fine"}})
+
+
+async def test_a_trigger_writes_with_the_version_and_rolls_back_with_it(storage: Storage) -> None:
+    svc = FhirService(storage)
+    fired: list[tuple[str, int]] = []
+
+    async def derive(service: FhirService, tx: Any, rec: StoredResource) -> None:
+        fired.append((rec.id, rec.version))
+        if rec.id == "boom":
+            raise InvalidResource("refused by the trigger", expression=("Basic",))
+        if not rec.deleted:  # a derived resource in the same transaction
+            derived = {"resourceType": "Basic", "code": {"text": f"from {rec.id}"}}
+            await service.store(tx, "Basic", f"d-{rec.id}", derived, current=None, method="PUT")
+
+    svc.add_trigger(("Patient",), derive)
+    await svc.handle(
+        Request("PUT", "Patient/p1", body={"resourceType": "Patient", "id": "p1"}, context=SYSTEM)
+    )
+    assert fired == [("p1", 1)]
+    derived = await storage.read("Basic", "d-p1")
+    assert derived is not None and b"from p1" in derived.data
+    with pytest.raises(InvalidResource, match="refused by the trigger"):
+        await svc.handle(
+            Request(
+                "PUT",
+                "Patient/boom",
+                body={"resourceType": "Patient", "id": "boom"},
+                context=SYSTEM,
+            )
+        )
+    assert await storage.read("Patient", "boom") is None  # rolled back with the trigger
+    await svc.handle(Request("DELETE", "Patient/p1", context=SYSTEM))
+    assert fired[-1] == ("p1", 2)

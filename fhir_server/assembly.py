@@ -3,7 +3,7 @@ what the server offers, and starts its background duties.
 
 - `open_service(settings)` opens the storage engine the settings name, builds the service
   (search registry, custom SearchParameters, terminology, HL7 v2 conversion, `$everything`,
-  the orthosis order flow)
+  the orthosis order flow, remote monitoring)
   and closes the storage when the block ends. The HTTP app and every command use it, so
   every way in gets the same service.
 - `open_auth(settings, service)` opens the SMART authorization server's store and signing
@@ -19,7 +19,8 @@ what the server offers, and starts its background duties.
   its worker processes (and fails the design Tasks a stopped server left in progress).
 
 Plug-ins attach through the service's named seams (`add_operation`, `add_validator`,
-`watch`, `on_write`, `use_codes`, `add_duty`); nothing below this module imports them.
+`watch`, `on_write`, `add_transform`, `add_trigger`, `use_codes`, `add_duty`); nothing below
+this module imports them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from typing import TYPE_CHECKING
 
 from adapters.hl7v2.convert import ConvertOptions
 from adapters.hl7v2.operations import install as install_hl7v2
+from adapters.monitoring.plugin import Options as MonitoringOptions
+from adapters.monitoring.plugin import install as install_monitoring
+from adapters.monitoring.plugin import warm_units as warm_monitoring_units
 from adapters.orthotics.model import PrintLimits
 from adapters.orthotics.plugin import install as install_orthotics
 from adapters.orthotics.plugin import recover as recover_orthotics
@@ -149,6 +153,8 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
     terminology = await install_terminology(service, shipped_terminology())
     install_hl7v2(service, convert_options(settings))
     await install_orthotics(service, terminology.put, orthotics_options(settings))
+    if settings.monitoring == "on":
+        install_monitoring(service, monitoring_options(settings))
     return service
 
 
@@ -170,6 +176,15 @@ def orthotics_options(settings: Settings) -> OrthoticsOptions:
         max_faces=settings.orthotics_max_faces,
     )
     return OrthoticsOptions(manufacturer=settings.orthotics_manufacturer, limits=limits)
+
+
+def monitoring_options(settings: Settings) -> MonitoringOptions:
+    """Default bands and default recipients of remote monitoring."""
+    recipients = tuple(r.strip() for r in settings.monitoring_recipients.split(",") if r.strip())
+    return MonitoringOptions(
+        bands=dict(settings.monitoring_bands),
+        recipients=recipients,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +274,8 @@ async def start_background(settings: Settings, service: FhirService) -> AsyncIte
     single = settings.workers <= 1
     if single:  # with workers, `prepare` did it before any started
         await recover_orthotics(service)  # design Tasks a stopped server left in progress
+    if settings.monitoring == "on" and settings.monitoring_warm_units:
+        warm_monitoring_units()
     duties = list(service.duties)
     if settings.storage == "sqlite" and not single:
         from fhir_server.storage.sqlite import SQLiteStorage

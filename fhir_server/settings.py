@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     orthotics_manufacturer: str = "Custom orthosis manufacturer (set FHIR_ORTHOTICS_MANUFACTURER)"
     orthotics_build_volume_mm: tuple[float, float, float] = (300.0, 300.0, 300.0)  # JSON list
     orthotics_max_faces: int = 200_000  # faces of one insole mesh the slicer accepts
+    # remote monitoring (adapters/monitoring): readings checked and converted, alerts raised
+    monitoring: Literal["on", "off"] = "on"
+    monitoring_bands: dict[str, tuple[float | None, float | None]] = {}  # JSON: LOINC code ->
+    #   [low, high] in the stored unit, replacing the shipped default band ([null, null]: none)
+    monitoring_recipients: str = ""  # references told when a patient has no plan, comma-separated
+    monitoring_warm_units: bool = True  # build the UCUM unit table at start (else on first need)
     # request limits (resources)
     max_string_chars: int = 1024 * 1024  # per primitive value but base64Binary and xhtml
     max_resource_depth: int = 64  # JSON objects nested in one resource

@@ -61,6 +61,10 @@ Validator = Callable[[dict[str, Any]], None]
 """An extra check of every resource written, after structure validation (raises InvalidResource)."""
 WriteListener = Callable[[Sequence[StoredResource]], None]
 """Told of the versions of its types that a committed transaction wrote."""
+Transform = Callable[[dict[str, Any]], dict[str, Any]]
+"""Rewrites a resource of its types on its way in (e.g. a unit conversion): it gets the
+structurally valid resource and returns the one to store (a new dict when it changes
+anything); raising a `FhirError` refuses the write."""
 Trigger = Callable[["FhirService", StorageTx, StoredResource], Awaitable[None]]
 """Run inside the transaction that wrote a version of its types, after the write: what it
 writes in `tx` (an outbox entry, a derived resource through `FhirService.store`) commits or
@@ -97,6 +101,7 @@ class FhirService:
         self.max_inline_binary_bytes = max_inline_binary_bytes
         self._codes: CodeLookup | None = None
         self._validators: list[Validator] = []
+        self._transforms: dict[str, list[Transform]] = {}
         self._operations: list[Operation] = []
         self._listeners: dict[str, list[WriteListener]] = {}
         self._triggers: dict[str, list[Trigger]] = {}
@@ -114,6 +119,12 @@ class FhirService:
     def add_validator(self, check: Validator) -> None:
         """Run `check` on every resource written, after structure validation."""
         self._validators.append(check)
+
+    def add_transform(self, types: Sequence[str], transform: Transform) -> None:
+        """Rewrite every resource of `types` written (create, update, patch, Bundle entries)
+        with `transform`: after structure validation, before the validators and the write."""
+        for type in types:
+            self._transforms.setdefault(type, []).append(transform)
 
     def describe_security(self, section: Callable[[str], dict[str, Any]]) -> None:
         """Let `section(base)` give the CapabilityStatement's `rest.security` (e.g. the
@@ -310,8 +321,11 @@ class FhirService:
         return self.validate(body)
 
     def validate(self, resource: dict[str, Any]) -> dict[str, Any]:
-        """Structure validation, then every registered validator (e.g. required bindings)."""
+        """Structure validation, then the transforms of its type (`add_transform`), then
+        every registered validator (e.g. required bindings)."""
         valid = validate_resource(resource, verdicts=MODEL_VERDICTS.get())
+        for transform in self._transforms.get(str(valid.get("resourceType")), ()):
+            valid = transform(valid)
         for check in self._validators:
             check(valid)
         return valid

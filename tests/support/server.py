@@ -37,13 +37,15 @@ class ServerProcess:
     def __init__(self, database: Path, **env: str) -> None:
         self.database = database
         self.port = free_port()
-        # authorization off unless a test asks for it (FHIR_AUTH=on); the CDS models' UCUM
-        # table (seconds of CPU) built only by a server that converts a unit
+        # authorization off unless a test asks for it (FHIR_AUTH=on); the UCUM tables of the
+        # CDS models and of monitoring (seconds of CPU each) built only by a server that
+        # converts a unit
         self.env = {
             **os.environ,
             "FHIR_DATABASE": str(database),
             "FHIR_AUTH": "off",
             "FHIR_CDS_WARM_UNITS": "false",
+            "FHIR_MONITORING_WARM_UNITS": "false",
             "FHIR_WORKERS": test_workers(),
             **env,
         }

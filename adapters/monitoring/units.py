@@ -1,0 +1,86 @@
+"""UCUM conversion of readings and thresholds (https://ucum.org/ucum), through ucumvert and pint.
+
+A value already in the unit a vital sign is stored in costs nothing. Any other unit is parsed
+as UCUM and converted; mass and substance concentrations (mg/dL and mmol/L of glucose)
+convert through the molar mass. Temperatures convert with their offset (degF -> Cel). The
+UCUM registry takes seconds to build, so it is built once, by `warm_in_background()` at
+start (or on the first value that needs it); each unit is parsed once.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import lru_cache
+from typing import Any
+
+import pint
+
+_lock = threading.Lock()
+_registry: Any = None
+MAX_UNIT_CHARS = 64  # the units of vital signs are a few characters
+_ANNOTATION = re.compile(r"\{[^{}]*\}")
+
+
+class UnitError(ValueError):
+    """A unit that is not UCUM, or that does not convert to the one wanted."""
+
+
+def _ucum() -> Any:
+    global _registry
+    with _lock:
+        if _registry is None:
+            from ucumvert import PintUcumRegistry  # seconds to build: only when needed
+
+            _registry = PintUcumRegistry()
+        return _registry
+
+
+def warm() -> None:
+    """Build the UCUM registry now rather than on the first value in another unit."""
+    _ucum()
+
+
+def warm_in_background() -> None:
+    """Build the UCUM registry in a daemon thread, so that no request waits for it."""
+    if _registry is None:
+        threading.Thread(target=warm, name="ucum-registry-monitoring", daemon=True).start()
+
+
+@lru_cache(maxsize=256)
+def _parse(registry: Any, unit: str) -> Any:
+    """A pint quantity of 1 `unit`; an annotation (`{beats}/min`) is unity, as UCUM says."""
+    if len(unit) > MAX_UNIT_CHARS:
+        raise UnitError(f"a unit of {len(unit)} characters is not a UCUM unit this server reads")
+    bare = _ANNOTATION.sub("", unit).strip() or "1"
+    bare = "1" + bare if bare.startswith("/") else bare
+    try:
+        parsed = registry.from_ucum(bare)
+    except Exception as error:  # ucumvert raises lark's parse errors and pint's alike
+        raise UnitError(f"'{unit}' is not a UCUM unit") from error
+    if not hasattr(parsed, "to"):
+        raise UnitError(f"'{unit}' is not a UCUM unit")
+    return parsed
+
+
+def convert(value: float, unit: str, to: str, molar_mass: float | None = None) -> float:
+    """`value` `unit` expressed in `to`; `molar_mass` (g/mol) bridges mass and substance."""
+    if unit == to:
+        return value
+    registry = _ucum()
+    parsed, target = _parse(registry, unit), _parse(registry, to)
+    # a Quantity of the unit itself, not value * (1 unit): offset units (degF) do not multiply
+    source = registry.Quantity(value * parsed.magnitude, parsed.units)
+    target_units = target.units
+    try:
+        return float(source.to(target_units).magnitude) / float(target.magnitude)
+    except pint.DimensionalityError:
+        if molar_mass is None:
+            raise UnitError(f"'{unit}' does not convert to '{to}'") from None
+    mass = registry.Quantity(molar_mass, "g/mol")
+    for bridged in (source * mass, source / mass):
+        try:
+            return float(bridged.to(target_units).magnitude) / float(target.magnitude)
+        except pint.DimensionalityError:
+            continue
+    raise UnitError(f"'{unit}' does not convert to '{to}', even through the molar mass")

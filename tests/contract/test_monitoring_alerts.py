@@ -13,6 +13,7 @@ from adapters.monitoring.alerts import ALERT_SYSTEM
 from adapters.monitoring.plugin import Options, install
 from fhir_server.context import SYSTEM
 from fhir_server.errors import FhirError, Unprocessable
+from fhir_server.interactions.common import new_id
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.model import fhirjson
@@ -62,9 +63,7 @@ async def post(svc: FhirService, resource: dict[str, Any]) -> dict[str, Any]:
 
 
 async def search(svc: FhirService, type: str, **params: str) -> list[dict[str, Any]]:
-    response = await svc.handle(
-        Request("GET", type, query=tuple(params.items()), context=SYSTEM)
-    )
+    response = await svc.handle(Request("GET", type, query=tuple(params.items()), context=SYSTEM))
     body = response.body
     bundle = fhirjson.loads(body) if isinstance(body, bytes) else body
     return [e["resource"] for e in bundle.get("entry") or () if e["search"]["mode"] == "match"]
@@ -81,7 +80,9 @@ async def test_units_are_converted_before_the_write_and_bad_ones_refused(storage
     assert stored["valueQuantity"]["value"] == pytest.approx(83.91)
     again = await storage.read("Observation", stored["id"])
     assert again is not None and fhirjson.loads(again.data)["valueQuantity"]["code"] == "kg"
-    found = await search(svc, "Observation", **{"value-quantity": "gt80|http://unitsofmeasure.org|kg"})
+    found = await search(
+        svc, "Observation", **{"value-quantity": "gt80|http://unitsofmeasure.org|kg"}
+    )
     assert [o["id"] for o in found] == [stored["id"]]
     with pytest.raises(Unprocessable) as refused:
         await post(svc, reading("p1", 70, "29463-7", "mm[Hg]"))
@@ -142,28 +143,55 @@ async def test_an_out_of_band_reading_raises_one_alert_until_it_is_acknowledged(
     assert len(await search(svc, "Communication", recipient="Practitioner/nurse")) == 2
 
 
-async def test_racing_readings_raise_exactly_one_alert(storage: Storage) -> None:
-    svc = await service(storage, recipients=("Practitioner/nurse",))
-    # blood pressure, above the default bands, eight writers at once
-    panel = reading("p2", 0, "85354-9")
+def blood_pressure(patient: str, systolic: float, diastolic: float) -> dict[str, Any]:
+    panel = reading(patient, 0, "85354-9")
     del panel["valueQuantity"]
     panel["component"] = [
         {
             "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
             "valueQuantity": {"value": value, "system": UCUM, "code": "mm[Hg]"},
         }
-        for code, value in (("8480-6", 200), ("8462-4", 95))
+        for code, value in (("8480-6", systolic), ("8462-4", diastolic))
     ]
-    results = await asyncio.gather(
-        *(post(svc, panel) for _ in range(8)), return_exceptions=True
-    )
-    # a writer that lost a race past its retries gets a clean 409, never a second alert
-    assert all(isinstance(r, dict) or isinstance(r, FhirError) for r in results)
-    assert sum(isinstance(r, dict) for r in results) >= 1
+    return panel
+
+
+async def test_racing_readings_raise_exactly_one_alert(storage: Storage) -> None:
+    """Two writers interleaved: the first holds its transaction open after its alert is
+    written (not yet committed) while the second writes; the second must wait for it (the
+    per patient and code lock; on SQLite the single writer) and then see the open alert."""
+    svc = await service(storage, recipients=("Practitioner/nurse",))
+    svc.write_retries = 100  # the waiting writer retries (MongoDB) for as long as it is held
+    stored, release = asyncio.Event(), asyncio.Event()
+
+    async def write(panel: dict[str, Any], hold: bool) -> str:
+        async def work(tx: Any) -> str:
+            rec = await svc.store(
+                tx, "Observation", new_id(), svc.validate(panel), current=None, method="POST"
+            )
+            if hold:
+                stored.set()
+                await release.wait()
+            return rec.id
+
+        return await svc.in_transaction(None, work)
+
+    first = asyncio.create_task(write(blood_pressure("p2", 200, 95), hold=True))
+    await stored.wait()
+    second = asyncio.create_task(write(blood_pressure("p2", 210, 120), hold=False))
+    await asyncio.sleep(0.3)  # the second writer runs up to the lock meanwhile
+    release.set()
+    ids = await asyncio.gather(first, second)
+    assert len(set(ids)) == 2  # both readings stored
     [flag] = await flags(svc, "p2", "85354-9")
     assert "Systolic blood pressure 200 mm[Hg] is above 180" in flag["code"]["text"]
     [message] = await search(svc, "Communication", subject="Patient/p2")
     assert message["recipient"] == [{"reference": "Practitioner/nurse"}]  # no plan: defaults
+    many = await asyncio.gather(
+        *(post(svc, blood_pressure("p2", 220, 100)) for _ in range(6)), return_exceptions=True
+    )
+    assert all(isinstance(r, dict) for r in many), many
+    assert len(await flags(svc, "p2", "85354-9")) == 1
 
 
 async def test_a_rolled_back_reading_leaves_no_alert(storage: Storage) -> None:

@@ -1,4 +1,5 @@
-"""The seams plug-ins attach through, on every engine: `watch` and `add_validator`."""
+"""The seams plug-ins attach through, on every engine: `watch`, `add_validator`,
+`add_transform` and `add_trigger`."""
 
 from __future__ import annotations
 
@@ -81,3 +82,39 @@ async def test_a_trigger_writes_with_the_version_and_rolls_back_with_it(storage:
     assert await storage.read("Patient", "boom") is None  # rolled back with the trigger
     await svc.handle(Request("DELETE", "Patient/p1", context=SYSTEM))
     assert fired[-1] == ("p1", 2)
+
+
+async def test_a_transform_rewrites_every_write_of_its_types_before_it_is_stored(
+    storage: Storage,
+) -> None:
+    svc = FhirService(storage)
+
+    def shout(resource: dict[str, Any]) -> dict[str, Any]:
+        text = resource.get("code", {}).get("text")
+        if text == "refuse":
+            raise InvalidResource("refused by the transform", expression=("Basic.code",))
+        return {**resource, "code": {"text": str(text).upper()}}
+
+    svc.add_transform(("Basic",), shout)
+    await put(svc, "b1", {**BASIC, "code": {"text": "created"}})
+    stored = await storage.read("Basic", "b1")
+    assert stored is not None and b'"CREATED"' in stored.data
+    patch = [{"op": "replace", "path": "/code/text", "value": "patched"}]
+    await svc.handle(Request("PATCH", "Basic/b1", body=patch, context=SYSTEM))
+    stored = await storage.read("Basic", "b1")
+    assert stored is not None and b'"PATCHED"' in stored.data and stored.version == 2
+    entry = {"resource": {**BASIC, "id": "b2", "code": {"text": "bundled"}}}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{**entry, "request": {"method": "PUT", "url": "Basic/b2"}}],
+    }
+    await svc.handle(Request("POST", "", body=bundle, context=SYSTEM))
+    stored = await storage.read("Basic", "b2")
+    assert stored is not None and b'"BUNDLED"' in stored.data
+    with pytest.raises(InvalidResource, match="refused by the transform"):
+        await put(svc, "b3", {**BASIC, "code": {"text": "refuse"}})
+    assert await storage.read("Basic", "b3") is None
+    await svc.handle(  # other types are not transformed
+        Request("PUT", "Patient/p1", body={"resourceType": "Patient", "id": "p1"}, context=SYSTEM)
+    )

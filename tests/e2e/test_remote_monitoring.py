@@ -1,8 +1,8 @@
 """Remote monitoring over real HTTP with authorization on.
 
-A device (a SMART backend client allowed only `system/Observation.c`, its token from the
-token endpoint with a signed assertion) posts readings, alone and as a transaction of a
-day's readings; a clinician's app (a system token for the care team's resources) sets the
+A device (a SMART backend client: its token, from the token endpoint with a signed
+assertion, carries only `system/Observation.c`) posts readings, alone and as a transaction
+of a day's readings; a clinician's app (a token for the care team's resources) sets the
 patient's monitoring plan, sees exactly one alert (Flag + Communication) for the first
 reading out of band and none for the next, and acknowledges the Flag, which lets the next
 one through.
@@ -50,59 +50,45 @@ def cli(database: Path, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A server with authorization on and one backend client (the tests ask it for a
+    device's token and for a clinician app's, each with its own scopes)."""
     folder = tmp_path_factory.mktemp("monitoring")
     database = folder / "fhir.db"
-    key = RSAKey.generate_key(2048, parameters={"kid": "device-1"})
-    jwks = folder / "device.jwks.json"
+    key = RSAKey.generate_key(2048, parameters={"kid": "client-1"})
+    jwks = folder / "client.jwks.json"
     jwks.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
+    scopes = f"{DEVICE_SCOPE} {CLINICIAN_SCOPE}"
     added = cli(
-        database,
-        "auth",
-        "client",
-        "add",
-        "--name",
-        "bp-cuff",
-        "--jwks",
-        str(jwks),
-        "--scopes",
-        DEVICE_SCOPE,
+        database, "auth", "client", "add", "--name", "rpm", "--jwks", str(jwks), "--scopes", scopes
     )
-    device_client = added.split("client_id: ")[1].split()[0]
     process = ServerProcess(database, FHIR_AUTH="on").start(timeout=120)
     try:
-        clinician = cli(
-            database, "auth", "token", "--scope", CLINICIAN_SCOPE, "--base-url", process.base
-        )
-        yield {
-            "server": process,
-            "device_client": device_client,
-            "key": key,
-            "clinician": clinician,
-        }
+        yield {"server": process, "client": added.split("client_id: ")[1].split()[0], "key": key}
     finally:
         process.stop()
 
 
-def device_token(monitored: dict[str, Any]) -> str:
-    """The device's token, as a backend client gets it (SMART Backend Services)."""
+def token(monitored: dict[str, Any], scope: str) -> str:
+    """A token for `scope`, as a backend client gets it (SMART Backend Services)."""
     token_url = monitored["server"].base.removesuffix("/fhir") + "/auth/token"
     now = int(time.time())
-    client = monitored["device_client"]
+    client = monitored["client"]
     claims = {"iss": client, "sub": client, "aud": token_url, "exp": now + 240, "iat": now}
-    header = {"alg": "RS384", "kid": "device-1", "typ": "JWT"}
+    header = {"alg": "RS384", "kid": "client-1", "typ": "JWT"}
     claims["jti"] = uuid.uuid4().hex
     assertion = jwt.encode(header, claims, monitored["key"], algorithms=["RS384"])
     reply = httpx.post(
         token_url,
         data={
             "grant_type": "client_credentials",
-            "scope": DEVICE_SCOPE,
+            "scope": scope,
             "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
             "client_assertion": assertion,
         },
         timeout=60,
     )
     assert reply.status_code == 200, reply.text
+    assert reply.json()["scope"] == scope
     return str(reply.json()["access_token"])
 
 
@@ -149,7 +135,7 @@ def alerts(care: httpx.Client) -> tuple[list[dict[str, Any]], list[dict[str, Any
 def test_devices_post_readings_and_one_alert_reaches_the_care_team_until_acknowledged(
     monitored: dict[str, Any],
 ) -> None:
-    with client(monitored, monitored["clinician"]) as care:
+    with client(monitored, token(monitored, CLINICIAN_SCOPE)) as care:
         for body in (
             {"resourceType": "Patient", "id": "pat-1"},
             {"resourceType": "Practitioner", "id": "nurse-1"},
@@ -185,7 +171,7 @@ def test_devices_post_readings_and_one_alert_reaches_the_care_team_until_acknowl
             put = care.put(f"/{body['resourceType']}/{body['id']}", json=body)
             assert put.status_code in (200, 201), put.text
 
-        with client(monitored, device_token(monitored)) as device:
+        with client(monitored, token(monitored, DEVICE_SCOPE)) as device:
             single = device.post("/Observation", json=reading(72))
             assert single.status_code == 201, single.text
             refused = device.post("/Observation", json=reading(70, "kg"))

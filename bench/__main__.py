@@ -6,7 +6,8 @@ authorization off; load the dataset with transaction Bundles; read the server's 
 the read, create, update and mixed workloads with wrk; time reads while one large
 transaction runs; stop it; serve the same file with
 authorization on and run the read workload with a bearer token; run the read workload
-against a bare FastAPI app (the ceiling); time the orthotics geometry (in process, see
+against a bare FastAPI app (the ceiling); simulated devices post vital signs (see
+bench/monitoring.py); time the orthotics geometry (in process, see
 bench/orthotics.py); print the table and write
 bench/results/latest.json.
 """
@@ -39,6 +40,7 @@ from bench import (
     dataset,
     hl7,
     hl7_fidelity,
+    monitoring,
     orthotics,
     records,
     report,
@@ -121,6 +123,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-binary", action="store_true", help="skip the Binary (100 MB raw) figures"
+    )
+    parser.add_argument(
+        "--no-monitoring",
+        action="store_true",
+        help="skip the remote-monitoring figures (1,000 devices posting for a minute)",
     )
     parser.add_argument(
         "--no-orthotics", action="store_true", help="skip the orthotics geometry figures"
@@ -400,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
             cds_rows = [] if args.no_cds else cds.measure(Path(scratch))
             model_rows = [] if args.no_cds else cds_models.measure()
             binary_rows = [] if args.no_binary else binary.measure(Path(scratch))
+            monitoring_rows = (
+                [] if args.no_monitoring else monitoring.measure(Path(scratch), quick=args.quick)
+            )
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
@@ -429,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + cds_models.render(model_rows))
     if binary_rows:
         print("\n" + binary.render(binary_rows))
+    if monitoring_rows:
+        print("\n" + monitoring.render(monitoring_rows))
     ortho_rows = [] if args.no_orthotics else orthotics.measure(quick=args.quick)
     if ortho_rows:
         print("\n" + orthotics.render(ortho_rows))

@@ -1,0 +1,259 @@
+"""The remote-monitoring figures of `make bench`: simulated devices posting vital signs.
+
+Against `fhir-server serve` on a scratch SQLite database (authorization off: the figures are
+the monitoring path's, the bearer-token cost is measured by the read rows), with
+FHIR_MONITORING_RECIPIENTS naming a care team. Each of DEVICES simulated devices (one
+patient each) posts one heart-rate reading a second for DURATION seconds, from one
+asyncio httpx client with a connection pool (not a thread per device). A device waits for
+its answer before its next reading, so the load is bounded: at most one request in flight
+per device, and nothing is sent after DURATION seconds (a device that fell behind a slow
+server drops its remaining readings: the rate achieved says how many were taken). About
+one reading in OUT_OF_BAND_EVERY is above the default band and raises an alert (the first
+per patient; later ones find the alert open).
+
+Reported: readings per second achieved, write latency p50/p99 counted from when the
+reading was due (waiting for a pooled connection included), errors; and the alert latency:
+from the reading's 201 (it is committed, its alert with it) to a poller that searches
+`Communication?_lastUpdated=ge...` every POLL_S seconds seeing the Communication about it.
+That is the figure until Subscriptions deliver alerts, when it becomes "reading committed
+-> notification received". `python -m bench.monitoring [--quick]` runs it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import server
+from bench.report import table
+
+DEVICES = 1000
+DURATION_S = 60
+QUICK_DEVICES, QUICK_DURATION_S = 100, 10
+OUT_OF_BAND_EVERY = 100
+POLL_S = 0.2
+POOL = 200  # connections the devices share
+CARE_TEAM = "Practitioner/care-team"
+RECIPIENTS = "FHIR_MONITORING_RECIPIENTS"
+WRITE_P99_TARGET_MS = 1000.0  # a device posting once a second must not fall behind
+ALERT_P99_TARGET_MS = 1000.0
+COLUMNS = ("Remote monitoring", "taken", "p50", "p99", "count", "target", "met?")
+UCUM = "http://unitsofmeasure.org"
+
+
+@dataclass
+class Row:
+    label: str
+    rate: str
+    p50_ms: float
+    p99_ms: float
+    count: str
+    target: str
+    met: bool
+
+    def cells(self) -> tuple[str, ...]:
+        return (
+            self.label,
+            self.rate,
+            f"{self.p50_ms:,.0f} ms",
+            f"{self.p99_ms:,.0f} ms",
+            self.count,
+            self.target,
+            "yes" if self.met else "NO",
+        )
+
+
+def render(rows: list[Row]) -> str:
+    return table(COLUMNS, [row.cells() for row in rows])
+
+
+@dataclass
+class Tally:
+    """What the devices and the poller saw."""
+
+    latencies: list[float] = field(default_factory=list)  # s, from due to answered
+    errors: int = 0
+    committed: dict[str, float] = field(default_factory=dict)  # out-of-band obs id -> 201 at
+    seen: dict[str, float] = field(default_factory=dict)  # obs id -> its alert seen at
+
+
+def reading(patient: int, value: int, when: float) -> dict[str, Any]:
+    taken = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs",
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"reference": f"Patient/rpm-{patient}"},
+        "device": {"reference": f"Device/hr-{patient}"},
+        "effectiveDateTime": taken,
+        "valueQuantity": {"value": value, "unit": "/min", "system": UCUM, "code": "/min"},
+    }
+
+
+async def setup(http: httpx.AsyncClient, base: str, devices: int) -> None:
+    """The patients and the care team, in transaction Bundles of 500."""
+    resources = [{"resourceType": "Practitioner", "id": "care-team"}] + [
+        {"resourceType": "Patient", "id": f"rpm-{n}"} for n in range(devices)
+    ]
+    for start in range(0, len(resources), 500):
+        entries = [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+            for r in resources[start : start + 500]
+        ]
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        reply = await http.post(base, json=bundle)
+        reply.raise_for_status()
+
+
+async def device(
+    http: httpx.AsyncClient, base: str, n: int, start: float, duration: int, tally: Tally
+) -> None:
+    rng = random.Random(n)
+    offset = rng.random()  # devices spread over the second
+    for tick in range(duration):
+        due = start + offset + tick
+        if time.monotonic() >= start + duration:
+            break  # the run is over: a device that fell behind drops what it did not send
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        high = rng.randrange(OUT_OF_BAND_EVERY) == 0
+        value = 150 if high else int(rng.gauss(75, 8))
+        try:
+            reply = await http.post(f"{base}/Observation", json=reading(n, value, time.time()))
+        except httpx.HTTPError:
+            tally.errors += 1
+            continue
+        answered = time.monotonic()
+        if reply.status_code != 201:
+            tally.errors += 1
+            continue
+        tally.latencies.append(answered - due)
+        if high:
+            tally.committed[reply.json()["id"]] = answered
+
+
+async def poll(http: httpx.AsyncClient, base: str, tally: Tally, stop: asyncio.Event) -> None:
+    """Search new Communications to the care team every POLL_S seconds."""
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
+    while not stop.is_set():
+        params = {
+            "recipient": CARE_TEAM,
+            "_lastUpdated": f"ge{since}",
+            "_sort": "_lastUpdated",
+            "_count": "1000",
+        }
+        try:
+            reply = await http.get(f"{base}/Communication", params=params)
+        except httpx.HTTPError:
+            await asyncio.sleep(POLL_S)
+            continue
+        now = time.monotonic()
+        for entry in reply.json().get("entry") or () if reply.status_code == 200 else ():
+            message = entry["resource"]
+            about = message["about"][0]["reference"].removeprefix("Observation/")
+            tally.seen.setdefault(about, now)
+            since = max(since, message["meta"]["lastUpdated"])
+        await asyncio.sleep(POLL_S)
+
+
+async def run(base: str, devices: int, duration: int) -> Tally:
+    tally = Tally()
+    limits = httpx.Limits(max_connections=POOL, max_keepalive_connections=POOL)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        await setup(http, base, devices)
+        stop = asyncio.Event()
+        poller = asyncio.create_task(poll(http, base, tally, stop))
+        start = time.monotonic() + 1.0
+        await asyncio.gather(
+            *(device(http, base, n, start, duration, tally) for n in range(devices))
+        )
+        await asyncio.sleep(2 * POLL_S + 1.0)  # the last alerts are seen
+        stop.set()
+        await poller
+    return tally
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def rows(tally: Tally, devices: int, duration: int) -> list[Row]:
+    writes = [s * 1000 for s in tally.latencies]
+    alerts = [
+        (tally.seen[obs] - at) * 1000 for obs, at in tally.committed.items() if obs in tally.seen
+    ]
+    write_p99 = _percentile(writes, 99)
+    alert_p99 = _percentile(alerts, 99)
+    return [
+        Row(
+            f"{devices} devices x 1 reading/s x {duration} s (offered {devices}/s): write",
+            f"{len(writes) / duration:,.0f}/s",
+            _percentile(writes, 50),
+            write_p99,
+            f"{len(writes):,} ok, {tally.errors} errors",
+            f"p99 < {WRITE_P99_TARGET_MS:,.0f} ms",
+            tally.errors == 0 and write_p99 < WRITE_P99_TARGET_MS,
+        ),
+        Row(
+            f"alert: 201 -> Communication seen (poll {POLL_S} s)",
+            "",
+            _percentile(alerts, 50),
+            alert_p99,
+            f"{len(alerts):,} alerts",
+            f"p99 < {ALERT_P99_TARGET_MS:,.0f} ms",
+            bool(alerts) and alert_p99 < ALERT_P99_TARGET_MS,
+        ),
+    ]
+
+
+def measure(scratch: Path, *, quick: bool = False) -> list[Row]:
+    devices, duration = (QUICK_DEVICES, QUICK_DURATION_S) if quick else (DEVICES, DURATION_S)
+    database, log = scratch / "monitoring.db", scratch / "monitoring-server.log"
+    before = os.environ.get(RECIPIENTS)
+    os.environ[RECIPIENTS] = CARE_TEAM  # the server's environment
+    try:
+        with server.fhir_server(database, log) as running:
+            tally = asyncio.run(run(running.fhir_base, devices, duration))
+    finally:
+        if before is None:
+            os.environ.pop(RECIPIENTS, None)
+        else:
+            os.environ[RECIPIENTS] = before
+    return rows(tally, devices, duration)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.monitoring", description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_DEVICES} devices for {QUICK_DURATION_S} s"
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fhir-bench-monitoring-") as scratch:
+        print(render(measure(Path(scratch), quick=args.quick)))
+
+
+if __name__ == "__main__":
+    main()

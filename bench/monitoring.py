@@ -192,7 +192,7 @@ async def run(base: str, devices: int, duration: int) -> Tally:
     return tally
 
 
-def _percentile(values: list[float], q: float) -> float:
+def _percentile(values: list[float], q: int) -> float:
     if not values:
         return float("nan")
     if len(values) == 1:

@@ -100,7 +100,9 @@ def client(monitored: dict[str, Any], token: str) -> httpx.Client:
     )
 
 
-def reading(value: float, unit: str = "/min", code: str = "8867-4", at: str = "08:00") -> dict:
+def reading(
+    value: float, unit: str = "/min", code: str = "8867-4", at: str = "08:00"
+) -> dict[str, Any]:
     return {
         "resourceType": "Observation",
         "status": "final",

@@ -9,6 +9,7 @@ start (or on the first value that needs it); each unit is parsed once.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from functools import lru_cache
@@ -20,6 +21,7 @@ _lock = threading.Lock()
 _registry: Any = None
 MAX_UNIT_CHARS = 64  # the units of vital signs are a few characters
 _ANNOTATION = re.compile(r"\{[^{}]*\}")
+_LONG_NUMBER = re.compile(r"\d{4,}")  # 10*999999999 would be a number of a billion digits
 
 
 class UnitError(ValueError):
@@ -53,10 +55,14 @@ def _parse(registry: Any, unit: str) -> Any:
     if len(unit) > MAX_UNIT_CHARS:
         raise UnitError(f"a unit of {len(unit)} characters is not a UCUM unit this server reads")
     bare = _ANNOTATION.sub("", unit).strip() or "1"
+    if _LONG_NUMBER.search(bare):
+        raise UnitError(
+            f"'{unit}' has a number of more than 3 digits: not a unit this server reads"
+        )
     bare = "1" + bare if bare.startswith("/") else bare
     try:
         parsed = registry.from_ucum(bare)
-    except Exception as error:  # ucumvert raises lark's parse errors and pint's alike
+    except Exception as error:  # ucumvert raises lark's parse errors, pint's, overflows
         raise UnitError(f"'{unit}' is not a UCUM unit") from error
     if not hasattr(parsed, "to"):
         raise UnitError(f"'{unit}' is not a UCUM unit")
@@ -64,9 +70,20 @@ def _parse(registry: Any, unit: str) -> Any:
 
 
 def convert(value: float, unit: str, to: str, molar_mass: float | None = None) -> float:
-    """`value` `unit` expressed in `to`; `molar_mass` (g/mol) bridges mass and substance."""
+    """`value` `unit` expressed in `to`; `molar_mass` (g/mol) bridges mass and substance.
+    UnitError also when the result is not a finite number."""
     if unit == to:
         return value
+    try:
+        converted = _convert(value, unit, to, molar_mass)
+    except ArithmeticError as error:  # an overflow of a huge value or unit factor
+        raise UnitError(f"{value} '{unit}' does not convert to a number in '{to}'") from error
+    if not math.isfinite(converted):
+        raise UnitError(f"{value} '{unit}' does not convert to a finite number in '{to}'")
+    return converted
+
+
+def _convert(value: float, unit: str, to: str, molar_mass: float | None) -> float:
     registry = _ucum()
     parsed, target = _parse(registry, unit), _parse(registry, to)
     # a Quantity of the unit itself, not value * (1 unit): offset units (degF) do not multiply

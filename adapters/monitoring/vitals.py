@@ -216,7 +216,7 @@ def _value(
         text = f"{measure.name} in '{unit}' is refused: {error}; send it in {measure.unit}"
         return [_issue(text, f"{where}.code")]
     rounded = round(converted, measure.decimals)
-    stored = int(rounded) if measure.decimals == 0 else rounded
+    stored = int(rounded) if measure.decimals == 0 and abs(rounded) < 2**53 else rounded
     holder["valueQuantity"] = {
         **quantity,
         "value": stored,

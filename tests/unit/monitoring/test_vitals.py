@@ -153,3 +153,23 @@ def test_measurements_reads_the_stored_values() -> None:
     assert [(m.code, v) for m, v in measurements(reading("59408-5", 91, "%"))] == [
         ("59408-5", 91.0)
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "unit"),
+    [
+        (1, "10*999999999/min"),  # a billion-digit factor: refused before it is computed
+        (1, "10^999.kg"),  # overflows a float
+        (1e308, "mmol/L"),  # converts to infinity
+        (1, "(" * 80 + "kg"),  # longer than any unit
+    ],
+)
+def test_hostile_units_and_values_are_refused_quickly(value: float, unit: str) -> None:
+    code = "2339-0" if unit == "mmol/L" else "29463-7"
+    assert refused(reading(code, value, unit)) == ("Observation.valueQuantity.code",)
+
+
+def test_a_huge_value_in_another_unit_is_stored_as_a_number_json_can_hold() -> None:
+    out = normalize(reading("8867-4", 1e300, "/s"))
+    assert out["valueQuantity"]["value"] == pytest.approx(6e301)
+    assert isinstance(out["valueQuantity"]["value"], float)

@@ -30,6 +30,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ class Tally:
     """What the devices and the poller saw."""
 
     latencies: list[float] = field(default_factory=list)  # s, from due to answered
-    errors: int = 0
+    errors: Counter[str] = field(default_factory=Counter)  # by status or exception
     committed: dict[str, float] = field(default_factory=dict)  # out-of-band obs id -> 201 at
     seen: dict[str, float] = field(default_factory=dict)  # obs id -> its alert seen at
     server_cpu_s: float = 0.0
@@ -143,12 +144,12 @@ async def device(
         value = 150 if high else int(rng.gauss(75, 8))
         try:
             reply = await http.post(f"{base}/Observation", json=reading(n, value, time.time()))
-        except httpx.HTTPError:
-            tally.errors += 1
+        except httpx.HTTPError as error:
+            tally.errors[type(error).__name__] += 1
             continue
         answered = time.monotonic()
         if reply.status_code != 201:
-            tally.errors += 1
+            tally.errors[str(reply.status_code)] += 1
             continue
         tally.latencies.append(answered - due)
         if high:
@@ -204,6 +205,12 @@ async def run(base: str, devices: int, duration: int) -> Tally:
     return tally
 
 
+def _errors(errors: Counter[str]) -> str:
+    if not errors:
+        return "0 errors"
+    return "errors " + ", ".join(f"{kind} x{n}" for kind, n in errors.most_common())
+
+
 def _percentile(values: list[float], q: int) -> float:
     if not values:
         return float("nan")
@@ -225,9 +232,9 @@ def rows(tally: Tally, devices: int, duration: int) -> list[Row]:
             f"{len(writes) / duration:,.0f}/s",
             _percentile(writes, 50),
             write_p99,
-            f"{len(writes):,} ok, {tally.errors} errors",
+            f"{len(writes):,} ok, {_errors(tally.errors)}",
             f"p99 < {WRITE_P99_TARGET_MS:,.0f} ms",
-            tally.errors == 0 and write_p99 < WRITE_P99_TARGET_MS,
+            not tally.errors and write_p99 < WRITE_P99_TARGET_MS,
         ),
         Row(
             f"alert: 201 -> Communication seen (poll {POLL_S} s)",

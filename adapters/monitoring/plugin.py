@@ -35,6 +35,9 @@ def install(svc: FhirService, options: Options) -> Alerts:
     if unknown:
         known = ", ".join(sorted(MEASURES))
         raise ValueError(f"FHIR_MONITORING_BANDS: {', '.join(unknown)} not among {known}")
+    for code, (low, high) in options.bands.items():
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"FHIR_MONITORING_BANDS: {code} has low {low} above high {high}")
     svc.add_transform(("Observation",), normalize)
     svc.add_transform(("Goal",), check_goal)
     alerts = Alerts({**DEFAULT_BANDS, **options.bands}, list(options.recipients))

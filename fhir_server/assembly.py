@@ -37,6 +37,7 @@ from adapters.hl7v2.convert import ConvertOptions
 from adapters.hl7v2.operations import install as install_hl7v2
 from adapters.monitoring.plugin import Options as MonitoringOptions
 from adapters.monitoring.plugin import install as install_monitoring
+from adapters.monitoring.plugin import problem as monitoring_problem
 from adapters.monitoring.plugin import warm_units as warm_monitoring_units
 from adapters.orthotics.model import PrintLimits
 from adapters.orthotics.plugin import install as install_orthotics
@@ -80,7 +81,8 @@ def preflight(settings: Settings) -> str | None:
     """What stops the server from starting with `settings`, in one line, or None.
 
     Checked before anything is opened or written: the SQLite database file (not ours, a
-    schema newer than this code) and the key files the settings name (unreadable)."""
+    schema newer than this code), the key files the settings name (unreadable) and the
+    default bands of remote monitoring."""
     for name, value in (
         ("FHIR_TLS_CERT_FILE", settings.tls_cert_file),
         ("FHIR_TLS_KEY_FILE", settings.tls_key_file),
@@ -92,6 +94,10 @@ def preflight(settings: Settings) -> str | None:
                 file.read(1)
         except OSError as error:
             return f"{name} {value} cannot be read: {error.strerror}"
+    if settings.monitoring == "on" and (
+        problem := monitoring_problem(monitoring_options(settings))
+    ):
+        return problem
     if settings.storage == "sqlite":
         from pathlib import Path
 

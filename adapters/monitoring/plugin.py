@@ -17,7 +17,7 @@ from adapters.monitoring.plans import DEFAULT_BANDS, Bounds, check_goal
 from adapters.monitoring.vitals import MEASURES, normalize
 from fhir_server.interactions.service import FhirService
 
-__all__ = ["Options", "install", "warm_units"]
+__all__ = ["Options", "install", "problem", "warm_units"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,19 +30,27 @@ class Options:
 
 
 def install(svc: FhirService, options: Options) -> Alerts:
-    """Attach remote monitoring to `svc`; ValueError for a band of a code it does not take."""
-    unknown = sorted(set(options.bands) - set(MEASURES))
-    if unknown:
-        known = ", ".join(sorted(MEASURES))
-        raise ValueError(f"FHIR_MONITORING_BANDS: {', '.join(unknown)} not among {known}")
-    for code, (low, high) in options.bands.items():
-        if low is not None and high is not None and low > high:
-            raise ValueError(f"FHIR_MONITORING_BANDS: {code} has low {low} above high {high}")
+    """Attach remote monitoring to `svc`; ValueError when `problem(options)` names one."""
+    why = problem(options)
+    if why:
+        raise ValueError(why)
     svc.add_transform(("Observation",), normalize)
     svc.add_transform(("Goal",), check_goal)
     alerts = Alerts({**DEFAULT_BANDS, **options.bands}, list(options.recipients))
     svc.add_trigger(("Observation",), alerts)
     return alerts
+
+
+def problem(options: Options) -> str | None:
+    """Why the server cannot start with these options, in one line, or None."""
+    unknown = sorted(set(options.bands) - set(MEASURES))
+    if unknown:
+        known = ", ".join(sorted(MEASURES))
+        return f"FHIR_MONITORING_BANDS: {', '.join(unknown)} not among {known}"
+    for code, (low, high) in options.bands.items():
+        if low is not None and high is not None and low > high:
+            return f"FHIR_MONITORING_BANDS: {code} has low {low} above high {high}"
+    return None
 
 
 def warm_units() -> None:

@@ -107,3 +107,9 @@ def test_our_own_database_from_before_the_application_id_still_opens(tmp_path: P
         conn.execute("PRAGMA user_version = 3")
     assert check_file(database) is None
     assert check_file(tmp_path / "absent.db") is None
+
+
+def test_a_default_monitoring_band_for_a_code_not_monitored(tmp_path: Path) -> None:
+    bands = '{"85354-9": [null, 140]}'  # the panel's code: bands are per measure (8480-6...)
+    result = _serve(tmp_path / "fhir.db", env={"FHIR_MONITORING_BANDS": bands})
+    _refused(result, "FHIR_MONITORING_BANDS: 85354-9 not among")

@@ -19,7 +19,7 @@ to `inactive` (PUT or PATCH); the next reading out of band raises a new one.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from adapters.monitoring import plans
@@ -95,60 +95,72 @@ class Alerts:
         await tx.lock(f"monitoring-alert:{key}")
         if await _open_alert(svc, tx, key):
             return
-        await self._raise(svc, tx, rec, observation, vital, breaches, plan)
+        alert = Alert(f"Observation/{rec.id}", observation, vital, breaches, plan)
+        flag_id, message_id = new_id(), new_id()
+        flag = svc.validate(alert.flag())
+        await svc.store(tx, "Flag", flag_id, flag, current=None, method="POST")
+        message = svc.validate(alert.message(f"Flag/{flag_id}"))
+        await svc.store(tx, "Communication", message_id, message, current=None, method="POST")
 
-    async def _raise(
-        self,
-        svc: FhirService,
-        tx: StorageTx,
-        rec: StoredResource,
-        observation: dict[str, Any],
-        vital: Vital,
-        breaches: list[Breach],
-        plan: plans.Plan,
-    ) -> None:
-        subject = {"reference": observation["subject"]["reference"]}
-        when = now_instant()
-        words = "; ".join(b.words() for b in breaches)
-        flag_id = new_id()
-        flag = {
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """The Flag and the Communication one reading out of band raises."""
+
+    reading: str  # "Observation/<id>"
+    observation: dict[str, Any]
+    vital: Vital
+    breaches: list[Breach]
+    plan: plans.Plan
+    when: str = field(default_factory=now_instant)
+
+    @property
+    def subject(self) -> dict[str, str]:
+        return {"reference": self.observation["subject"]["reference"]}
+
+    @property
+    def words(self) -> str:
+        return "; ".join(b.words() for b in self.breaches)
+
+    def flag(self) -> dict[str, Any]:
+        key = f"{self.subject['reference']}/{self.vital.code}"
+        flag: dict[str, Any] = {
             "resourceType": "Flag",
-            "extension": [{"url": FLAG_DETAIL, "valueReference": {"reference": _ref(rec)}}],
-            "identifier": [
-                {"system": ALERT_SYSTEM, "value": f"{subject['reference']}/{vital.code}"}
-            ],
+            "extension": [{"url": FLAG_DETAIL, "valueReference": {"reference": self.reading}}],
+            "identifier": [{"system": ALERT_SYSTEM, "value": key}],
             "status": "active",
             "category": [{"coding": [{"system": FLAG_CATEGORY, "code": "clinical"}]}],
             "code": {
-                "coding": [{"system": LOINC, "code": vital.code, "display": vital.name}],
-                "text": f"{vital.name} out of range: {words}",
+                "coding": [{"system": LOINC, "code": self.vital.code, "display": self.vital.name}],
+                "text": f"{self.vital.name} out of range: {self.words}",
             },
-            "subject": subject,
-            "period": {"start": when},
+            "subject": self.subject,
+            "period": {"start": self.when},
         }
-        device = (observation.get("device") or {}).get("reference")
+        device = (self.observation.get("device") or {}).get("reference")
         if isinstance(device, str) and device.startswith("Device/"):
             flag["author"] = {"reference": device}
-        await svc.store(tx, "Flag", flag_id, svc.validate(flag), current=None, method="POST")
-        taken = _taken(observation)
-        message = {
+        return flag
+
+    def message(self, flag: str) -> dict[str, Any]:
+        taken = _taken(self.observation)
+        message: dict[str, Any] = {
             "resourceType": "Communication",
             "status": "completed",
             "category": [{"coding": [{"system": COMMUNICATION_CATEGORY, "code": "alert"}]}],
             "priority": "urgent",
-            "subject": subject,
-            "about": [{"reference": _ref(rec)}, {"reference": f"Flag/{flag_id}"}],
-            "sent": when,
+            "subject": self.subject,
+            "about": [{"reference": self.reading}, {"reference": flag}],
+            "sent": self.when,
             "payload": [
-                {"contentString": f"{words}; measured {taken}" if taken else words},
+                {"contentString": f"{self.words}; measured {taken}" if taken else self.words}
             ],
         }
-        if plan.recipients:
-            message["recipient"] = [{"reference": r} for r in plan.recipients]
-        if plan.care_plans:
-            message["basedOn"] = [{"reference": r} for r in plan.care_plans]
-        valid = svc.validate(message)
-        await svc.store(tx, "Communication", new_id(), valid, current=None, method="POST")
+        if self.plan.recipients:
+            message["recipient"] = [{"reference": r} for r in self.plan.recipients]
+        if self.plan.care_plans:
+            message["basedOn"] = [{"reference": r} for r in self.plan.care_plans]
+        return message
 
 
 async def _open_alert(svc: FhirService, tx: StorageTx, key: str) -> bool:
@@ -173,10 +185,6 @@ def _taken(observation: dict[str, Any]) -> str | None:
         "start"
     )
     return taken if isinstance(taken, str) else None
-
-
-def _ref(rec: StoredResource) -> str:
-    return f"{rec.type}/{rec.id}"
 
 
 def _number(value: float | None) -> str:

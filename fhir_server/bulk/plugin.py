@@ -26,6 +26,7 @@ class Options:
     poll_seconds: float = 1.0  # how often the leader looks for new jobs
     retry_after: int = 2  # seconds a polling client is asked to wait
     requires_token: bool = True  # the manifest's requiresAccessToken
+    settle_seconds: float = 1.0  # after transactionTime, before the scan (see `runner`)
 
 
 @dataclass

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("fhir_server.bulk")
 
 MAX_ATTEMPTS = 3
-SETTLE_SECONDS = 1.0  # writes stamped before transactionTime commit within this
 CHECK_EVERY = 1.0  # seconds between looks for a cancellation and progress saves
 MAX_ERRORS = 1000
 
@@ -138,12 +137,12 @@ class Runner:
         await self.jobs.save(job)
 
     async def _settle(self, job: Job) -> None:
-        """Wait until transactionTime is `SETTLE_SECONDS` past: a write stamped just before
-        it has committed by then."""
+        """Wait until transactionTime is `settle_seconds` past: a write stamped just before
+        it (a transaction takes its timestamp before it commits) has committed by then."""
         from datetime import UTC, datetime
 
         moment = datetime.strptime(job.transaction_time, "%Y-%m-%dT%H:%M:%S.%fZ")
-        wait = moment.replace(tzinfo=UTC).timestamp() + SETTLE_SECONDS - time.time()
+        wait = moment.replace(tzinfo=UTC).timestamp() + self.options.settle_seconds - time.time()
         if wait > 0:
             await asyncio.sleep(wait)
 

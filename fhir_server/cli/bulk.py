@@ -123,6 +123,12 @@ class BulkClient:
         self.http = http or httpx.Client(timeout=120, follow_redirects=False)
         self.say = say
 
+    def __enter__(self) -> BulkClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """A request with the bearer token (a fresh one after a 401)."""
         for renew in (False, True):
@@ -273,9 +279,11 @@ def export(
     params += [("_since", since)] if since else []
     params += [("_typeFilter", f) for f in type_filter or []]
     path = f"Group/{group}/$export" if group else "Patient/$export" if patients else "$export"
-    client = BulkClient(source, to, credentials, say=lambda text: typer.echo(text, err=True))
     try:
-        manifest = client.run(path, params)
+        with BulkClient(
+            source, to, credentials, say=lambda text: typer.echo(text, err=True)
+        ) as client:
+            manifest = client.run(path, params)
     except (ExportFailed, httpx.HTTPError) as error:
         typer.echo(f"bulk export: {error}", err=True)
         raise typer.Exit(1) from None

@@ -34,6 +34,7 @@ from tqdm import tqdm
 from bench import (
     bearer,
     binary,
+    bulk_export,
     cds,
     cds_models,
     dataset,
@@ -121,6 +122,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-binary", action="store_true", help="skip the Binary (100 MB raw) figures"
+    )
+    parser.add_argument(
+        "--no-export", action="store_true", help="skip the Bulk Data $export figures"
     )
     parser.add_argument(
         "--no-orthotics", action="store_true", help="skip the orthotics geometry figures"
@@ -400,6 +404,11 @@ def main(argv: list[str] | None = None) -> int:
             cds_rows = [] if args.no_cds else cds.measure(Path(scratch))
             model_rows = [] if args.no_cds else cds_models.measure()
             binary_rows = [] if args.no_binary else binary.measure(Path(scratch))
+            export_rows = (
+                []
+                if args.no_export
+                else bulk_export.measure(Path(scratch) / "bench.db", Path(scratch))
+            )
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
@@ -429,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + cds_models.render(model_rows))
     if binary_rows:
         print("\n" + binary.render(binary_rows))
+    if export_rows:
+        print("\n" + bulk_export.render(export_rows))
     ortho_rows = [] if args.no_orthotics else orthotics.measure(quick=args.quick)
     if ortho_rows:
         print("\n" + orthotics.render(ortho_rows))

@@ -3,14 +3,18 @@ a whole export run by the job runner (kick-off, run, manifest, files, resume, fa
 
 from __future__ import annotations
 
+import asyncio
+import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from fhir_server.bulk import BulkExport, Options, install
+from fhir_server.bulk import BulkExport, Options, install, scan
+from fhir_server.bulk.jobs import Job, context_to_json
 from fhir_server.bulk.runner import MAX_ATTEMPTS
-from fhir_server.bulk.scan import at_time
+from fhir_server.bulk.scan import Selection, at_time
 from fhir_server.context import SYSTEM
 from fhir_server.errors import NotFound
 from fhir_server.interactions.common import now_instant
@@ -19,6 +23,7 @@ from fhir_server.interactions.service import FhirService
 from fhir_server.storage.base import Storage
 from fhir_server.storage.mongodb import engine as mongo_engine
 from fhir_server.storage.sqlite import engine as sqlite_engine
+from tests.support.engines import make_sqlite
 
 ASYNC = {"prefer": "respond-async"}
 
@@ -194,3 +199,70 @@ async def test_an_interrupted_job_resumes_and_a_crash_loop_fails_cleanly(
     failed = await poll(svc, again.id)
     assert failed.status == 500
     assert "interrupted" in str(failed.body)
+
+
+async def test_a_named_transform_applies_and_finished_jobs_expire_with_their_files(
+    storage: Storage,
+) -> None:
+    svc = FhirService(storage)
+    bulk = install(
+        svc, storage.blobs("exports"), Options(retention_seconds=0.3, settle_seconds=0.01)
+    )
+
+    def females_without_names(resource: dict[str, Any]) -> dict[str, Any] | None:
+        if resource.get("gender") == "male":
+            return None
+        return {k: v for k, v in resource.items() if k != "name"}
+
+    bulk.add_transform("test-profile", females_without_names)
+    for n in range(4):
+        gender = "male" if n % 2 else "female"
+        await put(svc, "Patient", f"p{n}", gender=gender, name=[{"family": f"F{n}"}])
+    job = await kickoff(svc, _type="Patient", _deidentify="test-profile")
+    manifest = await exported(svc, bulk, job)
+    found = await lines(bulk, manifest, "output")
+    assert sorted(r["id"] for r in found) == ["p0", "p2"]
+    assert all("name" not in r for r in found)
+    saved = await bulk.jobs.load(job)
+    assert saved is not None and await bulk.files.exists(saved.files[0].sha256)
+    await asyncio.sleep(0.4)
+    with pytest.raises(NotFound):
+        await poll(svc, job)
+    await bulk.runner.tick()  # the leader's round removes the files and the job
+    assert not await bulk.files.exists(saved.files[0].sha256)
+    assert await bulk.jobs.ids() == []
+
+
+async def peak_bytes(svc: FhirService, job: Job) -> int:
+    """tracemalloc's peak while the whole type streams through the selection."""
+    selection = Selection(svc, job, None)
+    tracemalloc.start()
+    try:
+        async for _ in selection.resources("Patient", lambda rec: None):
+            pass
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+async def test_the_export_stream_holds_no_more_memory_for_more_resources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite (the stand-in for MongoDB keeps every document in memory anyway); batches
+    of 10 (filters) and 4 (storage reads), so both sizes are many batches long."""
+    monkeypatch.setattr(scan, "FILTER_BATCH", 10)
+    storage = await make_sqlite(tmp_path)
+    try:
+        svc = FhirService(storage)
+        div = f'<div xmlns="http://www.w3.org/1999/xhtml">{"x" * 3000}</div>'
+        peaks = []
+        written = 0
+        for total in (40, 240):
+            for n in range(written, total):
+                await put(svc, "Patient", f"m{n}", text={"status": "generated", "div": div})
+            written = total
+            job = Job("j", "", "", now_instant(), ["Patient"], context_to_json(SYSTEM))
+            peaks.append(await peak_bytes(svc, job))
+    finally:
+        await storage.close()
+    assert peaks[1] - peaks[0] < 200 * 3000 / 4  # holding the 200 more would add 600 KB

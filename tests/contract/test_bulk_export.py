@@ -116,7 +116,7 @@ async def poll(svc: FhirService, job: str) -> Response:
 
 
 async def lines(bulk: BulkExport, manifest: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     job = await bulk.jobs.load(manifest["output"][0]["url"].split("_jobId=")[1].split("&")[0])
     assert job is not None
     for file in job.files:

@@ -92,10 +92,11 @@ class Runner:
         await self.jobs.forget(job.id)
 
     async def _remove(self, job: Job, files: list[OutputFile]) -> None:
-        shared: set[str] = set()
+        shared: set[str] = set()  # files are named by content: two jobs may hold the same
         for other_id in await self.jobs.ids():
             other = await self.jobs.load(other_id) if other_id != job.id else None
-            shared.update(f.sha256 for f in other.files) if other else None
+            if other is not None:
+                shared.update(f.sha256 for f in other.files)
         for file in files:
             if file.sha256 not in shared:
                 await self.files.remove(file.sha256)
@@ -162,7 +163,7 @@ class Runner:
         transform = self.transforms.get(job.transform) if job.transform else None
         selection = Selection(self.svc, job, transform)
         with tempfile.TemporaryFile() as spool:
-            deleted = _Spool(spool, job.base)
+            deleted = _Spool(spool)
             lines = selection.resources(type, deleted.add)
             await self._write_files(job, type, "output", lines)
             await self._write_files(job, type, "deleted", deleted.lines())
@@ -209,7 +210,7 @@ class _Spool:
     """Deletions of one type as NDJSON Bundles (Bulk Data: one transaction Bundle per line
     with a DELETE entry), in a temporary file until the type's resources are written."""
 
-    def __init__(self, file: IO[bytes], base: str) -> None:
+    def __init__(self, file: IO[bytes]) -> None:
         self.file = file
         self.count = 0
 

@@ -157,7 +157,8 @@ class MongoStorage(Reader, Coordination):
         could meet a document twice when a write moves its index entry."""
         after: Any = None
         while True:
-            match: dict[str, Any] = {"type": type}
+            # both values of `deleted` named: the (type, deleted, seq) index gives seq order
+            match: dict[str, Any] = {"type": type, "deleted": {"$in": [False, True]}}
             if after is not None:
                 match["seq"] = {"$gt": after}
             cursor = (

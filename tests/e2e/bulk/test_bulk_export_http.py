@@ -297,6 +297,22 @@ def test_group_exports_follow_members_and_characteristics(bulk) -> None:
         )
         assert ids(members, "Patient") == {"p2", "p3"}  # p7 is inactive
         assert ids(members, "Observation") == {"o2-0", "o2-1", "o3-0", "o3-1"}
+        posted = client.post(
+            "Group/g-members/$export",
+            json={
+                "resourceType": "Parameters",
+                "parameter": [
+                    {"name": "_type", "valueString": "Patient"},
+                    {"name": "patient", "valueReference": {"reference": "Patient/p3"}},
+                ],
+            },
+            headers={**ASYNC, "Content-Type": "application/fhir+json"},
+        )
+        assert posted.status_code == 202, posted.text
+        status = posted.headers["content-location"]
+        while (reply := client.get(status)).status_code == 202:
+            time.sleep(0.2)
+        assert ids(resources(client, reply.json()), "Patient") == {"p3"}
         cohort = resources(client, export(client, "Group/g-diabetes/$export"))
         assert ids(cohort, "Patient") == {"p4", "p5"}
         assert ids(cohort, "Condition") == {"c4", "c5"}

@@ -35,6 +35,7 @@ from tqdm import tqdm
 from bench import (
     bearer,
     binary,
+    bulk_export,
     cds,
     cds_models,
     dataset,
@@ -128,6 +129,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-monitoring",
         action="store_true",
         help="skip the remote-monitoring figures (1,000 devices posting for a minute)",
+    )
+    parser.add_argument(
+        "--no-export", action="store_true", help="skip the Bulk Data $export figures"
     )
     parser.add_argument(
         "--no-orthotics", action="store_true", help="skip the orthotics geometry figures"
@@ -410,6 +414,11 @@ def main(argv: list[str] | None = None) -> int:
             monitoring_rows = (
                 [] if args.no_monitoring else monitoring.measure(Path(scratch), quick=args.quick)
             )
+            export_rows = (
+                []
+                if args.no_export
+                else bulk_export.measure(Path(scratch) / "bench.db", Path(scratch))
+            )
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
@@ -441,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + binary.render(binary_rows))
     if monitoring_rows:
         print("\n" + monitoring.render(monitoring_rows))
+    if export_rows:
+        print("\n" + bulk_export.render(export_rows))
     ortho_rows = [] if args.no_orthotics else orthotics.measure(quick=args.quick)
     if ortho_rows:
         print("\n" + orthotics.render(ortho_rows))

@@ -3,7 +3,7 @@ what the server offers, and starts its background duties.
 
 - `open_service(settings)` opens the storage engine the settings name, builds the service
   (search registry, custom SearchParameters, terminology, HL7 v2 conversion, `$everything`,
-  the orthosis order flow, remote monitoring)
+  the orthosis order flow, remote monitoring, Bulk Data `$export`)
   and closes the storage when the block ends. The HTTP app and every command use it, so
   every way in gets the same service.
 - `open_auth(settings, service)` opens the SMART authorization server's store and signing
@@ -59,6 +59,9 @@ from fhir_server.auth.server import SmartAuthServer
 from fhir_server.auth.store import AuthStore
 from fhir_server.auth.urls import auth_urls
 from fhir_server.auth.users import UserStore, open_user_store
+from fhir_server.bulk import BulkExport
+from fhir_server.bulk import Options as BulkOptions
+from fhir_server.bulk import install as install_bulk
 from fhir_server.interactions import custom_params
 from fhir_server.interactions.everything import everything_operation
 from fhir_server.interactions.service import FhirService
@@ -67,6 +70,7 @@ from fhir_server.search.limits import SearchLimits
 from fhir_server.search.registry import build_registry
 from fhir_server.settings import Settings
 from fhir_server.storage.base import Storage
+from fhir_server.storage.blobs import FileBlobStore
 from fhir_server.storage.leadership import LEASE_SECONDS, RENEW_EVERY, Leadership
 from terminology.registry import Terminology
 from terminology.service import install as install_terminology
@@ -161,7 +165,23 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
     await install_orthotics(service, terminology.put, orthotics_options(settings))
     if settings.monitoring == "on":
         install_monitoring(service, monitoring_options(settings))
+    bulk_export(settings, service)
     return service
+
+
+def bulk_export(settings: Settings, service: FhirService) -> BulkExport:
+    """Bulk Data `$export`: its files in FHIR_EXPORT_DIR, else in the database's store."""
+    files = (
+        FileBlobStore(settings.export_dir)
+        if settings.export_dir
+        else service.storage.blobs("exports")
+    )
+    options = BulkOptions(
+        file_bytes=settings.export_file_bytes,
+        retention_seconds=settings.export_retention,
+        requires_token=settings.auth == "on",
+    )
+    return install_bulk(service, files, options)
 
 
 def shipped_terminology() -> Terminology:

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     tls_cert_file: str | None = None  # serve HTTPS with this certificate chain (PEM)...
     tls_key_file: str | None = None  # ...and this private key (PEM); both or neither
     shutdown_timeout: float = 30.0  # seconds SIGTERM waits for in-flight requests and messages
+    # Bulk Data export ($export): where the NDJSON files go and how long they stay
+    export_dir: str | None = None  # default: the database's own store (`<database>.exports/`
+    #   beside a SQLite file, GridFS bucket `exports` on MongoDB); a shared folder otherwise
+    export_retention: float = 3600.0  # seconds a finished export's files are kept
+    export_file_bytes: int = 64 * 1024 * 1024  # an output file is split beyond this size
     # SMART on FHIR
     auth: Literal["on", "off"] = "on"  # "off": no bearer tokens checked (loopback only)
     auth_database: str | None = None  # default `<database>.auth.db`; MongoDB: the FHIR database

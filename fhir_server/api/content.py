@@ -44,7 +44,7 @@ def response_format(accept: str | None, format_param: str | None) -> Format:
 
 def _named(media: str, *, strict: bool) -> Format | None:
     media = media.split(";")[0].strip().lower()
-    if media in JSON_TYPES or media.endswith("+json"):
+    if media in JSON_TYPES or media.endswith(("+json", "ndjson")):  # ndjson: bulk export files
         return "json"
     if media in XML_TYPES or media.endswith("+xml"):
         return "xml"

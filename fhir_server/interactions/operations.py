@@ -168,6 +168,7 @@ class Operation:
     definition: str | None = None  # canonical URL of its OperationDefinition
     affects_state: bool = False
     access: Access = "admin"  # what it touches; an operation that does not say needs the most
+    deletable: bool = False  # answers DELETE too (cancelling an async job, e.g. a bulk export)
 
     def answers(self, level: Level, type: str | None) -> bool:
         if level not in self.levels:
@@ -204,6 +205,8 @@ async def _invoke(
     if req.method == "POST":
         params = Params.from_body(req.body) if req.body is not None else Params([])
         params.parts.extend(Params.from_query(req.query).parts)
+    elif req.method == "DELETE" and not operation.deletable:
+        raise MethodNotAllowed(f"${name} does not answer DELETE")
     elif operation.affects_state:
         raise MethodNotAllowed(f"${name} changes state: call it with POST")
     else:

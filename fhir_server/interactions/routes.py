@@ -84,6 +84,7 @@ ROUTES: tuple[Route, ...] = (
     _r("POST", "{type}/{id}/{target}/_search", "search-type", search.compartment),
     _r("GET", "{op}", "operation", operations.system),
     _r("POST", "{op}", "operation", operations.system, writes=True),
+    _r("DELETE", "{op}", "operation", operations.system, writes=True),
     _r("GET", "{type}/{op}", "operation", operations.type_),
     _r("POST", "{type}/{op}", "operation", operations.type_, writes=True),
     _r("GET", "{type}/{id}/{op}", "operation", operations.instance),

@@ -18,7 +18,8 @@ several machines on one MongoDB):
   of its holder and expiry, taken when free or expired, renewed by its holder.
 - A generation counter (`generation`, `bump_generation`) tells other processes that state
   they keep in memory (search parameters, terminology) changed in the database.
-- Small named state (`load_state`, `save_state`) keeps resumable jobs' checkpoints.
+- Small named state (`load_state`, `save_state`, `state_keys`) keeps resumable jobs'
+  checkpoints and queues.
 """
 
 from __future__ import annotations
@@ -112,8 +113,15 @@ class Storage(StorageReader, Protocol):
     def iter_current(self, type: str) -> AsyncIterator[StoredResource]:
         """Every current, not-deleted resource of a type, streamed (for export)."""
 
-    def blobs(self) -> BlobStore:
-        """Where this engine keeps Binary content (see `fhir_server.storage.blobs`)."""
+    def iter_latest(self, type: str) -> AsyncIterator[StoredResource]:
+        """The latest version of every resource of a type ever written, deletions included,
+        streamed in a stable order (a resource keeps its place when it changes), so a scan
+        while writes go on sees each resource once: at its version when the scan got there.
+        A consistent export builds on this (`fhir_server.bulk.scan`)."""
+
+    def blobs(self, name: str = "blobs") -> BlobStore:
+        """Where this engine keeps byte content (see `fhir_server.storage.blobs`): Binary
+        content in "blobs"; other names are separate stores (bulk export files)."""
 
     async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
         """Take or renew lease `name` for `holder` until `seconds` from now (wall clock).
@@ -135,3 +143,6 @@ class Storage(StorageReader, Protocol):
 
     async def save_state(self, key: str, value: bytes | None) -> None:
         """Save (None: remove) the value under `key`, committed when this returns."""
+
+    async def state_keys(self, prefix: str) -> list[str]:
+        """The keys of saved state that start with `prefix`, sorted (e.g. queued jobs)."""

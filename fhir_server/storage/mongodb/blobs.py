@@ -37,9 +37,9 @@ BLOB_INDEXES = {
 class GridBlobStore:
     """The blob store (`fhir_server.storage.blobs.BlobStore`) of one MongoDB database."""
 
-    def __init__(self, database: AsyncDatabase[Any]) -> None:
-        self._files = database[f"{PREFIX}.files"]
-        self._chunks = database[f"{PREFIX}.chunks"]
+    def __init__(self, database: AsyncDatabase[Any], prefix: str = PREFIX) -> None:
+        self._files = database[f"{prefix}.files"]
+        self._chunks = database[f"{prefix}.chunks"]
 
     async def create_indexes(self) -> None:
         await self._files.create_indexes(BLOB_INDEXES["files"])

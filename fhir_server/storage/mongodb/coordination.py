@@ -62,3 +62,9 @@ class Coordination:
             await self._state.delete_one({"_id": key})
         else:
             await self._state.update_one({"_id": key}, {"$set": {"value": value}}, upsert=True)
+
+    async def state_keys(self, prefix: str) -> list[str]:
+        found = self._state.find(
+            {"_id": {"$gte": prefix, "$lt": prefix + "\U0010ffff"}}, {"_id": 1}
+        )
+        return sorted(str(doc["_id"]) for doc in await found.to_list(None))

@@ -86,9 +86,9 @@ class MongoStorage(Reader, Coordination):
         await self._db["chunks"].create_indexes(CHUNK_INDEXES)
         await self.blobs().create_indexes()
 
-    def blobs(self) -> GridBlobStore:
-        """Binary content, in GridFS's layout (see `blobs`)."""
-        return GridBlobStore(self._db)
+    def blobs(self, name: str = "blobs") -> GridBlobStore:
+        """Binary content, in GridFS's layout (see `blobs`); other stores under `name`."""
+        return GridBlobStore(self._db, name)
 
     async def close(self) -> None:
         if self._owns_client:
@@ -150,6 +150,28 @@ class MongoStorage(Reader, Coordination):
         )
         async for doc in cursor:
             yield await self._loader.one(doc)
+
+    async def iter_latest(self, type: str) -> AsyncIterator[StoredResource]:
+        """Every resource of `type`, tombstones too, by `seq` (set at first creation and
+        never changed), a batch per query from the last `seq` seen: a long-lived cursor
+        could meet a document twice when a write moves its index entry."""
+        after: Any = None
+        while True:
+            # both values of `deleted` named: the (type, deleted, seq) index gives seq order
+            match: dict[str, Any] = {"type": type, "deleted": {"$in": [False, True]}}
+            if after is not None:
+                match["seq"] = {"$gt": after}
+            cursor = (
+                self._resources.find(match, {**RECORD_FIELDS, "seq": 1})
+                .sort([("seq", ASCENDING)])
+                .limit(ITER_BATCH)
+            )
+            docs = await cursor.to_list(None)
+            for doc in docs:
+                yield await self._loader.one(doc)
+            if len(docs) < ITER_BATCH:
+                return
+            after = docs[-1]["seq"]
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[MongoTx]:

@@ -55,3 +55,12 @@ def save(conn: sqlite3.Connection, key: str, value: bytes | None) -> None:
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+
+def keys(conn: sqlite3.Connection, prefix: str) -> list[str]:
+    """Saved-state keys starting with `prefix` (a range on the primary key, no LIKE)."""
+    rows = conn.execute(
+        "SELECT key FROM saved_state WHERE key >= ? AND key < ? ORDER BY key",
+        (prefix, prefix + "\U0010ffff"),
+    ).fetchall()
+    return [str(row[0]) for row in rows]

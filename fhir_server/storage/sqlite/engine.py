@@ -84,9 +84,9 @@ class SQLiteStorage:
         self._writes: Writes | None = None
         self._reader: sqlite3.Connection | None = None
 
-    def blobs(self) -> FileBlobStore:
-        """Binary content: files in `<database>.blobs/`."""
-        return FileBlobStore.beside(str(self.path))
+    def blobs(self, name: str = "blobs") -> FileBlobStore:
+        """Binary content: files in `<database>.blobs/` (other stores: `<database>.<name>/`)."""
+        return FileBlobStore(f"{self.path}.{name}")
 
     async def open(self) -> None:
         """Connect and create or migrate the schema; safe on an existing file."""
@@ -160,6 +160,22 @@ class SQLiteStorage:
                 return
             after = rows[-1][0]
 
+    async def iter_latest(self, type: str) -> AsyncIterator[StoredResource]:
+        """Every resource of `type`, deletions too, by rid: a row keeps its rid for life."""
+        after = 0
+        while True:
+            rows = fetch_all(
+                self._read_conn,
+                f"SELECT rid, {RECORD} FROM resources WHERE type = ? AND rid > ? "
+                "ORDER BY rid LIMIT ?",
+                (type, after, ITER_BATCH),
+            )
+            for row in rows:
+                yield record(row[1:])
+            if len(rows) < ITER_BATCH:
+                return
+            after = rows[-1][0]
+
     def maintenance_duty(self) -> AbstractAsyncContextManager[None]:
         """The leader's upkeep of a shared file: WAL checkpoints and planner statistics
         every `checkpoint_interval` seconds."""
@@ -191,6 +207,9 @@ class SQLiteStorage:
     async def save_state(self, key: str, value: bytes | None) -> None:
         async with self._write_queue.transaction() as conn:
             coordination.save(conn, key, value)
+
+    async def state_keys(self, prefix: str) -> list[str]:
+        return coordination.keys(self._read_conn, prefix)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SQLiteTx]:

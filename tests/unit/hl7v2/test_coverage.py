@@ -56,10 +56,7 @@ BODY = {
     "SIU": ("SCH|A{n}^HOSP|A{n}^HOSP|||||||30|MIN|^^^20250101090000",),
     "VXU": ("ORC|RE||IZ{n}^HOSP", "RXA|0|1|20240101||08^HepB^CVX|0.5|mL^mL^UCUM"),
 }
-NOT_PRODUCED = {
-    ("ADT", "A28"): {"Encounter"},  # person information: no visit
-    ("ADT", "A31"): {"Encounter"},
-}
+NOT_PRODUCED: dict[tuple[str, str], set[str]] = {}  # (family, event) -> types it need not make
 CASES = [(f.message_type, event) for f in FAMILIES for event in sorted(f.events)]
 
 

@@ -80,7 +80,16 @@ ORC_ONLY_OBX = message(
     "ORC|NW|ORD3^HOSP",
     "OBX|1|NM|29463-7^Body weight^LN||70|kg|||||F",
 )
-MESSAGES = [ORM, ORU, MDM, VXU, RDE, SIU, ORM_CHARGE, A60, A28, ORC_ONLY_OBX]
+GUARANTOR = message(
+    "ADT^A04^ADT_A01",
+    PV1,
+    "GT1|1|G55^^^HOSP|Doe^John||1 Main St^^Town^ST^12345|555-1234^PRN^PH|||||SPO^Spouse||20240101",
+)
+SELF_GUARANTOR = message(
+    "BAR^P01^BAR_P01",
+    "GT1|1||Doe^Jane||||||||SEL",
+).replace(PID, PID + "||||||||||ACC7^^^HOSP^AN")
+MESSAGES = [ORM, ORU, MDM, VXU, RDE, SIU, ORM_CHARGE, A60, A28, ORC_ONLY_OBX, GUARANTOR]
 
 
 def entries(raw: str) -> dict[str, dict[str, Any]]:
@@ -190,6 +199,29 @@ def test_obx_of_an_order_without_obr_supports_it() -> None:
     (request,) = of(found, "ServiceRequest")
     (obs,) = of(found, "Observation")
     assert found[request["supportingInfo"][0]["reference"]] is obs
+
+
+def test_guarantor_is_a_related_person_guaranteeing_an_account() -> None:
+    found = entries(GUARANTOR)
+    (account,) = of(found, "Account")
+    (guarantor,) = account["guarantor"]
+    person = found[guarantor["party"]["reference"]]
+    assert person["resourceType"] == "RelatedPerson"
+    assert person["name"][0]["family"] == "Doe"
+    assert person["relationship"][0]["coding"][0]["code"] == "SPS"
+    assert person["address"][0]["city"] == "Town"
+    assert guarantor["period"] == {"start": "2024-01-01"}
+    assert account["subject"][0]["reference"] == next(
+        url for url, r in found.items() if r["resourceType"] == "Patient"
+    )
+
+
+def test_self_guarantor_is_the_patient_on_the_pid_18_account() -> None:
+    found = entries(SELF_GUARANTOR)
+    (account,) = of(found, "Account")
+    assert account["identifier"][0]["value"] == "ACC7"
+    assert found[account["guarantor"][0]["party"]["reference"]]["resourceType"] == "Patient"
+    assert of(found, "RelatedPerson") == []
 
 
 @pytest.fixture(params=sorted(ENGINE_FACTORIES))

@@ -1,7 +1,7 @@
 """What every message family shares: the patient administration segments.
 
 The IG's message maps reuse the same segment maps wherever the segments occur (PID, PD1,
-PV1/PV2, NK1, AL1/IAM, DG1, PR1, IN1, PRT/ROL, RF1, FT1 and an account from PID-18);
+PV1/PV2, NK1, AL1/IAM, DG1, PR1, IN1, PRT/ROL, RF1, FT1, GT1 and an account from PID-18);
 `administration` maps them once for any family, before the family's own segments.
 """
 
@@ -13,6 +13,7 @@ from adapters.hl7v2.convert.context import Context, required_segment
 from adapters.hl7v2.convert.segments.al1 import map_allergy
 from adapters.hl7v2.convert.segments.dg1 import map_condition
 from adapters.hl7v2.convert.segments.ft1 import map_charge
+from adapters.hl7v2.convert.segments.gt1 import map_guarantor
 from adapters.hl7v2.convert.segments.in1 import map_coverage
 from adapters.hl7v2.convert.segments.nk1 import map_related_person
 from adapters.hl7v2.convert.segments.pid import map_account, map_patient, map_primary_care
@@ -33,6 +34,7 @@ OPTIONAL: dict[str, Callable[[Context, Segment], object]] = {
     "ROL": map_role,
     "RF1": map_referral,
     "FT1": map_charge,
+    "GT1": map_guarantor,
 }
 """Segments whose map can fail alone: the rest of the message is mapped (see `optional`)."""
 
@@ -56,7 +58,7 @@ def administration(
         ctx.encounter = map_encounter(ctx, pv1, event)
     if pid.field(18):
         with ctx.optional(pid):
-            map_account(ctx, pid)
+            ctx.account = map_account(ctx, pid)
     for seg in ctx.message.segments:
         mapper = OPTIONAL.get(seg.name)
         if mapper is not None:

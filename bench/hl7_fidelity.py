@@ -111,7 +111,7 @@ def render(found: Fidelity | None) -> str:
         f"all listed families ({found.cpu_ms:.1f} ms CPU/message, commit included)",
         str(found.messages),
         str(found.accepted),
-        f"{found.share:.0%} (target ≥ {TARGET:.0%}: {met})",
+        f"{found.share:.1%} (target ≥ {TARGET:.0%}: {met})",
     )
     return table(COLUMNS, [row])
 

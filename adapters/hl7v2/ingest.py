@@ -34,6 +34,7 @@ from adapters.hl7v2.ack import AckError, build_ack, encode, read_ack
 from adapters.hl7v2.convert import ConvertOptions, convert
 from adapters.hl7v2.convert.locations import locate
 from adapters.hl7v2.inbox import Inbox, Stored
+from adapters.hl7v2.known import Known
 from adapters.hl7v2.message import Header, MessageError, check_supported, read_header
 from fhir_server import metrics
 from fhir_server.context import SYSTEM
@@ -87,6 +88,9 @@ class Ingestor:
         # The converter writes resources in a few shapes: the R4B models run once per shape
         # (the walk and the validators on every resource), see `ModelVerdicts`.
         self._verdicts = ModelVerdicts()
+        # shared resources (sender, applications, places, doctors) committed unchanged
+        # before are left out of the next transactions, see `Known`
+        self._known = Known()
 
     async def drain(self, older_than: float = 0.0) -> int:
         """Process what was stored but never processed (before a crash or stop), if it was
@@ -225,10 +229,11 @@ class Ingestor:
         """Convert and write `stored`; what the conversion left out (to say so in the ACK)."""
         conversion = convert(stored.raw, self.options.convert)
         key = conversion.patient_key or f"message:{stored.id}"
+        bundle, sources, pending = self._known.prune(conversion.bundle, conversion.sources)
         request = Request(
             "POST",
             "",
-            body=conversion.bundle,
+            body=bundle,
             context=SYSTEM,
             base=self.options.base,
             headers={"prefer": "return=minimal"},
@@ -238,17 +243,22 @@ class Ingestor:
             token = ORIGIN.set(header.sending_application)
             verdicts = MODEL_VERDICTS.set(self._verdicts)
             try:
-                await self.service.handle(request)
+                answer = await self.service.handle(request)
             except InvalidResource as error:  # a converted resource the server refuses
-                where = locate(conversion.sources, error.diagnostics)
+                self._known.forget()
+                where = locate(sources, error.diagnostics)
                 if not where:
                     raise
                 raise MessageError(
                     f"{where}: {error.diagnostics}", error_code="102", location=where
                 ) from None
+            except BaseException:
+                self._known.forget()
+                raise
             finally:
                 MODEL_VERDICTS.reset(verdicts)
                 ORIGIN.reset(token)
+        self._known.learn(pending, bundle, answer.body)
         return conversion.left_out
 
     async def _finish(

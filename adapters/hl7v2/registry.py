@@ -42,11 +42,11 @@ FAMILIES: tuple[Family, ...] = (
         "MDM",
         "T01 T02 T03 T04 T05 T06 T07 T08 T09 T10 T11",
         "MDM_T02",
-        "Patient DocumentReference Binary",
+        "Patient ServiceRequest DocumentReference Binary",
     ),
     _family("OMG", "O19", "OMG_O19", "Patient ServiceRequest"),
     _family("OML", "O21", "OML_O21", "Patient ServiceRequest Specimen"),
-    _family("ORM", "O01", "ORM_O01", "Patient ServiceRequest"),
+    _family("ORM", "O01", "ORM_O01", "Patient ServiceRequest Observation"),
     _family("ORU", "R01", "ORU_R01", "Patient ServiceRequest DiagnosticReport Observation"),
     _family(
         "OUL",
@@ -55,16 +55,16 @@ FAMILIES: tuple[Family, ...] = (
         "Patient ServiceRequest DiagnosticReport Observation Specimen",
     ),
     _family("PPR", "PC1 PC2 PC3", "PPR_PC1", "Patient Condition"),
-    _family("RDE", "O11 O25", "RDE_O11", "Patient MedicationRequest"),
+    _family("RDE", "O11 O25", "RDE_O11", "Patient MedicationRequest Observation"),
     _family("RDS", "O13", "RDS_O13", "Patient MedicationRequest MedicationDispense"),
     _family("REF", "I12 I14", "REF_I12", "Patient ServiceRequest"),
     _family(
         "SIU",
         "S12 S13 S14 S15 S16 S17 S18 S19 S20 S21 S22 S23 S24 S26",
         "SIU_S12",
-        "Patient Appointment",
+        "Patient Appointment Observation",
     ),
-    _family("VXU", "V04", "VXU_V04", "Patient Immunization"),
+    _family("VXU", "V04", "VXU_V04", "Patient Immunization ServiceRequest Observation"),
 )
 """Every message also gets a MessageHeader, a Provenance, the Binary holding the message,
 an Organization for MSH-4 and a Device for MSH-3."""

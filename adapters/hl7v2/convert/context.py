@@ -74,6 +74,7 @@ class Context:
         self.patient_key: str | None = None
         self.merged_keys: list[str] = []  # patients an A40 merges into `patient_key`
         self.encounter: str | None = None
+        self.account: str | None = None  # the PID-18 Account (or one a GT1 made)
         self.focus: list[str] = []
         self.left_out: list[MessageError] = []
 

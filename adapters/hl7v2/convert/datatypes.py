@@ -28,6 +28,37 @@ def practitioner_ref(ctx: Context, comps: list[str]) -> dict[str, Any] | None:
     return {"reference": ctx.entries.upsert(found, identifier_criteria(idents[0]))}
 
 
+def practitioner_role_ref(
+    ctx: Context,
+    comps: list[str],
+    code: tuple[str, str] | None = None,
+    organization: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """XCN -> PractitionerRole: datatypes/ "XCN[PractitionerRole]": the person (XCN[Practitioner])
+    in a role (`code`: system, code) and, when the segment names one, for an organization;
+    None when the XCN names nobody. One PractitionerRole per person, role and organization,
+    identified by them, so naming the same doctor again makes no second one."""
+    who = practitioner_ref(ctx, comps)
+    if who is None:
+        return None
+    role: dict[str, Any] = {"resourceType": "PractitionerRole", "practitioner": who}
+    if code is not None:
+        role["code"] = [{"coding": [{"system": code[0], "code": code[1]}]}]
+    if organization is not None:
+        role["organization"] = organization
+    key = "|".join(
+        (
+            str(who.get("reference") or who.get("display")),
+            code[1] if code else "",
+            str((organization or {}).get("reference") or (organization or {}).get("display") or ""),
+        )
+    )
+    ident = own_id(ctx, "practitioner-role", key)
+    return {
+        "reference": ctx.entries.upsert(with_identifier(role, ident), identifier_criteria(ident))
+    }
+
+
 def organization_ref(ctx: Context, comps: list[str]) -> dict[str, Any] | None:
     """XON -> Organization: datatypes/ "XON[Organization]" (XON-1 name, XON-10 identifier
     with XON-6 assigning authority); display-only when it has no identifier."""

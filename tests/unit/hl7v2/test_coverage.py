@@ -33,12 +33,18 @@ BODY = {
     "DFT": (*ADMINISTRATION, "FT1|1|T{n}||20240101||CG|99213^Visit^C4|||1"),
     "MDM": (
         "PV1|1|O||||||||||||||||||V{n}^^^HOSP",
+        "ORC|SC|D{n}^HOSP",
+        "OBR|1|D{n}^HOSP||18748-4^Report^LN",
         "TXA|1|CN|TX|||20240101||||||DOC{n}^HOSP",
         "OBX|1|TX|11506-3^Note^LN||Text||||||F",
     ),
     "OMG": ("ORC|NW|P{n}^HOSP", "OBR|1|P{n}^HOSP||24323-8^CMP^LN"),
     "OML": ("ORC|NW|P{n}^HOSP", "OBR|1|P{n}^HOSP||24323-8^CMP^LN", "SPM|1|S{n}||BLD"),
-    "ORM": ("ORC|NW|P{n}^HOSP", "OBR|1|P{n}^HOSP||24323-8^CMP^LN"),
+    "ORM": (
+        "ORC|NW|P{n}^HOSP",
+        "OBR|1|P{n}^HOSP||24323-8^CMP^LN",
+        "OBX|1|NM|29463-7^Weight^LN||70|kg|||||F",
+    ),
     "ORU": ("OBR|1|P{n}^HOSP|F{n}^LAB|24323-8^CMP^LN", "OBX|1|NM|2345-7^Glucose^LN||90|mg/dL"),
     "OUL": (
         "SPM|1|S{n}||BLD",
@@ -46,20 +52,28 @@ BODY = {
         "OBX|1|NM|2345-7^Glucose^LN||90|mg/dL",
     ),
     "PPR": ("PRB|AD|20240101|I10^Hypertension^I10|PRB{n}^HOSP",),
-    "RDE": ("ORC|NW|RX{n}^HOSP", "RXE|^^^20240101|197361^Amlodipine^RXNORM|5"),
+    "RDE": (
+        "ORC|NW|RX{n}^HOSP",
+        "RXE|^^^20240101|197361^Amlodipine^RXNORM|5",
+        "OBX|1|NM|29463-7^Weight^LN||70|kg|||||F",
+    ),
     "RDS": (
         "ORC|NW|RX{n}^HOSP",
         "RXE|^^^20240101|197361^Amlodipine^RXNORM|5",
         "RXD|1|197361^Amlodipine^RXNORM|20240102|30|TAB",
     ),
     "REF": ("RF1|A||RT^Referral||R|REF{n}^HOSP",),
-    "SIU": ("SCH|A{n}^HOSP|A{n}^HOSP|||||||30|MIN|^^^20250101090000",),
-    "VXU": ("ORC|RE||IZ{n}^HOSP", "RXA|0|1|20240101||08^HepB^CVX|0.5|mL^mL^UCUM"),
+    "SIU": (
+        "SCH|A{n}^HOSP|A{n}^HOSP|||||||30|MIN|^^^20250101090000",
+        "OBX|1|NM|8302-2^Height^LN||180|cm|||||F",
+    ),
+    "VXU": (
+        "ORC|RE||IZ{n}^HOSP",
+        "RXA|0|1|20240101||08^HepB^CVX|0.5|mL^mL^UCUM",
+        "OBX|1|CE|64994-7^Funding^LN||V02^VFC eligible^HL70064||||||F",
+    ),
 }
-NOT_PRODUCED = {
-    ("ADT", "A28"): {"Encounter"},  # person information: no visit
-    ("ADT", "A31"): {"Encounter"},
-}
+NOT_PRODUCED: dict[tuple[str, str], set[str]] = {}  # (family, event) -> types it need not make
 CASES = [(f.message_type, event) for f in FAMILIES for event in sorted(f.events)]
 
 

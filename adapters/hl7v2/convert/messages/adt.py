@@ -18,7 +18,8 @@ def adt(ctx: Context, event: str) -> None:
     if event in ("A40", "A39"):
         merge(ctx)
         return
-    administration(ctx, event, visit_required=True)
+    # A28/A31 tell about a person: their PV1 is often a placeholder, a visit only with PV1-19
+    administration(ctx, event, visit_required=event not in ("A28", "A31"))
     pv1 = ctx.message.first("PV1")
     visit = pv1.text(19) if pv1 is not None else ""
     for seg in ctx.message.segments:

@@ -31,7 +31,10 @@ def orders(ctx: Context, event: str) -> None:
                     ctx.entries.resource(request).setdefault("specimen", []).append(
                         {"reference": specimen}
                     )
-        elif seg.name == "OBX" and request is not None:
+        elif seg.name == "OBX" and (request is not None or orc is not None):
+            if orc is not None:  # the information of an order with no OBR (ORM: ORC, RXO)
+                request, orc = map_service_request(ctx, orc, None), None
+            assert request is not None
             with ctx.optional(seg):  # information the order comes with (OML_O21 OBX)
                 order = ctx.entries.resource(request)["identifier"][0]["value"]
                 observation = map_observation(ctx, seg, order, None, [])

@@ -1,4 +1,5 @@
-"""AL1 -> AllergyIntolerance: segments/ "AL1[AllergyIntolerance]"."""
+"""AL1 and IAM -> AllergyIntolerance: segments/ "AL1[AllergyIntolerance]",
+"IAM[AllergyIntolerance]"."""
 
 from __future__ import annotations
 
@@ -13,12 +14,21 @@ from adapters.hl7v2.message import MessageError, Segment
 
 def map_allergy(ctx: Context, al1: Segment) -> None:
     """AL1 -> AllergyIntolerance: segments/ "AL1[AllergyIntolerance]" (AL1-2 category via
-    AllergenType, AL1-3 code, AL1-4 criticality via AllergySeverity, AL1-5 reaction)."""
+    AllergenType, AL1-3 code, AL1-4 criticality via AllergySeverity, AL1-5 reaction, AL1-6
+    onset); an IAM (ADT A60) the same way: "IAM[AllergyIntolerance]" has the same fields
+    1 to 5, IAM-11 the onset and IAM-13 the recorded date. The same allergen of one patient
+    is one AllergyIntolerance, whichever segment names it."""
     ctx.at(al1)
     code = dt.codeable(al1.components(3))
     if code is None:
         raise MessageError(
-            "AL1-3 (allergen) is required", error_code="101", location=al1.location(3)
+            f"{al1.name}-3 (allergen) is required", error_code="101", location=al1.location(3)
+        )
+    if ctx.patient is None:
+        raise MessageError(
+            f"An allergy ({al1.name}) needs the patient (PID) it is about",
+            error_code="100",
+            location="PID",
         )
     allergy: dict[str, Any] = {
         "resourceType": "AllergyIntolerance",
@@ -42,9 +52,12 @@ def map_allergy(ctx: Context, al1: Segment) -> None:
     reactions = [{"manifestation": [{"text": r}]} for r in al1.reps(5) if r]
     if reactions:
         allergy["reaction"] = reactions
-    onset = dt.date(al1.text(6))
+    onset = dt.date(al1.text(11 if al1.name == "IAM" else 6))
     if onset:
         allergy["onsetDateTime"] = onset
+    recorded = ctx.time(al1.text(13)) if al1.name == "IAM" else None
+    if recorded:
+        allergy["recordedDate"] = recorded
     key = f"{ctx.patient_key}|AL1|{code.get('coding', [{}])[0].get('code') or code.get('text')}"
     ident = own_id(ctx, "allergy", key)
     ctx.focus.append(

@@ -1,4 +1,5 @@
-"""FT1 -> ChargeItem: segments/ "FT1[ChargeItem]" (financial transactions, DFT_P03)."""
+"""FT1 -> ChargeItem: segments/ "FT1[ChargeItem]" (financial transactions, in DFT_P03 and
+wherever an FT1 occurs)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ def map_charge(ctx: Context, ft1: Segment) -> str:
     if code is None:
         raise MessageError(
             "FT1-7 (transaction code) is required", error_code="101", location=ft1.location(7)
+        )
+    if ctx.patient is None:
+        raise MessageError(
+            "A charge (FT1) needs the patient (PID) it is for", error_code="100", location="PID"
         )
     charge: dict[str, Any] = {
         "resourceType": "ChargeItem",

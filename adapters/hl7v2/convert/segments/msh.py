@@ -11,6 +11,7 @@ from urllib.parse import quote
 from adapters.hl7v2 import datatypes as dt
 from adapters.hl7v2.bundle import identifier_criteria, stable_id
 from adapters.hl7v2.convert.context import EVENT_SYSTEM, V2_MESSAGE, Context
+from adapters.hl7v2.convert.datatypes import practitioner_ref
 from adapters.hl7v2.message import MessageError
 
 
@@ -79,9 +80,13 @@ def _party(ctx: Context, kind: str, hd: str) -> str | None:
     return ctx.entries.upsert(party, identifier_criteria(ident))
 
 
+PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+
+
 def map_provenance(ctx: Context) -> None:
     """MSH -> Provenance: segments/ "MSH[Provenance-Source]" (recorded from MSH-7, the
-    message kept as a Binary entity, every resource of the transaction as a target)."""
+    message kept as a Binary entity, every resource of the transaction as a target), with
+    the EVN-5 operator as an agent."""
     h = ctx.header
     ids = message_ids(ctx)
     targets = [{"reference": ref} for ref in ctx.entries.references()]
@@ -100,7 +105,7 @@ def map_provenance(ctx: Context) -> None:
         )
     if "T" not in recorded:
         recorded = dt.date_time(h.timestamp[:8] + "000000", ctx.zone) or recorded
-    ctx.entries.put(
+    provenance = ctx.entries.put(
         {
             "resourceType": "Provenance",
             "target": targets,
@@ -111,7 +116,7 @@ def map_provenance(ctx: Context) -> None:
                     "type": {
                         "coding": [
                             {
-                                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                "system": PARTICIPANT_TYPE,
                                 "code": "author",
                             }
                         ]
@@ -123,6 +128,22 @@ def map_provenance(ctx: Context) -> None:
         },
         ids,
     )
+    operator = _operator(ctx)
+    if operator is not None:
+        ctx.entries.resource(provenance)["agent"].append(operator)
+
+
+def _operator(ctx: Context) -> dict[str, Any] | None:
+    """EVN-5 operator -> Provenance agent: segments/ "EVN[Provenance]" (agent.who a
+    Practitioner, type enterer)."""
+    evn = ctx.message.first("EVN")
+    if evn is None or not evn.field(5):
+        return None
+    ctx.at(evn)
+    who = practitioner_ref(ctx, evn.components(5))
+    if who is None:
+        return None
+    return {"type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "enterer"}]}, "who": who}
 
 
 def _agent(ctx: Context) -> dict[str, Any]:

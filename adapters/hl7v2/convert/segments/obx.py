@@ -16,7 +16,11 @@ from adapters.hl7v2.convert.context import (
     rep_components,
     with_identifier,
 )
-from adapters.hl7v2.convert.datatypes import ed_attachment, practitioner_ref
+from adapters.hl7v2.convert.datatypes import (
+    ed_attachment,
+    organization_ref,
+    practitioner_role_ref,
+)
 from adapters.hl7v2.message import MessageError, Segment
 
 _RANGE = re.compile(r"\s*([<>]=?)?\s*(-?\d+(?:\.\d+)?)?\s*(?:-\s*(-?\d+(?:\.\d+)?))?\s*$")
@@ -28,7 +32,8 @@ def map_observation(
     """OBX -> Observation: segments/ "OBX[Observation]" (OBX-2/5 value[x] per value type,
     OBX-3 code, OBX-6 unit, OBX-7 referenceRange, OBX-8 interpretation via
     InterpretationCodes, OBX-11 status via ObservationResultStatusCodesInterpretation,
-    OBX-14 effective, OBX-16 performer)."""
+    OBX-14 effective, OBX-16 responsible observer and OBX-25 medical director of the OBX-23
+    performing organization as PractitionerRole performers)."""
     ctx.at(obx)
     code = dt.codeable(obx.components(3))
     if code is None:
@@ -66,8 +71,16 @@ def map_observation(
     if flags:
         obs["interpretation"] = flags
     performers = [
-        p for p in (practitioner_ref(ctx, rep_components(r, obx)) for r in obx.reps(16)) if p
+        p
+        for p in (
+            practitioner_role_ref(ctx, rep_components(r, obx), _RESPONSIBLE_OBSERVER)
+            for r in obx.reps(16)
+        )
+        if p
     ]
+    director = _medical_director(ctx, obx)
+    if director:
+        performers.append(director)
     if performers:
         obs["performer"] = performers
     if specimens:
@@ -85,6 +98,28 @@ def map_observation(
     ref = ctx.entries.upsert(with_identifier(obs, ident), identifier_criteria(ident))
     ctx.focus.append(ref)
     return ref
+
+
+_RESPONSIBLE_OBSERVER = (
+    "http://terminology.hl7.org/CodeSystem/practitioner-role",
+    "responsibleObserver",
+)
+_MEDICAL_DIRECTOR = ("http://terminology.hl7.org/CodeSystem/v2-0912", "MDIR")
+
+
+def _medical_director(ctx: Context, obx: Segment) -> dict[str, Any] | None:
+    """OBX-25 medical director (PractitionerRole MDIR) of the OBX-23 performing organization
+    (its OBX-24 address); the organization alone when no director is named."""
+    org = organization_ref(ctx, obx.components(23)) if obx.field(23) else None
+    if org is not None and "reference" in org and obx.field(24):
+        address = dt.address(obx.components(24))
+        if address:
+            ctx.entries.resource(org["reference"]).setdefault("address", [address])
+    if obx.field(25):
+        director = practitioner_role_ref(ctx, obx.components(25), _MEDICAL_DIRECTOR, org)
+        if director:
+            return director
+    return org
 
 
 def observation_value(ctx: Context, obx: Segment, obs: dict[str, Any]) -> None:

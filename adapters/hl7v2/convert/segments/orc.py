@@ -8,7 +8,11 @@ from adapters.hl7v2 import datatypes as dt
 from adapters.hl7v2 import tables
 from adapters.hl7v2.bundle import identifier_criteria, stable_id
 from adapters.hl7v2.convert.context import Context, own_id
-from adapters.hl7v2.convert.datatypes import practitioner_ref
+from adapters.hl7v2.convert.datatypes import (
+    organization_ref,
+    practitioner_ref,
+    practitioner_role_ref,
+)
 from adapters.hl7v2.message import MessageError, Segment
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
@@ -71,8 +75,8 @@ def kind_of(ident: dict[str, Any]) -> str:
 def map_service_request(ctx: Context, orc: Segment | None, obr: Segment | None) -> str:
     """ORC/OBR -> ServiceRequest: segments/ "ORC[ServiceRequest]", "OBR[ServiceRequest]"
     (ORC-2/OBR-2 placer and ORC-3/OBR-3 filler identifiers, ORC-1/ORC-5 status via
-    OrderControlCode[ServiceRequest.status] / OrderStatus, OBR-4 code, ORC-12/OBR-16
-    requester)."""
+    OrderControlCode[ServiceRequest.status] / OrderStatus, OBR-4 code, ORC-12
+    requester as a PractitionerRole (with ORC-21), else OBR-16 as a Practitioner)."""
     idents = order_identifiers(ctx, orc, obr)
     seg = obr or orc
     assert seg is not None
@@ -114,12 +118,9 @@ def map_service_request(ctx: Context, orc: Segment | None, obr: Segment | None) 
     authored = ctx.time(orc.text(9)) if orc is not None else None
     if authored:
         request["authoredOn"] = authored
-    requester = None
-    for source, n in ((obr, 16), (orc, 12)):
-        if source is not None and source.field(n):
-            requester = practitioner_ref(ctx, source.components(n))
-            if requester:
-                break
+    requester = ordering_provider(ctx, orc)
+    if requester is None and obr is not None and obr.field(16):
+        requester = practitioner_ref(ctx, obr.components(16))
     if requester:
         request["requester"] = requester
     tq1 = _timing_of(ctx, orc or obr)
@@ -128,6 +129,16 @@ def map_service_request(ctx: Context, orc: Segment | None, obr: Segment | None) 
     ref = ctx.entries.upsert(request, identifier_criteria(idents[0]))
     ctx.focus.append(ref)
     return ref
+
+
+def ordering_provider(ctx: Context, orc: Segment | None) -> dict[str, Any] | None:
+    """ORC-12 ordering provider -> PractitionerRole: segments/ "ORC[ServiceRequest]"
+    (requester: PractitionerRole.practitioner from ORC-12, .organization from ORC-21 the
+    ordering facility); "ORC[Immunization]" maps ORC-12 the same way (performer.actor)."""
+    if orc is None or not orc.field(12):
+        return None
+    facility = organization_ref(ctx, orc.components(21)) if orc.field(21) else None
+    return practitioner_role_ref(ctx, orc.components(12), organization=facility)
 
 
 _PRIORITY = {"S": "stat", "A": "asap", "R": "routine", "P": "routine", "T": "urgent"}

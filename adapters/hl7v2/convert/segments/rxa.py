@@ -9,14 +9,17 @@ from adapters.hl7v2 import tables
 from adapters.hl7v2.bundle import identifier_criteria
 from adapters.hl7v2.convert.context import Context, own_id
 from adapters.hl7v2.convert.datatypes import practitioner_ref
-from adapters.hl7v2.convert.segments.orc import order_identifiers
+from adapters.hl7v2.convert.segments.orc import order_identifiers, ordering_provider
 from adapters.hl7v2.message import MessageError, Segment
+
+_V2_0443 = "http://terminology.hl7.org/CodeSystem/v2-0443"
 
 
 def map_immunization(ctx: Context, orc: Segment | None, rxa: Segment) -> str:
     """RXA -> Immunization: segments/ "RXA[Immunization]" (RXA-3 occurrence, RXA-5 vaccineCode,
-    RXA-6/7 doseQuantity, RXA-10 performer, RXA-15 lotNumber, RXA-16 expirationDate,
-    RXA-17 manufacturer, RXA-20 status via CompletionStatus, RXA-21 D: entered-in-error);
+    RXA-6/7 doseQuantity, ORC-12 ("ORC[Immunization]", function OP) and RXA-10 (AP)
+    performers, RXA-15 lotNumber, RXA-16 expirationDate, RXA-17 manufacturer,
+    RXA-20 status via CompletionStatus, RXA-21 D: entered-in-error);
     ORC-2/3 identifiers per "ORC[Immunization]"."""
     ctx.at(rxa)
     vaccine = dt.codeable(rxa.components(5))
@@ -52,18 +55,16 @@ def map_immunization(ctx: Context, orc: Segment | None, rxa: Segment) -> str:
         dose = dt.quantity(amount, rxa.components(7))
         if dose:
             imm["doseQuantity"] = dose
-    who = practitioner_ref(ctx, rxa.components(10))
-    if who:
-        imm["performer"] = [
-            {
-                "function": {
-                    "coding": [
-                        {"system": "http://terminology.hl7.org/CodeSystem/v2-0443", "code": "AP"}
-                    ]
-                },
-                "actor": who,
-            }
-        ]
+    performers = [
+        {"function": {"coding": [{"system": _V2_0443, "code": function}]}, "actor": actor}
+        for function, actor in (
+            ("OP", ordering_provider(ctx, orc)),  # ORC[Immunization] ORC-12
+            ("AP", practitioner_ref(ctx, rxa.components(10))),
+        )
+        if actor
+    ]
+    if performers:
+        imm["performer"] = performers
     if rxa.text(15):
         imm["lotNumber"] = rxa.text(15)
     expires = dt.date(rxa.text(16))

@@ -37,7 +37,7 @@ Duty = Callable[[], AbstractAsyncContextManager[object]]
 """Background work that only the leader runs: entering starts it, leaving stops it."""
 
 LEASE = "leader"
-LEASE_SECONDS = 2.5
+LEASE_SECONDS = 3.0
 RENEW_EVERY = 1.0
 
 

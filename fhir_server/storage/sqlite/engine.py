@@ -186,12 +186,12 @@ class SQLiteStorage:
     # -- coordination between processes (see `coordination`) ---------------------------
 
     async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
-        now = time.time()
-        async with self._write_queue.transaction() as conn:
+        async with self._write_queue.transaction(urgent=True) as conn:
+            now = time.time()  # once the write lock is ours: the wait does not shorten it
             return coordination.acquire(conn, name, holder, now, now + seconds)
 
     async def release_lease(self, name: str, holder: str) -> None:
-        async with self._write_queue.transaction() as conn:
+        async with self._write_queue.transaction(urgent=True) as conn:
             coordination.release(conn, name, holder)
 
     async def generation(self, name: str) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -100,6 +101,52 @@ def _is_busy(error: sqlite3.OperationalError) -> bool:
     return getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
+class TurnLock:
+    """A lock taken in turn (FIFO), except that urgent takers go before the queue: a leader
+    lease renewal must not wait behind every write queued in this process, or the leader
+    would lose its lease under load (and with it the duties it runs)."""
+
+    def __init__(self) -> None:
+        self._locked = False
+        self._urgent: deque[asyncio.Future[None]] = deque()
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    def locked(self) -> bool:
+        return self._locked
+
+    async def acquire(self, *, urgent: bool = False) -> None:
+        if not self._locked and not self._urgent and not self._waiting:
+            self._locked = True
+            return
+        turn = asyncio.get_running_loop().create_future()
+        queue = self._urgent if urgent else self._waiting
+        queue.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # given the lock, then cancelled
+                self.release()
+            else:
+                queue.remove(turn)
+            raise
+
+    def release(self) -> None:
+        self._locked = False
+        for queue in (self._urgent, self._waiting):
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    self._locked = True
+                    turn.set_result(None)
+                    return
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+
 class Writes:
     """The write connection and its lock, with group commit.
 
@@ -115,7 +162,7 @@ class Writes:
 
     def __init__(self, conn: sqlite3.Connection, lock_timeout: float) -> None:
         self.conn = conn
-        self.lock = asyncio.Lock()
+        self.lock = TurnLock()
         self.lock_timeout = lock_timeout
         self.on_commit: Callable[[], None] = lambda: None
         self._queued = 0  # transactions waiting for the lock
@@ -128,10 +175,12 @@ class Writes:
         return self._group is not None
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[sqlite3.Connection]:
+    async def transaction(self, *, urgent: bool = False) -> AsyncIterator[sqlite3.Connection]:
+        """One write transaction; an `urgent` one (a lease renewal) goes before the queued
+        ones and commits its group at once instead of leaving it open for them."""
         self._queued += 1
         try:
-            await self.lock.acquire()
+            await self.lock.acquire(urgent=urgent)
         finally:
             self._queued -= 1
         try:
@@ -148,7 +197,7 @@ class Writes:
                 if not self._queued:  # let ready tasks queue up behind: they join the group
                     await asyncio.sleep(0)
             finally:
-                self._finish(group)
+                self._finish(group, now=urgent)
         finally:
             self.lock.release()
         await asyncio.shield(group)  # acknowledged only once committed
@@ -177,11 +226,11 @@ class Writes:
         except sqlite3.Error as error:
             self._fail(group, error)
 
-    def _finish(self, group: asyncio.Future[None]) -> None:
+    def _finish(self, group: asyncio.Future[None], *, now: bool = False) -> None:
         """COMMIT the group, or leave it open for the transactions queued behind."""
         if group.done():
             return
-        if not self._queued:
+        if now or not self._queued:
             self._commit(group)
         elif self._committer is None:  # commits even if the queued ones are cancelled
             self._committer = asyncio.get_running_loop().create_task(self._commit_queued())

@@ -594,6 +594,44 @@ async def test_queued_transactions_share_one_commit_and_return_after_it(tmp_path
         await storage.close()
 
 
+async def test_a_lease_renewal_goes_before_the_queued_writes(tmp_path: Path) -> None:
+    """Under write load the leader's lease renewal waited behind every queued transaction of
+    its own process, timed out and the leader stepped down (stopping the MLLP listener)."""
+    storage = SQLiteStorage(tmp_path / "group.db")
+    await storage.open()
+    try:
+        first_holds_lock, release = asyncio.Event(), asyncio.Event()
+        started: list[int] = []  # the writes that had the lock, in turn
+        renewed_after: list[int] = []
+
+        async def create(n: int) -> None:
+            async with storage.transaction() as tx:
+                started.append(n)
+                await tx.write(patient(f"p{n}"), INDEX, expected_version=0)
+                if n == 0:
+                    first_holds_lock.set()
+                    await release.wait()
+                await asyncio.sleep(0.01)  # a slow member: the queue behind it grows
+
+        async def renew() -> None:
+            assert await storage.acquire_lease("leader", "me", 5.0)
+            renewed_after.append(len(started))  # committed and returned: how many had begun
+
+        first = asyncio.create_task(create(0))
+        await first_holds_lock.wait()
+        writes = [asyncio.create_task(create(n)) for n in range(1, 8)]
+        await asyncio.sleep(0.01)  # seven writes queue up behind the first
+        lease = asyncio.create_task(renew())
+        await asyncio.sleep(0.01)
+        release.set()
+        await asyncio.gather(first, lease, *writes)
+        assert renewed_after[0] <= 2, renewed_after  # right after the write holding the lock
+        for n in range(8):
+            assert (await storage.read("Patient", f"p{n}")).version == 1
+    finally:
+        await storage.close()
+
+
 async def test_a_failing_member_of_a_group_rolls_back_alone(tmp_path: Path) -> None:
     storage = SQLiteStorage(tmp_path / "group.db")
     await storage.open()

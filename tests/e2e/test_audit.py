@@ -15,8 +15,6 @@ import base64
 import json
 import shutil
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,22 +25,21 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+from typer.testing import CliRunner, Result
 
 from fhir_server.assembly import open_auth
+from fhir_server.cli import app as cli_app
 from fhir_server.cli.auth import mint_token
 from fhir_server.settings import Settings
 from tests.e2e.test_hl7_mllp import adt, exchange
 from tests.support.server import ServerProcess, free_port
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-CLI = str(Path(sys.executable).parent / "fhir-server")
 
 
-def fhir_server(database: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"FHIR_DATABASE": str(database), "PATH": "/usr/bin"}
-    if "PYTHONPATH" in __import__("os").environ:
-        env["PYTHONPATH"] = __import__("os").environ["PYTHONPATH"]
-    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=120)
+def fhir_server(database: Path, *args: str) -> Result:
+    """`fhir-server ARGS` run in this process (the typer app itself: no interpreter start)."""
+    return CliRunner().invoke(cli_app, list(args), env={"FHIR_DATABASE": str(database)})
 
 
 def tokens(database: Path, base: str, *scopes: str) -> list[str]:
@@ -64,7 +61,7 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         database, "auth", "client", "add", "--name", "backend", "--jwks", str(jwks),
         "--scopes", "system/Patient.rs",
     )  # fmt: skip
-    assert added.returncode == 0, added.stderr
+    assert added.exit_code == 0, added.output
     client = added.stdout.split("client_id: ")[1].split()[0]
     server = ServerProcess(
         database,
@@ -235,10 +232,10 @@ def test_verify_passes_untouched_and_names_each_tampering(
     audited["server"].stop()  # SIGTERM: the queue is written, the file is ours
     database: Path = audited["database"]
     done = fhir_server(database, "audit", "verify")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "intact" in done.stderr
+    assert done.exit_code == 0, done.output
+    assert "intact" in done.output
     exported = fhir_server(database, "audit", "export", "--since", "2020-01-01")
-    lines = [json.loads(line) for line in exported.stdout.splitlines()]
+    lines = [json.loads(line) for line in exported.stdout.splitlines() if line.startswith("{")]
     assert lines and all(e["resourceType"] == "AuditEvent" for e in lines)
     tamperings = {
         "was changed": "UPDATE resources SET data = CAST(replace(CAST(data AS TEXT), "
@@ -255,14 +252,14 @@ def test_verify_passes_untouched_and_names_each_tampering(
                 shutil.copy(f"{database}{suffix}", f"{copy}{suffix}")
         with sqlite3.connect(copy) as db:
             (victim,) = db.execute(
-                "SELECT id FROM resources WHERE type = 'AuditEvent' AND CAST(data AS TEXT) LIKE '%\"outcome\":\"0\"%'"
-                " ORDER BY rid LIMIT 1 OFFSET 2"
+                "SELECT id FROM resources WHERE type = 'AuditEvent' AND "
+                "CAST(data AS TEXT) LIKE '%\"outcome\":\"0\"%' ORDER BY rid LIMIT 1 OFFSET 2"
             ).fetchone()
             assert db.execute(statement, {"id": victim}).rowcount == 1
         found = fhir_server(copy, "audit", "verify")
-        assert found.returncode == 1, found.stdout
-        assert said in found.stdout and ("batch " in found.stdout or "forged" in found.stdout)
-        assert victim in found.stdout or "forged" in found.stdout
+        assert found.exit_code == 1, found.output
+        assert said in found.output and ("batch " in found.output or "forged" in found.output)
+        assert victim in found.output or "forged" in found.output
 
 
 def test_sigterm_writes_what_was_still_queued(tmp_path: Path) -> None:

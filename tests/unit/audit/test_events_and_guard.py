@@ -1,0 +1,90 @@
+"""AuditEvents for a signed-in user (fhirUser, role, app), and who may read the trail."""
+
+from __future__ import annotations
+
+import pytest
+
+from fhir_server.audit.access_log import _may_see
+from fhir_server.audit.events import EventBuilder
+from fhir_server.audit.guard import AuditGuard, may_audit
+from fhir_server.audit.records import Exchange
+from fhir_server.auth.roles import may_grant
+from fhir_server.context import AccessContext, AllowAll
+from fhir_server.errors import Forbidden
+from fhir_server.interactions.observed import Observed
+from fhir_server.model.validate import validate_resource
+from fhir_server.search.extract import Indexer
+from fhir_server.search.registry import load_registry
+from fhir_server.storage.base import StoredResource
+
+CLINICIAN = AccessContext(
+    subject="u-7",
+    scopes=frozenset({"user/*.rs"}),
+    client_id="growth-chart",
+    fhir_user="Practitioner/dr-who",
+    role="clinician",
+)
+OFFICER = AccessContext(
+    subject="u-9", scopes=frozenset({"user/AuditEvent.rs"}), role="privacy-officer"
+)
+BACKEND = AccessContext(subject="c", scopes=frozenset({"system/AuditEvent.rs"}), client_id="c")
+WIDE = AccessContext(subject="c", scopes=frozenset({"system/*.rs"}), client_id="c")
+PATIENT = AccessContext(subject="u-1", scopes=frozenset({"patient/*.rs"}), patient="p1")
+
+
+@pytest.fixture(scope="module")
+def builder() -> EventBuilder:
+    registry = load_registry()
+    return EventBuilder(registry, Indexer(registry), "https://fhir.example.org/fhir")
+
+
+def test_a_users_read_names_the_user_the_app_and_the_patient(builder: EventBuilder) -> None:
+    obs = StoredResource(
+        "Observation",
+        "o1",
+        3,
+        "2026-01-01T00:00:00.000000Z",
+        False,
+        b'{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},'
+        b'"subject":{"reference":"Patient/p1"}}',
+    )
+    seen = Observed(context=CLINICIAN, resources=[obs])
+    ex = Exchange("rest", "GET", "Observation/o1", b"", 200, "192.0.2.5", 1.7e9, seen)
+    event = builder.build(ex)
+    validate_resource(event)
+    user, app = event["agent"]
+    assert user["who"] == {"reference": "Practitioner/dr-who"} and user["requestor"] is True
+    assert user["role"] == [{"text": "clinician"}] and user["altId"] == "u-7"
+    assert user["network"] == {"address": "192.0.2.5", "type": "2"}
+    assert app["who"]["identifier"]["value"] == "growth-chart" and app["requestor"] is False
+    refs = [(e["role"]["code"], e["what"]["reference"]) for e in event["entity"]]
+    assert refs == [("4", "Observation/o1"), ("1", "Patient/p1")]
+    assert event["recorded"] == "2023-11-14T22:13:20.000Z"
+    assert event["source"]["site"] == "https://fhir.example.org/fhir"
+
+
+def test_failed_sign_in_names_the_user_name_tried(builder: EventBuilder) -> None:
+    seen = Observed(user="mallory")
+    event = builder.build(
+        Exchange("login", "POST", "/auth/login", b"", 401, "192.0.2.9", 1.7e9, seen)
+    )
+    validate_resource(event)
+    assert event["type"]["code"] == "110114" and event["subtype"][0]["code"] == "110122"
+    assert event["outcome"] == "4" and event["agent"][0]["name"] == "mallory"
+
+
+def test_only_audit_roles_read_and_nobody_writes() -> None:
+    guard = AuditGuard(AllowAll())
+    assert may_audit(OFFICER) and may_audit(BACKEND)
+    assert not may_audit(CLINICIAN) and not may_audit(WIDE) and not may_audit(PATIENT)
+    for ctx in (CLINICIAN, WIDE, PATIENT):
+        with pytest.raises(Forbidden):
+            guard.check(ctx, "search", "AuditEvent")
+    guard.check(OFFICER, "search", "AuditEvent")
+    for ctx in (OFFICER, BACKEND):
+        for action in ("create", "update", "delete"):
+            with pytest.raises(Forbidden):
+                guard.check(ctx, action, "AuditEvent")  # type: ignore[arg-type]
+    assert may_grant("privacy-officer", "user/AuditEvent.rs")
+    assert not may_grant("privacy-officer", "user/AuditEvent.c")
+    assert _may_see(PATIENT, "p1") and not _may_see(PATIENT, "p2") and _may_see(OFFICER, "p2")

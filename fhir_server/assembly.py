@@ -153,7 +153,7 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
     )
     if settings.auth == "on":  # off: the AllowAll of the foundation
         service.policy = SmartPolicy(service.registry, service.indexer)
-    install_audit(service)  # AuditEvents read-only through the API, even with audit off
+    install_audit(service, open_reads=settings.auth == "off")  # read-only, even audit off
     service.add_operation(everything_operation())
     await custom_params.install(service)
     terminology = await install_terminology(service, shipped_terminology())

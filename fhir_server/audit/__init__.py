@@ -22,10 +22,11 @@ from fhir_server.audit.guard import AuditGuard
 from fhir_server.interactions.service import FhirService
 
 
-def install(service: FhirService) -> None:
-    """Guard AuditEvents in the service's policy and answer `$access-log`."""
-    service.policy = AuditGuard(service.policy)
-    service.add_operation(access_log_operation())
+def install(service: FhirService, *, open_reads: bool = False) -> None:
+    """Guard AuditEvents in the service's policy and answer `$access-log`; `open_reads`
+    when authorization is off (every caller may read everything)."""
+    service.policy = AuditGuard(service.policy, service.resource_types, open_reads=open_reads)
+    service.add_operation(access_log_operation(open_reads))
 
 
 __all__ = ["install"]

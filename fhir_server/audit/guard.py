@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fhir_server.context import AccessContext, AccessPolicy, Action
@@ -45,15 +46,26 @@ def _system_audit_scope(scope: str) -> bool:
 
 
 class AuditGuard:
-    """An `AccessPolicy` that protects AuditEvents, then asks `inner`."""
+    """An `AccessPolicy` that protects AuditEvents, then asks `inner`.
 
-    def __init__(self, inner: AccessPolicy) -> None:
+    `types` are the server's resource types: a search of every type by a caller without
+    an audit role becomes a search of all but AuditEvent. With `open_reads` (authorization
+    off: every caller may read everything) anyone reads them; nobody writes them."""
+
+    def __init__(
+        self, inner: AccessPolicy, types: frozenset[str], *, open_reads: bool = False
+    ) -> None:
         self.inner = inner
+        self.others = tuple(sorted(types - {AUDIT_TYPE}))
+        self.open_reads = open_reads
+
+    def may_read(self, ctx: AccessContext) -> bool:
+        return self.open_reads or may_audit(ctx)
 
     def check(self, ctx: AccessContext, action: Action, resource_type: str | None) -> None:
         if resource_type == AUDIT_TYPE and not ctx.system:
             _refuse_writes(action)
-            if not may_audit(ctx):
+            if not self.may_read(ctx):
                 raise Forbidden(
                     "Reading AuditEvents needs an audit role (the privacy-officer user role, "
                     "or a system/AuditEvent.rs scope)"
@@ -68,12 +80,15 @@ class AuditGuard:
         self.inner.check_resource(ctx, action, resource_type, resource)
 
     def visible(self, ctx: AccessContext, rec: StoredResource) -> bool:
-        if rec.type == AUDIT_TYPE and not may_audit(ctx):
+        if rec.type == AUDIT_TYPE and not self.may_read(ctx):
             return False
         return self.inner.visible(ctx, rec)
 
     def restrict(self, ctx: AccessContext, query: SearchQuery) -> SearchQuery:
-        return self.inner.restrict(ctx, query)
+        query = self.inner.restrict(ctx, query)
+        if not query.types and not self.may_read(ctx):
+            return replace(query, types=self.others)
+        return query
 
 
 def _refuse_writes(action: Action) -> None:

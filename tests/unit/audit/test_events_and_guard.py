@@ -74,7 +74,7 @@ def test_failed_sign_in_names_the_user_name_tried(builder: EventBuilder) -> None
 
 
 def test_only_audit_roles_read_and_nobody_writes() -> None:
-    guard = AuditGuard(AllowAll())
+    guard = AuditGuard(AllowAll(), frozenset({"Patient", "AuditEvent"}))
     assert may_audit(OFFICER) and may_audit(BACKEND)
     assert not may_audit(CLINICIAN) and not may_audit(WIDE) and not may_audit(PATIENT)
     for ctx in (CLINICIAN, WIDE, PATIENT):

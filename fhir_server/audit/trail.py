@@ -16,12 +16,15 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from typing import Any
 
 from fhir_server.audit import chain
 from fhir_server.audit.events import EventBuilder
+from fhir_server.audit.index import index_event
 from fhir_server.audit.records import Exchange
-from fhir_server.interactions.common import new_id
+from fhir_server.interactions.common import new_id, now_instant, stamp
 from fhir_server.interactions.service import FhirService
+from fhir_server.model import fhirjson
 from fhir_server.storage.base import StorageTx, StoredResource
 
 log = logging.getLogger("fhir_server.audit")
@@ -99,12 +102,20 @@ class AuditTrail:
             self.written += len(taken)
             return True
 
-    async def _write(self, tx: StorageTx, events: list[dict[str, object]]) -> int:
+    async def _write(self, tx: StorageTx, events: list[dict[str, Any]]) -> int:
+        """Store the events (version 1 each, indexed by `index_event`) and chain them.
+
+        Written through the storage port rather than `FhirService.store`: the general
+        indexer would cost more per event than a read, and AuditEvents start no triggers
+        or write listeners (nothing reacts to the audit trail)."""
         stored: list[StoredResource] = []
+        now = now_instant()
         for event in events:
-            rec = await self.service.store(
-                tx, "AuditEvent", new_id(), dict(event), current=None, method="POST"
+            body = stamp(event, new_id(), 1, now)
+            rec = StoredResource(
+                "AuditEvent", body["id"], 1, now, False, fhirjson.dumps(body), "POST"
             )
+            await tx.write(rec, index_event(body), expected_version=0)
             stored.append(rec)
         return await chain.append(tx, stored, self.key)
 

@@ -7,6 +7,7 @@ import pytest
 from fhir_server.audit.access_log import _may_see
 from fhir_server.audit.events import EventBuilder
 from fhir_server.audit.guard import AuditGuard, may_audit
+from fhir_server.audit.index import index_event
 from fhir_server.audit.records import Exchange
 from fhir_server.auth.roles import may_grant
 from fhir_server.context import AccessContext, AllowAll
@@ -88,3 +89,36 @@ def test_only_audit_roles_read_and_nobody_writes() -> None:
     assert may_grant("privacy-officer", "user/AuditEvent.rs")
     assert not may_grant("privacy-officer", "user/AuditEvent.c")
     assert _may_see(PATIENT, "p1") and not _may_see(PATIENT, "p2") and _may_see(OFFICER, "p2")
+
+
+def shapes() -> list[Exchange]:
+    """One exchange of each shape the builder makes events of."""
+    patient = StoredResource("Patient", "p1", 2, "2026-01-01T00:00:00.000000Z", False, b"{}")
+    obs = StoredResource(
+        "Observation",
+        "o1",
+        1,
+        "2026-01-01T00:00:00.000000Z",
+        False,
+        b'{"resourceType":"Observation","subject":{"reference":"Patient/p2"}}',
+    )
+    backend = AccessContext(subject="svc", client_id="svc", scopes=frozenset({"system/*.rs"}))
+    user = Observed(context=CLINICIAN, resources=[patient, obs])
+    return [
+        Exchange("rest", "GET", "Observation", b"subject=Patient/p2", 200, "10.0.0.2", 1.7e9, user),
+        Exchange(
+            "rest", "DELETE", "Observation/o1", b"", 204, None, 1.7e9, Observed(backend, [obs])
+        ),
+        Exchange("rest", "GET", "Patient/p9", b"", 401, "10.0.0.3", 1.7e9, Observed()),
+        Exchange("token", "POST", "/auth/token", b"", 401, "::1", 1.7e9, Observed(client="c9")),
+        Exchange("login", "POST", "/auth/login", b"", 303, "::1", 1.7e9, Observed(user="ann")),
+        Exchange("hl7", "MLLP", "hl7v2", b"", 200, "10.1.1.1", 1.7e9, user, "ACK^A01^ACK AA C1"),
+    ]
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_the_hand_made_index_equals_the_fhirpath_one(builder: EventBuilder, n: int) -> None:
+    event = builder.build(shapes()[n])
+    mine = index_event(event)
+    assert len(mine) == len(set(mine))
+    assert set(mine) == set(builder.indexer.extract(event))

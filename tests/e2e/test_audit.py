@@ -253,7 +253,7 @@ def test_verify_passes_untouched_and_names_each_tampering(
         with sqlite3.connect(copy) as db:
             (victim,) = db.execute(
                 "SELECT id FROM resources WHERE type = 'AuditEvent' AND "
-                "CAST(data AS TEXT) LIKE '%\"outcome\":\"0\"%' ORDER BY rid LIMIT 1 OFFSET 2"
+                'CAST(data AS TEXT) LIKE \'%"outcome":"0"%\' ORDER BY rid LIMIT 1 OFFSET 2'
             ).fetchone()
             assert db.execute(statement, {"id": victim}).rowcount == 1
         found = fhir_server(copy, "audit", "verify")

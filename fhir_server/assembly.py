@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -53,7 +52,7 @@ from cds_hooks.service import CdsService
 from cds_hooks.store import CdsStore
 from fhir_server.audit import install as install_audit
 from fhir_server.audit.events import EventBuilder
-from fhir_server.audit.records import Exchange
+from fhir_server.audit.records import hl7_exchange
 from fhir_server.audit.trail import AuditTrail
 from fhir_server.auth.discovery import rest_security
 from fhir_server.auth.keys import KeyRing
@@ -64,7 +63,6 @@ from fhir_server.auth.urls import auth_urls
 from fhir_server.auth.users import UserStore, open_user_store
 from fhir_server.interactions import custom_params
 from fhir_server.interactions.everything import everything_operation
-from fhir_server.interactions.observed import Observed
 from fhir_server.interactions.service import FhirService
 from fhir_server.model.validation import limits
 from fhir_server.search.limits import SearchLimits
@@ -323,23 +321,6 @@ async def start_background(
         await leadership.stop()
         if hl7 is not None:
             await hl7.stop(settings.shutdown_timeout)
-
-
-def hl7_exchange(ack: bytes, peer: str | None, seen: Observed | None) -> Exchange:
-    """The audit record of one HL7 v2 message, from the ACK it was answered with."""
-    fields = {seg[:3]: seg.split(ack[3:4].decode() or "|") for seg in _segments(ack)}
-    msa, msh = fields.get("MSA", []), fields.get("MSH", [])
-    code = msa[1] if len(msa) > 1 else "AE"
-    control = msa[2] if len(msa) > 2 else ""
-    message = msh[8] if len(msh) > 8 else "ACK"
-    status = {"A": 200, "E": 400}.get(code[1:], 500)  # AA/CA, AE/CE, AR/CR
-    return Exchange(
-        "hl7", "MLLP", "hl7v2", b"", status, peer, time.time(), seen, f"{message} {code} {control}"
-    )
-
-
-def _segments(ack: bytes) -> list[str]:
-    return [s for s in ack.decode("utf-8", "replace").replace("\n", "\r").split("\r") if s]
 
 
 async def prepare(settings: Settings) -> None:

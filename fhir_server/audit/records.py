@@ -6,6 +6,7 @@ the response: the request path only appends an `Exchange` to a queue.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,3 +32,20 @@ class Exchange:
     recorded: float  # seconds since the epoch
     observed: Observed | None
     detail: str | None = None
+
+
+def hl7_exchange(ack: bytes, peer: str | None, seen: Observed | None) -> Exchange:
+    """The audit record of one HL7 v2 message, from the ACK it was answered with."""
+    fields = {seg[:3]: seg.split(ack[3:4].decode("latin-1") or "|") for seg in _segments(ack)}
+    msa, msh = fields.get("MSA", []), fields.get("MSH", [])
+    code = msa[1] if len(msa) > 1 else "AE"
+    control = msa[2] if len(msa) > 2 else ""
+    message = msh[8] if len(msh) > 8 else "ACK"
+    status = {"A": 200, "E": 400}.get(code[1:], 500)  # AA/CA, AE/CE, AR/CR
+    return Exchange(
+        "hl7", "MLLP", "hl7v2", b"", status, peer, time.time(), seen, f"{message} {code} {control}"
+    )
+
+
+def _segments(ack: bytes) -> list[str]:
+    return [s for s in ack.decode("utf-8", "replace").replace("\n", "\r").split("\r") if s]

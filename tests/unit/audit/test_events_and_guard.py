@@ -8,7 +8,7 @@ from fhir_server.audit.access_log import _may_see
 from fhir_server.audit.events import EventBuilder
 from fhir_server.audit.guard import AuditGuard, may_audit
 from fhir_server.audit.index import index_event
-from fhir_server.audit.records import Exchange
+from fhir_server.audit.records import Exchange, hl7_exchange
 from fhir_server.auth.roles import may_grant
 from fhir_server.context import AccessContext, AllowAll
 from fhir_server.errors import Forbidden
@@ -122,3 +122,19 @@ def test_the_hand_made_index_equals_the_fhirpath_one(builder: EventBuilder, n: i
     mine = index_event(event)
     assert len(mine) == len(set(mine))
     assert set(mine) == set(builder.indexer.extract(event))
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "outcome"), [("AA", 200, "0"), ("AE", 400, "4"), ("CR", 500, "8")]
+)
+def test_an_hl7_ack_becomes_one_import_event(
+    builder: EventBuilder, code: str, status: int, outcome: str
+) -> None:
+    ack = f"MSH|^~\\&|FHIR|HUB|LAB|NORTH|20240102||ACK^A01^ACK|9|P|2.5.1\rMSA|{code}|C77\r"
+    ex = hl7_exchange(ack.encode(), "10.2.2.2", None)
+    assert (ex.status, ex.detail) == (status, f"ACK^A01^ACK {code} C77")
+    event = builder.build(ex)
+    assert event["outcome"] == outcome and event["subtype"][0]["code"] == "A01"
+    message = event["entity"][-1]
+    assert message["what"] == {"identifier": {"value": "C77"}}
+    assert hl7_exchange(b"\xff\xfe garbage", None, None).status == 400  # never raises

@@ -205,6 +205,18 @@ def check_searches_and_access_log(
         == 403
     )
     assert http.delete("AuditEvent/any", headers=admin).status_code == 403
+    assert ids(patient="Patient/p1") > 0  # and yet, without an audit role, none shows:
+    for url, params in (
+        ("Patient/p1/$everything", {}),
+        ("Patient", {"_id": "p1", "_revinclude": "AuditEvent:patient"}),
+        ("_history", {"_count": "100"}),
+    ):
+        found = http.get(url, params=params, headers=admin)
+        assert found.status_code == 200, found.text
+        types = {e.get("resource", {}).get("resourceType") for e in found.json().get("entry", [])}
+        assert "AuditEvent" not in types
+        if url == "_history":  # a total would count the AuditEvents this caller cannot see
+            assert "total" not in found.json()
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",

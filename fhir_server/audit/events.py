@@ -108,6 +108,19 @@ class EventBuilder:
             event["entity"] = entities
         return event
 
+    def bare(self, ex: Exchange) -> dict[str, Any]:
+        """An event with only what cannot fail: type, action, time, outcome, source."""
+        return {
+            "resourceType": "AuditEvent",
+            "type": REST if ex.kind == "rest" else IMPORT if ex.kind == "hl7" else AUTHENTICATION,
+            "action": "E",
+            "recorded": instant(ex.recorded),
+            "outcome": outcome(ex.status),
+            "outcomeDesc": f"HTTP {ex.status}",
+            "agent": [{"name": "unknown", "requestor": True}],
+            "source": {"site": self.site, "observer": {"display": self.site}},
+        }
+
     # -- type and subtype --------------------------------------------------------------
 
     def _route(self, ex: Exchange) -> routes.RouteMatch | None:

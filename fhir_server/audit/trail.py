@@ -92,7 +92,7 @@ class AuditTrail:
             if not taken:
                 return True
             try:
-                events = [self.builder.build(ex) for ex in taken]
+                events = [self._build(ex) for ex in taken]
                 await self.service.in_transaction(None, lambda tx: self._write(tx, events))
             except Exception:
                 log.exception("audit: a batch of %d event(s) could not be written", len(taken))
@@ -101,6 +101,15 @@ class AuditTrail:
                 return False
             self.written += len(taken)
             return True
+
+    def _build(self, ex: Exchange) -> dict[str, Any]:
+        """The event of `ex`; should building it fail (a bug), a bare event that still
+        says who, when and how it ended, rather than a batch that never gets written."""
+        try:
+            return self.builder.build(ex)
+        except Exception:
+            log.exception("audit: the event of a %s %s exchange was built bare", ex.kind, ex.method)
+            return self.builder.bare(ex)
 
     async def _write(self, tx: StorageTx, events: list[dict[str, Any]]) -> int:
         """Store the events (version 1 each, indexed by `index_event`) and chain them.

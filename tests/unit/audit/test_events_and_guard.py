@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import orjson
 import pytest
 
 from fhir_server.audit.access_log import _may_see
+from fhir_server.audit.chain import verify
 from fhir_server.audit.events import EventBuilder
 from fhir_server.audit.guard import AuditGuard, may_audit
 from fhir_server.audit.index import index_event
 from fhir_server.audit.records import Exchange, hl7_exchange
+from fhir_server.audit.trail import AuditTrail
 from fhir_server.auth.roles import may_grant
 from fhir_server.context import AccessContext, AllowAll
 from fhir_server.errors import Forbidden
 from fhir_server.interactions.observed import Observed
+from fhir_server.interactions.service import FhirService
 from fhir_server.model.validate import validate_resource
 from fhir_server.search.extract import Indexer
 from fhir_server.search.registry import load_registry
 from fhir_server.storage.base import StoredResource
+from fhir_server.storage.sqlite import SQLiteStorage
 
 CLINICIAN = AccessContext(
     subject="u-7",
@@ -138,3 +145,22 @@ def test_an_hl7_ack_becomes_one_import_event(
     message = event["entity"][-1]
     assert message["what"] == {"identifier": {"value": "C77"}}
     assert hl7_exchange(b"\xff\xfe garbage", None, None).status == 400  # never raises
+
+
+async def test_an_exchange_that_cannot_be_built_still_leaves_a_bare_event(
+    builder: EventBuilder, tmp_path: Path
+) -> None:
+    storage = SQLiteStorage(str(tmp_path / "fhir.db"))
+    await storage.open()
+    try:
+        trail = AuditTrail(FhirService(storage, registry=builder.registry), builder)
+        broken = Observed(context=CLINICIAN, resources=["not a resource"])  # type: ignore[list-item]
+        trail.record(Exchange("rest", "GET", "Patient/p1", b"", 200, None, 1.7e9, broken))
+        await trail.close()
+        (rec,) = [r async for r in storage.iter_current("AuditEvent")]
+        event = orjson.loads(rec.data)
+        validate_resource(event)
+        assert (event["action"], event["outcome"]) == ("E", "0")
+        assert (await verify(storage)).problems == []
+    finally:
+        await storage.close()

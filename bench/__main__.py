@@ -5,9 +5,10 @@ Steps: generate the dataset; start `fhir-server serve` on a scratch SQLite file 
 authorization off; load the dataset with transaction Bundles; read the server's memory; run
 the read, create, update and mixed workloads with wrk; time reads while one large
 transaction runs; stop it; serve the same file with
-authorization on and run the read workload with a bearer token; run the read workload
-against a bare FastAPI app (the ceiling); simulated devices post vital signs (see
-bench/monitoring.py); time the orthotics geometry (in process, see
+authorization on and run the read workload with a bearer token; run it with the audit
+trail off and on (bench/audit.py); run the read workload against a bare FastAPI app (the
+ceiling); simulated devices post vital signs (see bench/monitoring.py); export with Bulk
+Data `$export` (bench/bulk_export.py); time the orthotics geometry (in process, see
 bench/orthotics.py); print the table and write
 bench/results/latest.json.
 """
@@ -33,6 +34,7 @@ import orjson
 from tqdm import tqdm
 
 from bench import (
+    audit,
     bearer,
     binary,
     bulk_export,
@@ -332,8 +334,13 @@ def save(
     cds_rows: list[terminology.Row] | None = None,
     model_rows: list[cds_models.Row] | None = None,
     ortho_rows: list[orthotics.Row] | None = None,
+    audit_rows: list[terminology.Row] | None = None,
 ) -> None:
     data = report.to_json(run)
+    data["audit"] = [
+        {"figure": r.label, "value": r.value, "target": r.target, "met": r.met}
+        for r in audit_rows or []
+    ]
     data["terminology"] = [
         {"figure": r.label, "value": r.value, "target": r.target, "met": r.met} for r in terms
     ]
@@ -397,6 +404,12 @@ def main(argv: list[str] | None = None) -> int:
             run = measure_server(args, data, loader, Path(scratch))
             run.bearer = measure_bearer(loader, Path(scratch))
             run.ceiling = measure_ceiling(loader, Path(scratch))
+            audit_rows = audit.measure(
+                lambda base, workload, data, label: loader.run(
+                    base, workload, data, label, duration=1 if label == "warm-up" else None
+                ),
+                Path(scratch),
+            )
             terms = [] if args.no_terminology else terminology.measure(Path(scratch))
             searches = (
                 [] if args.no_search else search.measure(Path(scratch), args.search_size, args.seed)
@@ -432,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"a terminology measurement failed: {error}", file=sys.stderr)
         return 1
     print(report.render(run))
+    if audit_rows:
+        print("\n" + audit.render(audit_rows))
     if terms:
         print("\n" + terminology.render(terms))
     if searches:
@@ -465,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         cds_rows,
         model_rows,
         ortho_rows,
+        audit_rows,
     )
     print(f"\nresults written to {args.output}", file=sys.stderr)
     return 0

@@ -85,7 +85,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def fhir_server(db_path: Path, log_path: Path, *, auth: bool = False) -> Iterator[RunningServer]:
+def fhir_server(
+    db_path: Path, log_path: Path, *, auth: bool = False, extra: dict[str, str] | None = None
+) -> Iterator[RunningServer]:
     """`fhir-server serve` on a free port with FHIR_DATABASE=db_path, until the block ends.
 
     Authorization is off unless `auth`; with it, FHIR_BASE_URL is the server's own base
@@ -97,6 +99,7 @@ def fhir_server(db_path: Path, log_path: Path, *, auth: bool = False) -> Iterato
         **os.environ,
         "FHIR_DATABASE": str(db_path),
         **auth_env(auth, port),
+        **(extra or {}),
     }
     with running(command, env, port, log_path) as server:
         yield server

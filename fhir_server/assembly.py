@@ -15,6 +15,9 @@ what the server offers, and starts its background duties.
   inbox, MLLP listener and outbound feeds, when configured; first, design Tasks a stopped
   server left in progress are marked failed) on the leader process only (every duty a
   plug-in registered too), and stops it when the block ends.
+- `open_audit(settings, service)` starts this process's audit trail (FHIR_AUDIT on): the
+  queue the HTTP adapter and the HL7 v2 listener record exchanges in, written in batches;
+  what is queued is written when the block ends.
 - `prepare(settings)` readies the database and signing keys once, before `serve` starts
   its worker processes (and fails the design Tasks a stopped server left in progress).
 
@@ -52,6 +55,10 @@ from cds_hooks.response_check import origin
 from cds_hooks.rules import value_sets as cds_value_sets
 from cds_hooks.service import CdsService
 from cds_hooks.store import CdsStore
+from fhir_server.audit import install as install_audit
+from fhir_server.audit.events import EventBuilder
+from fhir_server.audit.records import hl7_exchange
+from fhir_server.audit.trail import AuditTrail
 from fhir_server.auth.discovery import rest_security
 from fhir_server.auth.keys import KeyRing
 from fhir_server.auth.policy import SmartPolicy
@@ -158,6 +165,7 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
     )
     if settings.auth == "on":  # off: the AllowAll of the foundation
         service.policy = SmartPolicy(service.registry, service.indexer)
+    install_audit(service, open_reads=settings.auth == "off")  # read-only, even audit off
     service.add_operation(everything_operation())
     await custom_params.install(service)
     terminology = await install_terminology(service, shipped_terminology())
@@ -267,6 +275,33 @@ async def open_cds(
         yield CdsHooks(offered, store, verifier=verifier, http=http, smart_origins=smart)
 
 
+@asynccontextmanager
+async def open_audit(settings: Settings, service: FhirService) -> AsyncIterator[AuditTrail | None]:
+    """This process's audit trail (None with FHIR_AUDIT=off), flushed when the block ends."""
+    if settings.audit == "off":
+        log.warning("the audit trail is OFF (FHIR_AUDIT=off): no AuditEvents are recorded")
+        yield None
+        return
+    key = None
+    if settings.audit_signing_key_file:
+        with open(settings.audit_signing_key_file, "rb") as file:
+            key = file.read().strip()
+    site = settings.base_url or f"http://{settings.host}:{settings.port}/fhir"
+    trail = AuditTrail(
+        service,
+        EventBuilder(service.registry, service.indexer, site),
+        flush_seconds=settings.audit_flush_seconds,
+        batch_size=settings.audit_batch_size,
+        max_queued=settings.audit_max_queued,
+        key=key,
+    )
+    await trail.start()
+    try:
+        yield trail
+    finally:
+        await trail.close()
+
+
 def convert_options(settings: Settings) -> ConvertOptions:
     """How HL7 v2 messages map to FHIR here: for `$convert-hl7v2`, the inbox and replays."""
     return ConvertOptions(
@@ -290,7 +325,9 @@ class Background:
 
 
 @asynccontextmanager
-async def start_background(settings: Settings, service: FhirService) -> AsyncIterator[Background]:
+async def start_background(
+    settings: Settings, service: FhirService, audit: AuditTrail | None = None
+) -> AsyncIterator[Background]:
     """Start the background duties the settings ask for; stop them when the block ends.
 
     Duties run in one process at a time, the leader (`storage.leadership`): those the
@@ -313,6 +350,8 @@ async def start_background(settings: Settings, service: FhirService) -> AsyncIte
         from adapters.hl7v2.runtime import STALE_SECONDS, Hl7Runtime  # only HL7 v2 users load it
 
         runtime = Hl7Runtime.from_settings(settings, service, convert_options(settings))
+        if audit is not None:
+            runtime.observe(lambda ack, peer, seen: audit.record(hl7_exchange(ack, peer, seen)))
         hl7 = await runtime.start(lead=False)
         grace = 0.0 if single else STALE_SECONDS  # other workers may be mid-message
         duties.append(("hl7v2", lambda: runtime.lead_duty(grace)))

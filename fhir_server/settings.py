@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     auth_login_lockout: float = 300.0  # seconds a locked-out name waits after its last failure
     auth_session_lifetime: int = 3600  # seconds a browser session lives after its last use
     auth_clinician_scope: Literal["organization", "all"] = "organization"  # patients offered
+    # audit trail (fhir_server.audit): an AuditEvent for every HTTP and HL7 v2 exchange
+    audit: Literal["on", "off"] = "on"
+    audit_flush_seconds: float = 1.0  # each process writes its queue at least this often
+    audit_batch_size: int = 500  # events per batch (and per chain record)
+    audit_max_queued: int = 100_000  # records kept while the database refuses batches
+    audit_signing_key_file: str | None = None  # a secret file: batches signed (HMAC-SHA256)
     # CDS Hooks (cds_hooks): "off" accepts calls without a client JWT (local experiments only)
     cds_auth: Literal["on", "off"] = "on"
     # orthotics (adapters/orthotics): $design-orthosis

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 from asyncio import IncompleteReadError, LimitOverrunError
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hl7.mllp import HL7StreamProtocol, HL7StreamReader, InvalidBlockError, open_hl7_connection
@@ -29,6 +30,8 @@ from hl7.mllp.streams import CARRIAGE_RETURN, END_BLOCK, START_BLOCK
 from adapters.hl7v2.ack import read_ack
 from adapters.hl7v2.batch import is_batch, receive_batch
 from adapters.hl7v2.ingest import Ingestor, Reply
+from fhir_server.interactions import observed
+from fhir_server.interactions.observed import Observed
 
 log = logging.getLogger("fhir_server.hl7v2")
 END = END_BLOCK + CARRIAGE_RETURN
@@ -110,6 +113,10 @@ class ListenerLimits:
     garbage_timeout: float = 10.0  # seconds a connection may hold bytes without a start block
 
 
+AckObserver = Callable[[bytes, str | None, Observed | None], None]
+"""Told of each ACK sent: the ACK, the peer's address, what its message wrote."""
+
+
 class MllpListener:
     """The MLLP server: every block read goes to `ingestor.receive`."""
 
@@ -124,6 +131,7 @@ class MllpListener:
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy: set[asyncio.Task[None]] = set()  # connections handling a message
         self._stopping = False
+        self.observer: AckObserver | None = None
 
     async def start(self) -> MllpListener:
         loop = asyncio.get_running_loop()
@@ -166,6 +174,8 @@ class MllpListener:
         async def reply(ack: bytes) -> None:
             writer.writeblock(ack)  # type: ignore[attr-defined]
             await writer.drain()
+            if self.observer is not None:  # the audit trail: one record per ACK sent
+                self.observer(ack, str(peer[0]) if peer else None, observed.current())
 
         if self._open >= self.limits.max_connections:
             log.warning("HL7 v2: refusing %s, %d connections open", peer, self._open)
@@ -216,6 +226,7 @@ class MllpListener:
                 b"", "MLLP block does not begin with <VT> (0x0B)", "207", reply
             )
             return True
+        observed.begin()  # what this message writes, for the audit trail
         task = asyncio.current_task()
         if task is not None:  # stop() lets it answer this message before closing
             self._busy.add(task)

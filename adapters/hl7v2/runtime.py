@@ -27,8 +27,9 @@ from adapters.hl7v2.convert import ConvertOptions
 from adapters.hl7v2.fhir_to_v2 import Envelope
 from adapters.hl7v2.inbox import Inbox, inbox_path
 from adapters.hl7v2.ingest import IngestOptions, Ingestor
-from adapters.hl7v2.mllp import ListenerLimits, MllpListener
+from adapters.hl7v2.mllp import AckObserver, ListenerLimits, MllpListener
 from adapters.hl7v2.outbound import Destination, Dispatcher, OutboundOptions
+from fhir_server.interactions import observed
 from fhir_server.interactions.service import FhirService
 from fhir_server.settings import Settings
 
@@ -45,6 +46,7 @@ class Hl7Runtime:
     dispatcher: Dispatcher | None
     _leading: AbstractAsyncContextManager[None] | None = None
     _grace: float = 10.0  # seconds MLLP connections get to answer their message at stop
+    _observer: AckObserver | None = None
 
     @classmethod
     def from_settings(
@@ -141,12 +143,20 @@ class Hl7Runtime:
             except Exception:
                 log.exception("HL7 v2 inbox: processing left-over messages failed")
 
+    def observe(self, observer: AckObserver) -> None:
+        """Tell `observer` of every ACK this runtime answers with (MLLP and HTTP)."""
+        self._observer = observer
+        if self.listener is not None:
+            self.listener.observer = observer
+
     async def exchange(self, raw: bytes) -> list[bytes]:
         """Receive one message (or a batch) that came without MLLP; the ACKs, in order."""
         acks: list[bytes] = []
 
         async def reply(ack: bytes) -> None:
             acks.append(ack)
+            if self._observer is not None:
+                self._observer(ack, None, observed.current())
 
         if is_batch(raw):
             await receive_batch(self.ingestor, raw, reply)

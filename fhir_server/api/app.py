@@ -28,6 +28,7 @@ from fhir_server.api import (
     ops_routes,
     raw_binary,
 )
+from fhir_server.api.audit_middleware import AuditMiddleware
 from fhir_server.api.content import (
     FORM_TYPE,
     MEDIA,
@@ -43,14 +44,21 @@ from fhir_server.api.middleware import BodyLimitMiddleware
 from fhir_server.api.request_ids import RequestIdMiddleware
 from fhir_server.api.request_metrics import RequestMetricsMiddleware
 from fhir_server.api.timeouts import BodyTimeoutMiddleware
-from fhir_server.assembly import Auth, open_auth, open_cds, open_service, start_background
+from fhir_server.assembly import (
+    Auth,
+    open_audit,
+    open_auth,
+    open_cds,
+    open_service,
+    start_background,
+)
 from fhir_server.auth.authorize import AuthorizationServer
 from fhir_server.auth.bearer import BearerVerifier
 from fhir_server.auth.flow import AuthUi
 from fhir_server.auth.reach import OrganizationReach
 from fhir_server.context import ANONYMOUS, AccessContext
 from fhir_server.errors import FhirError, Issue, MethodNotAllowed, NotFound, operation_outcome
-from fhir_server.interactions import routes
+from fhir_server.interactions import observed, routes
 from fhir_server.interactions.binary import wants_raw
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
@@ -90,8 +98,10 @@ def create_app(
             open_service(settings, storage) as service,
             open_auth(settings, service) as auth,
             open_cds(settings, auth, cds_services) as cds,
-            start_background(settings, service) as background,
+            open_audit(settings, service) as audit,
+            start_background(settings, service, audit) as background,
         ):
+            app.state.audit = audit
             app.state.cds = cds
             app.state.service = service
             app.state.auth = auth
@@ -142,6 +152,7 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
         app.add_middleware(CorsMiddleware, origins=origins)
     app.add_middleware(AllowedHostsMiddleware, hosts=allowed_hosts(settings))
     app.add_middleware(RequestMetricsMiddleware, fhir_prefix=FHIR_PREFIX)
+    app.add_middleware(AuditMiddleware, fhir_prefix=FHIR_PREFIX, hl7_path=HL7_PATH)
     app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries the id
 
 
@@ -196,7 +207,16 @@ def _reach(settings: Settings, service: FhirService) -> OrganizationReach | None
 
 
 async def _caller(request: HttpRequest, path: str, base: str) -> AccessContext:
-    """Who is asking: the verified token's context (authorization on) or ANONYMOUS."""
+    """Who is asking: the verified token's context (authorization on) or ANONYMOUS; told
+    to the audit trail's record of this request."""
+    caller = await _verified(request, path, base)
+    seen = observed.current()
+    if seen is not None:
+        seen.context = caller
+    return caller
+
+
+async def _verified(request: HttpRequest, path: str, base: str) -> AccessContext:
     verifier: BearerVerifier | None = request.app.state.verifier
     if verifier is None:
         return ANONYMOUS
@@ -204,7 +224,8 @@ async def _caller(request: HttpRequest, path: str, base: str) -> AccessContext:
         return ANONYMOUS  # the CapabilityStatement is public (SMART discovery reads it)
     caller = await verifier.verify(request.headers.get("authorization"), base)
     reach: OrganizationReach | None = request.app.state.reach
-    return caller if reach is None else await reach.apply(caller)
+    caller = caller if reach is None else await reach.apply(caller)
+    return caller
 
 
 async def hl7v2_endpoint(request: HttpRequest) -> HttpResponse:

@@ -11,6 +11,7 @@ browser apps call them cross-origin, and none of them relies on cookies.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -21,6 +22,7 @@ from starlette.responses import Response as HttpResponse
 
 from fhir_server.auth.discovery import openid_configuration, smart_configuration
 from fhir_server.auth.server import Reply, SmartAuthServer
+from fhir_server.interactions import observed
 
 FORM = "application/x-www-form-urlencoded"
 MAX_FORM_BYTES = 64 * 1024
@@ -108,8 +110,24 @@ async def _oauth(request: HttpRequest, call: Any) -> HttpResponse:
     form, error = await _form(request)
     if error is not None:
         return _json({"error": "invalid_request", "error_description": error}, 400, NO_STORE)
+    seen = observed.current()
+    if seen is not None:  # the audit trail's agent: the client the request names
+        seen.client = form.get("client_id") or _claimed_client(form.get("client_assertion"))
     status, body, headers = await call(form, dict(request.headers), request_base(request))
     return _json(body, status, {**headers, **NO_STORE})
+
+
+def _claimed_client(assertion: str | None) -> str | None:
+    """The `iss` a client assertion claims (unverified: for the audit record only)."""
+    if not assertion or assertion.count(".") != 2:
+        return None
+    payload = assertion.split(".")[1]
+    try:
+        claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    issuer = claims.get("iss") if isinstance(claims, dict) else None
+    return issuer[:200] if isinstance(issuer, str) else None
 
 
 async def _form(request: HttpRequest) -> tuple[dict[str, str], str | None]:

@@ -34,6 +34,7 @@ from fhir_server.auth.launch import LaunchError, app_url, launch_redirect, parse
 from fhir_server.auth.pages import render
 from fhir_server.auth.sessions import COOKIE, Session
 from fhir_server.auth.users import User, verify_password
+from fhir_server.interactions import observed
 
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
@@ -265,6 +266,9 @@ async def login(request: HttpRequest) -> HttpResponse:
     tx_id = _field(form, "tx")
     tx = await flow.load(ui, tx_id, session) if tx_id else None
     name, password = _field(form, "username").strip(), _field(form, "password")
+    seen = observed.current()
+    if seen is not None:  # the audit trail's record of this sign-in names who tried
+        seen.user = name[:200]
     if await ui.throttle.locked(name, _address(request)):
         minutes = max(1, round(ui.throttle.lockout / 60))
         return await _login_form(

@@ -14,7 +14,9 @@ its base scope, so it is grantable when its base is.
 - front desk: the administrative resources only (no clinical data);
 - patient: reads, as `patient/` scopes only, about their own Patient (or, for a
   RelatedPerson, the patient they are related to);
-- admin: every scope, `system/` included.
+- admin: every scope, `system/` included;
+- privacy officer: reads the audit trail (`user/AuditEvent.rs`) and the patients it names;
+  the role is what lets the AuditEvents be read at all (see `fhir_server.audit.guard`).
 
 Context and identity scopes (`openid`, `fhirUser`, `profile`, `launch`, `launch/patient`,
 `launch/encounter`, `offline_access`, `online_access`) are open to every role.
@@ -94,6 +96,7 @@ ROLES: dict[str, tuple[Rule, ...]] = {
     "front-desk": (Rule(_PU, FRONT_DESK_TYPES, ALL_LETTERS),),
     "patient": (Rule(frozenset({"patient"}), None, "rs"),),
     "admin": (Rule(frozenset({"patient", "user", "system"}), None, ALL_LETTERS),),
+    "privacy-officer": (Rule(frozenset({"user"}), frozenset({"AuditEvent", "Patient"}), "rs"),),
 }
 """Role name -> what it may grant. Names are what `auth user add --role` takes."""
 

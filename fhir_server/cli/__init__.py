@@ -9,7 +9,8 @@
 - `hl7 ...` (hl7.py): the HL7 v2 inbox's dead letters, replay, and an MLLP sender;
 - `auth ...` (auth.py): SMART clients, signing keys, and a token for curl;
   `auth user ...` (auth_users.py): the users who sign in to approve SMART apps;
-- `cds ...` (cds.py): the CDS clients allowed to call the CDS services, and card feedback.
+- `cds ...` (cds.py): the CDS clients allowed to call the CDS services, and card feedback;
+- `audit verify`, `audit export` (audit.py): check the audit trail's hash chain, export it.
 
 Commands build what they need through `fhir_server.assembly` (`open_service`), and import
 it when they run, so that `--help` and the light commands start quickly.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import typer
 
 from fhir_server.cli import (
+    audit,
     auth,
     auth_users,
     blobs,
@@ -42,6 +44,7 @@ app.add_typer(bulk.app, name="bulk")
 auth.app.add_typer(auth_users.user_app, name="user")
 app.add_typer(auth.app, name="auth")
 app.add_typer(cds.app, name="cds")
+app.add_typer(audit.app, name="audit")
 app.command()(serve.serve)
 app.command()(load.load)
 app.command()(load.export)

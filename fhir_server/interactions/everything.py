@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 
 from fhir_server.context import AccessContext, restrict_search
 from fhir_server.errors import BadRequest, Forbidden, Issue
+from fhir_server.interactions import observed
 from fhir_server.interactions.bundles import bundle, entry
 from fhir_server.interactions.operations import Operation, OperationCall
 from fhir_server.model import fhirjson
@@ -323,6 +324,7 @@ def _links(
 def _bundle(
     call: OperationCall, page: list[Item], links: list[tuple[str, str]], total: int | None
 ) -> bytes:
+    observed.note(item.rec for item in page)
     entries = [
         entry(
             f"{call.base}/{item.rec.type}/{item.rec.id}", item.rec.data, search={"mode": item.mode}

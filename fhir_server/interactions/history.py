@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from fhir_server.context import AccessContext, Action, restrict_search
 from fhir_server.errors import BadRequest, NotFound
+from fhir_server.interactions import observed
 from fhir_server.interactions.bundles import bundle, history_entry, page_links
 from fhir_server.interactions.request import Request, Response
 from fhir_server.search.conditions import SearchQuery
@@ -61,6 +62,7 @@ async def _history(
     page = await svc.storage.history(query)
     found = page.resources[:count]
     visible = [r for r in found if svc.policy.visible(req.context, r)]
+    observed.note(visible)
     params = [(k, v) for k, v in req.query if k in ("_since", "_at")]
     links = page_links(self_url, params, count, offset, len(page.resources) > count)
     total = page.total if _sees_all(svc, req.context, type) else None

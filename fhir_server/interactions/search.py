@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from fhir_server.context import restrict_search
 from fhir_server.errors import BadRequest, NotFound
-from fhir_server.interactions import hierarchies
+from fhir_server.interactions import hierarchies, observed
 from fhir_server.interactions.bundles import bundle, entry
 from fhir_server.interactions.includes import MAX_INCLUDED, fetch_included
 from fhir_server.interactions.paging import fetch_page
@@ -124,6 +124,8 @@ async def _search(
         if svc.policy.visible(req.context, r) and (member is None or member(r))
     ]
     included = await fetch_included(svc, req.context, tx or svc.storage, matches, parsed.includes)
+    observed.note(matches)
+    observed.note(included.resources)
     entries = [_entry(req, parsed, r, "match") for r in matches]
     entries.extend(_entry(req, parsed, r, "include") for r in included.resources)
     warnings = [

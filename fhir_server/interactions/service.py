@@ -28,7 +28,7 @@ from fhir_server.errors import (
     TransientStorageError,
     VersionConflict,
 )
-from fhir_server.interactions import binary, hierarchies, routes
+from fhir_server.interactions import binary, hierarchies, observed, routes
 from fhir_server.interactions.binary import DEFAULT_INLINE_BYTES
 from fhir_server.interactions.common import (
     criteria_params,
@@ -297,6 +297,7 @@ class FhirService:
         return self._track(tx, rec)
 
     def _track(self, tx: StorageTx, rec: StoredResource) -> StoredResource:
+        observed.note((rec,))
         if rec.type in self._listeners:
             self._written.setdefault(id(tx), []).append(rec)
         return rec
@@ -359,6 +360,7 @@ class FhirService:
             raise Gone(f"{what} was deleted", headers={"ETag": etag(rec)})
         if not self.policy.visible(ctx, rec):
             raise Forbidden(f"{what} is not visible to {ctx.subject}")
+        observed.note((rec,))
         return rec
 
     async def find(

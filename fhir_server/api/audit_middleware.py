@@ -1,0 +1,81 @@
+"""The audit trail's view of HTTP: one record per exchange worth auditing, queued after
+the response was sent (see `fhir_server.audit`).
+
+Audited: every request under the FHIR base but the public CapabilityStatement and SMART
+discovery documents (reads, searches, writes, operations, exports, and those refused or
+failed: 401, 403, 4xx, 5xx, whatever answered them), token requests (`/auth/token`: issued
+or refused), sign-ins (`POST /auth/login`), and HL7 v2 messages posted to `/hl7v2` that
+were refused (accepted ones are recorded as HL7 v2 messages, with their ACK). The request
+path pays an `Observed` record, a closure around `send` and a queue append.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fhir_server.audit.records import Exchange, Kind
+from fhir_server.audit.trail import AuditTrail
+from fhir_server.interactions import observed
+
+_PUBLIC = ("metadata", ".well-known/smart-configuration")
+
+
+class AuditMiddleware:
+    def __init__(self, app: ASGIApp, fhir_prefix: str, hl7_path: str) -> None:
+        self.app = app
+        self.prefix = fhir_prefix
+        self.hl7_path = hl7_path
+
+    def _kind(self, method: str, path: str) -> Kind | None:
+        if path == self.prefix or path.startswith(self.prefix + "/"):
+            relative = path[len(self.prefix) :].strip("/")
+            return None if relative in _PUBLIC or method == "OPTIONS" else "rest"
+        if method != "POST":
+            return None
+        kinds: dict[str, Kind] = {
+            "/auth/token": "token",
+            "/auth/login": "login",
+            self.hl7_path: "rest",
+        }
+        return kinds.get(path)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        trail: AuditTrail | None = None
+        if scope["type"] == "http":
+            app = scope.get("app")
+            trail = getattr(app.state, "audit", None) if app is not None else None
+        kind = self._kind(scope["method"], scope["path"]) if trail is not None else None
+        if trail is None or kind is None:
+            await self.app(scope, receive, send)
+            return
+        seen = observed.begin()
+        status = 500  # what the server error handler answers when the app raises
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            path = scope["path"]
+            if kind == "rest" and path != self.hl7_path:
+                path = path[len(self.prefix) :].strip("/")
+            if path != self.hl7_path or status >= 400:
+                client = scope.get("client")
+                trail.record(
+                    Exchange(
+                        kind,
+                        scope["method"],
+                        path,
+                        scope.get("query_string", b""),
+                        status,
+                        client[0] if client else None,
+                        time.time(),
+                        seen,
+                    )
+                )

@@ -1,0 +1,260 @@
+"""AuditEvent resources (FHIR R4) shaped after the IHE Basic Audit Log Patterns (BALP).
+
+https://hl7.org/fhir/R4/auditevent.html and https://profiles.ihe.net/ITI/BALP/ -- one
+event per exchange: `type` rest (or user authentication, or an HL7 v2 import) with the
+restful interaction as `subtype`, `action` C/R/U/D/E, `recorded`, `outcome` (0 success,
+4 minor failure: a 4xx, 8 serious failure: a 5xx), the agents (the user with their
+`fhirUser`, the client app, the network address), `source` this server, and an `entity`
+per resource touched plus one per patient whose data it was (role 1, Patient), and for
+searches the query, base64 encoded.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from fhir_server.audit.records import Exchange
+from fhir_server.context import AccessContext
+from fhir_server.errors import FhirError
+from fhir_server.interactions import routes
+from fhir_server.search.compartments import membership_params
+from fhir_server.search.extract import Indexer
+from fhir_server.search.registry import SearchRegistry
+from fhir_server.search.values import ReferenceValue
+from fhir_server.storage.base import StoredResource
+
+EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+RESTFUL = "http://hl7.org/fhir/restful-interaction"
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+IHE_EVENTS = "urn:ihe:event-type-code"
+V2_EVENTS = "http://terminology.hl7.org/CodeSystem/v2-0003"
+ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
+PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-type"
+CLIENT_IDS = "urn:fhir-server:client-id"
+USER_IDS = "urn:fhir-server:subject"
+
+REST = {"system": EVENT_TYPE, "code": "rest", "display": "RESTful Operation"}
+AUTHENTICATION = {"system": DCM, "code": "110114", "display": "User Authentication"}
+LOGIN = {"system": DCM, "code": "110122", "display": "Login"}
+ACCESS_TOKEN = {"system": IHE_EVENTS, "code": "ITI-71", "display": "Get Access Token"}
+IMPORT = {"system": DCM, "code": "110107", "display": "Import"}
+ACTIONS = {
+    "create": "C",
+    "read": "R",
+    "vread": "R",
+    "history-instance": "R",
+    "history-type": "R",
+    "history-system": "R",
+    "update": "U",
+    "patch": "U",
+    "delete": "D",
+}  # everything else (search, operation, batch/transaction, sign-in): E, execute
+HL7_OUTCOMES = {"AA": "0", "CA": "0", "AE": "4", "CE": "4", "AR": "8", "CR": "8"}
+
+
+def outcome(status: int) -> str:
+    return "0" if status < 400 else "4" if status < 500 else "8"
+
+
+def instant(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+class EventBuilder:
+    """Turns `Exchange`s into AuditEvent dicts: `source` names this server (`site`)."""
+
+    def __init__(self, registry: SearchRegistry, indexer: Indexer, site: str) -> None:
+        self.registry = registry
+        self.indexer = indexer
+        self.site = site
+        self._patient_params: dict[str, tuple[str, ...]] = {}
+
+    def build(self, ex: Exchange) -> dict[str, Any]:
+        event: dict[str, Any] = {"resourceType": "AuditEvent"}
+        match = self._route(ex)
+        if ex.kind == "rest":
+            event["type"] = REST
+            if match is not None:
+                event["subtype"] = [self._subtype(match, ex)]
+            code = "E" if match is None else ACTIONS.get(match.route.interaction, "E")
+            event["action"] = code
+        elif ex.kind == "hl7":
+            event["type"] = IMPORT
+            message = (ex.detail or "").split(" ")[0]
+            trigger = message.split("^")[1] if "^" in message else message
+            event["subtype"] = [{"system": V2_EVENTS, "code": trigger or "unknown"}]
+            event["action"] = "E"
+        else:
+            event["type"] = AUTHENTICATION
+            event["subtype"] = [LOGIN if ex.kind == "login" else ACCESS_TOKEN]
+            event["action"] = "E"
+        event["recorded"] = instant(ex.recorded)
+        event["outcome"] = outcome(ex.status)
+        event["outcomeDesc"] = f"HTTP {ex.status}" if ex.kind != "hl7" else (ex.detail or "")
+        event["agent"] = self._agents(ex)
+        event["source"] = {
+            "site": self.site,
+            "observer": {"display": self.site},
+            "type": [{"system": SOURCE_TYPE, "code": "4", "display": "Application Server"}],
+        }
+        entities = self._entities(ex, match)
+        if entities:
+            event["entity"] = entities
+        return event
+
+    def bare(self, ex: Exchange) -> dict[str, Any]:
+        """An event with only what cannot fail: type, action, time, outcome, source."""
+        return {
+            "resourceType": "AuditEvent",
+            "type": REST if ex.kind == "rest" else IMPORT if ex.kind == "hl7" else AUTHENTICATION,
+            "action": "E",
+            "recorded": instant(ex.recorded),
+            "outcome": outcome(ex.status),
+            "outcomeDesc": f"HTTP {ex.status}",
+            "agent": [{"name": "unknown", "requestor": True}],
+            "source": {"site": self.site, "observer": {"display": self.site}},
+        }
+
+    # -- type and subtype --------------------------------------------------------------
+
+    def _route(self, ex: Exchange) -> routes.RouteMatch | None:
+        if ex.kind != "rest":
+            return None
+        method = "GET" if ex.method == "HEAD" else ex.method
+        try:
+            return routes.match(method, ex.path, self.registry.resource_types)
+        except FhirError:
+            return None
+
+    @staticmethod
+    def _subtype(match: routes.RouteMatch, ex: Exchange) -> dict[str, str]:
+        coding = {"system": RESTFUL, "code": match.route.interaction}
+        if match.op:
+            coding["display"] = match.op
+        return coding
+
+    # -- who ---------------------------------------------------------------------------
+
+    def _agents(self, ex: Exchange) -> list[dict[str, Any]]:
+        seen = ex.observed
+        ctx: AccessContext | None = seen.context if seen else None
+        network = {"address": ex.address, "type": "2"} if ex.address else None
+        user: dict[str, Any] = {
+            "type": {"coding": [{"system": PARTICIPATION, "code": "IRCP"}]},
+            "requestor": True,
+        }
+        if ctx is not None and not ctx.system and ctx.subject != "anonymous":
+            user["altId"] = ctx.subject
+            user["name"] = ctx.subject
+            if ctx.fhir_user:
+                user["who"] = {"reference": ctx.fhir_user}
+            elif ctx.client_id and ctx.subject == ctx.client_id:  # a backend service
+                user["who"] = {"identifier": {"system": CLIENT_IDS, "value": ctx.client_id}}
+            else:
+                user["who"] = {"identifier": {"system": USER_IDS, "value": ctx.subject}}
+            if ctx.role:
+                user["role"] = [{"text": ctx.role}]
+        elif ctx is not None:
+            user["name"] = ctx.subject  # system (HL7 v2 feed) or anonymous (auth off)
+        elif seen is not None and seen.user:
+            user["name"] = user["altId"] = seen.user  # a sign-in attempt's user name
+        else:
+            user["name"] = "unauthenticated"
+        if network:
+            user["network"] = network
+        agents = [user]
+        client = ctx.client_id if ctx is not None else seen.client if seen else None
+        if client:
+            agents.append(
+                {
+                    "type": {
+                        "coding": [{"system": DCM, "code": "110150", "display": "Application"}]
+                    },
+                    "who": {"identifier": {"system": CLIENT_IDS, "value": client}},
+                    "name": client,
+                    "requestor": False,
+                }
+            )
+        return agents
+
+    # -- what --------------------------------------------------------------------------
+
+    def _entities(self, ex: Exchange, match: routes.RouteMatch | None) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        done: set[str] = set()
+        patients: dict[str, None] = {}
+        resources = ex.observed.resources if ex.observed else []
+        for rec in resources:
+            if rec.type == "AuditEvent":  # reading the trail is audited, not each event read
+                continue
+            ref = f"{rec.type}/{rec.id}"
+            if ref in done:
+                continue
+            done.add(ref)
+            if rec.type == "Patient":
+                patients[ref] = None
+                continue
+            out.append(_entity(ref, "2", "4", rec.version))
+            patients.update((p, None) for p in self._patients_of(rec))
+        if match is not None and match.type and match.id and match.type != "AuditEvent":
+            ref = f"{match.type}/{match.id}"
+            if ref not in done:  # refused or failed: what was asked for
+                if match.type == "Patient":
+                    patients[ref] = None
+                else:
+                    out.append(_entity(ref, "2", "4", None))
+        out.extend(_entity(p, "1", "1", None) for p in patients)
+        if match is not None and match.route.interaction.startswith("search") and ex.query:
+            out.append(
+                {
+                    "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+                    "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"},
+                    "query": base64.b64encode(ex.query).decode("ascii"),
+                }
+            )
+        if ex.kind == "hl7" and ex.detail:
+            out.append(
+                {
+                    "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+                    "role": {"system": OBJECT_ROLE, "code": "3", "display": "Report"},
+                    "what": {"identifier": {"value": ex.detail.split(" ")[-1]}},
+                    "name": ex.detail,
+                }
+            )
+        return out
+
+    def _patients_of(self, rec: StoredResource) -> list[str]:
+        """The patients whose compartment `rec` is in (by its own reference parameters)."""
+        if rec.deleted or not rec.data:
+            return []
+        codes = self._patient_params.get(rec.type)
+        if codes is None:
+            codes = membership_params(self.registry, "Patient", rec.type)
+            self._patient_params[rec.type] = codes
+        if not codes:
+            return []
+        values = self.indexer.values_of(orjson.loads(rec.data), codes)
+        return [
+            f"Patient/{v.target_id}"
+            for v in values
+            if isinstance(v, ReferenceValue) and v.target_type == "Patient"
+        ]
+
+
+def _entity(ref: str, type_code: str, role_code: str, version: int | None) -> dict[str, Any]:
+    types = {"1": "Person", "2": "System Object"}
+    roles = {"1": "Patient", "4": "Domain Resource"}
+    entity: dict[str, Any] = {
+        "what": {"reference": ref},
+        "type": {"system": ENTITY_TYPE, "code": type_code, "display": types[type_code]},
+        "role": {"system": OBJECT_ROLE, "code": role_code, "display": roles[role_code]},
+    }
+    if version is not None:
+        entity["detail"] = [{"type": "version", "valueString": str(version)}]
+    return entity

@@ -1,0 +1,128 @@
+"""The audit trail's hash chain on every engine: batches written by several trails at once
+stay one line, searches find the events, and `verify` sees each kind of tampering."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+
+from fhir_server.audit import install
+from fhir_server.audit.chain import CHAIN, HEAD, verify
+from fhir_server.audit.events import EventBuilder
+from fhir_server.audit.records import Exchange
+from fhir_server.audit.trail import AuditTrail
+from fhir_server.context import SYSTEM, AccessContext
+from fhir_server.errors import Forbidden
+from fhir_server.interactions.observed import Observed
+from fhir_server.interactions.request import Request
+from fhir_server.interactions.service import FhirService
+from fhir_server.model.validate import validate_resource
+from fhir_server.storage.base import Storage, StoredResource
+
+KEY = b"a signing secret for the test"
+READER = AccessContext(subject="app", scopes=frozenset({"system/*.cruds"}), client_id="app")
+
+
+def exchange(n: int, patient: StoredResource) -> Exchange:
+    seen = Observed(context=READER, resources=[patient])
+    return Exchange("rest", "GET", f"Patient/{patient.id}", b"", 200, "10.0.0.1", time.time(), seen)
+
+
+def trail(svc: FhirService, key: bytes | None = KEY) -> AuditTrail:
+    builder = EventBuilder(svc.registry, svc.indexer, "http://test/fhir")
+    return AuditTrail(svc, builder, batch_size=5, key=key)
+
+
+async def patient(svc: FhirService) -> StoredResource:
+    body = {"resourceType": "Patient", "id": "p1", "name": [{"family": "Doe"}]}
+    await svc.handle(Request("PUT", "Patient/p1", body=body, context=SYSTEM))
+    rec = await svc.storage.read("Patient", "p1")
+    assert rec is not None
+    return rec
+
+
+async def test_concurrent_trails_keep_one_chain_that_verifies(storage: Storage) -> None:
+    svc = FhirService(storage)
+    install(svc)
+    rec = await patient(svc)
+    trails = [trail(svc), trail(svc)]  # as two server processes on one database
+    for n in range(12):
+        trails[n % 2].record(exchange(n, rec))
+    await asyncio.gather(*(t.close() for t in trails))
+    report = await verify(storage, KEY)
+    assert report.problems == []
+    assert (report.batches, report.events) == (4, 12)  # 3 + 3 per trail (batch size 5)
+    head = await storage.read(CHAIN, HEAD)
+    assert head is not None and orjson.loads(head.data)["batch"] == 4
+    found = await svc.handle(
+        Request("GET", "AuditEvent", (("patient", "Patient/p1"), ("_count", "50")), context=SYSTEM)
+    )
+    entries = orjson.loads(found.body)["entry"]  # type: ignore[arg-type]
+    assert len(entries) == 12
+    event = entries[0]["resource"]
+    validate_resource(event)  # a valid R4 AuditEvent
+    assert event["action"] == "R" and event["outcome"] == "0"
+    assert event["subtype"][0]["code"] == "read"
+    assert event["agent"][0]["network"]["address"] == "10.0.0.1"
+
+
+async def test_verify_names_the_batch_of_a_changed_removed_or_unchained_event(
+    storage: Storage,
+) -> None:
+    svc = FhirService(storage)
+    install(svc)
+    rec = await patient(svc)
+    log = trail(svc)
+    for n in range(7):
+        log.record(exchange(n, rec))
+    await log.close()
+    assert (await verify(storage, KEY)).problems == []
+    assert (await verify(storage, b"another key")).problems  # the signatures tell
+    events = [r async for r in storage.iter_current("AuditEvent")]
+    changed = events[6]  # in batch 2
+    body = orjson.loads(changed.data)
+    body["outcome"] = "4"
+    async with storage.transaction() as tx:  # a new version, as a writer with access would
+        await tx.write(
+            StoredResource(
+                "AuditEvent", changed.id, 2, changed.last_updated, False, orjson.dumps(body)
+            ),
+            (),
+            expected_version=1,
+        )
+        await tx.write(
+            StoredResource("AuditEvent", "forged", 1, changed.last_updated, False, changed.data),
+            (),
+            expected_version=0,
+        )
+        await tx.write(
+            StoredResource(
+                "AuditEvent", events[0].id, 2, changed.last_updated, True, b"", "DELETE"
+            ),
+            (),
+            expected_version=1,
+        )
+    problems = (await verify(storage, KEY)).problems
+    assert f"batch 2: AuditEvent/{changed.id} was changed (version 2, chained 1)" in problems
+    assert f"batch 1: AuditEvent/{events[0].id} was removed" in problems
+    assert "AuditEvent/forged is in no batch: it was inserted" in problems
+
+
+async def test_nobody_writes_audit_events_through_the_service(storage: Storage) -> None:
+    svc = FhirService(storage)
+    install(svc)
+    event = {"resourceType": "AuditEvent", "recorded": "2026-01-01T00:00:00Z"}
+    for method, path in (
+        ("POST", "AuditEvent"),
+        ("PUT", "AuditEvent/x"),
+        ("DELETE", "AuditEvent/x"),
+    ):
+        try:
+            await svc.handle(Request(method, path, body=event, context=READER))
+        except Forbidden as refused:
+            assert "written by the server only" in str(refused)
+        else:
+            raise AssertionError(f"{method} {path} was not refused")
+    assert [r async for r in storage.iter_current("AuditEvent")] == []

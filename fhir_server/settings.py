@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -85,6 +86,10 @@ class Settings(BaseSettings):
     orthotics_manufacturer: str = "Custom orthosis manufacturer (set FHIR_ORTHOTICS_MANUFACTURER)"
     orthotics_build_volume_mm: tuple[float, float, float] = (300.0, 300.0, 300.0)  # JSON list
     orthotics_max_faces: int = 200_000  # faces of one insole mesh the slicer accepts
+    # encryption at rest (storage/encryption): on when a master key is configured
+    encryption_key_file: str | None = None  # JSON key ring {"active": id, "keys": {id: b64}}
+    encryption_key: SecretStr | None = None  # or one key: base64 of 32 bytes
+    encrypted_elements: str = "default"  # element paths, comma-separated; "default": the list
     # request limits (resources)
     max_string_chars: int = 1024 * 1024  # per primitive value but base64Binary and xhtml
     max_resource_depth: int = 64  # JSON objects nested in one resource

@@ -4,6 +4,7 @@
 - `load`, `export` (load.py): NDJSON and Bundles in, NDJSON out, through the service;
 - `reindex` (reindex.py): recompute the search index after a new SearchParameter;
 - `blobs gc` (blobs.py): find or remove Binary content that no version references;
+- `keys generate`, `keys rotate` (keys.py): the master keys of encryption at rest;
 - `terminology ...` (terminology.py): import LOINC and SNOMED CT releases;
 - `hl7 ...` (hl7.py): the HL7 v2 inbox's dead letters, replay, and an MLLP sender;
 - `auth ...` (auth.py): SMART clients, signing keys, and a token for curl;
@@ -18,7 +19,18 @@ from __future__ import annotations
 
 import typer
 
-from fhir_server.cli import auth, auth_users, blobs, cds, hl7, load, reindex, serve, terminology
+from fhir_server.cli import (
+    auth,
+    auth_users,
+    blobs,
+    cds,
+    hl7,
+    keys,
+    load,
+    reindex,
+    serve,
+    terminology,
+)
 
 app = typer.Typer(
     help="FHIR R4 interoperability server", no_args_is_help=True, add_completion=False
@@ -26,6 +38,7 @@ app = typer.Typer(
 app.add_typer(terminology.app, name="terminology")
 app.add_typer(hl7.app, name="hl7")
 app.add_typer(blobs.app, name="blobs")
+app.add_typer(keys.app, name="keys")
 auth.app.add_typer(auth_users.user_app, name="user")
 app.add_typer(auth.app, name="auth")
 app.add_typer(cds.app, name="cds")

@@ -211,7 +211,7 @@ async def test_nothing_encrypted_is_stored_in_plaintext_and_all_reads_give_it_ba
         assert _timeless(await call(plain, "GET", path)) == _timeless(
             await call(sealed, "GET", path)
         )
-    status, body = await call(sealed, "GET", "Patient", query=(("_id", "p1"),))
+    _, body = await call(sealed, "GET", "Patient", query=(("_id", "p1"),))
     assert body["entry"][0]["resource"]["name"][0]["family"] == "Zyxwarden"
     history = await sealed.storage.history(HistoryQuery(type="Patient", id="p1"))
     assert [r.version for r in history.resources] == [3, 2, 1]

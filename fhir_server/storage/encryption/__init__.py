@@ -41,6 +41,7 @@ __all__ = [
     "MasterKeys",
     "encrypted",
     "is_encrypted",
+    "open_data_keys",
     "rotate",
     "unwrap",
 ]

@@ -53,7 +53,7 @@ from fhir_server.search.values import DateValue, IndexValue, StringValue, TokenV
 from fhir_server.storage.encryption.fields import ElementPaths
 
 PREFIX_CHARS = 32  # string prefixes indexed; longer search values are cut to this
-TERM_HEX = 32  # hex characters kept of each HMAC (128 bits)
+TERM_BYTES = 16  # bytes kept of each HMAC (128 bits), written as hex
 _DATE_BUCKETS = (4, 7, 10)  # year, month, day of YYYY-MM-DD...
 _DAY_START, _DAY_END = "T00:00:00.000000Z", "T23:59:59.999999Z"
 
@@ -64,7 +64,7 @@ class BlindIndex:
     def __init__(self, registry: SearchRegistry, paths: ElementPaths, key: bytes) -> None:
         self.registry = registry
         self.paths = paths
-        self._key = key
+        self._mac = hmac.new(key, digestmod=hashlib.sha256)
         self._sensitive: dict[tuple[str, str], bool] = {}
         self._generation = registry.generation
 
@@ -105,8 +105,9 @@ class BlindIndex:
     # -- index values ----------------------------------------------------------------
 
     def term(self, kind: str, param: str, *parts: str) -> str:
-        message = "\0".join((kind, param, *parts)).encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:TERM_HEX]
+        mac = self._mac.copy()  # the key's pads hashed once, not per term
+        mac.update("\0".join((kind, param, *parts)).encode())
+        return mac.digest()[:TERM_BYTES].hex()
 
     def index(self, type: str, values: Iterable[IndexValue]) -> list[IndexValue]:
         """`values` with those of encrypted parameters replaced by their terms."""

@@ -37,6 +37,7 @@ from bench import (
     cds,
     cds_models,
     dataset,
+    encryption,
     hl7,
     hl7_fidelity,
     orthotics,
@@ -400,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
             cds_rows = [] if args.no_cds else cds.measure(Path(scratch))
             model_rows = [] if args.no_cds else cds_models.measure()
             binary_rows = [] if args.no_binary else binary.measure(Path(scratch))
+            crypt_rows = encryption.measure(Path(scratch))
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
@@ -429,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + cds_models.render(model_rows))
     if binary_rows:
         print("\n" + binary.render(binary_rows))
+    print("\n" + encryption.render(crypt_rows))
     ortho_rows = [] if args.no_orthotics else orthotics.measure(quick=args.quick)
     if ortho_rows:
         print("\n" + orthotics.render(ortho_rows))

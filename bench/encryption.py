@@ -22,6 +22,7 @@ from fhir_server.context import SYSTEM
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.search.registry import build_registry
+from fhir_server.storage.base import Storage
 from fhir_server.storage.encryption import ElementPaths, MasterKeys, encrypted
 from fhir_server.storage.sqlite import SQLiteStorage
 
@@ -64,7 +65,7 @@ async def _measure(folder: Path, encrypt: bool) -> tuple[float, float, float]:
     await storage.open()
     registry = build_registry()
     try:
-        store = storage
+        store: Storage = storage
         if encrypt:
             master = MasterKeys.from_env(base64.b64encode(os.urandom(32)).decode())
             store = await encrypted(storage, master, ElementPaths.from_setting("default"), registry)

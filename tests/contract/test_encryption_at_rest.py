@@ -25,7 +25,14 @@ from tests.support.engines import ENGINE_FACTORIES
 from tests.support.service_calls import call
 
 KEY = base64.b64encode(bytes(range(32))).decode()
-SECRETS = ("Zyxwarden", "zyxwarden", "Quillon", "MRN-73519", "555-0142-88", "1961-07-14")
+SECRETS: tuple[str, ...] = (
+    "Zyxwarden",
+    "zyxwarden",
+    "Quillon",
+    "MRN-73519",
+    "555-0142-88",
+    "1961-07-14",
+)
 SECRETS += ("Lakewood", "dizziness")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from pydantic import SecretStr
 
 from fhir_server.assembly import encryption_problem
 from fhir_server.search.registry import build_registry
@@ -106,7 +107,8 @@ def test_key_files_and_their_refusals(tmp_path: Path) -> None:
     with pytest.raises(EncryptionKeyError, match="active key 'x'"):
         MasterKeys.from_file(path)
     short = Settings(
-        encryption_key=base64.b64encode(b"short").decode(), database=str(tmp_path / "n.db")
+        encryption_key=SecretStr(base64.b64encode(b"short").decode()),
+        database=str(tmp_path / "n.db"),
     )
     assert "32 bytes" in (encryption_problem(short) or "")
     missing = Settings(

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -46,6 +47,10 @@ class StateStore(Protocol):
     async def load_state(self, key: str) -> bytes | None: ...
 
     async def save_state(self, key: str, value: bytes | None) -> None: ...
+
+    async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool: ...
+
+    async def release_lease(self, name: str, holder: str) -> None: ...
 
 
 def key_id(key: bytes) -> str:
@@ -198,9 +203,25 @@ async def open_data_keys(storage: StateStore, master: MasterKeys) -> DataKeys:
     """The database's data keys, unwrapped by `master`; created on first use.
 
     Raises `KeyMismatch` when `master` cannot unwrap them (a wrong key)."""
-    raw = await storage.load_state(KEYRING)
-    if raw is not None:
-        return _unwrap(master, raw)
+    holder = secrets.token_hex(8)
+    deadline = time.monotonic() + 60
+    while True:
+        raw = await storage.load_state(KEYRING)
+        if raw is not None:
+            return _unwrap(master, raw)
+        # the first start: one process creates the keyring (two would overwrite each other)
+        if await storage.acquire_lease(KEYRING, holder, 30.0):
+            try:
+                if await storage.load_state(KEYRING) is None:
+                    return await _create(storage, master)
+            finally:
+                await storage.release_lease(KEYRING, holder)
+        elif time.monotonic() > deadline:
+            raise EncryptionKeyError("another process holds the creation of the data keys")
+        await asyncio.sleep(0.2)
+
+
+async def _create(storage: StateStore, master: MasterKeys) -> DataKeys:
     kid = _new_data_key_id({})
     keys = DataKeys(kid, {kid: secrets.token_bytes(KEY_BYTES)}, secrets.token_bytes(KEY_BYTES))
     await storage.save_state(KEYRING, _keyring(master, keys.keys, kid, keys.index))
@@ -216,14 +237,20 @@ async def rotate(storage: StateStore, old: MasterKeys, new: MasterKeys) -> DataK
     """Re-wrap the database's data keys (unwrapped by `old`) with `new`'s active key and add
     a fresh active data key for new writes. Older data keys stay: every version stays
     readable. One `save_state`: other processes see the old keyring or the new one."""
-    raw = await storage.load_state(KEYRING)
-    if raw is None:
-        raise EncryptionKeyError("this database has no encryption keys yet (start the server once)")
-    current = _unwrap(old, raw)
-    kid = _new_data_key_id(current.keys)
-    keys = {**current.keys, kid: secrets.token_bytes(KEY_BYTES)}
-    await storage.save_state(KEYRING, _keyring(new, keys, kid, current.index))
-    return DataKeys(kid, keys, current.index)
+    holder = secrets.token_hex(8)
+    if not await storage.acquire_lease(KEYRING, holder, 30.0):
+        raise EncryptionKeyError("another process is changing the data keys; try again")
+    try:
+        raw = await storage.load_state(KEYRING)
+        if raw is None:
+            raise EncryptionKeyError("this database has no data keys yet (start the server once)")
+        current = _unwrap(old, raw)
+        kid = _new_data_key_id(current.keys)
+        keys = {**current.keys, kid: secrets.token_bytes(KEY_BYTES)}
+        await storage.save_state(KEYRING, _keyring(new, keys, kid, current.index))
+        return DataKeys(kid, keys, current.index)
+    finally:
+        await storage.release_lease(KEYRING, holder)
 
 
 async def reload_data_keys(storage: StateStore, master: MasterKeys) -> DataKeys:

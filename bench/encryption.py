@@ -60,7 +60,7 @@ async def _rate(count: int, step: Callable[[int], Awaitable[object]]) -> float:
     return count / (time.perf_counter() - start)
 
 
-async def _measure(folder: Path, encrypt: bool) -> tuple[float, float, float]:
+async def _measure(folder: Path, encrypt: bool) -> tuple[float, ...]:
     storage = SQLiteStorage(folder / ("on.db" if encrypt else "off.db"))
     await storage.open()
     registry = build_registry()
@@ -75,6 +75,17 @@ async def _measure(folder: Path, encrypt: bool) -> tuple[float, float, float]:
             body = {**_patient(n), "id": f"p{n}"}
             return await svc.handle(Request("PUT", f"Patient/p{n}", body=body, context=SYSTEM))
 
+        async def observe(n: int) -> object:
+            body = {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                "subject": {"reference": f"Patient/p{n}"},
+                "valueQuantity": {"value": 60 + n % 40, "unit": "/min"},
+                "note": [{"text": f"resting, patient {n} reports no symptoms"}],
+            }
+            return await svc.handle(Request("POST", "Observation", body=body, context=SYSTEM))
+
         async def read(n: int) -> object:
             return await svc.handle(Request("GET", f"Patient/p{n}", context=SYSTEM))
 
@@ -84,6 +95,7 @@ async def _measure(folder: Path, encrypt: bool) -> tuple[float, float, float]:
 
         return (
             await _rate(PATIENTS, create),
+            await _rate(PATIENTS, observe),
             await _rate(PATIENTS, read),
             await _rate(SEARCHES, search),
         )
@@ -97,6 +109,7 @@ def measure(scratch: Path) -> list[Row]:
     on = asyncio.run(_measure(folder, True))
     labels = (
         f"create (PUT) Patient, {PATIENTS:,}",
+        f"create (POST) Observation with a note, {PATIENTS:,}",
         f"read Patient by id, {PATIENTS:,}",
         "search name prefix + identifier",
     )

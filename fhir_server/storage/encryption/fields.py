@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -58,6 +58,7 @@ class ElementPaths:
     """The paths to encrypt, by resource type (`*`: every type)."""
 
     by_type: dict[str, tuple[tuple[str, ...], ...]]
+    merged: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, compare=False)
 
     @classmethod
     def parse(cls, paths: Iterable[str]) -> ElementPaths:
@@ -83,8 +84,12 @@ class ElementPaths:
 
     def of(self, type: str) -> tuple[tuple[str, ...], ...]:
         """The paths of `type`, those of every type included, outermost only."""
-        own, every = self.by_type.get(type, ()), self.by_type.get("*", ())
-        return tuple(_outermost([*own, *every])) if own and every else own or every
+        found = self.merged.get(type)
+        if found is None:
+            own, every = self.by_type.get(type, ()), self.by_type.get("*", ())
+            found = tuple(_outermost([*own, *every])) if own and every else own or every
+            self.merged[type] = found
+        return found
 
     def covers(self, type: str, steps: tuple[str, ...]) -> bool:
         """Whether the element at `steps` of `type` is encrypted, or lies inside or around
@@ -113,16 +118,13 @@ def _step_matches(pattern: str, step: str) -> bool:
 
 def _keys(node: dict[str, Any], step: str) -> list[str]:
     """The JSON keys `step` selects in `node` (value[x]: each valueQuantity...; with _elem)."""
-    if step.endswith("[x]"):
-        base = step[:-3]
-        names = [k for k in node if k.startswith(base) and k[len(base) : len(base) + 1].isupper()]
-    else:
-        names = [step] if step in node else []
-    selected: list[str] = []
-    for name in [*names, *(f"_{n}" for n in names), f"_{step}"]:
-        if name in node and name not in selected:
-            selected.append(name)
-    return selected
+    if not step.endswith("[x]"):
+        found = [step] if step in node else []
+        under = "_" + step
+        return [*found, under] if under in node else found
+    base = step[:-3]
+    names = [k for k in node if k.startswith(base) and k[len(base) : len(base) + 1].isupper()]
+    return [*names, *(f"_{n}" for n in names if f"_{n}" in node)]
 
 
 def _slots(node: Any, steps: tuple[str, ...]) -> Iterator[tuple[dict[str, Any], str]]:

@@ -40,7 +40,17 @@ def _patient(id: str, family: str, given: str, mrn: str, phone: str, born: str, 
     return {
         "resourceType": "Patient",
         "id": id,
-        "identifier": [{"system": "urn:mrn", "value": mrn}],
+        "identifier": [
+            {
+                "system": "urn:mrn",
+                "value": mrn,
+                "type": {
+                    "coding": [
+                        {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}
+                    ]
+                },
+            }
+        ],
         "name": [{"family": family, "given": [given]}],
         "telecom": [{"system": "phone", "value": phone}],
         "birthDate": born,
@@ -76,6 +86,7 @@ SEARCHES = [
     "Patient?identifier=urn:mrn|MRN-73519",
     "Patient?identifier=MRN-73519",
     "Patient?identifier=urn:mrn|",
+    "Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|MRN-73519",
     "Patient?identifier=urn:other|MRN-73519",
     "Patient?identifier:not=urn:mrn|MRN-73519",
     "Patient?phone=555-0142-88",

@@ -177,7 +177,8 @@ class BlindIndex:
         param = getattr(c, "param", None)
         if not isinstance(param, str):
             return c
-        flags = [self.sensitive(t, param) for t in types if self.registry.param(t, param)]
+        code = param.split(":")[0]  # identifier:of-type is indexed under its own name
+        flags = [self.sensitive(t, param) for t in types if self.registry.param(t, code)]
         if not any(flags):
             return c
         blind = self._blind(c)

@@ -295,3 +295,22 @@ async def test_rotation_keeps_every_version_readable(
         await _encrypted(
             storage, MasterKeys(first.active, {first.active: first.keys[first.active]})
         )
+
+
+async def test_binary_content_is_encrypted_in_the_blob_store(
+    engines: tuple[Storage, Storage],
+) -> None:
+    _, storage = engines
+    blobs = (await _encrypted(storage)).blobs
+    content = b"scan of Zyxwarden, MRN-73519 " * 1000
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield content[:1000]
+        yield content[1000:]
+
+    ref = await blobs.put(chunks())
+    assert ref.size == len(content)
+    assert b"".join([c async for c in blobs.read(ref.sha256)]) == content
+    assert _leaks(await _stored_bytes(storage)) == []
+    raw = b"".join([c async for c in storage.blobs().read(ref.sha256)])
+    assert b"Zyxwarden" not in raw and len(raw) > len(content)

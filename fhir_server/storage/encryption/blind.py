@@ -2,7 +2,8 @@
 
 A search parameter is *encrypted* for a type when one of its expression's branches reads
 an encrypted element (`Patient.name.family` under `Patient.name`). Its index values are
-replaced by terms `HMAC-SHA-256(index key, kind | param | text)` (hex, 128 bits), and the
+replaced by terms `HMAC-SHA-256(index key, kind | param | text)` (hex, 128 bits; string
+terms leave the parameter out, so name, family and phonetic share theirs), and the
 values of searches on it are turned into the same terms before they reach the engine:
 
 - token (identifier, telecom, phone, email, address-use...): one term of `system|code` and
@@ -65,6 +66,7 @@ class BlindIndex:
         self.registry = registry
         self.paths = paths
         self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        self._memo: dict[tuple[str, ...], str] = {}
         self._sensitive: dict[tuple[str, str], bool] = {}
         self._generation = registry.generation
 
@@ -105,13 +107,21 @@ class BlindIndex:
     # -- index values ----------------------------------------------------------------
 
     def term(self, kind: str, param: str, *parts: str) -> str:
+        """The term of `parts`; string terms leave `param` out ("") so the parameters that
+        index the same text (name, family, phonetic) share them (computed once per write)."""
+        key = (kind, param, *parts)
+        found = self._memo.get(key)
+        if found is not None:
+            return found
         mac = self._mac.copy()  # the key's pads hashed once, not per term
         mac.update("\0".join((kind, param, *parts)).encode())
-        return mac.digest()[:TERM_BYTES].hex()
+        found = self._memo[key] = mac.digest()[:TERM_BYTES].hex()
+        return found
 
     def index(self, type: str, values: Iterable[IndexValue]) -> list[IndexValue]:
         """`values` with those of encrypted parameters replaced by their terms."""
         out: list[IndexValue] = []
+        self._memo.clear()  # per write: terms of texts indexed by several parameters
         for value in values:
             if not self.sensitive(type, value.param):
                 out.append(value)
@@ -126,11 +136,11 @@ class BlindIndex:
 
     def _string_terms(self, value: StringValue) -> list[IndexValue]:
         p = value.param
-        exact = self.term("x", p, value.exact)
+        exact = self.term("x", "", value.exact)
         terms: list[IndexValue] = [StringValue(p, exact, exact)]
         text = value.value
         for n in range(1, min(len(text), PREFIX_CHARS) + 1):
-            term = self.term("s", p, text[:n])
+            term = self.term("s", "", text[:n])
             terms.append(StringValue(p, term, term))
         return terms
 
@@ -155,6 +165,7 @@ class BlindIndex:
 
     def query(self, query: SearchQuery) -> SearchQuery:
         """`query` with conditions on encrypted parameters turned into terms (any depth)."""
+        self._memo.clear()  # bounded: the memo only lives for one call
         types = query.types or tuple(sorted(self.registry.resource_types))
         for key in query.sort:
             if key.kind is not None and any(self.sensitive(t, key.param) for t in types):
@@ -187,9 +198,9 @@ class BlindIndex:
     def _blind(self, c: Condition) -> Condition:
         match c:
             case StringCondition(mode="exact"):
-                return replace(c, value=self.term("x", c.param, c.value))
+                return replace(c, value=self.term("x", "", c.value))
             case StringCondition(mode="start"):
-                return replace(c, value=self.term("s", c.param, c.value[:PREFIX_CHARS]))
+                return replace(c, value=self.term("s", "", c.value[:PREFIX_CHARS]))
             case StringCondition():
                 raise _lost(c.param, ":contains")
             case TokenCondition(code=str(code), system=None):

@@ -21,6 +21,7 @@ from fhir_server.storage.encryption import (
     encrypted,
     rotate,
 )
+from fhir_server.storage.encryption.fields import FieldCipher
 from tests.support.engines import ENGINE_FACTORIES
 from tests.support.service_calls import call
 
@@ -314,3 +315,26 @@ async def test_binary_content_is_encrypted_in_the_blob_store(
     assert _leaks(await _stored_bytes(storage)) == []
     raw = b"".join([c async for c in storage.blobs().read(ref.sha256)])
     assert b"Zyxwarden" not in raw and len(raw) > len(content)
+
+
+async def test_a_write_that_cannot_be_encrypted_stores_nothing(
+    engines: tuple[Storage, Storage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, storage = engines
+    svc = await _encrypted(storage)
+    await _load(svc)
+
+    def broken(self: FieldCipher, type: str, id: str, data: bytes) -> bytes:
+        raise RuntimeError("the cipher failed")
+
+    monkeypatch.setattr(FieldCipher, "seal", broken)
+    with pytest.raises(RuntimeError, match="cipher failed"):
+        await call(svc, "PUT", "Patient/p9", _patient("p9", "Halfway", "Ann", "M-9", "9", "1990"))
+    with pytest.raises(RuntimeError, match="cipher failed"):
+        await call(svc, "PUT", "Patient/p1", {**PATIENTS[0], "gender": "unknown"})
+    assert await storage.read("Patient", "p9") is None
+    assert (await storage.read("Patient", "p1")).version == 3  # type: ignore[union-attr]
+    assert _leaks(await _stored_bytes(storage)) == []
+    monkeypatch.undo()
+    status, body = await call(svc, "GET", "Patient", query=(("family", "halfway"),))
+    assert status == 200 and body.get("entry", []) == []

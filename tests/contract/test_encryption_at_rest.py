@@ -286,7 +286,13 @@ async def test_rotation_keeps_every_version_readable(
         after, "PUT", "Patient/p6", _patient("p6", "Late", "Ann", "M6", "2", "1991")
     )
     assert status == 201
-    for reader in (svc, after):  # the old process reads what the new data key sealed
+
+    async def one(data: bytes) -> AsyncIterator[bytes]:
+        yield data
+
+    ref = await after.blobs.put(one(b"late scan"))  # the old process reads the new data key's
+    assert b"".join([c async for c in svc.blobs.read(ref.sha256)]) == b"late scan"
+    for reader in (svc, after):  # and what it sealed in resources
         for path in ("Patient/p1/_history/1", "Patient/p5", "Patient/p6"):
             status, body = await call(reader, "GET", path)
             assert status == 200 and body["name"], path

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -30,9 +30,16 @@ class BlobUnreadable(Exception):
 class EncryptedBlobStore:
     """A `BlobStore` that encrypts into `inner` with the active data key."""
 
-    def __init__(self, inner: BlobStore, keys: DataKeys) -> None:
+    def __init__(
+        self,
+        inner: BlobStore,
+        keys: DataKeys,
+        reload: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """`reload`: reads the keyring again (a data key another process added)."""
         self.inner = inner
         self.keys = keys
+        self._reload = reload
 
     async def put(self, chunks: AsyncIterable[bytes], *, limit: int | None = None) -> BlobRef:
         digests = Digests(limit)
@@ -65,6 +72,9 @@ class EncryptedBlobStore:
             raise BlobUnreadable(f"blob {sha256} is not encrypted content")
         kid = (await stream.take(head[4])).decode()
         cipher = self.keys.cipher(kid)
+        if cipher is None and self._reload is not None:
+            await self._reload()
+            cipher = self.keys.cipher(kid)
         if cipher is None:
             raise BlobUnreadable(f"blob {sha256} is encrypted with unknown data key '{kid}'")
         number = 0

@@ -104,7 +104,7 @@ class EncryptedStorage:
     ) -> None:
         self.inner = inner
         self._codec = _Codec(inner, master, fields, blind)
-        self._blobs = EncryptedBlobStore(inner.blobs(), fields.keys)
+        self._blobs = EncryptedBlobStore(inner.blobs(), fields.keys, self._codec.reload)
 
     async def open(self) -> None:
         await self.inner.open()

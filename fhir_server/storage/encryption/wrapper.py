@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
-from typing import Any
 
 from fhir_server.search.conditions import SearchQuery
 from fhir_server.search.values import IndexValue
@@ -92,9 +91,6 @@ class EncryptedTx:
         # keys name what they claim (an identifier's value): engines may store them
         await self._tx.lock("blind:" + self._codec.blind.term("lock", "", key))
 
-    def __getattr__(self, name: str) -> Any:  # engine extras a plug-in may use
-        return getattr(self._tx, name)
-
 
 class EncryptedStorage:
     """`inner` with encryption at rest; see the module docstring."""
@@ -160,10 +156,9 @@ class EncryptedStorage:
     async def save_state(self, key: str, value: bytes | None) -> None:
         await self.inner.save_state(key, value)
 
-    def __getattr__(self, name: str) -> Any:  # engine extras (maintenance duties, ...)
-        return getattr(self.inner, name)
-
 
 def unwrap(storage: Storage) -> Storage:
-    """The engine under any encryption wrapper."""
+    """The engine under any encryption wrapper, for what only the engine offers (its upkeep
+    duty, its database handle); the wrapper passes nothing else through, so no engine
+    method can read or write around the encryption by accident."""
     return storage.inner if isinstance(storage, EncryptedStorage) else storage

@@ -21,7 +21,11 @@ from fhir_server.storage.encryption import blobs as encrypted_blobs
 from fhir_server.storage.encryption.blind import BlindIndex, _bucket
 from fhir_server.storage.encryption.blobs import BlobUnreadable, EncryptedBlobStore
 from fhir_server.storage.encryption.fields import ElementPaths, FieldCipher, UnreadableRecord
-from fhir_server.storage.encryption.keys import DataKeys, EncryptionKeyError, MasterKeys
+from fhir_server.storage.encryption.keys import (
+    DataKeys,
+    EncryptionKeyError,
+    MasterKeys,
+)
 
 KEYS = DataKeys("d1", {"d1": bytes(range(32))}, bytes(32))
 PATIENT = {

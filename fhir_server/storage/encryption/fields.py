@@ -150,15 +150,16 @@ class FieldCipher:
         self.keys = keys
 
     def seal(self, type: str, id: str, data: bytes) -> bytes:
-        paths = self.paths.of(type)
-        if not paths or not data:
+        if not data or not (self.paths.of(type) or b'"contained"' in data):
             return data
         resource = orjson.loads(data)
         values: dict[str, list[Any]] = {}
-        for path in paths:
-            for node, key in list(_slots(resource, path)):
-                values.setdefault(".".join(path), []).append(node[key])
-                node[key] = _PLACEHOLDER
+        for prefix, root in _roots(resource):
+            root_type = root.get("resourceType")
+            for path in self.paths.of(root_type) if isinstance(root_type, str) else ():
+                for node, key in list(_slots(root, path)):
+                    values.setdefault(prefix + ".".join(path), []).append(node[key])
+                    node[key] = _PLACEHOLDER
         if not values:
             return data
         kid = self.keys.active
@@ -192,8 +193,21 @@ class FieldCipher:
             plain = cipher.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], f"{type}/{id}".encode())
         except Exception:
             raise UnreadableRecord(f"{type}/{id}: its sealed elements do not verify") from None
-        for path, found in orjson.loads(plain).items():  # the paths sealed, not today's
+        roots = dict(_roots(resource))
+        for where, found in orjson.loads(plain).items():  # the paths sealed, not today's
+            prefix, _, path = where.rpartition("/")
             values = iter(found)
-            for node, key in list(_slots(resource, tuple(path.split(".")))):
+            for node, key in list(
+                _slots(roots[prefix + "/" if prefix else ""], tuple(path.split(".")))
+            ):
                 node[key] = next(values)
         return orjson.dumps(resource)
+
+
+def _roots(resource: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The resource ("") and each contained resource ("#i/"): sealed by their own types."""
+    yield "", resource
+    contained = resource.get("contained")
+    for i, inner in enumerate(contained if isinstance(contained, list) else ()):
+        if isinstance(inner, dict):
+            yield f"#{i}/", inner

@@ -138,3 +138,18 @@ def test_search_dates_map_to_their_year_month_or_day() -> None:
     assert _bucket("1961-02-03T00:00:00.000000Z", "1961-02-03T23:59:59.999999Z") == "1961-02-03"
     assert _bucket("1961-02-03T10:00:00.000000Z", "1961-02-03T10:59:59.999999Z") is None
     assert _bucket("1961-02-01T00:00:00.000000Z", "1961-02-27T23:59:59.999999Z") is None
+
+
+def test_contained_resources_are_sealed_by_their_own_types() -> None:
+    cipher = FieldCipher(ElementPaths.from_setting("default"), KEYS)
+    observation = {
+        "resourceType": "Observation",
+        "id": "o1",
+        "contained": [PATIENT, {"resourceType": "Organization", "id": "org", "name": "Acme"}],
+        "status": "final",
+        "subject": {"reference": "#p1"},
+    }
+    data = orjson.dumps(observation)
+    sealed = cipher.seal("Observation", "o1", data)
+    assert b"Secretname" not in sealed and b"MRN-1" not in sealed and b"Acme" in sealed
+    assert cipher.open("Observation", "o1", sealed) == data

@@ -41,6 +41,7 @@ from bench import (
     cds,
     cds_models,
     dataset,
+    encryption,
     hl7,
     hl7_fidelity,
     monitoring,
@@ -432,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.no_export
                 else bulk_export.measure(Path(scratch) / "bench.db", Path(scratch))
             )
+            crypt_rows = encryption.measure(Path(scratch))
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
@@ -467,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + monitoring.render(monitoring_rows))
     if export_rows:
         print("\n" + bulk_export.render(export_rows))
+    print("\n" + encryption.render(crypt_rows))
     ortho_rows = [] if args.no_orthotics else orthotics.measure(quick=args.quick)
     if ortho_rows:
         print("\n" + orthotics.render(ortho_rows))

@@ -74,10 +74,18 @@ from fhir_server.interactions.everything import everything_operation
 from fhir_server.interactions.service import FhirService
 from fhir_server.model.validation import limits
 from fhir_server.search.limits import SearchLimits
-from fhir_server.search.registry import build_registry
+from fhir_server.search.registry import SearchRegistry, build_registry
 from fhir_server.settings import Settings
 from fhir_server.storage.base import Storage
 from fhir_server.storage.blobs import FileBlobStore
+from fhir_server.storage.encryption import (
+    ElementPaths,
+    EncryptionKeyError,
+    MasterKeys,
+    encrypted,
+    is_encrypted,
+    unwrap,
+)
 from fhir_server.storage.leadership import LEASE_SECONDS, RENEW_EVERY, Leadership
 from terminology.registry import Terminology
 from terminology.service import install as install_terminology
@@ -114,8 +122,56 @@ def preflight(settings: Settings) -> str | None:
 
         from fhir_server.storage.sqlite.schema import check_file
 
-        return check_file(Path(settings.database))
-    return None
+        problem = check_file(Path(settings.database))
+        if problem or not Path(settings.database).exists():
+            return problem or encryption_problem(settings, check_database=False)
+    return encryption_problem(settings)
+
+
+def encryption_problem(settings: Settings, *, check_database: bool = True) -> str | None:
+    """Why the encryption settings do not fit (a bad key file, element path, or master
+    key this database's data keys were not wrapped with), or None."""
+    try:
+        master_keys(settings)
+        ElementPaths.from_setting(settings.encrypted_elements)
+    except (EncryptionKeyError, ValueError) as error:
+        return str(error)
+    if not check_database:
+        return None
+
+    async def check() -> str | None:
+        storage = make_storage(settings)
+        await storage.open()
+        try:
+            await protect(settings, storage, build_registry())
+        except EncryptionKeyError as error:
+            return str(error)
+        finally:
+            await storage.close()
+        return None
+
+    return asyncio.run(check())
+
+
+def master_keys(settings: Settings) -> MasterKeys | None:
+    """The master keys the settings name, or None (encryption at rest off)."""
+    key = settings.encryption_key.get_secret_value() if settings.encryption_key else None
+    return MasterKeys.configured(key, settings.encryption_key_file)
+
+
+async def protect(settings: Settings, storage: Storage, registry: SearchRegistry) -> Storage:
+    """`storage` behind encryption at rest when a master key is configured; raises
+    `EncryptionKeyError` for a wrong key, or for an encrypted database and no key."""
+    master = master_keys(settings)
+    if master is None:
+        if await is_encrypted(storage):
+            raise EncryptionKeyError(
+                "this database is encrypted at rest: set FHIR_ENCRYPTION_KEY_FILE "
+                "(or FHIR_ENCRYPTION_KEY) to its master key"
+            )
+        return storage
+    paths = ElementPaths.from_setting(settings.encrypted_elements)
+    return await encrypted(storage, master, paths, registry)
 
 
 def make_storage(settings: Settings) -> Storage:
@@ -147,12 +203,13 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
     limits.configure(
         max_string_chars=settings.max_string_chars, max_depth=settings.max_resource_depth
     )
+    registry = build_registry()
     service = FhirService(
-        storage,
+        await protect(settings, storage, registry),
         base_url=settings.base_url,
         default_count=settings.default_count,
         max_count=settings.max_count,
-        registry=build_registry(),
+        registry=registry,
         search_limits=SearchLimits(
             max_query_bytes=settings.max_query_bytes,
             max_value_chars=settings.max_search_value_chars,
@@ -245,7 +302,8 @@ async def open_auth(settings: Settings, service: FhirService | None = None) -> A
         await keys.load()
         if service is not None and settings.auth == "on":
             service.describe_security(lambda base: rest_security(auth_urls(settings, base)))
-        async with open_user_store(settings, service.storage if service else None) as users:
+        engine = unwrap(service.storage) if service else None
+        async with open_user_store(settings, engine) as users:
             yield Auth(store, keys, SmartAuthServer(settings, store, keys), users)
     finally:
         await asyncio.to_thread(store.close)
@@ -343,8 +401,9 @@ async def start_background(
     if settings.storage == "sqlite" and not single:
         from fhir_server.storage.sqlite import SQLiteStorage
 
-        if isinstance(service.storage, SQLiteStorage):  # checkpoints, planner statistics
-            duties.append(("sqlite upkeep", service.storage.maintenance_duty))
+        engine = unwrap(service.storage)
+        if isinstance(engine, SQLiteStorage):  # checkpoints, planner statistics
+            duties.append(("sqlite upkeep", engine.maintenance_duty))
     hl7 = None
     if hl7_enabled(settings):
         from adapters.hl7v2.runtime import STALE_SECONDS, Hl7Runtime  # only HL7 v2 users load it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -102,6 +103,10 @@ class Settings(BaseSettings):
     #   [low, high] in the stored unit, replacing the shipped default band ([null, null]: none)
     monitoring_recipients: str = ""  # references told when a patient has no plan, comma-separated
     monitoring_warm_units: bool = True  # build the UCUM unit table at start (else on first need)
+    # encryption at rest (storage/encryption): on when a master key is configured
+    encryption_key_file: str | None = None  # JSON key ring {"active": id, "keys": {id: b64}}
+    encryption_key: SecretStr | None = None  # or one key: base64 of 32 bytes
+    encrypted_elements: str = "default"  # element paths, comma-separated; "default": the list
     # request limits (resources)
     max_string_chars: int = 1024 * 1024  # per primitive value but base64Binary and xhtml
     max_resource_depth: int = 64  # JSON objects nested in one resource

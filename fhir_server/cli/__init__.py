@@ -5,6 +5,7 @@
 - `reindex` (reindex.py): recompute the search index after a new SearchParameter;
 - `blobs gc` (blobs.py): find or remove Binary content that no version references;
 - `bulk export` (bulk.py): a Bulk Data client, from this or another server into a folder;
+- `keys generate`, `keys rotate` (keys.py): the master keys of encryption at rest;
 - `terminology ...` (terminology.py): import LOINC and SNOMED CT releases;
 - `hl7 ...` (hl7.py): the HL7 v2 inbox's dead letters, replay, and an MLLP sender;
 - `auth ...` (auth.py): SMART clients, signing keys, and a token for curl;
@@ -28,6 +29,7 @@ from fhir_server.cli import (
     bulk,
     cds,
     hl7,
+    keys,
     load,
     reindex,
     serve,
@@ -41,6 +43,7 @@ app.add_typer(terminology.app, name="terminology")
 app.add_typer(hl7.app, name="hl7")
 app.add_typer(blobs.app, name="blobs")
 app.add_typer(bulk.app, name="bulk")
+app.add_typer(keys.app, name="keys")
 auth.app.add_typer(auth_users.user_app, name="user")
 app.add_typer(auth.app, name="auth")
 app.add_typer(cds.app, name="cds")

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     orthotics_manufacturer: str = "Custom orthosis manufacturer (set FHIR_ORTHOTICS_MANUFACTURER)"
     orthotics_build_volume_mm: tuple[float, float, float] = (300.0, 300.0, 300.0)  # JSON list
     orthotics_max_faces: int = 200_000  # faces of one insole mesh the slicer accepts
+    # privacy (fhir_server.privacy): consents, security labels, masking; with auth on only
+    privacy: Literal["on", "off"] = "on"
+    privacy_clearance: dict[str, list[str]] = {}  # role -> labels it is cleared for (JSON)
+    privacy_masking: dict[str, dict[str, Literal["last4", "hidden"]]] = {}  # role -> kind -> rule
+    privacy_research_clients: str = ""  # client ids acting for research (HRESCH), comma-separated
     # request limits (resources)
     max_string_chars: int = 1024 * 1024  # per primitive value but base64Binary and xhtml
     max_resource_depth: int = 64  # JSON objects nested in one resource

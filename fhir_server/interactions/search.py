@@ -24,7 +24,7 @@ from fhir_server.interactions.request import Request, Response
 from fhir_server.model import fhirjson
 from fhir_server.model.summary import apply_elements, apply_summary
 from fhir_server.search import compartments
-from fhir_server.search.conditions import Clause
+from fhir_server.search.conditions import Clause, SearchQuery
 from fhir_server.search.parse import NOT_SEARCH, parse_search
 from fhir_server.storage.base import StoredResource
 
@@ -124,8 +124,11 @@ async def _search(
         if svc.policy.visible(req.context, r) and (member is None or member(r))
     ]
     included = await fetch_included(svc, req.context, tx or svc.storage, matches, parsed.includes)
-    entries = [_entry(req, parsed, r, "match") for r in matches]
-    entries.extend(_entry(req, parsed, r, "include") for r in included.resources)
+    present = svc.disclosure.present
+    entries = [_entry(req, parsed, present(req.context, r), "match") for r in matches]
+    entries.extend(
+        _entry(req, parsed, present(req.context, r), "include") for r in included.resources
+    )
     warnings = [
         ("not-supported", f"Search parameter '{name}' is not supported and was ignored")
         for name in parsed.ignored
@@ -140,7 +143,28 @@ async def _search(
         )
     if warnings:
         entries.append(_warnings(warnings))
-    return Response(200, bundle("searchset", entries, total=paged.total, links=links))
+    tags = [SUBSETTED] if await _withheld(svc, req, tx, query) else []
+    return Response(200, bundle("searchset", entries, total=paged.total, links=links, tags=tags))
+
+
+SUBSETTED = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+    "display": "subsetted",
+}
+"""The tag of a search Bundle from which the access policy withheld some matches."""
+
+
+async def _withheld(
+    svc: FhirService, req: Request, tx: StorageTx | None, query: SearchQuery
+) -> bool:
+    """Whether the privacy rules took out some resource that `query` would otherwise match."""
+    assert req.context
+    lost = svc.disclosure.withheld(req.context, query)
+    if lost is None:
+        return False
+    found = await (tx or svc.storage).search(lost)
+    return bool(found.resources)
 
 
 def _entry(req: Request, parsed: ParsedSearch, rec: StoredResource, mode: str) -> bytes:

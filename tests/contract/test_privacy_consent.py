@@ -3,9 +3,9 @@ with the `PrivacyPolicy` (over `AllowAll`, so that only consents decide), on eve
 
 Each provision is written as a Consent of patient A; an oracle written out by hand says
 which of A's resources each actor may receive under it. Every actor's reads, searches,
-`_revinclude`, chain and `_has` are compared with the oracle, and search Bundles carry
-SUBSETTED exactly when something matching was withheld. Patient B has no consent and is
-always visible.
+`_revinclude`, chain, `_has` and exports (`FhirService.export`) are compared with the
+oracle, and search Bundles carry SUBSETTED exactly when something matching was withheld.
+Patient B has no consent and is always visible.
 """
 
 from __future__ import annotations
@@ -261,6 +261,10 @@ async def test_consent_matrix(storage: Storage) -> None:
                 compare(case, who, f"search {type}", ids(found), expect & allowed)
                 if subsetted(found) != bool(expect - allowed):
                     escapes.append(f"{case.name} / {who} / {type}: SUBSETTED={subsetted(found)}")
+            exported: set[str] = set()
+            for type in ("Patient", "Observation", "Condition"):
+                exported |= {orjson.loads(data)["id"] async for data in svc.export(ctx, type)}
+            compare(case, who, "export", exported, allowed)
             _, found = await ask(
                 svc,
                 ctx,

@@ -2,6 +2,7 @@
 
 - `serve` (serve.py): the HTTP server and its background duties;
 - `load`, `export` (load.py): NDJSON and Bundles in, NDJSON out, through the service;
+- `deidentify` (deidentify.py): de-identify NDJSON files (Safe Harbor, date shift);
 - `reindex` (reindex.py): recompute the search index after a new SearchParameter;
 - `blobs gc` (blobs.py): find or remove Binary content that no version references;
 - `terminology ...` (terminology.py): import LOINC and SNOMED CT releases;
@@ -18,7 +19,18 @@ from __future__ import annotations
 
 import typer
 
-from fhir_server.cli import auth, auth_users, blobs, cds, hl7, load, reindex, serve, terminology
+from fhir_server.cli import (
+    auth,
+    auth_users,
+    blobs,
+    cds,
+    deidentify,
+    hl7,
+    load,
+    reindex,
+    serve,
+    terminology,
+)
 
 app = typer.Typer(
     help="FHIR R4 interoperability server", no_args_is_help=True, add_completion=False
@@ -33,3 +45,4 @@ app.command()(serve.serve)
 app.command()(load.load)
 app.command()(load.export)
 app.command(name="reindex")(reindex.reindex_command)
+app.command()(deidentify.deidentify)

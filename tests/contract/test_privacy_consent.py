@@ -280,7 +280,7 @@ async def test_consent_matrix(storage: Storage) -> None:
             _, found = await ask(
                 svc, ctx, "Patient", ("_has:Observation:subject:code", f"{LOINC}|1234-5")
             )
-            has = {p for p in ("a", "b") if p in allowed and f"{p}-glucose" in allowed}
+            has: set[str] = {p for p in ("a", "b") if p in allowed and f"{p}-glucose" in allowed}
             compare(case, who, "_has", ids(found), has)
             _, found = await ask(svc, ctx, "Condition", ("subject:Patient.family", "Fama"))
             compare(

@@ -172,7 +172,8 @@ SEARCHES: list[tuple[str, dict[str, str]]] = [
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivacyServed]:
-    server = PrivacyServed(tmp_path_factory.mktemp("privacy")).start()
+    server = PrivacyServed(tmp_path_factory.mktemp("privacy"))
+    server.start()
     with server.client("system/*.*") as admin:
         for body in DATA:
             response = admin.put(f"/{body['resourceType']}/{body['id']}", json=body)
@@ -186,11 +187,11 @@ def _client(served: PrivacyServed, who: str, scope: str = "user/*.rs") -> httpx.
 
 
 def _ids(body: dict[str, Any]) -> set[str]:
-    found = set()
+    found: set[str] = set()
     for entry in body.get("entry", []):
         resource = entry.get("resource") or {}
         if resource.get("resourceType") != "OperationOutcome":
-            found.add(resource.get("id"))
+            found.add(str(resource.get("id")))
     return found
 
 

@@ -19,7 +19,9 @@ def all_of(parts: Iterable[Formula]) -> Formula:
     for part in parts:
         if part is False:
             return False
-        if part is not True:
+        if isinstance(part, AllOf):
+            kept.extend(part.conditions)
+        elif part is not True:
             kept.append(part)
     if not kept:
         return True
@@ -28,11 +30,15 @@ def all_of(parts: Iterable[Formula]) -> Formula:
 
 
 def any_of(parts: Iterable[Formula]) -> Formula:
+    """The OR of `parts`, flat: the engines answer one OR of many conditions of one kind
+    (a reference to any of thousands of patients) with one indexed lookup."""
     kept: list[Condition] = []
     for part in parts:
         if part is True:
             return True
-        if part is not False:
+        if isinstance(part, AnyOf):
+            kept.extend(part.conditions)
+        elif part is not False:
             kept.append(part)
     if not kept:
         return False

@@ -26,7 +26,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ from fhir_server.privacy.logic import Formula, all_of, any_of, not_
 from fhir_server.privacy.masking import DEFAULT_MASKING, Rule, mask
 from fhir_server.search import compartments
 from fhir_server.search.conditions import (
+    ChainCondition,
     Clause,
     Condition,
     IdCondition,
@@ -47,12 +48,53 @@ from fhir_server.search.conditions import (
 )
 from fhir_server.search.extract import Indexer
 from fhir_server.search.registry import SearchRegistry
+from fhir_server.search.values import ReferenceValue
 from fhir_server.storage.base import StoredResource
 
 RESEARCH = "HRESCH"
 PATIENT_LINKED = ("patient", "subject")
 _CACHE = 4096
 NOTHING: Condition = IdCondition(())
+
+
+@dataclass(frozen=True, slots=True)
+class Withholding:
+    """What withholds resources of one type from one caller: `condition` as a whole (for
+    the engines), and its parts for deciding one resource in memory quickly: the labels
+    condition, and per patient whose consent denies the caller, the condition on the
+    resource (True: every resource of that patient)."""
+
+    condition: Formula
+    labels: Formula = False
+    patients: Mapping[str, Formula] = field(default_factory=dict)
+    params: tuple[str, ...] = ()
+
+    def withholds(self, resource: dict[str, Any], indexer: Indexer) -> bool:
+        if self.labels is not False and _holds(self.labels, resource, indexer):
+            return True
+        if not self.patients:
+            return False
+        owners = {
+            v.target_id
+            for v in indexer.values_of(resource, set(self.params))
+            if isinstance(v, ReferenceValue) and v.target_type == "Patient"
+        }
+        if resource.get("resourceType") == "Patient":
+            owners.add(str(resource.get("id")))
+        return any(
+            _holds(denial, resource, indexer)
+            for owner in owners
+            if (denial := self.patients.get(str(owner))) is not None
+        )
+
+
+NO_RULE = Withholding(False)
+
+
+def _holds(formula: Formula, resource: dict[str, Any], indexer: Indexer) -> bool:
+    if isinstance(formula, bool):
+        return formula
+    return matches(formula, resource, indexer.values_of(resource, params_of(formula)))
 
 
 class PrivacyPolicy:
@@ -77,7 +119,9 @@ class PrivacyPolicy:
         self.masking = masking
         self.research_clients = research_clients
         self._members = frozenset(compartments.member_types(registry, "Patient"))
-        self._rules: OrderedDict[tuple[Any, ...], tuple[Formula, datetime | None]] = OrderedDict()
+        self._rules: OrderedDict[tuple[Any, ...], tuple[Withholding, datetime | None]] = (
+            OrderedDict()
+        )
         self._boundaries: tuple[int, list[datetime]] = (-1, [])
 
     # -- AccessPolicy ------------------------------------------------------------------
@@ -95,11 +139,10 @@ class PrivacyPolicy:
             return False
         if ctx.system or rec.deleted:
             return True
-        rule = self.withholding(ctx, rec.type)
-        if isinstance(rule, bool):
-            return not rule
-        resource = fhirjson.loads(rec.data)
-        return not matches(rule, resource, self.indexer.values_of(resource, params_of(rule)))
+        rule = self.rule(ctx, rec.type)
+        if rule.condition is False:
+            return True
+        return not rule.withholds(fhirjson.loads(rec.data), self.indexer)
 
     def restrict(self, ctx: AccessContext, query: SearchQuery) -> SearchQuery:
         query = self.inner.restrict(ctx, query)
@@ -133,8 +176,13 @@ class PrivacyPolicy:
 
     def withholding(self, ctx: AccessContext, type: str) -> Formula:
         """When a resource of `type` is withheld from `ctx`: True, False or a condition."""
+        return self.rule(ctx, type).condition
+
+    def rule(self, ctx: AccessContext, type: str) -> Withholding:
+        """What withholds a resource of `type` from `ctx` (cached until a consent changes
+        or a consent period starts or ends)."""
         if ctx.system:
-            return False
+            return NO_RULE
         now = datetime.now(UTC)
         key = (
             ctx.role,
@@ -149,25 +197,35 @@ class PrivacyPolicy:
         cached = self._rules.get(key)
         if cached is not None and (cached[1] is None or now < cached[1]):
             return cached[0]
-        rule = any_of([uncleared(clearance_of(ctx, self.clearance)), self._denied(ctx, type, now)])
+        labels = uncleared(clearance_of(ctx, self.clearance))
+        params = self._patient_params(type)
+        patients = self._denied(ctx, type, params, now)
+        always = tuple(sorted(p for p, d in patients.items() if d is True))
+        conditions = [self._of_patients(type, params, always)] if always else []
+        conditions += [
+            self._of_patient(type, params, p, d) for p, d in patients.items() if d is not True
+        ]
+        rule = Withholding(any_of([labels, *conditions]), labels, patients, params)
         self._rules[key] = (rule, self._next_boundary(now))
         if len(self._rules) > _CACHE:
             self._rules.popitem(last=False)
         return rule
 
-    def _denied(self, ctx: AccessContext, type: str, now: datetime) -> Formula:
-        """The resources of `type` whose patients' consents deny `ctx`."""
-        params = self._patient_params(type)
+    def _denied(
+        self, ctx: AccessContext, type: str, params: tuple[str, ...], now: datetime
+    ) -> dict[str, Formula]:
+        """The patients whose consents deny `ctx` resources of `type`, each with the
+        condition on the resource (True: all of them)."""
         if type != "Patient" and not params:
-            return False
+            return {}
         caller = self.caller(ctx, now)
         has_code = self.registry.param(type, "code") is not None
-        parts: list[Formula] = []
+        denied: dict[str, Formula] = {}
         for patient, consents in self.consents.patients().items():
             denial = any_of(c.denial(caller, type, has_code) for c in consents)
             if denial is not False:
-                parts.append(all_of([self._of_patient(type, params, patient), denial]))
-        return any_of(parts)
+                denied[patient] = denial
+        return denied
 
     def caller(self, ctx: AccessContext, now: datetime) -> Caller:
         """Who `ctx` is to a consent's actors, and the purposes it acts for."""
@@ -180,11 +238,22 @@ class PrivacyPolicy:
             purposes.add(RESEARCH)
         return Caller(frozenset(references), frozenset(purposes), now)
 
-    def _of_patient(self, type: str, params: tuple[str, ...], patient: str) -> Formula:
+    def _of_patients(self, type: str, params: tuple[str, ...], ids: tuple[str, ...]) -> Formula:
+        """The resources of any of the patients `ids`: a chain to them per parameter, which
+        the engines answer with one lookup of the set (not one test per patient)."""
+        patients = SearchQuery(("Patient",), ((IdCondition(ids),),), count=0, total="none")
+        parts: list[Formula] = [ChainCondition(code, patients) for code in params]
+        if type == "Patient":
+            parts.insert(0, IdCondition(ids))
+        return any_of(parts)
+
+    def _of_patient(
+        self, type: str, params: tuple[str, ...], patient: str, denial: Formula
+    ) -> Formula:
         parts: list[Formula] = [ReferenceCondition(code, "Patient", patient) for code in params]
         if type == "Patient":
             parts.insert(0, IdCondition((patient,)))
-        return any_of(parts)
+        return all_of([any_of(parts), denial])
 
     def _patient_params(self, type: str) -> tuple[str, ...]:
         if type in self._members:

@@ -404,7 +404,8 @@ class FhirService:
                 ],
             }
             return Response(status, outcome, headers)
-        return Response(status, rec.data, headers)
+        shown = rec if req.context is None else self.disclosure.present(req.context, rec)
+        return Response(status, shown.data, headers)
 
 
 async def _back_off(attempt: int, cap: float) -> None:

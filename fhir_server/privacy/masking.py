@@ -72,6 +72,17 @@ def mask(resource: dict[str, Any], rules: Mapping[str, Rule]) -> bool:
     return changed
 
 
+def is_masked(resource: dict[str, Any]) -> bool:
+    """Whether `resource` carries the MASKED label (a masked copy of a stored one)."""
+    labels = (resource.get("meta") or {}).get("security") or []
+    return any(
+        isinstance(label, dict)
+        and label.get("code") == "MASKED"
+        and label.get("system") == OBSERVATION_VALUE
+        for label in labels
+    )
+
+
 def last_four(value: str) -> str:
     """`value` with every letter and digit but the last four replaced by `*`."""
     seen = 0

@@ -16,7 +16,9 @@ As the `Disclosure`, it masks identifiers by role (`masking.py`) in every resour
 caller receives, and tells a search whether it withheld something (the Bundle then
 carries the SUBSETTED tag).
 
-Writes are left to the wrapped policy: consents govern disclosure, not recording.
+Writes are left to the wrapped policy (consents govern disclosure, not recording), but
+for one check: a resource carrying the MASKED label is refused (400), so that a masked
+copy cannot overwrite the real identifiers.
 A search over several types gets the union of their conditions: it may withhold a
 resource of one type by a rule of another (never the reverse), and gives no total.
 """
@@ -32,11 +34,12 @@ from typing import Any
 
 from fhir_server.auth.matching import matches, params_of
 from fhir_server.context import AccessContext, AccessPolicy, Action
+from fhir_server.errors import BadRequest
 from fhir_server.model import fhirjson
 from fhir_server.privacy.consent import Caller, ConsentIndex
 from fhir_server.privacy.labels import DEFAULT_CLEARANCE, clearance_of, uncleared
 from fhir_server.privacy.logic import Formula, all_of, any_of, not_
-from fhir_server.privacy.masking import DEFAULT_MASKING, Rule, mask
+from fhir_server.privacy.masking import DEFAULT_MASKING, Rule, is_masked, mask
 from fhir_server.search import compartments
 from fhir_server.search.conditions import (
     ChainCondition,
@@ -133,6 +136,11 @@ class PrivacyPolicy:
         self, ctx: AccessContext, action: Action, resource_type: str, resource: dict[str, Any]
     ) -> None:
         self.inner.check_resource(ctx, action, resource_type, resource)
+        if action in ("create", "update") and is_masked(resource):
+            raise BadRequest(
+                f"This {resource_type} carries the MASKED label: its masked identifiers "
+                "would replace the real ones. Send the changes as a PATCH instead"
+            )
 
     def visible(self, ctx: AccessContext, rec: StoredResource) -> bool:
         if not self.inner.visible(ctx, rec):

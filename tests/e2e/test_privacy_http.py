@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import uvicorn
 
@@ -279,3 +280,17 @@ def test_analysts_see_no_identifier(served: PrivacyServed) -> None:
     for patient in bodies:
         assert _identifiers(patient) == {"SS": None, "MR": None}
         assert "123-45-6789" not in str(patient) and "MRN-" not in str(patient)
+
+
+def test_front_desk_writes_never_reveal_or_overwrite_the_ssn(served: PrivacyServed) -> None:
+    with _client(served, "front-desk", "user/Patient.cruds") as client:
+        masked = client.get("/Patient/b").json()
+        refused = client.put("/Patient/b", json=masked)
+        patch = [{"op": "replace", "path": "/name/0/family", "value": "Beta"}]
+        headers = {"Content-Type": "application/json-patch+json"}
+        patched = client.patch("/Patient/b", content=orjson.dumps(patch), headers=headers)
+    assert refused.status_code == 400 and "MASKED" in refused.text
+    assert patched.status_code == 200, patched.text
+    assert _identifiers(patched.json())["SS"] == "***-**-4321"
+    with _client(served, "doc1") as client:
+        assert _identifiers(client.get("/Patient/b").json())["SS"] == "987-65-4321"

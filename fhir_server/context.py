@@ -84,14 +84,18 @@ class Disclosure(Protocol):
 
     `present` gives the version as this caller may receive it (e.g. identifiers masked for
     their role); every read path (read, vread, history, search matches and includes,
-    `$everything`, exports) passes what it returns through it. `withheld` gives the query
-    that finds what the policy's privacy rules (consents, security labels) took out of
-    `query` (a search restricted by `restrict_search`), or None when they took nothing
-    out: a search Bundle that withheld something says so."""
+    `$everything`, exports, what a write returns) passes what it returns through it.
+    `withheld` splits a search restricted by `restrict_search` by the policy's privacy
+    rules (consents, security labels): (the query without them, the query for what they
+    take out), or None when they take nothing out. A search counts the two (cheap index
+    counts, where the restricted query's own count tests every row), gives their
+    difference as its total, and a Bundle that withheld something says so."""
 
     def present(self, ctx: AccessContext, rec: StoredResource) -> StoredResource: ...
 
-    def withheld(self, ctx: AccessContext, query: SearchQuery) -> SearchQuery | None: ...
+    def withheld(
+        self, ctx: AccessContext, query: SearchQuery
+    ) -> tuple[SearchQuery, SearchQuery] | None: ...
 
 
 class FullDisclosure:
@@ -100,7 +104,9 @@ class FullDisclosure:
     def present(self, ctx: AccessContext, rec: StoredResource) -> StoredResource:
         return rec
 
-    def withheld(self, ctx: AccessContext, query: SearchQuery) -> SearchQuery | None:
+    def withheld(
+        self, ctx: AccessContext, query: SearchQuery
+    ) -> tuple[SearchQuery, SearchQuery] | None:
         return None
 
 

@@ -171,14 +171,17 @@ class PrivacyPolicy:
             return rec
         return replace(rec, data=fhirjson.dumps(resource))
 
-    def withheld(self, ctx: AccessContext, query: SearchQuery) -> SearchQuery | None:
+    def withheld(
+        self, ctx: AccessContext, query: SearchQuery
+    ) -> tuple[SearchQuery, SearchQuery] | None:
         clause = self._clause(ctx, query.types)
         if clause is None or clause not in query.clauses:
             return None
         lost = not_(clause[0])
         assert not isinstance(lost, bool)
+        kept = tuple(c for c in query.clauses if c != clause)
         clauses = tuple((lost,) if c == clause else c for c in query.clauses)
-        return replace(query, clauses=clauses, sort=(), count=1, offset=0, total="none", page=None)
+        return _counting(replace(query, clauses=kept)), _counting(replace(query, clauses=clauses))
 
     # -- the withholding rule ----------------------------------------------------------
 
@@ -290,6 +293,11 @@ class PrivacyPolicy:
             self._boundaries = (self.consents.generation, boundaries)
         at = bisect_right(boundaries, now)
         return boundaries[at] if at < len(boundaries) else None
+
+
+def _counting(query: SearchQuery) -> SearchQuery:
+    """`query` asking only for its exact number of matches."""
+    return replace(query, sort=(), count=0, offset=0, page=None, total="accurate")
 
 
 def _negated(rule: Condition) -> Condition:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from fhir_server.cli import app
 from fhir_server.deidentify import Deidentifier
 from fhir_server.deidentify.rules import shift
 from fhir_server.deidentify.text import scrub
@@ -114,3 +117,25 @@ def test_scrub() -> None:
 def test_unknown_profile_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown profile"):
         Deidentifier("k-anonymity")  # type: ignore[arg-type]
+
+
+def test_the_command_refuses_bad_input_with_a_clear_message(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "Patient.ndjson").write_text('{"resourceType": "Patient", "id": "a"}\n{oops\n')
+    short = tmp_path / "short.key"
+    short.write_bytes(b"k" * 8)
+    base = ["deidentify", "--profile", "safe-harbor", "--in", str(source)]
+    bad_line = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "out")])
+    assert bad_line.exit_code == 1 and "Patient.ndjson line 2 is not JSON" in bad_line.output
+    bad_key = CliRunner().invoke(
+        app, [*base, "--out", str(tmp_path / "o"), "--key-file", str(short)]
+    )
+    assert bad_key.exit_code == 2 and "at least 32 bytes" in bad_key.output
+    same = CliRunner().invoke(app, [*base, "--out", str(source)])
+    assert same.exit_code == 2 and "must differ" in same.output
+    profile = CliRunner().invoke(
+        app,
+        ["deidentify", "--profile", "k-anon", "--in", str(source), "--out", str(tmp_path / "p")],
+    )
+    assert profile.exit_code == 2 and "not one of" in profile.output

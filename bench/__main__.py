@@ -46,6 +46,7 @@ from bench import (
     hl7_fidelity,
     monitoring,
     orthotics,
+    privacy,
     records,
     report,
     search,
@@ -138,6 +139,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-orthotics", action="store_true", help="skip the orthotics geometry figures"
+    )
+    parser.add_argument(
+        "--no-privacy", action="store_true", help="skip the consent and de-identification figures"
     )
     parser.add_argument(
         "--search-size",
@@ -473,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     ortho_rows = [] if args.no_orthotics else orthotics.measure(quick=args.quick)
     if ortho_rows:
         print("\n" + orthotics.render(ortho_rows))
+    privacy_rows = [] if args.no_privacy else privacy.measure(quick=args.quick)
+    if privacy_rows:
+        print("\n" + privacy.render(privacy_rows))
     save(
         run,
         args.output,

@@ -3,7 +3,8 @@ what the server offers, and starts its background duties.
 
 - `open_service(settings)` opens the storage engine the settings name, builds the service
   (search registry, custom SearchParameters, terminology, HL7 v2 conversion, `$everything`,
-  the orthosis order flow, remote monitoring, Bulk Data `$export`)
+  the orthosis order flow, remote monitoring, Bulk Data `$export`, the audit trail, and
+  with authorization on the privacy rules: consents, security labels, masking)
   and closes the storage when the block ends. The HTTP app and every command use it, so
   every way in gets the same service.
 - `open_auth(settings, service)` opens the SMART authorization server's store and signing
@@ -34,7 +35,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from adapters.hl7v2.convert import ConvertOptions
 from adapters.hl7v2.operations import install as install_hl7v2
@@ -73,6 +74,7 @@ from fhir_server.interactions import custom_params
 from fhir_server.interactions.everything import everything_operation
 from fhir_server.interactions.service import FhirService
 from fhir_server.model.validation import limits
+from fhir_server.privacy import install as install_privacy
 from fhir_server.search.limits import SearchLimits
 from fhir_server.search.registry import SearchRegistry, build_registry
 from fhir_server.settings import Settings
@@ -222,6 +224,8 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
     )
     if settings.auth == "on":  # off: the AllowAll of the foundation
         service.policy = SmartPolicy(service.registry, service.indexer)
+        if settings.privacy == "on":
+            await install_privacy(service, **privacy_options(settings))
     install_audit(service, open_reads=settings.auth == "off")  # read-only, even audit off
     service.add_operation(everything_operation())
     await custom_params.install(service)
@@ -247,6 +251,21 @@ def bulk_export(settings: Settings, service: FhirService) -> BulkExport:
         requires_token=settings.auth == "on",
     )
     return install_bulk(service, files, options)
+
+
+def privacy_options(settings: Settings) -> dict[str, Any]:
+    """The clearance and masking tables and the research clients the settings give
+    (the shipped tables where they give none)."""
+    options: dict[str, Any] = {
+        "research_clients": frozenset(
+            c.strip() for c in settings.privacy_research_clients.split(",") if c.strip()
+        )
+    }
+    if settings.privacy_clearance:
+        options["clearance"] = {r: frozenset(c) for r, c in settings.privacy_clearance.items()}
+    if settings.privacy_masking:
+        options["masking"] = settings.privacy_masking
+    return options
 
 
 def shipped_terminology() -> Terminology:

@@ -41,6 +41,9 @@ class AccessContext:
     jti: str | None = None
     user_patients: frozenset[str] | None = None
     user_organizations: frozenset[str] | None = None
+    purposes: frozenset[str] = frozenset()
+    """Purposes of use (v3-PurposeOfUse codes, e.g. HRESCH research) the caller acts for:
+    the token's `purpose_of_use` claim; consents may deny access for a purpose."""
 
 
 SYSTEM = AccessContext(subject="system", scopes=frozenset({"system/*.*"}), system=True)
@@ -74,6 +77,37 @@ def restrict_search(policy: AccessPolicy, ctx: AccessContext, query: SearchQuery
     """`policy.restrict` on the query and on every inner query of its chains and `_has`:
     a chained criterion must not match through a resource the caller may not see."""
     return policy.restrict(ctx, map_inner(query, lambda inner: policy.restrict(ctx, inner)))
+
+
+class Disclosure(Protocol):
+    """What a caller receives of a resource it may see, decided after the access policy.
+
+    `present` gives the version as this caller may receive it (e.g. identifiers masked for
+    their role); every read path (read, vread, history, search matches and includes,
+    `$everything`, exports, what a write returns) passes what it returns through it.
+    `withheld` splits a search restricted by `restrict_search` by the policy's privacy
+    rules (consents, security labels): (the query without them, the query for what they
+    take out), or None when they take nothing out. A search counts the two (cheap index
+    counts, where the restricted query's own count tests every row), gives their
+    difference as its total, and a Bundle that withheld something says so."""
+
+    def present(self, ctx: AccessContext, rec: StoredResource) -> StoredResource: ...
+
+    def withheld(
+        self, ctx: AccessContext, query: SearchQuery
+    ) -> tuple[SearchQuery, SearchQuery] | None: ...
+
+
+class FullDisclosure:
+    """Every visible resource as stored; nothing withheld beyond the scopes."""
+
+    def present(self, ctx: AccessContext, rec: StoredResource) -> StoredResource:
+        return rec
+
+    def withheld(
+        self, ctx: AccessContext, query: SearchQuery
+    ) -> tuple[SearchQuery, SearchQuery] | None:
+        return None
 
 
 class AllowAll:

@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     encryption_key_file: str | None = None  # JSON key ring {"active": id, "keys": {id: b64}}
     encryption_key: SecretStr | None = None  # or one key: base64 of 32 bytes
     encrypted_elements: str = "default"  # element paths, comma-separated; "default": the list
+    # privacy (fhir_server.privacy): consents, security labels, masking; with auth on only
+    privacy: Literal["on", "off"] = "on"
+    privacy_clearance: dict[str, list[str]] = {}  # role -> labels it is cleared for (JSON)
+    privacy_masking: dict[str, dict[str, Literal["last4", "hidden"]]] = {}  # role -> kind -> rule
+    privacy_research_clients: str = ""  # client ids acting for research (HRESCH), comma-separated
     # request limits (resources)
     max_string_chars: int = 1024 * 1024  # per primitive value but base64Binary and xhtml
     max_resource_depth: int = 64  # JSON objects nested in one resource

@@ -216,7 +216,17 @@ def context_of(claims: dict[str, Any]) -> AccessContext:
         encounter=text("encounter"),
         role=text("role"),
         jti=text("jti"),
+        purposes=_purposes(claims.get("purpose_of_use")),
     )
+
+
+def _purposes(claim: Any) -> frozenset[str]:
+    """The `purpose_of_use` claim (space-separated codes, or a list of them) as a set."""
+    if isinstance(claim, str):
+        return frozenset(claim.split())
+    if isinstance(claim, list):
+        return frozenset(c for c in claim if isinstance(c, str) and c)
+    return frozenset()
 
 
 def _bearer_token(authorization: str | None) -> str:

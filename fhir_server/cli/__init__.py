@@ -2,6 +2,7 @@
 
 - `serve` (serve.py): the HTTP server and its background duties;
 - `load`, `export` (load.py): NDJSON and Bundles in, NDJSON out, through the service;
+- `deidentify` (deidentify.py): de-identify NDJSON files (Safe Harbor, date shift);
 - `reindex` (reindex.py): recompute the search index after a new SearchParameter;
 - `blobs gc` (blobs.py): find or remove Binary content that no version references;
 - `bulk export` (bulk.py): a Bulk Data client, from this or another server into a folder;
@@ -28,6 +29,7 @@ from fhir_server.cli import (
     blobs,
     bulk,
     cds,
+    deidentify,
     hl7,
     keys,
     load,
@@ -52,3 +54,4 @@ app.command()(serve.serve)
 app.command()(load.load)
 app.command()(load.export)
 app.command(name="reindex")(reindex.reindex_command)
+app.command()(deidentify.deidentify)

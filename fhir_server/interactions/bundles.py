@@ -23,8 +23,10 @@ def bundle(
     *,
     total: int | None = None,
     links: Sequence[tuple[str, str]] = (),
+    tags: Sequence[dict[str, str]] = (),
 ) -> bytes:
-    """Bundle JSON bytes; `entries` are already-serialized entry objects.
+    """Bundle JSON bytes; `entries` are already-serialized entry objects; `tags` go to
+    `meta.tag` (e.g. SUBSETTED when the access policy withheld some matches).
 
     No entries, no `entry` key: FHIR JSON allows no empty arrays
     (https://hl7.org/fhir/R4/json.html), so an empty searchset, `_summary=count` and an
@@ -36,6 +38,8 @@ def bundle(
         "meta": {"lastUpdated": now_instant()},
         "type": type,
     }
+    if tags:
+        head["meta"]["tag"] = list(tags)
     if total is not None:
         head["total"] = total
     if links:

@@ -107,7 +107,7 @@ async def _instance(
         start + options.count < len(items),
         previous=_previous(items, start, options.count) if start else None,
     )
-    return _bundle(call, page, links, total=len(items))
+    return _bundle(svc, call, page, links, total=len(items))
 
 
 async def _type_level(
@@ -151,7 +151,7 @@ async def _type_level(
     more = len(page) > options.count
     page, owners = page[: options.count], owners[: options.count]
     links = _links(call, options, page, more, previous=None, owner=owners[-1] if owners else None)
-    return _bundle(call, page, links, total=None)
+    return _bundle(svc, call, page, links, total=None)
 
 
 async def _everything(
@@ -322,12 +322,19 @@ def _links(
 
 
 def _bundle(
-    call: OperationCall, page: list[Item], links: list[tuple[str, str]], total: int | None
+    svc: FhirService,
+    call: OperationCall,
+    page: list[Item],
+    links: list[tuple[str, str]],
+    total: int | None,
 ) -> bytes:
     observed.note(item.rec for item in page)
+    present = svc.disclosure.present
     entries = [
         entry(
-            f"{call.base}/{item.rec.type}/{item.rec.id}", item.rec.data, search={"mode": item.mode}
+            f"{call.base}/{item.rec.type}/{item.rec.id}",
+            present(call.context, item.rec).data,
+            search={"mode": item.mode},
         )
         for item in page
     ]

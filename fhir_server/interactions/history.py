@@ -67,7 +67,10 @@ async def _history(
     links = page_links(self_url, params, count, offset, len(page.resources) > count)
     total = page.total if _sees_all(svc, req.context, type) else None
     body = bundle(
-        "history", (history_entry(req.base, r) for r in visible), total=total, links=links
+        "history",
+        (history_entry(req.base, svc.disclosure.present(req.context, r)) for r in visible),
+        total=total,
+        links=links,
     )
     return Response(200, body)
 

@@ -34,7 +34,7 @@ async def read(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | No
         return Response(304, None, version_headers(req, rec), not_modified=True)
     if rec.type == "Binary":
         return await _binary(svc, req, rec)
-    return shaped(req, rec, 200)
+    return shaped(req, svc.disclosure.present(req.context, rec), 200)
 
 
 async def vread(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | None) -> Response:
@@ -45,7 +45,7 @@ async def vread(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | N
     rec = await svc.current(req.context, m.type, m.id, version=int(m.vid))
     if rec.type == "Binary":
         return await _binary(svc, req, rec)
-    return shaped(req, rec, 200)
+    return shaped(req, svc.disclosure.present(req.context, rec), 200)
 
 
 async def _binary(svc: FhirService, req: Request, rec: StoredResource) -> Response:

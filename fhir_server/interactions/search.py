@@ -18,13 +18,13 @@ from fhir_server.errors import BadRequest, NotFound
 from fhir_server.interactions import hierarchies, observed
 from fhir_server.interactions.bundles import bundle, entry
 from fhir_server.interactions.includes import MAX_INCLUDED, fetch_included
-from fhir_server.interactions.paging import fetch_page
+from fhir_server.interactions.paging import Paged, fetch_page
 from fhir_server.interactions.paging import links as page_links
 from fhir_server.interactions.request import Request, Response
 from fhir_server.model import fhirjson
 from fhir_server.model.summary import apply_elements, apply_summary
 from fhir_server.search import compartments
-from fhir_server.search.conditions import Clause
+from fhir_server.search.conditions import Clause, SearchQuery
 from fhir_server.search.parse import NOT_SEARCH, parse_search
 from fhir_server.storage.base import StoredResource
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from fhir_server.interactions.routes import RouteMatch
     from fhir_server.interactions.service import FhirService
     from fhir_server.search.parse import ParsedSearch
-    from fhir_server.storage.base import StorageTx
+    from fhir_server.storage.base import StorageReader, StorageTx
 
 
 async def type_(svc: FhirService, req: Request, m: RouteMatch, tx: StorageTx | None) -> Response:
@@ -116,7 +116,11 @@ async def _search(
     if narrow:
         query = replace(query, clauses=(narrow, *query.clauses))
     query = restrict_search(svc.policy, req.context, query)
-    paged = await fetch_page(tx or svc.storage, query)
+    split = svc.disclosure.withheld(req.context, query)
+    paged = await fetch_page(tx or svc.storage, query if split is None else _no_total(query))
+    subsetted = False
+    if split is not None:
+        paged, subsetted = await _counted(tx or svc.storage, query, paged, split)
     links = page_links(self_url, [*fixed, *parsed.used], query, paged, req.param("_page"))
     matches = [
         r
@@ -126,8 +130,11 @@ async def _search(
     included = await fetch_included(svc, req.context, tx or svc.storage, matches, parsed.includes)
     observed.note(matches)
     observed.note(included.resources)
-    entries = [_entry(req, parsed, r, "match") for r in matches]
-    entries.extend(_entry(req, parsed, r, "include") for r in included.resources)
+    present = svc.disclosure.present
+    entries = [_entry(req, parsed, present(req.context, r), "match") for r in matches]
+    entries.extend(
+        _entry(req, parsed, present(req.context, r), "include") for r in included.resources
+    )
     warnings = [
         ("not-supported", f"Search parameter '{name}' is not supported and was ignored")
         for name in parsed.ignored
@@ -142,7 +149,33 @@ async def _search(
         )
     if warnings:
         entries.append(_warnings(warnings))
-    return Response(200, bundle("searchset", entries, total=paged.total, links=links))
+    tags = [SUBSETTED] if subsetted else []
+    return Response(200, bundle("searchset", entries, total=paged.total, links=links, tags=tags))
+
+
+SUBSETTED = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+    "display": "subsetted",
+}
+"""The tag of a search Bundle from which the access policy withheld some matches."""
+
+
+def _no_total(query: SearchQuery) -> SearchQuery:
+    return query if query.total == "none" else replace(query, total="none")
+
+
+async def _counted(
+    db: StorageReader, query: SearchQuery, paged: Paged, split: tuple[SearchQuery, SearchQuery]
+) -> tuple[Paged, bool]:
+    """`paged` with the total of `query` as (all matches) - (those the privacy rules
+    withheld), and whether any was withheld."""
+    unfiltered, lost = split
+    withheld = (await db.search(lost)).total or 0
+    if query.total != "none":
+        found = (await db.search(replace(unfiltered, total=query.total))).total
+        paged = replace(paged, total=None if found is None else max(found - withheld, 0))
+    return paged, withheld > 0
 
 
 def _entry(req: Request, parsed: ParsedSearch, rec: StoredResource, mode: str) -> bytes:

@@ -16,7 +16,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from fhir_server.context import SYSTEM, AccessContext, AccessPolicy, AllowAll, restrict_search
+from fhir_server.context import (
+    SYSTEM,
+    AccessContext,
+    AccessPolicy,
+    AllowAll,
+    Disclosure,
+    FullDisclosure,
+    restrict_search,
+)
 from fhir_server.errors import (
     BadRequest,
     Conflict,
@@ -91,6 +99,7 @@ class FhirService:
         self.registry = registry or load_registry()
         self.indexer = Indexer(self.registry)
         self.policy: AccessPolicy = policy or AllowAll()
+        self.disclosure: Disclosure = FullDisclosure()
         self.base_url = base_url.rstrip("/") if base_url else None
         self.default_count = default_count
         self.max_count = max_count
@@ -206,7 +215,7 @@ class FhirService:
         self.policy.check(ctx, "search", type)
         async for rec in self.storage.iter_current(type):
             if self.policy.visible(ctx, rec):
-                yield rec.data
+                yield self.disclosure.present(ctx, rec).data
 
     # -- writing -----------------------------------------------------------------------
 
@@ -411,7 +420,8 @@ class FhirService:
                 ],
             }
             return Response(status, outcome, headers)
-        return Response(status, rec.data, headers)
+        shown = rec if req.context is None else self.disclosure.present(req.context, rec)
+        return Response(status, shown.data, headers)
 
 
 async def _back_off(attempt: int, cap: float) -> None:

@@ -31,7 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
+import hmac
 import logging
+import secrets
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -70,6 +73,8 @@ from fhir_server.auth.users import UserStore, open_user_store
 from fhir_server.bulk import BulkExport
 from fhir_server.bulk import Options as BulkOptions
 from fhir_server.bulk import install as install_bulk
+from fhir_server.bulk.scan import Transform, TransformFactory
+from fhir_server.deidentify import PROFILES, Deidentifier, Profile
 from fhir_server.interactions import custom_params
 from fhir_server.interactions.everything import everything_operation
 from fhir_server.interactions.service import FhirService
@@ -234,7 +239,7 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
     await install_orthotics(service, terminology.put, orthotics_options(settings))
     if settings.monitoring == "on":
         install_monitoring(service, monitoring_options(settings))
-    bulk_export(settings, service)
+    await deidentified_exports(service, bulk_export(settings, service))
     return service
 
 
@@ -251,6 +256,30 @@ def bulk_export(settings: Settings, service: FhirService) -> BulkExport:
         requires_token=settings.auth == "on",
     )
     return install_bulk(service, files, options)
+
+
+DEIDENTIFY_SECRET = "deidentify:secret"
+
+
+async def deidentified_exports(service: FhirService, bulk: BulkExport) -> None:
+    """Offer each de-identification profile to `$export` (`_deidentify=safe-harbor`): the
+    pseudonym key of a job is derived from a secret kept in the database and the job id, so
+    pseudonyms and date shifts agree across the job's types and after a resume, and differ
+    between exports. (`prepare` makes the secret before worker processes start.)"""
+    secret = await service.storage.load_state(DEIDENTIFY_SECRET)
+    if secret is None:
+        secret = secrets.token_bytes(32)
+        await service.storage.save_state(DEIDENTIFY_SECRET, secret)
+
+    def profile(name: Profile) -> TransformFactory:
+        def make(job_id: str) -> Transform:
+            key = hmac.new(secret, job_id.encode(), hashlib.sha256).digest()
+            return Deidentifier(name, key).transform
+
+        return make
+
+    for name in PROFILES:
+        bulk.add_transform(name, profile(name))
 
 
 def privacy_options(settings: Settings) -> dict[str, Any]:

@@ -82,18 +82,18 @@ def new_id() -> str:
 
 
 def context_to_json(ctx: AccessContext) -> dict[str, Any]:
+    """The context as JSON: its sets (scopes, patients, organizations, purposes...) as
+    sorted lists."""
     out = asdict(ctx)
-    for name in ("scopes", "user_patients", "user_organizations"):
-        if out[name] is not None:
-            out[name] = sorted(out[name])
+    for name, value in out.items():
+        if isinstance(value, frozenset):
+            out[name] = sorted(value)
     return out
 
 
 def context_from_json(data: dict[str, Any]) -> AccessContext:
-    values = dict(data)
-    for name in ("scopes", "user_patients", "user_organizations"):
-        if values.get(name) is not None:
-            values[name] = frozenset(values[name])
+    """The context `context_to_json` saved: every list is one of its sets."""
+    values = {k: frozenset(v) if isinstance(v, list) else v for k, v in data.items()}
     return AccessContext(**values)
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from fhir_server.bulk import kickoff, status
 from fhir_server.bulk.jobs import Jobs
 from fhir_server.bulk.runner import Runner
-from fhir_server.bulk.scan import Transform
+from fhir_server.bulk.scan import TransformFactory
 from fhir_server.interactions.operations import Operation, OperationCall
 from fhir_server.interactions.request import Response
 from fhir_server.storage.blobs import BlobStore
@@ -36,14 +36,15 @@ class BulkExport:
     svc: FhirService
     files: BlobStore
     options: Options = field(default_factory=Options)
-    transforms: dict[str, Transform] = field(default_factory=dict)
+    transforms: dict[str, TransformFactory] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.jobs = Jobs(self.svc.storage)
         self.runner = Runner(self.svc, self.jobs, self.files, self.options, self.transforms)
 
-    def add_transform(self, name: str, transform: Transform) -> None:
-        """Offer `transform` to kick-offs as `_deidentify=<name>`."""
+    def add_transform(self, name: str, transform: TransformFactory) -> None:
+        """Offer the transforms `transform(job_id)` makes to kick-offs as
+        `_deidentify=<name>`."""
         self.transforms[name] = transform
 
     async def _kickoff(self, svc: FhirService, call: OperationCall) -> Response:

@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING
 import orjson
 
 from fhir_server.bulk.jobs import Job, Jobs, OutputFile
-from fhir_server.bulk.scan import Selection, Transform
+from fhir_server.bulk.scan import Selection, TransformFactory
 from fhir_server.errors import Issue, operation_outcome
 from fhir_server.storage.base import StoredResource
 from fhir_server.storage.blobs import BlobStore
@@ -51,7 +51,7 @@ class Runner:
         jobs: Jobs,
         files: BlobStore,
         options: Options,
-        transforms: dict[str, Transform],
+        transforms: dict[str, TransformFactory],
     ) -> None:
         self.svc, self.jobs, self.files = svc, jobs, files
         self.options = options
@@ -160,7 +160,8 @@ class Runner:
             await self._save(job)
 
     async def _export_type(self, job: Job, type: str) -> None:
-        transform = self.transforms.get(job.transform) if job.transform else None
+        make = self.transforms.get(job.transform) if job.transform else None
+        transform = make(job.id) if make is not None else None
         selection = Selection(self.svc, job, transform)
         with tempfile.TemporaryFile() as spool:
             deleted = _Spool(spool)

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 
 Transform = Callable[[dict[str, Any]], dict[str, Any] | None]
 """A resource in, the resource to export out (a new dict), or None to leave it out."""
+TransformFactory = Callable[[str], Transform]
+"""Makes a job's `Transform` from the job id (each time a type of that job is exported), so
+per-export state (e.g. a pseudonym key) can be derived from the id and stay the same
+across the job's types and a resume after a restart."""
 FILTER_BATCH = 100  # ids per `_typeFilter` search
 COMPARTMENT = "Patient"
 

@@ -214,7 +214,7 @@ async def test_a_named_transform_applies_and_finished_jobs_expire_with_their_fil
             return None
         return {k: v for k, v in resource.items() if k != "name"}
 
-    bulk.add_transform("test-profile", females_without_names)
+    bulk.add_transform("test-profile", lambda job_id: females_without_names)
     for n in range(4):
         gender = "male" if n % 2 else "female"
         await put(svc, "Patient", f"p{n}", gender=gender, name=[{"family": f"F{n}"}])

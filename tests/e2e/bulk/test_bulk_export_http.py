@@ -320,6 +320,31 @@ def test_group_exports_follow_members_and_characteristics(bulk) -> None:
         assert "Group" not in {r["resourceType"] for r in cohort}
 
 
+TYPES = ("Patient", "Observation")
+
+
+def test_a_deidentified_export_has_no_names_or_ids_and_stays_joinable(bulk) -> None:
+    with http(bulk) as client:
+        manifest = export(client, _type="Patient,Observation", _deidentify="safe-harbor")
+        found = resources(client, manifest)
+        again = resources(client, export(client, _type="Patient", _deidentify="safe-harbor"))
+        counts = {t: client.get(t, params={"_summary": "count"}).json()["total"] for t in TYPES}
+    patients = [r for r in found if r["resourceType"] == "Patient"]
+    observations = [r for r in found if r["resourceType"] == "Observation"]
+    assert (len(patients), len(observations)) == (counts["Patient"], counts["Observation"])
+    text = json.dumps(found)
+    assert "Smith" not in text and "Jones" not in text  # names removed
+    original = {f"p{n}" for n in range(PATIENTS)}
+    assert len(patients) >= PATIENTS and not original & {
+        p["id"] for p in patients
+    }  # ids replaced by pseudonyms
+    pseudonyms = {p["id"] for p in patients}
+    assert {o["subject"]["reference"].removeprefix("Patient/") for o in observations} <= (
+        pseudonyms
+    )  # references rewritten the same way: still joinable
+    assert not pseudonyms & {p["id"] for p in again}  # another export, other pseudonyms
+
+
 def test_bad_kickoffs_are_refused_with_an_operation_outcome(bulk) -> None:
     with http(bulk) as client:
         cases = [

@@ -307,6 +307,8 @@ async def test_a_version_1_file_is_migrated_to_the_current_schema(tmp_path: Path
             "DROP TABLE leases",
             "DROP TABLE generations",
             "DROP TABLE saved_state",
+            "DROP TABLE queue_heads",
+            "DROP TABLE queue_entries",
             "PRAGMA user_version = 1",
         ):
             conn.execute(statement)
@@ -330,6 +332,8 @@ async def test_a_version_1_file_is_migrated_to_the_current_schema(tmp_path: Path
             "leases",
             "generations",
             "saved_state",
+            "queue_heads",
+            "queue_entries",
         } <= names
 
 

@@ -3,7 +3,7 @@ what the server offers, and starts its background duties.
 
 - `open_service(settings)` opens the storage engine the settings name, builds the service
   (search registry, custom SearchParameters, terminology, HL7 v2 conversion, `$everything`,
-  the orthosis order flow)
+  the orthosis order flow, subscriptions)
   and closes the storage when the block ends. The HTTP app and every command use it, so
   every way in gets the same service.
 - `open_auth(settings, service)` opens the SMART authorization server's store and signing
@@ -63,6 +63,8 @@ from fhir_server.search.registry import build_registry
 from fhir_server.settings import Settings
 from fhir_server.storage.base import Storage
 from fhir_server.storage.leadership import LEASE_SECONDS, RENEW_EVERY, Leadership
+from subscriptions.delivery import Options as SubscriptionOptions
+from subscriptions.plugin import install as install_subscriptions
 from terminology.registry import Terminology
 from terminology.service import install as install_terminology
 
@@ -149,7 +151,30 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
     terminology = await install_terminology(service, shipped_terminology())
     install_hl7v2(service, convert_options(settings))
     await install_orthotics(service, terminology.put, orthotics_options(settings))
+    await install_subscriptions(service, subscription_options(settings))
     return service
+
+
+def public_base(settings: Settings) -> str:
+    """The FHIR base URL others reach this server at (FHIR_BASE_URL, else host and port)."""
+    if settings.base_url:
+        return settings.base_url.rstrip("/")
+    scheme = "https" if settings.tls_cert_file else "http"
+    return f"{scheme}://{settings.host}:{settings.port}/fhir"
+
+
+def subscription_options(settings: Settings) -> SubscriptionOptions:
+    """Where notifications may go and how delivery retries (FHIR_SUBSCRIPTION_*)."""
+    hosts = {h.strip().lower() for h in settings.subscription_allowed_hosts.split(",")}
+    return SubscriptionOptions(
+        base=public_base(settings),
+        allowed_hosts=frozenset(h for h in hosts if h),
+        timeout=settings.subscription_timeout,
+        backoff=settings.subscription_backoff,
+        max_backoff=settings.subscription_max_backoff,
+        error_after=settings.subscription_error_after,
+        keep_events=settings.subscription_keep_events,
+    )
 
 
 def shipped_terminology() -> Terminology:

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     orthotics_manufacturer: str = "Custom orthosis manufacturer (set FHIR_ORTHOTICS_MANUFACTURER)"
     orthotics_build_volume_mm: tuple[float, float, float] = (300.0, 300.0, 300.0)  # JSON list
     orthotics_max_faces: int = 200_000  # faces of one insole mesh the slicer accepts
+    # Subscriptions (subscriptions/): rest-hook endpoints must be https, or http to these hosts
+    subscription_allowed_hosts: str = ""  # host names, comma-separated ("*": any; tests only)
+    subscription_timeout: float = 10.0  # seconds per notification request
+    subscription_backoff: float = 1.0  # seconds before the first retry, doubled each time...
+    subscription_max_backoff: float = 60.0  # ...up to this (also the probe interval in error)
+    subscription_error_after: int = 5  # failed attempts in a row before the status is error
+    subscription_keep_events: int = 1000  # delivered events kept per subscription for $events
     # request limits (resources)
     max_string_chars: int = 1024 * 1024  # per primitive value but base64Binary and xhtml
     max_resource_depth: int = 64  # JSON objects nested in one resource

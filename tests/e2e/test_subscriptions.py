@@ -42,6 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         FHIR_SUBSCRIPTION_BACKOFF="0.1",
         FHIR_SUBSCRIPTION_MAX_BACKOFF="0.5",
         FHIR_SUBSCRIPTION_TIMEOUT="2",
+        FHIR_SUBSCRIPTION_ERROR_AFTER="3",
     ).start()
     yield process
     process.stop()
@@ -310,3 +311,41 @@ def test_websocket_binding_receives_notifications(
     with connect(values["websocket-url"]) as ws:  # a token binds once
         ws.send(f"bind-with-token {values['token']}")
         assert "bind" in str(ws.recv(timeout=5))
+
+
+OUTAGE_SECONDS = 30.0
+
+
+def test_an_outage_and_a_restart_lose_nothing_and_repeat_nothing(server: ServerProcess) -> None:
+    """While the receiver is down (30 s) its notifications fail, are retried with back-off
+    and the subscription turns `error`; the FHIR server is stopped and started in the
+    middle (the events wait in the database's outbox); when the receiver is back every
+    event arrives once, in write order, and the subscription is `active` again. (Last in
+    the module: it restarts the module's server.)"""
+    receiver = Receiver().start()
+    try:
+        with httpx.Client(base_url=server.base, timeout=30) as client:
+            criteria = f"Observation?code={LOINC}|9279-1"
+            hook = r4_subscription(f"{receiver.url}/out", criteria, payload="application/fhir+json")
+            sub = create(client, hook)["id"]
+            wait_status(client, sub, "active")
+            ids = [create(client, observation("9279-1"))["id"] for _ in range(2)]
+            receiver.wait_for("/out/", 2)
+
+            receiver.stop()
+            down = time.monotonic()
+            ids += [create(client, observation("9279-1"))["id"] for _ in range(3)]
+            wait_status(client, sub, "error")
+        server.stop()
+        server.start()
+        with httpx.Client(base_url=server.base, timeout=30) as client:
+            ids += [create(client, observation("9279-1"))["id"] for _ in range(2)]
+            assert client.get(f"Subscription/{sub}").json()["status"] == "error"
+            time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down)))
+            receiver.start()
+            receiver.wait_for("/out/", len(ids), timeout=20)
+            wait_status(client, sub, "active")
+            time.sleep(0.5)
+        assert [r.path for r in receiver.on("/out/")] == [f"/out/Observation/{id}" for id in ids]
+    finally:
+        receiver.stop()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from fhir_server.context import AccessContext
 from fhir_server.errors import BadRequest, Unprocessable
 from fhir_server.search.conditions import SearchQuery
 from fhir_server.search.parse import parse_search
@@ -26,7 +27,7 @@ CONTENT = BACKPORT + "backport-payload-content"
 HEARTBEAT = BACKPORT + "backport-heartbeat-period"
 TIMEOUT = BACKPORT + "backport-timeout"
 MAX_COUNT = BACKPORT + "backport-max-count"
-CREATOR = "urn:fhir-server:subscription-creator"  # who created it: patient and scopes
+CREATOR = "urn:fhir-server:subscription-creator"  # who wrote it: its access context
 """Stamped by the server on every create and update (a client's copy is replaced)."""
 FHIR_JSON = "application/fhir+json"
 DELIVERED = ("active", "error")  # statuses whose matches are queued
@@ -56,8 +57,7 @@ class Subscription:
     heartbeat: int | None  # seconds
     timeout: float | None
     max_count: int
-    patient: str | None  # the creator's launch patient: notifications stay in its compartment
-    scopes: frozenset[str] | None  # the creator's scopes (None: system or auth off)
+    creator: AccessContext | None  # who wrote it last: notifications carry what it may read
 
     @property
     def queue(self) -> str:
@@ -161,7 +161,6 @@ def read(
             f"Subscription.channel.payload '{payload}' is not supported: use {FHIR_JSON}",
             expression=("Subscription.channel.payload",),
         )
-    patient, scopes = _creator(resource)
     max_count = extension(channel, MAX_COUNT)
     return Subscription(
         id=str(resource.get("id") or ""),
@@ -176,18 +175,52 @@ def read(
         heartbeat=_positive(extension(channel, HEARTBEAT)),
         timeout=_positive(extension(channel, TIMEOUT)),
         max_count=max(1, min(_positive(max_count) or 20, 100)),
-        patient=patient,
-        scopes=scopes,
+        creator=creator_of(resource),
     )
 
 
-def _creator(resource: dict[str, Any]) -> tuple[str | None, frozenset[str] | None]:
+_WORDS = ("scopes", "user-patients", "user-organizations")  # space-separated lists
+
+
+def creator_stamp(ctx: AccessContext) -> dict[str, Any]:
+    """The `CREATOR` extension recording `ctx` (what `creator_of` reads back)."""
+    parts = [{"url": "subject", "valueString": ctx.subject}]
+    for name, value in (
+        ("scopes", " ".join(sorted(ctx.scopes))),
+        ("patient", ctx.patient),
+        ("fhir-user", ctx.fhir_user),
+        ("role", ctx.role),
+        ("user-patients", _joined(ctx.user_patients)),
+        ("user-organizations", _joined(ctx.user_organizations)),
+    ):
+        if value is not None:
+            parts.append({"url": name, "valueString": value})
+    return {"url": CREATOR, "extension": parts}
+
+
+def _joined(values: frozenset[str] | None) -> str | None:
+    return None if values is None else " ".join(sorted(values))
+
+
+def creator_of(resource: dict[str, Any]) -> AccessContext | None:
+    """The context recorded by `creator_stamp` (None: written by the server itself)."""
     for ext in resource.get("extension") or ():
         if isinstance(ext, dict) and ext.get("url") == CREATOR:
-            parts = {p.get("url"): p.get("valueString") for p in ext.get("extension") or ()}
-            scopes = parts.get("scopes")
-            return parts.get("patient"), frozenset(scopes.split()) if scopes else frozenset()
-    return None, None
+            got = {p.get("url"): p.get("valueString") for p in ext.get("extension") or ()}
+            lists = {
+                k: frozenset(str(got[k]).split()) if got.get(k) is not None else None
+                for k in _WORDS
+            }
+            return AccessContext(
+                subject=str(got.get("subject") or "subscription creator"),
+                scopes=lists["scopes"] or frozenset(),
+                patient=got.get("patient"),
+                fhir_user=got.get("fhir-user"),
+                role=got.get("role"),
+                user_patients=lists["user-patients"],
+                user_organizations=lists["user-organizations"],
+            )
+    return None
 
 
 def _headers(lines: list[Any]) -> tuple[tuple[str, str], ...]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fhir_server.context import AccessContext
 from fhir_server.model import fhirjson
 from fhir_server.storage.base import StorageTx, StoredResource
 from subscriptions.model import Subscription
@@ -42,14 +41,8 @@ class Outbox:
             await tx.enqueue(sub.queue, payload)
 
 
-def creator(sub: Subscription) -> AccessContext | None:
-    """Who the subscription reads as: its creator's scopes and launch patient (None: the
-    server itself, or a subscription stored while authorization was off)."""
-    if sub.scopes is None:
-        return None
-    return AccessContext(subject=f"Subscription/{sub.id}", scopes=sub.scopes, patient=sub.patient)
-
-
 def visible(service: FhirService, sub: Subscription, rec: StoredResource) -> bool:
-    ctx = creator(sub)
-    return ctx is None or service.policy.visible(ctx, rec)
+    """Whether the subscription's creator (its recorded access context) may read `rec`;
+    a subscription the server itself wrote, or one written while authorization was off
+    (the policy then allows everything), sees everything."""
+    return sub.creator is None or service.policy.visible(sub.creator, rec)

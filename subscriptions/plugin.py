@@ -76,10 +76,7 @@ def stamp_creator(ctx: AccessContext, resource: dict[str, Any]) -> None:
         if not (isinstance(e, dict) and e.get("url") == model.CREATOR)
     ]
     if not ctx.system:
-        parts = [{"url": "scopes", "valueString": " ".join(sorted(ctx.scopes)) or "none"}]
-        if ctx.patient:
-            parts.append({"url": "patient", "valueString": ctx.patient})
-        others.append({"url": model.CREATOR, "extension": parts})
+        others.append(model.creator_stamp(ctx))
     if others:
         resource["extension"] = others
     else:

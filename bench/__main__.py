@@ -45,6 +45,7 @@ from bench import (
     search,
     server,
     stall,
+    subscriptions,
     terminology,
 )
 from bench.ingest import PreparedBundle, ingest
@@ -112,6 +113,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-search", action="store_true", help="skip the search figures")
     parser.add_argument("--no-hl7", action="store_true", help="skip the HL7 v2 (MLLP) figures")
     parser.add_argument("--no-cds", action="store_true", help="skip the CDS Hooks figures")
+    parser.add_argument(
+        "--no-subscriptions", action="store_true", help="skip the Subscriptions figures"
+    )
     parser.add_argument(
         "--records",
         type=int,
@@ -400,6 +404,11 @@ def main(argv: list[str] | None = None) -> int:
             cds_rows = [] if args.no_cds else cds.measure(Path(scratch))
             model_rows = [] if args.no_cds else cds_models.measure()
             binary_rows = [] if args.no_binary else binary.measure(Path(scratch))
+            subscription_rows = (
+                []
+                if args.no_subscriptions
+                else subscriptions.measure(Path(scratch), quick=args.quick)
+            )
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
@@ -429,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + cds_models.render(model_rows))
     if binary_rows:
         print("\n" + binary.render(binary_rows))
+    if subscription_rows:
+        print("\n" + subscriptions.render(subscription_rows))
     ortho_rows = [] if args.no_orthotics else orthotics.measure(quick=args.quick)
     if ortho_rows:
         print("\n" + orthotics.render(ortho_rows))

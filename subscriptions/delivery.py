@@ -1,9 +1,11 @@
 """Delivery of rest-hook notifications: the leader's duty (one process at a time).
 
-Guarantees: at least once, in event order per subscription. A subscription's delivered
-position is saved (`save_state`) after each accepted notification, so after a restart or a
-change of leader delivery resumes after it; a notification accepted just before a crash,
-whose position was not yet saved, is sent again (receivers de-duplicate by event number).
+Guarantees: at least once, in event order per subscription. The subscriptions' delivered
+positions are saved together (one `save_state`) at most `poll` seconds after a
+notification is accepted, and when the duty stops, so after a restart or a change of
+leader delivery resumes after them; notifications accepted in the last `poll` seconds
+before a crash are sent again (receivers de-duplicate by event number, which the
+topic-based notifications carry).
 Each subscription has its own task, so a slow or dead endpoint delays only itself, by at
 most its timeout per attempt. A failed attempt (no 2xx, a redirect, a timeout, a refused
 connection) is retried after `backoff` seconds, doubled each time up to `max_backoff`;
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from fhir_server.interactions.service import FhirService
 
 log = logging.getLogger("fhir_server.subscriptions")
-POSITION = "subscription-delivered/"
+POSITIONS = "subscription-delivered"  # saved state: {subscription id: delivered number}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +71,17 @@ class Delivery:
         self.options = options
         self._workers: dict[str, _Worker] = {}
         self._trimmed: dict[str, int] = {}
+        self.positions: dict[str, int] = {}
+        self._saved: dict[str, int] = {}
         self.http: httpx.AsyncClient | None = None
 
     @asynccontextmanager
     async def duty(self) -> AsyncIterator[None]:
         async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as http:
             self.http = http
+            saved = await self.service.storage.load_state(POSITIONS)
+            self.positions = {str(k): int(v) for k, v in fhirjson.loads(saved or b"{}").items()}
+            self._saved = dict(self.positions)
             task = asyncio.get_running_loop().create_task(self._watch())
             try:
                 yield
@@ -86,6 +93,7 @@ class Delivery:
                     await worker.stop()
                 self._workers.clear()
                 self.http = None
+                await self._save_positions()
 
     async def _watch(self) -> None:
         storage = self.service.storage
@@ -94,6 +102,7 @@ class Delivery:
                 await self.service.shared.check()  # subscriptions other processes wrote
                 heads = await storage.queue_heads("subscription/")
                 await self._sync(heads)
+                await self._save_positions()
             except Exception:
                 log.exception("subscription delivery: reading the outbox failed")
             await asyncio.sleep(self.options.poll)
@@ -111,7 +120,7 @@ class Delivery:
             await self._workers.pop(id).stop()
             if id not in self.registry.all:  # deleted: its events go with it
                 await self.service.storage.queue_drop(queue_of(id))
-                await self.service.storage.save_state(POSITION + id, None)
+                self.positions.pop(id, None)
         for id in wanted:
             worker = self._workers.get(id)
             if worker is None:
@@ -128,6 +137,12 @@ class Delivery:
         if head - keep >= self._trimmed.get(sub.id, 0) + 100:
             await self.service.storage.queue_trim(sub.queue, head - keep)
             self._trimmed[sub.id] = head - keep
+
+    async def _save_positions(self) -> None:
+        if self.positions != self._saved:
+            snapshot = dict(self.positions)
+            await self.service.storage.save_state(POSITIONS, fhirjson.dumps(snapshot))
+            self._saved = snapshot
 
     # -- what a worker needs ---------------------------------------------------------
 
@@ -182,14 +197,15 @@ class _Worker:
         self.id = id
         self.head = 0
         self.delivered = 0
+        self.trimmed = 0
         self.failures = 0
         self.last_sent = time.monotonic()
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        saved = await self.delivery.service.storage.load_state(POSITION + self.id)
-        self.delivered = int(saved) if saved else 0
+        self.delivered = self.delivery.positions.get(self.id, 0)
+        self.trimmed = max(0, self.delivered - self.delivery.options.keep_events)
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -249,18 +265,18 @@ class _Worker:
         limit = sub.max_count if sub.topic is not None else 1
         found = await storage.queue_entries(sub.queue, self.delivered, limit=limit)
         if not found:  # trimmed or dropped meanwhile: nothing left below the head
-            self.delivered = self.head
+            self.delivered = self.delivery.positions[sub.id] = self.head
             return
         events = [Event.load(n, payload) for n, payload in found]
         if sub.topic is None:
             await self._send_r4(sub, events[0])
         else:
             await self._send(sub, "event-notification", events)
-        self.delivered = events[-1].number
-        await storage.save_state(POSITION + sub.id, str(self.delivered).encode())
+        self.delivered = self.delivery.positions[sub.id] = events[-1].number
         keep = self.delivery.options.keep_events
-        if self.delivered > keep and self.delivered % 100 == 0:
-            await storage.queue_trim(sub.queue, self.delivered - keep)
+        if self.delivered - keep >= self.trimmed + 100:  # forget old events, now and then
+            self.trimmed = self.delivered - keep
+            await storage.queue_trim(sub.queue, self.trimmed)
 
     async def _send_r4(self, sub: Subscription, event: Event) -> None:
         assert sub.endpoint is not None

@@ -108,7 +108,7 @@ def write(base: str, writes: int, seed: int, prefix: str) -> tuple[float, list[f
 
 def run_case(scratch: Path, subscriptions: int, writes: int) -> list[Result]:
     """The two kinds of writes against one server with `subscriptions` subscriptions."""
-    receiver = Receiver().start()
+    receiver = Receiver(keep_alive=True).start()
     env = {"FHIR_SUBSCRIPTION_ALLOWED_HOSTS": "127.0.0.1"}
     db = scratch / f"subscriptions-{subscriptions}.db"
     results = []

@@ -71,6 +71,8 @@ class Delivery:
         self.options = options
         self._workers: dict[str, _Worker] = {}
         self._trimmed: dict[str, int] = {}
+        self._heads: dict[str, int] = {}
+        self._seen_changes = -1
         self.positions: dict[str, int] = {}
         self._saved: dict[str, int] = {}
         self.http: httpx.AsyncClient | None = None
@@ -108,31 +110,43 @@ class Delivery:
             await asyncio.sleep(self.options.poll)
 
     async def _sync(self, heads: dict[str, int]) -> None:
+        """Start and stop workers as subscriptions change; wake those with new events."""
+        if self._seen_changes != self.registry.changes:
+            self._seen_changes = self.registry.changes
+            await self._reconcile()
+        for queue, head in heads.items():
+            if self._heads.get(queue) != head:
+                worker = self._workers.get(queue.removeprefix("subscription/"))
+                if worker is not None:
+                    worker.seen(head)
+                sub = self.registry.all.get(queue.removeprefix("subscription/"))
+                if sub is not None and sub.channel == "websocket":
+                    await self._trim_websocket(sub, head)
+        self._heads = heads
+
+    async def _reconcile(self) -> None:
         wanted = {
             id: sub
             for id, sub in self.registry.all.items()
             if sub.channel == "rest-hook" and sub.status in ("requested", "active", "error")
         }
         for sub in list(self.registry.all.values()):
-            if sub.channel == "websocket":
-                await self._websocket(sub, heads.get(sub.queue, 0))
+            if sub.channel == "websocket" and sub.status == "requested":
+                await self.set_status(sub.id, "active")  # the binding is its handshake
         for id in [id for id in self._workers if id not in wanted]:
             await self._workers.pop(id).stop()
             if id not in self.registry.all:  # deleted: its events go with it
                 await self.service.storage.queue_drop(queue_of(id))
                 self.positions.pop(id, None)
         for id in wanted:
-            worker = self._workers.get(id)
-            if worker is None:
+            if id not in self._workers:
                 worker = self._workers[id] = _Worker(self, id)
                 await worker.start()
-            worker.seen(heads.get(queue_of(id), 0))
+                worker.seen(self._heads.get(queue_of(id), 0))
 
-    async def _websocket(self, sub: Subscription, head: int) -> None:
-        """Websocket subscriptions: activated at once (the binding is the handshake); their
-        queues, read by the processes holding the sockets, keep the last `keep_events`."""
-        if sub.status == "requested":
-            await self.set_status(sub.id, "active")
+    async def _trim_websocket(self, sub: Subscription, head: int) -> None:
+        """Websocket queues are read by the processes holding the sockets; keep the last
+        `keep_events` of them."""
         keep = self.options.keep_events
         if head - keep >= self._trimmed.get(sub.id, 0) + 100:
             await self.service.storage.queue_trim(sub.queue, head - keep)

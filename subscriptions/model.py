@@ -11,6 +11,7 @@ extensions, content (`empty`, `id-only`, `full-resource`) in `_payload`'s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -223,12 +224,22 @@ def creator_of(resource: dict[str, Any]) -> AccessContext | None:
     return None
 
 
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP field name (RFC 9110 5.1)
+MAX_HEADERS = 20
+
+
 def _headers(lines: list[Any]) -> tuple[tuple[str, str], ...]:
+    if len(lines) > MAX_HEADERS:
+        raise BadRequest(
+            f"At most {MAX_HEADERS} Subscription.channel.header lines",
+            expression=("Subscription.channel.header",),
+        )
     out = []
     for line in lines:
         name, sep, value = str(line).partition(":")
         name = name.strip()
-        if not sep or not name or any(c in line for c in "\r\n") or not name.isascii():
+        bad_value = any(c in value for c in "\r\n\x00")
+        if not sep or not _TOKEN.match(name) or bad_value:
             raise BadRequest(
                 "Each Subscription.channel.header must be 'Name: value' on one line",
                 expression=("Subscription.channel.header",),

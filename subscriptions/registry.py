@@ -25,12 +25,14 @@ class Registry:
         self.topics = Topics()
         self.all: dict[str, model.Subscription] = {}
         self.matcher = Matcher()
+        self.changes = 0  # counts the versions applied: what watches the registry re-reads
 
     def read(self, resource: dict[str, Any]) -> model.Subscription:
         return model.read(resource, self.search, self.topics.by_url, self.codes)
 
     def apply(self, rec: StoredResource) -> None:
         """Take in a committed version of a Subscription."""
+        self.changes += 1
         self.all.pop(rec.id, None)
         self.matcher.drop(rec.id)
         if rec.deleted:

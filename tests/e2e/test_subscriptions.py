@@ -151,6 +151,14 @@ def test_refused_subscriptions(
     assert said in outcome["issue"][0]["diagnostics"]
 
 
+@pytest.mark.parametrize("header", ["Bad Name: x", "NoColon", "X-Split: a\r\nInjected: b"])
+def test_malformed_channel_headers_are_refused(client: httpx.Client, header: str) -> None:
+    sub = r4_subscription("https://example.org/hook", "Observation?code=1", header=[header])
+    response = client.post("Subscription", json=sub)
+    assert response.status_code == 400, response.text
+    assert "header" in response.json()["issue"][0]["diagnostics"]
+
+
 def test_https_endpoints_are_accepted_without_the_allow_list(client: httpx.Client) -> None:
     sub = r4_subscription("https://hooks.example.org/fhir", "Observation?code=1")
     assert client.post("Subscription", json={**sub, "status": "off"}).status_code == 201
@@ -275,6 +283,16 @@ def test_topic_based_handshake_events_heartbeat_status_and_events(
         3,
     ]
     assert [e["resource"]["id"] for e in replay["entry"][1:]] == ids[1:]
+    window = client.get(
+        f"Subscription/{sub['id']}/$events",
+        params={"eventsSinceNumber": "1", "eventsUntilNumber": "2", "content": "id-only"},
+    ).json()
+    assert [int(_part(e, "event-number")) for e in status_of(window)["notification-event"]] == [
+        1,
+        2,
+    ]
+    assert [e["fullUrl"].rsplit("/", 1)[1] for e in window["entry"][1:]] == ids[:2]
+    assert all("resource" not in e for e in window["entry"][1:])  # id-only
     assert client.get("Subscription/nope/$events").status_code == 404
 
 

@@ -29,7 +29,10 @@ class Received:
 
 
 class Receiver:
-    def __init__(self) -> None:
+    def __init__(self, *, keep_alive: bool = False) -> None:
+        """`keep_alive`: answer in HTTP/1.1 and keep connections open (as most receivers
+        do); then `stop()` leaves open connections served, so outage tests leave it off."""
+        self.keep_alive = keep_alive
         self.port = free_port()
         self.received: list[Received] = []
         self.status = 200
@@ -45,6 +48,8 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if receiver.keep_alive else "HTTP/1.0"
+
             def _record(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""

@@ -13,8 +13,11 @@ that of the same writes without subscriptions (target: at most 20% less).
 
 from __future__ import annotations
 
+import contextlib
 import random
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -25,7 +28,7 @@ import httpx
 
 from bench import server
 from bench.report import ms, table
-from tests.support.receiver import Receiver
+from bench.server import free_port
 
 SUBSCRIPTIONS = 1000
 WRITES = 2000
@@ -56,7 +59,30 @@ def observation(code: str) -> dict[str, Any]:
     }
 
 
-def subscribe(client: httpx.Client, receiver: Receiver, count: int) -> None:
+class HookReceiver:
+    """`bench.hook_receiver` in its own process on a free loopback port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "bench.hook_receiver", str(self.port)]
+        self.process = subprocess.Popen(command)
+        for _ in range(100):
+            with contextlib.suppress(httpx.TransportError):
+                self.count()
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the hook receiver did not start")
+
+    def count(self) -> int:
+        return int(httpx.get(f"{self.url}/count", timeout=5).text)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def subscribe(client: httpx.Client, receiver: HookReceiver, count: int) -> None:
     entries = [
         {
             "resource": {
@@ -108,7 +134,7 @@ def write(base: str, writes: int, seed: int, prefix: str) -> tuple[float, list[f
 
 def run_case(scratch: Path, subscriptions: int, writes: int) -> list[Result]:
     """The two kinds of writes against one server with `subscriptions` subscriptions."""
-    receiver = Receiver(keep_alive=True).start()
+    receiver = HookReceiver()
     env = {"FHIR_SUBSCRIPTION_ALLOWED_HOSTS": "127.0.0.1"}
     db = scratch / f"subscriptions-{subscriptions}.db"
     results = []
@@ -119,7 +145,7 @@ def run_case(scratch: Path, subscriptions: int, writes: int) -> list[Result]:
                     subscribe(client, receiver, subscriptions)
             write(s.fhir_base, THREADS * 25, seed=1, prefix="warm")
             for matching in (False, True):
-                before = len(receiver.on("/hook/"))
+                before = receiver.count()
                 elapsed, latencies = write(
                     s.fhir_base, writes, seed=2, prefix="bench" if matching else "other"
                 )
@@ -132,7 +158,7 @@ def run_case(scratch: Path, subscriptions: int, writes: int) -> list[Result]:
                         len(latencies) / elapsed,
                         statistics.median(latencies),
                         latencies[int(len(latencies) * 0.95)],
-                        len(receiver.on("/hook/")) - before,
+                        receiver.count() - before,
                     )
                 )
         return results

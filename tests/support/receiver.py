@@ -1,6 +1,7 @@
 """A rest-hook receiver on loopback: a small HTTP server that records every request.
 
-`stop()` closes its socket (connections are refused, as during an outage) and `start()`
+`stop()` closes its socket (connections are refused, as during an outage; it answers in
+HTTP/1.0, closing each connection, so no kept-alive one outlives a stop) and `start()`
 listens again on the same port. `answer` sets the status it replies with (e.g. 307 with a
 `Location`, to prove redirects are not followed)."""
 
@@ -29,10 +30,7 @@ class Received:
 
 
 class Receiver:
-    def __init__(self, *, keep_alive: bool = False) -> None:
-        """`keep_alive`: answer in HTTP/1.1 and keep connections open (as most receivers
-        do); then `stop()` leaves open connections served, so outage tests leave it off."""
-        self.keep_alive = keep_alive
+    def __init__(self) -> None:
         self.port = free_port()
         self.received: list[Received] = []
         self.status = 200
@@ -48,8 +46,6 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1" if receiver.keep_alive else "HTTP/1.0"
-
             def _record(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.support.receiver import Receiver
@@ -329,6 +330,15 @@ def test_websocket_binding_receives_notifications(
     with connect(values["websocket-url"]) as ws:  # a token binds once
         ws.send(f"bind-with-token {values['token']}")
         assert "bind" in str(ws.recv(timeout=5))
+
+
+def test_websocket_upgrades_elsewhere_are_refused(
+    client: httpx.Client, server: ServerProcess
+) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"ws://127.0.0.1:{server.port}/fhir/Patient")
+    assert refused.value.response.status_code == 403
+    assert client.get("metadata").status_code == 200
 
 
 OUTAGE_SECONDS = 30.0

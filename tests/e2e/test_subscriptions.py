@@ -180,6 +180,29 @@ def test_redirects_are_not_followed(client: httpx.Client, receiver: Receiver) ->
     receiver.wait_for("/moved", 4)
 
 
+def test_a_slow_endpoint_does_not_hold_up_another_subscription(client: httpx.Client) -> None:
+    slow, fast = Receiver().start(), Receiver().start()
+    slow.delay = 5.0  # beyond the 2 s timeout: each attempt fails
+    subs = []
+    try:
+        for hook in (slow, fast):
+            sub = create(client, r4_subscription(f"{hook.url}/same", "Patient?family=Both"))
+            wait_status(client, sub["id"], "active")
+            subs.append(sub["id"])
+        create(client, {"resourceType": "Patient", "name": [{"family": "Both"}]})
+        started = time.monotonic()
+        slow.wait_for("/same", 1)
+        fast.wait_for("/same", 1, timeout=1.5)  # not after the slow one's timeout
+        assert time.monotonic() - started < 1.5
+    finally:
+        for id in subs:  # no more retries for the rest of the module
+            current = client.get(f"Subscription/{id}").json()
+            client.put(f"Subscription/{id}", json={**current, "status": "off"})
+        slow.delay = 0.0
+        slow.stop()
+        fast.stop()
+
+
 def topic(client: httpx.Client) -> None:
     basic = {
         "resourceType": "Basic",

@@ -34,6 +34,7 @@ class Receiver:
         self.port = free_port()
         self.received: list[Received] = []
         self.status = 200
+        self.delay = 0.0  # seconds to wait before answering (a slow endpoint)
         self.headers: dict[str, str] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -54,6 +55,7 @@ class Receiver:
                 )
                 with receiver._lock:
                     receiver.received.append(item)
+                time.sleep(receiver.delay)
                 self.send_response(receiver.status)
                 for name, value in receiver.headers.items():
                     self.send_header(name, value)

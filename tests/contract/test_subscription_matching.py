@@ -6,12 +6,15 @@ memory cannot decide (a chain) fall back to a search of the written resource's i
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
+import pytest
 
 from fhir_server.auth.policy import SmartPolicy
 from fhir_server.context import AccessContext
+from fhir_server.errors import Forbidden
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.storage.base import Storage
@@ -156,6 +159,10 @@ async def test_a_creator_hears_only_of_what_it_may_read(storage: Storage) -> Non
         fhir_user="Practitioner/dr",
         user_patients=frozenset({"p1"}),
     )
+    reader = replace(doctor, scopes=frozenset({"user/Observation.rs", "user/Subscription.rs"}))
+    body = subscription("Observation?code=8867-4")
+    with pytest.raises(Forbidden):  # creating one needs write access to Subscription
+        await svc.handle(Request("POST", "Subscription", body=body, context=reader))
     forged = {"url": CREATOR, "extension": [{"url": "scopes", "valueString": "system/*.rs"}]}
     body = {**subscription("Observation?code=8867-4"), "extension": [forged]}
     response = await svc.handle(Request("POST", "Subscription", body=body, context=doctor))

@@ -52,6 +52,7 @@ from bench import (
     search,
     server,
     stall,
+    subscriptions,
     terminology,
 )
 from bench.ingest import PreparedBundle, ingest
@@ -119,6 +120,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-search", action="store_true", help="skip the search figures")
     parser.add_argument("--no-hl7", action="store_true", help="skip the HL7 v2 (MLLP) figures")
     parser.add_argument("--no-cds", action="store_true", help="skip the CDS Hooks figures")
+    parser.add_argument(
+        "--no-subscriptions", action="store_true", help="skip the Subscriptions figures"
+    )
     parser.add_argument(
         "--records",
         type=int,
@@ -438,6 +442,11 @@ def main(argv: list[str] | None = None) -> int:
                 else bulk_export.measure(Path(scratch) / "bench.db", Path(scratch))
             )
             crypt_rows = encryption.measure(Path(scratch))
+            subscription_rows = (
+                []
+                if args.no_subscriptions
+                else subscriptions.measure(Path(scratch), quick=args.quick)
+            )
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
@@ -474,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     if export_rows:
         print("\n" + bulk_export.render(export_rows))
     print("\n" + encryption.render(crypt_rows))
+    if subscription_rows:
+        print("\n" + subscriptions.render(subscription_rows))
     ortho_rows = [] if args.no_orthotics else orthotics.measure(quick=args.quick)
     if ortho_rows:
         print("\n" + orthotics.render(ortho_rows))

@@ -27,7 +27,7 @@ def measure(run: Loader, scratch: Path) -> list[Row]:
     found: dict[str, LoadResult] = {}
     for mode in ("off", "on"):
         log = scratch / f"audit-{mode}.log"
-        with server.fhir_server(scratch / "bench.db", log, extra={"FHIR_AUDIT": mode}) as fhir:
+        with server.fhir_server(scratch / "bench.db", log, env={"FHIR_AUDIT": mode}) as fhir:
             run(fhir.base_url, "read", scratch / "data", "warm-up")
             before = fhir.cpu()
             result = run(fhir.base_url, "read", scratch / "data", f"read by id, audit {mode}")

@@ -86,22 +86,23 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def fhir_server(
-    db_path: Path, log_path: Path, *, auth: bool = False, extra: dict[str, str] | None = None
+    db_path: Path, log_path: Path, *, auth: bool = False, env: dict[str, str] | None = None
 ) -> Iterator[RunningServer]:
     """`fhir-server serve` on a free port with FHIR_DATABASE=db_path, until the block ends.
 
     Authorization is off unless `auth`; with it, FHIR_BASE_URL is the server's own base
-    (the audience of the tokens `auth_env` lets `fhir-server auth token` mint)."""
+    (the audience of the tokens `auth_env` lets `fhir-server auth token` mint); `env`: more
+    settings."""
     port = free_port()
     command = [str(BIN_DIR / "fhir-server"), "serve", "--host", HOST, "--port", str(port)]
-    env = {
+    settings = {
         "FHIR_WORKERS": "1",  # the rows measure one process unless FHIR_WORKERS says otherwise
         **os.environ,
         "FHIR_DATABASE": str(db_path),
         **auth_env(auth, port),
-        **(extra or {}),
+        **(env or {}),
     }
-    with running(command, env, port, log_path) as server:
+    with running(command, settings, port, log_path) as server:
         yield server
 
 

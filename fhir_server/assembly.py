@@ -4,7 +4,8 @@ what the server offers, and starts its background duties.
 - `open_service(settings)` opens the storage engine the settings name, builds the service
   (search registry, custom SearchParameters, terminology, HL7 v2 conversion, `$everything`,
   the orthosis order flow, remote monitoring, Bulk Data `$export`, the audit trail, and
-  with authorization on the privacy rules: consents, security labels, masking)
+  with authorization on the privacy rules: consents, security labels, masking;
+  subscriptions)
   and closes the storage when the block ends. The HTTP app and every command use it, so
   every way in gets the same service.
 - `open_auth(settings, service)` opens the SMART authorization server's store and signing
@@ -94,6 +95,8 @@ from fhir_server.storage.encryption import (
     unwrap,
 )
 from fhir_server.storage.leadership import LEASE_SECONDS, RENEW_EVERY, Leadership
+from subscriptions.delivery import Options as SubscriptionOptions
+from subscriptions.plugin import install as install_subscriptions
 from terminology.registry import Terminology
 from terminology.service import install as install_terminology
 
@@ -240,6 +243,7 @@ async def build_service(settings: Settings, storage: Storage) -> FhirService:
     if settings.monitoring == "on":
         install_monitoring(service, monitoring_options(settings))
     await deidentified_exports(service, bulk_export(settings, service))
+    await install_subscriptions(service, subscription_options(settings))
     return service
 
 
@@ -295,6 +299,28 @@ def privacy_options(settings: Settings) -> dict[str, Any]:
     if settings.privacy_masking:
         options["masking"] = settings.privacy_masking
     return options
+
+
+def public_base(settings: Settings) -> str:
+    """The FHIR base URL others reach this server at (FHIR_BASE_URL, else host and port)."""
+    if settings.base_url:
+        return settings.base_url.rstrip("/")
+    scheme = "https" if settings.tls_cert_file else "http"
+    return f"{scheme}://{settings.host}:{settings.port}/fhir"
+
+
+def subscription_options(settings: Settings) -> SubscriptionOptions:
+    """Where notifications may go and how delivery retries (FHIR_SUBSCRIPTION_*)."""
+    hosts = {h.strip().lower() for h in settings.subscription_allowed_hosts.split(",")}
+    return SubscriptionOptions(
+        base=public_base(settings),
+        allowed_hosts=frozenset(h for h in hosts if h),
+        timeout=settings.subscription_timeout,
+        backoff=settings.subscription_backoff,
+        max_backoff=settings.subscription_max_backoff,
+        error_after=settings.subscription_error_after,
+        keep_events=settings.subscription_keep_events,
+    )
 
 
 def shipped_terminology() -> Terminology:

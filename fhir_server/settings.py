@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     privacy_clearance: dict[str, list[str]] = {}  # role -> labels it is cleared for (JSON)
     privacy_masking: dict[str, dict[str, Literal["last4", "hidden"]]] = {}  # role -> kind -> rule
     privacy_research_clients: str = ""  # client ids acting for research (HRESCH), comma-separated
+    # Subscriptions (subscriptions/): rest-hook endpoints must be https, or http to these hosts
+    subscription_allowed_hosts: str = ""  # host names, comma-separated ("*": any; tests only)
+    subscription_timeout: float = 10.0  # seconds per notification request
+    subscription_backoff: float = 1.0  # seconds before the first retry, doubled each time...
+    subscription_max_backoff: float = 60.0  # ...up to this (also the probe interval in error)
+    subscription_error_after: int = 5  # failed attempts in a row before the status is error
+    subscription_keep_events: int = 1000  # delivered events kept per subscription for $events
     # request limits (resources)
     max_string_chars: int = 1024 * 1024  # per primitive value but base64Binary and xhtml
     max_resource_depth: int = 64  # JSON objects nested in one resource

@@ -27,6 +27,7 @@ from fhir_server.api import (
     cds_routes,
     ops_routes,
     raw_binary,
+    subscription_ws,
 )
 from fhir_server.api.audit_middleware import AuditMiddleware
 from fhir_server.api.content import (
@@ -126,6 +127,7 @@ def create_app(
     auth_manage_routes.install(app)
     ops_routes.install(app, settings)
     cds_routes.install(app)
+    subscription_ws.install(app)
     app.add_exception_handler(FhirError, _fhir_error)  # type: ignore[arg-type]
     app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(HTTPException, _no_route)  # type: ignore[arg-type]

@@ -38,7 +38,8 @@ def _options(settings: Settings) -> dict[str, Any]:
         "log_level": settings.log_level,
         "access_log": False,
         "loop": "uvloop",
-        "ws": "none",
+        "ws": "websockets-sansio",  # only the Subscription channel (/subscriptions/websocket)
+        "ws_max_size": 64 * 1024,  # clients send one short bind message
         "server_header": False,
         "timeout_keep_alive": settings.keep_alive_timeout,
         "log_config": None,  # fhir_server.logs.configure sets the handlers (text or JSON)

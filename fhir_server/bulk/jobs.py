@@ -93,7 +93,9 @@ def context_to_json(ctx: AccessContext) -> dict[str, Any]:
 
 def context_from_json(data: dict[str, Any]) -> AccessContext:
     """The context `context_to_json` saved: every list is one of its sets."""
-    values = {k: frozenset(v) if isinstance(v, list) else v for k, v in data.items()}
+    values: dict[str, Any] = {
+        k: frozenset(v) if isinstance(v, list) else v for k, v in data.items()
+    }
     return AccessContext(**values)
 
 

@@ -20,6 +20,12 @@ several machines on one MongoDB):
   they keep in memory (search parameters, terminology) changed in the database.
 - Small named state (`load_state`, `save_state`, `state_keys`) keeps resumable jobs'
   checkpoints and queues.
+
+Outbox queues (subscription notifications): `StorageTx.enqueue(queue, payload)` appends an
+entry inside a write transaction, so it commits or rolls back with the resources written
+there. A queue's sequence numbers are 1, 2, 3... without gaps, in commit order even when
+several processes write (two transactions appending to one queue serialize on it), and
+`queue_entries` reads them in that order; `queue_trim` forgets the delivered ones.
 """
 
 from __future__ import annotations
@@ -96,6 +102,9 @@ class StorageTx(StorageReader, Protocol):
     async def lock(self, key: str) -> None:
         """Serialize transactions that claim the same key until they end (conditional create)."""
 
+    async def enqueue(self, queue: str, payload: bytes) -> int:
+        """Append `payload` to `queue` with this transaction; its sequence number (see above)."""
+
 
 class Storage(StorageReader, Protocol):
     async def open(self) -> None:
@@ -146,3 +155,17 @@ class Storage(StorageReader, Protocol):
 
     async def state_keys(self, prefix: str) -> list[str]:
         """The keys of saved state that start with `prefix`, sorted (e.g. queued jobs)."""
+
+    async def queue_heads(self, prefix: str) -> dict[str, int]:
+        """The last sequence number of every queue whose name starts with `prefix`."""
+
+    async def queue_entries(
+        self, queue: str, after: int, *, until: int | None = None, limit: int = 100
+    ) -> list[tuple[int, bytes]]:
+        """Committed entries of `queue` numbered after `after` (up to `until`), in order."""
+
+    async def queue_trim(self, queue: str, upto: int) -> None:
+        """Forget the entries of `queue` numbered up to `upto` (its numbering goes on)."""
+
+    async def queue_drop(self, queue: str) -> None:
+        """Forget `queue` entirely: its entries and its numbering."""

@@ -87,6 +87,10 @@ class EncryptedTx:
     async def reindex(self, type: str, id: str, version: int, index: Sequence[IndexValue]) -> bool:
         return await self._tx.reindex(type, id, version, self._codec.blind.index(type, index))
 
+    async def enqueue(self, queue: str, payload: bytes) -> int:
+        """Outbox entries name versions (type, id, number), no content: kept as they are."""
+        return await self._tx.enqueue(queue, payload)
+
     async def lock(self, key: str) -> None:
         # keys name what they claim (an identifier's value): engines may store them
         await self._tx.lock("blind:" + self._codec.blind.term("lock", "", key))
@@ -152,6 +156,20 @@ class EncryptedStorage:
 
     async def state_keys(self, prefix: str) -> list[str]:
         return await self.inner.state_keys(prefix)
+
+    async def queue_heads(self, prefix: str) -> dict[str, int]:
+        return await self.inner.queue_heads(prefix)
+
+    async def queue_entries(
+        self, queue: str, after: int, *, until: int | None = None, limit: int = 100
+    ) -> list[tuple[int, bytes]]:
+        return await self.inner.queue_entries(queue, after, until=until, limit=limit)
+
+    async def queue_trim(self, queue: str, upto: int) -> None:
+        await self.inner.queue_trim(queue, upto)
+
+    async def queue_drop(self, queue: str) -> None:
+        await self.inner.queue_drop(queue)
 
     async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
         return await self.inner.acquire_lease(name, holder, seconds)

@@ -21,8 +21,10 @@ from fhir_server.storage.mongodb.indexes import (
     CHUNK_INDEXES,
     HISTORY_INDEXES,
     LOCK_INDEXES,
+    QUEUE_INDEXES,
     RESOURCE_INDEXES,
 )
+from fhir_server.storage.mongodb.queues import Queues
 from fhir_server.storage.mongodb.reads import Reader
 from fhir_server.storage.mongodb.transaction import MongoTx, TxOptions, begin, commit
 
@@ -33,7 +35,7 @@ ITER_BATCH = 500
 DEFAULT_TIMEOUT_MS = 60_000  # timeoutMS when the URL sets none: no operation hangs for ever
 
 
-class MongoStorage(Reader, Coordination):
+class MongoStorage(Reader, Coordination, Queues):
     """The `Storage` port on one MongoDB database (a replica set or sharded cluster)."""
 
     def __init__(
@@ -50,6 +52,7 @@ class MongoStorage(Reader, Coordination):
         transactions' commit time limit and the server's lifetime limit."""
         Reader.__init__(self, database, None)
         Coordination.__init__(self, database)
+        Queues.__init__(self, database)
         self._client = database.client
         self._owns_client = owns_client
         self._lock_timeout = lock_timeout
@@ -84,6 +87,7 @@ class MongoStorage(Reader, Coordination):
         await self._history.create_indexes(HISTORY_INDEXES)
         await self._db["locks"].create_indexes(LOCK_INDEXES)
         await self._db["chunks"].create_indexes(CHUNK_INDEXES)
+        await self._db["queue_entries"].create_indexes(QUEUE_INDEXES)
         await self.blobs().create_indexes()
 
     def blobs(self, name: str = "blobs") -> GridBlobStore:

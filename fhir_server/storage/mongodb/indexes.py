@@ -50,3 +50,4 @@ HISTORY_INDEXES = [
 ]
 LOCK_INDEXES = [_ix("claimed_at", expireAfterSeconds=LOCK_TTL_SECONDS)]
 CHUNK_INDEXES: list[IndexModel] = []  # read by _id (with type and id, the shard key)
+QUEUE_INDEXES = [_ix("q", "s", unique=True)]

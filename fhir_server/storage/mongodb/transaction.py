@@ -20,6 +20,7 @@ from fhir_server.errors import TooLargeForStorage, VersionConflict
 from fhir_server.search.conditions import SearchQuery
 from fhir_server.search.values import IndexValue
 from fhir_server.storage.base import Page, StoredResource
+from fhir_server.storage.mongodb import queues
 from fhir_server.storage.mongodb.chunks import split
 from fhir_server.storage.mongodb.documents import index_fields, one, version_fields
 from fhir_server.storage.mongodb.errors import (
@@ -118,6 +119,12 @@ class MongoTx(Reader):
             session=self._tx_session,
         )
         return result.matched_count == 1
+
+    async def enqueue(self, queue: str, payload: bytes) -> int:
+        """Append to an outbox queue in this transaction (see `queues`)."""
+        self._used = True
+        self.last_written = ("queue", queue)
+        return await queues.enqueue(self._db, self._tx_session, queue, payload)
 
     async def lock(self, key: str) -> None:
         """Claim `key` until the transaction ends; see the package docstring for waiting."""

@@ -12,7 +12,7 @@ from fhir_server.search.conditions import SearchQuery
 from fhir_server.search.values import IndexValue
 from fhir_server.storage.base import HistoryQuery, Page, StoredResource
 from fhir_server.storage.blobs import FileBlobStore
-from fhir_server.storage.sqlite import coordination, planner, reads, statistics, writes
+from fhir_server.storage.sqlite import coordination, planner, queues, reads, statistics, writes
 from fhir_server.storage.sqlite.checkpoints import Checkpoints
 from fhir_server.storage.sqlite.reads import RECORD, record
 from fhir_server.storage.sqlite.schema import connect, migrate
@@ -43,6 +43,9 @@ class SQLiteTx:
 
     async def reindex(self, type: str, id: str, version: int, index: Sequence[IndexValue]) -> bool:
         return writes.reindex(self._conn, type, id, version, index)
+
+    async def enqueue(self, queue: str, payload: bytes) -> int:
+        return queues.enqueue(self._conn, queue, payload)
 
     async def lock(self, key: str) -> None:
         """Nothing to do: a write transaction already excludes every other writer.
@@ -210,6 +213,24 @@ class SQLiteStorage:
 
     async def state_keys(self, prefix: str) -> list[str]:
         return coordination.keys(self._read_conn, prefix)
+
+    # -- outbox queues (see `queues`) ----------------------------------------------------
+
+    async def queue_heads(self, prefix: str) -> dict[str, int]:
+        return queues.heads(self._read_conn, prefix)
+
+    async def queue_entries(
+        self, queue: str, after: int, *, until: int | None = None, limit: int = 100
+    ) -> list[tuple[int, bytes]]:
+        return queues.entries(self._read_conn, queue, after, until, limit)
+
+    async def queue_trim(self, queue: str, upto: int) -> None:
+        async with self._write_queue.transaction() as conn:
+            queues.trim(conn, queue, upto)
+
+    async def queue_drop(self, queue: str) -> None:
+        async with self._write_queue.transaction() as conn:
+            queues.drop(conn, queue)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SQLiteTx]:

@@ -1,6 +1,6 @@
 """The file's schema, its migrations, the index tables, and how connections are set up.
 
-Schema (PRAGMA user_version = 4):
+Schema (PRAGMA user_version = 5):
 
     resources  rid INTEGER PRIMARY KEY, type, id, version, last_updated, deleted, method,
                data; UNIQUE(type, id). The current version of every resource; a deletion
@@ -26,8 +26,11 @@ Schema (PRAGMA user_version = 4):
     leases, generations, saved_state  coordination between processes sharing the file
                (the leader lease, change counters, resumable jobs' checkpoints).
 
+    queue_heads, queue_entries  outboxes (see `queues`): per queue its last sequence
+               number, and its entries (queue, seq, payload) clustered by (queue, seq).
+
 Version 2 added composite_idx, geo_idx and the token text index (`:text`); version 3 the
-type counts; version 4 the coordination tables.
+type counts; version 4 the coordination tables; version 5 the outbox queues.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from fhir_server.search.values import (
 )
 from fhir_server.storage.sqlite.sql import fetch_one, marks
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 COMPONENTS = 3  # the most components an R4 composite parameter has
 
 
@@ -145,10 +148,20 @@ VERSION_4 = (  # coordination between processes (see `coordination`)
     "CREATE TABLE generations (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE saved_state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
 )
-SCHEMA = SCHEMA + VERSION_2 + _COUNT_TRIGGERS + VERSION_4
+VERSION_5 = (  # outboxes written atomically with resources (see `queues`)
+    "CREATE TABLE queue_heads (queue TEXT PRIMARY KEY, last INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE queue_entries (queue TEXT NOT NULL, seq INTEGER NOT NULL, "
+    "payload BLOB NOT NULL, PRIMARY KEY (queue, seq)) WITHOUT ROWID",
+)
+SCHEMA = SCHEMA + VERSION_2 + _COUNT_TRIGGERS + VERSION_4 + VERSION_5
 
 # Migrations from version n to n + 1, applied in order inside one transaction.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: VERSION_2, 2: VERSION_3, 3: VERSION_4}
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: VERSION_2,
+    2: VERSION_3,
+    3: VERSION_4,
+    4: VERSION_5,
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -307,6 +307,8 @@ async def test_a_version_1_file_is_migrated_to_the_current_schema(tmp_path: Path
             "DROP TABLE leases",
             "DROP TABLE generations",
             "DROP TABLE saved_state",
+            "DROP TABLE queue_heads",
+            "DROP TABLE queue_entries",
             "PRAGMA user_version = 1",
         ):
             conn.execute(statement)
@@ -318,7 +320,7 @@ async def test_a_version_1_file_is_migrated_to_the_current_schema(tmp_path: Path
     finally:
         await again.close()
     with closing(sqlite3.connect(db)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         assert {
             "composite_idx",
@@ -330,6 +332,8 @@ async def test_a_version_1_file_is_migrated_to_the_current_schema(tmp_path: Path
             "leases",
             "generations",
             "saved_state",
+            "queue_heads",
+            "queue_entries",
         } <= names
 
 

@@ -3,7 +3,7 @@
 A value already in the unit a vital sign is stored in costs nothing. Any other unit is parsed
 as UCUM and converted; mass and substance concentrations (mg/dL and mmol/L of glucose)
 convert through the molar mass. Temperatures convert with their offset (degF -> Cel). The
-UCUM registry takes seconds to build, so it is built once, by `warm_in_background()` at
+UCUM registry (shared, `fhir_server.model.ucum`) is built once, by `warm_in_background()` at
 start (or on the first value that needs it); each unit is parsed once.
 """
 
@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from functools import lru_cache
 from typing import Any
 
 import pint
 
-_lock = threading.Lock()
-_registry: Any = None
+from fhir_server.model import ucum
+
 MAX_UNIT_CHARS = 64  # the units of vital signs are a few characters
 _ANNOTATION = re.compile(r"\{[^{}]*\}")
 _LONG_NUMBER = re.compile(r"\d{4,}")  # 10*999999999 would be a number of a billion digits
@@ -29,24 +28,11 @@ class UnitError(ValueError):
 
 
 def _ucum() -> Any:
-    global _registry
-    with _lock:
-        if _registry is None:
-            from ucumvert import PintUcumRegistry  # seconds to build: only when needed
-
-            _registry = PintUcumRegistry()
-        return _registry
+    return ucum.registry()
 
 
-def warm() -> None:
-    """Build the UCUM registry now rather than on the first value in another unit."""
-    _ucum()
-
-
-def warm_in_background() -> None:
-    """Build the UCUM registry in a daemon thread, so that no request waits for it."""
-    if _registry is None:
-        threading.Thread(target=warm, name="ucum-registry-monitoring", daemon=True).start()
+warm = ucum.warm
+warm_in_background = ucum.warm_in_background
 
 
 @lru_cache(maxsize=256)

@@ -10,14 +10,12 @@ each unit is parsed once.
 from __future__ import annotations
 
 import re
-import threading
 from functools import lru_cache
 from typing import Any
 
 import pint
 
-_lock = threading.Lock()
-_registry: Any = None
+from fhir_server.model import ucum
 
 
 class UnitError(ValueError):
@@ -25,24 +23,11 @@ class UnitError(ValueError):
 
 
 def _ucum() -> Any:
-    global _registry
-    with _lock:
-        if _registry is None:
-            from ucumvert import PintUcumRegistry  # seconds to build: only when needed
-
-            _registry = PintUcumRegistry()
-        return _registry
+    return ucum.registry()
 
 
-def warm() -> None:
-    """Build the UCUM registry now rather than on the first value in another unit."""
-    _ucum()
-
-
-def warm_in_background() -> None:
-    """Build the UCUM registry in a daemon thread, so that no request waits for it."""
-    if _registry is None:
-        threading.Thread(target=warm, name="ucum-registry", daemon=True).start()
+warm = ucum.warm
+warm_in_background = ucum.warm_in_background
 
 
 MAX_UNIT_CHARS = 64  # UCUM units in lab results are a few characters

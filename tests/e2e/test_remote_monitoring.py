@@ -5,7 +5,8 @@ assertion, carries only `system/Observation.c`) posts readings, alone and as a t
 of a day's readings; a clinician's app (a token for the care team's resources) sets the
 patient's monitoring plan, sees exactly one alert (Flag + Communication) for the first
 reading out of band and none for the next, and acknowledges the Flag, which lets the next
-one through.
+one through. The care team's system subscribes to the Communications addressed to the
+nurse (a rest-hook receiver on loopback) and hears of each alert once, in order.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from tests.support.receiver import Receiver
 from tests.support.server import ServerProcess
 
 UCUM = "http://unitsofmeasure.org"
@@ -32,7 +34,8 @@ ALERTS = "urn:fhir-server:remote-monitoring:alert"
 DEVICE_SCOPE = "system/Observation.c"
 CLINICIAN_SCOPE = (
     "system/Patient.cru system/Practitioner.cru system/Device.cru system/Goal.cru "
-    "system/CarePlan.cru system/Observation.rs system/Flag.rus system/Communication.rs"
+    "system/CarePlan.cru system/Observation.rs system/Flag.rus system/Communication.rs "
+    "system/Subscription.cru"
 )
 
 
@@ -61,11 +64,20 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
     added = cli(
         database, "auth", "client", "add", "--name", "rpm", "--jwks", str(jwks), "--scopes", scopes
     )
-    process = ServerProcess(database, FHIR_AUTH="on").start(timeout=120)
+    hook = Receiver().start()  # the care team's system, subscribed to its Communications
+    process = ServerProcess(
+        database,
+        FHIR_AUTH="on",
+        FHIR_SUBSCRIPTION_ALLOWED_HOSTS="127.0.0.1",
+        FHIR_SUBSCRIPTION_BACKOFF="0.1",
+        FHIR_SUBSCRIPTION_MAX_BACKOFF="0.5",
+    ).start(timeout=120)
     try:
-        yield {"server": process, "client": added.split("client_id: ")[1].split()[0], "key": key}
+        client_id = added.split("client_id: ")[1].split()[0]
+        yield {"server": process, "client": client_id, "key": key, "receiver": hook}
     finally:
         process.stop()
+        hook.stop()
 
 
 def token(monitored: dict[str, Any], scope: str) -> str:
@@ -172,6 +184,24 @@ def test_devices_post_readings_and_one_alert_reaches_the_care_team_until_acknowl
         ):
             put = care.put(f"/{body['resourceType']}/{body['id']}", json=body)
             assert put.status_code in (200, 201), put.text
+        receiver: Receiver = monitored["receiver"]
+        subscription = {
+            "resourceType": "Subscription",
+            "status": "requested",
+            "reason": "alerts for the care team",
+            "criteria": "Communication?recipient=Practitioner/nurse-1",
+            "channel": {
+                "type": "rest-hook",
+                "endpoint": receiver.url + "/care-team",
+                "payload": "application/fhir+json",
+            },
+        }
+        created = care.post("/Subscription", json=subscription)
+        assert created.status_code == 201, created.text
+        deadline = time.monotonic() + 15
+        while care.get(f"/Subscription/{created.json()['id']}").json()["status"] != "active":
+            assert time.monotonic() < deadline, "the subscription was not activated"
+            time.sleep(0.1)
 
         with client(monitored, token(monitored, DEVICE_SCOPE)) as device:
             single = device.post("/Observation", json=reading(72))
@@ -214,6 +244,11 @@ def test_devices_post_readings_and_one_alert_reaches_the_care_team_until_acknowl
                 in message["payload"][0]["contentString"]
             )
 
+            [notified] = receiver.wait_for("/care-team/Communication/", 1)
+            assert notified.method == "PUT"
+            assert notified.json()["id"] == message["id"]  # the alert reached the care team
+            assert notified.json()["about"][1] == {"reference": f"Flag/{flag['id']}"}
+
             again = device.post("/Observation", json=reading(140, at="19:00"))
             assert again.status_code == 201
             assert [len(found) for found in alerts(care)] == [1, 1]  # no spam
@@ -231,3 +266,8 @@ def test_devices_post_readings_and_one_alert_reaches_the_care_team_until_acknowl
             flags, messages = alerts(care)
             assert sorted(f["status"] for f in flags) == ["active", "inactive"]
             assert len(messages) == 2
+            delivered = receiver.wait_for("/care-team/Communication/", 2)
+            assert {r.json()["id"] for r in delivered} == {m["id"] for m in messages}
+            assert delivered[0].json()["id"] == message["id"]  # in the order they were raised
+            time.sleep(1.0)  # nothing more comes: one notification per alert
+            assert len(receiver.on("/care-team/Communication/")) == 2

@@ -128,8 +128,9 @@ class Selection:
 
     async def _lines(self, type: str, batch: list[StoredResource]) -> list[bytes]:
         out = []
+        present = self.svc.disclosure.present  # identifiers masked for the caller's role
         for rec in await self._filtered(type, batch):
-            line = self._render(rec)
+            line = self._render(present(self.ctx, rec))
             if line is not None:
                 out.append(line + b"\n")
         return out

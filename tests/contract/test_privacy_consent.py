@@ -16,6 +16,9 @@ from typing import Any
 
 import orjson
 
+from fhir_server.bulk import BulkExport
+from fhir_server.bulk import Options as BulkOptions
+from fhir_server.bulk import install as install_bulk
 from fhir_server.context import SYSTEM, AccessContext
 from fhir_server.errors import FhirError
 from fhir_server.interactions.request import Request
@@ -227,6 +230,23 @@ def ids(bundle: dict[str, Any]) -> set[str]:
     }
 
 
+async def bulk_exported(svc: FhirService, bulk: BulkExport, ctx: AccessContext) -> set[str]:
+    """What a Bulk Data `$export` by `ctx` writes into its NDJSON files."""
+    query = (("_type", "Patient,Observation,Condition"),)
+    kick = await svc.handle(
+        Request("GET", "$export", query=query, headers={"prefer": "respond-async"}, context=ctx)
+    )
+    assert kick.status == 202, kick.body
+    await bulk.runner.tick()
+    job = await bulk.jobs.load(kick.headers["Content-Location"].split("_jobId=")[1])
+    assert job is not None and job.status == "done", job
+    found: set[str] = set()
+    for file in job.files:
+        data = b"".join([chunk async for chunk in bulk.files.read(file.sha256)])
+        found |= {orjson.loads(line)["id"] for line in data.splitlines()}
+    return found
+
+
 def subsetted(bundle: dict[str, Any]) -> bool:
     return any(t.get("code") == "SUBSETTED" for t in bundle.get("meta", {}).get("tag", []))
 
@@ -234,6 +254,7 @@ def subsetted(bundle: dict[str, Any]) -> bool:
 async def test_consent_matrix(storage: Storage) -> None:
     svc = FhirService(storage)
     await install(svc)
+    bulk = install_bulk(svc, storage.blobs("exports"), BulkOptions(settle_seconds=0.0))
     for body in resources():
         await svc.handle(
             Request("PUT", f"{body['resourceType']}/{body['id']}", body=body, context=SYSTEM)
@@ -267,6 +288,7 @@ async def test_consent_matrix(storage: Storage) -> None:
             for type in ("Patient", "Observation", "Condition"):
                 exported |= {orjson.loads(data)["id"] async for data in svc.export(ctx, type)}
             compare(case, who, "export", exported, allowed)
+            compare(case, who, "$export", await bulk_exported(svc, bulk, ctx), allowed)
             _, found = await ask(
                 svc,
                 ctx,

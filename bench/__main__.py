@@ -360,6 +360,7 @@ def save(
             {
                 "figure": r.label,
                 "p95_ms": None if math.isnan(r.value) else r.value,
+                "server_cpu_per_request": r.cpu,
                 "target": r.target,
                 "met": r.met,
             }

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HttpRequest
@@ -109,9 +111,6 @@ def create_app(
     app = FhirApp(
         title="FHIR R4 server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
-    app.fast_reads = FastReads(
-        FHIR_PREFIX, allowed_hosts(settings), RequestCounter(FHIR_PREFIX), fast_read
-    )
     _add_middleware(app, settings)
     auth_token_routes.install(app, FHIR_PREFIX)  # before /fhir/{path}: .well-known
     for path in (FHIR_PREFIX, FHIR_PREFIX + "/{path:path}"):
@@ -126,7 +125,25 @@ def create_app(
     app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(HTTPException, _no_route)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
+    app.fast_reads = FastReads(
+        FHIR_PREFIX,
+        allowed_hosts(settings),
+        RequestCounter(FHIR_PREFIX),
+        fast_read,
+        elsewhere=_other_fhir_routes(app),
+    )
     return app
+
+
+def _other_fhir_routes(app: FastAPI) -> list[re.Pattern[str]]:
+    """The path patterns under /fhir that routes other than the FHIR endpoint serve."""
+    return [
+        route.path_regex
+        for route in app.routes
+        if isinstance(route, APIRoute)
+        and route.path.startswith(FHIR_PREFIX)
+        and route.endpoint not in (fhir_endpoint, options_endpoint)
+    ]
 
 
 class FhirApp(FastAPI):

@@ -12,7 +12,8 @@ here instead, doing what those layers do for such a request, in the same order:
   through the same functions;
 - errors rendered as the app's exception handlers render them.
 
-Everything else takes the general stack: other methods, a request with a body or a
+Everything else takes the general stack: paths under `/fhir` that other routes serve
+(`.well-known/smart-configuration`), other methods, a request with a body or a
 `Content-Length`/`Transfer-Encoding` (the body limits), an `Origin` (CORS), a `Host` that
 is not allowed (its 400 is answered there), a Binary read (its raw bytes are streamed
 there), a query that is not UTF-8 or holds `#`, and any request before start-up is done.
@@ -20,8 +21,9 @@ there), a query that is not UTF-8 or holds `#`, and any request before start-up 
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -43,11 +45,19 @@ Read = Callable[[Any, Scope, dict[str, str], list[tuple[str, str]]], Awaitable[H
 class FastReads:
     """See the module docstring; `read` is the app's own endpoint for these requests."""
 
-    def __init__(self, prefix: str, hosts: list[str], metrics: RequestCounter, read: Read) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        hosts: list[str],
+        metrics: RequestCounter,
+        read: Read,
+        elsewhere: Iterable[re.Pattern[str]] = (),
+    ) -> None:
         self.prefix = prefix
         self.hosts = tuple(hosts)
         self.metrics = metrics
         self.read = read
+        self.elsewhere = tuple(elsewhere)  # paths under the prefix that other routes serve
 
     def accepts(self, scope: Scope, state: Any) -> bool:
         """Whether this request is a plain read this module answers (see the docstring)."""
@@ -60,6 +70,7 @@ class FastReads:
             or b"#" in scope["query_string"]
             or "Binary" in path
             or getattr(state, "service", None) is None
+            or any(route.match(path) for route in self.elsewhere)
         ):
             return False
         for key, value in scope["headers"]:

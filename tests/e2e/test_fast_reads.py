@@ -75,6 +75,7 @@ def client_module(server: ServerProcess) -> Iterator[httpx.Client]:
         ("GET", "/Patient?birthdate=not-a-date", {"Accept": "application/fhir+xml"}),
         ("GET", "/NoSuchType/1", {}),
         ("GET", "/Patient/{id}", {"Host": "evil.example"}),
+        ("GET", "/.well-known/smart-configuration", {}),
     ],
 )
 def test_a_plain_read_answers_as_the_general_stack(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from fhir_server.api.app import FhirApp, create_app
 from fhir_server.api.fast_path import FastReads, base_url
 from fhir_server.api.request_metrics import RequestCounter
+from fhir_server.settings import Settings
 
 
 async def _never(*args: Any) -> Any:
@@ -60,6 +63,19 @@ def test_plain_reads_are_answered_directly(scope: dict[str, Any]) -> None:
 )
 def test_everything_else_takes_the_general_stack(scope: dict[str, Any]) -> None:
     assert not FAST.accepts(scope, READY)
+
+
+def test_paths_other_routes_serve_take_the_general_stack() -> None:
+    known = re.compile("^/fhir/.well-known/smart-configuration$")
+    fast = FastReads("/fhir", ["localhost:8080"], RequestCounter("/fhir"), _never, [known])
+    assert not fast.accepts(_scope("GET", "/fhir/.well-known/smart-configuration"), READY)
+    assert fast.accepts(_scope("GET", "/fhir/Patient/1"), READY)
+
+
+def test_the_app_leaves_smart_discovery_to_its_route() -> None:
+    app = create_app(Settings(auth="off"))
+    assert isinstance(app, FhirApp) and app.fast_reads is not None
+    assert not app.fast_reads.accepts(_scope("GET", "/fhir/.well-known/smart-configuration"), READY)
 
 
 def test_nothing_is_answered_directly_before_start_up() -> None:

@@ -4,7 +4,8 @@ print one table of throughput, latency, errors and memory against the targets.
 Steps: generate the dataset; start `fhir-server serve` on a scratch SQLite file with
 authorization off; load the dataset with transaction Bundles; read the server's memory; run
 the read, create, update and mixed workloads with wrk; time reads while one large
-transaction runs; stop it; serve the same file with
+transaction runs; stop it; run the four workloads again against the same file served by 2
+worker processes; serve the same file with
 authorization on and run the read workload with a bearer token; run it with the audit
 trail off and on (bench/audit.py); run the read workload against a bare FastAPI app (the
 ceiling); simulated devices post vital signs (see bench/monitoring.py); export with Bulk
@@ -118,6 +119,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-terminology", action="store_true", help="skip the terminology figures"
     )
     parser.add_argument("--no-search", action="store_true", help="skip the search figures")
+    parser.add_argument(
+        "--no-two-workers",
+        action="store_true",
+        help="skip running the workloads again with 2 worker processes",
+    )
     parser.add_argument("--no-hl7", action="store_true", help="skip the HL7 v2 (MLLP) figures")
     parser.add_argument("--no-cds", action="store_true", help="skip the CDS Hooks figures")
     parser.add_argument(
@@ -296,6 +302,28 @@ def measure_server(
     return run
 
 
+def measure_workers(loader: LoadGenerator, scratch: Path, workers: int) -> dict[str, LoadResult]:
+    """The workloads again against the same database, served by `workers` processes."""
+    log = scratch / f"workers-{workers}.log"
+    with server.fhir_server(scratch / "bench.db", log, workers=workers) as fhir:
+        print(f"server with {workers} workers up at {fhir.fhir_base}", file=sys.stderr)
+        server.wait_until_idle(fhir)  # every worker started, not only the first
+        loader.run(fhir.base_url, "read", scratch / "data", "warm-up", duration=2)
+        return {
+            workload: with_cpu(
+                fhir,
+                partial(
+                    loader.run,
+                    fhir.base_url,
+                    workload,
+                    scratch / "data",
+                    f"{report.LABELS[workload]}, {workers} workers",
+                ),
+            )
+            for workload in WORKLOADS
+        }
+
+
 def measure_bearer(loader: LoadGenerator, scratch: Path) -> LoadResult | str:
     """Reads by id with a bearer token against the same database, authorization on (the
     reads without it ran on the server `measure_server` stopped); a string says why not."""
@@ -359,6 +387,7 @@ def save(
             {
                 "figure": r.label,
                 "p95_ms": None if math.isnan(r.value) else r.value,
+                "server_cpu_per_request": r.cpu,
                 "target": r.target,
                 "met": r.met,
             }
@@ -411,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="fhir-bench-") as scratch:
             run = measure_server(args, data, loader, Path(scratch))
+            if not args.no_two_workers:
+                run.two_workers = measure_workers(loader, Path(scratch), 2)
             run.bearer = measure_bearer(loader, Path(scratch))
             run.ceiling = measure_ceiling(loader, Path(scratch))
             audit_rows = audit.measure(

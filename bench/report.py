@@ -19,6 +19,9 @@ COLUMNS = ("workload", "throughput", "p50", "p99", "errors", "server CPU/req", "
 # Server CPU per request (user + system of every server process / requests): unlike
 # throughput it holds across machines. Targets by workload name.
 CPU_TARGETS_US = {"read": 120.0, "create": 600.0}
+# Throughput with 2 worker processes over 1, on a 2-core machine that also runs the load
+# generator. Targets by workload name.
+SCALING_TARGETS = {"read": 1.4}
 
 READ_SHARE_TARGET = 0.50  # read by id, as a share of the bare ceiling
 BEARER_SHARE_TARGET = 0.85  # read by id with a bearer token, as a share of without
@@ -53,6 +56,7 @@ class BenchRun:
     ceiling: LoadResult | None = None
     stall: StallResult | None = None
     bearer: LoadResult | str | None = None  # read by id with a token, or why not measured
+    two_workers: dict[str, LoadResult] = field(default_factory=dict)  # the loads, 2 workers
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -236,7 +240,30 @@ def rows(run: BenchRun) -> list[Row]:
             )
     if run.stall is not None:
         table.append(stall_row(run.stall))
+    table += worker_rows(run)
     return table + ceiling_rows(run) + bearer_rows(run) + [memory_row(run)]
+
+
+def worker_rows(run: BenchRun) -> list[Row]:
+    """Each workload again with 2 worker processes, and its throughput over 1 worker's."""
+    table = []
+    for name, result in run.two_workers.items():
+        label = LABELS.get(name, name)
+        table.append(load_row(f"{label}, 2 workers", result, cpu_target_us=None))
+        one = run.loads.get(name)
+        if one is None or not one.throughput:
+            continue
+        ratio, minimum = result.throughput / one.throughput, SCALING_TARGETS.get(name)
+        table.append(
+            Row(
+                f"{label}: 2 workers / 1 worker",
+                f"{ratio:.2f}×",
+                target="—" if minimum is None else f"≥ {minimum:.1f}×",
+                met=None if minimum is None else ratio >= minimum and result.errors == 0,
+                value=ratio,
+            )
+        )
+    return table
 
 
 def cpu_model() -> str:
@@ -323,6 +350,9 @@ def to_json(run: BenchRun) -> dict[str, Any]:
             "first_failure": run.ingest.first_failure,
         },
         "workloads": {name: load_json(result) for name, result in run.loads.items()},
+        "workloads_2_workers": {
+            name: load_json(result) for name, result in run.two_workers.items()
+        },
         "bare_ceiling_read": load_json(run.ceiling) if run.ceiling else None,
         "read_during_transaction": stall_json(run.stall) if run.stall else None,
         "bearer_read": (

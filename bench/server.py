@@ -86,18 +86,24 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def fhir_server(
-    db_path: Path, log_path: Path, *, auth: bool = False, env: dict[str, str] | None = None
+    db_path: Path,
+    log_path: Path,
+    *,
+    auth: bool = False,
+    workers: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[RunningServer]:
     """`fhir-server serve` on a free port with FHIR_DATABASE=db_path, until the block ends.
 
     Authorization is off unless `auth`; with it, FHIR_BASE_URL is the server's own base
-    (the audience of the tokens `auth_env` lets `fhir-server auth token` mint); `env`: more
-    settings."""
+    (the audience of the tokens `auth_env` lets `fhir-server auth token` mint). `workers`
+    worker processes; by default FHIR_WORKERS, else one; `env`: more settings."""
     port = free_port()
     command = [str(BIN_DIR / "fhir-server"), "serve", "--host", HOST, "--port", str(port)]
     settings = {
         "FHIR_WORKERS": "1",  # the rows measure one process unless FHIR_WORKERS says otherwise
         **os.environ,
+        **({"FHIR_WORKERS": str(workers)} if workers else {}),
         "FHIR_DATABASE": str(db_path),
         **auth_env(auth, port),
         **(env or {}),
@@ -172,6 +178,22 @@ def wait_until_ready(server: RunningServer, timeout: float = START_TIMEOUT_S) ->
         f"no 200 from {server.fhir_base}/metadata in {timeout:.0f} s; "
         f"its log ends with:\n{server.log_tail()}"
     )
+
+
+def wait_until_idle(
+    server: RunningServer, timeout: float = START_TIMEOUT_S, busy_share: float = 0.05
+) -> None:
+    """Wait until the server's processes use under `busy_share` of a core over half a
+    second: the first worker answering does not mean the others have loaded their
+    registries and terminology, and that start-up CPU must not count against a workload."""
+    deadline = time.monotonic() + timeout
+    before = server.cpu()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = server.cpu()
+        if now - before < 0.5 * busy_share:
+            return
+        before = now
 
 
 def metadata_status(fhir_base: str) -> int | None:

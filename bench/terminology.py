@@ -45,6 +45,7 @@ class Row:
     target: str
     met: bool
     value: float
+    cpu: str = "—"  # server CPU per request, where measured
 
     def cells(self) -> tuple[str, ...]:
         return (self.label, self.p50, self.measured, self.target, "yes" if self.met else "NO")

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response as HttpResponse
+from starlette.types import Receive, Scope, Send
 
 from cds_hooks.service import CdsService
 from fhir_server.api import (
@@ -25,6 +28,7 @@ from fhir_server.api import (
     auth_token_routes,
     auth_ui_routes,
     cds_routes,
+    fast_path,
     ops_routes,
     raw_binary,
     subscription_ws,
@@ -39,11 +43,12 @@ from fhir_server.api.content import (
     response_format,
 )
 from fhir_server.api.cors import CorsMiddleware
+from fhir_server.api.fast_path import FastReads
 from fhir_server.api.hosts import AllowedHostsMiddleware, allowed_hosts
 from fhir_server.api.media_types import MediaTypeMiddleware
 from fhir_server.api.middleware import BodyLimitMiddleware
 from fhir_server.api.request_ids import RequestIdMiddleware
-from fhir_server.api.request_metrics import RequestMetricsMiddleware
+from fhir_server.api.request_metrics import RequestCounter, RequestMetricsMiddleware
 from fhir_server.api.timeouts import BodyTimeoutMiddleware
 from fhir_server.assembly import (
     Auth,
@@ -114,7 +119,7 @@ def create_app(
             app.state.reach = _reach(settings, service)
             yield
 
-    app = FastAPI(
+    app = FhirApp(
         title="FHIR R4 server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
     _add_middleware(app, settings)
@@ -132,7 +137,40 @@ def create_app(
     app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(HTTPException, _no_route)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
+    app.fast_reads = FastReads(
+        FHIR_PREFIX,
+        allowed_hosts(settings),
+        RequestCounter(FHIR_PREFIX),
+        fast_read,
+        elsewhere=_other_fhir_routes(app),
+    )
     return app
+
+
+def _other_fhir_routes(app: FastAPI) -> list[re.Pattern[str]]:
+    """The path patterns under /fhir that routes other than the FHIR endpoint serve."""
+    return [
+        route.path_regex
+        for route in app.routes
+        if isinstance(route, APIRoute)
+        and route.path.startswith(FHIR_PREFIX)
+        and route.endpoint not in (fhir_endpoint, options_endpoint)
+    ]
+
+
+class FhirApp(FastAPI):
+    """The app, with plain reads answered by `fast_reads` (see `fhir_server.api.fast_path`)
+    and everything else by the middleware and routes below."""
+
+    fast_reads: FastReads | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.fast_reads
+        if fast is not None and scope["type"] == "http" and fast.accepts(scope, self.state):
+            scope["app"] = self
+            await fast(scope, receive, send, self.state)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _add_middleware(app: FastAPI, settings: Settings) -> None:
@@ -208,32 +246,41 @@ def _reach(settings: Settings, service: FhirService) -> OrganizationReach | None
     return OrganizationReach(service)
 
 
-async def _caller(request: HttpRequest, path: str, base: str) -> AccessContext:
+async def _caller(
+    state: Any, method: str, path: str, authorization: str | None, base: str
+) -> AccessContext:
     """Who is asking: the verified token's context (authorization on) or ANONYMOUS; told
     to the audit trail's record of this request."""
-    caller = await _verified(request, path, base)
+    caller = await _verified(state, method, path, authorization, base)
     seen = observed.current()
     if seen is not None:
         seen.context = caller
     return caller
 
 
-async def _verified(request: HttpRequest, path: str, base: str) -> AccessContext:
-    verifier: BearerVerifier | None = request.app.state.verifier
+async def _verified(
+    state: Any, method: str, path: str, authorization: str | None, base: str
+) -> AccessContext:
+    verifier: BearerVerifier | None = state.verifier
     if verifier is None:
         return ANONYMOUS
-    if request.method in ("GET", "HEAD") and path.strip("/") == "metadata":
+    if method in ("GET", "HEAD") and path.strip("/") == "metadata":
         return ANONYMOUS  # the CapabilityStatement is public (SMART discovery reads it)
-    caller = await verifier.verify(request.headers.get("authorization"), base)
-    reach: OrganizationReach | None = request.app.state.reach
-    caller = caller if reach is None else await reach.apply(caller)
-    return caller
+    caller = await verifier.verify(authorization, base)
+    reach: OrganizationReach | None = state.reach
+    return caller if reach is None else await reach.apply(caller)
 
 
 async def hl7v2_endpoint(request: HttpRequest) -> HttpResponse:
     """One HL7 v2 ER7 message in the body, its ACK out (the application ACK, if any)."""
     service: FhirService = request.app.state.service
-    caller = await _caller(request, HL7_PATH, service.base_url or _base(request))
+    caller = await _caller(
+        request.app.state,
+        request.method,
+        HL7_PATH,
+        request.headers.get("authorization"),
+        service.base_url or _base(request),
+    )
     service.policy.check(caller, "admin", None)  # feeding messages needs system/*.cruds
     hl7 = getattr(request.app.state, "hl7", None)
     if hl7 is None:
@@ -247,24 +294,22 @@ async def hl7v2_endpoint(request: HttpRequest) -> HttpResponse:
 
 
 async def fhir_endpoint(request: HttpRequest) -> HttpResponse:
-    service: FhirService = request.app.state.service
+    state = request.app.state
+    service: FhirService = state.service
     query = parse_qsl(request.url.query, keep_blank_values=True)
     path = request.path_params.get("path", "")
     method = request.method
-    accept = request.headers.get("accept")
-    if raw_binary.is_binary_read(method, path) and wants_raw(accept):
-        accept = None  # the bytes themselves; an error is FHIR JSON
-    fmt = response_format(accept, _first(query, FORMAT))
-    request.state.fhir_format = fmt
+    headers = dict(request.headers)
+    fmt = request.state.fhir_format = _negotiate(method, path, headers, query)
     base = service.base_url or _base(request)
-    caller = await _caller(request, path, base)
+    caller = await _caller(state, method, path, headers.get("authorization"), base)
     body: Any = None
     blob = None
-    if raw_binary.is_upload(method, path, request.headers.get("content-type")):
+    if raw_binary.is_upload(method, path, headers.get("content-type")):
         body, blob = await raw_binary.upload(request, service, caller, path)
     elif method in _BODY_METHODS:
         raw = await request.body()
-        content_type = request.headers.get("content-type")
+        content_type = headers.get("content-type")
         if content_type and content_type.split(";")[0].strip().lower() == FORM_TYPE:
             query += parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
         elif raw.strip():
@@ -273,19 +318,64 @@ async def fhir_endpoint(request: HttpRequest) -> HttpResponse:
         method="GET" if method == "HEAD" else method,
         path=path,
         query=tuple(query),
-        headers=dict(request.headers),
+        headers=headers,
         body=body,
         context=caller,
         base=base,
         blob=blob,
     )
+    return await _answer(service, req, method == "HEAD", fmt)
+
+
+async def fast_read(
+    state: Any, scope: Scope, headers: dict[str, str], query: list[tuple[str, str]]
+) -> HttpResponse:
+    """`fhir_endpoint` for a plain GET or HEAD under /fhir (see `fast_path`), its errors
+    answered as the exception handlers answer them."""
+    method: str = scope["method"]
+    path: str = scope["path"][len(FHIR_PREFIX) + 1 :]
+    fmt: Format = "json"
+    try:
+        fmt = _negotiate(method, path, headers, query)
+        service: FhirService = state.service
+        base = service.base_url or fast_path.base_url(scope, FHIR_PREFIX)
+        caller = await _caller(state, method, path, headers.get("authorization"), base)
+        req = Request(
+            method="GET",
+            path=path,
+            query=tuple(query),
+            headers=headers,
+            context=caller,
+            base=base,
+        )
+        return await _answer(service, req, method == "HEAD", fmt)
+    except FhirError as error:
+        return _outcome(method, scope["path"], fmt, error.status, error.outcome(), error.headers)
+    except Exception:
+        log.exception("unexpected error on %s %s", method, scope["path"])
+        issue = Issue("An unexpected error occurred; it was logged", "exception")
+        return _outcome(method, scope["path"], fmt, 500, operation_outcome([issue]), {})
+
+
+def _negotiate(
+    method: str, path: str, headers: dict[str, str], query: list[tuple[str, str]]
+) -> Format:
+    """The response format (406 when none fits); a raw Binary read answers errors in JSON."""
+    accept = headers.get("accept")
+    if raw_binary.is_binary_read(method, path) and wants_raw(accept):
+        accept = None  # the bytes themselves; an error is FHIR JSON
+    return response_format(accept, _first(query, FORMAT))
+
+
+async def _answer(service: FhirService, req: Request, head: bool, fmt: Format) -> HttpResponse:
+    """Run `req` through the service and render its result in `fmt`."""
     result = await service.handle(req)
     if result.raw is not None:
-        return raw_binary.streamed(result.raw, result, head=method == "HEAD")
+        return raw_binary.streamed(result.raw, result, head=head)
     headers = dict(result.headers)
-    if result.body is None or method == "HEAD":
+    if result.body is None or head:
         return HttpResponse(status_code=result.status, headers=headers)
-    pretty = _first(query, PRETTY) == "true"
+    pretty = _first(req.query, PRETTY) == "true"
     body = with_request_id(result.body) if isinstance(result.body, dict) else result.body
     content = render(body, fmt, pretty)
     return HttpResponse(content, status_code=result.status, headers=headers, media_type=MEDIA[fmt])
@@ -298,7 +388,7 @@ async def _parse(content_type: str | None, raw: bytes) -> object:
     return await asyncio.to_thread(parse_body, content_type, raw)
 
 
-def _first(query: list[tuple[str, str]], name: str) -> str | None:
+def _first(query: Iterable[tuple[str, str]], name: str) -> str | None:
     return next((v for k, v in query if k == name), None)
 
 
@@ -338,7 +428,18 @@ def _outcome_response(
     request: HttpRequest, status: int, outcome: dict[str, Any], headers: dict[str, str]
 ) -> HttpResponse:
     fmt: Format = getattr(request.state, "fhir_format", None) or "json"
-    log.debug("%s %s answered %d", request.method, request.url.path, status)
+    return _outcome(request.method, request.url.path, fmt, status, outcome, headers)
+
+
+def _outcome(
+    method: str,
+    path: str,
+    fmt: Format,
+    status: int,
+    outcome: dict[str, Any],
+    headers: dict[str, str],
+) -> HttpResponse:
+    log.debug("%s %s answered %d", method, path, status)
     outcome = with_request_id(outcome)
     try:
         content = render(outcome, fmt, pretty=False)

@@ -28,8 +28,7 @@ _KEYWORDS = frozenset({"metadata", "_history", "_search"})
 class RequestMetricsMiddleware:
     def __init__(self, app: ASGIApp, fhir_prefix: str) -> None:
         self.app = app
-        self.prefix = fhir_prefix
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self.counter = RequestCounter(fhir_prefix)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,18 +46,30 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, observe)
         finally:
-            key = (*self._labels(scope), status)
-            children = self._children.get(key)
-            if children is None:
-                interaction, type, code = key
-                children = (
-                    metrics.requests.labels(interaction, type, str(code)),
-                    metrics.latency.labels(interaction),
-                )
-                if len(self._children) < 10_000:  # label sets are bounded; stay so
-                    self._children[key] = children
-            children[0].inc()
-            children[1].observe(time.perf_counter() - started)
+            self.counter.record(scope, status, started)
+
+
+class RequestCounter:
+    """The request metrics of one process's requests, labelled as the module says."""
+
+    def __init__(self, fhir_prefix: str) -> None:
+        self.prefix = fhir_prefix
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def record(self, scope: Scope, status: int, started: float) -> None:
+        """Count the request and its time since `started` (`time.perf_counter()`)."""
+        key = (*self._labels(scope), status)
+        children = self._children.get(key)
+        if children is None:
+            interaction, type, code = key
+            children = (
+                metrics.requests.labels(interaction, type, str(code)),
+                metrics.latency.labels(interaction),
+            )
+            if len(self._children) < 10_000:  # label sets are bounded; stay so
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
 
     def _labels(self, scope: Scope) -> tuple[str, str]:
         path: str = scope["path"]

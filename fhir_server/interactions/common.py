@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -143,18 +142,17 @@ def etag(rec: StoredResource) -> str:
     return f'W/"{rec.version}"'
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def http_date(instant: str) -> str:
-    """An HTTP date (RFC 9110) for a stored instant `YYYY-MM-DDTHH:MM:SS.ffffffZ`."""
-    moment = datetime(
-        int(instant[0:4]),
-        int(instant[5:7]),
-        int(instant[8:10]),
-        int(instant[11:13]),
-        int(instant[14:16]),
-        int(instant[17:19]),
-        tzinfo=UTC,
-    )
-    return format_datetime(moment, usegmt=True)
+    """An HTTP date (RFC 9110 IMF-fixdate) for a stored instant `YYYY-MM-DDTHH:MM:SS...Z`
+    (what `email.utils.format_datetime(..., usegmt=True)` gives, at a fraction of its cost:
+    every read answers one)."""
+    year, month, day = int(instant[0:4]), int(instant[5:7]), int(instant[8:10])
+    weekday = _DAYS[date(year, month, day).weekday()]
+    return f"{weekday}, {instant[8:10]} {_MONTHS[month - 1]} {instant[0:4]} {instant[11:19]} GMT"
 
 
 def location(req: Request, rec: StoredResource) -> str:

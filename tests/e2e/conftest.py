@@ -1,19 +1,25 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.support.server import ServerProcess
+from tests.support.server import WORKERS_ENV, ServerProcess
 
 BODY_LIMIT = 16 * 1024 * 1024
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The server most end-to-end tests share: 2 worker processes (a deployment runs one per
+    core), so every test of it also runs across processes; FHIR_TEST_WORKERS overrides."""
     database = tmp_path_factory.mktemp("e2e") / "fhir.db"
-    process = ServerProcess(database, FHIR_MAX_BODY_BYTES=str(BODY_LIMIT)).start()
+    workers = os.environ.get(WORKERS_ENV) or "2"
+    process = ServerProcess(
+        database, FHIR_MAX_BODY_BYTES=str(BODY_LIMIT), FHIR_WORKERS=workers
+    ).start()
     yield process
     process.stop()
 

@@ -22,6 +22,34 @@ from fhir_server.interactions import observed
 _PUBLIC = ("metadata", ".well-known/smart-configuration")
 
 
+def audited_read(state: object, path: str, prefix: str) -> AuditTrail | None:
+    """The trail a plain read under `prefix` goes to (None: audit off, or a public page).
+    The fast path for plain reads (`fast_path`), which skips this middleware, calls it."""
+    trail: AuditTrail | None = getattr(state, "audit", None)
+    if trail is None or path[len(prefix) :].strip("/") in _PUBLIC:
+        return None
+    return trail
+
+
+def record_read(
+    trail: AuditTrail, scope: Scope, prefix: str, status: int, seen: observed.Observed
+) -> None:
+    """Queue the record of a plain read answered by the fast path (as `__call__` does)."""
+    client = scope.get("client")
+    trail.record(
+        Exchange(
+            "rest",
+            scope["method"],
+            scope["path"][len(prefix) :].strip("/"),
+            scope.get("query_string", b""),
+            status,
+            client[0] if client else None,
+            time.time(),
+            seen,
+        )
+    )
+
+
 class AuditMiddleware:
     def __init__(self, app: ASGIApp, fhir_prefix: str, hl7_path: str) -> None:
         self.app = app

@@ -8,6 +8,7 @@ here instead, doing what those layers do for such a request, in the same order:
 - `X-Request-ID` (request_ids): the id is set for the request's log lines and
   OperationOutcomes and sent back;
 - the request metrics (request_metrics): counted and timed with the same labels;
+- the audit trail (audit_middleware): the read is recorded with what it returned;
 - content negotiation, the caller's token and the FHIR service, as `app.fhir_endpoint`,
   through the same functions;
 - errors rendered as the app's exception handlers render them.
@@ -30,9 +31,11 @@ from urllib.parse import parse_qsl
 from starlette.responses import Response as HttpResponse
 from starlette.types import Receive, Scope, Send
 
+from fhir_server.api.audit_middleware import audited_read, record_read
 from fhir_server.api.hosts import host_matches
 from fhir_server.api.request_ids import HEADER as REQUEST_ID
 from fhir_server.api.request_metrics import RequestCounter
+from fhir_server.interactions import observed
 from fhir_server.logs import new_request_id, request_id
 
 _READS = frozenset({"GET", "HEAD"})
@@ -92,6 +95,8 @@ class FastReads:
         current = new_request_id(headers.get("x-request-id"))
         token = request_id.set(current)
         status = 500
+        trail = audited_read(state, scope["path"], self.prefix)
+        seen = observed.begin() if trail is not None else None
         try:
             query = parse_qsl(scope["query_string"].decode(), keep_blank_values=True)
             response = await self.read(state, scope, headers, query)
@@ -101,6 +106,8 @@ class FastReads:
         finally:
             request_id.reset(token)
             self.metrics.record(scope, status, started)
+            if trail is not None and seen is not None:  # as AuditMiddleware does
+                record_read(trail, scope, self.prefix, status, seen)
 
 
 def base_url(scope: Scope, prefix: str) -> str:

@@ -373,8 +373,10 @@ async def _answer(service: FhirService, req: Request, head: bool, fmt: Format) -
     if result.raw is not None:
         return raw_binary.streamed(result.raw, result, head=head)
     headers = dict(result.headers)
-    if result.body is None or head:
+    if result.body is None:
         return HttpResponse(status_code=result.status, headers=headers)
+    # HEAD: rendered as GET, so Content-Type and Content-Length are the GET's (RFC 9110
+    # 9.3.2); the HTTP server sends no body for a HEAD request.
     pretty = _first(req.query, PRETTY) == "true"
     body = with_request_id(result.body) if isinstance(result.body, dict) else result.body
     content = render(body, fmt, pretty)

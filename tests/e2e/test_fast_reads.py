@@ -85,6 +85,15 @@ def test_a_plain_read_answers_as_the_general_stack(
     _same(fast, general)
 
 
+def test_head_answers_the_headers_a_get_would(client_module: httpx.Client, patient: str) -> None:
+    got = client_module.get(f"/Patient/{patient}")
+    head = client_module.head(f"/Patient/{patient}")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.headers["content-length"] == str(len(got.content))
+    assert head.headers["etag"] == got.headers["etag"]
+
+
 def test_errors_of_plain_reads_name_the_request_id(client_module: httpx.Client) -> None:
     answer = client_module.get("/Patient/not-there", headers={"X-Request-ID": "fast-1"})
     assert answer.status_code == 404

@@ -45,8 +45,8 @@ def is_upload(method: str, path: str, content_type: str | None) -> bool:
     kind = media(content_type)
     if method not in ("POST", "PUT") or not kind or kind in _NOT_RAW:
         return False
-    if kind in JSON_TYPES or kind in XML_TYPES or kind.endswith(("+json", "+xml")):
-        return False
+    if kind in JSON_TYPES or kind in XML_TYPES:  # a FHIR Binary resource
+        return False  # (other +json/+xml types, e.g. image/svg+xml, are files like any other)
     found = _PATH.match(path)
     return found is not None and (found["id"] is None) == (method == "POST")
 

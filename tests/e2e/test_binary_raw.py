@@ -63,6 +63,18 @@ def test_raw_upload_and_download_round_trip(server: ServerProcess, base: str) ->
     assert (blobs / hashlib.sha256(scan).hexdigest()).read_bytes() == scan
 
 
+def test_an_svg_or_other_xml_file_is_raw_content_not_a_fhir_resource(base: str) -> None:
+    """image/svg+xml was read as FHIR XML (400: root element not in the FHIR namespace)."""
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><rect width="10" height="10"/></svg>'
+    for media, body in (("image/svg+xml", svg), ("application/ld+json", b'{"@id": "x"}')):
+        created = httpx.post(f"{base}/Binary", content=body, headers={"Content-Type": media})
+        assert created.status_code == 201, created.text
+        location = created.headers["Location"].split("/_history")[0]
+        raw = httpx.get(location, headers={"Accept": media})
+        assert raw.content == body and raw.headers["content-type"].startswith(media)
+        assert "sandbox" in raw.headers["content-security-policy"]  # a script cannot run
+
+
 def test_put_replaces_the_content_and_keeps_the_old_version(base: str) -> None:
     url = f"{base}/Binary/scan-put"
     assert httpx.put(url, content=b"v1", headers={"Content-Type": STL}).status_code == 201

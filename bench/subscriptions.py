@@ -13,11 +13,8 @@ that of the same writes without subscriptions (target: at most 20% less).
 
 from __future__ import annotations
 
-import contextlib
 import random
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -27,8 +24,8 @@ from typing import Any
 import httpx
 
 from bench import server
+from bench.hook_receiver import HookReceiver
 from bench.report import ms, table
-from bench.server import free_port
 
 SUBSCRIPTIONS = 1000
 WRITES = 2000
@@ -57,29 +54,6 @@ def observation(code: str) -> dict[str, Any]:
         "subject": {"reference": "Patient/bench"},
         "valueQuantity": {"value": 72, "unit": "/min"},
     }
-
-
-class HookReceiver:
-    """`bench.hook_receiver` in its own process on a free loopback port."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "bench.hook_receiver", str(self.port)]
-        self.process = subprocess.Popen(command)
-        for _ in range(100):
-            with contextlib.suppress(httpx.TransportError):
-                self.count()
-                return
-            time.sleep(0.05)
-        raise RuntimeError("the hook receiver did not start")
-
-    def count(self) -> int:
-        return int(httpx.get(f"{self.url}/count", timeout=5).text)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
 
 
 def subscribe(client: httpx.Client, receiver: HookReceiver, count: int) -> None:

@@ -38,7 +38,12 @@ if TYPE_CHECKING:
 BLOB_EXTENSION = "urn:fhir-server:StructureDefinition:binary-blob"
 BLOB_URL = "blob:sha256:"
 SECURITY_HEADER = "x-security-context"
-FHIR_MEDIA = ("application/fhir+json", "application/fhir+xml", "application/json+fhir")
+FHIR_MEDIA = (
+    "application/fhir+json",
+    "application/fhir+xml",
+    "application/json+fhir",
+    "application/xml+fhir",
+)
 DEFAULT_INLINE_BYTES = 16 * 1024 * 1024
 
 
@@ -63,7 +68,7 @@ def wants_raw(accept: str | None) -> bool:
         return False
     kinds = [part.split(";")[0].strip().lower() for part in accept.split(",") if part.strip()]
     fhir_like = ("json", "xml", "application/json", "application/xml", "text/xml")
-    if any(is_fhir_media(kind) or kind in fhir_like or kind.endswith("+json") for kind in kinds):
+    if any(is_fhir_media(kind) or kind in fhir_like for kind in kinds):  # not ld+json, svg+xml
         return False
     return any(kind not in ("*/*", "") for kind in kinds)
 

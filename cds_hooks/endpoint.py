@@ -34,6 +34,7 @@ from fhir_server.errors import FhirError, NotFound, PreconditionFailed
 from fhir_server.interactions.service import FhirService
 
 log = logging.getLogger("fhir_server.cds_hooks")
+IN_THREAD_BYTES = 256 * 1024  # a larger call is parsed and evaluated on a worker thread
 
 Authorize = Callable[[str | None], Awaitable[AccessContext]]
 
@@ -92,7 +93,11 @@ class CdsHooks:
     ) -> JSON:
         service = self.service(service_id)
         definition = service.definition
-        request = parse_hook_request(body, definition)
+        large = len(body) > IN_THREAD_BYTES  # parsed and evaluated beside the event loop
+        if large:
+            request = await asyncio.to_thread(parse_hook_request, body, definition)
+        else:
+            request = parse_hook_request(body, definition)
 
         async def fetcher() -> Fetcher:
             return await self._fetcher(request, client, own)
@@ -108,6 +113,8 @@ class CdsHooks:
             prefetch=prefetch,
             fhir_server=request.fhir_server,
         )
+        if large:
+            return await asyncio.to_thread(self._evaluate, service, call)
         return self._evaluate(service, call)
 
     def _evaluate(self, service: CdsService, call: HookCall) -> JSON:

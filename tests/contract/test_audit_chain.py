@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import orjson
 
@@ -90,7 +91,7 @@ async def test_reads_by_one_agent_in_one_window_are_one_event_that_names_each(
     await log.close()
     assert (await verify(storage, KEY)).problems == []
 
-    async def search(*query: tuple[str, str]) -> list[dict[str, object]]:
+    async def search(*query: tuple[str, str]) -> list[dict[str, Any]]:
         bundle = await svc.handle(Request("GET", "AuditEvent", query, context=SYSTEM))
         return [e["resource"] for e in orjson.loads(bundle.body).get("entry", [])]  # type: ignore[arg-type]
 
@@ -98,11 +99,11 @@ async def test_reads_by_one_agent_in_one_window_are_one_event_that_names_each(
     assert len(events) == 3
     (merged,) = await search(("outcome", "0"))
     validate_resource(merged)
-    refs = [e["what"]["reference"] for e in merged["entity"]]  # type: ignore[index]
+    refs = [e["what"]["reference"] for e in merged["entity"]]
     assert refs == ["Observation/o1", "Patient/p1"]  # each once, the patient last
     period = merged["period"]
     assert isinstance(period, dict) and period["start"] <= period["end"] == merged["recorded"]
-    (refused,) = [e for e in events if e["agent"][0]["name"] == "unauthenticated"]  # type: ignore[index]
+    (refused,) = [e for e in events if e["agent"][0]["name"] == "unauthenticated"]
     by_entity = {e["id"] for e in await search(("entity", "Observation/o1"))}
     assert by_entity == {merged["id"], refused["id"]}  # what a refused read asked for, too
     assert len(await search(("patient", "Patient/p1"))) == 1

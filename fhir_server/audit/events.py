@@ -66,6 +66,8 @@ log = logging.getLogger("fhir_server.audit")
 HL7_OUTCOMES = {"AA": "0", "CA": "0", "AE": "4", "CE": "4", "AR": "8", "CR": "8"}
 COALESCED = frozenset({"read", "vread"})  # interactions merged per agent within a window
 MAX_COALESCED = 1000  # accesses per coalesced event at most (keeps each event small)
+PATIENTS_CACHED = 10_000  # resource versions whose patients are remembered
+_READ = next(r for r in routes.ROUTES if r.interaction == "read")
 
 
 def outcome(status: int) -> str:
@@ -84,6 +86,7 @@ class EventBuilder:
         self.indexer = indexer
         self.site = site
         self._patient_params: dict[str, tuple[str, ...]] = {}
+        self._patients: dict[tuple[str, str, int, str], tuple[str, ...]] = {}
 
     def build_many(self, exchanges: Iterable[Exchange]) -> list[dict[str, Any]]:
         """The events of one flush window, in the order of each event's first exchange:
@@ -197,6 +200,15 @@ class EventBuilder:
         if ex.kind != "rest":
             return None
         method = "GET" if ex.method == "HEAD" else ex.method
+        parts = ex.path.split("/")
+        if (  # the common case, a read by id, without trying every route
+            method == "GET"
+            and len(parts) == 2
+            and parts[0] in self.registry.resource_types
+            and parts[1]
+            and not parts[1].startswith(("_", "$"))
+        ):
+            return routes.RouteMatch(_READ, parts[0], parts[1])
         try:
             return routes.match(method, ex.path, self.registry.resource_types)
         except FhirError:
@@ -312,10 +324,19 @@ class EventBuilder:
             )
         return out
 
-    def _patients_of(self, rec: StoredResource) -> list[str]:
+    def _patients_of(self, rec: StoredResource) -> tuple[str, ...]:
         """The patients whose compartment `rec` is in (by its own reference parameters)."""
         if rec.deleted or not rec.data:
-            return []
+            return ()
+        key = (rec.type, rec.id, rec.version, rec.last_updated)  # a version never changes
+        known = self._patients.get(key)
+        if known is None:
+            known = self._patients[key] = tuple(self._find_patients(rec))
+            if len(self._patients) > PATIENTS_CACHED:
+                del self._patients[next(iter(self._patients))]  # the oldest entry
+        return known
+
+    def _find_patients(self, rec: StoredResource) -> list[str]:
         codes = self._patient_params.get(rec.type)
         if codes is None:
             codes = membership_params(self.registry, "Patient", rec.type)

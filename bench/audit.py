@@ -1,7 +1,9 @@
 """Reads by id with the audit trail on and off, on the same database and load.
 
-Each read leaves an AuditEvent (queued on the request path, written in batches after the
-responses by the same process), so the figure is what auditing costs a read-heavy server:
+Each read is audited (queued on the request path; the reads of one flush window by one
+agent coalesced into one AuditEvent with an entity per resource read, written in batches
+after the responses by the same process), so the figure is what auditing costs a
+read-heavy server:
 the target is at least 90% of the throughput with FHIR_AUDIT=off. Authorization is off in
 both runs, as in the main read row, so the difference is the audit trail alone.
 """

@@ -107,6 +107,14 @@ async def test_reads_by_one_agent_in_one_window_are_one_event_that_names_each(
     by_entity = {e["id"] for e in await search(("entity", "Observation/o1"))}
     assert by_entity == {merged["id"], refused["id"]}  # what a refused read asked for, too
     assert len(await search(("patient", "Patient/p1"))) == 1
+    answer = await svc.handle(Request("GET", "Patient/p1/$access-log", context=SYSTEM))
+    body = answer.body if isinstance(answer.body, bytes) else orjson.dumps(answer.body)
+    (access,) = orjson.loads(body)["parameter"]
+    parts = {p["name"]: p for p in access["part"] if p["name"] != "resource"}
+    assert parts["period"]["valuePeriod"] == period
+    assert [
+        p["valueReference"]["reference"] for p in access["part"] if p["name"] == "resource"
+    ] == ["Observation/o1"]
     (missing,) = await search(("entity", "Observation/o2"))
     assert missing["outcome"] == "4" and "period" not in missing
 

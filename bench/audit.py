@@ -1,13 +1,18 @@
 """Reads by id with the audit trail on and off, on the same database and load.
 
-Each read leaves an AuditEvent (queued on the request path, written in batches after the
-responses by the same process), so the figure is what auditing costs a read-heavy server:
-the target is at least 90% of the throughput with FHIR_AUDIT=off. Authorization is off in
-both runs, as in the main read row, so the difference is the audit trail alone.
+Each read is audited (queued on the request path; the reads of one flush window by one
+agent coalesced into one AuditEvent with an entity per resource read, written in batches
+after the responses by the same process), so the figure is what auditing costs a
+read-heavy server: the target is at least 90% of the throughput with FHIR_AUDIT=off.
+Authorization is off in both runs, as in the main read row, so the difference is the
+audit trail alone. A last row measures the trail's own work per read in process, which
+the load generator and other work on the machine do not move.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,26 +20,41 @@ from bench import server
 from bench.report import table
 from bench.terminology import Row
 from bench.wrk import LoadResult
+from fhir_server.audit.events import EventBuilder
+from fhir_server.audit.trail import AuditTrail
+from fhir_server.context import ANONYMOUS
+from fhir_server.interactions.service import FhirService
+from fhir_server.search.extract import Indexer
+from fhir_server.search.registry import load_registry
+from fhir_server.storage.base import StoredResource
+from fhir_server.storage.sqlite import SQLiteStorage
 
 TARGET_RATIO = 0.90
+ROUNDS = 2
 COLUMNS = ("audit trail", "req/s", "server CPU per read", "target", "met?")
 
 Loader = Callable[[str, str, Path, str], LoadResult]  # base, workload, data, label
 
 
 def measure(run: Loader, scratch: Path) -> list[Row]:
-    """Read throughput with FHIR_AUDIT=off, then on (the database `measure_server` loaded)."""
+    """Read throughput with FHIR_AUDIT=off, then on (the database `measure_server` loaded),
+    ROUNDS times in turn; each mode's best round counts (on a shared machine the other
+    work moves single runs by more than the audit trail costs)."""
     found: dict[str, LoadResult] = {}
-    for mode in ("off", "on"):
-        log = scratch / f"audit-{mode}.log"
-        with server.fhir_server(scratch / "bench.db", log, env={"FHIR_AUDIT": mode}) as fhir:
-            run(fhir.base_url, "read", scratch / "data", "warm-up")
-            before = fhir.cpu()
-            result = run(fhir.base_url, "read", scratch / "data", f"read by id, audit {mode}")
-            result.server_cpu_s = fhir.cpu() - before
-            found[mode] = result
+    for turn in range(ROUNDS):
+        for mode in ("off", "on"):
+            log = scratch / f"audit-{mode}-{turn}.log"
+            settings = {"FHIR_AUDIT": mode}
+            with server.fhir_server(scratch / "bench.db", log, env=settings) as fhir:
+                run(fhir.base_url, "read", scratch / "data", "warm-up")
+                before = fhir.cpu()
+                result = run(fhir.base_url, "read", scratch / "data", f"read by id, audit {mode}")
+                result.server_cpu_s = fhir.cpu() - before
+            if mode not in found or result.throughput > found[mode].throughput:
+                found[mode] = result
     off, on = found["off"], found["on"]
     ratio = on.throughput / off.throughput if off.throughput else 0.0
+    work = asyncio.run(work_per_read(scratch / "audit-work.db"))
     return [
         _row("read by id, audit off", off, "", True),
         _row(
@@ -43,7 +63,42 @@ def measure(run: Loader, scratch: Path) -> list[Row]:
             f">= {TARGET_RATIO:.0%} of off ({ratio:.0%})",
             ratio >= TARGET_RATIO and not on.errors,
         ),
+        Row(
+            f"audit work per read, in process ({WORK_READS:,} reads)",
+            "-",
+            f"{work:,.0f} µs",
+            "",
+            True,
+            work,
+        ),
     ]
+
+
+WORK_READS = 5_000
+
+
+async def work_per_read(db: Path) -> float:
+    """CPU µs per read of what the audit trail does for it, measured in this process alone
+    (not moved by the load generator or other work): queueing the reads of one client
+    (`record_read`), then building, indexing, storing and chaining their events."""
+    registry = load_registry()
+    storage = SQLiteStorage(str(db))
+    await storage.open()
+    try:
+        service = FhirService(storage, registry=registry)
+        trail = AuditTrail(service, EventBuilder(registry, Indexer(registry), "http://bench"))
+        when = "2026-01-01T00:00:00.000000Z"
+        found = [
+            StoredResource("Patient", f"p{n}", 1, when, False, b'{"resourceType":"Patient"}')
+            for n in range(WORK_READS)
+        ]
+        start = time.process_time()
+        for rec in found:
+            trail.record_read(ANONYMOUS, "Patient", rec.id, 200, "127.0.0.1", rec)
+        await trail.close()
+        return (time.process_time() - start) / WORK_READS * 1e6
+    finally:
+        await storage.close()
 
 
 def _row(label: str, result: LoadResult, target: str, met: bool) -> Row:

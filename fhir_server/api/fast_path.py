@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl
 from starlette.responses import Response as HttpResponse
 from starlette.types import Receive, Scope, Send
 
-from fhir_server.api.audit_middleware import audited_read, record_read
+from fhir_server.api.audit_middleware import audited_read, record_plain_read
 from fhir_server.api.hosts import host_matches
 from fhir_server.api.request_ids import HEADER as REQUEST_ID
 from fhir_server.api.request_metrics import RequestCounter
@@ -107,7 +107,7 @@ class FastReads:
             request_id.reset(token)
             self.metrics.record(scope, status, started)
             if trail is not None and seen is not None:  # as AuditMiddleware does
-                record_read(trail, scope, self.prefix, status, seen)
+                record_plain_read(trail, scope, self.prefix, status, seen)
 
 
 def base_url(scope: Scope, prefix: str) -> str:

@@ -5,7 +5,10 @@
   and the `interactions.observed.Observed` record of who asked and what was touched.
 - `trail.AuditTrail`: the per-process queue and the task that writes it in batches
   after the responses (at least every `FHIR_AUDIT_FLUSH_SECONDS`, and at shutdown).
-- `events.EventBuilder`: an `Exchange` as a FHIR R4 AuditEvent.
+  `record(exchange)` is the middleware's hook; `record_read(ctx, type, id, status, peer,
+  found)` is ONE call appending one tuple, for a read answered outside the middleware.
+- `events.EventBuilder`: `Exchange`s as FHIR R4 AuditEvents; the reads of one window by
+  one agent with one status coalesced into one event (`build_many`).
 - `chain`: every batch hash-chained to the previous one (optionally HMAC-signed);
   `chain.verify` for `fhir-server audit verify`.
 - `guard.AuditGuard`: nobody writes AuditEvents through the API; only audit roles read.

@@ -3,7 +3,8 @@
 A Parameters resource with one `access` part per AuditEvent that names the patient
 (newest first, at most `_count`, default 100, up to 1000): `when` (recorded), `who` (the
 user: fhirUser or subject), `client` (the app), `action`, `what` (the interaction),
-`outcome`, `resource` (each resource touched). For the patient portal (the patient
+`outcome`, `resource` (each resource touched); for coalesced reads `when` is the last
+access of the window and `period` its first and last. For the patient portal (the patient
 themself: a token whose `patient` or `fhirUser` is this Patient) and privacy officers
 (see `guard.may_audit`); anyone else gets 403.
 """
@@ -65,10 +66,10 @@ def _access(event: dict[str, Any]) -> dict[str, Any]:
     who = (user.get("who") or {}).get("reference") or user.get("name") or "unknown"
     subtype = (event.get("subtype") or [{}])[0]
     what = subtype.get("display") or subtype.get("code") or event["type"].get("code")
-    parts: list[dict[str, Any]] = [
-        {"name": "when", "valueInstant": event["recorded"]},
-        {"name": "who", "valueString": who},
-    ]
+    parts: list[dict[str, Any]] = [{"name": "when", "valueInstant": event["recorded"]}]
+    if isinstance(event.get("period"), dict):  # coalesced reads: first..last of the window
+        parts.append({"name": "period", "valuePeriod": event["period"]})
+    parts.append({"name": "who", "valueString": who})
     if client.get("name"):
         parts.append({"name": "client", "valueString": client["name"]})
     parts += [

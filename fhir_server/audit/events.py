@@ -7,11 +7,18 @@ restful interaction as `subtype`, `action` C/R/U/D/E, `recorded`, `outcome` (0 s
 `fhirUser`, the client app, the network address), `source` this server, and an `entity`
 per resource touched plus one per patient whose data it was (role 1, Patient), and for
 searches the query, base64 encoded.
+
+`build_many` coalesces: the reads (and vreads) of one flush window by the same agent (user,
+client app, network address) with the same HTTP status become ONE event, with an entity
+per resource read (and its patient) and `period` the window's first and last access
+(BALP allows many entities per event). Everything else stays one event per exchange.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,7 +62,12 @@ ACTIONS = {
     "patch": "U",
     "delete": "D",
 }  # everything else (search, operation, batch/transaction, sign-in): E, execute
+log = logging.getLogger("fhir_server.audit")
 HL7_OUTCOMES = {"AA": "0", "CA": "0", "AE": "4", "CE": "4", "AR": "8", "CR": "8"}
+COALESCED = frozenset({"read", "vread"})  # interactions merged per agent within a window
+MAX_COALESCED = 1000  # accesses per coalesced event at most (keeps each event small)
+PATIENTS_CACHED = 10_000  # resource versions whose patients are remembered
+_READ = next(r for r in routes.ROUTES if r.interaction == "read")
 
 
 def outcome(status: int) -> str:
@@ -74,10 +86,70 @@ class EventBuilder:
         self.indexer = indexer
         self.site = site
         self._patient_params: dict[str, tuple[str, ...]] = {}
+        self._patients: dict[tuple[str, str, int, str], tuple[str, ...]] = {}
 
-    def build(self, ex: Exchange) -> dict[str, Any]:
+    def build_many(self, exchanges: Iterable[Exchange]) -> list[dict[str, Any]]:
+        """The events of one flush window, in the order of each event's first exchange:
+        reads coalesced per (interaction, status, agent, address), the rest one each.
+        Should building an event fail (a bug), bare events that still say who, when and
+        how each exchange ended, rather than a batch that never gets written."""
+        groups: dict[tuple[object, ...], list[Exchange]] = {}
+        order: list[tuple[Exchange, routes.RouteMatch | None] | list[Exchange]] = []
+        matches: dict[int, routes.RouteMatch | None] = {}
+        for ex in exchanges:
+            match = self._route(ex)
+            if match is None or match.route.interaction not in COALESCED:
+                order.append((ex, match))
+                continue
+            matches[id(ex)] = match
+            key = (match.route.interaction, ex.status, ex.address, *_who(ex))
+            group = groups.get(key)
+            if group is None or len(group) >= MAX_COALESCED:
+                group = groups[key] = []
+                order.append(group)
+            group.append(ex)
+        events: list[dict[str, Any]] = []
+        for item in order:
+            try:
+                if isinstance(item, tuple):
+                    events.append(self.build(item[0], item[1], matched=True))
+                else:
+                    events.append(self._build_group(item, [matches[id(ex)] for ex in item]))
+            except Exception:
+                group = [item[0]] if isinstance(item, tuple) else item
+                log.exception(
+                    "audit: %d event(s) of %s exchanges built bare", len(group), group[0].kind
+                )
+                events.extend(self.bare(ex) for ex in group)
+        return events
+
+    def _build_group(
+        self, group: Sequence[Exchange], matches: Sequence[routes.RouteMatch | None]
+    ) -> dict[str, Any]:
+        event = self.build(group[0], matches[0], matched=True, entities=False)
+        if len(group) > 1:
+            event["recorded"] = instant(max(ex.recorded for ex in group))
+            event["period"] = {
+                "start": instant(min(ex.recorded for ex in group)),
+                "end": event["recorded"],
+            }
+        entities = self._entities(list(zip(group, matches, strict=True)))
+        if entities:
+            event["entity"] = entities
+        return event
+
+    def build(
+        self,
+        ex: Exchange,
+        match: routes.RouteMatch | None = None,
+        *,
+        matched: bool = False,
+        entities: bool = True,
+    ) -> dict[str, Any]:
+        """The event of one exchange (`match`: its route, when already looked up)."""
         event: dict[str, Any] = {"resourceType": "AuditEvent"}
-        match = self._route(ex)
+        if not matched:
+            match = self._route(ex)
         if ex.kind == "rest":
             event["type"] = REST
             if match is not None:
@@ -103,9 +175,10 @@ class EventBuilder:
             "observer": {"display": self.site},
             "type": [{"system": SOURCE_TYPE, "code": "4", "display": "Application Server"}],
         }
-        entities = self._entities(ex, match)
         if entities:
-            event["entity"] = entities
+            found = self._entities([(ex, match)])
+            if found:
+                event["entity"] = found
         return event
 
     def bare(self, ex: Exchange) -> dict[str, Any]:
@@ -127,6 +200,15 @@ class EventBuilder:
         if ex.kind != "rest":
             return None
         method = "GET" if ex.method == "HEAD" else ex.method
+        parts = ex.path.split("/")
+        if (  # the common case, a read by id, without trying every route
+            method == "GET"
+            and len(parts) == 2
+            and parts[0] in self.registry.resource_types
+            and parts[1]
+            and not parts[1].startswith(("_", "$"))
+        ):
+            return routes.RouteMatch(_READ, parts[0], parts[1])
         try:
             return routes.match(method, ex.path, self.registry.resource_types)
         except FhirError:
@@ -185,31 +267,44 @@ class EventBuilder:
 
     # -- what --------------------------------------------------------------------------
 
-    def _entities(self, ex: Exchange, match: routes.RouteMatch | None) -> list[dict[str, Any]]:
+    def _entities(
+        self, exchanges: Sequence[tuple[Exchange, routes.RouteMatch | None]]
+    ) -> list[dict[str, Any]]:
+        """The entities of one exchange, or of a coalesced group: each resource version
+        once, then each patient once, then (one exchange) its query or HL7 v2 message."""
         out: list[dict[str, Any]] = []
-        done: set[str] = set()
+        done: set[tuple[str, int | None]] = set()
         patients: dict[str, None] = {}
-        resources = ex.observed.resources if ex.observed else []
-        for rec in resources:
-            if rec.type == "AuditEvent":  # reading the trail is audited, not each event read
-                continue
-            ref = f"{rec.type}/{rec.id}"
-            if ref in done:
-                continue
-            done.add(ref)
-            if rec.type == "Patient":
-                patients[ref] = None
-                continue
-            out.append(_entity(ref, "2", "4", rec.version))
-            patients.update((p, None) for p in self._patients_of(rec))
-        if match is not None and match.type and match.id and match.type != "AuditEvent":
-            ref = f"{match.type}/{match.id}"
-            if ref not in done:  # refused or failed: what was asked for
-                if match.type == "Patient":
+        for ex, match in exchanges:
+            asked = ex.observed.resources if ex.observed else []
+            seen_here: set[str] = set()
+            for rec in asked:
+                if rec.type == "AuditEvent":  # reading the trail is audited, not each event read
+                    continue
+                ref = f"{rec.type}/{rec.id}"
+                if ref in seen_here:  # one exchange: each resource once (history: the first)
+                    continue
+                seen_here.add(ref)
+                if rec.type == "Patient":
                     patients[ref] = None
-                else:
-                    out.append(_entity(ref, "2", "4", None))
+                    continue
+                if (ref, rec.version) in done:  # a group: each version read once
+                    continue
+                done.add((ref, rec.version))
+                out.append(_entity(ref, "2", "4", rec.version))
+                patients.update((p, None) for p in self._patients_of(rec))
+            if match is not None and match.type and match.id and match.type != "AuditEvent":
+                ref = f"{match.type}/{match.id}"
+                if ref not in seen_here and (ref, None) not in done:  # refused or failed
+                    done.add((ref, None))
+                    if match.type == "Patient":
+                        patients[ref] = None
+                    else:
+                        out.append(_entity(ref, "2", "4", None))
         out.extend(_entity(p, "1", "1", None) for p in patients)
+        if len(exchanges) != 1:
+            return out
+        ex, match = exchanges[0]
         if match is not None and match.route.interaction.startswith("search") and ex.query:
             out.append(
                 {
@@ -229,10 +324,19 @@ class EventBuilder:
             )
         return out
 
-    def _patients_of(self, rec: StoredResource) -> list[str]:
+    def _patients_of(self, rec: StoredResource) -> tuple[str, ...]:
         """The patients whose compartment `rec` is in (by its own reference parameters)."""
         if rec.deleted or not rec.data:
-            return []
+            return ()
+        key = (rec.type, rec.id, rec.version, rec.last_updated)  # a version never changes
+        known = self._patients.get(key)
+        if known is None:
+            known = self._patients[key] = tuple(self._find_patients(rec))
+            if len(self._patients) > PATIENTS_CACHED:
+                del self._patients[next(iter(self._patients))]  # the oldest entry
+        return known
+
+    def _find_patients(self, rec: StoredResource) -> list[str]:
         codes = self._patient_params.get(rec.type)
         if codes is None:
             codes = membership_params(self.registry, "Patient", rec.type)
@@ -245,6 +349,15 @@ class EventBuilder:
             for v in values
             if isinstance(v, ReferenceValue) and v.target_type == "Patient"
         ]
+
+
+def _who(ex: Exchange) -> tuple[object, ...]:
+    """Who asked, as far as an event's agents tell them apart."""
+    seen = ex.observed
+    ctx = seen.context if seen else None
+    if ctx is not None:
+        return (ctx.subject, ctx.fhir_user, ctx.client_id, ctx.role, ctx.system)
+    return (None, seen.user if seen else None, seen.client if seen else None)
 
 
 def _entity(ref: str, type_code: str, role_code: str, version: int | None) -> dict[str, Any]:

@@ -47,9 +47,28 @@ def _agent(agent: dict[str, Any]) -> Iterator[IndexValue]:
 
 def _entity(entity: dict[str, Any]) -> Iterator[IndexValue]:
     yield from _references("entity", entity.get("what"), patients=True)
-    yield from string.extract("entity-name", "string", entity.get("name"))
-    yield from token.extract("entity-role", "Coding", entity.get("role"))
-    yield from token.extract("entity-type", "Coding", entity.get("type"))
+    name = entity.get("name")
+    if name is not None:
+        yield from string.extract("entity-name", "string", name)
+    yield from _coding("entity-role", entity.get("role"))
+    yield from _coding("entity-type", entity.get("type"))
+
+
+_CODINGS: dict[tuple[str, Any, Any, Any], tuple[IndexValue, ...]] = {}
+
+
+def _coding(code: str, coding: Any) -> tuple[IndexValue, ...]:
+    """A Coding's token values, remembered: the events repeat a handful of codings (an
+    entity's role and type) thousands of times."""
+    if not isinstance(coding, dict):
+        return ()
+    key = (code, coding.get("system"), coding.get("code"), coding.get("display"))
+    found = _CODINGS.get(key)
+    if found is None:
+        found = tuple(token.extract(code, "Coding", coding))
+        if len(_CODINGS) < 256:
+            _CODINGS[key] = found
+    return found
 
 
 def _references(code: str, who: Any, *, patients: bool = False) -> Iterator[IndexValue]:

@@ -1,13 +1,25 @@
 """The audit trail of one server process: a queue filled by the request path, written in
 batches after the responses.
 
-`record(exchange)` appends to an in-memory queue (no I/O, no JSON: microseconds). A task of
-this process takes what is queued every `flush_seconds` (and as soon as `batch_size`
-records wait), builds the AuditEvents and stores them with their chain record in one
-transaction through the service (`chain.append`). `close()` flushes what is left: a clean
-shutdown (SIGTERM) loses nothing; a crash (SIGKILL, power) loses at most the records of
-the last `flush_seconds`. Should the database refuse a batch, its records go back to the
-queue (at most `max_queued` are kept; beyond, the oldest are dropped and counted in the log).
+The request path pays one call and a queue append (no I/O, no JSON, no formatting):
+
+- `record(exchange)`: what the HTTP middleware and the HL7 v2 listener hand over;
+- `record_read(ctx, type, id, status, peer, found)`: the hook for a read answered outside
+  the middleware (an ASGI fast path for `GET [base]/Type/id`): `ctx` the caller's
+  `AccessContext` (None when refused before it was known), `status` the HTTP status
+  answered, `peer` the client's network address, `found` the `StoredResource` version
+  returned (None when none was). It appends one tuple; the AuditEvent is the same as
+  the middleware's record of that read gives.
+
+A task of this process takes what is queued every `flush_seconds` (sooner when `take`
+records wait), builds the events (`EventBuilder.build_many`: the reads of the window by
+one agent with one outcome coalesced into one event) and stores them, `batch_size` events
+at a time, with their chain record in one transaction through the service
+(`chain.append`). `close()` flushes what is left: a clean shutdown (SIGTERM) loses
+nothing; a crash (SIGKILL, power) loses at most the records of the last `flush_seconds`.
+Should the database refuse a batch, its events stay ready for the next flush (at most
+`max_queued` records are kept queued; beyond, the oldest are dropped and counted in the
+log).
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from typing import Any
 
@@ -22,12 +35,17 @@ from fhir_server.audit import chain
 from fhir_server.audit.events import EventBuilder
 from fhir_server.audit.index import index_event
 from fhir_server.audit.records import Exchange
+from fhir_server.context import AccessContext
 from fhir_server.interactions.common import new_id, now_instant, stamp
+from fhir_server.interactions.observed import Observed
 from fhir_server.interactions.service import FhirService
 from fhir_server.model import fhirjson
 from fhir_server.storage.base import StorageTx, StoredResource
 
 log = logging.getLogger("fhir_server.audit")
+
+# record_read's tuple: type, id, status, peer, time, context, the version returned
+Read = tuple[str, str, int, str | None, float, AccessContext | None, StoredResource | None]
 
 
 class AuditTrail:
@@ -40,6 +58,7 @@ class AuditTrail:
         batch_size: int = 500,
         max_queued: int = 100_000,
         key: bytes | None = None,
+        take: int = 10_000,
     ) -> None:
         self.service = service
         self.builder = builder
@@ -47,7 +66,9 @@ class AuditTrail:
         self.batch_size = batch_size
         self.max_queued = max_queued
         self.key = key
-        self._queue: deque[Exchange] = deque()
+        self.take = take  # records per flush window at most
+        self._queue: deque[Exchange | Read] = deque()
+        self._ready: deque[dict[str, Any]] = deque()  # events built, not yet stored
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -57,7 +78,21 @@ class AuditTrail:
     def record(self, exchange: Exchange) -> None:
         """Queue one exchange for the next batch (called on the request path)."""
         self._queue.append(exchange)
-        if len(self._queue) >= self.batch_size:
+        if len(self._queue) >= self.take:
+            self._wake.set()
+
+    def record_read(
+        self,
+        ctx: AccessContext | None,
+        type: str,
+        id: str,
+        status: int,
+        peer: str | None,
+        found: StoredResource | None = None,
+    ) -> None:
+        """Queue one read by id answered outside the middleware (see the module doc)."""
+        self._queue.append((type, id, status, peer, time.time(), ctx, found))
+        if len(self._queue) >= self.take:
             self._wake.set()
 
     async def start(self) -> AuditTrail:
@@ -71,9 +106,13 @@ class AuditTrail:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        while self._queue:
+        while self._queue or self._ready:
             if not await self.flush():
-                log.error("audit: %d record(s) could not be written at shutdown", len(self._queue))
+                log.error(
+                    "audit: %d event(s) and %d record(s) could not be written at shutdown",
+                    len(self._ready),
+                    len(self._queue),
+                )
                 break
 
     async def _run(self) -> None:
@@ -81,35 +120,29 @@ class AuditTrail:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.flush_seconds)
             self._wake.clear()
-            while self._queue:
+            while self._queue or self._ready:
                 if not await self.flush():
                     break
 
     async def flush(self) -> bool:
-        """Write one batch of what is queued; False when the database refused it."""
+        """Write one batch (built from what is queued when none is ready); False when the
+        database refused it (its events stay ready for the next try)."""
         async with self._lock:
-            taken = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
-            if not taken:
+            if not self._ready:
+                taken = [self._queue.popleft() for _ in range(min(self.take, len(self._queue)))]
+                self._ready.extend(self.builder.build_many(map(_exchange, taken)))
+            events = [self._ready.popleft() for _ in range(min(self.batch_size, len(self._ready)))]
+            if not events:
                 return True
             try:
-                events = [self._build(ex) for ex in taken]
                 await self.service.in_transaction(None, lambda tx: self._write(tx, events))
             except Exception:
-                log.exception("audit: a batch of %d event(s) could not be written", len(taken))
-                self._queue.extendleft(reversed(taken))
+                log.exception("audit: a batch of %d event(s) could not be written", len(events))
+                self._ready.extendleft(reversed(events))
                 self._trim()
                 return False
-            self.written += len(taken)
+            self.written += len(events)
             return True
-
-    def _build(self, ex: Exchange) -> dict[str, Any]:
-        """The event of `ex`; should building it fail (a bug), a bare event that still
-        says who, when and how it ended, rather than a batch that never gets written."""
-        try:
-            return self.builder.build(ex)
-        except Exception:
-            log.exception("audit: the event of a %s %s exchange was built bare", ex.kind, ex.method)
-            return self.builder.bare(ex)
 
     async def _write(self, tx: StorageTx, events: list[dict[str, Any]]) -> int:
         """Store the events (version 1 each, indexed by `index_event`) and chain them.
@@ -135,3 +168,12 @@ class AuditTrail:
                 self._queue.popleft()
             self.dropped += extra
             log.error("audit: queue full, %d oldest record(s) dropped", extra)
+
+
+def _exchange(record: Exchange | Read) -> Exchange:
+    """A `record_read` tuple as the middleware's record of that read (after the response)."""
+    if isinstance(record, Exchange):
+        return record
+    type, id, status, peer, when, ctx, found = record
+    seen = Observed(context=ctx, resources=[found] if found is not None else [])
+    return Exchange("rest", "GET", f"{type}/{id}", b"", status, peer, when, seen)

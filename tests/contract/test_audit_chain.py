@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import orjson
 
@@ -26,8 +27,10 @@ READER = AccessContext(subject="app", scopes=frozenset({"system/*.cruds"}), clie
 
 
 def exchange(n: int, patient: StoredResource) -> Exchange:
+    """A read from its own address: reads by one agent in one window would be one event."""
     seen = Observed(context=READER, resources=[patient])
-    return Exchange("rest", "GET", f"Patient/{patient.id}", b"", 200, "10.0.0.1", time.time(), seen)
+    address = f"10.0.0.{n}"
+    return Exchange("rest", "GET", f"Patient/{patient.id}", b"", 200, address, time.time(), seen)
 
 
 def trail(svc: FhirService, key: bytes | None = KEY) -> AuditTrail:
@@ -65,7 +68,55 @@ async def test_concurrent_trails_keep_one_chain_that_verifies(storage: Storage) 
     validate_resource(event)  # a valid R4 AuditEvent
     assert event["action"] == "R" and event["outcome"] == "0"
     assert event["subtype"][0]["code"] == "read"
-    assert event["agent"][0]["network"]["address"] == "10.0.0.1"
+    assert event["agent"][0]["network"]["address"].startswith("10.0.0.")
+
+
+async def test_reads_by_one_agent_in_one_window_are_one_event_that_names_each(
+    storage: Storage,
+) -> None:
+    svc = FhirService(storage)
+    install(svc)
+    rec = await patient(svc)
+    obs = {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"}}
+    obs["subject"] = {"reference": "Patient/p1"}
+    await svc.handle(Request("PUT", "Observation/o1", body=obs, context=SYSTEM))
+    found = await storage.read("Observation", "o1")
+    assert found is not None
+    log = trail(svc)
+    log.record(exchange(1, rec))  # through the middleware's record
+    log.record_read(READER, "Observation", "o1", 200, "10.0.0.1", found)  # a fast path's
+    log.record_read(READER, "Observation", "o1", 200, "10.0.0.1", found)  # read again
+    log.record_read(READER, "Observation", "o2", 404, "10.0.0.1")  # another outcome
+    log.record_read(None, "Observation", "o1", 401, "10.0.0.1")  # refused: nobody known
+    await log.close()
+    assert (await verify(storage, KEY)).problems == []
+
+    async def search(*query: tuple[str, str]) -> list[dict[str, Any]]:
+        bundle = await svc.handle(Request("GET", "AuditEvent", query, context=SYSTEM))
+        return [e["resource"] for e in orjson.loads(bundle.body).get("entry", [])]  # type: ignore[arg-type]
+
+    events = await search(("_count", "50"))
+    assert len(events) == 3
+    (merged,) = await search(("outcome", "0"))
+    validate_resource(merged)
+    refs = [e["what"]["reference"] for e in merged["entity"]]
+    assert refs == ["Observation/o1", "Patient/p1"]  # each once, the patient last
+    period = merged["period"]
+    assert isinstance(period, dict) and period["start"] <= period["end"] == merged["recorded"]
+    (refused,) = [e for e in events if e["agent"][0]["name"] == "unauthenticated"]
+    by_entity = {e["id"] for e in await search(("entity", "Observation/o1"))}
+    assert by_entity == {merged["id"], refused["id"]}  # what a refused read asked for, too
+    assert len(await search(("patient", "Patient/p1"))) == 1
+    answer = await svc.handle(Request("GET", "Patient/p1/$access-log", context=SYSTEM))
+    body = answer.body if isinstance(answer.body, bytes) else orjson.dumps(answer.body)
+    (access,) = orjson.loads(body)["parameter"]
+    parts = {p["name"]: p for p in access["part"] if p["name"] != "resource"}
+    assert parts["period"]["valuePeriod"] == period
+    assert [
+        p["valueReference"]["reference"] for p in access["part"] if p["name"] == "resource"
+    ] == ["Observation/o1"]
+    (missing,) = await search(("entity", "Observation/o2"))
+    assert missing["outcome"] == "4" and "period" not in missing
 
 
 async def test_verify_names_the_batch_of_a_changed_removed_or_unchained_event(

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
@@ -283,5 +284,8 @@ def test_sigterm_writes_what_was_still_queued(tmp_path: Path) -> None:
         before = db.execute("SELECT count(*) FROM resources WHERE type = 'AuditEvent'").fetchone()
     server.stop()
     with sqlite3.connect(database) as db:
-        after = db.execute("SELECT count(*) FROM resources WHERE type = 'AuditEvent'").fetchone()
-    assert before == (0,) and after == (3,)
+        after = db.execute("SELECT data FROM resources WHERE type = 'AuditEvent'").fetchall()
+    assert before == (0,) and len(after) == 1  # three reads by one agent: one event
+    event = orjson.loads(after[0][0])
+    assert event["outcome"] == "4" and event["period"]["start"] <= event["period"]["end"]
+    assert [e["what"]["reference"] for e in event["entity"]] == [f"Patient/n{n}" for n in range(3)]

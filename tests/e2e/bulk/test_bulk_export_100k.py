@@ -15,6 +15,7 @@ download) stays within 50 MB of its idle value, and a `_since` export from the f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -70,7 +71,7 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     server = ServerProcess(database, FHIR_AUTH="on", FHIR_EXPORT_FILE_BYTES=str(4 << 20))
     ids = asyncio.run(register(database, {"keys": [key.as_dict(private=False)]}, server.base))
     server.start(timeout=120)
-    print(f"built {2 * PATIENTS:,} resources in {built:.1f} s")
+    print(f"built {2 * PATIENTS:,} resources in {built:.1f} s")  # noqa: T201 - with -s
     yield {"server": server, "folder": folder, **ids}
     server.stop()
 
@@ -82,13 +83,13 @@ def tree_rss_kb(pid: int) -> int:
         current = pending.pop()
         try:
             status = Path(f"/proc/{current}/status").read_text()
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending.extend(int(c) for c in (task / "children").read_text().split())
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
         except (FileNotFoundError, ProcessLookupError):
             continue  # a worker that just exited
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
+        total += next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS:"))
+        for task in tasks:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                pending.extend(int(c) for c in (task / "children").read_text().split())
     return total
 
 
@@ -266,7 +267,7 @@ def test_a_100k_export_under_writes_is_exact_in_flat_memory_and_since_has_the_wr
     assert all(changed[k]["meta"]["versionId"] == "2" for k in writer.updated)
     assert set(read_folder(since, "deleted-ndjson")) == set(writer.deleted)
     checked_in = time.monotonic() - checking
-    print(
+    print(  # noqa: T201 - with -s
         f"export {exported_in:.1f} s ({len(written)} writes during it), checks and _since "
         f"export {checked_in:.1f} s; RSS {idle_kb // 1024} MB idle, peak +{growth_mb:.1f} MB"
     )

@@ -12,39 +12,24 @@ filter's clauses, in the writing transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
 
 from fhir_server.search.conditions import (
+    AnyOf,
     Clause,
-    Condition,
-    DateCondition,
     IdCondition,
-    MissingCondition,
-    NumberCondition,
-    QuantityCondition,
-    ReferenceCondition,
     SearchQuery,
-    StringCondition,
     TokenCondition,
-    UriCondition,
-    range_matches,
 )
+from fhir_server.search.memory import verdict
 from fhir_server.search.values import (
-    DateValue,
     IndexValue,
-    NumberValue,
-    QuantityValue,
-    ReferenceValue,
-    StringValue,
     TokenValue,
-    UriValue,
 )
 from fhir_server.storage.base import StorageReader, StoredResource
 from subscriptions.model import DELIVERED, Filter, Subscription
 
-Verdict = Literal["yes", "no", "unknown"]
 TokenKey = tuple[str, str | None, str]  # (param, system: None any / "" none, code)
 Target = tuple[str, int]  # (subscription id, index of its filter)
 
@@ -125,7 +110,8 @@ class Matcher:
         self, db: StorageReader, f: Filter, rec: StoredResource, values: Sequence[IndexValue]
     ) -> bool:
         """Whether version `rec` (with index `values`) matches filter `f`."""
-        verdicts = [clause_verdict(c, rec, values) for c in f.query.clauses]
+        # each clause is an OR of conditions, decided in memory where it can be
+        verdicts = [verdict(AnyOf(tuple(c)), rec.id, values) for c in f.query.clauses]
         if "no" in verdicts:
             return False
         if "unknown" not in verdicts:
@@ -146,81 +132,3 @@ def _token_key(clauses: Iterable[Clause]) -> TokenKey | None:
 
 def _params(clauses: Iterable[Clause]) -> set[str]:
     return {p for clause in clauses for c in clause if (p := getattr(c, "param", None))}
-
-
-def clause_verdict(clause: Clause, rec: StoredResource, values: Sequence[IndexValue]) -> Verdict:
-    """An OR of conditions: yes when one matches, no when none can, else unknown."""
-    verdicts = [condition_verdict(c, rec, values) for c in clause]
-    if "yes" in verdicts:
-        return "yes"
-    return "unknown" if "unknown" in verdicts else "no"
-
-
-def condition_verdict(c: Condition, rec: StoredResource, values: Sequence[IndexValue]) -> Verdict:
-    if isinstance(c, IdCondition):
-        return _yes(rec.id in c.ids)
-    if isinstance(c, MissingCondition):
-        return _yes(any(v.param == c.param for v in values) != c.missing)
-    if isinstance(c, TokenCondition):
-        found = any(_token(c, v) for v in values if isinstance(v, TokenValue))
-        return _yes(found != c.negate)
-    test = _TESTS.get(type(c))
-    if test is None:
-        return "unknown"
-    kind, check = test
-    param = getattr(c, "param", None)
-    return _yes(any(check(c, v) for v in values if isinstance(v, kind) and v.param == param))
-
-
-def _yes(value: bool) -> Verdict:
-    return "yes" if value else "no"
-
-
-def _token(c: TokenCondition, v: TokenValue) -> bool:
-    if v.param != c.param or (c.code is not None and v.code != c.code):
-        return False
-    if c.system is None:
-        return True
-    return (v.system is None) if c.system == "" else v.system == c.system
-
-
-def _string(c: StringCondition, v: StringValue) -> bool:
-    if c.mode == "exact":
-        return v.exact == c.value
-    return v.value.startswith(c.value) if c.mode == "start" else c.value in v.value
-
-
-def _reference(c: ReferenceCondition, v: ReferenceValue) -> bool:
-    if c.url is not None:
-        return v.url == c.url and (c.version is None or v.version == c.version)
-    return (c.target_type is None or v.target_type == c.target_type) and (
-        v.target_id == c.target_id
-    )
-
-
-def _range(c: DateCondition | NumberCondition, v: DateValue | NumberValue) -> bool:
-    return range_matches(c.prefix, c.low, c.high, v.low, v.high)
-
-
-def _quantity(c: QuantityCondition, v: QuantityValue) -> bool:
-    if c.code is not None and v.code != c.code:
-        return False
-    if c.system is not None and v.system != c.system:
-        return False
-    return range_matches(c.prefix, c.low, c.high, v.low, v.high)
-
-
-def _uri(c: UriCondition, v: UriValue) -> bool:
-    if c.mode == "eq":
-        return v.uri == c.uri
-    return v.uri.startswith(c.uri) if c.mode == "below" else c.uri.startswith(v.uri)
-
-
-_TESTS: dict[type, tuple[type, Callable[[Any, Any], bool]]] = {
-    StringCondition: (StringValue, _string),
-    ReferenceCondition: (ReferenceValue, _reference),
-    DateCondition: (DateValue, _range),
-    NumberCondition: (NumberValue, _range),
-    QuantityCondition: (QuantityValue, _quantity),
-    UriCondition: (UriValue, _uri),
-}

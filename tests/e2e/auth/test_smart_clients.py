@@ -149,8 +149,10 @@ def _sign_in(page: Page, user: str) -> None:
 
 def _result(page: Page) -> dict[str, Any]:
     page.wait_for_function(
-        "document.getElementById('result').textContent || "
-        "document.getElementById('error').textContent",
+        # null-safe: while the launch redirects, a page without these elements is shown
+        # (a predicate that throws fails the wait at once instead of waiting)
+        "document.getElementById('result')?.textContent || "
+        "document.getElementById('error')?.textContent",
         timeout=60_000,
     )
     error = page.locator("#error").inner_text()

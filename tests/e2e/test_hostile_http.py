@@ -35,10 +35,11 @@ def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="module")
 def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """At most 8 open connections; idle keep-alive connections stay for 60 s."""
+    """At most 8 open connections; idle keep-alive connections stay for 60 s. The cap is
+    per worker process (the kernel spreads connections over the workers), so one worker."""
     database = tmp_path_factory.mktemp("capped") / "fhir.db"
     process = ServerProcess(
-        database, FHIR_MAX_CONNECTIONS="8", FHIR_KEEP_ALIVE_TIMEOUT="60"
+        database, FHIR_MAX_CONNECTIONS="8", FHIR_KEEP_ALIVE_TIMEOUT="60", FHIR_WORKERS="1"
     ).start()
     yield process
     process.stop()

@@ -484,12 +484,17 @@ def mutated(draw: st.DrawFn, seed: dict[str, Any], max_mutations: int = 4) -> An
 
 
 def _has_pairs(value: Any) -> bool:
-    if isinstance(value, Pairs):
-        return True
-    if isinstance(value, dict):
-        return any(_has_pairs(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_pairs(v) for v in value)
+    """Whether a `Pairs` is anywhere in `value` (iterative: the mutations nest documents
+    deeper than Python's recursion limit)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Pairs):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return False
 
 

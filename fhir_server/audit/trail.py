@@ -120,16 +120,28 @@ class AuditTrail:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.flush_seconds)
             self._wake.clear()
-            while self._queue or self._ready:
-                if not await self.flush():
-                    break
+            await self._write_window()
 
-    async def flush(self) -> bool:
-        """Write one batch (built from what is queued when none is ready); False when the
-        database refused it (its events stay ready for the next try)."""
+    async def _write_window(self) -> None:
+        """Write what was queued when the window closed, and only that: the records that
+        arrive while it is written wait for the next window. (Flushing until the queue is
+        empty would, under a steady load, write a transaction of a few records every few
+        milliseconds: no coalescing, and a commit per handful of reads.)"""
+        due = len(self._queue)
+        while due or self._ready:
+            count = min(due, self.take)
+            if not await self.flush(count):
+                return
+            due -= count
+
+    async def flush(self, count: int | None = None) -> bool:
+        """Write one batch (built from the `count` oldest queued records, at most `take`,
+        when none is ready); False when the database refused it (its events stay ready for
+        the next try)."""
         async with self._lock:
             if not self._ready:
-                taken = [self._queue.popleft() for _ in range(min(self.take, len(self._queue)))]
+                count = min(self.take, len(self._queue) if count is None else count)
+                taken = [self._queue.popleft() for _ in range(count)]
                 self._ready.extend(self.builder.build_many(map(_exchange, taken)))
             events = [self._ready.popleft() for _ in range(min(self.batch_size, len(self._ready)))]
             if not events:

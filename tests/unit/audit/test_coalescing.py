@@ -189,3 +189,38 @@ async def test_a_refused_write_keeps_the_built_events_for_the_next_flush(
         assert report.problems == [] and report.batches == 2  # batch_size events each
     finally:
         await storage.close()
+
+
+async def test_reads_arriving_while_a_window_is_written_wait_for_the_next_window(
+    builder: EventBuilder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a steady load the trail writes one transaction per window, not one per few
+    reads: what arrives during a write joins the next window's coalesced event."""
+    storage = SQLiteStorage(str(tmp_path / "fhir.db"))
+    await storage.open()
+    try:
+        service = FhirService(storage, registry=builder.registry)
+        trail = AuditTrail(service, builder)
+        for n in range(3):
+            trail.record_read(ANN, "Observation", f"w{n}", 200, "10.0.0.1", obs(f"w{n}", "p1"))
+        real = service.in_transaction
+        transactions = 0
+
+        async def arriving(*args: object, **kwargs: object) -> object:
+            nonlocal transactions
+            transactions += 1
+            for n in range(3, 6):  # the load goes on while the window is written
+                trail.record_read(ANN, "Observation", f"w{n}", 200, "10.0.0.1", obs(f"w{n}", "p1"))
+            return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(service, "in_transaction", arriving)
+        await trail._write_window()
+        assert transactions == 1 and trail.written == 1 and len(trail._queue) == 3
+        await trail._write_window()  # the next window: the three that arrived, one event
+        assert transactions == 2 and trail.written == 2 and len(trail._queue) == 3
+        monkeypatch.setattr(service, "in_transaction", real)
+        await trail.close()
+        stored = [orjson.loads(r.data) async for r in storage.iter_current("AuditEvent")]
+        assert [len(refs(e)) for e in stored] == [4, 4, 4]  # three reads and their patient
+    finally:
+        await storage.close()

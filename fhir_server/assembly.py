@@ -423,6 +423,7 @@ async def open_audit(settings: Settings, service: FhirService) -> AsyncIterator[
         service,
         EventBuilder(service.registry, service.indexer, site),
         flush_seconds=settings.audit_flush_seconds,
+        index_seconds=settings.audit_index_seconds,
         batch_size=settings.audit_batch_size,
         max_queued=settings.audit_max_queued,
         key=key,

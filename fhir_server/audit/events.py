@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import zlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -66,8 +67,17 @@ log = logging.getLogger("fhir_server.audit")
 HL7_OUTCOMES = {"AA": "0", "CA": "0", "AE": "4", "CE": "4", "AR": "8", "CR": "8"}
 COALESCED = frozenset({"read", "vread"})  # interactions merged per agent within a window
 MAX_COALESCED = 1000  # accesses per coalesced event at most (keeps each event small)
+# Coalesced reads are split by the patient they concern into this many buckets (`bucket`):
+# the events of one bucket name a fixed share of the patients, so the read journal can
+# merge a busy agent's reads over many windows and still name each patient once.
+READ_BUCKETS = 16
 PATIENTS_CACHED = 10_000  # resource versions whose patients are remembered
 _READ = next(r for r in routes.ROUTES if r.interaction == "read")
+
+
+def bucket(ref: str) -> int:
+    """The read bucket of a reference ("Patient/1"): the same in every process."""
+    return zlib.crc32(ref.encode()) % READ_BUCKETS
 
 
 def outcome(status: int) -> str:
@@ -102,7 +112,13 @@ class EventBuilder:
                 order.append((ex, match))
                 continue
             matches[id(ex)] = match
-            key = (match.route.interaction, ex.status, ex.address, *_who(ex))
+            key = (
+                match.route.interaction,
+                ex.status,
+                ex.address,
+                self._bucket(ex, match),
+                *_who(ex),
+            )
             group = groups.get(key)
             if group is None or len(group) >= MAX_COALESCED:
                 group = groups[key] = []
@@ -193,6 +209,20 @@ class EventBuilder:
             "agent": [{"name": "unknown", "requestor": True}],
             "source": {"site": self.site, "observer": {"display": self.site}},
         }
+
+    def _bucket(self, ex: Exchange, match: routes.RouteMatch) -> int:
+        """The bucket of a read: by its patient (the resource's first), else the resource."""
+        try:
+            found = ex.observed.resources if ex.observed else []
+            rec = found[0] if found else None
+            if rec is None:
+                return bucket(f"{match.type}/{match.id}")
+            if rec.type == "Patient":
+                return bucket(f"Patient/{rec.id}")
+            patients = self._patients_of(rec)
+            return bucket(patients[0] if patients else f"{rec.type}/{rec.id}")
+        except Exception:  # building its event will fail too, and leave a bare event
+            return -1
 
     # -- type and subtype --------------------------------------------------------------
 

@@ -12,14 +12,17 @@ The request path pays one call and a queue append (no I/O, no JSON, no formattin
   the middleware's record of that read gives.
 
 A task of this process takes what is queued every `flush_seconds` (sooner when `take`
-records wait), builds the events (`EventBuilder.build_many`: the reads of the window by
-one agent with one outcome coalesced into one event) and stores them, `batch_size` events
-at a time, with their chain record in one transaction through the service
-(`chain.append`). `close()` flushes what is left: a clean shutdown (SIGTERM) loses
-nothing; a crash (SIGKILL, power) loses at most the records of the last `flush_seconds`.
-Should the database refuse a batch, its events stay ready for the next flush (at most
-`max_queued` records are kept queued; beyond, the oldest are dropped and counted in the
-log).
+records wait; what arrives meanwhile waits for the next window), builds the events
+(`EventBuilder.build_many`: the reads of the window by one agent with one outcome
+coalesced into one event) and writes them, `batch_size` events at a time, in one
+transaction through the service: the read events appended to the read journal, the others
+stored with their chain record (`chain.append`). Every `index_seconds` it stores the
+journaled read events as AuditEvents, merged (`journal`; `index_journal`). `close()`
+writes what is left and indexes the journal: a clean shutdown (SIGTERM) loses nothing; a
+crash (SIGKILL, power) loses at most the records of the last `flush_seconds` (what was
+journaled is indexed by the next process to run). Should the database refuse a batch, its
+events stay ready for the next flush (at most `max_queued` records are kept queued;
+beyond, the oldest are dropped and counted in the log).
 """
 
 from __future__ import annotations
@@ -31,11 +34,15 @@ import time
 from collections import deque
 from typing import Any
 
+import orjson
+
 from fhir_server.audit import chain
 from fhir_server.audit.events import EventBuilder
 from fhir_server.audit.index import index_event
+from fhir_server.audit.journal import CURSOR, JOURNAL, MAX_ENTITIES, merge, mergeable
 from fhir_server.audit.records import Exchange
 from fhir_server.context import AccessContext
+from fhir_server.errors import VersionConflict
 from fhir_server.interactions.common import new_id, now_instant, stamp
 from fhir_server.interactions.observed import Observed
 from fhir_server.interactions.service import FhirService
@@ -59,6 +66,8 @@ class AuditTrail:
         max_queued: int = 100_000,
         key: bytes | None = None,
         take: int = 10_000,
+        index_seconds: float = 10.0,
+        max_entities: int = MAX_ENTITIES,
     ) -> None:
         self.service = service
         self.builder = builder
@@ -67,11 +76,15 @@ class AuditTrail:
         self.max_queued = max_queued
         self.key = key
         self.take = take  # records per flush window at most
+        self.index_seconds = index_seconds  # how often the read journal is indexed
+        self.max_entities = max_entities
+        self.journal_take = 1_000  # journal entries indexed per transaction at most
         self._queue: deque[Exchange | Read] = deque()
         self._ready: deque[dict[str, Any]] = deque()  # events built, not yet stored
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._indexing = asyncio.Lock()
         self.dropped = 0
         self.written = 0
 
@@ -100,7 +113,7 @@ class AuditTrail:
         return self
 
     async def close(self) -> None:
-        """Stop the timer and write everything still queued."""
+        """Stop the timer, write everything still queued and index the journal."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -114,13 +127,22 @@ class AuditTrail:
                     len(self._queue),
                 )
                 break
+        with contextlib.suppress(Exception):  # logged; a later start indexes what is left
+            while await self.index_journal():
+                pass
 
     async def _run(self) -> None:
+        due = time.monotonic() + self.index_seconds
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.flush_seconds)
             self._wake.clear()
             await self._write_window()
+            if time.monotonic() >= due:
+                with contextlib.suppress(Exception):  # logged; the next turn tries again
+                    while await self.index_journal() >= self.journal_take:
+                        pass
+                due = time.monotonic() + self.index_seconds
 
     async def _write_window(self) -> None:
         """Write what was queued when the window closed, and only that: the records that
@@ -153,10 +175,18 @@ class AuditTrail:
                 self._ready.extendleft(reversed(events))
                 self._trim()
                 return False
-            self.written += len(events)
+            self.written += sum(not mergeable(event) for event in events)
             return True
 
     async def _write(self, tx: StorageTx, events: list[dict[str, Any]]) -> int:
+        """Journal the read events (one queue entry) and store the others now, chained."""
+        reads = [event for event in events if mergeable(event)]
+        if reads:
+            await tx.enqueue(JOURNAL, orjson.dumps(reads))
+        now = [event for event in events if not mergeable(event)]
+        return await self._store(tx, now) if now else 0
+
+    async def _store(self, tx: StorageTx, events: list[dict[str, Any]]) -> int:
         """Store the events (version 1 each, indexed by `index_event`) and chain them.
 
         Written through the storage port rather than `FhirService.store`: the general
@@ -173,6 +203,44 @@ class AuditTrail:
             stored.append(rec)
         return await chain.append(tx, stored, self.key)
 
+    async def index_journal(self) -> int:
+        """Store the journaled read events as AuditEvents (see `journal`): the entries
+        indexed, at most `journal_take` (0: none waited, or another process took them)."""
+        storage = self.service.storage
+        async with self._indexing:
+            cursor = await storage.read(chain.CHAIN, CURSOR)
+            upto = int(orjson.loads(cursor.data)["upto"]) if cursor else 0
+            entries = await storage.queue_entries(JOURNAL, upto, limit=self.journal_take)
+            if not entries:
+                return 0
+            events = merge(
+                (e for _, data in entries for e in orjson.loads(data)), self.max_entities
+            )
+            last = entries[-1][0]
+
+            async def work(tx: StorageTx) -> None:
+                current = await tx.read(chain.CHAIN, CURSOR)
+                if (current.version if current else 0) != (cursor.version if cursor else 0):
+                    raise _Taken
+                await self._store(tx, events)
+                version = (current.version if current else 0) + 1
+                body = orjson.dumps({"upto": last})
+                rec = StoredResource(
+                    chain.CHAIN, CURSOR, version, now_instant(), False, body, "PUT"
+                )
+                await tx.write(rec, (), expected_version=version - 1)
+
+            try:
+                await self.service.in_transaction(None, work)
+            except (_Taken, VersionConflict):
+                return 0
+            except Exception:
+                log.exception("audit: %d journal entries could not be indexed", len(entries))
+                raise
+            self.written += len(events)
+            await storage.queue_trim(JOURNAL, last)
+            return len(entries)
+
     def _trim(self) -> None:
         extra = len(self._queue) - self.max_queued
         if extra > 0:
@@ -180,6 +248,10 @@ class AuditTrail:
                 self._queue.popleft()
             self.dropped += extra
             log.error("audit: queue full, %d oldest record(s) dropped", extra)
+
+
+class _Taken(Exception):
+    """Another process indexed the journal entries first."""
 
 
 def _exchange(record: Exchange | Read) -> Exchange:

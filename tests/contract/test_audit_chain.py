@@ -33,6 +33,14 @@ def exchange(n: int, patient: StoredResource) -> Exchange:
     return Exchange("rest", "GET", f"Patient/{patient.id}", b"", 200, address, time.time(), seen)
 
 
+def search(n: int, patient: StoredResource) -> Exchange:
+    """A search that found `patient`: an event each, stored in the batch of its window
+    (reads go through the read journal first)."""
+    seen = Observed(context=READER, resources=[patient])
+    query = f"name=Doe&n={n}".encode()
+    return Exchange("rest", "GET", "Patient", query, 200, "10.0.0.1", time.time(), seen)
+
+
 def trail(svc: FhirService, key: bytes | None = KEY) -> AuditTrail:
     builder = EventBuilder(svc.registry, svc.indexer, "http://test/fhir")
     return AuditTrail(svc, builder, batch_size=5, key=key)
@@ -52,7 +60,7 @@ async def test_concurrent_trails_keep_one_chain_that_verifies(storage: Storage) 
     rec = await patient(svc)
     trails = [trail(svc), trail(svc)]  # as two server processes on one database
     for n in range(12):
-        trails[n % 2].record(exchange(n, rec))
+        trails[n % 2].record(search(n, rec))
     await asyncio.gather(*(t.close() for t in trails))
     report = await verify(storage, KEY)
     assert report.problems == []
@@ -66,9 +74,35 @@ async def test_concurrent_trails_keep_one_chain_that_verifies(storage: Storage) 
     assert len(entries) == 12
     event = entries[0]["resource"]
     validate_resource(event)  # a valid R4 AuditEvent
-    assert event["action"] == "R" and event["outcome"] == "0"
-    assert event["subtype"][0]["code"] == "read"
-    assert event["agent"][0]["network"]["address"].startswith("10.0.0.")
+    assert event["action"] == "E" and event["outcome"] == "0"
+    assert event["subtype"][0]["code"] == "search-type"
+    assert event["agent"][0]["network"]["address"] == "10.0.0.1"
+
+
+async def test_concurrent_trails_index_the_read_journal_once(storage: Storage) -> None:
+    svc = FhirService(storage)
+    install(svc)
+    rec = await patient(svc)
+    trails = [trail(svc), trail(svc)]  # as two server processes on one database
+    for n in range(8):
+        trails[n % 2].record(exchange(n, rec))
+    for t in trails:  # each journals its window (4 events: one batch); nothing is indexed
+        assert await t.flush() and t.written == 0
+    assert [r async for r in storage.iter_current("AuditEvent")] == []
+    taken = await asyncio.gather(*(t.index_journal() for t in trails))
+    assert sorted(taken) == [0, 2]  # one took both entries; the other found them taken
+    assert await asyncio.gather(*(t.index_journal() for t in trails)) == [0, 0]
+    await asyncio.gather(*(t.close() for t in trails))
+    report = await verify(storage, KEY)
+    assert report.problems == [] and (report.batches, report.events) == (1, 8)
+    found = await svc.handle(
+        Request("GET", "AuditEvent", (("patient", "Patient/p1"), ("_count", "50")), context=SYSTEM)
+    )
+    events = [e["resource"] for e in orjson.loads(found.body)["entry"]]  # type: ignore[arg-type]
+    assert sorted(e["agent"][0]["network"]["address"] for e in events) == sorted(
+        f"10.0.0.{n}" for n in range(8)
+    )  # one event per agent (each read came from its own address)
+    assert {e["subtype"][0]["code"] for e in events} == {"read"}
 
 
 async def test_reads_by_one_agent_in_one_window_are_one_event_that_names_each(
@@ -127,7 +161,7 @@ async def test_verify_names_the_batch_of_a_changed_removed_or_unchained_event(
     rec = await patient(svc)
     log = trail(svc)
     for n in range(7):
-        log.record(exchange(n, rec))
+        log.record(search(n, rec))
     await log.close()
     assert (await verify(storage, KEY)).problems == []
     assert (await verify(storage, b"another key")).problems  # the signatures tell

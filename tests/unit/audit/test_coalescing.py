@@ -9,8 +9,9 @@ import pytest
 
 from fhir_server.audit import events as events_module
 from fhir_server.audit.chain import verify
-from fhir_server.audit.events import EventBuilder
+from fhir_server.audit.events import EventBuilder, bucket
 from fhir_server.audit.index import index_event
+from fhir_server.audit.journal import JOURNAL
 from fhir_server.audit.records import Exchange
 from fhir_server.audit.trail import AuditTrail, _exchange
 from fhir_server.context import AccessContext
@@ -61,7 +62,7 @@ def refs(event: dict[str, object]) -> list[str]:
 def test_reads_by_one_agent_merge_and_every_other_difference_keeps_them_apart(
     builder: EventBuilder,
 ) -> None:
-    o1, o2, o3 = obs("o1", "p1"), obs("o2", "p2"), obs("o3", "p1")
+    o1, o2, o3 = obs("o1", "p1"), obs("o2", "p19"), obs("o3", "p1")  # p1, p19: one bucket
     search = Exchange("rest", "GET", "Observation", b"code=x", 200, "10.0.0.1", 1.7e9 + 1.5, None)
     built = builder.build_many(
         [
@@ -74,6 +75,7 @@ def test_reads_by_one_agent_merge_and_every_other_difference_keeps_them_apart(
             read(o1, address="10.0.0.2"),  # another address
             read(None, status=404),  # another outcome
             read(o1, path="Observation/o1/_history/1"),  # a vread
+            read(obs("o4", "p2")),  # a patient in another read bucket
         ]
     )
     assert [e["subtype"][0]["code"] for e in built] == [
@@ -83,11 +85,14 @@ def test_reads_by_one_agent_merge_and_every_other_difference_keeps_them_apart(
         "read",
         "read",
         "vread",
+        "read",
     ]
+    assert bucket("Patient/p1") == bucket("Patient/p19") != bucket("Patient/p2")
+    assert refs(built[-1]) == ["Observation/o4", "Patient/p2"]
     merged = built[0]
     validate_resource(merged)
     read_ones = ["Observation/o1", "Observation/o2", "Observation/o3"]
-    assert refs(merged) == [*read_ones, "Patient/p1", "Patient/p2"]
+    assert refs(merged) == [*read_ones, "Patient/p1", "Patient/p19"]
     assert merged["period"] == {"start": "2023-11-14T22:13:20.000Z", "end": merged["recorded"]}
     assert merged["recorded"] == "2023-11-14T22:13:20.750Z"
     assert [refs(e) for e in built[2:5]] == [
@@ -186,7 +191,9 @@ async def test_a_refused_write_keeps_the_built_events_for_the_next_flush(
             "10.0.0.2",
         ]
         report = await verify(storage)
-        assert report.problems == [] and report.batches == 2  # batch_size events each
+        # read events are journaled (two entries: batch_size events each), then stored in
+        # one indexing transaction: one chain batch
+        assert report.problems == [] and report.batches == 1
     finally:
         await storage.close()
 
@@ -215,12 +222,14 @@ async def test_reads_arriving_while_a_window_is_written_wait_for_the_next_window
 
         monkeypatch.setattr(service, "in_transaction", arriving)
         await trail._write_window()
-        assert transactions == 1 and trail.written == 1 and len(trail._queue) == 3
+        assert transactions == 1 and len(trail._queue) == 3
         await trail._write_window()  # the next window: the three that arrived, one event
-        assert transactions == 2 and trail.written == 2 and len(trail._queue) == 3
+        assert transactions == 2 and len(trail._queue) == 3
+        journaled = await storage.queue_entries(JOURNAL, 0)
+        assert [len(orjson.loads(data)) for _, data in journaled] == [1, 1]  # an event each
         monkeypatch.setattr(service, "in_transaction", real)
-        await trail.close()
-        stored = [orjson.loads(r.data) async for r in storage.iter_current("AuditEvent")]
-        assert [len(refs(e)) for e in stored] == [4, 4, 4]  # three reads and their patient
+        await trail.close()  # the last window, then the journal merged: one event
+        (stored,) = [orjson.loads(r.data) async for r in storage.iter_current("AuditEvent")]
+        assert refs(stored) == [f"Observation/w{n}" for n in range(6)] + ["Patient/p1"]
     finally:
         await storage.close()

@@ -449,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
                     base, workload, data, label, duration=1 if label == "warm-up" else None
                 ),
                 Path(scratch),
+                index_seconds=max(1.0, args.duration / 2),
             )
             terms = [] if args.no_terminology else terminology.measure(Path(scratch))
             searches = (

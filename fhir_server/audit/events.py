@@ -390,13 +390,23 @@ def _who(ex: Exchange) -> tuple[object, ...]:
     return (None, seen.user if seen else None, seen.client if seen else None)
 
 
+_TYPES = {
+    code: {"system": ENTITY_TYPE, "code": code, "display": display}
+    for code, display in (("1", "Person"), ("2", "System Object"))
+}
+_ROLES = {
+    code: {"system": OBJECT_ROLE, "code": code, "display": display}
+    for code, display in (("1", "Patient"), ("4", "Domain Resource"))
+}
+
+
 def _entity(ref: str, type_code: str, role_code: str, version: int | None) -> dict[str, Any]:
-    types = {"1": "Person", "2": "System Object"}
-    roles = {"1": "Patient", "4": "Domain Resource"}
+    """An entity; its `type` and `role` codings are shared, never-changed dicts (an event of
+    a busy agent names thousands of entities)."""
     entity: dict[str, Any] = {
         "what": {"reference": ref},
-        "type": {"system": ENTITY_TYPE, "code": type_code, "display": types[type_code]},
-        "role": {"system": OBJECT_ROLE, "code": role_code, "display": roles[role_code]},
+        "type": _TYPES[type_code],
+        "role": _ROLES[role_code],
     }
     if version is not None:
         entity["detail"] = [{"type": "version", "valueString": str(version)}]

@@ -28,12 +28,26 @@ from typing import Any
 
 import orjson
 
+from fhir_server.audit.chain import CHAIN
 from fhir_server.audit.events import COALESCED, REST, bucket
+from fhir_server.storage.base import Storage
 
 JOURNAL = "audit-reads"  # the outbox queue of journaled read events
 CURSOR = "journal"  # AuditChain/journal: {"upto": the last journal entry indexed}
 MAX_ENTITIES = 2_000  # entities per merged event at most (keeps each event bounded)
 _APART = frozenset({"entity", "recorded", "period"})  # what merged events may differ in
+
+
+async def cursor(storage: Storage) -> tuple[int, int]:
+    """The last journal entry indexed, and the cursor record's version (0: none yet)."""
+    rec = await storage.read(CHAIN, CURSOR)
+    return (int(orjson.loads(rec.data)["upto"]), rec.version) if rec else (0, 0)
+
+
+async def pending(storage: Storage, most: int = 1_000_000) -> int:
+    """Journal entries (one per process and flush window) not yet stored as AuditEvents."""
+    upto, _ = await cursor(storage)
+    return len(await storage.queue_entries(JOURNAL, upto, limit=most))
 
 
 def mergeable(event: dict[str, Any]) -> bool:

@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from fhir_server.audit import chain
+from fhir_server.audit import chain, journal
 from fhir_server.audit.events import EventBuilder
 from fhir_server.audit.index import index_event
 from fhir_server.audit.journal import CURSOR, JOURNAL, MAX_ENTITIES, merge, mergeable
@@ -208,8 +208,7 @@ class AuditTrail:
         indexed, at most `journal_take` (0: none waited, or another process took them)."""
         storage = self.service.storage
         async with self._indexing:
-            cursor = await storage.read(chain.CHAIN, CURSOR)
-            upto = int(orjson.loads(cursor.data)["upto"]) if cursor else 0
+            upto, seen = await journal.cursor(storage)
             entries = await storage.queue_entries(JOURNAL, upto, limit=self.journal_take)
             if not entries:
                 return 0
@@ -220,10 +219,10 @@ class AuditTrail:
 
             async def work(tx: StorageTx) -> None:
                 current = await tx.read(chain.CHAIN, CURSOR)
-                if (current.version if current else 0) != (cursor.version if cursor else 0):
+                if (current.version if current else 0) != seen:
                     raise _Taken
                 await self._store(tx, events)
-                version = (current.version if current else 0) + 1
+                version = seen + 1
                 body = orjson.dumps({"upto": last})
                 rec = StoredResource(
                     chain.CHAIN, CURSOR, version, now_instant(), False, body, "PUT"

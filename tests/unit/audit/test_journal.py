@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
-from fhir_server.audit.events import REST, bucket
-from fhir_server.audit.journal import merge, mergeable
+import orjson
+from typer.testing import CliRunner
+
+from fhir_server.audit.events import REST, EventBuilder, bucket
+from fhir_server.audit.journal import merge, mergeable, pending
+from fhir_server.audit.trail import AuditTrail
+from fhir_server.cli import app as cli_app
+from fhir_server.context import ANONYMOUS
+from fhir_server.interactions.service import FhirService
+from fhir_server.storage.base import StoredResource
+from fhir_server.storage.sqlite import SQLiteStorage
 
 AGENT = [{"name": "ann", "requestor": True, "network": {"address": "10.0.0.1", "type": "2"}}]
 
@@ -80,3 +91,46 @@ def test_other_events_pass_unchanged_and_groups_are_bounded() -> None:
     many = [read_event(T1, f"Observation/o{n}", "Patient/p1") for n in range(5)]
     merged = merge(many, max_entities=3)  # full at 3: the next event starts a new one
     assert [len(refs(e)) for e in merged] == [3, 3, 2]  # o0, o1 + p1; o2, o3 + p1; o4 + p1
+
+
+def test_verify_and_export_say_how_many_journal_entries_wait(tmp_path: Path) -> None:
+    """After a crash, journaled reads wait for the next server process: the offline tools
+    do not count them as AuditEvents, and say so."""
+    database = tmp_path / "fhir.db"
+    assert asyncio.run(_journal_a_read(database)) == 1  # then the process "crashes"
+    env = {"FHIR_DATABASE": str(database)}
+    for command in (["audit", "verify"], ["audit", "export"]):
+        result = CliRunner().invoke(cli_app, command, env=env)
+        assert result.exit_code == 0, result.output
+        assert "1 read journal entry not yet stored as AuditEvents" in result.output
+    left, events = asyncio.run(_next_process(database))  # the next process stores it
+    assert left == 0 and [refs(e) for e in events] == [["Patient/p1"]]
+
+
+def _trail(storage: SQLiteStorage) -> AuditTrail:
+    service = FhirService(storage)
+    return AuditTrail(service, EventBuilder(service.registry, service.indexer, "http://x"))
+
+
+async def _journal_a_read(database: Path) -> int:
+    storage = SQLiteStorage(str(database))
+    await storage.open()
+    try:
+        trail = _trail(storage)
+        rec = StoredResource("Patient", "p1", 1, "2026-01-01T00:00:00Z", False, b"{}")
+        trail.record_read(ANONYMOUS, "Patient", "p1", 200, "10.0.0.1", rec)
+        assert await trail.flush()  # journaled, not yet indexed
+        return await pending(storage)
+    finally:
+        await storage.close()
+
+
+async def _next_process(database: Path) -> tuple[int, list[dict[str, Any]]]:
+    storage = SQLiteStorage(str(database))
+    await storage.open()
+    try:
+        await _trail(storage).close()  # what a server does when it stops
+        events = [orjson.loads(r.data) async for r in storage.iter_current("AuditEvent")]
+        return await pending(storage), events
+    finally:
+        await storage.close()

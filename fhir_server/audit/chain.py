@@ -6,7 +6,8 @@ stored bytes, the previous batch's hash and this batch's hash (over all of that)
 when a signing key is configured, an HMAC-SHA256 of the hash. `AuditChain/head` names the
 last batch; it is written with the storage port's version check, so two server processes
 that flush at once cannot both append batch n: one retries as n + 1, and the chain stays
-one line. `AuditChain` is no FHIR resource type: no route of the API reaches it.
+one line. (`AuditChain/journal` is the read journal's cursor: see `journal`.) `AuditChain`
+is no FHIR resource type: no route of the API reaches it.
 
 `verify` recomputes the chain and checks every event against it: a changed event (its
 bytes no longer hash to the recorded digest), a removed one, one inserted outside any

@@ -9,8 +9,9 @@ reads (`mergeable`) take two steps:
    to the journal, one outbox-queue entry (`JOURNAL`) in one transaction: durable, a
    sequential write, nothing indexed;
 2. every `FHIR_AUDIT_INDEX_SECONDS` (and at shutdown) the journal's entries are merged
-   (`merge`: the read events of the same agent, interaction and outcome become one event
-   naming each resource and patient once, its `period` their first and last access) and
+   (`merge`: the read events of the same agent, interaction, outcome and read bucket
+   (`events.bucket`) become one event naming each resource and patient once, its `period`
+   their first and last access) and
    stored as AuditEvents with their index and chain record, in one transaction that also
    moves the cursor (`AuditChain/journal`, the last entry indexed). The cursor is written
    with the storage port's version check, so two processes indexing at once cannot both

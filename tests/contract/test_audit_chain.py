@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -54,13 +55,21 @@ async def patient(svc: FhirService) -> StoredResource:
     return rec
 
 
-async def test_concurrent_trails_keep_one_chain_that_verifies(storage: Storage) -> None:
+async def two_trails(
+    storage: Storage, count: int, record: Callable[[int, StoredResource], Exchange]
+) -> tuple[FhirService, list[AuditTrail]]:
+    """Two trails on one database, as two server processes, given `count` records in turn."""
     svc = FhirService(storage)
     install(svc)
     rec = await patient(svc)
-    trails = [trail(svc), trail(svc)]  # as two server processes on one database
-    for n in range(12):
-        trails[n % 2].record(search(n, rec))
+    trails = [trail(svc), trail(svc)]
+    for n in range(count):
+        trails[n % 2].record(record(n, rec))
+    return svc, trails
+
+
+async def test_concurrent_trails_keep_one_chain_that_verifies(storage: Storage) -> None:
+    svc, trails = await two_trails(storage, 12, search)
     await asyncio.gather(*(t.close() for t in trails))
     report = await verify(storage, KEY)
     assert report.problems == []
@@ -80,12 +89,7 @@ async def test_concurrent_trails_keep_one_chain_that_verifies(storage: Storage) 
 
 
 async def test_concurrent_trails_index_the_read_journal_once(storage: Storage) -> None:
-    svc = FhirService(storage)
-    install(svc)
-    rec = await patient(svc)
-    trails = [trail(svc), trail(svc)]  # as two server processes on one database
-    for n in range(8):
-        trails[n % 2].record(exchange(n, rec))
+    svc, trails = await two_trails(storage, 8, exchange)
     for t in trails:  # each journals its window (4 events: one batch); nothing is indexed
         assert await t.flush() and t.written == 0
     assert [r async for r in storage.iter_current("AuditEvent")] == []

@@ -449,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
                     base, workload, data, label, duration=1 if label == "warm-up" else None
                 ),
                 Path(scratch),
-                index_seconds=max(1.0, args.duration / 2),
+                index_seconds=min(10.0, args.duration),
             )
             terms = [] if args.no_terminology else terminology.measure(Path(scratch))
             searches = (

@@ -31,7 +31,7 @@ from fhir_server.storage.base import StoredResource
 from fhir_server.storage.sqlite import SQLiteStorage
 
 TARGET_RATIO = 0.90
-ROUNDS = 2
+ROUNDS = 3
 COLUMNS = ("audit trail", "req/s", "server CPU per read", "target", "met?")
 
 Loader = Callable[[str, str, Path, str], LoadResult]  # base, workload, data, label
@@ -41,9 +41,9 @@ def measure(run: Loader, scratch: Path, *, index_seconds: float = 10.0) -> list[
     """Read throughput with FHIR_AUDIT=off, then on (the database `measure_server` loaded),
     ROUNDS times in turn; each mode's best round counts (on a shared machine the other
     work moves single runs by more than the audit trail costs). `index_seconds`: the read
-    journal's index interval, at most half a measured run, so that every run with audit on
-    pays for storing its reads as AuditEvents (more often than the default 10 s, which
-    merges less: if anything the row is pessimistic)."""
+    journal's index interval: the default 10 s, or the length of a shorter measured run, so
+    that every run with audit on pays for storing its reads as AuditEvents (a shorter
+    interval merges less: if anything the quick row is pessimistic)."""
     found: dict[str, LoadResult] = {}
     for turn in range(ROUNDS):
         for mode in ("off", "on"):

@@ -306,32 +306,13 @@ class EventBuilder:
         done: set[tuple[str, int | None]] = set()
         patients: dict[str, None] = {}
         for ex, match in exchanges:
-            asked = ex.observed.resources if ex.observed else []
-            seen_here: set[str] = set()
-            for rec in asked:
-                if rec.type == "AuditEvent":  # reading the trail is audited, not each event read
-                    continue
-                ref = f"{rec.type}/{rec.id}"
-                if ref in seen_here:  # one exchange: each resource once (history: the first)
-                    continue
-                seen_here.add(ref)
-                if rec.type == "Patient":
-                    patients[ref] = None
-                    continue
-                if (ref, rec.version) in done:  # a group: each version read once
-                    continue
-                done.add((ref, rec.version))
-                out.append(_entity(ref, "2", "4", rec.version))
-                patients.update((p, None) for p in self._patients_of(rec))
-            if match is not None and match.type and match.id and match.type != "AuditEvent":
-                ref = f"{match.type}/{match.id}"
-                if ref not in seen_here and (ref, None) not in done:  # refused or failed
-                    done.add((ref, None))
-                    if match.type == "Patient":
-                        patients[ref] = None
-                    else:
-                        out.append(_entity(ref, "2", "4", None))
-        out.extend(_entity(p, "1", "1", None) for p in patients)
+            objects, theirs = self.touched(ex, match)
+            for ref, version in objects:
+                if (ref, version) not in done:  # a group: each version read once
+                    done.add((ref, version))
+                    out.append(object_entity(ref, version))
+            patients.update(dict.fromkeys(theirs))
+        out.extend(patient_entity(p) for p in patients)
         if len(exchanges) != 1:
             return out
         ex, match = exchanges[0]
@@ -353,6 +334,93 @@ class EventBuilder:
                 }
             )
         return out
+
+    def touched(
+        self, ex: Exchange, match: routes.RouteMatch | None
+    ) -> tuple[list[tuple[str, int | None]], list[str]]:
+        """What one exchange touched: the resource versions (`Type/id`, version; None when
+        a refused or failed request named one it did not return), and the patients whose
+        data they were (a Patient itself, or those a resource's compartment parameters
+        name), each once. AuditEvents read are left out: reading the trail is audited by
+        its request, not by each event it returned."""
+        objects: list[tuple[str, int | None]] = []
+        patients: dict[str, None] = {}
+        seen_here: set[str] = set()
+        for rec in ex.observed.resources if ex.observed else ():
+            if rec.type == "AuditEvent":
+                continue
+            ref = f"{rec.type}/{rec.id}"
+            if ref in seen_here:  # each resource once (history: the first version)
+                continue
+            seen_here.add(ref)
+            if rec.type == "Patient":
+                patients[ref] = None
+                continue
+            objects.append((ref, rec.version))
+            patients.update(dict.fromkeys(self._patients_of(rec)))
+        if match is not None and match.type and match.id and match.type != "AuditEvent":
+            ref = f"{match.type}/{match.id}"
+            if ref not in seen_here:  # refused or failed: what it asked for
+                if match.type == "Patient":
+                    patients[ref] = None
+                else:
+                    objects.append((ref, None))
+        return objects, list(patients)
+
+    def journal_window(
+        self, exchanges: Iterable[Exchange]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """A flush window for the read journal (`journal`): the events to store now (every
+        exchange but reads and vreads, as `build_many` gives them), and the reads as one
+        journal entry, or None when there were none: `heads`, the event of each agent,
+        interaction and status without entities, and `reads`, one `[head, time, objects,
+        patients]` per read (`touched`). The journal builds their events when it merges."""
+        others: list[Exchange] = []
+        heads: list[dict[str, Any]] = []
+        head_of: dict[tuple[object, ...], int] = {}
+        reads: list[list[Any]] = []
+        for ex in exchanges:
+            read = self._plain_read(ex)  # the common case, without the route match
+            if read is not None:
+                key = ("read", ex.status, ex.address, *_who(ex))
+                head = head_of.get(key)
+                if head is not None:
+                    reads.append([head, ex.recorded, *read])
+                    continue
+            match = self._route(ex)
+            if match is None or match.route.interaction not in COALESCED:
+                others.append(ex)
+                continue
+            try:
+                key = (match.route.interaction, ex.status, ex.address, *_who(ex))
+                head = head_of.get(key)
+                if head is None:
+                    heads.append(self.build(ex, match, matched=True, entities=False))
+                    head = head_of[key] = len(heads) - 1
+                objects, patients = self.touched(ex, match)
+            except Exception:
+                log.exception("audit: the event of a %s exchange built bare", ex.kind)
+                others.append(ex)  # `build_many` leaves a bare event for it
+                continue
+            reads.append([head, ex.recorded, objects, patients])
+        payload = {"heads": heads, "reads": reads} if reads else None
+        return self.build_many(others), payload
+
+    def _plain_read(self, ex: Exchange) -> tuple[list[Any], list[str]] | None:
+        """`touched` for a read by id that returned the resource it named (most reads),
+        else None."""
+        seen = ex.observed
+        if ex.kind != "rest" or seen is None or len(seen.resources) != 1 or ex.method != "GET":
+            return None
+        rec = seen.resources[0]
+        try:
+            if ex.path != f"{rec.type}/{rec.id}" or rec.type == "AuditEvent":
+                return None
+            if rec.type == "Patient":
+                return [], [ex.path]
+            return [(ex.path, rec.version)], list(self._patients_of(rec))
+        except Exception:  # the general path builds it, or a bare event
+            return None
 
     def _patients_of(self, rec: StoredResource) -> tuple[str, ...]:
         """The patients whose compartment `rec` is in (by its own reference parameters)."""
@@ -398,6 +466,16 @@ _ROLES = {
     code: {"system": OBJECT_ROLE, "code": code, "display": display}
     for code, display in (("1", "Patient"), ("4", "Domain Resource"))
 }
+
+
+def object_entity(ref: str, version: int | None) -> dict[str, Any]:
+    """The entity of a resource touched (role 4, Domain Resource; its version in `detail`)."""
+    return _entity(ref, "2", "4", version)
+
+
+def patient_entity(ref: str) -> dict[str, Any]:
+    """The entity of a patient whose data it was (role 1, Patient)."""
+    return _entity(ref, "1", "1", None)
 
 
 def _entity(ref: str, type_code: str, role_code: str, version: int | None) -> dict[str, Any]:

@@ -15,9 +15,10 @@ from fhir_server.interactions.observed import Observed
 Kind = Literal["rest", "token", "login", "hl7"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: its __init__ would cost 5x more, on the request path
 class Exchange:
     """One audited exchange: an HTTP request and its status, or one HL7 v2 message.
+    Nothing changes one once made.
 
     `path` is relative to the FHIR base for `rest` ("Patient/1"), the HTTP path otherwise;
     `query` the raw query string; `status` the HTTP status (HL7 v2: 200, 400 or 500 by the

@@ -39,7 +39,7 @@ import orjson
 from fhir_server.audit import chain, journal
 from fhir_server.audit.events import EventBuilder
 from fhir_server.audit.index import index_event
-from fhir_server.audit.journal import CURSOR, JOURNAL, MAX_ENTITIES, merge, mergeable
+from fhir_server.audit.journal import CURSOR, JOURNAL, MAX_ENTITIES, merge
 from fhir_server.audit.records import Exchange
 from fhir_server.context import AccessContext
 from fhir_server.errors import VersionConflict
@@ -81,6 +81,7 @@ class AuditTrail:
         self.journal_take = 1_000  # journal entries indexed per transaction at most
         self._queue: deque[Exchange | Read] = deque()
         self._ready: deque[dict[str, Any]] = deque()  # events built, not yet stored
+        self._journal: deque[bytes] = deque()  # journal entries made, not yet written
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -119,7 +120,7 @@ class AuditTrail:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        while self._queue or self._ready:
+        while self._queue or self._ready or self._journal:
             if not await self.flush():
                 log.error(
                     "audit: %d event(s) and %d record(s) could not be written at shutdown",
@@ -150,7 +151,7 @@ class AuditTrail:
         empty would, under a steady load, write a transaction of a few records every few
         milliseconds: no coalescing, and a commit per handful of reads.)"""
         due = len(self._queue)
-        while due or self._ready:
+        while due or self._ready or self._journal:
             count = min(due, self.take)
             if not await self.flush(count):
                 return
@@ -158,33 +159,37 @@ class AuditTrail:
 
     async def flush(self, count: int | None = None) -> bool:
         """Write one batch (built from the `count` oldest queued records, at most `take`,
-        when none is ready); False when the database refused it (its events stay ready for
-        the next try)."""
+        when none is ready): at most `batch_size` events stored and the window's journal
+        entry; False when the database refused it (they stay ready for the next try)."""
         async with self._lock:
-            if not self._ready:
+            if not self._ready and not self._journal:
                 count = min(self.take, len(self._queue) if count is None else count)
                 taken = [self._queue.popleft() for _ in range(count)]
-                self._ready.extend(self.builder.build_many(map(_exchange, taken)))
+                events, reads = self.builder.journal_window(map(_exchange, taken))
+                self._ready.extend(events)
+                if reads is not None:
+                    self._journal.append(orjson.dumps(reads))
             events = [self._ready.popleft() for _ in range(min(self.batch_size, len(self._ready)))]
-            if not events:
+            entry = self._journal.popleft() if self._journal else None
+            if not events and entry is None:
                 return True
             try:
-                await self.service.in_transaction(None, lambda tx: self._write(tx, events))
+                await self.service.in_transaction(None, lambda tx: self._write(tx, events, entry))
             except Exception:
                 log.exception("audit: a batch of %d event(s) could not be written", len(events))
                 self._ready.extendleft(reversed(events))
+                if entry is not None:
+                    self._journal.appendleft(entry)
                 self._trim()
                 return False
-            self.written += sum(not mergeable(event) for event in events)
+            self.written += len(events)
             return True
 
-    async def _write(self, tx: StorageTx, events: list[dict[str, Any]]) -> int:
-        """Journal the read events (one queue entry) and store the others now, chained."""
-        reads = [event for event in events if mergeable(event)]
-        if reads:
-            await tx.enqueue(JOURNAL, orjson.dumps(reads))
-        now = [event for event in events if not mergeable(event)]
-        return await self._store(tx, now) if now else 0
+    async def _write(self, tx: StorageTx, events: list[dict[str, Any]], entry: bytes | None) -> int:
+        """Append the window's reads to the journal and store the other events, chained."""
+        if entry is not None:
+            await tx.enqueue(JOURNAL, entry)
+        return await self._store(tx, events) if events else 0
 
     async def _store(self, tx: StorageTx, events: list[dict[str, Any]]) -> int:
         """Store the events (version 1 each, indexed by `index_event`) and chain them.
@@ -212,9 +217,7 @@ class AuditTrail:
             entries = await storage.queue_entries(JOURNAL, upto, limit=self.journal_take)
             if not entries:
                 return 0
-            events = merge(
-                (e for _, data in entries for e in orjson.loads(data)), self.max_entities
-            )
+            events = merge((orjson.loads(data) for _, data in entries), self.max_entities)
             last = entries[-1][0]
 
             async def work(tx: StorageTx) -> None:

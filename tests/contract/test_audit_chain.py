@@ -90,7 +90,7 @@ async def test_concurrent_trails_keep_one_chain_that_verifies(storage: Storage) 
 
 async def test_concurrent_trails_index_the_read_journal_once(storage: Storage) -> None:
     svc, trails = await two_trails(storage, 8, exchange)
-    for t in trails:  # each journals its window (4 events: one batch); nothing is indexed
+    for t in trails:  # each journals its window (one entry: 4 reads); nothing is indexed
         assert await t.flush() and t.written == 0
     assert [r async for r in storage.iter_current("AuditEvent")] == []
     taken = await asyncio.gather(*(t.index_journal() for t in trails))

@@ -180,7 +180,7 @@ async def test_a_refused_write_keeps_the_built_events_for_the_next_flush(
 
         monkeypatch.setattr(service, "in_transaction", refuse)
         assert await trail.flush() is False
-        assert (len(trail._queue), len(trail._ready)) == (0, 3)
+        assert (len(trail._queue), len(trail._journal)) == (0, 1)  # the window's reads
         monkeypatch.setattr(service, "in_transaction", real)
         await trail.close()
         assert trail.written == 3
@@ -191,8 +191,8 @@ async def test_a_refused_write_keeps_the_built_events_for_the_next_flush(
             "10.0.0.2",
         ]
         report = await verify(storage)
-        # read events are journaled (two entries: batch_size events each), then stored in
-        # one indexing transaction: one chain batch
+        # the reads are journaled (one entry), then stored in one indexing transaction:
+        # one chain batch
         assert report.problems == [] and report.batches == 1
     finally:
         await storage.close()
@@ -226,7 +226,7 @@ async def test_reads_arriving_while_a_window_is_written_wait_for_the_next_window
         await trail._write_window()  # the next window: the three that arrived, one event
         assert transactions == 2 and len(trail._queue) == 3
         journaled = await storage.queue_entries(JOURNAL, 0)
-        assert [len(orjson.loads(data)) for _, data in journaled] == [1, 1]  # an event each
+        assert [len(orjson.loads(data)["reads"]) for _, data in journaled] == [3, 3]
         monkeypatch.setattr(service, "in_transaction", real)
         await trail.close()  # the last window, then the journal merged: one event
         (stored,) = [orjson.loads(r.data) async for r in storage.iter_current("AuditEvent")]

@@ -7,90 +7,117 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from typer.testing import CliRunner
 
-from fhir_server.audit.events import REST, EventBuilder, bucket
-from fhir_server.audit.journal import merge, mergeable, pending
+from fhir_server.audit.events import EventBuilder, bucket
+from fhir_server.audit.journal import merge, pending
+from fhir_server.audit.records import Exchange
 from fhir_server.audit.trail import AuditTrail
 from fhir_server.cli import app as cli_app
-from fhir_server.context import ANONYMOUS
+from fhir_server.context import ANONYMOUS, AccessContext
+from fhir_server.interactions.observed import Observed
 from fhir_server.interactions.service import FhirService
+from fhir_server.model.validate import validate_resource
+from fhir_server.search.extract import Indexer
+from fhir_server.search.registry import load_registry
 from fhir_server.storage.base import StoredResource
 from fhir_server.storage.sqlite import SQLiteStorage
 
-AGENT = [{"name": "ann", "requestor": True, "network": {"address": "10.0.0.1", "type": "2"}}]
+ANN = AccessContext(subject="ann", scopes=frozenset({"user/*.rs"}), client_id="app")
+BOB = AccessContext(subject="bob", scopes=frozenset({"user/*.rs"}), client_id="app")
+T0 = 1.7e9  # 2023-11-14T22:13:20Z
 
 
-def entity(ref: str, role: str) -> dict[str, Any]:
-    return {"what": {"reference": ref}, "role": {"code": role}}
+@pytest.fixture(scope="module")
+def builder() -> EventBuilder:
+    registry = load_registry()
+    return EventBuilder(registry, Indexer(registry), "https://fhir.example.org/fhir")
 
 
-def read_event(at: str, *refs: str, subtype: str = "read", **changes: Any) -> dict[str, Any]:
-    """A window's coalesced read event: resources (role 4), then patients (role 1)."""
-    entities = [entity(r, "1" if r.startswith("Patient/") else "4") for r in refs]
-    entities.sort(key=lambda e: e["role"]["code"] == "1")
-    event = {
-        "resourceType": "AuditEvent",
-        "type": REST,
-        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": subtype}],
-        "action": "R",
-        "recorded": at,
-        "outcome": "0",
-        "agent": AGENT,
-        "entity": entities,
-    }
-    event.update(changes)
-    return event
+def obs(id: str, patient: str) -> StoredResource:
+    body = {"resourceType": "Observation", "id": id, "subject": {"reference": f"Patient/{patient}"}}
+    return StoredResource("Observation", id, 1, "2026-01-01T00:00:00Z", False, orjson.dumps(body))
+
+
+def read(
+    rec: StoredResource | None,
+    at: float,
+    ctx: AccessContext = ANN,
+    *,
+    status: int = 200,
+    path: str | None = None,
+) -> Exchange:
+    seen = Observed(context=ctx, resources=[rec] if rec else [])
+    where = path or (f"{rec.type}/{rec.id}" if rec else "Observation/none")
+    return Exchange("rest", "GET", where, b"", status, "10.0.0.1", at, seen)
+
+
+def window(builder: EventBuilder, *exchanges: Exchange) -> dict[str, Any]:
+    """One flush window's journal entry, as stored (JSON)."""
+    events, payload = builder.journal_window(exchanges)
+    assert events == [] and payload is not None
+    return orjson.loads(orjson.dumps(payload))
 
 
 def refs(event: dict[str, Any]) -> list[str]:
     return [e["what"]["reference"] for e in event.get("entity", [])]
 
 
-T1, T2, T3 = "2026-01-01T00:00:01.000Z", "2026-01-01T00:00:02.000Z", "2026-01-01T00:00:03.000Z"
-
-
-def test_one_agents_windows_merge_naming_each_entity_once() -> None:
+def test_one_agents_windows_merge_naming_each_entity_once(builder: EventBuilder) -> None:
     assert bucket("Patient/p1") == bucket("Patient/p19")  # one read bucket
-    first = read_event(T2, "Observation/o1", "Patient/p1")
-    first["period"] = {"start": T1, "end": T2}
-    second = read_event(T3, "Observation/o1", "Observation/o2", "Patient/p1", "Patient/p19")
+    o1, o2 = obs("o1", "p1"), obs("o2", "p19")
+    first = window(builder, read(o1, T0), read(o1, T0 + 0.5))
+    second = window(builder, read(o1, T0 + 1), read(o2, T0 + 2))
     (merged,) = merge([first, second])
+    validate_resource(merged)
     assert refs(merged) == ["Observation/o1", "Observation/o2", "Patient/p1", "Patient/p19"]
-    assert merged["period"] == {"start": T1, "end": T3} and merged["recorded"] == T3
+    assert merged["period"] == {"start": "2023-11-14T22:13:20.000Z", "end": merged["recorded"]}
+    assert merged["recorded"] == "2023-11-14T22:13:22.000Z"
+    assert merged["entity"][0]["detail"] == [{"type": "version", "valueString": "1"}]
+    assert merged["subtype"][0]["code"] == "read" and merged["action"] == "R"
 
 
-def test_a_single_read_stays_without_a_period() -> None:
-    (alone,) = merge([read_event(T1, "Patient/p1")])
-    assert "period" not in alone and alone["recorded"] == T1 and refs(alone) == ["Patient/p1"]
+def test_a_single_read_stays_without_a_period(builder: EventBuilder) -> None:
+    (alone,) = merge([window(builder, read(obs("o1", "p1"), T0))])
+    assert "period" not in alone and refs(alone) == ["Observation/o1", "Patient/p1"]
 
 
-def test_agents_outcomes_interactions_and_buckets_keep_events_apart() -> None:
+def test_agents_outcomes_interactions_and_buckets_keep_reads_apart(builder: EventBuilder) -> None:
     assert bucket("Patient/p1") != bucket("Patient/p2")
-    others = [{"name": "bob", "requestor": True}]
-    events = [
-        read_event(T1, "Patient/p1"),
-        read_event(T1, "Patient/p1", agent=others),
-        read_event(T1, "Patient/p1", outcome="4"),
-        read_event(T1, "Patient/p1", subtype="vread"),
-        read_event(T1, "Patient/p2"),  # another bucket
-        read_event(T2, "Patient/p1"),  # joins the first
+    o1 = obs("o1", "p1")
+    entry = window(
+        builder,
+        read(o1, T0),
+        read(o1, T0, BOB),  # another user
+        read(None, T0, status=404),  # another outcome: what it asked for
+        read(o1, T0, path="Observation/o1/_history/1"),  # a vread
+        read(obs("o4", "p2"), T0),  # a patient in another read bucket
+        read(o1, T0 + 1),  # joins the first
+    )
+    merged = merge([entry])
+    assert [(e["subtype"][0]["code"], e["outcome"], refs(e)) for e in merged] == [
+        ("read", "0", ["Observation/o1", "Patient/p1"]),
+        ("read", "0", ["Observation/o1", "Patient/p1"]),
+        ("read", "4", ["Observation/none"]),
+        ("vread", "0", ["Observation/o1", "Patient/p1"]),
+        ("read", "0", ["Observation/o4", "Patient/p2"]),
     ]
-    merged = merge(events)
-    assert len(merged) == 5
-    assert merged[0]["period"] == {"start": T1, "end": T2}
-    assert [refs(e) for e in merged] == [["Patient/p1"]] * 4 + [["Patient/p2"]]
+    assert merged[0]["period"]["end"] == "2023-11-14T22:13:21.000Z"
+    assert merged[1]["agent"][0]["name"] == "bob"
 
 
-def test_other_events_pass_unchanged_and_groups_are_bounded() -> None:
-    search = read_event(T1, "Patient/p1", subtype="search-type", action="E")
-    operation = read_event(T1, "Patient/p1")
-    operation["subtype"][0]["display"] = "$everything"
-    assert not mergeable(search) and not mergeable(operation)
-    assert merge([search, operation, search]) == [search, operation, search]
-    many = [read_event(T1, f"Observation/o{n}", "Patient/p1") for n in range(5)]
-    merged = merge(many, max_entities=3)  # full at 3: the next event starts a new one
-    assert [len(refs(e)) for e in merged] == [3, 3, 2]  # o0, o1 + p1; o2, o3 + p1; o4 + p1
+def test_other_exchanges_are_events_now_and_groups_are_bounded(builder: EventBuilder) -> None:
+    search = Exchange("rest", "GET", "Observation", b"code=x", 200, "10.0.0.1", T0, None)
+    events, payload = builder.journal_window([search, read(obs("o1", "p1"), T0)])
+    assert [e["subtype"][0]["code"] for e in events] == ["search-type"] and payload is not None
+    entry = window(builder, *(read(obs(f"g{n}", "p1"), T0) for n in range(5)))
+    merged = merge([entry], max_entities=3)  # full at 3: the next read starts another
+    assert [refs(e) for e in merged] == [
+        ["Observation/g0", "Observation/g1", "Patient/p1"],
+        ["Observation/g2", "Observation/g3", "Patient/p1"],
+        ["Observation/g4", "Patient/p1"],
+    ]
 
 
 def test_verify_and_export_say_how_many_journal_entries_wait(tmp_path: Path) -> None:
@@ -134,3 +161,26 @@ async def _next_process(database: Path) -> tuple[int, list[dict[str, Any]]]:
         return await pending(storage), events
     finally:
         await storage.close()
+
+
+def test_the_plain_read_shortcut_journals_what_the_general_path_does(
+    builder: EventBuilder,
+) -> None:
+    patient = StoredResource("Patient", "p7", 3, "2026-01-01T00:00:00Z", False, b"{}")
+    exchanges = [
+        read(patient, T0),  # the shortcut: a Patient
+        read(obs("s1", "p1"), T0),  # the shortcut: a resource in a patient's compartment
+        read(obs("s2", "p1"), T0, path="Observation/other"),  # not what it named
+        read(None, T0, status=404),  # nothing returned
+        read(obs("s1", "p1"), T0, path="Observation/s1/_history/1"),  # a vread
+    ]
+    _, payload = builder.journal_window(exchanges)
+    assert payload is not None
+    general = [
+        builder.touched(ex, builder._route(ex)) for ex in exchanges
+    ]  # the route match and `touched` for each
+    assert [tuple(r[2:]) for r in payload["reads"]] == [tuple(t) for t in general]
+    assert [r[2:] for r in payload["reads"][:2]] == [
+        [[], ["Patient/p7"]],
+        [[("Observation/s1", 1)], ["Patient/p1"]],
+    ]

@@ -26,6 +26,7 @@ window); what was journaled is indexed when a server process next runs.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,6 +39,7 @@ from fhir_server.storage.base import Storage
 JOURNAL = "audit-reads"  # the outbox queue of journaled read events
 CURSOR = "journal"  # AuditChain/journal: {"upto": the last journal entry indexed}
 MAX_ENTITIES = 2_000  # entities per merged event at most (keeps each event bounded)
+log = logging.getLogger("fhir_server.audit")
 
 
 async def cursor(storage: Storage) -> tuple[int, int]:
@@ -65,9 +67,13 @@ def merge(
     open_groups: dict[tuple[bytes, int], _Group] = {}  # the group each kind of read joins
     buckets: dict[str, int] = {}
     for payload in payloads:
-        heads = payload["heads"]
+        try:
+            heads, reads = _readable(payload)
+        except (KeyError, TypeError, ValueError, IndexError):
+            log.error("audit: an unreadable read journal entry was skipped (%s)", _shape(payload))
+            continue
         keys = [orjson.dumps(_alike(head), option=orjson.OPT_SORT_KEYS) for head in heads]
-        for head, when, objects, patients in payload["reads"]:
+        for head, when, objects, patients in reads:
             first = patients[0] if patients else objects[0][0] if objects else ""
             number = buckets.get(first)
             if number is None:
@@ -84,6 +90,30 @@ def merge(
             group.last = max(group.last, when)
             group.count += 1
     return [group.event() for group in groups]
+
+
+def _readable(payload: Any) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+    """The heads and reads of a journal entry, checked to have the shape `merge` reads (an
+    entry changed in the database file must not stop the journal for good)."""
+    heads, reads = payload["heads"], payload["reads"]
+    if not isinstance(heads, list) or not all(isinstance(h, dict) for h in heads):
+        raise TypeError("heads")
+    for head, when, objects, patients in reads:
+        if type(head) is not int or not 0 <= head < len(heads):
+            raise IndexError("head")
+        if type(when) not in (int, float):
+            raise TypeError("time")
+        for ref, version in objects:
+            if not isinstance(ref, str) or not isinstance(version, int | None):
+                raise TypeError("objects")
+        if not all(isinstance(ref, str) for ref in patients):
+            raise TypeError("patients")
+    return heads, reads
+
+
+def _shape(payload: Any) -> str:
+    """What kind of value an unreadable entry held (for the log: never its content)."""
+    return type(payload).__name__
 
 
 def _alike(head: dict[str, Any]) -> dict[str, Any]:

@@ -184,3 +184,23 @@ def test_the_plain_read_shortcut_journals_what_the_general_path_does(
         [[], ["Patient/p7"]],
         [[("Observation/s1", 1)], ["Patient/p1"]],
     ]
+
+
+def test_an_unreadable_journal_entry_is_skipped_not_stuck(
+    builder: EventBuilder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An entry changed in the database file must not stop the journal for good."""
+    good = window(builder, read(obs("u1", "p1"), T0))
+    bad: list[Any] = [
+        ["an", "event", "list"],
+        {"heads": good["heads"], "reads": [[5, T0, [], ["Patient/p1"]]]},  # no such head
+        {"heads": good["heads"], "reads": [[0, "noon", [], ["Patient/p1"]]]},
+        {"heads": good["heads"], "reads": [[0, T0, [["Observation/u1", "1"]], []]]},
+        {"heads": [1], "reads": []},
+        {"reads": []},
+    ]
+    (event,) = merge([*bad, good])
+    assert refs(event) == ["Observation/u1", "Patient/p1"]
+    skipped = [r for r in caplog.records if "unreadable read journal entry" in r.message]
+    assert len(skipped) == len(bad)
+    assert all("Patient" not in r.getMessage() for r in skipped)  # never the content

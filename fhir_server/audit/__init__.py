@@ -7,8 +7,10 @@
   after the responses (at least every `FHIR_AUDIT_FLUSH_SECONDS`, and at shutdown).
   `record(exchange)` is the middleware's hook; `record_read(ctx, type, id, status, peer,
   found)` is ONE call appending one tuple, for a read answered outside the middleware.
-- `events.EventBuilder`: `Exchange`s as FHIR R4 AuditEvents; the reads of one window by
-  one agent with one status coalesced into one event (`build_many`).
+- `events.EventBuilder`: `Exchange`s as FHIR R4 AuditEvents (`build_many`), and a
+  window's reads in the read journal's compact form (`journal_window`).
+- `journal`: reads made durable each window and stored every `FHIR_AUDIT_INDEX_SECONDS`
+  as merged AuditEvents (one per agent, interaction, status and patient bucket).
 - `chain`: every batch hash-chained to the previous one (optionally HMAC-signed);
   `chain.verify` for `fhir-server audit verify`.
 - `guard.AuditGuard`: nobody writes AuditEvents through the API; only audit roles read.

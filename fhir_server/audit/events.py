@@ -12,6 +12,9 @@ searches the query, base64 encoded.
 client app, network address) with the same HTTP status become ONE event, with an entity
 per resource read (and its patient) and `period` the window's first and last access
 (BALP allows many entities per event). Everything else stays one event per exchange.
+The audit trail does not store read events per window: `journal_window` gives a window's
+reads in the read journal's compact form, and `journal.merge` builds their events over a
+longer interval, the same way.
 """
 
 from __future__ import annotations

@@ -77,6 +77,8 @@ Trigger = Callable[["FhirService", StorageTx, StoredResource], Awaitable[None]]
 """Run inside the transaction that wrote a version of its types, after the write: what it
 writes in `tx` (an outbox entry, a derived resource through `FhirService.store`) commits or
 rolls back with that version. Raising fails the write."""
+BeforeReading = Callable[[], Awaitable[object]]
+"""Run before an interaction that reads resources of its type (see `before_reading`)."""
 
 
 class FhirService:
@@ -114,6 +116,7 @@ class FhirService:
         self._operations: list[Operation] = []
         self._listeners: dict[str, list[WriteListener]] = {}
         self._triggers: dict[str, list[Trigger]] = {}
+        self._before_reading: dict[str, list[BeforeReading]] = {}
         self._written: dict[int, list[StoredResource]] = {}  # per open transaction
         self._security: Callable[[str], dict[str, Any]] | None = None
         self._duties: list[tuple[str, Duty]] = []
@@ -194,6 +197,20 @@ class FhirService:
         for type in types:
             self._triggers.setdefault(type, []).append(trigger)
 
+    def before_reading(self, type: str, hook: BeforeReading) -> None:
+        """Await `hook` before each interaction that reads resources of `type`: a read,
+        vread, search or history of the type, a compartment search of it, and a search
+        whose `_type` names it (the audit trail stores its journaled reads first, so that
+        what an auditor searches is complete). Writes do not wait for it."""
+        self._before_reading.setdefault(type, []).append(hook)
+
+    async def _prepare_reading(self, req: Request, match: routes.RouteMatch) -> None:
+        named = [match.type, match.target]
+        named += [t.strip() for k, v in req.query if k == "_type" for t in v.split(",")]
+        for type in dict.fromkeys(n for n in named if n):
+            for hook in self._before_reading.get(type, ()):
+                await hook()
+
     @property
     def resource_types(self) -> frozenset[str]:
         return self.registry.resource_types
@@ -206,6 +223,13 @@ class FhirService:
         if self.base_url:
             req = req.with_(base=self.base_url)
         match = routes.match(req.method, req.path, self.resource_types)
+        hooks = self._before_reading
+        if (
+            hooks
+            and not match.route.writes
+            and (match.type in hooks or match.target in hooks or (match.type is None and req.query))
+        ):
+            await self._prepare_reading(req, match)
         return await match.route.handler(self, req, match, tx)
 
     async def export(self, ctx: AccessContext, type: str) -> AsyncIterator[bytes]:

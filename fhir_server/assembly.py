@@ -429,6 +429,7 @@ async def open_audit(settings: Settings, service: FhirService) -> AsyncIterator[
         key=key,
     )
     await trail.start()
+    service.before_reading("AuditEvent", trail.catch_up)  # auditors see every access
     try:
         yield trail
     finally:

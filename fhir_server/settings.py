@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     # audit trail (fhir_server.audit): an AuditEvent for every HTTP and HL7 v2 exchange
     audit: Literal["on", "off"] = "on"
     audit_flush_seconds: float = 1.0  # each process writes its queue at least this often
-    audit_index_seconds: float = 10.0  # journaled read events become AuditEvents this often
+    audit_index_seconds: float = 60.0  # journaled read events become AuditEvents this often
     audit_batch_size: int = 500  # events per batch (and per chain record)
     audit_max_queued: int = 100_000  # records kept while the database refuses batches
     audit_signing_key_file: str | None = None  # a secret file: batches signed (HMAC-SHA256)

@@ -6,7 +6,8 @@ discovery documents (reads, searches, writes, operations, exports, and those ref
 failed: 401, 403, 4xx, 5xx, whatever answered them), token requests (`/auth/token`: issued
 or refused), sign-ins (`POST /auth/login`), and HL7 v2 messages posted to `/hl7v2` that
 were refused (accepted ones are recorded as HL7 v2 messages, with their ACK). The request
-path pays an `Observed` record, a closure around `send` and a queue append (about 5 µs).
+path pays an `Observed` record, a closure around `send` and, after the response, the
+trail's `record` (a read joins the flush window's journal entry: about 2 µs).
 The read fast path (`fast_path`), which skips this middleware, records its reads with
 `record_plain_read` (the same record; `AuditTrail.record_read` is a cheaper hook for a
 route that knows the read by id it answered).

@@ -8,9 +8,10 @@
   `record(exchange)` is the middleware's hook; `record_read(ctx, type, id, status, peer,
   found)` is ONE call appending one tuple, for a read answered outside the middleware.
 - `events.EventBuilder`: `Exchange`s as FHIR R4 AuditEvents (`build_many`), and a
-  window's reads in the read journal's compact form (`journal_window`).
+  window's reads in the read journal's compact form (`JournalWindow`, `journal_window`).
 - `journal`: reads made durable each window and stored every `FHIR_AUDIT_INDEX_SECONDS`
-  as merged AuditEvents (one per agent, interaction, status and patient bucket).
+  (and before each search of AuditEvents: `AuditTrail.catch_up`) as merged AuditEvents
+  (one per agent, interaction, status and patient bucket).
 - `chain`: every batch hash-chained to the previous one (optionally HMAC-signed);
   `chain.verify` for `fhir-server audit verify`.
 - `guard.AuditGuard`: nobody writes AuditEvents through the API; only audit roles read.

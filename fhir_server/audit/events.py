@@ -12,9 +12,10 @@ searches the query, base64 encoded.
 client app, network address) with the same HTTP status become ONE event, with an entity
 per resource read (and its patient) and `period` the window's first and last access
 (BALP allows many entities per event). Everything else stays one event per exchange.
-The audit trail does not store read events per window: `journal_window` gives a window's
-reads in the read journal's compact form, and `journal.merge` builds their events over a
-longer interval, the same way.
+The audit trail does not store read events per window: a `JournalWindow` holds a window's
+reads in the read journal's compact form (the trail adds each as it is recorded;
+`journal_window` adds the rest), and `journal.Merger` builds their events over a longer
+interval, the same way.
 """
 
 from __future__ import annotations
@@ -371,47 +372,20 @@ class EventBuilder:
         return objects, list(patients)
 
     def journal_window(
-        self, exchanges: Iterable[Exchange]
+        self, exchanges: Iterable[Exchange], window: JournalWindow | None = None
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """A flush window for the read journal (`journal`): the events to store now (every
         exchange but reads and vreads, as `build_many` gives them), and the reads as one
-        journal entry, or None when there were none: `heads`, the event of each agent,
-        interaction and status without entities, and `reads`, one `[head, time, objects,
-        patients]` per read (`touched`). The journal builds their events when it merges."""
-        others: list[Exchange] = []
-        heads: list[dict[str, Any]] = []
-        head_of: dict[tuple[object, ...], int] = {}
-        reads: list[list[Any]] = []
-        for ex in exchanges:
-            read = self._plain_read(ex)  # the common case, without the route match
-            if read is not None:
-                key = ("read", ex.status, ex.address, *_who(ex))
-                head = head_of.get(key)
-                if head is not None:
-                    reads.append([head, ex.recorded, *read])
-                    continue
-            match = self._route(ex)
-            if match is None or match.route.interaction not in COALESCED:
-                others.append(ex)
-                continue
-            try:
-                key = (match.route.interaction, ex.status, ex.address, *_who(ex))
-                head = head_of.get(key)
-                if head is None:
-                    heads.append(self.build(ex, match, matched=True, entities=False))
-                    head = head_of[key] = len(heads) - 1
-                objects, patients = self.touched(ex, match)
-            except Exception:
-                log.exception("audit: the event of a %s exchange built bare", ex.kind)
-                others.append(ex)  # `build_many` leaves a bare event for it
-                continue
-            reads.append([head, ex.recorded, objects, patients])
-        payload = {"heads": heads, "reads": reads} if reads else None
-        return self.build_many(others), payload
+        journal entry, or None when there were none (see `JournalWindow`); `window` holds
+        the reads the trail added as they were recorded, the exchanges join it."""
+        window = window if window is not None else JournalWindow(self)
+        others = [ex for ex in exchanges if not window.add(ex)]
+        return self.build_many(others), window.payload()
 
-    def _plain_read(self, ex: Exchange) -> tuple[list[Any], list[str]] | None:
+    def plain_read(self, ex: Exchange) -> tuple[tuple[Any, ...], tuple[str, ...]] | None:
         """`touched` for a read by id that returned the resource it named (most reads),
-        else None."""
+        else None; as tuples of strings and numbers (which the garbage collector stops
+        tracking: a window holds thousands)."""
         seen = ex.observed
         if ex.kind != "rest" or seen is None or len(seen.resources) != 1 or ex.method != "GET":
             return None
@@ -420,8 +394,8 @@ class EventBuilder:
             if ex.path != f"{rec.type}/{rec.id}" or rec.type == "AuditEvent":
                 return None
             if rec.type == "Patient":
-                return [], [ex.path]
-            return [(ex.path, rec.version)], list(self._patients_of(rec))
+                return (), (ex.path,)
+            return ((ex.path, rec.version),), self._patients_of(rec)
         except Exception:  # the general path builds it, or a bare event
             return None
 
@@ -492,3 +466,49 @@ def _entity(ref: str, type_code: str, role_code: str, version: int | None) -> di
     if version is not None:
         entity["detail"] = [{"type": "version", "valueString": str(version)}]
     return entity
+
+
+class JournalWindow:
+    """The reads of one flush window in the read journal's compact form: `heads`, the event
+    of each agent, interaction and status without entities, and `reads`, one `(head, time,
+    objects, patients)` per read (`EventBuilder.touched`). The trail adds each read as it
+    is recorded (after its response), while what it touched is still at hand; a window
+    holds no request object, only strings and numbers."""
+
+    __slots__ = ("_head_of", "builder", "heads", "reads")
+
+    def __init__(self, builder: EventBuilder) -> None:
+        self.builder = builder
+        self.heads: list[dict[str, Any]] = []
+        self.reads: list[tuple[Any, ...]] = []
+        self._head_of: dict[tuple[object, ...], int] = {}
+
+    def add(self, ex: Exchange) -> bool:
+        """Add `ex` if it is a read or vread (True), else leave it (False); a read whose
+        event cannot be built (a bug) is left too, for `build_many` to build bare."""
+        read = self.builder.plain_read(ex)  # the common case, without the route match
+        if read is not None:
+            head = self._head_of.get(("read", ex.status, ex.address, *_who(ex)))
+            if head is not None:
+                self.reads.append((head, ex.recorded, *read))
+                return True
+        builder = self.builder
+        match = builder._route(ex)
+        if match is None or match.route.interaction not in COALESCED:
+            return False
+        try:
+            key = (match.route.interaction, ex.status, ex.address, *_who(ex))
+            head = self._head_of.get(key)
+            if head is None:
+                self.heads.append(builder.build(ex, match, matched=True, entities=False))
+                head = self._head_of[key] = len(self.heads) - 1
+            objects, patients = builder.touched(ex, match)
+        except Exception:
+            log.exception("audit: the event of a %s exchange built bare", ex.kind)
+            return False
+        self.reads.append((head, ex.recorded, tuple(objects), tuple(patients)))
+        return True
+
+    def payload(self) -> dict[str, Any] | None:
+        """The journal entry (None: no reads)."""
+        return {"heads": self.heads, "reads": self.reads} if self.reads else None

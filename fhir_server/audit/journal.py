@@ -6,18 +6,19 @@ whole index: written every second, each entry dirties a page of its own. So read
 vreads) take two steps:
 
 1. every flush window (`FHIR_AUDIT_FLUSH_SECONDS`) its reads are appended to the journal
-   in a compact form (`EventBuilder.journal_window`: the event head of each agent,
-   interaction and status once, then per read its time, the resource versions and the
-   patients it touched), one outbox-queue entry (`JOURNAL`) in one transaction: durable,
-   a sequential write, nothing indexed;
-2. every `FHIR_AUDIT_INDEX_SECONDS` (and at shutdown) the journal's entries are merged
-   (`merge`: the reads of the same agent, interaction, status and read bucket become one
-   event naming each resource and patient once, its `period` their first and last
-   access) and stored as AuditEvents with their index and chain record, in one
-   transaction that also moves the cursor (`AuditChain/journal`, the last entry indexed).
-   The cursor is written with the storage port's version check, so two processes
-   indexing at once cannot both store the same entries: the second finds the cursor
-   moved and stops.
+   in a compact form (`events.JournalWindow`: the event head of each agent, interaction
+   and status once, then per read its time, the resource versions and the patients it
+   touched), one outbox-queue entry (`JOURNAL`) in one transaction: durable, a
+   sequential write, nothing indexed;
+2. every `FHIR_AUDIT_INDEX_SECONDS` (a minute by default), before each interaction that
+   reads AuditEvents, and at shutdown, the journal's entries are merged (`Merger`: the
+   reads of the same agent, interaction, status and read bucket become one event naming
+   each resource and patient once, its `period` their first and last access) and stored
+   as AuditEvents with their index and chain record, in one transaction that also moves
+   the cursor (`AuditChain/journal`, the last entry indexed), letting other requests run
+   between the entries merged and the events stored. The cursor is written with the
+   storage port's version check, so two processes indexing at once cannot both store the
+   same entries: the second finds the cursor moved and stops.
 
 Every other event (writes, searches, operations, sign-ins, refusals of anything but a
 read) is stored at once. A crash loses what was not yet journaled (at most one flush
@@ -57,31 +58,47 @@ async def pending(storage: Storage, most: int = 1_000_000) -> int:
 def merge(
     payloads: Iterable[dict[str, Any]], max_entities: int = MAX_ENTITIES
 ) -> list[dict[str, Any]]:
-    """The reads of journal entries (`EventBuilder.journal_window`) as few events: the
-    reads of the same agent, interaction and status, and in the same read bucket
-    (`events.bucket`, of the read's first patient, else of its resource), become one event
-    naming each resource version and patient once (resources first, then patients, each in
-    order of first access), `recorded` the last access and `period` the first and last;
-    a group is full at `max_entities` entities, and the next read starts another."""
-    groups: list[_Group] = []
-    open_groups: dict[tuple[bytes, int], _Group] = {}  # the group each kind of read joins
-    buckets: dict[str, int] = {}
+    """The reads of journal entries (`EventBuilder.journal_window`) as few events (see
+    `Merger`)."""
+    merger = Merger(max_entities)
     for payload in payloads:
+        merger.add(payload)
+    return merger.events()
+
+
+class Merger:
+    """Journal entries merged one at a time (so that a caller can let other work run
+    between them): the reads of the same agent, interaction and status, and in the same
+    read bucket (`events.bucket`, of the read's first patient, else of its resource),
+    become one event naming each resource version and patient once (resources first, then
+    patients, each in order of first access), `recorded` the last access and `period` the
+    first and last; a group is full at `max_entities` entities, and the next read starts
+    another."""
+
+    def __init__(self, max_entities: int = MAX_ENTITIES) -> None:
+        self.max_entities = max_entities
+        self._groups: list[_Group] = []
+        self._open: dict[tuple[bytes, int], _Group] = {}  # the group each kind of read joins
+        self._buckets: dict[str, int] = {}
+
+    def add(self, payload: Any) -> None:
+        """Merge the reads of one journal entry (an unreadable one is logged and skipped)."""
         try:
             heads, reads = _readable(payload)
         except (KeyError, TypeError, ValueError, IndexError):
             log.error("audit: an unreadable read journal entry was skipped (%s)", _shape(payload))
-            continue
+            return
         keys = [orjson.dumps(_alike(head), option=orjson.OPT_SORT_KEYS) for head in heads]
+        buckets, open_groups = self._buckets, self._open
         for head, when, objects, patients in reads:
             first = patients[0] if patients else objects[0][0] if objects else ""
             number = buckets.get(first)
             if number is None:
                 number = buckets[first] = bucket(first)
             group = open_groups.get((keys[head], number))
-            if group is None or len(group.objects) + len(group.patients) >= max_entities:
+            if group is None or len(group.objects) + len(group.patients) >= self.max_entities:
                 group = open_groups[(keys[head], number)] = _Group(heads[head], when)
-                groups.append(group)
+                self._groups.append(group)
             for ref, version in objects:
                 group.objects[(ref, version)] = None
             for ref in patients:
@@ -89,7 +106,10 @@ def merge(
             group.first = min(group.first, when)
             group.last = max(group.last, when)
             group.count += 1
-    return [group.event() for group in groups]
+
+    def events(self) -> list[dict[str, Any]]:
+        """The merged events of every entry added."""
+        return [group.event() for group in self._groups]
 
 
 def _readable(payload: Any) -> tuple[list[dict[str, Any]], list[list[Any]]]:

@@ -1,9 +1,14 @@
-"""The audit trail of one server process: a queue filled by the request path, written in
-batches after the responses.
+"""The audit trail of one server process: records handed over by the request path after
+each response, written in batches.
 
-The request path pays one call and a queue append (no I/O, no JSON, no formatting):
+The request path pays one call (no I/O, no formatting):
 
-- `record(exchange)`: what the HTTP middleware and the HL7 v2 listener hand over;
+- `record(exchange)`: what the HTTP middleware, the read fast path and the HL7 v2 listener
+  hand over. A read or vread goes into the flush window's read journal entry at once
+  (`events.JournalWindow`: a few strings and numbers, while what it touched is at hand;
+  the first read of an agent in a window builds that event's head, and the first read of
+  a resource version outside the Patient finds its patients, remembered per version);
+  anything else is appended to a queue;
 - `record_read(ctx, type, id, status, peer, found)`: the hook for a read answered outside
   the middleware (an ASGI fast path for `GET [base]/Type/id`): `ctx` the caller's
   `AccessContext` (None when refused before it was known), `status` the HTTP status
@@ -11,18 +16,19 @@ The request path pays one call and a queue append (no I/O, no JSON, no formattin
   returned (None when none was). It appends one tuple; the AuditEvent is the same as
   the middleware's record of that read gives.
 
-A task of this process takes what is queued every `flush_seconds` (sooner when `take`
-records wait; what arrives meanwhile waits for the next window), builds the events
-(`EventBuilder.build_many`: the reads of the window by one agent with one outcome
-coalesced into one event) and writes them, `batch_size` events at a time, in one
-transaction through the service: the read events appended to the read journal, the others
-stored with their chain record (`chain.append`). Every `index_seconds` it stores the
-journaled read events as AuditEvents, merged (`journal`; `index_journal`). `close()`
-writes what is left and indexes the journal: a clean shutdown (SIGTERM) loses nothing; a
-crash (SIGKILL, power) loses at most the records of the last `flush_seconds` (what was
-journaled is indexed by the next process to run). Should the database refuse a batch, its
-events stay ready for the next flush (at most `max_queued` records are kept queued;
-beyond, the oldest are dropped and counted in the log).
+A task of this process takes the window every `flush_seconds` (sooner when `take`
+records wait; what arrives meanwhile waits for the next window), builds the events of the
+queued records (`EventBuilder.journal_window`; reads join the window's journal entry) and
+writes them, `batch_size` events at a time, in one transaction through the service: the
+window's reads appended to the read journal, the other events stored with their chain
+record (`chain.append`). Every `index_seconds`, and before each interaction that reads
+AuditEvents (`catch_up`), the journaled reads are stored as AuditEvents, merged
+(`journal`; `index_journal`). `close()` writes what is left and indexes the journal: a
+clean shutdown (SIGTERM) loses nothing; a crash (SIGKILL, power) loses at most the
+records of the last `flush_seconds` (what was journaled is indexed by the next process to
+run). Should the database refuse a batch, its events stay ready for the next flush (at
+most `max_queued` records, and as many reads, are kept; beyond, the oldest are dropped
+and counted in the log).
 """
 
 from __future__ import annotations
@@ -37,9 +43,9 @@ from typing import Any
 import orjson
 
 from fhir_server.audit import chain, journal
-from fhir_server.audit.events import EventBuilder
+from fhir_server.audit.events import EventBuilder, JournalWindow
 from fhir_server.audit.index import index_event
-from fhir_server.audit.journal import CURSOR, JOURNAL, MAX_ENTITIES, merge
+from fhir_server.audit.journal import CURSOR, JOURNAL, MAX_ENTITIES, Merger
 from fhir_server.audit.records import Exchange
 from fhir_server.context import AccessContext
 from fhir_server.errors import VersionConflict
@@ -82,6 +88,7 @@ class AuditTrail:
         self._queue: deque[Exchange | Read] = deque()
         self._ready: deque[dict[str, Any]] = deque()  # events built, not yet stored
         self._journal: deque[bytes] = deque()  # journal entries made, not yet written
+        self._window = JournalWindow(builder)  # the reads recorded in this flush window
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -90,7 +97,21 @@ class AuditTrail:
         self.written = 0
 
     def record(self, exchange: Exchange) -> None:
-        """Queue one exchange for the next batch (called on the request path)."""
+        """Queue one exchange for the next batch (called on the request path, after the
+        response). A read goes into this window's journal entry at once (its objects go
+        with the request); everything else is queued and built by the writer."""
+        window = self._window
+        try:
+            added = window.add(exchange)
+        except Exception:  # a bug: the writer builds it (bare if need be)
+            log.exception("audit: a %s exchange could not be journaled", exchange.kind)
+            added = False
+        if added:
+            if len(window.reads) >= self.take:
+                self._wake.set()
+            if len(window.reads) > self.max_queued:
+                self._trim()
+            return
         self._queue.append(exchange)
         if len(self._queue) >= self.take:
             self._wake.set()
@@ -120,7 +141,7 @@ class AuditTrail:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        while self._queue or self._ready or self._journal:
+        while self._queue or self._window.reads or self._ready or self._journal:
             if not await self.flush():
                 log.error(
                     "audit: %d event(s) and %d record(s) could not be written at shutdown",
@@ -130,6 +151,17 @@ class AuditTrail:
                 break
         with contextlib.suppress(Exception):  # logged; a later start indexes what is left
             while await self.index_journal():
+                pass
+
+    async def catch_up(self) -> None:
+        """Write what this process has queued and store the whole read journal as
+        AuditEvents now: run before each interaction that reads AuditEvents (searches,
+        `$access-log`; `FhirService.before_reading`), so that an auditor sees every
+        access this process answered, not only those of the last index pass. Should the
+        database refuse, what is stored already is shown (the error was logged)."""
+        await self._write_window()
+        with contextlib.suppress(Exception):
+            while await self.index_journal() >= self.journal_take:
                 pass
 
     async def _run(self) -> None:
@@ -151,11 +183,13 @@ class AuditTrail:
         empty would, under a steady load, write a transaction of a few records every few
         milliseconds: no coalescing, and a commit per handful of reads.)"""
         due = len(self._queue)
-        while due or self._ready or self._journal:
+        reads = bool(self._window.reads)  # taken by the first flush below
+        while due or reads or self._ready or self._journal:
             count = min(due, self.take)
             if not await self.flush(count):
                 return
             due -= count
+            reads = False
 
     async def flush(self, count: int | None = None) -> bool:
         """Write one batch (built from the `count` oldest queued records, at most `take`,
@@ -165,7 +199,8 @@ class AuditTrail:
             if not self._ready and not self._journal:
                 count = min(self.take, len(self._queue) if count is None else count)
                 taken = [self._queue.popleft() for _ in range(count)]
-                events, reads = self.builder.journal_window(map(_exchange, taken))
+                window, self._window = self._window, JournalWindow(self.builder)
+                events, reads = self.builder.journal_window(map(_exchange, taken), window)
                 self._ready.extend(events)
                 if reads is not None:
                     self._journal.append(orjson.dumps(reads))
@@ -191,8 +226,12 @@ class AuditTrail:
             await tx.enqueue(JOURNAL, entry)
         return await self._store(tx, events) if events else 0
 
-    async def _store(self, tx: StorageTx, events: list[dict[str, Any]]) -> int:
-        """Store the events (version 1 each, indexed by `index_event`) and chain them.
+    async def _store(
+        self, tx: StorageTx, events: list[dict[str, Any]], *, pause: bool = False
+    ) -> int:
+        """Store the events (version 1 each, indexed by `index_event`) and chain them;
+        `pause`: let other requests run after each (merged read events are large: a
+        journal's worth must not hold the event loop for its whole length).
 
         Written through the storage port rather than `FhirService.store`: the general
         indexer would cost more per event than a read, and AuditEvents start no triggers
@@ -206,6 +245,8 @@ class AuditTrail:
             )
             await tx.write(rec, index_event(body), expected_version=0)
             stored.append(rec)
+            if pause:
+                await asyncio.sleep(0)
         return await chain.append(tx, stored, self.key)
 
     async def index_journal(self) -> int:
@@ -217,14 +258,18 @@ class AuditTrail:
             entries = await storage.queue_entries(JOURNAL, upto, limit=self.journal_take)
             if not entries:
                 return 0
-            events = merge((orjson.loads(data) for _, data in entries), self.max_entities)
+            merger = Merger(self.max_entities)
+            for _, data in entries:  # a window's reads each: other requests go on between
+                merger.add(orjson.loads(data))
+                await asyncio.sleep(0)
+            events = merger.events()
             last = entries[-1][0]
 
             async def work(tx: StorageTx) -> None:
                 current = await tx.read(chain.CHAIN, CURSOR)
                 if (current.version if current else 0) != seen:
                     raise _Taken
-                await self._store(tx, events)
+                await self._store(tx, events, pause=True)
                 version = seen + 1
                 body = orjson.dumps({"upto": last})
                 rec = StoredResource(
@@ -250,6 +295,12 @@ class AuditTrail:
                 self._queue.popleft()
             self.dropped += extra
             log.error("audit: queue full, %d oldest record(s) dropped", extra)
+        reads = self._window.reads
+        extra = len(reads) - self.max_queued
+        if extra > 0:
+            del reads[:extra]
+            self.dropped += extra
+            log.error("audit: read journal window full, %d oldest read(s) dropped", extra)
 
 
 class _Taken(Exception):

@@ -27,6 +27,7 @@ from fhir_server.storage.sqlite import SQLiteStorage
 ANN = AccessContext(subject="ann", scopes=frozenset({"user/*.rs"}), client_id="app")
 BOB = AccessContext(subject="bob", scopes=frozenset({"user/*.rs"}), client_id="app")
 T0 = 1.7e9  # 2023-11-14T22:13:20Z
+WHEN = "2026-01-01T00:00:00Z"
 
 
 @pytest.fixture(scope="module")
@@ -179,10 +180,11 @@ def test_the_plain_read_shortcut_journals_what_the_general_path_does(
     general = [
         builder.touched(ex, builder._route(ex)) for ex in exchanges
     ]  # the route match and `touched` for each
-    assert [tuple(r[2:]) for r in payload["reads"]] == [tuple(t) for t in general]
-    assert [r[2:] for r in payload["reads"][:2]] == [
+    journaled = orjson.loads(orjson.dumps(payload))["reads"]  # as the journal stores it
+    assert [r[2:] for r in journaled] == orjson.loads(orjson.dumps(general))
+    assert [r[2:] for r in journaled[:2]] == [
         [[], ["Patient/p7"]],
-        [[("Observation/s1", 1)], ["Patient/p1"]],
+        [[["Observation/s1", 1]], ["Patient/p1"]],
     ]
 
 
@@ -204,3 +206,81 @@ def test_an_unreadable_journal_entry_is_skipped_not_stuck(
     skipped = [r for r in caplog.records if "unreadable read journal entry" in r.message]
     assert len(skipped) == len(bad)
     assert all("Patient" not in r.getMessage() for r in skipped)  # never the content
+
+
+def test_a_read_joins_the_window_at_once_holding_no_request_object(tmp_path: Path) -> None:
+    """`record` of a read journals it in the current window (strings and numbers, while
+    what it touched is at hand), not in the queue; beyond `max_queued` reads the oldest
+    are dropped and counted; everything else is queued for the writer."""
+
+    async def run() -> None:
+        storage = SQLiteStorage(str(tmp_path / "w.db"))
+        await storage.open()
+        try:
+            trail = _trail(storage)
+            trail.max_queued = 3
+            for n in range(5):
+                trail.record(read(obs(f"o{n}", "p1"), T0 + n))
+            trail.record(Exchange("rest", "POST", "Patient", b"", 201, "10.0.0.1", T0, None))
+            assert len(trail._queue) == 1  # the create only
+            reads = trail._window.reads
+            assert [r[1] for r in reads] == [T0 + 2, T0 + 3, T0 + 4] and trail.dropped == 2
+            assert all(
+                isinstance(x, str | int | float) for r in reads for x in _flat(r)
+            )  # no Observed, Exchange or StoredResource kept until the flush
+            await trail.close()
+            (event,) = [
+                orjson.loads(r.data)
+                async for r in storage.iter_current("AuditEvent")
+                if orjson.loads(r.data)["action"] == "R"
+            ]
+            kept = ["Observation/o2", "Observation/o3", "Observation/o4", "Patient/p1"]
+            assert refs(event) == kept
+        finally:
+            await storage.close()
+
+    asyncio.run(run())
+
+
+def _flat(value: Any) -> list[Any]:
+    if isinstance(value, tuple | list):
+        return [x for v in value for x in _flat(v)]
+    return [value]
+
+
+def test_an_index_pass_lets_other_requests_run_between_its_steps(tmp_path: Path) -> None:
+    """A journal's worth of merged events is stored in one transaction, but the event loop
+    is not held for its whole length: another task runs between entries and events."""
+
+    async def run() -> tuple[int, int]:
+        storage = SQLiteStorage(str(tmp_path / "p.db"))
+        await storage.open()
+        try:
+            trail = _trail(storage)
+            trail.max_entities = 5  # many events
+            for window_number in range(10):
+                for n in range(20):
+                    rec = StoredResource("Patient", f"p{n}", 1, WHEN, False, b"{}")
+                    trail.record(read(rec, T0 + window_number, path=f"Patient/p{n}"))
+                assert await trail.flush()
+            ticks = 0
+            running = True
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while running:
+                    ticks += 1
+                    await asyncio.sleep(0)
+
+            task = asyncio.create_task(ticker())
+            await asyncio.sleep(0)
+            indexed = await trail.index_journal()
+            running = False
+            await task
+            return indexed, ticks
+        finally:
+            await storage.close()
+
+    indexed, ticks = asyncio.run(run())
+    assert indexed == 10
+    assert ticks >= 10 + 4  # at least once per entry merged and per event stored

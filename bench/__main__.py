@@ -444,12 +444,13 @@ def main(argv: list[str] | None = None) -> int:
                 run.two_workers = measure_workers(loader, Path(scratch), 2)
             run.bearer = measure_bearer(loader, Path(scratch))
             run.ceiling = measure_ceiling(loader, Path(scratch))
+            # one index interval of the audit trail (its default), unless a smoke run
+            audit_seconds = args.duration if args.quick else max(args.duration, audit.RUN_SECONDS)
             audit_rows = audit.measure(
                 lambda base, workload, data, label: loader.run(
-                    base, workload, data, label, duration=1 if label == "warm-up" else None
+                    base, workload, data, label, duration=1 if label == "warm-up" else audit_seconds
                 ),
                 Path(scratch),
-                index_seconds=min(10.0, args.duration),
             )
             terms = [] if args.no_terminology else terminology.measure(Path(scratch))
             searches = (

@@ -20,6 +20,7 @@ from fhir_server.context import (
     SYSTEM,
     AccessContext,
     AccessPolicy,
+    Action,
     AllowAll,
     Disclosure,
     FullDisclosure,
@@ -28,6 +29,7 @@ from fhir_server.context import (
 from fhir_server.errors import (
     BadRequest,
     Conflict,
+    FhirError,
     Forbidden,
     Gone,
     NotFound,
@@ -79,6 +81,13 @@ writes in `tx` (an outbox entry, a derived resource through `FhirService.store`)
 rolls back with that version. Raising fails the write."""
 BeforeReading = Callable[[], Awaitable[object]]
 """Run before an interaction that reads resources of its type (see `before_reading`)."""
+_READ_ACTIONS: dict[str, Action] = {
+    "read": "read",
+    "vread": "read",
+    "history-instance": "history",
+    "history-type": "history",
+    "history-system": "history",
+}  # what the access policy is asked before a hook; anything else reads by searching
 
 
 class FhirService:
@@ -201,14 +210,25 @@ class FhirService:
         """Await `hook` before each interaction that reads resources of `type`: a read,
         vread, search or history of the type, a compartment search of it, and a search
         whose `_type` names it (the audit trail stores its journaled reads first, so that
-        what an auditor searches is complete). Writes do not wait for it."""
+        what an auditor searches is complete). Writes do not wait for it, nor a caller
+        the access policy refuses that type (the interaction then answers 403 as ever: a
+        refused request cannot make the server do the hook's work)."""
         self._before_reading.setdefault(type, []).append(hook)
 
     async def _prepare_reading(self, req: Request, match: routes.RouteMatch) -> None:
         named = [match.type, match.target]
         named += [t.strip() for k, v in req.query if k == "_type" for t in v.split(",")]
+        action = _READ_ACTIONS.get(match.route.interaction, "search")
+        ctx = req.context or SYSTEM
         for type in dict.fromkeys(n for n in named if n):
-            for hook in self._before_reading.get(type, ()):
+            hooks = self._before_reading.get(type, ())
+            if not hooks:
+                continue
+            try:
+                self.policy.check(ctx, action, type)
+            except FhirError:
+                continue
+            for hook in hooks:
                 await hook()
 
     @property

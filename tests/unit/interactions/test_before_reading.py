@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from fhir_server.context import SYSTEM
-from fhir_server.errors import FhirError
+from fhir_server.context import ANONYMOUS, SYSTEM, DenyAll
+from fhir_server.errors import FhirError, Forbidden
 from fhir_server.interactions.request import Request
 from fhir_server.interactions.service import FhirService
 from fhir_server.storage.sqlite import SQLiteStorage
@@ -86,3 +86,26 @@ async def test_the_hook_runs_before_the_interaction_reads(service) -> None:
     svc.before_reading("Basic", store)
     found = await svc.handle(Request("GET", "Basic/late", context=SYSTEM))
     assert found.status == 200
+
+
+async def test_a_caller_the_policy_refuses_does_not_run_the_hook(tmp_path: Path) -> None:
+    """A refused request cannot make the server do the hook's work (the audit trail's
+    catch-up is a write): the hook is skipped, and the interaction answers 403 as ever."""
+    storage = SQLiteStorage(tmp_path / "deny.db")
+    await storage.open()
+    try:
+        svc = FhirService(storage, policy=DenyAll())
+        calls: list[str] = []
+
+        async def hook() -> None:
+            calls.append("Basic")
+
+        svc.before_reading("Basic", hook)
+        for path, query in (("Basic", ()), ("Basic/b1", ()), ("", (("_type", "Basic"),))):
+            with pytest.raises(Forbidden):
+                await svc.handle(Request("GET", path, query, context=ANONYMOUS))
+        assert calls == []
+        await svc.handle(Request("GET", "Basic", context=SYSTEM))  # the system may
+        assert calls == ["Basic"]
+    finally:
+        await storage.close()

@@ -72,7 +72,7 @@ class AuditTrail:
         max_queued: int = 100_000,
         key: bytes | None = None,
         take: int = 10_000,
-        index_seconds: float = 10.0,
+        index_seconds: float = 60.0,
         max_entities: int = MAX_ENTITIES,
     ) -> None:
         self.service = service

@@ -492,6 +492,8 @@ class JournalWindow:
             if head is not None:
                 self.reads.append((head, ex.recorded, *read))
                 return True
+        if ex.kind != "rest" or ex.method not in ("GET", "HEAD"):  # no read: left at once
+            return False
         builder = self.builder
         match = builder._route(ex)
         if match is None or match.route.interaction not in COALESCED:

@@ -5,6 +5,7 @@ HTTP against `fhir-server serve`."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.bulk.test_bulk_export_http import export
 from tests.support.server import ServerProcess
 
 PATIENT = {"resourceType": "Patient", "id": "cu1", "gender": "female"}
@@ -57,3 +59,27 @@ def test_a_search_of_audit_events_sees_the_reads_just_made(server: ServerProcess
             for a in log.json()["parameter"]
         ]
         assert whats.count("read") == 2 and "update" in whats, whats
+
+
+def test_a_bulk_export_naming_audit_events_includes_the_reads_just_made(
+    server: ServerProcess,
+) -> None:
+    """`$export?_type=AuditEvent` stores the journal at its kick-off: the export (which
+    holds the versions as of the kick-off) has the reads made just before it."""
+    with httpx.Client(base_url=server.base + "/", timeout=30) as http:
+        assert http.put("Patient/cu1", json=PATIENT).status_code in (200, 201)
+        assert http.get("Patient/cu1").status_code == 200
+        manifest = export(http, "$export", _type="AuditEvent")
+        lines = [
+            json.loads(line)
+            for file in manifest["output"]
+            for line in http.get(file["url"]).text.splitlines()
+            if line
+        ]
+        reads = [
+            e
+            for e in lines
+            if e["action"] == "R"
+            and {"reference": "Patient/cu1"} in [x["what"] for x in e["entity"]]
+        ]
+        assert len(reads) == 1, lines

@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -88,6 +89,7 @@ _READ_ACTIONS: dict[str, Action] = {
     "history-type": "history",
     "history-system": "history",
 }  # what the access policy is asked before a hook; anything else reads by searching
+_in_transaction: ContextVar[bool] = ContextVar("in_transaction", default=False)
 
 
 class FhirService:
@@ -212,7 +214,9 @@ class FhirService:
         whose `_type` names it (the audit trail stores its journaled reads first, so that
         what an auditor searches is complete). Writes do not wait for it, nor a caller
         the access policy refuses that type (the interaction then answers 403 as ever: a
-        refused request cannot make the server do the hook's work)."""
+        refused request cannot make the server do the hook's work), nor an interaction
+        run inside a write transaction (a transaction bundle's entry, an operation run by
+        one): a hook that writes would wait for the transaction that waits for it."""
         self._before_reading.setdefault(type, []).append(hook)
 
     async def _prepare_reading(self, req: Request, match: routes.RouteMatch) -> None:
@@ -246,7 +250,9 @@ class FhirService:
         hooks = self._before_reading
         if (
             hooks
+            and tx is None
             and not match.route.writes
+            and not _in_transaction.get()
             and (match.type in hooks or match.target in hooks or (match.type is None and req.query))
         ):
             await self._prepare_reading(req, match)
@@ -301,9 +307,11 @@ class FhirService:
 
     async def _attempt(self, work: Callable[[StorageTx], Awaitable[T]]) -> T:
         async with self.storage.transaction() as fresh:
+            inside = _in_transaction.set(True)  # see `before_reading`
             try:
                 result = await work(fresh)
             finally:
+                _in_transaction.reset(inside)
                 written = self._written.pop(id(fresh), None)
         self._notify(written)
         if written:

@@ -4,10 +4,12 @@ it), not before writes, and not before interactions on other types."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from fhir_server.context import ANONYMOUS, SYSTEM, DenyAll
@@ -109,3 +111,33 @@ async def test_a_caller_the_policy_refuses_does_not_run_the_hook(tmp_path: Path)
         assert calls == ["Basic"]
     finally:
         await storage.close()
+
+
+async def test_no_hook_runs_inside_a_write_transaction(service) -> None:
+    """A transaction bundle's read entry does not run the hook: a hook that writes (the
+    audit trail's catch-up) would wait for the transaction that waits for it."""
+    svc, calls = service
+
+    async def writes() -> None:
+        await svc.handle(Request("PUT", "Basic/w", body={**BASIC, "id": "w"}, context=SYSTEM))
+        calls.append("wrote")
+
+    svc.before_reading("Basic", writes)
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": {**BASIC, "id": "t1"}, "request": {"method": "PUT", "url": "Basic/t1"}},
+            {"request": {"method": "GET", "url": "Basic/b1"}},
+            {"request": {"method": "GET", "url": "Basic?code:text=x"}},
+        ],
+    }
+    done = await asyncio.wait_for(
+        svc.handle(Request("POST", "", body=bundle, context=SYSTEM)), timeout=30
+    )
+    assert done.status == 200
+    body = orjson.loads(done.body) if isinstance(done.body, bytes) else done.body
+    assert [e["response"]["status"][:3] for e in body["entry"]] == ["201", "200", "200"]
+    assert calls == []
+    await svc.handle(Request("GET", "Basic/b1", context=SYSTEM))  # outside: it runs
+    assert calls == ["Basic", "wrote"]

@@ -1,7 +1,7 @@
 """The audit trail of one server process: records handed over by the request path after
 each response, written in batches.
 
-The request path pays one call (no I/O, no formatting):
+The request path pays one call (no I/O; most reads only append a tuple):
 
 - `record(exchange)`: what the HTTP middleware, the read fast path and the HL7 v2 listener
   hand over. A read or vread goes into the flush window's read journal entry at once

@@ -98,7 +98,7 @@ WORK_READS = 5_000
 
 async def work_per_read(db: Path) -> float:
     """CPU µs per read of what the audit trail does for it, measured in this process alone
-    (not moved by the load generator or other work): queueing the reads of one client
+    (not moved by the load generator or other work): recording the reads of one client
     (`record_read`), then building, indexing, storing and chaining their events."""
     registry = load_registry()
     storage = SQLiteStorage(str(db))

@@ -9,8 +9,7 @@ were refused (accepted ones are recorded as HL7 v2 messages, with their ACK). Th
 path pays an `Observed` record, a closure around `send` and, after the response, the
 trail's `record` (a read joins the flush window's journal entry: about 2 µs).
 The read fast path (`fast_path`), which skips this middleware, records its reads with
-`record_plain_read` (the same record; `AuditTrail.record_read` is a cheaper hook for a
-route that knows the read by id it answered).
+`record_plain_read` (the same record).
 """
 
 from __future__ import annotations

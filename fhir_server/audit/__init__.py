@@ -6,7 +6,7 @@
 - `trail.AuditTrail`: the per-process queue and the task that writes it in batches
   after the responses (at least every `FHIR_AUDIT_FLUSH_SECONDS`, and at shutdown).
   `record(exchange)` is the middleware's hook; `record_read(ctx, type, id, status, peer,
-  found)` is ONE call appending one tuple, for a read answered outside the middleware.
+  found)` records a read by id answered outside the middleware, told in parts.
 - `events.EventBuilder`: `Exchange`s as FHIR R4 AuditEvents (`build_many`), and a
   window's reads in the read journal's compact form (`JournalWindow`, `journal_window`).
 - `journal`: reads made durable each window and stored every `FHIR_AUDIT_INDEX_SECONDS`

@@ -9,12 +9,11 @@ The request path pays one call (no I/O; most reads only append a tuple):
   the first read of an agent in a window builds that event's head, and the first read of
   a resource version outside the Patient finds its patients, remembered per version);
   anything else is appended to a queue;
-- `record_read(ctx, type, id, status, peer, found)`: the hook for a read answered outside
-  the middleware (an ASGI fast path for `GET [base]/Type/id`): `ctx` the caller's
-  `AccessContext` (None when refused before it was known), `status` the HTTP status
-  answered, `peer` the client's network address, `found` the `StoredResource` version
-  returned (None when none was). It appends one tuple; the AuditEvent is the same as
-  the middleware's record of that read gives.
+- `record_read(ctx, type, id, status, peer, found)`: the same for a read by id answered
+  outside the middleware, told in parts: `ctx` the caller's `AccessContext` (None when
+  refused before it was known), `status` the HTTP status answered, `peer` the client's
+  network address, `found` the `StoredResource` version returned (None when none was).
+  It makes the `Exchange` the middleware would have made and records it.
 
 A task of this process takes the window every `flush_seconds` (sooner when `take`
 records wait; what arrives meanwhile waits for the next window), builds the events of the
@@ -57,9 +56,6 @@ from fhir_server.storage.base import StorageTx, StoredResource
 
 log = logging.getLogger("fhir_server.audit")
 
-# record_read's tuple: type, id, status, peer, time, context, the version returned
-Read = tuple[str, str, int, str | None, float, AccessContext | None, StoredResource | None]
-
 
 class AuditTrail:
     def __init__(
@@ -85,7 +81,7 @@ class AuditTrail:
         self.index_seconds = index_seconds  # how often the read journal is indexed
         self.max_entities = max_entities
         self.journal_take = 1_000  # journal entries indexed per transaction at most
-        self._queue: deque[Exchange | Read] = deque()
+        self._queue: deque[Exchange] = deque()
         self._ready: deque[dict[str, Any]] = deque()  # events built, not yet stored
         self._journal: deque[bytes] = deque()  # journal entries made, not yet written
         self._window = JournalWindow(builder)  # the reads recorded in this flush window
@@ -125,10 +121,9 @@ class AuditTrail:
         peer: str | None,
         found: StoredResource | None = None,
     ) -> None:
-        """Queue one read by id answered outside the middleware (see the module doc)."""
-        self._queue.append((type, id, status, peer, time.time(), ctx, found))
-        if len(self._queue) >= self.take:
-            self._wake.set()
+        """Record one read by id answered outside the middleware (see the module doc)."""
+        seen = Observed(context=ctx, resources=[found] if found is not None else [])
+        self.record(Exchange("rest", "GET", f"{type}/{id}", b"", status, peer, time.time(), seen))
 
     async def start(self) -> AuditTrail:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -200,7 +195,7 @@ class AuditTrail:
                 count = min(self.take, len(self._queue) if count is None else count)
                 taken = [self._queue.popleft() for _ in range(count)]
                 window, self._window = self._window, JournalWindow(self.builder)
-                events, reads = self.builder.journal_window(map(_exchange, taken), window)
+                events, reads = self.builder.journal_window(taken, window)
                 self._ready.extend(events)
                 if reads is not None:
                     self._journal.append(orjson.dumps(reads))
@@ -305,12 +300,3 @@ class AuditTrail:
 
 class _Taken(Exception):
     """Another process indexed the journal entries first."""
-
-
-def _exchange(record: Exchange | Read) -> Exchange:
-    """A `record_read` tuple as the middleware's record of that read (after the response)."""
-    if isinstance(record, Exchange):
-        return record
-    type, id, status, peer, when, ctx, found = record
-    seen = Observed(context=ctx, resources=[found] if found is not None else [])
-    return Exchange("rest", "GET", f"{type}/{id}", b"", status, peer, when, seen)

@@ -13,7 +13,7 @@ from fhir_server.audit.events import EventBuilder, bucket
 from fhir_server.audit.index import index_event
 from fhir_server.audit.journal import JOURNAL
 from fhir_server.audit.records import Exchange
-from fhir_server.audit.trail import AuditTrail, _exchange
+from fhir_server.audit.trail import AuditTrail
 from fhir_server.context import AccessContext
 from fhir_server.errors import FhirError
 from fhir_server.interactions import routes
@@ -154,11 +154,18 @@ def test_the_read_shortcut_matches_what_the_router_says(builder: EventBuilder, p
     )
 
 
-def test_the_read_hook_gives_the_event_the_middleware_record_gives(builder: EventBuilder) -> None:
+def test_the_read_hook_gives_the_event_the_middleware_record_gives(
+    builder: EventBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trail = AuditTrail(None, builder)  # type: ignore[arg-type]  # records only: no service
+    recorded: list[Exchange] = []
+    monkeypatch.setattr(trail, "record", recorded.append)
+    monkeypatch.setattr("fhir_server.audit.trail.time.time", lambda: 1.7e9)
     o1 = obs("o1", "p1")
-    hooked = _exchange(("Observation", "o1", 200, "10.0.0.1", 1.7e9, ANN, o1))
+    trail.record_read(ANN, "Observation", "o1", 200, "10.0.0.1", o1)
+    trail.record_read(None, "Observation", "o1", 401, "10.0.0.1")
+    hooked, refused = recorded
     assert builder.build(hooked) == builder.build(read(o1))
-    refused = _exchange(("Observation", "o1", 401, "10.0.0.1", 1.7e9, None, None))
     event = builder.build(refused)
     assert event["agent"][0]["name"] == "unauthenticated" and refs(event) == ["Observation/o1"]
 
@@ -222,9 +229,9 @@ async def test_reads_arriving_while_a_window_is_written_wait_for_the_next_window
 
         monkeypatch.setattr(service, "in_transaction", arriving)
         await trail._write_window()
-        assert transactions == 1 and len(trail._queue) == 3
+        assert transactions == 1 and len(trail._window.reads) == 3
         await trail._write_window()  # the next window: the three that arrived, one event
-        assert transactions == 2 and len(trail._queue) == 3
+        assert transactions == 2 and len(trail._window.reads) == 3
         journaled = await storage.queue_entries(JOURNAL, 0)
         assert [len(orjson.loads(data)["reads"]) for _, data in journaled] == [3, 3]
         monkeypatch.setattr(service, "in_transaction", real)

@@ -233,10 +233,10 @@ def _options(svc: FhirService, call: OperationCall) -> Options:
                 f"$everything does not support '{name}' yet: use _since and _type",
                 expression=(name,),
             )
-    types: frozenset[str] | None = None
-    raw = call.params.strings("_type")
-    if raw:
-        types = frozenset(t.strip() for v in raw for t in v.split(",") if t.strip())
+    # an empty `_type` (`_type=`, `_type=,,`) is ignored, as an empty parameter is in searches
+    named = frozenset(t.strip() for v in call.params.strings("_type") for t in v.split(","))
+    types = (named - {""}) or None
+    if types:
         unknown = sorted(types - svc.resource_types)
         if unknown:
             raise BadRequest(

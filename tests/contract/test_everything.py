@@ -138,6 +138,8 @@ async def test_everything_of_one_patient(service: FhirService) -> None:
 async def test_type_and_since(service: FhirService) -> None:
     found = await call(service, "Patient/p1/$everything", ("_type", "Observation,Practitioner"))
     assert refs(found) == ["Patient/p1", "Observation/o1", "Practitioner/gp1"]
+    for empty in ("", ",,", " , "):  # an empty _type is ignored, as in searches
+        assert refs(await call(service, "Patient/p1/$everything", ("_type", empty))) == P1_ALL
     # o1 changes now; everything else was written before b1 was, the last one
     before = (await call(service, "Basic/b1"))["meta"]["lastUpdated"]
     o1 = next(r for r in RESOURCES if r["id"] == "o1")

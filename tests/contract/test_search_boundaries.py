@@ -212,3 +212,15 @@ async def test_links_never_carry_more_than_the_limit_allowed(service: FhirServic
     data: Any = orjson.loads(body) if isinstance(body, bytes) else body
     longest = max(len(link["url"]) for link in data["link"])
     assert longest < DEFAULT_LIMITS.max_query_bytes + 200
+
+
+async def test_numbers_whose_exponent_is_beyond_a_double(service: FhirService) -> None:
+    """`0e999999999` stands for 0 ± 5e999999998 (every value); `1e-999999999` for a range
+    no float is in (nothing); `ne` of it for every value. Each engine answers them."""
+    every = sorted(f"o{n}" for n in range(PATIENTS))
+    assert await ids(service, "Observation", ("value-quantity", "0e999999999")) == every
+    assert await ids(service, "Observation", ("value-quantity", "1e-999999999")) == []
+    assert await ids(service, "Observation", ("value-quantity", "ne1e-999999999")) == every
+    assert (
+        await ids(service, "Observation", ("_filter", "value-quantity gt -1e-999999999")) == every
+    )

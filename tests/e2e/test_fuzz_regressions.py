@@ -84,3 +84,18 @@ def test_custom_parameter_that_repeats_a_computed_value_ends(client: httpx.Clien
         assert found.json()["total"] >= 1
     finally:
         client.delete(created.headers["Location"].split("/_history/")[0])
+
+
+def test_a_number_whose_exponent_is_beyond_a_double_is_searched(client: httpx.Client) -> None:
+    """`1e-999999999` is a number a float holds (0.0); half a unit of its last digit was
+    computed with `Decimal.scaleb`, which raised for that exponent (a 500)."""
+    for params in (
+        {"_filter": "value-quantity eq 1e-999999999"},
+        {"value-quantity": "1e-999999999"},
+        {"value-quantity": "ap0e999999999"},
+        {"_filter": "value-quantity ne -1e-999999999"},
+    ):
+        response = client.get("/Observation", params={**params, "_summary": "count"})
+        assert response.status_code == 200, (params, response.text)
+    found = client.get("/RiskAssessment", params={"probability": "1e-999999999"})
+    assert found.status_code == 200, found.text

@@ -87,6 +87,7 @@ def split_prefix(value: str) -> tuple[Prefix, str]:
 
 
 EXACT_PREFIXES: frozenset[str] = frozenset({"gt", "lt", "ge", "le", "sa", "eb"})
+_EXPONENT_BOUND = 400  # beyond double's (-324 to 308), as a decimal exponent
 APPROXIMATELY = Decimal("0.1")  # `ap`: within 10% of the value (the spec's recommendation)
 
 
@@ -119,7 +120,11 @@ def search_range(prefix: Prefix, text: str) -> tuple[float, float] | None:
         return float(number), float(number)
     exponent = number.as_tuple().exponent
     assert isinstance(exponent, int)
-    half = Decimal(5).scaleb(exponent - 1)
+    # Beyond a double's exponents (`1e-999999999`, `0e999999999`) half a unit is below the
+    # smallest float or above the largest either way: clamped, the floats are the same, and
+    # `scaleb` (which refuses an exponent that far out of its context) stays within range.
+    exponent = min(max(exponent, -_EXPONENT_BOUND), _EXPONENT_BOUND)
+    half = Decimal((0, (5,), exponent - 1))
     if prefix == "ap":
         half = max(half, abs(number) * APPROXIMATELY)
         return float(number - half), float(number + half)

@@ -6,6 +6,7 @@ https://hl7.org/fhir/R4/search.html
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import pytest
@@ -162,6 +163,11 @@ def test_bad_date_names_the_parameter(value: str) -> None:
         ("le-3", "le", -3.0, -3.0),
         ("ap100", "ap", 90.0, 110.0),  # within 10%
         ("ap0.8", "ap", 0.72, 0.88),
+        # exponents beyond a double's: the floats the exact range gives (the fuzz test's)
+        ("1e-999999999", "eq", 0.0, -5e-324),  # [5e-1000000000, 1.5e-999999999): no float
+        ("ap-1e-999999999", "ap", 0.0, 0.0),
+        ("0e999999999", "eq", -math.inf, sys.float_info.max),  # 0 ± 5e999999998: any
+        ("ne0e-999999999", "ne", 0.0, -5e-324),
     ],
 )
 def test_number_ranges(value: str, prefix: str, low: float, high: float) -> None:

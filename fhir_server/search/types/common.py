@@ -122,9 +122,9 @@ def search_range(prefix: Prefix, text: str) -> tuple[float, float] | None:
     assert isinstance(exponent, int)
     # Beyond a double's exponents (`1e-999999999`, `0e999999999`) half a unit is below the
     # smallest float or above the largest either way: clamped, the floats are the same, and
-    # `scaleb` (which refuses an exponent that far out of its context) stays within range.
-    exponent = min(max(exponent, -_EXPONENT_BOUND), _EXPONENT_BOUND)
-    half = Decimal((0, (5,), exponent - 1))
+    # the arithmetic stays within the decimal context's range (`scaleb` raised there).
+    last = min(max(exponent, -_EXPONENT_BOUND), _EXPONENT_BOUND)
+    half = Decimal((0, (5,), last - 1))
     if prefix == "ap":
         half = max(half, abs(number) * APPROXIMATELY)
         return float(number - half), float(number + half)

@@ -507,6 +507,8 @@ def apply_json_patch(resource: dict[str, Any], patch: list[Any]) -> dict[str, An
         raise Unprocessable(f"JSON Patch path problem: {error}") from None
     except (TypeError, ValueError, KeyError, IndexError) as error:
         raise BadRequest(f"Invalid JSON Patch document: {error}") from None
+    except RecursionError:  # copying a value nested deeper than the parser's bound allows
+        raise BadRequest("The JSON Patch document is nested too deeply to be applied") from None
     if not isinstance(result, dict):
         raise Unprocessable("A JSON Patch must leave a resource (a JSON object)")
     return result

@@ -99,3 +99,21 @@ def test_a_number_whose_exponent_is_beyond_a_double_is_searched(client: httpx.Cl
         assert response.status_code == 200, (params, response.text)
     found = client.get("/RiskAssessment", params={"probability": "1e-999999999"})
     assert found.status_code == 200, found.text
+
+
+def test_json_patch_with_a_deeply_nested_value(client: httpx.Client) -> None:
+    id = unique()
+    client.put(
+        f"/Patient/{id}", content=orjson.dumps(patient(id=id)), headers={"Content-Type": JSON}
+    )
+    for depth in (300, 480, 600, 900):  # 480 and more gave a 500 (deepcopy's RecursionError)
+        value = '{"a":' * depth + "{}" + "}" * depth  # deeper than orjson writes
+        body = f'[{{"op":"add","path":"/extension","value":{value}}}]'
+        response = client.patch(
+            f"/Patient/{id}",
+            content=body.encode(),
+            headers={"Content-Type": "application/json-patch+json"},
+        )
+        found = issue(response, 400)["diagnostics"]  # too deep, or an extension that is none
+        assert "nested too deeply" in found or depth < 600, found
+    assert client.get(f"/Patient/{id}").json()["id"] == id

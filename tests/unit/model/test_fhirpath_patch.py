@@ -158,3 +158,11 @@ def test_json_patch_errors(patch: object, error: type[FhirError]) -> None:
         apply_json_patch(PATIENT, patch)  # type: ignore[arg-type]
     assert caught.type is error
     assert caught.value.status == (422 if error is Unprocessable else 400)
+
+
+def test_json_patch_value_nested_beyond_the_stack_is_a_400() -> None:
+    value: dict[str, Any] = {}
+    for _ in range(2000):  # built without recursion; copying it needs more than the stack
+        value = {"a": value}
+    with pytest.raises(BadRequest, match="nested too deeply"):
+        apply_json_patch(PATIENT, [{"op": "add", "path": "/extension", "value": value}])

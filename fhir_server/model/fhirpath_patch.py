@@ -36,6 +36,7 @@ is not a JSON object is a 422.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -494,21 +495,38 @@ _APPLY = {"add": _add, "insert": _insert, "delete": _delete, "replace": _replace
 
 
 def apply_json_patch(resource: dict[str, Any], patch: list[Any]) -> dict[str, Any]:
-    """A new resource: `resource` with the RFC 6902 JSON Patch `patch` applied."""
+    """A new resource: `resource` with the RFC 6902 JSON Patch `patch` applied.
+
+    The operations go one by one onto one copy, so that an error names its operation by what
+    the client sent (`op`, `path`, `from`) and never by the resource's content: the
+    library's messages quote the document, which a caller allowed to update may not be
+    allowed to read (masked or withheld elements)."""
     if not isinstance(patch, list) or not all(isinstance(op, dict) for op in patch):
         raise BadRequest("A JSON Patch document must be an array of operation objects")
-    try:
-        result = jsonpatch.apply_patch(resource, patch, in_place=False)
-    except jsonpatch.JsonPatchTestFailed as error:
-        raise Unprocessable(f"JSON Patch test operation failed: {error}") from None
-    except jsonpatch.InvalidJsonPatch as error:
-        raise BadRequest(f"Invalid JSON Patch document: {error}") from None
-    except (jsonpatch.JsonPatchConflict, jsonpointer.JsonPointerException) as error:
-        raise Unprocessable(f"JSON Patch path problem: {error}") from None
-    except (TypeError, ValueError, KeyError, IndexError) as error:
-        raise BadRequest(f"Invalid JSON Patch document: {error}") from None
-    except RecursionError:  # copying a value nested deeper than the parser's bound allows
-        raise BadRequest("The JSON Patch document is nested too deeply to be applied") from None
+    result: Any = copy.deepcopy(resource)  # a stored resource: nested 64 objects at most
+    for op in patch:
+        said = " (" + " ".join(_said(op[k]) for k in ("op", "path", "from") if k in op) + ")"
+        try:
+            result = jsonpatch.apply_patch(result, [op], in_place=True)
+        except jsonpatch.JsonPatchTestFailed:
+            raise Unprocessable(f"JSON Patch test operation failed{said}") from None
+        except jsonpatch.InvalidJsonPatch as error:  # about the operation, not the resource
+            raise BadRequest(f"Invalid JSON Patch document{said}: {error}") from None
+        except (jsonpatch.JsonPatchConflict, jsonpointer.JsonPointerException):
+            raise Unprocessable(
+                f"JSON Patch path problem{said}: the location does not exist in the resource "
+                "or cannot take the change"
+            ) from None
+        except (TypeError, ValueError, KeyError, IndexError):
+            raise BadRequest(f"Invalid JSON Patch document{said}") from None
+        except RecursionError:  # copying a value nested deeper than the parser's bound allows
+            raise BadRequest(
+                f"The JSON Patch document is nested too deeply to be applied{said}"
+            ) from None
     if not isinstance(result, dict):
         raise Unprocessable("A JSON Patch must leave a resource (a JSON object)")
     return result
+
+
+def _said(value: object) -> str:
+    return value[:200] if isinstance(value, str) else f"<{type(value).__name__}>"

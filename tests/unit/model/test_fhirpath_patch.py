@@ -166,3 +166,34 @@ def test_json_patch_value_nested_beyond_the_stack_is_a_400() -> None:
         value = {"a": value}
     with pytest.raises(BadRequest, match="nested too deeply"):
         apply_json_patch(PATIENT, [{"op": "add", "path": "/extension", "value": value}])
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        [{"op": "test", "path": "/name/0/family", "value": "Chalmerz"}],
+        [{"op": "remove", "path": "/name/0/family/x"}],
+        [{"op": "replace", "path": "/name/0/prefix", "value": ["Mr"]}],
+        [{"op": "copy", "from": "/name/0/suffix", "path": "/x"}],
+        [{"op": "move", "from": "/name/0/given/5", "path": "/x"}],
+        [{"op": "add", "path": "/name/0/given/9", "value": "x"}],
+        [{"op": "add", "path": "/active/deeper", "value": "x"}],
+    ],
+)
+def test_json_patch_errors_never_quote_the_resource(patch: list[dict[str, Any]]) -> None:
+    """The library's messages quote the document; a caller who may update a resource may
+    still not be cleared to read all of it."""
+    with pytest.raises(FhirError) as caught:
+        apply_json_patch(PATIENT, patch)
+    message = str(caught.value)
+    assert not any(s in message for s in ("Chalmers", "Peter", "resourceType", "True")), message
+    assert f"{patch[0]['op']} {patch[0]['path']}" in message  # names what the client sent
+
+
+def test_json_patch_operation_members_that_are_no_strings_are_named_by_type() -> None:
+    deep: Any = "x"
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(BadRequest) as caught:
+        apply_json_patch(PATIENT, [{"op": "add", "path": deep, "value": 1}])
+    assert "(add <list>)" in str(caught.value)
